@@ -1,0 +1,136 @@
+"""Workflows: a named async function `(wf, params)` run durably, optionally on a schedule."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from awf_sim.dsl._domain import Domain, registered_domains
+from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._names import validate_name
+from awf_sim.dsl._schedule import to_cron
+
+__all__ = ["Workflow", "WorkflowFn", "registered_workflows"]
+
+WorkflowFn = Callable[..., Any]
+
+_WORKFLOWS: dict[str, Workflow] = {}
+
+
+class Workflow:
+    """A durable workflow.
+
+    `@Workflow("order-processing", examples=[...])` on `async def fn(wf, order)`, or
+    `Workflow("weekly-report").every("Monday at 9am").run(fn)` for a scheduled one (its function
+    may take `wf` alone). `wf.<Domain>` resolves among `domains` when given, else among every
+    Domain defined in the process.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        fn: WorkflowFn | None = None,
+        *,
+        examples: Sequence[Any] | None = None,
+        domains: Iterable[Domain] | None = None,
+    ) -> None:
+        self.name = validate_name("workflow name", name)
+        self.examples: list[Any] = list(examples) if examples is not None else []
+        self._domains: dict[str, Domain] | None = None
+        if domains is not None:
+            self._domains = {}
+            for domain in domains:
+                if not isinstance(domain, Domain):
+                    raise DefinitionError(
+                        f"Workflow({name!r}, domains=...): expected Domain objects, got {domain!r}"
+                    )
+                self._domains[domain.name] = domain
+        self.schedule: str | None = None
+        self.fn: WorkflowFn | None = None
+        self._takes_params = True
+        if fn is not None:
+            self._set_fn(fn)
+        _WORKFLOWS[self.name] = self
+
+    def __call__(self, fn: WorkflowFn) -> Workflow:
+        """Decorator form: `@Workflow("name")` above `async def fn(wf, params)`."""
+        self._set_fn(fn)
+        return self
+
+    def every(self, schedule: str) -> Workflow:
+        """Run on a schedule: a 5-field cron or a phrase such as "Monday at 9am"."""
+        self.schedule = to_cron(schedule)
+        return self
+
+    def run(self, fn: WorkflowFn) -> Workflow:
+        """Set the workflow function (the `.every(...).run(fn)` form)."""
+        self._set_fn(fn)
+        return self
+
+    def _set_fn(self, fn: WorkflowFn) -> None:
+        if self.fn is not None:
+            raise DefinitionError(f"workflow {self.name!r} already has a function ({self.fn!r})")
+        if not callable(fn):
+            raise DefinitionError(
+                f"workflow {self.name!r}: expected an async function (wf, params), got {fn!r}"
+            )
+        try:
+            params = [
+                p
+                for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+        except (TypeError, ValueError):  # builtins and some callables have no signature
+            params = []
+        if len(params) == 0 or len(params) > 2:
+            raise DefinitionError(
+                f"workflow {self.name!r}: its function must take (wf) or (wf, params), "
+                f"got {len(params)} positional parameters"
+            )
+        self._takes_params = len(params) == 2
+        self.fn = fn
+
+    @property
+    def input_model(self) -> type | None:
+        """The pydantic model the params are annotated with, if any (duck-typed)."""
+        if self.fn is None or not self._takes_params:
+            return None
+        try:
+            hints = inspect.get_annotations(self.fn, eval_str=True)
+        except Exception:  # unresolvable string annotations: no model
+            return None
+        params = list(inspect.signature(self.fn).parameters)
+        model = hints.get(params[1])
+        return model if isinstance(model, type) and hasattr(model, "model_validate") else None
+
+    def call(self, wf: Any, params: Any) -> Any:
+        """Invoke the workflow function with the `wf` proxy (and the params if it takes them)."""
+        if self.fn is None:
+            raise DefinitionError(
+                f"workflow {self.name!r} has no function: decorate one or call .run(fn)"
+            )
+        return self.fn(wf, params) if self._takes_params else self.fn(wf)
+
+    def resolve_domain(self, name: str) -> Domain:
+        """The Domain `wf.<name>` refers to; unknown names are an error listing the known ones."""
+        table: Mapping[str, Domain] = (
+            self._domains if self._domains is not None else registered_domains()
+        )
+        try:
+            return table[name]
+        except KeyError:
+            known = ", ".join(sorted(table)) or "none"
+            where = "in this workflow's domains=" if self._domains is not None else "defined"
+            raise DefinitionError(
+                f"unknown domain {name!r} in workflow {self.name!r}; domains {where}: {known}"
+            ) from None
+
+    def __repr__(self) -> str:
+        extra = f", every={self.schedule!r}" if self.schedule else ""
+        return f"Workflow({self.name!r}{extra})"
+
+
+def registered_workflows() -> Mapping[str, Workflow]:
+    """Every Workflow defined in this process, by name (recovery resolves stored names here)."""
+    return _WORKFLOWS

@@ -1,0 +1,137 @@
+"""An asyncio event loop on virtual time (the model is trio's MockClock with autojump).
+
+When nothing is ready the loop jumps its clock to the next timer instead of waiting, so a
+two-week sleep costs one loop iteration. Time is whole milliseconds: with asyncio's 1e-9 s
+resolution a timer a year away would never compare as due and the loop would spin.
+
+The loop holds no OS resources (no selector, no self-pipe, no sockets), so a Simulator that is
+never closed leaks nothing. Work handed to threads (`asyncio.to_thread`) keeps virtual time
+still: the loop waits for it in real time before jumping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from awf_sim.engine._ambient import NetworkAccessRefused
+
+__all__ = ["VirtualLoop"]
+
+
+class _VirtualSelector:
+    """Stands in for the selector: `select(timeout)` is where the loop would block."""
+
+    def __init__(self, loop: VirtualLoop) -> None:
+        self._loop = loop
+
+    def select(self, timeout: float | None) -> list[Any]:
+        loop = self._loop
+        if timeout == 0:
+            return []
+        if loop._threads_pending:
+            with loop._wakeup:
+                loop._wakeup.wait(0.05)
+            return []
+        scheduled = loop._scheduled  # type: ignore[attr-defined]
+        target = loop._target_ms
+        if loop._stop_when():
+            loop.stop()
+            return []
+        if not scheduled:
+            # Nothing can ever happen again without the outside: stop here.
+            if target is not None:
+                loop._now_ms = max(loop._now_ms, target)
+            loop.stop()
+            return []
+        next_ms = math.ceil(scheduled[0]._when * 1000 - 1e-6)
+        if target is not None and next_ms > target:
+            loop._now_ms = max(loop._now_ms, target)
+            loop.stop()
+            return []
+        loop._now_ms = max(loop._now_ms, next_ms)
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class VirtualLoop(asyncio.BaseEventLoop):
+    """Event loop whose `time()` is virtual; `run(stop_when, target_ms)` drives it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._now_ms = 0
+        self._clock_resolution = 1e-6
+        self._selector = _VirtualSelector(self)
+        self._threads_pending = 0
+        self._wakeup = threading.Condition()
+        self._target_ms: int | None = None
+        self._stop_when: Callable[[], bool] = lambda: False
+
+    # -- clock --------------------------------------------------------------------------
+    def time(self) -> float:
+        return self._now_ms / 1000
+
+    @property
+    def now_ms(self) -> int:
+        return self._now_ms
+
+    def run(self, stop_when: Callable[[], bool], target_ms: int | None = None) -> None:
+        """Run until idle and `stop_when()` is true, nothing is scheduled, or `target_ms`."""
+        self._stop_when = stop_when
+        self._target_ms = target_ms
+        try:
+            self.run_forever()
+        finally:
+            self._stop_when = lambda: False
+            self._target_ms = None
+
+    # -- what a selector loop would do with I/O -----------------------------------------
+    def _process_events(self, event_list: list[Any]) -> None:
+        pass
+
+    def _write_to_self(self) -> None:
+        # call_soon_threadsafe from an executor thread: wake select() if it waits for one.
+        with self._wakeup:
+            self._wakeup.notify_all()
+
+    def run_in_executor(self, executor: Any, func: Any, *args: Any) -> Any:  # type: ignore[override]
+        fut = super().run_in_executor(executor, func, *args)
+        self._threads_pending += 1
+        fut.add_done_callback(self._thread_done)
+        return fut
+
+    def _thread_done(self, _fut: Any) -> None:
+        self._threads_pending -= 1
+
+    def __del__(self) -> None:
+        # BaseEventLoop warns about unclosed loops because they hold sockets; this one holds
+        # nothing, so there is nothing to warn about.
+        pass
+
+    # -- network: refused inside a simulation --------------------------------------------
+    def _refuse(self, what: str) -> NoReturn:
+        raise NetworkAccessRefused(
+            f"{what} inside a simulation: the simulator has no network. Use ctx.http, which "
+            "the simulator routes to respx routes or a mock transport (pass http=... to "
+            "Simulator or create_test_workflow)."
+        )
+
+    async def create_connection(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse(f"a connection to {args[1:3] or kwargs.get('host')!r}")
+
+    async def create_server(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse("starting a server")
+
+    async def create_datagram_endpoint(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse("a datagram endpoint")
+
+    async def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse(f"resolving {host!r}")
+
+    async def sock_connect(self, sock: Any, address: Any) -> NoReturn:
+        self._refuse(f"a connection to {address!r}")

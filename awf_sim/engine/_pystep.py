@@ -1,0 +1,166 @@
+"""Cloudflare's Python Workflows step API (`step.do`, `step.sleep`, ...) over the engine.
+
+So a class written for Cloudflare (`async def run(self, event, step)`), including the entry
+module awf_deploy generates, runs in the simulator unchanged. Implicit-dependency mode
+(SEMANTICS §6): a step function's parameters named after other step functions are resolved
+first (memoised per run by name), `ctx` receives the step context dict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from awf_sim.dsl._config import validate_config
+from awf_sim.dsl._duration import check_sleep, parse_duration
+from awf_sim.dsl._errors import DefinitionError
+
+if TYPE_CHECKING:
+    from awf_sim.engine._simulator import StepInfo, _Lifetime
+
+__all__ = ["PythonStep", "instantiate"]
+
+
+def instantiate(cls: type, env: Mapping[str, Any]) -> Any:
+    """Create the entrypoint object as Cloudflare does: `cls(ctx, env)` when it takes them."""
+    try:
+        params = [
+            p
+            for p in inspect.signature(cls).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    obj = cls(None, env) if len(params) >= 2 else cls()
+    if not hasattr(obj, "env"):
+        obj.env = env
+    return obj
+
+
+class _StepFunction:
+    """What `@step.do(...)` returns: calling it runs the step (a new occurrence each call)."""
+
+    def __init__(
+        self,
+        step: PythonStep,
+        name: str,
+        func: Callable[..., Any],
+        concurrent: bool,
+        config: Mapping[str, Any],
+        depends: Sequence[Any] | None,
+    ) -> None:
+        self._step = step
+        self.name = name
+        self.func = func
+        self.concurrent = concurrent
+        self.config = config
+        params = list(inspect.signature(func).parameters)
+        self.wants_ctx = "ctx" in params
+        names = [p for p in params if p != "ctx"]
+        if depends is not None:
+            # Legacy mode: dependencies matched in order to the non-ctx parameters.
+            deps = [d.name if isinstance(d, _StepFunction) else str(d) for d in depends]
+            if len(deps) != len(names):
+                raise TypeError(
+                    f"step {name!r}: {len(deps)} dependencies for {len(names)} parameters"
+                )
+            self.deps = list(zip(names, deps, strict=True))
+        else:
+            self.deps = [(n, n) for n in names]
+
+    def __call__(self) -> Any:
+        return self._step._run(self)
+
+    def __repr__(self) -> str:
+        return f"<step function {self.name}>"
+
+
+class PythonStep:
+    """The `step` object passed to `run(self, event, step)`."""
+
+    def __init__(self, lt: _Lifetime) -> None:
+        self._lt = lt
+        self._functions: dict[str, _StepFunction] = {}
+        self._memo: dict[str, asyncio.Future[Any]] = {}
+
+    def do(
+        self,
+        name: str | None = None,
+        *,
+        depends: Sequence[Any] | None = None,
+        concurrent: bool = False,
+        config: Mapping[str, Any] | None = None,
+    ) -> Callable[[Callable[..., Any]], _StepFunction]:
+        def register(func: Callable[..., Any]) -> _StepFunction:
+            step_name = name or func.__name__
+            normalised = validate_config(config, f"step {step_name!r}")
+            fn = _StepFunction(self, step_name, func, concurrent, normalised, depends)
+            self._functions[step_name] = fn
+            return fn
+
+        if callable(name):  # bare `@step.do` without parentheses
+            func, name = name, None
+            return register(func)
+        return register
+
+    async def sleep(self, name: str, duration: str | int | float) -> None:
+        await self._lt.sleep(name, check_sleep(parse_duration(duration), f"step.sleep({name!r})"))
+
+    async def sleep_until(self, name: str, timestamp: _dt.datetime | int | float) -> None:
+        if isinstance(timestamp, _dt.datetime):
+            aware = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=_dt.UTC)
+            epoch_ms = round(aware.timestamp() * 1000)
+        elif isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
+            epoch_ms = round(timestamp)
+        else:
+            raise DefinitionError(
+                f"step.sleep_until({name!r}): pass a datetime or epoch milliseconds"
+            )
+        await self._lt.sleep_until(name, epoch_ms)
+
+    async def wait_for_event(
+        self, name: str, event_type: str, timeout: str | int | float = "24 hours"
+    ) -> dict[str, Any]:
+        """Returns the event: {"payload", "timestamp", "type"}."""
+        event: dict[str, Any] = await self._lt.sim._wait(
+            self._lt, name, event_type, parse_duration(timeout)
+        )
+        return event
+
+    async def _resolve(self, param: str, dep: str) -> Any:
+        fn = self._functions.get(dep)
+        if fn is None:
+            raise TypeError(
+                f"step parameter {param!r} names no step function; define "
+                f"`@step.do() async def {dep}(...)` before it, or rename the parameter"
+            )
+        memo = self._memo.get(dep)
+        if memo is None:
+            memo = self._memo[dep] = self._lt.spawn(fn())
+        return await asyncio.shield(memo)
+
+    async def _run(self, fn: _StepFunction) -> Any:
+        from awf_sim.engine._simulator import _CallbackStep
+
+        if fn.concurrent:
+            values = await asyncio.gather(*(self._resolve(p, d) for p, d in fn.deps))
+        else:
+            values = [await self._resolve(p, d) for p, d in fn.deps]
+        kwargs = {p: v for (p, _), v in zip(fn.deps, values, strict=True)}
+
+        def callback(info: StepInfo) -> Any:
+            if fn.wants_ctx:
+                ctx = {
+                    "step": {"name": info.name, "count": info.count},
+                    "attempt": info.attempt,
+                    "config": info.config,
+                }
+                return fn.func(**kwargs, ctx=ctx)
+            return fn.func(**kwargs)
+
+        return await self._lt.sim._do(
+            self._lt, fn.name, fn.name, fn.config, _CallbackStep(callback)
+        )

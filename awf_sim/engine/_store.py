@@ -1,0 +1,234 @@
+"""Where an instance's durable state lives: in memory (default) or in a SQLite file.
+
+The engine keeps no durable fact anywhere else: a simulated crash drops the engine and keeps
+the store, and recovery replays from it. Every change goes through `commit`, one transaction
+for SQLite, so whatever was committed survives a crash of the process and nothing else does.
+
+Records are flat dicts of JSON values (results are already JSON text), so the memory store
+can keep them without copying and the SQLite store can write them as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+__all__ = ["MemoryStore", "SqliteStore", "Store", "open_store"]
+
+Record = dict[str, Any]
+
+
+class Store(Protocol):
+    def instance_ids(self) -> list[str]: ...
+    def get_instance(self, iid: str) -> Record | None: ...
+    def get_step(self, iid: str, key: str) -> Record | None: ...
+    def steps(self, iid: str) -> dict[str, Record]: ...
+    def events(self, iid: str) -> list[Record]: ...
+    def timeline(self, iid: str) -> list[Record]: ...
+    def commit(
+        self,
+        iid: str,
+        *,
+        meta: Record | None = None,
+        steps: Mapping[str, Record | None] | None = None,
+        events: Iterable[Record] = (),
+        timeline: Iterable[Record] = (),
+        wipe_steps: bool = False,
+    ) -> None: ...
+    def close(self) -> None: ...
+
+
+class _Instance:
+    __slots__ = ("events", "meta", "steps", "timeline")
+
+    def __init__(self) -> None:
+        self.meta: Record = {}
+        self.steps: dict[str, Record] = {}
+        self.events: dict[int, Record] = {}
+        self.timeline: list[Record] = []
+
+
+class MemoryStore:
+    """The default store: plain dicts that outlive the engine's simulated crashes."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, _Instance] = {}
+
+    def instance_ids(self) -> list[str]:
+        return list(self._data)
+
+    def get_instance(self, iid: str) -> Record | None:
+        inst = self._data.get(iid)
+        return inst.meta if inst is not None else None
+
+    def get_step(self, iid: str, key: str) -> Record | None:
+        return self._data[iid].steps.get(key)
+
+    def steps(self, iid: str) -> dict[str, Record]:
+        return dict(self._data[iid].steps)
+
+    def events(self, iid: str) -> list[Record]:
+        return list(self._data[iid].events.values())
+
+    def timeline(self, iid: str) -> list[Record]:
+        return self._data[iid].timeline
+
+    def commit(
+        self,
+        iid: str,
+        *,
+        meta: Record | None = None,
+        steps: Mapping[str, Record | None] | None = None,
+        events: Iterable[Record] = (),
+        timeline: Iterable[Record] = (),
+        wipe_steps: bool = False,
+    ) -> None:
+        inst = self._data.get(iid)
+        if inst is None:
+            inst = self._data[iid] = _Instance()
+        if meta is not None:
+            inst.meta = meta
+        if wipe_steps:
+            inst.steps = {}
+            inst.events = {}
+        if steps:
+            for key, rec in steps.items():
+                if rec is None:
+                    inst.steps.pop(key, None)
+                else:
+                    inst.steps[key] = rec
+        for ev in events:
+            inst.events[ev["seq"]] = ev
+        inst.timeline.extend(timeline)
+
+    def close(self) -> None:
+        pass
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS steps (
+    instance TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (instance, key));
+CREATE TABLE IF NOT EXISTS events (
+    instance TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (instance, seq));
+CREATE TABLE IF NOT EXISTS timeline (
+    instance TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (instance, seq));
+"""
+
+
+class SqliteStore:
+    """A SQLite file in WAL mode; one transaction per commit.
+
+    Reads are served from a mirror of what was committed, so the engine's hot path never
+    queries SQLite; a new process (or `Simulator(store=path)`) loads the mirror from the file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives the process being killed (not power loss).
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+        self._mirror = MemoryStore()
+        self._load()
+
+    def _load(self) -> None:
+        m = self._mirror
+        for iid, data in self._conn.execute("SELECT id, data FROM instances"):
+            m.commit(iid, meta=json.loads(data))
+        for iid, key, data in self._conn.execute("SELECT instance, key, data FROM steps"):
+            m.commit(iid, steps={key: json.loads(data)})
+        for iid, data in self._conn.execute(
+            "SELECT instance, data FROM events ORDER BY instance, seq"
+        ):
+            m.commit(iid, events=[json.loads(data)])
+        for iid, data in self._conn.execute(
+            "SELECT instance, data FROM timeline ORDER BY instance, seq"
+        ):
+            m.commit(iid, timeline=[json.loads(data)])
+
+    def instance_ids(self) -> list[str]:
+        return self._mirror.instance_ids()
+
+    def get_instance(self, iid: str) -> Record | None:
+        return self._mirror.get_instance(iid)
+
+    def get_step(self, iid: str, key: str) -> Record | None:
+        return self._mirror.get_step(iid, key)
+
+    def steps(self, iid: str) -> dict[str, Record]:
+        return self._mirror.steps(iid)
+
+    def events(self, iid: str) -> list[Record]:
+        return self._mirror.events(iid)
+
+    def timeline(self, iid: str) -> list[Record]:
+        return self._mirror.timeline(iid)
+
+    def commit(
+        self,
+        iid: str,
+        *,
+        meta: Record | None = None,
+        steps: Mapping[str, Record | None] | None = None,
+        events: Iterable[Record] = (),
+        timeline: Iterable[Record] = (),
+        wipe_steps: bool = False,
+    ) -> None:
+        events = list(events)
+        timeline = list(timeline)
+        c = self._conn
+        base = len(self._mirror.timeline(iid)) if self._mirror.get_instance(iid) else 0
+        c.execute("BEGIN")
+        try:
+            if meta is not None:
+                c.execute(
+                    "INSERT OR REPLACE INTO instances (id, data) VALUES (?, ?)",
+                    (iid, json.dumps(meta)),
+                )
+            if wipe_steps:
+                c.execute("DELETE FROM steps WHERE instance = ?", (iid,))
+                c.execute("DELETE FROM events WHERE instance = ?", (iid,))
+            if steps:
+                for key, rec in steps.items():
+                    if rec is None:
+                        c.execute("DELETE FROM steps WHERE instance = ? AND key = ?", (iid, key))
+                    else:
+                        c.execute(
+                            "INSERT OR REPLACE INTO steps (instance, key, data) VALUES (?, ?, ?)",
+                            (iid, key, json.dumps(rec)),
+                        )
+            for ev in events:
+                c.execute(
+                    "INSERT OR REPLACE INTO events (instance, seq, data) VALUES (?, ?, ?)",
+                    (iid, ev["seq"], json.dumps(ev)),
+                )
+            c.executemany(
+                "INSERT INTO timeline (instance, seq, data) VALUES (?, ?, ?)",
+                [(iid, base + i, json.dumps(e)) for i, e in enumerate(timeline)],
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        self._mirror.commit(
+            iid, meta=meta, steps=steps, events=events, timeline=timeline, wipe_steps=wipe_steps
+        )
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def open_store(store: Store | str | os.PathLike[str] | None) -> Store:
+    """None: a new memory store; a path: a SQLite store at that path; a Store: itself."""
+    if store is None:
+        return MemoryStore()
+    if isinstance(store, str | os.PathLike):
+        return SqliteStore(store)
+    return store

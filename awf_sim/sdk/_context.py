@@ -1,0 +1,61 @@
+"""The `ctx` every domain handler receives: `(context, args, ctx)`."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["HandlerContext", "idempotency_key"]
+
+
+def idempotency_key(instance_id: str, step_name: str, count: int) -> str:
+    """Stable for one step occurrence of one instance across attempts, crashes and replays."""
+    raw = f"{instance_id}\x1f{step_name}\x1f{count}".encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+class HandlerContext:
+    """What a handler sees of the world: `ctx.db`, `ctx.env`, `ctx.attempt`, `ctx.step` and
+    `ctx.idempotency_key`. Built fresh for every attempt."""
+
+    __slots__ = ("_db", "_db_factory", "_idem", "_instance_id", "attempt", "env", "step")
+
+    def __init__(
+        self,
+        *,
+        instance_id: str,
+        step: Mapping[str, Any],
+        attempt: int,
+        env: Mapping[str, Any],
+        db: Any = None,
+        db_factory: Any = None,
+    ) -> None:
+        self._instance_id = instance_id
+        self.step = step  # {"name": Cloudflare step name, "path": dotted path, "count": k}
+        self.attempt = attempt  # 1-based
+        self.env = env
+        self._db = db
+        self._db_factory = db_factory
+        self._idem: str | None = None
+
+    @property
+    def db(self) -> Any:
+        """The database (SQLite in the simulator, D1 on Cloudflare)."""
+        if self._db is None:
+            if self._db_factory is None:
+                raise AttributeError(
+                    "ctx.db: no database is configured; pass db=Database(...) or "
+                    "db=mock_database({...}) to the Simulator or create_test_context"
+                )
+            self._db = self._db_factory()
+        return self._db
+
+    @property
+    def idempotency_key(self) -> str:
+        if self._idem is None:
+            self._idem = idempotency_key(self._instance_id, self.step["name"], self.step["count"])
+        return self._idem
+
+    def __repr__(self) -> str:
+        return f"<ctx step={self.step.get('path')} attempt={self.attempt}>"
