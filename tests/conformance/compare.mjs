@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// Compares traces by FORMAT.md's rules: status, output, error.message and attempts equal;
+// retry_gaps_ms with the same keys and lengths, each produced gap within [formula, formula + 500]
+// where the formula is taken from the scenario's step config (delay, backoff).
+//
+//   node compare.mjs SCENARIO_DIR PRODUCED_DIR     (compares every NAME.json in SCENARIO_DIR
+//                                                   that has NAME.trace.json in both folders)
+import { readFileSync, readdirSync, existsSync } from "node:fs";
+import { isDeepStrictEqual } from "node:util";
+import { join } from "node:path";
+
+const [scenarioDir, producedDir] = process.argv.slice(2);
+if (!scenarioDir || !producedDir) {
+  process.stderr.write("usage: node compare.mjs SCENARIO_DIR PRODUCED_DIR\n");
+  process.exit(2);
+}
+const read = (p) => JSON.parse(readFileSync(p, "utf8"));
+const UNIT_MS = { year: 315576e5, month: 2592e6, week: 6048e5, day: 864e5, hour: 36e5, minute: 6e4, second: 1e3 };
+const durationMs = (d) => {
+  if (!isNaN(+d)) return +d;
+  const [, v, u] = String(d).match(/^([^ ]+) +(\w\w*?)s?$/) || [, d];
+  return +v * (UNIT_MS[u] || 1);
+};
+
+// NAME#K -> retries config of that step (engine defaults: delay 1000 ms, exponential).
+function retryConfigs(scenario) {
+  const count = {};
+  const out = {};
+  const visit = (op) => {
+    if (op.op === "parallel") return op.steps.forEach(visit);
+    if (op.op !== "do") return;
+    count[op.name] = (count[op.name] ?? 0) + 1;
+    out[`${op.name}#${count[op.name]}`] = { delay: 1000, backoff: "exponential", ...op.config?.retries };
+  };
+  scenario.body.forEach(visit);
+  return out;
+}
+const formula = ({ delay, backoff }, n) =>
+  backoff === "exponential" ? durationMs(delay) * 2 ** (n - 1) : backoff === "linear" ? durationMs(delay) * n : durationMs(delay);
+
+let bad = 0;
+let checked = 0;
+for (const file of readdirSync(scenarioDir).filter((f) => f.endsWith(".json") && !f.endsWith(".trace.json")).sort()) {
+  const name = file.slice(0, -".json".length);
+  const expectedPath = join(scenarioDir, `${name}.trace.json`);
+  const producedPath = join(producedDir, `${name}.trace.json`);
+  if (!existsSync(expectedPath) || !existsSync(producedPath)) continue;
+  checked++;
+  const [exp, got, scenario] = [read(expectedPath), read(producedPath), read(join(scenarioDir, file))];
+  const problems = [];
+  for (const k of ["status", "output", "attempts"]) {
+    if (!isDeepStrictEqual(exp[k], got[k])) problems.push(`${k}: expected ${JSON.stringify(exp[k])}, got ${JSON.stringify(got[k])}`);
+  }
+  if (exp.error?.message !== got.error?.message) {
+    problems.push(`error.message: expected ${JSON.stringify(exp.error?.message)}, got ${JSON.stringify(got.error?.message)}`);
+  }
+  const configs = retryConfigs(scenario);
+  const ek = Object.keys(exp.retry_gaps_ms).sort();
+  const gk = Object.keys(got.retry_gaps_ms).sort();
+  if (!isDeepStrictEqual(ek, gk)) problems.push(`retry_gaps_ms keys: expected ${ek}, got ${gk}`);
+  for (const key of gk) {
+    const gaps = got.retry_gaps_ms[key];
+    if (exp.retry_gaps_ms[key] && exp.retry_gaps_ms[key].length !== gaps.length) {
+      problems.push(`retry_gaps_ms[${key}]: expected ${exp.retry_gaps_ms[key].length} gaps, got ${gaps.length}`);
+    }
+    gaps.forEach((gap, i) => {
+      const f = formula(configs[key], i + 1);
+      if (!(gap >= f && gap <= f + 500)) problems.push(`retry_gaps_ms[${key}][${i}] = ${gap}, want ${f}..${f + 500}`);
+    });
+  }
+  if (problems.length > 0) bad++;
+  process.stdout.write(`${problems.length ? "MISMATCH" : "ok      "} ${name}\n${problems.map((p) => `    ${p}\n`).join("")}`);
+}
+process.stdout.write(`${checked - bad} matched, ${bad} mismatched\n`);
+process.exit(bad > 0 || checked === 0 ? 1 : 0);

@@ -1,0 +1,304 @@
+#!/usr/bin/env node
+// Runs conformance scenarios on Cloudflare's local Workflows engine (Miniflare/workerd) and writes
+// one trace per scenario, as described in FORMAT.md of the shared conformance folder.
+//
+//   node driver.mjs --out DIR SCENARIO.json [SCENARIO.json ...]
+//
+// Miniflare starts once, offline (cf: false); each scenario runs as a fresh workflow instance
+// whose params are the whole scenario (worker/index.mjs interprets it).
+import { readFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Miniflare } from "miniflare";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const COMPATIBILITY_DATE = "2026-04-01";
+const SCENARIO_LIMIT_MS = 20_000;
+const POLL_MS = 10;
+const TERMINAL = new Set(["complete", "errored", "terminated"]);
+
+function fail(message) {
+  process.stderr.write(`driver: ${message}\n`);
+  process.exit(2);
+}
+
+// ---------------------------------------------------------------- arguments and validation
+
+function parseArgs(argv) {
+  let out = null;
+  const files = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--out") {
+      if (i + 1 >= argv.length) fail("--out needs a directory");
+      out = argv[++i];
+    } else if (a.startsWith("--out=")) {
+      out = a.slice("--out=".length);
+    } else if (a === "-h" || a === "--help") {
+      process.stdout.write("usage: node driver.mjs --out DIR SCENARIO.json [SCENARIO.json ...]\n");
+      process.exit(0);
+    } else if (a.startsWith("-")) {
+      fail(`unknown option ${a}`);
+    } else {
+      files.push(a);
+    }
+  }
+  if (!out) fail("missing --out DIR (usage: node driver.mjs --out DIR SCENARIO.json [...])");
+  if (files.length === 0) fail("no scenario files given");
+  return { out, files };
+}
+
+const isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
+const isDuration = (v) => (typeof v === "number" && v >= 0) || (typeof v === "string" && v !== "");
+
+// Throws an Error naming the first problem found in a scenario; returns nothing when it is valid.
+function validateScenario(s) {
+  if (!isObject(s)) throw new Error("scenario must be a JSON object");
+  if (typeof s.name !== "string" || !/^[A-Za-z0-9._-]+$/.test(s.name)) {
+    throw new Error('"name" must be a non-empty string of letters, digits, ".", "_" or "-"');
+  }
+  if (!Array.isArray(s.body)) throw new Error('"body" must be a list of operations');
+  const checkDo = (op, where) => {
+    if (typeof op.name !== "string" || op.name === "") throw new Error(`${where}: "name" must be a non-empty string`);
+    if (op.config !== undefined && !isObject(op.config)) throw new Error(`${where}: "config" must be an object`);
+    if (!Array.isArray(op.attempts) || op.attempts.length === 0) {
+      throw new Error(`${where}: "attempts" must be a non-empty list`);
+    }
+    op.attempts.forEach((a, j) => {
+      const w = `${where}.attempts[${j}]`;
+      if (!isObject(a)) throw new Error(`${w}: must be an object`);
+      const hasReturn = "return" in a;
+      const hasThrow = "throw" in a;
+      if (hasReturn === hasThrow) throw new Error(`${w}: needs exactly one of "return" or "throw"`);
+      if (hasThrow && !["Error", "NonRetryableError"].includes(a.throw)) {
+        throw new Error(`${w}: "throw" must be "Error" or "NonRetryableError"`);
+      }
+      if (hasThrow && typeof a.message !== "string") throw new Error(`${w}: "message" must be a string`);
+      if (a.hang_ms !== undefined && !(Number.isFinite(a.hang_ms) && a.hang_ms >= 0)) {
+        throw new Error(`${w}: "hang_ms" must be a number >= 0`);
+      }
+    });
+  };
+  s.body.forEach((op, i) => {
+    const where = `body[${i}]`;
+    if (!isObject(op)) throw new Error(`${where}: must be an object`);
+    if (op.catch !== undefined && typeof op.catch !== "boolean") throw new Error(`${where}: "catch" must be a boolean`);
+    switch (op.op) {
+      case "do":
+        checkDo(op, where);
+        break;
+      case "sleep":
+        if (typeof op.name !== "string" || op.name === "") throw new Error(`${where}: "name" must be a non-empty string`);
+        if (!isDuration(op.duration)) throw new Error(`${where}: "duration" must be a number or a string`);
+        break;
+      case "waitForEvent":
+        if (typeof op.name !== "string" || op.name === "") throw new Error(`${where}: "name" must be a non-empty string`);
+        if (typeof op.type !== "string" || op.type === "") throw new Error(`${where}: "type" must be a non-empty string`);
+        if (op.timeout !== undefined && !isDuration(op.timeout)) throw new Error(`${where}: "timeout" must be a number or a string`);
+        break;
+      case "parallel": {
+        if (!Array.isArray(op.steps) || op.steps.length === 0) throw new Error(`${where}: "steps" must be a non-empty list`);
+        const names = new Set();
+        op.steps.forEach((sub, j) => {
+          const w = `${where}.steps[${j}]`;
+          if (!isObject(sub) || sub.op !== "do") throw new Error(`${w}: only "do" operations may be inside "parallel"`);
+          if (sub.catch !== undefined && typeof sub.catch !== "boolean") throw new Error(`${w}: "catch" must be a boolean`);
+          checkDo(sub, w);
+          if (names.has(sub.name)) throw new Error(`${w}: two steps named ${JSON.stringify(sub.name)} in one parallel`);
+          names.add(sub.name);
+        });
+        break;
+      }
+      default:
+        throw new Error(`${where}: unknown op ${JSON.stringify(op.op)} (do, sleep, waitForEvent, parallel)`);
+    }
+  });
+  const checkAfter = (a, w) => {
+    if (!isObject(a)) throw new Error(`${w}: must be an object`);
+    if (!(Number.isFinite(a.after_ms) && a.after_ms >= 0)) throw new Error(`${w}: "after_ms" must be a number >= 0`);
+  };
+  if (s.events !== undefined && !Array.isArray(s.events)) throw new Error('"events" must be a list');
+  (s.events ?? []).forEach((e, i) => {
+    checkAfter(e, `events[${i}]`);
+    if (typeof e.type !== "string" || e.type === "") throw new Error(`events[${i}]: "type" must be a non-empty string`);
+  });
+  if (s.control !== undefined && !Array.isArray(s.control)) throw new Error('"control" must be a list');
+  (s.control ?? []).forEach((c, i) => {
+    checkAfter(c, `control[${i}]`);
+    if (!["pause", "resume", "terminate"].includes(c.op)) {
+      throw new Error(`control[${i}]: "op" must be "pause", "resume" or "terminate"`);
+    }
+  });
+}
+
+function loadScenario(file) {
+  let text;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    fail(`cannot read ${file}: ${e.message}`);
+  }
+  let scenario;
+  try {
+    scenario = JSON.parse(text);
+  } catch (e) {
+    fail(`${file}: not valid JSON: ${e.message}`);
+  }
+  try {
+    validateScenario(scenario);
+  } catch (e) {
+    fail(`${file}: bad scenario: ${e.message}`);
+  }
+  return scenario;
+}
+
+// ---------------------------------------------------------------- trace from attempt records
+
+// Duration to milliseconds, as the engine parses it (itty-time's ms()).
+const UNIT_MS = { year: 315576e5, month: 2592e6, week: 6048e5, day: 864e5, hour: 36e5, minute: 6e4, second: 1e3 };
+function durationMs(d) {
+  if (!isNaN(+d)) return +d;
+  const [, value, unit] = String(d).match(/^([^ ]+) +(\w\w*?)s?$/) || [, d];
+  return +value * (UNIT_MS[unit] || 1);
+}
+
+// attempts: NAME#K -> attempts started; retry_gaps_ms: NAME#K -> gaps between one attempt's
+// failure and the next attempt's start. A failed attempt's failure time is when its callback
+// threw, or its start + the step timeout when it ran longer than that (the engine gave up on it
+// then; the callback itself runs on). Only attempts followed by another one are failures.
+function attemptsAndGaps(records) {
+  const byKey = new Map();
+  for (const r of records) {
+    if (!byKey.has(r.key)) byKey.set(r.key, new Map());
+    // one record per attempt number (the first), even if a replay ran it again
+    if (!byKey.get(r.key).has(r.attempt)) byKey.get(r.key).set(r.attempt, r);
+  }
+  const attempts = {};
+  const gaps = {};
+  for (const [key, perAttempt] of byKey) {
+    const list = [...perAttempt.values()].sort((a, b) => a.attempt - b.attempt);
+    attempts[key] = list.length;
+    if (list.length > 1) {
+      gaps[key] = list.slice(1).map((next, i) => {
+        const prev = list[i];
+        const deadline = prev.start + durationMs(prev.timeout);
+        const failedAt = prev.end === null ? deadline : Math.min(prev.end, deadline);
+        return next.start - failedAt;
+      });
+    }
+  }
+  return { attempts, gaps };
+}
+
+// ---------------------------------------------------------------- running one scenario
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function call(mf, route, body) {
+  const res = await mf.dispatchFetch(`http://conformance.local${route}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const answer = await res.json();
+  if (!res.ok) throw new Error(`${route} failed (${res.status}): ${answer.error ?? JSON.stringify(answer)}`);
+  return answer;
+}
+
+async function runScenario(mf, scenario) {
+  const { id } = await call(mf, "/create", { params: scenario });
+  const created = Date.now();
+
+  // Driver actions sorted by time (stable, so same-time actions keep file order: events first).
+  const actions = [
+    ...(scenario.events ?? []).map((e) => ({ kind: "event", ...e })),
+    ...(scenario.control ?? []).map((c) => ({ kind: "control", ...c })),
+  ].sort((a, b) => a.after_ms - b.after_ms);
+  let controlsLeft = actions.filter((a) => a.kind === "control").length;
+
+  let status;
+  for (;;) {
+    const elapsed = Date.now() - created;
+    while (actions.length > 0 && actions[0].after_ms <= elapsed) {
+      const a = actions.shift();
+      if (a.kind === "event") {
+        await call(mf, "/event", { id, type: a.type, payload: a.payload ?? null });
+      } else {
+        await call(mf, "/control", { id, op: a.op });
+        controlsLeft--;
+      }
+    }
+    status = await call(mf, "/status", { id });
+    if (TERMINAL.has(status.status)) break;
+    if (status.status === "paused" && controlsLeft === 0) break;
+    if (Date.now() - created >= SCENARIO_LIMIT_MS) break;
+    const nextAction = actions.length > 0 ? actions[0].after_ms - (Date.now() - created) : POLL_MS;
+    await sleep(Math.max(0, Math.min(POLL_MS, nextAction)));
+  }
+
+  const records = await call(mf, "/attempts", { id });
+  const { attempts, gaps } = attemptsAndGaps(records);
+  return {
+    name: scenario.name,
+    status: status.status,
+    output: status.status === "complete" ? status.output : null,
+    error: status.status === "errored" && status.error ? { message: status.error.message } : null,
+    attempts,
+    retry_gaps_ms: gaps,
+  };
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  const { out, files } = parseArgs(process.argv.slice(2));
+  const scenarios = files.map(loadScenario); // validate everything before starting workerd
+  const names = new Set();
+  for (const [i, s] of scenarios.entries()) {
+    if (names.has(s.name)) fail(`${files[i]}: scenario name ${JSON.stringify(s.name)} given twice`);
+    names.add(s.name);
+  }
+  mkdirSync(out, { recursive: true });
+
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: join(HERE, "worker", "index.mjs"),
+    compatibilityDate: COMPATIBILITY_DATE,
+    cf: false, // do not fetch the request.cf data: no network
+    host: "127.0.0.1",
+    port: 0,
+    workflows: {
+      WORKFLOW: { name: "conformance", className: "ScenarioWorkflow" },
+    },
+  });
+  let failed = 0;
+  try {
+    await mf.ready;
+    for (const [i, scenario] of scenarios.entries()) {
+      const started = Date.now();
+      let trace;
+      try {
+        trace = await runScenario(mf, scenario);
+      } catch (e) {
+        failed++;
+        process.stderr.write(`${scenario.name}: driver error: ${e.message}\n`);
+        continue;
+      }
+      writeFileSync(join(out, `${scenario.name}.trace.json`), JSON.stringify(trace, null, 2) + "\n");
+      process.stderr.write(
+        `${scenario.name}: ${trace.status} in ${Date.now() - started} ms (${basename(files[i])})\n`,
+      );
+    }
+  } finally {
+    await mf.dispose();
+  }
+  if (failed > 0) {
+    process.stderr.write(`driver: ${failed} scenario(s) could not be run\n`);
+    process.exit(1);
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`driver: ${e.stack ?? e}\n`);
+  process.exit(1);
+});

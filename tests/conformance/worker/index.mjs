@@ -1,0 +1,149 @@
+// Conformance worker: one WorkflowEntrypoint that interprets a scenario (FORMAT.md in the shared
+// conformance folder) passed as the instance params, plus a small HTTP API the Node driver
+// (../driver.mjs) calls through Miniflare's dispatchFetch to reach the workflow binding.
+import { WorkflowEntrypoint } from "cloudflare:workers";
+import { NonRetryableError } from "cloudflare:workflows";
+
+// Attempt records per instance id: {key: "NAME#K", attempt, start, end, timeout}.
+// The engine calls run() on this same worker (same isolate), so a module-level map is visible
+// to the fetch handler. It lives outside any step on purpose: replays must not dedupe it,
+// because it records what the engine actually ran.
+const ATTEMPTS = new Map();
+
+function record(instanceId, rec) {
+  if (!ATTEMPTS.has(instanceId)) ATTEMPTS.set(instanceId, []);
+  ATTEMPTS.get(instanceId).push(rec);
+}
+
+export class ScenarioWorkflow extends WorkflowEntrypoint {
+  async run(event, step) {
+    const scenario = event.payload;
+    const id = event.instanceId;
+
+    // One `do` operation: pick the attempt entry by ctx.attempt (1-based; the last repeats).
+    const runDo = (op) => {
+      const callback = async (ctx) => {
+        const rec = {
+          key: `${op.name}#${ctx.step.count}`,
+          attempt: ctx.attempt,
+          start: Date.now(),
+          end: null,
+          // the resolved timeout the engine races this attempt against (default included)
+          timeout: ctx.config.timeout,
+        };
+        record(id, rec);
+        const entry = op.attempts[Math.min(ctx.attempt, op.attempts.length) - 1];
+        try {
+          if (entry.hang_ms) await new Promise((resolve) => setTimeout(resolve, entry.hang_ms));
+          if (entry.throw === "NonRetryableError") throw new NonRetryableError(entry.message);
+          if (entry.throw !== undefined) throw new Error(entry.message);
+          return entry.return;
+        } finally {
+          rec.end = Date.now();
+        }
+      };
+      return op.config === undefined
+        ? step.do(op.name, callback)
+        : step.do(op.name, op.config, callback);
+    };
+
+    const runOp = async (op) => {
+      switch (op.op) {
+        case "do":
+          return runDo(op);
+        case "sleep":
+          await step.sleep(op.name, op.duration);
+          return null; // a sleep's result is recorded as null
+        case "waitForEvent": {
+          const opts = { type: op.type };
+          if (op.timeout !== undefined) opts.timeout = op.timeout;
+          const ev = await step.waitForEvent(op.name, opts);
+          return ev.payload;
+        }
+        case "parallel":
+          // Each slot is its step's value, or {caught: MESSAGE} when that step has catch: true.
+          return Promise.all(
+            op.steps.map((sub) =>
+              sub.catch ? runOp(sub).catch((e) => ({ caught: errorMessage(e) })) : runOp(sub),
+            ),
+          );
+        default:
+          throw new Error(`unknown op ${JSON.stringify(op.op)}`);
+      }
+    };
+
+    const results = [];
+    for (const op of scenario.body) {
+      try {
+        const value = await runOp(op);
+        results.push({ ok: value === undefined ? null : value });
+      } catch (e) {
+        if (!op.catch) throw e;
+        results.push({ caught: errorMessage(e) });
+      }
+    }
+    return { results };
+  }
+}
+
+// The engine's text as seen by run(): errors crossing RPC carry "ClassName: " before the message
+// for every class but a plain Error, so e.message is already what FORMAT.md expects.
+function errorMessage(e) {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function json(value, status = 200) {
+  return new Response(JSON.stringify(value), {
+    status,
+    headers: { "content-type": "application/json" },
+  });
+}
+
+// Driver API (POST bodies and answers are JSON):
+//   POST /create  {params}              -> {id}
+//   POST /event   {id, type, payload}   -> {}
+//   POST /control {id, op}              -> {}      op: pause | resume | terminate
+//   POST /status  {id}                  -> {status, output, error}   (instance.status() as is)
+//   POST /attempts {id}                 -> [{key, attempt, start, end, timeout}, ...]
+export default {
+  async fetch(request, env) {
+    const route = new URL(request.url).pathname;
+    const body = request.method === "POST" ? await request.json() : {};
+    try {
+      switch (route) {
+        case "/create": {
+          const instance = await env.WORKFLOW.create({ params: body.params });
+          return json({ id: instance.id });
+        }
+        case "/event": {
+          const instance = await env.WORKFLOW.get(body.id);
+          await instance.sendEvent({ type: body.type, payload: body.payload });
+          return json({});
+        }
+        case "/control": {
+          const instance = await env.WORKFLOW.get(body.id);
+          if (!["pause", "resume", "terminate"].includes(body.op)) {
+            return json({ error: `unknown control op ${body.op}` }, 400);
+          }
+          await instance[body.op]();
+          return json({});
+        }
+        case "/status": {
+          const instance = await env.WORKFLOW.get(body.id);
+          const s = await instance.status();
+          return json({
+            status: s.status,
+            output: s.output === undefined ? null : s.output,
+            error: s.error ? { name: s.error.name, message: s.error.message } : null,
+          });
+        }
+        case "/attempts":
+          return json(ATTEMPTS.get(body.id) ?? []);
+        default:
+          return json({ error: `no route ${route}` }, 404);
+      }
+    } catch (e) {
+      return json({ error: errorMessage(e) }, 500);
+    }
+  },
+};
