@@ -1,0 +1,642 @@
+"""The simulated database (`ctx.db`): API, write log, digest, transactions, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+from collections.abc import Coroutine, Generator, Iterator
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+import pytest
+
+from awf_sim.dsl._errors import AwfError
+from awf_sim.sdk._db import (
+    Database,
+    DatabaseError,
+    DatabaseHandle,
+    Write,
+    mock_database,
+)
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Drives a coroutine the way the engine does, and proves it never suspends."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coro.close()
+    raise AssertionError("the database coroutine suspended")
+
+
+INVENTORY = {
+    "inventory": [
+        {"sku": "ABC", "quantity": 10, "reserved": 0, "reorderPoint": 3},
+        {"sku": "XYZ", "quantity": 0, "reserved": 0, "reorderPoint": 5},
+    ],
+}
+
+
+@pytest.fixture
+def spec() -> Database:
+    return mock_database(INVENTORY)
+
+
+@pytest.fixture
+def db(spec: Database) -> Iterator[DatabaseHandle]:
+    with spec.connect() as handle:
+        yield handle
+
+
+# -- the seed's Inventory domain, in Python ---------------------------------------------------
+
+
+async def check(product: dict[str, Any], args: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    stock = await ctx.db.query_one(
+        "SELECT quantity, reserved, reorderPoint FROM inventory WHERE sku = ?", [product["sku"]]
+    )
+    available = stock["quantity"] - stock["reserved"]
+    return {
+        "available": available > 0,
+        "quantity": available,
+        "reorderPoint": stock["reorderPoint"],
+    }
+
+
+async def reserve(product: dict[str, Any], args: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    async with ctx.db.transaction() as tx:
+        await tx.execute(
+            "UPDATE inventory SET reserved = reserved + ? WHERE sku = ?",
+            [args["quantity"], product["sku"]],
+        )
+        reservation = await tx.insert(
+            "reservations",
+            {"sku": product["sku"], "quantity": args["quantity"], "expiresAt": 900_000},
+        )
+    return {"reservationId": reservation["id"]}
+
+
+async def release(reservation: dict[str, Any], args: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    await ctx.db.execute(
+        "UPDATE inventory SET reserved = reserved - ? WHERE sku = ?",
+        [reservation["quantity"], reservation["sku"]],
+    )
+    await ctx.db.delete("reservations", reservation["id"])
+    return {"released": True}
+
+
+def test_inventory_check_reserve_release(db: DatabaseHandle) -> None:
+    ctx = SimpleNamespace(db=db)
+    product = {"sku": "ABC"}
+
+    db.step = "Inventory.check#1"
+    assert run(check(product, {}, ctx)) == {"available": True, "quantity": 10, "reorderPoint": 3}
+    assert run(check({"sku": "XYZ"}, {}, ctx))["available"] is False
+
+    db.step = "Inventory.reserve#1"
+    assert run(reserve(product, {"quantity": 4}, ctx)) == {"reservationId": 1}
+    assert run(check(product, {}, ctx))["quantity"] == 6
+    reservation = run(db.query_one("SELECT * FROM reservations WHERE id = ?", [1]))
+    assert reservation == {"id": 1, "sku": "ABC", "quantity": 4, "expiresAt": 900_000}
+
+    db.step = "Inventory.release#1"
+    assert run(release(reservation, {}, ctx)) == {"released": True}
+    assert run(check(product, {}, ctx))["quantity"] == 10
+    assert run(db.query("SELECT * FROM reservations")) == []
+    assert [(w.table, w.op, w.step) for w in db.writes] == [
+        ("inventory", "update", "Inventory.reserve#1"),
+        ("reservations", "insert", "Inventory.reserve#1"),
+        ("inventory", "update", "Inventory.release#1"),
+        ("reservations", "delete", "Inventory.release#1"),
+    ]
+
+
+def test_handlers_run_on_a_real_event_loop(db: DatabaseHandle) -> None:
+    ctx = SimpleNamespace(db=db)
+    assert asyncio.run(reserve({"sku": "ABC"}, {"quantity": 1}, ctx)) == {"reservationId": 1}
+    assert run(db.query_one("SELECT reserved FROM inventory WHERE sku = 'ABC'")) == {"reserved": 1}
+
+
+# -- the plain API -----------------------------------------------------------------------------
+
+
+def test_execute_returns_the_number_of_changed_rows(db: DatabaseHandle) -> None:
+    assert run(db.execute("UPDATE inventory SET reserved = 1")) == 2
+    assert run(db.execute("UPDATE inventory SET reserved = 2 WHERE sku = ?", ["ABC"])) == 1
+    assert run(db.execute("UPDATE inventory SET reserved = 2 WHERE sku = ?", ["nope"])) == 0
+    assert run(db.execute("SELECT 1")) == 0
+
+
+def test_insert_returns_the_stored_row_with_its_id(db: DatabaseHandle) -> None:
+    first = run(db.insert("inventory", {"sku": "NEW", "quantity": 1}))
+    second = run(db.insert("inventory", {"sku": "NEW2", "quantity": 2}))
+    assert first == {"id": 3, "sku": "NEW", "quantity": 1, "reserved": None, "reorderPoint": None}
+    assert second["id"] == 4
+
+
+def test_insert_returns_defaults_from_the_schema() -> None:
+    spec = Database("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL DEFAULT 7);")
+    with spec.connect() as db:
+        assert run(db.insert("t", {})) == {"id": 1, "n": 7}
+
+
+def test_insert_without_returning_support(db: DatabaseHandle) -> None:
+    db._returning = False  # as on SQLite < 3.35
+    assert run(db.insert("reservations", {"sku": "ABC"})) == {"id": 1, "sku": "ABC"}
+    assert run(db.insert("reservations", {"sku": "XYZ"}))["id"] == 2
+
+
+def test_insert_stores_json_and_booleans(db: DatabaseHandle) -> None:
+    row = run(db.insert("events", {"payload": {"a": [1, 2]}, "tags": ["x"], "ok": True}))
+    assert row == {"id": 1, "payload": '{"a":[1,2]}', "tags": '["x"]', "ok": 1}
+
+
+def test_insert_refuses_values_that_are_not_json(db: DatabaseHandle) -> None:
+    db.step = "S#1"
+    with pytest.raises(DatabaseError, match=r"^S#1: insert into events: .*not JSON serializable"):
+        run(db.insert("events", {"payload": {"when": object()}}))
+
+
+def test_delete(db: DatabaseHandle) -> None:
+    assert run(db.delete("inventory", 1)) == 1
+    assert run(db.delete("inventory", 1)) == 0
+    assert [r["sku"] for r in run(db.query("SELECT sku FROM inventory"))] == ["XYZ"]
+
+
+def test_query_one_returns_none_when_nothing_matches(db: DatabaseHandle) -> None:
+    assert run(db.query_one("SELECT * FROM inventory WHERE sku = ?", ["nope"])) is None
+    assert run(db.query_one("SELECT sku FROM inventory ORDER BY sku")) == {"sku": "ABC"}
+
+
+def test_query_returns_dicts(db: DatabaseHandle) -> None:
+    rows = run(db.query("SELECT sku, quantity AS q FROM inventory ORDER BY sku"))
+    assert rows == [{"sku": "ABC", "q": 10}, {"sku": "XYZ", "q": 0}]
+
+
+def test_params_are_bound_never_formatted(db: DatabaseHandle) -> None:
+    tricky = "O'Brien\"; DROP TABLE inventory; --"
+    run(db.execute("UPDATE inventory SET sku = ? WHERE sku = ?", [tricky, "ABC"]))
+    assert run(db.query_one("SELECT id FROM inventory WHERE sku = ?", (tricky,))) == {"id": 1}
+    named = run(db.query_one("SELECT id FROM inventory WHERE sku = :sku", {"sku": tricky}))
+    assert named == {"id": 1}
+    assert len(run(db.query("SELECT * FROM inventory"))) == 2
+
+
+def test_json_params_are_encoded(db: DatabaseHandle) -> None:
+    run(db.execute("UPDATE inventory SET reserved = ? WHERE sku = ?", [{"k": [1]}, "ABC"]))
+    value = run(db.query_one("SELECT reserved FROM inventory WHERE sku = :s", {"s": "ABC"}))
+    assert value == {"reserved": '{"k":[1]}'}
+
+
+@pytest.mark.parametrize(
+    "table", ["inventory; DROP TABLE inventory", 'inventory"', "1abc", "", "a b", "ïnventory"]
+)
+def test_injection_in_table_names_is_refused(db: DatabaseHandle, table: str) -> None:
+    db.step = "Inventory.reserve#1"
+    with pytest.raises(DatabaseError, match=r"^Inventory\.reserve#1: invalid table name") as err:
+        run(db.insert(table, {"sku": "x"}))
+    assert "^[A-Za-z_][A-Za-z0-9_]*$" in str(err.value)
+    with pytest.raises(DatabaseError, match="invalid table name"):
+        run(db.delete(table, 1))
+    assert len(run(db.query("SELECT * FROM inventory"))) == 2
+    assert db.writes == []
+
+
+def test_injection_in_column_names_is_refused(db: DatabaseHandle) -> None:
+    with pytest.raises(DatabaseError, match="invalid column name 'sku\\) VALUES"):
+        run(db.insert("inventory", {"sku) VALUES (1); DROP TABLE inventory; --": 1}))
+    with pytest.raises(DatabaseError, match="invalid column name"):
+        mock_database({"t": [{"bad name": 1}]})
+
+
+# -- transactions ------------------------------------------------------------------------------
+
+
+def test_transaction_commits(db: DatabaseHandle) -> None:
+    async def body() -> None:
+        async with db.transaction() as tx:
+            await tx.insert("reservations", {"sku": "ABC", "quantity": 1})
+            assert await tx.query("SELECT sku FROM reservations") == [{"sku": "ABC"}]
+            assert await tx.query_one("SELECT count(*) AS n FROM reservations") == {"n": 1}
+            assert await tx.delete("inventory", 2) == 1
+
+    run(body())
+    assert run(db.query("SELECT sku FROM reservations")) == [{"sku": "ABC"}]
+    assert [(w.table, w.op) for w in db.writes] == [
+        ("reservations", "insert"),
+        ("inventory", "delete"),
+    ]
+
+
+def test_rollback_on_exception_restores_state_and_writes(db: DatabaseHandle) -> None:
+    run(db.execute("UPDATE inventory SET reserved = 1 WHERE sku = 'ABC'"))
+    before = db.snapshot()
+
+    async def body() -> None:
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE inventory SET reserved = reserved + 5")
+            await tx.insert("reservations", {"sku": "ABC", "quantity": 5})
+            assert len(db.writes) == 4  # visible while the transaction is open
+            raise RuntimeError("payment declined")
+
+    with pytest.raises(RuntimeError, match="payment declined"):
+        run(body())
+    assert db.snapshot() == before
+    assert [(w.table, w.op) for w in db.writes] == [("inventory", "update")]
+    # The handle stays usable, and the next transaction starts cleanly.
+    run(reserve({"sku": "ABC"}, {"quantity": 2}, SimpleNamespace(db=db)))
+    assert len(db.writes) == 3
+
+
+def test_rollback_when_a_statement_fails(db: DatabaseHandle) -> None:
+    async def body() -> None:
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE inventory SET reserved = 9")
+            await tx.execute("UPDATE nowhere SET x = 1")
+
+    with pytest.raises(DatabaseError, match="no such table: nowhere"):
+        run(body())
+    assert run(db.query("SELECT DISTINCT reserved FROM inventory")) == [{"reserved": 0}]
+    assert db.writes == []
+
+
+def test_nested_transactions_are_refused(db: DatabaseHandle) -> None:
+    db.step = "Inventory.reserve#1"
+
+    async def body() -> None:
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE inventory SET reserved = 1")
+            async with db.transaction():
+                pass
+
+    with pytest.raises(DatabaseError, match=r"^Inventory\.reserve#1: nested transaction"):
+        run(body())
+    # The outer transaction rolled back because the error escaped it.
+    assert db.writes == []
+    assert run(db.query_one("SELECT max(reserved) AS r FROM inventory")) == {"r": 0}
+
+
+def test_transaction_object_is_dead_after_its_block(db: DatabaseHandle) -> None:
+    async def body() -> Any:
+        async with db.transaction() as tx:
+            pass
+        return tx
+
+    tx = run(body())
+    with pytest.raises(DatabaseError, match="transaction is not open"):
+        run(tx.execute("UPDATE inventory SET reserved = 1"))
+
+    async def reuse() -> None:
+        async with tx:
+            pass
+
+    with pytest.raises(DatabaseError, match="already used"):
+        run(reuse())
+
+
+def test_transaction_rolls_back_when_the_coroutine_is_closed(db: DatabaseHandle) -> None:
+    """A crash fault drops a suspended handler: closing it must not leave a transaction open."""
+
+    class Suspend:
+        def __await__(self) -> Generator[None, None, None]:
+            yield None
+
+    async def body() -> None:
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE inventory SET reserved = 3")
+            await Suspend()
+
+    coro = body()
+    coro.send(None)
+    coro.close()
+    assert db.writes == []
+    assert not db._conn.in_transaction
+
+
+# -- the write log -----------------------------------------------------------------------------
+
+
+def test_writes_are_recorded_in_order_with_step_labels(db: DatabaseHandle) -> None:
+    run(db.insert("reservations", {"sku": "ABC", "quantity": 1}))
+    db.step = "Inventory.reserve#1"
+    run(db.execute("UPDATE inventory SET reserved = 1 WHERE sku = ?", ["ABC"]))
+    db.step = "Inventory.release#2"
+    run(db.delete("reservations", 1))
+    assert db.writes == [
+        Write("reservations", "insert", {"id": 1, "sku": "ABC", "quantity": 1}, None),
+        Write(
+            "inventory",
+            "update",
+            {"id": 1, "sku": "ABC", "quantity": 10, "reserved": 1, "reorderPoint": 3},
+            "Inventory.reserve#1",
+        ),
+        Write(
+            "reservations",
+            "delete",
+            {"id": 1, "sku": "ABC", "quantity": 1},
+            "Inventory.release#2",
+        ),
+    ]
+    assert db.writes[0].to_dict() == {
+        "table": "reservations",
+        "op": "insert",
+        "row": {"id": 1, "sku": "ABC", "quantity": 1},
+        "step": None,
+    }
+
+
+def test_writes_returns_a_copy(db: DatabaseHandle) -> None:
+    run(db.delete("inventory", 1))
+    db.writes.clear()
+    assert len(db.writes) == 1
+
+
+def test_seed_rows_are_not_writes(db: DatabaseHandle) -> None:
+    assert db.writes == []
+
+
+def test_ddl_through_execute_is_recorded_afterwards(db: DatabaseHandle) -> None:
+    run(db.execute("CREATE TABLE audit (id INTEGER PRIMARY KEY, what TEXT)"))
+    run(db.execute("INSERT INTO audit (what) VALUES (?)", ["created"]))
+    run(db.execute("ALTER TABLE audit ADD COLUMN who TEXT DEFAULT 'sim'"))
+    run(db.execute("UPDATE audit SET what = 'changed'"))
+    run(db.execute("ALTER TABLE audit DROP COLUMN who"))
+    run(db.execute("-- a comment first\n ALTER TABLE audit RENAME TO journal"))
+    run(db.insert("journal", {"what": "renamed"}))
+    assert [w.to_dict() for w in db.writes] == [
+        {"table": "audit", "op": "insert", "row": {"id": 1, "what": "created"}, "step": None},
+        {
+            "table": "audit",
+            "op": "update",
+            "row": {"id": 1, "what": "changed", "who": "sim"},
+            "step": None,
+        },
+        {"table": "journal", "op": "insert", "row": {"id": 2, "what": "renamed"}, "step": None},
+    ]
+    run(db.execute("DROP TABLE journal"))
+    assert "journal" not in db.snapshot()
+
+
+def test_wide_tables_and_blobs_are_recorded() -> None:
+    columns = {f"c{i}": i for i in range(150)}
+    with mock_database({"wide": [], "files": []}).connect() as db:
+        run(db.insert("wide", columns))
+        run(db.insert("files", {"data": b"\x00\xff"}))
+        assert db.writes[0].row == {"id": 1, **columns}
+        assert db.writes[1].row == {"id": 1, "data": "00FF"}
+        assert db.snapshot()["files"] == [{"id": 1, "data": b"\x00\xff"}]
+        assert len(db.digest()) == 64
+
+
+# -- digest and snapshot -----------------------------------------------------------------------
+
+
+def test_digest_is_equal_for_equal_content_whatever_the_order() -> None:
+    rows = [{"id": i, "sku": f"S{i}", "quantity": i * 2} for i in range(1, 6)]
+    one = mock_database({"inventory": rows, "reservations": []})
+    other = mock_database({"reservations": [], "inventory": list(reversed(rows))})
+    with one.connect() as a, other.connect() as b, one.connect() as c:
+        assert a.digest() == b.digest()
+        # Same content reached through different writes.
+        run(a.execute("UPDATE inventory SET quantity = quantity + 1 WHERE id = 3"))
+        run(c.execute("UPDATE inventory SET quantity = 7 WHERE id = 3"))
+        assert a.digest() == c.digest()
+        assert a.digest() != b.digest()
+        run(b.insert("reservations", {"sku": "S1"}))
+        run(b.delete("reservations", 1))
+        assert b.digest() == one_digest(one)
+
+
+def one_digest(spec: Database) -> str:
+    with spec.connect() as handle:
+        return handle.digest()
+
+
+def test_digest_changes_with_any_change(db: DatabaseHandle) -> None:
+    seen = {db.digest()}
+    run(db.execute("UPDATE inventory SET reserved = 1 WHERE sku = 'ABC'"))
+    seen.add(db.digest())
+    run(db.execute("UPDATE inventory SET reserved = 2 WHERE sku = 'XYZ'"))
+    seen.add(db.digest())
+    run(db.insert("reservations", {"sku": "ABC"}))
+    seen.add(db.digest())
+    run(db.execute("DELETE FROM reservations"))
+    seen.add(db.digest())  # an empty table is content too
+    assert len(seen) == 5
+    assert all(len(d) == 64 and int(d, 16) >= 0 for d in seen)
+
+
+def test_digest_tells_integer_from_real() -> None:
+    spec = Database("CREATE TABLE t (v);")  # no affinity: 1 and 1.0 stay distinct
+    with spec.connect() as a, spec.connect() as b:
+        run(a.insert("t", {"v": 1}))
+        run(b.insert("t", {"v": 1.0}))
+        assert a.digest() != b.digest()
+
+
+def test_digest_ignores_private_tables(db: DatabaseHandle) -> None:
+    before = db.digest()
+    run(db.execute("UPDATE inventory SET reserved = 0"))  # same values, but a logged write
+    assert db.writes
+    assert db.digest() == before
+
+
+def test_snapshot_is_sorted_and_excludes_private_tables(spec: Database) -> None:
+    with spec.connect() as db:
+        run(db.insert("inventory", {"id": 0, "sku": "AAA", "quantity": 1}))
+        snapshot = db.snapshot()
+    assert list(snapshot) == ["inventory"]
+    assert [row["id"] for row in snapshot["inventory"]] == [0, 1, 2]
+    assert snapshot["inventory"][1] == {
+        "id": 1,
+        "sku": "ABC",
+        "quantity": 10,
+        "reserved": 0,
+        "reorderPoint": 3,
+    }
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def test_database_error_names_step_statement_and_sqlite_message(db: DatabaseHandle) -> None:
+    db.step = "Inventory.check#1"
+    sql = "SELECT quantity FROM inventry WHERE sku = ?"
+    with pytest.raises(DatabaseError) as err:
+        run(db.query(sql, ["ABC"]))
+    assert str(err.value) == (
+        "Inventory.check#1: no such table: inventry in "
+        '"SELECT quantity FROM inventry WHERE sku = ?"'
+    )
+    assert isinstance(err.value, AwfError)
+    assert (err.value.step, err.value.sql, err.value.detail) == (
+        "Inventory.check#1",
+        sql,
+        "no such table: inventry",
+    )
+
+
+def test_database_error_without_a_step(db: DatabaseHandle) -> None:
+    with pytest.raises(DatabaseError) as err:
+        run(db.execute("INSERT INTO inventory (id, sku) VALUES (1, 'dup')"))
+    assert str(err.value) == (
+        "UNIQUE constraint failed: inventory.id in "
+        "\"INSERT INTO inventory (id, sku) VALUES (1, 'dup')\""
+    )
+
+
+def test_database_error_for_wrong_bindings_and_long_sql(db: DatabaseHandle) -> None:
+    with pytest.raises(DatabaseError, match="Incorrect number of bindings"):
+        run(db.query("SELECT * FROM inventory WHERE sku = ?", []))
+    long_sql = "SELECT\n  " + " + ".join(["1"] * 400) + " FROM nowhere"
+    with pytest.raises(DatabaseError) as err:
+        run(db.query(long_sql))
+    assert "\n" not in str(err.value)
+    assert str(err.value).endswith('…"')
+
+
+def test_database_error_survives_pickling() -> None:
+    error = DatabaseError("no such table: x", "SELECT * FROM x", "A.b#1")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.detail, copy.sql, copy.step) == (
+        str(error),
+        error.detail,
+        error.sql,
+        error.step,
+    )
+
+
+def test_closed_handle_raises(spec: Database) -> None:
+    db = spec.connect()
+    db.close()
+    db.close()  # idempotent
+    with pytest.raises(DatabaseError, match="closed database"):
+        run(db.query("SELECT 1"))
+
+
+# -- specs, connections, mock_database ---------------------------------------------------------
+
+
+def test_each_connect_is_fresh_and_identical(spec: Database) -> None:
+    with spec.connect() as first, spec.connect() as second:
+        run(first.execute("UPDATE inventory SET quantity = 0"))
+        run(first.insert("reservations", {"sku": "ABC"}))
+        run(first.execute("CREATE TABLE extra (x)"))
+        assert second.snapshot() == mock_snapshot()
+        assert second.writes == []
+        with spec.connect() as third:
+            assert third.digest() == second.digest() != first.digest()
+            assert third.writes == []
+
+
+def mock_snapshot() -> dict[str, list[dict[str, Any]]]:
+    return {
+        "inventory": [
+            {"id": 1, "sku": "ABC", "quantity": 10, "reserved": 0, "reorderPoint": 3},
+            {"id": 2, "sku": "XYZ", "quantity": 0, "reserved": 0, "reorderPoint": 5},
+        ]
+    }
+
+
+def test_mock_database_types_columns_by_value() -> None:
+    spec = mock_database(
+        {
+            "t": [
+                {"i": 1, "f": 1.5, "s": "x", "b": True, "j": {"a": 1}, "n": None},
+                {"i": 2, "f": 2, "l": [1], "late": "y"},
+            ],
+            "keyed": [{"code": "A", "id": 7}],
+        }
+    )
+    with spec.connect() as db:
+        info = run(db.query("SELECT name, type, pk FROM pragma_table_info('t')"))
+        assert [(c["name"], c["type"], c["pk"]) for c in info] == [
+            ("id", "INTEGER", 1),
+            ("i", "INTEGER", 0),
+            ("f", "REAL", 0),
+            ("s", "TEXT", 0),
+            ("b", "INTEGER", 0),
+            ("j", "TEXT", 0),
+            ("n", "", 0),
+            ("l", "TEXT", 0),
+            ("late", "TEXT", 0),
+        ]
+        assert run(db.query_one("SELECT b, j FROM t WHERE id = 1")) == {"b": 1, "j": '{"a":1}'}
+        keyed = run(db.query("SELECT name, pk FROM pragma_table_info('keyed')"))
+        assert keyed == [{"name": "code", "pk": 0}, {"name": "id", "pk": 1}]
+        assert run(db.insert("keyed", {"code": "B"}))["id"] == 8
+
+
+def test_mock_database_grows_missing_tables_and_columns(db: DatabaseHandle) -> None:
+    row = run(db.insert("reservations", {"sku": "ABC", "quantity": 2}))
+    assert row == {"id": 1, "sku": "ABC", "quantity": 2}
+    row = run(db.insert("reservations", {"sku": "ABC", "note": "gift", "price": 9.5}))
+    assert row == {"id": 2, "sku": "ABC", "quantity": None, "note": "gift", "price": 9.5}
+    assert [w.op for w in db.writes] == ["insert", "insert"]
+
+
+def test_explicit_schema_does_not_grow() -> None:
+    spec = Database("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT);", {"t": [{"a": "x"}]})
+    with spec.connect() as db:
+        with pytest.raises(DatabaseError, match="no such table: missing"):
+            run(db.insert("missing", {"a": 1}))
+        with pytest.raises(DatabaseError, match="table t has no column named b"):
+            run(db.insert("t", {"b": 1}))
+        assert db.snapshot() == {"t": [{"id": 1, "a": "x"}]}
+
+
+def test_bad_specs_fail_where_they_are_declared() -> None:
+    with pytest.raises(DatabaseError, match='near "TABLEX": syntax error in "CREATE TABLEX'):
+        Database("CREATE TABLEX t (a);")
+    with pytest.raises(DatabaseError, match="no such table: t"):
+        Database("", {"t": [{"a": 1}]})
+    with pytest.raises(DatabaseError, match="must be a list of dicts"):
+        mock_database({"t": {"a": 1}})  # type: ignore[dict-item]
+    with pytest.raises(DatabaseError, match="must be dicts"):
+        mock_database({"t": [1]})  # type: ignore[list-item]
+
+
+def test_foreign_keys_are_enforced_as_on_d1() -> None:
+    schema = """
+        CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);
+        CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id));
+    """
+    # Seed order is free: orders may come before the users they reference.
+    spec = Database(schema, {"orders": [{"user_id": 1}], "users": [{"id": 1, "name": "a"}]})
+    with (
+        spec.connect() as db,
+        pytest.raises(DatabaseError, match="FOREIGN KEY constraint failed"),
+    ):
+        run(db.insert("orders", {"user_id": 99}))
+    with pytest.raises(DatabaseError, match="references a missing row of 'users'"):
+        Database(schema, {"orders": [{"user_id": 5}]})
+
+
+def test_empty_database(spec: Database) -> None:
+    with Database().connect() as db:
+        assert db.snapshot() == {}
+        assert db.writes == []
+        assert len(db.digest()) == 64
+    assert "auto_schema=True" in repr(spec)
+
+
+def test_closing_inside_a_transaction_keeps_the_original_error(spec: Database) -> None:
+    db = spec.connect()
+
+    async def body() -> None:
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE inventory SET reserved = 1")
+            db.close()
+            raise RuntimeError("handler crashed")
+
+    with pytest.raises(RuntimeError, match="handler crashed"):
+        run(body())
+
+
+def test_mock_columns_grow_case_insensitively(db: DatabaseHandle) -> None:
+    row = run(db.insert("inventory", {"SKU": "NEW", "colour": "red"}))
+    assert row["sku"] == "NEW"
+    assert row["colour"] == "red"
