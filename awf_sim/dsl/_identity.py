@@ -1,0 +1,264 @@
+"""Step identity: canonical JSON, short hashes, step ids and Cloudflare step names.
+
+Every step the engine runs goes through this module once or twice, so the success path is
+kept lean: prebuilt encoders, no per-call encoder objects, and the (slow, friendly) search for
+the offending field only happens once encoding has already failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import json.encoder
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from awf_sim.dsl._errors import SerializationError
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "MAX_STEP_NAME",
+    "canonical",
+    "dump_result",
+    "hash8",
+    "step_id",
+    "step_id_from_hashes",
+    "step_name",
+]
+
+MAX_STEP_NAME = 256
+MAX_PAYLOAD_BYTES = 1 << 20
+
+_ALLOWED = "return dicts, lists, str, int, float, bool or None"
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+_STR = frozenset({str})
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _to_json_value(value: object) -> object:
+    """The encoders' `default` hook: pydantic models and dataclasses become plain values."""
+    # Looked up on the type, not the instance: a Mock (or any __getattr__ object) would
+    # otherwise "have" model_dump and recurse forever.
+    kind = type(value)
+    if hasattr(kind, "model_dump"):
+        return value.model_dump(mode="json")  # type: ignore[attr-defined]
+    if hasattr(kind, "__dataclass_fields__"):
+        # A shallow dict instead of dataclasses.asdict: asdict deep-copies every field, while
+        # the encoder recurses into the fields (and back into this hook) by itself.
+        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}  # type: ignore[arg-type]
+    raise TypeError(kind.__name__)
+
+
+def _make_encoder(*, sort_keys: bool) -> Callable[[object], str]:
+    c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is None:  # pragma: no cover - only without CPython's _json accelerator
+        return json.JSONEncoder(
+            sort_keys=sort_keys,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+            check_circular=False,
+            default=_to_json_value,
+        ).encode
+    # The C encoder JSONEncoder.encode would build on every call, built once. With no
+    # markers dict it skips the circular-reference bookkeeping; a cycle then surfaces as
+    # RecursionError, which is reported like any other failure.
+    encoder = c_make_encoder(
+        None, _to_json_value, _encode_str, None, ":", ",", sort_keys, False, False
+    )
+
+    def encode(value: object) -> str:
+        return "".join(encoder(value, 0))
+
+    return encode
+
+
+_encode_sorted = _make_encoder(sort_keys=True)
+_encode_ordered = _make_encoder(sort_keys=False)
+
+
+def _has_non_str_key(value: object) -> bool:
+    """True if a dict anywhere in `value` has a key that is not a str.
+
+    json would quietly turn 1, 1.5, True and None keys into strings, so {1: "a"} and
+    {"1": "a"} would get the same step id and a result would come back with other keys than
+    the handler returned. The encoders cannot refuse them, hence this walk, which runs on
+    every value that encoded fine and so is tuned: exact types first, key types checked by
+    `map` in C, scalars never recursed into.
+    """
+    kind = type(value)
+    if kind is dict:
+        keys: Any = value
+        if not _STR.issuperset(map(type, keys)) and not all(isinstance(k, str) for k in keys):
+            return True
+        items: Any = keys.values()
+    elif kind is list or kind is tuple:
+        items = value
+    elif kind in _LEAVES:
+        return False
+    elif isinstance(value, dict):
+        return _has_non_str_key(dict(value))
+    elif isinstance(value, list | tuple):
+        return _has_non_str_key(list(value))
+    # pydantic's JSON mode already turns keys into strings, as its schema says they will be.
+    elif hasattr(kind, "__dataclass_fields__") and not hasattr(kind, "model_dump"):
+        items = [getattr(value, field.name) for field in dataclasses.fields(value)]  # type: ignore[arg-type]
+    else:
+        return False
+    # A plain loop: any() over a generator costs about 40% more here.
+    for item in items:  # noqa: SIM110
+        if type(item) not in _LEAVES and _has_non_str_key(item):
+            return True
+    return False
+
+
+# --- the error path -------------------------------------------------------------------------
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, float):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, bytes):
+        return "bytes"
+    name = type(value).__qualname__
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return f"{article} {name}"
+
+
+def _not_json(path: str, value: object) -> str:
+    return f"{path} is not JSON ({_describe(value)}); {_ALLOWED}"
+
+
+def _key_path(path: str, key: str) -> str:
+    return f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]"
+
+
+def _find_problem(value: object, path: str, open_ids: set[int]) -> str | None:
+    """Describe the first part of `value` that is not JSON, or None if it all is."""
+    if value is None or isinstance(value, str | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else _not_json(path, value)
+    if id(value) in open_ids:
+        return f"{path} is not JSON (it contains itself); {_ALLOWED}"
+    kind = type(value)
+    open_ids.add(id(value))
+    try:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    return (
+                        f"{path} has a non-string key {key!r} ({_describe(key)}); "
+                        "JSON object keys must be str"
+                    )
+                problem = _find_problem(item, _key_path(path, key), open_ids)
+                if problem is not None:
+                    return problem
+            return None
+        if isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                problem = _find_problem(item, f"{path}[{index}]", open_ids)
+                if problem is not None:
+                    return problem
+            return None
+        if hasattr(kind, "model_dump"):
+            try:
+                dumped = value.model_dump(mode="json")  # type: ignore[attr-defined]
+            except Exception as exc:
+                return (
+                    f"{path} is not JSON ({_describe(value)} whose model_dump(mode='json') "
+                    f"failed: {exc}); {_ALLOWED}"
+                )
+            return _find_problem(dumped, path, open_ids)
+        if hasattr(kind, "__dataclass_fields__"):
+            for field in dataclasses.fields(value):  # type: ignore[arg-type]
+                problem = _find_problem(
+                    getattr(value, field.name), f"{path}.{field.name}", open_ids
+                )
+                if problem is not None:
+                    return problem
+            return None
+        return _not_json(path, value)
+    finally:
+        open_ids.discard(id(value))
+
+
+def _error(value: object, root: str, cause: BaseException | None) -> SerializationError:
+    try:
+        problem = _find_problem(value, root, set())
+    except RecursionError:
+        problem = f"{root} is nested too deeply to be JSON"
+    if problem is None:  # pragma: no cover - the walk mirrors the encoder; kept as a backstop
+        problem = f"{root} is not JSON ({cause}); {_ALLOWED}"
+    return SerializationError(problem)
+
+
+def _encode(encode: Callable[[object], str], value: object, root: str) -> str:
+    try:
+        text = encode(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _error(value, root, exc) from None
+    if _has_non_str_key(value):
+        raise _error(value, root, None)
+    return text
+
+
+# --- public API -----------------------------------------------------------------------------
+
+
+def canonical(value: object, *, root: str = "value") -> str:
+    """Canonical JSON of `value`: sorted keys, no spaces, UTF-8 text, no NaN.
+
+    Pydantic models and dataclasses are dumped to JSON values first and tuples become lists.
+    Anything else raises SerializationError naming the field path, starting at `root`
+    (e.g. `context.items[2].price is not JSON (a set); ...`).
+    """
+    return _encode(_encode_sorted, value, root)
+
+
+def dump_result(value: object, *, root: str) -> str:
+    """JSON of a step result, like `canonical` but keeping the handler's key order."""
+    return _encode(_encode_ordered, value, root)
+
+
+def hash8(canonical_json: str) -> str:
+    """First 8 hex digits of the SHA-256 of `canonical_json`."""
+    # surrogatepass: ensure_ascii=False lets a lone surrogate through, and hashing it must not
+    # crash the step that carries it.
+    return hashlib.sha256(canonical_json.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def step_id_from_hashes(path: Sequence[str], context_hash: str, args_hash: str) -> str:
+    """`step_id` for an engine that already hashed the canonical context and args."""
+    if isinstance(path, str):
+        raise TypeError(f"step path must be a sequence of names, not the string {path!r}")
+    # Spelled out rather than encoded: this is exactly canonical({"path": ..., "contextHash":
+    # ..., "argsHash": ...}) with its keys already in sorted order.
+    text = (
+        f'{{"argsHash":{_encode_str(args_hash)},"contextHash":{_encode_str(context_hash)},'
+        f'"path":[{",".join(map(_encode_str, path))}]}}'
+    )
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def step_id(path: Sequence[str], context: object, args: object) -> str:
+    """16 hex digits identifying a step by its path, context and args."""
+    return step_id_from_hashes(
+        path,
+        hash8(canonical(context, root="context")),
+        hash8(canonical(args, root="args")),
+    )
+
+
+def step_name(path: Sequence[str], sid: str) -> str:
+    """Cloudflare step name `"Inventory.check@<sid>"`, at most MAX_STEP_NAME characters.
+
+    A long dotted path is cut at its end, so the name still starts with the domain and the
+    step id, which carries the identity, stays whole.
+    """
+    dotted = ".".join(path)
+    if len(dotted) + 1 + len(sid) <= MAX_STEP_NAME:
+        return f"{dotted}@{sid}"
+    return f"{dotted[: max(0, MAX_STEP_NAME - 1 - len(sid))]}@{sid}"
