@@ -1,0 +1,81 @@
+"""The Cloudflare v4 HTTP client awf_deploy pushes with: httpx, pydantic models, one error tree.
+
+    >>> with CloudflareClient.from_env() as cf:      # doctest: +SKIP
+    ...     cf.upload_script("shop", {"entry.py": src}, "entry.py", compatibility_date="2025-06-01")
+    ...     cf.put_workflow("order-processing", "shop", "OrderProcessingWorkflow")
+
+Errors (see ``_errors`` for the tree) carry Cloudflare's codes and messages and a hint; the API
+token never appears in a repr, an error or a log record (logger ``awf_deploy.cloudflare``).
+"""
+
+from ._client import (
+    ACCOUNT_ID_ENV,
+    API_TOKEN_ENV,
+    BASE_URL_ENV,
+    DEFAULT_BASE_URL,
+    CloudflareClient,
+    Secret,
+)
+from ._errors import (
+    AuthError,
+    CloudflareError,
+    ConfigError,
+    NotFoundError,
+    RateLimitedError,
+    RequestRejected,
+    ServerError,
+    TransportError,
+    UnexpectedResponse,
+)
+from ._models import (
+    ApiMessage,
+    Instance,
+    InstanceCounts,
+    InstanceDetails,
+    InstanceError,
+    InstanceStatus,
+    InstanceStatusAction,
+    InstanceStatusChange,
+    InstanceTrigger,
+    ResultInfo,
+    Schedule,
+    Script,
+    TokenVerification,
+    UploadedScript,
+    Workflow,
+    WorkflowSchedule,
+)
+
+__all__ = [
+    "ACCOUNT_ID_ENV",
+    "API_TOKEN_ENV",
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "ApiMessage",
+    "AuthError",
+    "CloudflareClient",
+    "CloudflareError",
+    "ConfigError",
+    "Instance",
+    "InstanceCounts",
+    "InstanceDetails",
+    "InstanceError",
+    "InstanceStatus",
+    "InstanceStatusAction",
+    "InstanceStatusChange",
+    "InstanceTrigger",
+    "NotFoundError",
+    "RateLimitedError",
+    "RequestRejected",
+    "ResultInfo",
+    "Schedule",
+    "Script",
+    "Secret",
+    "ServerError",
+    "TokenVerification",
+    "TransportError",
+    "UnexpectedResponse",
+    "UploadedScript",
+    "Workflow",
+    "WorkflowSchedule",
+]
