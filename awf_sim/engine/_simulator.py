@@ -36,6 +36,7 @@ from awf_sim.dsl._names import validate_instance_id
 from awf_sim.dsl._proxy import StepCall, WorkflowApi
 from awf_sim.dsl._workflow import Workflow, registered_workflows
 from awf_sim.engine._ambient import simulation_scope
+from awf_sim.engine._hooks import Action, Crash, ForceTimeout, Hooks, MockError, MockResult, StepRef
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._store import Record, Store, open_store
 from awf_sim.sdk._context import HandlerContext
@@ -296,6 +297,7 @@ class Simulator:
         step_limit: int = 10_000,
         epoch: _dt.datetime = DEFAULT_EPOCH,
         compatibility_date: str = DEFAULT_COMPATIBILITY_DATE,
+        hooks: Hooks | None = None,
     ) -> None:
         if profile not in PROFILES:
             raise DefinitionError(
@@ -320,6 +322,7 @@ class Simulator:
         self._db_spec = db
         self._db: Any = None
         self._running = False
+        self.hooks = hooks
 
     # -- time ------------------------------------------------------------------------------
     @property
@@ -502,6 +505,8 @@ class Simulator:
         lt = _Lifetime(self, iid, meta)
         self._lifetimes[iid] = lt
         self._store.commit(iid, timeline=[self._entry(kind)])
+        if self.hooks is not None:
+            self.hooks.lifetime_start(self, iid, kind)
         lt.spawn(self._main(lt, target))
 
     async def _main(self, lt: _Lifetime, target: Any) -> None:
@@ -603,6 +608,10 @@ class Simulator:
             )
         count = lt.next_count("do\x1f" + name)
         key = f"do:{name}#{count}"
+        ref = None
+        if self.hooks is not None:
+            ref = StepRef("do", path, name, count, lt.next_count("\x1fseq:do"))
+            self.hooks.step_call(lt.iid, ref)
         rec = self._store.get_step(lt.iid, key)
         if rec is not None:
             state = rec["state"]
@@ -610,7 +619,7 @@ class Simulator:
                 return _loads(rec["value"])
             if state == "failed":
                 raise StepError(rec["error"]["message"], rec["error"]["name"])
-        return await self._execute(lt, key, name, path, count, user_config, call, rec)
+        return await self._execute(lt, key, name, path, count, user_config, call, rec, ref)
 
     async def _execute(
         self,
@@ -622,8 +631,12 @@ class Simulator:
         user_config: Mapping[str, Any],
         call: Any,
         rec: Record | None,
+        ref: StepRef | None,
     ) -> Any:
+        hooks = self.hooks
         if rec is None:
+            if hooks is not None and ref is not None:
+                self._act(lt, hooks.before_step(lt.iid, ref), ref, None)
             # The resolved config is persisted at the first execution and reused on replay.
             config = merge_config(self._defaults, user_config)
             rec = {
@@ -661,8 +674,11 @@ class Simulator:
                 steps={key: rec}, timeline=[self._entry("attempt-start", path, name, attempt)]
             )
             info = StepInfo(lt.iid, name, path, count, attempt, config)
+            action = None
+            if hooks is not None and ref is not None:
+                action = self._act(lt, hooks.before_attempt(lt.iid, ref, attempt), ref, attempt)
             try:
-                value = await self._attempt(lt, call, info, config["timeout"])
+                value = await self._attempt(lt, call, info, config["timeout"], action)
                 result = dump_result(value, root=f"result of {path}")
                 if len(result) > MAX_PAYLOAD_BYTES // 4 and len(result.encode()) > (
                     MAX_PAYLOAD_BYTES
@@ -672,6 +688,8 @@ class Simulator:
                         f"Step {name}-{count} output is too large. Maximum allowed size is 1MiB.",
                         "WorkflowInternalError",
                     )
+                if hooks is not None and ref is not None:
+                    self._act(lt, hooks.after_effect(lt.iid, ref, attempt), ref, attempt)
             except _Abandoned:
                 raise
             except SerializationError as exc:
@@ -695,6 +713,8 @@ class Simulator:
                 err = error_of(exc)
                 if attempt <= limit:  # `limit` counts retries: attempts = limit + 1
                     delay = _retry_delay(retries, attempt)
+                    if hooks is not None and ref is not None:
+                        delay = hooks.retry_delay(lt.iid, ref, attempt, delay)
                     retry_at = self._loop.now_ms + delay
                     rec = {**rec, "retry_at": retry_at}
                     lt.commit(
@@ -720,8 +740,50 @@ class Simulator:
                         self._entry("checkpoint", path, name, attempt),
                     ],
                 )
+                if hooks is not None and ref is not None:
+                    self._act(lt, hooks.after_checkpoint(lt.iid, ref, attempt), ref, attempt)
                 self._pause_point(lt)
                 return _loads(result)
+
+    def _act(
+        self, lt: _Lifetime, action: Action | None, ref: StepRef, attempt: int | None
+    ) -> Action | None:
+        """Carry out a crash now; hand any other action back to the caller."""
+        if isinstance(action, Crash):
+            raise self._crash_now(lt, action, ref, attempt)
+        return action
+
+    def _crash_now(
+        self, lt: _Lifetime, action: Crash, ref: StepRef | None, attempt: int | None
+    ) -> _Abandoned:
+        """The engine dies here (an injected fault); Cloudflare restarts it and the instance
+        replays from whatever the store holds."""
+        entry = self._entry("crash", ref.path if ref else None, ref.name if ref else None, attempt)
+        entry["fault"] = action.fault
+        self._store.commit(lt.iid, timeline=[entry])
+        self._abort(lt)
+        self._loop.call_soon(self._restart_after_crash, lt.iid)
+        return _Abandoned()
+
+    def _restart_after_crash(self, iid: str) -> None:
+        meta = self._store.get_instance(iid)
+        if meta is None or iid in self._lifetimes:
+            return
+        if meta["status"] in TERMINAL or meta["status"] == "paused":
+            return
+        self._start(iid, meta, kind="recover")
+
+    def skew_clock(self, ms: int) -> None:
+        """Jump the virtual wall clock by `ms` (a fault: clocks differ between replays).
+        Virtual monotonic time, and so every timer, is unaffected."""
+        self._epoch_ms += ms
+
+    def reseed(self, seed: int) -> None:
+        """Change the randomness stream from here on (a fault: a replay on a new machine)."""
+        if self._running:
+            random.seed(seed)  # inside a run the live state is the swapped-in global one
+        else:
+            self._rng.seed(seed)
 
     def _pause_point(self, lt: _Lifetime) -> None:
         """A step that ends while a pause is pending completes the pause and ends the run."""
@@ -746,9 +808,24 @@ class Simulator:
         )
         raise StepError(err["message"], err["name"])
 
-    async def _attempt(self, lt: _Lifetime, call: Any, info: StepInfo, timeout_ms: int) -> Any:
+    async def _attempt(
+        self,
+        lt: _Lifetime,
+        call: Any,
+        info: StepInfo,
+        timeout_ms: int,
+        action: Action | None = None,
+    ) -> Any:
+        if isinstance(action, MockResult):
+            return action.value  # the handler does not run; attempt and checkpoint still happen
+        if isinstance(action, MockError):
+            if action.name == "NonRetryableError":
+                raise NonRetryableError(action.message)
+            raise StepError(action.message, action.name)
         lt.executing += 1
         try:
+            if isinstance(action, ForceTimeout):
+                return await self._forced_timeout(lt, call, info, timeout_ms, action)
             if isinstance(call, _CallbackStep):
                 result = call.fn(info)
             else:
@@ -764,6 +841,31 @@ class Simulator:
             return await self._race(lt, coro, first, timeout_ms)
         finally:
             lt.executing -= 1
+
+    async def _forced_timeout(
+        self, lt: _Lifetime, call: Any, info: StepInfo, timeout_ms: int, action: ForceTimeout
+    ) -> Any:
+        """The handler starts (its effects happen) but the attempt times out regardless."""
+        started = self._loop.now_ms
+        try:
+            if isinstance(call, _CallbackStep):
+                result = call.fn(info)
+            else:
+                result = call.invoke(self._handler_ctx(info))
+            if inspect.isawaitable(result):
+                coro = result if inspect.iscoroutine(result) else _as_coroutine(result)
+                try:
+                    first = coro.send(None)
+                except StopIteration:
+                    pass
+                else:
+                    lt.spawn(_finish(coro, first)).add_done_callback(_consume_exception)
+        except Exception:  # the timeout wins the race; a late failure is ignored like a result
+            pass
+        ms = timeout_ms if action.after_config else 0
+        if ms:
+            await self._wait_until(lt, started + ms)
+        raise StepError(f"Execution timed out after {ms}ms", "WorkflowTimeoutError")
 
     async def _race(
         self, lt: _Lifetime, coro: Coroutine[Any, Any, Any], first: Any, timeout_ms: int
@@ -846,6 +948,11 @@ class Simulator:
             raise _Abandoned
         count = lt.next_count("sleep\x1f" + name)
         key = f"sleep:{name}#{count}"
+        hooks = self.hooks
+        ref = None
+        if hooks is not None:
+            ref = StepRef("sleep", name, name, count, lt.next_count("\x1fseq:sleep"))
+            hooks.step_call(lt.iid, ref)
         rec = self._store.get_step(lt.iid, key)
         if rec is not None and rec["state"] == "done":
             return
@@ -858,12 +965,16 @@ class Simulator:
                         "time-traveler"
                     )
             assert ms is not None
+            if hooks is not None and ref is not None:
+                ms = hooks.sleep_ms(lt.iid, ref, ms)
             until = self._loop.now_ms + ms
             rec = {"kind": "sleep", "name": name, "state": "running", "until": until}
             lt.commit(
                 steps={key: rec},
                 timeline=[self._entry("sleep-start", name, name, duration_ms=ms, until_ms=until)],
             )
+            if hooks is not None and ref is not None:
+                self._act(lt, hooks.during_sleep(lt.iid, ref), ref, None)
         await self._wait_until(lt, rec["until"])
         lt.commit(
             steps={key: {**rec, "state": "done"}}, timeline=[self._entry("sleep-end", name, name)]
@@ -875,6 +986,11 @@ class Simulator:
             raise _Abandoned
         count = lt.next_count("wait\x1f" + name)
         key = f"wait:{name}#{count}"
+        hooks = self.hooks
+        ref = None
+        if hooks is not None:
+            ref = StepRef("wait", name, name, count, lt.next_count("\x1fseq:wait"))
+            hooks.step_call(lt.iid, ref)
         rec = self._store.get_step(lt.iid, key)
         if rec is not None:
             if rec["state"] == "done":
@@ -882,6 +998,8 @@ class Simulator:
             if rec["state"] == "failed":
                 raise StepError(rec["error"]["message"], rec["error"]["name"])
         else:
+            if hooks is not None and ref is not None:
+                timeout_ms = hooks.wait_timeout_ms(lt.iid, ref, timeout_ms)
             rec = {
                 "kind": "wait",
                 "name": name,
@@ -898,6 +1016,8 @@ class Simulator:
         for ev in self._store.events(lt.iid):
             if ev["type"] == type and ev["consumed_by"] is None:
                 return self._deliver(lt, key, rec, ev)
+        if hooks is not None and ref is not None:
+            self._act(lt, hooks.during_wait(lt.iid, ref), ref, None)
         fut: asyncio.Future[Any] = self._loop.create_future()
         queue = lt.waiters.setdefault(type, deque())
         entry = (key, fut)

@@ -1,0 +1,180 @@
+"""The engine's seam for changing what happens at a step: test modifiers and fault injection.
+
+The engine calls a Hooks object at every point where Cloudflare's behaviour can be bent: each
+step call (cached or not, in the order the awaits start), before a step first executes, before
+each attempt, after a handler's effect, after a checkpoint, around retry waits, sleeps and
+event waits. A hook answers with an action (mock the result, throw, time out, crash) or None.
+
+The testing modifier and chaos fault plans are both Hooks; `HookChain` runs several, the
+first action wins and durations pass through each in turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from awf_sim.engine._simulator import Simulator
+
+__all__ = [
+    "Action",
+    "Crash",
+    "ForceTimeout",
+    "HookChain",
+    "Hooks",
+    "MockError",
+    "MockResult",
+    "StepRef",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StepRef:
+    """One call of a step in one lifetime.
+
+    kind: "do", "sleep" or "wait"; path: the dotted path ("Inventory.check", or the raw
+    name); name: the Cloudflare step name; count: the occurrence of that name in this
+    lifetime (Cloudflare's ctx.step.count); seq: 1-based order of this call among all calls
+    of its kind in this lifetime.
+    """
+
+    kind: str
+    path: str
+    name: str
+    count: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """Crash the engine here: in-memory state is dropped, the instance replays from the store."""
+
+    fault: str = "crash"
+
+
+@dataclass(frozen=True, slots=True)
+class MockResult:
+    """The attempt succeeds with `value`; the handler does not run."""
+
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class MockError:
+    """The attempt throws an error with this name and message; the handler does not run."""
+
+    name: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ForceTimeout:
+    """The attempt times out. The handler still starts (its effects happen) and its result is
+    ignored. `after_config` False: at once, "after 0ms" (Cloudflare's forceStepTimeout); True:
+    when the step's configured timeout expires (a handler that hung)."""
+
+    after_config: bool = False
+
+
+Action = Crash | MockResult | MockError | ForceTimeout
+
+
+class Hooks:
+    """No-op base: override what you need. Every method is called on the simulator's thread."""
+
+    def lifetime_start(self, sim: Simulator, iid: str, kind: str) -> None:
+        """A lifetime begins: kind is workflow-start, recover, resumed or restarted."""
+
+    def step_call(self, iid: str, ref: StepRef) -> None:
+        """Every do/sleep/wait call, cached or not, in the order the awaits start."""
+
+    def before_step(self, iid: str, ref: StepRef) -> Action | None:
+        """A `do` step is about to execute for the first time (nothing of it is stored yet)."""
+        return None
+
+    def before_attempt(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        """The attempt count is stored; the handler is about to run."""
+        return None
+
+    def after_effect(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        """The handler returned; its checkpoint is not written yet."""
+        return None
+
+    def after_checkpoint(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        """The result is checkpointed."""
+        return None
+
+    def retry_delay(self, iid: str, ref: StepRef, attempt: int, delay_ms: int) -> int:
+        return delay_ms
+
+    def sleep_ms(self, iid: str, ref: StepRef, ms: int) -> int:
+        return ms
+
+    def during_sleep(self, iid: str, ref: StepRef) -> Action | None:
+        """A sleep's deadline is stored and the sleep has begun."""
+        return None
+
+    def wait_timeout_ms(self, iid: str, ref: StepRef, timeout_ms: int) -> int:
+        return timeout_ms
+
+    def during_wait(self, iid: str, ref: StepRef) -> Action | None:
+        """An event wait is stored and has begun (no buffered event matched yet)."""
+        return None
+
+
+class HookChain(Hooks):
+    """Several Hooks in order: the first action wins; durations pass through each."""
+
+    def __init__(self, hooks: Sequence[Hooks]) -> None:
+        self.hooks = list(hooks)
+
+    def lifetime_start(self, sim: Simulator, iid: str, kind: str) -> None:
+        for h in self.hooks:
+            h.lifetime_start(sim, iid, kind)
+
+    def step_call(self, iid: str, ref: StepRef) -> None:
+        for h in self.hooks:
+            h.step_call(iid, ref)
+
+    def before_step(self, iid: str, ref: StepRef) -> Action | None:
+        return _first(h.before_step(iid, ref) for h in self.hooks)
+
+    def before_attempt(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        return _first(h.before_attempt(iid, ref, attempt) for h in self.hooks)
+
+    def after_effect(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        return _first(h.after_effect(iid, ref, attempt) for h in self.hooks)
+
+    def after_checkpoint(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        return _first(h.after_checkpoint(iid, ref, attempt) for h in self.hooks)
+
+    def retry_delay(self, iid: str, ref: StepRef, attempt: int, delay_ms: int) -> int:
+        for h in self.hooks:
+            delay_ms = h.retry_delay(iid, ref, attempt, delay_ms)
+        return delay_ms
+
+    def sleep_ms(self, iid: str, ref: StepRef, ms: int) -> int:
+        for h in self.hooks:
+            ms = h.sleep_ms(iid, ref, ms)
+        return ms
+
+    def during_sleep(self, iid: str, ref: StepRef) -> Action | None:
+        return _first(h.during_sleep(iid, ref) for h in self.hooks)
+
+    def wait_timeout_ms(self, iid: str, ref: StepRef, timeout_ms: int) -> int:
+        for h in self.hooks:
+            timeout_ms = h.wait_timeout_ms(iid, ref, timeout_ms)
+        return timeout_ms
+
+    def during_wait(self, iid: str, ref: StepRef) -> Action | None:
+        return _first(h.during_wait(iid, ref) for h in self.hooks)
+
+
+def _first(actions: Any) -> Action | None:
+    # A generator, so later hooks are not asked once one has answered.
+    for action in actions:
+        if action is not None:
+            return action  # type: ignore[no-any-return]
+    return None
