@@ -1,0 +1,53 @@
+"""Run one instance of a flow's workflow to its end (what `awf-sim run` does)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from awf_sim._flow import FlowFile
+from awf_sim._report import RunResult
+from awf_sim.dsl._workflow import Workflow
+from awf_sim.engine._simulator import TERMINAL, Simulator
+
+__all__ = ["run_flow"]
+
+
+def run_flow(
+    flow: FlowFile,
+    workflow: Workflow,
+    params: Any,
+    *,
+    seed: int = 0,
+    store: str | None = None,
+    on_resume: Any = None,
+) -> RunResult:
+    """Run `workflow` once, letting event waits time out in virtual time.
+
+    With a SQLite `store` that holds an unfinished instance of this workflow (a run that was
+    killed), that instance is resumed from its checkpoints instead of starting a new one.
+    """
+    with Simulator(seed=seed, store=store, db=flow.database) as sim:
+        inst = None
+        if store is not None:
+            for candidate in sim.instances:
+                meta = sim._store.get_instance(candidate.id)
+                if meta and meta["workflow"] == workflow.name and meta["status"] not in TERMINAL:
+                    sim._register(workflow)
+                    sim.recover()
+                    inst = candidate
+                    if on_resume is not None:
+                        on_resume(candidate.id)
+                    break
+        if inst is None:
+            inst = sim.create(workflow, params)
+        sim.run_until_done(inst)
+        status = inst.status()
+        return RunResult(
+            workflow=workflow.name,
+            instance_id=inst.id,
+            seed=seed,
+            status=status["status"],
+            output=status["output"],
+            error=status["error"],
+            timeline=inst.timeline,
+        )
