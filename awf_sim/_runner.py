@@ -7,9 +7,21 @@ from typing import Any
 from awf_sim._flow import FlowFile
 from awf_sim._report import RunResult
 from awf_sim.dsl._workflow import Workflow
-from awf_sim.engine._simulator import TERMINAL, Simulator
+from awf_sim.engine._simulator import TERMINAL, Instance, Simulator
 
-__all__ = ["run_flow"]
+__all__ = ["run_flow", "send_events"]
+
+
+def send_events(sim: Simulator, inst: Instance, events: list[dict[str, Any]]) -> None:
+    """Deliver a workflow's declared events at their `after` offsets (virtual time)."""
+    start = sim.now_ms
+    for ev in sorted(events, key=lambda e: e["after_ms"]):
+        due = start + ev["after_ms"]
+        if due > sim.now_ms:
+            sim.advance(due - sim.now_ms)
+        if inst.status()["status"] in TERMINAL:
+            return
+        inst.send_event(ev["type"], ev["payload"])
 
 
 def run_flow(
@@ -40,6 +52,7 @@ def run_flow(
                     break
         if inst is None:
             inst = sim.create(workflow, params)
+            send_events(sim, inst, workflow.events)
         sim.run_until_done(inst)
         status = inst.status()
         return RunResult(

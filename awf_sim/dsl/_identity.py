@@ -23,6 +23,7 @@ __all__ = [
     "canonical",
     "dump_result",
     "hash8",
+    "loads",
     "step_id",
     "step_id_from_hashes",
     "step_name",
@@ -219,8 +220,30 @@ def canonical(value: object, *, root: str = "value") -> str:
 
 
 def dump_result(value: object, *, root: str) -> str:
-    """JSON of a step result, like `canonical` but keeping the handler's key order."""
-    return _encode(_encode_ordered, value, root)
+    """JSON of a step result, like `canonical` but keeping the handler's key order.
+
+    Non-string keys are turned into strings here rather than refused: that is what crossing
+    Cloudflare's JavaScript boundary does to a result, and results are on the hot path.
+    """
+    try:
+        return _encode_ordered(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _error(value, root, exc) from None
+
+
+_scan_once = json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def loads(text: str) -> Any:
+    """Parse JSON that awf itself wrote (compact, one value): the C scanner without
+    `json.loads`' Python-level wrapper, which costs more than the parse for small values."""
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return json.loads(text)  # let json produce its usual error
+    if end != len(text):
+        return json.loads(text)
+    return value
 
 
 def hash8(canonical_json: str) -> str:

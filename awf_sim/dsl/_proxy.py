@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import inspect
-import json
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any, Protocol
 
@@ -18,12 +17,12 @@ from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._domain import MethodSpec
 from awf_sim.dsl._duration import check_sleep, parse_duration
 from awf_sim.dsl._errors import DefinitionError
-from awf_sim.dsl._identity import canonical, hash8, step_id_from_hashes, step_name
+from awf_sim.dsl._identity import canonical, hash8, loads, step_id_from_hashes, step_name
 from awf_sim.dsl._workflow import Workflow
 
 __all__ = ["Runtime", "State", "StepCall", "WorkflowApi"]
 
-_loads = json.loads
+_loads = loads
 
 
 @dataclasses.dataclass(slots=True)
@@ -64,7 +63,7 @@ class Runtime(Protocol):
 class _Pipeline:
     """`wf.Domain(context)` and its attribute/call chain; awaiting it runs one step."""
 
-    __slots__ = ("_calls", "_context", "_context_json", "_domain", "_pending", "_wf")
+    __slots__ = ("_calls", "_context", "_context_json", "_domain", "_pending", "_spec", "_wf")
 
     def __init__(
         self,
@@ -81,26 +80,28 @@ class _Pipeline:
         self._context_json = context_json
         self._calls = calls
         self._pending = pending
+        self._spec: MethodSpec | None = None  # the method `pending` names, once resolved
 
     def __getattr__(self, attr: str) -> _Pipeline:
         if attr.startswith("__"):
             raise AttributeError(attr)
         pending = (*self._pending, attr)
         # Resolve now, so an unknown method fails where the pipeline is built, not later.
-        self._wf._workflow.resolve_domain(self._domain).spec(".".join(pending))
-        return _Pipeline(
+        spec = self._wf._workflow.resolve_domain(self._domain).spec(".".join(pending))
+        nxt = _Pipeline(
             self._wf, self._domain, self._context, self._context_json, self._calls, pending
         )
+        nxt._spec = spec
+        return nxt
 
     def __call__(self, *args: Any, **kwargs: Any) -> _Pipeline:
-        if not self._pending:
+        spec = self._spec
+        if spec is None:
             raise DefinitionError(
                 f"wf.{self._domain}(...) was called twice; call a method: "
                 f"wf.{self._domain}(context).method(args)"
             )
-        method = ".".join(self._pending)
-        spec = self._wf._workflow.resolve_domain(self._domain).spec(method)
-        call_args = _call_args(f"{self._domain}.{method}", args, kwargs)
+        call_args = _call_args(spec.path, args, kwargs)
         return _Pipeline(
             self._wf,
             self._domain,

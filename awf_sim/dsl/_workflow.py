@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from awf_sim.dsl._domain import Domain, registered_domains
+from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._names import validate_name
 from awf_sim.dsl._schedule import to_cron
@@ -16,6 +17,7 @@ __all__ = ["Workflow", "WorkflowFn", "registered_workflows"]
 WorkflowFn = Callable[..., Any]
 
 _WORKFLOWS: dict[str, Workflow] = {}
+_UNSET = object()
 
 
 class Workflow:
@@ -34,9 +36,11 @@ class Workflow:
         *,
         examples: Sequence[Any] | None = None,
         domains: Iterable[Domain] | None = None,
+        events: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         self.name = validate_name("workflow name", name)
         self.examples: list[Any] = list(examples) if examples is not None else []
+        self.events = _validate_events(self.name, events)
         self._domains: dict[str, Domain] | None = None
         if domains is not None:
             self._domains = {}
@@ -49,6 +53,7 @@ class Workflow:
         self.schedule: str | None = None
         self.fn: WorkflowFn | None = None
         self._takes_params = True
+        self._input_model: object = _UNSET
         if fn is not None:
             self._set_fn(fn)
         _WORKFLOWS[self.name] = self
@@ -90,10 +95,16 @@ class Workflow:
             )
         self._takes_params = len(params) == 2
         self.fn = fn
+        self._input_model = _UNSET  # resolved on first use: annotations may name later types
 
     @property
     def input_model(self) -> type | None:
         """The pydantic model the params are annotated with, if any (duck-typed)."""
+        if self._input_model is _UNSET:
+            self._input_model = self._find_input_model()
+        return self._input_model  # type: ignore[return-value]
+
+    def _find_input_model(self) -> type | None:
         if self.fn is None or not self._takes_params:
             return None
         try:
@@ -129,6 +140,30 @@ class Workflow:
     def __repr__(self) -> str:
         extra = f", every={self.schedule!r}" if self.schedule else ""
         return f"Workflow({self.name!r}{extra})"
+
+
+def _validate_events(
+    workflow: str, events: Sequence[Mapping[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """The events a run of this workflow receives from the outside (a human approving, a
+    webhook): [{"type", "payload", "after"}], `after` a duration from the instance's start.
+    `awf-sim run` sends them, and `awf-sim chaos` sends them early, late and twice."""
+    out: list[dict[str, Any]] = []
+    for i, ev in enumerate(events or ()):
+        if not isinstance(ev, Mapping) or not isinstance(ev.get("type"), str) or not ev["type"]:
+            raise DefinitionError(
+                f"workflow {workflow!r}: events[{i}] must be a dict with a non-empty 'type', "
+                "e.g. {'type': 'approval', 'payload': {...}, 'after': '1 hour'}"
+            )
+        extra = set(ev) - {"type", "payload", "after"}
+        if extra:
+            raise DefinitionError(
+                f"workflow {workflow!r}: events[{i}] has unknown keys {sorted(extra)}; "
+                "use type, payload, after"
+            )
+        after = parse_duration(ev.get("after", 0))
+        out.append({"type": ev["type"], "payload": ev.get("payload"), "after_ms": after})
+    return out
 
 
 def registered_workflows() -> Mapping[str, Workflow]:

@@ -17,6 +17,7 @@ import datetime as _dt
 import inspect
 import json
 import random
+import re
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Mapping
@@ -31,7 +32,7 @@ from awf_sim.dsl._errors import (
     SerializationError,
     StepError,
 )
-from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, MAX_STEP_NAME, canonical, dump_result
+from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, MAX_STEP_NAME, canonical, dump_result, loads
 from awf_sim.dsl._names import validate_instance_id
 from awf_sim.dsl._proxy import StepCall, WorkflowApi
 from awf_sim.dsl._workflow import Workflow, registered_workflows
@@ -65,7 +66,8 @@ _INTERNAL_ERROR = {
     "message": "Attempt failed due to internal workflows error",
 }
 
-_loads = json.loads
+_loads = loads
+_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 class InstanceError(AwfError):
@@ -600,7 +602,7 @@ class Simulator:
                 f"The limit of {self.step_limit} steps has been reached. This limit can be "
                 "changed in your worker configuration.",
             )
-        if len(name) > MAX_STEP_NAME or any(ord(c) < 0x20 for c in name):
+        if len(name) > MAX_STEP_NAME or _CONTROL.search(name):
             raise self._fatal(
                 lt,
                 f'Step name "{name}" exceeds max length ({MAX_STEP_NAME} chars) or invalid '
@@ -816,15 +818,16 @@ class Simulator:
         timeout_ms: int,
         action: Action | None = None,
     ) -> Any:
-        if isinstance(action, MockResult):
-            return action.value  # the handler does not run; attempt and checkpoint still happen
-        if isinstance(action, MockError):
-            if action.name == "NonRetryableError":
-                raise NonRetryableError(action.message)
-            raise StepError(action.message, action.name)
+        if action is not None:
+            if isinstance(action, MockResult):
+                return action.value  # the handler does not run; attempt and checkpoint happen
+            if isinstance(action, MockError):
+                if action.name == "NonRetryableError":
+                    raise NonRetryableError(action.message)
+                raise StepError(action.message, action.name)
         lt.executing += 1
         try:
-            if isinstance(action, ForceTimeout):
+            if action is not None and isinstance(action, ForceTimeout):
                 return await self._forced_timeout(lt, call, info, timeout_ms, action)
             if isinstance(call, _CallbackStep):
                 result = call.fn(info)

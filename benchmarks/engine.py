@@ -1,0 +1,142 @@
+"""Engine overhead per step, as ratios against direct calls in the same process.
+
+    python benchmarks/engine.py [--instances N] [--repeat R]
+
+Times a 6-step workflow (a) as direct function calls of the same handlers, (b) in the
+simulator with the memory store, (c) with the SQLite store, and prints the engine's overhead
+per step in microseconds and the ratios b/a and c/a. Each figure is the best of R repeats,
+which filters out noise from other work on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from typing import Any
+
+from awf_sim import Domain, Simulator, Workflow
+
+STEPS = 6
+
+
+async def validate(order: Any, args: Any, ctx: Any) -> Any:
+    return {"id": order["id"], "valid": bool(order["items"])}
+
+
+async def price(order: Any, args: Any, ctx: Any) -> Any:
+    return {"total": sum(i["price"] * i["qty"] for i in order["items"])}
+
+
+async def reserve(order: Any, args: Any, ctx: Any) -> Any:
+    return {"reservation": f"r-{order['id']}", "qty": args["qty"]}
+
+
+async def charge(order: Any, args: Any, ctx: Any) -> Any:
+    return {"charge": f"ch-{order['id']}", "amount": args["amount"]}
+
+
+async def ship(order: Any, args: Any, ctx: Any) -> Any:
+    return {"tracking": f"TRK-{order['id']}"}
+
+
+async def notify(customer: Any, args: Any, ctx: Any) -> Any:
+    return {"sent": True, "template": args["template"]}
+
+
+Bench = Domain(
+    "Bench",
+    {
+        "validate": validate,
+        "price": price,
+        "reserve": reserve,
+        "charge": charge,
+        "ship": ship,
+        "notify": notify,
+    },
+)
+
+
+@Workflow("bench", domains=[Bench])
+async def bench_flow(wf: Any, order: Any) -> Any:
+    await wf.Bench(order).validate()
+    total = await wf.Bench(order).price()
+    await wf.Bench(order).reserve(qty=len(order["items"]))
+    await wf.Bench(order).charge(amount=total["total"])
+    ship_info = await wf.Bench(order).ship()
+    await wf.Bench(order["customer"]).notify(template="confirmed")
+    return ship_info
+
+
+def order(i: int) -> dict[str, Any]:
+    return {
+        "id": f"o-{i}",
+        "items": [{"sku": "ABC", "price": 9.5, "qty": 2}, {"sku": "XYZ", "price": 3.0, "qty": 1}],
+        "customer": {"email": f"c{i}@example.com"},
+    }
+
+
+async def direct(o: dict[str, Any]) -> Any:
+    """The same handlers called in the same order, with no engine at all."""
+    await validate(o, {}, None)
+    total = await price(o, {}, None)
+    await reserve(o, {"qty": len(o["items"])}, None)
+    await charge(o, {"amount": total["total"]}, None)
+    ship_info = await ship(o, {}, None)
+    await notify(o["customer"], {"template": "confirmed"}, None)
+    return ship_info
+
+
+def run_direct(n: int) -> float:
+    orders = [order(i) for i in range(n)]
+    t0 = time.perf_counter()
+    for o in orders:
+        coro = direct(o)
+        try:
+            coro.send(None)
+        except StopIteration:
+            pass
+    return time.perf_counter() - t0
+
+
+def run_sim(n: int, store: str | None) -> float:
+    orders = [order(i) for i in range(n)]
+    with Simulator(store=store) as sim:
+        t0 = time.perf_counter()
+        instances = [sim.create(bench_flow, o) for o in orders]
+        sim.run()
+        elapsed = time.perf_counter() - t0
+        assert all(inst.status()["status"] == "complete" for inst in instances)
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--instances", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    n, repeat = args.instances, args.repeat
+    asyncio.set_event_loop_policy(None)
+
+    a = min(run_direct(n) for _ in range(repeat))
+    b = min(run_sim(n, None) for _ in range(repeat))
+    with tempfile.TemporaryDirectory() as tmp:
+        c = min(run_sim(n, os.path.join(tmp, f"bench-{i}.db")) for i in range(repeat))
+
+    steps = n * STEPS
+    print(f"{n} instances x {STEPS} steps, best of {repeat} (python {sys.version.split()[0]})")
+    print(f"(a) direct calls       {a / steps * 1e6:8.2f} us/step")
+    print(f"(b) simulator, memory  {b / steps * 1e6:8.2f} us/step   b/a = {b / a:6.1f}x")
+    print(f"(c) simulator, sqlite  {c / steps * 1e6:8.2f} us/step   c/a = {c / a:6.1f}x")
+    print(
+        f"engine overhead per step: memory {(b - a) / steps * 1e6:.2f} us, "
+        f"sqlite {(c - a) / steps * 1e6:.2f} us"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""`awf-sim run`: one instance to its end; one clear line and exit 2 for anything unusable."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from awf_sim.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+ORDER = str(ROOT / "examples" / "order_processing.py")
+runner = CliRunner()
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_runs_the_first_example_and_prints_timeline_and_output() -> None:
+    result = runner.invoke(app, ["run", ORDER])
+    assert result.exit_code == 0, result.stderr
+    assert "Inventory.reserve" in result.stdout
+    assert "checkpoint" in result.stdout
+    assert '"status": "confirmed"' in result.stdout
+
+
+def test_json_output_has_status_output_error_timeline() -> None:
+    result = runner.invoke(app, ["run", ORDER, "--json", "--seed", "3"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert set(data) == {"status", "output", "error", "timeline"}
+    assert data["status"] == "complete"
+    assert data["output"]["status"] == "confirmed"
+    paths = [e["path"] for e in data["timeline"] if e["kind"] == "checkpoint"]
+    assert paths == [
+        "Inventory.check",
+        "Inventory.reserve",
+        "Payment.process",
+        "Fulfillment.create",
+        "Email.send",
+    ]
+
+
+def test_input_selects_the_path_through_the_workflow(tmp_path: Path) -> None:
+    order = {
+        "id": "o-9",
+        "product": {"sku": "ABC"},
+        "quantity": 1,
+        "total": 5,
+        "paymentMethod": {"token": "tok_declined"},
+        "customer": {"email": "x@example.com"},
+        "shippingAddress": {},
+    }
+    result = runner.invoke(app, ["run", ORDER, "--json", "--input", json.dumps(order)])
+    assert json.loads(result.stdout)["output"] == {
+        "status": "payment-failed",
+        "error": "card declined",
+    }
+    path = write(tmp_path, "in.json", json.dumps({**order, "product": {"sku": "OUT"}}))
+    result = runner.invoke(app, ["run", ORDER, "--json", "--input-file", path])
+    assert json.loads(result.stdout)["output"]["status"] == "backordered"
+
+
+def test_same_seed_same_json() -> None:
+    a = runner.invoke(app, ["run", ORDER, "--json", "--seed", "7"]).stdout
+    b = runner.invoke(app, ["run", ORDER, "--json", "--seed", "7"]).stdout
+    assert a == b
+
+
+def test_errored_instance_exits_1(tmp_path: Path) -> None:
+    flow = write(
+        tmp_path,
+        "fails.py",
+        "from awf_sim import Workflow\n"
+        "@Workflow('fails')\n"
+        "async def fails(wf, params):\n"
+        "    return await wf.do('boom', lambda: 1 / 0, retries={'limit': 0, 'delay': 0})\n",
+    )
+    result = runner.invoke(app, ["run", flow, "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"] == {
+        "name": "ZeroDivisionError",
+        "message": "division by zero",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("syntax.py", "def broken(:\n", "syntax.py:1: syntax error"),
+        ("imports.py", "import not_a_module_anywhere\n", "ModuleNotFoundError"),
+        ("empty.py", "x = 1\n", "defines no workflow"),
+        (
+            "two.py",
+            "from awf_sim import Workflow\n"
+            "a = Workflow('a', lambda wf, p: 1)\nb = Workflow('b', lambda wf, p: 2)\n",
+            "choose one with --workflow",
+        ),
+    ],
+)
+def test_bad_flow_files_give_one_line_and_exit_2(
+    tmp_path: Path, name: str, text: str, expected: str
+) -> None:
+    result = runner.invoke(app, ["run", write(tmp_path, name, text)])
+    assert result.exit_code == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_file_unknown_workflow_and_bad_json_exit_2(tmp_path: Path) -> None:
+    cases = [
+        (["run", str(tmp_path / "nope.py")], "no such file"),
+        (["run", ORDER, "--workflow", "nope"], "no workflow named 'nope'"),
+        (["run", ORDER, "--input", "{bad"], "--input is not valid JSON"),
+        (["run", ORDER, "--input-file", str(tmp_path / "missing.json")], "--input-file"),
+        (["run", ORDER, "--input", "{}", "--input-file", "x.json"], "not both"),
+    ]
+    for args, expected in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, args
+        assert expected in result.stderr, (args, result.stderr)
+
+
+def test_help_documents_every_option() -> None:
+    result = runner.invoke(app, ["run", "--help"])
+    assert result.exit_code == 0
+    for option in ("--workflow", "--input", "--input-file", "--seed", "--store", "--json"):
+        assert option in result.stdout
+
+
+def test_console_script_and_store_resume(tmp_path: Path) -> None:
+    """The installed `awf-sim` resumes a run that was killed, from its SQLite store."""
+    flow = write(
+        tmp_path,
+        "resumable.py",
+        "import os, signal\n"
+        "from awf_sim import Workflow\n"
+        "def work(i):\n"
+        "    if i == 1 and os.environ.get('KILL_AT_1'):\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return i\n"
+        "@Workflow('resumable')\n"
+        "async def resumable(wf, params):\n"
+        "    return [await wf.do(f's{i}', lambda i=i: work(i)) for i in range(3)]\n",
+    )
+    store = str(tmp_path / "run.db")
+    exe = [sys.executable, "-m", "awf_sim.cli", "run", flow, "--store", store, "--json"]
+    killed = subprocess.run(exe, env={**os.environ, "KILL_AT_1": "1"}, capture_output=True)
+    assert killed.returncode < 0
+    resumed = subprocess.run(exe, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming unfinished instance" in resumed.stderr
+    data = json.loads(resumed.stdout)
+    assert data["output"] == [0, 1, 2]
+    assert [e["path"] for e in data["timeline"] if e["kind"] == "checkpoint"] == ["s0", "s1", "s2"]
