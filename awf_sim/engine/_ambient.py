@@ -187,7 +187,7 @@ def _localtime(secs: float | None = None, /) -> time.struct_time:
                 if _ignore_lists[-1] is _own_ignore:
                     return _fg.real_localtime()
                 return _fg.fake_localtime()
-        return _fg.real_localtime(wall_ms() // 1000)
+        return _fg.real_gmtime(wall_ms() // 1000)  # a simulation's local zone is UTC
     return _fg.real_localtime(secs)
 
 
@@ -210,7 +210,7 @@ def _strftime(fmt: str, /, *t: Any) -> str:
         return _fg.real_strftime(fmt, *t)
     wall_ms = _active()
     if wall_ms is not None:
-        return _fg.real_strftime(fmt, _fg.real_localtime(wall_ms() // 1000))
+        return _fg.real_strftime(fmt, _fg.real_gmtime(wall_ms() // 1000))
     if _ignore_lists[-1] is _own_ignore:
         return _fg.real_strftime(fmt)
     return _fg.fake_strftime(fmt)
@@ -243,6 +243,10 @@ def _now(cls: type[_dt.datetime], tz: _dt.tzinfo | None = None) -> _dt.datetime:
                     return _fg.real_datetime.now(tz)
                 return _REAL_DATETIME_NOW.__get__(None, cls)(tz)  # type: ignore[no-any-return]
             return _FG_NOW.__func__(cls, tz)  # type: ignore[no-any-return]
+    if tz is None:
+        # A simulation's local zone is UTC, as on Cloudflare's Workers, so a seed replays the
+        # same way on every machine whatever its TZ.
+        return _datetime_at(cls, wall_ms(), _dt.UTC).replace(tzinfo=None)
     return _datetime_at(cls, wall_ms(), tz)
 
 
@@ -289,9 +293,10 @@ def _date_today(cls: type[_dt.date]) -> _dt.date:
                     return _fg.real_date.today()
                 return _REAL_DATE_TODAY.__get__(None, cls)()  # type: ignore[no-any-return]
             return _FG_DATE_TODAY.__func__(cls)  # type: ignore[no-any-return]
+    day = _fg.real_datetime.fromtimestamp(wall_ms() // 1000, _dt.UTC)  # local zone is UTC
     if cls is _FakeDate:
-        return _fg.real_date.fromtimestamp(wall_ms() // 1000)
-    return _REAL_DATE_FROMTIMESTAMP.__get__(None, cls)(wall_ms() // 1000)  # type: ignore[no-any-return]
+        return _fg.real_date(day.year, day.month, day.day)
+    return cls(day.year, day.month, day.day)
 
 
 # --- seams inside freezegun, reached by its own fakes where they are still referenced ---

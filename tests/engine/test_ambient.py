@@ -53,8 +53,10 @@ def real_now_utc() -> datetime:
 
 
 def local_naive(ms: int) -> datetime:
-    """The process-local wall time at an instant, computed without the faked functions."""
-    return fg.real_datetime.fromtimestamp(ms // 1000) + timedelta(milliseconds=ms % 1000)
+    """A simulation's local wall time at an instant: its local zone is UTC."""
+    return fg.real_datetime.fromtimestamp(ms // 1000, UTC).replace(tzinfo=None) + timedelta(
+        milliseconds=ms % 1000
+    )
 
 
 def scope(ms: int = MS_2023, seed: int = 0) -> AbstractContextManager[None]:
@@ -88,9 +90,9 @@ def test_wall_clock_reads_return_the_virtual_time() -> None:
         assert datetime.today() == local_naive(MS_2023)
         assert date.today() == local_naive(MS_2023).date()
         assert time.gmtime() == fg.real_gmtime(1_700_000_000)
-        assert time.localtime() == fg.real_localtime(1_700_000_000)
+        assert time.localtime() == fg.real_gmtime(1_700_000_000)
         assert time.strftime("%Y-%m-%d %H:%M:%S") == fg.real_strftime(
-            "%Y-%m-%d %H:%M:%S", fg.real_localtime(1_700_000_000)
+            "%Y-%m-%d %H:%M:%S", fg.real_gmtime(1_700_000_000)
         )
         assert captured_time() == 1_700_000_000.0
         assert current_wall_ms() == MS_2023
@@ -225,13 +227,14 @@ def test_state_is_restored_when_the_body_raises() -> None:
     assert random.getstate() == state
 
 
-def test_local_time_zone_is_kept(non_utc_zone: None) -> None:
+def test_simulation_local_time_is_utc_whatever_the_machine_zone(non_utc_zone: None) -> None:
+    # Workers run on UTC, and a seed must replay identically on every machine.
     with scope(MS_2023):
-        assert datetime.now() == datetime(2023, 11, 15, 3, 43, 20)
+        assert datetime.now() == datetime(2023, 11, 14, 22, 13, 20)
         assert datetime.utcnow() == datetime(2023, 11, 14, 22, 13, 20)
-        assert date.today() == date(2023, 11, 15)
-        assert time.localtime().tm_hour == 3
-        assert time.strftime("%H:%M") == "03:43"
+        assert date.today() == date(2023, 11, 14)
+        assert time.localtime().tm_hour == 22
+        assert time.strftime("%H:%M") == "22:13"
         assert time.gmtime().tm_hour == 22
     # Outside, freezegun's classes must not treat naive values as UTC.
     assert abs(datetime.now() - fg.real_datetime.now()) < timedelta(seconds=5)
