@@ -119,6 +119,11 @@ class Hooks:
     def wait_timeout_ms(self, iid: str, ref: StepRef, timeout_ms: int) -> int:
         return timeout_ms
 
+    def force_wait_timeout(self, iid: str, ref: StepRef) -> bool:
+        """True: the wait times out at once, before any buffered event is looked at, with its
+        configured timeout in the message (Cloudflare's forceEventTimeout)."""
+        return False
+
     def during_wait(self, iid: str, ref: StepRef) -> Action | None:
         """An event wait is stored and has begun (no buffered event matched yet)."""
         return None
@@ -167,6 +172,9 @@ class HookChain(Hooks):
         for h in self.hooks:
             timeout_ms = h.wait_timeout_ms(iid, ref, timeout_ms)
         return timeout_ms
+
+    def force_wait_timeout(self, iid: str, ref: StepRef) -> bool:
+        return any(h.force_wait_timeout(iid, ref) for h in self.hooks)
 
     def during_wait(self, iid: str, ref: StepRef) -> Action | None:
         return _first(h.during_wait(iid, ref) for h in self.hooks)

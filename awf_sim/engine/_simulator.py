@@ -1015,6 +1015,8 @@ class Simulator:
                 steps={key: rec},
                 timeline=[self._entry("wait-start", name, name, type=type, timeout_ms=timeout_ms)],
             )
+        if hooks is not None and ref is not None and hooks.force_wait_timeout(lt.iid, ref):
+            return self._wait_timed_out(lt, key, rec, name, type)
         # An event sent before the wait is buffered per type and consumed first in, first out.
         for ev in self._store.events(lt.iid):
             if ev["type"] == type and ev["consumed_by"] is None:
@@ -1037,22 +1039,25 @@ class Simulator:
         try:
             return await fut
         except _TimedOut:
-            err = {
-                "name": "WorkflowTimeoutError",
-                "message": f"Execution timed out after {rec['timeout_ms']}ms",
-            }
-            # A timed-out wait is persisted and not retried; replays raise it again.
-            lt.commit(
-                steps={key: {**rec, "state": "failed", "error": err}},
-                timeline=[self._entry("wait-end", name, name, type=type, timed_out=True)],
-            )
-            raise StepError(err["message"], err["name"]) from None
+            return self._wait_timed_out(lt, key, rec, name, type)
         finally:
             lt.waits -= 1
             handle.cancel()
             lt.timers.discard(handle)
             if entry in queue:
                 queue.remove(entry)  # a timed-out waiter gets no later event
+
+    def _wait_timed_out(self, lt: _Lifetime, key: str, rec: Record, name: str, type: str) -> Any:
+        err = {
+            "name": "WorkflowTimeoutError",
+            "message": f"Execution timed out after {rec['timeout_ms']}ms",
+        }
+        # A timed-out wait is persisted and not retried; replays raise it again.
+        lt.commit(
+            steps={key: {**rec, "state": "failed", "error": err}},
+            timeline=[self._entry("wait-end", name, name, type=type, timed_out=True)],
+        )
+        raise StepError(err["message"], err["name"])
 
     def _deliver(self, lt: _Lifetime, key: str, rec: Record, ev: Record) -> Any:
         value = {"payload": _loads(ev["payload"]), "timestamp": ev["at_ms"], "type": ev["type"]}

@@ -178,13 +178,13 @@ def test_ctx_step_attempt_env_and_idempotency_key(make_sim: Any) -> None:
 
 
 def test_state_updates_are_steps_and_replay_returns_stored_values(make_sim: Any) -> None:
-    dom = Domain("Items", {"process": lambda item, args, ctx: {"value": item * 10}})
+    dom = Domain("StateItems", {"process": lambda item, args, ctx: {"value": item * 10}})
 
     @Workflow("complex", domains=[dom])
     async def flow(wf: Any, data: Any) -> Any:
         state = wf.state({"items": [], "total": 0})
         for item in data["items"]:
-            processed = await wf.Items(item).process()
+            processed = await wf.StateItems(item).process()
             await state.update(
                 {
                     "items": [*state.current["items"], processed],
