@@ -1,0 +1,356 @@
+"""`wf.modifier`: Cloudflare's test modifier (`cloudflare:test`) on the engine's Hooks seam.
+
+The rules follow Cloudflare's local engine (workers-sdk workflows-shared modifier.ts and the
+step loop in context.ts):
+
+- a mocked step's handler does not run, but its attempt and checkpoint still happen;
+- per attempt, a mocked error is checked first, then a forced timeout, then a mocked result,
+  so "fail N times, then succeed" is `mock_step_error(step, e, times=N)` followed by
+  `mock_step_result(step, value)`;
+- `times=N` claims the next N attempt numbers of that step, on a counter that starts at 1 and
+  is shared by `mock_step_error` and `force_step_timeout`; without `times`, every attempt;
+- mocking a step's result twice, or mocking an error or a timeout after its result, is an error
+  with Cloudflare's message.
+
+Selectors (see `_selectors`) are matched per step call; when several match one call, the most
+specific wins (an indexed selector over a plain one, an exact name over a glob, then the one
+registered first).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from awf_sim.dsl._errors import AwfError, DefinitionError
+from awf_sim.dsl._identity import canonical, dump_result
+from awf_sim.engine._hooks import Action, ForceTimeout, Hooks, MockError, MockResult, StepRef
+from awf_sim.testing._selectors import StepSelector, parse_selector
+
+if TYPE_CHECKING:
+    from awf_sim.engine._simulator import Simulator
+
+__all__ = ["Modifier", "ModifierError"]
+
+_KIND_WORD = {"do": "step", "sleep": "sleep", "wait": "event wait"}
+
+
+class ModifierError(AwfError):
+    """A modifier call that Cloudflare's introspector refuses (the message is Cloudflare's)."""
+
+
+@dataclass(eq=False)
+class _Rule:
+    """Everything registered for one (kind, selector): Cloudflare keys it by (name, index)."""
+
+    kind: str
+    selector: StepSelector
+    order: int
+    uses: list[str] = field(default_factory=list)
+    has_result: bool = False
+    result: Any = None
+    error: tuple[str, str] | None = None  # on every attempt
+    attempt_errors: dict[int, tuple[str, str]] = field(default_factory=dict)
+    timeout: bool = False  # on every attempt
+    attempt_timeouts: set[int] = field(default_factory=set)
+    next_attempt: int = 1  # Cloudflare's failure-index counter, shared by errors and timeouts
+    no_retry_delay: bool = False
+    no_sleep: bool = False
+    event_timeout: bool = False
+    matched: bool = False
+
+    @property
+    def mocks_attempts(self) -> bool:
+        return bool(
+            self.has_result
+            or self.error
+            or self.attempt_errors
+            or self.timeout
+            or self.attempt_timeouts
+        )
+
+    def sort_key(self) -> tuple[int, int, int]:
+        return (*self.selector.specificity, self.order)
+
+
+@dataclass
+class _Lifetime:
+    counts: dict[int, int] = field(default_factory=dict)  # rule order -> matching calls so far
+    selected: dict[tuple[str, int], list[_Rule]] = field(default_factory=dict)  # (kind, seq)
+
+
+def _error_pair(error: Any, method: str) -> tuple[str, str]:
+    """{name, message} of what `mock_step_error` was given, as Cloudflare serialises it."""
+    if isinstance(error, str):
+        return ("Error", error)
+    if isinstance(error, BaseException):
+        name = getattr(error, "name", None)
+        message = getattr(error, "message", None)
+        if isinstance(name, str) and isinstance(message, str):
+            return (name, message)
+        return (type(error).__name__, str(error))
+    if isinstance(error, type) and issubclass(error, BaseException):
+        return (error.__name__, "")
+    if isinstance(error, Mapping):
+        name, message = error.get("name", "Error"), error.get("message")
+        if isinstance(name, str) and isinstance(message, str):
+            return (name, message)
+    raise DefinitionError(
+        f"{method}: error must be an exception, a message string or "
+        f"{{'name': ..., 'message': ...}}, got {error!r}"
+    )
+
+
+def _times(times: Any, method: str) -> int | None:
+    if times is None:
+        return None
+    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+        # Cloudflare treats a falsy `times` (0) as "every attempt"; that is never what a test
+        # means, so it is refused here.
+        raise DefinitionError(
+            f"{method}: times must be a positive whole number of attempts (or None for every "
+            f"attempt), got {times!r}"
+        )
+    return times
+
+
+def _selectors(steps: Any, method: str) -> list[StepSelector]:
+    if isinstance(steps, (str, Mapping)):
+        return [parse_selector(steps, method=method)]
+    if not isinstance(steps, Iterable):
+        raise DefinitionError(
+            f"{method}: steps must be a list of selectors (or one selector), got {steps!r}"
+        )
+    return [parse_selector(s, method=method) for s in steps]
+
+
+class Modifier(Hooks):
+    """The test modifier: pass it as `Simulator(hooks=...)`, or use `wf.modifier` of a test
+    workflow. Every method also has Cloudflare's camelCase name (`mockStepResult`, ...).
+
+    Call the methods before the instance starts: like Cloudflare's `modifyAll`, what is
+    recorded applies to every instance the simulator creates afterwards.
+    """
+
+    def __init__(self) -> None:
+        self._rules: dict[tuple[str, StepSelector], _Rule] = {}
+        self._all_sleeps = False
+        self._all_retry_delays = False
+        self._events: list[tuple[str, Any]] = []
+        self._sims: dict[str, Simulator] = {}
+        self._lifetimes: dict[str, _Lifetime] = {}
+        self.calls: list[tuple[str, StepRef]] = []
+        """Every step, sleep and wait call the engine reported: (instance id, StepRef)."""
+
+    # -- the public API (Cloudflare's WorkflowInstanceModifier) ----------------------------
+    def disable_sleeps(self, steps: Any = None) -> None:
+        """Sleeps resolve at once: all of them, or only those selected (by sleep name)."""
+        if steps is None:
+            self._all_sleeps = True
+            return
+        for sel in _selectors(steps, "disable_sleeps"):
+            self._rule("sleep", sel, "disable_sleeps").no_sleep = True
+
+    def disable_retry_delays(self, steps: Any = None) -> None:
+        """Retry waits become 0 (all attempts still run): for every step, or those selected."""
+        if steps is None:
+            self._all_retry_delays = True
+            return
+        for sel in _selectors(steps, "disable_retry_delays"):
+            self._rule("do", sel, "disable_retry_delays").no_retry_delay = True
+
+    def mock_step_result(self, step: Any, value: Any) -> None:
+        """The step's attempts succeed with `value` (a JSON round-trip); the handler does not
+        run, its attempt and checkpoint still happen."""
+        sel = parse_selector(step, method="mock_step_result")
+        stored = json.loads(dump_result(value, root=f"mock_step_result({sel}) value"))
+        rule = self._rule("do", sel, "mock_step_result")
+        rule.has_result = True
+        rule.result = stored
+
+    def mock_step_error(self, step: Any, error: Any, times: int | None = None) -> None:
+        """The step's attempts throw `error` (its name and message): every attempt, or the
+        next `times` attempts. A NonRetryableError is not retried."""
+        sel = parse_selector(step, method="mock_step_error")
+        pair = _error_pair(error, "mock_step_error")
+        n = _times(times, "mock_step_error")
+        rule = self._rule("do", sel, "mock_step_error")
+        if n is None:
+            rule.error = pair
+        else:
+            for attempt in self._claim(rule, n):
+                rule.attempt_errors[attempt] = pair
+
+    def force_step_timeout(self, step: Any, times: int | None = None) -> None:
+        """The step's attempts time out at once ("Execution timed out after 0ms"), every
+        attempt or the next `times`. The handler still starts; its result is ignored."""
+        sel = parse_selector(step, method="force_step_timeout")
+        n = _times(times, "force_step_timeout")
+        rule = self._rule("do", sel, "force_step_timeout")
+        if n is None:
+            rule.timeout = True
+        else:
+            rule.attempt_timeouts.update(self._claim(rule, n))
+
+    def mock_event(self, type: Any, payload: Any = None) -> None:
+        """Deliver an event of `type` to the instance: buffered until a `wait_for` of that
+        type consumes it. Also accepts Cloudflare's form, `mock_event({"type", "payload"})`."""
+        if isinstance(type, Mapping) and payload is None:
+            payload = type.get("payload")
+            type = type.get("type")
+        if not isinstance(type, str) or not type:
+            raise DefinitionError(f"mock_event: type must be a non-empty string, got {type!r}")
+        canonical(payload, root="mock_event payload")
+        self._send(type, payload)
+
+    def force_event_timeout(self, step: Any) -> None:
+        """The selected `wait_for` (by its name) times out at once."""
+        for sel in _selectors(step, "force_event_timeout"):
+            self._rule("wait", sel, "force_event_timeout").event_timeout = True
+
+    disableSleeps = disable_sleeps
+    disableRetryDelays = disable_retry_delays
+    mockStepResult = mock_step_result
+    mockStepError = mock_step_error
+    forceStepTimeout = force_step_timeout
+    mockEvent = mock_event
+    forceEventTimeout = force_event_timeout
+
+    # -- what the run did with it ----------------------------------------------------------
+    def steps(self, iid: str | None = None) -> list[str]:
+        """Dotted paths of the `do` steps called, in first-call order, one entry per path."""
+        seen: dict[str, None] = {}
+        for call_iid, ref in self.calls:
+            if ref.kind == "do" and (iid is None or call_iid == iid):
+                seen.setdefault(ref.path, None)
+        return list(seen)
+
+    def unmatched(self) -> list[str]:
+        """One warning per selector that selected no call: usually a typo."""
+        warnings = []
+        for rule in sorted(self._rules.values(), key=lambda r: r.order):
+            if rule.matched:
+                continue
+            uses = ", ".join(dict.fromkeys(rule.uses))
+            word = _KIND_WORD[rule.kind]
+            text = f"{uses}({rule.selector}) matched no {word} of this run"
+            text += self._hint(rule)
+            warnings.append(text)
+        return warnings
+
+    def _hint(self, rule: _Rule) -> str:
+        sel = rule.selector
+        calls = [ref for _, ref in self.calls if ref.kind == rule.kind]
+        if not calls:
+            return f" (no {_KIND_WORD[rule.kind]} was called)"
+        if sel.index is not None and any(sel.matches(ref) for ref in calls):
+            return f" (fewer than {sel.index} calls matched {sel.name!r})"
+        known = list(dict.fromkeys(ref.path for ref in calls))
+        close = difflib.get_close_matches(sel.name, known, n=1, cutoff=0.6)
+        if close:
+            return f" (did you mean {close[0]!r}?)"
+        shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
+        return f" (called: {shown})"
+
+    # -- internals ---------------------------------------------------------------------------
+    def _rule(self, kind: str, sel: StepSelector, method: str) -> _Rule:
+        """The rule for (kind, selector), created on first use; refuses Cloudflare's illegal
+        orders before anything is recorded."""
+        key = (kind, sel)
+        rule = self._rules.get(key)
+        if rule is not None and rule.has_result:
+            if method == "mock_step_result":
+                raise ModifierError(
+                    f"[WorkflowIntrospector] Trying to mock step '{sel.name}' multiple times!"
+                )
+            if method == "mock_step_error":
+                raise ModifierError(
+                    f"[WorkflowIntrospector] Trying to mock error on step '{sel.name}' after "
+                    "mocking its result!"
+                )
+            if method == "force_step_timeout":
+                raise ModifierError(
+                    f"[WorkflowIntrospector] Trying to force timeout on step '{sel.name}' after "
+                    "mocking its result!"
+                )
+        if rule is None:
+            rule = self._rules[key] = _Rule(kind, sel, order=len(self._rules))
+        rule.uses.append(method)
+        return rule
+
+    @staticmethod
+    def _claim(rule: _Rule, n: int) -> range:
+        start = rule.next_attempt
+        rule.next_attempt += n
+        return range(start, start + n)
+
+    def _send(self, type: str, payload: Any) -> None:
+        if not self._sims:
+            self._events.append((type, payload))  # delivered when an instance starts
+            return
+        for iid, sim in self._sims.items():
+            sim.instance(iid).send_event(type, payload)
+
+    def _selected(self, iid: str, ref: StepRef) -> list[_Rule]:
+        lifetime = self._lifetimes.get(iid)
+        if lifetime is None:
+            return []
+        return lifetime.selected.get((ref.kind, ref.seq), [])
+
+    # -- Hooks -------------------------------------------------------------------------------
+    def lifetime_start(self, sim: Simulator, iid: str, kind: str) -> None:
+        # Selector indexes count per lifetime, like Cloudflare's per-Context counters.
+        self._lifetimes[iid] = _Lifetime()
+        if iid not in self._sims:
+            self._sims[iid] = sim
+            if kind == "workflow-start":
+                # Recorded events reach every new instance before it runs (modifyAll).
+                for type, payload in self._events:
+                    sim.instance(iid).send_event(type, payload)
+
+    def step_call(self, iid: str, ref: StepRef) -> None:
+        self.calls.append((iid, ref))
+        lifetime = self._lifetimes.setdefault(iid, _Lifetime())
+        selected = []
+        for (kind, sel), rule in self._rules.items():
+            if kind != ref.kind or not sel.matches(ref):
+                continue
+            count = lifetime.counts.get(rule.order, 0) + 1
+            lifetime.counts[rule.order] = count
+            if sel.index is None or sel.index == count:
+                rule.matched = True
+                selected.append(rule)
+        if selected:
+            selected.sort(key=_Rule.sort_key)
+            lifetime.selected[(ref.kind, ref.seq)] = selected
+
+    def before_attempt(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        for rule in self._selected(iid, ref):
+            if not rule.mocks_attempts:
+                continue
+            # Cloudflare's order: a mocked error, then a forced timeout, then a mocked result.
+            error = rule.error or rule.attempt_errors.get(attempt)
+            if error is not None:
+                return MockError(*error)
+            if rule.timeout or attempt in rule.attempt_timeouts:
+                return ForceTimeout()
+            if rule.has_result:
+                return MockResult(rule.result)
+            return None
+        return None
+
+    def retry_delay(self, iid: str, ref: StepRef, attempt: int, delay_ms: int) -> int:
+        if self._all_retry_delays or any(r.no_retry_delay for r in self._selected(iid, ref)):
+            return 0
+        return delay_ms
+
+    def sleep_ms(self, iid: str, ref: StepRef, ms: int) -> int:
+        if self._all_sleeps or any(r.no_sleep for r in self._selected(iid, ref)):
+            return 0
+        return ms
+
+    def force_wait_timeout(self, iid: str, ref: StepRef) -> bool:
+        return any(r.event_timeout for r in self._selected(iid, ref))

@@ -1,0 +1,146 @@
+"""The pytest plugin (entry point `pytest11: awf_sim`).
+
+- fixtures `create_test_workflow` (a factory whose test workflows are closed after the test),
+  `sim` (a fresh Simulator) and `awf_seed`;
+- option `--awf-seed N|random` (default 0), the seed the fixtures use, shown in the header;
+- on failure, a report section per test workflow the test created or ran: its status, the
+  tail of its timeline, unmatched selectors and the seed that reproduces it.
+
+awf_sim is imported lazily: only a session that uses it pays for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections.abc import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from awf_sim.engine._simulator import Simulator
+    from awf_sim.testing._workflow import TestWorkflow
+
+_SEED = pytest.StashKey[int]()
+_CREATED = pytest.StashKey[list["TestWorkflow"]]()
+_WORKFLOW_MODULE = "awf_sim.testing._workflow"
+
+
+def _seed_option(value: str) -> int | str:
+    if value == "random":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number or 'random', got {value!r}"
+        ) from None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("awf-sim", "awf-sim workflow simulator")
+    group.addoption(
+        "--awf-seed",
+        action="store",
+        default="0",
+        type=_seed_option,
+        metavar="N",
+        help="seed of the simulators that awf-sim's fixtures create (a number, or 'random'; "
+        "default 0). A failing test's report names the seed that reproduces it.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    value = config.getoption("--awf-seed")
+    if value == "random":
+        value = random.SystemRandom().randrange(2**32)
+    config.stash[_SEED] = int(value)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"awf-sim: --awf-seed={config.stash[_SEED]}"
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def awf_seed(request: pytest.FixtureRequest) -> int:
+    """The seed from --awf-seed (0 by default)."""
+    return request.config.stash[_SEED]
+
+
+@pytest.fixture
+def create_test_workflow(
+    request: pytest.FixtureRequest, awf_seed: int
+) -> Iterator[Callable[..., TestWorkflow]]:
+    """`create_test_workflow(workflow, db=..., env=..., seed=--awf-seed)`: test workflows that
+    are closed after the test."""
+    from awf_sim.testing import _workflow
+
+    made: list[TestWorkflow] = []
+    created = request.node.stash.get(_CREATED, None)
+    if created is not None and _workflow._tracker is None:
+        _workflow._set_tracker(created)  # the module was first imported by this fixture
+
+    def factory(workflow: Any, **kwargs: Any) -> TestWorkflow:
+        from_option = "seed" not in kwargs
+        kwargs.setdefault("seed", awf_seed)
+        wf = _workflow.create_test_workflow(workflow, **kwargs)
+        if from_option:
+            wf.seed_source = "--awf-seed"
+        made.append(wf)
+        return wf
+
+    yield factory
+    for wf in made:
+        wf.close()
+
+
+@pytest.fixture
+def sim(awf_seed: int) -> Iterator[Simulator]:
+    """A fresh Simulator seeded with --awf-seed, closed after the test."""
+    from awf_sim.engine._simulator import Simulator
+
+    with Simulator(seed=awf_seed) as simulator:
+        yield simulator
+
+
+# -- the failure report ----------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, Any, Any]:
+    created: list[TestWorkflow] = []
+    item.stash[_CREATED] = created
+    module = sys.modules.get(_WORKFLOW_MODULE)
+    previous = module._set_tracker(created) if module is not None else None
+    try:
+        return (yield)
+    finally:
+        module = sys.modules.get(_WORKFLOW_MODULE)
+        if module is not None and module._tracker is created:
+            module._set_tracker(previous)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        for wf in item.stash.get(_CREATED, []):
+            report.sections.append((f"awf-sim {wf.name} (seed {wf.seed})", _section(item, wf)))
+    return report
+
+
+def _section(item: pytest.Item, wf: TestWorkflow) -> str:
+    if wf.seed_source == "--awf-seed":
+        how = f"reproduce: pytest {item.nodeid} --awf-seed {wf.seed}"
+    else:
+        how = f"reproduce: create_test_workflow(..., seed={wf.seed})"
+    return f"{wf.report()}\n{how}\n"

@@ -1,0 +1,412 @@
+"""create_test_workflow, create_test_context and WorkflowFailed.
+
+A test workflow is one instance of one workflow on its own Simulator, run to a terminal status
+in virtual time, with `wf.modifier` (Cloudflare's test modifier) as the simulator's hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from awf_sim._report import format_at
+from awf_sim.engine._hooks import HookChain, Hooks
+from awf_sim.engine._simulator import Instance, Simulator
+from awf_sim.sdk._context import HandlerContext
+from awf_sim.testing._modifier import Modifier
+
+__all__ = [
+    "TestWorkflow",
+    "WorkflowFailed",
+    "create_test_context",
+    "create_test_workflow",
+    "format_timeline",
+]
+
+TIMELINE_TAIL = 30
+
+# The plugin points this at a list for the duration of a test, so that a failing test's report
+# can show the timeline of every test workflow the test created or ran.
+_tracker: list[TestWorkflow] | None = None
+
+
+def _set_tracker(tracker: list[TestWorkflow] | None) -> list[TestWorkflow] | None:
+    global _tracker
+    previous, _tracker = _tracker, tracker
+    return previous
+
+
+def _track(wf: TestWorkflow) -> None:
+    tracker = _tracker
+    if tracker is not None and not any(t is wf for t in tracker):
+        tracker.append(wf)
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def _detail(entry: Mapping[str, Any]) -> str:
+    err = entry.get("error")
+    if err:
+        text = f"{err.get('name')}: {err.get('message')}"
+        if entry.get("retry_in_ms") is not None:
+            text += f" (retry in {format_at(entry['retry_in_ms'])})"
+        return text
+    kind = entry.get("kind")
+    if kind == "sleep-start" and entry.get("duration_ms") is not None:
+        return f"for {format_at(entry['duration_ms'])}"
+    if kind in ("wait-start", "event-received", "wait-end"):
+        return f"type {entry.get('type')}" + (" (timed out)" if entry.get("timed_out") else "")
+    if entry.get("fault"):
+        return f"fault {entry['fault']}"
+    return ""
+
+
+def format_timeline(timeline: Sequence[Mapping[str, Any]], tail: int | None = TIMELINE_TAIL) -> str:
+    """Readable lines: virtual time, kind, path, attempt, error; the last `tail` entries."""
+    entries = list(timeline)
+    lines = []
+    if tail is not None and len(entries) > tail:
+        lines.append(f"  ... {len(entries) - tail} earlier entries")
+        entries = entries[-tail:]
+    for e in entries:
+        attempt = "" if e.get("attempt") is None else f"attempt {e['attempt']}"
+        parts = [
+            f"{format_at(int(e.get('at_ms') or 0)):>10}",
+            f"{e.get('kind', '?'):<16}",
+            f"{e.get('path') or '':<24}",
+            f"{attempt:<10}",
+            _detail(e),
+        ]
+        lines.append("  " + " ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+class WorkflowFailed(AssertionError):
+    """The test workflow's instance did not complete. `.error` is its {name, message} (None if
+    it was terminated), `.timeline` its timeline, `.seed` the seed that reproduces the run,
+    `.warnings` the modifier selectors that matched no step."""
+
+    def __init__(
+        self,
+        *,
+        workflow: str,
+        instance_id: str,
+        status: str,
+        error: Mapping[str, str] | None,
+        timeline: Sequence[Mapping[str, Any]],
+        seed: int,
+        warnings: Sequence[str] = (),
+    ) -> None:
+        self.workflow = workflow
+        self.instance_id = instance_id
+        self.status = status
+        self.error = dict(error) if error else None
+        self.timeline = [dict(e) for e in timeline]
+        self.seed = seed
+        self.warnings = list(warnings)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        if self.error:
+            head = f"{self.error.get('name')}: {self.error.get('message')}"
+        else:
+            head = f"the instance ended {self.status}"
+        shown = min(len(self.timeline), TIMELINE_TAIL)
+        lines = [
+            head,
+            f"workflow {self.workflow!r}, instance {self.instance_id}: {self.status} "
+            f"(seed {self.seed})",
+            f"timeline (last {shown} of {len(self.timeline)} entries):",
+            format_timeline(self.timeline),
+        ]
+        lines += [f"warning: {w}" for w in self.warnings]
+        lines.append(f"reproduce with seed={self.seed}")
+        return "\n".join(lines)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_failed, (self.__dict__.copy(),))
+
+
+def _rebuild_failed(state: dict[str, Any]) -> WorkflowFailed:
+    return WorkflowFailed(
+        workflow=state["workflow"],
+        instance_id=state["instance_id"],
+        status=state["status"],
+        error=state["error"],
+        timeline=state["timeline"],
+        seed=state["seed"],
+        warnings=state["warnings"],
+    )
+
+
+# -- the test workflow -----------------------------------------------------------------------
+
+
+def _optional_kwargs(target: Any, what: str, **values: Any) -> dict[str, Any]:
+    """Pass ai=/http= only to a constructor that accepts them; refuse clearly otherwise."""
+    params = inspect.signature(target).parameters
+    out = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name not in params:
+            raise TypeError(
+                f"{what}({name}=...): this version of awf_sim cannot give handlers ctx.{name} "
+                f"yet ({target.__name__} takes no {name!r}); drop {name}= or upgrade awf_sim"
+            )
+        out[name] = value
+    return out
+
+
+def _close_db(sim: Simulator) -> None:
+    db = vars(sim).get("_db")
+    if db is not None and hasattr(db, "close"):
+        db.close()
+
+
+class TestWorkflow:
+    """One instance of `workflow` on its own Simulator: configure `modifier`, then `run()`.
+
+    After the run: `status`, `output`, `error` ({name, message}), `timeline`, `steps` (dotted
+    paths of the steps called, in first-call order), `db` (the database the handlers used),
+    `instance` and `sim` for anything else.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self,
+        workflow: Any,
+        *,
+        db: Any = None,
+        ai: Any = None,
+        http: Any = None,
+        env: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        hooks: Hooks | Sequence[Hooks] | None = None,
+        profile: str = "production",
+    ) -> None:
+        self.workflow = workflow
+        self.seed = seed
+        self.modifier = Modifier()
+        extra = [] if hooks is None else [hooks] if isinstance(hooks, Hooks) else list(hooks)
+        # Fault hooks (chaos) answer before the modifier, so a fault still fires on a mocked step.
+        chain: Hooks = HookChain([*extra, self.modifier]) if extra else self.modifier
+        self.sim = Simulator(
+            seed=seed,
+            profile=profile,
+            db=db,
+            env=env,
+            hooks=chain,
+            **_optional_kwargs(Simulator, "create_test_workflow", ai=ai, http=http),
+        )
+        self.name: str = self.sim._register(workflow)
+        self.instance: Instance | None = None
+        self.seed_source = "seed="  # how to give the seed back; the plugin sets "--awf-seed"
+        self._closed = False
+        self._final: dict[str, Any] | None = None
+        self._timeline: list[dict[str, Any]] = []
+        # A test workflow nobody closed still releases its database connection when collected.
+        self._release = weakref.finalize(self, _close_db, self.sim)
+        _track(self)
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self, params: Any = None, *, id: str | None = None) -> Any:
+        """Run to a terminal status in virtual time (event waits with nothing to receive time
+        out); return the output, or raise WorkflowFailed if the instance did not complete."""
+        __tracebackhide__ = True  # pytest shows the test's line, not this one
+        if self.instance is not None:
+            raise RuntimeError(
+                f"this test workflow already ran (instance {self.instance.id}); "
+                "create another with create_test_workflow to run again"
+            )
+        if self._closed:
+            raise RuntimeError("this test workflow is closed")
+        _track(self)
+        inst = self.sim.create(self.workflow, params, id=id)
+        self.instance = inst
+        try:
+            self.sim.run_until_done(inst)
+        finally:
+            self._final = inst.status()
+            self._timeline = inst.timeline
+        status = self._final
+        if status["status"] == "complete":
+            return status["output"]
+        raise WorkflowFailed(
+            workflow=self.name,
+            instance_id=inst.id,
+            status=status["status"],
+            error=status["error"],
+            timeline=self._timeline,
+            seed=self.seed,
+            warnings=self.modifier.unmatched(),
+        )
+
+    async def arun(self, params: Any = None, *, id: str | None = None) -> Any:
+        """`run()` for async tests: the simulation runs on a worker thread (its virtual-time
+        loop cannot run inside the test's running loop)."""
+        return await asyncio.to_thread(self.run, params, id=id)
+
+    def send_event(self, type: str, payload: Any = None) -> None:
+        """Send an event to the instance; before `run()` it is buffered and delivered when the
+        instance starts, in order with `modifier.mock_event`."""
+        if self.instance is None:
+            self.modifier.mock_event(type, payload)  # validates it, buffers it in order
+            return
+        self.instance.send_event(type, payload)
+
+    # -- results -----------------------------------------------------------------------------
+    @property
+    def status(self) -> str | None:
+        """ "complete", "errored", ... after `run()`; None before."""
+        return None if self._final is None else str(self._final["status"])
+
+    @property
+    def output(self) -> Any:
+        return None if self._final is None else self._final["output"]
+
+    @property
+    def error(self) -> dict[str, str] | None:
+        return None if self._final is None else self._final["error"]
+
+    @property
+    def timeline(self) -> list[dict[str, Any]]:
+        if self.instance is not None and not self._closed:
+            return self.instance.timeline
+        return [dict(e) for e in self._timeline]
+
+    @property
+    def steps(self) -> list[str]:
+        """Dotted paths of the steps called, in first-call order, one entry per path."""
+        return self.modifier.steps(None if self.instance is None else self.instance.id)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Modifier selectors that matched no step of the run (usually typos)."""
+        return self.modifier.unmatched()
+
+    @property
+    def db(self) -> Any:
+        """The database handle the handlers used (for assertions on its rows)."""
+        return self.sim.db
+
+    def report(self) -> str:
+        """What the pytest plugin prints for a failing test: status, timeline, seed, warnings."""
+        if self.instance is None:
+            head = f"workflow {self.name!r}: not run (seed {self.seed})"
+            lines = [head]
+        else:
+            err = self.error
+            lines = [
+                f"workflow {self.name!r}, instance {self.instance.id}: {self.status}"
+                + (f" with {err['name']}: {err['message']}" if err else "")
+                + f" (seed {self.seed})",
+                format_timeline(self.timeline),
+            ]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    # -- cleanup -------------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Release the simulator and its database connection (the plugin's fixture does this)."""
+        if self._closed:
+            return
+        if self.instance is not None:
+            self._timeline = self.instance.timeline
+        self._closed = True
+        self._release.detach()
+        self.sim.close()
+
+    def __enter__(self) -> TestWorkflow:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<TestWorkflow {self.name} status={self.status} seed={self.seed}>"
+
+
+def create_test_workflow(
+    workflow: Any,
+    *,
+    db: Any = None,
+    ai: Any = None,
+    http: Any = None,
+    env: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    hooks: Hooks | Sequence[Hooks] | None = None,
+    profile: str = "production",
+) -> TestWorkflow:
+    """A test workflow for `workflow` (a Workflow, or a class with `run(event, step)`).
+
+    `db`: a Database spec (`mock_database({...})`, `Database(schema, rows)`), connected afresh
+    for this test workflow. `env`: what handlers see as `ctx.env`. `seed`: the simulator's seed.
+    `hooks`: extra engine hooks (fault plans) that answer before the modifier.
+    """
+    return TestWorkflow(
+        workflow, db=db, ai=ai, http=http, env=env, seed=seed, hooks=hooks, profile=profile
+    )
+
+
+createTestWorkflow = create_test_workflow
+
+
+def create_test_context(
+    db: Any = None,
+    ai: Any = None,
+    http: Any = None,
+    env: Mapping[str, Any] | None = None,
+) -> HandlerContext:
+    """A `ctx` for calling one handler directly: `await Inventory.check(product, {}, ctx)`.
+
+    `db` is a Database spec (connected on first use of `ctx.db`) or an open handle; the step is
+    {"name": "test", "path": "test", "count": 1}, attempt 1.
+    """
+    extra = _optional_kwargs(HandlerContext, "create_test_context", ai=ai, http=http)
+    factory = None
+    handle = None
+    if db is not None:
+        if hasattr(db, "connect"):
+            factory = _lazy_connect(db)
+        else:
+            handle = db
+    return HandlerContext(
+        instance_id="test-instance",
+        step={"name": "test", "path": "test", "count": 1},
+        attempt=1,
+        env=dict(env or {}),
+        db=handle,
+        db_factory=factory,
+        **extra,
+    )
+
+
+createTestContext = create_test_context
+
+
+def _lazy_connect(spec: Any) -> Any:
+    """A db factory for a test ctx; the connection it opens is closed with the ctx."""
+    opened: list[Any] = []
+
+    def factory() -> Any:
+        handle = spec.connect()
+        opened.append(handle)
+        return handle
+
+    weakref.finalize(factory, _close_all, opened)
+    return factory
+
+
+def _close_all(handles: list[Any]) -> None:
+    for handle in handles:
+        handle.close()

@@ -1,0 +1,201 @@
+"""The pytest plugin, registered through the pytest11 entry point (run here with pytester)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+FLOW = """
+from awf_sim import Domain, Workflow
+
+async def charge(order, args, ctx):
+    return {"charged": order["amount"]}
+
+PlugPay = Domain("PlugPay", {
+    "charge": {"handler": charge, "retries": {"limit": 1, "delay": "1 second"}},
+})
+
+async def checkout(wf, order):
+    await wf.sleep("settle", "1 hour")
+    return await wf.PlugPay(order).charge()
+
+CHECKOUT = Workflow("plug-checkout", checkout, domains=[PlugPay])
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    # Hypothesis's own plugin costs most of an inner session's time and is not under test.
+    return pytester.runpytest("-p", "no:hypothesispytest", *args)
+
+
+@pytest.fixture(scope="session")
+def flow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # One file for every inner session: a Domain redefined from the same file and line is
+    # silent, one from another file warns.
+    folder = tmp_path_factory.mktemp("plugflow")
+    (folder / "plugflow.py").write_text(FLOW)
+    return folder
+
+
+@pytest.fixture
+def flow(pytester: pytest.Pytester, flow_dir: Path) -> pytest.Pytester:
+    pytester.syspathinsert(flow_dir)
+    return pytester
+
+
+def test_the_plugin_is_registered_through_its_entry_point(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "--trace-config", "--co", "-q")
+    result.stdout.fnmatch_lines(["*awf_sim*awf_sim/testing/_plugin.py*"])
+
+
+def test_fixtures_are_available_without_import(flow: pytest.Pytester) -> None:
+    flow.makepyfile(
+        """
+        from awf_sim import Simulator
+        from plugflow import CHECKOUT
+
+        def test_workflow(create_test_workflow):
+            wf = create_test_workflow(CHECKOUT)
+            wf.modifier.disable_sleeps()
+            assert wf.run({"amount": 3}) == {"charged": 3}
+            assert wf.steps == ["PlugPay.charge"]
+
+        def test_sim(sim):
+            assert isinstance(sim, Simulator)
+            inst = sim.create(CHECKOUT, {"amount": 1})
+            sim.run_until_done(inst)
+            assert inst.status()["output"] == {"charged": 1}
+
+        def test_seed(awf_seed, sim, create_test_workflow):
+            assert awf_seed == sim.seed == create_test_workflow(CHECKOUT).seed == 0
+        """
+    )
+    result = run(flow)
+    result.assert_outcomes(passed=3)
+
+
+def test_the_seed_option_is_in_the_header_and_used_by_the_fixtures(flow: pytest.Pytester) -> None:
+    flow.makepyfile(
+        """
+        from plugflow import CHECKOUT
+
+        def test_seed(awf_seed, sim, create_test_workflow):
+            assert awf_seed == 7
+            assert sim.seed == 7
+            assert create_test_workflow(CHECKOUT).seed == 7
+            assert create_test_workflow(CHECKOUT, seed=3).seed == 3
+        """
+    )
+    result = run(flow, "--awf-seed", "7")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["awf-sim: --awf-seed=7"])
+
+
+def test_a_random_seed_is_chosen_once_and_shown(flow: pytest.Pytester) -> None:
+    flow.makepyfile("def test_nothing(awf_seed):\n    assert awf_seed >= 0\n")
+    result = run(flow, "--awf-seed=random")
+    result.assert_outcomes(passed=1)
+    header = [line for line in result.outlines if line.startswith("awf-sim: --awf-seed=")]
+    assert len(header) == 1
+    assert header[0].removeprefix("awf-sim: --awf-seed=").isdigit()
+
+
+def test_a_bad_seed_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "--awf-seed", "soon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--awf-seed*expected a whole number or 'random'*"])
+
+
+def test_a_failure_shows_the_timeline_and_the_seed(flow: pytest.Pytester) -> None:
+    flow.makepyfile(
+        test_fails="""
+        from plugflow import CHECKOUT
+
+        def test_payment(create_test_workflow):
+            wf = create_test_workflow(CHECKOUT)
+            wf.modifier.disable_retry_delays()
+            wf.modifier.mock_step_error("PlugPay.charge", "card declined")
+            wf.modifier.mock_step_result("PlugPay.chrage", {"typo": True})
+            wf.run({"amount": 3})
+        """
+    )
+    result = run(flow, "--awf-seed=11")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E   *WorkflowFailed: Error: card declined",
+            "*- awf-sim plug-checkout (seed 11) -*",
+            "workflow 'plug-checkout', instance *: errored with Error: card declined (seed 11)",
+            "*0 ms workflow-start",
+            "*0 ms sleep-start*settle*for 1 h",
+            "*1 h attempt-failure*PlugPay.charge*attempt 1*Error: card declined (retry in 0 ms)",
+            "*1 h attempt-failure*PlugPay.charge*attempt 2*Error: card declined",
+            "*1 h workflow-failure*Error: card declined",
+            "warning: mock_step_result('PlugPay.chrage') matched no step of this run "
+            "(did you mean 'PlugPay.charge'?)",
+            "reproduce: pytest test_fails.py::test_payment --awf-seed 11",
+        ]
+    )
+
+
+def test_a_failed_assertion_after_a_complete_run_shows_the_timeline(flow: pytest.Pytester) -> None:
+    flow.makepyfile(
+        test_wrong="""
+        from awf_sim.testing import create_test_workflow
+        from plugflow import CHECKOUT
+
+        def test_output():
+            wf = create_test_workflow(CHECKOUT, seed=4)
+            wf.modifier.disable_sleeps()
+            assert wf.run({"amount": 3}) == {"charged": 4}
+        """
+    )
+    result = run(flow)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- awf-sim plug-checkout (seed 4) -*",
+            "workflow 'plug-checkout', instance *: complete (seed 4)",
+            "*checkpoint*PlugPay.charge*attempt 1",
+            "reproduce: create_test_workflow(..., seed=4)",
+        ]
+    )
+
+
+def test_a_passing_test_has_no_section(flow: pytest.Pytester) -> None:
+    flow.makepyfile(
+        """
+        from plugflow import CHECKOUT
+
+        def test_ok(create_test_workflow):
+            create_test_workflow(CHECKOUT).run({"amount": 1})
+        """
+    )
+    result = run(flow, "-rA")
+    result.assert_outcomes(passed=1)
+    assert "awf-sim plug-checkout" not in result.stdout.str()
+
+
+def test_the_factory_closes_its_workflows_after_the_test(flow: pytest.Pytester) -> None:
+    flow.makepyfile(
+        """
+        from plugflow import CHECKOUT
+
+        made = []
+
+        def test_make(create_test_workflow):
+            wf = create_test_workflow(CHECKOUT)
+            wf.run({"amount": 1})
+            made.append(wf)
+            assert not wf.closed
+
+        def test_closed():
+            assert made[0].closed
+            assert made[0].status == "complete"
+        """
+    )
+    result = run(flow)
+    result.assert_outcomes(passed=2)

@@ -1,0 +1,316 @@
+"""create_test_workflow, WorkflowFailed and create_test_context."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import pickle
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from awf_sim import Domain, InstanceError, Simulator, Workflow
+from awf_sim.testing import (
+    Database,
+    TestWorkflow,
+    WorkflowFailed,
+    _workflow,
+    create_test_context,
+    create_test_workflow,
+    createTestContext,
+    createTestWorkflow,
+    format_timeline,
+    mock_database,
+)
+
+THREADS: list[int] = []
+
+
+async def count(item: Any, args: Any, ctx: Any) -> dict[str, Any]:
+    THREADS.append(threading.get_ident())
+    row = await ctx.db.query_one("SELECT quantity FROM stock WHERE sku = ?", [item["sku"]])
+    return {"sku": item["sku"], "quantity": row["quantity"] if row else 0}
+
+
+async def take(item: Any, args: Any, ctx: Any) -> dict[str, Any]:
+    await ctx.db.execute("UPDATE stock SET quantity = quantity - 1 WHERE sku = ?", [item["sku"]])
+    return {"taken": True, "region": ctx.env.get("REGION")}
+
+
+async def explode(item: Any, args: Any, ctx: Any) -> None:
+    raise ValueError(f"no such sku {item['sku']}")
+
+
+WfStock = Domain(
+    "WfStock",
+    {
+        "count": count,
+        "take": take,
+        "explode": {"handler": explode, "retries": {"limit": 1, "delay": "1 second"}},
+    },
+)
+
+
+async def stock_fn(wf: Any, params: Any) -> Any:
+    item = {"sku": params["sku"]}
+    first = await wf.WfStock(item).count()
+    taken = await wf.WfStock(item).take()
+    again = await wf.WfStock(item).count()
+    return {"before": first["quantity"], "after": again["quantity"], "taken": taken}
+
+
+async def broken_fn(wf: Any, params: Any) -> Any:
+    await wf.WfStock({"sku": "A"}).count()
+    await wf.WfStock({"sku": "Z"}).explode()
+
+
+async def waiting_fn(wf: Any, params: Any) -> Any:
+    event = await wf.wait_for("go", type="go", timeout="2 hours")
+    return event
+
+
+STOCK = Workflow("wf-stock", stock_fn, domains=[WfStock])
+BROKEN = Workflow("wf-broken", broken_fn, domains=[WfStock])
+WAITING = Workflow("wf-waiting", waiting_fn)
+
+DB = mock_database({"stock": [{"sku": "A", "quantity": 3}]})
+
+
+@pytest.fixture
+def make() -> Iterator[Any]:
+    made: list[TestWorkflow] = []
+
+    def factory(workflow: Workflow, **kwargs: Any) -> TestWorkflow:
+        wf = create_test_workflow(workflow, **kwargs)
+        made.append(wf)
+        return wf
+
+    yield factory
+    for wf in made:
+        wf.close()
+
+
+def test_run_returns_the_output_and_records_the_run(make: Any) -> None:
+    wf = make(STOCK, db=DB, env={"REGION": "eu"})
+    assert (wf.status, wf.output, wf.error, wf.timeline, wf.steps) == (None, None, None, [], [])
+    out = wf.run({"sku": "A"})
+    assert out == {"before": 3, "after": 2, "taken": {"taken": True, "region": "eu"}}
+    assert (wf.status, wf.output, wf.error) == ("complete", out, None)
+    assert wf.steps == ["WfStock.count", "WfStock.take"]  # one entry per path, first-call order
+    assert wf.timeline[0]["kind"] == "workflow-start"
+    assert wf.timeline[-1]["kind"] == "workflow-success"
+
+
+def test_each_test_workflow_gets_a_fresh_database(make: Any) -> None:
+    first = make(STOCK, db=DB)
+    first.run({"sku": "A"})
+    assert first.db.snapshot()["stock"][0]["quantity"] == 2
+    second = make(STOCK, db=DB)
+    assert second.run({"sku": "A"})["before"] == 3
+
+
+def test_an_errored_instance_raises_workflow_failed(make: Any) -> None:
+    wf = make(BROKEN, db=DB, seed=5)
+    wf.modifier.disable_retry_delays()
+    with pytest.raises(WorkflowFailed) as info:
+        wf.run()
+    failed = info.value
+    assert isinstance(failed, AssertionError)
+    assert failed.error == {"name": "ValueError", "message": "no such sku Z"}
+    assert failed.seed == 5
+    assert failed.timeline == wf.timeline
+    text = str(failed)
+    lines = text.splitlines()
+    assert lines[0] == "ValueError: no such sku Z"
+    assert "instance" in lines[1]
+    assert "errored (seed 5)" in lines[1]
+    assert any("attempt-failure" in line and "attempt 2" in line for line in lines)
+    assert lines[-1] == "reproduce with seed=5"
+    assert (wf.status, wf.error) == ("errored", failed.error)
+    assert wf.steps == ["WfStock.count", "WfStock.explode"]
+
+
+def test_workflow_failed_survives_pickling(make: Any) -> None:
+    wf = make(BROKEN, db=DB)
+    wf.modifier.disable_retry_delays()
+    with pytest.raises(WorkflowFailed) as info:
+        wf.run()
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert str(copy) == str(info.value)
+    assert copy.error == info.value.error
+
+
+def test_the_timeline_tail_is_shown_for_long_runs() -> None:
+    timeline = [{"at_ms": i * 1000, "kind": "sleep-end", "path": "nap"} for i in range(40)]
+    text = format_timeline(timeline)
+    assert text.splitlines()[0] == "  ... 10 earlier entries"
+    assert len(text.splitlines()) == 31
+    assert text.splitlines()[-1].split() == ["39", "s", "sleep-end", "nap"]
+
+
+def test_a_test_workflow_runs_once(make: Any) -> None:
+    wf = make(STOCK, db=DB)
+    wf.run({"sku": "A"})
+    with pytest.raises(RuntimeError, match="already ran"):
+        wf.run({"sku": "A"})
+
+
+def test_run_always_reaches_a_terminal_status(make: Any) -> None:
+    wf = make(WAITING)
+    with pytest.raises(WorkflowFailed) as info:
+        wf.run()
+    assert info.value.error == {
+        "name": "WorkflowTimeoutError",
+        "message": "Execution timed out after 7200000ms",
+    }
+    assert wf.timeline[-1]["at_ms"] == 7_200_000
+
+
+def test_send_event_before_run_is_buffered(make: Any) -> None:
+    wf = make(WAITING)
+    wf.send_event("go", {"n": 1})
+    assert wf.run() == {"n": 1}
+    with pytest.raises(InstanceError, match="can no longer receive events"):
+        wf.send_event("go", {"n": 2})
+
+
+def test_arun_runs_the_simulation_on_a_worker_thread(make: Any) -> None:
+    wf = make(STOCK, db=DB)
+    THREADS.clear()
+
+    async def main() -> Any:
+        return await wf.arun({"sku": "A"})
+
+    assert asyncio.run(main())["after"] == 2
+    assert THREADS
+    assert threading.get_ident() not in THREADS
+
+
+async def ambient_fn(wf: Any, params: Any) -> Any:
+    await wf.sleep("nap", "1 day")
+    return await wf.do("look", lambda: {"roll": random.random(), "now": time.time()})
+
+
+AMBIENT = Workflow("wf-ambient", ambient_fn)
+
+
+def test_arun_sees_the_same_virtual_clock_and_randomness_as_run(make: Any) -> None:
+    expected = make(AMBIENT, seed=9).run()
+
+    async def main() -> Any:
+        return await make(AMBIENT, seed=9).arun()
+
+    assert asyncio.run(main()) == expected
+    assert expected["now"] == 1_767_225_600 + 86_400  # 2026-01-01 + the day slept
+
+
+def test_the_same_seed_gives_the_same_run(make: Any) -> None:
+    runs = []
+    for seed in (1, 1, 2):
+        wf = make(STOCK, db=DB, seed=seed)
+        wf.run({"sku": "A"})
+        assert wf.instance is not None
+        runs.append((wf.instance.id, wf.timeline))
+    assert runs[0] == runs[1]
+    assert runs[0][0] != runs[2][0]
+
+
+def test_close_keeps_the_results_and_is_idempotent(make: Any) -> None:
+    wf = make(STOCK, db=DB)
+    wf.run({"sku": "A"})
+    timeline = wf.timeline
+    wf.close()
+    wf.close()
+    assert wf.closed
+    assert wf.timeline == timeline
+    assert wf.status == "complete"
+    with create_test_workflow(STOCK, db=DB) as other:
+        other.run({"sku": "A"})
+    assert other.closed
+
+
+def test_a_test_workflow_refuses_what_it_cannot_run() -> None:
+    with pytest.raises(ValueError, match="cannot run"):
+        create_test_workflow(lambda wf, p: None)
+
+
+def test_camel_case_names() -> None:
+    assert createTestWorkflow is create_test_workflow
+    assert createTestContext is create_test_context
+    assert TestWorkflow.__test__ is False  # pytest does not collect it
+
+
+def test_repr(make: Any) -> None:
+    assert repr(make(STOCK)) == "<TestWorkflow wf-stock status=None seed=0>"
+
+
+# -- ai= and http= reach the Simulator only if it takes them -------------------------------------
+
+
+def test_ai_and_http_are_passed_only_to_a_constructor_that_accepts_them() -> None:
+    def new(seed: int = 0, *, ai: Any = None, http: Any = None) -> None: ...
+
+    def old(seed: int = 0) -> None: ...
+
+    provider = object()
+    assert _workflow._optional_kwargs(new, "x", ai=provider, http=None) == {"ai": provider}
+    assert _workflow._optional_kwargs(old, "x", ai=None, http=None) == {}
+    with pytest.raises(TypeError, match=r"create_test_workflow\(http=...\).*takes no 'http'"):
+        _workflow._optional_kwargs(old, "create_test_workflow", ai=None, http=provider)
+
+
+def test_create_test_workflow_passes_ai_and_http_when_supported() -> None:
+    params = inspect.signature(Simulator).parameters
+    for name in ("ai", "http"):
+        if name in params:
+            wf = create_test_workflow(STOCK, **{name: None})
+            wf.close()
+        else:
+            with pytest.raises(TypeError, match=f"takes no '{name}'"):
+                create_test_workflow(STOCK, **{name: object()})
+
+
+# -- create_test_context -------------------------------------------------------------------------
+
+
+def test_create_test_context_for_a_unit_test_of_one_handler() -> None:
+    ctx = create_test_context(db=DB, env={"REGION": "us"})
+    assert asyncio.run(WfStock.count({"sku": "A"}, {}, ctx)) == {"sku": "A", "quantity": 3}
+    assert asyncio.run(WfStock.take({"sku": "A"}, {}, ctx)) == {"taken": True, "region": "us"}
+    assert asyncio.run(WfStock.count({"sku": "A"}, {}, ctx))["quantity"] == 2
+    assert ctx.step == {"name": "test", "path": "test", "count": 1}
+    assert ctx.attempt == 1
+    assert ctx.idempotency_key == create_test_context().idempotency_key
+
+
+def test_create_test_context_accepts_an_open_handle_and_no_db() -> None:
+    handle = Database("CREATE TABLE stock (sku TEXT, quantity INTEGER)").connect()
+    try:
+        ctx = create_test_context(db=handle)
+        assert ctx.db is handle
+    finally:
+        handle.close()
+    with pytest.raises(AttributeError, match="no database is configured"):
+        _ = create_test_context().db
+    assert create_test_context().env == {}
+
+
+# -- import weight -------------------------------------------------------------------------------
+
+
+def test_imports_stay_light() -> None:
+    code = (
+        "import sys, awf_sim\n"
+        "assert 'awf_sim.testing' not in sys.modules\n"
+        "import awf_sim.testing\n"
+        "loaded = [m for m in ('awf_sim.testing._plugin', 'hypothesis', 'rich', 'pytest') "
+        "if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
