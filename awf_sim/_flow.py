@@ -32,6 +32,8 @@ class FlowFile:
     module: ModuleType
     workflows: Mapping[str, Workflow]
     database: Any  # the module's DATABASE (a Database spec) or None
+    http: Any = None  # the module's HTTP: what ctx.http talks to in the simulator (a mock)
+    ai: Any = None  # the module's AI: the ctx.ai provider (default: deterministic)
 
     def pick(self, name: str | None) -> Workflow:
         """The workflow named `name`, or the only one when `name` is None."""
@@ -94,7 +96,14 @@ def load_flow(path: str | os.PathLike[str]) -> FlowFile:
             f"{path}: defines no workflow; add one with @Workflow('name') above "
             "`async def fn(wf, params)`"
         )
-    return FlowFile(path, module, workflows, getattr(module, "DATABASE", None))
+    return FlowFile(
+        path,
+        module,
+        workflows,
+        getattr(module, "DATABASE", None),
+        getattr(module, "HTTP", None),
+        getattr(module, "AI", None),
+    )
 
 
 def _user_line(exc: BaseException, abspath: str) -> str:

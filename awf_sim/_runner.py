@@ -31,6 +31,7 @@ def run_flow(
     *,
     seed: int = 0,
     store: str | None = None,
+    isolation: str | None = None,
     on_resume: Any = None,
 ) -> RunResult:
     """Run `workflow` once, letting event waits time out in virtual time.
@@ -38,7 +39,9 @@ def run_flow(
     With a SQLite `store` that holds an unfinished instance of this workflow (a run that was
     killed), that instance is resumed from its checkpoints instead of starting a new one.
     """
-    with Simulator(seed=seed, store=store, db=flow.database) as sim:
+    with Simulator(
+        seed=seed, store=store, db=flow.database, http=flow.http, ai=flow.ai, isolation=isolation
+    ) as sim:
         inst = None
         if store is not None:
             for candidate in sim.instances:

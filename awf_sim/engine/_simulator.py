@@ -300,10 +300,19 @@ class Simulator:
         epoch: _dt.datetime = DEFAULT_EPOCH,
         compatibility_date: str = DEFAULT_COMPATIBILITY_DATE,
         hooks: Hooks | None = None,
+        ai: Any = None,
+        http: Any = None,
+        isolation: str | None = None,
+        limits: Any = None,
     ) -> None:
         if profile not in PROFILES:
             raise DefinitionError(
                 f"unknown profile {profile!r}: use one of {', '.join(sorted(PROFILES))}"
+            )
+        if isolation not in (None, "process"):
+            raise DefinitionError(
+                f"unknown isolation {isolation!r}: use 'process', or leave it out to run "
+                "handlers in this process"
             )
         if isinstance(step_limit, bool) or not isinstance(step_limit, int) or step_limit < 1:
             raise DefinitionError(f"step_limit must be a positive whole number, got {step_limit!r}")
@@ -325,6 +334,13 @@ class Simulator:
         self._db: Any = None
         self._running = False
         self.hooks = hooks
+        self._ai_spec = ai
+        self._http_spec = http
+        self._ai_client: Any = None
+        self._http_client: Any = None
+        self.isolation = isolation
+        self._limits = limits
+        self._effects: Any = None
 
     # -- time ------------------------------------------------------------------------------
     @property
@@ -350,6 +366,31 @@ class Simulator:
             spec = self._db_spec if self._db_spec is not None else Database()
             self._db = spec.connect() if hasattr(spec, "connect") else spec
         return self._db
+
+    @property
+    def effects(self) -> Any:
+        """The external effects handlers made through ctx.http and ctx.ai (an EffectLog):
+        what chaos compares between runs, with the database."""
+        if self._effects is None:
+            from awf_sim.sdk._effects import EffectLog
+
+            self._effects = EffectLog()
+        return self._effects
+
+    def _ai(self) -> Any:
+        if self._ai_client is None:
+            from awf_sim.sdk._ai import AIClient, DeterministicAI
+
+            provider = self._ai_spec if self._ai_spec is not None else DeterministicAI(self.seed)
+            self._ai_client = AIClient(provider, self.effects)
+        return self._ai_client
+
+    def _http(self) -> Any:
+        if self._http_client is None:
+            from awf_sim.sdk._http import make_http_client
+
+            self._http_client = make_http_client(self._http_spec, self.effects)
+        return self._http_client
 
     # -- instances ---------------------------------------------------------------------------
     def create(self, workflow: Any, params: Any = None, id: str | None = None) -> Instance:
@@ -472,6 +513,8 @@ class Simulator:
         for lt in list(self._lifetimes.values()):
             self._abort(lt)
         self._settle()
+        if self._http_client is not None:
+            self._drive_coroutine(self._http_client.aclose())
         self._loop.close()
         if self._db is not None and hasattr(self._db, "close"):
             self._db.close()
@@ -482,6 +525,13 @@ class Simulator:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _drive_coroutine(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run one housekeeping coroutine to its end on the simulator's loop."""
+        task = self._loop.create_task(coro)
+        self._drive(task.done, None)
+        if not task.cancelled():
+            task.exception()
 
     def _settle(self) -> None:
         """Let cancelled tasks of ended lifetimes unwind (their writes are refused)."""
@@ -831,6 +881,8 @@ class Simulator:
                 return await self._forced_timeout(lt, call, info, timeout_ms, action)
             if isinstance(call, _CallbackStep):
                 result = call.fn(info)
+            elif self.isolation == "process":
+                return await self._isolated(lt, call, info)
             else:
                 result = call.invoke(self._handler_ctx(info))
             if not inspect.isawaitable(result):
@@ -844,6 +896,26 @@ class Simulator:
             return await self._race(lt, coro, first, timeout_ms)
         finally:
             lt.executing -= 1
+
+    async def _isolated(self, lt: _Lifetime, call: Any, info: StepInfo) -> Any:
+        """The attempt in a forked process with CPU, memory and wall-time limits and no
+        network; virtual time stands still while it runs (the loop waits for the thread)."""
+        from awf_sim.sdk._isolation import Limits, run_isolated
+
+        ctx = self._handler_ctx(info)
+        ctx.db  # noqa: B018 - opened here so the child's calls reach this database
+        limits = self._limits if self._limits is not None else Limits()
+        # The child gets its own simulation scope: virtual time, and randomness derived
+        # from the seed and the step, so an isolated run is as reproducible as any other.
+        child_seed = f"{self.seed}:{lt.iid}:{info.name}:{info.count}:{info.attempt}"
+        wall_ms = self.wall_ms()
+
+        def scope() -> Any:
+            return simulation_scope(lambda: wall_ms, random.Random(child_seed))
+
+        return await self._loop.run_in_executor(
+            None, lambda: run_isolated(call.invoke, ctx, limits, scope=scope)
+        )
 
     async def _forced_timeout(
         self, lt: _Lifetime, call: Any, info: StepInfo, timeout_ms: int, action: ForceTimeout
@@ -901,9 +973,12 @@ class Simulator:
         return task.result()
 
     def _handler_ctx(self, info: StepInfo) -> HandlerContext:
+        label = f"{info.path}#{info.count}"
         db = self._db
         if db is not None and hasattr(db, "step"):
-            db.step = f"{info.path}#{info.count}"
+            db.step = label
+        if self._effects is not None:
+            self._effects.step = label
         return HandlerContext(
             instance_id=info.instance_id,
             step={"name": info.name, "path": info.path, "count": info.count},
@@ -911,7 +986,17 @@ class Simulator:
             env=self.env,
             db=db,
             db_factory=self._db_with_label(info),
+            ai_factory=self._with_label(label, self._ai),
+            http_factory=self._with_label(label, self._http),
         )
+
+    def _with_label(self, label: str, make: Callable[[], Any]) -> Callable[[], Any]:
+        def factory() -> Any:
+            obj = make()
+            self.effects.step = label
+            return obj
+
+        return factory
 
     def _db_with_label(self, info: StepInfo) -> Callable[[], Any]:
         def factory() -> Any:

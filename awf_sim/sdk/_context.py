@@ -19,7 +19,19 @@ class HandlerContext:
     """What a handler sees of the world: `ctx.db`, `ctx.env`, `ctx.attempt`, `ctx.step` and
     `ctx.idempotency_key`. Built fresh for every attempt."""
 
-    __slots__ = ("_db", "_db_factory", "_idem", "_instance_id", "attempt", "env", "step")
+    __slots__ = (
+        "_ai",
+        "_ai_factory",
+        "_db",
+        "_db_factory",
+        "_http",
+        "_http_factory",
+        "_idem",
+        "_instance_id",
+        "attempt",
+        "env",
+        "step",
+    )
 
     def __init__(
         self,
@@ -30,6 +42,10 @@ class HandlerContext:
         env: Mapping[str, Any],
         db: Any = None,
         db_factory: Any = None,
+        ai: Any = None,
+        ai_factory: Any = None,
+        http: Any = None,
+        http_factory: Any = None,
     ) -> None:
         self._instance_id = instance_id
         self.step = step  # {"name": Cloudflare step name, "path": dotted path, "count": k}
@@ -37,6 +53,10 @@ class HandlerContext:
         self.env = env
         self._db = db
         self._db_factory = db_factory
+        self._ai = ai
+        self._ai_factory = ai_factory
+        self._http = http
+        self._http_factory = http_factory
         self._idem: str | None = None
 
     @property
@@ -50,6 +70,26 @@ class HandlerContext:
                 )
             self._db = self._db_factory()
         return self._db
+
+    @property
+    def ai(self) -> Any:
+        """Text generation, embeddings and chat: `generate(system=, prompt=, schema=)`,
+        `embed(text)`, `chat(messages)`. Every call is recorded as an external effect."""
+        if self._ai is None:
+            if self._ai_factory is None:
+                raise AttributeError("ctx.ai: no AI provider is configured; pass ai=... ")
+            self._ai = self._ai_factory()
+        return self._ai
+
+    @property
+    def http(self) -> Any:
+        """An httpx.AsyncClient. In the simulator it never reaches the network: requests go
+        to the mock given as http=... and every request is recorded as an external effect."""
+        if self._http is None:
+            if self._http_factory is None:
+                raise AttributeError("ctx.http: no HTTP client is configured; pass http=...")
+            self._http = self._http_factory()
+        return self._http
 
     @property
     def idempotency_key(self) -> str:
