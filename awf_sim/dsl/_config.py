@@ -67,6 +67,14 @@ def validate_config(config: Mapping[str, Any] | None, where: str) -> dict[str, A
             raise DefinitionError(
                 f"retries for {where} has unknown keys {sorted(bad)}: use limit, delay, backoff"
             )
+        missing = [k for k in ("limit", "delay") if k not in retries]
+        if missing:
+            # Cloudflare's schema requires both whenever `retries` is given (SEMANTICS §1.1).
+            raise DefinitionError(
+                f"retries for {where} needs both 'limit' and 'delay' (as on Cloudflare), "
+                f"missing {' and '.join(repr(k) for k in missing)}: e.g. "
+                "{'limit': 3, 'delay': '1 second'}"
+            )
         norm: dict[str, Any] = {}
         if "limit" in retries:
             limit = retries["limit"]

@@ -22,6 +22,7 @@ __all__ = [
     "Action",
     "Crash",
     "ForceTimeout",
+    "INVALID_CONFIG",
     "HookChain",
     "Hooks",
     "MockError",
@@ -79,6 +80,10 @@ class ForceTimeout:
 
 
 Action = Crash | MockResult | MockError | ForceTimeout
+
+# A step config that failed validation, passed through so the engine can reject it at the
+# point of the call where Cloudflare does (after the step-limit and name checks).
+INVALID_CONFIG: dict[str, object] = {"__invalid__": True}
 
 
 class Hooks:

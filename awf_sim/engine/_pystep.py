@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._duration import check_sleep, parse_duration
 from awf_sim.dsl._errors import DefinitionError
+from awf_sim.engine._hooks import INVALID_CONFIG
 
 if TYPE_CHECKING:
     from awf_sim.engine._simulator import StepInfo, _Lifetime
@@ -96,7 +97,13 @@ class PythonStep:
     ) -> Callable[[Callable[..., Any]], _StepFunction]:
         def register(func: Callable[..., Any]) -> _StepFunction:
             step_name = name or func.__name__
-            normalised = validate_config(config, f"step {step_name!r}")
+            normalised: Any
+            try:
+                normalised = validate_config(config, f"step {step_name!r}")
+            except DefinitionError:
+                # Cloudflare checks the config when the step is called, after the step limit
+                # and the name, and throws its own fixed text: the engine does the same.
+                normalised = INVALID_CONFIG
             fn = _StepFunction(self, step_name, func, concurrent, normalised, depends)
             self._functions[step_name] = fn
             return fn

@@ -31,13 +31,23 @@ from awf_sim.dsl._errors import (
     NonRetryableError,
     SerializationError,
     StepError,
+    WorkflowFatalError,
 )
 from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, MAX_STEP_NAME, canonical, dump_result, loads
 from awf_sim.dsl._names import validate_instance_id
 from awf_sim.dsl._proxy import StepCall, WorkflowApi
 from awf_sim.dsl._workflow import Workflow, registered_workflows
 from awf_sim.engine._ambient import simulation_scope
-from awf_sim.engine._hooks import Action, Crash, ForceTimeout, Hooks, MockError, MockResult, StepRef
+from awf_sim.engine._hooks import (
+    INVALID_CONFIG,
+    Action,
+    Crash,
+    ForceTimeout,
+    Hooks,
+    MockError,
+    MockResult,
+    StepRef,
+)
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._store import Record, Store, open_store
 from awf_sim.sdk._context import HandlerContext
@@ -644,19 +654,23 @@ class Simulator:
             raise _Abandoned
         if lt.pause_gate is not None:
             await lt.pause_gate  # new steps wait while a pause is pending
-        # Order of checks as in Cloudflare: step limit, then name, then config.
+        # Order of checks as in Cloudflare: step limit, then name, then config. Each throws a
+        # WorkflowFatalError into run(), which may catch it (SEMANTICS §1.1, §2.1).
         lt.step_calls += 1
         if lt.step_calls > self.step_limit:
-            raise self._fatal(
-                lt,
+            raise WorkflowFatalError(
                 f"The limit of {self.step_limit} steps has been reached. This limit can be "
-                "changed in your worker configuration.",
+                "changed in your worker configuration."
             )
         if len(name) > MAX_STEP_NAME or _CONTROL.search(name):
-            raise self._fatal(
-                lt,
+            raise WorkflowFatalError(
                 f'Step name "{name}" exceeds max length ({MAX_STEP_NAME} chars) or invalid '
-                "characters found",
+                "characters found"
+            )
+        if user_config is INVALID_CONFIG:
+            raise WorkflowFatalError(
+                f'Step config for "{name}" is in a invalid format. See '
+                "https://developers.cloudflare.com/workflows/build/sleeping-and-retrying/"
             )
         count = lt.next_count("do\x1f" + name)
         key = f"do:{name}#{count}"

@@ -14,6 +14,7 @@ from awf_sim import (
     NonRetryableError,
     StepError,
     Workflow,
+    WorkflowFatalError,
 )
 
 
@@ -74,19 +75,30 @@ def test_default_timeout_is_10_minutes(make_sim: Any) -> None:
 # -- config merge -------------------------------------------------------------------------
 
 
-def test_config_merge_keeps_default_backoff_and_delay_key_by_key(make_sim: Any) -> None:
+def test_config_merge_keeps_the_default_backoff_key_by_key(make_sim: Any) -> None:
     async def flow(wf: Any, _: Any) -> Any:
-        return await wf.do("flaky", failing(), retries={"limit": 2})
+        return await wf.do("flaky", failing(), retries={"limit": 2, "delay": "3 seconds"})
 
     _, inst = run_one(make_sim, flow)
-    # limit from the user, delay 10 s and exponential backoff from the defaults
-    assert attempt_starts(inst.timeline, "flaky") == [0, 10_000, 30_000]
+    # limit and delay from the user, exponential backoff from the defaults
+    assert attempt_starts(inst.timeline, "flaky") == [0, 3000, 9000]
+
+
+def test_retries_need_both_limit_and_delay_as_on_cloudflare() -> None:
+    with pytest.raises(DefinitionError, match="needs both 'limit' and 'delay'.*missing 'delay'"):
+        Domain("NoDelay", {"go": {"handler": lambda c, a, x: 1, "retries": {"limit": 2}}})
 
 
 def test_invalid_config_is_an_error_naming_the_step() -> None:
     with pytest.raises(DefinitionError, match=r"backoff for Inventory\.reserve"):
         Domain(
-            "Inventory", {"reserve": {"handler": lambda c, a, x: 1, "retries": {"backoff": "x"}}}
+            "Inventory",
+            {
+                "reserve": {
+                    "handler": lambda c, a, x: 1,
+                    "retries": {"limit": 1, "delay": 0, "backoff": "x"},
+                }
+            },
         )
     with pytest.raises(DefinitionError, match=r"timeout for Pay\.charge must not be 0"):
         Domain("Pay", {"charge": {"handler": lambda c, a, x: 1, "timeout": 0}})
@@ -536,12 +548,23 @@ def test_unserialisable_result_is_fatal_and_names_the_step(make_sim: Any) -> Non
     assert 'the step "weird" returned a value which is not serialisable' in err["message"]
 
 
-def test_step_name_over_256_characters_is_fatal(make_sim: Any) -> None:
-    async def flow(wf: Any, _: Any) -> Any:
-        return await wf.do("n" * 257, lambda: 1)
+def test_step_name_over_256_characters_throws_a_catchable_fatal_error(make_sim: Any) -> None:
+    async def flow(wf: Any, caught: Any) -> Any:
+        try:
+            return await wf.do("n" * 257, lambda: 1)
+        except WorkflowFatalError as exc:
+            if caught:
+                return str(exc)
+            raise
 
-    _, inst = run_one(make_sim, flow)
-    assert "exceeds max length (256 chars)" in inst.status()["error"]["message"]
+    _, caught = run_one(make_sim, flow, True)
+    assert caught.status()["output"].startswith('WorkflowFatalError: Step name "nnn')
+    assert caught.status()["output"].endswith(
+        "exceeds max length (256 chars) or invalid characters found"
+    )
+    _, uncaught = run_one(make_sim, flow, False)
+    assert uncaught.status()["error"]["name"] == "WorkflowFatalError"
+    assert not any(e["kind"] == "step-start" for e in uncaught.timeline)
 
 
 def test_step_limit_counts_every_do_call(make_sim: Any) -> None:
@@ -551,6 +574,7 @@ def test_step_limit_counts_every_do_call(make_sim: Any) -> None:
 
     _, inst = run_one(make_sim, flow, step_limit=3)
     assert inst.status()["error"]["message"].startswith("The limit of 3 steps has been reached")
+    assert inst.status()["error"]["name"] == "WorkflowFatalError"
 
 
 @pytest.mark.parametrize("bad", ["has space", "-lead", "x" * 101, ""])
