@@ -61,6 +61,14 @@ def run(
             "--store", help="SQLite file for checkpoints; an unfinished run in it is resumed."
         ),
     ] = None,
+    isolation: Annotated[
+        str | None,
+        typer.Option(
+            "--isolation",
+            help="'process': run each handler attempt in a forked process with CPU and "
+            "memory limits and no network.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run one instance to its end and print its timeline and output."""
@@ -76,6 +84,7 @@ def run(
             params,
             seed=seed,
             store=store,
+            isolation=isolation,
             on_resume=lambda iid: typer.echo(
                 f"awf-sim: resuming unfinished instance {iid} from {store}", err=True
             ),
@@ -91,6 +100,90 @@ def run(
     else:
         _console().print(result)
     raise typer.Exit(EXIT_OK if result.status == "complete" else EXIT_FAILED)
+
+
+@app.command()
+def conformance(
+    scenarios: Annotated[
+        list[str],
+        typer.Argument(
+            help="Scenario files (NAME.json), or folders of them.",
+            metavar="SCENARIO",
+            show_default=False,
+        ),
+    ],
+    engine: Annotated[
+        str, typer.Option("--engine", help="Where to run them: sim or miniflare.")
+    ] = "sim",
+    out: Annotated[
+        str | None, typer.Option("--out", help="Write NAME.trace.json files to this folder.")
+    ] = None,
+    compare_with: Annotated[
+        str | None,
+        typer.Option(
+            "--compare-with", help="Compare with the NAME.trace.json files in this folder."
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run conformance scenarios on one engine; write and compare their traces."""
+    from awf_sim.conformance import (
+        ENGINES,
+        MiniflareError,
+        ScenarioError,
+        collect_scenarios,
+        run_conformance,
+    )
+
+    if engine not in ENGINES:
+        _fail_usage(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        return
+    try:
+        loaded = collect_scenarios(scenarios)
+        outcomes = run_conformance(
+            loaded,
+            engine=engine,
+            out=out,
+            compare_with=compare_with,
+            progress=None if json_out else lambda line: typer.echo(line, err=True),
+        )
+    except (ScenarioError, MiniflareError) as exc:
+        _fail_usage(str(exc))
+        return
+    mismatched = sum(1 for o in outcomes if o.compared and not o.matched)
+    if json_out:
+        report = {
+            "engine": engine,
+            "scenarios": [
+                {
+                    "name": o.scenario.name,
+                    "status": o.trace["status"],
+                    "matched": o.matched if o.compared else None,
+                    "difference": o.difference,
+                    "trace": o.trace,
+                }
+                for o in outcomes
+            ],
+            "run": len(outcomes),
+            "matched": sum(1 for o in outcomes if o.matched),
+            "mismatched": mismatched,
+        }
+        sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+    else:
+        for o in outcomes:
+            if not o.compared:
+                typer.echo(f"{o.scenario.name}: {o.trace['status']}")
+            elif o.matched:
+                typer.echo(f"match     {o.scenario.name}")
+            else:
+                typer.echo(f"MISMATCH  {o.scenario.name}: {o.difference}")
+        if compare_with is not None:
+            typer.echo(
+                f"{len(outcomes)} scenarios on {engine}: {len(outcomes) - mismatched} matched, "
+                f"{mismatched} mismatched",
+                err=True,
+            )
+    raise typer.Exit(EXIT_FAILED if mismatched else EXIT_OK)
 
 
 def _console() -> Any:

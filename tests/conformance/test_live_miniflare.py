@@ -1,0 +1,80 @@
+"""Re-runs every scenario live on Miniflare and compares with the recorded traces.
+
+This keeps the recorded traces honest: they must be what the pinned Miniflare does today.
+It needs Node and `npm ci` in tests/conformance (.ci/run does both). Outside CI it is skipped
+when the npm packages are not installed; under CI (CI=true) it always runs, so a broken
+install fails loudly instead of passing quietly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from awf_sim.cli import app
+from awf_sim.conformance import (
+    collect_scenarios,
+    compare_traces,
+    driver_dir,
+    load_trace,
+    run_on_miniflare,
+)
+
+pytestmark = pytest.mark.conformance
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+ALL = collect_scenarios([SCENARIOS])
+
+
+def _under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _skip_unless_installed() -> None:
+    if not _under_ci() and not (driver_dir() / "node_modules" / "miniflare").is_dir():
+        pytest.skip("Miniflare is not installed: run `npm ci` in tests/conformance")
+
+
+@pytest.fixture(scope="module")
+def live_traces() -> dict[str, dict[str, Any]]:
+    _skip_unless_installed()
+    # Three drivers: each scenario that may idle until the 20 s limit gets one to itself.
+    return run_on_miniflare(ALL, jobs=3)
+
+
+@pytest.mark.parametrize("scenario", ALL, ids=[s.name for s in ALL])
+def test_miniflare_reproduces_the_recorded_trace(
+    scenario: Any, live_traces: dict[str, dict[str, Any]]
+) -> None:
+    recorded = load_trace(SCENARIOS / f"{scenario.name}.trace.json")
+    difference = compare_traces(scenario, recorded, live_traces[scenario.name], engine="miniflare")
+    assert difference is None
+
+
+def test_cli_runs_scenarios_on_miniflare(tmp_path: Path) -> None:
+    _skip_unless_installed()
+    picked = ["pause-resume-during-sleep", "retry-linear-backoff"]  # a folder runs in name order
+    for name in picked:
+        shutil.copy(SCENARIOS / f"{name}.json", tmp_path / f"{name}.json")
+    out = tmp_path / "traces"
+    result = CliRunner().invoke(
+        app,
+        [
+            "conformance",
+            str(tmp_path),
+            "--engine",
+            "miniflare",
+            "--out",
+            str(out),
+            "--compare-with",
+            str(SCENARIOS),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [f"match     {name}" for name in picked]
+    assert sorted(p.name for p in out.iterdir()) == [f"{name}.trace.json" for name in picked]
