@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from awf_sim.engine._simulator import Simulator
 
 __all__ = [
+    "INVALID_CONFIG",
     "Action",
     "Crash",
     "ForceTimeout",
-    "INVALID_CONFIG",
     "HookChain",
     "Hooks",
     "MockError",

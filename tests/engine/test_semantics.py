@@ -85,7 +85,7 @@ def test_config_merge_keeps_the_default_backoff_key_by_key(make_sim: Any) -> Non
 
 
 def test_retries_need_both_limit_and_delay_as_on_cloudflare() -> None:
-    with pytest.raises(DefinitionError, match="needs both 'limit' and 'delay'.*missing 'delay'"):
+    with pytest.raises(DefinitionError, match=r"needs both 'limit' and 'delay'.*missing 'delay'"):
         Domain("NoDelay", {"go": {"handler": lambda c, a, x: 1, "retries": {"limit": 2}}})
 
 
