@@ -102,8 +102,13 @@ def load_flow(path: str | os.PathLike[str]) -> FlowFile:
         workflows,
         getattr(module, "DATABASE", None),
         getattr(module, "HTTP", None),
-        getattr(module, "AI", None),
+        _provider(getattr(module, "AI", None)),
     )
+
+
+def _provider(value: Any) -> Any:
+    # A module-level `AI` that is not a provider (say, a Domain named AI) is not one.
+    return value if hasattr(value, "generate") else None
 
 
 def _user_line(exc: BaseException, abspath: str) -> str:

@@ -70,7 +70,7 @@ async def post(channel: str, args: dict[str, Any], ctx: Any) -> dict[str, Any]:
 Analytics = Domain("Analytics", {"weeklyMetrics": weekly_metrics})
 Support = Domain("Support", {"weeklyStats": weekly_stats})
 Engineering = Domain("Engineering", {"sprintMetrics": sprint_metrics})
-AI = Domain("AI", {"generateInsights": generate_insights})
+Analyst = Domain("AI", {"generateInsights": generate_insights})
 Reports = Domain("Reports", {"get": get_report, "create": create_report})
 ReportSlack = Domain("ReportSlack", {"post": post})
 
@@ -99,7 +99,7 @@ WeeklyReport = (
     Workflow(
         "weekly-report",
         examples=[{}],
-        domains=[Analytics, Support, Engineering, AI, Reports, ReportSlack],
+        domains=[Analytics, Support, Engineering, Analyst, Reports, ReportSlack],
     )
     .every("Monday at 9am")
     .run(weekly_report)

@@ -33,7 +33,7 @@ from awf_sim.sdk._effects import EffectLog
 T = TypeVar("T")
 
 OPENAPI = (
-    Path(__file__).resolve().parents[3] / "shared/cloudflare-openapi/workflows-deploy-subset.json"
+    Path(__file__).resolve().parents[1] / "deploy/cloudflare-openapi/workflows-deploy-subset.json"
 )
 ACCOUNT = "023e105f4ecef8ad9ca31a8372d0c353"
 TOKEN = "cf-secret-token-123"
