@@ -3,6 +3,8 @@
 `import awf_sim` stays light: it imports no Hypothesis, rich or httpx.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from awf_sim.dsl import (
     AwfError,
     DefinitionError,
@@ -19,11 +21,15 @@ from awf_sim.dsl import (
 from awf_sim.engine import Instance, InstanceError, NetworkAccessRefused, Simulator
 from awf_sim.sdk import Database, HandlerContext, mock_database
 
+if TYPE_CHECKING:
+    from awf_sim.chaos._durable import DurabilityViolation, assert_durable
+
 __all__ = [
     "AwfError",
     "Database",
     "DefinitionError",
     "Domain",
+    "DurabilityViolation",
     "HandlerContext",
     "Instance",
     "InstanceError",
@@ -34,8 +40,18 @@ __all__ = [
     "StepError",
     "Workflow",
     "WorkflowFatalError",
+    "assert_durable",
     "mock_database",
     "parse_duration",
     "step_id",
     "to_cron",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Chaos is loaded on first use: `awf_sim.assert_durable`, `awf_sim.DurabilityViolation`.
+    if name in ("assert_durable", "DurabilityViolation"):
+        from awf_sim.chaos import _durable
+
+        return getattr(_durable, name)
+    raise AttributeError(f"module 'awf_sim' has no attribute {name!r}")

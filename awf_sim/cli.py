@@ -186,6 +186,54 @@ def conformance(
     raise typer.Exit(EXIT_FAILED if mismatched else EXIT_OK)
 
 
+@app.command()
+def chaos(
+    flow: FlowArg,
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow", "-w", help="Workflow name (default: every workflow with examples)."
+        ),
+    ] = None,
+    input: InputOpt = None,
+    input_file: InputFileOpt = None,
+    runs: Annotated[
+        int, typer.Option("--runs", help="Fault-injected runs per workflow (at least all singles).")
+    ] = 200,
+    seed: SeedOpt = 0,
+    max_faults: Annotated[
+        int, typer.Option("--max-faults", help="Most faults in one random plan.")
+    ] = 3,
+    faults: Annotated[
+        str | None,
+        typer.Option("--faults", help="Fault kinds to inject, comma-separated (default: all)."),
+    ] = None,
+    json_out: JsonOpt = False,
+    replay: Annotated[
+        str | None, typer.Option("--replay", help="Run just the plan of this replay token.")
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
+) -> None:
+    """Run a workflow under every crash, retry, timeout and event fault; check durability."""
+    from awf_sim.chaos._command import chaos_command
+
+    raise typer.Exit(
+        chaos_command(
+            flow,
+            workflow=workflow,
+            input_json=input,
+            input_file=input_file,
+            runs=runs,
+            seed=seed,
+            max_faults=max_faults,
+            faults=faults,
+            json_out=json_out,
+            replay=replay,
+            jobs=jobs,
+        )
+    )
+
+
 def _console() -> Any:
     from rich.console import Console
 

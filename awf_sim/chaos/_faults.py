@@ -1,0 +1,691 @@
+"""Fault kinds, fault plans, replay tokens, and the Hooks that inject a plan into the engine.
+
+A fault is a dict (DESIGN §6):
+
+    {"kind": "crash-after-effect", "step": "Inventory.reserve", "attempt": 1}
+    {"kind": "crash-during-sleep", "step": "cool-off"}
+    {"kind": "event-duplicate", "type": "approval"}
+    {"kind": "clock-skew", "step": "Inventory.check", "ms": 3600000}
+    {"kind": "reseed", "step": "Inventory.check", "seed": 7}
+
+`step` is a selector as in the test modifier (dotted path, glob, raw step name, or
+`{"name": ..., "index": k}`: the k-th matching call of one lifetime). A plan is a list of faults;
+`plan_token` turns it into a short URL-safe token and `decode_token` gives the same plan back.
+
+What each kind does, and why that is what Cloudflare can do to a workflow:
+
+- crash-before-step: the engine dies just before the step starts (attempt 1: nothing of it is
+  stored yet), or, for attempt n > 1, after attempt n's count was stored and before its
+  handler ran; the instance replays at once.
+- crash-after-effect: the handler of attempt n returned, its checkpoint was not written; the
+  replay runs the handler again (at-least-once, SEMANTICS §7) as attempt n + 1.
+- crash-after-checkpoint: the engine dies right after the checkpoint; the replay must read the
+  step from the store and not run it again.
+- crash-during-sleep, crash-during-wait: the instance is evicted while it hibernates and is
+  woken by its timer (the sleep's end, the wait's timeout) or by an event sent to it, then
+  replays from the top at that later time, as Cloudflare does after hibernation.
+- transient-error: attempt n throws (the handler does not run) and is retried per the config.
+- timeout: attempt n times out after the step's configured timeout; the handler still ran (its
+  effects happened) and its result is ignored, as on Cloudflare.
+- event-early, event-late, event-duplicate: the first declared event of that type
+  (`Workflow(events=[...])`) is sent at time 0 (before any wait starts; Cloudflare buffers it),
+  held back until 1 ms before the timeout of the wait that received it in the fault-free run
+  (timed from when that wait starts in this run: the latest it still counts), or sent twice
+  (a sender that retried; Cloudflare does not deduplicate `sendEvent`).
+- clock-skew, reseed: the engine crashes after the step's checkpoint and the replay runs on a
+  machine whose wall clock is `ms` off, or whose randomness is seeded with `seed`. Without a
+  `step`, they change the next replay that another fault causes.
+
+Every fault fires at most once per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from awf_sim.dsl._errors import AwfError, DefinitionError
+from awf_sim.engine._hooks import Action, Crash, ForceTimeout, Hooks, MockError, StepRef
+from awf_sim.testing._selectors import StepSelector, parse_selector
+
+if TYPE_CHECKING:
+    from awf_sim.engine._simulator import Simulator
+
+__all__ = [
+    "DEFAULT_SKEW_MS",
+    "EVENT_KINDS",
+    "KINDS",
+    "KIND_GROUPS",
+    "STEP_KINDS",
+    "FaultHooks",
+    "FaultPlanError",
+    "Fired",
+    "LateEvent",
+    "SentEvent",
+    "decode_token",
+    "describe_fault",
+    "normalize_fault",
+    "normalize_plan",
+    "parse_kinds",
+    "plan_token",
+]
+
+KINDS: tuple[str, ...] = (
+    "crash-before-step",
+    "crash-after-effect",
+    "crash-after-checkpoint",
+    "crash-during-sleep",
+    "crash-during-wait",
+    "transient-error",
+    "timeout",
+    "event-early",
+    "event-late",
+    "event-duplicate",
+    "clock-skew",
+    "reseed",
+)
+# Kinds aimed at a `do` step and one of its attempts.
+ATTEMPT_KINDS = frozenset(
+    {
+        "crash-before-step",
+        "crash-after-effect",
+        "crash-after-checkpoint",
+        "transient-error",
+        "timeout",
+    }
+)
+# Kinds that crash after a step's checkpoint and change the machine the replay runs on.
+REPLAY_KINDS = frozenset({"clock-skew", "reseed"})
+STEP_KINDS = ATTEMPT_KINDS | REPLAY_KINDS
+SLEEP_KINDS = frozenset({"crash-during-sleep"})
+WAIT_KINDS = frozenset({"crash-during-wait"})
+EVENT_KINDS = frozenset({"event-early", "event-late", "event-duplicate"})
+KIND_GROUPS: dict[str, tuple[str, ...]] = {
+    "all": KINDS,
+    "crash": tuple(k for k in KINDS if k.startswith("crash-")),
+    "events": tuple(k for k in KINDS if k.startswith("event-")),
+}
+DEFAULT_SKEW_MS = 3_600_000  # a replay on a machine whose clock is an hour ahead
+
+# Compact codes for tokens; never reuse a code for another kind (old tokens must still decode).
+_CODES = {
+    "crash-before-step": "B",
+    "crash-after-effect": "E",
+    "crash-after-checkpoint": "C",
+    "crash-during-sleep": "S",
+    "crash-during-wait": "W",
+    "transient-error": "T",
+    "timeout": "O",
+    "event-early": "e",
+    "event-late": "l",
+    "event-duplicate": "d",
+    "clock-skew": "K",
+    "reseed": "R",
+}
+_KIND_OF = {code: kind for kind, code in _CODES.items()}
+TRANSIENT_ERROR = ("Error", "transient error injected by awf-sim chaos")
+
+
+class FaultPlanError(AwfError, ValueError):
+    """A fault, plan, kind list or replay token is not valid; the message says what to write."""
+
+
+# -- plans ------------------------------------------------------------------------------------
+
+
+def _kind_list() -> str:
+    return ", ".join(KINDS)
+
+
+def _selector(value: Any, where: str) -> str | dict[str, Any]:
+    try:
+        sel = parse_selector(value, method=where)
+    except DefinitionError as exc:
+        raise FaultPlanError(str(exc)) from None
+    if sel.index is None:
+        return sel.name
+    return {"name": sel.name, "index": sel.index}
+
+
+def _int(value: Any, where: str, *, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FaultPlanError(f"{where} must be a whole number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise FaultPlanError(f"{where} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def normalize_fault(fault: Any, where: str = "fault") -> dict[str, Any]:
+    """The canonical form of one fault (defaults filled in); FaultPlanError if it is not one."""
+    if not isinstance(fault, Mapping):
+        raise FaultPlanError(
+            f"{where} must be a dict such as "
+            '{"kind": "crash-after-effect", "step": "Inventory.reserve"}, '
+            f"got {type(fault).__name__}"
+        )
+    kind = fault.get("kind")
+    if kind not in _CODES:
+        raise FaultPlanError(f"{where}: unknown fault kind {kind!r}; the kinds are: {_kind_list()}")
+    if kind in EVENT_KINDS:
+        allowed = {"kind", "type"}
+    elif kind == "clock-skew":
+        allowed = {"kind", "step", "ms"}
+    elif kind == "reseed":
+        allowed = {"kind", "step", "seed"}
+    elif kind in ATTEMPT_KINDS:
+        allowed = {"kind", "step", "attempt"}
+    else:
+        allowed = {"kind", "step", "attempt"}  # sleeps and waits: attempt may only be 1
+    extra = set(fault) - allowed
+    if extra:
+        raise FaultPlanError(
+            f"{where} ({kind}): unknown key(s) {', '.join(sorted(map(str, extra)))}; "
+            f"a {kind} fault has {', '.join(sorted(allowed))}"
+        )
+    out: dict[str, Any] = {"kind": kind}
+    if kind in EVENT_KINDS:
+        etype = fault.get("type")
+        if not isinstance(etype, str) or not etype:
+            raise FaultPlanError(f"{where} ({kind}) needs 'type', the event type, got {etype!r}")
+        out["type"] = etype
+        return out
+    if kind in REPLAY_KINDS:
+        if fault.get("step") is not None:
+            out["step"] = _selector(fault["step"], f"{where} ({kind})")
+        if kind == "clock-skew":
+            out["ms"] = _int(fault.get("ms", DEFAULT_SKEW_MS), f"{where} (clock-skew) 'ms'")
+        else:
+            out["seed"] = _int(fault.get("seed", 1), f"{where} (reseed) 'seed'", minimum=0)
+        return out
+    if fault.get("step") is None:
+        raise FaultPlanError(
+            f"{where} ({kind}) needs 'step': a dotted path such as \"Inventory.reserve\", a glob, "
+            'a step name, or {"name": ..., "index": k}'
+        )
+    out["step"] = _selector(fault["step"], f"{where} ({kind})")
+    attempt = _int(fault.get("attempt", 1), f"{where} ({kind}) 'attempt'", minimum=1)
+    if kind in ATTEMPT_KINDS:
+        out["attempt"] = attempt
+    elif attempt != 1:
+        raise FaultPlanError(f"{where} ({kind}): sleeps and waits have no attempts; drop 'attempt'")
+    return out
+
+
+def normalize_plan(plan: Any) -> list[dict[str, Any]]:
+    """A plan in canonical form: a list of normalised faults."""
+    if isinstance(plan, (Mapping, str, bytes)) or not isinstance(plan, Sequence):
+        raise FaultPlanError(
+            "a fault plan is a list of fault dicts, e.g. "
+            '[{"kind": "crash-after-effect", "step": "Inventory.reserve"}]'
+        )
+    return [normalize_fault(f, f"fault {i + 1}") for i, f in enumerate(plan)]
+
+
+def parse_kinds(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """`--faults`: comma-separated kinds or groups (crash, events, all); None means all."""
+    if text is None:
+        return KINDS
+    items = text.split(",") if isinstance(text, str) else list(text)
+    chosen: set[str] = set()
+    for raw in items:
+        item = raw.strip()
+        if not item:
+            continue
+        if item in KIND_GROUPS:
+            chosen.update(KIND_GROUPS[item])
+        elif item in _CODES:
+            chosen.add(item)
+        else:
+            raise FaultPlanError(
+                f"unknown fault kind {item!r}; the kinds are: {_kind_list()} "
+                f"(or the groups {', '.join(KIND_GROUPS)})"
+            )
+    if not chosen:
+        raise FaultPlanError(f"no fault kinds given; the kinds are: {_kind_list()}")
+    return tuple(k for k in KINDS if k in chosen)
+
+
+def describe_fault(fault: Mapping[str, Any]) -> str:
+    """One line for humans: `crash-after-effect on Inventory.reserve (attempt 1)`."""
+    kind = fault["kind"]
+    if kind in EVENT_KINDS:
+        return f"{kind} of event {fault['type']!r}"
+    step = fault.get("step")
+    target = ""
+    if isinstance(step, Mapping):
+        target = f"call {step['index']} of {step['name']}"
+    elif step is not None:
+        target = str(step)
+    if kind in REPLAY_KINDS:
+        where = f"after {target}" if target else "at the next replay"
+        if kind == "clock-skew":
+            ms = fault["ms"]
+            return f"clock-skew {'+' if ms >= 0 else '-'}{_human_ms(abs(ms))} {where}"
+        return f"reseed to {fault['seed']} {where}"
+    if kind in ATTEMPT_KINDS:
+        return f"{kind} on {target} (attempt {fault['attempt']})"
+    return f"{kind} on {target}"
+
+
+def _human_ms(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+        if ms >= size and ms % size == 0:
+            return f"{ms // size} {unit}"
+    return f"{ms} ms"
+
+
+# -- tokens -----------------------------------------------------------------------------------
+
+
+def _compact(fault: Mapping[str, Any]) -> list[Any]:
+    kind = fault["kind"]
+    code = _CODES[kind]
+    if kind in EVENT_KINDS:
+        return [code, fault["type"]]
+    step = fault.get("step")
+    target = [step["name"], step["index"]] if isinstance(step, Mapping) else step
+    if kind == "clock-skew":
+        return [code, target, fault["ms"]]
+    if kind == "reseed":
+        return [code, target, fault["seed"]]
+    if kind in ATTEMPT_KINDS and fault["attempt"] != 1:
+        return [code, target, fault["attempt"]]
+    return [code, target]
+
+
+def _expand(item: Any) -> dict[str, Any]:
+    if not isinstance(item, list) or not item or item[0] not in _KIND_OF:
+        raise ValueError(item)
+    kind = _KIND_OF[item[0]]
+    out: dict[str, Any] = {"kind": kind}
+    if kind in EVENT_KINDS:
+        (out["type"],) = item[1:]
+        return out
+    target = item[1]
+    if isinstance(target, list):
+        target = {"name": target[0], "index": target[1]}
+    if target is not None:
+        out["step"] = target
+    rest = item[2:]
+    if kind == "clock-skew":
+        (out["ms"],) = rest
+    elif kind == "reseed":
+        (out["seed"],) = rest
+    elif rest:
+        (out["attempt"],) = rest
+    return out
+
+
+def plan_token(plan: Sequence[Mapping[str, Any]]) -> str:
+    """A short URL-safe token for a plan; `decode_token` gives the normalised plan back."""
+    norm = normalize_plan(plan)
+    raw = json.dumps(
+        [_compact(f) for f in norm], separators=(",", ":"), ensure_ascii=False
+    ).encode()
+    packed = zlib.compress(raw, 9)
+    prefix, data = ("z", packed) if len(packed) < len(raw) else ("j", raw)
+    return prefix + base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def decode_token(token: str) -> list[dict[str, Any]]:
+    """The plan a token stands for; FaultPlanError if it is not a token `plan_token` made."""
+    bad = FaultPlanError(
+        f"{token!r} is not a chaos replay token; copy it from the replay command that "
+        "`awf-sim chaos` printed"
+    )
+    if not isinstance(token, str) or len(token) < 2 or token[0] not in "jz":
+        raise bad
+    try:
+        data = base64.urlsafe_b64decode(token[1:] + "=" * (-len(token[1:]) % 4))
+        if token[0] == "z":
+            data = zlib.decompress(data)
+        items = json.loads(data.decode())
+        if not isinstance(items, list):
+            raise ValueError(items)
+        plan = [_expand(item) for item in items]
+    except (ValueError, TypeError, zlib.error, UnicodeDecodeError):
+        raise bad from None
+    return normalize_plan(plan)
+
+
+# -- injection --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SentEvent:
+    """An event chaos sent to the instance."""
+
+    seq: int  # the engine's event number
+    index: int  # the declared event (Workflow(events=[...])) it stands for
+    copy: int  # 0, or 1 for a duplicate
+    type: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LateEvent:
+    """A declared event that an event-late fault holds back until 1 ms before the timeout
+    of `wait` (the wait that took it in the fault-free run), whenever that wait starts."""
+
+    wait: str
+    index: int
+    type: str
+    payload: Any
+    fault: int
+
+
+@dataclass(slots=True)
+class Fired:
+    """A fault that took effect: which, where and when (virtual ms)."""
+
+    fault: int  # index in the plan
+    kind: str
+    at_ms: int
+    ref_kind: str | None  # "do", "sleep", "wait", or None (events, step-less replay faults)
+    path: str | None
+    name: str | None
+    count: int
+    occurrence: int  # per-path call number of its lifetime (events: the event's copy number)
+    attempt: int | None
+    lifetime: int
+
+
+class _Armed:
+    __slots__ = ("attempt", "fault", "fired", "index", "kind", "pending", "sel", "slot")
+
+    def __init__(self, index: int, fault: Mapping[str, Any]) -> None:
+        self.index = index
+        self.fault = fault
+        self.kind: str = fault["kind"]
+        self.attempt: int = fault.get("attempt", 1)
+        step = fault.get("step")
+        self.sel: StepSelector | None = (
+            None if step is None else parse_selector(step, method="fault plan")
+        )
+        self.fired = False
+        self.pending = False  # a replay fault whose crash happened; it applies at the recovery
+        self.slot = -1  # position among the indexed selectors
+
+
+class FaultHooks(Hooks):
+    """Injects one plan, and records what a run did for the invariants.
+
+    Records: each lifetime's step calls (kind, path, name, count) in await-start order;
+    handler runs and checkpoints (`log`); the attempts that injected faults used up
+    (`injected`); the faults that fired (`fired`).
+    """
+
+    def __init__(
+        self, plan: Sequence[Mapping[str, Any]] = (), late: Sequence[LateEvent] = ()
+    ) -> None:
+        armed = [_Armed(i, f) for i, f in enumerate(plan)]
+        self._late = {ev.wait: ev for ev in late}
+        self.iid = ""
+        self.sent: list[SentEvent] = []
+        self.plan = list(plan)
+        self._armed = armed
+        self._before_step = [a for a in armed if a.kind == "crash-before-step" and a.attempt == 1]
+        self._before_attempt = [
+            a
+            for a in armed
+            if a.kind in ("transient-error", "timeout")
+            or (a.kind == "crash-before-step" and a.attempt > 1)
+        ]
+        self._after_effect = [a for a in armed if a.kind == "crash-after-effect"]
+        self._after_checkpoint = [
+            a
+            for a in armed
+            if a.kind == "crash-after-checkpoint" or (a.kind in REPLAY_KINDS and a.sel is not None)
+        ]
+        self._replay = [a for a in armed if a.kind in REPLAY_KINDS]
+        for a in self._replay:
+            a.pending = a.sel is None  # step-less: the next replay, whatever causes it
+        self._sleep = [a for a in armed if a.kind in SLEEP_KINDS]
+        self._wait = [a for a in armed if a.kind in WAIT_KINDS]
+        self._indexed = [a for a in armed if a.sel is not None and a.sel.index is not None]
+        for slot, a in enumerate(self._indexed):
+            a.slot = slot
+        self.sim: Simulator | None = None
+        self.lifetimes: list[tuple[str, list[tuple[str, str, str, int]]]] = []
+        # ("run" | "ckpt", lifetime, path, occurrence, name, count, attempt)
+        self.log: list[tuple[str, int, str, int, str, int, int]] = []
+        self.injected: set[tuple[str, int]] = set()  # (step name, attempt) used up by a fault
+        self.fired: list[Fired] = []
+        self.waited: set[tuple[str, int]] = set()  # waits that found no buffered event
+        self._calls: list[tuple[str, str, str, int]] = []
+        self._occ: dict[str, int] = {}
+        self._ref_occ: dict[tuple[str, int], int] = {}
+        self._counts: list[int] = []
+        self._targets: list[StepRef | None] = []
+        self._sleep_until: dict[tuple[str, int], int] = {}
+        self._wait_deadline: dict[tuple[str, int], int] = {}
+        self._generation = 0
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def _fire(self, a: _Armed, ref: StepRef | None, attempt: int | None) -> None:
+        a.fired = True
+        sim = self.sim
+        occ = 0
+        if ref is not None:
+            occ = self._ref_occ.get((ref.name, ref.count), ref.count)
+        self.fired.append(
+            Fired(
+                a.index,
+                a.kind,
+                sim.now_ms if sim is not None else 0,
+                ref.kind if ref is not None else None,
+                ref.path if ref is not None else None,
+                ref.name if ref is not None else None,
+                ref.count if ref is not None else 0,
+                occ,
+                attempt,
+                len(self.lifetimes),
+            )
+        )
+
+    def _match(self, a: _Armed, ref: StepRef) -> bool:
+        sel = a.sel
+        if sel is None:
+            return False
+        if sel.index is None:
+            return sel.matches(ref)
+        return self._targets[a.slot] is ref
+
+    # -- the Hooks protocol --------------------------------------------------------------
+    def lifetime_start(self, sim: Simulator, iid: str, kind: str) -> None:
+        self.sim = sim
+        self.iid = iid
+        self._calls = []
+        self.lifetimes.append((kind, self._calls))
+        self._occ = {}
+        self._ref_occ = {}
+        if self._indexed:
+            self._counts = [0] * len(self._indexed)
+            self._targets = [None] * len(self._indexed)
+        if kind == "recover":
+            for a in self._replay:
+                if a.pending:
+                    a.pending = False
+                    if a.sel is None:
+                        self._fire(a, None, None)
+                    if a.kind == "clock-skew":
+                        sim.skew_clock(a.fault["ms"])
+                    else:
+                        sim.reseed(a.fault["seed"])
+
+    def step_call(self, iid: str, ref: StepRef) -> None:
+        self._calls.append((ref.kind, ref.path, ref.name, ref.count))
+        if ref.kind == "do":
+            occ = self._occ.get(ref.path, 0) + 1
+            self._occ[ref.path] = occ
+            self._ref_occ[(ref.name, ref.count)] = occ
+        for a in self._indexed:
+            sel = a.sel
+            assert sel is not None
+            if _applies(a.kind, ref.kind) and sel.matches(ref):
+                n = self._counts[a.slot] + 1
+                self._counts[a.slot] = n
+                if n == sel.index:
+                    self._targets[a.slot] = ref
+
+    def before_step(self, iid: str, ref: StepRef) -> Action | None:
+        for a in self._before_step:
+            if not a.fired and self._match(a, ref):
+                self._fire(a, ref, 1)
+                return Crash(fault=a.kind)
+        return None
+
+    def before_attempt(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        action: Action | None = None
+        for a in self._before_attempt:
+            if not a.fired and a.attempt == attempt and self._match(a, ref):
+                self._fire(a, ref, attempt)
+                self.injected.add((ref.name, attempt))
+                if a.kind == "transient-error":
+                    action = MockError(*TRANSIENT_ERROR)
+                elif a.kind == "timeout":
+                    action = ForceTimeout(after_config=True)
+                else:
+                    action = Crash(fault=a.kind)
+                break
+        if action is None or isinstance(action, ForceTimeout):
+            self.log.append(
+                (
+                    "run",
+                    len(self.lifetimes),
+                    ref.path,
+                    self._ref_occ.get((ref.name, ref.count), ref.count),
+                    ref.name,
+                    ref.count,
+                    attempt,
+                )
+            )
+        return action
+
+    def after_effect(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        for a in self._after_effect:
+            if not a.fired and a.attempt == attempt and self._match(a, ref):
+                self._fire(a, ref, attempt)
+                self.injected.add((ref.name, attempt))
+                return Crash(fault=a.kind)
+        return None
+
+    def after_checkpoint(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        self.log.append(
+            (
+                "ckpt",
+                len(self.lifetimes),
+                ref.path,
+                self._ref_occ.get((ref.name, ref.count), ref.count),
+                ref.name,
+                ref.count,
+                attempt,
+            )
+        )
+        for a in self._after_checkpoint:
+            if a.fired or not self._match(a, ref):
+                continue
+            if a.kind == "crash-after-checkpoint" and a.attempt != attempt:
+                continue
+            self._fire(a, ref, attempt)
+            if a.kind in REPLAY_KINDS:
+                a.pending = True
+            return Crash(fault=a.kind)
+        return None
+
+    def sleep_ms(self, iid: str, ref: StepRef, ms: int) -> int:
+        if self._sleep and self.sim is not None:
+            self._sleep_until[(ref.name, ref.count)] = self.sim.now_ms + ms
+        return ms
+
+    def during_sleep(self, iid: str, ref: StepRef) -> Action | None:
+        for a in self._sleep:
+            if not a.fired and self._match(a, ref):
+                self._fire(a, ref, None)
+                return self._hibernate(self._sleep_until.get((ref.name, ref.count)), a.kind)
+        return None
+
+    def wait_timeout_ms(self, iid: str, ref: StepRef, timeout_ms: int) -> int:
+        if self.sim is not None:
+            deadline = self.sim.now_ms + timeout_ms
+            self._wait_deadline[(ref.name, ref.count)] = deadline
+            late = self._late.pop(ref.name, None)
+            if late is not None:
+                at = max(self.sim.now_ms, deadline - 1)
+                asyncio.get_running_loop().call_at(at / 1000, self._send_late, late)
+        return timeout_ms
+
+    def during_wait(self, iid: str, ref: StepRef) -> Action | None:
+        self.waited.add((ref.name, ref.count))
+        for a in self._wait:
+            if not a.fired and self._match(a, ref):
+                self._fire(a, ref, None)
+                return self._hibernate(self._wait_deadline.get((ref.name, ref.count)), a.kind)
+        return None
+
+    # -- events --------------------------------------------------------------------------
+    def send(
+        self, index: int, copy: int, etype: str, payload: Any, fault: int | None = None
+    ) -> bool:
+        """Send a declared event (or its copy) now, unless the instance has ended; an event
+        wakes an evicted instance, as on Cloudflare."""
+        sim = self.sim
+        if sim is None:
+            return False
+        inst = sim.instance(self.iid)
+        if inst.status()["status"] in ("complete", "errored", "terminated"):
+            return False  # like `awf-sim run`: an ended instance receives no more events
+        inst.send_event(etype, payload)
+        self.sent.append(SentEvent(len(self.sent), index, copy, etype, sim.now_ms))
+        if fault is not None:
+            kind = self.plan[fault]["kind"]
+            lifetime = len(self.lifetimes)
+            self.fired.append(
+                Fired(fault, kind, sim.now_ms, "event", etype, None, 0, copy, None, lifetime)
+            )
+        sim.recover()
+        return True
+
+    def _send_late(self, late: LateEvent) -> None:
+        self.send(late.index, 0, late.type, late.payload, late.fault)
+
+    # -- hibernation ---------------------------------------------------------------------
+    def _hibernate(self, wake_at: int | None, kind: str) -> Action | None:
+        """Evict the instance once it is hibernating; wake it at `wake_at` (or on an event).
+
+        The engine's Crash action restarts at once; an evicted instance on Cloudflare replays
+        when its timer fires or an event arrives, so the crash and the wake-up are scheduled
+        on the loop here instead (`sim.crash()` and `sim.recover()`).
+        """
+        sim = self.sim
+        if sim is None or wake_at is None or wake_at <= sim.now_ms:
+            return Crash(fault=kind)
+        loop = asyncio.get_running_loop()
+        self._generation += 1
+        loop.call_soon(self._evict, self._generation, wake_at)
+        return None
+
+    def _evict(self, generation: int, wake_at: int) -> None:
+        sim = self.sim
+        if sim is None or generation != self._generation:
+            return
+        sim.crash()
+        asyncio.get_running_loop().call_at(wake_at / 1000, self._wake, generation)
+
+    def _wake(self, generation: int) -> None:
+        if self.sim is not None and generation == self._generation:
+            self.sim.recover()
+
+
+def _applies(kind: str, ref_kind: str) -> bool:
+    """Which calls an indexed selector counts: do steps, sleeps or waits, by fault kind."""
+    if kind in SLEEP_KINDS:
+        return ref_kind == "sleep"
+    if kind in WAIT_KINDS:
+        return ref_kind == "wait"
+    return ref_kind == "do"

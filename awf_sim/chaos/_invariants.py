@@ -1,0 +1,870 @@
+"""The durability invariants chaos checks on every run, each under a stable name.
+
+A run is compared with the fault-free baseline. Values that depend on the wall clock or on the
+seed (a timestamp a handler writes, an AI answer) legitimately differ between runs, so chaos
+also makes a *probe* run, fault-free on another clock and seed; a field that differs between
+the baseline and the probe is volatile and is not compared (`Masks`).
+
+- replay-equivalence: status, output and error equal the baseline's, unless injected faults
+  used up every attempt of a step (retries legitimately exhausted: the outcome may change).
+- checkpoint-once: no handler runs again for a step that was checkpointed, neither under the
+  same name nor, in a later lifetime, under a new name at the same call (the k-th call of that
+  step path: its arguments changed between lifetimes).
+- idempotent-effects: the database (digest, then cell by cell) and the recorded external
+  effects (ctx.http, ctx.ai) equal the baseline's.
+- determinism: the lifetime that finishes the instance asks again for every step, sleep and
+  wait that an earlier lifetime asked for (same name and occurrence).
+- retry-policy: per step, attempts, their gaps and the final failure follow the step's config;
+  and the workflow does not retry a step that exhausted its retries at once, by itself.
+- serializable: every step result and the output serialise to JSON within 1 MiB.
+- events-delivered: every event sent is consumed at most once (a duplicated event counts as
+  one event), or is still buffered.
+- no-stuck-instance: the instance reaches a terminal status.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from awf_sim._report import format_at
+from awf_sim.dsl._config import PROFILES, ResolvedConfig, merge_config
+from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._workflow import Workflow
+
+if TYPE_CHECKING:
+    from awf_sim.chaos._runner import Baseline, Observation
+
+__all__ = [
+    "INVARIANTS",
+    "Masks",
+    "Violation",
+    "build_masks",
+    "check_run",
+    "exhausted_by_faults",
+    "handler_site",
+    "step_config",
+]
+
+INVARIANTS: tuple[str, ...] = (
+    "replay-equivalence",
+    "checkpoint-once",
+    "idempotent-effects",
+    "determinism",
+    "retry-policy",
+    "serializable",
+    "events-delivered",
+    "no-stuck-instance",
+)
+TERMINAL = frozenset({"complete", "errored", "terminated"})
+_MAX_LINES = 12
+_ENGINE_BUG = (
+    "This is the engine breaking Cloudflare's rules, not your workflow: please report it with "
+    "the replay command below."
+)
+
+
+@dataclass
+class Violation:
+    """One invariant broken in one run. `key` names what it is about (a step path, an event
+    type, "output"), so that runs breaking it the same way group together."""
+
+    invariant: str
+    key: str
+    message: str
+    difference: list[str] = field(default_factory=list)
+    hint: str = ""
+    where: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "invariant": self.invariant,
+            "key": self.key,
+            "message": self.message,
+            "difference": list(self.difference),
+            "hint": self.hint,
+            "where": self.where,
+        }
+
+
+# -- volatility masks -------------------------------------------------------------------------
+
+
+@dataclass
+class TableMask:
+    key: str | None  # the column rows are matched by; None: rows compare as a multiset
+    count_only: bool  # rows themselves depend on the clock or seed: compare how many
+    cells: dict[Any, set[str]]  # key value -> volatile columns
+
+
+@dataclass
+class Masks:
+    status: bool
+    error: bool
+    output: Any  # None: stable; True: volatile; dict: per key / index
+    tables: dict[str, TableMask]
+    effects: bool
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def json_mask(a: Any, b: Any) -> Any:
+    """Where two JSON values differ: None (nowhere), True (everywhere), or a dict of parts."""
+    if _same(a, b):
+        return None
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        sub = {k: m for k in a if (m := json_mask(a[k], b[k])) is not None}
+        return sub or None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        subl = {i: m for i, (x, y) in enumerate(zip(a, b, strict=True)) if (m := json_mask(x, y))}
+        return subl or None
+    return True
+
+
+def _key_column(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    if not rows:
+        return None
+    first = next(iter(rows[0]), None)
+    if first is None:
+        return None
+    values = [_hashable(r.get(first)) for r in rows]
+    return first if len(set(values)) == len(values) else None
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bytes, type(None))) else repr(value)
+
+
+def _row_text(row: Mapping[str, Any]) -> str:
+    """A row as JSON in its column order (rows of one table have the same column order)."""
+    return json.dumps(row, ensure_ascii=False, default=str)
+
+
+def _table_mask(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> TableMask:
+    key = _key_column(a) or _key_column(b)
+    if key is None:
+        same = sorted(map(_row_text, a)) == sorted(map(_row_text, b))
+        return TableMask(None, not same, {})
+    ka = {_hashable(r.get(key)): r for r in a}
+    kb = {_hashable(r.get(key)): r for r in b}
+    if len(ka) != len(a) or len(kb) != len(b) or set(ka) != set(kb):
+        return TableMask(key, True, {})
+    cells: dict[Any, set[str]] = {}
+    for k, row in ka.items():
+        other = kb[k]
+        cols = {c for c in set(row) | set(other) if not _same(row.get(c), other.get(c))}
+        if cols:
+            cells[k] = cols
+    return TableMask(key, False, cells)
+
+
+def build_masks(base: Observation, probe: Observation) -> Masks:
+    """What may differ between runs without a fault being the cause (clock- or seed-bound)."""
+    snap_a = base.snapshot or {}
+    snap_b = probe.snapshot or {}
+    tables = {
+        t: _table_mask(snap_a.get(t, []), snap_b.get(t, [])) for t in set(snap_a) | set(snap_b)
+    }
+    effects = (
+        base.effects is not None and probe.effects is not None and base.effects != probe.effects
+    )
+    return Masks(
+        status=base.status != probe.status,
+        error=not _same(base.error, probe.error),
+        output=json_mask(base.output, probe.output),
+        tables=tables,
+        effects=bool(effects),
+    )
+
+
+# -- differences ----------------------------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def json_diff(expected: Any, got: Any, mask: Any, path: str, out: list[str]) -> None:
+    """Lines `path: expected X, got Y` where two JSON values differ outside the mask."""
+    if mask is True or _same(expected, got) or len(out) >= _MAX_LINES:
+        return
+    sub = mask if isinstance(mask, dict) else {}
+    if isinstance(expected, dict) and isinstance(got, dict):
+        for k in list(expected) + [k for k in got if k not in expected]:
+            where = f"{path}.{k}"
+            if k not in got:
+                out.append(f"{where}: expected {_show(expected[k])}, missing")
+            elif k not in expected:
+                out.append(f"{where}: not expected, got {_show(got[k])}")
+            else:
+                json_diff(expected[k], got[k], sub.get(k), where, out)
+        return
+    if isinstance(expected, list) and isinstance(got, list) and len(expected) == len(got):
+        for i, (x, y) in enumerate(zip(expected, got, strict=True)):
+            json_diff(x, y, sub.get(i), f"{path}[{i}]", out)
+        return
+    out.append(f"{path}: expected {_show(expected)}, got {_show(got)}")
+
+
+def _key_text(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def db_diff(
+    expected: Mapping[str, list[dict[str, Any]]],
+    got: Mapping[str, list[dict[str, Any]]],
+    masks: Mapping[str, TableMask],
+) -> list[str]:
+    """`inventory.reserved for ABC: expected 2, got 4`, row by row (key: the first column)."""
+    out: list[str] = []
+    for table in sorted(set(expected) | set(got)):
+        a, b = expected.get(table, []), got.get(table, [])
+        tm = masks.get(table)
+        if tm is not None and tm.count_only:
+            if len(a) != len(b):
+                out.append(f"{table}: expected {_rows(len(a))}, got {len(b)}")
+            continue
+        key = tm.key if tm is not None else _key_column(a) or _key_column(b)
+        ka = {_hashable(r.get(key)): r for r in a} if key else {}
+        kb = {_hashable(r.get(key)): r for r in b} if key else {}
+        if key is None or len(ka) != len(a) or len(kb) != len(b):
+            ca, cb = Counter(map(_row_text, a)), Counter(map(_row_text, b))
+            out += [f"{table}: extra row {text}" for text in sorted((cb - ca).elements())]
+            out += [f"{table}: missing row {text}" for text in sorted((ca - cb).elements())]
+            continue
+        out += [f"{table}: extra row {_row_text(row)}" for k, row in kb.items() if k not in ka]
+        volatile_cells = tm.cells if tm is not None else {}
+        for k, row in ka.items():
+            if k not in kb:
+                out.append(f"{table}: row {key}={_key_text(k)} missing (expected {_row_text(row)})")
+                continue
+            other = kb[k]
+            volatile = volatile_cells.get(k, set())
+            for col in list(row) + [c for c in other if c not in row]:
+                if col == key or col in volatile or _same(row.get(col), other.get(col)):
+                    continue
+                out.append(
+                    f"{table}.{col} for {_key_text(k)}: expected {_show(row.get(col))}, "
+                    f"got {_show(other.get(col))}"
+                )
+    return out
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
+def effects_diff(expected: Mapping[str, int], got: Mapping[str, int], volatile: bool) -> list[str]:
+    """External effects (identity -> count) that differ; with volatile identities (they depend
+    on the clock or seed), only the totals compare."""
+    if volatile:
+        a, b = sum(expected.values()), sum(got.values())
+        return [f"external effects: expected {a}, got {b}"] if a != b else []
+    out = []
+    for identity in sorted(set(expected) | set(got)):
+        a, b = expected.get(identity, 0), got.get(identity, 0)
+        if a != b:
+            times = "once" if b == 1 else f"{b} times"
+            out.append(f"external effect made {times}, expected {a}: {identity}")
+    return out
+
+
+# -- helpers about steps ----------------------------------------------------------------------
+
+
+def step_config(workflow: Workflow, path: str, name: str, profile: str) -> ResolvedConfig | None:
+    """The resolved config of a domain step (chains: the first method's); None if unknown."""
+    parts = path.split(".")
+    if len(parts) < 2 or "@" not in name or profile not in PROFILES:
+        return None
+    try:
+        spec = workflow.resolve_domain(parts[0]).spec(parts[1])
+    except DefinitionError:
+        return None
+    return merge_config(PROFILES[profile], spec.config)
+
+
+def retry_delay(retries: Mapping[str, Any], attempt: int) -> int:
+    base: int = retries["delay"]
+    if retries["backoff"] == "exponential":
+        return int(base * 2 ** (attempt - 1))
+    if retries["backoff"] == "linear":
+        return base * attempt
+    return base
+
+
+@functools.lru_cache(maxsize=256)
+def _site(obj: Any) -> str | None:
+    try:
+        target = inspect.unwrap(obj)
+        file = inspect.getsourcefile(target)
+        line = inspect.getsourcelines(target)[1]
+    except (TypeError, OSError):
+        return None
+    if file is None:
+        return None
+    try:
+        rel = os.path.relpath(file)
+    except ValueError:  # another drive (Windows)
+        rel = file
+    return f"{file if rel.startswith('..') else rel}:{line}"
+
+
+def handler_site(workflow: Workflow, path: str) -> str | None:
+    """`examples/order_processing.py:56`: where the handler of a domain step is defined."""
+    parts = path.split(".")
+    if len(parts) < 2:
+        return None
+    try:
+        spec = workflow.resolve_domain(parts[0]).spec(parts[1])
+    except DefinitionError:
+        return None
+    return _site(spec.handler)
+
+
+def workflow_site(workflow: Workflow) -> str | None:
+    return _site(workflow.fn) if workflow.fn is not None else None
+
+
+def _path_of(label: str | None) -> str | None:
+    """ "Inventory.reserve#1" (a database write's step label) -> "Inventory.reserve"."""
+    if label is None:
+        return None
+    return label.rsplit("#", 1)[0]
+
+
+@functools.lru_cache(maxsize=8)
+def _failures(base: Observation) -> tuple[frozenset[tuple[str, int]], frozenset[str]]:
+    return (
+        frozenset(
+            (e["name"], e["attempt"]) for e in base.timeline if e["kind"] == "attempt-failure"
+        ),
+        frozenset(e["name"] for e in base.timeline if e["kind"] == "step-failure"),
+    )
+
+
+def exhausted_by_faults(base: Observation, obs: Observation) -> list[str]:
+    """Steps that failed for good in this run, not in the baseline, because injected faults
+    (or failures the baseline had too) used up every attempt: the outcome may change."""
+    if not any(e["kind"] == "step-failure" for e in obs.timeline):
+        return []
+    base_failed, base_gave_up = _failures(base)
+    failed: dict[str, list[int]] = {}
+    for e in obs.timeline:
+        if e["kind"] == "attempt-failure":
+            failed.setdefault(e["name"], []).append(e["attempt"])
+    out = []
+    for e in obs.timeline:
+        if e["kind"] != "step-failure" or e["name"] in base_gave_up:
+            continue
+        name = e["name"]
+        attempts = failed.get(name, [])
+        if attempts and all(
+            (name, a) in obs.injected or (name, a) in base_failed for a in attempts
+        ):
+            out.append(e["path"] or name)
+    return out
+
+
+# -- the invariants ---------------------------------------------------------------------------
+
+
+def _no_stuck(base: Baseline, obs: Observation) -> list[Violation]:
+    if obs.status in TERMINAL:
+        return []
+    last_at = obs.timeline[-1]["at_ms"] if obs.timeline else 0
+    if obs.end_ms - last_at >= 86_400_000 or not obs.bound_hit:
+        what = (
+            f"the instance is still {obs.status} at {format_at(obs.end_ms)} and nothing has "
+            f"happened since {format_at(last_at)}: it waits on something that no step, sleep, "
+            "retry or event wait will complete"
+        )
+    else:
+        what = (
+            f"the instance is still {obs.status} after {format_at(obs.end_ms)} of virtual time "
+            "(the chaos time bound: twice the fault-free run, and at least 2 days)"
+        )
+    last = [e for e in obs.timeline if e["kind"] not in ("crash", "recover")][-1:]
+    diff = [f"last timeline entry: {_entry_text(e)}" for e in last]
+    hint = (
+        "The workflow awaits something that no step, sleep or event will complete. A common "
+        "cause is in-memory coordination (an asyncio.Event or Future, a module-level variable) "
+        "set by a step on the first run: on replay that step is read from its checkpoint and "
+        "does not run, so nothing sets it. Pass data between steps through their results, "
+        "wf.wait_for events or the database."
+    )
+    return [
+        Violation("no-stuck-instance", "instance", what, diff, hint, workflow_site(base.workflow))
+    ]
+
+
+def _entry_text(e: Mapping[str, Any]) -> str:
+    parts = [format_at(e["at_ms"]), e["kind"]]
+    if e.get("path"):
+        parts.append(e["path"])
+    if e.get("attempt") is not None:
+        parts.append(f"attempt {e['attempt']}")
+    return " ".join(parts)
+
+
+_SERIAL_MARKS = ("not serialisable", "is not JSON", "output is too large")
+_STEP_IN_MESSAGE = re.compile(r'as the step "([^"]+)" returned')
+
+
+def _serializable(base: Baseline, obs: Observation) -> list[Violation]:
+    out: dict[str, Violation] = {}
+    for e in obs.timeline:
+        err = e.get("error")
+        if not err or e["kind"] not in ("attempt-failure", "workflow-failure"):
+            continue
+        message = str(err.get("message", ""))
+        if err.get("name") != "SerializationError" and not any(m in message for m in _SERIAL_MARKS):
+            continue
+        key = e.get("path") or "output"
+        named = _STEP_IN_MESSAGE.search(message)
+        if named is not None:  # the engine ended the instance over a step's result
+            key = named.group(1).split("@", 1)[0]
+        if key in out:
+            continue
+        where = (
+            handler_site(base.workflow, key) if key != "output" else workflow_site(base.workflow)
+        )
+        if key == "output":
+            what = "the workflow's output does not serialise to JSON"
+        elif "too large" in message:
+            what = f"{key} returned a result over Cloudflare's 1 MiB limit"
+        else:
+            what = f"{key} returned a value that does not serialise to JSON"
+        attempt = e.get("attempt")
+        if attempt is not None:
+            what += f" (attempt {attempt})"
+        who = key if key != "output" else "the workflow"
+        hint = (
+            "Everything that crosses a step boundary is stored as JSON: return only dicts, "
+            f"lists, str, int, float, bool and None from {who}"
+            " (datetime -> .isoformat(), set -> sorted list, objects -> dicts), and keep results "
+            "under 1 MiB (store big data in the database and return its id)."
+        )
+        out[key] = Violation("serializable", key, what, [f"{err['name']}: {message}"], hint, where)
+    return list(out.values())
+
+
+def _events_delivered(base: Baseline, obs: Observation) -> list[Violation]:
+    if not obs.sent:
+        return []
+    consumers: dict[int, list[str]] = {}
+    for e in obs.timeline:
+        if e["kind"] == "wait-end" and e.get("seq") is not None:
+            consumers.setdefault(e["seq"], []).append(e.get("name") or "?")
+    out: list[Violation] = []
+    for seq, waits in consumers.items():
+        if len(waits) > 1:
+            out.append(
+                Violation(
+                    "events-delivered",
+                    f"event #{seq}",
+                    f"event #{seq} was consumed {len(waits)} times (waits: {', '.join(waits)})",
+                    [],
+                    _ENGINE_BUG,
+                )
+            )
+    by_event: dict[int, list[Any]] = {}
+    for s in obs.sent:
+        by_event.setdefault(s.index, []).append(s)
+    for copies in by_event.values():
+        used = [(s, w) for s in copies for w in consumers.get(s.seq, [])]
+        if len(used) <= 1:
+            continue
+        etype = copies[0].type
+        diff = [
+            f"copy {s.copy + 1} sent at {format_at(s.at_ms)} consumed by wait {w!r}"
+            for s, w in used
+        ]
+        hint = (
+            "Cloudflare delivers every sendEvent, duplicates included (a sender that retries "
+            "after a timeout sends twice), and buffers events per type until a wait takes them. "
+            "Deduplicate: put an id in the payload and skip ids already handled (keep them in a "
+            "step result or the database), or give each wait its own event type."
+        )
+        out.append(
+            Violation(
+                "events-delivered",
+                etype,
+                f"event {etype!r} was delivered {len(used)} times: its duplicate was taken by "
+                "another wait",
+                diff,
+                hint,
+                workflow_site(base.workflow),
+            )
+        )
+    return out
+
+
+def _occurrences(timeline: Sequence[Mapping[str, Any]]) -> dict[str, list[list[Mapping[str, Any]]]]:
+    """Per step name, each execution (from its step-start) with its attempt entries."""
+    occ: dict[str, list[list[Mapping[str, Any]]]] = {}
+    kinds = ("attempt-start", "attempt-failure", "attempt-success", "step-failure", "checkpoint")
+    for e in timeline:
+        kind = e["kind"]
+        if kind == "step-start":
+            occ.setdefault(e["name"], []).append([e])
+        elif kind in kinds and e.get("name") in occ:
+            occ[e["name"]][-1].append(e)
+    return occ
+
+
+def _retry_policy(base: Baseline, obs: Observation) -> list[Violation]:
+    # Fast path: no step failed and every step succeeded at its first attempt.
+    if all(
+        e["kind"] not in ("attempt-failure", "step-failure")
+        and (e["kind"] != "attempt-start" or e["attempt"] == 1)
+        for e in obs.timeline
+    ):
+        return []
+    out: list[Violation] = []
+    engine: list[str] = []
+    for name, runs in _occurrences(obs.timeline).items():
+        path = runs[0][0].get("path") or name
+        config = base.config_of(path, name)
+        for run in runs:
+            starts = [e for e in run if e["kind"] == "attempt-start"]
+            numbers = [e["attempt"] for e in starts]
+            if numbers != list(range(1, len(numbers) + 1)):
+                engine.append(f"{path}: attempts numbered {numbers}")
+            for i, e in enumerate(run):
+                if e["kind"] != "attempt-failure" or e.get("retry_in_ms") is None:
+                    continue
+                nxt = next((x for x in run[i + 1 :] if x["kind"] == "attempt-start"), None)
+                if nxt is not None and nxt["at_ms"] - e["at_ms"] != e["retry_in_ms"]:
+                    engine.append(
+                        f"{path}: attempt {nxt['attempt']} started "
+                        f"{nxt['at_ms'] - e['at_ms']} ms after attempt {e['attempt']} failed, "
+                        f"not the {e['retry_in_ms']} ms announced"
+                    )
+                if config is not None:
+                    want = retry_delay(config["retries"], e["attempt"])
+                    if e["retry_in_ms"] != want:
+                        engine.append(
+                            f"{path}: retry delay after attempt {e['attempt']} was "
+                            f"{e['retry_in_ms']} ms, its config gives {want} ms"
+                        )
+            if config is not None:
+                limit = config["retries"]["limit"]
+                if numbers and numbers[-1] > limit + 1:
+                    engine.append(f"{path}: {numbers[-1]} attempts, its limit allows {limit + 1}")
+                final = [e for e in run if e["kind"] == "step-failure"]
+                if final and numbers:
+                    err = final[-1].get("error") or {}
+                    if err.get("name") != "NonRetryableError" and numbers[-1] < limit + 1:
+                        engine.append(
+                            f"{path}: gave up after attempt {numbers[-1]}, its limit allows "
+                            f"{limit + 1}"
+                        )
+        # The workflow retrying a step that just exhausted its retries, at once, by itself.
+        chain = 1
+        total = 0
+        for prev, cur in itertools.pairwise(runs):
+            failed = [e for e in prev if e["kind"] == "step-failure"]
+            total += sum(1 for e in prev if e["kind"] == "attempt-start")
+            err = failed[-1].get("error") or {} if failed else {}
+            if (
+                failed
+                and err.get("name") != "NonRetryableError"
+                and cur[0]["at_ms"] == failed[-1]["at_ms"]
+            ):
+                chain += 1
+                continue
+            chain, total = 1, 0
+        if chain > 1:
+            total += sum(1 for e in runs[-1] if e["kind"] == "attempt-start")
+            policy = "its retry config"
+            if config is not None:
+                r = config["retries"]
+                policy = (
+                    f"retries limit {r['limit']}, delay {format_at(r['delay'])}, {r['backoff']}"
+                )
+            out.append(
+                Violation(
+                    "retry-policy",
+                    path,
+                    f"the workflow called {path} again at once each time it exhausted its "
+                    f"retries: {chain} calls, {total} attempts, no backoff between calls",
+                    [f"{path}: {policy}; {total} attempts were made"],
+                    f"The workflow catches {path}'s failure and calls the same step again "
+                    "immediately, which bypasses the step's retry policy (its limit and "
+                    "backoff). Raise `retries` (limit, delay, backoff) in the step's config "
+                    "instead of looping in the workflow, or wait with `await wf.sleep(...)` "
+                    "between calls.",
+                    workflow_site(base.workflow),
+                )
+            )
+    if engine:
+        out.append(
+            Violation(
+                "retry-policy",
+                engine[0].split(":", 1)[0],
+                "attempts did not follow the step's retry config",
+                engine[:_MAX_LINES],
+                _ENGINE_BUG,
+            )
+        )
+    return out
+
+
+def _requests(calls: Iterable[tuple[str, str, str, int]]) -> set[tuple[str, str, str, int]]:
+    return set(calls)
+
+
+def _determinism(base: Baseline, obs: Observation) -> list[Violation]:
+    if len(obs.lifetimes) < 2 or obs.status not in TERMINAL:
+        return []
+    _final_kind, final_calls = obs.lifetimes[-1]
+    final = {(k, n, c) for k, _p, n, c in final_calls}
+    out: dict[str, Violation] = {}
+    for number, (_kind, calls) in enumerate(obs.lifetimes[:-1], start=1):
+        missing = [(k, p, n, c) for k, p, n, c in calls if (k, n, c) not in final]
+        for kind, path, name, count in missing:
+            if path in out:
+                continue
+            instead = sorted(
+                {n2 for k2, p2, n2, _c in final_calls if p2 == path and k2 == kind} - {name}
+            )
+            what = {"do": "step", "sleep": "sleep", "wait": "event wait"}.get(kind, kind)
+            diff = [
+                f"lifetime {number} called {what} {name}"
+                + (f" (call {count})" if count > 1 else "")
+            ]
+            if instead:
+                diff.append(
+                    f"lifetime {len(obs.lifetimes)} (the replay that finished) called "
+                    + ", ".join(instead)
+                    + " instead"
+                )
+            else:
+                diff.append(
+                    f"lifetime {len(obs.lifetimes)} (the replay that finished) never called it"
+                )
+            hint = (
+                "The workflow function runs again from the top on every replay, so whatever it "
+                f"computes outside steps must come out the same; here {path}'s context or "
+                "arguments (or whether it is called at all) changed between lifetimes. Move the "
+                "non-deterministic read (datetime.now(), time.time(), random, uuid4, a global "
+                "counter) into a step, so that its value is checkpointed: "
+                '`now = await wf.do("now", lambda: datetime.now().isoformat())`.'
+            )
+            out[path] = Violation(
+                "determinism",
+                path,
+                f"the replay did not ask for {what} {path} as lifetime {number} had: "
+                "the workflow is not deterministic",
+                diff,
+                hint,
+                workflow_site(base.workflow),
+            )
+    return list(out.values())
+
+
+def _checkpoint_once(base: Baseline, obs: Observation) -> list[Violation]:
+    out: dict[str, Violation] = {}
+    # The engine: a handler that runs for a step (name and occurrence) already checkpointed.
+    done: set[tuple[str, int]] = set()
+    for event, lifetime, path, _occ, name, count, attempt in obs.log:
+        if event == "ckpt":
+            done.add((name, count))
+        elif (name, count) in done and path not in out:
+            out[path] = Violation(
+                "checkpoint-once",
+                path,
+                f"{path} ran its handler again (attempt {attempt}) after its result was "
+                "checkpointed",
+                [f"{name}: checkpointed, then run again in lifetime {lifetime}"],
+                _ENGINE_BUG,
+            )
+    # The workflow: the replay that finished never asked for a step an earlier lifetime had
+    # checkpointed, and ran the handler of the same step path under a new name instead (its
+    # arguments changed). Judged on whole lifetimes: concurrent steps may be asked for in
+    # another order on replay.
+    if len(obs.lifetimes) < 2 or obs.status not in TERMINAL:
+        return list(out.values())
+    last = len(obs.lifetimes)
+    final = {(n, c) for k, _p, n, c in obs.lifetimes[-1][1] if k == "do"}
+    earlier = {(n, c) for _kind, calls in obs.lifetimes[:-1] for k, _p, n, c in calls if k == "do"}
+    orphans: dict[str, tuple[int, str]] = {}
+    for event, lifetime, path, _occ, name, count, _attempt in obs.log:
+        if event == "ckpt" and lifetime < last and (name, count) not in final:
+            orphans.setdefault(path, (lifetime, name))
+    for event, lifetime, path, _occ, name, count, _attempt in obs.log:
+        if event != "run" or lifetime != last or path in out or path not in orphans:
+            continue
+        if (name, count) in earlier:
+            continue
+        was_in, old = orphans[path]
+        out[path] = Violation(
+            "checkpoint-once",
+            path,
+            f"{path} was checkpointed in lifetime {was_in}, and its handler ran again in "
+            f"lifetime {lifetime} under another name: its arguments changed on replay",
+            [
+                f"lifetime {was_in}: {old} (checkpointed, never asked for again)",
+                f"lifetime {lifetime}: {name} (handler ran again)",
+            ],
+            "A step is found again on replay by its name, which hashes its context and "
+            f"arguments; {path} got different ones after the replay, so its checkpoint was "
+            "not found and its effects happened twice. Compute step arguments only from "
+            "params, step results and events: move reads of the clock, random or other "
+            'outside state into a step (`await wf.do("now", lambda: ...)`).',
+            workflow_site(base.workflow),
+        )
+    return list(out.values())
+
+
+def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
+    expected = base.obs
+    masks = base.masks
+    diff: list[str] = []
+    if not masks.status and obs.status != expected.status:
+        got = obs.status
+        if obs.error:
+            got += f" ({obs.error['name']}: {obs.error['message']})"
+        diff.append(f"status: expected {expected.status}, got {got}")
+    elif not masks.error and not _same(obs.error, expected.error):
+        diff.append(f"error: expected {_show(expected.error)}, got {_show(obs.error)}")
+    if obs.status == expected.status and not masks.status:
+        json_diff(expected.output, obs.output, masks.output, "output", diff)
+    if not diff:
+        return []
+    key = "status" if diff[0].startswith("status") else "output"
+    hint = (
+        "The outcome must depend only on the params, step results and events, which replays "
+        "read back from the store. Something else changed it under this fault: a value read "
+        "outside a step (module state, the clock, random), a step whose result depends on "
+        "ctx.attempt or on how often it ran, or a caught step failure that the workflow "
+        "handles differently."
+    )
+    return [
+        Violation(
+            "replay-equivalence",
+            key,
+            "the outcome differs from the fault-free run",
+            diff[:_MAX_LINES],
+            hint,
+            workflow_site(base.workflow),
+        )
+    ]
+
+
+def _idempotent_effects(base: Baseline, obs: Observation) -> list[Violation]:
+    expected = base.obs
+    diff: list[str] = []
+    if obs.digest != expected.digest and obs.snapshot is not None:
+        diff += db_diff(expected.snapshot or {}, obs.snapshot, base.masks.tables)
+    if expected.effects is not None and obs.effects is not None:
+        diff += effects_diff(expected.effects, obs.effects, base.masks.effects)
+    if not diff:
+        return []
+    culprits = _culprits(base, obs)
+    key = culprits[0] if culprits else "database"
+    where = handler_site(base.workflow, key) if culprits else None
+    if culprits:
+        named = f"{key} ({where})" if where else key
+        hint = (
+            f"{named} is not idempotent. Cloudflare runs a step again when the engine restarts "
+            "after its handler finished but before its result was saved (at-least-once), and a "
+            "timed-out attempt's handler keeps running while the retry starts. Make it "
+            "idempotent with `ctx.idempotency_key`, which is the same for every attempt and "
+            "replay of this step: store it with the write (a UNIQUE column, INSERT ... ON "
+            "CONFLICT DO NOTHING) and skip the work when it is already there; send it as the "
+            "Idempotency-Key header of HTTP calls."
+        )
+        what = f"{key} changed the database or the outside world more than once"
+    else:
+        hint = (
+            "The database or external effects differ from the fault-free run. Make every step "
+            "that writes idempotent with `ctx.idempotency_key`."
+        )
+        what = "the effects differ from the fault-free run"
+    return [Violation("idempotent-effects", key, what, diff[:_MAX_LINES], hint, where)]
+
+
+def _culprits(base: Baseline, obs: Observation) -> list[str]:
+    """Step paths that wrote (or called out) more often than in the fault-free run."""
+    more: Counter[str] = Counter()
+    if obs.writes is not None and base.obs.writes is not None:
+        mine = Counter(_path_of(step) for _t, _op, step in obs.writes)
+        theirs = Counter(_path_of(step) for _t, _op, step in base.obs.writes)
+        for path, n in mine.items():
+            if path is not None and n > theirs.get(path, 0):
+                more[path] += n - theirs.get(path, 0)
+    if obs.effect_steps is not None and base.obs.effect_steps is not None:
+        mine = Counter(_path_of(s) for s in obs.effect_steps)
+        theirs = Counter(_path_of(s) for s in base.obs.effect_steps)
+        for path, n in mine.items():
+            if path is not None and n > theirs.get(path, 0):
+                more[path] += n - theirs.get(path, 0)
+    if more:
+        return [p for p, _n in more.most_common()]
+    return [
+        f.path
+        for f in obs.fired
+        if f.kind in ("crash-after-effect", "timeout") and f.path is not None
+    ]
+
+
+_CHECKS = {
+    "replay-equivalence": _replay_equivalence,
+    "checkpoint-once": _checkpoint_once,
+    "idempotent-effects": _idempotent_effects,
+    "determinism": _determinism,
+    "retry-policy": _retry_policy,
+    "serializable": _serializable,
+    "events-delivered": _events_delivered,
+    "no-stuck-instance": _no_stuck,
+}
+
+
+def check_run(base: Baseline, obs: Observation) -> tuple[list[str], list[Violation]]:
+    """Check one run: (the invariants that applied to it, the violations found)."""
+    checked: list[str] = []
+    found: list[Violation] = []
+    exhausted = bool(obs.plan) and bool(exhausted_by_faults(base.obs, obs))
+    for name in INVARIANTS:
+        # Comparisons with the baseline: the fault-free run itself is the reference, and a run
+        # whose faults exhausted a step's retries may end differently by design.
+        if name in ("replay-equivalence", "idempotent-effects") and (
+            not obs.plan or exhausted or obs.status not in TERMINAL
+        ):
+            continue
+        if name == "determinism" and (len(obs.lifetimes) < 2 or obs.status not in TERMINAL):
+            continue
+        if name == "events-delivered" and not obs.sent:
+            continue
+        checked.append(name)
+        found += _CHECKS[name](base, obs)
+    # A step that ran again because its arguments changed on replay wrote twice, but the
+    # cause is the workflow's non-determinism, not the handler: say so.
+    renamed = {v.key for v in found if v.invariant in ("determinism", "checkpoint-once")}
+    for v in found:
+        if v.invariant == "idempotent-effects" and v.key in renamed:
+            v.message = (
+                f"{v.key} ran again under another name (its arguments changed on replay) and "
+                "its effects happened twice"
+            )
+            v.hint = (
+                f"{v.key}'s checkpoint was not found on replay because the workflow computed "
+                "other arguments for it, so its idempotency key changed too: fix the "
+                "determinism violation first (move the non-deterministic read into a step, "
+                '`await wf.do("now", lambda: ...)`).'
+            )
+            v.where = workflow_site(base.workflow)
+    return checked, found

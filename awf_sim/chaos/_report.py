@@ -1,0 +1,578 @@
+"""What `awf-sim chaos` prints: a ChaosReport renders itself with rich, or as one JSON object.
+
+rich is imported inside `__rich_console__` only, so importing this module stays light.
+The JSON shape is documented in awf_sim/chaos/README.md (`CHAOS_JSON_VERSION`).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from awf_sim._report import format_at
+from awf_sim.chaos._faults import KINDS, REPLAY_KINDS, describe_fault
+from awf_sim.chaos._invariants import INVARIANTS
+from awf_sim.chaos._runner import CampaignResult, Finding, Observation
+
+__all__ = [
+    "CHAOS_JSON_SCHEMA",
+    "CHAOS_JSON_VERSION",
+    "ChaosReport",
+    "mark_timeline",
+    "replay_command",
+]
+
+CHAOS_JSON_VERSION = 1
+
+_FAULT = {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string"}}}
+_PLAN = {"type": "array", "items": _FAULT}
+_ENTRY = {
+    "type": "object",
+    "required": ["at_ms", "kind", "path", "name", "attempt"],
+    "properties": {
+        "at_ms": {"type": "integer"},
+        "kind": {"type": "string"},
+        "path": {"type": ["string", "null"]},
+        "name": {"type": ["string", "null"]},
+        "attempt": {"type": ["integer", "null"]},
+        "fault": {"type": "string"},
+    },
+}
+_ERROR = {
+    "type": ["object", "null"],
+    "required": ["name", "message"],
+    "properties": {"name": {"type": "string"}, "message": {"type": "string"}},
+}
+# The JSON Schema of `awf-sim chaos --json` (documented in awf_sim/chaos/README.md).
+CHAOS_JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "awf-sim chaos --json",
+    "type": "object",
+    "required": [
+        "version",
+        "flow",
+        "seed",
+        "runs",
+        "max_faults",
+        "faults",
+        "jobs",
+        "clean",
+        "workflows",
+    ],
+    "properties": {
+        "version": {"const": CHAOS_JSON_VERSION},
+        "flow": {"type": "string"},
+        "seed": {"type": "integer"},
+        "runs": {"type": "integer", "minimum": 0},
+        "max_faults": {"type": "integer", "minimum": 1},
+        "faults": {"type": "array", "items": {"enum": list(KINDS)}},
+        "jobs": {"type": "integer", "minimum": 1},
+        "clean": {"type": "boolean"},
+        "workflows": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": [
+                    "workflow",
+                    "instance_id",
+                    "input",
+                    "replay",
+                    "baseline",
+                    "runs",
+                    "exhaustive_runs",
+                    "random_runs",
+                    "clean",
+                    "invariants",
+                    "coverage",
+                    "violations",
+                ],
+                "properties": {
+                    "workflow": {"type": "string"},
+                    "instance_id": {"type": "string"},
+                    "input": {},
+                    "replay": {"type": ["string", "null"]},
+                    "baseline": {
+                        "type": "object",
+                        "required": ["status", "output", "error", "steps", "duration_ms"],
+                        "properties": {
+                            "status": {"type": "string"},
+                            "output": {},
+                            "error": _ERROR,
+                            "steps": {"type": "integer"},
+                            "duration_ms": {"type": "integer"},
+                        },
+                    },
+                    "runs": {"type": "integer"},
+                    "exhaustive_runs": {"type": "integer"},
+                    "random_runs": {"type": "integer"},
+                    "clean": {"type": "boolean"},
+                    "invariants": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "checked", "violations"],
+                            "properties": {
+                                "name": {"enum": list(INVARIANTS)},
+                                "checked": {"type": "integer"},
+                                "violations": {"type": "integer"},
+                            },
+                        },
+                    },
+                    "coverage": {
+                        "type": "object",
+                        "required": ["pairs", "ran", "points", "kinds", "matrix", "not_ran"],
+                        "properties": {
+                            "pairs": {"type": "integer"},
+                            "ran": {"type": "integer"},
+                            "points": {"type": "array", "items": {"type": "string"}},
+                            "kinds": {"type": "array", "items": {"enum": list(KINDS)}},
+                            "matrix": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["point", "kind", "runs"],
+                                },
+                            },
+                            "not_ran": {"type": "array"},
+                        },
+                    },
+                    "violations": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": [
+                                "invariant",
+                                "key",
+                                "message",
+                                "runs",
+                                "plan",
+                                "plan_text",
+                                "token",
+                                "original_plan",
+                                "difference",
+                                "hint",
+                                "where",
+                                "status",
+                                "output",
+                                "error",
+                                "timeline",
+                                "replay",
+                            ],
+                            "properties": {
+                                "invariant": {"enum": list(INVARIANTS)},
+                                "key": {"type": "string"},
+                                "message": {"type": "string"},
+                                "runs": {"type": "integer"},
+                                "plan": _PLAN,
+                                "plan_text": {"type": "string"},
+                                "token": {"type": "string"},
+                                "original_plan": _PLAN,
+                                "difference": {"type": "array", "items": {"type": "string"}},
+                                "hint": {"type": "string"},
+                                "where": {"type": ["string", "null"]},
+                                "status": {"type": "string"},
+                                "output": {},
+                                "error": _ERROR,
+                                "timeline": {"type": "array", "items": _ENTRY},
+                                "replay": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+_SHORT = {
+    "crash-before-step": "before",
+    "crash-after-effect": "effect",
+    "crash-after-checkpoint": "ckpt",
+    "crash-during-sleep": "sleep",
+    "crash-during-wait": "wait",
+    "transient-error": "error",
+    "timeout": "timeout",
+    "event-early": "early",
+    "event-late": "late",
+    "event-duplicate": "dup",
+    "clock-skew": "skew",
+    "reseed": "reseed",
+}
+_STYLE = {
+    "checkpoint": "green",
+    "workflow-success": "bold green",
+    "attempt-failure": "yellow",
+    "step-failure": "red",
+    "workflow-failure": "bold red",
+    "crash": "bold magenta",
+}
+TIMELINE_ROWS = 40
+_LEGEND = {
+    "before": "crash before the step",
+    "effect": "crash after its effect, before its checkpoint",
+    "ckpt": "crash after its checkpoint",
+    "sleep": "evicted while sleeping",
+    "wait": "evicted while waiting",
+    "error": "transient error",
+    "timeout": "attempt timed out",
+    "skew": "replay on a skewed clock",
+    "reseed": "replay with new randomness",
+    "early": "event before the wait",
+    "late": "event just before the timeout",
+    "dup": "event sent twice",
+}
+
+
+def mark_timeline(obs: Observation) -> list[dict[str, Any]]:
+    """A copy of the run's timeline where each entry a fault produced has `"fault": kind`."""
+    timeline = [dict(e) for e in obs.timeline]
+    crashes = [
+        f
+        for f in obs.fired
+        if f.kind.startswith("crash-") or (f.kind in REPLAY_KINDS and f.ref_kind is not None)
+    ]
+    by_attempt = {
+        (f.name, f.attempt): f.kind for f in obs.fired if f.kind in ("transient-error", "timeout")
+    }
+    sent: dict[tuple[str | None, int, int], int] = {
+        (s.type, s.copy, s.at_ms): s.seq for s in obs.sent
+    }
+    by_seq = {
+        sent[(f.path, f.occurrence, f.at_ms)]: f.kind
+        for f in obs.fired
+        if f.ref_kind == "event" and (f.path, f.occurrence, f.at_ms) in sent
+    }
+    replays = [f for f in obs.fired if f.kind in REPLAY_KINDS and f.ref_kind is None]
+    queue = iter(crashes)
+    for e in timeline:
+        kind = e["kind"]
+        if kind == "crash":
+            f = next(queue, None)
+            if f is not None:
+                e["fault"] = f.kind
+        elif kind == "attempt-failure" and (e.get("name"), e.get("attempt")) in by_attempt:
+            e["fault"] = by_attempt.pop((e["name"], e["attempt"]))
+        elif kind == "event-received" and e.get("seq") in by_seq:
+            e["fault"] = by_seq[e["seq"]]
+        elif kind == "recover" and replays and e["at_ms"] >= replays[0].at_ms:
+            e["fault"] = replays.pop(0).kind
+    return timeline
+
+
+def replay_command(flow: str, workflow: str, token: str, extra: Sequence[str] = ()) -> str:
+    """`awf-sim chaos FLOW --workflow NAME [--input ...] [--seed S] --replay TOKEN`."""
+    parts = ["awf-sim", "chaos", flow, "--workflow", workflow, *extra, "--replay", token]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _plan_text(plan: Sequence[Mapping[str, Any]]) -> str:
+    if not plan:
+        return "no fault (the fault-free run)"
+    return "; ".join(describe_fault(f) for f in plan)
+
+
+@dataclass
+class WorkflowChaos:
+    """One workflow's campaign and how to replay its findings."""
+
+    result: CampaignResult
+    replay_args: list[str] = field(default_factory=list)  # --input/--seed for the command
+
+
+@dataclass
+class ChaosReport:
+    """The result of `awf-sim chaos`: one campaign per workflow."""
+
+    flow: str
+    workflows: list[WorkflowChaos]
+    runs: int
+    seed: int
+    max_faults: int
+    kinds: tuple[str, ...] = KINDS
+    jobs: int = 1
+
+    @property
+    def clean(self) -> bool:
+        return all(w.result.clean for w in self.workflows)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.clean else 1
+
+    # -- JSON --------------------------------------------------------------------------------
+    def _finding_json(self, w: WorkflowChaos, f: Finding) -> dict[str, Any]:
+        v = f.violation
+        return {
+            "invariant": v.invariant,
+            "key": v.key,
+            "message": v.message,
+            "runs": f.runs,
+            "plan": f.plan,
+            "plan_text": _plan_text(f.plan),
+            "token": f.token,
+            "original_plan": f.original_plan,
+            "difference": v.difference,
+            "hint": v.hint,
+            "where": v.where,
+            "status": f.observation.status,
+            "output": f.observation.output,
+            "error": f.observation.error,
+            "timeline": mark_timeline(f.observation),
+            "replay": replay_command(
+                self.flow, w.result.target.workflow.name, f.token, w.replay_args
+            ),
+        }
+
+    def _coverage(self, r: CampaignResult) -> dict[str, Any]:
+        pairs = sorted(
+            {(p.label, k) for p in r.baseline.points for k in _point_kinds(r, p.label)},
+            key=lambda pk: (_point_rank(r, pk[0]), KINDS.index(pk[1])),
+        )
+        ran = [pk for pk in pairs if r.coverage.get(pk, 0)]
+        return {
+            "pairs": len(pairs),
+            "ran": len(ran),
+            "points": [p.label for p in r.baseline.points],
+            "kinds": [k for k in KINDS if k in r.baseline.kinds],
+            "matrix": [
+                {"point": p, "kind": k, "runs": r.coverage.get((p, k), 0)} for p, k in pairs
+            ],
+            "not_ran": [{"point": p, "kind": k} for p, k in pairs if not r.coverage.get((p, k))],
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "version": CHAOS_JSON_VERSION,
+            "flow": self.flow,
+            "seed": self.seed,
+            "runs": self.runs,
+            "max_faults": self.max_faults,
+            "faults": list(self.kinds),
+            "jobs": self.jobs,
+            "clean": self.clean,
+            "workflows": [],
+        }
+        for w in self.workflows:
+            r = w.result
+            base = r.baseline.obs
+            out["workflows"].append(
+                {
+                    "workflow": r.target.workflow.name,
+                    "instance_id": r.target.iid,
+                    "input": r.target.params,
+                    "replay": r.replay,
+                    "baseline": {
+                        "status": base.status,
+                        "output": base.output,
+                        "error": base.error,
+                        "steps": sum(1 for p in r.baseline.points if p.kind == "do"),
+                        "duration_ms": base.end_ms,
+                    },
+                    "runs": r.runs,
+                    "exhaustive_runs": r.exhaustive,
+                    "random_runs": r.random,
+                    "clean": r.clean,
+                    "invariants": [
+                        {
+                            "name": name,
+                            "checked": r.checked.get(name, 0),
+                            "violations": r.violating.get(name, 0),
+                        }
+                        for name in INVARIANTS
+                    ],
+                    "coverage": self._coverage(r),
+                    "violations": [self._finding_json(w, f) for f in r.findings],
+                }
+            )
+        return out
+
+    def to_json_text(self) -> str:
+        return json.dumps(self.to_json(), ensure_ascii=False, default=str)
+
+    # -- rich ----------------------------------------------------------------------------------
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        from rich.text import Text
+
+        for w in self.workflows:
+            yield from self._render_workflow(w)
+        if self.clean:
+            yield Text("chaos: no invariant broken", style="bold green")
+        else:
+            n = sum(len(w.result.findings) for w in self.workflows)
+            yield Text(f"chaos: {n} violation{'' if n == 1 else 's'} found", style="bold red")
+
+    def _render_workflow(self, w: WorkflowChaos) -> Iterator[Any]:
+        from rich.rule import Rule
+        from rich.table import Table
+        from rich.text import Text
+
+        r = w.result
+        base = r.baseline.obs
+        params = json.dumps(r.target.params, ensure_ascii=False)
+        if len(params) > 70:
+            params = params[:67] + "..."
+        yield Rule(f"{r.target.workflow.name}", align="left")
+        yield Text.assemble(("input ", "bold"), params)
+        steps = sum(1 for p in r.baseline.points if p.kind == "do")
+        yield Text(
+            f"seed {r.seed}; baseline: {base.status} after {format_at(base.end_ms)}, "
+            f"{steps} step(s); "
+            + (
+                f"replayed 1 plan ({_plan_text(r.findings[0].plan if r.findings else [])})"
+                if r.replay is not None
+                else f"{r.runs} fault-injected runs ({r.exhaustive} exhaustive, {r.random} "
+                f"random with up to {r.max_faults} faults)"
+            )
+        )
+        table = Table(title=None, show_edge=False)
+        table.add_column("invariant")
+        table.add_column("runs checked", justify="right")
+        table.add_column("violations", justify="right")
+        for name in INVARIANTS:
+            bad = r.violating.get(name, 0)
+            table.add_row(
+                name,
+                str(r.checked.get(name, 0)),
+                Text(str(bad), style="bold red" if bad else "green"),
+            )
+        yield table
+        if r.replay is None:
+            yield from self._render_coverage(r)
+        for i, f in enumerate(r.findings, start=1):
+            yield from self._render_finding(w, f, i)
+
+    def _render_coverage(self, r: CampaignResult) -> Iterator[Any]:
+        from rich.table import Table
+        from rich.text import Text
+
+        cov = self._coverage(r)
+        style = "green" if cov["ran"] == cov["pairs"] else "yellow"
+        yield Text(
+            f"coverage: {cov['ran']} of {cov['pairs']} (fault point × kind) pairs ran",
+            style=style,
+        )
+        if not cov["pairs"]:
+            return
+        steps = [p for p in r.baseline.points if p.kind == "do"]
+        others = [p for p in r.baseline.points if p.kind != "do" and _point_kinds(r, p.label)]
+        kinds = [k for k in KINDS if any(k in _point_kinds(r, p.label) for p in steps)]
+        if steps and kinds:
+            table = Table(show_edge=False, pad_edge=False)
+            table.add_column("step", no_wrap=True)
+            for k in kinds:
+                table.add_column(_SHORT[k], justify="right")
+            for p in steps:
+                applicable = _point_kinds(r, p.label)
+                cells: list[Any] = []
+                for k in kinds:
+                    if k not in applicable:
+                        cells.append(Text("·", style="dim"))
+                    else:
+                        n = r.coverage.get((p.label, k), 0)
+                        cells.append(Text(str(n), style="green" if n else "bold red"))
+                table.add_row(p.label, *cells)
+            yield table
+        width = max((len(p.label) for p in others), default=0)
+        for p in others:
+            parts: list[Any] = [f"{p.label:<{width}}  "]
+            for i, k in enumerate(_point_kinds(r, p.label)):
+                n = r.coverage.get((p.label, k), 0)
+                parts += [
+                    " · " if i else "",
+                    f"{_SHORT[k]} ",
+                    (str(n), "green" if n else "bold red"),
+                ]
+            yield Text.assemble(*parts)
+        shown = dict.fromkeys(
+            _SHORT[k] for p in r.baseline.points for k in _point_kinds(r, p.label)
+        )
+        yield Text(
+            "; ".join(f"{s}: {_LEGEND[s]}" for s in shown) + ". Numbers: runs in which it fired.",
+            style="dim",
+        )
+
+    def _render_finding(self, w: WorkflowChaos, f: Finding, number: int) -> Iterator[Any]:
+        from rich.padding import Padding
+        from rich.table import Table
+        from rich.text import Text
+
+        v = f.violation
+        yield Text("")
+        yield Text.assemble(
+            (f"✗ violation {number}: {v.invariant}", "bold red"),
+            f" · {v.key} · {f.runs} run(s)",
+        )
+        yield Padding(Text(v.message), (0, 0, 0, 2))
+        shrunk = ""
+        if len(f.original_plan) != len(f.plan) or f.original_plan != f.plan:
+            shrunk = f" (shrunk from {len(f.original_plan)} fault(s))"
+        yield Padding(
+            Text.assemble(("plan", "bold"), shrunk, ": ", _plan_text(f.plan)), (0, 0, 0, 2)
+        )
+        if v.difference:
+            yield Padding(Text("difference:", style="bold"), (0, 0, 0, 2))
+            for line in v.difference:
+                yield Padding(Text(line, style="red"), (0, 0, 0, 4))
+        timeline = mark_timeline(f.observation)
+        table = Table(show_edge=False, pad_edge=False, title="timeline", title_justify="left")
+        table.add_column("time", justify="right", style="cyan", no_wrap=True)
+        table.add_column("step")
+        table.add_column("att", justify="right")
+        table.add_column("event", no_wrap=True)
+        table.add_column("detail", overflow="fold")
+        shown = timeline
+        if len(shown) > TIMELINE_ROWS:
+            first_fault = next((i for i, e in enumerate(shown) if e.get("fault")), 0)
+            start = max(0, min(first_fault - 5, len(shown) - TIMELINE_ROWS))
+            shown = shown[start : start + TIMELINE_ROWS]
+        for e in shown:
+            fault = e.get("fault")
+            table.add_row(
+                format_at(e["at_ms"]),
+                e.get("path") or "",
+                "" if e.get("attempt") is None else str(e["attempt"]),
+                Text(e["kind"], style=_STYLE.get(e["kind"], "")),
+                Text.assemble((f"⚡ {fault}  ", "bold magenta") if fault else "", _detail(e)),
+                style="on grey23" if fault else "",
+            )
+        yield Padding(table, (0, 0, 0, 2))
+        if f.observation.status != w.result.baseline.obs.status:
+            err = f.observation.error
+            extra = f" ({err['name']}: {err['message']})" if err else ""
+            yield Padding(Text(f"status: {f.observation.status}{extra}"), (0, 0, 0, 2))
+        where = f"  [{v.where}]" if v.where and v.where not in v.hint else ""
+        yield Padding(
+            Text.assemble(("hint: ", "bold yellow"), v.hint, (where, "dim")), (0, 0, 0, 2)
+        )
+        command = replay_command(self.flow, w.result.target.workflow.name, f.token, w.replay_args)
+        # One line whatever the width, so that it can be copied as it is.
+        yield Text.assemble(("  replay: ", "bold"), command, no_wrap=True, overflow="ignore")
+
+
+def _detail(entry: Mapping[str, Any]) -> str:
+    err = entry.get("error")
+    if err:
+        text = f"{err['name']}: {err['message']}"
+        if entry.get("retry_in_ms") is not None:
+            text += f" (retry in {format_at(entry['retry_in_ms'])})"
+        return text
+    kind = entry["kind"]
+    if kind == "sleep-start" and entry.get("duration_ms") is not None:
+        return f"for {format_at(entry['duration_ms'])}"
+    if kind in ("wait-start", "event-received", "wait-end"):
+        return f"type {entry.get('type')}" + (" (timed out)" if entry.get("timed_out") else "")
+    return ""
+
+
+def _point_kinds(r: CampaignResult, label: str) -> list[str]:
+    """The kinds the exhaustive phase aimed at this point."""
+    return r.baseline.aimed.get(label, [])
+
+
+def _point_rank(r: CampaignResult, label: str) -> int:
+    for i, p in enumerate(r.baseline.points):
+        if p.label == label:
+            return i
+    return len(r.baseline.points)

@@ -1,0 +1,132 @@
+"""Hypothesis strategies that property-test durability: fault plans and workflow inputs.
+
+```python
+from hypothesis import given, settings
+from awf_sim import assert_durable
+from awf_sim.strategies import fault_plans, inputs
+
+@settings(max_examples=50)
+@given(plan=fault_plans(order_processing, EXAMPLE, db=DATABASE))
+def test_order_is_durable(plan):
+    assert_durable(order_processing, EXAMPLE, plan, db=DATABASE)
+```
+
+Imported only when used: `import awf_sim` never imports Hypothesis. Importing this module
+registers `awf_sim.chaos.SEED_SOURCE` (where `assert_durable(seed=None)` draws simulator seeds)
+with Hypothesis, so that every test case starts it from the same state.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
+
+from hypothesis import register_random
+from hypothesis import strategies as st
+
+from awf_sim.chaos._durable import SEED_SOURCE, baseline_for
+from awf_sim.chaos._faults import parse_kinds
+from awf_sim.chaos._runner import Target
+from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._workflow import Workflow
+
+__all__ = ["fault_plans", "inputs"]
+
+register_random(SEED_SOURCE)
+
+
+def _fault_key(fault: Mapping[str, Any]) -> str:
+    return json.dumps(fault, sort_keys=True)
+
+
+def fault_plans(
+    workflow: Workflow,
+    params: Any,
+    max_faults: int = 3,
+    kinds: str | Sequence[str] | None = None,
+    *,
+    db: Any = None,
+    ai: Any = None,
+    http: Any = None,
+    env: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    profile: str = "production",
+) -> st.SearchStrategy[list[dict[str, Any]]]:
+    """Fault plans for `workflow` run on `params`: lists of up to `max_faults` faults, each
+    aimed at a fault point of the fault-free run (a step call and attempt, a sleep, an event
+    wait, a declared event). They shrink towards fewer faults and earlier fault points.
+
+    `kinds`: the fault kinds to draw from (names or groups, as `awf-sim chaos --faults`).
+    The keyword arguments are the world of the run, as for `assert_durable`; the fault-free
+    run that finds the fault points happens on the first draw, once.
+    """
+    if isinstance(max_faults, bool) or not isinstance(max_faults, int) or max_faults < 0:
+        raise DefinitionError(
+            f"fault_plans: max_faults must be a whole number >= 0, got {max_faults!r}"
+        )
+    chosen = parse_kinds(kinds)
+    target = Target(workflow, params, db=db, env=env, ai=ai, http=http, seed=seed, profile=profile)
+
+    def build() -> st.SearchStrategy[list[dict[str, Any]]]:
+        base = baseline_for(target)
+        universe = [f for f in [*base.singles, *base.extra] if f["kind"] in chosen]
+        if not universe or max_faults == 0:
+            return st.just([])
+        # sampled_from shrinks towards its first element: the earliest fault point's first kind.
+        return st.lists(st.sampled_from(universe), max_size=max_faults, unique_by=_fault_key).map(
+            copy.deepcopy
+        )
+
+    return st.deferred(build)
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and hasattr(annotation, "model_fields")
+
+
+def _field_strategy(annotation: Any, metadata: Sequence[Any]) -> st.SearchStrategy[Any]:
+    if _is_model(annotation):
+        return _model_strategy(annotation).map(lambda m: m.model_dump(mode="json"))
+    if metadata:
+        annotated: Any = Annotated  # a type form built at run time
+        return st.from_type(annotated[(annotation, *metadata)])
+    return st.from_type(annotation)
+
+
+def _model_strategy(model: Any) -> st.SearchStrategy[Any]:
+    """Valid instances of a pydantic model: each field from its type and constraints
+    (annotated-types metadata such as `Field(ge=1)`), then validated by the model itself."""
+    required: dict[str, st.SearchStrategy[Any]] = {}
+    optional: dict[str, st.SearchStrategy[Any]] = {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        strategy = _field_strategy(info.annotation, list(info.metadata))
+        (required if info.is_required() else optional)[key] = strategy
+
+    def validate(data: dict[str, Any]) -> Any:
+        try:
+            return model.model_validate(data)
+        except ValueError:  # pydantic's ValidationError is a ValueError
+            return None
+
+    return (
+        st.fixed_dictionaries(required, optional=optional)
+        .map(validate)
+        .filter(lambda m: m is not None)
+    )
+
+
+def inputs(workflow: Workflow) -> st.SearchStrategy[Any]:
+    """Params for `workflow`: from the pydantic model its function's params are annotated
+    with (as JSON values, what `create` takes), else one of its `examples`."""
+    model = workflow.input_model
+    if model is not None:
+        return _model_strategy(model).map(lambda m: m.model_dump(mode="json"))
+    if workflow.examples:
+        return st.sampled_from(workflow.examples).map(copy.deepcopy)
+    raise DefinitionError(
+        f"inputs({workflow.name!r}): the workflow has no pydantic input model and no examples; "
+        "annotate its params with a pydantic model or add examples=[...]"
+    )

@@ -1,0 +1,54 @@
+"""Chaos tests: flow files are loaded in-process, so each test leaves the registries as it
+found them (the two order examples define the same Domain names in different files)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from awf_sim._flow import FlowFile, load_flow
+from awf_sim.dsl._domain import registered_domains
+from awf_sim.dsl._workflow import registered_workflows
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_registries() -> Iterator[None]:
+    domains = registered_domains()
+    workflows = registered_workflows()
+    assert isinstance(domains, dict)
+    assert isinstance(workflows, dict)
+    saved_domains, saved_workflows = dict(domains), dict(workflows)
+    yield
+    domains.clear()
+    domains.update(saved_domains)
+    workflows.clear()
+    workflows.update(saved_workflows)
+
+
+def _load_example(name: str) -> FlowFile:
+    # The examples define the same Domain names in different files: loading one after another
+    # replaces them, with a warning that is expected here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Domain .* replaces", UserWarning)
+        return load_flow(EXAMPLES / name)
+
+
+@pytest.fixture
+def load_example() -> Callable[[str], FlowFile]:
+    return _load_example
+
+
+@pytest.fixture
+def order() -> FlowFile:
+    return _load_example("order_processing.py")
+
+
+@pytest.fixture
+def order_fixed() -> FlowFile:
+    return _load_example("order_processing_fixed.py")

@@ -1,0 +1,193 @@
+"""Hypothesis: fault plans and inputs as strategies, assert_durable, and the property that the
+idempotent order workflow survives any fault plan (issue 4, point 7)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, find, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, Field
+
+import awf_sim
+from awf_sim import DurabilityViolation, Workflow, assert_durable
+from awf_sim._flow import FlowFile, load_flow
+from awf_sim.chaos import SEED_SOURCE, normalize_plan
+from awf_sim.dsl._domain import registered_domains
+from awf_sim.dsl._workflow import registered_workflows
+from awf_sim.strategies import fault_plans, inputs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str) -> FlowFile:
+    # The two order examples define the same Domain names in different files.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Domain .* replaces", UserWarning)
+        return load_flow(ROOT / "examples" / name)
+
+
+def _registries() -> tuple[dict[str, Any], dict[str, Any]]:
+    domains, workflows = registered_domains(), registered_workflows()
+    assert isinstance(domains, dict)
+    assert isinstance(workflows, dict)
+    return domains, workflows
+
+
+_saved = tuple(dict(r) for r in _registries())
+FIXED = _load("order_processing_fixed.py")
+FIXED_WF = FIXED.pick(None)
+FIXED_PARAMS = FIXED_WF.examples[0]
+SEED = _load("order_processing.py")
+SEED_WF = SEED.pick(None)
+for _registry, _before in zip(_registries(), _saved, strict=True):
+    _registry.clear()
+    _registry.update(_before)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_registries() -> Iterator[None]:
+    saved = tuple(dict(r) for r in _registries())
+    yield
+    for registry, before in zip(_registries(), saved, strict=True):
+        registry.clear()
+        registry.update(before)
+
+
+FIXED_PLANS = fault_plans(FIXED_WF, FIXED_PARAMS, db=FIXED.database)
+QUICK = settings(max_examples=25, derandomize=True, deadline=None, database=None)
+
+
+@settings(
+    max_examples=60,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(plan=FIXED_PLANS)
+def test_the_idempotent_order_workflow_survives_any_fault_plan(plan: list[dict[str, Any]]) -> None:
+    assert_durable(FIXED_WF, FIXED_PARAMS, plan, db=FIXED.database)
+
+
+@QUICK
+@given(plan=fault_plans(FIXED_WF, FIXED_PARAMS, max_faults=2, kinds="crash", db=FIXED.database))
+def test_plans_are_valid_and_respect_the_limits(plan: list[dict[str, Any]]) -> None:
+    assert normalize_plan(plan) == plan
+    assert len(plan) <= 2
+    assert all(f["kind"].startswith("crash-") for f in plan)
+
+
+def test_plans_shrink_to_one_early_fault() -> None:
+    plans = fault_plans(SEED_WF, SEED_WF.examples[0], db=SEED.database)
+
+    def breaks(plan: list[dict[str, Any]]) -> bool:
+        try:
+            assert_durable(SEED_WF, SEED_WF.examples[0], plan, db=SEED.database)
+        except DurabilityViolation:
+            return True
+        return False
+
+    smallest = find(plans, breaks, settings=settings(database=None, derandomize=True))
+    # One fault, on the step that is not idempotent, at its first attempt: the handler ran twice.
+    assert len(smallest) == 1
+    (fault,) = smallest
+    assert fault["step"] == "Inventory.reserve"
+    assert fault["attempt"] == 1
+    assert fault["kind"] in ("crash-after-effect", "timeout")
+
+
+def test_assert_durable_names_the_invariant_plan_and_timeline() -> None:
+    plan = [{"kind": "crash-after-effect", "step": "Inventory.reserve"}]
+    with pytest.raises(AssertionError) as info:
+        assert_durable(SEED_WF, SEED_WF.examples[0], plan, db=SEED.database)
+    err = info.value
+    assert isinstance(err, DurabilityViolation)
+    assert err.invariant == "idempotent-effects"
+    assert err.plan == normalize_plan(plan)
+    text = str(err)
+    assert "idempotent-effects" in text
+    assert '"kind": "crash-after-effect"' in text
+    assert "timeline:" in text
+    assert "<< crash-after-effect" in text
+    assert "inventory.reserved for ABC: expected 2, got 4" in text
+    assert any(e.get("fault") == "crash-after-effect" for e in err.timeline)
+
+
+def test_a_durable_plan_passes() -> None:
+    assert_durable(
+        FIXED_WF,
+        FIXED_PARAMS,
+        [{"kind": "crash-after-effect", "step": "Inventory.reserve"}],
+        db=FIXED.database,
+    )
+
+
+class Order(BaseModel):
+    id: str = Field(min_length=1, max_length=8)
+    quantity: int = Field(ge=1, le=5)
+    gift: bool = False
+
+
+@Workflow("strategies-typed")
+async def typed(wf: Any, order: Order) -> Any:
+    return order.quantity
+
+
+@Workflow("strategies-examples", examples=[{"n": 1}, {"n": 2}])
+async def with_examples(wf: Any, params: Any) -> Any:
+    return params
+
+
+@QUICK
+@given(params=inputs(typed))
+def test_inputs_follow_the_pydantic_model(params: Any) -> None:
+    assert set(params) <= {"id", "quantity", "gift"}
+    order = Order.model_validate(params)
+    assert 1 <= order.quantity <= 5
+    assert 1 <= len(order.id) <= 8
+
+
+@QUICK
+@given(params=inputs(with_examples))
+def test_inputs_come_from_the_examples(params: Any) -> None:
+    assert params in ({"n": 1}, {"n": 2})
+
+
+def test_inputs_need_a_model_or_examples() -> None:
+    @Workflow("strategies-bare")
+    async def bare(wf: Any, params: Any) -> Any:
+        return params
+
+    with pytest.raises(ValueError, match="no pydantic input model and no examples"):
+        inputs(bare)
+
+
+_seen: list[float] = []
+
+
+@settings(max_examples=5, derandomize=True, database=None)
+@given(st.integers())
+def test_the_seed_source_is_managed_by_hypothesis(n: int) -> None:
+    assert isinstance(n, int)
+    _seen.append(SEED_SOURCE.random())
+    assert len(set(_seen)) == 1  # every test case starts it from the same state
+
+
+def test_import_awf_sim_stays_light() -> None:
+    code = (
+        "import sys, awf_sim; awf_sim.assert_durable; "
+        "print(any(m.split('.')[0] in ('hypothesis', 'rich') for m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "False"
+    assert "assert_durable" in awf_sim.__all__
+    assert "DurabilityViolation" in awf_sim.__all__
