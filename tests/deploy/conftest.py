@@ -822,3 +822,253 @@ def sleeps() -> list[float]:
 def client(cf: FakeCloudflare, sleeps: list[float]) -> Iterator[CloudflareClient]:
     with cf.client(sleep=sleeps.append) as c:
         yield c
+
+
+# -- awf-deploy: build, push and CLI fixtures ----------------------------------------------------
+# (appended for tests/deploy/test_build.py, test_entry_in_sim.py, test_push.py, test_cli.py)
+
+EXAMPLES_DIR = _HERE.parents[1] / "examples"
+
+# Small flow files the deploy tests build and push. Their Domain and Workflow names are unique
+# in the test session (the DSL's registry is process-wide), and they are written once per
+# session, so loading one twice never counts as a redefinition.
+TEST_FLOWS: dict[str, str] = {
+    "shop.py": """
+from awf_sim import Domain, Workflow
+
+
+async def greet(person, args, ctx):
+    return {"text": f"{args.get('greeting', 'hello')} {person['name']}"}
+
+
+DeployGreeter = Domain("DeployGreeter", {"greet": greet})
+
+
+@Workflow("deploy-greeting", examples=[{"name": "ana"}], domains=[DeployGreeter])
+async def greeting(wf, params):
+    return await wf.DeployGreeter(params).greet(greeting="hi")
+
+
+async def nightly(wf):
+    return await wf.DeployGreeter({"name": "night"}).greet()
+
+
+Nightly = Workflow("deploy-nightly", domains=[DeployGreeter]).every("every day at 02:00").run(
+    nightly
+)
+""",
+    "ledger.py": """
+from awf_sim import Database, Domain, Workflow
+
+DATABASE = Database(
+    schema="CREATE TABLE entries (key TEXT PRIMARY KEY, account TEXT, amount REAL);",
+)
+
+
+async def record(account, args, ctx):
+    await ctx.db.execute(
+        "INSERT OR IGNORE INTO entries (key, account, amount) VALUES (?, ?, ?)",
+        [ctx.idempotency_key, account["id"], args["amount"]],
+    )
+    row = await ctx.db.query_one("SELECT SUM(amount) AS total FROM entries WHERE account = ?",
+                                 [account["id"]])
+    return {"total": row["total"]}
+
+
+async def summarize(account, args, handler_ctx):
+    return await handler_ctx.ai.generate(prompt=f"summarize {account['id']}")
+
+
+DeployLedger = Domain("DeployLedger", {"record": record, "summarize": summarize})
+
+
+@Workflow("deploy-ledger", examples=[{"id": "acc-1", "amount": 5.0}], domains=[DeployLedger])
+async def ledger(wf, params):
+    return await wf.DeployLedger({"id": params["id"]}).record(amount=params["amount"])
+""",
+    "broken.py": """
+from awf_sim import Database, Domain, Workflow
+
+DATABASE = Database(
+    schema="CREATE TABLE counters (name TEXT PRIMARY KEY, n INTEGER);"
+    "INSERT INTO counters VALUES ('visits', 0);"
+)
+
+
+async def bump(counter, args, ctx):
+    # Not idempotent: a crash after the UPDATE, before the checkpoint, counts twice.
+    await ctx.db.execute("UPDATE counters SET n = n + 1 WHERE name = ?", [counter["name"]])
+    return {"bumped": True}
+
+
+DeployCounter = Domain("DeployCounter", {"bump": bump})
+
+
+@Workflow("deploy-counter", examples=[{"name": "visits"}], domains=[DeployCounter])
+async def counter(wf, params):
+    return await wf.DeployCounter(params).bump()
+""",
+    # Every path of the adapter: retries, NonRetryableError caught and uncaught, a failed
+    # step caught, sleeps, an event wait that times out and one that is answered, wf.do, state.
+    "paths.py": """
+import asyncio
+
+from awf_sim import Domain, NonRetryableError, StepError, Workflow
+
+
+async def flaky(item, args, ctx):
+    if ctx.attempt < 3:
+        raise ConnectionError(f"try {ctx.attempt} of {ctx.step['path']}")
+    return {"item": item["id"], "attempt": ctx.attempt, "key": ctx.idempotency_key}
+
+
+async def refuse(item, args, ctx):
+    raise NonRetryableError(f"{item['id']} refused")
+
+
+async def explode(item, args, ctx):
+    raise ValueError("boom")
+
+
+DeployPaths = Domain(
+    "DeployPaths",
+    {
+        "flaky": {"handler": flaky, "retries": {"limit": 4, "delay": "1 second"}},
+        "refuse": refuse,
+        "explode": {"handler": explode, "retries": {"limit": 1, "delay": 10, "backoff": "constant"},
+                    "timeout": "5 seconds"},
+    },
+)
+
+
+@Workflow(
+    "deploy-paths",
+    examples=[{"id": "p-1"}, {"id": "p-2", "fail": True}],
+    events=[{"type": "go", "payload": {"ok": True}, "after": "1 hour"}],
+    domains=[DeployPaths],
+)
+async def paths(wf, params):
+    first, second = await asyncio.gather(
+        wf.DeployPaths(params).flaky(), wf.DeployPaths({"id": "other"}).flaky()
+    )
+    out = {"first": first, "second": second, "instance": wf.instance_id}
+    try:
+        await wf.DeployPaths(params).refuse()
+    except NonRetryableError as exc:
+        out["refused"] = [type(exc).__name__, exc.name, exc.message]
+    try:
+        await wf.DeployPaths(params).explode()
+    except StepError as exc:
+        out["exploded"] = [type(exc).__name__, exc.name, exc.message]
+    await wf.sleep("nap", "10 minutes")
+    try:
+        await wf.wait_for("never", type="never", timeout="5 minutes")
+    except StepError as exc:
+        out["timed_out"] = exc.name
+    out["go"] = await wf.wait_for("go", type="go", timeout="2 hours")
+    out["raw"] = await wf.do("raw", lambda: {"n": 1})
+    state = wf.state({"count": 0})
+    await state.update({"count": state.current["count"] + 1})
+    out["state"] = state.current
+    if params.get("fail"):
+        await wf.DeployPaths(params).refuse()
+    return out
+""",
+    "empty.py": """
+from awf_sim import Domain
+
+DeployNothing = Domain("DeployNothing", {})
+""",
+    "badname.py": """
+from awf_sim import Workflow
+
+
+@Workflow("bad name!")
+async def bad(wf, params):
+    return None
+""",
+}
+
+
+@pytest.fixture(scope="session")
+def flows_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("flows")
+    for name, text in TEST_FLOWS.items():
+        (folder / name).write_text(text.lstrip(), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def flow_registry() -> Iterator[None]:
+    """Put the DSL's process-wide Domain and Workflow registries back after the test, so that
+    flows loaded here (examples included) cannot make another test's flow a redefinition."""
+    from awf_sim.dsl import _domain, _workflow
+
+    domains = dict(_domain._DOMAINS)
+    workflows = dict(_workflow._WORKFLOWS)
+    yield
+    _domain._DOMAINS.clear()
+    _domain._DOMAINS.update(domains)
+    _workflow._WORKFLOWS.clear()
+    _workflow._WORKFLOWS.update(workflows)
+
+
+class FakeD1Statement:
+    """A D1 prepared statement over the simulator's SQLite database (`bind` / `all` / `first`
+    / `run`), answering in D1's shapes."""
+
+    def __init__(self, db: Any, sql: str, values: tuple[Any, ...] = ()) -> None:
+        self.db = db
+        self.sql = sql
+        self.values = values
+
+    def bind(self, *values: Any) -> FakeD1Statement:
+        return FakeD1Statement(self.db, self.sql, values)
+
+    async def all(self) -> dict[str, Any]:
+        rows = await self.db.query(self.sql, list(self.values))
+        return {"results": rows, "success": True, "meta": {"changes": 0}}
+
+    async def first(self) -> dict[str, Any] | None:
+        row: dict[str, Any] | None = await self.db.query_one(self.sql, list(self.values))
+        return row
+
+    async def run(self) -> dict[str, Any]:
+        changes = await self.db.execute(self.sql, list(self.values))
+        return {"results": [], "success": True, "meta": {"changes": changes}}
+
+
+class FakeD1:
+    """`env.DB`: a D1 binding backed by an awf_sim DatabaseHandle; records every statement."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.statements: list[str] = []
+
+    def prepare(self, sql: str) -> FakeD1Statement:
+        self.statements.append(sql)
+        return FakeD1Statement(self.db, sql)
+
+
+@pytest.fixture
+def cli_env(cf: FakeCloudflare, monkeypatch: pytest.MonkeyPatch) -> FakeCloudflare:
+    """The awf-deploy CLI talking to the fake account: credentials in the environment, the
+    fake's transport and no real sleeping between retries."""
+    import awf_deploy.cli
+
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", cf.token)
+    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", cf.account_id)
+    monkeypatch.delenv("CLOUDFLARE_API_BASE_URL", raising=False)
+    monkeypatch.delenv("AWF_D1_DATABASE_ID", raising=False)
+    monkeypatch.setattr(
+        awf_deploy.cli,
+        "_CLIENT_OPTIONS",
+        {"transport": cf.transport(), "sleep": lambda seconds: None},
+    )
+    return cf
+
+
+@pytest.fixture
+def fake_d1() -> type[FakeD1]:
+    """The FakeD1 class (tests reach conftest helpers through fixtures, not imports)."""
+    return FakeD1
