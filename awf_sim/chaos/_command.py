@@ -111,7 +111,14 @@ def chaos_command(
             need_one = "--input" if input_json is not None else "--input-file"
         chosen = _pick(loaded, workflow, need_one)
         targets = [
-            Target(w, parse_input(w, input_json, input_file), db=loaded.database, seed=seed)
+            Target(
+                w,
+                parse_input(w, input_json, input_file),
+                db=loaded.database,
+                http=loaded.http,
+                ai=loaded.ai,
+                seed=seed,
+            )
             for w in chosen
         ]
     except (_Usage, FaultPlanError, FlowError) as exc:
