@@ -17,7 +17,7 @@ from awf_sim.dsl._errors import (
 from awf_sim.dsl._identity import canonical, step_id, step_name
 from awf_sim.dsl._proxy import Runtime, State, StepCall, WorkflowApi
 from awf_sim.dsl._schedule import to_cron
-from awf_sim.dsl._workflow import Workflow, registered_workflows
+from awf_sim.dsl._workflow import Workflow, isolated_registries, registered_workflows
 
 __all__ = [
     "MAX_SLEEP_MS",
@@ -36,6 +36,7 @@ __all__ = [
     "WorkflowApi",
     "WorkflowFatalError",
     "canonical",
+    "isolated_registries",
     "merge_config",
     "parse_duration",
     "registered_domains",

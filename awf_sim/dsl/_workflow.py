@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from awf_sim.dsl import _domain as _domain_module
 from awf_sim.dsl._domain import Domain, registered_domains
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._names import validate_name
 from awf_sim.dsl._schedule import to_cron
 
-__all__ = ["Workflow", "WorkflowFn", "registered_workflows"]
+__all__ = ["Workflow", "WorkflowFn", "isolated_registries", "registered_workflows"]
 
 WorkflowFn = Callable[..., Any]
 
@@ -164,6 +166,24 @@ def _validate_events(
         after = parse_duration(ev.get("after", 0))
         out.append({"type": ev["type"], "payload": ev.get("payload"), "after_ms": after})
     return out
+
+
+@contextlib.contextmanager
+def isolated_registries() -> Iterator[None]:
+    """Put the process-wide Domain and Workflow registries back as they were on exit.
+
+    For tests and tools that load several flow files into one process (the examples define
+    the same domain names in different files): what one loads cannot become a redefinition,
+    with its warning, for the next."""
+    domains = _domain_module._DOMAINS
+    saved_domains, saved_workflows = dict(domains), dict(_WORKFLOWS)
+    try:
+        yield
+    finally:
+        domains.clear()
+        domains.update(saved_domains)
+        _WORKFLOWS.clear()
+        _WORKFLOWS.update(saved_workflows)
 
 
 def registered_workflows() -> Mapping[str, Workflow]:

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from awf_sim._flow import FlowFile, load_flow
-from awf_sim.dsl._domain import registered_domains
-from awf_sim.dsl._workflow import registered_workflows
+from awf_sim.dsl import isolated_registries
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -19,16 +18,8 @@ EXAMPLES = ROOT / "examples"
 
 @pytest.fixture(autouse=True)
 def _isolated_registries() -> Iterator[None]:
-    domains = registered_domains()
-    workflows = registered_workflows()
-    assert isinstance(domains, dict)
-    assert isinstance(workflows, dict)
-    saved_domains, saved_workflows = dict(domains), dict(workflows)
-    yield
-    domains.clear()
-    domains.update(saved_domains)
-    workflows.clear()
-    workflows.update(saved_workflows)
+    with isolated_registries():
+        yield
 
 
 def _load_example(name: str) -> FlowFile:

@@ -1002,15 +1002,10 @@ def flows_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def flow_registry() -> Iterator[None]:
     """Put the DSL's process-wide Domain and Workflow registries back after the test, so that
     flows loaded here (examples included) cannot make another test's flow a redefinition."""
-    from awf_sim.dsl import _domain, _workflow
+    from awf_sim.dsl import isolated_registries
 
-    domains = dict(_domain._DOMAINS)
-    workflows = dict(_workflow._WORKFLOWS)
-    yield
-    _domain._DOMAINS.clear()
-    _domain._DOMAINS.update(domains)
-    _workflow._WORKFLOWS.clear()
-    _workflow._WORKFLOWS.update(workflows)
+    with isolated_registries():
+        yield
 
 
 class FakeD1Statement:
