@@ -80,6 +80,17 @@ class VirtualLoop(asyncio.BaseEventLoop):
     def now_ms(self) -> int:
         return self._now_ms
 
+    def has_due_work(self) -> bool:
+        """Whether running the loop now would run anything: a ready callback, a timer due at
+        the current time, or a thread to wait for. When not, `run(lambda: True)` would return
+        at once having run nothing."""
+        if self._ready or self._threads_pending:  # type: ignore[attr-defined]
+            return True
+        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
+        # BaseEventLoop._run_once's test for a due timer; cancelled ones are dropped unrun.
+        end = self.time() + self._clock_resolution
+        return any(not h.cancelled() and h.when() < end for h in scheduled)
+
     def run(self, stop_when: Callable[[], bool], target_ms: int | None = None) -> None:
         """Run until idle and `stop_when()` is true, nothing is scheduled, or `target_ms`."""
         self._stop_when = stop_when

@@ -5,6 +5,10 @@ A `Database` is a spec (schema + seed rows); `connect()` gives a fresh, identica
 row-level write is recorded by SQLite triggers into a private table, so the write log shares the
 fate of the data: a rolled-back transaction takes its log entries with it.
 
+`connect()` reuses the connections that closed handles gave back (see `_Pool`): loading the
+spec's image into a used connection keeps its prepared statements, where a new connection
+re-parses the schema and its triggers on its first statements (most of a chaos run's cost).
+
 The async methods never suspend (sqlite3 is synchronous), so the engine can drive a handler
 with `coro.send(None)` and needs no Task for it.
 """
@@ -15,6 +19,7 @@ import hashlib
 import json
 import re
 import sqlite3
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -270,10 +275,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def _canonical(row: Mapping[str, Any]) -> str:
-    return json.dumps(
-        row, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
-    )
+# One encoder for every row: json.dumps() with options builds a new one on each call.
+_canonical = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
+).encode
 
 
 _TYPE_RANK = {type(None): 0, int: 1, float: 1, str: 2, bytes: 3}
@@ -285,20 +290,129 @@ def _sort_key(row: dict[str, Any]) -> tuple[tuple[int, Any, str], ...]:
     return tuple((_TYPE_RANK[type(v)], v, type(v).__name__) for v in row.values())
 
 
-class _StepCell:
-    """Holds the step label for the `_awf_step()` SQL function.
+class _Session:
+    """What a connection's callbacks read: the step label for the `_awf_step()` SQL function,
+    and whether the connection may be reused by another handle.
 
-    A separate object so that the function the connection holds does not point back at the
+    A separate object so that the callbacks the connection holds do not point back at the
     handle (no reference cycle keeping the connection alive).
+
+    Loading the spec's image again (`deserialize`) resets a connection's database, but not what
+    a statement can leave on the connection itself: its settings (`PRAGMA foreign_keys = OFF`),
+    temp tables and triggers, attached databases, a changed schema (its prepared statements
+    would outlive it), statistics from ANALYZE (query plans would), and what
+    `last_insert_rowid()`, `changes()` and `total_changes()` report. `authorize` sees every
+    statement as SQLite compiles it, and marks the connection not reusable at the first one
+    that could do any of that. What handlers ordinarily run (reading and writing rows,
+    transactions, introspection pragmas) leaves nothing behind. While the connection is
+    reusable, its schema is also still the spec's, so the handle knows its tables.
     """
 
-    __slots__ = ("step",)
+    __slots__ = ("reusable", "step")
+
+    def __init__(self, step: str | None = None) -> None:
+        self.step = step
+        self.reusable = True
+
+    def label(self) -> str | None:
+        return self.step
+
+    def authorize(
+        self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None
+    ) -> int:
+        if action in _ROW_ACTIONS:
+            pass
+        elif action == sqlite3.SQLITE_FUNCTION:
+            if (arg2 or "").lower() in _CONNECTION_FUNCTIONS:
+                self.reusable = False
+        elif action == sqlite3.SQLITE_PRAGMA:
+            # A pragma given a value sets something, except the introspection ones, whose
+            # value is the table or index they describe.
+            if arg2 is not None and (arg1 or "").lower() not in _INTROSPECTION_PRAGMAS:
+                self.reusable = False
+        else:  # DDL, ATTACH/DETACH, ANALYZE, REINDEX, and whatever a later SQLite adds
+            self.reusable = False
+        return sqlite3.SQLITE_OK
+
+
+# Authorizer actions on rows, and on transactions (close() checks that none is left open).
+_ROW_ACTIONS = frozenset(
+    {
+        sqlite3.SQLITE_SELECT,
+        sqlite3.SQLITE_READ,
+        sqlite3.SQLITE_INSERT,
+        sqlite3.SQLITE_UPDATE,
+        sqlite3.SQLITE_DELETE,
+        sqlite3.SQLITE_RECURSIVE,
+        sqlite3.SQLITE_TRANSACTION,
+        sqlite3.SQLITE_SAVEPOINT,
+    }
+)
+# SQL functions that report the connection's history rather than the database's content.
+_CONNECTION_FUNCTIONS = frozenset({"changes", "last_insert_rowid", "total_changes"})
+_INTROSPECTION_PRAGMAS = frozenset(
+    {
+        "foreign_key_check",
+        "foreign_key_list",
+        "index_info",
+        "index_list",
+        "index_xinfo",
+        "integrity_check",
+        "quick_check",
+        "table_info",
+        "table_list",
+        "table_xinfo",
+    }
+)
+# Idle connections a Database keeps: as many as handles open at the same time are likely to
+# be (a chaos run uses one at a time).
+_POOL_SIZE = 4
+
+
+def _close_all(idle: list[tuple[sqlite3.Connection, _Session]]) -> None:
+    while idle:
+        idle.pop()[0].close()
+
+
+class _Pool:
+    """The idle connections of one Database, each with its session.
+
+    They are closed when the pool is garbage-collected (with its Database) or at interpreter
+    exit, whichever comes first: `weakref.finalize` holds the list, not the pool.
+    """
+
+    __slots__ = ("__weakref__", "_idle")
 
     def __init__(self) -> None:
-        self.step: str | None = None
+        self._idle: list[tuple[sqlite3.Connection, _Session]] = []
+        weakref.finalize(self, _close_all, self._idle)
 
-    def get(self) -> str | None:
-        return self.step
+    def __reduce__(self) -> tuple[type[_Pool], tuple[()]]:
+        # Connections cannot be copied or pickled: a copy of a Database starts with none idle.
+        return (_Pool, ())
+
+    def take(self) -> tuple[sqlite3.Connection, _Session] | None:
+        try:
+            return self._idle.pop()  # atomic: handles may close on other threads
+        except IndexError:
+            return None
+
+    def give(self, conn: sqlite3.Connection, session: _Session) -> bool:
+        if len(self._idle) >= _POOL_SIZE:
+            return False
+        self._idle.append((conn, session))
+        return True
+
+
+def _closed_connection() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:")
+    conn.close()
+    return conn
+
+
+# What a closed handle holds instead of its connection, which may be serving another handle
+# by then: every use raises sqlite3's own "Cannot operate on a closed database".
+_CLOSED = _closed_connection()
 
 
 class DatabaseHandle:
@@ -310,36 +424,53 @@ class DatabaseHandle:
 
     __slots__ = (
         "_auto_schema",
-        "_cell",
         "_conn",
         "_delete_sql",
         "_insert_sql",
+        "_pool",
         "_returning",
+        "_session",
+        "_tables",
         "_tx",
         "_writes_cache",
         "_writes_seq",
     )
 
-    def __init__(self, connection: sqlite3.Connection, *, auto_schema: bool = False) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        auto_schema: bool = False,
+        _session: _Session | None = None,
+        _pool: _Pool | None = None,
+        _tables: tuple[str, ...] | None = None,
+    ) -> None:
+        # Database.connect() passes `_session` (the connection is set up already and reports
+        # to it), `_pool` (where close() gives the connection back) and `_tables` (the
+        # spec's user tables, while its schema is unchanged).
         self._conn = connection
         self._auto_schema = auto_schema
-        self._cell = _StepCell()
+        self._pool = _pool
+        self._tables = _tables
         self._insert_sql: dict[tuple[str, tuple[str, ...]], str] = {}
         self._delete_sql: dict[str, str] = {}
         self._returning = _HAS_RETURNING
         self._tx: Transaction | None = None
         self._writes_cache: list[Write] = []
         self._writes_seq = 0
-        connection.create_function("_awf_step", 0, self._cell.get)
+        if _session is None:
+            _session = _Session()
+            connection.create_function("_awf_step", 0, _session.label)
+        self._session = _session
 
     @property
     def step(self) -> str | None:
         """Label of the step using the handle (`"Inventory.reserve#1"`); set by the engine."""
-        return self._cell.step
+        return self._session.step
 
     @step.setter
     def step(self, value: str | None) -> None:
-        self._cell.step = value
+        self._session.step = value
 
     # -- the handler API -------------------------------------------------------------------
 
@@ -390,29 +521,53 @@ class DatabaseHandle:
         """Table -> rows, in a content-defined order (private tables excluded)."""
         try:
             return {
-                table: sorted(
-                    self._query(f"SELECT * FROM {_quote(table)}", ()),
-                    key=_sort_key,
-                )
-                for table in _user_tables(self._conn)
+                table: sorted(self._query(f"SELECT * FROM {_quote(table)}", ()), key=_sort_key)
+                for table in self._table_names()
             }
         except sqlite3.Error as exc:
             raise self._error(exc, None) from exc
 
     def digest(self) -> str:
         """sha256 hex of the whole content; equal content gives an equal digest."""
-        digest = hashlib.sha256()
-        for table, rows in self.snapshot().items():
-            digest.update(json.dumps(table).encode())
-            digest.update(b"\n")
-            for line in sorted(_canonical(row) for row in rows):
-                digest.update(line.encode())
-                digest.update(b"\n")
-            digest.update(b"\n")
-        return digest.hexdigest()
+        # The rows of each table in the order of their canonical JSON lines, which needs no
+        # snapshot (whose order is another one); hashed in one piece.
+        text: list[str] = []
+        try:
+            for table in self._table_names():
+                rows = self._query(f"SELECT * FROM {_quote(table)}", ())
+                text += (json.dumps(table), "\n")
+                for line in sorted([_canonical(row) for row in rows]):
+                    text += (line, "\n")
+                text.append("\n")
+        except sqlite3.Error as exc:
+            raise self._error(exc, None) from exc
+        return hashlib.sha256("".join(text).encode()).hexdigest()
+
+    def _table_names(self) -> Sequence[str]:
+        # The spec's tables as long as nothing but rows changed since connect (see _Session).
+        if self._tables is not None and self._session.reusable:
+            return self._tables
+        return _user_tables(self._conn)
 
     def close(self) -> None:
-        self._conn.close()
+        """Closes the handle. Its connection goes back to its Database for reuse when nothing
+        it ran left state behind (see `_Session`) and no transaction is open."""
+        conn, session = self._conn, self._session
+        if conn is _CLOSED:
+            return
+        # Let go of both first: from now on they may serve another handle.
+        self._conn = _CLOSED
+        self._session = _Session(session.step)
+        self._tables = None
+        pool = self._pool
+        given = (
+            pool is not None
+            and session.reusable
+            and not conn.in_transaction
+            and pool.give(conn, session)  # refused when the pool is full
+        )
+        if not given:
+            conn.close()
 
     def __enter__(self) -> DatabaseHandle:
         return self
@@ -426,12 +581,12 @@ class DatabaseHandle:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<DatabaseHandle step={self._cell.step!r}>"
+        return f"<DatabaseHandle step={self._session.step!r}>"
 
     # -- synchronous core, shared with Transaction -----------------------------------------
 
     def _error(self, exc: BaseException, sql: str | None) -> DatabaseError:
-        return DatabaseError(str(exc), sql, self._cell.step)
+        return DatabaseError(str(exc), sql, self._session.step)
 
     def _run(self, sql: str, params: Params) -> sqlite3.Cursor:
         if _is_ddl(sql):
@@ -452,6 +607,10 @@ class DatabaseHandle:
         # The log triggers name every column, which would block ALTER TABLE ... DROP COLUMN:
         # take them down first, and put them back for whatever tables exist afterwards.
         try:
+            # DDL leaves the connection not reusable for good (see _Session): nothing is left
+            # to watch for, and putting the triggers back would cost a callback per column.
+            self._session.reusable = False
+            self._conn.set_authorizer(None)
             _drop_triggers(self._conn)
             try:
                 return self._conn.execute(sql, params)
@@ -492,7 +651,7 @@ class DatabaseHandle:
         keys = tuple(row)
         sql = self._insert_sql.get((table, keys))
         if sql is None:
-            step = self._cell.step
+            step = self._session.step
             _check_identifier("table name", table, step)
             for key in keys:
                 _check_identifier("column name", key, step)
@@ -500,7 +659,7 @@ class DatabaseHandle:
         try:
             values = _encode_row(row.values())
         except (TypeError, ValueError) as exc:
-            raise DatabaseError(f"insert into {table}: {exc}", None, self._cell.step) from exc
+            raise DatabaseError(f"insert into {table}: {exc}", None, self._session.step) from exc
         try:
             cursor = self._conn.execute(sql, values)
         except sqlite3.OperationalError as exc:
@@ -539,7 +698,7 @@ class DatabaseHandle:
     def _delete(self, table: str, id: Any) -> int:
         sql = self._delete_sql.get(table)
         if sql is None:
-            _check_identifier("table name", table, self._cell.step)
+            _check_identifier("table name", table, self._session.step)
             sql = self._delete_sql[table] = f"DELETE FROM {_quote(table)} WHERE id = ?"
         return self._execute(sql, (id,))
 
@@ -650,7 +809,8 @@ class Database:
     database, so repeated simulator runs (chaos) start from the same rows.
 
     The database is built once, here (so a bad schema fails where it is declared), and kept as
-    a serialized image that `connect()` copies. Foreign keys are enforced, as on D1. With
+    a serialized image that `connect()` copies, into a connection a closed handle gave back
+    when there is one (a handle cannot tell). Foreign keys are enforced, as on D1. With
     `auto_schema=True` (what `mock_database` gives), `insert()` creates a missing table or
     column from the row it inserts.
     """
@@ -681,22 +841,56 @@ class Database:
                         f"row of {broken[2]!r} (foreign key)"
                     )
             _install_triggers(conn)
+            self._tables = tuple(_user_tables(conn))
+            # A virtual table's module keeps state per connection, out of reach of the image:
+            # such a database gets a new connection every time.
+            virtual = len(self._tables) != len(_user_tables(conn, with_virtual=False))
             self._image = conn.serialize()
         finally:
             conn.close()
+        self._pool = None if virtual else _Pool()
 
     def connect(self) -> DatabaseHandle:
         """A fresh in-memory database with the spec's schema and rows and an empty write log."""
+        pool = self._pool
+        reused = pool.take() if pool is not None else None
+        if reused is not None:
+            conn, session = reused
+            try:
+                # Replaces the whole database. The connection keeps its prepared statements
+                # (SQLite checks each against the schema cookie when it runs), compiled for
+                # the image's schema: nothing that changes it leaves a connection reusable.
+                conn.deserialize(self._image)
+            except sqlite3.Error:
+                conn.close()  # not expected (close() gives back no open transaction)
+            else:
+                # deserialize() works by an ATTACH of its own, which `authorize` took for a
+                # handler's: the connection was reusable when it was given back, and still is.
+                session.reusable = True
+                session.step = None
+                return self._handle(conn, session)
         # Handlers may run on another thread than the one that connected; the handle is never
         # used concurrently, so sqlite3's same-thread check would only get in the way.
         conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         try:
             conn.deserialize(self._image)
             conn.execute("PRAGMA foreign_keys = ON")
-            return DatabaseHandle(conn, auto_schema=self.auto_schema)
+            session = _Session()
+            conn.create_function("_awf_step", 0, session.label)
+            conn.set_authorizer(session.authorize)
+            return self._handle(conn, session)
         except BaseException:
             conn.close()
             raise
+
+    def _handle(self, conn: sqlite3.Connection, session: _Session) -> DatabaseHandle:
+        return DatabaseHandle(
+            conn,
+            auto_schema=self.auto_schema,
+            _session=session,
+            _pool=self._pool,
+            _tables=self._tables,
+        )
 
     def __repr__(self) -> str:
         return f"<Database schema={_short_sql(self.schema)[:60]!r} auto_schema={self.auto_schema}>"

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import pickle
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Coroutine, Generator, Iterator
+from copy import deepcopy
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
@@ -640,3 +645,212 @@ def test_mock_columns_grow_case_insensitively(db: DatabaseHandle) -> None:
     row = run(db.insert("inventory", {"SKU": "NEW", "colour": "red"}))
     assert row["sku"] == "NEW"
     assert row["colour"] == "red"
+
+
+# -- reused connections ------------------------------------------------------------------------
+#
+# connect() reuses the connection of a closed handle: it must be indistinguishable from a new
+# one. `_conn` tells the tests which connection a handle got.
+
+RESERVATIONS = """
+    CREATE TABLE inventory (sku TEXT PRIMARY KEY, quantity INTEGER NOT NULL);
+    CREATE TABLE reservations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sku TEXT NOT NULL REFERENCES inventory(sku),
+        quantity INTEGER);
+"""
+
+
+@pytest.fixture
+def keyed() -> Database:
+    """A schema with AUTOINCREMENT (sqlite_sequence) and a foreign key."""
+    return Database(
+        RESERVATIONS,
+        {"inventory": [{"sku": "ABC", "quantity": 10}], "reservations": [{"sku": "ABC"}]},
+    )
+
+
+def use(db: DatabaseHandle) -> None:
+    """Changes every kind of state a run ordinarily changes."""
+    db.step = "Inventory.reserve#1"
+
+    async def body() -> None:
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE inventory SET quantity = quantity - 1")
+            await tx.insert("reservations", {"sku": "ABC", "quantity": 1})
+            await tx.insert("reservations", {"sku": "ABC", "quantity": 2})
+        await db.delete("reservations", 3)  # the highest id: a fresh count would reuse it
+        await db.query("SELECT * FROM pragma_table_info('reservations')")
+        await db.query("PRAGMA foreign_key_list(reservations)")
+
+    run(body())
+    assert db.writes
+
+
+def test_a_closed_handles_connection_is_reused_as_new(keyed: Database) -> None:
+    with keyed.connect() as fresh:
+        expected = (fresh.snapshot(), fresh.digest())
+        fresh_id = run(fresh.insert("reservations", {"sku": "ABC"}))["id"]
+    first = keyed.connect()
+    conn = first._conn
+    use(first)
+    first.close()
+    with keyed.connect() as again:
+        assert again._conn is conn  # reused
+        assert again.step is None
+        assert again.writes == []
+        assert (again.snapshot(), again.digest()) == expected
+        assert run(again.query_one("PRAGMA foreign_keys")) == {"foreign_keys": 1}
+        assert run(again.query("SELECT * FROM temp.sqlite_master")) == []
+        # AUTOINCREMENT and rowids count from the spec's rows, as on a new connection.
+        row = run(again.insert("reservations", {"sku": "ABC"}))
+        assert row["id"] == fresh_id == 2
+        with pytest.raises(DatabaseError, match="FOREIGN KEY constraint failed"):
+            run(again.insert("reservations", {"sku": "NOPE"}))
+        again.step = "Shipping.create#1"
+        run(again.execute("UPDATE inventory SET quantity = 0"))
+        assert [(w.table, w.op, w.step) for w in again.writes] == [
+            ("reservations", "insert", None),
+            ("inventory", "update", "Shipping.create#1"),
+        ]
+
+
+def test_a_closed_handle_cannot_reach_a_reused_connection(keyed: Database) -> None:
+    old = keyed.connect()
+    old.step = "Old.step#1"
+    old.close()
+    new = keyed.connect()
+    old.step = "Old.step#2"  # must not label the new handle's writes
+    with pytest.raises(DatabaseError, match="closed database"):
+        run(old.execute("UPDATE inventory SET quantity = 0"))
+    with pytest.raises(DatabaseError, match="closed database"):
+        old.digest()
+    old.close()  # still idempotent, and must not give the connection back twice
+    run(new.execute("UPDATE inventory SET quantity = 1"))
+    assert [w.step for w in new.writes] == [None]
+    with keyed.connect() as other:
+        assert other._conn is not new._conn
+    new.close()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "PRAGMA foreign_keys = OFF",
+        "PRAGMA recursive_triggers = ON",
+        "CREATE TEMP TABLE scratch (x)",
+        "CREATE TEMP VIEW names AS SELECT sku FROM inventory",
+        "CREATE TABLE extra (x)",
+        "CREATE INDEX by_quantity ON inventory (quantity)",
+        "ATTACH ':memory:' AS other",
+        "ANALYZE",
+        "SELECT last_insert_rowid()",
+        "SELECT changes()",
+        "SELECT total_changes()",
+        "BEGIN",
+    ],
+)
+def test_a_connection_left_changed_is_not_reused(keyed: Database, sql: str) -> None:
+    first = keyed.connect()
+    conn = first._conn
+    run(first.insert("reservations", {"sku": "ABC"}))
+    run(first.query(sql))
+    first.close()
+    with keyed.connect() as again:
+        assert again._conn is not conn
+        assert run(again.query_one("PRAGMA foreign_keys")) == {"foreign_keys": 1}
+        assert run(again.query_one("PRAGMA recursive_triggers")) == {"recursive_triggers": 0}
+        assert run(again.query("SELECT name FROM temp.sqlite_master")) == []
+        assert "other" not in [r["name"] for r in run(again.query("PRAGMA database_list"))]
+        assert run(again.query_one("SELECT last_insert_rowid() AS n")) == {"n": 0}
+        assert run(again.query_one("SELECT total_changes() AS n")) == {"n": 0}
+        assert "extra" not in again.snapshot()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+        conn.execute("SELECT 1")
+
+
+def test_connections_are_reused_per_database(keyed: Database, spec: Database) -> None:
+    with keyed.connect() as a, keyed.connect() as b:
+        conns = {a._conn, b._conn}
+    with keyed.connect() as a, keyed.connect() as b, spec.connect() as c:
+        assert {a._conn, b._conn} == conns
+        assert c._conn not in conns
+        assert c.snapshot() == mock_snapshot()
+
+
+def test_databases_with_virtual_tables_get_new_connections() -> None:
+    spec = Database("CREATE VIRTUAL TABLE docs USING fts5(body);", {"docs": [{"body": "a b"}]})
+    first = spec.connect()
+    conn = first._conn
+    assert run(first.query("SELECT body FROM docs WHERE docs MATCH 'a'")) == [{"body": "a b"}]
+    first.close()
+    with spec.connect() as again:
+        assert again._conn is not conn
+        assert run(again.query("SELECT body FROM docs WHERE docs MATCH 'b'")) == [{"body": "a b"}]
+
+
+def test_pooled_connections_close_with_their_database() -> None:
+    spec = mock_database(INVENTORY)
+    handle = spec.connect()
+    conn = handle._conn
+    handle.close()
+    conn.execute("SELECT 1")  # idle in the pool, still open
+    del spec, handle
+    gc.collect()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+        conn.execute("SELECT 1")
+
+
+def test_pooled_connections_close_at_interpreter_exit() -> None:
+    # The check is registered with atexit before anything creates a weakref.finalize, so it
+    # runs after finalize's own exit hook (atexit runs in reverse order).
+    script = """
+import atexit, sqlite3
+kept = []
+def check():
+    try:
+        kept[0].execute("SELECT 1")
+        print("open")
+    except sqlite3.ProgrammingError:
+        print("closed")
+atexit.register(check)
+from awf_sim.sdk._db import mock_database
+spec = mock_database({"t": [{"a": 1}]})
+handle = spec.connect()
+kept.append(handle._conn)
+handle.close()
+"""
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-X", "dev", "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "closed"
+    assert done.stderr == ""
+
+
+def test_copies_of_a_database_connect_on_their_own(keyed: Database) -> None:
+    with keyed.connect() as db:
+        use(db)
+    for copy in (pickle.loads(pickle.dumps(keyed)), deepcopy(keyed)):
+        with copy.connect() as db:
+            assert db.writes == []
+            assert run(db.insert("reservations", {"sku": "ABC"}))["id"] == 2
+
+
+def test_digest_is_stable_across_versions() -> None:
+    # Digests are compared between runs and reported: their format must not drift.
+    spec = Database(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, a, b BLOB); "
+        "CREATE TABLE u (k TEXT PRIMARY KEY, v REAL);",
+        {
+            "t": [{"a": 'é\n"x', "b": b"\x00\xff"}, {"a": 1.5}, {"a": None, "b": b""}, {"a": 2}],
+            "u": [{"k": "z", "v": 1e20}, {"k": "a", "v": -0.0}],
+        },
+    )
+    with spec.connect() as db:
+        assert db.digest() == "d7661f201382414bb776fdef04d465a235b5145788544dde79a99d73eaa4fe65"
+    with mock_database(INVENTORY).connect() as db:
+        assert db.digest() == "87d50837d80b8bdacd5e0341e59d9bed79fc3efe033e37fb8ab9473407790093"
