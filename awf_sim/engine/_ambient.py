@@ -474,17 +474,37 @@ def _replace_scanned_fakes() -> None:
             setattr(module, attribute, replacement)
 
 
+_guards: dict[str, Any] = {}
+
+
 def _install_network_guard() -> None:
     _real_net["connect"] = socket.socket.connect
     _real_net["connect_ex"] = socket.socket.connect_ex
     _real_net["create_connection"] = socket.create_connection
     _real_net["getaddrinfo"] = socket.getaddrinfo
     sock: Any = socket.socket
-    sock.connect = functools.wraps(_real_net["connect"])(_connect)
-    sock.connect_ex = functools.wraps(_real_net["connect_ex"])(_connect_ex)
+    sock.connect = _guards["connect"] = functools.wraps(_real_net["connect"])(_connect)
+    sock.connect_ex = _guards["connect_ex"] = functools.wraps(_real_net["connect_ex"])(_connect_ex)
     module: Any = socket
-    module.create_connection = functools.wraps(_real_net["create_connection"])(_create_connection)
-    module.getaddrinfo = functools.wraps(_real_net["getaddrinfo"])(_getaddrinfo)
+    module.create_connection = _guards["create_connection"] = functools.wraps(
+        _real_net["create_connection"]
+    )(_create_connection)
+    module.getaddrinfo = _guards["getaddrinfo"] = functools.wraps(_real_net["getaddrinfo"])(
+        _getaddrinfo
+    )
+
+
+def _ensure_network_guard() -> None:
+    """Put the guard back if something replaced it since (a test's monkeypatch undoing its own
+    socket patch restores the function it saw, which may predate the guard): a simulation must
+    never reach the network, whatever else patched `socket`."""
+    if (
+        socket.socket.connect is not _guards["connect"]
+        or socket.socket.connect_ex is not _guards["connect_ex"]
+        or socket.create_connection is not _guards["create_connection"]
+        or socket.getaddrinfo is not _guards["getaddrinfo"]
+    ):
+        _install_network_guard()
 
 
 # --- public API ---
@@ -502,6 +522,8 @@ def simulation_scope(wall_ms: Callable[[], int], rng: random.Random) -> Iterator
     """
     if not _installed:
         _install()
+    else:
+        _ensure_network_guard()
     # Passing the global instance itself: swapping would undo its own draws on exit.
     swap = getattr(random.random, "__self__", None) is not rng
     if swap:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import os
 import pickle
@@ -603,3 +604,22 @@ def test_install_while_a_users_freeze_time_is_running() -> None:
             assert time.time() == 0.0
         """
     )
+
+
+def test_the_guard_survives_another_patch_of_socket_being_undone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A test tool that patches socket.connect and later restores what it saw must not leave
+    simulations with a network (pytest's monkeypatch undo, pytest-socket, ...)."""
+    with scope():
+        pass  # the guard is installed
+    saw = socket.socket.connect
+    with monkeypatch.context() as patch:
+        patch.setattr(socket.socket, "connect", lambda self, address: None)
+    # ...and restores the function it saw before the guard existed: the plain C method.
+    socket.socket.connect = _socket.socket.connect  # type: ignore[method-assign]
+    try:
+        with scope(), pytest.raises(NetworkAccessRefused):
+            socket.create_connection(("127.0.0.1", free_port()), timeout=1)
+    finally:
+        socket.socket.connect = saw  # type: ignore[method-assign]
