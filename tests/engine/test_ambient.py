@@ -619,7 +619,7 @@ def test_the_guard_survives_another_patch_of_socket_being_undone(
     # ...and restores the function it saw before the guard existed: the plain C method.
     socket.socket.connect = _socket.socket.connect  # type: ignore[method-assign]
     try:
-        with scope(), pytest.raises(NetworkAccessRefused):
-            socket.create_connection(("127.0.0.1", free_port()), timeout=1)
+        with scope(), socket.socket() as sock, pytest.raises(NetworkAccessRefused):
+            sock.connect(("127.0.0.1", free_port()))
     finally:
         socket.socket.connect = saw  # type: ignore[method-assign]
