@@ -213,6 +213,19 @@ def _user_tables(conn: sqlite3.Connection, *, with_virtual: bool = True) -> list
     ]
 
 
+def _shadow_tables(conn: sqlite3.Connection) -> set[str]:
+    """Tables a virtual table (FTS5, R*Tree) keeps its data in. The module writes them itself;
+    a trigger on one makes SQLite crash on the virtual table's first INSERT (seen with 3.40)."""
+    try:
+        return {row[1] for row in conn.execute("PRAGMA main.table_list") if row[2] == "shadow"}
+    except sqlite3.OperationalError:  # SQLite before 3.37 has no table_list: go by name
+        tables = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
+        virtual = [
+            n for n, sql in tables if (sql or "").lstrip().upper().startswith("CREATE VIRTUAL")
+        ]
+        return {n for n, _ in tables if any(n.startswith(v + "_") for v in virtual)}
+
+
 def _row_json(ref: str, columns: Sequence[str]) -> str:
     """SQL for the row `ref` (NEW or OLD) as a JSON object, in column order."""
 
@@ -247,7 +260,10 @@ def _install_triggers(conn: sqlite3.Connection) -> None:
     try:
         conn.execute(_WRITES_DDL)
         _drop_triggers(conn)
+        shadow = _shadow_tables(conn)
         for table in _user_tables(conn, with_virtual=False):
+            if table in shadow:
+                continue
             info = conn.execute(f"PRAGMA table_xinfo({_quote(table)})").fetchall()
             # hidden: 0 ordinary, 2/3 generated; 1 is a virtual table's hidden column.
             columns = [row[1] for row in info if row[6] != 1]

@@ -854,3 +854,17 @@ def test_digest_is_stable_across_versions() -> None:
         assert db.digest() == "d7661f201382414bb776fdef04d465a235b5145788544dde79a99d73eaa4fe65"
     with mock_database(INVENTORY).connect() as db:
         assert db.digest() == "87d50837d80b8bdacd5e0341e59d9bed79fc3efe033e37fb8ab9473407790093"
+
+
+def test_full_text_search_tables_work_and_their_shadow_tables_get_no_triggers() -> None:
+    """FTS5 keeps its data in shadow tables; a write-log trigger on one crashed SQLite."""
+    db = Database(
+        schema="CREATE VIRTUAL TABLE docs USING fts5(title, body);"
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT);"
+    )
+    with db.connect() as handle:
+        run(handle.execute("INSERT INTO docs (title, body) VALUES (?, ?)", ["a", "hello world"]))
+        run(handle.insert("notes", {"text": "kept"}))
+        rows = run(handle.query("SELECT title FROM docs WHERE docs MATCH ?", ["hello"]))
+        assert rows == [{"title": "a"}]
+        assert [(w.table, w.op) for w in handle.writes] == [("notes", "insert")]
