@@ -20,9 +20,10 @@ import random
 import re
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+from awf_sim._coro import finish
 from awf_sim.dsl._config import PROFILES, ResolvedConfig, merge_config
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import (
@@ -217,36 +218,6 @@ class _CallbackStep:
 
     def __init__(self, fn: Callable[[StepInfo], Any]) -> None:
         self.fn = fn
-
-
-class _Resume:
-    """Continues a coroutine that suspended on its first send, inside a Task."""
-
-    __slots__ = ("coro", "first")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
-        self.coro = coro
-        self.first = first
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, pending = self.coro, self.first
-        while True:
-            try:
-                sent = yield pending
-            except BaseException as exc:  # cancellation or a thrown error goes to the handler
-                try:
-                    pending = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    pending = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-
-
-async def _finish(coro: Coroutine[Any, Any, Any], first: Any) -> Any:
-    return await _Resume(coro, first)
 
 
 class _TimedOut(Exception):
@@ -644,6 +615,19 @@ class Simulator:
             entry.update(details)
         return entry
 
+    def _begin(
+        self, lt: _Lifetime, kind: str, name: str, path: str
+    ) -> tuple[int, str, StepRef | None]:
+        """Number this call as Cloudflare does (the k-th call of a name in this lifetime), give
+        its store key, and tell the hooks, which see every call, cached or not."""
+        count = lt.next_count(kind + "\x1f" + name)
+        key = f"{kind}:{name}#{count}"
+        ref = None
+        if self.hooks is not None:
+            ref = StepRef(kind, path, name, count, lt.next_count("\x1fseq:" + kind))
+            self.hooks.step_call(lt.iid, ref)
+        return count, key, ref
+
     # -- step.do ------------------------------------------------------------------------------
     async def _do(
         self,
@@ -675,12 +659,7 @@ class Simulator:
                 f'Step config for "{name}" is in a invalid format. See '
                 "https://developers.cloudflare.com/workflows/build/sleeping-and-retrying/"
             )
-        count = lt.next_count("do\x1f" + name)
-        key = f"do:{name}#{count}"
-        ref = None
-        if self.hooks is not None:
-            ref = StepRef("do", path, name, count, lt.next_count("\x1fseq:do"))
-            self.hooks.step_call(lt.iid, ref)
+        count, key, ref = self._begin(lt, "do", name, path)
         rec = self._store.get_step(lt.iid, key)
         if rec is not None:
             state = rec["state"]
@@ -951,7 +930,7 @@ class Simulator:
                 except StopIteration:
                     pass
                 else:
-                    lt.spawn(_finish(coro, first)).add_done_callback(_consume_exception)
+                    lt.spawn(finish(coro, first)).add_done_callback(_consume_exception)
         except Exception:  # the timeout wins the race; a late failure is ignored like a result
             pass
         ms = timeout_ms if action.after_config else 0
@@ -962,7 +941,7 @@ class Simulator:
     async def _race(
         self, lt: _Lifetime, coro: Coroutine[Any, Any, Any], first: Any, timeout_ms: int
     ) -> Any:
-        task = lt.spawn(_finish(coro, first))
+        task = lt.spawn(finish(coro, first))
         task.add_done_callback(_consume_exception)
         waiter: asyncio.Future[None] = self._loop.create_future()
 
@@ -1051,13 +1030,8 @@ class Simulator:
     ) -> None:
         if not lt.alive:
             raise _Abandoned
-        count = lt.next_count("sleep\x1f" + name)
-        key = f"sleep:{name}#{count}"
+        _, key, ref = self._begin(lt, "sleep", name, name)
         hooks = self.hooks
-        ref = None
-        if hooks is not None:
-            ref = StepRef("sleep", name, name, count, lt.next_count("\x1fseq:sleep"))
-            hooks.step_call(lt.iid, ref)
         rec = self._store.get_step(lt.iid, key)
         if rec is not None and rec["state"] == "done":
             return
@@ -1089,13 +1063,8 @@ class Simulator:
     async def _wait(self, lt: _Lifetime, name: str, type: str, timeout_ms: int) -> Any:
         if not lt.alive:
             raise _Abandoned
-        count = lt.next_count("wait\x1f" + name)
-        key = f"wait:{name}#{count}"
+        _, key, ref = self._begin(lt, "wait", name, name)
         hooks = self.hooks
-        ref = None
-        if hooks is not None:
-            ref = StepRef("wait", name, name, count, lt.next_count("\x1fseq:wait"))
-            hooks.step_call(lt.iid, ref)
         rec = self._store.get_step(lt.iid, key)
         if rec is not None:
             if rec["state"] == "done":

@@ -36,7 +36,7 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -44,6 +44,7 @@ from typing import Any, NoReturn
 
 import httpx
 
+from awf_sim._coro import Resume
 from awf_sim.dsl._errors import AwfError, DefinitionError
 from awf_sim.dsl._identity import dump_result
 from awf_sim.sdk._db import DatabaseError
@@ -559,33 +560,6 @@ async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
-class _Resume:
-    """Continues, inside a Task, a coroutine that suspended on its first send (the engine's
-    fast path, repeated: sdk must not import the engine)."""
-
-    __slots__ = ("coro", "first")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
-        self.coro = coro
-        self.first = first
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, pending = self.coro, self.first
-        while True:
-            try:
-                sent = yield pending
-            except BaseException as exc:
-                try:
-                    pending = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    pending = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-
-
 def _run_handler(
     invoke: Callable[[Any], Any],
     ctx: _ChildContext,
@@ -695,7 +669,7 @@ class _Server:
                 "an isolated handler's ctx call suspended on a thread that runs an event "
                 "loop; call run_isolated from a worker thread, or pass run_call="
             )
-        return loop.run_until_complete(_await(_Resume(coro, first)))
+        return loop.run_until_complete(_await(Resume(coro, first)))
 
     def handle(self, message: Mapping[str, Any]) -> dict[str, Any]:
         try:
