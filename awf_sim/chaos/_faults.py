@@ -464,7 +464,6 @@ class FaultHooks(Hooks):
         self._targets: list[StepRef | None] = []
         self._sleep_until: dict[tuple[str, int], int] = {}
         self._wait_deadline: dict[tuple[str, int], int] = {}
-        self._generation = 0
 
     # -- bookkeeping ---------------------------------------------------------------------
     def _fire(self, a: _Armed, ref: StepRef | None, attempt: int | None) -> None:
@@ -648,7 +647,6 @@ class FaultHooks(Hooks):
             self.fired.append(
                 Fired(fault, kind, sim.now_ms, "event", etype, None, 0, copy, None, lifetime)
             )
-        sim.recover()
         return True
 
     def _send_late(self, late: LateEvent) -> None:
@@ -656,30 +654,12 @@ class FaultHooks(Hooks):
 
     # -- hibernation ---------------------------------------------------------------------
     def _hibernate(self, wake_at: int | None, kind: str) -> Action | None:
-        """Evict the instance once it is hibernating; wake it at `wake_at` (or on an event).
-
-        The engine's Crash action restarts at once; an evicted instance on Cloudflare replays
-        when its timer fires or an event arrives, so the crash and the wake-up are scheduled
-        on the loop here instead (`sim.crash()` and `sim.recover()`).
-        """
+        """Evict the instance while it hibernates: it replays when its timer fires or an
+        event arrives, whichever comes first, as an evicted instance does on Cloudflare."""
         sim = self.sim
         if sim is None or wake_at is None or wake_at <= sim.now_ms:
             return Crash(fault=kind)
-        loop = asyncio.get_running_loop()
-        self._generation += 1
-        loop.call_soon(self._evict, self._generation, wake_at)
-        return None
-
-    def _evict(self, generation: int, wake_at: int) -> None:
-        sim = self.sim
-        if sim is None or generation != self._generation:
-            return
-        sim.crash()
-        asyncio.get_running_loop().call_at(wake_at / 1000, self._wake, generation)
-
-    def _wake(self, generation: int) -> None:
-        if self.sim is not None and generation == self._generation:
-            self.sim.recover()
+        return Crash(fault=kind, wake_at_ms=wake_at)
 
 
 def _applies(kind: str, ref_kind: str) -> bool:

@@ -50,9 +50,15 @@ class StepRef:
 
 @dataclass(frozen=True, slots=True)
 class Crash:
-    """Crash the engine here: in-memory state is dropped, the instance replays from the store."""
+    """Crash the engine here: in-memory state is dropped, the instance replays from the store.
+
+    `wake_at_ms` None: the engine restarts at once. A virtual time: the instance is evicted
+    (it was hibernating on a sleep or an event wait) and replays when that time comes or an
+    event arrives for it, whichever is first, as Cloudflare wakes an evicted instance.
+    """
 
     fault: str = "crash"
+    wake_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

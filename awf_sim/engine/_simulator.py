@@ -322,6 +322,9 @@ class Simulator:
         self.isolation = isolation
         self._limits = limits
         self._effects: Any = None
+        # Instances evicted while hibernating: the timer that wakes them, and whether only
+        # time can (a sleep) or an event may too (an event wait).
+        self._evicted: dict[str, tuple[asyncio.TimerHandle, bool]] = {}
 
     # -- time ------------------------------------------------------------------------------
     @property
@@ -466,7 +469,7 @@ class Simulator:
         return all(
             lt.executing == 0 and lt.blocked == 0 and lt.waits > 0
             for lt in self._lifetimes.values()
-        )
+        ) and not any(needs_time for _, needs_time in self._evicted.values())
 
     # -- crash and recovery -------------------------------------------------------------------
     def crash(self) -> None:
@@ -474,6 +477,9 @@ class Simulator:
         for iid, lt in list(self._lifetimes.items()):
             self._store.commit(iid, timeline=[self._entry("crash")])
             self._abort(lt)
+        for wake, _ in self._evicted.values():
+            wake.cancel()  # the engine that would have woken them is gone; recover() does
+        self._evicted.clear()
         self._settle()
 
     def recover(self) -> list[Instance]:
@@ -537,6 +543,9 @@ class Simulator:
 
     # -- a lifetime -------------------------------------------------------------------------
     def _start(self, iid: str, meta: Record, *, kind: str) -> None:
+        evicted = self._evicted.pop(iid, None)
+        if evicted is not None:
+            evicted[0].cancel()  # woken before its timer (an event, a resume, recover)
         target = self._program(meta["workflow"])
         lt = _Lifetime(self, iid, meta)
         self._lifetimes[iid] = lt
@@ -810,10 +819,18 @@ class Simulator:
         entry["fault"] = action.fault
         self._store.commit(lt.iid, timeline=[entry])
         self._abort(lt)
-        self._loop.call_soon(self._restart_after_crash, lt.iid)
+        if action.wake_at_ms is None or action.wake_at_ms <= self._loop.now_ms:
+            self._loop.call_soon(self._restart_after_crash, lt.iid)
+        else:
+            wake = self._loop.call_at(action.wake_at_ms / 1000, self._restart_after_crash, lt.iid)
+            # Evicted from a sleep, only time wakes it; from an event wait, the outside may.
+            self._evicted[lt.iid] = (wake, ref is not None and ref.kind == "sleep")
         return _Abandoned()
 
     def _restart_after_crash(self, iid: str) -> None:
+        evicted = self._evicted.pop(iid, None)
+        if evicted is not None:
+            evicted[0].cancel()  # also when it ended meanwhile (terminated, paused)
         meta = self._store.get_instance(iid)
         if meta is None or iid in self._lifetimes:
             return
@@ -1163,6 +1180,10 @@ class Simulator:
         self._store.commit(
             iid, events=[ev], timeline=[self._entry("event-received", type=type, seq=seq)]
         )
+        if iid in self._evicted:
+            # An event wakes an evicted instance; its replay consumes the buffered event.
+            self._restart_after_crash(iid)
+            return
         lt = self._lifetimes.get(iid)
         queue = lt.waiters.get(type) if lt is not None else None
         if lt is not None and queue:

@@ -219,3 +219,72 @@ def test_clock_skew_and_reseed_apply_between_replays() -> None:
         hour, draw = inst.status()["output"]
     assert hour == 1  # the replay read a wall clock one hour ahead
     assert draw == random.Random(99).random()
+
+
+class Evict(Hooks):
+    """Evicts the instance once while it hibernates on `path`, waking at its deadline."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.done, self.deadline = path, False, 0
+        self.sim: Simulator | None = None
+
+    def lifetime_start(self, sim: Simulator, iid: str, kind: str) -> None:
+        self.sim = sim
+
+    def sleep_ms(self, iid: str, ref: StepRef, ms: int) -> int:
+        assert self.sim is not None
+        self.deadline = self.sim.now_ms + ms
+        return ms
+
+    def wait_timeout_ms(self, iid: str, ref: StepRef, timeout_ms: int) -> int:
+        assert self.sim is not None
+        self.deadline = self.sim.now_ms + timeout_ms
+        return timeout_ms
+
+    def _evict(self, ref: StepRef) -> Any:
+        if ref.path == self.path and not self.done:
+            self.done = True
+            return Crash("crash-during-" + ref.kind, wake_at_ms=self.deadline)
+        return None
+
+    def during_sleep(self, iid: str, ref: StepRef) -> Any:
+        return self._evict(ref)
+
+    def during_wait(self, iid: str, ref: StepRef) -> Any:
+        return self._evict(ref)
+
+
+def test_evicted_during_a_sleep_wakes_when_it_ends() -> None:
+    (status, timeline), counter = run_with(Evict("nap"))
+    assert status["output"] == "ab"
+    kinds = [(e["kind"], e["at_ms"]) for e in timeline if e["kind"] in ("crash", "recover")]
+    assert kinds == [("crash", 0), ("recover", 60_000)]  # replayed when the sleep was due
+    crash = next(e for e in timeline if e["kind"] == "crash")
+    assert crash["fault"] == "crash-during-sleep"
+    assert counter == {"a": 1, "b": 1}
+
+
+def test_evicted_during_a_wait_is_woken_by_an_event() -> None:
+    async def flow(wf: Any, _: Any) -> Any:
+        return await wf.wait_for("approve", type="ok", timeout="1 day")
+
+    with Simulator(hooks=Evict("approve")) as sim:
+        inst = sim.create(Workflow("evict-wait", flow))
+        sim.run()  # evicted: nothing runs until the outside sends something
+        assert not any(e["kind"] == "recover" for e in inst.timeline)
+        sim.advance("2 hours")
+        inst.send_event("ok", {"yes": True})
+        sim.run()
+        assert inst.status()["output"] == {"yes": True}
+        woke = next(e for e in inst.timeline if e["kind"] == "recover")
+        assert woke["at_ms"] == 2 * 3_600_000
+
+
+def test_an_evicted_instance_that_is_terminated_stays_terminated() -> None:
+    with Simulator(hooks=Evict("nap")) as sim:
+        inst = sim.create(counting_flow({}))
+        sim.advance("1 second")
+        inst.terminate()
+        sim.run()
+        assert inst.status()["status"] == "terminated"
+        assert not any(e["kind"] == "recover" for e in inst.timeline)
