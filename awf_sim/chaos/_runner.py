@@ -316,6 +316,12 @@ class Baseline:
 
     def config_of(self, path: str, name: str) -> ResolvedConfig | None:
         key = (path, name)
+        if not self._configs:
+            # The engine records each step's resolved config on its step-start entry; this
+            # covers raw wf.do and Cloudflare-API steps, which the DSL cannot resolve.
+            for e in self.obs.timeline:
+                if e["kind"] == "step-start" and e.get("config") is not None:
+                    self._configs[(e["path"], e["name"])] = e["config"]
         if key not in self._configs:
             self._configs[key] = step_config(self.workflow, path, name, self.target.profile)
         return self._configs[key]

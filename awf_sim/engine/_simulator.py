@@ -706,7 +706,12 @@ class Simulator:
                 "state": "running",
                 "retry_at": None,
             }
-            lt.commit(steps={key: rec}, timeline=[self._entry("step-start", path, name)])
+            # The resolved config rides on step-start: what a reader of the timeline (a
+            # person, chaos's retry-policy check) needs to judge the attempts that follow.
+            lt.commit(
+                steps={key: rec},
+                timeline=[self._entry("step-start", path, name, config=config)],
+            )
         config = rec["config"]
         retries = config["retries"]
         limit = retries["limit"]

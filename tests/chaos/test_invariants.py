@@ -392,3 +392,17 @@ def test_idempotent_external_effects(kind: str) -> None:
     ]
     assert "Idempotency-Key" in v.hint
     assert_durable(pay_ok, {"id": "x"}, plan, http=answer)
+
+
+def test_retry_policy_knows_the_config_of_raw_steps() -> None:
+    """wf.do steps have no Domain to read a config from; the engine's step-start entry has it."""
+    from awf_sim import Workflow
+    from awf_sim.chaos import Target, build_baseline
+
+    async def flow(wf: Any, _: Any) -> Any:
+        return await wf.do("raw", lambda: 1, retries={"limit": 7, "delay": "3 seconds"})
+
+    baseline = build_baseline(Target(Workflow("raw-config", flow), {}))
+    config = baseline.config_of("raw", "raw")
+    assert config is not None
+    assert config["retries"] == {"limit": 7, "delay": 3000, "backoff": "exponential"}
