@@ -259,8 +259,8 @@ def push_command(
             d1_database_id=d1_id,
             flow=loaded,
         )
+        require_deployable(bundle)  # first: its error already says what the warning would
         _warn(bundle)
-        require_deployable(bundle)
         client = _client(account_id)
     result["script"] = bundle.name
     with client, _handled():
