@@ -384,7 +384,11 @@ class Simulator:
         if len(params_json.encode()) > MAX_PAYLOAD_BYTES:
             raise DefinitionError("params are over Cloudflare's 1 MiB limit for event payloads")
         if id is None:
+            # From the seeded source, so ids replay; a store that already holds instances
+            # (a SQLite file from an earlier run) gets the next unused one.
             id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+            while self._store.get_instance(id) is not None:
+                id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
         iid = validate_instance_id(id)
         if self._store.get_instance(iid) is not None:
             raise InstanceError(f"an instance with id {iid!r} already exists")

@@ -109,3 +109,21 @@ def test_store_uses_wal(tmp_path: Path) -> None:
     finally:
         conn.close()
     assert os.path.exists(path)
+
+
+def test_a_second_run_on_the_same_store_gets_a_new_default_id(tmp_path: Path) -> None:
+    @Workflow("twice")
+    async def flow(wf: Any, _: Any) -> Any:
+        return await wf.do("x", lambda: 1)
+
+    path = str(tmp_path / "twice.db")
+    ids = []
+    for _ in range(2):
+        with Simulator(seed=0, store=path) as sim:
+            inst = sim.create(flow)
+            sim.run()
+            assert inst.status()["status"] == "complete"
+            ids.append(inst.id)
+    assert ids[0] != ids[1]
+    with Simulator(seed=0) as fresh:
+        assert fresh.create(flow).id == ids[0]  # the seeded sequence itself is unchanged
