@@ -363,3 +363,50 @@ def test_cloudflare_python_step_api_runs_unchanged(make_sim: Any) -> None:
     }
     paths = [e["path"] for e in inst.timeline if e["kind"] == "checkpoint"]
     assert paths == ["base_value", "derived"]
+
+
+def test_a_handler_waiting_on_a_thread_keeps_virtual_time_still(make_sim: Any) -> None:
+    """DESIGN §9: time must not jump to the next timer while real work runs in a thread."""
+
+    async def blocking() -> float:
+        await asyncio.to_thread(time.sleep, 0.05)
+        return time.time()  # virtual wall time, read inside the simulation
+
+    async def flow(wf: Any, _: Any) -> Any:
+        started = time.time()
+        sleeper = asyncio.ensure_future(wf.sleep("later", "1 hour"))  # a timer to jump to
+        done = await wf.do("threaded", blocking)
+        await sleeper
+        return done - started
+
+    sim = make_sim()
+    inst = sim.create(Workflow("threaded", flow))
+    sim.run()
+    assert inst.status()["output"] == 0.0
+    checkpoint = next(e for e in inst.timeline if e["kind"] == "checkpoint")
+    assert checkpoint["at_ms"] == 0
+
+
+def test_handlers_that_never_suspend_cost_no_task(make_sim: Any) -> None:
+    """The fast path: only the instance's main task exists for non-suspending handlers."""
+    dom = Domain("NoTask", {"go": lambda c, a, x: c + 1})
+
+    @Workflow("no-task", domains=[dom])
+    async def flow(wf: Any, n: Any) -> Any:
+        for _ in range(5):
+            n = await wf.NoTask(n).go()
+        return n
+
+    sim = make_sim()
+    created: list[Any] = []
+    original = sim._loop.create_task
+
+    def counting(coro: Any, **kwargs: Any) -> Any:
+        created.append(coro)
+        return original(coro, **kwargs)
+
+    sim._loop.create_task = counting
+    inst = sim.create(flow, 0)
+    sim.run()
+    assert inst.status()["output"] == 5
+    assert len(created) == 1
