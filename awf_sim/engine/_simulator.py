@@ -460,6 +460,12 @@ class Simulator:
     def _drive(self, stop_when: Callable[[], bool], target_ms: int | None) -> None:
         if self._running:
             raise RuntimeError("the simulator is already running (re-entrant run() call)")
+        if asyncio._get_running_loop() is not None:
+            raise RuntimeError(
+                "the simulator cannot run inside a running event loop (an async test or "
+                "handler): call it from synchronous code, run it in a thread "
+                "(`await asyncio.to_thread(sim.run)`), or use `await test_workflow.arun(params)`"
+            )
         self._running = True
         try:
             with simulation_scope(self.wall_ms, self._rng):

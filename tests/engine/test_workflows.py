@@ -410,3 +410,19 @@ def test_handlers_that_never_suspend_cost_no_task(make_sim: Any) -> None:
     sim.run()
     assert inst.status()["output"] == 5
     assert len(created) == 1
+
+
+def test_running_inside_an_event_loop_says_what_to_do_instead(make_sim: Any) -> None:
+    sim = make_sim()
+    sim.create(Workflow("in-loop", lambda wf, p: 1))
+
+    async def from_async_code() -> None:
+        sim.run()
+
+    with pytest.raises(RuntimeError, match=r"asyncio.to_thread\(sim.run\)"):
+        asyncio.run(from_async_code())
+
+    async def in_a_thread() -> None:
+        await asyncio.to_thread(sim.run)
+
+    asyncio.run(in_a_thread())  # the suggested way works
