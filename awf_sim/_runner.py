@@ -45,9 +45,9 @@ def run_flow(
         inst = None
         if store is not None:
             for candidate in sim.instances:
-                meta = sim._store.get_instance(candidate.id)
-                if meta and meta["workflow"] == workflow.name and meta["status"] not in TERMINAL:
-                    sim._register(workflow)
+                status = candidate.status()["status"]
+                if candidate.workflow == workflow.name and status not in TERMINAL:
+                    sim.register(workflow)
                     sim.recover()
                     inst = candidate
                     if on_resume is not None:

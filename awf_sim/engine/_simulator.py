@@ -238,6 +238,12 @@ class Instance:
         return self._sim._status(self.id)
 
     @property
+    def workflow(self) -> str:
+        """The name of the workflow this is an instance of."""
+        name: str = self._sim._meta(self.id)["workflow"]
+        return name
+
+    @property
     def timeline(self) -> list[dict[str, Any]]:
         """Every step start, attempt, checkpoint, sleep, event, crash and recovery, in order."""
         return [dict(e) for e in self._sim._store.timeline(self.id)]
@@ -414,6 +420,12 @@ class Simulator:
     @property
     def instances(self) -> list[Instance]:
         return [Instance(self, iid) for iid in self._store.instance_ids()]
+
+    def register(self, target: Any) -> str:
+        """Make `target` (a Workflow, or a class with `run(event, step)`) known under its
+        name, so `recover()` can replay stored instances of it; returns the name. `create`
+        does this itself; a process that only recovers calls it (or imports the flow)."""
+        return self._register(target)
 
     def _register(self, target: Any) -> str:
         if isinstance(target, Workflow):

@@ -7,7 +7,6 @@ in virtual time, with `wf.modifier` (Cloudflare's test modifier) as the simulato
 from __future__ import annotations
 
 import asyncio
-import inspect
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -146,22 +145,6 @@ def _rebuild_failed(state: dict[str, Any]) -> WorkflowFailed:
 # -- the test workflow -----------------------------------------------------------------------
 
 
-def _optional_kwargs(target: Any, what: str, **values: Any) -> dict[str, Any]:
-    """Pass ai=/http= only to a constructor that accepts them; refuse clearly otherwise."""
-    params = inspect.signature(target).parameters
-    out = {}
-    for name, value in values.items():
-        if value is None:
-            continue
-        if name not in params:
-            raise TypeError(
-                f"{what}({name}=...): this version of awf_sim cannot give handlers ctx.{name} "
-                f"yet ({target.__name__} takes no {name!r}); drop {name}= or upgrade awf_sim"
-            )
-        out[name] = value
-    return out
-
-
 def _close_db(sim: Simulator) -> None:
     db = vars(sim).get("_db")
     if db is not None and hasattr(db, "close"):
@@ -202,9 +185,10 @@ class TestWorkflow:
             db=db,
             env=env,
             hooks=chain,
-            **_optional_kwargs(Simulator, "create_test_workflow", ai=ai, http=http),
+            ai=ai,
+            http=http,
         )
-        self.name: str = self.sim._register(workflow)
+        self.name: str = self.sim.register(workflow)
         self.instance: Instance | None = None
         self.seed_source = "seed="  # how to give the seed back; the plugin sets "--awf-seed"
         self._closed = False
@@ -372,7 +356,13 @@ def create_test_context(
     `db` is a Database spec (connected on first use of `ctx.db`) or an open handle; the step is
     {"name": "test", "path": "test", "count": 1}, attempt 1.
     """
-    extra = _optional_kwargs(HandlerContext, "create_test_context", ai=ai, http=http)
+    # As in the simulator: ctx.ai answers deterministically unless a provider is given, and
+    # ctx.http reaches only the given mock; both record their calls (here, in a private log).
+    from awf_sim.sdk._ai import AIClient, DeterministicAI
+    from awf_sim.sdk._effects import EffectLog
+    from awf_sim.sdk._http import make_http_client
+
+    log = EffectLog()
     factory = None
     handle = None
     if db is not None:
@@ -387,7 +377,8 @@ def create_test_context(
         env=dict(env or {}),
         db=handle,
         db_factory=factory,
-        **extra,
+        ai_factory=lambda: AIClient(ai if ai is not None else DeterministicAI(0), log),
+        http_factory=lambda: make_http_client(http, log),
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import pickle
 import random
 import subprocess
@@ -15,12 +14,11 @@ from typing import Any
 
 import pytest
 
-from awf_sim import Domain, InstanceError, Simulator, Workflow
+from awf_sim import Domain, InstanceError, Workflow
 from awf_sim.testing import (
     Database,
     TestWorkflow,
     WorkflowFailed,
-    _workflow,
     create_test_context,
     create_test_workflow,
     createTestContext,
@@ -250,30 +248,26 @@ def test_repr(make: Any) -> None:
     assert repr(make(STOCK)) == "<TestWorkflow wf-stock status=None seed=0>"
 
 
-# -- ai= and http= reach the Simulator only if it takes them -------------------------------------
+# -- ai= and http= ---------------------------------------------------------------------------------
 
 
-def test_ai_and_http_are_passed_only_to_a_constructor_that_accepts_them() -> None:
-    def new(seed: int = 0, *, ai: Any = None, http: Any = None) -> None: ...
+def test_create_test_context_gives_handlers_ai_and_http() -> None:
+    import httpx
 
-    def old(seed: int = 0) -> None: ...
+    from awf_sim.sdk._ai import RecordedAI
 
-    provider = object()
-    assert _workflow._optional_kwargs(new, "x", ai=provider, http=None) == {"ai": provider}
-    assert _workflow._optional_kwargs(old, "x", ai=None, http=None) == {}
-    with pytest.raises(TypeError, match=r"create_test_workflow\(http=...\).*takes no 'http'"):
-        _workflow._optional_kwargs(old, "create_test_workflow", ai=None, http=provider)
+    async def handler(context: Any, args: Any, ctx: Any) -> Any:
+        answer = await ctx.ai.generate(prompt="hello")
+        reply = await ctx.http.get("https://api.example.com/ping")
+        return [answer, reply.json()]
 
-
-def test_create_test_workflow_passes_ai_and_http_when_supported() -> None:
-    params = inspect.signature(Simulator).parameters
-    for name in ("ai", "http"):
-        if name in params:
-            wf = create_test_workflow(STOCK, **{name: None})
-            wf.close()
-        else:
-            with pytest.raises(TypeError, match=f"takes no '{name}'"):
-                create_test_workflow(STOCK, **{name: object()})
+    ctx = create_test_context(
+        ai=RecordedAI({"hello": "hi"}),
+        http=lambda request: httpx.Response(200, json={"pong": True}),
+    )
+    assert asyncio.run(handler(None, {}, ctx)) == ["hi", {"pong": True}]
+    default = create_test_context()  # deterministic AI; HTTP with no mock refuses to go out
+    assert isinstance(asyncio.run(default.ai.generate(prompt="x")), str)
 
 
 # -- create_test_context -------------------------------------------------------------------------
