@@ -117,6 +117,19 @@ class _Pipeline:
             raise DefinitionError(
                 f"wf.{self._domain}(...).{missing} must be called before it is awaited"
             )
+        if len(self._calls) == 1:  # the common case, without the chain's bookkeeping
+            spec, args = self._calls[0]
+            path: tuple[str, ...] = (self._domain, spec.name)
+            args_json = canonical(args, root=f"args of {spec.path}")
+            sid = step_id_from_hashes(path, hash8(self._context_json), hash8(args_json))
+            return StepCall(
+                path=path,
+                name=step_name(path, sid),
+                label=spec.path,
+                config=spec.config,
+                context_json=self._context_json,
+                calls=((spec, args_json),),
+            )
         path = (self._domain, *(spec.name for spec, _ in self._calls))
         label = ".".join(path)
         arg_jsons = tuple(canonical(a, root=f"args of {spec.path}") for spec, a in self._calls)

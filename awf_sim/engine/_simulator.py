@@ -20,7 +20,7 @@ import random
 import re
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from awf_sim._coro import finish
@@ -182,10 +182,17 @@ class _Lifetime:
         return event["payload"]
 
     # -- bookkeeping ---------------------------------------------------------------------
-    def commit(self, **changes: Any) -> None:
+    def commit(
+        self,
+        *,
+        meta: Record | None = None,
+        steps: Mapping[str, Record | None] | None = None,
+        events: Iterable[Record] = (),
+        timeline: Iterable[Record] = (),
+    ) -> None:
         if not self.alive:
-            raise _Abandoned
-        self.sim._store.commit(self.iid, **changes)
+            raise _Abandoned  # nothing is written after a crash point
+        self.sim._store.commit(self.iid, meta=meta, steps=steps, events=events, timeline=timeline)
 
     def next_count(self, key: str) -> int:
         count = self.counters.get(key, 0) + 1
@@ -713,6 +720,7 @@ class Simulator:
         ref: StepRef | None,
     ) -> Any:
         hooks = self.hooks
+        started: list[dict[str, Any]] = []  # step-start, committed with the first attempt
         if rec is None:
             if hooks is not None and ref is not None:
                 self._act(lt, hooks.before_step(lt.iid, ref), ref, None)
@@ -730,10 +738,7 @@ class Simulator:
             }
             # The resolved config rides on step-start: what a reader of the timeline (a
             # person, chaos's retry-policy check) needs to judge the attempts that follow.
-            lt.commit(
-                steps={key: rec},
-                timeline=[self._entry("step-start", path, name, config=config)],
-            )
+            started.append(self._entry("step-start", path, name, config=config))
         config = rec["config"]
         retries = config["retries"]
         limit = retries["limit"]
@@ -753,10 +758,11 @@ class Simulator:
         while True:
             attempt += 1
             rec = {**rec, "attempts": attempt, "retry_at": None}
-            # The attempt count is stored before the callback runs (at-least-once).
-            lt.commit(
-                steps={key: rec}, timeline=[self._entry("attempt-start", path, name, attempt)]
-            )
+            # The attempt count is stored before the callback runs (at-least-once); on the
+            # first attempt in the same commit as the step's start, nothing runs between them.
+            started.append(self._entry("attempt-start", path, name, attempt))
+            lt.commit(steps={key: rec}, timeline=started)
+            started = []
             info = StepInfo(lt.iid, name, path, count, attempt, config)
             action = None
             if hooks is not None and ref is not None:
@@ -1013,39 +1019,31 @@ class Simulator:
         return task.result()
 
     def _handler_ctx(self, info: StepInfo) -> HandlerContext:
-        label = f"{info.path}#{info.count}"
-        db = self._db
-        if db is not None and hasattr(db, "step"):
-            db.step = label
-        if self._effects is not None:
-            self._effects.step = label
         return HandlerContext(
             instance_id=info.instance_id,
             step={"name": info.name, "path": info.path, "count": info.count},
             attempt=info.attempt,
             env=self.env,
-            db=db,
-            db_factory=self._db_with_label(info),
-            ai_factory=self._with_label(label, self._ai),
-            http_factory=self._with_label(label, self._http),
+            services=self,
         )
 
-    def _with_label(self, label: str, make: Callable[[], Any]) -> Callable[[], Any]:
-        def factory() -> Any:
-            obj = make()
-            self.effects.step = label
-            return obj
+    # What a HandlerContext asks for on first use of ctx.db / ctx.ai / ctx.http; the label
+    # ("Inventory.check#1") names the step in database errors and in the effect log.
+    def db_for(self, label: str) -> Any:
+        db = self.db
+        if hasattr(db, "step"):
+            db.step = label
+        return db
 
-        return factory
+    def ai_for(self, label: str) -> Any:
+        client = self._ai()
+        self.effects.step = label
+        return client
 
-    def _db_with_label(self, info: StepInfo) -> Callable[[], Any]:
-        def factory() -> Any:
-            db = self.db
-            if hasattr(db, "step"):
-                db.step = f"{info.path}#{info.count}"
-            return db
-
-        return factory
+    def http_for(self, label: str) -> Any:
+        client = self._http()
+        self.effects.step = label
+        return client
 
     # -- virtual waiting ----------------------------------------------------------------------
     async def _wait_until(self, lt: _Lifetime, at_ms: int) -> None:

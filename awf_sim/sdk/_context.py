@@ -28,6 +28,8 @@ class HandlerContext:
         "_http_factory",
         "_idem",
         "_instance_id",
+        "_label",
+        "_services",
         "attempt",
         "env",
         "step",
@@ -46,6 +48,7 @@ class HandlerContext:
         ai_factory: Any = None,
         http: Any = None,
         http_factory: Any = None,
+        services: Any = None,
     ) -> None:
         self._instance_id = instance_id
         self.step = step  # {"name": Cloudflare step name, "path": dotted path, "count": k}
@@ -57,12 +60,19 @@ class HandlerContext:
         self._ai_factory = ai_factory
         self._http = http
         self._http_factory = http_factory
+        # The simulator hands itself over instead of three factories: building closures for
+        # every attempt costs more than the attempts that never touch ctx.db/ai/http save.
+        self._services = services
+        self._label = f"{step.get('path')}#{step.get('count')}" if services is not None else ""
         self._idem: str | None = None
 
     @property
     def db(self) -> Any:
         """The database (SQLite in the simulator, D1 on Cloudflare)."""
         if self._db is None:
+            if self._services is not None:
+                self._db = self._services.db_for(self._label)
+                return self._db
             if self._db_factory is None:
                 raise AttributeError(
                     "ctx.db: no database is configured; pass db=Database(...) or "
@@ -76,6 +86,9 @@ class HandlerContext:
         """Text generation, embeddings and chat: `generate(system=, prompt=, schema=)`,
         `embed(text)`, `chat(messages)`. Every call is recorded as an external effect."""
         if self._ai is None:
+            if self._services is not None:
+                self._ai = self._services.ai_for(self._label)
+                return self._ai
             if self._ai_factory is None:
                 raise AttributeError("ctx.ai: no AI provider is configured; pass ai=... ")
             self._ai = self._ai_factory()
@@ -86,6 +99,9 @@ class HandlerContext:
         """An httpx.AsyncClient. In the simulator it never reaches the network: requests go
         to the mock given as http=... and every request is recorded as an external effect."""
         if self._http is None:
+            if self._services is not None:
+                self._http = self._services.http_for(self._label)
+                return self._http
             if self._http_factory is None:
                 raise AttributeError("ctx.http: no HTTP client is configured; pass http=...")
             self._http = self._http_factory()
