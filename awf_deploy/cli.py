@@ -17,7 +17,7 @@ from typing import Annotated, Any, NoReturn, get_args
 
 import typer
 
-from awf_sim._flow import FlowError, load_flow
+from awf_sim._flow import FlowError, load_flow, parse_json
 
 from ._bundle import (
     MAIN_MODULE,
@@ -104,15 +104,7 @@ def _client(account_id: str | None) -> CloudflareClient:
 
 
 def _json_arg(option: str, text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _UsageError(
-            f"{option} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-            """pass an object such as '{"id": "o-1"}'"""
-        ) from None
+    return None if text is None else parse_json(text, option)
 
 
 def _interactive() -> bool:

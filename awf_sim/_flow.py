@@ -19,7 +19,7 @@ from typing import Any
 from awf_sim.dsl._errors import AwfError
 from awf_sim.dsl._workflow import Workflow
 
-__all__ = ["FlowError", "FlowFile", "load_flow", "parse_input"]
+__all__ = ["FlowError", "FlowFile", "load_flow", "parse_input", "parse_json"]
 
 
 class FlowError(AwfError):
@@ -131,15 +131,16 @@ def parse_input(workflow: Workflow, input_json: str | None, input_file: str | No
                 text = f.read()
         except OSError as exc:
             raise FlowError(f"--input-file {input_file}: {exc.strerror}") from None
-        return _json(text, f"--input-file {input_file}")
+        return parse_json(text, f"--input-file {input_file}")
     if input_json is not None:
-        return _json(input_json, "--input")
+        return parse_json(input_json, "--input")
     if workflow.examples:
         return workflow.examples[0]
     return {}
 
 
-def _json(text: str, what: str) -> Any:
+def parse_json(text: str, what: str) -> Any:
+    """JSON given on a command line or in a file; `what` names it in the one-line error."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

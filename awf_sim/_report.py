@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RunResult", "format_at"]
+__all__ = ["OUTCOME_STYLE", "RunResult", "format_at"]
 
-_OUTCOME_STYLE = {
+OUTCOME_STYLE = {
     "checkpoint": "green",
     "workflow-success": "bold green",
     "attempt-failure": "yellow",
@@ -90,7 +90,7 @@ class RunResult:
                 format_at(e["at_ms"]),
                 e.get("path") or "",
                 "" if e.get("attempt") is None else str(e["attempt"]),
-                Text(e["kind"], style=_OUTCOME_STYLE.get(e["kind"], "")),
+                Text(e["kind"], style=OUTCOME_STYLE.get(e["kind"], "")),
                 _detail(e),
             )
         yield table

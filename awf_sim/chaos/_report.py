@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from awf_sim._report import format_at
+from awf_sim._report import OUTCOME_STYLE, format_at
 from awf_sim.chaos._faults import KINDS, REPLAY_KINDS, describe_fault
 from awf_sim.chaos._invariants import INVARIANTS
 from awf_sim.chaos._runner import CampaignResult, Finding, Observation
@@ -199,14 +199,6 @@ _SHORT = {
     "event-duplicate": "dup",
     "clock-skew": "skew",
     "reseed": "reseed",
-}
-_STYLE = {
-    "checkpoint": "green",
-    "workflow-success": "bold green",
-    "attempt-failure": "yellow",
-    "step-failure": "red",
-    "workflow-failure": "bold red",
-    "crash": "bold magenta",
 }
 TIMELINE_ROWS = 40
 _LEGEND = {
@@ -533,7 +525,7 @@ class ChaosReport:
                 format_at(e["at_ms"]),
                 e.get("path") or "",
                 "" if e.get("attempt") is None else str(e["attempt"]),
-                Text(e["kind"], style=_STYLE.get(e["kind"], "")),
+                Text(e["kind"], style=OUTCOME_STYLE.get(e["kind"], "")),
                 Text.assemble((f"⚡ {fault}  ", "bold magenta") if fault else "", _detail(e)),
                 style="on grey23" if fault else "",
             )
