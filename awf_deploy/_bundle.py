@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import datetime as _dt
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -38,6 +39,8 @@ __all__ = [
     "DB_BINDING",
     "DEFAULT_COMPATIBILITY_DATE",
     "MAIN_MODULE",
+    "MIN_COMPATIBILITY_DATE",
+    "SDK_VERSION",
     "BuildError",
     "Bundle",
     "BundledWorkflow",
@@ -45,6 +48,7 @@ __all__ = [
     "build_bundle",
     "bundle_hash",
     "class_name",
+    "compatibility_flags_for",
     "read_bundle_hash",
     "script_name_for",
     "write_bundle",
@@ -55,8 +59,20 @@ DB_BINDING = "DB"
 AI_BINDING = "AI"
 MARKER = ".awf-bundle.json"
 SCHEMA_FILE = "migrations/0001_awf_schema.sql"
-# From this date `python_workers` implies `python_workflows` (SEMANTICS §6); before it, both.
-_WORKFLOWS_IMPLIED_FROM = "2025-09-20"
+VENDOR_DIR = "python_modules"
+# The Workers SDK the bundle carries (workerd's `pythonExternalSDK`: from 2026-04-21 the runtime
+# no longer brings its own). 1.9.5 has the fix that makes a step's NonRetryableError reach the
+# engine as one (workers-py #266); the SDK frozen inside the runtime retries it.
+SDK_DISTRIBUTION = "workers-runtime-sdk"
+SDK_VERSION = "1.9.5"
+# The dates the adapter supports, from workerd's compatibility-date.capnp:
+# `pythonWorkers20250116` (Pyodide 0.28.2, `pyodide.ffi.jsnull`) is implied from 2025-09-29;
+# before it Pyodide 0.26 turns None into `undefined`, which D1 refuses to bind.
+MIN_COMPATIBILITY_DATE = "2025-09-29"
+# `pythonExternalSDK` is on by date from 2026-04-21; earlier dates opt in with its flag, so the
+# vendored SDK (not the runtime's frozen one) is the one that runs.
+EXTERNAL_SDK_FROM = "2026-04-21"
+EXTERNAL_SDK_FLAG = "enable_python_external_sdk"
 _SCRIPT_NAME = re.compile(r"[a-z0-9_][a-z0-9\-_]*")
 _HASH_LINE = re.compile(r'^BUNDLE_SHA256 = "([0-9a-f]*)"$', re.MULTILINE)
 _RESERVED_MODULES = frozenset({"entry", "awf_runtime", "awf_sim", "workers", "js", "pyodide"})
@@ -190,7 +206,45 @@ def _check_date(date: str) -> str:
             f"compatibility date {date} is in the future; Cloudflare refuses it (use today's "
             "date or earlier)"
         )
+    if date < MIN_COMPATIBILITY_DATE:
+        raise BuildError(
+            f"compatibility date {date} is too old for awf's Worker adapter: before "
+            f"{MIN_COMPATIBILITY_DATE} Cloudflare runs Python Workers on Pyodide 0.26, which has "
+            "no JavaScript null (D1 refuses NULL parameters) and looks handlers up by their "
+            f"old names; pass --compatibility-date {MIN_COMPATIBILITY_DATE} or later"
+        )
     return date
+
+
+def compatibility_flags_for(date: str) -> tuple[str, ...]:
+    """The flags a bundle for `date` needs: Python Workers, and the vendored SDK before the date
+    from which the runtime uses it by default."""
+    return ("python_workers",) + ((EXTERNAL_SDK_FLAG,) if date < EXTERNAL_SDK_FROM else ())
+
+
+def _sdk_modules() -> dict[str, str]:
+    """The installed workers-runtime-sdk, as pywrangler vendors it: every file of the
+    distribution under `python_modules/` (no bytecode), and an empty `pyvenv.cfg`."""
+    try:
+        dist = importlib.metadata.distribution(SDK_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        dist = None
+    if dist is None or dist.version != SDK_VERSION:
+        found = "not installed" if dist is None else f"version {dist.version} is installed"
+        raise BuildError(
+            f"the bundle vendors {SDK_DISTRIBUTION} {SDK_VERSION} and {found}: run "
+            f"`pip install {SDK_DISTRIBUTION}=={SDK_VERSION}` (awf's own install pins it)"
+        )
+    out: dict[str, str] = {}
+    for file in sorted(dist.files or (), key=str):
+        rel = file.as_posix() if hasattr(file, "as_posix") else str(file)
+        if "__pycache__" in rel.split("/") or rel.endswith(".pyc") or rel.startswith(".."):
+            continue
+        # newline="": byte for byte (the wheel's RECORD has CRLF line ends)
+        with open(str(dist.locate_file(file)), encoding="utf-8", newline="") as handle:
+            out[f"{VENDOR_DIR}/{rel}"] = handle.read()
+    out[f"{VENDOR_DIR}/pyvenv.cfg"] = ""
+    return out
 
 
 def _bindings(
@@ -521,7 +575,7 @@ def build_bundle(
     loaded = flow if flow is not None else load_flow(path)
     script = check_script_name(name if name is not None else script_name_for(path))
     date = _check_date(compatibility_date or DEFAULT_COMPATIBILITY_DATE)
-    flags = ("python_workers",) + (("python_workflows",) if date < _WORKFLOWS_IMPLIED_FROM else ())
+    flags = compatibility_flags_for(date)
     if d1_database_id is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", d1_database_id):
         raise BuildError(
             f"invalid D1 database id {d1_database_id!r}: pass the uuid that "
@@ -557,6 +611,7 @@ def build_bundle(
     modules["awf_sim/__init__.py"] = AWF_SIM_INIT.read_text(encoding="utf-8")
     for dsl_file in sorted(_DSL_DIR.glob("*.py")):
         modules[f"awf_sim/dsl/{dsl_file.name}"] = dsl_file.read_text(encoding="utf-8")
+    modules.update(_sdk_modules())
 
     metadata = {
         "main_module": MAIN_MODULE,

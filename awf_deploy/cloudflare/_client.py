@@ -80,6 +80,7 @@ _TOKENS_PAGE: Final = "https://dash.cloudflare.com/profile/api-tokens"
 # Name rules from the schema; checking them here turns a Cloudflare 400 into a local
 # ValueError that names the offending argument.
 _SCRIPT_NAME = re.compile(r"[a-z0-9_][a-z0-9\-_]*")
+VENDOR_PREFIX = "python_modules/"
 _WORKFLOW_NAME = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9\-_]*")
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9]{1,32}")
 _STATUS_ACTIONS: Final = get_args(InstanceStatusAction)
@@ -164,6 +165,18 @@ class _Call:
     # Whether repeating the request after an ambiguous failure (timeout, 5xx) is harmless.
     # Non-idempotent calls are only retried when the request provably was not processed.
     idempotent: bool = True
+
+
+def module_content_type(path: str) -> str:
+    """A Python Worker module's part type, as wrangler sends it: the Worker's own files as
+    Python; under ``python_modules/`` (pywrangler's vendor folder) the SDK's JavaScript under
+    ``workers/`` as ES modules, which the SDK imports at run time, and every other file as data,
+    which the runtime puts on Python's path."""
+    if path.startswith(VENDOR_PREFIX):
+        if path.startswith(VENDOR_PREFIX + "workers/") and path.endswith((".js", ".mjs")):
+            return "application/javascript+module"
+        return "application/octet-stream"
+    return "text/x-python"
 
 
 def _segment(value: str) -> str:
@@ -347,8 +360,10 @@ class CloudflareClient:
         compatibility_flags: Sequence[str] = ("python_workers",),
         bindings: Sequence[Mapping[str, Any]] = (),
     ) -> UploadedScript:
-        """Upload a Python Worker: a ``metadata`` part, then one ``text/x-python`` part per
-        module, each named by its path (``entry.py``, ``awf_runtime/__init__.py``).
+        """Upload a Python Worker: a ``metadata`` part, then one part per module, each named
+        by its path (``entry.py``, ``awf_runtime/__init__.py``) and typed as wrangler types it
+        (`module_content_type`): the Worker's ``.py`` files and the vendored packages under
+        ``python_modules/``.
 
         ``compatibility_flags`` defaults to ``["python_workers"]``, which a ``.py`` main module
         needs; ``bindings`` are passed through as Cloudflare's binding objects
@@ -359,9 +374,14 @@ class CloudflareClient:
             raise ValueError("upload_script needs at least one module")
         if main_module not in modules:
             raise ValueError(f"main_module {main_module!r} is not one of the modules")
-        not_python = [path for path in modules if not path.endswith(".py")]
+        not_python = [
+            path for path in modules if not (path.endswith(".py") or path.startswith(VENDOR_PREFIX))
+        ]
         if not_python:
-            raise ValueError(f"modules must be Python files (*.py): {not_python}")
+            raise ValueError(
+                f"modules must be Python files (*.py) or vendored under {VENDOR_PREFIX}: "
+                f"{not_python}"
+            )
         metadata = {
             "main_module": main_module,
             "compatibility_date": compatibility_date,
@@ -369,7 +389,7 @@ class CloudflareClient:
             "bindings": [dict(binding) for binding in bindings],
         }
         files = [
-            (path, (path, source.encode("utf-8"), "text/x-python"))
+            (path, (path, source.encode("utf-8"), module_content_type(path)))
             for path, source in modules.items()
         ]
         call = _Call(

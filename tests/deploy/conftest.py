@@ -63,6 +63,9 @@ NOW = "2025-06-01T12:00:00Z"
 _SPEC_URI = "urn:cloudflare-openapi-subset"
 _METHODS = ("get", "put", "post", "patch", "delete")
 _PYTHON_TYPES = ("text/x-python", "text/x-python-requirement")
+# What wrangler sends for pywrangler's vendor folder: the SDK's JavaScript as ES modules, every
+# other file as data (both in the schema's list of part types).
+_VENDOR_TYPES = ("application/javascript+module", "application/octet-stream")
 
 
 class SpecViolation(AssertionError):
@@ -357,7 +360,8 @@ class OpenAPISubset:
         for name, (filename, part_type, _) in by_name.items():
             if filename != name:
                 raise SpecViolation(f"{where}: part {name!r} has filename {filename!r}")
-            if part_type not in _PYTHON_TYPES:
+            allowed = _VENDOR_TYPES if name.startswith("python_modules/") else _PYTHON_TYPES
+            if part_type not in allowed:
                 raise SpecViolation(f"{where}: module {name!r} has Content-Type {part_type!r}")
 
     # -- responses -------------------------------------------------------------------------

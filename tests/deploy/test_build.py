@@ -98,8 +98,9 @@ def test_modules_are_present_and_the_dsl_is_copied_verbatim(tmp_path: Path) -> N
     expected = {"entry.py", "order_processing.py", "awf_runtime.py", "awf_sim/__init__.py"} | {
         f"awf_sim/dsl/{p.name}" for p in dsl.glob("*.py")
     }
-    assert set(bundle.modules) == expected
-    for path in expected:
+    vendored = {path for path in bundle.modules if path.startswith("python_modules/")}
+    assert set(bundle.modules) == expected | vendored
+    for path in expected | vendored:
         assert (folder / path).is_file(), path
     for source in dsl.glob("*.py"):
         assert (folder / "awf_sim" / "dsl" / source.name).read_bytes() == source.read_bytes()
@@ -178,9 +179,38 @@ def test_hash_is_stable_and_covers_code_and_settings(flows_dir: Path) -> None:
     )
 
 
-def test_old_compatibility_dates_add_python_workflows(flows_dir: Path) -> None:
-    old = build_bundle(flows_dir / "shop.py", compatibility_date="2025-06-01")
-    assert old.compatibility_flags == ("python_workers", "python_workflows")
+def test_the_workers_sdk_is_vendored_as_pywrangler_lays_it_out(tmp_path: Path) -> None:
+    """From 2026-04-21 the runtime brings no SDK: `from workers import ...` needs the bundle's
+    own, in python_modules/, copied from the installed distribution (no network at build)."""
+    from importlib.metadata import distribution
+
+    bundle = build_bundle(ORDER, d1_database_id=D1_ID)
+    folder = write_bundle(bundle, tmp_path / "b")
+    dist = distribution("workers-runtime-sdk")
+    assert dist.version == "1.9.5"
+    for file in dist.files or ():
+        if "__pycache__" in str(file):
+            continue
+        vendored = folder / "python_modules" / str(file)
+        assert vendored.read_bytes() == Path(str(dist.locate_file(file))).read_bytes(), file
+    assert (folder / "python_modules" / "pyvenv.cfg").is_file()
+    # the step wrapper that makes a step's NonRetryableError non-retryable (workers-py #266)
+    assert "wrapWorkflowStep" in (folder / "python_modules/workers/workflows.js").read_text()
+
+
+def test_dates_before_the_external_sdk_opt_in_to_it(flows_dir: Path) -> None:
+    old = build_bundle(flows_dir / "shop.py", compatibility_date="2025-10-01")
+    assert old.compatibility_flags == ("python_workers", "enable_python_external_sdk")
+    new = build_bundle(flows_dir / "shop.py", compatibility_date="2026-04-21")
+    assert new.compatibility_flags == ("python_workers",)
+
+
+@pytest.mark.parametrize("date", ["2025-09-28", "2025-06-01", "2024-01-01"])
+def test_dates_the_adapter_does_not_support_are_refused_with_the_reason(
+    flows_dir: Path, date: str
+) -> None:
+    with pytest.raises(BuildError, match=r"too old.*Pyodide 0\.26.*2025-09-29 or later"):
+        build_bundle(flows_dir / "shop.py", compatibility_date=date)
 
 
 @pytest.mark.parametrize(
@@ -249,16 +279,20 @@ def test_write_bundle_replaces_its_own_folder_and_refuses_others(
 
 def test_the_folder_is_what_wrangler_deploy_needs(tmp_path: Path) -> None:
     """`npx wrangler deploy` in the folder: main exists, every module is a relative .py path
-    under it (wrangler uploads **/*.py next to a Python main module), migrations_dir exists."""
+    under it (wrangler uploads **/*.py next to a Python main module) or a vendored file under
+    python_modules/ (uploaded as pywrangler's vendor folder), migrations_dir exists."""
     bundle = build_bundle(ORDER, d1_database_id=D1_ID)
     folder = write_bundle(bundle, tmp_path / "b")
     config = toml(folder)
     assert (folder / config["main"]).is_file()
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*.py")}
-    assert on_disk == set(bundle.modules)
+    python = {path for path in bundle.modules if path.endswith(".py")}
+    assert on_disk == python
+    assert all(p.endswith(".py") or p.startswith("python_modules/") for p in bundle.modules)
     assert (folder / config["d1_databases"][0]["migrations_dir"]).is_dir()
-    for source in bundle.modules.values():
-        compile(source, "<bundle>", "exec")
+    for path, source in bundle.modules.items():
+        if path.endswith(".py"):
+            compile(source, path, "exec")
 
 
 def test_public_names() -> None:

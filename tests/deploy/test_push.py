@@ -56,7 +56,14 @@ def test_first_push_uploads_the_script_then_schedules_then_workflows(
     script = cf.scripts["shop"]
     assert script["metadata"] == shop.metadata()
     assert set(script["modules"]) == set(shop.modules)
-    assert all(ctype == "text/x-python" for ctype, _ in script["modules"].values())
+    from awf_deploy.cloudflare._client import module_content_type
+
+    for path, (ctype, _) in script["modules"].items():
+        assert ctype == module_content_type(path), path
+        assert (ctype == "text/x-python") == (not path.startswith("python_modules/")), path
+    assert script["modules"]["python_modules/workers/workflows.js"][0] == (
+        "application/javascript+module"
+    )
     assert [s["cron"] for s in cf.schedules["shop"]] == ["0 2 * * *"]
     assert {name: (w["script_name"], w["class_name"]) for name, w in cf.workflows.items()} == {
         "deploy-greeting": ("shop", "DeployGreetingWorkflow"),
