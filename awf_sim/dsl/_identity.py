@@ -197,18 +197,34 @@ def dump_result(value: object, *, root: str) -> str:
         raise _error(value, root, exc) from None
 
 
-_scan_once = json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _js_number(text: str) -> float | int:
+    """A JSON number with a fraction or exponent, as it comes back from Cloudflare's engine:
+    JavaScript numbers carry no int/float distinction, and Pyodide hands a whole number in the
+    safe-integer range to Python as an `int` (`59.0` -> `59`)."""
+    value = float(text)
+    if value.is_integer() and -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+        return int(value)
+    return value
+
+
+_scan_once = json.decoder.JSONDecoder(parse_float=_js_number).scan_once  # type: ignore[attr-defined]
 
 
 def loads(text: str) -> Any:
     """Parse JSON that awf itself wrote (compact, one value): the C scanner without
-    `json.loads`' Python-level wrapper, which costs more than the parse for small values."""
+    `json.loads`' Python-level wrapper, which costs more than the parse for small values.
+
+    Values that cross the engine (params, step results, event payloads, output) go through
+    here, so whole-number floats come back as ints, as they do on Cloudflare."""
     try:
         value, end = _scan_once(text, 0)
     except StopIteration:
-        return json.loads(text)  # let json produce its usual error
+        return json.loads(text, parse_float=_js_number)  # let json produce its usual error
     if end != len(text):
-        return json.loads(text)
+        return json.loads(text, parse_float=_js_number)
     return value
 
 
