@@ -7,7 +7,10 @@ the provider sees the same key and does not charge twice.
 
 In the simulator `ctx.http` never reaches the network. `HTTP` below is the fake provider the
 simulator routes requests to (a function from request to response; a respx.Router works too).
-It honours idempotency keys the way real providers do.
+It honours idempotency keys the way real providers do. It imports httpx only when it is
+called: httpx is not in Cloudflare's Python runtime unless vendored, so a module-level import
+would stop the deployed Worker at start-up (on Cloudflare `ctx.http` runs over the runtime's
+own `fetch`).
 
     awf-sim run examples/payment.py
 """
@@ -15,11 +18,12 @@ It honours idempotency keys the way real providers do.
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from awf_sim import Domain, NonRetryableError, Workflow
+
+if TYPE_CHECKING:
+    import httpx
 
 API = "https://payments.example.com/v1"
 
@@ -31,6 +35,8 @@ class FakePaymentProvider:
         self.charges: dict[str, dict[str, Any]] = {}
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        import httpx
+
         if request.url.path != "/v1/charges" or request.method != "POST":
             return httpx.Response(404, json={"error": "not found"})
         key = request.headers.get("Idempotency-Key")

@@ -21,15 +21,17 @@ tests execute the generated entry module unchanged.
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import hmac
 import importlib
 import inspect
 import json
+import json as _json_module
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from awf_sim.dsl import (
     NonRetryableError,
@@ -46,11 +48,16 @@ __all__ = [
     "DB_BINDING",
     "CloudflareRuntime",
     "D1Database",
+    "EnvView",
+    "FetchClient",
+    "FetchResponse",
     "HandlerContext",
     "WorkersAI",
+    "error_parts",
     "fetch",
     "http_client",
     "idempotency_key",
+    "instance_error",
     "run_workflow",
     "scheduled",
     "to_js",
@@ -66,6 +73,7 @@ DEFAULT_EMBED_MODEL = "@cf/baai/bge-base-en-v1.5"
 _NAME = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9\-_]*")
 _ERROR_LINE = re.compile(r"([A-Za-z_][\w.]*(?:Error|Exception|Exit)): ?(.*)", re.DOTALL)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAMED_ERRORS = frozenset({"StepError", "NonRetryableError", "WorkflowFatalError"})
 
 
 # -- the JavaScript boundary -------------------------------------------------------------------
@@ -80,21 +88,59 @@ def _ffi() -> tuple[Any, Any] | None:
 
 
 def to_js(value: Any) -> Any:
-    """A Python value as a plain JavaScript object (dicts become Objects, not Maps)."""
+    """A Python value as a plain JavaScript object (dicts become Objects, not Maps), None as
+    `null` at any depth (Pyodide's own to_js makes it `undefined`, which JSON drops)."""
     ffi = _ffi()
     if ffi is None:
         return value
     pyffi, js = ffi
+    null = _jsnull()
+    if null is not None:
+        value = _none_to_null(value, null)
     return pyffi.to_js(value, dict_converter=js.Object.fromEntries)
 
 
+def _none_to_null(value: Any, null: Any) -> Any:
+    if value is None:
+        return null
+    if isinstance(value, dict):
+        return {key: _none_to_null(item, null) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_none_to_null(item, null) for item in value]
+    return value
+
+
 def to_py(value: Any) -> Any:
-    """A JavaScript value as Python (dicts and lists); Python values pass through."""
+    """A JavaScript value as Python (dicts and lists), with JavaScript `null` as None at any
+    depth (Pyodide keeps it as `pyodide.ffi.jsnull`, so `row["c"] is None` would be False);
+    Python values pass through."""
     if value is None:
         return None
     convert = getattr(value, "to_py", None)
     if callable(convert):
-        return convert()
+        value = convert()
+    null = _jsnull()
+    return value if null is None else _nulls_to_none(value, null)
+
+
+_JSNULL: list[Any] = []
+
+
+def _jsnull() -> Any:
+    """`pyodide.ffi.jsnull` inside a Worker, None elsewhere (looked up once)."""
+    if not _JSNULL:
+        ffi = _ffi()
+        _JSNULL.append(getattr(ffi[0], "jsnull", None) if ffi is not None else None)
+    return _JSNULL[0]
+
+
+def _nulls_to_none(value: Any, null: Any) -> Any:
+    if value is null:
+        return None
+    if isinstance(value, dict):
+        return {key: _nulls_to_none(item, null) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_nulls_to_none(item, null) for item in value]
     return value
 
 
@@ -128,19 +174,48 @@ def _jsonable(value: Any, what: str) -> Any:
 # -- errors --------------------------------------------------------------------------------------
 
 
+def error_parts(name: str, message: str) -> tuple[str, str]:
+    """An error's {name, message} as the engine stores it, read back as the Python error it
+    was, so that Cloudflare and the simulator name it alike:
+
+    - a Python exception that left Pyodide is a `PythonError` whose message is the traceback,
+      whose last line is "Type: message";
+    - an error whose name is not one of JavaScript's own crosses workerd's RPC as an `Error`
+      whose message starts "Name: " (`WorkflowTimeoutError: Execution timed out after 1ms`).
+    """
+    if name == "PythonError" or message.startswith("PythonError"):
+        lines = [line for line in message.splitlines() if line.strip()]
+        found = _ERROR_LINE.fullmatch(lines[-1]) if len(lines) > 1 else None
+        if found:
+            name, message = found.group(1).rsplit(".", 1)[-1], found.group(2)
+    elif name == "Error":
+        found = _ERROR_LINE.fullmatch(message)
+        if found:
+            name, message = found.group(1).rsplit(".", 1)[-1], found.group(2)
+    if name in _NAMED_ERRORS:
+        # awf's own errors print as "name: message" (a StepError keeps the original name).
+        found = _ERROR_LINE.fullmatch(message)
+        if found:
+            return found.group(1).rsplit(".", 1)[-1], found.group(2)
+    return name, message
+
+
+def instance_error(error: Any) -> Any:
+    """An instance's stored error ({name, message}) as `error_parts` reads it back."""
+    if isinstance(error, Mapping):
+        name, message = error.get("name"), error.get("message")
+        if isinstance(name, str) and isinstance(message, str):
+            name, message = error_parts(name, message)
+            return {**error, "name": name, "message": message}
+    return error
+
+
 def _error_parts(exc: BaseException) -> tuple[str, str]:
     """{name, message} of an error that crossed the engine: a step that failed for good."""
     name = getattr(exc, "name", None)
     message = getattr(exc, "message", None)
     if isinstance(name, str) and isinstance(message, str):
-        if message.startswith("PythonError"):
-            # A Python exception raised inside a step arrives as a JS error whose message is
-            # the whole traceback; its last line is "Type: message".
-            lines = [line for line in message.splitlines() if line.strip()]
-            found = _ERROR_LINE.fullmatch(lines[-1]) if lines else None
-            if found:
-                return found.group(1).rsplit(".", 1)[-1], found.group(2)
-        return name, message
+        return error_parts(name, message)
     text = str(exc)
     found = _ERROR_LINE.fullmatch(text)
     if found and type(exc).__name__ in ("TypeError", "ValueError", "NonRetryableError"):
@@ -384,10 +459,111 @@ class WorkersAI:
 # -- ctx.http ------------------------------------------------------------------------------------
 
 # What `ctx.http` returns is made by this factory when it is set (the simulator's mock client in
-# awf-deploy's tests), else it is a plain `httpx.AsyncClient`, which works in a Python Worker
-# when httpx is vendored with the Worker (Cloudflare's `pywrangler` does that).
+# awf-deploy's tests); else an `httpx.AsyncClient` when httpx is vendored with the Worker; else
+# `FetchClient`, the same calls over the Workers runtime's own `fetch`.
 http_client_factory: Callable[[], Any] | None = None
 _http_client: Any = None
+
+
+class HTTPStatusError(Exception):
+    """`raise_for_status()` on a 4xx or 5xx answer (httpx's name, so handlers read alike)."""
+
+    def __init__(self, message: str, response: FetchResponse) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+class FetchResponse:
+    """The part of `httpx.Response` handlers use: status_code, headers, content, text, json(),
+    is_success, raise_for_status()."""
+
+    __slots__ = ("content", "headers", "method", "status_code", "url")
+
+    def __init__(
+        self, method: str, url: str, status_code: int, headers: dict[str, str], content: bytes
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    def raise_for_status(self) -> FetchResponse:
+        if self.status_code >= 400:
+            kind = "Client error" if self.status_code < 500 else "Server error"
+            raise HTTPStatusError(
+                f"{kind} '{self.status_code}' for url '{self.url}'", response=self
+            )
+        return self
+
+    def __repr__(self) -> str:
+        return f"<FetchResponse [{self.status_code}]>"
+
+
+class FetchClient:
+    """`ctx.http` over the Workers runtime's `fetch`: `request`, `get`, `post`, `put`,
+    `patch`, `delete`, with httpx's `json=`, `content=`, `data=`, `params=` and `headers=`."""
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        content: str | bytes | None = None,
+        data: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> FetchResponse:
+        ffi = _ffi()
+        if ffi is None:
+            raise RuntimeError("FetchClient needs the Workers runtime's fetch")
+        pyffi, js = ffi
+        out_headers = {str(k): str(v) for k, v in (headers or {}).items()}
+        body: Any = None
+        if json is not None:
+            body = _json_module.dumps(json, ensure_ascii=False, separators=(",", ":"))
+            out_headers.setdefault("content-type", "application/json")
+        elif data is not None:
+            body = urlencode(dict(data))
+            out_headers.setdefault("content-type", "application/x-www-form-urlencoded")
+        elif content is not None:
+            body = content.decode("utf-8") if isinstance(content, bytes) else content
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(dict(params))
+        init: dict[str, Any] = {"method": method.upper(), "headers": out_headers}
+        if body is not None:
+            init["body"] = body
+        response = await js.fetch(url, pyffi.to_js(init, dict_converter=js.Object.fromEntries))
+        raw = await response.arrayBuffer()
+        got = {str(k).lower(): str(v) for k, v in response.headers.entries()}
+        return FetchResponse(method.upper(), url, int(response.status), got, raw.to_bytes())
+
+    async def get(self, url: str, **kwargs: Any) -> FetchResponse:
+        return await self.request("GET", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> FetchResponse:
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: str, **kwargs: Any) -> FetchResponse:
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: str, **kwargs: Any) -> FetchResponse:
+        return await self.request("PATCH", url, **kwargs)
+
+    async def delete(self, url: str, **kwargs: Any) -> FetchResponse:
+        return await self.request("DELETE", url, **kwargs)
 
 
 def http_client() -> Any:
@@ -398,13 +574,10 @@ def http_client() -> Any:
         else:
             try:
                 httpx = importlib.import_module("httpx")
-            except ImportError:
-                raise AttributeError(
-                    "ctx.http needs the httpx package in the Worker, and this bundle does not "
-                    "vendor packages: vendor it (Cloudflare's pywrangler), or call "
-                    "`from workers import fetch` in the handler"
-                ) from None
-            _http_client = httpx.AsyncClient()
+            except Exception:  # not vendored (Pyodide refuses to fetch a package at run time)
+                _http_client = FetchClient()
+            else:
+                _http_client = httpx.AsyncClient()
     return _http_client
 
 
@@ -415,6 +588,54 @@ def idempotency_key(instance_id: str, step_name: str, count: int) -> str:
     """Stable for one step occurrence of one instance: the simulator's formula, unchanged."""
     raw = f"{instance_id}\x1f{step_name}\x1f{count}".encode()
     return hashlib.sha256(raw).hexdigest()[:32]
+
+
+class EnvView(Mapping[str, Any]):
+    """`ctx.env` on Cloudflare: the Worker's `env` (a JavaScript object behind the SDK's
+    wrapper) read as the simulator's dict, `ctx.env.get("KEY", default)` and `ctx.env["KEY"]`,
+    with attribute access (`ctx.env.DB`) kept. Read-only."""
+
+    __slots__ = ("_env",)
+
+    def __init__(self, env: Any) -> None:
+        self._env = env
+
+    def __getitem__(self, key: str) -> Any:
+        if isinstance(self._env, Mapping):
+            return self._env[key]
+        try:
+            value = getattr(self._env, key)
+        except AttributeError:
+            raise KeyError(key) from None
+        if value is None or value is _jsnull() or type(value).__name__ == "JsUndefined":
+            raise KeyError(key)
+        return value
+
+    def _keys(self) -> list[str]:
+        if isinstance(self._env, Mapping):
+            return [str(k) for k in self._env]
+        ffi = _ffi()
+        target = getattr(self._env, "_env", self._env)  # the SDK's wrapper keeps the JS env
+        if ffi is not None:
+            try:
+                return [str(k) for k in ffi[1].Object.keys(target)]
+            except Exception:  # not a JavaScript object
+                pass
+        return [k for k in dir(self._env) if not k.startswith("_")]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._env, name)
+
+    def __repr__(self) -> str:
+        return f"<env {sorted(self._keys())}>"
 
 
 def _binding(env: Any, name: str) -> Any:
@@ -435,7 +656,7 @@ class HandlerContext:
         self._instance_id = instance_id
         self.step = step
         self.attempt = attempt
-        self.env = env
+        self.env = env if isinstance(env, Mapping) else EnvView(env)
         self._db: D1Database | None = None
         self._ai: WorkersAI | None = None
 
@@ -474,7 +695,8 @@ class HandlerContext:
 
     @property
     def http(self) -> Any:
-        """An `httpx.AsyncClient` (one per Worker isolate)."""
+        """An HTTP client (one per Worker isolate): httpx's when it is vendored, else
+        `FetchClient` over the runtime's fetch."""
         return http_client()
 
     @property
@@ -559,7 +781,8 @@ class CloudflareRuntime:
                 value = await call.invoke(handler_ctx)
             except NonRetryableError as exc:
                 raise _for_cloudflare(exc) from None
-            return to_js(_jsonable(value, f"result of {call.label}"))
+            # Plain data: the SDK's python_to_rpc turns it into JavaScript, None as null.
+            return _jsonable(value, f"result of {call.label}")
 
         return self._do(call.name, call.config, body)
 
@@ -571,7 +794,7 @@ class CloudflareRuntime:
                 value = await _settle(fn())
             except NonRetryableError as exc:
                 raise _for_cloudflare(exc) from None
-            return to_js(_jsonable(value, f"result of {name}"))
+            return _jsonable(value, f"result of {name}")
 
         return self._do(name, config, body)
 
@@ -604,7 +827,7 @@ def workflows_of(module: Any, names: Sequence[str]) -> dict[str, Workflow]:
 
 async def run_workflow(workflow: Workflow, env: Any, event: Any, step: Any) -> Any:
     """`WorkflowEntrypoint.run`: call the workflow function with a `wf` over `step`."""
-    payload = to_py(event) or {}
+    payload = _event(to_py(event) or {}, workflow.name)
     runtime = CloudflareRuntime(step, payload, env)
     params = payload.get("payload")
     model: Any = workflow.input_model
@@ -614,7 +837,23 @@ async def run_workflow(workflow: Workflow, env: Any, event: Any, step: Any) -> A
         result = await _settle(workflow.call(WorkflowApi(runtime, workflow), params))
     except NonRetryableError as exc:
         raise _for_cloudflare(exc) from None
-    return to_js(_jsonable(result, "workflow output"))
+    # Plain data: the SDK's python_to_rpc turns it into JavaScript, None as null (to_js would
+    # make it `undefined`, which the engine's JSON drops from the output).
+    return _jsonable(result, "workflow output")
+
+
+def _event(event: Mapping[str, Any], workflow: str) -> dict[str, Any]:
+    """The triggering event as the simulator's `wf.event` has it: the engine's `timestamp`
+    (a Date, which the SDK makes a naive UTC datetime) as an aware UTC datetime, and the
+    `workflowName` that the engine's event lacks."""
+    out = dict(event)
+    stamp = out.get("timestamp")
+    if isinstance(stamp, _dt.datetime) and stamp.tzinfo is None:
+        out["timestamp"] = stamp.replace(tzinfo=_dt.UTC)
+    elif isinstance(stamp, int | float) and not isinstance(stamp, bool):
+        out["timestamp"] = _dt.datetime.fromtimestamp(stamp / 1000, tz=_dt.UTC)
+    out.setdefault("workflowName", workflow)
+    return out
 
 
 # -- the Worker's fetch and scheduled handlers ---------------------------------------------------
@@ -737,6 +976,9 @@ async def _route(
         instance = await _settle(binding.get(instance_id))
         status = to_py(await _settle(instance.status()))
         details = dict(status) if isinstance(status, Mapping) else {"status": status}
+        details = {k: v for k, v in details.items() if not str(k).startswith("__")}
+        if "error" in details:
+            details["error"] = instance_error(details["error"])
         return 200, {"workflow": name, "id": instance_id, **details}
     if len(parts) == 6 and parts[4] == "events":
         if method != "POST":
