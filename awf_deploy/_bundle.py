@@ -32,7 +32,7 @@ import awf_sim.dsl
 from awf_sim._flow import FlowFile, load_flow
 from awf_sim.engine import DEFAULT_COMPATIBILITY_DATE
 
-from .runtime import ADAPTER, AWF_SIM_INIT
+from .runtime import AWF_SIM_INIT, adapter_files
 
 __all__ = [
     "AI_BINDING",
@@ -607,7 +607,7 @@ def build_bundle(
         MAIN_MODULE: _entry_source(path.name, flow_module, script, workflows)
     }
     modules.update(sources.modules)
-    modules["awf_runtime.py"] = ADAPTER.read_text(encoding="utf-8")
+    modules.update(adapter_files())
     modules["awf_sim/__init__.py"] = AWF_SIM_INIT.read_text(encoding="utf-8")
     for dsl_file in sorted(_DSL_DIR.glob("*.py")):
         modules[f"awf_sim/dsl/{dsl_file.name}"] = dsl_file.read_text(encoding="utf-8")

@@ -95,9 +95,11 @@ def test_modules_are_present_and_the_dsl_is_copied_verbatim(tmp_path: Path) -> N
     bundle = build_bundle(ORDER, d1_database_id=D1_ID)
     folder = write_bundle(bundle, tmp_path / "b")
     dsl = Path(awf_sim.dsl.__file__).parent
-    expected = {"entry.py", "order_processing.py", "awf_runtime.py", "awf_sim/__init__.py"} | {
+    expected = {"entry.py", "order_processing.py", "awf_sim/__init__.py"} | {
         f"awf_sim/dsl/{p.name}" for p in dsl.glob("*.py")
     }
+    expected |= {f"awf_runtime/{p.name}" for p in ADAPTER.glob("*.py")}
+    assert "awf_runtime/__init__.py" in expected
     vendored = {path for path in bundle.modules if path.startswith("python_modules/")}
     assert set(bundle.modules) == expected | vendored
     for path in expected | vendored:
@@ -105,7 +107,8 @@ def test_modules_are_present_and_the_dsl_is_copied_verbatim(tmp_path: Path) -> N
     for source in dsl.glob("*.py"):
         assert (folder / "awf_sim" / "dsl" / source.name).read_bytes() == source.read_bytes()
     assert (folder / "order_processing.py").read_bytes() == ORDER.read_bytes()
-    assert (folder / "awf_runtime.py").read_bytes() == ADAPTER.read_bytes()
+    for source in ADAPTER.glob("*.py"):
+        assert (folder / "awf_runtime" / source.name).read_bytes() == source.read_bytes()
     assert (folder / "awf_sim" / "__init__.py").read_bytes() == AWF_SIM_INIT.read_bytes()
     schema = (folder / "migrations" / "0001_awf_schema.sql").read_text()
     assert "CREATE TABLE inventory" in schema
@@ -114,7 +117,8 @@ def test_modules_are_present_and_the_dsl_is_copied_verbatim(tmp_path: Path) -> N
 def test_the_runtime_is_standard_library_only() -> None:
     import sys
 
-    for path in (ADAPTER, AWF_SIM_INIT, *Path(awf_sim.dsl.__file__).parent.glob("*.py")):
+    dsl = Path(awf_sim.dsl.__file__).parent.glob("*.py")
+    for path in (*ADAPTER.glob("*.py"), AWF_SIM_INIT, *dsl):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             names = []

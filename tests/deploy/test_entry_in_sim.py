@@ -88,8 +88,8 @@ def _deployed_env(flow: FlowFile, runtime: ModuleType, db: Any, fake_d1: Any) ->
     from awf_sim.sdk._effects import EffectLog
     from awf_sim.sdk._http import make_http_client
 
-    runtime.http_client_factory = lambda: make_http_client(flow.http, EffectLog())
-    runtime._http_client = None
+    runtime._http.http_client_factory = lambda: make_http_client(flow.http, EffectLog())
+    runtime._http._http_client = None
     env: dict[str, Any] = {"AI": WorkersAIBinding(_provider(flow) or DeterministicAI(0))}
     if db is not None:
         env["DB"] = fake_d1(db)
@@ -185,9 +185,9 @@ def test_the_bundle_runs_with_its_own_awf_sim_not_the_installed_one(
     with bundle_in_process(folder) as entry:
         flow_module = sys.modules.get("shop")
         assert flow_module is None  # the bundle's modules are not left behind
-        bundled = entry.awf_runtime.Workflow.__module__
-        assert bundled == "awf_sim.dsl._workflow"
-        assert entry.awf_runtime.Workflow is not sys.modules["awf_sim.dsl._workflow"].Workflow
+        bundled = entry.awf_runtime._workflow.Workflow
+        assert bundled.__module__ == "awf_sim.dsl._workflow"
+        assert bundled is not sys.modules["awf_sim.dsl._workflow"].Workflow
         assert Path(sys.modules["awf_sim"].__file__ or "") == Path(installed.__file__ or "")
         assert "workers" in sys.modules
     assert "workers" not in sys.modules
@@ -438,10 +438,10 @@ def test_ctx_http_is_one_client_per_isolate_and_falls_back_to_fetch(
     ctx = runtime.HandlerContext(
         instance_id="i", step={"name": "A.b@x", "path": "A.b", "count": 1}, attempt=1, env={}
     )
-    monkeypatch.setattr(runtime, "http_client_factory", lambda: object())
+    monkeypatch.setattr(runtime._http, "http_client_factory", lambda: object())
     assert ctx.http is ctx.http
-    monkeypatch.setattr(runtime, "http_client_factory", None)
-    monkeypatch.setattr(runtime, "_http_client", None)
+    monkeypatch.setattr(runtime._http, "http_client_factory", None)
+    monkeypatch.setattr(runtime._http, "_http_client", None)
     monkeypatch.setitem(sys.modules, "httpx", None)  # not vendored in the Worker
     # the runtime's own fetch, with httpx's calling conventions (run for real on Pyodide by
     # tests/runtime, where examples/payment.py charges through it)
@@ -478,7 +478,7 @@ def test_ctx_http_is_one_client_per_isolate_and_falls_back_to_fetch(
 def test_errors_from_cloudflare_become_the_dsls(
     runtime: ModuleType, error: Exception, expected: tuple[str, str, str]
 ) -> None:
-    converted = runtime._into_workflow(error)
+    converted = runtime._errors._into_workflow(error)
     assert (type(converted).__name__, converted.name, converted.message) == expected
 
 
@@ -499,7 +499,7 @@ def test_js_conversion_uses_plain_objects_inside_a_worker(
     monkeypatch.setitem(sys.modules, "js", js)
     assert runtime.to_js({"a": 1}) == ("js", {"a": 1})
     assert seen == ["Object.fromEntries"]
-    assert runtime._bind_value(None) == "NULL"
+    assert runtime._d1._bind_value(None) == "NULL"
 
     class Proxy:
         def to_py(self) -> dict[str, Any]:
