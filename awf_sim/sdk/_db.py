@@ -96,6 +96,18 @@ class Write:
         return {"table": self.table, "op": self.op, "row": dict(self.row), "step": self.step}
 
 
+_MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _js_numbers(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as D1 hands it to a Python Worker: D1 answers in JavaScript numbers, which carry no
+    int/float distinction, and Pyodide makes a whole one an `int` (a REAL 420.0 reads as 420)."""
+    for key, value in row.items():
+        if type(value) is float and value.is_integer() and abs(value) <= _MAX_SAFE_INTEGER:
+            row[key] = int(value)
+    return row
+
+
 def _short_sql(sql: str) -> str:
     flat = " ".join(sql.split())
     if len(flat) > _SQL_IN_MESSAGE_MAX:
@@ -491,12 +503,13 @@ class DatabaseHandle:
     # -- the handler API -------------------------------------------------------------------
 
     async def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
-        """Rows of a statement as dicts (column -> value)."""
-        return self._query(sql, params)
+        """Rows of a statement as dicts (column -> value), numbers as D1 gives them."""
+        return [_js_numbers(row) for row in self._query(sql, params)]
 
     async def query_one(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
         """The first row, or None."""
-        return self._query_one(sql, params)
+        row = self._query_one(sql, params)
+        return None if row is None else _js_numbers(row)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Runs a statement; returns the number of rows it changed."""
@@ -504,7 +517,7 @@ class DatabaseHandle:
 
     async def insert(self, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
         """Inserts one row; returns it as stored, with its id and defaults."""
-        return self._insert(table, row)
+        return _js_numbers(self._insert(table, row))
 
     async def delete(self, table: str, id: Any) -> int:
         """Deletes the row whose `id` column equals `id`; returns 0 or 1."""
@@ -788,16 +801,17 @@ class Transaction:
         return self._db
 
     async def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
-        return self._open()._query(sql, params)
+        return [_js_numbers(row) for row in self._open()._query(sql, params)]
 
     async def query_one(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
-        return self._open()._query_one(sql, params)
+        row = self._open()._query_one(sql, params)
+        return None if row is None else _js_numbers(row)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         return self._open()._execute(sql, params)
 
     async def insert(self, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
-        return self._open()._insert(table, row)
+        return _js_numbers(self._open()._insert(table, row))
 
     async def delete(self, table: str, id: Any) -> int:
         return self._open()._delete(table, id)

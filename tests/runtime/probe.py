@@ -3,7 +3,7 @@ disagreed, so the real-runtime check compares them there:
 
 1. a handler's NonRetryableError under a retry policy (the runtime's own SDK retried it);
 2. JavaScript null: `None` in params, NULL columns from D1, `None` bound as a parameter, and
-   `None` in a workflow's output (the runtime dropped it);
+   `None` in a workflow's output (the runtime dropped it); and a whole-number REAL from D1;
 3. two identical domain calls in parallel (the SDK keyed in-flight steps by name);
 4. an uncaught step failure (the runtime stored a Python traceback as the message);
 5. an event wait that times out (the error arrived named `Error`);
@@ -20,10 +20,10 @@ from awf_sim import Database, Domain, NonRetryableError, StepError, Workflow
 DATABASE = Database(
     schema="""
 CREATE TABLE attempts (step TEXT PRIMARY KEY, count INTEGER NOT NULL);
-CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, amount REAL);
+CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, amount REAL, whole REAL);
 CREATE TABLE ticks (id INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT NOT NULL);
 """,
-    rows={"notes": [{"id": 1, "body": None, "amount": 420.5}]},
+    rows={"notes": [{"id": 1, "body": None, "amount": 420.5, "whole": 7.0}]},
 )
 
 _COUNT = (
@@ -38,7 +38,7 @@ async def decline(order: dict[str, Any], _: dict[str, Any], ctx: Any) -> None:
 
 
 async def read_note(order: dict[str, Any], args: dict[str, Any], ctx: Any) -> dict[str, Any]:
-    row = await ctx.db.query_one("SELECT body, amount FROM notes WHERE id = ?", [1])
+    row = await ctx.db.query_one("SELECT body, amount, whole FROM notes WHERE id = ?", [1])
     await ctx.db.execute(
         "INSERT INTO notes (id, body, amount) VALUES (?, ?, ?)", [2, args.get("body"), 1.5]
     )
@@ -48,6 +48,8 @@ async def read_note(order: dict[str, Any], args: dict[str, Any], ctx: Any) -> di
         "boundIsNone": back is not None and back["body"] is None,
         "argIsNone": args.get("body") is None,
         "amount": row["amount"] if row else None,
+        # D1 answers in JavaScript numbers: a whole REAL is an int in Python on Cloudflare
+        "wholeType": type(row["whole"]).__name__ if row else None,
         "missing": None,
     }
 

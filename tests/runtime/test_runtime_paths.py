@@ -66,6 +66,7 @@ def test_js_null_is_none_in_params_d1_rows_and_output(probe: RealRuntime) -> Non
         "boundIsNone": True,
         "argIsNone": True,
         "amount": 420.5,
+        "wholeType": "int",
         "missing": None,
     }
     assert status["output"] == {"note": note, "paramIsNone": True, "nothing": None}

@@ -135,6 +135,24 @@ def test_execute_returns_the_number_of_changed_rows(db: DatabaseHandle) -> None:
     assert run(db.execute("SELECT 1")) == 0
 
 
+def test_numbers_read_as_a_python_worker_reads_them_from_d1() -> None:
+    """D1 answers in JavaScript numbers and Pyodide makes a whole one an int: a REAL 420.0 is
+    420 in a handler on Cloudflare (tests/runtime checks it there), and so it is here."""
+    spec = Database(schema="CREATE TABLE t (id INTEGER PRIMARY KEY, x REAL)")
+    with spec.connect() as db:
+        row = run(db.insert("t", {"x": 420.0}))
+        assert row == {"id": 1, "x": 420}
+        assert type(row["x"]) is int
+        run(db.execute("INSERT INTO t (x) VALUES (?), (?), (?)", [2.5, 2.0**60, -0.0]))
+        values = [r["x"] for r in run(db.query("SELECT x FROM t ORDER BY id"))]
+        assert values == [420, 2.5, 2.0**60, 0]
+        assert [type(v) for v in values] == [int, float, float, int]  # 2**60 is past 2**53
+        one = run(db.query_one("SELECT x FROM t WHERE id = 1"))
+        assert one is not None
+        assert type(one["x"]) is int
+        assert db.snapshot()["t"][0]["x"] == 420.0  # what is stored is unchanged
+
+
 def test_insert_returns_the_stored_row_with_its_id(db: DatabaseHandle) -> None:
     first = run(db.insert("inventory", {"sku": "NEW", "quantity": 1}))
     second = run(db.insert("inventory", {"sku": "NEW2", "quantity": 2}))
