@@ -42,6 +42,7 @@ __all__ = [
     "HarnessError",
     "RealRuntime",
     "seed_statements",
+    "workers_ai_answer",
 ]
 
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
@@ -119,29 +120,23 @@ def seed_statements(database: Any) -> list[dict[str, Any]]:
     return statements
 
 
-def _ai_answer(provider: Any, model: str, inputs: Mapping[str, Any]) -> Any:
-    """The Workers AI binding's answer, in its shapes, from a simulator AI provider."""
-
-    async def answer() -> Any:
-        if "text" in inputs:
-            return {"shape": [1], "data": [await provider.embed(inputs["text"])]}
-        schema = (inputs.get("response_format") or {}).get("json_schema")
-        if "prompt" in inputs:
-            return {
-                "response": await provider.generate(
-                    system=None, prompt=inputs["prompt"], schema=schema
-                )
-            }
-        messages = inputs["messages"]
-        if schema is not None or (len(messages) == 2 and messages[0]["role"] == "system"):
-            return {
-                "response": await provider.generate(
-                    system=messages[0]["content"], prompt=messages[1]["content"], schema=schema
-                )
-            }
-        return {"response": await provider.chat(messages)}
-
-    return asyncio.run(answer())
+async def workers_ai_answer(provider: Any, inputs: Mapping[str, Any]) -> Any:
+    """What the Workers AI binding answers, in its shapes (`{"response": ...}`, `{"data":
+    ...}`), computed by a simulator AI provider: the same deterministic answers as a direct
+    simulator run."""
+    if "text" in inputs:
+        return {"shape": [1], "data": [await provider.embed(inputs["text"])]}
+    schema = (inputs.get("response_format") or {}).get("json_schema")
+    if "prompt" in inputs:
+        answer = await provider.generate(system=None, prompt=inputs["prompt"], schema=schema)
+        return {"response": answer}
+    messages = inputs["messages"]
+    if schema is not None or (len(messages) == 2 and messages[0]["role"] == "system"):
+        answer = await provider.generate(
+            system=messages[0]["content"], prompt=messages[1]["content"], schema=schema
+        )
+        return {"response": answer}
+    return {"response": await provider.chat(messages)}
 
 
 def _pack(value: Any) -> Any:
@@ -312,7 +307,7 @@ class RealRuntime:
             elif message["op"] == "ai":
                 if self.ai is None:
                     raise RuntimeError("this run has no AI provider")
-                value = _ai_answer(self.ai, message["model"], message["inputs"])
+                value = asyncio.run(workers_ai_answer(self.ai, message["inputs"]))
             else:
                 raise RuntimeError(f"unknown request {message['op']!r}")
             reply: dict[str, Any] = {"id": message["id"], "ok": True, "value": value}

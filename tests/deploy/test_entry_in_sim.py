@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from awf_deploy import build_bundle, bundle_in_process, write_bundle
+from awf_deploy._harness import workers_ai_answer
 from awf_sim import Simulator
 from awf_sim._flow import FlowFile, load_flow
 from awf_sim._runner import send_events
@@ -68,19 +69,8 @@ class WorkersAIBinding:
         self.provider = provider
 
     async def run(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
-        if "text" in body:
-            return {"shape": [1], "data": [await self.provider.embed(body["text"])]}
-        schema = (body.get("response_format") or {}).get("json_schema")
-        if "prompt" in body:
-            answer = await self.provider.generate(system=None, prompt=body["prompt"], schema=schema)
-            return {"response": answer}
-        messages = body["messages"]
-        if schema is not None or (len(messages) == 2 and messages[0]["role"] == "system"):
-            answer = await self.provider.generate(
-                system=messages[0]["content"], prompt=messages[1]["content"], schema=schema
-            )
-            return {"response": answer}
-        return {"response": await self.provider.chat(messages)}
+        answer: dict[str, Any] = await workers_ai_answer(self.provider, body)
+        return answer
 
 
 def _deployed_env(flow: FlowFile, runtime: ModuleType, db: Any, fake_d1: Any) -> dict[str, Any]:
