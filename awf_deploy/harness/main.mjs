@@ -81,7 +81,7 @@ function loadSeen(file) {
       }
     }
   } catch (error) {
-    log(`awf dev: ignoring ${file}: ${error.message}`);
+    log(`awf-deploy dev: ignoring ${file}: ${error.message}`);
   }
 }
 
@@ -94,7 +94,7 @@ function remember(workflow, id) {
     try {
       writeFileSync(seen.file, JSON.stringify(seen.byWorkflow, null, 1));
     } catch (error) {
-      log(`awf dev: cannot write ${seen.file}: ${error.message}`);
+      log(`awf-deploy dev: cannot write ${seen.file}: ${error.message}`);
     }
   }
 }
@@ -165,11 +165,11 @@ function serve(bridge, port, { logRequests = false, stateFile = null } = {}) {
         res.writeHead(response.status, Object.fromEntries(response.headers.entries()));
         res.end(body);
       } catch (error) {
-        log(`awf dev: ${req.method} ${req.url}: ${error.message ?? error}`);
+        log(`awf-deploy dev: ${req.method} ${req.url}: ${error.message ?? error}`);
         status = 500;
         json(res, 500, { error: String(error.message ?? error) });
       } finally {
-        if (logRequests) log(`awf dev: ${req.method} ${req.url} -> ${status} (${Date.now() - started} ms)`);
+        if (logRequests) log(`awf-deploy dev: ${req.method} ${req.url} -> ${status} (${Date.now() - started} ms)`);
       }
     });
     server.once("error", reject);
