@@ -126,6 +126,7 @@ class Bundle:
     files: Mapping[str, str]
     sha256: str
     warnings: tuple[str, ...] = field(default=())
+    api_auth: str = "optional"
 
     main_module: str = MAIN_MODULE
 
@@ -417,7 +418,11 @@ def _py_literal(row: Mapping[str, str | None]) -> str:
 
 
 def _entry_source(
-    flow_file: str, flow_module: str, script: str, workflows: Iterable[BundledWorkflow]
+    flow_file: str,
+    flow_module: str,
+    script: str,
+    workflows: Iterable[BundledWorkflow],
+    api_auth: str = "optional",
 ) -> str:
     wfs = list(workflows)
     listing = "\n".join(
@@ -453,6 +458,7 @@ import {flow_module} as _flow
 
 SCRIPT = {json.dumps(script)}
 BUNDLE_SHA256 = ""
+API_AUTH = {json.dumps(api_auth)}
 WORKFLOWS = [
 {table}
 ]
@@ -464,7 +470,13 @@ _FLOW = awf_runtime.workflows_of(_flow, [w["name"] for w in WORKFLOWS])
 class Default(WorkerEntrypoint):
     async def fetch(self, request, *args):
         return await awf_runtime.fetch(
-            request, self.env, WORKFLOWS, Response, script=SCRIPT, bundle=BUNDLE_SHA256
+            request,
+            self.env,
+            WORKFLOWS,
+            Response,
+            script=SCRIPT,
+            bundle=BUNDLE_SHA256,
+            auth=API_AUTH,
         )
 
     async def scheduled(self, controller, *args):
@@ -541,6 +553,19 @@ def bundle_hash(modules: Mapping[str, str], metadata: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+# How the Worker's HTTP API is guarded (the entry's API_AUTH): "key" needs the secret
+# AWF_API_KEY and answers 401 without it; "public" is open; "optional" (the library's default,
+# for local runs) checks the key only when the secret is set.
+API_AUTH_MODES = ("key", "public", "optional")
+_AUTH_LINE = re.compile(r'^API_AUTH = "([a-z]*)"$', re.MULTILINE)
+
+
+def read_api_auth(entry_source: str) -> str | None:
+    """The API_AUTH written into a deployed entry.py, if any."""
+    found = _AUTH_LINE.search(entry_source)
+    return found.group(1) if found else None
+
+
 def read_bundle_hash(entry_source: str) -> str | None:
     """The BUNDLE_SHA256 written into a deployed entry.py, if any."""
     found = _HASH_LINE.search(entry_source)
@@ -566,11 +591,14 @@ def build_bundle(
     compatibility_date: str | None = None,
     d1_database_id: str | None = None,
     flow: FlowFile | None = None,
+    api_auth: str = "optional",
 ) -> Bundle:
     """Build the Worker bundle for a flow file (loading it, unless `flow` is given).
 
     Raises FlowError (the file cannot be loaded or defines no workflow) or BuildError.
     """
+    if api_auth not in API_AUTH_MODES:
+        raise BuildError(f"api_auth must be one of {', '.join(API_AUTH_MODES)}, got {api_auth!r}")
     path = Path(flow_path)
     loaded = flow if flow is not None else load_flow(path)
     script = check_script_name(name if name is not None else script_name_for(path))
@@ -604,7 +632,7 @@ def build_bundle(
     has_schema = uses_db and bool(schema.strip())
 
     modules: dict[str, str] = {
-        MAIN_MODULE: _entry_source(path.name, flow_module, script, workflows)
+        MAIN_MODULE: _entry_source(path.name, flow_module, script, workflows, api_auth)
     }
     modules.update(sources.modules)
     modules.update(adapter_files())
@@ -662,6 +690,7 @@ def build_bundle(
         files=files,
         sha256=digest,
         warnings=tuple(warnings),
+        api_auth=api_auth,
     )
 
 

@@ -6,8 +6,11 @@
   what a push would change. The script counts as unchanged when the deployed `entry.py`
   carries the same BUNDLE_SHA256 as the local bundle (the hash covers every module, the
   compatibility settings and the bindings), so a second push of the same code writes nothing.
-- `push(client, plan)`: uploads the script, then puts the cron triggers, then each workflow,
-  in that order, stopping at the first failure. The report says exactly what was done and
+- `push(client, plan)`: creates the D1 database and applies its migrations (when `make_plan`
+  got a `D1Plan` from awf_deploy._provision), uploads the script (with the Worker's API key as
+  a `secret_text` binding when the deployed script has none, and `keep_bindings:
+  ["secret_text"]` always), then puts the cron triggers, then each workflow, in that order,
+  stopping at the first failure. The report says exactly what was done and
   what was not; since the plan is always computed from the account, the next push does only
   what is left.
 
@@ -25,8 +28,11 @@ from typing import Any, Literal
 
 from awf_sim._flow import FlowFile
 
-from ._bundle import MAIN_MODULE, BuildError, Bundle, read_bundle_hash
+from ._bundle import MAIN_MODULE, BuildError, Bundle, read_api_auth, read_bundle_hash
+from ._provision import D1Plan, apply_migration
 from .cloudflare import CloudflareClient, CloudflareError
+
+API_KEY_VAR = "AWF_API_KEY"
 
 __all__ = [
     "Change",
@@ -36,11 +42,12 @@ __all__ = [
     "make_plan",
     "push",
     "require_deployable",
+    "upload",
     "verify",
 ]
 
 Action = Literal["create", "update", "unchanged"]
-Kind = Literal["script", "schedules", "workflow"]
+Kind = Literal["database", "migration", "script", "schedules", "workflow"]
 
 
 # -- the verify gate -------------------------------------------------------------------------
@@ -116,6 +123,10 @@ class Change:
 
     def describe(self) -> str:
         """`upload script 'shop'`, `set cron triggers of 'shop'`, `create workflow 'x'`."""
+        if self.kind == "database":
+            return f"create database {self.target!r}"
+        if self.kind == "migration":
+            return f"apply migration {self.target} to {self.detail!r}"
         if self.kind == "script":
             verb = "upload" if self.action != "unchanged" else "keep"
             return f"{verb} script {self.target!r}"
@@ -140,11 +151,18 @@ class Plan:
     schedules: Change
     workflows: tuple[Change, ...]
     deployed_sha256: str | None = None
+    # The D1 part (create the database, apply migrations), done before the upload.
+    database: tuple[Change, ...] = ()
+    d1: D1Plan | None = None
+    # The upload sets a new secret AWF_API_KEY (the deployed script has none).
+    new_api_key: bool = False
+    # Builds the bundle again with the database id, once a created database has one.
+    rebuild: Callable[[str], Bundle] | None = None
 
     @property
     def changes(self) -> list[Change]:
         """Every item, in the order push performs them."""
-        return [self.script, self.schedules, *self.workflows]
+        return [*self.database, self.script, self.schedules, *self.workflows]
 
     @property
     def writes(self) -> list[Change]:
@@ -161,11 +179,14 @@ class Plan:
             "deployed_sha256": self.deployed_sha256,
             "changes": [c.to_json() for c in self.changes],
             "has_changes": self.has_changes,
+            "api_auth": self.bundle.api_auth,
+            "new_api_key": self.new_api_key,
         }
 
 
 def require_deployable(bundle: Bundle) -> None:
-    """Refuse, before any request, a bundle Cloudflare would reject."""
+    """Refuse, before any request, a bundle Cloudflare would reject (a push without a database
+    id provisions one first; see `make_plan`'s `d1`)."""
     if bundle.uses_db and not bundle.d1_database_id:
         raise BuildError(
             f"the flow uses ctx.db, so the Worker needs a D1 database: create one with "
@@ -179,10 +200,26 @@ def _crons(crons: list[str]) -> str:
     return ", ".join(repr(c) for c in crons) if crons else "none"
 
 
-def make_plan(client: CloudflareClient, bundle: Bundle) -> Plan:
-    """Read the account and compare it with the bundle (only GET requests)."""
+def make_plan(
+    client: CloudflareClient,
+    bundle: Bundle,
+    *,
+    d1: D1Plan | None = None,
+    rebuild: Callable[[str], Bundle] | None = None,
+) -> Plan:
+    """Read the account and compare it with the bundle (only GET requests). `d1`: what
+    `plan_d1` found for a flow that uses ctx.db without a given database id; `rebuild` makes
+    the bundle again with the database id once the push has created the database."""
+    database: list[Change] = []
+    if d1 is not None:
+        if d1.create:
+            database.append(Change("database", d1.name, "create", "D1"))
+        for migration in d1.pending:
+            database.append(Change("migration", migration.name, "create", d1.name))
     remote = client.get_script(bundle.name)
-    deployed = read_bundle_hash(remote.modules.get(MAIN_MODULE, "")) if remote else None
+    entry = remote.modules.get(MAIN_MODULE, "") if remote else ""
+    deployed = read_bundle_hash(entry) if remote else None
+    new_api_key = bundle.api_auth == "key" and read_api_auth(entry) != "key"
     if remote is None:
         script = Change("script", bundle.name, "create", f"new, {len(bundle.modules)} modules")
     elif deployed == bundle.sha256:
@@ -217,7 +254,19 @@ def make_plan(client: CloudflareClient, bundle: Bundle) -> Plan:
         else:
             change = Change("workflow", wf.name, "unchanged", f"class {wf.class_name}")
         workflows.append(change)
-    return Plan(bundle, script, schedules, tuple(workflows), deployed)
+    if new_api_key and script.action == "unchanged":
+        script = Change("script", bundle.name, "update", "set the API key")
+    return Plan(
+        bundle,
+        script,
+        schedules,
+        tuple(workflows),
+        deployed,
+        database=tuple(database),
+        d1=d1,
+        new_api_key=new_api_key,
+        rebuild=rebuild,
+    )
 
 
 # -- the push ----------------------------------------------------------------------------------
@@ -247,16 +296,34 @@ class PushReport:
         }
 
 
-def _perform(client: CloudflareClient, bundle: Bundle, change: Change) -> None:
-    if change.kind == "script":
-        client.upload_script(
-            bundle.name,
-            bundle.modules,
-            bundle.main_module,
-            compatibility_date=bundle.compatibility_date,
-            compatibility_flags=bundle.compatibility_flags,
-            bindings=bundle.bindings,
-        )
+def upload(client: CloudflareClient, bundle: Bundle, api_key: str | None) -> None:
+    """Upload the script; `api_key` set: as the Worker's secret AWF_API_KEY. Every upload keeps
+    the Worker's secrets (`keep_bindings`), so the key outlives later pushes."""
+    bindings = list(bundle.bindings)
+    if api_key is not None:
+        bindings.append({"type": "secret_text", "name": API_KEY_VAR, "text": api_key})
+    client.upload_script(
+        bundle.name,
+        bundle.modules,
+        bundle.main_module,
+        compatibility_date=bundle.compatibility_date,
+        compatibility_flags=bundle.compatibility_flags,
+        bindings=bindings,
+        keep_bindings=["secret_text"],
+    )
+
+
+def _perform(
+    client: CloudflareClient, bundle: Bundle, change: Change, state: dict[str, Any]
+) -> None:
+    if change.kind == "database":
+        state["database_id"] = client.create_d1_database(change.target).uuid
+    elif change.kind == "migration":
+        d1 = state["d1"]
+        migration = next(m for m in d1.pending if m.name == change.target)
+        apply_migration(client, state.get("database_id") or d1.database_id, migration)
+    elif change.kind == "script":
+        upload(client, bundle, state.get("api_key"))
     elif change.kind == "schedules":
         client.put_schedules(bundle.name, bundle.crons)
     else:
@@ -269,16 +336,23 @@ def push(
     plan: Plan,
     *,
     progress: Callable[[str], None] | None = None,
+    api_key: str | None = None,
 ) -> PushReport:
-    """Carry out the plan's writes in order (script, cron triggers, workflows); stop at the
-    first failure."""
+    """Carry out the plan's writes in order (database and migrations, script, cron triggers,
+    workflows); stop at the first failure. `api_key`: set as the Worker's secret with the
+    upload (when `plan.new_api_key`)."""
     report = PushReport()
     steps = plan.writes
+    state: dict[str, Any] = {"d1": plan.d1, "api_key": api_key}
+    bundle = plan.bundle
     for index, change in enumerate(steps):
         if progress is not None:
             progress(f"{change.describe()} ...")
+        database_id = state.get("database_id")
+        if change.kind == "script" and database_id and plan.rebuild is not None:
+            bundle = plan.rebuild(database_id)  # bind the database the push created
         try:
-            _perform(client, plan.bundle, change)
+            _perform(client, bundle, change, state)
         except CloudflareError as exc:
             report.failed = change
             report.error = exc

@@ -234,6 +234,22 @@ def chaos(
     )
 
 
+@app.command("replay")
+def replay_cmd(
+    flow: FlowArg,
+    history: Annotated[
+        str, typer.Argument(help="The instance history (`awf-deploy pull` writes it).")
+    ],
+    json_out: JsonOpt = False,
+) -> None:
+    """Replay a production instance's history against the flow's current code; exit 1 where
+    the code diverges (a completed step no longer called, a new step before the frontier, a
+    changed step config)."""
+    from awf_sim._replay_command import replay_command
+
+    raise typer.Exit(replay_command(flow, history, json_out=json_out))
+
+
 def _console() -> Any:
     from rich.console import Console
 

@@ -29,6 +29,8 @@ from ._errors import (
 )
 from ._models import (
     ApiMessage,
+    D1Database,
+    D1QueryResult,
     Instance,
     InstanceCounts,
     InstanceDetails,
@@ -56,6 +58,8 @@ __all__ = [
     "CloudflareClient",
     "CloudflareError",
     "ConfigError",
+    "D1Database",
+    "D1QueryResult",
     "Instance",
     "InstanceCounts",
     "InstanceDetails",

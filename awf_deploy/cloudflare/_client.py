@@ -41,6 +41,8 @@ from ._errors import (
 )
 from ._models import (
     ApiMessage,
+    D1Database,
+    D1QueryResult,
     Envelope,
     Instance,
     InstanceDetails,
@@ -74,6 +76,9 @@ BASE_URL_ENV: Final = "CLOUDFLARE_API_BASE_URL"
 # every Workflows call under the Workers Scripts group, not a Workflows-specific one.
 _SCRIPTS_WRITE: Final = "Workers Scripts Write"
 _SCRIPTS_READ: Final = "Workers Scripts Read"
+_D1_WRITE: Final = "D1 Write"
+_D1_READ: Final = "D1 Read"
+_D1_NAME = re.compile(r"[a-z0-9][a-z0-9\-_]*")
 
 _TOKENS_PAGE: Final = "https://dash.cloudflare.com/profile/api-tokens"
 
@@ -106,6 +111,7 @@ _CODE_HINTS: Final[Mapping[int, str]] = {
 
 _MAX_PAGES: Final = 1000
 _PER_PAGE: Final = 100
+_D1_PER_PAGE: Final = 100  # the schema allows 10 to 10,000
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -359,6 +365,7 @@ class CloudflareClient:
         compatibility_date: str,
         compatibility_flags: Sequence[str] = ("python_workers",),
         bindings: Sequence[Mapping[str, Any]] = (),
+        keep_bindings: Sequence[str] = (),
     ) -> UploadedScript:
         """Upload a Python Worker: a ``metadata`` part, then one part per module, each named
         by its path (``entry.py``, ``awf_runtime/__init__.py``) and typed as wrangler types it
@@ -368,6 +375,8 @@ class CloudflareClient:
         ``compatibility_flags`` defaults to ``["python_workers"]``, which a ``.py`` main module
         needs; ``bindings`` are passed through as Cloudflare's binding objects
         (``{"type": "workflow", "name": ..., "workflow_name": ..., "class_name": ...}``).
+        ``keep_bindings`` names binding types Cloudflare keeps from the previous upload
+        (``["secret_text"]`` keeps the Worker's secrets).
         """
         _check_name("script name", name, _SCRIPT_NAME, 255)
         if not modules:
@@ -388,6 +397,8 @@ class CloudflareClient:
             "compatibility_flags": list(compatibility_flags),
             "bindings": [dict(binding) for binding in bindings],
         }
+        if keep_bindings:
+            metadata["keep_bindings"] = list(keep_bindings)
         files = [
             (path, (path, source.encode("utf-8"), module_content_type(path)))
             for path, source in modules.items()
@@ -488,6 +499,69 @@ class CloudflareClient:
         """All workflows on the account (every page)."""
         call = _Call("GET", self._account("/workflows"), "listing workflows", _SCRIPTS_READ)
         return self._paginate(call, {}, Workflow, limit=None, cursor=False)
+
+    # -- D1 --------------------------------------------------------------------------------
+
+    def list_d1_databases(self, name: str | None = None) -> list[D1Database]:
+        """The account's D1 databases (``name``: only those whose name contains it)."""
+        params: dict[str, str] = {}
+        if name is not None:
+            params["name"] = name
+        call = _Call("GET", self._account("/d1/database"), "listing D1 databases", _D1_READ)
+        items: list[D1Database] = []
+        page = 1
+        for _ in range(_MAX_PAGES):
+            query: dict[str, str | int] = {**params, "page": page, "per_page": _D1_PER_PAGE}
+            response = self._send(call, params=query)
+            envelope = self._envelope(call, response)
+            if not isinstance(envelope.result, list):
+                raise self._unexpected(call, response, "result is not a list")
+            batch = self._items(call, response, D1Database, envelope.result)
+            items.extend(batch)
+            info = envelope.result_info
+            total = info.total_count if info is not None else None
+            if len(batch) < _D1_PER_PAGE or (total is not None and len(items) >= total):
+                return items
+            page += 1
+        return items
+
+    def create_d1_database(self, name: str) -> D1Database:
+        """Create a D1 database (the name must be new on the account)."""
+        _check_name("D1 database name", name, _D1_NAME, 64)
+        call = _Call(
+            "POST",
+            self._account("/d1/database"),
+            f"creating D1 database {name!r}",
+            _D1_WRITE,
+            idempotent=False,
+        )
+        return self._parse(call, self._send(call, json={"name": name}), D1Database)
+
+    def query_d1(
+        self, database_id: str, sql: str, params: Sequence[str] = ()
+    ) -> list[D1QueryResult]:
+        """Run SQL on a D1 database (several statements run as one batch); one result per
+        statement. D1 refuses a statement it cannot run with HTTP 400 and its message."""
+        if not isinstance(database_id, str) or not 0 < len(database_id) <= 64:
+            raise ValueError(f"D1 database id must have 1 to 64 characters, got {database_id!r}")
+        call = _Call(
+            "POST",
+            self._account(f"/d1/database/{_segment(database_id)}/query"),
+            f"query on D1 database {database_id!r}",
+            _D1_WRITE,
+            # A batch of writes is not safe to repeat after an ambiguous failure.
+            idempotent=False,
+        )
+        body: dict[str, Any] = {"sql": sql}
+        if params:
+            body["params"] = [str(p) for p in params]
+        response = self._send(call, json=body)
+        envelope = self._envelope(call, response)
+        if not isinstance(envelope.result, list):
+            raise self._unexpected(call, response, "result is not a list")
+        return self._items(call, response, D1QueryResult, envelope.result)
+
+    # -- workflows and instances ----------------------------------------------------------
 
     def create_instance(
         self, workflow: str, params: Any = None, *, instance_id: str | None = None

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "ApiMessage",
+    "D1Database",
+    "D1QueryResult",
     "Instance",
     "InstanceCounts",
     "InstanceDetails",
@@ -211,3 +213,20 @@ class InstanceDetails(_Model):
 class InstanceStatusChange(_Model):
     status: str
     timestamp: datetime
+
+
+class D1Database(_Model):
+    """A D1 database as list and create return it."""
+
+    uuid: str
+    name: str
+    version: str | None = None
+    created_at: datetime | None = None
+
+
+class D1QueryResult(_Model):
+    """One statement's result of ``POST .../d1/database/{id}/query``."""
+
+    results: list[dict[str, Any]] = Field(default_factory=list)
+    success: bool = True
+    meta: dict[str, Any] = Field(default_factory=dict)

@@ -158,10 +158,14 @@ def test_push_asks_for_confirmation_on_a_terminal(
     assert len(writes(cli_env)) == 4
 
 
-def test_push_without_a_terminal_does_not_ask(shop: str, cli_env: Any) -> None:
+def test_push_without_a_terminal_refuses_without_yes(shop: str, cli_env: Any) -> None:
     result = run("push", shop)  # CliRunner's stdin is not a TTY
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 2
     assert "Push these changes?" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == "awf-deploy: refusing to push: not a terminal, nobody to confirm; pass --yes"
+    assert writes(cli_env) == []
+    assert run("push", shop, "--yes").exit_code == 0
 
 
 def test_a_push_that_fails_halfway_reports_and_the_next_completes(
@@ -189,17 +193,14 @@ def test_a_push_that_fails_halfway_reports_and_the_next_completes(
     assert set(cli_env.workflows) == {"deploy-greeting", "deploy-nightly"}
 
 
-def test_push_of_a_ctx_db_flow_needs_a_d1_id(flows_dir: Path, cli_env: Any) -> None:
+def test_push_of_a_ctx_db_flow_with_a_d1_id_binds_it(flows_dir: Path, cli_env: Any) -> None:
     ledger = str(flows_dir / "ledger.py")
-    missing = run("push", ledger, "--yes")
-    assert missing.exit_code == 2
-    assert "--d1-id" in missing.stderr
-    assert cli_env.requests == []
     given = run("push", ledger, "--yes", "--d1-id", D1_ID)
     assert given.exit_code == 0, given.stderr
     assert {"type": "d1", "name": "DB", "id": D1_ID} in (
         cli_env.scripts["ledger"]["metadata"]["bindings"]
     )
+    assert cli_env.databases == {}  # an id given wins over provisioning
 
 
 # -- credentials and API errors ----------------------------------------------------------------

@@ -32,6 +32,9 @@ CLIENT_OPERATIONS = {
     "wor-list-workflow-instances",
     "wor-change-status-workflow-instance",
     "wor-send-event-workflow-instance",
+    "cloudflare-d1-list-databases",
+    "cloudflare-d1-create-database",
+    "cloudflare-d1-query-database",
 }
 
 
@@ -42,7 +45,11 @@ def exercise_every_call(client: CloudflareClient) -> None:
         {"entry.py": "x = 1\n", "pkg/__init__.py": ""},
         "entry.py",
         compatibility_date="2025-06-01",
-        bindings=[{"type": "d1", "name": "DB", "id": "7b8c-db"}],
+        bindings=[
+            {"type": "d1", "name": "DB", "id": "7b8c-db"},
+            {"type": "secret_text", "name": "AWF_API_KEY", "text": "k"},
+        ],
+        keep_bindings=["secret_text"],
     )
     client.get_script("shop")
     client.get_script("absent")
@@ -62,6 +69,11 @@ def exercise_every_call(client: CloudflareClient) -> None:
         client.change_instance_status("order-processing", "job-1", action)  # type: ignore[arg-type]
     client.send_event("order-processing", "job-1", "approved", {"by": "ann"})
     client.send_event("order-processing", "job-1", "nudge")
+    database = client.create_d1_database("shop-db")
+    client.list_d1_databases()
+    client.list_d1_databases("shop-db")
+    client.query_d1(database.uuid, "CREATE TABLE t (a TEXT); INSERT INTO t VALUES ('x');")
+    client.query_d1(database.uuid, "SELECT a FROM t WHERE a = ?", ["x"])
 
 
 def test_every_client_call_is_validated_against_the_schema(client, cf, openapi):

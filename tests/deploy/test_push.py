@@ -54,7 +54,7 @@ def test_first_push_uploads_the_script_then_schedules_then_workflows(
         "wor-create-or-modify-workflow",
     ]
     script = cf.scripts["shop"]
-    assert script["metadata"] == shop.metadata()
+    assert script["metadata"] == {**shop.metadata(), "keep_bindings": ["secret_text"]}
     assert set(script["modules"]) == set(shop.modules)
     from awf_deploy.cloudflare._client import module_content_type
 

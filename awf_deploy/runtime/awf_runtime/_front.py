@@ -67,6 +67,7 @@ async def fetch(
     *,
     script: str = "",
     bundle: str = "",
+    auth: str = "optional",
 ) -> Any:
     """The Worker's HTTP API.
 
@@ -75,11 +76,13 @@ async def fetch(
     - `GET /workflows/<name>/instances/<id>`: the instance's status
     - `POST /workflows/<name>/instances/<id>/events/<type>`: send an event; the body is its payload
 
-    When the Worker has an `AWF_API_KEY` secret, every request needs
-    `Authorization: Bearer <that key>`.
+    `auth` (the entry's API_AUTH): "key" (what `awf-deploy push` deploys) needs the secret
+    `AWF_API_KEY` and `Authorization: Bearer <that key>` on every request, and answers 401
+    while the secret is missing; "public" is open to anyone; "optional" checks the key only
+    when the secret is set.
     """
     try:
-        status, body = await _route(request, env, workflows, script, bundle)
+        status, body = await _route(request, env, workflows, script, bundle, auth)
     except _HttpError as exc:
         status, body = exc.status, {"error": str(exc)}
     except Exception as exc:  # a binding call failed
@@ -95,8 +98,16 @@ async def _route(
     workflows: Sequence[Mapping[str, Any]],
     script: str,
     bundle: str,
+    auth: str = "optional",
 ) -> tuple[int, Any]:
-    key = _binding(env, API_KEY_VAR)
+    key = _binding(env, API_KEY_VAR) if auth != "public" else None
+    if auth == "key" and not (isinstance(key, str) and key):
+        raise _HttpError(
+            401,
+            f"this Worker's API needs the secret {API_KEY_VAR}, which is not set: run "
+            f"`awf-deploy key FLOW.py --rotate` (or `npx wrangler secret put {API_KEY_VAR}`), "
+            "or push with --public to open the API",
+        )
     if isinstance(key, str) and key:
         given = _header(request, "authorization") or ""
         if not hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):

@@ -1,0 +1,124 @@
+"""The push gate for running instances: replay each against the new code before uploading.
+
+Cloudflare runs every instance, including those sleeping or waiting for an event, on the newest
+code after a deploy. Before uploading, `push` lists each workflow's instances that are
+`running`, `waiting`, `paused` or `queued` (every page), pulls each one's step history and
+replays it in the simulator (awf_sim._replay): an instance whose history the new code does not
+follow would redo or skip work. With very many instances, `limit` caps how many are replayed,
+chosen by a seeded sample so that the same account gives the same choice.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from awf_sim._flow import FlowFile
+from awf_sim._replay import Divergence, History, ReplayReport, history_from_instance, replay
+
+from .cloudflare import CloudflareClient, NotFoundError
+
+__all__ = ["ACTIVE_STATUSES", "GateReport", "pull_history", "replay_running"]
+
+ACTIVE_STATUSES = ("running", "waiting", "paused", "queued")
+DEFAULT_LIMIT = 200
+
+
+def pull_history(client: CloudflareClient, workflow: str, instance: str) -> History:
+    """An instance's status and step history from the account (`awf-deploy pull`)."""
+    details = client.get_instance(workflow, instance)
+    data = details.model_dump(mode="json", by_alias=True)
+    return history_from_instance(
+        workflow,
+        instance,
+        data,
+        source={"account": client.account_id, "version_id": details.version_id},
+    )
+
+
+@dataclass
+class GateReport:
+    listed: int = 0  # active instances on the account
+    replays: list[ReplayReport] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # listed, then no longer there
+    sampled: bool = False
+
+    @property
+    def divergent(self) -> list[ReplayReport]:
+        return [r for r in self.replays if not r.faithful]
+
+    def summary(self) -> str:
+        count = len(self.replays)
+        if count == 0 and not self.gone:
+            return "no running instances to replay"
+        what = f"{count} running instance{'s' if count != 1 else ''} replayed"
+        if self.sampled:
+            what += f" (a sample of {self.listed})"
+        if self.gone:
+            what += f" ({len(self.gone)} more ended meanwhile)"
+        if not self.divergent:
+            return f"{what}: all faithful"
+        return f"{what}: {len(self.divergent)} diverge"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "listed": self.listed,
+            "replayed": len(self.replays),
+            "sampled": self.sampled,
+            "gone": self.gone,
+            "faithful": not self.divergent,
+            "divergent": [
+                {
+                    "workflow": r.workflow,
+                    "instance": r.instance,
+                    "first": str(r.divergences[0]),
+                    "divergences": [d.to_json() for d in r.divergences],
+                }
+                for r in self.divergent
+            ],
+        }
+
+
+def replay_running(
+    client: CloudflareClient,
+    flow: FlowFile,
+    workflows: Iterable[str],
+    *,
+    limit: int = DEFAULT_LIMIT,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> GateReport:
+    """List the active instances of `workflows` and replay (at most `limit` of) them."""
+    report = GateReport()
+    found: list[tuple[str, str]] = []
+    for name in workflows:
+        if client.get_workflow(name) is None:
+            continue  # a new workflow has no instances yet
+        for status in ACTIVE_STATUSES:
+            for row in client.list_instances(name, status):  # type: ignore[arg-type]
+                found.append((name, row.id))
+    found = list(dict.fromkeys(found))
+    report.listed = len(found)
+    if len(found) > limit:
+        found = sorted(random.Random(seed).sample(found, limit))
+        report.sampled = True
+    ai = flow.ai if hasattr(flow.ai, "generate") else None
+    for name, instance in found:
+        if progress is not None:
+            progress(f"replaying instance {instance} of {name} ...")
+        try:
+            history = pull_history(client, name, instance)
+        except NotFoundError:
+            report.gone.append(instance)  # it ended and was removed meanwhile
+            continue
+        try:
+            outcome = replay(flow.workflows[name], history, db=flow.database, http=flow.http, ai=ai)
+        except Exception as exc:  # a history the simulator cannot take counts as divergent
+            outcome = ReplayReport(name, instance, history.status, 0, 0)
+            outcome.divergences.append(
+                Divergence("replay-failed", "-", "-", f"{type(exc).__name__}: {exc}")
+            )
+        report.replays.append(outcome)
+    return report

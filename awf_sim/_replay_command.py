@@ -1,0 +1,62 @@
+"""`awf-sim replay FLOW.py HISTORY.json`: print a replay report (see awf_sim._replay).
+
+Exit codes: 0 the replay is faithful, 1 the code diverges from the history, 2 bad input (a flow
+that does not load, a history that is not JSON, of another version or of another workflow).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+
+from awf_sim._flow import FlowError, load_flow
+from awf_sim._replay import HistoryError, ReplayReport, load_history, replay
+from awf_sim.dsl._errors import AwfError
+
+__all__ = ["print_report", "replay_command"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def print_report(report: ReplayReport) -> None:
+    """The human form: one line per step, then the verdict."""
+    typer.echo(
+        f"replay of instance {report.instance} of {report.workflow} "
+        f"(history: {report.history_status}, {report.completed} completed steps)"
+    )
+    for row in report.steps:
+        typer.echo(f"  {row['source']:<12} {row['kind']:<5} {row['name']}")
+    if report.faithful:
+        typer.echo(
+            f"faithful: {report.served} of {report.completed} completed steps served from the "
+            f"history; the replay goes on to {report.status}"
+        )
+        return
+    typer.echo(f"DIVERGES at {len(report.divergences)} step(s):")
+    for divergence in report.divergences:
+        typer.echo(f"  {divergence}")
+
+
+def replay_command(flow: str, history_path: str, *, json_out: bool = False) -> int:
+    try:
+        loaded = load_flow(flow)
+        history = load_history(history_path)
+        workflow = loaded.workflows.get(history.workflow)
+        if workflow is None:
+            known = ", ".join(loaded.workflows) or "none"
+            raise HistoryError(
+                f"{history_path}: the history is of workflow {history.workflow!r}; "
+                f"{flow} defines: {known}"
+            )
+        ai = loaded.ai if hasattr(loaded.ai, "generate") else None
+        report = replay(workflow, history, db=loaded.database, http=loaded.http, ai=ai)
+    except (FlowError, HistoryError, AwfError) as exc:
+        typer.echo(f"awf-sim: {exc}", err=True)
+        return EXIT_USAGE
+    if json_out:
+        sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False, default=str) + "\n")
+    else:
+        print_report(report)
+    return EXIT_OK if report.faithful else EXIT_FAILED
