@@ -7,7 +7,8 @@ from typing import Any
 from awf_sim._flow import FlowFile
 from awf_sim._report import RunResult
 from awf_sim.dsl._workflow import Workflow
-from awf_sim.engine._simulator import TERMINAL, Instance, Simulator
+from awf_sim.engine._calls import TERMINAL
+from awf_sim.engine._simulator import Instance, Simulator
 
 __all__ = ["run_flow", "send_events"]
 
