@@ -11,9 +11,10 @@ import sys
 from typing import Any
 
 from awf_sim._flow import FlowError, FlowFile, load_flow, parse_input
+from awf_sim.chaos._campaign import run_campaign
 from awf_sim.chaos._faults import FaultPlanError, decode_token, parse_kinds
+from awf_sim.chaos._model import Target
 from awf_sim.chaos._report import ChaosReport, WorkflowChaos
-from awf_sim.chaos._runner import Target, run_campaign
 from awf_sim.dsl._errors import AwfError
 from awf_sim.dsl._workflow import Workflow
 

@@ -21,9 +21,10 @@ from typing import Any
 
 from awf_sim._report import format_at
 from awf_sim.chaos._faults import describe_fault, normalize_plan, plan_token
-from awf_sim.chaos._invariants import Violation
+from awf_sim.chaos._model import Baseline, Target, Violation
 from awf_sim.chaos._report import mark_timeline
-from awf_sim.chaos._runner import Baseline, Target, build_baseline, run_plan
+from awf_sim.chaos._run import run_plan
+from awf_sim.chaos._space import build_baseline
 from awf_sim.dsl._identity import canonical
 from awf_sim.dsl._workflow import Workflow
 

@@ -15,7 +15,7 @@ from typing import Any
 from awf_sim._report import OUTCOME_STYLE, format_at
 from awf_sim.chaos._faults import KINDS, REPLAY_KINDS, describe_fault
 from awf_sim.chaos._invariants import INVARIANTS
-from awf_sim.chaos._runner import CampaignResult, Finding, Observation
+from awf_sim.chaos._model import CampaignResult, Finding, Observation
 
 __all__ = [
     "CHAOS_JSON_SCHEMA",

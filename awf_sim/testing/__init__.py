@@ -15,9 +15,9 @@ The pytest plugin (installed with awf) adds the fixtures `create_test_workflow` 
 option `--awf-seed`, and a report section with the timeline of a failing test's workflows.
 """
 
+from awf_sim.engine._selectors import StepSelector
 from awf_sim.sdk._db import Database, mock_database
 from awf_sim.testing._modifier import Modifier, ModifierError
-from awf_sim.testing._selectors import StepSelector
 from awf_sim.testing._workflow import (
     TestWorkflow,
     WorkflowFailed,

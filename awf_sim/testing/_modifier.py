@@ -12,9 +12,9 @@ step loop in context.ts):
 - mocking a step's result twice, or mocking an error or a timeout after its result, is an error
   with Cloudflare's message.
 
-Selectors (see `_selectors`) are matched per step call; when several match one call, the most
-specific wins (an indexed selector over a plain one, an exact name over a glob, then the one
-registered first).
+Selectors (see `awf_sim.engine._selectors`) are matched per step call; when several match one
+call, the most specific wins (an indexed selector over a plain one, an exact name over a glob,
+then the one registered first).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from awf_sim.dsl._errors import AwfError, DefinitionError
 from awf_sim.dsl._identity import canonical, dump_result
 from awf_sim.engine._hooks import Action, ForceTimeout, Hooks, MockError, MockResult, StepRef
-from awf_sim.testing._selectors import StepSelector, parse_selector
+from awf_sim.engine._selectors import StepSelector, parse_selector
 
 if TYPE_CHECKING:
     from awf_sim.engine._simulator import Simulator

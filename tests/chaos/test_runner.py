@@ -14,7 +14,7 @@ from awf_sim.chaos import (
     run_campaign,
     run_plan,
 )
-from awf_sim.chaos._runner import shrink
+from awf_sim.chaos._shrink import shrink
 
 
 def target(flow: FlowFile, **kwargs: Any) -> Target:
