@@ -18,7 +18,7 @@ from awf_sim.dsl import (
     step_id,
     to_cron,
 )
-from awf_sim.engine import Instance, InstanceError, NetworkAccessRefused, Simulator
+from awf_sim.engine import Instance, InstanceError, NetworkAccessRefused, Simulator, World
 from awf_sim.sdk import Database, HandlerContext, mock_database
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ __all__ = [
     "StepError",
     "Workflow",
     "WorkflowFatalError",
+    "World",
     "assert_durable",
     "mock_database",
     "parse_duration",

@@ -24,12 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from awf_sim._flow import load_flow  # noqa: E402
 from awf_sim.chaos import Target, build_baseline  # noqa: E402
 from awf_sim.chaos._pool import evaluate_all  # noqa: E402
 from awf_sim.chaos._run import evaluate  # noqa: E402
 from awf_sim.chaos._space import random_plans  # noqa: E402
 from awf_sim.engine import Simulator  # noqa: E402
+from awf_sim.flow import load_flow  # noqa: E402
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from awf_sim.dsl._config import PROFILES, ResolvedConfig, merge_config
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._workflow import Workflow
+from awf_sim.engine import World
 
 __all__ = [
     "Baseline",
@@ -77,13 +78,18 @@ class Target:
     def iid(self) -> str:
         return self.instance_id or ("chaos-" + self.workflow.name)[:100]
 
-    def sim_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"db": self.db, "env": self.env, "profile": self.profile}
-        for name in ("ai", "http"):
-            value = getattr(self, name)
-            if value is not None:
-                kwargs[name] = value
-        return kwargs
+    @property
+    def world(self) -> World:
+        """What the target's simulations see, as one value."""
+        return World(self.db, self.ai, self.http, dict(self.env or {}), self.seed, self.profile)
+
+    @classmethod
+    def of(
+        cls, workflow: Workflow, params: Any, world: World, instance_id: str | None = None
+    ) -> Target:
+        """A target for `workflow` in `world`."""
+        w = world
+        return cls(workflow, params, w.db, w.env, w.ai, w.http, w.seed, w.profile, instance_id)
 
 
 @dataclass(eq=False)

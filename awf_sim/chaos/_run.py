@@ -74,10 +74,11 @@ def execute(
     """Run `plan` once on a fresh simulator and database; observe everything."""
     schedule, late = _schedule(target.workflow.events, plan, late_waits or {})
     hooks = FaultHooks(plan, late)
-    kwargs = target.sim_kwargs()
-    if epoch is not None:
-        kwargs["epoch"] = epoch
-    sim = Simulator(seed=target.seed if seed is None else seed, hooks=hooks, **kwargs)
+    world = target.world if seed is None else target.world.replace(seed=seed)
+    if epoch is None:
+        sim = Simulator(world=world, hooks=hooks)
+    else:
+        sim = Simulator(world=world, hooks=hooks, epoch=epoch)
     try:
         inst = sim.create(target.workflow, target.params, id=target.iid)
         for at, index, copy, ev, fault in schedule:

@@ -10,6 +10,7 @@ from awf_sim.engine._simulator import (
     StepInfo,
 )
 from awf_sim.engine._store import MemoryStore, SqliteStore, Store
+from awf_sim.engine._world import World
 
 __all__ = [
     "DEFAULT_COMPATIBILITY_DATE",
@@ -22,4 +23,5 @@ __all__ = [
     "SqliteStore",
     "StepInfo",
     "Store",
+    "World",
 ]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from awf_sim.engine._world import World
+
 __all__ = ["Services"]
 
 
@@ -28,11 +30,11 @@ class Services:
         "_seed",
     )
 
-    def __init__(self, *, db: Any, ai: Any, http: Any, seed: int) -> None:
-        self._db_spec = db
-        self._ai_spec = ai
-        self._http_spec = http
-        self._seed = seed
+    def __init__(self, world: World) -> None:
+        self._db_spec = world.db
+        self._ai_spec = world.ai
+        self._http_spec = world.http
+        self._seed = world.seed
         self._db: Any = None
         self._effects: Any = None
         self._ai_client: Any = None

@@ -38,6 +38,7 @@ from awf_sim.engine._runners import ForkRunner, HandlerRunner, InProcessRunner
 from awf_sim.engine._services import Services
 from awf_sim.engine._store import Record, Store, open_store
 from awf_sim.engine._waits import EventWaits, deliver
+from awf_sim.engine._world import World
 
 __all__ = [
     "DEFAULT_COMPATIBILITY_DATE",
@@ -111,7 +112,8 @@ class Simulator:
 
     `store`: None (memory), a SQLite path, or a Store. `profile`: "production" (Cloudflare's
     documented defaults) or "local" (Miniflare's: 1 s default retry delay). Same seed and same
-    input give the same timeline, event for event.
+    input give the same timeline, event for event. `world`: a `World` holding seed, profile,
+    db, env, ai and http at once (then leave those keywords out).
     """
 
     def __init__(
@@ -130,7 +132,15 @@ class Simulator:
         http: Any = None,
         isolation: str | None = None,
         limits: Any = None,
+        world: World | None = None,
     ) -> None:
+        if world is None:
+            world = World(db, ai, http, dict(env or {}), seed, profile)
+        elif (seed, profile, db, env, ai, http) != (0, "production", None, None, None, None):
+            raise DefinitionError(
+                "pass either world=World(...) or seed/profile/db/env/ai/http, not both"
+            )
+        seed, profile = world.seed, world.profile
         if profile not in PROFILES:
             raise DefinitionError(
                 f"unknown profile {profile!r}: use one of {', '.join(sorted(PROFILES))}"
@@ -142,11 +152,12 @@ class Simulator:
             )
         if isinstance(step_limit, bool) or not isinstance(step_limit, int) or step_limit < 1:
             raise DefinitionError(f"step_limit must be a positive whole number, got {step_limit!r}")
+        self.world = world
         self.seed = seed
         self.profile = profile
         self._defaults = PROFILES[profile]
         self.step_limit = step_limit
-        self.env: Mapping[str, Any] = dict(env or {})
+        self.env: Mapping[str, Any] = dict(world.env)
         self._epoch_ms = round(
             (epoch if epoch.tzinfo else epoch.replace(tzinfo=_dt.UTC)).timestamp() * 1000
         )
@@ -159,7 +170,7 @@ class Simulator:
         self._running = False
         self.hooks = hooks
         self.isolation = isolation
-        self._services = Services(db=db, ai=ai, http=http, seed=seed)
+        self._services = Services(world)
         # Where handler code runs: on this loop, or in a forked child per attempt.
         inner = InProcessRunner(self._services, self.env)
         runner: HandlerRunner = (

@@ -12,8 +12,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from awf_sim._report import format_at
+from awf_sim.dsl._errors import DefinitionError
 from awf_sim.engine._hooks import HookChain, Hooks
 from awf_sim.engine._simulator import Instance, Simulator
+from awf_sim.engine._world import World
 from awf_sim.sdk._context import HandlerContext
 from awf_sim.testing._modifier import Modifier
 
@@ -172,22 +174,22 @@ class TestWorkflow:
         seed: int = 0,
         hooks: Hooks | Sequence[Hooks] | None = None,
         profile: str = "production",
+        world: World | None = None,
     ) -> None:
+        if world is None:
+            world = World(db, ai, http, dict(env or {}), seed, profile)
+        elif (seed, profile, db, env, ai, http) != (0, "production", None, None, None, None):
+            raise DefinitionError(
+                "pass either world=World(...) or seed/profile/db/env/ai/http, not both"
+            )
         self.workflow = workflow
-        self.seed = seed
+        self.world = world
+        self.seed = world.seed
         self.modifier = Modifier()
         extra = [] if hooks is None else [hooks] if isinstance(hooks, Hooks) else list(hooks)
         # Fault hooks (chaos) answer before the modifier, so a fault still fires on a mocked step.
         chain: Hooks = HookChain([*extra, self.modifier]) if extra else self.modifier
-        self.sim = Simulator(
-            seed=seed,
-            profile=profile,
-            db=db,
-            env=env,
-            hooks=chain,
-            ai=ai,
-            http=http,
-        )
+        self.sim = Simulator(world=world, hooks=chain)
         self.name: str = self.sim.register(workflow)
         self.instance: Instance | None = None
         self.seed_source = "seed="  # how to give the seed back; the plugin sets "--awf-seed"
@@ -330,15 +332,25 @@ def create_test_workflow(
     seed: int = 0,
     hooks: Hooks | Sequence[Hooks] | None = None,
     profile: str = "production",
+    world: World | None = None,
 ) -> TestWorkflow:
     """A test workflow for `workflow` (a Workflow, or a class with `run(event, step)`).
 
     `db`: a Database spec (`mock_database({...})`, `Database(schema, rows)`), connected afresh
     for this test workflow. `env`: what handlers see as `ctx.env`. `seed`: the simulator's seed.
-    `hooks`: extra engine hooks (fault plans) that answer before the modifier.
+    `hooks`: extra engine hooks (fault plans) that answer before the modifier. `world`: all
+    of db, ai, http, env, seed and profile as one `awf_sim.World` (then leave those out).
     """
     return TestWorkflow(
-        workflow, db=db, ai=ai, http=http, env=env, seed=seed, hooks=hooks, profile=profile
+        workflow,
+        db=db,
+        ai=ai,
+        http=http,
+        env=env,
+        seed=seed,
+        hooks=hooks,
+        profile=profile,
+        world=world,
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from awf_sim._flow import FlowFile
 from awf_sim.chaos import (
     CampaignResult,
     Target,
@@ -15,6 +14,7 @@ from awf_sim.chaos import (
     run_plan,
 )
 from awf_sim.chaos._shrink import shrink
+from awf_sim.flow import FlowFile
 
 
 def target(flow: FlowFile, **kwargs: Any) -> Target:
