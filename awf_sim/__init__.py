@@ -5,20 +5,18 @@
 
 from typing import TYPE_CHECKING, Any
 
-from awf_sim.dsl import (
+from awf_sim.dsl import Domain, Workflow, parse_duration, step_id, to_cron
+from awf_sim.engine import Instance, Simulator, World
+from awf_sim.errors import (
     AwfError,
     DefinitionError,
-    Domain,
+    InstanceError,
+    NetworkAccessRefused,
     NonRetryableError,
     SerializationError,
     StepError,
-    Workflow,
     WorkflowFatalError,
-    parse_duration,
-    step_id,
-    to_cron,
 )
-from awf_sim.engine import Instance, InstanceError, NetworkAccessRefused, Simulator, World
 from awf_sim.sdk import Database, HandlerContext, mock_database
 
 if TYPE_CHECKING:

@@ -26,15 +26,11 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from awf_sim.dsl._errors import AwfError
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import World
+from awf_sim.errors import FlowError
 
 __all__ = ["FlowError", "FlowFile", "load_flow", "parse_input", "parse_json"]
-
-
-class FlowError(AwfError):
-    """A flow file or its input cannot be used; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,10 @@ from ._errors import (
 )
 from ._models import (
     ApiMessage,
-    Instance,
     InstanceCounts,
     InstanceDetails,
-    InstanceError,
+    InstanceErrorInfo,
+    InstanceInfo,
     InstanceStatus,
     InstanceStatusAction,
     InstanceStatusChange,
@@ -42,7 +42,7 @@ from ._models import (
     Script,
     TokenVerification,
     UploadedScript,
-    Workflow,
+    WorkflowInfo,
     WorkflowSchedule,
 )
 
@@ -56,10 +56,10 @@ __all__ = [
     "CloudflareClient",
     "CloudflareError",
     "ConfigError",
-    "Instance",
     "InstanceCounts",
     "InstanceDetails",
-    "InstanceError",
+    "InstanceErrorInfo",
+    "InstanceInfo",
     "InstanceStatus",
     "InstanceStatusAction",
     "InstanceStatusChange",
@@ -76,6 +76,6 @@ __all__ = [
     "TransportError",
     "UnexpectedResponse",
     "UploadedScript",
-    "Workflow",
+    "WorkflowInfo",
     "WorkflowSchedule",
 ]

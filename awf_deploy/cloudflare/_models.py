@@ -14,10 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "ApiMessage",
-    "Instance",
     "InstanceCounts",
     "InstanceDetails",
-    "InstanceError",
+    "InstanceErrorInfo",
+    "InstanceInfo",
     "InstanceStatus",
     "InstanceStatusAction",
     "InstanceStatusChange",
@@ -27,7 +27,7 @@ __all__ = [
     "Script",
     "TokenVerification",
     "UploadedScript",
-    "Workflow",
+    "WorkflowInfo",
     "WorkflowSchedule",
 ]
 
@@ -150,7 +150,7 @@ class InstanceCounts(_Model):
     rolling_back: int = Field(default=0, alias="rollingBack")
 
 
-class Workflow(_Model):
+class WorkflowInfo(_Model):
     """A workflow as PUT, GET and list return it (PUT adds ``version_id``, reads add counts)."""
 
     id: str
@@ -165,7 +165,7 @@ class Workflow(_Model):
     schedules: list[WorkflowSchedule] = Field(default_factory=list)
 
 
-class Instance(_Model):
+class InstanceInfo(_Model):
     """An instance as create and list return it."""
 
     id: str
@@ -179,7 +179,7 @@ class Instance(_Model):
     ended_on: datetime | None = None
 
 
-class InstanceError(_Model):
+class InstanceErrorInfo(_Model):
     name: str = ""
     message: str = ""
 
@@ -197,7 +197,7 @@ class InstanceDetails(_Model):
     status: str
     params: Any = None
     output: Any = None
-    error: InstanceError | None = None
+    error: InstanceErrorInfo | None = None
     queued: str | None = None
     start: str | None = None
     end: str | None = None

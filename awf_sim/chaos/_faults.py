@@ -47,8 +47,9 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from awf_sim.dsl._errors import AwfError, DefinitionError
+from awf_sim.dsl._errors import DefinitionError
 from awf_sim.engine._selectors import parse_selector
+from awf_sim.errors import FaultPlanError
 
 __all__ = [
     "DEFAULT_SKEW_MS",
@@ -119,13 +120,6 @@ _CODES = {
 }
 _KIND_OF = {code: kind for kind, code in _CODES.items()}
 TRANSIENT_ERROR = ("Error", "transient error injected by awf-sim chaos")
-
-
-class FaultPlanError(AwfError, ValueError):
-    """A fault, plan, kind list or replay token is not valid; the message says what to write."""
-
-
-# -- plans ------------------------------------------------------------------------------------
 
 
 def _kind_list() -> str:

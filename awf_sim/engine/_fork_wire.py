@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from awf_sim._coro import Resume
-from awf_sim.dsl._errors import AwfError
+from awf_sim.errors import IsolatedHandlerError, IsolationError
 from awf_sim.sdk._db import DatabaseError
 
 __all__ = ["IsolatedHandlerError", "IsolationError"]
@@ -51,40 +51,6 @@ _CLONE_NEWNET = 0x40000000
 _CLONE_NEWUSER = 0x10000000
 _PR_SET_PDEATHSIG = 1
 _REAP_GRACE_SECONDS = 5.0
-
-
-class IsolationError(AwfError):
-    """An isolated attempt broke a limit or its process died; the engine retries it like any
-    failure. `limit` is "cpu", "memory", "wall", "crash" or "unsupported"."""
-
-    def __init__(self, limit: str, message: str) -> None:
-        self.limit = limit
-        super().__init__(message)
-
-    def __reduce__(self) -> tuple[type[IsolationError], tuple[str, str]]:
-        return (type(self), (self.limit, str(self)))
-
-
-class IsolatedHandlerError(AwfError):
-    """A handler exception from the child whose class cannot be rebuilt in the parent.
-
-    `name` and `message` are the original's (the engine's `error_of` reads them), so the
-    attempt fails with the same {name, message} as without isolation.
-    """
-
-    def __init__(self, name: str, message: str) -> None:
-        self.name = name
-        self.message = message
-        super().__init__(message)
-
-    def __str__(self) -> str:
-        return f"{self.name}: {self.message}"
-
-    def __reduce__(self) -> tuple[type[IsolatedHandlerError], tuple[str, str]]:
-        return (type(self), (self.name, self.message))
-
-
-# --- JSON payloads and errors -------------------------------------------------------------
 
 
 def _pack(value: Any) -> Any:

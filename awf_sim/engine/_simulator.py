@@ -22,7 +22,7 @@ from typing import Any
 
 from awf_sim.dsl._config import PROFILES
 from awf_sim.dsl._duration import parse_duration
-from awf_sim.dsl._errors import AwfError, DefinitionError, NonRetryableError
+from awf_sim.dsl._errors import DefinitionError, NonRetryableError
 from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, dump_result, loads
 from awf_sim.dsl._names import validate_instance_id
 from awf_sim.dsl._proxy import WorkflowApi
@@ -39,6 +39,7 @@ from awf_sim.engine._services import Services
 from awf_sim.engine._store import Record, Store, open_store
 from awf_sim.engine._waits import EventWaits, deliver
 from awf_sim.engine._world import World
+from awf_sim.errors import InstanceError
 
 __all__ = [
     "DEFAULT_COMPATIBILITY_DATE",
@@ -58,10 +59,6 @@ _NON_RETRYABLE_FIXED = (
     "The execution of the Workflow instance was terminated, as a step threw an "
     "NonRetryableError and it was not handled"
 )
-
-
-class InstanceError(AwfError):
-    """A lifecycle call that the instance's state does not allow (Cloudflare's messages)."""
 
 
 class Instance:

@@ -25,10 +25,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from awf_sim.dsl._errors import AwfError, DefinitionError
+from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import canonical, dump_result
 from awf_sim.engine._hooks import Action, ForceTimeout, Hooks, MockError, MockResult, StepRef
 from awf_sim.engine._selectors import StepSelector, parse_selector
+from awf_sim.errors import ModifierError
 
 if TYPE_CHECKING:
     from awf_sim.engine._simulator import Simulator
@@ -36,10 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["Modifier", "ModifierError"]
 
 _KIND_WORD = {"do": "step", "sleep": "sleep", "wait": "event wait"}
-
-
-class ModifierError(AwfError):
-    """A modifier call that Cloudflare's introspector refuses (the message is Cloudflare's)."""
 
 
 @dataclass(eq=False)
