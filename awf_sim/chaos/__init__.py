@@ -12,6 +12,7 @@ for finding in result.findings:
 `awf_sim.strategies` are the Hypothesis front end.
 """
 
+from awf_sim._public import publish
 from awf_sim.chaos._campaign import run_campaign
 from awf_sim.chaos._durable import SEED_SOURCE, DurabilityViolation, assert_durable
 from awf_sim.chaos._faults import (
@@ -58,3 +59,5 @@ __all__ = [
     "run_campaign",
     "run_plan",
 ]
+
+publish(__name__, __all__, globals())

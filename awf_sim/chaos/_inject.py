@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from awf_sim.chaos._faults import (
     REPLAY_KINDS,
@@ -19,11 +19,8 @@ from awf_sim.chaos._faults import (
     WAIT_KINDS,
 )
 from awf_sim.chaos._model import Fired, HandlerRun, LateEvent, SentEvent
-from awf_sim.engine._hooks import Action, Crash, ForceTimeout, Hooks, MockError, StepRef
+from awf_sim.engine._hooks import Action, Controls, Crash, ForceTimeout, Hooks, MockError, StepRef
 from awf_sim.engine._selectors import StepSelector, parse_selector
-
-if TYPE_CHECKING:
-    from awf_sim.engine._simulator import Simulator
 
 __all__ = ["FaultHooks"]
 
@@ -83,7 +80,7 @@ class FaultHooks(Hooks):
         self._indexed = [a for a in armed if a.sel is not None and a.sel.index is not None]
         for slot, a in enumerate(self._indexed):
             a.slot = slot
-        self.sim: Simulator | None = None
+        self.sim: Controls | None = None
         self.lifetimes: list[tuple[str, list[tuple[str, str, str, int]]]] = []
         self.log: list[HandlerRun] = []
         self.injected: set[tuple[str, int]] = set()  # (step name, attempt) used up by a fault
@@ -128,7 +125,7 @@ class FaultHooks(Hooks):
         return self._targets[a.slot] is ref
 
     # -- the Hooks protocol --------------------------------------------------------------
-    def lifetime_start(self, sim: Simulator, iid: str, kind: str) -> None:
+    def lifetime_start(self, sim: Controls, iid: str, kind: str) -> None:
         self.sim = sim
         self.iid = iid
         self._calls = []

@@ -5,6 +5,7 @@ turns it into a trace, and two traces are compared by FORMAT.md's rules. `awf-si
 is the command-line front end.
 """
 
+from awf_sim._public import publish
 from awf_sim.conformance._compare import (
     REAL_ENGINE_SLACK_MS,
     Engine,
@@ -65,3 +66,5 @@ __all__ = [
     "run_on_simulator",
     "trace_json",
 ]
+
+publish(__name__, __all__, globals())

@@ -1,6 +1,21 @@
-"""The durable engine: virtual clock and loop, stores, instances, steps, events, replay."""
+"""The durable engine: virtual clock and loop, stores, instances, steps, events, replay, and
+the hooks through which test modifiers and fault plans bend it."""
 
+from awf_sim._public import publish
 from awf_sim.engine._ambient import NetworkAccessRefused
+from awf_sim.engine._hooks import (
+    Action,
+    Controls,
+    Crash,
+    ForceTimeout,
+    HookChain,
+    Hooks,
+    MockError,
+    MockResult,
+    StepRef,
+)
+from awf_sim.engine._limits import Limits
+from awf_sim.engine._selectors import StepSelector
 from awf_sim.engine._simulator import (
     DEFAULT_COMPATIBILITY_DATE,
     DEFAULT_EPOCH,
@@ -15,13 +30,26 @@ from awf_sim.engine._world import World
 __all__ = [
     "DEFAULT_COMPATIBILITY_DATE",
     "DEFAULT_EPOCH",
+    "Action",
+    "Controls",
+    "Crash",
+    "ForceTimeout",
+    "HookChain",
+    "Hooks",
     "Instance",
     "InstanceError",
+    "Limits",
     "MemoryStore",
+    "MockError",
+    "MockResult",
     "NetworkAccessRefused",
     "Simulator",
     "SqliteStore",
     "StepInfo",
+    "StepRef",
+    "StepSelector",
     "Store",
     "World",
 ]
+
+publish(__name__, __all__, globals())

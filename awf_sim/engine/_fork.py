@@ -37,10 +37,8 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import dump_result
 from awf_sim.engine._ambient import NetworkAccessRefused
 from awf_sim.engine._fork_wire import (
@@ -57,6 +55,7 @@ from awf_sim.engine._fork_wire import (
     _Server,
     _write_all,
 )
+from awf_sim.engine._limits import Limits
 
 __all__ = ["IsolatedHandlerError", "IsolationError", "Limits", "run_isolated"]
 
@@ -74,29 +73,6 @@ _CLONE_NEWNET = 0x40000000
 _CLONE_NEWUSER = 0x10000000
 _PR_SET_PDEATHSIG = 1
 _REAP_GRACE_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Limits of one isolated handler attempt.
-
-    `cpu_seconds`: CPU time (user + system) of the child. `memory_mb`: address space the
-    handler may add to what the child inherits from the parent at fork (RLIMIT_AS). A thread
-    the handler starts reserves stack and malloc arena space against it. `wall_seconds`:
-    real time, for handlers that block without using CPU (None: no limit).
-    """
-
-    cpu_seconds: float = 10.0
-    memory_mb: int = 512
-    wall_seconds: float | None = 60.0
-
-    def __post_init__(self) -> None:
-        for name in ("cpu_seconds", "memory_mb", "wall_seconds"):
-            value = getattr(self, name)
-            if value is None and name == "wall_seconds":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise DefinitionError(f"Limits.{name} must be a positive number, got {value!r}")
 
 
 _libc: Any = None

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from awf_sim.engine._simulator import Simulator
+from typing import Any, Protocol
 
 __all__ = [
     "INVALID_CONFIG",
     "Action",
+    "Controls",
     "Crash",
     "ForceTimeout",
     "HookChain",
@@ -92,10 +90,24 @@ Action = Crash | MockResult | MockError | ForceTimeout
 INVALID_CONFIG: dict[str, object] = {"__invalid__": True}
 
 
+class Controls(Protocol):
+    """What `Hooks.lifetime_start` is handed: the simulator, as far as a hook may use it
+    (read virtual time, reach an instance, and the two chaos controls)."""
+
+    @property
+    def now_ms(self) -> int: ...
+
+    def instance(self, id: str) -> Any: ...
+
+    def skew_clock(self, ms: int) -> None: ...
+
+    def reseed(self, seed: int) -> None: ...
+
+
 class Hooks:
     """No-op base: override what you need. Every method is called on the simulator's thread."""
 
-    def lifetime_start(self, sim: Simulator, iid: str, kind: str) -> None:
+    def lifetime_start(self, sim: Controls, iid: str, kind: str) -> None:
         """A lifetime begins: kind is workflow-start, recover, resumed or restarted."""
 
     def step_call(self, iid: str, ref: StepRef) -> None:
@@ -146,7 +158,7 @@ class HookChain(Hooks):
     def __init__(self, hooks: Sequence[Hooks]) -> None:
         self.hooks = list(hooks)
 
-    def lifetime_start(self, sim: Simulator, iid: str, kind: str) -> None:
+    def lifetime_start(self, sim: Controls, iid: str, kind: str) -> None:
         for h in self.hooks:
             h.lifetime_start(sim, iid, kind)
 

@@ -23,16 +23,21 @@ import difflib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import canonical, dump_result
-from awf_sim.engine._hooks import Action, ForceTimeout, Hooks, MockError, MockResult, StepRef
+from awf_sim.engine._hooks import (
+    Action,
+    Controls,
+    ForceTimeout,
+    Hooks,
+    MockError,
+    MockResult,
+    StepRef,
+)
 from awf_sim.engine._selectors import StepSelector, parse_selector
 from awf_sim.errors import ModifierError
-
-if TYPE_CHECKING:
-    from awf_sim.engine._simulator import Simulator
 
 __all__ = ["Modifier", "ModifierError"]
 
@@ -137,7 +142,7 @@ class Modifier(Hooks):
         self._all_sleeps = False
         self._all_retry_delays = False
         self._events: list[tuple[str, Any]] = []
-        self._sims: dict[str, Simulator] = {}
+        self._sims: dict[str, Controls] = {}
         self._lifetimes: dict[str, _Lifetime] = {}
         self.calls: list[tuple[str, StepRef]] = []
         """Every step, sleep and wait call the engine reported: (instance id, StepRef)."""
@@ -298,7 +303,7 @@ class Modifier(Hooks):
         return lifetime.selected.get((ref.kind, ref.seq), [])
 
     # -- Hooks -------------------------------------------------------------------------------
-    def lifetime_start(self, sim: Simulator, iid: str, kind: str) -> None:
+    def lifetime_start(self, sim: Controls, iid: str, kind: str) -> None:
         # Selector indexes count per lifetime, like Cloudflare's per-Context counters.
         self._lifetimes[iid] = _Lifetime()
         if iid not in self._sims:

@@ -17,9 +17,10 @@ import respx
 
 from awf_sim import Simulator, Workflow
 from awf_sim.dsl._errors import DefinitionError, NonRetryableError, SerializationError
+from awf_sim.engine import Limits
 from awf_sim.engine._ambient import NetworkAccessRefused
-from awf_sim.engine._fork import Limits, run_isolated
-from awf_sim.engine._fork_wire import IsolatedHandlerError, IsolationError
+from awf_sim.engine._fork import run_isolated
+from awf_sim.errors import IsolatedHandlerError, IsolationError
 from awf_sim.sdk._ai import AIClient, DeterministicAI
 from awf_sim.sdk._context import HandlerContext
 from awf_sim.sdk._db import DatabaseError, DatabaseHandle, mock_database

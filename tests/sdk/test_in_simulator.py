@@ -13,7 +13,7 @@ import pytest
 import respx
 
 from awf_sim import Domain, Simulator, Workflow, mock_database
-from awf_sim.engine._fork import Limits
+from awf_sim.engine import Limits
 from awf_sim.engine._hooks import Crash, Hooks, StepRef
 from awf_sim.flow import load_flow
 from awf_sim.sdk._ai import RecordedAI
