@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from awf_sim._report import format_at
+from awf_sim._report import entry_summary, format_at
 from awf_sim.chaos._diff import (
     MAX_LINES,
     db_diff,
@@ -136,7 +136,7 @@ def _no_stuck(base: Baseline, obs: Observation) -> list[Violation]:
             "(the chaos time bound: twice the fault-free run, and at least 2 days)"
         )
     last = [e for e in obs.timeline if e["kind"] not in ("crash", "recover")][-1:]
-    diff = [f"last timeline entry: {_entry_text(e)}" for e in last]
+    diff = [f"last timeline entry: {entry_summary(e)}" for e in last]
     hint = (
         "The workflow awaits something that no step, sleep or event will complete. A common "
         "cause is in-memory coordination (an asyncio.Event or Future, a module-level variable) "
@@ -147,15 +147,6 @@ def _no_stuck(base: Baseline, obs: Observation) -> list[Violation]:
     return [
         Violation("no-stuck-instance", "instance", what, diff, hint, workflow_site(base.workflow))
     ]
-
-
-def _entry_text(e: Mapping[str, Any]) -> str:
-    parts = [format_at(e["at_ms"]), e["kind"]]
-    if e.get("path"):
-        parts.append(e["path"])
-    if e.get("attempt") is not None:
-        parts.append(f"attempt {e['attempt']}")
-    return " ".join(parts)
 
 
 _SERIAL_MARKS = ("not serialisable", "is not JSON", "output is too large")

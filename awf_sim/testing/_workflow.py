@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from awf_sim._report import format_at
+from awf_sim._report import timeline_lines
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.engine._hooks import HookChain, Hooks
 from awf_sim.engine._simulator import Instance, Simulator
@@ -49,41 +49,9 @@ def _track(wf: TestWorkflow) -> None:
 # -- rendering -------------------------------------------------------------------------------
 
 
-def _detail(entry: Mapping[str, Any]) -> str:
-    err = entry.get("error")
-    if err:
-        text = f"{err.get('name')}: {err.get('message')}"
-        if entry.get("retry_in_ms") is not None:
-            text += f" (retry in {format_at(entry['retry_in_ms'])})"
-        return text
-    kind = entry.get("kind")
-    if kind == "sleep-start" and entry.get("duration_ms") is not None:
-        return f"for {format_at(entry['duration_ms'])}"
-    if kind in ("wait-start", "event-received", "wait-end"):
-        return f"type {entry.get('type')}" + (" (timed out)" if entry.get("timed_out") else "")
-    if entry.get("fault"):
-        return f"fault {entry['fault']}"
-    return ""
-
-
 def format_timeline(timeline: Sequence[Mapping[str, Any]], tail: int | None = TIMELINE_TAIL) -> str:
     """Readable lines: virtual time, kind, path, attempt, error; the last `tail` entries."""
-    entries = list(timeline)
-    lines = []
-    if tail is not None and len(entries) > tail:
-        lines.append(f"  ... {len(entries) - tail} earlier entries")
-        entries = entries[-tail:]
-    for e in entries:
-        attempt = "" if e.get("attempt") is None else f"attempt {e['attempt']}"
-        parts = [
-            f"{format_at(int(e.get('at_ms') or 0)):>10}",
-            f"{e.get('kind', '?'):<16}",
-            f"{e.get('path') or '':<24}",
-            f"{attempt:<10}",
-            _detail(e),
-        ]
-        lines.append("  " + " ".join(parts).rstrip())
-    return "\n".join(lines)
+    return "\n".join(timeline_lines(timeline, tail=tail))
 
 
 class WorkflowFailed(AssertionError):
