@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from awf_sim.engine import TimelineEntry
+
 __all__ = [
     "OUTCOME_STYLE",
     "RunResult",
@@ -132,7 +134,7 @@ class RunResult:
     status: str
     output: Any
     error: dict[str, str] | None
-    timeline: list[dict[str, Any]] = field(default_factory=list)
+    timeline: list[TimelineEntry] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {

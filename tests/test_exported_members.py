@@ -86,6 +86,7 @@ EXPORTS: dict[str, list[str]] = {
         "StepRef",
         "StepSelector",
         "Store",
+        "TimelineEntry",
         "World",
     ],
     "awf_sim.sdk": [

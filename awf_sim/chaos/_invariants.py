@@ -85,7 +85,9 @@ def _path_of(label: str | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _failures(base: Observation) -> tuple[frozenset[tuple[str, int]], frozenset[str]]:
+def _failures(
+    base: Observation,
+) -> tuple[frozenset[tuple[str | None, int | None]], frozenset[str | None]]:
     return (
         frozenset(
             (e["name"], e["attempt"]) for e in base.timeline if e["kind"] == "attempt-failure"
@@ -100,7 +102,7 @@ def exhausted_by_faults(base: Observation, obs: Observation) -> list[str]:
     if not any(e["kind"] == "step-failure" for e in obs.timeline):
         return []
     base_failed, base_gave_up = _failures(base)
-    failed: dict[str, list[int]] = {}
+    failed: dict[str | None, list[int | None]] = {}
     for e in obs.timeline:
         if e["kind"] == "attempt-failure":
             failed.setdefault(e["name"], []).append(e["attempt"])
@@ -113,7 +115,7 @@ def exhausted_by_faults(base: Observation, obs: Observation) -> list[str]:
         if attempts and all(
             (name, a) in obs.injected or (name, a) in base_failed for a in attempts
         ):
-            out.append(e["path"] or name)
+            out.append(e["path"] or name or "")
     return out
 
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from awf_sim.dsl._config import PROFILES, ResolvedConfig, merge_config
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._workflow import Workflow
-from awf_sim.engine import World
+from awf_sim.engine import TimelineEntry, World
 
 __all__ = [
     "Baseline",
@@ -100,7 +100,7 @@ class Observation:
     status: str
     output: Any
     error: dict[str, str] | None
-    timeline: list[dict[str, Any]]
+    timeline: list[TimelineEntry]
     end_ms: int
     bound_hit: bool
     lifetimes: list[tuple[str, list[tuple[str, str, str, int]]]]  # (kind, calls) per lifetime
@@ -245,7 +245,7 @@ class Baseline:
             # covers raw wf.do and Cloudflare-API steps, which the DSL cannot resolve.
             for e in self.obs.timeline:
                 if e["kind"] == "step-start" and e.get("config") is not None:
-                    self._configs[(e["path"], e["name"])] = e["config"]
+                    self._configs[(e["path"] or "", e["name"] or "")] = e["config"]
         if key not in self._configs:
             self._configs[key] = step_config(self.workflow, path, name, self.target.profile)
         return self._configs[key]

@@ -16,6 +16,7 @@ from awf_sim._report import format_at, timeline_table
 from awf_sim.chaos._faults import KINDS, REPLAY_KINDS, describe_fault
 from awf_sim.chaos._invariants import INVARIANTS
 from awf_sim.chaos._model import CampaignResult, Finding, Observation
+from awf_sim.engine import TimelineEntry
 
 __all__ = [
     "CHAOS_JSON_SCHEMA",
@@ -217,9 +218,9 @@ _LEGEND = {
 }
 
 
-def mark_timeline(obs: Observation) -> list[dict[str, Any]]:
+def mark_timeline(obs: Observation) -> list[TimelineEntry]:
     """A copy of the run's timeline where each entry a fault produced has `"fault": kind`."""
-    timeline = [dict(e) for e in obs.timeline]
+    timeline = [e.copy() for e in obs.timeline]
     crashes = [
         f
         for f in obs.fired

@@ -35,7 +35,7 @@ def _late_times(obs: Observation) -> dict[int, tuple[str, int]]:
     """For each declared event a wait took in the baseline: that wait, and 1 ms before its
     timeout (when event-late sends it in the baseline's timing)."""
     by_seq = {s.seq: s for s in obs.sent}
-    starts: dict[str, tuple[int, int]] = {}
+    starts: dict[str | None, tuple[int, int]] = {}
     late: dict[int, tuple[str, int]] = {}
     for e in obs.timeline:
         if e["kind"] == "wait-start":
@@ -46,7 +46,7 @@ def _late_times(obs: Observation) -> dict[int, tuple[str, int]]:
             if start is not None and sent.copy == 0:
                 at = start[0] + start[1] - 1
                 if at > sent.at_ms:
-                    late.setdefault(sent.index, (e["name"], at))
+                    late.setdefault(sent.index, (e["name"] or "", at))
     return late
 
 

@@ -25,6 +25,7 @@ from awf_sim.engine._simulator import (
     StepInfo,
 )
 from awf_sim.engine._store import MemoryStore, SqliteStore, Store
+from awf_sim.engine._timeline import TimelineEntry
 from awf_sim.engine._world import World
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "StepRef",
     "StepSelector",
     "Store",
+    "TimelineEntry",
     "World",
 ]
 

@@ -37,6 +37,7 @@ from awf_sim.engine._hooks import (
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._runners import HandlerRunner
 from awf_sim.engine._store import Record
+from awf_sim.engine._timeline import TimelineEntry
 
 __all__ = ["StepExecutor"]
 
@@ -111,7 +112,7 @@ class StepExecutor:
     ) -> Any:
         hooks = lt.hooks
         run = self.runner.run
-        started: list[dict[str, Any]] = []  # step-start, committed with the first attempt
+        started: list[TimelineEntry] = []  # step-start, committed with the first attempt
         if rec is None:
             if hooks is not None and ref is not None:
                 lt.act(hooks.before_step(lt.iid, ref), ref, None)

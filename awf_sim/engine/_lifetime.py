@@ -16,7 +16,7 @@ import asyncio
 import datetime as _dt
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 from awf_sim.dsl._identity import loads
 from awf_sim.dsl._proxy import StepCall
@@ -24,8 +24,9 @@ from awf_sim.engine._calls import Abandoned, CallbackStep, RawStep
 from awf_sim.engine._hooks import Action, Crash, Hooks, StepRef
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._store import Record, Store
+from awf_sim.engine._timeline import EntryDetails, TimelineEntry
 
-__all__ = ["Lifetime", "Owner", "Steps", "Waits", "entry"]
+__all__ = ["Lifetime", "Owner", "Steps", "Waits"]
 
 
 class Owner(Protocol):
@@ -63,22 +64,6 @@ class Waits(Protocol):
     def wait(
         self, lt: Lifetime, name: str, type: str, timeout_ms: int
     ) -> Coroutine[Any, Any, Any]: ...
-
-
-def entry(
-    at_ms: int,
-    kind: str,
-    path: str | None = None,
-    name: str | None = None,
-    attempt: int | None = None,
-    **details: Any,
-) -> dict[str, Any]:
-    """One timeline entry: at_ms, kind, path, name, attempt, then details per kind (DESIGN §9)."""
-    e = {"at_ms": at_ms, "kind": kind, "path": path, "name": name}
-    e["attempt"] = attempt
-    if details:
-        e.update(details)
-    return e
 
 
 class Lifetime:
@@ -164,7 +149,7 @@ class Lifetime:
         meta: Record | None = None,
         steps: Mapping[str, Record | None] | None = None,
         events: Iterable[Record] = (),
-        timeline: Iterable[Record] = (),
+        timeline: Iterable[TimelineEntry] = (),
     ) -> None:
         if not self.alive:
             raise Abandoned  # nothing is written after a crash point
@@ -176,13 +161,17 @@ class Lifetime:
         path: str | None = None,
         name: str | None = None,
         attempt: int | None = None,
-        **details: Any,
-    ) -> dict[str, Any]:
-        # `entry` inlined: this runs several times per step.
-        e = {"at_ms": self.loop.now_ms, "kind": kind, "path": path, "name": name}
-        e["attempt"] = attempt
-        if details:
-            e.update(details)
+        **details: Unpack[EntryDetails],
+    ) -> TimelineEntry:
+        # `_timeline.entry` inlined: this runs several times per step.
+        e: TimelineEntry = {
+            "at_ms": self.loop.now_ms,
+            "kind": kind,
+            "path": path,
+            "name": name,
+            "attempt": attempt,
+            **details,
+        }
         return e
 
     def next_count(self, key: str) -> int:

@@ -18,7 +18,7 @@ import inspect
 import random
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, Unpack, cast
 
 from awf_sim.dsl._config import PROFILES
 from awf_sim.dsl._duration import parse_duration
@@ -31,12 +31,13 @@ from awf_sim.engine._ambient import simulation_scope
 from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo, error_of
 from awf_sim.engine._executor import StepExecutor
 from awf_sim.engine._hooks import Crash, Hooks, StepRef
-from awf_sim.engine._lifetime import Lifetime, entry
+from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
 from awf_sim.engine._runners import ForkRunner, HandlerRunner, InProcessRunner
 from awf_sim.engine._services import Services
 from awf_sim.engine._store import Record, Store, open_store
+from awf_sim.engine._timeline import EntryDetails, TimelineEntry, entry
 from awf_sim.engine._waits import EventWaits, deliver
 from awf_sim.engine._world import World
 from awf_sim.errors import InstanceError
@@ -81,9 +82,9 @@ class Instance:
         return name
 
     @property
-    def timeline(self) -> list[dict[str, Any]]:
+    def timeline(self) -> list[TimelineEntry]:
         """Every step start, attempt, checkpoint, sleep, event, crash and recovery, in order."""
-        return [dict(e) for e in self._sim._store.timeline(self.id)]
+        return [cast(TimelineEntry, dict(e)) for e in self._sim._store.timeline(self.id)]
 
     def send_event(self, type: str, payload: Any = None) -> None:
         self._sim._send_event(self.id, type, payload)
@@ -463,8 +464,8 @@ class Simulator:
         path: str | None = None,
         name: str | None = None,
         attempt: int | None = None,
-        **details: Any,
-    ) -> dict[str, Any]:
+        **details: Unpack[EntryDetails],
+    ) -> TimelineEntry:
         return entry(self._loop.now_ms, kind, path, name, attempt, **details)
 
     def _crash_now(

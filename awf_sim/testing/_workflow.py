@@ -15,6 +15,7 @@ from awf_sim._report import timeline_lines
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.engine._hooks import HookChain, Hooks
 from awf_sim.engine._simulator import Instance, Simulator
+from awf_sim.engine._timeline import TimelineEntry
 from awf_sim.engine._world import World
 from awf_sim.sdk._context import HandlerContext
 from awf_sim.testing._modifier import Modifier
@@ -163,7 +164,7 @@ class TestWorkflow:
         self.seed_source = "seed="  # how to give the seed back; the plugin sets "--awf-seed"
         self._closed = False
         self._final: dict[str, Any] | None = None
-        self._timeline: list[dict[str, Any]] = []
+        self._timeline: list[TimelineEntry] = []
         # A test workflow nobody closed still releases its database connection when collected.
         self._release = weakref.finalize(self, _close_db, self.sim)
         _track(self)
@@ -229,10 +230,10 @@ class TestWorkflow:
         return None if self._final is None else self._final["error"]
 
     @property
-    def timeline(self) -> list[dict[str, Any]]:
+    def timeline(self) -> list[TimelineEntry]:
         if self.instance is not None and not self._closed:
             return self.instance.timeline
-        return [dict(e) for e in self._timeline]
+        return [e.copy() for e in self._timeline]
 
     @property
     def steps(self) -> list[str]:
