@@ -19,7 +19,18 @@ from awf_sim.chaos._faults import (
     WAIT_KINDS,
 )
 from awf_sim.chaos._model import Fired, HandlerRun, LateEvent, SentEvent
-from awf_sim.engine._hooks import Action, Controls, Crash, ForceTimeout, Hooks, MockError, StepRef
+from awf_sim.engine._hooks import (
+    Action,
+    Control,
+    Controls,
+    Crash,
+    ForceTimeout,
+    Hooks,
+    MockError,
+    Reseed,
+    SkewClock,
+    StepRef,
+)
 from awf_sim.engine._selectors import StepSelector, parse_selector
 
 __all__ = ["FaultHooks"]
@@ -125,7 +136,7 @@ class FaultHooks(Hooks):
         return self._targets[a.slot] is ref
 
     # -- the Hooks protocol --------------------------------------------------------------
-    def lifetime_start(self, sim: Controls, iid: str, kind: str) -> None:
+    def lifetime_start(self, sim: Controls, iid: str, kind: str) -> list[Control]:
         self.sim = sim
         self.iid = iid
         self._calls = []
@@ -135,6 +146,7 @@ class FaultHooks(Hooks):
         if self._indexed:
             self._counts = [0] * len(self._indexed)
             self._targets = [None] * len(self._indexed)
+        controls: list[Control] = []
         if kind == "recover":
             for a in self._replay:
                 if a.pending:
@@ -142,9 +154,10 @@ class FaultHooks(Hooks):
                     if a.sel is None:
                         self._fire(a, None, None)
                     if a.kind == "clock-skew":
-                        sim.skew_clock(a.fault["ms"])
+                        controls.append(SkewClock(a.fault["ms"]))
                     else:
-                        sim.reseed(a.fault["seed"])
+                        controls.append(Reseed(a.fault["seed"]))
+        return controls
 
     def step_call(self, iid: str, ref: StepRef) -> None:
         self._calls.append((ref.kind, ref.path, ref.name, ref.count))

@@ -5,6 +5,7 @@ from awf_sim._public import publish
 from awf_sim.engine._ambient import NetworkAccessRefused
 from awf_sim.engine._hooks import (
     Action,
+    Control,
     Controls,
     Crash,
     ForceTimeout,
@@ -12,6 +13,8 @@ from awf_sim.engine._hooks import (
     Hooks,
     MockError,
     MockResult,
+    Reseed,
+    SkewClock,
     StepRef,
 )
 from awf_sim.engine._limits import Limits
@@ -32,6 +35,7 @@ __all__ = [
     "DEFAULT_COMPATIBILITY_DATE",
     "DEFAULT_EPOCH",
     "Action",
+    "Control",
     "Controls",
     "Crash",
     "ForceTimeout",
@@ -44,7 +48,9 @@ __all__ = [
     "MockError",
     "MockResult",
     "NetworkAccessRefused",
+    "Reseed",
     "Simulator",
+    "SkewClock",
     "SqliteStore",
     "StepInfo",
     "StepRef",

@@ -5,6 +5,11 @@ step call (cached or not, in the order the awaits start), before a step first ex
 each attempt, after a handler's effect, after a checkpoint, around retry waits, sleeps and
 event waits. A hook answers with an action (mock the result, throw, time out, crash) or None.
 
+Hooks are never handed the Simulator. At the start of each lifetime they get a read-only
+`Controls` view (virtual time, instance handles) and may answer with controls of their own
+(`SkewClock`, `Reseed`), which the engine applies before the lifetime runs, as trio keeps
+observing (Instrument) apart from controlling (Clock).
+
 The testing modifier and chaos fault plans are both Hooks; `HookChain` runs several, the
 first action wins and durations pass through each in turn.
 """
@@ -85,30 +90,47 @@ class ForceTimeout:
 
 Action = Crash | MockResult | MockError | ForceTimeout
 
+
+@dataclass(frozen=True, slots=True)
+class SkewClock:
+    """The virtual wall clock jumps by `ms` from this lifetime on (a replay on a machine whose
+    clock is off); virtual monotonic time, and so every timer, is unaffected."""
+
+    ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reseed:
+    """The randomness stream is reseeded with `seed` from this lifetime on (a replay on a
+    new machine)."""
+
+    seed: int
+
+
+Control = SkewClock | Reseed
+
 # A step config that failed validation, passed through so the engine can reject it at the
 # point of the call where Cloudflare does (after the step-limit and name checks).
 INVALID_CONFIG: dict[str, object] = {"__invalid__": True}
 
 
 class Controls(Protocol):
-    """What `Hooks.lifetime_start` is handed: the simulator, as far as a hook may use it
-    (read virtual time, reach an instance, and the two chaos controls)."""
+    """What `Hooks.lifetime_start` is handed instead of the Simulator: virtual time, and the
+    handle of an instance (to send it an event)."""
 
     @property
     def now_ms(self) -> int: ...
 
     def instance(self, id: str) -> Any: ...
 
-    def skew_clock(self, ms: int) -> None: ...
-
-    def reseed(self, seed: int) -> None: ...
-
 
 class Hooks:
     """No-op base: override what you need. Every method is called on the simulator's thread."""
 
-    def lifetime_start(self, sim: Controls, iid: str, kind: str) -> None:
-        """A lifetime begins: kind is workflow-start, recover, resumed or restarted."""
+    def lifetime_start(self, sim: Controls, iid: str, kind: str) -> Sequence[Control] | None:
+        """A lifetime begins: kind is workflow-start, recover, resumed or restarted. The
+        controls returned are applied before the lifetime runs."""
+        return None
 
     def step_call(self, iid: str, ref: StepRef) -> None:
         """Every do/sleep/wait call, cached or not, in the order the awaits start."""
@@ -158,9 +180,11 @@ class HookChain(Hooks):
     def __init__(self, hooks: Sequence[Hooks]) -> None:
         self.hooks = list(hooks)
 
-    def lifetime_start(self, sim: Controls, iid: str, kind: str) -> None:
+    def lifetime_start(self, sim: Controls, iid: str, kind: str) -> Sequence[Control] | None:
+        controls: list[Control] = []
         for h in self.hooks:
-            h.lifetime_start(sim, iid, kind)
+            controls += h.lifetime_start(sim, iid, kind) or ()
+        return controls
 
     def step_call(self, iid: str, ref: StepRef) -> None:
         for h in self.hooks:

@@ -30,7 +30,7 @@ from awf_sim.dsl._workflow import Workflow, registered_workflows
 from awf_sim.engine._ambient import simulation_scope
 from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo, error_of
 from awf_sim.engine._executor import StepExecutor
-from awf_sim.engine._hooks import Crash, Hooks, StepRef
+from awf_sim.engine._hooks import Control, Crash, Hooks, SkewClock, StepRef
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
@@ -177,6 +177,7 @@ class Simulator:
         self._steps = StepExecutor(runner, self._defaults, step_limit)
         self._waits = EventWaits(self.wall_ms)
         self._owner = _Owner(self)
+        self._view = _HookView(self)
         # Instances evicted while hibernating: the timer that wakes them, and whether only
         # time can (a sleep) or an event may too (an event wait).
         self._evicted: dict[str, tuple[asyncio.TimerHandle, bool]] = {}
@@ -407,7 +408,8 @@ class Simulator:
         self._lifetimes[iid] = lt
         self._store.commit(iid, timeline=[self._entry(kind)])
         if self.hooks is not None:
-            self.hooks.lifetime_start(self, iid, kind)
+            for control in self.hooks.lifetime_start(self._view, iid, kind) or ():
+                self._apply(control)
         lt.spawn(self._main(lt, target))
 
     async def _main(self, lt: Lifetime, target: Any) -> None:
@@ -496,17 +498,14 @@ class Simulator:
             return
         self._start(iid, meta, kind="recover")
 
-    def skew_clock(self, ms: int) -> None:
-        """Jump the virtual wall clock by `ms` (a fault: clocks differ between replays).
-        Virtual monotonic time, and so every timer, is unaffected."""
-        self._epoch_ms += ms
-
-    def reseed(self, seed: int) -> None:
-        """Change the randomness stream from here on (a fault: a replay on a new machine)."""
-        if self._running:
-            random.seed(seed)  # inside a run the live state is the swapped-in global one
+    def _apply(self, control: Control) -> None:
+        """A control a hook returned (chaos: clocks and seeds differ between replays)."""
+        if isinstance(control, SkewClock):
+            self._epoch_ms += control.ms  # wall clock only: timers are unaffected
+        elif self._running:
+            random.seed(control.seed)  # inside a run the live state is the swapped-in global one
         else:
-            self._rng.seed(seed)
+            self._rng.seed(control.seed)
 
     # -- events ------------------------------------------------------------------------------
     def _send_event(self, iid: str, type: str, payload: Any) -> None:
@@ -646,6 +645,22 @@ class Simulator:
         meta = {**meta, "status": "queued", "output": None, "error": None, "paused_ms": None}
         self._store.commit(iid, meta=meta, wipe_steps=True)
         self._start(iid, meta, kind="restarted")
+
+
+class _HookView:
+    """What hooks see of the simulator (`Controls` in `_hooks`): time and instances."""
+
+    __slots__ = ("_sim",)
+
+    def __init__(self, sim: Simulator) -> None:
+        self._sim = sim
+
+    @property
+    def now_ms(self) -> int:
+        return self._sim.now_ms
+
+    def instance(self, id: str) -> Instance:
+        return self._sim.instance(id)
 
 
 class _Owner:
