@@ -1,4 +1,4 @@
-"""Conformance scenarios (shared/conformance/FORMAT.md): loading and validation.
+"""Conformance scenarios (docs/conformance-format.md): loading and validation.
 
 A scenario is checked completely before any engine runs it, and the first problem is reported
 as one line naming the file and the field (`x.json: body[1].attempts[0]: ...`), so a typo never

@@ -6,8 +6,9 @@ checkpointed steps from the store; a crash, pause or restart ends it and the nex
 Everything durable goes through `Lifetime.commit`, which refuses writes once the lifetime is
 dead, so nothing is written after a crash point.
 
-The rules implemented here, with Cloudflare's sources, are in shared/cloudflare/SEMANTICS.md;
-the comments name the rule where the code is not obviously it.
+The rules implemented here are in docs/semantics.md, cited as `SEMANTICS §n`; the comments
+name the rule where the code is not obviously it. How the engine's modules divide the work:
+docs/architecture.md.
 """
 
 from __future__ import annotations
