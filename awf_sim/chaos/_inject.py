@@ -9,7 +9,7 @@ checkpoints, the attempts faults used up, the faults that fired, the waits that 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from awf_sim.chaos._faults import (
@@ -22,10 +22,10 @@ from awf_sim.chaos._model import Fired, HandlerRun, LateEvent, SentEvent
 from awf_sim.engine._hooks import (
     Action,
     Control,
-    Controls,
     Crash,
     ForceTimeout,
     Hooks,
+    HookView,
     MockError,
     Reseed,
     SkewClock,
@@ -34,6 +34,8 @@ from awf_sim.engine._hooks import (
 from awf_sim.engine._selectors import StepSelector, parse_selector
 
 __all__ = ["FaultHooks"]
+
+_new = tuple.__new__
 
 
 class _Armed:
@@ -91,7 +93,10 @@ class FaultHooks(Hooks):
         self._indexed = [a for a in armed if a.sel is not None and a.sel.index is not None]
         for slot, a in enumerate(self._indexed):
             a.slot = slot
-        self.sim: Controls | None = None
+        self.sim: HookView | None = None  # observed virtual time, from lifetime_start
+        # How events reach the instance: set by whoever runs the simulator (chaos's run);
+        # answers False when the instance has ended and takes no more events.
+        self.deliver: Callable[[str, Any], bool] | None = None
         self.lifetimes: list[tuple[str, list[tuple[str, str, str, int]]]] = []
         self.log: list[HandlerRun] = []
         self.injected: set[tuple[str, int]] = set()  # (step name, attempt) used up by a fault
@@ -136,7 +141,7 @@ class FaultHooks(Hooks):
         return self._targets[a.slot] is ref
 
     # -- the Hooks protocol --------------------------------------------------------------
-    def lifetime_start(self, sim: Controls, iid: str, kind: str) -> list[Control]:
+    def lifetime_start(self, sim: HookView, iid: str, kind: str) -> list[Control]:
         self.sim = sim
         self.iid = iid
         self._calls = []
@@ -195,15 +200,19 @@ class FaultHooks(Hooks):
                     action = Crash(fault=a.kind)
                 break
         if action is None or isinstance(action, ForceTimeout):
+            # tuple.__new__: a NamedTuple's own constructor costs a Python call per run.
             self.log.append(
-                HandlerRun(
-                    "run",
-                    len(self.lifetimes),
-                    ref.path,
-                    self._ref_occ.get((ref.name, ref.count), ref.count),
-                    ref.name,
-                    ref.count,
-                    attempt,
+                _new(
+                    HandlerRun,
+                    (
+                        "run",
+                        len(self.lifetimes),
+                        ref.path,
+                        self._ref_occ.get((ref.name, ref.count), ref.count),
+                        ref.name,
+                        ref.count,
+                        attempt,
+                    ),
                 )
             )
         return action
@@ -218,14 +227,17 @@ class FaultHooks(Hooks):
 
     def after_checkpoint(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
         self.log.append(
-            HandlerRun(
-                "ckpt",
-                len(self.lifetimes),
-                ref.path,
-                self._ref_occ.get((ref.name, ref.count), ref.count),
-                ref.name,
-                ref.count,
-                attempt,
+            _new(
+                HandlerRun,
+                (
+                    "ckpt",
+                    len(self.lifetimes),
+                    ref.path,
+                    self._ref_occ.get((ref.name, ref.count), ref.count),
+                    ref.name,
+                    ref.count,
+                    attempt,
+                ),
             )
         )
         for a in self._after_checkpoint:
@@ -276,12 +288,8 @@ class FaultHooks(Hooks):
         """Send a declared event (or its copy) now, unless the instance has ended; an event
         wakes an evicted instance, as on Cloudflare."""
         sim = self.sim
-        if sim is None:
-            return False
-        inst = sim.instance(self.iid)
-        if inst.status()["status"] in ("complete", "errored", "terminated"):
+        if sim is None or self.deliver is None or not self.deliver(etype, payload):
             return False  # like `awf-sim run`: an ended instance receives no more events
-        inst.send_event(etype, payload)
         self.sent.append(SentEvent(len(self.sent), index, copy, etype, sim.now_ms))
         if fault is not None:
             kind = self.plan[fault]["kind"]

@@ -18,6 +18,7 @@ from awf_sim.chaos._inject import FaultHooks
 from awf_sim.chaos._invariants import check_run
 from awf_sim.chaos._model import Baseline, LateEvent, Observation, Target, Verdict, Violation
 from awf_sim.engine import Simulator
+from awf_sim.engine._calls import TERMINAL
 
 __all__ = ["evaluate", "execute", "run_on", "run_plan"]
 
@@ -81,6 +82,14 @@ def execute(
         sim = Simulator(world=world, hooks=hooks, epoch=epoch)
     try:
         inst = sim.create(target.workflow, target.params, id=target.iid)
+
+        def deliver(etype: str, payload: Any) -> bool:
+            if inst.status()["status"] in TERMINAL:
+                return False
+            inst.send_event(etype, payload)
+            return True
+
+        hooks.deliver = deliver
         for at, index, copy, ev, fault in schedule:
             if at > sim.now_ms:
                 sim.advance(at - sim.now_ms)

@@ -5,10 +5,12 @@ step call (cached or not, in the order the awaits start), before a step first ex
 each attempt, after a handler's effect, after a checkpoint, around retry waits, sleeps and
 event waits. A hook answers with an action (mock the result, throw, time out, crash) or None.
 
-Hooks are never handed the Simulator. At the start of each lifetime they get a read-only
-`Controls` view (virtual time, instance handles) and may answer with controls of their own
-(`SkewClock`, `Reseed`), which the engine applies before the lifetime runs, as trio keeps
-observing (Instrument) apart from controlling (Clock).
+Hooks are never handed the Simulator: they observe and answer, as trio keeps observing
+(Instrument) apart from controlling (Clock). At the start of each lifetime a hook gets a
+read-only `HookView` (virtual time) and may answer with controls (`SkewClock`, `Reseed`,
+`SendEvent`), which the engine applies before the lifetime runs; controls a hook decides on
+between runs (an event mocked after an instance started) wait in `pending()`, which the engine
+takes each time it starts to run.
 
 The testing modifier and chaos fault plans are both Hooks; `HookChain` runs several, the
 first action wins and durations pass through each in turn.
@@ -23,13 +25,17 @@ from typing import Any, Protocol
 __all__ = [
     "INVALID_CONFIG",
     "Action",
-    "Controls",
+    "Control",
     "Crash",
     "ForceTimeout",
     "HookChain",
+    "HookView",
     "Hooks",
     "MockError",
     "MockResult",
+    "Reseed",
+    "SendEvent",
+    "SkewClock",
     "StepRef",
 ]
 
@@ -107,30 +113,42 @@ class Reseed:
     seed: int
 
 
-Control = SkewClock | Reseed
+@dataclass(frozen=True, slots=True)
+class SendEvent:
+    """Send instance `iid` an event, as `Instance.send_event` does."""
+
+    iid: str
+    type: str
+    payload: Any = None
+
+
+Control = SkewClock | Reseed | SendEvent
 
 # A step config that failed validation, passed through so the engine can reject it at the
 # point of the call where Cloudflare does (after the step-limit and name checks).
 INVALID_CONFIG: dict[str, object] = {"__invalid__": True}
 
 
-class Controls(Protocol):
-    """What `Hooks.lifetime_start` is handed instead of the Simulator: virtual time, and the
-    handle of an instance (to send it an event)."""
+class HookView(Protocol):
+    """What `Hooks.lifetime_start` is handed instead of the Simulator: it can only be read."""
 
     @property
-    def now_ms(self) -> int: ...
-
-    def instance(self, id: str) -> Any: ...
+    def now_ms(self) -> int:
+        """Virtual milliseconds since the simulator started."""
+        ...
 
 
 class Hooks:
     """No-op base: override what you need. Every method is called on the simulator's thread."""
 
-    def lifetime_start(self, sim: Controls, iid: str, kind: str) -> Sequence[Control] | None:
+    def lifetime_start(self, sim: HookView, iid: str, kind: str) -> Sequence[Control] | None:
         """A lifetime begins: kind is workflow-start, recover, resumed or restarted. The
         controls returned are applied before the lifetime runs."""
         return None
+
+    def pending(self) -> Sequence[Control]:
+        """Controls decided outside any call of the engine, applied when it next runs."""
+        return ()
 
     def step_call(self, iid: str, ref: StepRef) -> None:
         """Every do/sleep/wait call, cached or not, in the order the awaits start."""
@@ -180,11 +198,14 @@ class HookChain(Hooks):
     def __init__(self, hooks: Sequence[Hooks]) -> None:
         self.hooks = list(hooks)
 
-    def lifetime_start(self, sim: Controls, iid: str, kind: str) -> Sequence[Control] | None:
+    def lifetime_start(self, sim: HookView, iid: str, kind: str) -> Sequence[Control] | None:
         controls: list[Control] = []
         for h in self.hooks:
             controls += h.lifetime_start(sim, iid, kind) or ()
         return controls
+
+    def pending(self) -> Sequence[Control]:
+        return [c for h in self.hooks for c in h.pending()]
 
     def step_call(self, iid: str, ref: StepRef) -> None:
         for h in self.hooks:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from awf_sim.engine._world import World
-
 __all__ = ["Services"]
 
 
@@ -21,20 +19,20 @@ class Services:
 
     __slots__ = (
         "_ai_client",
-        "_ai_spec",
         "_db",
-        "_db_spec",
         "_effects",
         "_http_client",
-        "_http_spec",
         "_seed",
+        "ai_spec",
+        "db_spec",
+        "http_spec",
     )
 
-    def __init__(self, world: World) -> None:
-        self._db_spec = world.db
-        self._ai_spec = world.ai
-        self._http_spec = world.http
-        self._seed = world.seed
+    def __init__(self, db: Any, ai: Any, http: Any, seed: int) -> None:
+        self.db_spec = db
+        self.ai_spec = ai
+        self.http_spec = http
+        self._seed = seed
         self._db: Any = None
         self._effects: Any = None
         self._ai_client: Any = None
@@ -45,7 +43,7 @@ class Services:
         if self._db is None:
             from awf_sim.sdk._db import Database
 
-            spec = self._db_spec if self._db_spec is not None else Database()
+            spec = self.db_spec if self.db_spec is not None else Database()
             self._db = spec.connect() if hasattr(spec, "connect") else spec
         return self._db
 
@@ -68,7 +66,7 @@ class Services:
         if self._ai_client is None:
             from awf_sim.sdk._ai import AIClient, DeterministicAI
 
-            provider = self._ai_spec if self._ai_spec is not None else DeterministicAI(self._seed)
+            provider = self.ai_spec if self.ai_spec is not None else DeterministicAI(self._seed)
             self._ai_client = AIClient(provider, self.effects)
         self.effects.step = label
         return self._ai_client
@@ -77,7 +75,7 @@ class Services:
         if self._http_client is None:
             from awf_sim.sdk._http import make_http_client
 
-            self._http_client = make_http_client(self._http_spec, self.effects)
+            self._http_client = make_http_client(self.http_spec, self.effects)
         self.effects.step = label
         return self._http_client
 

@@ -19,7 +19,7 @@ import inspect
 import random
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, Unpack, cast
+from typing import Any, Unpack
 
 from awf_sim.dsl._config import PROFILES
 from awf_sim.dsl._duration import parse_duration
@@ -31,7 +31,7 @@ from awf_sim.dsl._workflow import Workflow, registered_workflows
 from awf_sim.engine._ambient import simulation_scope
 from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo, error_of
 from awf_sim.engine._executor import StepExecutor
-from awf_sim.engine._hooks import Control, Crash, Hooks, SkewClock, StepRef
+from awf_sim.engine._hooks import Control, Crash, Hooks, SendEvent, SkewClock, StepRef
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
@@ -85,7 +85,7 @@ class Instance:
     @property
     def timeline(self) -> list[TimelineEntry]:
         """Every step start, attempt, checkpoint, sleep, event, crash and recovery, in order."""
-        return [cast(TimelineEntry, dict(e)) for e in self._sim._store.timeline(self.id)]
+        return [e.copy() for e in self._sim._store.timeline(self.id)]
 
     def send_event(self, type: str, payload: Any = None) -> None:
         self._sim._send_event(self.id, type, payload)
@@ -133,13 +133,19 @@ class Simulator:
         limits: Any = None,
         world: World | None = None,
     ) -> None:
-        if world is None:
-            world = World(db, ai, http, dict(env or {}), seed, profile)
-        elif (seed, profile, db, env, ai, http) != (0, "production", None, None, None, None):
-            raise DefinitionError(
-                "pass either world=World(...) or seed/profile/db/env/ai/http, not both"
+        if world is not None:
+            if (seed, profile, db, env, ai, http) != (0, "production", None, None, None, None):
+                raise DefinitionError(
+                    "pass either world=World(...) or seed/profile/db/env/ai/http, not both"
+                )
+            db, ai, http, env, seed, profile = (
+                world.db,
+                world.ai,
+                world.http,
+                world.env,
+                world.seed,
+                world.profile,
             )
-        seed, profile = world.seed, world.profile
         if profile not in PROFILES:
             raise DefinitionError(
                 f"unknown profile {profile!r}: use one of {', '.join(sorted(PROFILES))}"
@@ -151,12 +157,11 @@ class Simulator:
             )
         if isinstance(step_limit, bool) or not isinstance(step_limit, int) or step_limit < 1:
             raise DefinitionError(f"step_limit must be a positive whole number, got {step_limit!r}")
-        self.world = world
         self.seed = seed
         self.profile = profile
         self._defaults = PROFILES[profile]
         self.step_limit = step_limit
-        self.env: Mapping[str, Any] = dict(world.env)
+        self.env: Mapping[str, Any] = dict(env or {})
         self._epoch_ms = round(
             (epoch if epoch.tzinfo else epoch.replace(tzinfo=_dt.UTC)).timestamp() * 1000
         )
@@ -169,7 +174,7 @@ class Simulator:
         self._running = False
         self.hooks = hooks
         self.isolation = isolation
-        self._services = Services(world)
+        self._services = Services(db, ai, http, seed)
         # Where handler code runs: on this loop, or in a forked child per attempt.
         inner = InProcessRunner(self._services, self.env)
         runner: HandlerRunner = (
@@ -178,10 +183,16 @@ class Simulator:
         self._steps = StepExecutor(runner, self._defaults, step_limit)
         self._waits = EventWaits(self.wall_ms)
         self._owner = _Owner(self)
-        self._view = _HookView(self)
+        self._view = _HookView(self) if hooks is not None else None
         # Instances evicted while hibernating: the timer that wakes them, and whether only
         # time can (a sleep) or an event may too (an event wait).
         self._evicted: dict[str, tuple[asyncio.TimerHandle, bool]] = {}
+
+    @property
+    def world(self) -> World:
+        """What this simulation sees, as one value (its db, ai and http as given)."""
+        s = self._services
+        return World(s.db_spec, s.ai_spec, s.http_spec, dict(self.env), self.seed, self.profile)
 
     # -- time ------------------------------------------------------------------------------
     @property
@@ -297,6 +308,9 @@ class Simulator:
         self._drive(done, target)
 
     def _drive(self, stop_when: Callable[[], bool], target_ms: int | None) -> None:
+        if self.hooks is not None and not self._running:
+            for control in self.hooks.pending():  # decided since the last run (mock_event)
+                self._apply(control)
         if self._running:
             raise RuntimeError("the simulator is already running (re-entrant run() call)")
         if asyncio._get_running_loop() is not None:
@@ -409,6 +423,7 @@ class Simulator:
         self._lifetimes[iid] = lt
         self._store.commit(iid, timeline=[self._entry(kind)])
         if self.hooks is not None:
+            assert self._view is not None
             for control in self.hooks.lifetime_start(self._view, iid, kind) or ():
                 self._apply(control)
         lt.spawn(self._main(lt, target))
@@ -501,7 +516,9 @@ class Simulator:
 
     def _apply(self, control: Control) -> None:
         """A control a hook returned (chaos: clocks and seeds differ between replays)."""
-        if isinstance(control, SkewClock):
+        if isinstance(control, SendEvent):
+            self._send_event(control.iid, control.type, control.payload)
+        elif isinstance(control, SkewClock):
             self._epoch_ms += control.ms  # wall clock only: timers are unaffected
         elif self._running:
             random.seed(control.seed)  # inside a run the live state is the swapped-in global one
@@ -649,7 +666,7 @@ class Simulator:
 
 
 class _HookView:
-    """What hooks see of the simulator (`Controls` in `_hooks`): time and instances."""
+    """What hooks see of the simulator (`HookView` in `_hooks`): its virtual time."""
 
     __slots__ = ("_sim",)
 
@@ -659,9 +676,6 @@ class _HookView:
     @property
     def now_ms(self) -> int:
         return self._sim.now_ms
-
-    def instance(self, id: str) -> Instance:
-        return self._sim.instance(id)
 
 
 class _Owner:
