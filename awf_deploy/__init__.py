@@ -52,3 +52,12 @@ __all__ = [
     "verify",
     "write_bundle",
 ]
+
+# Public names show their public home (awf_deploy.X, not awf_deploy._x.X) in reprs,
+# tracebacks and pickles.
+for _name in __all__:
+    _obj = globals()[_name]
+    is_code = isinstance(_obj, type) or hasattr(_obj, "__code__")
+    if is_code and _obj.__module__.startswith(__name__ + "._"):
+        _obj.__module__ = __name__
+del _name, _obj, is_code

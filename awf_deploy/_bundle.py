@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import awf_sim.dsl
-from awf_sim._flow import FlowFile, load_flow
 from awf_sim.engine import DEFAULT_COMPATIBILITY_DATE
+from awf_sim.flow import FlowFile, load_flow
 
 from .runtime import AWF_SIM_INIT, adapter_files
 

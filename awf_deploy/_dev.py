@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from awf_sim._flow import FlowError, FlowFile, load_flow
+from awf_sim.flow import FlowError, FlowFile, load_flow
 
 from ._bundle import DB_BINDING, BuildError, Bundle, build_bundle, write_bundle
 from ._harness import (
@@ -211,9 +211,10 @@ class DevServer:
     def _ai(flow: FlowFile) -> Any:
         if hasattr(flow.ai, "generate"):
             return flow.ai
-        from awf_sim.sdk._ai import DeterministicAI
+        from awf_sim.testing import create_test_context
 
-        return DeterministicAI(0)
+        # the simulator's deterministic answers: Workers AI has no offline model
+        return create_test_context().ai
 
     def _state_dir(self) -> Path:
         if self.persist is not None:

@@ -3,7 +3,7 @@
 Cloudflare runs every instance, including those sleeping or waiting for an event, on the newest
 code after a deploy. Before uploading, `push` lists each workflow's instances that are
 `running`, `waiting`, `paused` or `queued` (every page), pulls each one's step history and
-replays it in the simulator (awf_sim._replay): an instance whose history the new code does not
+replays it in the simulator (awf_sim.replay): an instance whose history the new code does not
 follow would redo or skip work. With very many instances, `limit` caps how many are replayed,
 chosen by a seeded sample so that the same account gives the same choice.
 """
@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from awf_sim._flow import FlowFile
-from awf_sim._replay import Divergence, History, ReplayReport, history_from_instance, replay
+from awf_sim.flow import FlowFile
+from awf_sim.replay import Divergence, History, ReplayReport, history_from_instance, replay
 
 from .cloudflare import CloudflareClient, NotFoundError
 

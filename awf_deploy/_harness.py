@@ -461,15 +461,14 @@ class RealRuntime:
 
 def flow_http(spec: Any) -> HttpAnswer:
     """An outbound-HTTP answerer from a flow's `HTTP` mock (what `ctx.http` reaches in the
-    simulator)."""
-    from awf_sim.sdk._effects import EffectLog
-    from awf_sim.sdk._http import make_http_client
+    simulator): the client a handler's `ctx.http` is in a test."""
+    from awf_sim.testing import create_test_context
 
     def answer(
         method: str, url: str, headers: list[list[str]], body: bytes | None
     ) -> tuple[int, Any, bytes]:
         async def go() -> tuple[int, Any, bytes]:
-            client = make_http_client(spec, EffectLog())
+            client = create_test_context(http=spec).http
             async with client:
                 response = await client.request(
                     method, url, headers=[(k, v) for k, v in headers], content=body

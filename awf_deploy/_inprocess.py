@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from awf_sim.dsl._errors import NonRetryableError as _SimNonRetryableError
+from awf_sim.dsl import NonRetryableError as _SimNonRetryableError
 
 __all__ = ["Response", "bundle_in_process", "workers_shim"]
 

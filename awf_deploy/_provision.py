@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from awf_sim._flow import FlowFile
+from awf_sim.flow import FlowFile
 
 from ._bundle import SCHEMA_FILE
 from .cloudflare import CloudflareClient, NotFoundError, RequestRejected

@@ -23,7 +23,7 @@ from typing import Annotated, Any, NoReturn, get_args
 
 import typer
 
-from awf_sim._flow import FlowError, load_flow, parse_json
+from awf_sim.flow import FlowError, load_flow, parse_json
 
 from ._bundle import (
     MAIN_MODULE,

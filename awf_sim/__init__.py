@@ -1,24 +1,43 @@
 """awf_sim: write durable workflows for Cloudflare in Python and prove them in a simulator.
 
 `import awf_sim` stays light: it imports no Hypothesis, rich or httpx.
+
+The layers, lowest first. A module imports from its own layer and the layers below it, never
+from a layer above, not even lazily or for type checking only; and no modules import each
+other in a cycle. tests/test_layers.py reads this list and checks every import.
+
+    1. awf_sim.dsl awf_sim._coro awf_sim._public
+                                    the DSL; standard library only, it ships in Worker bundles
+    2. awf_sim.errors               every error awf_sim raises
+    3. awf_sim.sdk                  what handlers receive as ctx
+    4. awf_sim.engine               the simulator: loop, stores, steps, runners, hooks
+    5. awf_sim.flow awf_sim._flow awf_sim._report
+                                    flow files; results that render themselves
+    6. awf_sim.testing              test workflows, the modifier, the pytest plugin
+    7. awf_sim.chaos                fault plans, invariants, campaigns, reports
+    8. awf_sim.strategies awf_sim.conformance awf_sim._runner awf_sim.replay awf_sim._replay_command
+                                    Hypothesis; scenarios on two engines; `awf-sim run`;
+                                    production histories replayed
+    9. awf_sim.cli                  the command line
+   10. awf_sim                      this namespace: the facade over all of them
 """
 
 from typing import TYPE_CHECKING, Any
 
-from awf_sim.dsl import (
+import awf_sim.dsl
+from awf_sim._public import publish
+from awf_sim.dsl import Domain, Workflow, parse_duration, step_id, to_cron
+from awf_sim.engine import Instance, Simulator, World
+from awf_sim.errors import (
     AwfError,
     DefinitionError,
-    Domain,
+    InstanceError,
+    NetworkAccessRefused,
     NonRetryableError,
     SerializationError,
     StepError,
-    Workflow,
     WorkflowFatalError,
-    parse_duration,
-    step_id,
-    to_cron,
 )
-from awf_sim.engine import Instance, InstanceError, NetworkAccessRefused, Simulator
 from awf_sim.sdk import Database, HandlerContext, mock_database
 
 if TYPE_CHECKING:
@@ -40,12 +59,18 @@ __all__ = [
     "StepError",
     "Workflow",
     "WorkflowFatalError",
+    "World",
     "assert_durable",
     "mock_database",
     "parse_duration",
     "step_id",
     "to_cron",
 ]
+
+# The DSL's public names show awf_sim.dsl as their home. Done here, not in awf_sim.dsl: the
+# Worker bundle copies awf_sim/dsl verbatim under its own awf_sim package, and there the DSL
+# keeps its module paths.
+publish("awf_sim.dsl", awf_sim.dsl.__all__, vars(awf_sim.dsl))
 
 
 def __getattr__(name: str) -> Any:

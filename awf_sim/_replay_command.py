@@ -1,4 +1,4 @@
-"""`awf-sim replay FLOW.py HISTORY.json`: print a replay report (see awf_sim._replay).
+"""`awf-sim replay FLOW.py HISTORY.json`: print a replay report (see awf_sim.replay).
 
 Exit codes: 0 the replay is faithful, 1 the code diverges from the history, 2 bad input (a flow
 that does not load, a history that is not JSON, of another version or of another workflow).
@@ -12,8 +12,9 @@ import sys
 import typer
 
 from awf_sim._flow import FlowError, load_flow
-from awf_sim._replay import HistoryError, ReplayReport, load_history, replay
 from awf_sim.dsl._errors import AwfError
+from awf_sim.errors import HistoryError
+from awf_sim.replay import ReplayReport, load_history, replay
 
 __all__ = ["print_report", "replay_command"]
 

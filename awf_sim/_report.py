@@ -6,11 +6,21 @@ rich is imported inside `__rich_console__` only, so `import awf_sim` stays light
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["OUTCOME_STYLE", "RunResult", "format_at"]
+from awf_sim.engine import TimelineEntry
+
+__all__ = [
+    "OUTCOME_STYLE",
+    "RunResult",
+    "entry_detail",
+    "entry_summary",
+    "format_at",
+    "timeline_lines",
+    "timeline_table",
+]
 
 OUTCOME_STYLE = {
     "checkpoint": "green",
@@ -37,19 +47,81 @@ def format_at(ms: int) -> str:
     return " ".join(parts[:2])
 
 
-def _detail(entry: dict[str, Any]) -> str:
-    if entry.get("error"):
-        err = entry["error"]
-        text = f"{err['name']}: {err['message']}"
+# -- the timeline renderer: every place that shows a timeline uses these -------------------
+
+
+def entry_detail(entry: Mapping[str, Any]) -> str:
+    """The detail column of one timeline entry: an error (and when it is retried), a sleep's
+    length, an event's type. A fault mark is the caller's (see `timeline_lines`)."""
+    err = entry.get("error")
+    if err:
+        text = f"{err.get('name')}: {err.get('message')}"
         if entry.get("retry_in_ms") is not None:
             text += f" (retry in {format_at(entry['retry_in_ms'])})"
         return text
-    if entry["kind"] == "sleep-start":
+    kind = entry.get("kind")
+    if kind == "sleep-start" and entry.get("duration_ms") is not None:
         return f"for {format_at(entry['duration_ms'])}"
-    if entry["kind"] in ("wait-start", "event-received", "wait-end"):
-        extra = " (timed out)" if entry.get("timed_out") else ""
-        return f"type {entry.get('type')}{extra}"
+    if kind in ("wait-start", "event-received", "wait-end"):
+        return f"type {entry.get('type')}" + (" (timed out)" if entry.get("timed_out") else "")
     return ""
+
+
+def entry_summary(entry: Mapping[str, Any]) -> str:
+    """One entry in a sentence: `1 s checkpoint Inventory.check attempt 1`."""
+    parts = [format_at(int(entry.get("at_ms") or 0)), str(entry.get("kind", "?"))]
+    if entry.get("path"):
+        parts.append(str(entry["path"]))
+    if entry.get("attempt") is not None:
+        parts.append(f"attempt {entry['attempt']}")
+    return " ".join(parts)
+
+
+def timeline_lines(
+    timeline: Sequence[Mapping[str, Any]], *, tail: int | None = None, indent: str = "  "
+) -> list[str]:
+    """Plain-text lines (time, kind, path, attempt, detail, `<< fault`), the last `tail`."""
+    entries = list(timeline)
+    lines = []
+    if tail is not None and len(entries) > tail:
+        lines.append(f"{indent}... {len(entries) - tail} earlier entries")
+        entries = entries[-tail:]
+    for e in entries:
+        attempt = "" if e.get("attempt") is None else f"attempt {e['attempt']}"
+        parts = [
+            f"{format_at(int(e.get('at_ms') or 0)):>10}",
+            f"{e.get('kind', '?'):<16}",
+            f"{e.get('path') or '':<24}",
+            f"{attempt:<10}",
+            entry_detail(e),
+            f"<< {e['fault']}" if e.get("fault") else "",
+        ]
+        lines.append(indent + " ".join(p for p in parts if p).rstrip())
+    return lines
+
+
+def timeline_table(timeline: Sequence[Mapping[str, Any]], **table: Any) -> Any:
+    """A rich Table of the timeline; an entry with a fault is marked ⚡ and highlighted."""
+    from rich.table import Table
+    from rich.text import Text
+
+    out = Table(**table)
+    out.add_column("time", justify="right", style="cyan", no_wrap=True)
+    out.add_column("step")
+    out.add_column("attempt", justify="right")
+    out.add_column("event", no_wrap=True)
+    out.add_column("detail", overflow="fold")
+    for e in timeline:
+        fault = e.get("fault")
+        out.add_row(
+            format_at(e["at_ms"]),
+            e.get("path") or "",
+            "" if e.get("attempt") is None else str(e["attempt"]),
+            Text(e["kind"], style=OUTCOME_STYLE.get(e["kind"], "")),
+            Text.assemble((f"⚡ {fault}  ", "bold magenta") if fault else "", entry_detail(e)),
+            style="on grey23" if fault else "",
+        )
+    return out
 
 
 @dataclass
@@ -62,7 +134,7 @@ class RunResult:
     status: str
     output: Any
     error: dict[str, str] | None
-    timeline: list[dict[str, Any]] = field(default_factory=list)
+    timeline: list[TimelineEntry] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,26 +145,13 @@ class RunResult:
         }
 
     def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
-        from rich.table import Table
         from rich.text import Text
 
-        table = Table(
+        table = timeline_table(
+            self.timeline,
             title=f"{self.workflow} · instance {self.instance_id} · seed {self.seed}",
             title_justify="left",
         )
-        table.add_column("time", justify="right", style="cyan", no_wrap=True)
-        table.add_column("step")
-        table.add_column("attempt", justify="right")
-        table.add_column("event", no_wrap=True)
-        table.add_column("detail", overflow="fold")
-        for e in self.timeline:
-            table.add_row(
-                format_at(e["at_ms"]),
-                e.get("path") or "",
-                "" if e.get("attempt") is None else str(e["attempt"]),
-                Text(e["kind"], style=OUTCOME_STYLE.get(e["kind"], "")),
-                _detail(e),
-            )
         yield table
         style = "bold green" if self.status == "complete" else "bold red"
         yield Text.assemble(("status: ", "bold"), (self.status, style))

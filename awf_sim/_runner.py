@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from awf_sim._flow import FlowFile
 from awf_sim._report import RunResult
 from awf_sim.dsl._workflow import Workflow
-from awf_sim.engine._simulator import TERMINAL, Instance, Simulator
+from awf_sim.engine._calls import TERMINAL
+from awf_sim.engine._simulator import Instance, Simulator
+from awf_sim.flow import FlowFile
 
 __all__ = ["run_flow", "send_events"]
 
@@ -39,9 +40,7 @@ def run_flow(
     With a SQLite `store` that holds an unfinished instance of this workflow (a run that was
     killed), that instance is resumed from its checkpoints instead of starting a new one.
     """
-    with Simulator(
-        seed=seed, store=store, db=flow.database, http=flow.http, ai=flow.ai, isolation=isolation
-    ) as sim:
+    with Simulator(world=flow.world.replace(seed=seed), store=store, isolation=isolation) as sim:
         inst = None
         if store is not None:
             for candidate in sim.instances:

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from awf_sim._flow import FlowError, load_flow, parse_input
 from awf_sim.dsl._errors import AwfError
+from awf_sim.flow import FlowError, load_flow, parse_input
 
 app = typer.Typer(
     name="awf-sim",

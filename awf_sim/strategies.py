@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from awf_sim.chaos._durable import SEED_SOURCE, baseline_for
 from awf_sim.chaos._faults import parse_kinds
-from awf_sim.chaos._runner import Target
+from awf_sim.chaos._model import Target
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._workflow import Workflow
 

@@ -24,15 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from awf_sim._flow import load_flow  # noqa: E402
-from awf_sim.chaos._runner import (  # noqa: E402
-    Target,
-    _evaluate_all,
-    build_baseline,
-    evaluate,
-    random_plans,
-)
-from awf_sim.engine._simulator import Simulator  # noqa: E402
+from awf_sim.chaos import Target, build_baseline  # noqa: E402
+from awf_sim.chaos._pool import evaluate_all  # noqa: E402
+from awf_sim.chaos._run import evaluate  # noqa: E402
+from awf_sim.chaos._space import random_plans  # noqa: E402
+from awf_sim.engine import Simulator  # noqa: E402
+from awf_sim.flow import load_flow  # noqa: E402
 
 
 def main() -> None:
@@ -74,7 +71,7 @@ def main() -> None:
     rates = []
     for _ in range(args.repeat):
         start = time.perf_counter()
-        _evaluate_all(base, plans, args.jobs, lambda n: None)
+        evaluate_all(base, plans, args.jobs, lambda n: None)
         rates.append(len(plans) / (time.perf_counter() - start))
     best = max(rates)
 

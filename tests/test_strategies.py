@@ -17,10 +17,10 @@ from pydantic import BaseModel, Field
 
 import awf_sim
 from awf_sim import DurabilityViolation, Workflow, assert_durable
-from awf_sim._flow import FlowFile, load_flow
 from awf_sim.chaos import SEED_SOURCE, normalize_plan
 from awf_sim.dsl._domain import registered_domains
 from awf_sim.dsl._workflow import registered_workflows
+from awf_sim.flow import FlowFile, load_flow
 from awf_sim.strategies import fault_plans, inputs
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,10 +31,10 @@ from ._models import (
     ApiMessage,
     D1Database,
     D1QueryResult,
-    Instance,
     InstanceCounts,
     InstanceDetails,
-    InstanceError,
+    InstanceErrorInfo,
+    InstanceInfo,
     InstanceStatus,
     InstanceStatusAction,
     InstanceStatusChange,
@@ -44,7 +44,7 @@ from ._models import (
     Script,
     TokenVerification,
     UploadedScript,
-    Workflow,
+    WorkflowInfo,
     WorkflowSchedule,
 )
 
@@ -60,10 +60,10 @@ __all__ = [
     "ConfigError",
     "D1Database",
     "D1QueryResult",
-    "Instance",
     "InstanceCounts",
     "InstanceDetails",
-    "InstanceError",
+    "InstanceErrorInfo",
+    "InstanceInfo",
     "InstanceStatus",
     "InstanceStatusAction",
     "InstanceStatusChange",
@@ -80,6 +80,15 @@ __all__ = [
     "TransportError",
     "UnexpectedResponse",
     "UploadedScript",
-    "Workflow",
+    "WorkflowInfo",
     "WorkflowSchedule",
 ]
+
+# Public names show their public home (awf_deploy.X, not awf_deploy._x.X) in reprs,
+# tracebacks and pickles.
+for _name in __all__:
+    _obj = globals()[_name]
+    is_code = isinstance(_obj, type) or hasattr(_obj, "__code__")
+    if is_code and _obj.__module__.startswith(__name__ + "._"):
+        _obj.__module__ = __name__
+del _name, _obj, is_code

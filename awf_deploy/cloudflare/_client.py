@@ -1,7 +1,7 @@
 """The Cloudflare v4 HTTP client: one httpx.Client, one retry loop, one error boundary.
 
 Every call goes through ``_send`` (retries, backoff, logging) and every non-2xx answer through
-``_raise_for`` (the mapping to ``_errors``), so behaviour is uniform across the API surface.
+``_error_for`` (the mapping to ``_errors``), so behaviour is uniform across the API surface.
 Paths, methods and bodies follow ``workflows-deploy-subset.json`` (Cloudflare's own schema);
 the tests validate each request the client can send against it.
 """
@@ -44,8 +44,8 @@ from ._models import (
     D1Database,
     D1QueryResult,
     Envelope,
-    Instance,
     InstanceDetails,
+    InstanceInfo,
     InstanceStatus,
     InstanceStatusAction,
     InstanceStatusChange,
@@ -53,7 +53,7 @@ from ._models import (
     Script,
     TokenVerification,
     UploadedScript,
-    Workflow,
+    WorkflowInfo,
 )
 
 __all__ = [
@@ -461,7 +461,7 @@ class CloudflareClient:
         )
         return self._schedules(call, self._send(call))
 
-    def put_workflow(self, name: str, script_name: str, class_name: str) -> Workflow:
+    def put_workflow(self, name: str, script_name: str, class_name: str) -> WorkflowInfo:
         """Create or update workflow ``name`` to run ``class_name`` from ``script_name``.
 
         Cloudflare requires the script to be uploaded first.
@@ -477,9 +477,9 @@ class CloudflareClient:
             _SCRIPTS_WRITE,
         )
         body = {"script_name": script_name, "class_name": class_name}
-        return self._parse(call, self._send(call, json=body), Workflow)
+        return self._parse(call, self._send(call, json=body), WorkflowInfo)
 
-    def get_workflow(self, name: str) -> Workflow | None:
+    def get_workflow(self, name: str) -> WorkflowInfo | None:
         """Workflow ``name`` with its instance counts, or ``None`` if it does not exist."""
         _check_name("workflow name", name, _WORKFLOW_NAME, 64)
         call = _Call(
@@ -489,16 +489,16 @@ class CloudflareClient:
             _SCRIPTS_READ,
         )
         try:
-            return self._result(call, Workflow)
+            return self._result(call, WorkflowInfo)
         except NotFoundError as exc:
             if _ROUTING_CODES.intersection(exc.codes):
                 raise
             return None
 
-    def list_workflows(self) -> list[Workflow]:
+    def list_workflows(self) -> list[WorkflowInfo]:
         """All workflows on the account (every page)."""
         call = _Call("GET", self._account("/workflows"), "listing workflows", _SCRIPTS_READ)
-        return self._paginate(call, {}, Workflow, limit=None, cursor=False)
+        return self._paginate(call, {}, WorkflowInfo, limit=None, cursor=False)
 
     # -- D1 --------------------------------------------------------------------------------
 
@@ -565,7 +565,7 @@ class CloudflareClient:
 
     def create_instance(
         self, workflow: str, params: Any = None, *, instance_id: str | None = None
-    ) -> Instance:
+    ) -> InstanceInfo:
         """Start an instance of ``workflow``; ``params`` is sent as a JSON value."""
         _check_name("workflow name", workflow, _WORKFLOW_NAME, 64)
         body: dict[str, Any] = {}
@@ -582,7 +582,7 @@ class CloudflareClient:
             # With an id, a repeated create cannot start a second instance.
             idempotent=instance_id is not None,
         )
-        return self._parse(call, self._send(call, json=body), Instance)
+        return self._parse(call, self._send(call, json=body), InstanceInfo)
 
     def get_instance(self, workflow: str, instance_id: str) -> InstanceDetails:
         call = self._instance_call("GET", workflow, instance_id, "", "reading", _SCRIPTS_READ)
@@ -590,7 +590,7 @@ class CloudflareClient:
 
     def list_instances(
         self, workflow: str, status: InstanceStatus | None = None, *, limit: int | None = None
-    ) -> list[Instance]:
+    ) -> list[InstanceInfo]:
         """Instances of ``workflow``, optionally only those in ``status`` (every page, or the
         first ``limit``)."""
         _check_name("workflow name", workflow, _WORKFLOW_NAME, 64)
@@ -609,7 +609,7 @@ class CloudflareClient:
             f"listing instances of workflow {workflow!r}",
             _SCRIPTS_READ,
         )
-        return self._paginate(call, params, Instance, limit=limit, cursor=True)
+        return self._paginate(call, params, InstanceInfo, limit=limit, cursor=True)
 
     def change_instance_status(
         self, workflow: str, instance_id: str, status: InstanceStatusAction

@@ -1,8 +1,8 @@
-"""Errors raised by the Cloudflare client.
+"""Errors raised by the Cloudflare client (the whole awf_deploy tree: ``awf_deploy.errors``).
 
-Every failure leaves the client as one of these, mapped in one place (``_client._raise_for``)::
+Every failure leaves the client as one of these, mapped in one place (``_client._error_for``)::
 
-    CloudflareError                 base: status, Cloudflare's codes and messages, attempts, hint
+    CloudflareError                 an AwfDeployError: status, codes, messages, attempts, hint
     ├── ConfigError                 no token or account id: names the env var to set
     ├── TransportError              network failure or timeout, after the retries
     ├── UnexpectedResponse          a 2xx answer the client cannot parse
@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypedDict, Unpack
 
+from ..errors import AwfDeployError
 from ._models import ApiMessage
 
 __all__ = [
@@ -46,7 +47,7 @@ class _Details(TypedDict, total=False):
     ray_id: str | None
 
 
-class CloudflareError(Exception):
+class CloudflareError(AwfDeployError):
     """Base class. ``str()`` is a complete, user-facing sentence (with a hint when known)."""
 
     def __init__(

@@ -16,10 +16,10 @@ __all__ = [
     "ApiMessage",
     "D1Database",
     "D1QueryResult",
-    "Instance",
     "InstanceCounts",
     "InstanceDetails",
-    "InstanceError",
+    "InstanceErrorInfo",
+    "InstanceInfo",
     "InstanceStatus",
     "InstanceStatusAction",
     "InstanceStatusChange",
@@ -29,7 +29,7 @@ __all__ = [
     "Script",
     "TokenVerification",
     "UploadedScript",
-    "Workflow",
+    "WorkflowInfo",
     "WorkflowSchedule",
 ]
 
@@ -152,7 +152,7 @@ class InstanceCounts(_Model):
     rolling_back: int = Field(default=0, alias="rollingBack")
 
 
-class Workflow(_Model):
+class WorkflowInfo(_Model):
     """A workflow as PUT, GET and list return it (PUT adds ``version_id``, reads add counts)."""
 
     id: str
@@ -167,7 +167,7 @@ class Workflow(_Model):
     schedules: list[WorkflowSchedule] = Field(default_factory=list)
 
 
-class Instance(_Model):
+class InstanceInfo(_Model):
     """An instance as create and list return it."""
 
     id: str
@@ -181,7 +181,7 @@ class Instance(_Model):
     ended_on: datetime | None = None
 
 
-class InstanceError(_Model):
+class InstanceErrorInfo(_Model):
     name: str = ""
     message: str = ""
 
@@ -199,7 +199,7 @@ class InstanceDetails(_Model):
     status: str
     params: Any = None
     output: Any = None
-    error: InstanceError | None = None
+    error: InstanceErrorInfo | None = None
     queued: str | None = None
     start: str | None = None
     end: str | None = None

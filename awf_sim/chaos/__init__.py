@@ -12,10 +12,11 @@ for finding in result.findings:
 `awf_sim.strategies` are the Hypothesis front end.
 """
 
+from awf_sim._public import publish
+from awf_sim.chaos._campaign import run_campaign
 from awf_sim.chaos._durable import SEED_SOURCE, DurabilityViolation, assert_durable
 from awf_sim.chaos._faults import (
     KINDS,
-    FaultHooks,
     FaultPlanError,
     decode_token,
     describe_fault,
@@ -24,18 +25,12 @@ from awf_sim.chaos._faults import (
     parse_kinds,
     plan_token,
 )
-from awf_sim.chaos._invariants import INVARIANTS, Violation
+from awf_sim.chaos._inject import FaultHooks
+from awf_sim.chaos._invariants import INVARIANTS
+from awf_sim.chaos._model import Baseline, CampaignResult, Finding, Observation, Target, Violation
 from awf_sim.chaos._report import CHAOS_JSON_SCHEMA, CHAOS_JSON_VERSION, ChaosReport
-from awf_sim.chaos._runner import (
-    Baseline,
-    CampaignResult,
-    Finding,
-    Observation,
-    Target,
-    build_baseline,
-    run_campaign,
-    run_plan,
-)
+from awf_sim.chaos._run import run_plan
+from awf_sim.chaos._space import build_baseline
 
 __all__ = [
     "CHAOS_JSON_SCHEMA",
@@ -64,3 +59,5 @@ __all__ = [
     "run_campaign",
     "run_plan",
 ]
+
+publish(__name__, __all__, globals())

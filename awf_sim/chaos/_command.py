@@ -10,12 +10,13 @@ import json
 import sys
 from typing import Any
 
-from awf_sim._flow import FlowError, FlowFile, load_flow, parse_input
+from awf_sim.chaos._campaign import run_campaign
 from awf_sim.chaos._faults import FaultPlanError, decode_token, parse_kinds
+from awf_sim.chaos._model import Target
 from awf_sim.chaos._report import ChaosReport, WorkflowChaos
-from awf_sim.chaos._runner import Target, run_campaign
 from awf_sim.dsl._errors import AwfError
 from awf_sim.dsl._workflow import Workflow
+from awf_sim.flow import FlowError, FlowFile, load_flow, parse_input
 
 __all__ = ["EXIT_CLEAN", "EXIT_USAGE", "EXIT_VIOLATIONS", "chaos_command"]
 
@@ -111,14 +112,7 @@ def chaos_command(
             need_one = "--input" if input_json is not None else "--input-file"
         chosen = _pick(loaded, workflow, need_one)
         targets = [
-            Target(
-                w,
-                parse_input(w, input_json, input_file),
-                db=loaded.database,
-                http=loaded.http,
-                ai=loaded.ai,
-                seed=seed,
-            )
+            Target.of(w, parse_input(w, input_json, input_file), loaded.world.replace(seed=seed))
             for w in chosen
         ]
     except (_Usage, FaultPlanError, FlowError) as exc:

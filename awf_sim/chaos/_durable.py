@@ -19,11 +19,12 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from awf_sim._report import format_at
+from awf_sim._report import timeline_lines
 from awf_sim.chaos._faults import describe_fault, normalize_plan, plan_token
-from awf_sim.chaos._invariants import Violation
+from awf_sim.chaos._model import Baseline, Target, Violation
 from awf_sim.chaos._report import mark_timeline
-from awf_sim.chaos._runner import Baseline, Target, build_baseline, run_plan
+from awf_sim.chaos._run import run_plan
+from awf_sim.chaos._space import build_baseline
 from awf_sim.dsl._identity import canonical
 from awf_sim.dsl._workflow import Workflow
 
@@ -97,29 +98,7 @@ def _rebuild(
 
 
 def _timeline_lines(timeline: Sequence[Mapping[str, Any]]) -> list[str]:
-    entries = list(timeline)
-    lines = []
-    if len(entries) > TIMELINE_LINES:
-        lines.append(f"    ... {len(entries) - TIMELINE_LINES} earlier entries")
-        entries = entries[-TIMELINE_LINES:]
-    for e in entries:
-        attempt = "" if e.get("attempt") is None else f"attempt {e['attempt']}"
-        detail = ""
-        if e.get("error"):
-            detail = f"{e['error'].get('name')}: {e['error'].get('message')}"
-        elif e.get("type"):
-            detail = f"type {e['type']}"
-        mark = f"<< {e['fault']}" if e.get("fault") else ""
-        parts = [
-            f"{format_at(int(e.get('at_ms') or 0)):>10}",
-            f"{e.get('kind', '?'):<16}",
-            f"{e.get('path') or '':<24}",
-            f"{attempt:<10}",
-            detail,
-            mark,
-        ]
-        lines.append("    " + " ".join(p for p in parts if p).rstrip())
-    return lines
+    return timeline_lines(timeline, tail=TIMELINE_LINES, indent="    ")
 
 
 def format_violations(

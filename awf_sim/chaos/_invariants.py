@@ -25,34 +25,27 @@ the baseline and the probe is volatile and is not compared (`Masks`).
 from __future__ import annotations
 
 import functools
-import inspect
 import itertools
-import json
-import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from awf_sim._report import format_at
-from awf_sim.dsl._config import PROFILES, ResolvedConfig, merge_config
-from awf_sim.dsl._errors import DefinitionError
-from awf_sim.dsl._workflow import Workflow
+from awf_sim._report import entry_summary, format_at
+from awf_sim.chaos._diff import (
+    MAX_LINES,
+    db_diff,
+    effects_diff,
+    handler_site,
+    json_diff,
+    same,
+    show,
+    workflow_site,
+)
+from awf_sim.chaos._model import Baseline, Observation, Violation
+from awf_sim.engine._calls import TERMINAL
 
-if TYPE_CHECKING:
-    from awf_sim.chaos._runner import Baseline, Observation
-
-__all__ = [
-    "INVARIANTS",
-    "Masks",
-    "Violation",
-    "build_masks",
-    "check_run",
-    "exhausted_by_faults",
-    "handler_site",
-    "step_config",
-]
+__all__ = ["INVARIANTS", "check_run", "exhausted_by_faults"]
 
 INVARIANTS: tuple[str, ...] = (
     "replay-equivalence",
@@ -64,277 +57,24 @@ INVARIANTS: tuple[str, ...] = (
     "events-delivered",
     "no-stuck-instance",
 )
-TERMINAL = frozenset({"complete", "errored", "terminated"})
-_MAX_LINES = 12
 _ENGINE_BUG = (
     "This is the engine breaking Cloudflare's rules, not your workflow: please report it with "
     "the replay command below."
 )
 
 
-@dataclass
-class Violation:
-    """One invariant broken in one run. `key` names what it is about (a step path, an event
-    type, "output"), so that runs breaking it the same way group together."""
-
-    invariant: str
-    key: str
-    message: str
-    difference: list[str] = field(default_factory=list)
-    hint: str = ""
-    where: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "invariant": self.invariant,
-            "key": self.key,
-            "message": self.message,
-            "difference": list(self.difference),
-            "hint": self.hint,
-            "where": self.where,
-        }
-
-
-# -- volatility masks -------------------------------------------------------------------------
-
-
-@dataclass
-class TableMask:
-    key: str | None  # the column rows are matched by; None: rows compare as a multiset
-    count_only: bool  # rows themselves depend on the clock or seed: compare how many
-    cells: dict[Any, set[str]]  # key value -> volatile columns
-
-
-@dataclass
-class Masks:
-    status: bool
-    error: bool
-    output: Any  # None: stable; True: volatile; dict: per key / index
-    tables: dict[str, TableMask]
-    effects: bool
-
-
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
-
-
-def json_mask(a: Any, b: Any) -> Any:
-    """Where two JSON values differ: None (nowhere), True (everywhere), or a dict of parts."""
-    if _same(a, b):
-        return None
-    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
-        sub = {k: m for k in a if (m := json_mask(a[k], b[k])) is not None}
-        return sub or None
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        subl = {i: m for i, (x, y) in enumerate(zip(a, b, strict=True)) if (m := json_mask(x, y))}
-        return subl or None
-    return True
-
-
-def _key_column(rows: Sequence[Mapping[str, Any]]) -> str | None:
-    if not rows:
-        return None
-    first = next(iter(rows[0]), None)
-    if first is None:
-        return None
-    values = [_hashable(r.get(first)) for r in rows]
-    return first if len(set(values)) == len(values) else None
-
-
-def _hashable(value: Any) -> Any:
-    return value if isinstance(value, (str, int, float, bytes, type(None))) else repr(value)
-
-
-def _row_text(row: Mapping[str, Any]) -> str:
-    """A row as JSON in its column order (rows of one table have the same column order)."""
-    return json.dumps(row, ensure_ascii=False, default=str)
-
-
-def _table_mask(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> TableMask:
-    key = _key_column(a) or _key_column(b)
-    if key is None:
-        same = sorted(map(_row_text, a)) == sorted(map(_row_text, b))
-        return TableMask(None, not same, {})
-    ka = {_hashable(r.get(key)): r for r in a}
-    kb = {_hashable(r.get(key)): r for r in b}
-    if len(ka) != len(a) or len(kb) != len(b) or set(ka) != set(kb):
-        return TableMask(key, True, {})
-    cells: dict[Any, set[str]] = {}
-    for k, row in ka.items():
-        other = kb[k]
-        cols = {c for c in set(row) | set(other) if not _same(row.get(c), other.get(c))}
-        if cols:
-            cells[k] = cols
-    return TableMask(key, False, cells)
-
-
-def build_masks(base: Observation, probe: Observation) -> Masks:
-    """What may differ between runs without a fault being the cause (clock- or seed-bound)."""
-    snap_a = base.snapshot or {}
-    snap_b = probe.snapshot or {}
-    tables = {
-        t: _table_mask(snap_a.get(t, []), snap_b.get(t, [])) for t in set(snap_a) | set(snap_b)
-    }
-    effects = (
-        base.effects is not None and probe.effects is not None and base.effects != probe.effects
-    )
-    return Masks(
-        status=base.status != probe.status,
-        error=not _same(base.error, probe.error),
-        output=json_mask(base.output, probe.output),
-        tables=tables,
-        effects=bool(effects),
-    )
-
-
-# -- differences ----------------------------------------------------------------------------
-
-
-def _show(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def json_diff(expected: Any, got: Any, mask: Any, path: str, out: list[str]) -> None:
-    """Lines `path: expected X, got Y` where two JSON values differ outside the mask."""
-    if mask is True or _same(expected, got) or len(out) >= _MAX_LINES:
-        return
-    sub = mask if isinstance(mask, dict) else {}
-    if isinstance(expected, dict) and isinstance(got, dict):
-        for k in list(expected) + [k for k in got if k not in expected]:
-            where = f"{path}.{k}"
-            if k not in got:
-                out.append(f"{where}: expected {_show(expected[k])}, missing")
-            elif k not in expected:
-                out.append(f"{where}: not expected, got {_show(got[k])}")
-            else:
-                json_diff(expected[k], got[k], sub.get(k), where, out)
-        return
-    if isinstance(expected, list) and isinstance(got, list) and len(expected) == len(got):
-        for i, (x, y) in enumerate(zip(expected, got, strict=True)):
-            json_diff(x, y, sub.get(i), f"{path}[{i}]", out)
-        return
-    out.append(f"{path}: expected {_show(expected)}, got {_show(got)}")
-
-
-def _key_text(value: Any) -> str:
-    return value if isinstance(value, str) else repr(value)
-
-
-def db_diff(
-    expected: Mapping[str, list[dict[str, Any]]],
-    got: Mapping[str, list[dict[str, Any]]],
-    masks: Mapping[str, TableMask],
-) -> list[str]:
-    """`inventory.reserved for ABC: expected 2, got 4`, row by row (key: the first column)."""
-    out: list[str] = []
-    for table in sorted(set(expected) | set(got)):
-        a, b = expected.get(table, []), got.get(table, [])
-        tm = masks.get(table)
-        if tm is not None and tm.count_only:
-            if len(a) != len(b):
-                out.append(f"{table}: expected {_rows(len(a))}, got {len(b)}")
-            continue
-        key = tm.key if tm is not None else _key_column(a) or _key_column(b)
-        ka = {_hashable(r.get(key)): r for r in a} if key else {}
-        kb = {_hashable(r.get(key)): r for r in b} if key else {}
-        if key is None or len(ka) != len(a) or len(kb) != len(b):
-            ca, cb = Counter(map(_row_text, a)), Counter(map(_row_text, b))
-            out += [f"{table}: extra row {text}" for text in sorted((cb - ca).elements())]
-            out += [f"{table}: missing row {text}" for text in sorted((ca - cb).elements())]
-            continue
-        out += [f"{table}: extra row {_row_text(row)}" for k, row in kb.items() if k not in ka]
-        volatile_cells = tm.cells if tm is not None else {}
-        for k, row in ka.items():
-            if k not in kb:
-                out.append(f"{table}: row {key}={_key_text(k)} missing (expected {_row_text(row)})")
-                continue
-            other = kb[k]
-            volatile = volatile_cells.get(k, set())
-            for col in list(row) + [c for c in other if c not in row]:
-                if col == key or col in volatile or _same(row.get(col), other.get(col)):
-                    continue
-                out.append(
-                    f"{table}.{col} for {_key_text(k)}: expected {_show(row.get(col))}, "
-                    f"got {_show(other.get(col))}"
-                )
-    return out
-
-
-def _rows(n: int) -> str:
-    return f"{n} row" if n == 1 else f"{n} rows"
-
-
-def effects_diff(expected: Mapping[str, int], got: Mapping[str, int], volatile: bool) -> list[str]:
-    """External effects (identity -> count) that differ; with volatile identities (they depend
-    on the clock or seed), only the totals compare."""
-    if volatile:
-        a, b = sum(expected.values()), sum(got.values())
-        return [f"external effects: expected {a}, got {b}"] if a != b else []
-    out = []
-    for identity in sorted(set(expected) | set(got)):
-        a, b = expected.get(identity, 0), got.get(identity, 0)
-        if a != b:
-            times = "once" if b == 1 else f"{b} times"
-            out.append(f"external effect made {times}, expected {a}: {identity}")
-    return out
-
-
 # -- helpers about steps ----------------------------------------------------------------------
 
 
-def step_config(workflow: Workflow, path: str, name: str, profile: str) -> ResolvedConfig | None:
-    """The resolved config of a domain step (chains: the first method's); None if unknown."""
-    parts = path.split(".")
-    if len(parts) < 2 or "@" not in name or profile not in PROFILES:
-        return None
-    try:
-        spec = workflow.resolve_domain(parts[0]).spec(parts[1])
-    except DefinitionError:
-        return None
-    return merge_config(PROFILES[profile], spec.config)
-
-
 def retry_delay(retries: Mapping[str, Any], attempt: int) -> int:
+    """Cloudflare's backoff, derived here again on purpose: the invariant is an oracle for
+    the engine, so it must not reuse the engine's own formula."""
     base: int = retries["delay"]
     if retries["backoff"] == "exponential":
         return int(base * 2 ** (attempt - 1))
     if retries["backoff"] == "linear":
         return base * attempt
     return base
-
-
-@functools.lru_cache(maxsize=256)
-def _site(obj: Any) -> str | None:
-    try:
-        target = inspect.unwrap(obj)
-        file = inspect.getsourcefile(target)
-        line = inspect.getsourcelines(target)[1]
-    except (TypeError, OSError):
-        return None
-    if file is None:
-        return None
-    try:
-        rel = os.path.relpath(file)
-    except ValueError:  # another drive (Windows)
-        rel = file
-    return f"{file if rel.startswith('..') else rel}:{line}"
-
-
-def handler_site(workflow: Workflow, path: str) -> str | None:
-    """`examples/order_processing.py:56`: where the handler of a domain step is defined."""
-    parts = path.split(".")
-    if len(parts) < 2:
-        return None
-    try:
-        spec = workflow.resolve_domain(parts[0]).spec(parts[1])
-    except DefinitionError:
-        return None
-    return _site(spec.handler)
-
-
-def workflow_site(workflow: Workflow) -> str | None:
-    return _site(workflow.fn) if workflow.fn is not None else None
 
 
 def _path_of(label: str | None) -> str | None:
@@ -345,7 +85,9 @@ def _path_of(label: str | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _failures(base: Observation) -> tuple[frozenset[tuple[str, int]], frozenset[str]]:
+def _failures(
+    base: Observation,
+) -> tuple[frozenset[tuple[str | None, int | None]], frozenset[str | None]]:
     return (
         frozenset(
             (e["name"], e["attempt"]) for e in base.timeline if e["kind"] == "attempt-failure"
@@ -360,7 +102,7 @@ def exhausted_by_faults(base: Observation, obs: Observation) -> list[str]:
     if not any(e["kind"] == "step-failure" for e in obs.timeline):
         return []
     base_failed, base_gave_up = _failures(base)
-    failed: dict[str, list[int]] = {}
+    failed: dict[str | None, list[int | None]] = {}
     for e in obs.timeline:
         if e["kind"] == "attempt-failure":
             failed.setdefault(e["name"], []).append(e["attempt"])
@@ -373,7 +115,7 @@ def exhausted_by_faults(base: Observation, obs: Observation) -> list[str]:
         if attempts and all(
             (name, a) in obs.injected or (name, a) in base_failed for a in attempts
         ):
-            out.append(e["path"] or name)
+            out.append(e["path"] or name or "")
     return out
 
 
@@ -396,7 +138,7 @@ def _no_stuck(base: Baseline, obs: Observation) -> list[Violation]:
             "(the chaos time bound: twice the fault-free run, and at least 2 days)"
         )
     last = [e for e in obs.timeline if e["kind"] not in ("crash", "recover")][-1:]
-    diff = [f"last timeline entry: {_entry_text(e)}" for e in last]
+    diff = [f"last timeline entry: {entry_summary(e)}" for e in last]
     hint = (
         "The workflow awaits something that no step, sleep or event will complete. A common "
         "cause is in-memory coordination (an asyncio.Event or Future, a module-level variable) "
@@ -407,15 +149,6 @@ def _no_stuck(base: Baseline, obs: Observation) -> list[Violation]:
     return [
         Violation("no-stuck-instance", "instance", what, diff, hint, workflow_site(base.workflow))
     ]
-
-
-def _entry_text(e: Mapping[str, Any]) -> str:
-    parts = [format_at(e["at_ms"]), e["kind"]]
-    if e.get("path"):
-        parts.append(e["path"])
-    if e.get("attempt") is not None:
-        parts.append(f"attempt {e['attempt']}")
-    return " ".join(parts)
 
 
 _SERIAL_MARKS = ("not serialisable", "is not JSON", "output is too large")
@@ -615,7 +348,7 @@ def _retry_policy(base: Baseline, obs: Observation) -> list[Violation]:
                 "retry-policy",
                 engine[0].split(":", 1)[0],
                 "attempts did not follow the step's retry config",
-                engine[:_MAX_LINES],
+                engine[:MAX_LINES],
                 _ENGINE_BUG,
             )
         )
@@ -738,8 +471,8 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
         if obs.error:
             got += f" ({obs.error['name']}: {obs.error['message']})"
         diff.append(f"status: expected {expected.status}, got {got}")
-    elif not masks.error and not _same(obs.error, expected.error):
-        diff.append(f"error: expected {_show(expected.error)}, got {_show(obs.error)}")
+    elif not masks.error and not same(obs.error, expected.error):
+        diff.append(f"error: expected {show(expected.error)}, got {show(obs.error)}")
     if obs.status == expected.status and not masks.status:
         json_diff(expected.output, obs.output, masks.output, "output", diff)
     if not diff:
@@ -757,7 +490,7 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
             "replay-equivalence",
             key,
             "the outcome differs from the fault-free run",
-            diff[:_MAX_LINES],
+            diff[:MAX_LINES],
             hint,
             workflow_site(base.workflow),
         )
@@ -794,7 +527,7 @@ def _idempotent_effects(base: Baseline, obs: Observation) -> list[Violation]:
             "that writes idempotent with `ctx.idempotency_key`."
         )
         what = "the effects differ from the fault-free run"
-    return [Violation("idempotent-effects", key, what, diff[:_MAX_LINES], hint, where)]
+    return [Violation("idempotent-effects", key, what, diff[:MAX_LINES], hint, where)]
 
 
 def _culprits(base: Baseline, obs: Observation) -> list[str]:

@@ -12,10 +12,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from awf_sim._report import OUTCOME_STYLE, format_at
+from awf_sim._report import format_at, timeline_table
 from awf_sim.chaos._faults import KINDS, REPLAY_KINDS, describe_fault
 from awf_sim.chaos._invariants import INVARIANTS
-from awf_sim.chaos._runner import CampaignResult, Finding, Observation
+from awf_sim.chaos._model import CampaignResult, Finding, Observation
+from awf_sim.engine import TimelineEntry
 
 __all__ = [
     "CHAOS_JSON_SCHEMA",
@@ -217,9 +218,9 @@ _LEGEND = {
 }
 
 
-def mark_timeline(obs: Observation) -> list[dict[str, Any]]:
+def mark_timeline(obs: Observation) -> list[TimelineEntry]:
     """A copy of the run's timeline where each entry a fault produced has `"fault": kind`."""
-    timeline = [dict(e) for e in obs.timeline]
+    timeline = [e.copy() for e in obs.timeline]
     crashes = [
         f
         for f in obs.fired
@@ -487,7 +488,6 @@ class ChaosReport:
 
     def _render_finding(self, w: WorkflowChaos, f: Finding, number: int) -> Iterator[Any]:
         from rich.padding import Padding
-        from rich.table import Table
         from rich.text import Text
 
         v = f.violation
@@ -508,27 +508,14 @@ class ChaosReport:
             for line in v.difference:
                 yield Padding(Text(line, style="red"), (0, 0, 0, 4))
         timeline = mark_timeline(f.observation)
-        table = Table(show_edge=False, pad_edge=False, title="timeline", title_justify="left")
-        table.add_column("time", justify="right", style="cyan", no_wrap=True)
-        table.add_column("step")
-        table.add_column("att", justify="right")
-        table.add_column("event", no_wrap=True)
-        table.add_column("detail", overflow="fold")
         shown = timeline
         if len(shown) > TIMELINE_ROWS:
             first_fault = next((i for i, e in enumerate(shown) if e.get("fault")), 0)
             start = max(0, min(first_fault - 5, len(shown) - TIMELINE_ROWS))
             shown = shown[start : start + TIMELINE_ROWS]
-        for e in shown:
-            fault = e.get("fault")
-            table.add_row(
-                format_at(e["at_ms"]),
-                e.get("path") or "",
-                "" if e.get("attempt") is None else str(e["attempt"]),
-                Text(e["kind"], style=OUTCOME_STYLE.get(e["kind"], "")),
-                Text.assemble((f"⚡ {fault}  ", "bold magenta") if fault else "", _detail(e)),
-                style="on grey23" if fault else "",
-            )
+        table = timeline_table(
+            shown, show_edge=False, pad_edge=False, title="timeline", title_justify="left"
+        )
         yield Padding(table, (0, 0, 0, 2))
         if f.observation.status != w.result.baseline.obs.status:
             err = f.observation.error
@@ -541,21 +528,6 @@ class ChaosReport:
         command = replay_command(self.flow, w.result.target.workflow.name, f.token, w.replay_args)
         # One line whatever the width, so that it can be copied as it is.
         yield Text.assemble(("  replay: ", "bold"), command, no_wrap=True, overflow="ignore")
-
-
-def _detail(entry: Mapping[str, Any]) -> str:
-    err = entry.get("error")
-    if err:
-        text = f"{err['name']}: {err['message']}"
-        if entry.get("retry_in_ms") is not None:
-            text += f" (retry in {format_at(entry['retry_in_ms'])})"
-        return text
-    kind = entry["kind"]
-    if kind == "sleep-start" and entry.get("duration_ms") is not None:
-        return f"for {format_at(entry['duration_ms'])}"
-    if kind in ("wait-start", "event-received", "wait-end"):
-        return f"type {entry.get('type')}" + (" (timed out)" if entry.get("timed_out") else "")
-    return ""
 
 
 def _point_kinds(r: CampaignResult, label: str) -> list[str]:

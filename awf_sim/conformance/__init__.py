@@ -1,10 +1,11 @@
 """Conformance: the same scenarios on awf_sim and on Cloudflare's local engine (Miniflare).
 
-A scenario (shared/conformance/FORMAT.md) describes one workflow instance as data; each engine
-turns it into a trace, and two traces are compared by FORMAT.md's rules. `awf-sim conformance`
-is the command-line front end.
+A scenario (docs/conformance-format.md, cited as FORMAT.md) describes one workflow instance
+as data; each engine turns it into a trace, and two traces are compared by FORMAT.md's rules.
+`awf-sim conformance` is the command-line front end.
 """
 
+from awf_sim._public import publish
 from awf_sim.conformance._compare import (
     REAL_ENGINE_SLACK_MS,
     Engine,
@@ -65,3 +66,5 @@ __all__ = [
     "run_on_simulator",
     "trace_json",
 ]
+
+publish(__name__, __all__, globals())

@@ -31,7 +31,7 @@ from awf_sim.conformance._scenario import (
     WaitOp,
     cloudflare_ms,
 )
-from awf_sim.dsl._errors import AwfError
+from awf_sim.errors import MiniflareError
 
 __all__ = ["MiniflareError", "driver_dir", "run_on_miniflare"]
 
@@ -41,10 +41,6 @@ _NODE_MIN_MAJOR = 20
 # Per scenario the driver stops after 20 s; the rest is Miniflare's start and stop.
 _START_BUDGET_S = 120
 _PER_SCENARIO_S = 30
-
-
-class MiniflareError(AwfError):
-    """The Miniflare driver could not run; the message says what to install or run."""
 
 
 def driver_dir() -> Path:

@@ -1,4 +1,4 @@
-"""Conformance scenarios (shared/conformance/FORMAT.md): loading and validation.
+"""Conformance scenarios (docs/conformance-format.md): loading and validation.
 
 A scenario is checked completely before any engine runs it, and the first problem is reported
 as one line naming the file and the field (`x.json: body[1].attempts[0]: ...`), so a typo never
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from awf_sim.dsl._duration import parse_duration
-from awf_sim.dsl._errors import AwfError, DefinitionError
+from awf_sim.dsl._errors import DefinitionError
+from awf_sim.errors import ScenarioError
 
 __all__ = [
     "Action",
@@ -52,10 +53,6 @@ _CF_UNIT_MS = {
 # it accepts exactly what the JavaScript regex /^([^ ]+) +(\w\w*?)s?$/ accepts.
 _CF_FORM = re.compile(r"([^ ]+) +(\w\w*?)s?", re.ASCII)
 _JS_NUMBER = re.compile(r"\s*[+-]?(?:\d+\.?\d*(?:e[+-]?\d+)?|\.\d+(?:e[+-]?\d+)?)\s*", re.I)
-
-
-class ScenarioError(AwfError):
-    """A scenario or trace file cannot be used; the message names the file and the field."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,25 @@
-"""The durable engine: virtual clock and loop, stores, instances, steps, events, replay."""
+"""The durable engine: virtual clock and loop, stores, instances, steps, events, replay, and
+the hooks through which test modifiers and fault plans bend it."""
 
+from awf_sim._public import publish
 from awf_sim.engine._ambient import NetworkAccessRefused
+from awf_sim.engine._hooks import (
+    Action,
+    Control,
+    Crash,
+    ForceTimeout,
+    HookChain,
+    Hooks,
+    HookView,
+    MockError,
+    MockResult,
+    Reseed,
+    SendEvent,
+    SkewClock,
+    StepRef,
+)
+from awf_sim.engine._limits import Limits
+from awf_sim.engine._selectors import StepSelector
 from awf_sim.engine._simulator import (
     DEFAULT_COMPATIBILITY_DATE,
     DEFAULT_EPOCH,
@@ -10,16 +29,37 @@ from awf_sim.engine._simulator import (
     StepInfo,
 )
 from awf_sim.engine._store import MemoryStore, SqliteStore, Store
+from awf_sim.engine._timeline import TimelineEntry
+from awf_sim.engine._world import World
 
 __all__ = [
     "DEFAULT_COMPATIBILITY_DATE",
     "DEFAULT_EPOCH",
+    "Action",
+    "Control",
+    "Crash",
+    "ForceTimeout",
+    "HookChain",
+    "HookView",
+    "Hooks",
     "Instance",
     "InstanceError",
+    "Limits",
     "MemoryStore",
+    "MockError",
+    "MockResult",
     "NetworkAccessRefused",
+    "Reseed",
+    "SendEvent",
     "Simulator",
+    "SkewClock",
     "SqliteStore",
     "StepInfo",
+    "StepRef",
+    "StepSelector",
     "Store",
+    "TimelineEntry",
+    "World",
 ]
+
+publish(__name__, __all__, globals())

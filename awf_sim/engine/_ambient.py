@@ -63,7 +63,7 @@ from typing import Any
 import freezegun
 import freezegun.api as _fg
 
-from awf_sim.dsl._errors import AwfError
+from awf_sim.errors import NetworkAccessRefused
 
 __all__ = [
     "NetworkAccessRefused",
@@ -90,28 +90,6 @@ _FG_DATE_TODAY = _fg.FakeDate.__dict__["today"]
 # What datetime.datetime / datetime.date are once freezegun has started.
 _FakeDatetime: type[_dt.datetime] = _fg.FakeDatetime
 _FakeDate: type[_dt.date] = _fg.FakeDate
-
-_MOCK_HINT = (
-    "use ctx.http, which the simulator routes to respx routes or a mock transport; "
-    "pass http=... to Simulator/create_test_workflow"
-)
-
-
-class NetworkAccessRefused(AwfError, ConnectionError):
-    """Workflow code tried to reach the real network inside a simulation."""
-
-    def __init__(self, target: str, operation: str = "connect to") -> None:
-        self.target = target
-        self.operation = operation
-        super().__init__(
-            f"network access refused inside a simulation: {operation} {target}. "
-            f"Simulated workflows run in virtual time and must not reach real hosts; "
-            f"to mock it, {_MOCK_HINT}."
-        )
-
-    def __reduce__(self) -> tuple[type[NetworkAccessRefused], tuple[str, str]]:
-        # OSError would otherwise rebuild it from the message alone.
-        return (type(self), (self.target, self.operation))
 
 
 class _ThreadState(threading.local):

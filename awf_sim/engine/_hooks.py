@@ -5,6 +5,13 @@ step call (cached or not, in the order the awaits start), before a step first ex
 each attempt, after a handler's effect, after a checkpoint, around retry waits, sleeps and
 event waits. A hook answers with an action (mock the result, throw, time out, crash) or None.
 
+Hooks are never handed the Simulator: they observe and answer, as trio keeps observing
+(Instrument) apart from controlling (Clock). At the start of each lifetime a hook gets a
+read-only `HookView` (virtual time) and may answer with controls (`SkewClock`, `Reseed`,
+`SendEvent`), which the engine applies before the lifetime runs; controls a hook decides on
+between runs (an event mocked after an instance started) wait in `pending()`, which the engine
+takes each time it starts to run.
+
 The testing modifier and chaos fault plans are both Hooks; `HookChain` runs several, the
 first action wins and durations pass through each in turn.
 """
@@ -13,20 +20,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from awf_sim.engine._simulator import Simulator
+from typing import Any, Protocol
 
 __all__ = [
     "INVALID_CONFIG",
     "Action",
+    "Control",
     "Crash",
     "ForceTimeout",
     "HookChain",
+    "HookView",
     "Hooks",
     "MockError",
     "MockResult",
+    "Reseed",
+    "SendEvent",
+    "SkewClock",
     "StepRef",
 ]
 
@@ -87,16 +96,59 @@ class ForceTimeout:
 
 Action = Crash | MockResult | MockError | ForceTimeout
 
+
+@dataclass(frozen=True, slots=True)
+class SkewClock:
+    """The virtual wall clock jumps by `ms` from this lifetime on (a replay on a machine whose
+    clock is off); virtual monotonic time, and so every timer, is unaffected."""
+
+    ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reseed:
+    """The randomness stream is reseeded with `seed` from this lifetime on (a replay on a
+    new machine)."""
+
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendEvent:
+    """Send instance `iid` an event, as `Instance.send_event` does."""
+
+    iid: str
+    type: str
+    payload: Any = None
+
+
+Control = SkewClock | Reseed | SendEvent
+
 # A step config that failed validation, passed through so the engine can reject it at the
 # point of the call where Cloudflare does (after the step-limit and name checks).
 INVALID_CONFIG: dict[str, object] = {"__invalid__": True}
 
 
+class HookView(Protocol):
+    """What `Hooks.lifetime_start` is handed instead of the Simulator: it can only be read."""
+
+    @property
+    def now_ms(self) -> int:
+        """Virtual milliseconds since the simulator started."""
+        ...
+
+
 class Hooks:
     """No-op base: override what you need. Every method is called on the simulator's thread."""
 
-    def lifetime_start(self, sim: Simulator, iid: str, kind: str) -> None:
-        """A lifetime begins: kind is workflow-start, recover, resumed or restarted."""
+    def lifetime_start(self, sim: HookView, iid: str, kind: str) -> Sequence[Control] | None:
+        """A lifetime begins: kind is workflow-start, recover, resumed or restarted. The
+        controls returned are applied before the lifetime runs."""
+        return None
+
+    def pending(self) -> Sequence[Control]:
+        """Controls decided outside any call of the engine, applied when it next runs."""
+        return ()
 
     def step_call(self, iid: str, ref: StepRef) -> None:
         """Every do/sleep/wait call, cached or not, in the order the awaits start."""
@@ -146,9 +198,14 @@ class HookChain(Hooks):
     def __init__(self, hooks: Sequence[Hooks]) -> None:
         self.hooks = list(hooks)
 
-    def lifetime_start(self, sim: Simulator, iid: str, kind: str) -> None:
+    def lifetime_start(self, sim: HookView, iid: str, kind: str) -> Sequence[Control] | None:
+        controls: list[Control] = []
         for h in self.hooks:
-            h.lifetime_start(sim, iid, kind)
+            controls += h.lifetime_start(sim, iid, kind) or ()
+        return controls
+
+    def pending(self) -> Sequence[Control]:
+        return [c for h in self.hooks for c in h.pending()]
 
     def step_call(self, iid: str, ref: StepRef) -> None:
         for h in self.hooks:

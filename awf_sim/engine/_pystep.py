@@ -12,15 +12,14 @@ import asyncio
 import datetime as _dt
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._duration import check_sleep, parse_duration
 from awf_sim.dsl._errors import DefinitionError
+from awf_sim.engine._calls import CallbackStep, StepInfo
 from awf_sim.engine._hooks import INVALID_CONFIG
-
-if TYPE_CHECKING:
-    from awf_sim.engine._simulator import StepInfo, _Lifetime
+from awf_sim.engine._lifetime import Lifetime
 
 __all__ = ["PythonStep", "instantiate"]
 
@@ -82,7 +81,7 @@ class _StepFunction:
 class PythonStep:
     """The `step` object passed to `run(self, event, step)`."""
 
-    def __init__(self, lt: _Lifetime) -> None:
+    def __init__(self, lt: Lifetime) -> None:
         self._lt = lt
         self._functions: dict[str, _StepFunction] = {}
         self._memo: dict[str, asyncio.Future[Any]] = {}
@@ -132,8 +131,8 @@ class PythonStep:
         self, name: str, event_type: str, timeout: str | int | float = "24 hours"
     ) -> dict[str, Any]:
         """Returns the event: {"payload", "timestamp", "type"}."""
-        event: dict[str, Any] = await self._lt.sim._wait(
-            self._lt, name, event_type, parse_duration(timeout)
+        event: dict[str, Any] = await self._lt.wait_for_event(
+            name, event_type, parse_duration(timeout)
         )
         return event
 
@@ -150,8 +149,6 @@ class PythonStep:
         return await asyncio.shield(memo)
 
     async def _run(self, fn: _StepFunction) -> Any:
-        from awf_sim.engine._simulator import _CallbackStep
-
         if fn.concurrent:
             values = await asyncio.gather(*(self._resolve(p, d) for p, d in fn.deps))
         else:
@@ -168,6 +165,4 @@ class PythonStep:
                 return fn.func(**kwargs, ctx=ctx)
             return fn.func(**kwargs)
 
-        return await self._lt.sim._do(
-            self._lt, fn.name, fn.name, fn.config, _CallbackStep(callback)
-        )
+        return await self._lt.do_callback(fn.name, fn.config, CallbackStep(callback))

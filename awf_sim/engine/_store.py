@@ -14,7 +14,9 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
+
+from awf_sim.engine._timeline import TimelineEntry
 
 __all__ = ["MemoryStore", "SqliteStore", "Store", "open_store"]
 
@@ -27,7 +29,7 @@ class Store(Protocol):
     def get_step(self, iid: str, key: str) -> Record | None: ...
     def steps(self, iid: str) -> dict[str, Record]: ...
     def events(self, iid: str) -> list[Record]: ...
-    def timeline(self, iid: str) -> list[Record]: ...
+    def timeline(self, iid: str) -> list[TimelineEntry]: ...
     def commit(
         self,
         iid: str,
@@ -35,7 +37,7 @@ class Store(Protocol):
         meta: Record | None = None,
         steps: Mapping[str, Record | None] | None = None,
         events: Iterable[Record] = (),
-        timeline: Iterable[Record] = (),
+        timeline: Iterable[TimelineEntry] = (),
         wipe_steps: bool = False,
     ) -> None: ...
     def close(self) -> None: ...
@@ -48,7 +50,7 @@ class _Instance:
         self.meta: Record = {}
         self.steps: dict[str, Record] = {}
         self.events: dict[int, Record] = {}
-        self.timeline: list[Record] = []
+        self.timeline: list[TimelineEntry] = []
 
 
 class MemoryStore:
@@ -73,7 +75,7 @@ class MemoryStore:
     def events(self, iid: str) -> list[Record]:
         return list(self._data[iid].events.values())
 
-    def timeline(self, iid: str) -> list[Record]:
+    def timeline(self, iid: str) -> list[TimelineEntry]:
         return self._data[iid].timeline
 
     def commit(
@@ -83,7 +85,7 @@ class MemoryStore:
         meta: Record | None = None,
         steps: Mapping[str, Record | None] | None = None,
         events: Iterable[Record] = (),
-        timeline: Iterable[Record] = (),
+        timeline: Iterable[TimelineEntry] = (),
         wipe_steps: bool = False,
     ) -> None:
         inst = self._data.get(iid)
@@ -151,7 +153,7 @@ class SqliteStore:
         for iid, data in self._conn.execute(
             "SELECT instance, data FROM timeline ORDER BY instance, seq"
         ):
-            m.commit(iid, timeline=[json.loads(data)])
+            m.commit(iid, timeline=[cast(TimelineEntry, json.loads(data))])
 
     def instance_ids(self) -> list[str]:
         return self._mirror.instance_ids()
@@ -168,7 +170,7 @@ class SqliteStore:
     def events(self, iid: str) -> list[Record]:
         return self._mirror.events(iid)
 
-    def timeline(self, iid: str) -> list[Record]:
+    def timeline(self, iid: str) -> list[TimelineEntry]:
         return self._mirror.timeline(iid)
 
     def commit(
@@ -178,7 +180,7 @@ class SqliteStore:
         meta: Record | None = None,
         steps: Mapping[str, Record | None] | None = None,
         events: Iterable[Record] = (),
-        timeline: Iterable[Record] = (),
+        timeline: Iterable[TimelineEntry] = (),
         wipe_steps: bool = False,
     ) -> None:
         events = list(events)

@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeGuard, TypeVar, runtime_checkable
 
 import httpx
 
-from awf_sim.dsl._errors import AwfError
+from awf_sim.errors import AIError
 from awf_sim.sdk._effects import EffectLog
 
 __all__ = [
@@ -41,10 +41,6 @@ __all__ = [
 EMBEDDING_SIZE = 16
 T = TypeVar("T")
 _Messages = Sequence[Mapping[str, str]]
-
-
-class AIError(AwfError):
-    """An AI call failed: unknown recorded prompt, unsatisfiable schema, provider error."""
 
 
 @runtime_checkable

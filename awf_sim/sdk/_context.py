@@ -60,8 +60,9 @@ class HandlerContext:
         self._ai_factory = ai_factory
         self._http = http
         self._http_factory = http_factory
-        # The simulator hands itself over instead of three factories: building closures for
-        # every attempt costs more than the attempts that never touch ctx.db/ai/http save.
+        # The engine hands over its services (anything with db_for/ai_for/http_for) instead
+        # of three factories: building closures for every attempt costs more than the
+        # attempts that never touch ctx.db/ai/http save.
         self._services = services
         self._label = f"{step.get('path')}#{step.get('count')}" if services is not None else ""
         self._idem: str | None = None

@@ -26,7 +26,7 @@ from functools import lru_cache
 from types import TracebackType
 from typing import Any, Literal
 
-from awf_sim.dsl._errors import AwfError
+from awf_sim.errors import DatabaseError
 
 __all__ = [
     "Database",
@@ -59,25 +59,6 @@ _WRITES_DDL = (
     "CREATE TABLE IF NOT EXISTS _awf_writes ("
     "seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, op TEXT NOT NULL, row TEXT NOT NULL, step TEXT)"
 )
-
-
-class DatabaseError(AwfError):
-    """A statement failed, or a name or value was refused.
-
-    The message names the step using the database (when set), SQLite's message and the
-    statement: `Inventory.check#1: no such table: inventry in "SELECT ..."`.
-    """
-
-    def __init__(self, detail: str, sql: str | None = None, step: str | None = None) -> None:
-        self.detail = detail
-        self.sql = sql
-        self.step = step
-        text = detail if sql is None else f'{detail} in "{_short_sql(sql)}"'
-        super().__init__(f"{step}: {text}" if step else text)
-
-    def __reduce__(self) -> tuple[type[DatabaseError], tuple[str, str | None, str | None]]:
-        # The default reduce would pass the formatted message back as `detail`.
-        return (type(self), (self.detail, self.sql, self.step))
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ import httpx
 if TYPE_CHECKING:
     import respx
 
-from awf_sim.dsl._errors import AwfError
+from awf_sim.errors import UnmockedRequest
 from awf_sim.sdk._effects import EffectLog
 
 __all__ = ["HttpMock", "UnmockedRequest", "make_http_client", "request_summary"]
@@ -54,23 +54,6 @@ _REDACTED = "<redacted>"
 # summaries stay short enough to diff.
 _SUMMARY_BODY_MAX = 2048
 _DETAIL_BODY_MAX = 65536
-
-
-class UnmockedRequest(AwfError):
-    """A handler sent a request that no mock answers (or asked respx to pass it through)."""
-
-    def __init__(self, method: str, url: str, reason: str | None = None) -> None:
-        self.method = method
-        self.url = url
-        self.reason = reason
-        what = reason or "no mock for"
-        super().__init__(
-            f"ctx.http: {what} {method} {url}; pass http=respx.Router() with a route for it "
-            "to Simulator(...) or create_test_workflow(...)"
-        )
-
-    def __reduce__(self) -> tuple[type[UnmockedRequest], tuple[str, str, str | None]]:
-        return (type(self), (self.method, self.url, self.reason))
 
 
 def _canonical_body(request: httpx.Request) -> tuple[str | None, str | None]:

@@ -15,9 +15,10 @@ The pytest plugin (installed with awf) adds the fixtures `create_test_workflow` 
 option `--awf-seed`, and a report section with the timeline of a failing test's workflows.
 """
 
+from awf_sim._public import publish
+from awf_sim.engine._selectors import StepSelector
 from awf_sim.sdk._db import Database, mock_database
 from awf_sim.testing._modifier import Modifier, ModifierError
-from awf_sim.testing._selectors import StepSelector
 from awf_sim.testing._workflow import (
     TestWorkflow,
     WorkflowFailed,
@@ -43,7 +44,4 @@ __all__ = [
     "mock_database",
 ]
 
-# Public classes show as awf_sim.testing.X in tracebacks and reprs (their home is private).
-for _cls in (Modifier, ModifierError, StepSelector, TestWorkflow, WorkflowFailed):
-    _cls.__module__ = __name__
-del _cls
+publish(__name__, __all__, globals())

@@ -12,9 +12,9 @@ step loop in context.ts):
 - mocking a step's result twice, or mocking an error or a timeout after its result, is an error
   with Cloudflare's message.
 
-Selectors (see `_selectors`) are matched per step call; when several match one call, the most
-specific wins (an indexed selector over a plain one, an exact name over a glob, then the one
-registered first).
+Selectors (see `awf_sim.engine._selectors`) are matched per step call; when several match one
+call, the most specific wins (an indexed selector over a plain one, an exact name over a glob,
+then the one registered first).
 """
 
 from __future__ import annotations
@@ -23,23 +23,27 @@ import difflib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from awf_sim.dsl._errors import AwfError, DefinitionError
+from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import canonical, dump_result
-from awf_sim.engine._hooks import Action, ForceTimeout, Hooks, MockError, MockResult, StepRef
-from awf_sim.testing._selectors import StepSelector, parse_selector
-
-if TYPE_CHECKING:
-    from awf_sim.engine._simulator import Simulator
+from awf_sim.engine._hooks import (
+    Action,
+    Control,
+    ForceTimeout,
+    Hooks,
+    HookView,
+    MockError,
+    MockResult,
+    SendEvent,
+    StepRef,
+)
+from awf_sim.engine._selectors import StepSelector, parse_selector
+from awf_sim.errors import ModifierError
 
 __all__ = ["Modifier", "ModifierError"]
 
 _KIND_WORD = {"do": "step", "sleep": "sleep", "wait": "event wait"}
-
-
-class ModifierError(AwfError):
-    """A modifier call that Cloudflare's introspector refuses (the message is Cloudflare's)."""
 
 
 @dataclass(eq=False)
@@ -140,7 +144,8 @@ class Modifier(Hooks):
         self._all_sleeps = False
         self._all_retry_delays = False
         self._events: list[tuple[str, Any]] = []
-        self._sims: dict[str, Simulator] = {}
+        self._instances: list[str] = []  # instances started under this modifier
+        self._pending: list[Control] = []
         self._lifetimes: dict[str, _Lifetime] = {}
         self.calls: list[tuple[str, StepRef]] = []
         """Every step, sleep and wait call the engine reported: (instance id, StepRef)."""
@@ -288,11 +293,11 @@ class Modifier(Hooks):
         return range(start, start + n)
 
     def _send(self, type: str, payload: Any) -> None:
-        if not self._sims:
+        if not self._instances:
             self._events.append((type, payload))  # delivered when an instance starts
             return
-        for iid, sim in self._sims.items():
-            sim.instance(iid).send_event(type, payload)
+        # Instances already started get it when the simulator next runs.
+        self._pending += [SendEvent(iid, type, payload) for iid in self._instances]
 
     def _selected(self, iid: str, ref: StepRef) -> list[_Rule]:
         lifetime = self._lifetimes.get(iid)
@@ -301,15 +306,20 @@ class Modifier(Hooks):
         return lifetime.selected.get((ref.kind, ref.seq), [])
 
     # -- Hooks -------------------------------------------------------------------------------
-    def lifetime_start(self, sim: Simulator, iid: str, kind: str) -> None:
+    def lifetime_start(self, sim: HookView, iid: str, kind: str) -> list[Control]:
         # Selector indexes count per lifetime, like Cloudflare's per-Context counters.
         self._lifetimes[iid] = _Lifetime()
-        if iid not in self._sims:
-            self._sims[iid] = sim
-            if kind == "workflow-start":
-                # Recorded events reach every new instance before it runs (modifyAll).
-                for type, payload in self._events:
-                    sim.instance(iid).send_event(type, payload)
+        if iid in self._instances:
+            return []
+        self._instances.append(iid)
+        if kind != "workflow-start":
+            return []
+        # Recorded events reach every new instance before it runs (modifyAll).
+        return [SendEvent(iid, type, payload) for type, payload in self._events]
+
+    def pending(self) -> list[Control]:
+        pending, self._pending = self._pending, []
+        return pending
 
     def step_call(self, iid: str, ref: StepRef) -> None:
         self.calls.append((iid, ref))

@@ -11,9 +11,12 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from awf_sim._report import format_at
+from awf_sim._report import timeline_lines
+from awf_sim.dsl._errors import DefinitionError
 from awf_sim.engine._hooks import HookChain, Hooks
 from awf_sim.engine._simulator import Instance, Simulator
+from awf_sim.engine._timeline import TimelineEntry
+from awf_sim.engine._world import World
 from awf_sim.sdk._context import HandlerContext
 from awf_sim.testing._modifier import Modifier
 
@@ -47,41 +50,9 @@ def _track(wf: TestWorkflow) -> None:
 # -- rendering -------------------------------------------------------------------------------
 
 
-def _detail(entry: Mapping[str, Any]) -> str:
-    err = entry.get("error")
-    if err:
-        text = f"{err.get('name')}: {err.get('message')}"
-        if entry.get("retry_in_ms") is not None:
-            text += f" (retry in {format_at(entry['retry_in_ms'])})"
-        return text
-    kind = entry.get("kind")
-    if kind == "sleep-start" and entry.get("duration_ms") is not None:
-        return f"for {format_at(entry['duration_ms'])}"
-    if kind in ("wait-start", "event-received", "wait-end"):
-        return f"type {entry.get('type')}" + (" (timed out)" if entry.get("timed_out") else "")
-    if entry.get("fault"):
-        return f"fault {entry['fault']}"
-    return ""
-
-
 def format_timeline(timeline: Sequence[Mapping[str, Any]], tail: int | None = TIMELINE_TAIL) -> str:
     """Readable lines: virtual time, kind, path, attempt, error; the last `tail` entries."""
-    entries = list(timeline)
-    lines = []
-    if tail is not None and len(entries) > tail:
-        lines.append(f"  ... {len(entries) - tail} earlier entries")
-        entries = entries[-tail:]
-    for e in entries:
-        attempt = "" if e.get("attempt") is None else f"attempt {e['attempt']}"
-        parts = [
-            f"{format_at(int(e.get('at_ms') or 0)):>10}",
-            f"{e.get('kind', '?'):<16}",
-            f"{e.get('path') or '':<24}",
-            f"{attempt:<10}",
-            _detail(e),
-        ]
-        lines.append("  " + " ".join(parts).rstrip())
-    return "\n".join(lines)
+    return "\n".join(timeline_lines(timeline, tail=tail))
 
 
 class WorkflowFailed(AssertionError):
@@ -172,28 +143,28 @@ class TestWorkflow:
         seed: int = 0,
         hooks: Hooks | Sequence[Hooks] | None = None,
         profile: str = "production",
+        world: World | None = None,
     ) -> None:
+        if world is None:
+            world = World(db, ai, http, dict(env or {}), seed, profile)
+        elif (seed, profile, db, env, ai, http) != (0, "production", None, None, None, None):
+            raise DefinitionError(
+                "pass either world=World(...) or seed/profile/db/env/ai/http, not both"
+            )
         self.workflow = workflow
-        self.seed = seed
+        self.world = world
+        self.seed = world.seed
         self.modifier = Modifier()
         extra = [] if hooks is None else [hooks] if isinstance(hooks, Hooks) else list(hooks)
         # Fault hooks (chaos) answer before the modifier, so a fault still fires on a mocked step.
         chain: Hooks = HookChain([*extra, self.modifier]) if extra else self.modifier
-        self.sim = Simulator(
-            seed=seed,
-            profile=profile,
-            db=db,
-            env=env,
-            hooks=chain,
-            ai=ai,
-            http=http,
-        )
+        self.sim = Simulator(world=world, hooks=chain)
         self.name: str = self.sim.register(workflow)
         self.instance: Instance | None = None
         self.seed_source = "seed="  # how to give the seed back; the plugin sets "--awf-seed"
         self._closed = False
         self._final: dict[str, Any] | None = None
-        self._timeline: list[dict[str, Any]] = []
+        self._timeline: list[TimelineEntry] = []
         # A test workflow nobody closed still releases its database connection when collected.
         self._release = weakref.finalize(self, _close_db, self.sim)
         _track(self)
@@ -259,10 +230,10 @@ class TestWorkflow:
         return None if self._final is None else self._final["error"]
 
     @property
-    def timeline(self) -> list[dict[str, Any]]:
+    def timeline(self) -> list[TimelineEntry]:
         if self.instance is not None and not self._closed:
             return self.instance.timeline
-        return [dict(e) for e in self._timeline]
+        return [e.copy() for e in self._timeline]
 
     @property
     def steps(self) -> list[str]:
@@ -330,15 +301,25 @@ def create_test_workflow(
     seed: int = 0,
     hooks: Hooks | Sequence[Hooks] | None = None,
     profile: str = "production",
+    world: World | None = None,
 ) -> TestWorkflow:
     """A test workflow for `workflow` (a Workflow, or a class with `run(event, step)`).
 
     `db`: a Database spec (`mock_database({...})`, `Database(schema, rows)`), connected afresh
     for this test workflow. `env`: what handlers see as `ctx.env`. `seed`: the simulator's seed.
-    `hooks`: extra engine hooks (fault plans) that answer before the modifier.
+    `hooks`: extra engine hooks (fault plans) that answer before the modifier. `world`: all
+    of db, ai, http, env, seed and profile as one `awf_sim.World` (then leave those out).
     """
     return TestWorkflow(
-        workflow, db=db, ai=ai, http=http, env=env, seed=seed, hooks=hooks, profile=profile
+        workflow,
+        db=db,
+        ai=ai,
+        http=http,
+        env=env,
+        seed=seed,
+        hooks=hooks,
+        profile=profile,
+        world=world,
     )
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from awf_sim._flow import FlowFile, load_flow
 from awf_sim.dsl import isolated_registries
+from awf_sim.flow import FlowFile, load_flow
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from awf_sim._flow import FlowFile
 from awf_sim.chaos import (
     CampaignResult,
     Target,
@@ -14,7 +13,8 @@ from awf_sim.chaos import (
     run_campaign,
     run_plan,
 )
-from awf_sim.chaos._runner import shrink
+from awf_sim.chaos._shrink import shrink
+from awf_sim.flow import FlowFile
 
 
 def target(flow: FlowFile, **kwargs: Any) -> Target:

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from awf_sim._flow import load_flow
-from awf_sim._replay import HISTORY_VERSION, History, record_history, replay
 from awf_sim.cli import app
 from awf_sim.dsl import isolated_registries
+from awf_sim.replay import HISTORY_VERSION, History, record_history, replay
 
 runner = CliRunner()
 
@@ -205,7 +205,7 @@ def test_a_history_of_another_workflow_is_exit_2(recorded: str, tmp_path: Path) 
 
 
 def test_replay_api_refuses_another_workflow(tmp_path: Path) -> None:
-    from awf_sim._replay import HistoryError
+    from awf_sim.errors import HistoryError
 
     flow = write_flow(tmp_path, "v1.py")
     history = history_of(flow)

@@ -9,13 +9,13 @@ import pytest
 
 from awf_deploy.cloudflare import (
     CloudflareClient,
-    Instance,
     InstanceDetails,
+    InstanceInfo,
     NotFoundError,
     Schedule,
     TokenVerification,
     UploadedScript,
-    Workflow,
+    WorkflowInfo,
 )
 
 ENTRY = (
@@ -186,7 +186,7 @@ def test_put_workflow_sends_script_and_class(client, cf):
 
     workflow = client.put_workflow("order-processing", "shop", "OrderProcessingWorkflow")
 
-    assert isinstance(workflow, Workflow)
+    assert isinstance(workflow, WorkflowInfo)
     assert workflow.name == "order-processing"
     assert workflow.script_name == "shop"
     assert workflow.class_name == "OrderProcessingWorkflow"
@@ -244,7 +244,7 @@ def test_create_instance_with_id_and_params(client, cf):
         "order-processing", {"order": {"id": 7, "items": ["a"]}}, instance_id="job-7"
     )
 
-    assert isinstance(instance, Instance)
+    assert isinstance(instance, InstanceInfo)
     assert instance.id == "job-7"
     assert instance.status == "queued"
     assert instance.trigger_source == "api"

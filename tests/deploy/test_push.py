@@ -16,7 +16,7 @@ from awf_deploy import (
     require_deployable,
     verify,
 )
-from awf_sim._flow import load_flow
+from awf_sim.flow import load_flow
 
 pytestmark = pytest.mark.usefixtures("flow_registry")
 

@@ -15,6 +15,8 @@ from awf_sim.engine._hooks import (
     Hooks,
     MockError,
     MockResult,
+    Reseed,
+    SkewClock,
     StepRef,
 )
 
@@ -200,10 +202,10 @@ def test_retry_delay_and_sleep_hooks_and_chain() -> None:
 
 
 class SkewAndReseed(Hooks):
-    def lifetime_start(self, sim: Simulator, iid: str, kind: str) -> None:
+    def lifetime_start(self, sim: Any, iid: str, kind: str) -> Any:
         if kind == "recover":
-            sim.skew_clock(3_600_000)
-            sim.reseed(99)
+            return [SkewClock(3_600_000), Reseed(99)]
+        return None
 
 
 def test_clock_skew_and_reseed_apply_between_replays() -> None:

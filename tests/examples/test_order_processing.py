@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from awf_sim._flow import load_flow
+from awf_sim.flow import load_flow
 from awf_sim.testing import WorkflowFailed, create_test_context, mock_database
 
 FLOW = load_flow(Path(__file__).resolve().parents[2] / "examples" / "order_processing.py")

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from awf_sim import Simulator
-from awf_sim._flow import FlowFile, load_flow
 from awf_sim.engine._hooks import Crash, Hooks, StepRef
+from awf_sim.flow import FlowFile, load_flow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -13,10 +13,10 @@ import pytest
 import respx
 
 from awf_sim import Domain, Simulator, Workflow, mock_database
-from awf_sim._flow import load_flow
+from awf_sim.engine import Limits
 from awf_sim.engine._hooks import Crash, Hooks, StepRef
+from awf_sim.flow import load_flow
 from awf_sim.sdk._ai import RecordedAI
-from awf_sim.sdk._isolation import Limits
 from awf_sim.testing import create_test_workflow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -1,5 +1,6 @@
-"""Step selectors of the test modifier: which step calls a mock, a disabled sleep or a forced
-timeout applies to.
+"""Step selectors: which step calls a test modifier's mock, a disabled sleep, a forced timeout
+or a chaos fault applies to. They match the engine's `StepRef`, so they live beside it and
+both the testing modifier and chaos fault plans import them from here.
 
 A selector is a string or a dict:
 

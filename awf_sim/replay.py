@@ -38,16 +38,15 @@ from typing import Any
 
 from awf_sim.dsl._config import PROFILES, ResolvedConfig, merge_config
 from awf_sim.dsl._duration import parse_duration
-from awf_sim.dsl._errors import AwfError
 from awf_sim.dsl._identity import canonical
 from awf_sim.dsl._workflow import Workflow
+from awf_sim.errors import AwfError, HistoryError
 
 __all__ = [
     "HISTORY_FORMAT",
     "HISTORY_VERSION",
     "Divergence",
     "History",
-    "HistoryError",
     "ReplayReport",
     "history_from_instance",
     "load_history",
@@ -59,11 +58,6 @@ HISTORY_FORMAT = "awf-instance-history"
 HISTORY_VERSION = 1
 
 _KINDS = {"step": "do", "sleep": "sleep", "waitForEvent": "wait"}
-
-
-class HistoryError(AwfError):
-    """A history file that cannot be replayed: not JSON, another format or version, another
-    workflow. The CLIs print it and exit 2."""
 
 
 # -- the history file ----------------------------------------------------------------------------

@@ -17,18 +17,15 @@ import respx
 
 from awf_sim import Simulator, Workflow
 from awf_sim.dsl._errors import DefinitionError, NonRetryableError, SerializationError
+from awf_sim.engine import Limits
 from awf_sim.engine._ambient import NetworkAccessRefused
+from awf_sim.engine._fork import run_isolated
+from awf_sim.errors import IsolatedHandlerError, IsolationError
 from awf_sim.sdk._ai import AIClient, DeterministicAI
 from awf_sim.sdk._context import HandlerContext
 from awf_sim.sdk._db import DatabaseError, DatabaseHandle, mock_database
 from awf_sim.sdk._effects import EffectLog
 from awf_sim.sdk._http import UnmockedRequest, make_http_client
-from awf_sim.sdk._isolation import (
-    IsolatedHandlerError,
-    IsolationError,
-    Limits,
-    run_isolated,
-)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux")
 
@@ -608,7 +605,7 @@ def test_reaping_without_pidfd(ctx: Ctx, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_a_child_that_will_not_exit_is_killed(no_leaks: list[int]) -> None:
-    from awf_sim.sdk._isolation import _reap
+    from awf_sim.engine._fork import _reap
 
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child

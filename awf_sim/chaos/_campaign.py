@@ -1,0 +1,180 @@
+"""A chaos campaign for one target: baseline, exhaustive single faults, random plans,
+grouping the violations, shrinking one plan per group.
+
+Violations are grouped by (invariant, what it is about); findings are listed root causes
+first. Everything random comes from one `random.Random(seed)`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from awf_sim.chaos._faults import normalize_plan, plan_token
+from awf_sim.chaos._invariants import check_run
+from awf_sim.chaos._model import (
+    Baseline,
+    CampaignResult,
+    Finding,
+    Progress,
+    Target,
+    Verdict,
+    Violation,
+)
+from awf_sim.chaos._pool import evaluate_all
+from awf_sim.chaos._run import evaluate, run_plan
+from awf_sim.chaos._shrink import shrink
+from awf_sim.chaos._space import build_baseline, random_plans
+
+__all__ = ["run_campaign"]
+
+MAX_GROUPS_PER_INVARIANT = 5
+# Findings are listed root causes first: non-determinism explains most other violations.
+FINDING_ORDER = (
+    "determinism",
+    "no-stuck-instance",
+    "serializable",
+    "idempotent-effects",
+    "checkpoint-once",
+    "replay-equivalence",
+    "retry-policy",
+    "events-delivered",
+)
+
+
+def _group(
+    verdicts: Sequence[tuple[list[dict[str, Any]], Verdict]],
+) -> dict[tuple[str, str], tuple[list[dict[str, Any]], int, Violation]]:
+    """(invariant, key) -> (the simplest plan that broke it, runs that did, a violation)."""
+    groups: dict[tuple[str, str], tuple[list[dict[str, Any]], int, Violation]] = {}
+    for plan, verdict in verdicts:
+        seen_here: set[tuple[str, str]] = set()
+        for v in verdict.violations:
+            key = (v.invariant, v.key)
+            if key in seen_here:
+                continue
+            seen_here.add(key)
+            if key not in groups:
+                groups[key] = (plan, 1, v)
+            else:
+                best, n, first = groups[key]
+                if len(plan) < len(best):
+                    best, first = plan, v
+                groups[key] = (best, n + 1, first)
+    return groups
+
+
+def _finding(
+    base: Baseline,
+    invariant: str,
+    key: str,
+    plan: list[dict[str, Any]],
+    count: int,
+    fallback: Violation,
+    *,
+    do_shrink: bool,
+) -> Finding:
+    def fails(candidate: list[dict[str, Any]]) -> bool:
+        verdict = evaluate(base, candidate)
+        return any(v.invariant == invariant and v.key == key for v in verdict.violations)
+
+    small = shrink(base, plan, fails) if do_shrink and plan else normalize_plan(plan)
+    obs, _checked, violations = run_plan(base, small)
+    violation = next((v for v in violations if v.invariant == invariant and v.key == key), fallback)
+    return Finding(violation, small, plan_token(small), normalize_plan(plan), count, obs)
+
+
+def run_campaign(
+    target: Target,
+    *,
+    runs: int = 200,
+    seed: int = 0,
+    max_faults: int = 3,
+    kinds: Sequence[str] | None = None,
+    jobs: int = 1,
+    progress: Progress | None = None,
+    replay: Sequence[Mapping[str, Any]] | None = None,
+    do_shrink: bool = True,
+) -> CampaignResult:
+    """Chaos for one target. With `replay`, run just that plan (no shrinking)."""
+    rng = random.Random(seed)
+
+    def tick(phase: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(phase, done, total)
+
+    tick("baseline", 0, 1)
+    base = build_baseline(target, kinds, max_faults)
+    tick("baseline", 1, 1)
+    checked: Counter[str] = Counter()
+    violating: Counter[str] = Counter()
+    coverage: Counter[tuple[str, str]] = Counter()
+    # The baseline is checked too: some invariants (serializable, no-stuck-instance,
+    # retry-policy, events-delivered) can fail without any fault.
+    base_checked, base_violations = check_run(base, base.obs)
+    checked.update(base_checked)
+    results: list[tuple[list[dict[str, Any]], Verdict]] = [
+        ([], Verdict(base_checked, base_violations, []))
+    ]
+    if replay is not None:
+        plans = [normalize_plan(replay)]
+        exhaustive = 0
+    else:
+        singles = [[f] for f in base.singles]
+        seen = {plan_token(p) for p in singles}
+        extra_runs = max(0, runs - len(singles))
+        plans = singles + random_plans(base, extra_runs, max_faults, rng, seen)
+        exhaustive = len(singles)
+    done = 0
+    total = len(plans)
+
+    def on_done(n: int) -> None:
+        nonlocal done
+        done += n
+        tick("exhaustive" if done <= exhaustive else "random", done, total)
+
+    verdicts = evaluate_all(base, plans, jobs, on_done)
+    for plan, verdict in zip(plans, verdicts, strict=True):
+        results.append((plan, verdict))
+        checked.update(verdict.checked)
+        coverage.update(verdict.pairs)
+    for _plan, verdict in results:
+        violating.update({v.invariant for v in verdict.violations})
+    groups = _group(results)
+    ordered = sorted(groups.items(), key=lambda kv: FINDING_ORDER.index(kv[0][0]))
+    per_invariant: Counter[str] = Counter()
+    findings: list[Finding] = []
+    todo = [(k, g) for k, g in ordered]
+    for n, ((invariant, key), (plan, count, violation)) in enumerate(todo):
+        tick("shrinking", n, len(todo))
+        per_invariant[invariant] += 1
+        if per_invariant[invariant] > MAX_GROUPS_PER_INVARIANT:
+            continue
+        findings.append(
+            _finding(
+                base,
+                invariant,
+                key,
+                plan,
+                count,
+                violation,
+                do_shrink=do_shrink and replay is None,
+            )
+        )
+    tick("shrinking", len(todo), len(todo))
+    return CampaignResult(
+        target=target,
+        baseline=base,
+        runs=len(plans),
+        exhaustive=exhaustive,
+        random=len(plans) - exhaustive,
+        checked=checked,
+        violating=violating,
+        coverage=coverage,
+        findings=findings,
+        seed=seed,
+        max_faults=max_faults,
+        replay=plan_token(plans[0]) if replay is not None else None,
+    )

@@ -1,0 +1,321 @@
+"""The Hooks that inject one fault plan into the engine and record what the run did.
+
+`FaultHooks` answers the engine at each hook point with the action a fault asks for (crash,
+throw, time out, evict), fires each fault at most once, sends the declared events on the
+plan's schedule, and records for the invariants: each lifetime's step calls, handler runs and
+checkpoints, the attempts faults used up, the faults that fired, the waits that waited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from awf_sim.chaos._faults import (
+    REPLAY_KINDS,
+    SLEEP_KINDS,
+    TRANSIENT_ERROR,
+    WAIT_KINDS,
+)
+from awf_sim.chaos._model import Fired, HandlerRun, LateEvent, SentEvent
+from awf_sim.engine._hooks import (
+    Action,
+    Control,
+    Crash,
+    ForceTimeout,
+    Hooks,
+    HookView,
+    MockError,
+    Reseed,
+    SkewClock,
+    StepRef,
+)
+from awf_sim.engine._selectors import StepSelector, parse_selector
+
+__all__ = ["FaultHooks"]
+
+_new = tuple.__new__
+
+
+class _Armed:
+    __slots__ = ("attempt", "fault", "fired", "index", "kind", "pending", "sel", "slot")
+
+    def __init__(self, index: int, fault: Mapping[str, Any]) -> None:
+        self.index = index
+        self.fault = fault
+        self.kind: str = fault["kind"]
+        self.attempt: int = fault.get("attempt", 1)
+        step = fault.get("step")
+        self.sel: StepSelector | None = (
+            None if step is None else parse_selector(step, method="fault plan")
+        )
+        self.fired = False
+        self.pending = False  # a replay fault whose crash happened; it applies at the recovery
+        self.slot = -1  # position among the indexed selectors
+
+
+class FaultHooks(Hooks):
+    """Injects one plan, and records what a run did for the invariants.
+
+    Records: each lifetime's step calls (kind, path, name, count) in await-start order;
+    handler runs and checkpoints (`log`); the attempts that injected faults used up
+    (`injected`); the faults that fired (`fired`).
+    """
+
+    def __init__(
+        self, plan: Sequence[Mapping[str, Any]] = (), late: Sequence[LateEvent] = ()
+    ) -> None:
+        armed = [_Armed(i, f) for i, f in enumerate(plan)]
+        self._late = {ev.wait: ev for ev in late}
+        self.iid = ""
+        self.sent: list[SentEvent] = []
+        self.plan = list(plan)
+        self._armed = armed
+        self._before_step = [a for a in armed if a.kind == "crash-before-step" and a.attempt == 1]
+        self._before_attempt = [
+            a
+            for a in armed
+            if a.kind in ("transient-error", "timeout")
+            or (a.kind == "crash-before-step" and a.attempt > 1)
+        ]
+        self._after_effect = [a for a in armed if a.kind == "crash-after-effect"]
+        self._after_checkpoint = [
+            a
+            for a in armed
+            if a.kind == "crash-after-checkpoint" or (a.kind in REPLAY_KINDS and a.sel is not None)
+        ]
+        self._replay = [a for a in armed if a.kind in REPLAY_KINDS]
+        for a in self._replay:
+            a.pending = a.sel is None  # step-less: the next replay, whatever causes it
+        self._sleep = [a for a in armed if a.kind in SLEEP_KINDS]
+        self._wait = [a for a in armed if a.kind in WAIT_KINDS]
+        self._indexed = [a for a in armed if a.sel is not None and a.sel.index is not None]
+        for slot, a in enumerate(self._indexed):
+            a.slot = slot
+        self.sim: HookView | None = None  # observed virtual time, from lifetime_start
+        # How events reach the instance: set by whoever runs the simulator (chaos's run);
+        # answers False when the instance has ended and takes no more events.
+        self.deliver: Callable[[str, Any], bool] | None = None
+        self.lifetimes: list[tuple[str, list[tuple[str, str, str, int]]]] = []
+        self.log: list[HandlerRun] = []
+        self.injected: set[tuple[str, int]] = set()  # (step name, attempt) used up by a fault
+        self.fired: list[Fired] = []
+        self.waited: set[tuple[str, int]] = set()  # waits that found no buffered event
+        self._calls: list[tuple[str, str, str, int]] = []
+        self._occ: dict[str, int] = {}
+        self._ref_occ: dict[tuple[str, int], int] = {}
+        self._counts: list[int] = []
+        self._targets: list[StepRef | None] = []
+        self._sleep_until: dict[tuple[str, int], int] = {}
+        self._wait_deadline: dict[tuple[str, int], int] = {}
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def _fire(self, a: _Armed, ref: StepRef | None, attempt: int | None) -> None:
+        a.fired = True
+        sim = self.sim
+        occ = 0
+        if ref is not None:
+            occ = self._ref_occ.get((ref.name, ref.count), ref.count)
+        self.fired.append(
+            Fired(
+                a.index,
+                a.kind,
+                sim.now_ms if sim is not None else 0,
+                ref.kind if ref is not None else None,
+                ref.path if ref is not None else None,
+                ref.name if ref is not None else None,
+                ref.count if ref is not None else 0,
+                occ,
+                attempt,
+                len(self.lifetimes),
+            )
+        )
+
+    def _match(self, a: _Armed, ref: StepRef) -> bool:
+        sel = a.sel
+        if sel is None:
+            return False
+        if sel.index is None:
+            return sel.matches(ref)
+        return self._targets[a.slot] is ref
+
+    # -- the Hooks protocol --------------------------------------------------------------
+    def lifetime_start(self, sim: HookView, iid: str, kind: str) -> list[Control]:
+        self.sim = sim
+        self.iid = iid
+        self._calls = []
+        self.lifetimes.append((kind, self._calls))
+        self._occ = {}
+        self._ref_occ = {}
+        if self._indexed:
+            self._counts = [0] * len(self._indexed)
+            self._targets = [None] * len(self._indexed)
+        controls: list[Control] = []
+        if kind == "recover":
+            for a in self._replay:
+                if a.pending:
+                    a.pending = False
+                    if a.sel is None:
+                        self._fire(a, None, None)
+                    if a.kind == "clock-skew":
+                        controls.append(SkewClock(a.fault["ms"]))
+                    else:
+                        controls.append(Reseed(a.fault["seed"]))
+        return controls
+
+    def step_call(self, iid: str, ref: StepRef) -> None:
+        self._calls.append((ref.kind, ref.path, ref.name, ref.count))
+        if ref.kind == "do":
+            occ = self._occ.get(ref.path, 0) + 1
+            self._occ[ref.path] = occ
+            self._ref_occ[(ref.name, ref.count)] = occ
+        for a in self._indexed:
+            sel = a.sel
+            assert sel is not None
+            if _applies(a.kind, ref.kind) and sel.matches(ref):
+                n = self._counts[a.slot] + 1
+                self._counts[a.slot] = n
+                if n == sel.index:
+                    self._targets[a.slot] = ref
+
+    def before_step(self, iid: str, ref: StepRef) -> Action | None:
+        for a in self._before_step:
+            if not a.fired and self._match(a, ref):
+                self._fire(a, ref, 1)
+                return Crash(fault=a.kind)
+        return None
+
+    def before_attempt(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        action: Action | None = None
+        for a in self._before_attempt:
+            if not a.fired and a.attempt == attempt and self._match(a, ref):
+                self._fire(a, ref, attempt)
+                self.injected.add((ref.name, attempt))
+                if a.kind == "transient-error":
+                    action = MockError(*TRANSIENT_ERROR)
+                elif a.kind == "timeout":
+                    action = ForceTimeout(after_config=True)
+                else:
+                    action = Crash(fault=a.kind)
+                break
+        if action is None or isinstance(action, ForceTimeout):
+            # tuple.__new__: a NamedTuple's own constructor costs a Python call per run.
+            self.log.append(
+                _new(
+                    HandlerRun,
+                    (
+                        "run",
+                        len(self.lifetimes),
+                        ref.path,
+                        self._ref_occ.get((ref.name, ref.count), ref.count),
+                        ref.name,
+                        ref.count,
+                        attempt,
+                    ),
+                )
+            )
+        return action
+
+    def after_effect(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        for a in self._after_effect:
+            if not a.fired and a.attempt == attempt and self._match(a, ref):
+                self._fire(a, ref, attempt)
+                self.injected.add((ref.name, attempt))
+                return Crash(fault=a.kind)
+        return None
+
+    def after_checkpoint(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        self.log.append(
+            _new(
+                HandlerRun,
+                (
+                    "ckpt",
+                    len(self.lifetimes),
+                    ref.path,
+                    self._ref_occ.get((ref.name, ref.count), ref.count),
+                    ref.name,
+                    ref.count,
+                    attempt,
+                ),
+            )
+        )
+        for a in self._after_checkpoint:
+            if a.fired or not self._match(a, ref):
+                continue
+            if a.kind == "crash-after-checkpoint" and a.attempt != attempt:
+                continue
+            self._fire(a, ref, attempt)
+            if a.kind in REPLAY_KINDS:
+                a.pending = True
+            return Crash(fault=a.kind)
+        return None
+
+    def sleep_ms(self, iid: str, ref: StepRef, ms: int) -> int:
+        if self._sleep and self.sim is not None:
+            self._sleep_until[(ref.name, ref.count)] = self.sim.now_ms + ms
+        return ms
+
+    def during_sleep(self, iid: str, ref: StepRef) -> Action | None:
+        for a in self._sleep:
+            if not a.fired and self._match(a, ref):
+                self._fire(a, ref, None)
+                return self._hibernate(self._sleep_until.get((ref.name, ref.count)), a.kind)
+        return None
+
+    def wait_timeout_ms(self, iid: str, ref: StepRef, timeout_ms: int) -> int:
+        if self.sim is not None:
+            deadline = self.sim.now_ms + timeout_ms
+            self._wait_deadline[(ref.name, ref.count)] = deadline
+            late = self._late.pop(ref.name, None)
+            if late is not None:
+                at = max(self.sim.now_ms, deadline - 1)
+                asyncio.get_running_loop().call_at(at / 1000, self._send_late, late)
+        return timeout_ms
+
+    def during_wait(self, iid: str, ref: StepRef) -> Action | None:
+        self.waited.add((ref.name, ref.count))
+        for a in self._wait:
+            if not a.fired and self._match(a, ref):
+                self._fire(a, ref, None)
+                return self._hibernate(self._wait_deadline.get((ref.name, ref.count)), a.kind)
+        return None
+
+    # -- events --------------------------------------------------------------------------
+    def send(
+        self, index: int, copy: int, etype: str, payload: Any, fault: int | None = None
+    ) -> bool:
+        """Send a declared event (or its copy) now, unless the instance has ended; an event
+        wakes an evicted instance, as on Cloudflare."""
+        sim = self.sim
+        if sim is None or self.deliver is None or not self.deliver(etype, payload):
+            return False  # like `awf-sim run`: an ended instance receives no more events
+        self.sent.append(SentEvent(len(self.sent), index, copy, etype, sim.now_ms))
+        if fault is not None:
+            kind = self.plan[fault]["kind"]
+            lifetime = len(self.lifetimes)
+            self.fired.append(
+                Fired(fault, kind, sim.now_ms, "event", etype, None, 0, copy, None, lifetime)
+            )
+        return True
+
+    def _send_late(self, late: LateEvent) -> None:
+        self.send(late.index, 0, late.type, late.payload, late.fault)
+
+    # -- hibernation ---------------------------------------------------------------------
+    def _hibernate(self, wake_at: int | None, kind: str) -> Action | None:
+        """Evict the instance while it hibernates: it replays when its timer fires or an
+        event arrives, whichever comes first, as an evicted instance does on Cloudflare."""
+        sim = self.sim
+        if sim is None or wake_at is None or wake_at <= sim.now_ms:
+            return Crash(fault=kind)
+        return Crash(fault=kind, wake_at_ms=wake_at)
+
+
+def _applies(kind: str, ref_kind: str) -> bool:
+    """Which calls an indexed selector counts: do steps, sleeps or waits, by fault kind."""
+    if kind in SLEEP_KINDS:
+        return ref_kind == "sleep"
+    if kind in WAIT_KINDS:
+        return ref_kind == "wait"
+    return ref_kind == "do"

@@ -1,0 +1,317 @@
+"""The data chaos passes between its rooms: faults and plans, targets, runs, verdicts, findings.
+
+The runner (`_run`), the fault space (`_space`), the invariants, the shrinker, the campaign
+and the report all import these, and this module imports none of them: that is what keeps
+them free of cycles. A fault is a plain dict as users write it (`{"kind": ..., "step": ...,
+"attempt": 1}`, see `_faults.normalize_fault`): it travels through tokens and JSON reports
+unchanged, so `Fault` names that shape rather than wrapping it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from awf_sim.dsl._config import PROFILES, ResolvedConfig, merge_config
+from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._workflow import Workflow
+from awf_sim.engine import TimelineEntry, World
+
+__all__ = [
+    "Baseline",
+    "CampaignResult",
+    "Fault",
+    "Finding",
+    "Fired",
+    "HandlerRun",
+    "LateEvent",
+    "Masks",
+    "Observation",
+    "Plan",
+    "Point",
+    "Progress",
+    "SentEvent",
+    "TableMask",
+    "Target",
+    "Verdict",
+    "Violation",
+    "step_config",
+]
+
+Fault = dict[str, Any]  # {"kind", "step" | "type", "attempt"?, "ms"?, "seed"?}, normalised
+Plan = list[Fault]  # faults in canonical order (earlier fault points first)
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+class HandlerRun(NamedTuple):
+    """A handler ran ("run") or its result was checkpointed ("ckpt") in one run."""
+
+    event: str  # "run" | "ckpt"
+    lifetime: int  # 1-based lifetime of the instance
+    path: str
+    occurrence: int  # per-path call number within its lifetime
+    name: str  # the Cloudflare step name
+    name_count: int  # the occurrence of that name (Cloudflare's ctx.step.count)
+    attempt: int
+
+
+# -- the world and one run ----------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """What chaos runs: one workflow, its params, and the world its handlers see."""
+
+    workflow: Workflow
+    params: Any = None
+    db: Any = None
+    env: Mapping[str, Any] | None = None
+    ai: Any = None
+    http: Any = None
+    seed: int = 0
+    profile: str = "production"
+    instance_id: str | None = None
+
+    @property
+    def iid(self) -> str:
+        return self.instance_id or ("chaos-" + self.workflow.name)[:100]
+
+    @property
+    def world(self) -> World:
+        """What the target's simulations see, as one value."""
+        return World(self.db, self.ai, self.http, dict(self.env or {}), self.seed, self.profile)
+
+    @classmethod
+    def of(
+        cls, workflow: Workflow, params: Any, world: World, instance_id: str | None = None
+    ) -> Target:
+        """A target for `workflow` in `world`."""
+        w = world
+        return cls(workflow, params, w.db, w.env, w.ai, w.http, w.seed, w.profile, instance_id)
+
+
+@dataclass(eq=False)
+class Observation:
+    """Everything one run did, for the invariants and the report."""
+
+    plan: Plan
+    status: str
+    output: Any
+    error: dict[str, str] | None
+    timeline: list[TimelineEntry]
+    end_ms: int
+    bound_hit: bool
+    lifetimes: list[tuple[str, list[tuple[str, str, str, int]]]]  # (kind, calls) per lifetime
+    log: list[HandlerRun]
+    injected: set[tuple[str, int]]
+    fired: list[Fired]
+    waited: set[tuple[str, int]]
+    sent: list[SentEvent]
+    digest: str
+    snapshot: dict[str, list[dict[str, Any]]] | None = None
+    writes: list[tuple[str, str, str | None]] | None = None
+    effects: dict[str, int] | None = None  # effect identity -> times it counts (see _effects)
+    effect_steps: list[str | None] | None = None  # steps of the effects that count each time
+
+
+@dataclass(frozen=True, slots=True)
+class SentEvent:
+    """An event chaos sent to the instance."""
+
+    seq: int  # the engine's event number
+    index: int  # the declared event (Workflow(events=[...])) it stands for
+    copy: int  # 0, or 1 for a duplicate
+    type: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LateEvent:
+    """A declared event that an event-late fault holds back until 1 ms before the timeout
+    of `wait` (the wait that took it in the fault-free run), whenever that wait starts."""
+
+    wait: str
+    index: int
+    type: str
+    payload: Any
+    fault: int
+
+
+@dataclass(slots=True)
+class Fired:
+    """A fault that took effect: which, where and when (virtual ms)."""
+
+    fault: int  # index in the plan
+    kind: str
+    at_ms: int
+    ref_kind: str | None  # "do", "sleep", "wait", or None (events, step-less replay faults)
+    path: str | None
+    name: str | None
+    count: int
+    occurrence: int  # per-path call number of its lifetime (events: the event's copy number)
+    attempt: int | None
+    lifetime: int
+
+
+@dataclass
+class Violation:
+    """One invariant broken in one run. `key` names what it is about (a step path, an event
+    type, "output"), so that runs breaking it the same way group together."""
+
+    invariant: str
+    key: str
+    message: str
+    difference: list[str] = field(default_factory=list)
+    hint: str = ""
+    where: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "invariant": self.invariant,
+            "key": self.key,
+            "message": self.message,
+            "difference": list(self.difference),
+            "hint": self.hint,
+            "where": self.where,
+        }
+
+
+# -- the baseline and its fault points ----------------------------------------------------------
+
+
+@dataclass
+class TableMask:
+    key: str | None  # the column rows are matched by; None: rows compare as a multiset
+    count_only: bool  # rows themselves depend on the clock or seed: compare how many
+    cells: dict[Any, set[str]]  # key value -> volatile columns
+
+
+@dataclass
+class Masks:
+    status: bool
+    error: bool
+    output: Any  # None: stable; True: volatile; dict: per key / index
+    tables: dict[str, TableMask]
+    effects: bool
+
+
+@dataclass(frozen=True)
+class Point:
+    """A place a fault can hit, read from the baseline."""
+
+    kind: str  # "do", "sleep", "wait", "event"
+    label: str  # "Inventory.reserve", "Email.send#2", "sleep cool-off", "event approval"
+    selector: Any  # the step selector that hits exactly this call (None for events)
+    path: str  # the step path, sleep or wait name, or event type
+    occurrence: int
+    attempts: tuple[int, ...] = ()  # attempts whose handler ran (do steps)
+    success: int | None = None  # the attempt that was checkpointed
+
+
+@dataclass
+class Baseline:
+    """The fault-free run, the probe run, and the fault space they span (`_space`)."""
+
+    target: Target
+    obs: Observation
+    probe: Observation
+    masks: Masks
+    late: dict[int, tuple[str, int]]  # declared event -> (the wait that took it, late time)
+    bound_ms: int
+    points: list[Point]
+    kinds: tuple[str, ...]
+    singles: list[dict[str, Any]]  # one fault per (point, kind, attempt): the exhaustive runs
+    extra: list[dict[str, Any]]  # further faults for combinations (later attempts)
+    labels: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    aimed: dict[str, list[str]] = field(default_factory=dict)  # point label -> kinds aimed
+    order: dict[str, int] = field(default_factory=dict)  # fault -> rank (see _plan_order)
+    _configs: dict[tuple[str, str], ResolvedConfig | None] = field(default_factory=dict)
+
+    @property
+    def workflow(self) -> Workflow:
+        return self.target.workflow
+
+    @property
+    def late_ms(self) -> dict[int, int]:
+        """When event-late sends each declared event in the fault-free run's timing."""
+        return {index: at for index, (_wait, at) in self.late.items()}
+
+    def config_of(self, path: str, name: str) -> ResolvedConfig | None:
+        key = (path, name)
+        if not self._configs:
+            # The engine records each step's resolved config on its step-start entry; this
+            # covers raw wf.do and Cloudflare-API steps, which the DSL cannot resolve.
+            for e in self.obs.timeline:
+                if e["kind"] == "step-start" and e.get("config") is not None:
+                    self._configs[(e["path"] or "", e["name"] or "")] = e["config"]
+        if key not in self._configs:
+            self._configs[key] = step_config(self.workflow, path, name, self.target.profile)
+        return self._configs[key]
+
+    def label_of(self, fired: Fired) -> str:
+        if fired.ref_kind == "event":
+            return f"event {fired.path}"
+        if fired.ref_kind is None or fired.path is None:
+            return "next replay"
+        return self.labels.get(
+            (fired.ref_kind, fired.path, fired.occurrence),
+            fired.path if fired.ref_kind == "do" else f"{fired.ref_kind} {fired.path}",
+        )
+
+
+def step_config(workflow: Workflow, path: str, name: str, profile: str) -> ResolvedConfig | None:
+    """The resolved config of a domain step (chains: the first method's); None if unknown."""
+    parts = path.split(".")
+    if len(parts) < 2 or "@" not in name or profile not in PROFILES:
+        return None
+    try:
+        spec = workflow.resolve_domain(parts[0]).spec(parts[1])
+    except DefinitionError:
+        return None
+    return merge_config(PROFILES[profile], spec.config)
+
+
+# -- verdicts and findings ------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    """What one run found (small and picklable: it crosses process boundaries)."""
+
+    checked: list[str]
+    violations: list[Violation]
+    pairs: list[tuple[str, str]]  # (fault point label, kind) of the faults that fired
+
+
+@dataclass
+class Finding:
+    """One way the workflow breaks an invariant: the shrunk plan and everything to fix it."""
+
+    violation: Violation
+    plan: list[dict[str, Any]]
+    token: str
+    original_plan: list[dict[str, Any]]
+    runs: int  # runs that broke this invariant the same way
+    observation: Observation
+
+
+@dataclass
+class CampaignResult:
+    target: Target
+    baseline: Baseline
+    runs: int  # fault-injected runs (not counting the baseline)
+    exhaustive: int
+    random: int
+    checked: Counter[str]
+    violating: Counter[str]
+    coverage: Counter[tuple[str, str]]
+    findings: list[Finding]
+    seed: int
+    max_faults: int
+    replay: str | None = None  # the token, for a --replay run
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings

@@ -1,0 +1,196 @@
+"""One chaos run: a plan injected into a fresh simulator and database, everything observed.
+
+Each run starts from the same instance id, database rows and seed as the baseline, so that
+database digests and idempotency keys compare; the declared events are sent on the plan's
+schedule (early, late, twice). `evaluate` checks a run against every invariant and keeps only
+what a verdict needs, small enough to cross a process boundary.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from awf_sim.chaos._faults import EVENT_KINDS, normalize_plan
+from awf_sim.chaos._inject import FaultHooks
+from awf_sim.chaos._invariants import check_run
+from awf_sim.chaos._model import Baseline, LateEvent, Observation, Target, Verdict, Violation
+from awf_sim.engine import Simulator
+from awf_sim.engine._calls import TERMINAL
+
+__all__ = ["evaluate", "execute", "run_on", "run_plan"]
+
+
+def _schedule(
+    events: Sequence[Mapping[str, Any]],
+    plan: Sequence[Mapping[str, Any]],
+    late_waits: Mapping[int, str],
+) -> tuple[list[tuple[int, int, int, Mapping[str, Any], int | None]], list[LateEvent]]:
+    """The declared events as the plan sends them: (at_ms, declared index, copy, event, the
+    plan index of the fault that moved or copied it), and the events held back until a wait
+    is about to time out (event-late)."""
+    faults: dict[tuple[str, str], int] = {}
+    for i, f in enumerate(plan):
+        if f["kind"] in EVENT_KINDS:
+            faults.setdefault((f["kind"], f["type"]), i)
+    seen: set[str] = set()
+    items = []
+    late: list[LateEvent] = []
+    for index, ev in enumerate(events):
+        at = ev["after_ms"]
+        copies = 1
+        moved: int | None = None
+        etype = ev["type"]
+        if etype not in seen:  # type-targeted faults change the first event of that type
+            seen.add(etype)
+            if ("event-early", etype) in faults:
+                at, moved = 0, faults[("event-early", etype)]
+            elif ("event-late", etype) in faults and index in late_waits:
+                fault = faults[("event-late", etype)]
+                late.append(LateEvent(late_waits[index], index, etype, ev["payload"], fault))
+                continue
+            if ("event-duplicate", etype) in faults:
+                copies = 2
+        for copy in range(copies):
+            items.append(
+                (at, index, copy, ev, faults[("event-duplicate", etype)] if copy else moved)
+            )
+    items.sort(key=lambda item: (item[0], item[1], item[2]))
+    return items, late
+
+
+def execute(
+    target: Target,
+    plan: Sequence[Mapping[str, Any]],
+    *,
+    bound_ms: int,
+    late_waits: Mapping[int, str] | None = None,
+    expect_digest: str | None = None,
+    full: bool = False,
+    seed: int | None = None,
+    epoch: _dt.datetime | None = None,
+) -> Observation:
+    """Run `plan` once on a fresh simulator and database; observe everything."""
+    schedule, late = _schedule(target.workflow.events, plan, late_waits or {})
+    hooks = FaultHooks(plan, late)
+    world = target.world if seed is None else target.world.replace(seed=seed)
+    if epoch is None:
+        sim = Simulator(world=world, hooks=hooks)
+    else:
+        sim = Simulator(world=world, hooks=hooks, epoch=epoch)
+    try:
+        inst = sim.create(target.workflow, target.params, id=target.iid)
+
+        def deliver(etype: str, payload: Any) -> bool:
+            if inst.status()["status"] in TERMINAL:
+                return False
+            inst.send_event(etype, payload)
+            return True
+
+        hooks.deliver = deliver
+        for at, index, copy, ev, fault in schedule:
+            if at > sim.now_ms:
+                sim.advance(at - sim.now_ms)
+            hooks.send(index, copy, ev["type"], ev["payload"], fault)
+        if sim.now_ms < bound_ms:
+            sim.run_until_done(inst, max_ms=bound_ms - sim.now_ms)
+        status = inst.status()
+        db = sim.db
+        digest = db.digest()
+        snapshot = writes = None
+        if full or (expect_digest is not None and digest != expect_digest):
+            snapshot = db.snapshot()
+            writes = [(w.table, w.op, w.step) for w in db.writes]
+        effects, effect_steps = _effects(getattr(sim, "effects", None))
+        return Observation(
+            plan=[dict(f) for f in plan],
+            status=status["status"],
+            output=status["output"],
+            error=status["error"],
+            timeline=inst.timeline,
+            end_ms=sim.now_ms,
+            bound_hit=sim.now_ms >= bound_ms,
+            lifetimes=hooks.lifetimes,
+            log=hooks.log,
+            injected=hooks.injected,
+            fired=hooks.fired,
+            waited=hooks.waited,
+            sent=hooks.sent,
+            digest=digest,
+            snapshot=snapshot,
+            writes=writes,
+            effects=effects,
+            effect_steps=effect_steps,
+        )
+    finally:
+        sim.close()
+
+
+# Requests that change nothing when repeated (HTTP's safe and idempotent methods).
+_REPEATABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def _effect_identity(effect: Any) -> tuple[str, bool]:
+    """(what the effect is, whether doing it again changes nothing). An AI call, a GET, PUT or
+    DELETE, or a request that carries an Idempotency-Key header counts once however often it
+    was made; any other request counts each time."""
+    summary = str(getattr(effect, "summary", effect))
+    detail = getattr(effect, "detail", None) or {}
+    if getattr(effect, "kind", "http") != "http":
+        return summary, True
+    headers = {str(k).lower(): v for k, v in (detail.get("headers") or {}).items()}
+    key = headers.get("idempotency-key")
+    if key:
+        return f"{summary} [Idempotency-Key: {key}]", True
+    method = str(detail.get("method") or summary.split(" ", 1)[0]).upper()
+    return summary, method in _REPEATABLE_METHODS
+
+
+def _effects(log: Any) -> tuple[dict[str, int] | None, list[str | None] | None]:
+    """The run's external effects (ctx.http, ctx.ai) as identity -> count, and the steps of
+    those that count each time."""
+    if log is None:
+        return None, None
+    items = getattr(log, "effects", None)
+    if items is None:
+        items = list(log.summaries())
+    counts: Counter[str] = Counter()
+    steps: list[str | None] = []
+    for effect in items:
+        identity, repeatable = _effect_identity(effect)
+        if repeatable:
+            counts[identity] = 1
+        else:
+            counts[identity] += 1
+            steps.append(getattr(effect, "step", None))
+    return dict(counts), steps
+
+
+def run_on(base: Baseline, plan: Sequence[Mapping[str, Any]], *, full: bool = False) -> Observation:
+    """Run `plan` under the baseline's bound and event timing."""
+    return execute(
+        base.target,
+        plan,
+        bound_ms=base.bound_ms,
+        late_waits={index: wait for index, (wait, _at) in base.late.items()},
+        expect_digest=base.obs.digest,
+        full=full,
+    )
+
+
+def evaluate(base: Baseline, plan: Sequence[Mapping[str, Any]]) -> Verdict:
+    obs = run_on(base, plan)
+    checked, violations = check_run(base, obs)
+    pairs = [(base.label_of(f), f.kind) for f in obs.fired]
+    return Verdict(checked, violations, pairs)
+
+
+def run_plan(
+    base: Baseline, plan: Sequence[Mapping[str, Any]]
+) -> tuple[Observation, list[str], list[Violation]]:
+    """Run one plan with everything observed (the timeline, the database): for reports."""
+    obs = run_on(base, normalize_plan(plan), full=True)
+    checked, violations = check_run(base, obs)
+    return obs, checked, violations

@@ -1,0 +1,97 @@
+"""What one step call is, below everything that runs it: the attempt's identity (`StepInfo`),
+the two kinds of callable a step can hold, and the small signals the engine raises internally.
+
+Every other engine module imports these, and this module imports nothing of the engine: so the
+step executor, the handler runners and Cloudflare's Python step API share them without a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from awf_sim.dsl._config import ResolvedConfig
+
+__all__ = [
+    "TERMINAL",
+    "Abandoned",
+    "CallbackStep",
+    "RawStep",
+    "StepInfo",
+    "TimedOut",
+    "error_of",
+    "retry_delay",
+]
+
+TERMINAL = frozenset({"complete", "errored", "terminated"})
+
+
+class Abandoned(BaseException):
+    """Raised into code that still runs in a lifetime that has ended (crash, pause, stop)."""
+
+
+class TimedOut(Exception):
+    """A virtual-time deadline passed (an attempt's timeout, an event wait's timeout)."""
+
+
+class StepInfo:
+    """What a step callback learns about its attempt."""
+
+    __slots__ = ("attempt", "config", "count", "instance_id", "name", "path")
+
+    def __init__(
+        self,
+        instance_id: str,
+        name: str,
+        path: str,
+        count: int,
+        attempt: int,
+        config: ResolvedConfig,
+    ) -> None:
+        self.instance_id = instance_id
+        self.name = name
+        self.path = path
+        self.count = count
+        self.attempt = attempt
+        self.config = config
+
+
+class RawStep:
+    """`wf.do(name, fn)`: fn takes no arguments."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+
+    def invoke(self, _ctx: Any) -> Any:
+        return self.fn()
+
+
+class CallbackStep:
+    """A step whose callback receives the StepInfo itself (Cloudflare's Python step API)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[StepInfo], Any]) -> None:
+        self.fn = fn
+
+
+def error_of(exc: BaseException) -> dict[str, str]:
+    """{name, message} of an exception, the only form an error has after a replay."""
+    name = getattr(exc, "name", None)
+    message = getattr(exc, "message", None)
+    if isinstance(name, str) and isinstance(message, str):
+        return {"name": name, "message": message}
+    return {"name": type(exc).__name__, "message": str(exc)}
+
+
+def retry_delay(retries: Mapping[str, Any], attempt: int) -> int:
+    """Cloudflare's calcRetryDuration: n is the 1-based attempt that just failed; no jitter."""
+    base: int = retries["delay"]
+    backoff = retries["backoff"]
+    if backoff == "exponential":
+        return int(base * 2 ** (attempt - 1))
+    if backoff == "linear":
+        return base * attempt
+    return base

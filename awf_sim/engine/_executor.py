@@ -1,0 +1,270 @@
+"""The step executor: what happens between `await wf.Inventory(p).check()` and its value.
+
+For one `do` call it checks Cloudflare's limits in Cloudflare's order, returns a checkpointed
+value (or raises a checkpointed failure) on replay, and otherwise runs attempts: the attempt
+count is stored before the handler runs and the result after (at-least-once), failures are
+retried with the configured backoff, a retry wait survives crashes, a NonRetryableError is
+raised at once and not checkpointed, and exhausted retries checkpoint the last error.
+
+Where the handler's code runs is the runner's business (`_runners`); the executor only hands
+it the attempt. The hooks (test modifiers, fault plans) are asked at each point where
+Cloudflare's behaviour can be bent, and their actions are carried out here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from awf_sim.dsl._config import ResolvedConfig, merge_config
+from awf_sim.dsl._errors import (
+    NonRetryableError,
+    SerializationError,
+    StepError,
+    WorkflowFatalError,
+)
+from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, MAX_STEP_NAME, dump_result, loads
+from awf_sim.engine._calls import Abandoned, StepInfo, error_of, retry_delay
+from awf_sim.engine._hooks import (
+    INVALID_CONFIG,
+    Action,
+    ForceTimeout,
+    MockError,
+    MockResult,
+    StepRef,
+)
+from awf_sim.engine._lifetime import Lifetime
+from awf_sim.engine._runners import HandlerRunner
+from awf_sim.engine._store import Record
+from awf_sim.engine._timeline import TimelineEntry
+
+__all__ = ["StepExecutor"]
+
+_INTERNAL_ERROR = {
+    "name": "WorkflowInternalError",
+    "message": "Attempt failed due to internal workflows error",
+}
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+class StepExecutor:
+    """Runs `do` steps for every lifetime of one simulator."""
+
+    __slots__ = ("defaults", "runner", "step_limit")
+
+    def __init__(self, runner: HandlerRunner, defaults: ResolvedConfig, step_limit: int) -> None:
+        self.runner = runner
+        self.defaults = defaults
+        self.step_limit = step_limit
+
+    async def do(
+        self,
+        lt: Lifetime,
+        name: str,
+        path: str,
+        user_config: Mapping[str, Any],
+        call: Any,
+    ) -> Any:
+        if not lt.alive:
+            raise Abandoned
+        if lt.pause_gate is not None:
+            await lt.pause_gate  # new steps wait while a pause is pending
+        # Order of checks as in Cloudflare: step limit, then name, then config. Each throws a
+        # WorkflowFatalError into run(), which may catch it (SEMANTICS §1.1, §2.1).
+        lt.step_calls += 1
+        if lt.step_calls > self.step_limit:
+            raise WorkflowFatalError(
+                f"The limit of {self.step_limit} steps has been reached. This limit can be "
+                "changed in your worker configuration."
+            )
+        if len(name) > MAX_STEP_NAME or _CONTROL.search(name):
+            raise WorkflowFatalError(
+                f'Step name "{name}" exceeds max length ({MAX_STEP_NAME} chars) or invalid '
+                "characters found"
+            )
+        if user_config is INVALID_CONFIG:
+            raise WorkflowFatalError(
+                f'Step config for "{name}" is in a invalid format. See '
+                "https://developers.cloudflare.com/workflows/build/sleeping-and-retrying/"
+            )
+        count, key, ref = lt.begin("do", name, path)
+        rec = lt.store.get_step(lt.iid, key)
+        if rec is not None:
+            state = rec["state"]
+            if state == "done":
+                return loads(rec["value"])
+            if state == "failed":
+                raise StepError(rec["error"]["message"], rec["error"]["name"])
+        return await self._execute(lt, key, name, path, count, user_config, call, rec, ref)
+
+    async def _execute(
+        self,
+        lt: Lifetime,
+        key: str,
+        name: str,
+        path: str,
+        count: int,
+        user_config: Mapping[str, Any],
+        call: Any,
+        rec: Record | None,
+        ref: StepRef | None,
+    ) -> Any:
+        hooks = lt.hooks
+        run = self.runner.run
+        started: list[TimelineEntry] = []  # step-start, committed with the first attempt
+        if rec is None:
+            if hooks is not None and ref is not None:
+                lt.act(hooks.before_step(lt.iid, ref), ref, None)
+            # The resolved config is persisted at the first execution and reused on replay.
+            config = merge_config(self.defaults, user_config)
+            rec = {
+                "kind": "do",
+                "name": name,
+                "path": path,
+                "count": count,
+                "config": config,
+                "attempts": 0,
+                "state": "running",
+                "retry_at": None,
+            }
+            # The resolved config rides on step-start: what a reader of the timeline (a
+            # person, chaos's retry-policy check) needs to judge the attempts that follow.
+            started.append(lt.entry("step-start", path, name, config=config))
+        config = rec["config"]
+        retries = config["retries"]
+        limit = retries["limit"]
+        attempt: int = rec["attempts"]
+        if rec["retry_at"] is not None:
+            await lt.wait_until(rec["retry_at"])  # a retry wait survives crashes
+        elif attempt > 0:
+            # At-least-once: the attempt started (its count was stored) but no result was;
+            # the crashed attempt used up one unit of the retry budget.
+            lt.commit(
+                timeline=[lt.entry("attempt-failure", path, name, attempt, error=_INTERNAL_ERROR)]
+            )
+            if attempt > limit:
+                return self._fail_step(lt, key, rec, path, name, attempt, _INTERNAL_ERROR)
+        while True:
+            attempt += 1
+            rec = {**rec, "attempts": attempt, "retry_at": None}
+            # The attempt count is stored before the callback runs (at-least-once); on the
+            # first attempt in the same commit as the step's start, nothing runs between them.
+            started.append(lt.entry("attempt-start", path, name, attempt))
+            lt.commit(steps={key: rec}, timeline=started)
+            started = []
+            info = StepInfo(lt.iid, name, path, count, attempt, config)
+            action = None
+            if hooks is not None and ref is not None:
+                action = lt.act(hooks.before_attempt(lt.iid, ref, attempt), ref, attempt)
+            try:
+                if action is None:
+                    value = await run(lt, call, info, config["timeout"])
+                else:
+                    value = await self._attempt_with(lt, call, info, config["timeout"], action)
+                result = dump_result(value, root=f"result of {path}")
+                if len(result) > MAX_PAYLOAD_BYTES // 4 and len(result.encode()) > (
+                    MAX_PAYLOAD_BYTES
+                ):
+                    # Thrown inside the attempt on Cloudflare, so it is retried like any error.
+                    raise StepError(
+                        f"Step {name}-{count} output is too large. Maximum allowed size is 1MiB.",
+                        "WorkflowInternalError",
+                    )
+                if hooks is not None and ref is not None:
+                    lt.act(hooks.after_effect(lt.iid, ref, attempt), ref, attempt)
+            except Abandoned:
+                raise
+            except SerializationError as exc:
+                raise lt.owner.end_fatal(
+                    lt,
+                    f'The execution of the Workflow instance was terminated, as the step "{name}" '
+                    f"returned a value which is not serialisable ({exc})",
+                ) from None
+            except NonRetryableError as exc:
+                err = error_of(exc)
+                # Not persisted (as in Cloudflare's local engine): a replay runs the step again.
+                lt.commit(
+                    steps={key: None},
+                    timeline=[
+                        lt.entry("attempt-failure", path, name, attempt, error=err),
+                        lt.entry("step-failure", path, name, attempt, error=err),
+                    ],
+                )
+                raise NonRetryableError(err["message"], err["name"]) from None
+            except Exception as exc:
+                err = error_of(exc)
+                if attempt <= limit:  # `limit` counts retries: attempts = limit + 1
+                    delay = retry_delay(retries, attempt)
+                    if hooks is not None and ref is not None:
+                        delay = hooks.retry_delay(lt.iid, ref, attempt, delay)
+                    retry_at = lt.loop.now_ms + delay
+                    rec = {**rec, "retry_at": retry_at}
+                    lt.commit(
+                        steps={key: rec},
+                        timeline=[
+                            lt.entry(
+                                "attempt-failure", path, name, attempt, error=err, retry_in_ms=delay
+                            )
+                        ],
+                    )
+                    lt.pause_point()
+                    if delay:
+                        await lt.wait_until(retry_at)
+                    continue
+                lt.commit(timeline=[lt.entry("attempt-failure", path, name, attempt, error=err)])
+                lt.pause_point()
+                return self._fail_step(lt, key, rec, path, name, attempt, err)
+            else:
+                lt.commit(
+                    steps={key: {**rec, "state": "done", "value": result}},
+                    timeline=[
+                        lt.entry("attempt-success", path, name, attempt),
+                        lt.entry("checkpoint", path, name, attempt),
+                    ],
+                )
+                if hooks is not None and ref is not None:
+                    lt.act(hooks.after_checkpoint(lt.iid, ref, attempt), ref, attempt)
+                lt.pause_point()
+                return loads(result)
+
+    async def _attempt_with(
+        self, lt: Lifetime, call: Any, info: StepInfo, timeout_ms: int, action: Action
+    ) -> Any:
+        """An attempt a hook changed: a mocked result or error, or a forced timeout."""
+        if isinstance(action, MockResult):
+            return action.value  # the handler does not run; attempt and checkpoint happen
+        if isinstance(action, MockError):
+            if action.name == "NonRetryableError":
+                raise NonRetryableError(action.message)
+            raise StepError(action.message, action.name)
+        if isinstance(action, ForceTimeout):
+            # The handler starts (its effects happen) but the attempt times out regardless.
+            lt.executing += 1
+            try:
+                started = lt.loop.now_ms
+                self.runner.start_ignoring(lt, call, info)
+                ms = timeout_ms if action.after_config else 0
+                if ms:
+                    await lt.wait_until(started + ms)
+                raise StepError(f"Execution timed out after {ms}ms", "WorkflowTimeoutError")
+            finally:
+                lt.executing -= 1
+        return await self.runner.run(lt, call, info, timeout_ms)
+
+    def _fail_step(
+        self,
+        lt: Lifetime,
+        key: str,
+        rec: Record,
+        path: str,
+        name: str,
+        attempt: int,
+        err: dict[str, str],
+    ) -> Any:
+        # The final error is persisted: a replay raises it again without running the step.
+        lt.commit(
+            steps={key: {**rec, "state": "failed", "error": err, "retry_at": None}},
+            timeline=[lt.entry("step-failure", path, name, attempt, error=err)],
+        )
+        raise StepError(err["message"], err["name"])

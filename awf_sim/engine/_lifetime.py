@@ -1,0 +1,231 @@
+"""One lifetime of an instance: a run of its workflow from the top, until it ends or is cut off.
+
+A lifetime is what the `wf` proxy (and Cloudflare's Python `step` object) talks to: it numbers
+the calls as Cloudflare does, refuses every write once it is dead (`commit`), owns the tasks
+and timers it started, and waits in virtual time. It does not decide how a step executes
+(`_executor`), nor how sleeps and event waits behave (`_waits`): it hands those calls on.
+
+Three things can end a lifetime early: a pending pause, an injected crash, a fatal error. Each
+is decided by the simulator, which knows every other instance and timer; it is reached through
+the small `Owner` protocol below, so nothing here imports the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any, Protocol, Unpack
+
+from awf_sim.dsl._identity import loads
+from awf_sim.dsl._proxy import StepCall
+from awf_sim.engine._calls import Abandoned, CallbackStep, RawStep
+from awf_sim.engine._hooks import Action, Crash, Hooks, StepRef
+from awf_sim.engine._loop import VirtualLoop
+from awf_sim.engine._store import Record, Store
+from awf_sim.engine._timeline import EntryDetails, TimelineEntry
+
+__all__ = ["Lifetime", "Owner", "Steps", "Waits"]
+
+
+class Owner(Protocol):
+    """What a lifetime asks of the simulator that runs it: the ways a lifetime ends early."""
+
+    def end_paused(self, lt: Lifetime) -> None:
+        """A pending pause completes now: the instance is paused and this lifetime ends."""
+
+    def end_crashed(
+        self, lt: Lifetime, action: Crash, ref: StepRef | None, attempt: int | None
+    ) -> Abandoned:
+        """The engine dies here (an injected fault); returns what to raise."""
+        ...
+
+    def end_fatal(self, lt: Lifetime, message: str) -> Abandoned:
+        """The instance ends errored with a WorkflowFatalError; returns what to raise."""
+        ...
+
+
+class Steps(Protocol):
+    """Runs `do` steps (the executor in `_executor`)."""
+
+    def do(
+        self, lt: Lifetime, name: str, path: str, user_config: Mapping[str, Any], call: Any
+    ) -> Coroutine[Any, Any, Any]: ...
+
+
+class Waits(Protocol):
+    """Runs sleeps and event waits (`_waits`)."""
+
+    def sleep(
+        self, lt: Lifetime, name: str, ms: int | None, until_epoch_ms: int | None
+    ) -> Coroutine[Any, Any, None]: ...
+
+    def wait(
+        self, lt: Lifetime, name: str, type: str, timeout_ms: int
+    ) -> Coroutine[Any, Any, Any]: ...
+
+
+class Lifetime:
+    """One run of an instance's workflow from the top; the Runtime the `wf` proxy talks to."""
+
+    def __init__(
+        self,
+        owner: Owner,
+        store: Store,
+        loop: VirtualLoop,
+        hooks: Hooks | None,
+        steps: Steps,
+        waits: Waits,
+        iid: str,
+        meta: Record,
+        timestamp: _dt.datetime,
+    ) -> None:
+        self.owner = owner
+        self.store = store
+        self.loop = loop
+        self.hooks = hooks
+        self.steps = steps
+        self.waits = waits
+        self.iid = iid
+        self.alive = True
+        self.counters: dict[str, int] = {}
+        self.step_calls = 0
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.timers: set[asyncio.TimerHandle] = set()
+        self.executing = 0  # attempts whose callback is running (a pause waits for these)
+        self.blocked = 0  # sleeps and retry waits in progress (time must pass for these)
+        self.waits_open = 0  # event waits in progress (only the outside or a timeout ends these)
+        self.waiters: dict[str, deque[tuple[str, asyncio.Future[Any]]]] = {}
+        self.pause_gate: asyncio.Future[None] | None = None
+        self._event = {
+            "payload": loads(meta["params"]),
+            "timestamp": timestamp,
+            "instanceId": iid,
+            "workflowName": meta["workflow"],
+        }
+
+    # -- Runtime protocol ----------------------------------------------------------------
+    @property
+    def instance_id(self) -> str:
+        return self.iid
+
+    @property
+    def event(self) -> Mapping[str, Any]:
+        return self._event
+
+    def step(self, call: StepCall) -> Coroutine[Any, Any, Any]:
+        return self.steps.do(self, call.name, call.label, call.config, call)
+
+    def do(
+        self, name: str, fn: Callable[[], Any], config: Mapping[str, Any]
+    ) -> Coroutine[Any, Any, Any]:
+        return self.steps.do(self, name, name, config, RawStep(fn))
+
+    def do_callback(
+        self, name: str, config: Mapping[str, Any], call: CallbackStep
+    ) -> Coroutine[Any, Any, Any]:
+        """A step whose callback receives the StepInfo (Cloudflare's Python step API)."""
+        return self.steps.do(self, name, name, config, call)
+
+    def sleep(self, name: str, ms: int) -> Coroutine[Any, Any, None]:
+        return self.waits.sleep(self, name, ms, None)
+
+    def sleep_until(self, name: str, epoch_ms: int) -> Coroutine[Any, Any, None]:
+        return self.waits.sleep(self, name, None, epoch_ms)
+
+    async def wait_for(self, name: str, type: str, timeout_ms: int) -> Any:
+        event = await self.waits.wait(self, name, type, timeout_ms)
+        return event["payload"]
+
+    def wait_for_event(self, name: str, type: str, timeout_ms: int) -> Coroutine[Any, Any, Any]:
+        """The whole event {"payload", "timestamp", "type"} (Cloudflare's Python step API)."""
+        return self.waits.wait(self, name, type, timeout_ms)
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def commit(
+        self,
+        *,
+        meta: Record | None = None,
+        steps: Mapping[str, Record | None] | None = None,
+        events: Iterable[Record] = (),
+        timeline: Iterable[TimelineEntry] = (),
+    ) -> None:
+        if not self.alive:
+            raise Abandoned  # nothing is written after a crash point
+        self.store.commit(self.iid, meta=meta, steps=steps, events=events, timeline=timeline)
+
+    def entry(
+        self,
+        kind: str,
+        path: str | None = None,
+        name: str | None = None,
+        attempt: int | None = None,
+        **details: Unpack[EntryDetails],
+    ) -> TimelineEntry:
+        # `_timeline.entry` inlined: this runs several times per step.
+        e: TimelineEntry = {
+            "at_ms": self.loop.now_ms,
+            "kind": kind,
+            "path": path,
+            "name": name,
+            "attempt": attempt,
+            **details,
+        }
+        return e
+
+    def next_count(self, key: str) -> int:
+        count = self.counters.get(key, 0) + 1
+        self.counters[key] = count
+        return count
+
+    def begin(self, kind: str, name: str, path: str) -> tuple[int, str, StepRef | None]:
+        """Number this call as Cloudflare does (the k-th call of a name in this lifetime), give
+        its store key, and tell the hooks, which see every call, cached or not."""
+        count = self.next_count(kind + "\x1f" + name)
+        key = f"{kind}:{name}#{count}"
+        ref = None
+        if self.hooks is not None:
+            ref = StepRef(kind, path, name, count, self.next_count("\x1fseq:" + kind))
+            self.hooks.step_call(self.iid, ref)
+        return count, key, ref
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def act(self, action: Action | None, ref: StepRef, attempt: int | None) -> Action | None:
+        """Carry out a crash now; hand any other action back to the caller."""
+        if isinstance(action, Crash):
+            raise self.owner.end_crashed(self, action, ref, attempt)
+        return action
+
+    def pause_point(self) -> None:
+        """A step that ends while a pause is pending completes the pause and ends the run."""
+        if self.pause_gate is not None and self.executing == 0:
+            self.owner.end_paused(self)
+            raise Abandoned
+
+    async def wait_until(self, at_ms: int) -> None:
+        """Wait in virtual time until `at_ms` (a sleep, a retry wait): time must pass."""
+        loop = self.loop
+        if at_ms <= loop.now_ms:
+            return
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def fire() -> None:
+            self.timers.discard(handle)
+            if not fut.done():
+                fut.set_result(None)
+
+        handle = loop.call_at(at_ms / 1000, fire)
+        self.timers.add(handle)
+        self.blocked += 1
+        try:
+            await fut
+        finally:
+            self.blocked -= 1
+            handle.cancel()
+            self.timers.discard(handle)

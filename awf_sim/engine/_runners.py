@@ -1,0 +1,182 @@
+"""The seam between the step executor and the code of a handler: handler runners.
+
+The executor (`_executor`) decides *whether* and *when* an attempt runs, and what its outcome
+means for the step; a runner decides *where* the handler's code runs. Two runners exist:
+
+- `InProcessRunner` calls the handler on the simulator's loop. Its fast path is the reason
+  the engine is cheap: a handler that never suspends is driven by one `send(None)` and costs
+  no Task and no timeout timer; only one that suspends is raced against its timeout.
+- `ForkRunner` runs each attempt in a forked child with CPU, memory and wall-time limits and
+  no network (`_fork`), while the parent serves the child's `ctx.db`, `ctx.ai` and `ctx.http`.
+
+Both build the handler's `ctx` here, fresh for every attempt, bound to the simulator's
+services under the attempt's label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Protocol
+
+from awf_sim._coro import finish
+from awf_sim.dsl._errors import StepError
+from awf_sim.engine._ambient import simulation_scope
+from awf_sim.engine._calls import CallbackStep, StepInfo, TimedOut
+from awf_sim.engine._lifetime import Lifetime
+from awf_sim.engine._services import Services
+from awf_sim.sdk._context import HandlerContext
+
+__all__ = ["ForkRunner", "HandlerRunner", "InProcessRunner"]
+
+
+class HandlerRunner(Protocol):
+    """Runs one attempt's handler and returns its value (or raises its error)."""
+
+    def run(
+        self, lt: Lifetime, call: Any, info: StepInfo, timeout_ms: int
+    ) -> Coroutine[Any, Any, Any]: ...
+
+    def start_ignoring(self, lt: Lifetime, call: Any, info: StepInfo) -> None:
+        """Start the handler for an attempt that times out regardless (its effects happen,
+        its result and any late error are ignored)."""
+
+
+class InProcessRunner:
+    """Handlers run on the simulator's loop; a suspended one races its timeout."""
+
+    __slots__ = ("env", "services")
+
+    def __init__(self, services: Services, env: Mapping[str, Any]) -> None:
+        self.services = services
+        self.env = env
+
+    def context(self, info: StepInfo) -> HandlerContext:
+        return HandlerContext(
+            instance_id=info.instance_id,
+            step={"name": info.name, "path": info.path, "count": info.count},
+            attempt=info.attempt,
+            env=self.env,
+            services=self.services,
+        )
+
+    async def run(self, lt: Lifetime, call: Any, info: StepInfo, timeout_ms: int) -> Any:
+        lt.executing += 1
+        try:
+            if isinstance(call, CallbackStep):
+                result = call.fn(info)
+            else:
+                result = call.invoke(self.context(info))
+            if not inspect.isawaitable(result):
+                return result
+            coro = result if inspect.iscoroutine(result) else _as_coroutine(result)
+            # Fast path: a handler that never suspends costs no Task and no timeout timer.
+            try:
+                first = coro.send(None)
+            except StopIteration as stop:
+                return stop.value
+            return await _race(lt, coro, first, timeout_ms)
+        finally:
+            lt.executing -= 1
+
+    def start_ignoring(self, lt: Lifetime, call: Any, info: StepInfo) -> None:
+        try:
+            if isinstance(call, CallbackStep):
+                result = call.fn(info)
+            else:
+                result = call.invoke(self.context(info))
+            if inspect.isawaitable(result):
+                coro = result if inspect.iscoroutine(result) else _as_coroutine(result)
+                try:
+                    first = coro.send(None)
+                except StopIteration:
+                    pass
+                else:
+                    lt.spawn(finish(coro, first)).add_done_callback(_consume_exception)
+        except Exception:  # the timeout wins the race; a late failure is ignored like a result
+            pass
+
+
+class ForkRunner:
+    """Each attempt in a forked process with CPU, memory and wall-time limits and no network;
+    virtual time stands still while it runs (the loop waits for the thread). Callbacks of
+    Cloudflare's Python step API, and attempts that time out regardless, run in-process."""
+
+    __slots__ = ("inner", "limits", "seed", "wall_ms")
+
+    def __init__(
+        self, inner: InProcessRunner, limits: Any, seed: int, wall_ms: Callable[[], int]
+    ) -> None:
+        self.inner = inner
+        self.limits = limits
+        self.seed = seed
+        self.wall_ms = wall_ms
+
+    async def run(self, lt: Lifetime, call: Any, info: StepInfo, timeout_ms: int) -> Any:
+        if isinstance(call, CallbackStep):
+            return await self.inner.run(lt, call, info, timeout_ms)
+        from awf_sim.engine._fork import Limits, run_isolated  # imports httpx: on first use
+
+        lt.executing += 1
+        try:
+            ctx = self.inner.context(info)
+            ctx.db  # noqa: B018 - opened here so the child's calls reach this database
+            limits = self.limits if self.limits is not None else Limits()
+            # The child gets its own simulation scope: virtual time, and randomness derived
+            # from the seed and the step, so an isolated run is as reproducible as any other.
+            child_seed = f"{self.seed}:{lt.iid}:{info.name}:{info.count}:{info.attempt}"
+            wall_ms = self.wall_ms()
+
+            def scope() -> Any:
+                return simulation_scope(lambda: wall_ms, random.Random(child_seed))
+
+            return await lt.loop.run_in_executor(
+                None, lambda: run_isolated(call.invoke, ctx, limits, scope=scope)
+            )
+        finally:
+            lt.executing -= 1
+
+    def start_ignoring(self, lt: Lifetime, call: Any, info: StepInfo) -> None:
+        self.inner.start_ignoring(lt, call, info)
+
+
+async def _race(lt: Lifetime, coro: Coroutine[Any, Any, Any], first: Any, timeout_ms: int) -> Any:
+    loop = lt.loop
+    task = lt.spawn(finish(coro, first))
+    task.add_done_callback(_consume_exception)
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def settle(_t: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def expire() -> None:
+        if not waiter.done():
+            waiter.set_exception(TimedOut())
+
+    task.add_done_callback(settle)
+    handle = loop.call_at((loop.now_ms + timeout_ms) / 1000, expire)
+    lt.timers.add(handle)
+    try:
+        await waiter
+    except TimedOut:
+        # The callback is not killed; its late result is ignored.
+        raise StepError(
+            f"Execution timed out after {timeout_ms}ms", "WorkflowTimeoutError"
+        ) from None
+    finally:
+        handle.cancel()
+        lt.timers.discard(handle)
+    return task.result()
+
+
+def _consume_exception(task: asyncio.Task[Any]) -> None:
+    # A handler that fails after its step timed out: nobody awaits it, so mark it retrieved.
+    if not task.cancelled():
+        task.exception()
+
+
+async def _as_coroutine(awaitable: Any) -> Any:
+    return await awaitable

@@ -1,0 +1,66 @@
+"""Timeline entries: what an instance's timeline records, typed.
+
+Every entry has the five fields of DESIGN §9 (`at_ms` virtual, `kind`, `path` as the dotted
+string, `name` as the Cloudflare step name, `attempt` 1-based or None); the details depend on
+the kind. They are plain dicts at run time (a TypedDict costs nothing, and timelines are
+compared and dumped as JSON byte for byte), so readers get the keys checked by mypy and the
+engine pays nothing for it.
+
+Kinds: workflow-start, recover, resumed, restarted, paused, terminated, crash (with `fault`
+when injected), step-start (with the resolved `config`), attempt-start, attempt-success,
+attempt-failure (`error`, `retry_in_ms` when retried), checkpoint, step-failure (`error`),
+sleep-start (`duration_ms`, `until_ms`), sleep-end, wait-start (`type`, `timeout_ms`),
+wait-end (`type`, and `seq` of the event or `timed_out`), event-received (`type`, `seq`),
+workflow-success, workflow-failure (`error`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict, Unpack
+
+__all__ = ["EntryDetails", "TimelineEntry", "entry"]
+
+
+class EntryDetails(TypedDict, total=False):
+    """The details an entry may carry, by kind (see the module docstring)."""
+
+    error: dict[str, str] | None  # {name, message}
+    retry_in_ms: int
+    duration_ms: int
+    until_ms: int
+    type: str
+    seq: int
+    timed_out: bool
+    timeout_ms: int
+    config: Any  # the step's resolved config (ResolvedConfig)
+    fault: str  # the injected fault that caused a crash
+
+
+class TimelineEntry(EntryDetails):
+    """One timeline entry."""
+
+    at_ms: int
+    kind: str
+    path: str | None
+    name: str | None
+    attempt: int | None
+
+
+def entry(
+    at_ms: int,
+    kind: str,
+    path: str | None = None,
+    name: str | None = None,
+    attempt: int | None = None,
+    **details: Unpack[EntryDetails],
+) -> TimelineEntry:
+    """One timeline entry: the five common fields, then the details of its kind."""
+    e: TimelineEntry = {
+        "at_ms": at_ms,
+        "kind": kind,
+        "path": path,
+        "name": name,
+        "attempt": attempt,
+        **details,
+    }
+    return e

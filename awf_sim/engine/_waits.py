@@ -1,0 +1,148 @@
+"""Sleeps and event waits: the two ways a workflow waits for time or the outside world.
+
+Both are durable: their deadlines are stored when they begin, so a crash or an eviction does
+not restart the clock, and a replay of a finished one returns at once. Events sent before the
+wait are buffered per type and consumed first in, first out; a wait that times out raises a
+`WorkflowTimeoutError` that is checkpointed and never retried (SEMANTICS §3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from awf_sim.dsl._errors import DefinitionError, StepError
+from awf_sim.dsl._identity import loads
+from awf_sim.engine._calls import Abandoned, TimedOut
+from awf_sim.engine._lifetime import Lifetime
+from awf_sim.engine._store import Record
+
+__all__ = ["EventWaits", "deliver"]
+
+
+class EventWaits:
+    """`wf.sleep`, `wf.sleep_until` and `wf.wait_for` for every lifetime of one simulator."""
+
+    __slots__ = ("wall_ms",)
+
+    def __init__(self, wall_ms: Callable[[], int]) -> None:
+        self.wall_ms = wall_ms
+
+    async def sleep(
+        self, lt: Lifetime, name: str, ms: int | None, until_epoch_ms: int | None
+    ) -> None:
+        if not lt.alive:
+            raise Abandoned
+        _, key, ref = lt.begin("sleep", name, name)
+        hooks = lt.hooks
+        rec = lt.store.get_step(lt.iid, key)
+        if rec is not None and rec["state"] == "done":
+            return
+        if rec is None:
+            if until_epoch_ms is not None:
+                ms = until_epoch_ms - self.wall_ms()
+                if ms < 0:
+                    raise DefinitionError(
+                        f"wf.sleep_until({name!r}): You can't sleep until a time in the past, "
+                        "time-traveler"
+                    )
+            assert ms is not None
+            if hooks is not None and ref is not None:
+                ms = hooks.sleep_ms(lt.iid, ref, ms)
+            until = lt.loop.now_ms + ms
+            rec = {"kind": "sleep", "name": name, "state": "running", "until": until}
+            lt.commit(
+                steps={key: rec},
+                timeline=[lt.entry("sleep-start", name, name, duration_ms=ms, until_ms=until)],
+            )
+            if hooks is not None and ref is not None:
+                lt.act(hooks.during_sleep(lt.iid, ref), ref, None)
+        await lt.wait_until(rec["until"])
+        lt.commit(
+            steps={key: {**rec, "state": "done"}}, timeline=[lt.entry("sleep-end", name, name)]
+        )
+
+    async def wait(self, lt: Lifetime, name: str, type: str, timeout_ms: int) -> Any:
+        if not lt.alive:
+            raise Abandoned
+        _, key, ref = lt.begin("wait", name, name)
+        hooks = lt.hooks
+        rec = lt.store.get_step(lt.iid, key)
+        if rec is not None:
+            if rec["state"] == "done":
+                return loads(rec["value"])
+            if rec["state"] == "failed":
+                raise StepError(rec["error"]["message"], rec["error"]["name"])
+        else:
+            if hooks is not None and ref is not None:
+                timeout_ms = hooks.wait_timeout_ms(lt.iid, ref, timeout_ms)
+            rec = {
+                "kind": "wait",
+                "name": name,
+                "type": type,
+                "state": "running",
+                "deadline": lt.loop.now_ms + timeout_ms,
+                "timeout_ms": timeout_ms,
+            }
+            lt.commit(
+                steps={key: rec},
+                timeline=[lt.entry("wait-start", name, name, type=type, timeout_ms=timeout_ms)],
+            )
+        if hooks is not None and ref is not None and hooks.force_wait_timeout(lt.iid, ref):
+            return _timed_out(lt, key, rec, name, type)
+        # An event sent before the wait is buffered per type and consumed first in, first out.
+        for ev in lt.store.events(lt.iid):
+            if ev["type"] == type and ev["consumed_by"] is None:
+                return deliver(lt, key, rec, ev)
+        if hooks is not None and ref is not None:
+            lt.act(hooks.during_wait(lt.iid, ref), ref, None)
+        fut: asyncio.Future[Any] = lt.loop.create_future()
+        queue = lt.waiters.setdefault(type, deque())
+        waiter = (key, fut)
+        queue.append(waiter)
+
+        def expire() -> None:
+            lt.timers.discard(handle)
+            if not fut.done():
+                fut.set_exception(TimedOut())
+
+        handle = lt.loop.call_at(rec["deadline"] / 1000, expire)
+        lt.timers.add(handle)
+        lt.waits_open += 1
+        try:
+            return await fut
+        except TimedOut:
+            return _timed_out(lt, key, rec, name, type)
+        finally:
+            lt.waits_open -= 1
+            handle.cancel()
+            lt.timers.discard(handle)
+            if waiter in queue:
+                queue.remove(waiter)  # a timed-out waiter gets no later event
+
+
+def _timed_out(lt: Lifetime, key: str, rec: Record, name: str, type: str) -> Any:
+    err = {
+        "name": "WorkflowTimeoutError",
+        "message": f"Execution timed out after {rec['timeout_ms']}ms",
+    }
+    # A timed-out wait is persisted and not retried; replays raise it again.
+    lt.commit(
+        steps={key: {**rec, "state": "failed", "error": err}},
+        timeline=[lt.entry("wait-end", name, name, type=type, timed_out=True)],
+    )
+    raise StepError(err["message"], err["name"])
+
+
+def deliver(lt: Lifetime, key: str, rec: Record, ev: Record) -> Any:
+    """Hand the buffered event `ev` to the wait stored under `key`: checkpointed, consumed."""
+    value = {"payload": loads(ev["payload"]), "timestamp": ev["at_ms"], "type": ev["type"]}
+    lt.commit(
+        steps={key: {**rec, "state": "done", "value": json.dumps(value)}},
+        events=[{**ev, "consumed_by": key}],
+        timeline=[lt.entry("wait-end", rec["name"], rec["name"], type=ev["type"], seq=ev["seq"])],
+    )
+    return value

@@ -1,0 +1,164 @@
+"""Loading a flow file: the Python file that defines a user's domains and workflows.
+
+```python
+from awf_sim.flow import load_flow
+
+flow = load_flow("examples/order_processing.py")
+workflow = flow.pick("order-processing")
+sim = Simulator(world=flow.world)
+```
+
+A flow file may declare `DATABASE`, `HTTP` and `AI` at module level: they make up the
+`World` its workflows run in under `awf-sim run`, `awf-sim chaos` and `awf-deploy push`.
+Every failure to load is a FlowError with one line that names the file, the problem and the
+fix; the CLIs print it and exit 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from awf_sim.dsl._workflow import Workflow
+from awf_sim.engine import World
+from awf_sim.errors import FlowError
+
+__all__ = ["FlowError", "FlowFile", "load_flow", "parse_input", "parse_json"]
+
+
+@dataclass(frozen=True)
+class FlowFile:
+    """A loaded flow file: its module, its workflows by name, and the world it declares."""
+
+    path: str
+    module: ModuleType
+    workflows: Mapping[str, Workflow]
+    database: Any  # the module's DATABASE (a Database spec) or None
+    http: Any = None  # the module's HTTP: what ctx.http talks to in the simulator (a mock)
+    ai: Any = None  # the module's AI: the ctx.ai provider (default: deterministic)
+
+    @property
+    def world(self) -> World:
+        """The flow's DATABASE, HTTP and AI as a World (seed 0, profile production)."""
+        return World(db=self.database, ai=self.ai, http=self.http)
+
+    def pick(self, name: str | None) -> Workflow:
+        """The workflow named `name`, or the only one when `name` is None."""
+        if name is not None:
+            try:
+                return self.workflows[name]
+            except KeyError:
+                known = ", ".join(self.workflows)
+                raise FlowError(
+                    f"{self.path}: no workflow named {name!r}; this file defines: {known}"
+                ) from None
+        if len(self.workflows) > 1:
+            known = ", ".join(self.workflows)
+            raise FlowError(
+                f"{self.path} defines several workflows ({known}); choose one with --workflow NAME"
+            )
+        return next(iter(self.workflows.values()))
+
+
+def load_flow(path: str | os.PathLike[str]) -> FlowFile:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FlowError(f"{path}: no such file; pass the path of a flow file (a .py file)")
+    if os.path.isdir(path) or not path.endswith(".py"):
+        raise FlowError(f"{path}: not a Python file; pass the path of a flow file (a .py file)")
+    abspath = os.path.abspath(path)
+    # A stable module name per file, so loading the same file twice replaces it cleanly.
+    digest = hashlib.sha256(abspath.encode()).hexdigest()[:8]
+    stem = os.path.splitext(os.path.basename(path))[0]
+    mod_name = f"awf_flow_{stem if stem.isidentifier() else 'file'}_{digest}"
+    spec = importlib.util.spec_from_file_location(mod_name, abspath)
+    if spec is None or spec.loader is None:
+        raise FlowError(f"{path}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    folder = os.path.dirname(abspath)
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)  # so a flow file can import its sibling modules
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[mod_name]
+        raise FlowError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except Exception as exc:
+        del sys.modules[mod_name]
+        line = _user_line(exc, abspath)
+        raise FlowError(
+            f"{path}{line}: importing it failed with {type(exc).__name__}: {exc}"
+        ) from None
+    finally:
+        if added:
+            sys.path.remove(folder)
+    workflows = {}
+    for value in vars(module).values():
+        if isinstance(value, Workflow) and value.fn is not None:
+            workflows[value.name] = value
+    if not workflows:
+        raise FlowError(
+            f"{path}: defines no workflow; add one with @Workflow('name') above "
+            "`async def fn(wf, params)`"
+        )
+    return FlowFile(
+        path,
+        module,
+        workflows,
+        getattr(module, "DATABASE", None),
+        getattr(module, "HTTP", None),
+        _provider(getattr(module, "AI", None)),
+    )
+
+
+def _provider(value: Any) -> Any:
+    # A module-level `AI` that is not a provider (say, a Domain named AI) is not one.
+    return value if hasattr(value, "generate") else None
+
+
+def _user_line(exc: BaseException, abspath: str) -> str:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if os.path.abspath(tb.tb_frame.f_code.co_filename) == abspath:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f":{line}" if line is not None else ""
+
+
+def parse_input(workflow: Workflow, input_json: str | None, input_file: str | None) -> Any:
+    """The params for a run: --input, --input-file, else the workflow's first example."""
+    if input_json is not None and input_file is not None:
+        raise FlowError("pass either --input or --input-file, not both")
+    if input_file is not None:
+        try:
+            with open(input_file, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise FlowError(f"--input-file {input_file}: {exc.strerror}") from None
+        return parse_json(text, f"--input-file {input_file}")
+    if input_json is not None:
+        return parse_json(input_json, "--input")
+    if workflow.examples:
+        return workflow.examples[0]
+    return {}
+
+
+def parse_json(text: str, what: str) -> Any:
+    """JSON given on a command line or in a file; `what` names it in the one-line error."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FlowError(
+            f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            """pass an object such as '{"id": "o-1"}'"""
+        ) from None
