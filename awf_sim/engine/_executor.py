@@ -47,6 +47,13 @@ _INTERNAL_ERROR = {
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
 
+def _non_retryable(err: Mapping[str, str]) -> bool:
+    """Cloudflare's test: `error.name === "NonRetryableError" ||
+    error.message.startsWith("NonRetryableError")` (the second because RPC puts a class's name
+    before its message), so any error whose name or message says so is not retried."""
+    return err["name"] == "NonRetryableError" or err["message"].startswith("NonRetryableError")
+
+
 class StepExecutor:
     """Runs `do` steps for every lifetime of one simulator."""
 
@@ -180,19 +187,19 @@ class StepExecutor:
                     f'The execution of the Workflow instance was terminated, as the step "{name}" '
                     f"returned a value which is not serialisable ({exc})",
                 ) from None
-            except NonRetryableError as exc:
-                err = error_of(exc)
-                # Not persisted (as in Cloudflare's local engine): a replay runs the step again.
-                lt.commit(
-                    steps={key: None},
-                    timeline=[
-                        lt.entry("attempt-failure", path, name, attempt, error=err),
-                        lt.entry("step-failure", path, name, attempt, error=err),
-                    ],
-                )
-                raise NonRetryableError(err["message"], err["name"]) from None
             except Exception as exc:
                 err = error_of(exc)
+                if isinstance(exc, NonRetryableError) or _non_retryable(err):
+                    # Not persisted (as in Cloudflare's local engine): a replay runs the step
+                    # again.
+                    lt.commit(
+                        steps={key: None},
+                        timeline=[
+                            lt.entry("attempt-failure", path, name, attempt, error=err),
+                            lt.entry("step-failure", path, name, attempt, error=err),
+                        ],
+                    )
+                    raise NonRetryableError(err["message"], err["name"]) from None
                 if attempt <= limit:  # `limit` counts retries: attempts = limit + 1
                     delay = retry_delay(retries, attempt)
                     if hooks is not None and ref is not None:
