@@ -14,13 +14,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from awf_sim.dsl._errors import DefinitionError, StepError
+from awf_sim.dsl._errors import StepError
 from awf_sim.dsl._identity import loads
 from awf_sim.engine._calls import Abandoned, TimedOut
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._store import Record
 
 __all__ = ["EventWaits", "deliver"]
+
+_TIME_TRAVELER = "You can't sleep until a time in the past, time-traveler"
 
 
 class EventWaits:
@@ -36,6 +38,11 @@ class EventWaits:
     ) -> None:
         if not lt.alive:
             raise Abandoned
+        # Cloudflare compares with the clock on every call, replays included, before the
+        # sleep is numbered: a replay that runs after the moment has passed throws, even
+        # though that sleep completed in an earlier run.
+        if until_epoch_ms is not None and until_epoch_ms < self.wall_ms():
+            raise StepError(_TIME_TRAVELER, "Error")
         _, key, ref = lt.begin("sleep", name, name)
         hooks = lt.hooks
         rec = lt.store.get_step(lt.iid, key)
@@ -44,11 +51,6 @@ class EventWaits:
         if rec is None:
             if until_epoch_ms is not None:
                 ms = until_epoch_ms - self.wall_ms()
-                if ms < 0:
-                    raise DefinitionError(
-                        f"wf.sleep_until({name!r}): You can't sleep until a time in the past, "
-                        "time-traveler"
-                    )
             assert ms is not None
             if hooks is not None and ref is not None:
                 ms = hooks.sleep_ms(lt.iid, ref, ms)
