@@ -511,6 +511,10 @@ class Simulator:
     def _send_event(self, iid: str, type: str, payload: Any) -> None:
         meta = self._meta(iid)
         if meta["status"] in TERMINAL:
+            if self.profile == "local":
+                # Miniflare takes it without a word: receiveEvent buffers it, and waking the
+                # finished engine does nothing. Production is undocumented; awf says so there.
+                return
             raise InstanceError(
                 f"instance {iid!r} is {meta['status']}; it can no longer receive events"
             )
