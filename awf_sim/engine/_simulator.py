@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+from awf_sim.dsl._cfduration import DURATION_READINGS
 from awf_sim.dsl._config import PROFILES
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError, NonRetryableError
@@ -130,6 +131,7 @@ class Simulator:
         isolation: str | None = None,
         limits: Any = None,
         world: World | None = None,
+        durations: str = "awf",
     ) -> None:
         if world is None:
             world = World(db, ai, http, dict(env or {}), seed, profile)
@@ -149,6 +151,12 @@ class Simulator:
             )
         if isinstance(step_limit, bool) or not isinstance(step_limit, int) or step_limit < 1:
             raise DefinitionError(f"step_limit must be a positive whole number, got {step_limit!r}")
+        if durations not in DURATION_READINGS:
+            raise DefinitionError(
+                f"unknown durations {durations!r}: use 'awf' (refuse what Cloudflare would "
+                "misread) or 'cloudflare' (read it exactly as Cloudflare does)"
+            )
+        self.durations = durations
         self.world = world
         self.seed = seed
         self.profile = profile
@@ -422,7 +430,9 @@ class Simulator:
                     params = model.model_validate(params)  # type: ignore[attr-defined]
                 result = target.call(WorkflowApi(lt, target), params)
             else:
-                result = instantiate(target, self.env).run(dict(lt.event), PythonStep(lt))
+                result = instantiate(target, self.env).run(
+                    dict(lt.event), PythonStep(lt, self.durations)
+                )
             if inspect.isawaitable(result):
                 result = await result
             output = dump_result(result, root="workflow output")
