@@ -24,7 +24,14 @@ from awf_sim.dsl._errors import (
     StepError,
     WorkflowFatalError,
 )
-from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, MAX_STEP_NAME, dump_result, loads
+from awf_sim.dsl._identity import (
+    MAX_PAYLOAD_BYTES,
+    MAX_STEP_NAME,
+    dump_result,
+    loads,
+    utf8_size,
+    utf16_len,
+)
 from awf_sim.engine._calls import Abandoned, StepInfo, error_of, retry_delay
 from awf_sim.engine._hooks import (
     INVALID_CONFIG,
@@ -84,7 +91,7 @@ class StepExecutor:
                 f"The limit of {self.step_limit} steps has been reached. This limit can be "
                 "changed in your worker configuration."
             )
-        if len(name) > MAX_STEP_NAME or _CONTROL.search(name):
+        if utf16_len(name) > MAX_STEP_NAME or _CONTROL.search(name):
             raise WorkflowFatalError(
                 f'Step name "{name}" exceeds max length ({MAX_STEP_NAME} chars) or invalid '
                 "characters found"
@@ -169,9 +176,7 @@ class StepExecutor:
                 else:
                     value = await self._attempt_with(lt, call, info, config["timeout"], action)
                 result = dump_result(value, root=f"result of {path}")
-                if len(result) > MAX_PAYLOAD_BYTES // 4 and len(result.encode()) > (
-                    MAX_PAYLOAD_BYTES
-                ):
+                if len(result) > MAX_PAYLOAD_BYTES // 4 and utf8_size(result) > (MAX_PAYLOAD_BYTES):
                     # Thrown inside the attempt on Cloudflare, so it is retried like any error.
                     raise StepError(
                         f"Step {name}-{count} output is too large. Maximum allowed size is 1MiB.",

@@ -24,7 +24,7 @@ from awf_sim.dsl._cfduration import DURATION_READINGS
 from awf_sim.dsl._config import PROFILES
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError, NonRetryableError
-from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, dump_result, loads
+from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, dump_result, loads, utf8_size
 from awf_sim.dsl._names import validate_instance_id
 from awf_sim.dsl._proxy import WorkflowApi
 from awf_sim.dsl._workflow import Workflow, registered_workflows
@@ -219,7 +219,7 @@ class Simulator:
         """Queue a new instance of `workflow` (a Workflow, or a class with `run(event, step)`)."""
         name = self._register(workflow)
         params_json = canonical({} if params is None else params, root="params")
-        if len(params_json.encode()) > MAX_PAYLOAD_BYTES:
+        if utf8_size(params_json) > MAX_PAYLOAD_BYTES:
             raise DefinitionError("params are over Cloudflare's 1 MiB limit for event payloads")
         if id is None:
             # From the seeded source, so ids replay; a store that already holds instances
@@ -531,7 +531,7 @@ class Simulator:
         if not isinstance(type, str) or not type:
             raise DefinitionError(f"event type must be a non-empty string, got {type!r}")
         payload_json = canonical(payload, root="event payload")
-        if len(payload_json.encode()) > MAX_PAYLOAD_BYTES:
+        if utf8_size(payload_json) > MAX_PAYLOAD_BYTES:
             raise DefinitionError("event payload is over Cloudflare's 1 MiB limit")
         seq = len(self._store.events(iid))
         ev = {
