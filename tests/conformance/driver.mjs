@@ -2,7 +2,9 @@
 // Runs conformance scenarios on Cloudflare's local Workflows engine (Miniflare/workerd) and writes
 // one trace per scenario, as described in FORMAT.md of the shared conformance folder.
 //
-//   node driver.mjs --out DIR SCENARIO.json [SCENARIO.json ...]
+//   node driver.mjs --out DIR [--jobs N] SCENARIO.json [SCENARIO.json ...]
+//
+// --jobs N (default 8): scenarios run N at a time, each as its own instance of one Miniflare.
 //
 // Miniflare starts once, offline (cf: false); each scenario runs as a fresh workflow instance
 // whose params are the whole scenario (worker/index.mjs interprets it).
@@ -15,6 +17,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const COMPATIBILITY_DATE = "2026-04-01";
 const SCENARIO_LIMIT_MS = 20_000;
 const POLL_MS = 10;
+const PAUSED_STABLE_MS = 300;
 const TERMINAL = new Set(["complete", "errored", "terminated"]);
 
 function fail(message) {
@@ -26,16 +29,20 @@ function fail(message) {
 
 function parseArgs(argv) {
   let out = null;
+  let jobs = 8;
   const files = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--out") {
       if (i + 1 >= argv.length) fail("--out needs a directory");
       out = argv[++i];
+    } else if (a === "--jobs") {
+      jobs = Number(argv[++i]);
+      if (!Number.isInteger(jobs) || jobs < 1) fail("--jobs needs a whole number >= 1");
     } else if (a.startsWith("--out=")) {
       out = a.slice("--out=".length);
     } else if (a === "-h" || a === "--help") {
-      process.stdout.write("usage: node driver.mjs --out DIR SCENARIO.json [SCENARIO.json ...]\n");
+      process.stdout.write("usage: node driver.mjs --out DIR [--jobs N] SCENARIO.json [SCENARIO.json ...]\n");
       process.exit(0);
     } else if (a.startsWith("-")) {
       fail(`unknown option ${a}`);
@@ -45,7 +52,7 @@ function parseArgs(argv) {
   }
   if (!out) fail("missing --out DIR (usage: node driver.mjs --out DIR SCENARIO.json [...])");
   if (files.length === 0) fail("no scenario files given");
-  return { out, files };
+  return { out, files, jobs };
 }
 
 const isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -215,6 +222,8 @@ async function runScenario(mf, scenario) {
     ...(scenario.control ?? []).map((c) => ({ kind: "control", ...c })),
   ].sort((a, b) => a.after_ms - b.after_ms);
   let controlsLeft = actions.filter((a) => a.kind === "control").length;
+  let lastAction = created;
+  let pausedSince = null;
 
   let status;
   for (;;) {
@@ -227,11 +236,22 @@ async function runScenario(mf, scenario) {
         await call(mf, "/control", { id, op: a.op });
         controlsLeft--;
       }
+      lastAction = Date.now();
+      pausedSince = null;
     }
     status = await call(mf, "/status", { id });
     if (TERMINAL.has(status.status)) break;
-    if (status.status === "paused" && controlsLeft === 0) break;
     if (Date.now() - created >= SCENARIO_LIMIT_MS) break;
+    // `paused` with nothing left to do ends the scenario, but only once it is stable: on a
+    // loaded machine a status read can still say `paused` just after a resume was sent, before
+    // the engine has taken it in. Stable = read as paused for PAUSED_STABLE_MS in a row, all of
+    // them after the last action.
+    if (status.status === "paused" && controlsLeft === 0) {
+      pausedSince ??= Date.now();
+      if (Date.now() - pausedSince >= PAUSED_STABLE_MS && pausedSince > lastAction) break;
+    } else {
+      pausedSince = null;
+    }
     const nextAction = actions.length > 0 ? actions[0].after_ms - (Date.now() - created) : POLL_MS;
     await sleep(Math.max(0, Math.min(POLL_MS, nextAction)));
   }
@@ -251,7 +271,7 @@ async function runScenario(mf, scenario) {
 // ---------------------------------------------------------------- main
 
 async function main() {
-  const { out, files } = parseArgs(process.argv.slice(2));
+  const { out, files, jobs } = parseArgs(process.argv.slice(2));
   const scenarios = files.map(loadScenario); // validate everything before starting workerd
   const names = new Set();
   for (const [i, s] of scenarios.entries()) {
@@ -274,21 +294,30 @@ async function main() {
   let failed = 0;
   try {
     await mf.ready;
-    for (const [i, scenario] of scenarios.entries()) {
-      const started = Date.now();
-      let trace;
-      try {
-        trace = await runScenario(mf, scenario);
-      } catch (e) {
-        failed++;
-        process.stderr.write(`${scenario.name}: driver error: ${e.message}\n`);
-        continue;
+    // Scenarios run concurrently in this one Miniflare, each as its own instance; `jobs` at a
+    // time, so that a long idle scenario (one that runs to the 20 s limit) costs no more than
+    // its own time.
+    let next = 0;
+    const worker = async () => {
+      while (next < scenarios.length) {
+        const i = next++;
+        const scenario = scenarios[i];
+        const started = Date.now();
+        let trace;
+        try {
+          trace = await runScenario(mf, scenario);
+        } catch (e) {
+          failed++;
+          process.stderr.write(`${scenario.name}: driver error: ${e.message}\n`);
+          continue;
+        }
+        writeFileSync(join(out, `${scenario.name}.trace.json`), JSON.stringify(trace, null, 2) + "\n");
+        process.stderr.write(
+          `${scenario.name}: ${trace.status} in ${Date.now() - started} ms (${basename(files[i])})\n`,
+        );
       }
-      writeFileSync(join(out, `${scenario.name}.trace.json`), JSON.stringify(trace, null, 2) + "\n");
-      process.stderr.write(
-        `${scenario.name}: ${trace.status} in ${Date.now() - started} ms (${basename(files[i])})\n`,
-      );
-    }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, jobs) }, worker));
   } finally {
     await mf.dispose();
   }
