@@ -134,6 +134,7 @@ def conformance(
         collect_scenarios,
         run_conformance,
     )
+    from awf_sim.conformance._compare import json_text
 
     if engine not in ENGINES:
         _fail_usage(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -168,7 +169,7 @@ def conformance(
             "matched": sum(1 for o in outcomes if o.matched),
             "mismatched": mismatched,
         }
-        sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(report) + "\n")
     else:
         for o in outcomes:
             if not o.compared:

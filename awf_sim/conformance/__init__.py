@@ -1,6 +1,6 @@
 """Conformance: the same scenarios on awf_sim and on Cloudflare's local engine (Miniflare).
 
-A scenario (shared/conformance/FORMAT.md) describes one workflow instance as data; each engine
+A scenario (tests/conformance/FORMAT.md) describes one workflow instance as data; each engine
 turns it into a trace, and two traces are compared by FORMAT.md's rules. `awf-sim conformance`
 is the command-line front end.
 """

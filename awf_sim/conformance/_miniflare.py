@@ -28,6 +28,7 @@ from awf_sim.conformance._scenario import (
     Scenario,
     ScenarioError,
     SleepOp,
+    SleepUntilOp,
     WaitOp,
     cloudflare_ms,
 )
@@ -118,15 +119,22 @@ def _estimate_ms(scenario: Scenario) -> float:
     its sleeps, hangs and event-wait timeouts in a row, capped by a terminate and the limit."""
     total = 0.0
     sent = {e.type for e in scenario.events}
-    for op in scenario.body:
+
+    def cost(op: Any) -> float:
         if isinstance(op, SleepOp):
-            total += cloudflare_ms(op.duration)
-        elif isinstance(op, WaitOp) and op.type not in sent:
-            # An event of its type ends the wait: its time is in the actions' bound below.
-            total += cloudflare_ms(op.timeout) if op.timeout is not None else math.inf
-        elif not isinstance(op, WaitOp):
-            steps = op.steps if isinstance(op, ParallelOp) else (op,)
-            total += max(sum(a.hang_ms for a in step.attempts) for step in steps)
+            return max(0.0, cloudflare_ms(op.duration) or 0.0)
+        if isinstance(op, SleepUntilOp):
+            return max(0.0, op.at_ms)
+        if isinstance(op, WaitOp):
+            if op.type in sent:
+                return 0.0  # an event of its type ends it: its time is in the actions' bound
+            return max(0.0, cloudflare_ms(op.timeout) or 0.0) if op.timeout else math.inf
+        if isinstance(op, ParallelOp):
+            return max(cost(sub) for sub in op.steps)
+        return float(sum(a.hang_ms for a in op.attempts))
+
+    for op in scenario.body:
+        total += cost(op)
     actions = scenario.actions()
     if actions:
         total = max(total, actions[-1].after_ms)
@@ -163,7 +171,9 @@ def _run_batch(
     for scenario in scenarios:
         # Written afresh, so a scenario parsed from memory runs exactly as validated.
         path = inputs / f"{scenario.name}.json"
-        path.write_text(json.dumps(dict(scenario.raw), ensure_ascii=False), encoding="utf-8")
+        # ASCII with \u escapes: a lone surrogate (which JSON carries and UTF-8 cannot) stays
+        # exactly what the scenario says.
+        path.write_text(json.dumps(dict(scenario.raw), ensure_ascii=True), encoding="ascii")
         files.append(str(path))
     stderr = _run_driver(
         [exe, str(folder / "driver.mjs"), "--out", str(out), *files],
@@ -194,6 +204,7 @@ def _run_driver(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            errors="replace",
             # Its own process group, so a timeout also stops the workerd it started.
             start_new_session=os.name == "posix",
         )

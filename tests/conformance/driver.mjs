@@ -56,7 +56,11 @@ function parseArgs(argv) {
 }
 
 const isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
-const isDuration = (v) => (typeof v === "number" && v >= 0) || (typeof v === "string" && v !== "");
+// Any number or string: the engine reads durations with its own parser (itty-time's ms()),
+// and what it makes of odd ones is part of what the scenarios record.
+const isDuration = (v) => typeof v === "number" || typeof v === "string";
+const FORMATS = [1, 2];
+const CATCHES = [true, false, "name", "rethrow"];
 
 // Throws an Error naming the first problem found in a scenario; returns nothing when it is valid.
 function validateScenario(s) {
@@ -76,9 +80,12 @@ function validateScenario(s) {
       if (!isObject(a)) throw new Error(`${w}: must be an object`);
       const hasReturn = "return" in a;
       const hasThrow = "throw" in a;
-      if (hasReturn === hasThrow) throw new Error(`${w}: needs exactly one of "return" or "throw"`);
-      if (hasThrow && !["Error", "NonRetryableError"].includes(a.throw)) {
-        throw new Error(`${w}: "throw" must be "Error" or "NonRetryableError"`);
+      const kinds = ["return", "throw", "throw_value", "return_nothing"].filter((k) => k in a);
+      if (kinds.length !== 1) {
+        throw new Error(`${w}: needs exactly one of "return", "throw", "throw_value" or "return_nothing"`);
+      }
+      if (hasThrow && (typeof a.throw !== "string" || !/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(a.throw))) {
+        throw new Error(`${w}: "throw" must be an error class name`);
       }
       if (hasThrow && typeof a.message !== "string") throw new Error(`${w}: "message" must be a string`);
       if (a.hang_ms !== undefined && !(Number.isFinite(a.hang_ms) && a.hang_ms >= 0)) {
@@ -86,10 +93,13 @@ function validateScenario(s) {
       }
     });
   };
-  s.body.forEach((op, i) => {
-    const where = `body[${i}]`;
+  if (s.format !== undefined && !FORMATS.includes(s.format)) throw new Error('"format" must be 1 or 2');
+  const checkOp = (op, where, inParallel) => {
     if (!isObject(op)) throw new Error(`${where}: must be an object`);
-    if (op.catch !== undefined && typeof op.catch !== "boolean") throw new Error(`${where}: "catch" must be a boolean`);
+    if (op.catch !== undefined && !CATCHES.includes(op.catch)) {
+      throw new Error(`${where}: "catch" must be true, false, "name" or "rethrow"`);
+    }
+    if (inParallel && op.op === "parallel") throw new Error(`${where}: "parallel" inside "parallel"`);
     switch (op.op) {
       case "do":
         checkDo(op, where);
@@ -103,23 +113,31 @@ function validateScenario(s) {
         if (typeof op.type !== "string" || op.type === "") throw new Error(`${where}: "type" must be a non-empty string`);
         if (op.timeout !== undefined && !isDuration(op.timeout)) throw new Error(`${where}: "timeout" must be a number or a string`);
         break;
+      case "sleepUntil":
+        if (typeof op.name !== "string" || op.name === "") throw new Error(`${where}: "name" must be a non-empty string`);
+        if (!Number.isFinite(op.at_ms)) throw new Error(`${where}: "at_ms" must be a number`);
+        break;
       case "parallel": {
         if (!Array.isArray(op.steps) || op.steps.length === 0) throw new Error(`${where}: "steps" must be a non-empty list`);
+        if (op.race !== undefined && typeof op.race !== "boolean") throw new Error(`${where}: "race" must be a boolean`);
         const names = new Set();
         op.steps.forEach((sub, j) => {
           const w = `${where}.steps[${j}]`;
-          if (!isObject(sub) || sub.op !== "do") throw new Error(`${w}: only "do" operations may be inside "parallel"`);
-          if (sub.catch !== undefined && typeof sub.catch !== "boolean") throw new Error(`${w}: "catch" must be a boolean`);
-          checkDo(sub, w);
-          if (names.has(sub.name)) throw new Error(`${w}: two steps named ${JSON.stringify(sub.name)} in one parallel`);
-          names.add(sub.name);
+          checkOp(sub, w, true);
+          const id = `${sub.op}:${sub.name}`;
+          if (names.has(id)) throw new Error(`${w}: two steps named ${JSON.stringify(sub.name)} in one parallel`);
+          names.add(id);
         });
         break;
       }
       default:
-        throw new Error(`${where}: unknown op ${JSON.stringify(op.op)} (do, sleep, waitForEvent, parallel)`);
+        throw new Error(`${where}: unknown op ${JSON.stringify(op.op)} (do, sleep, sleepUntil, waitForEvent, parallel)`);
     }
-  });
+  };
+  s.body.forEach((op, i) => checkOp(op, `body[${i}]`, false));
+  if (s.result !== undefined && !["results", "nothing"].includes(s.result)) {
+    throw new Error('"result" must be "results" or "nothing"');
+  }
   const checkAfter = (a, w) => {
     if (!isObject(a)) throw new Error(`${w}: must be an object`);
     if (!(Number.isFinite(a.after_ms) && a.after_ms >= 0)) throw new Error(`${w}: "after_ms" must be a number >= 0`);
@@ -132,8 +150,8 @@ function validateScenario(s) {
   if (s.control !== undefined && !Array.isArray(s.control)) throw new Error('"control" must be a list');
   (s.control ?? []).forEach((c, i) => {
     checkAfter(c, `control[${i}]`);
-    if (!["pause", "resume", "terminate"].includes(c.op)) {
-      throw new Error(`control[${i}]: "op" must be "pause", "resume" or "terminate"`);
+    if (!["pause", "resume", "terminate", "restart"].includes(c.op)) {
+      throw new Error(`control[${i}]: "op" must be "pause", "resume", "terminate" or "restart"`);
     }
   });
 }
@@ -222,6 +240,7 @@ async function runScenario(mf, scenario) {
     ...(scenario.control ?? []).map((c) => ({ kind: "control", ...c })),
   ].sort((a, b) => a.after_ms - b.after_ms);
   let controlsLeft = actions.filter((a) => a.kind === "control").length;
+  const controlErrors = [];
   let lastAction = created;
   let pausedSince = null;
 
@@ -233,14 +252,19 @@ async function runScenario(mf, scenario) {
       if (a.kind === "event") {
         await call(mf, "/event", { id, type: a.type, payload: a.payload ?? null });
       } else {
-        await call(mf, "/control", { id, op: a.op });
+        const answer = await call(mf, "/control", { id, op: a.op });
+        if (answer.control_error !== undefined) {
+          controlErrors.push({ op: a.op, after_ms: a.after_ms, message: answer.control_error });
+        }
         controlsLeft--;
       }
       lastAction = Date.now();
       pausedSince = null;
     }
     status = await call(mf, "/status", { id });
-    if (TERMINAL.has(status.status)) break;
+    // Format 2 sends every action, also to a finished instance (what a control call does then
+    // is part of the trace); format 1 stops at a terminal status.
+    if (TERMINAL.has(status.status) && ((scenario.format ?? 1) < 2 || actions.length === 0)) break;
     if (Date.now() - created >= SCENARIO_LIMIT_MS) break;
     // `paused` with nothing left to do ends the scenario, but only once it is stable: on a
     // loaded machine a status read can still say `paused` just after a resume was sent, before
@@ -258,7 +282,7 @@ async function runScenario(mf, scenario) {
 
   const records = await call(mf, "/attempts", { id });
   const { attempts, gaps } = attemptsAndGaps(records);
-  return {
+  const trace = {
     name: scenario.name,
     status: status.status,
     output: status.status === "complete" ? status.output : null,
@@ -266,6 +290,12 @@ async function runScenario(mf, scenario) {
     attempts,
     retry_gaps_ms: gaps,
   };
+  if ((scenario.format ?? 1) >= 2) {
+    // Format 2: the error's name too, and what the control calls themselves threw.
+    if (trace.error) trace.error.name = status.error.name ?? null;
+    trace.control_errors = controlErrors.map(({ op, message }) => ({ op, message }));
+  }
+  return trace;
 }
 
 // ---------------------------------------------------------------- main
