@@ -281,9 +281,12 @@ def _workflow_class(
 class _Driver:
     """Applies the scenario's events and control actions at their times; knows when to stop."""
 
-    def __init__(self, sim: Simulator, instance: Instance, scenario: Scenario) -> None:
+    def __init__(
+        self, sim: Simulator, instance: Instance, scenario: Scenario, workflow: type
+    ) -> None:
         self.sim = sim
         self.instance = instance
+        self.workflow = workflow
         self.actions = scenario.actions()
         self.controls_left = sum(1 for a in self.actions if a.kind == "control")
         self.actions_left = len(self.actions)
@@ -324,7 +327,12 @@ class _Driver:
             else:
                 self.controls_left -= 1
                 try:
-                    getattr(self.instance, action.op)()
+                    if action.op == "create_again":
+                        # create() with the instance's own id, and an empty scenario of its own.
+                        duplicate = {"name": "duplicate", "body": []}
+                        self.sim.create(self.workflow, duplicate, id=self.instance.id)
+                    else:
+                        getattr(self.instance, action.op)()
                 except InstanceError as exc:
                     self.control_errors.append({"op": action.op, "message": _exception_text(exc)})
         self.advance_to(SCENARIO_LIMIT_MS)
@@ -351,8 +359,8 @@ def run_on_simulator(
     ) as sim:
         workflow = _workflow_class(scenario, sim, records, escaped)
         # The Worker gets the whole scenario as params; so does this run, for parity.
-        instance = sim.create(workflow, dict(scenario.raw))
-        driver = _Driver(sim, instance, scenario)
+        instance = sim.create(workflow, dict(scenario.raw), id=scenario.id)
+        driver = _Driver(sim, instance, scenario, workflow)
         driver.run()
         status = instance.status()
         if on_simulator is not None:

@@ -39,11 +39,12 @@ __all__ = [
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _TOP_KEYS = frozenset({"name", "description", "params", "body", "events", "control"})
 # Format 2 adds these (FORMAT.md, "Format 2"); a format-1 file may not use them.
-_TOP_KEYS_2 = frozenset({"format", "result"})
+_TOP_KEYS_2 = frozenset({"format", "result", "id"})
+_INSTANCE_ID = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9-_]{0,99}")
 _THROWS = ("Error", "NonRetryableError")
 _CLASS_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _CONTROLS = ("pause", "resume", "terminate")
-_CONTROLS_2 = ("pause", "resume", "terminate", "restart")
+_CONTROLS_2 = ("pause", "resume", "terminate", "restart", "create_again")
 _CATCHES_2 = (True, False, "name", "rethrow")
 _NOTHING = object()  # an attempt without throw_value
 
@@ -138,6 +139,7 @@ class Scenario:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     format: int = 1
     result: str = "results"  # format 2: "nothing" makes run() return undefined
+    id: str | None = None  # format 2: the instance id to create it with
 
     def actions(self) -> list[Action]:
         """Driver actions in time order; at equal times events come first, then file order
@@ -371,6 +373,11 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
     result = raw.get("result", "results")
     if result not in ("results", "nothing"):
         raise c.fail("result", f'must be "results" or "nothing", got {_show(result)}')
+    iid = raw.get("id")
+    if iid is not None and not (isinstance(iid, str) and _INSTANCE_ID.fullmatch(iid)):
+        raise c.fail(
+            "id", f"must be a valid instance id (at most 100 of [a-zA-Z0-9-_]), got {_show(iid)}"
+        )
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise c.fail("name", f"must be letters, digits, '.', '_' or '-', got {_show(name)}")
@@ -410,7 +417,7 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
             raise c.fail(
                 f"{w}.op",
                 (
-                    'must be "pause", "resume", "terminate" or "restart"'
+                    'must be "pause", "resume", "terminate", "restart" or "create_again"'
                     if fmt >= 2
                     else 'must be "pause", "resume" or "terminate" (format 2 adds "restart")'
                 )
@@ -434,6 +441,7 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
         raw=raw,
         format=fmt,
         result=result,
+        id=iid,
     )
 
 

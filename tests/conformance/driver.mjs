@@ -135,6 +135,9 @@ function validateScenario(s) {
     }
   };
   s.body.forEach((op, i) => checkOp(op, `body[${i}]`, false));
+  if (s.id !== undefined && (typeof s.id !== "string" || !/^[a-zA-Z0-9_][a-zA-Z0-9-_]*$/.test(s.id) || s.id.length > 100)) {
+    throw new Error('"id" must be a valid instance id (^[a-zA-Z0-9_][a-zA-Z0-9-_]*$, at most 100)');
+  }
   if (s.result !== undefined && !["results", "nothing"].includes(s.result)) {
     throw new Error('"result" must be "results" or "nothing"');
   }
@@ -150,8 +153,8 @@ function validateScenario(s) {
   if (s.control !== undefined && !Array.isArray(s.control)) throw new Error('"control" must be a list');
   (s.control ?? []).forEach((c, i) => {
     checkAfter(c, `control[${i}]`);
-    if (!["pause", "resume", "terminate", "restart"].includes(c.op)) {
-      throw new Error(`control[${i}]: "op" must be "pause", "resume", "terminate" or "restart"`);
+    if (!["pause", "resume", "terminate", "restart", "create_again"].includes(c.op)) {
+      throw new Error(`control[${i}]: "op" must be "pause", "resume", "terminate", "restart" or "create_again"`);
     }
   });
 }
@@ -231,7 +234,7 @@ async function call(mf, route, body) {
 }
 
 async function runScenario(mf, scenario) {
-  const { id } = await call(mf, "/create", { params: scenario });
+  const { id } = await call(mf, "/create", { params: scenario, id: scenario.id });
   const created = Date.now();
 
   // Driver actions sorted by time (stable, so same-time actions keep file order: events first).

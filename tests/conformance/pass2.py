@@ -468,6 +468,75 @@ add(
     events=[{"type": "late", "payload": 1, "after_ms": 300}],
 )
 
+# -- binding create(): an id in use, a caller's id ------------------------------------------
+add(
+    "duplicate-id-while-running",
+    "create() again with the id of a running instance",
+    [{"op": "sleep", "name": "z", "duration": 300}, do("s", RETURN)],
+    id="p2-duplicate-id-while-running",
+    control=[{"op": "create_again", "after_ms": 100}],
+)
+add(
+    "duplicate-id-after-complete",
+    "create() again with the id of a finished instance",
+    [do("s", RETURN)],
+    id="p2-duplicate-id-after-complete",
+    control=[{"op": "create_again", "after_ms": 300}],
+)
+add(
+    "duplicate-id-after-terminate",
+    "create() again with the id of a terminated instance",
+    [{"op": "sleep", "name": "z", "duration": 500}],
+    id="p2-duplicate-id-after-terminate",
+    control=[{"op": "terminate", "after_ms": 100}, {"op": "create_again", "after_ms": 200}],
+)
+add(
+    "instance-id-100-chars",
+    "an instance id of exactly 100 characters, the local limit",
+    [do("s", RETURN)],
+    id="p2-id-" + "x" * 94,
+)
+
+# -- waitForEvent(): a buffered event beats even a 0 ms timeout; a stored timeout replays -----
+add(
+    "wait-timeout-zero-string-event-buffered",
+    'an event sent before the wait starts, and a "0" timeout: the buffered event wins',
+    [
+        {"op": "sleep", "name": "z", "duration": 200},
+        {"op": "waitForEvent", "name": "w", "type": "t", "timeout": "0", "catch": "name"},
+    ],
+    events=[{"type": "t", "payload": "early", "after_ms": 20}],
+)
+add(
+    "wait-timeout-replayed",
+    "a wait that timed out (caught), replayed after pause/resume: the stored timeout again",
+    [
+        {"op": "waitForEvent", "name": "w", "type": "t", "timeout": 50, "catch": "name"},
+        {"op": "sleep", "name": "z", "duration": 400},
+    ],
+    control=[{"op": "pause", "after_ms": 150}, {"op": "resume", "after_ms": 250}],
+    events=[{"type": "t", "payload": "late", "after_ms": 300}],
+)
+add(
+    "step-timeout-replayed",
+    "a step whose only attempt timed out (caught), replayed after pause/resume",
+    [
+        do("s", [{"hang_ms": 300, "return": 1}], {"timeout": 50, "retries": NO_RETRY}),
+        {"op": "sleep", "name": "z", "duration": 500},
+    ],
+    control=[{"op": "pause", "after_ms": 400}, {"op": "resume", "after_ms": 500}],
+)
+add(
+    "wait-event-replayed",
+    "a wait that got its event, replayed after pause/resume: the stored payload again",
+    [
+        {"op": "waitForEvent", "name": "w", "type": "t", "catch": "name"},
+        {"op": "sleep", "name": "z", "duration": 400},
+    ],
+    events=[{"type": "t", "payload": {"n": 1}, "after_ms": 50}],
+    control=[{"op": "pause", "after_ms": 150}, {"op": "resume", "after_ms": 250}],
+)
+
 # -- run() results, step results, parallel groups and races ---------------------------------
 add(
     "run-returns-nothing",

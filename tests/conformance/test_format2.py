@@ -51,6 +51,7 @@ def do(name: str, attempts: list[Any], **extra: Any) -> dict[str, Any]:
             ]
         ),
         scenario([], control=[{"op": "restart", "after_ms": 1}]),
+        scenario([], id="order-1", control=[{"op": "create_again", "after_ms": 1}]),
     ],
 )
 def test_format_2_accepts_its_additions(raw: dict[str, Any]) -> None:
@@ -79,6 +80,8 @@ def test_format_2_accepts_its_additions(raw: dict[str, Any]) -> None:
             "x.json: body[0].attempts[0]: needs exactly one of",
         ),
         (scenario([do("a", [{"return": 1}], catch="maybe")]), "x.json: body[0].catch: must be"),
+        (scenario([], id="bad id"), "x.json: id: must be a valid instance id"),
+        (scenario([], id="x" * 101), "x.json: id: must be a valid instance id"),
         (
             scenario([{"op": "parallel", "steps": [{"op": "parallel", "steps": []}]}]),
             'x.json: body[0].steps[0].op: "parallel" inside "parallel"',
@@ -180,3 +183,19 @@ def test_lone_surrogates_never_crash_the_cli(tmp_path: Path) -> None:
     result = runner.invoke(app, ["conformance", str(path), "--compare-with", str(out)])
     assert result.exit_code == 1
     assert "MISMATCH  surrogates" in result.output
+
+
+def test_create_again_with_an_id_in_use_leaves_the_instance_as_it_is() -> None:
+    parsed = parse_scenario(
+        scenario(
+            [{"op": "sleep", "name": "z", "duration": 300}],
+            id="dup-1",
+            control=[{"op": "create_again", "after_ms": 100}],
+        )
+    )
+    trace = run_on_simulator(parsed)
+    assert (trace["status"], trace["output"], trace["control_errors"]) == (
+        "complete",
+        {"results": [{"ok": None}]},
+        [],
+    )

@@ -131,6 +131,10 @@ function errorMessage(e) {
   return e instanceof Error ? e.message : String(e);
 }
 
+// The params of a second create() with an id in use: an empty scenario, whose output would show
+// if the engine ran it.
+const DUPLICATE = { name: "duplicate", body: [] };
+
 function json(value, status = 200) {
   return new Response(JSON.stringify(value), {
     status,
@@ -151,7 +155,10 @@ export default {
     try {
       switch (route) {
         case "/create": {
-          const instance = await env.WORKFLOW.create({ params: body.params });
+          // id (format 2): the scenario's own instance id; otherwise the binding makes one.
+          const options = { params: body.params };
+          if (body.id !== undefined) options.id = body.id;
+          const instance = await env.WORKFLOW.create(options);
           return json({ id: instance.id });
         }
         case "/event": {
@@ -161,6 +168,15 @@ export default {
         }
         case "/control": {
           const instance = await env.WORKFLOW.get(body.id);
+          if (body.op === "create_again") {
+            // Format 2: create() again with the instance's own id (and a scenario of its own).
+            try {
+              await env.WORKFLOW.create({ id: body.id, params: DUPLICATE });
+            } catch (e) {
+              return json({ control_error: errorMessage(e) });
+            }
+            return json({});
+          }
           if (!["pause", "resume", "terminate", "restart"].includes(body.op)) {
             return json({ error: `unknown control op ${body.op}` }, 400);
           }
