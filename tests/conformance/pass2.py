@@ -311,10 +311,10 @@ for label, attempt in [
         "the same name and message the second time",
         [
             do("s", [attempt], {"retries": {"limit": 0, "delay": 0}}),
-            {"op": "sleep", "name": "z", "duration": 300},
+            {"op": "sleep", "name": "z", "duration": 1000},
             do("t", RETURN),
         ],
-        control=[{"op": "pause", "after_ms": 100}, {"op": "resume", "after_ms": 500}],
+        control=[{"op": "pause", "after_ms": 150}, {"op": "resume", "after_ms": 350}],
     )
 
 # -- sleep(): ms() on a string, nothing checked ----------------------------------------------
@@ -350,17 +350,17 @@ add(
 )
 add(
     "sleep-until-future",
-    "sleepUntil 300 ms after creation",
-    [{"op": "sleepUntil", "name": "z", "at_ms": 300, "catch": "name"}, do("s", RETURN)],
+    "sleepUntil 1 s after creation",
+    [{"op": "sleepUntil", "name": "z", "at_ms": 1000, "catch": "name"}, do("s", RETURN)],
 )
 add(
     "sleep-until-replayed-after-its-moment",
     "a pause/resume after the sleepUntil's moment replays it: it throws then",
     [
-        {"op": "sleepUntil", "name": "z", "at_ms": 300, "catch": "name"},
+        {"op": "sleepUntil", "name": "z", "at_ms": 600, "catch": "name"},
         {"op": "sleep", "name": "y", "duration": 2000},
     ],
-    control=[{"op": "pause", "after_ms": 800}, {"op": "resume", "after_ms": 1000}],
+    control=[{"op": "pause", "after_ms": 1100}, {"op": "resume", "after_ms": 1300}],
 )
 add(
     "sleep-until-replayed-before-its-moment",
@@ -381,7 +381,7 @@ add(
         {
             "op": "parallel",
             "steps": [
-                {"op": "sleepUntil", "name": "z", "at_ms": 200},
+                {"op": "sleepUntil", "name": "z", "at_ms": 800},
                 do("s", [{"hang_ms": 50, "return": "s"}], catch=False),
             ],
         }
@@ -512,29 +512,29 @@ add(
     "a wait that timed out (caught), replayed after pause/resume: the stored timeout again",
     [
         {"op": "waitForEvent", "name": "w", "type": "t", "timeout": 50, "catch": "name"},
-        {"op": "sleep", "name": "z", "duration": 400},
+        {"op": "sleep", "name": "z", "duration": 1500},
     ],
-    control=[{"op": "pause", "after_ms": 150}, {"op": "resume", "after_ms": 250}],
-    events=[{"type": "t", "payload": "late", "after_ms": 300}],
+    control=[{"op": "pause", "after_ms": 300}, {"op": "resume", "after_ms": 500}],
+    events=[{"type": "t", "payload": "late", "after_ms": 600}],
 )
 add(
     "step-timeout-replayed",
     "a step whose only attempt timed out (caught), replayed after pause/resume",
     [
         do("s", [{"hang_ms": 300, "return": 1}], {"timeout": 50, "retries": NO_RETRY}),
-        {"op": "sleep", "name": "z", "duration": 500},
+        {"op": "sleep", "name": "z", "duration": 1500},
     ],
-    control=[{"op": "pause", "after_ms": 400}, {"op": "resume", "after_ms": 500}],
+    control=[{"op": "pause", "after_ms": 600}, {"op": "resume", "after_ms": 800}],
 )
 add(
     "wait-event-replayed",
     "a wait that got its event, replayed after pause/resume: the stored payload again",
     [
         {"op": "waitForEvent", "name": "w", "type": "t", "catch": "name"},
-        {"op": "sleep", "name": "z", "duration": 400},
+        {"op": "sleep", "name": "z", "duration": 1500},
     ],
     events=[{"type": "t", "payload": {"n": 1}, "after_ms": 50}],
-    control=[{"op": "pause", "after_ms": 150}, {"op": "resume", "after_ms": 250}],
+    control=[{"op": "pause", "after_ms": 300}, {"op": "resume", "after_ms": 500}],
 )
 
 # -- run() results, step results, parallel groups and races ---------------------------------
@@ -554,8 +554,8 @@ add("step-returns-nothing", "a step returns undefined", [do("s", [{"return_nothi
 add(
     "step-returns-nothing-replayed",
     "a step that returned undefined, replayed after pause/resume",
-    [do("s", [{"return_nothing": True}]), {"op": "sleep", "name": "z", "duration": 300}],
-    control=[{"op": "pause", "after_ms": 100}, {"op": "resume", "after_ms": 500}],
+    [do("s", [{"return_nothing": True}]), {"op": "sleep", "name": "z", "duration": 1000}],
+    control=[{"op": "pause", "after_ms": 150}, {"op": "resume", "after_ms": 350}],
 )
 add(
     "parallel-sleep-step-wait",
