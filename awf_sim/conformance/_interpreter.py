@@ -131,6 +131,11 @@ def _caught(op: Any, exc: BaseException) -> dict[str, Any]:
     return {"caught": message}
 
 
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 def _catches(op: Any) -> bool:
     return bool(op.catch) and op.catch != "rethrow"
 
@@ -233,6 +238,8 @@ def _workflow_class(
             # step API), so they end with the instance instead of outliving the simulation.
             spawn = step._lt.spawn
             tasks = [spawn(slot(sub)) for sub in op.steps]
+            for task in tasks:  # a loser that fails later is nobody's error (Promise.race)
+                task.add_done_callback(_retrieved)
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             first = next(t for t in tasks if t in done)
             return first.result()

@@ -199,3 +199,32 @@ def test_create_again_with_an_id_in_use_leaves_the_instance_as_it_is() -> None:
         {"results": [{"ok": None}]},
         [],
     )
+
+
+def test_a_race_loser_that_fails_later_is_nobodys_error(caplog: pytest.LogCaptureFixture) -> None:
+    import gc
+
+    parsed = parse_scenario(
+        scenario(
+            [
+                {
+                    "op": "parallel",
+                    "race": True,
+                    "steps": [
+                        {"op": "sleep", "name": "a", "duration": 5},
+                        do(
+                            "b",
+                            [{"hang_ms": 50, "throw": "Error", "message": "late"}],
+                            config={"retries": {"limit": 0, "delay": 0}},
+                        ),
+                    ],
+                },
+                {"op": "sleep", "name": "z", "duration": 100},
+            ]
+        )
+    )
+    with caplog.at_level("ERROR", logger="asyncio"):
+        trace = run_on_simulator(parsed)
+        gc.collect()
+    assert trace["output"] == {"results": [{"ok": None}, {"ok": None}]}
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
