@@ -462,6 +462,53 @@ for label, body, controls in CONTROLS:
         control=[{"op": op, "after_ms": at} for op, at in controls],
     )
 add(
+    "restart-during-hanging-step",
+    "restart while a step's attempt is running: the run starts again from the top",
+    [do("s", [{"hang_ms": 300, "return": 1}]), do("t", RETURN)],
+    control=[{"op": "restart", "after_ms": 100}],
+)
+# (A restart during a retry wait is left out: attempt numbers start again at 1 in the new run,
+# and the trace's one-record-per-attempt-number gaps then mix the two runs.)
+add(
+    "restart-after-wait-timeout",
+    "restart after an event wait timed out (caught): the wait runs again and gets the event",
+    [
+        {"op": "waitForEvent", "name": "w", "type": "t", "timeout": 50, "catch": "name"},
+        {"op": "sleep", "name": "z", "duration": 1000},
+    ],
+    control=[{"op": "restart", "after_ms": 300}],
+    events=[{"type": "t", "payload": "second run", "after_ms": 600}],
+)
+add(
+    "parallel-two-waits-same-type",
+    "two waits for one type in one Promise.all: the first to register gets the first event",
+    [
+        {
+            "op": "parallel",
+            "steps": [
+                {"op": "waitForEvent", "name": "a", "type": "t"},
+                {"op": "waitForEvent", "name": "b", "type": "t"},
+            ],
+        }
+    ],
+    events=[
+        {"type": "t", "payload": 1, "after_ms": 100},
+        {"type": "t", "payload": 2, "after_ms": 200},
+    ],
+)
+add(
+    "event-at-creation",
+    "an event sent at once, before the instance runs: buffered for the wait",
+    [{"op": "waitForEvent", "name": "w", "type": "t", "catch": "name"}],
+    events=[{"type": "t", "payload": "first", "after_ms": 0}],
+)
+add(
+    "event-type-case-sensitive",
+    'an event of type "T" does not match a wait for "t"',
+    [{"op": "waitForEvent", "name": "w", "type": "t", "timeout": 300, "catch": "name"}],
+    events=[{"type": "T", "payload": 1, "after_ms": 50}],
+)
+add(
     "event-after-complete",
     "an event sent to a finished instance is taken without an error",
     [do("s", RETURN)],
