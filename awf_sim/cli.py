@@ -151,6 +151,9 @@ def conformance(
     except (ScenarioError, MiniflareError) as exc:
         _fail_usage(str(exc))
         return
+    except RecursionError:
+        _fail_usage("a scenario or a trace is nested too deeply to compare")
+        return
     mismatched = sum(1 for o in outcomes if o.compared and not o.matched)
     if json_out:
         report = {

@@ -50,6 +50,8 @@ def load_trace(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ScenarioError(f"{source}: cannot read it: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"{source}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ScenarioError(f"{source}: nested too deeply to read") from None
     problem = _trace_problem(trace)
     if problem:
         raise ScenarioError(f"{source}: not a trace: {problem}")

@@ -365,6 +365,14 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
     """Validate a decoded scenario; raise ScenarioError naming `source` and the field."""
     c = _Checker(source)
     raw = c.obj(raw, "")
+    try:
+        where = _non_finite(raw, "")
+    except RecursionError:
+        raise c.fail("", "nested too deeply") from None
+    if where is not None:
+        # JSON has no NaN or Infinity (Python's reader takes them, and 1e400 reads as inf):
+        # neither engine could be handed such a scenario.
+        raise c.fail(where.lstrip("."), "is not a finite number (JSON has no NaN or Infinity)")
     fmt = raw.get("format", 1)
     if fmt not in (1, 2) or isinstance(fmt, bool):
         raise c.fail("format", f"must be 1 or 2, got {_show(fmt)}")
@@ -461,6 +469,8 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
         raise ScenarioError(f"{source}: cannot read it: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"{source}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ScenarioError(f"{source}: nested too deeply to read") from None
     return parse_scenario(raw, source)
 
 
@@ -477,6 +487,23 @@ def _is_json(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """The path of the first NaN or infinite number inside `value`, else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "."
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _non_finite(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _non_finite(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _utf8(value: Any) -> bool:

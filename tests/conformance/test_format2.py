@@ -228,3 +228,25 @@ def test_a_race_loser_that_fails_later_is_nobodys_error(caplog: pytest.LogCaptur
         gc.collect()
     assert trace["output"] == {"results": [{"ok": None}, {"ok": None}]}
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"name": "n", "body": [], "params": {"x": NaN}}', "params.x: is not a finite number"),
+        (
+            '{"name": "n", "format": 2, "body": [{"op": "sleep", "name": "z", "duration": 1e400}]}',
+            "body[0].duration: is not a finite number",
+        ),
+        ('{"name": "n", "body": [], "params": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested"),
+    ],
+)
+def test_json_the_engines_cannot_take_exits_2_not_a_traceback(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "n.json"
+    path.write_text(text, encoding="utf-8")
+    result = runner.invoke(app, ["conformance", str(path)])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
