@@ -111,7 +111,9 @@ class Simulator:
     `store`: None (memory), a SQLite path, or a Store. `profile`: "production" (Cloudflare's
     documented defaults) or "local" (Miniflare's: 1 s default retry delay). Same seed and same
     input give the same timeline, event for event. `world`: a `World` holding seed, profile,
-    db, env, ai and http at once (then leave those keywords out).
+    db, env, ai and http at once (then leave those keywords out). `durations`: "awf" refuses
+    what Cloudflare would misread; "cloudflare" reads durations and step configs given to
+    Cloudflare's Python step API exactly as Cloudflare's engine does (DESIGN §9).
     """
 
     def __init__(
