@@ -82,7 +82,7 @@ def _js_string(value: Any) -> str:
     if isinstance(value, int | float):
         return js_number_text(float(value))
     if isinstance(value, list):
-        return ",".join("" if v is None else _js_string(v) for v in value)
+        return "[object Array]"  # as recorded: not String([...])
     return "#<Object>"
 
 

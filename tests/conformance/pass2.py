@@ -274,6 +274,8 @@ ERRORS: list[tuple[str, dict[str, Any]]] = [
     ("value-null", {"throw_value": None}),
     ("value-true", {"throw_value": True}),
     ("value-object", {"throw_value": {"a": 1}}),
+    ("value-array", {"throw_value": [1, "a", None]}),
+    ("value-big-number", {"throw_value": 1e21}),
     ("value-string-nonretryable", {"throw_value": "NonRetryableError: as text"}),
 ]
 for label, attempt in ERRORS:
