@@ -231,7 +231,7 @@ class StepExecutor:
                     steps={key: {**rec, "state": "done", "value": result}},
                     timeline=[
                         lt.entry("attempt-success", path, name, attempt),
-                        lt.entry("checkpoint", path, name, attempt),
+                        lt.entry("checkpoint", path, name, attempt, count=count),
                     ],
                 )
                 if hooks is not None and ref is not None:

@@ -86,6 +86,11 @@ class Instance:
         """Every step start, attempt, checkpoint, sleep, event, crash and recovery, in order."""
         return [dict(e) for e in self._sim._store.timeline(self.id)]
 
+    def step_outputs(self) -> list[Any]:
+        """Step results and received event payloads in the order they completed (cached
+        replays add nothing): what Miniflare's status() reports as __LOCAL_DEV_STEP_OUTPUTS."""
+        return self._sim._step_outputs(self.id)
+
     def send_event(self, type: str, payload: Any = None) -> None:
         self._sim._send_event(self.id, type, payload)
 
@@ -568,6 +573,19 @@ class Simulator:
         if meta is None:
             raise InstanceError(f"instance.not_found: no instance with id {iid!r}")
         return meta
+
+    def _step_outputs(self, iid: str) -> list[Any]:
+        steps = self._store.steps(iid)
+        payloads = {ev["seq"]: ev["payload"] for ev in self._store.events(iid)}
+        out: list[Any] = []
+        for e in self._store.timeline(iid):
+            if e["kind"] == "checkpoint" and "count" in e:
+                rec = steps.get(f"do:{e['name']}#{e['count']}")
+                if rec is not None and rec["state"] == "done":
+                    out.append(loads(rec["value"]))
+            elif e["kind"] == "wait-end" and e.get("seq") in payloads:
+                out.append(loads(payloads[e["seq"]]))
+        return out
 
     def _status(self, iid: str) -> dict[str, Any]:
         meta = self._meta(iid)
