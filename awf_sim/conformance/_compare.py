@@ -165,6 +165,12 @@ def compare_traces(
     diff = _first_difference("attempts", expected["attempts"], got["attempts"])
     if diff:
         return diff
+    if "step_outputs" in expected or "step_outputs" in got:
+        diff = _first_difference(
+            "step_outputs", expected.get("step_outputs"), got.get("step_outputs")
+        )
+        if diff:
+            return diff
     if "control_errors" in expected or "control_errors" in got:
         diff = _first_difference(
             "control_errors", expected.get("control_errors"), got.get("control_errors")

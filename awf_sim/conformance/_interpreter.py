@@ -370,6 +370,7 @@ def run_on_simulator(
         driver = _Driver(sim, instance, scenario, workflow)
         driver.run()
         status = instance.status()
+        outputs = instance.step_outputs()
         if on_simulator is not None:
             on_simulator(sim, instance)
     attempts, gaps = attempts_and_gaps(records)
@@ -390,6 +391,8 @@ def run_on_simulator(
     }
     if scenario.format >= 2:
         trace["control_errors"] = driver.control_errors
+        if scenario.step_outputs:
+            trace["step_outputs"] = outputs
     return trace
 
 

@@ -39,7 +39,7 @@ __all__ = [
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _TOP_KEYS = frozenset({"name", "description", "params", "body", "events", "control"})
 # Format 2 adds these (FORMAT.md, "Format 2"); a format-1 file may not use them.
-_TOP_KEYS_2 = frozenset({"format", "result", "id"})
+_TOP_KEYS_2 = frozenset({"format", "result", "id", "step_outputs"})
 _INSTANCE_ID = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9-_]{0,99}")
 _THROWS = ("Error", "NonRetryableError")
 _CLASS_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
@@ -140,6 +140,7 @@ class Scenario:
     format: int = 1
     result: str = "results"  # format 2: "nothing" makes run() return undefined
     id: str | None = None  # format 2: the instance id to create it with
+    step_outputs: bool = False  # format 2: trace the status field of step outputs too
 
     def actions(self) -> list[Action]:
         """Driver actions in time order; at equal times events come first, then file order
@@ -450,6 +451,7 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
         format=fmt,
         result=result,
         id=iid,
+        step_outputs=c.flag(raw.get("step_outputs", False), "step_outputs"),
     )
 
 

@@ -138,6 +138,9 @@ function validateScenario(s) {
   if (s.id !== undefined && (typeof s.id !== "string" || !/^[a-zA-Z0-9_][a-zA-Z0-9-_]*$/.test(s.id) || s.id.length > 100)) {
     throw new Error('"id" must be a valid instance id (^[a-zA-Z0-9_][a-zA-Z0-9-_]*$, at most 100)');
   }
+  if (s.step_outputs !== undefined && typeof s.step_outputs !== "boolean") {
+    throw new Error('"step_outputs" must be true or false');
+  }
   if (s.result !== undefined && !["results", "nothing"].includes(s.result)) {
     throw new Error('"result" must be "results" or "nothing"');
   }
@@ -297,6 +300,8 @@ async function runScenario(mf, scenario) {
     // Format 2: the error's name too, and what the control calls themselves threw.
     if (trace.error) trace.error.name = status.error.name ?? null;
     trace.control_errors = controlErrors.map(({ op, message }) => ({ op, message }));
+    // "step_outputs": true asks for the status field Miniflare adds (__LOCAL_DEV_STEP_OUTPUTS).
+    if (scenario.step_outputs) trace.step_outputs = status.step_outputs;
   }
   return trace;
 }

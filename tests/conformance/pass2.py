@@ -707,6 +707,55 @@ add(
     ],
 )
 
+# -- status(): Miniflare's __LOCAL_DEV_STEP_OUTPUTS, step results and payloads in log order ---
+OUTPUTS = {"step_outputs": True}
+add(
+    "outputs-steps-and-events",
+    "step results and an event's payload in completion order; undefined and null results",
+    [
+        do("a", [{"return": {"x": [1]}}]),
+        {"op": "waitForEvent", "name": "w", "type": "t"},
+        do("b", [{"return_nothing": True}]),
+        do("c", [{"return": None}]),
+        {"op": "sleep", "name": "z", "duration": 10},
+        do("d", [{"return": "d"}]),
+    ],
+    events=[{"type": "t", "payload": {"by": "ana"}, "after_ms": 50}],
+    **OUTPUTS,
+)
+add(
+    "outputs-after-replay",
+    "a pause/resume replays the first step from its cache: it is not listed twice",
+    [do("a", RETURN), {"op": "sleep", "name": "z", "duration": 1000}, do("b", [{"return": 2}])],
+    control=[{"op": "pause", "after_ms": 150}, {"op": "resume", "after_ms": 350}],
+    **OUTPUTS,
+)
+add(
+    "outputs-parallel-completion-order",
+    "two steps in Promise.all listed in the order they finished, not started",
+    [
+        {
+            "op": "parallel",
+            "steps": [
+                do("slow", [{"hang_ms": 200, "return": "slow"}], catch=False),
+                do("fast", [{"hang_ms": 10, "return": "fast"}], catch=False),
+            ],
+        }
+    ],
+    **OUTPUTS,
+)
+add(
+    "outputs-failures-not-listed",
+    "a failed step, a NonRetryableError and a timed-out wait list nothing",
+    [
+        do("a", [{"throw": "Error", "message": "x"}], NO_RETRIES),
+        do("b", [{"throw": "NonRetryableError", "message": "y"}], NO_RETRIES),
+        {"op": "waitForEvent", "name": "w", "type": "t", "timeout": 20, "catch": True},
+        do("c", [{"return": "c"}]),
+    ],
+    **OUTPUTS,
+)
+
 # -- lengths in UTF-16 code units; strings JSON carries but UTF-8 refuses --------------------
 EMOJI = "\U0001f600"  # two UTF-16 code units
 add(

@@ -196,6 +196,7 @@ export default {
             status: s.status,
             output: s.output === undefined ? null : s.output,
             error: s.error ? { name: s.error.name, message: s.error.message } : null,
+            step_outputs: s.__LOCAL_DEV_STEP_OUTPUTS ?? null,
           });
         }
         case "/attempts":
