@@ -90,11 +90,14 @@ def run_on_miniflare(
     node: str | None = None,
     progress: Callable[[str], None] | None = None,
     jobs: int = 1,
+    concurrency: int = 4,
 ) -> dict[str, dict[str, Any]]:
     """Run every scenario on Miniflare and return name -> trace.
 
     `jobs` > 1 splits the scenarios over that many driver processes, each with its own
     Miniflare; a scenario that idles until the 20 s limit then costs no one else any time.
+    `concurrency`: how many scenarios each driver runs at a time in its Miniflare (its
+    `--jobs`); more is faster, but on a loaded machine the driver's actions land later.
     `progress` receives the drivers' per-scenario lines as they come.
     """
     folder = driver_dir()
@@ -102,11 +105,13 @@ def run_on_miniflare(
     batches = _split(scenarios, jobs)
     with tempfile.TemporaryDirectory(prefix="awf-conformance-") as tmp:
         if len(batches) == 1:
-            return _run_batch(exe, folder, batches[0], Path(tmp), progress)
+            return _run_batch(exe, folder, batches[0], Path(tmp), progress, concurrency)
         traces: dict[str, dict[str, Any]] = {}
         with ThreadPoolExecutor(max_workers=len(batches)) as pool:
             futures = [
-                pool.submit(_run_batch, exe, folder, batch, Path(tmp) / str(i), progress)
+                pool.submit(
+                    _run_batch, exe, folder, batch, Path(tmp) / str(i), progress, concurrency
+                )
                 for i, batch in enumerate(batches)
             ]
             for future in futures:
@@ -164,6 +169,7 @@ def _run_batch(
     scenarios: Sequence[Scenario],
     work: Path,
     progress: Callable[[str], None] | None,
+    concurrency: int,
 ) -> dict[str, dict[str, Any]]:
     inputs, out = work / "in", work / "out"
     inputs.mkdir(parents=True)
@@ -176,7 +182,7 @@ def _run_batch(
         path.write_text(json.dumps(dict(scenario.raw), ensure_ascii=True), encoding="ascii")
         files.append(str(path))
     stderr = _run_driver(
-        [exe, str(folder / "driver.mjs"), "--out", str(out), *files],
+        [exe, str(folder / "driver.mjs"), "--out", str(out), "--jobs", str(concurrency), *files],
         cwd=folder,
         timeout=_START_BUDGET_S + _PER_SCENARIO_S * len(scenarios),
         progress=progress,

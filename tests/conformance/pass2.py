@@ -551,7 +551,7 @@ add(
     "wait-timeout-zero-string-event-buffered",
     'an event sent before the wait starts, and a "0" timeout: the buffered event wins',
     [
-        {"op": "sleep", "name": "z", "duration": 200},
+        {"op": "sleep", "name": "z", "duration": 1000},
         {"op": "waitForEvent", "name": "w", "type": "t", "timeout": "0", "catch": "name"},
     ],
     events=[{"type": "t", "payload": "early", "after_ms": 20}],

@@ -43,7 +43,7 @@ def _skip_unless_installed() -> None:
 @pytest.fixture(scope="module")
 def live_traces() -> dict[str, dict[str, Any]]:
     _skip_unless_installed()
-    # One driver: it runs eight scenarios at a time in one Miniflare, so the two that idle
+    # One driver: it runs four scenarios at a time in one Miniflare, so the two that idle
     # until the 20 s limit hold one slot each and cost no one else any time.
     return run_on_miniflare(ALL, jobs=1)
 
