@@ -134,6 +134,7 @@ def conformance(
         collect_scenarios,
         run_conformance,
     )
+    from awf_sim.conformance._compare import json_text
 
     if engine not in ENGINES:
         _fail_usage(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -149,6 +150,9 @@ def conformance(
         )
     except (ScenarioError, MiniflareError) as exc:
         _fail_usage(str(exc))
+        return
+    except RecursionError:
+        _fail_usage("a scenario or a trace is nested too deeply to compare")
         return
     mismatched = sum(1 for o in outcomes if o.compared and not o.matched)
     if json_out:
@@ -168,7 +172,7 @@ def conformance(
             "matched": sum(1 for o in outcomes if o.matched),
             "mismatched": mismatched,
         }
-        sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(report) + "\n")
     else:
         for o in outcomes:
             if not o.compared:

@@ -1,8 +1,8 @@
 """Conformance: the same scenarios on awf_sim and on Cloudflare's local engine (Miniflare).
 
-A scenario (docs/conformance-format.md, cited as FORMAT.md) describes one workflow instance
-as data; each engine turns it into a trace, and two traces are compared by FORMAT.md's rules.
-`awf-sim conformance` is the command-line front end.
+A scenario (tests/conformance/FORMAT.md, format versions 1 and 2) describes one workflow
+instance as data; each engine turns it into a trace, and two traces are compared by FORMAT.md's
+rules. `awf-sim conformance` is the command-line front end.
 """
 
 from awf_sim._public import publish

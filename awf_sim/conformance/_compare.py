@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from awf_sim.conformance._scenario import Scenario, ScenarioError, cloudflare_ms
+from awf_sim.dsl._cfduration import wait_ms
 from awf_sim.dsl._config import PROFILES
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Engine",
     "compare_traces",
     "gap_formula",
+    "json_text",
     "load_trace",
     "paused_allowance_ms",
     "trace_json",
@@ -48,6 +50,8 @@ def load_trace(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ScenarioError(f"{source}: cannot read it: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"{source}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ScenarioError(f"{source}: nested too deeply to read") from None
     problem = _trace_problem(trace)
     if problem:
         raise ScenarioError(f"{source}: not a trace: {problem}")
@@ -82,7 +86,19 @@ def _trace_problem(trace: Any) -> str | None:
 
 def trace_json(trace: Mapping[str, Any]) -> str:
     """A trace as the Node driver writes it (two-space indent, newline at the end)."""
-    return json.dumps(trace, indent=2, ensure_ascii=False) + "\n"
+    return json_text(trace, indent=2) + "\n"
+
+
+def json_text(value: Any, **kwargs: Any) -> str:
+    """JSON as readable text (non-ASCII as is), unless it holds a lone surrogate, which JSON
+    carries and UTF-8 cannot: then every non-ASCII character is escaped, as JavaScript's
+    JSON.stringify escapes lone surrogates, so the text can always be written and printed."""
+    text = json.dumps(value, ensure_ascii=False, **kwargs)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True, **kwargs)
+    return text
 
 
 def gap_formula(scenario: Scenario, key: str, n: int) -> float:
@@ -94,10 +110,11 @@ def gap_formula(scenario: Scenario, key: str, n: int) -> float:
     delay = cloudflare_ms(retries.get("delay", defaults["delay"]))
     backoff: str = retries.get("backoff", defaults["backoff"])
     if backoff == "exponential":
-        return delay * float(2 ** (n - 1))
-    if backoff == "linear":
-        return delay * n
-    return delay
+        delay = delay * float(2 ** (n - 1))
+    elif backoff == "linear":
+        delay = delay * n
+    # A timer set to a negative or fractional wait fires at once or on the next ms.
+    return float(wait_ms(delay))
 
 
 def paused_allowance_ms(scenario: Scenario) -> float:
@@ -140,9 +157,26 @@ def compare_traces(
     got_msg = (got["error"] or {}).get("message")
     if exp_msg != got_msg:
         return f"error.message: expected {_show(exp_msg)}, got {_show(got_msg)}"
+    if "name" in (expected["error"] or {}) or "name" in (got["error"] or {}):
+        exp_name = (expected["error"] or {}).get("name")
+        got_name = (got["error"] or {}).get("name")
+        if exp_name != got_name:
+            return f"error.name: expected {_show(exp_name)}, got {_show(got_name)}"
     diff = _first_difference("attempts", expected["attempts"], got["attempts"])
     if diff:
         return diff
+    if "step_outputs" in expected or "step_outputs" in got:
+        diff = _first_difference(
+            "step_outputs", expected.get("step_outputs"), got.get("step_outputs")
+        )
+        if diff:
+            return diff
+    if "control_errors" in expected or "control_errors" in got:
+        diff = _first_difference(
+            "control_errors", expected.get("control_errors"), got.get("control_errors")
+        )
+        if diff:
+            return diff
     return _gaps_difference(scenario, expected["retry_gaps_ms"], got["retry_gaps_ms"], engine)
 
 
@@ -226,5 +260,5 @@ def _num(value: float) -> str:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = json_text(value, sort_keys=True)
     return text if len(text) <= 200 else text[:197] + "..."

@@ -28,6 +28,7 @@ from awf_sim.conformance._scenario import (
     Scenario,
     ScenarioError,
     SleepOp,
+    SleepUntilOp,
     WaitOp,
     cloudflare_ms,
 )
@@ -89,11 +90,14 @@ def run_on_miniflare(
     node: str | None = None,
     progress: Callable[[str], None] | None = None,
     jobs: int = 1,
+    concurrency: int = 4,
 ) -> dict[str, dict[str, Any]]:
     """Run every scenario on Miniflare and return name -> trace.
 
     `jobs` > 1 splits the scenarios over that many driver processes, each with its own
     Miniflare; a scenario that idles until the 20 s limit then costs no one else any time.
+    `concurrency`: how many scenarios each driver runs at a time in its Miniflare (its
+    `--jobs`); more is faster, but on a loaded machine the driver's actions land later.
     `progress` receives the drivers' per-scenario lines as they come.
     """
     folder = driver_dir()
@@ -101,11 +105,13 @@ def run_on_miniflare(
     batches = _split(scenarios, jobs)
     with tempfile.TemporaryDirectory(prefix="awf-conformance-") as tmp:
         if len(batches) == 1:
-            return _run_batch(exe, folder, batches[0], Path(tmp), progress)
+            return _run_batch(exe, folder, batches[0], Path(tmp), progress, concurrency)
         traces: dict[str, dict[str, Any]] = {}
         with ThreadPoolExecutor(max_workers=len(batches)) as pool:
             futures = [
-                pool.submit(_run_batch, exe, folder, batch, Path(tmp) / str(i), progress)
+                pool.submit(
+                    _run_batch, exe, folder, batch, Path(tmp) / str(i), progress, concurrency
+                )
                 for i, batch in enumerate(batches)
             ]
             for future in futures:
@@ -118,15 +124,22 @@ def _estimate_ms(scenario: Scenario) -> float:
     its sleeps, hangs and event-wait timeouts in a row, capped by a terminate and the limit."""
     total = 0.0
     sent = {e.type for e in scenario.events}
-    for op in scenario.body:
+
+    def cost(op: Any) -> float:
         if isinstance(op, SleepOp):
-            total += cloudflare_ms(op.duration)
-        elif isinstance(op, WaitOp) and op.type not in sent:
-            # An event of its type ends the wait: its time is in the actions' bound below.
-            total += cloudflare_ms(op.timeout) if op.timeout is not None else math.inf
-        elif not isinstance(op, WaitOp):
-            steps = op.steps if isinstance(op, ParallelOp) else (op,)
-            total += max(sum(a.hang_ms for a in step.attempts) for step in steps)
+            return max(0.0, cloudflare_ms(op.duration) or 0.0)
+        if isinstance(op, SleepUntilOp):
+            return max(0.0, op.at_ms)
+        if isinstance(op, WaitOp):
+            if op.type in sent:
+                return 0.0  # an event of its type ends it: its time is in the actions' bound
+            return max(0.0, cloudflare_ms(op.timeout) or 0.0) if op.timeout else math.inf
+        if isinstance(op, ParallelOp):
+            return max(cost(sub) for sub in op.steps)
+        return float(sum(a.hang_ms for a in op.attempts))
+
+    for op in scenario.body:
+        total += cost(op)
     actions = scenario.actions()
     if actions:
         total = max(total, actions[-1].after_ms)
@@ -156,6 +169,7 @@ def _run_batch(
     scenarios: Sequence[Scenario],
     work: Path,
     progress: Callable[[str], None] | None,
+    concurrency: int,
 ) -> dict[str, dict[str, Any]]:
     inputs, out = work / "in", work / "out"
     inputs.mkdir(parents=True)
@@ -163,10 +177,12 @@ def _run_batch(
     for scenario in scenarios:
         # Written afresh, so a scenario parsed from memory runs exactly as validated.
         path = inputs / f"{scenario.name}.json"
-        path.write_text(json.dumps(dict(scenario.raw), ensure_ascii=False), encoding="utf-8")
+        # ASCII with \u escapes: a lone surrogate (which JSON carries and UTF-8 cannot) stays
+        # exactly what the scenario says.
+        path.write_text(json.dumps(dict(scenario.raw), ensure_ascii=True), encoding="ascii")
         files.append(str(path))
     stderr = _run_driver(
-        [exe, str(folder / "driver.mjs"), "--out", str(out), *files],
+        [exe, str(folder / "driver.mjs"), "--out", str(out), "--jobs", str(concurrency), *files],
         cwd=folder,
         timeout=_START_BUDGET_S + _PER_SCENARIO_S * len(scenarios),
         progress=progress,
@@ -194,6 +210,7 @@ def _run_driver(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            errors="replace",
             # Its own process group, so a timeout also stops the workerd it started.
             start_new_session=os.name == "posix",
         )

@@ -1,4 +1,4 @@
-"""Conformance scenarios (docs/conformance-format.md): loading and validation.
+"""Conformance scenarios (tests/conformance/FORMAT.md, formats 1 and 2): load and validate.
 
 A scenario is checked completely before any engine runs it, and the first problem is reported
 as one line naming the file and the field (`x.json: body[1].attempts[0]: ...`), so a typo never
@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from awf_sim.dsl._cfduration import cloudflare_ms, cloudflare_step_config
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.errors import ScenarioError
@@ -28,6 +29,7 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "SleepOp",
+    "SleepUntilOp",
     "WaitOp",
     "cloudflare_ms",
     "load_scenario",
@@ -36,23 +38,15 @@ __all__ = [
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _TOP_KEYS = frozenset({"name", "description", "params", "body", "events", "control"})
+# Format 2 adds these (FORMAT.md, "Format 2"); a format-1 file may not use them.
+_TOP_KEYS_2 = frozenset({"format", "result", "id", "step_outputs"})
+_INSTANCE_ID = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9-_]{0,99}")
 _THROWS = ("Error", "NonRetryableError")
+_CLASS_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _CONTROLS = ("pause", "resume", "terminate")
-
-# itty-time's ms(), which Cloudflare's engine uses for every duration (SEMANTICS §1.1).
-_CF_UNIT_MS = {
-    "year": 31_557_600_000,
-    "month": 2_592_000_000,
-    "week": 604_800_000,
-    "day": 86_400_000,
-    "hour": 3_600_000,
-    "minute": 60_000,
-    "second": 1_000,
-}
-# Used with fullmatch (Python's `$` would also match before a final newline) and ASCII \w, so
-# it accepts exactly what the JavaScript regex /^([^ ]+) +(\w\w*?)s?$/ accepts.
-_CF_FORM = re.compile(r"([^ ]+) +(\w\w*?)s?", re.ASCII)
-_JS_NUMBER = re.compile(r"\s*[+-]?(?:\d+\.?\d*(?:e[+-]?\d+)?|\.\d+(?:e[+-]?\d+)?)\s*", re.I)
+_CONTROLS_2 = ("pause", "resume", "terminate", "restart", "create_again")
+_CATCHES_2 = (True, False, "name", "rethrow")
+_NOTHING = object()  # an attempt without throw_value
 
 
 @dataclass(frozen=True)
@@ -60,9 +54,15 @@ class Attempt:
     """What one attempt of a `do` step does."""
 
     returns: Any = None
-    throw: Literal["Error", "NonRetryableError"] | None = None
+    throw: str | None = None  # an error class name (format 1: Error or NonRetryableError)
     message: str = ""
     hang_ms: float = 0
+    throw_value: Any = _NOTHING  # format 2: a value thrown that is not an Error
+    return_nothing: bool = False  # format 2: the callback returns undefined
+
+    @property
+    def throws_value(self) -> bool:
+        return self.throw_value is not _NOTHING
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class DoOp:
     name: str
     attempts: tuple[Attempt, ...]
     config: Mapping[str, Any] | None = None
-    catch: bool = False
+    catch: bool | str = False
     op: Literal["do"] = "do"
 
     def attempt(self, n: int) -> Attempt:
@@ -82,8 +82,18 @@ class DoOp:
 class SleepOp:
     name: str
     duration: int | float | str
-    catch: bool = False
+    catch: bool | str = False
     op: Literal["sleep"] = "sleep"
+
+
+@dataclass(frozen=True)
+class SleepUntilOp:
+    """Format 2: `step.sleepUntil(name, creation time + at_ms)`."""
+
+    name: str
+    at_ms: float
+    catch: bool | str = False
+    op: Literal["sleepUntil"] = "sleepUntil"
 
 
 @dataclass(frozen=True)
@@ -91,18 +101,19 @@ class WaitOp:
     name: str
     type: str
     timeout: int | float | str | None = None
-    catch: bool = False
+    catch: bool | str = False
     op: Literal["waitForEvent"] = "waitForEvent"
 
 
 @dataclass(frozen=True)
 class ParallelOp:
-    steps: tuple[DoOp, ...]
-    catch: bool = False
+    steps: tuple[DoOp | SleepOp | SleepUntilOp | WaitOp, ...]
+    catch: bool | str = False
+    race: bool = False  # format 2: Promise.race instead of Promise.all
     op: Literal["parallel"] = "parallel"
 
 
-Op = DoOp | SleepOp | WaitOp | ParallelOp
+Op = DoOp | SleepOp | SleepUntilOp | WaitOp | ParallelOp
 
 
 @dataclass(frozen=True)
@@ -113,7 +124,7 @@ class Action:
     kind: Literal["event", "control"]
     type: str = ""  # event type, for kind "event"
     payload: Any = None
-    op: str = ""  # pause | resume | terminate, for kind "control"
+    op: str = ""  # pause | resume | terminate | restart, for kind "control"
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,10 @@ class Scenario:
     control: tuple[Action, ...] = ()
     source: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    format: int = 1
+    result: str = "results"  # format 2: "nothing" makes run() return undefined
+    id: str | None = None  # format 2: the instance id to create it with
+    step_outputs: bool = False  # format 2: trace the status field of step outputs too
 
     def actions(self) -> list[Action]:
         """Driver actions in time order; at equal times events come first, then file order
@@ -133,7 +148,10 @@ class Scenario:
         return sorted((*self.events, *self.control), key=lambda a: a.after_ms)
 
     def do_steps(self) -> dict[str, DoOp]:
-        """Every `do` operation keyed NAME#K, K its 1-based occurrence in body order."""
+        """Every `do` operation keyed NAME#K as the engine numbers it: K counts the calls of
+        that name in body order that got past the engine's name and config checks (a step
+        Cloudflare rejects throws before it takes a number, so a later step of the same name
+        is #1, not #2)."""
         seen: dict[str, int] = {}
         out: dict[str, DoOp] = {}
 
@@ -142,6 +160,8 @@ class Scenario:
                 for sub in op.steps:
                     visit(sub)
             elif isinstance(op, DoOp):
+                if _rejected(op):
+                    return
                 seen[op.name] = seen.get(op.name, 0) + 1
                 out[f"{op.name}#{seen[op.name]}"] = op
 
@@ -150,21 +170,12 @@ class Scenario:
         return out
 
 
-def cloudflare_ms(value: int | float | str) -> float:
-    """A duration as Cloudflare's engine reads it (itty-time `ms()`); NaN when it cannot."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    text = str(value)
-    if _JS_NUMBER.fullmatch(text) or not text.strip():
-        # JavaScript's +"" is 0 and +" 12 " is 12: numeric strings are plain milliseconds.
-        return float(text) if text.strip() else 0.0
-    match = _CF_FORM.fullmatch(text)
-    if match is None:
-        return math.nan
-    number, unit = match.groups()
-    if not _JS_NUMBER.fullmatch(number):
-        return math.nan
-    return float(number) * _CF_UNIT_MS.get(unit, 1)
+def _rejected(op: DoOp) -> bool:
+    """Whether Cloudflare's `do` throws before numbering this step: its name is too long or
+    has a control character, or its config is invalid."""
+    if len(op.name) > 256 or re.search(r"[\x00-\x1f]", op.name):
+        return True
+    return cloudflare_step_config({} if op.config is None else op.config) is None
 
 
 class _Checker:
@@ -172,6 +183,7 @@ class _Checker:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.format = 1
 
     def fail(self, where: str, problem: str) -> ScenarioError:
         prefix = f"{self.source}: " if self.source else ""
@@ -214,6 +226,10 @@ class _Checker:
     def duration(self, value: Any, where: str) -> int | float | str:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise self.fail(where, f"must be a number of ms or a string, got {_show(value)}")
+        if self.format >= 2:
+            # Both engines read it with Cloudflare's parser, odd values included: what the
+            # engine makes of them is what a format-2 scenario records.
+            return value
         cf = cloudflare_ms(value)
         try:
             ours = parse_duration(value)
@@ -232,7 +248,16 @@ class _Checker:
 _DO_KEYS = ("op", "name", "config", "attempts", "catch")
 
 
-def _do(c: _Checker, raw: Mapping[str, Any], where: str, *, catch: bool) -> DoOp:
+def _catch(c: _Checker, raw: Mapping[str, Any], where: str) -> bool | str:
+    value = raw.get("catch", False)
+    if c.format >= 2:
+        if value not in _CATCHES_2 or (value in (0, 1) and not isinstance(value, bool)):
+            raise c.fail(where, f'must be true, false, "name" or "rethrow", got {_show(value)}')
+        return value  # type: ignore[no-any-return]
+    return c.flag(value, where)
+
+
+def _do(c: _Checker, raw: Mapping[str, Any], where: str, *, catch: bool | str) -> DoOp:
     c.keys(raw, _DO_KEYS, where)
     name = c.text(raw.get("name"), f"{where}.name")
     config = raw.get("config")
@@ -245,12 +270,27 @@ def _do(c: _Checker, raw: Mapping[str, Any], where: str, *, catch: bool) -> DoOp
     for j, entry in enumerate(attempts_raw):
         w = f"{where}.attempts[{j}]"
         entry = c.obj(entry, w)
-        c.keys(entry, ("return", "throw", "message", "hang_ms"), w)
-        if ("return" in entry) == ("throw" in entry):
-            raise c.fail(w, 'needs exactly one of "return" or "throw"')
+        kinds = ["return", "throw"]
+        if c.format >= 2:
+            kinds += ["throw_value", "return_nothing"]
+        c.keys(entry, (*kinds, "message", "hang_ms"), w)
+        if sum(k in entry for k in kinds) != 1:
+            quoted = [f'"{k}"' for k in kinds]
+            raise c.fail(w, f"needs exactly one of {', '.join(quoted[:-1])} or {quoted[-1]}")
         hang = c.number(entry.get("hang_ms", 0), f"{w}.hang_ms")
+        if "throw_value" in entry:
+            attempts.append(Attempt(throw_value=entry["throw_value"], hang_ms=hang))
+            continue
+        if "return_nothing" in entry:
+            if entry["return_nothing"] is not True:
+                raise c.fail(f"{w}.return_nothing", "must be true")
+            attempts.append(Attempt(return_nothing=True, hang_ms=hang))
+            continue
         if "throw" in entry:
-            if entry["throw"] not in _THROWS:
+            if c.format >= 2:
+                if not isinstance(entry["throw"], str) or not _CLASS_NAME.fullmatch(entry["throw"]):
+                    raise c.fail(f"{w}.throw", f"must be a class name, got {_show(entry['throw'])}")
+            elif entry["throw"] not in _THROWS:
                 raise c.fail(
                     f"{w}.throw",
                     f'must be "Error" or "NonRetryableError", got {_show(entry["throw"])}',
@@ -266,10 +306,16 @@ def _do(c: _Checker, raw: Mapping[str, Any], where: str, *, catch: bool) -> DoOp
     return DoOp(name=name, attempts=tuple(attempts), config=config, catch=catch)
 
 
-def _op(c: _Checker, raw: Any, where: str) -> Op:
+def _op(c: _Checker, raw: Any, where: str, *, in_parallel: bool = False) -> Op:
     raw = c.obj(raw, where)
-    catch = c.flag(raw.get("catch", False), f"{where}.catch")
+    catch = _catch(c, raw, f"{where}.catch")
     kind = raw.get("op")
+    if kind == "sleepUntil" and c.format >= 2:
+        c.keys(raw, ("op", "name", "at_ms", "catch"), where)
+        at = raw.get("at_ms")
+        if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+            raise c.fail(f"{where}.at_ms", f"must be a number, got {_show(at)}")
+        return SleepUntilOp(name=c.text(raw.get("name"), f"{where}.name"), at_ms=at, catch=catch)
     if kind == "do":
         return _do(c, raw, where, catch=catch)
     if kind == "sleep":
@@ -288,25 +334,31 @@ def _op(c: _Checker, raw: Any, where: str) -> Op:
             timeout=None if timeout is None else c.duration(timeout, f"{where}.timeout"),
             catch=catch,
         )
-    if kind == "parallel":
-        c.keys(raw, ("op", "steps", "catch"), where)
+    if kind == "parallel" and not in_parallel:
+        c.keys(raw, ("op", "steps", "catch", *(("race",) if c.format >= 2 else ())), where)
         steps_raw = raw.get("steps")
         if not isinstance(steps_raw, list) or not steps_raw:
             raise c.fail(f"{where}.steps", f"must be a non-empty list, got {_show(steps_raw)}")
-        steps: list[DoOp] = []
+        steps: list[Any] = []
         for j, sub in enumerate(steps_raw):
             w = f"{where}.steps[{j}]"
             sub = c.obj(sub, w)
-            if sub.get("op") != "do":
+            if c.format < 2 and sub.get("op") != "do":
                 raise c.fail(f"{w}.op", 'only "do" operations may be inside "parallel"')
-            step = _do(c, sub, w, catch=c.flag(sub.get("catch", False), f"{w}.catch"))
-            if any(s.name == step.name for s in steps):
+            step = _op(c, sub, w, in_parallel=True)
+            if any((s.op, s.name) == (step.op, step.name) for s in steps):  # type: ignore[union-attr]
                 # Each engine may number same-named concurrent steps in either order.
-                raise c.fail(f"{w}.name", f"two steps named {step.name!r} in one parallel")
+                raise c.fail(f"{w}.name", f"two steps named {step.name!r} in one parallel")  # type: ignore[union-attr]
             steps.append(step)
-        return ParallelOp(steps=tuple(steps), catch=catch)
+        return ParallelOp(
+            steps=tuple(steps), catch=catch, race=c.flag(raw.get("race", False), f"{where}.race")
+        )
+    if kind == "parallel":
+        raise c.fail(f"{where}.op", '"parallel" inside "parallel"')
     raise c.fail(
-        f"{where}.op", f"unknown op {_show(kind)} (use do, sleep, waitForEvent or parallel)"
+        f"{where}.op",
+        f"unknown op {_show(kind)} (use do, sleep, waitForEvent or parallel"
+        + (", or sleepUntil in format 2)" if c.format < 2 else ", sleepUntil)"),
     )
 
 
@@ -314,7 +366,27 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
     """Validate a decoded scenario; raise ScenarioError naming `source` and the field."""
     c = _Checker(source)
     raw = c.obj(raw, "")
-    c.keys(raw, sorted(_TOP_KEYS), "")
+    try:
+        where = _non_finite(raw, "")
+    except RecursionError:
+        raise c.fail("", "nested too deeply") from None
+    if where is not None:
+        # JSON has no NaN or Infinity (Python's reader takes them, and 1e400 reads as inf):
+        # neither engine could be handed such a scenario.
+        raise c.fail(where.lstrip("."), "is not a finite number (JSON has no NaN or Infinity)")
+    fmt = raw.get("format", 1)
+    if fmt not in (1, 2) or isinstance(fmt, bool):
+        raise c.fail("format", f"must be 1 or 2, got {_show(fmt)}")
+    c.format = fmt
+    c.keys(raw, sorted(_TOP_KEYS | _TOP_KEYS_2) if fmt >= 2 else sorted(_TOP_KEYS), "")
+    result = raw.get("result", "results")
+    if result not in ("results", "nothing"):
+        raise c.fail("result", f'must be "results" or "nothing", got {_show(result)}')
+    iid = raw.get("id")
+    if iid is not None and not (isinstance(iid, str) and _INSTANCE_ID.fullmatch(iid)):
+        raise c.fail(
+            "id", f"must be a valid instance id (at most 100 of [a-zA-Z0-9-_]), got {_show(iid)}"
+        )
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise c.fail("name", f"must be letters, digits, '.', '_' or '-', got {_show(name)}")
@@ -350,9 +422,15 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
         w = f"control[{i}]"
         ctl = c.obj(ctl, w)
         c.keys(ctl, ("op", "after_ms"), w)
-        if ctl.get("op") not in _CONTROLS:
+        if ctl.get("op") not in (_CONTROLS_2 if fmt >= 2 else _CONTROLS):
             raise c.fail(
-                f"{w}.op", f'must be "pause", "resume" or "terminate", got {_show(ctl.get("op"))}'
+                f"{w}.op",
+                (
+                    'must be "pause", "resume", "terminate", "restart" or "create_again"'
+                    if fmt >= 2
+                    else 'must be "pause", "resume" or "terminate" (format 2 adds "restart")'
+                )
+                + f", got {_show(ctl.get('op'))}",
             )
         control.append(
             Action(
@@ -370,6 +448,10 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
         control=tuple(control),
         source=source,
         raw=raw,
+        format=fmt,
+        result=result,
+        id=iid,
+        step_outputs=c.flag(raw.get("step_outputs", False), "step_outputs"),
     )
 
 
@@ -389,13 +471,15 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
         raise ScenarioError(f"{source}: cannot read it: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"{source}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ScenarioError(f"{source}: nested too deeply to read") from None
     return parse_scenario(raw, source)
 
 
 def _show(value: Any) -> str:
     if value is None:
         return "nothing (missing or null)"
-    text = json.dumps(value, ensure_ascii=False) if _is_json(value) else repr(value)
+    text = json.dumps(value, ensure_ascii=not _utf8(value)) if _is_json(value) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -403,5 +487,31 @@ def _is_json(value: Any) -> bool:
     try:
         json.dumps(value)
     except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """The path of the first NaN or infinite number inside `value`, else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "."
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _non_finite(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _non_finite(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _utf8(value: Any) -> bool:
+    """Whether `value`'s JSON can be written as UTF-8 (no lone surrogate)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
         return False
     return True

@@ -27,10 +27,27 @@ __all__ = [
     "step_id",
     "step_id_from_hashes",
     "step_name",
+    "utf8_size",
+    "utf16_len",
 ]
 
 MAX_STEP_NAME = 256
 MAX_PAYLOAD_BYTES = 1 << 20
+
+
+def utf16_len(text: str) -> int:
+    """Length as JavaScript counts it (UTF-16 code units): Cloudflare's limits are in these,
+    so an emoji counts 2. A lone surrogate counts 1."""
+    if text.isascii():
+        return len(text)
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def utf8_size(text: str) -> int:
+    """Bytes of `text` in UTF-8. JSON can carry a lone surrogate that Python's UTF-8 encoder
+    refuses; counted as the 3 bytes a JavaScript TextEncoder writes for it, never an error."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
 
 _ALLOWED = "return dicts, lists, str, int, float, bool or None"
 _LEAVES = frozenset({str, int, float, bool, type(None)})

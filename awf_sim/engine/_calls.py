@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from awf_sim.dsl._cfduration import wait_ms
 from awf_sim.dsl._config import ResolvedConfig
 
 __all__ = [
@@ -88,10 +89,11 @@ def error_of(exc: BaseException) -> dict[str, str]:
 
 def retry_delay(retries: Mapping[str, Any], attempt: int) -> int:
     """Cloudflare's calcRetryDuration: n is the 1-based attempt that just failed; no jitter."""
-    base: int = retries["delay"]
+    base: float = retries["delay"]
     backoff = retries["backoff"]
     if backoff == "exponential":
-        return int(base * 2 ** (attempt - 1))
-    if backoff == "linear":
-        return base * attempt
-    return base
+        base = base * 2 ** (attempt - 1)
+    elif backoff == "linear":
+        base = base * attempt
+    # A delay Cloudflare's reading made fractional or negative waits as its timer does.
+    return base if isinstance(base, int) and base >= 0 else wait_ms(base)

@@ -24,7 +24,14 @@ from awf_sim.dsl._errors import (
     StepError,
     WorkflowFatalError,
 )
-from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, MAX_STEP_NAME, dump_result, loads
+from awf_sim.dsl._identity import (
+    MAX_PAYLOAD_BYTES,
+    MAX_STEP_NAME,
+    dump_result,
+    loads,
+    utf8_size,
+    utf16_len,
+)
 from awf_sim.engine._calls import Abandoned, StepInfo, error_of, retry_delay
 from awf_sim.engine._hooks import (
     INVALID_CONFIG,
@@ -46,6 +53,13 @@ _INTERNAL_ERROR = {
     "message": "Attempt failed due to internal workflows error",
 }
 _CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def _non_retryable(err: Mapping[str, str]) -> bool:
+    """Cloudflare's test: `error.name === "NonRetryableError" ||
+    error.message.startsWith("NonRetryableError")` (the second because RPC puts a class's name
+    before its message), so any error whose name or message says so is not retried."""
+    return err["name"] == "NonRetryableError" or err["message"].startswith("NonRetryableError")
 
 
 class StepExecutor:
@@ -78,7 +92,7 @@ class StepExecutor:
                 f"The limit of {self.step_limit} steps has been reached. This limit can be "
                 "changed in your worker configuration."
             )
-        if len(name) > MAX_STEP_NAME or _CONTROL.search(name):
+        if utf16_len(name) > MAX_STEP_NAME or _CONTROL.search(name):
             raise WorkflowFatalError(
                 f'Step name "{name}" exceeds max length ({MAX_STEP_NAME} chars) or invalid '
                 "characters found"
@@ -163,9 +177,7 @@ class StepExecutor:
                 else:
                     value = await self._attempt_with(lt, call, info, config["timeout"], action)
                 result = dump_result(value, root=f"result of {path}")
-                if len(result) > MAX_PAYLOAD_BYTES // 4 and len(result.encode()) > (
-                    MAX_PAYLOAD_BYTES
-                ):
+                if len(result) > MAX_PAYLOAD_BYTES // 4 and utf8_size(result) > (MAX_PAYLOAD_BYTES):
                     # Thrown inside the attempt on Cloudflare, so it is retried like any error.
                     raise StepError(
                         f"Step {name}-{count} output is too large. Maximum allowed size is 1MiB.",
@@ -181,19 +193,19 @@ class StepExecutor:
                     f'The execution of the Workflow instance was terminated, as the step "{name}" '
                     f"returned a value which is not serialisable ({exc})",
                 ) from None
-            except NonRetryableError as exc:
-                err = error_of(exc)
-                # Not persisted (as in Cloudflare's local engine): a replay runs the step again.
-                lt.commit(
-                    steps={key: None},
-                    timeline=[
-                        lt.entry("attempt-failure", path, name, attempt, error=err),
-                        lt.entry("step-failure", path, name, attempt, error=err),
-                    ],
-                )
-                raise NonRetryableError(err["message"], err["name"]) from None
             except Exception as exc:
                 err = error_of(exc)
+                if isinstance(exc, NonRetryableError) or _non_retryable(err):
+                    # Not persisted (as in Cloudflare's local engine): a replay runs the step
+                    # again.
+                    lt.commit(
+                        steps={key: None},
+                        timeline=[
+                            lt.entry("attempt-failure", path, name, attempt, error=err),
+                            lt.entry("step-failure", path, name, attempt, error=err),
+                        ],
+                    )
+                    raise NonRetryableError(err["message"], err["name"]) from None
                 if attempt <= limit:  # `limit` counts retries: attempts = limit + 1
                     delay = retry_delay(retries, attempt)
                     if hooks is not None and ref is not None:
@@ -220,7 +232,7 @@ class StepExecutor:
                     steps={key: {**rec, "state": "done", "value": result}},
                     timeline=[
                         lt.entry("attempt-success", path, name, attempt),
-                        lt.entry("checkpoint", path, name, attempt),
+                        lt.entry("checkpoint", path, name, attempt, count=count),
                     ],
                 )
                 if hooks is not None and ref is not None:

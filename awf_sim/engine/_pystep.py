@@ -14,9 +14,10 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from awf_sim.dsl._cfduration import cloudflare_ms, cloudflare_step_config, wait_ms
 from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._duration import check_sleep, parse_duration
-from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._errors import DefinitionError, StepError
 from awf_sim.engine._calls import CallbackStep, StepInfo
 from awf_sim.engine._hooks import INVALID_CONFIG
 from awf_sim.engine._lifetime import Lifetime
@@ -81,8 +82,11 @@ class _StepFunction:
 class PythonStep:
     """The `step` object passed to `run(self, event, step)`."""
 
-    def __init__(self, lt: Lifetime) -> None:
+    def __init__(self, lt: Lifetime, durations: str = "awf") -> None:
         self._lt = lt
+        # "cloudflare": durations and configs read exactly as Cloudflare's engine reads them
+        # (itty-time's ms(), its zod schema), however odd; "awf": refused with a message.
+        self._cf = durations == "cloudflare"
         self._functions: dict[str, _StepFunction] = {}
         self._memo: dict[str, asyncio.Future[Any]] = {}
 
@@ -97,12 +101,16 @@ class PythonStep:
         def register(func: Callable[..., Any]) -> _StepFunction:
             step_name = name or func.__name__
             normalised: Any
-            try:
-                normalised = validate_config(config, f"step {step_name!r}")
-            except DefinitionError:
-                # Cloudflare checks the config when the step is called, after the step limit
-                # and the name, and throws its own fixed text: the engine does the same.
-                normalised = INVALID_CONFIG
+            if self._cf:
+                normalised = cloudflare_step_config({} if config is None else config)
+                normalised = INVALID_CONFIG if normalised is None else _whole(normalised)
+            else:
+                try:
+                    normalised = validate_config(config, f"step {step_name!r}")
+                except DefinitionError:
+                    # Cloudflare checks the config when the step is called, after the step
+                    # limit and the name, and throws its own fixed text: the engine does too.
+                    normalised = INVALID_CONFIG
             fn = _StepFunction(self, step_name, func, concurrent, normalised, depends)
             self._functions[step_name] = fn
             return fn
@@ -113,6 +121,12 @@ class PythonStep:
         return register
 
     async def sleep(self, name: str, duration: str | int | float) -> None:
+        if self._cf:
+            # Cloudflare's sleep checks nothing: NaN and negative lengths end at once.
+            ms = cloudflare_ms(duration) if isinstance(duration, str) else float(duration)
+            _refuse_nan(ms)
+            await self._lt.sleep(name, wait_ms(ms))
+            return
         await self._lt.sleep(name, check_sleep(parse_duration(duration), f"step.sleep({name!r})"))
 
     async def sleep_until(self, name: str, timestamp: _dt.datetime | int | float) -> None:
@@ -131,9 +145,16 @@ class PythonStep:
         self, name: str, event_type: str, timeout: str | int | float = "24 hours"
     ) -> dict[str, Any]:
         """Returns the event: {"payload", "timestamp", "type"}."""
-        event: dict[str, Any] = await self._lt.wait_for_event(
-            name, event_type, parse_duration(timeout)
-        )
+        if self._cf:
+            # `options.timeout || "24 hours"`: a falsy timeout (0, "") is the default.
+            if not timeout:
+                timeout = "24 hours"
+            ms: Any = cloudflare_ms(timeout)
+            _refuse_nan(ms)
+            ms = int(ms) if ms == ms and abs(ms) != float("inf") and ms == int(ms) else ms
+        else:
+            ms = parse_duration(timeout)
+        event: dict[str, Any] = await self._lt.wait_for_event(name, event_type, ms)
         return event
 
     async def _resolve(self, param: str, dep: str) -> Any:
@@ -166,3 +187,30 @@ class PythonStep:
             return fn.func(**kwargs)
 
         return await self._lt.do_callback(fn.name, fn.config, CallbackStep(callback))
+
+
+def _whole(config: dict[str, Any]) -> dict[str, Any]:
+    """Cloudflare's readings are floats; whole ones become ints, as awf's own config has."""
+
+    def whole(v: Any) -> Any:
+        return int(v) if isinstance(v, float) and v.is_integer() else v
+
+    out = dict(config)
+    if "timeout" in out:
+        out["timeout"] = whole(out["timeout"])
+    if "retries" in out:
+        out["retries"] = {k: whole(v) for k, v in out["retries"].items()}
+    return out
+
+
+# What Miniflare's engine says when a duration reads as NaN: its timer's deadline (now + NaN)
+# goes into a NOT NULL column of its SQLite priority queue.
+NAN_DEADLINE = (
+    "NOT NULL constraint failed: priority_queue.target_timestamp: SQLITE_CONSTRAINT "
+    "(extended: SQLITE_CONSTRAINT_NOTNULL)"
+)
+
+
+def _refuse_nan(ms: float) -> None:
+    if ms != ms:
+        raise StepError(NAN_DEADLINE, "Error")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 from awf_sim._coro import finish
+from awf_sim.dsl._cfduration import js_number_text, wait_ms
 from awf_sim.dsl._errors import StepError
 from awf_sim.engine._ambient import simulation_scope
 from awf_sim.engine._calls import CallbackStep, StepInfo, TimedOut
@@ -157,14 +158,14 @@ async def _race(lt: Lifetime, coro: Coroutine[Any, Any, Any], first: Any, timeou
             waiter.set_exception(TimedOut())
 
     task.add_done_callback(settle)
-    handle = loop.call_at((loop.now_ms + timeout_ms) / 1000, expire)
+    handle = loop.call_at((loop.now_ms + wait_ms(timeout_ms)) / 1000, expire)
     lt.timers.add(handle)
     try:
         await waiter
     except TimedOut:
         # The callback is not killed; its late result is ignored.
         raise StepError(
-            f"Execution timed out after {timeout_ms}ms", "WorkflowTimeoutError"
+            f"Execution timed out after {js_number_text(timeout_ms)}ms", "WorkflowTimeoutError"
         ) from None
     finally:
         handle.cancel()

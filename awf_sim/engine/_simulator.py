@@ -21,10 +21,11 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Unpack
 
+from awf_sim.dsl._cfduration import DURATION_READINGS
 from awf_sim.dsl._config import PROFILES
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError, NonRetryableError
-from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, dump_result, loads
+from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, dump_result, loads, utf8_size
 from awf_sim.dsl._names import validate_instance_id
 from awf_sim.dsl._proxy import WorkflowApi
 from awf_sim.dsl._workflow import Workflow, registered_workflows
@@ -87,6 +88,11 @@ class Instance:
         """Every step start, attempt, checkpoint, sleep, event, crash and recovery, in order."""
         return [e.copy() for e in self._sim._store.timeline(self.id)]
 
+    def step_outputs(self) -> list[Any]:
+        """Step results and received event payloads in the order they completed (cached
+        replays add nothing): what Miniflare's status() reports as __LOCAL_DEV_STEP_OUTPUTS."""
+        return self._sim._step_outputs(self.id)
+
     def send_event(self, type: str, payload: Any = None) -> None:
         self._sim._send_event(self.id, type, payload)
 
@@ -112,7 +118,9 @@ class Simulator:
     `store`: None (memory), a SQLite path, or a Store. `profile`: "production" (Cloudflare's
     documented defaults) or "local" (Miniflare's: 1 s default retry delay). Same seed and same
     input give the same timeline, event for event. `world`: a `World` holding seed, profile,
-    db, env, ai and http at once (then leave those keywords out).
+    db, env, ai and http at once (then leave those keywords out). `durations`: "awf" refuses
+    what Cloudflare would misread; "cloudflare" reads durations and step configs given to
+    Cloudflare's Python step API exactly as Cloudflare's engine does (DESIGN §9).
     """
 
     def __init__(
@@ -132,6 +140,7 @@ class Simulator:
         isolation: str | None = None,
         limits: Any = None,
         world: World | None = None,
+        durations: str = "awf",
     ) -> None:
         if world is not None:
             if (seed, profile, db, env, ai, http) != (0, "production", None, None, None, None):
@@ -157,6 +166,12 @@ class Simulator:
             )
         if isinstance(step_limit, bool) or not isinstance(step_limit, int) or step_limit < 1:
             raise DefinitionError(f"step_limit must be a positive whole number, got {step_limit!r}")
+        if durations not in DURATION_READINGS:
+            raise DefinitionError(
+                f"unknown durations {durations!r}: use 'awf' (refuse what Cloudflare would "
+                "misread) or 'cloudflare' (read it exactly as Cloudflare does)"
+            )
+        self.durations = durations
         self.seed = seed
         self.profile = profile
         self._defaults = PROFILES[profile]
@@ -225,7 +240,7 @@ class Simulator:
         """Queue a new instance of `workflow` (a Workflow, or a class with `run(event, step)`)."""
         name = self._register(workflow)
         params_json = canonical({} if params is None else params, root="params")
-        if len(params_json.encode()) > MAX_PAYLOAD_BYTES:
+        if utf8_size(params_json) > MAX_PAYLOAD_BYTES:
             raise DefinitionError("params are over Cloudflare's 1 MiB limit for event payloads")
         if id is None:
             # From the seeded source, so ids replay; a store that already holds instances
@@ -235,6 +250,10 @@ class Simulator:
                 id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
         iid = validate_instance_id(id)
         if self._store.get_instance(iid) is not None:
+            if self.profile == "local":
+                # Miniflare's create() swallows the engine's answer and the engine ignores an
+                # init for an instance it already has: the first instance goes on unchanged.
+                return Instance(self, iid)
             raise InstanceError(f"an instance with id {iid!r} already exists")
         meta = {
             "id": iid,
@@ -441,7 +460,9 @@ class Simulator:
                     params = model.model_validate(params)  # type: ignore[attr-defined]
                 result = target.call(WorkflowApi(lt, target), params)
             else:
-                result = instantiate(target, self.env).run(dict(lt.event), PythonStep(lt))
+                result = instantiate(target, self.env).run(
+                    dict(lt.event), PythonStep(lt, self.durations)
+                )
             if inspect.isawaitable(result):
                 result = await result
             output = dump_result(result, root="workflow output")
@@ -529,13 +550,17 @@ class Simulator:
     def _send_event(self, iid: str, type: str, payload: Any) -> None:
         meta = self._meta(iid)
         if meta["status"] in TERMINAL:
+            if self.profile == "local":
+                # Miniflare takes it without a word: receiveEvent buffers it, and waking the
+                # finished engine does nothing. Production is undocumented; awf says so there.
+                return
             raise InstanceError(
                 f"instance {iid!r} is {meta['status']}; it can no longer receive events"
             )
         if not isinstance(type, str) or not type:
             raise DefinitionError(f"event type must be a non-empty string, got {type!r}")
         payload_json = canonical(payload, root="event payload")
-        if len(payload_json.encode()) > MAX_PAYLOAD_BYTES:
+        if utf8_size(payload_json) > MAX_PAYLOAD_BYTES:
             raise DefinitionError("event payload is over Cloudflare's 1 MiB limit")
         seq = len(self._store.events(iid))
         ev = {
@@ -566,6 +591,19 @@ class Simulator:
         if meta is None:
             raise InstanceError(f"instance.not_found: no instance with id {iid!r}")
         return meta
+
+    def _step_outputs(self, iid: str) -> list[Any]:
+        steps = self._store.steps(iid)
+        payloads = {ev["seq"]: ev["payload"] for ev in self._store.events(iid)}
+        out: list[Any] = []
+        for e in self._store.timeline(iid):
+            if e["kind"] == "checkpoint" and "count" in e:
+                rec = steps.get(f"do:{e['name']}#{e['count']}")
+                if rec is not None and rec["state"] == "done":
+                    out.append(loads(rec["value"]))
+            elif e["kind"] == "wait-end" and e.get("seq") in payloads:
+                out.append(loads(payloads[e["seq"]]))
+        return out
 
     def _status(self, iid: str) -> dict[str, Any]:
         meta = self._meta(iid)

@@ -8,7 +8,8 @@ engine pays nothing for it.
 
 Kinds: workflow-start, recover, resumed, restarted, paused, terminated, crash (with `fault`
 when injected), step-start (with the resolved `config`), attempt-start, attempt-success,
-attempt-failure (`error`, `retry_in_ms` when retried), checkpoint, step-failure (`error`),
+attempt-failure (`error`, `retry_in_ms` when retried), checkpoint (`count`, the step's
+occurrence), step-failure (`error`),
 sleep-start (`duration_ms`, `until_ms`), sleep-end, wait-start (`type`, `timeout_ms`),
 wait-end (`type`, and `seq` of the event or `timed_out`), event-received (`type`, `seq`),
 workflow-success, workflow-failure (`error`).
@@ -34,6 +35,7 @@ class EntryDetails(TypedDict, total=False):
     timeout_ms: int
     config: Any  # the step's resolved config (ResolvedConfig)
     fault: str  # the injected fault that caused a crash
+    count: int  # checkpoint: which occurrence of the step name (Cloudflare's cache key)
 
 
 class TimelineEntry(EntryDetails):

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from awf_sim.dsl._errors import DefinitionError, StepError
+from awf_sim.dsl._cfduration import js_number_text, wait_ms
+from awf_sim.dsl._errors import StepError
 from awf_sim.dsl._identity import loads
 from awf_sim.engine._calls import Abandoned, TimedOut
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._store import Record
 
 __all__ = ["EventWaits", "deliver"]
+
+_TIME_TRAVELER = "You can't sleep until a time in the past, time-traveler"
 
 
 class EventWaits:
@@ -36,6 +40,11 @@ class EventWaits:
     ) -> None:
         if not lt.alive:
             raise Abandoned
+        # Cloudflare compares with the clock on every call, replays included, before the
+        # sleep is numbered: a replay that runs after the moment has passed throws, even
+        # though that sleep completed in an earlier run.
+        if until_epoch_ms is not None and until_epoch_ms < self.wall_ms():
+            raise StepError(_TIME_TRAVELER, "Error")
         _, key, ref = lt.begin("sleep", name, name)
         hooks = lt.hooks
         rec = lt.store.get_step(lt.iid, key)
@@ -44,11 +53,6 @@ class EventWaits:
         if rec is None:
             if until_epoch_ms is not None:
                 ms = until_epoch_ms - self.wall_ms()
-                if ms < 0:
-                    raise DefinitionError(
-                        f"wf.sleep_until({name!r}): You can't sleep until a time in the past, "
-                        "time-traveler"
-                    )
             assert ms is not None
             if hooks is not None and ref is not None:
                 ms = hooks.sleep_ms(lt.iid, ref, ms)
@@ -84,12 +88,17 @@ class EventWaits:
                 "name": name,
                 "type": type,
                 "state": "running",
-                "deadline": lt.loop.now_ms + timeout_ms,
-                "timeout_ms": timeout_ms,
+                # Cloudflare's reading may be fractional, negative or NaN: its timer fires at
+                # once for the last two, and its message prints the number as JavaScript does.
+                "deadline": lt.loop.now_ms + wait_ms(timeout_ms),
+                "timeout_ms": timeout_ms if math.isfinite(timeout_ms) else None,
+                "timeout_text": js_number_text(timeout_ms),
             }
             lt.commit(
                 steps={key: rec},
-                timeline=[lt.entry("wait-start", name, name, type=type, timeout_ms=timeout_ms)],
+                timeline=[
+                    lt.entry("wait-start", name, name, type=type, timeout_ms=rec["timeout_ms"])
+                ],
             )
         if hooks is not None and ref is not None and hooks.force_wait_timeout(lt.iid, ref):
             return _timed_out(lt, key, rec, name, type)
@@ -127,7 +136,7 @@ class EventWaits:
 def _timed_out(lt: Lifetime, key: str, rec: Record, name: str, type: str) -> Any:
     err = {
         "name": "WorkflowTimeoutError",
-        "message": f"Execution timed out after {rec['timeout_ms']}ms",
+        "message": f"Execution timed out after {rec.get('timeout_text', rec['timeout_ms'])}ms",
     }
     # A timed-out wait is persisted and not retried; replays raise it again.
     lt.commit(

@@ -11,7 +11,7 @@ __all__ = ["HandlerContext", "idempotency_key"]
 
 def idempotency_key(instance_id: str, step_name: str, count: int) -> str:
     """Stable for one step occurrence of one instance across attempts, crashes and replays."""
-    raw = f"{instance_id}\x1f{step_name}\x1f{count}".encode()
+    raw = f"{instance_id}\x1f{step_name}\x1f{count}".encode("utf-8", "surrogatepass")
     return hashlib.sha256(raw).hexdigest()[:32]
 
 

@@ -2,7 +2,9 @@
 // Runs conformance scenarios on Cloudflare's local Workflows engine (Miniflare/workerd) and writes
 // one trace per scenario, as described in FORMAT.md of the shared conformance folder.
 //
-//   node driver.mjs --out DIR SCENARIO.json [SCENARIO.json ...]
+//   node driver.mjs --out DIR [--jobs N] SCENARIO.json [SCENARIO.json ...]
+//
+// --jobs N (default 8): scenarios run N at a time, each as its own instance of one Miniflare.
 //
 // Miniflare starts once, offline (cf: false); each scenario runs as a fresh workflow instance
 // whose params are the whole scenario (worker/index.mjs interprets it).
@@ -15,6 +17,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const COMPATIBILITY_DATE = "2026-04-01";
 const SCENARIO_LIMIT_MS = 20_000;
 const POLL_MS = 10;
+const PAUSED_STABLE_MS = 300;
 const TERMINAL = new Set(["complete", "errored", "terminated"]);
 
 function fail(message) {
@@ -26,16 +29,20 @@ function fail(message) {
 
 function parseArgs(argv) {
   let out = null;
+  let jobs = 8;
   const files = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--out") {
       if (i + 1 >= argv.length) fail("--out needs a directory");
       out = argv[++i];
+    } else if (a === "--jobs") {
+      jobs = Number(argv[++i]);
+      if (!Number.isInteger(jobs) || jobs < 1) fail("--jobs needs a whole number >= 1");
     } else if (a.startsWith("--out=")) {
       out = a.slice("--out=".length);
     } else if (a === "-h" || a === "--help") {
-      process.stdout.write("usage: node driver.mjs --out DIR SCENARIO.json [SCENARIO.json ...]\n");
+      process.stdout.write("usage: node driver.mjs --out DIR [--jobs N] SCENARIO.json [SCENARIO.json ...]\n");
       process.exit(0);
     } else if (a.startsWith("-")) {
       fail(`unknown option ${a}`);
@@ -45,11 +52,15 @@ function parseArgs(argv) {
   }
   if (!out) fail("missing --out DIR (usage: node driver.mjs --out DIR SCENARIO.json [...])");
   if (files.length === 0) fail("no scenario files given");
-  return { out, files };
+  return { out, files, jobs };
 }
 
 const isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
-const isDuration = (v) => (typeof v === "number" && v >= 0) || (typeof v === "string" && v !== "");
+// Any number or string: the engine reads durations with its own parser (itty-time's ms()),
+// and what it makes of odd ones is part of what the scenarios record.
+const isDuration = (v) => typeof v === "number" || typeof v === "string";
+const FORMATS = [1, 2];
+const CATCHES = [true, false, "name", "rethrow"];
 
 // Throws an Error naming the first problem found in a scenario; returns nothing when it is valid.
 function validateScenario(s) {
@@ -69,9 +80,12 @@ function validateScenario(s) {
       if (!isObject(a)) throw new Error(`${w}: must be an object`);
       const hasReturn = "return" in a;
       const hasThrow = "throw" in a;
-      if (hasReturn === hasThrow) throw new Error(`${w}: needs exactly one of "return" or "throw"`);
-      if (hasThrow && !["Error", "NonRetryableError"].includes(a.throw)) {
-        throw new Error(`${w}: "throw" must be "Error" or "NonRetryableError"`);
+      const kinds = ["return", "throw", "throw_value", "return_nothing"].filter((k) => k in a);
+      if (kinds.length !== 1) {
+        throw new Error(`${w}: needs exactly one of "return", "throw", "throw_value" or "return_nothing"`);
+      }
+      if (hasThrow && (typeof a.throw !== "string" || !/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(a.throw))) {
+        throw new Error(`${w}: "throw" must be an error class name`);
       }
       if (hasThrow && typeof a.message !== "string") throw new Error(`${w}: "message" must be a string`);
       if (a.hang_ms !== undefined && !(Number.isFinite(a.hang_ms) && a.hang_ms >= 0)) {
@@ -79,10 +93,13 @@ function validateScenario(s) {
       }
     });
   };
-  s.body.forEach((op, i) => {
-    const where = `body[${i}]`;
+  if (s.format !== undefined && !FORMATS.includes(s.format)) throw new Error('"format" must be 1 or 2');
+  const checkOp = (op, where, inParallel) => {
     if (!isObject(op)) throw new Error(`${where}: must be an object`);
-    if (op.catch !== undefined && typeof op.catch !== "boolean") throw new Error(`${where}: "catch" must be a boolean`);
+    if (op.catch !== undefined && !CATCHES.includes(op.catch)) {
+      throw new Error(`${where}: "catch" must be true, false, "name" or "rethrow"`);
+    }
+    if (inParallel && op.op === "parallel") throw new Error(`${where}: "parallel" inside "parallel"`);
     switch (op.op) {
       case "do":
         checkDo(op, where);
@@ -96,23 +113,37 @@ function validateScenario(s) {
         if (typeof op.type !== "string" || op.type === "") throw new Error(`${where}: "type" must be a non-empty string`);
         if (op.timeout !== undefined && !isDuration(op.timeout)) throw new Error(`${where}: "timeout" must be a number or a string`);
         break;
+      case "sleepUntil":
+        if (typeof op.name !== "string" || op.name === "") throw new Error(`${where}: "name" must be a non-empty string`);
+        if (!Number.isFinite(op.at_ms)) throw new Error(`${where}: "at_ms" must be a number`);
+        break;
       case "parallel": {
         if (!Array.isArray(op.steps) || op.steps.length === 0) throw new Error(`${where}: "steps" must be a non-empty list`);
+        if (op.race !== undefined && typeof op.race !== "boolean") throw new Error(`${where}: "race" must be a boolean`);
         const names = new Set();
         op.steps.forEach((sub, j) => {
           const w = `${where}.steps[${j}]`;
-          if (!isObject(sub) || sub.op !== "do") throw new Error(`${w}: only "do" operations may be inside "parallel"`);
-          if (sub.catch !== undefined && typeof sub.catch !== "boolean") throw new Error(`${w}: "catch" must be a boolean`);
-          checkDo(sub, w);
-          if (names.has(sub.name)) throw new Error(`${w}: two steps named ${JSON.stringify(sub.name)} in one parallel`);
-          names.add(sub.name);
+          checkOp(sub, w, true);
+          const id = `${sub.op}:${sub.name}`;
+          if (names.has(id)) throw new Error(`${w}: two steps named ${JSON.stringify(sub.name)} in one parallel`);
+          names.add(id);
         });
         break;
       }
       default:
-        throw new Error(`${where}: unknown op ${JSON.stringify(op.op)} (do, sleep, waitForEvent, parallel)`);
+        throw new Error(`${where}: unknown op ${JSON.stringify(op.op)} (do, sleep, sleepUntil, waitForEvent, parallel)`);
     }
-  });
+  };
+  s.body.forEach((op, i) => checkOp(op, `body[${i}]`, false));
+  if (s.id !== undefined && (typeof s.id !== "string" || !/^[a-zA-Z0-9_][a-zA-Z0-9-_]*$/.test(s.id) || s.id.length > 100)) {
+    throw new Error('"id" must be a valid instance id (^[a-zA-Z0-9_][a-zA-Z0-9-_]*$, at most 100)');
+  }
+  if (s.step_outputs !== undefined && typeof s.step_outputs !== "boolean") {
+    throw new Error('"step_outputs" must be true or false');
+  }
+  if (s.result !== undefined && !["results", "nothing"].includes(s.result)) {
+    throw new Error('"result" must be "results" or "nothing"');
+  }
   const checkAfter = (a, w) => {
     if (!isObject(a)) throw new Error(`${w}: must be an object`);
     if (!(Number.isFinite(a.after_ms) && a.after_ms >= 0)) throw new Error(`${w}: "after_ms" must be a number >= 0`);
@@ -125,8 +156,8 @@ function validateScenario(s) {
   if (s.control !== undefined && !Array.isArray(s.control)) throw new Error('"control" must be a list');
   (s.control ?? []).forEach((c, i) => {
     checkAfter(c, `control[${i}]`);
-    if (!["pause", "resume", "terminate"].includes(c.op)) {
-      throw new Error(`control[${i}]: "op" must be "pause", "resume" or "terminate"`);
+    if (!["pause", "resume", "terminate", "restart", "create_again"].includes(c.op)) {
+      throw new Error(`control[${i}]: "op" must be "pause", "resume", "terminate", "restart" or "create_again"`);
     }
   });
 }
@@ -206,7 +237,7 @@ async function call(mf, route, body) {
 }
 
 async function runScenario(mf, scenario) {
-  const { id } = await call(mf, "/create", { params: scenario });
+  const { id } = await call(mf, "/create", { params: scenario, id: scenario.id });
   const created = Date.now();
 
   // Driver actions sorted by time (stable, so same-time actions keep file order: events first).
@@ -215,6 +246,9 @@ async function runScenario(mf, scenario) {
     ...(scenario.control ?? []).map((c) => ({ kind: "control", ...c })),
   ].sort((a, b) => a.after_ms - b.after_ms);
   let controlsLeft = actions.filter((a) => a.kind === "control").length;
+  const controlErrors = [];
+  let lastAction = created;
+  let pausedSince = null;
 
   let status;
   for (;;) {
@@ -224,21 +258,37 @@ async function runScenario(mf, scenario) {
       if (a.kind === "event") {
         await call(mf, "/event", { id, type: a.type, payload: a.payload ?? null });
       } else {
-        await call(mf, "/control", { id, op: a.op });
+        const answer = await call(mf, "/control", { id, op: a.op });
+        if (answer.control_error !== undefined) {
+          controlErrors.push({ op: a.op, after_ms: a.after_ms, message: answer.control_error });
+        }
         controlsLeft--;
       }
+      lastAction = Date.now();
+      pausedSince = null;
     }
     status = await call(mf, "/status", { id });
-    if (TERMINAL.has(status.status)) break;
-    if (status.status === "paused" && controlsLeft === 0) break;
+    // Format 2 sends every action, also to a finished instance (what a control call does then
+    // is part of the trace); format 1 stops at a terminal status.
+    if (TERMINAL.has(status.status) && ((scenario.format ?? 1) < 2 || actions.length === 0)) break;
     if (Date.now() - created >= SCENARIO_LIMIT_MS) break;
+    // `paused` with nothing left to do ends the scenario, but only once it is stable: on a
+    // loaded machine a status read can still say `paused` just after a resume was sent, before
+    // the engine has taken it in. Stable = read as paused for PAUSED_STABLE_MS in a row, all of
+    // them after the last action.
+    if (status.status === "paused" && controlsLeft === 0) {
+      pausedSince ??= Date.now();
+      if (Date.now() - pausedSince >= PAUSED_STABLE_MS && pausedSince > lastAction) break;
+    } else {
+      pausedSince = null;
+    }
     const nextAction = actions.length > 0 ? actions[0].after_ms - (Date.now() - created) : POLL_MS;
     await sleep(Math.max(0, Math.min(POLL_MS, nextAction)));
   }
 
   const records = await call(mf, "/attempts", { id });
   const { attempts, gaps } = attemptsAndGaps(records);
-  return {
+  const trace = {
     name: scenario.name,
     status: status.status,
     output: status.status === "complete" ? status.output : null,
@@ -246,12 +296,20 @@ async function runScenario(mf, scenario) {
     attempts,
     retry_gaps_ms: gaps,
   };
+  if ((scenario.format ?? 1) >= 2) {
+    // Format 2: the error's name too, and what the control calls themselves threw.
+    if (trace.error) trace.error.name = status.error.name ?? null;
+    trace.control_errors = controlErrors.map(({ op, message }) => ({ op, message }));
+    // "step_outputs": true asks for the status field Miniflare adds (__LOCAL_DEV_STEP_OUTPUTS).
+    if (scenario.step_outputs) trace.step_outputs = status.step_outputs;
+  }
+  return trace;
 }
 
 // ---------------------------------------------------------------- main
 
 async function main() {
-  const { out, files } = parseArgs(process.argv.slice(2));
+  const { out, files, jobs } = parseArgs(process.argv.slice(2));
   const scenarios = files.map(loadScenario); // validate everything before starting workerd
   const names = new Set();
   for (const [i, s] of scenarios.entries()) {
@@ -274,21 +332,30 @@ async function main() {
   let failed = 0;
   try {
     await mf.ready;
-    for (const [i, scenario] of scenarios.entries()) {
-      const started = Date.now();
-      let trace;
-      try {
-        trace = await runScenario(mf, scenario);
-      } catch (e) {
-        failed++;
-        process.stderr.write(`${scenario.name}: driver error: ${e.message}\n`);
-        continue;
+    // Scenarios run concurrently in this one Miniflare, each as its own instance; `jobs` at a
+    // time, so that a long idle scenario (one that runs to the 20 s limit) costs no more than
+    // its own time.
+    let next = 0;
+    const worker = async () => {
+      while (next < scenarios.length) {
+        const i = next++;
+        const scenario = scenarios[i];
+        const started = Date.now();
+        let trace;
+        try {
+          trace = await runScenario(mf, scenario);
+        } catch (e) {
+          failed++;
+          process.stderr.write(`${scenario.name}: driver error: ${e.message}\n`);
+          continue;
+        }
+        writeFileSync(join(out, `${scenario.name}.trace.json`), JSON.stringify(trace, null, 2) + "\n");
+        process.stderr.write(
+          `${scenario.name}: ${trace.status} in ${Date.now() - started} ms (${basename(files[i])})\n`,
+        );
       }
-      writeFileSync(join(out, `${scenario.name}.trace.json`), JSON.stringify(trace, null, 2) + "\n");
-      process.stderr.write(
-        `${scenario.name}: ${trace.status} in ${Date.now() - started} ms (${basename(files[i])})\n`,
-      );
-    }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, jobs) }, worker));
   } finally {
     await mf.dispose();
   }

@@ -35,8 +35,9 @@ export class ScenarioWorkflow extends WorkflowEntrypoint {
         const entry = op.attempts[Math.min(ctx.attempt, op.attempts.length) - 1];
         try {
           if (entry.hang_ms) await new Promise((resolve) => setTimeout(resolve, entry.hang_ms));
-          if (entry.throw === "NonRetryableError") throw new NonRetryableError(entry.message);
-          if (entry.throw !== undefined) throw new Error(entry.message);
+          if ("throw_value" in entry) throw entry.throw_value; // not an Error (format 2)
+          if (entry.throw !== undefined) throw makeError(entry.throw, entry.message);
+          if (entry.return_nothing) return undefined;
           return entry.return;
         } finally {
           rec.end = Date.now();
@@ -47,6 +48,7 @@ export class ScenarioWorkflow extends WorkflowEntrypoint {
         : step.do(op.name, op.config, callback);
     };
 
+    const created = new Date(event.timestamp).getTime();
     const runOp = async (op) => {
       switch (op.op) {
         case "do":
@@ -54,19 +56,28 @@ export class ScenarioWorkflow extends WorkflowEntrypoint {
         case "sleep":
           await step.sleep(op.name, op.duration);
           return null; // a sleep's result is recorded as null
+        case "sleepUntil":
+          // at_ms is relative to the instance's creation (event.timestamp), so a replay asks
+          // for the same moment; a negative at_ms is a time in the past.
+          await step.sleepUntil(op.name, created + op.at_ms);
+          return null;
         case "waitForEvent": {
           const opts = { type: op.type };
           if (op.timeout !== undefined) opts.timeout = op.timeout;
           const ev = await step.waitForEvent(op.name, opts);
           return ev.payload;
         }
-        case "parallel":
+        case "parallel": {
           // Each slot is its step's value, or {caught: MESSAGE} when that step has catch: true.
-          return Promise.all(
-            op.steps.map((sub) =>
-              sub.catch ? runOp(sub).catch((e) => ({ caught: errorMessage(e) })) : runOp(sub),
+          const slots = op.steps.map((sub) =>
+            runOp(sub).then(
+              (v) => (v === undefined ? null : v),
+              (e) => caught(sub, e),
             ),
           );
+          // race (format 2): the first slot to settle wins; the others run on.
+          return op.race ? Promise.race(slots) : Promise.all(slots);
+        }
         default:
           throw new Error(`unknown op ${JSON.stringify(op.op)}`);
       }
@@ -78,12 +89,40 @@ export class ScenarioWorkflow extends WorkflowEntrypoint {
         const value = await runOp(op);
         results.push({ ok: value === undefined ? null : value });
       } catch (e) {
-        if (!op.catch) throw e;
-        results.push({ caught: errorMessage(e) });
+        results.push(caught(op, e));
       }
     }
-    return { results };
+    // result (format 2): "nothing" makes run() return undefined.
+    return scenario.result === "nothing" ? undefined : { results };
   }
+}
+
+// What a caught error leaves in the results, by the operation's `catch`:
+//   true      {caught: MESSAGE}
+//   "name"    {caught: MESSAGE, name: NAME}  (format 2: the error's name as run() sees it)
+//   "rethrow" nothing: the workflow catches it and throws it again (format 2)
+// No catch: the error propagates.
+function caught(op, e) {
+  if (!op.catch || op.catch === "rethrow") throw e;
+  if (op.catch === "name") return { caught: errorMessage(e), name: errorName(e) };
+  return { caught: errorMessage(e) };
+}
+
+// An Error of the class a scenario names: the built-in classes, Cloudflare's
+// NonRetryableError, or a class of that name declared on the spot (format 2).
+const BUILTIN = { Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError };
+function makeError(name, message) {
+  if (name === "NonRetryableError") return new NonRetryableError(message);
+  if (BUILTIN[name]) return new BUILTIN[name](message);
+  const Custom = class extends Error {};
+  Object.defineProperty(Custom, "name", { value: name });
+  const e = new Custom(message);
+  e.name = name;
+  return e;
+}
+
+function errorName(e) {
+  return e instanceof Error ? e.name : null;
 }
 
 // The engine's text as seen by run(): errors crossing RPC carry "ClassName: " before the message
@@ -91,6 +130,10 @@ export class ScenarioWorkflow extends WorkflowEntrypoint {
 function errorMessage(e) {
   return e instanceof Error ? e.message : String(e);
 }
+
+// The params of a second create() with an id in use: an empty scenario, whose output would show
+// if the engine ran it.
+const DUPLICATE = { name: "duplicate", body: [] };
 
 function json(value, status = 200) {
   return new Response(JSON.stringify(value), {
@@ -112,7 +155,10 @@ export default {
     try {
       switch (route) {
         case "/create": {
-          const instance = await env.WORKFLOW.create({ params: body.params });
+          // id (format 2): the scenario's own instance id; otherwise the binding makes one.
+          const options = { params: body.params };
+          if (body.id !== undefined) options.id = body.id;
+          const instance = await env.WORKFLOW.create(options);
           return json({ id: instance.id });
         }
         case "/event": {
@@ -122,10 +168,25 @@ export default {
         }
         case "/control": {
           const instance = await env.WORKFLOW.get(body.id);
-          if (!["pause", "resume", "terminate"].includes(body.op)) {
+          if (body.op === "create_again") {
+            // Format 2: create() again with the instance's own id (and a scenario of its own).
+            try {
+              await env.WORKFLOW.create({ id: body.id, params: DUPLICATE });
+            } catch (e) {
+              return json({ control_error: errorMessage(e) });
+            }
+            return json({});
+          }
+          if (!["pause", "resume", "terminate", "restart"].includes(body.op)) {
             return json({ error: `unknown control op ${body.op}` }, 400);
           }
-          await instance[body.op]();
+          // The control call's own error (pause of a finished instance, ...) is an answer,
+          // not a driver failure: format 2 records it in the trace.
+          try {
+            await instance[body.op]();
+          } catch (e) {
+            return json({ control_error: errorMessage(e) });
+          }
           return json({});
         }
         case "/status": {
@@ -135,6 +196,7 @@ export default {
             status: s.status,
             output: s.output === undefined ? null : s.output,
             error: s.error ? { name: s.error.name, message: s.error.message } : null,
+            step_outputs: s.__LOCAL_DEV_STEP_OUTPUTS ?? null,
           });
         }
         case "/attempts":
