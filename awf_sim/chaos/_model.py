@@ -228,6 +228,14 @@ class Baseline:
     aimed: dict[str, list[str]] = field(default_factory=dict)  # point label -> kinds aimed
     order: dict[str, int] = field(default_factory=dict)  # fault -> rank (see _plan_order)
     _configs: dict[tuple[str, str], ResolvedConfig | None] = field(default_factory=dict)
+    _world: World | None = None
+
+    @property
+    def world(self) -> World:
+        """The target's world, made once: every run of the campaign starts from it."""
+        if self._world is None:
+            self._world = self.target.world
+        return self._world
 
     @property
     def workflow(self) -> Workflow:

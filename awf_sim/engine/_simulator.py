@@ -183,7 +183,7 @@ class Simulator:
         self._steps = StepExecutor(runner, self._defaults, step_limit)
         self._waits = EventWaits(self.wall_ms)
         self._owner = _Owner(self)
-        self._view = _HookView(self) if hooks is not None else None
+        self._view = _HookView(self._loop) if hooks is not None else None
         # Instances evicted while hibernating: the timer that wakes them, and whether only
         # time can (a sleep) or an event may too (an event wait).
         self._evicted: dict[str, tuple[asyncio.TimerHandle, bool]] = {}
@@ -668,14 +668,14 @@ class Simulator:
 class _HookView:
     """What hooks see of the simulator (`HookView` in `_hooks`): its virtual time."""
 
-    __slots__ = ("_sim",)
+    __slots__ = ("_loop",)
 
-    def __init__(self, sim: Simulator) -> None:
-        self._sim = sim
+    def __init__(self, loop: VirtualLoop) -> None:
+        self._loop = loop
 
     @property
     def now_ms(self) -> int:
-        return self._sim.now_ms
+        return self._loop.now_ms
 
 
 class _Owner:
