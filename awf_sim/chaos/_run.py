@@ -11,12 +11,20 @@ from __future__ import annotations
 import datetime as _dt
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from awf_sim.chaos._faults import EVENT_KINDS, normalize_plan
 from awf_sim.chaos._inject import FaultHooks
 from awf_sim.chaos._invariants import check_run
-from awf_sim.chaos._model import Baseline, LateEvent, Observation, Target, Verdict, Violation
+from awf_sim.chaos._model import (
+    Baseline,
+    LateEvent,
+    Observation,
+    Plan,
+    Target,
+    Verdict,
+    Violation,
+)
 from awf_sim.engine import Simulator, World
 from awf_sim.engine._calls import TERMINAL
 
@@ -110,7 +118,7 @@ def execute(
             writes = [(w.table, w.op, w.step) for w in db.writes]
         effects, effect_steps = _effects(getattr(sim, "effects", None))
         return Observation(
-            plan=[dict(f) for f in plan],
+            plan=cast(Plan, [dict(f) for f in plan]),
             status=status["status"],
             output=status["output"],
             error=status["error"],
