@@ -11,9 +11,9 @@ import sys
 
 import typer
 
-from awf_sim._flow import FlowError, load_flow
 from awf_sim.dsl._errors import AwfError
 from awf_sim.errors import HistoryError
+from awf_sim.flow import FlowError, load_flow
 from awf_sim.replay import ReplayReport, load_history, replay
 
 __all__ = ["print_report", "replay_command"]

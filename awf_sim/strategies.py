@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from awf_sim.chaos._durable import SEED_SOURCE, baseline_for
 from awf_sim.chaos._faults import parse_kinds
-from awf_sim.chaos._model import Target
+from awf_sim.chaos._model import Plan, Target
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._workflow import Workflow
 
@@ -53,7 +53,7 @@ def fault_plans(
     env: Mapping[str, Any] | None = None,
     seed: int = 0,
     profile: str = "production",
-) -> st.SearchStrategy[list[dict[str, Any]]]:
+) -> st.SearchStrategy[Plan]:
     """Fault plans for `workflow` run on `params`: lists of up to `max_faults` faults, each
     aimed at a fault point of the fault-free run (a step call and attempt, a sleep, an event
     wait, a declared event). They shrink towards fewer faults and earlier fault points.
@@ -69,7 +69,7 @@ def fault_plans(
     chosen = parse_kinds(kinds)
     target = Target(workflow, params, db=db, env=env, ai=ai, http=http, seed=seed, profile=profile)
 
-    def build() -> st.SearchStrategy[list[dict[str, Any]]]:
+    def build() -> st.SearchStrategy[Plan]:
         base = baseline_for(target)
         universe = [f for f in [*base.singles, *base.extra] if f["kind"] in chosen]
         if not universe or max_faults == 0:

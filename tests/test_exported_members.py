@@ -126,6 +126,7 @@ EXPORTS: dict[str, list[str]] = {
         "CampaignResult",
         "ChaosReport",
         "DurabilityViolation",
+        "Fault",
         "FaultHooks",
         "FaultPlanError",
         "Finding",

@@ -27,7 +27,15 @@ from awf_sim.chaos._faults import (
 )
 from awf_sim.chaos._inject import FaultHooks
 from awf_sim.chaos._invariants import INVARIANTS
-from awf_sim.chaos._model import Baseline, CampaignResult, Finding, Observation, Target, Violation
+from awf_sim.chaos._model import (
+    Baseline,
+    CampaignResult,
+    Fault,
+    Finding,
+    Observation,
+    Target,
+    Violation,
+)
 from awf_sim.chaos._report import CHAOS_JSON_SCHEMA, CHAOS_JSON_VERSION, ChaosReport
 from awf_sim.chaos._run import run_plan
 from awf_sim.chaos._space import build_baseline
@@ -42,6 +50,7 @@ __all__ = [
     "CampaignResult",
     "ChaosReport",
     "DurabilityViolation",
+    "Fault",
     "FaultHooks",
     "FaultPlanError",
     "Finding",

@@ -18,6 +18,7 @@ from awf_sim.chaos._model import (
     Baseline,
     CampaignResult,
     Finding,
+    Plan,
     Progress,
     Target,
     Verdict,
@@ -45,10 +46,10 @@ FINDING_ORDER = (
 
 
 def _group(
-    verdicts: Sequence[tuple[list[dict[str, Any]], Verdict]],
-) -> dict[tuple[str, str], tuple[list[dict[str, Any]], int, Violation]]:
+    verdicts: Sequence[tuple[Plan, Verdict]],
+) -> dict[tuple[str, str], tuple[Plan, int, Violation]]:
     """(invariant, key) -> (the simplest plan that broke it, runs that did, a violation)."""
-    groups: dict[tuple[str, str], tuple[list[dict[str, Any]], int, Violation]] = {}
+    groups: dict[tuple[str, str], tuple[Plan, int, Violation]] = {}
     for plan, verdict in verdicts:
         seen_here: set[tuple[str, str]] = set()
         for v in verdict.violations:
@@ -70,13 +71,13 @@ def _finding(
     base: Baseline,
     invariant: str,
     key: str,
-    plan: list[dict[str, Any]],
+    plan: Plan,
     count: int,
     fallback: Violation,
     *,
     do_shrink: bool,
 ) -> Finding:
-    def fails(candidate: list[dict[str, Any]]) -> bool:
+    def fails(candidate: Plan) -> bool:
         verdict = evaluate(base, candidate)
         return any(v.invariant == invariant and v.key == key for v in verdict.violations)
 
@@ -115,9 +116,7 @@ def run_campaign(
     # retry-policy, events-delivered) can fail without any fault.
     base_checked, base_violations = check_run(base, base.obs)
     checked.update(base_checked)
-    results: list[tuple[list[dict[str, Any]], Verdict]] = [
-        ([], Verdict(base_checked, base_violations, []))
-    ]
+    results: list[tuple[Plan, Verdict]] = [([], Verdict(base_checked, base_violations, []))]
     if replay is not None:
         plans = [normalize_plan(replay)]
         exhaustive = 0

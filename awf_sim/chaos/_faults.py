@@ -47,6 +47,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from awf_sim.chaos._model import Fault, Plan
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.engine._selectors import parse_selector
 from awf_sim.errors import FaultPlanError
@@ -144,7 +145,7 @@ def _int(value: Any, where: str, *, minimum: int | None = None) -> int:
     return value
 
 
-def normalize_fault(fault: Any, where: str = "fault") -> dict[str, Any]:
+def normalize_fault(fault: Any, where: str = "fault") -> Fault:
     """The canonical form of one fault (defaults filled in); FaultPlanError if it is not one."""
     if not isinstance(fault, Mapping):
         raise FaultPlanError(
@@ -171,7 +172,7 @@ def normalize_fault(fault: Any, where: str = "fault") -> dict[str, Any]:
             f"{where} ({kind}): unknown key(s) {', '.join(sorted(map(str, extra)))}; "
             f"a {kind} fault has {', '.join(sorted(allowed))}"
         )
-    out: dict[str, Any] = {"kind": kind}
+    out: Fault = {"kind": kind}
     if kind in EVENT_KINDS:
         etype = fault.get("type")
         if not isinstance(etype, str) or not etype:
@@ -200,7 +201,7 @@ def normalize_fault(fault: Any, where: str = "fault") -> dict[str, Any]:
     return out
 
 
-def normalize_plan(plan: Any) -> list[dict[str, Any]]:
+def normalize_plan(plan: Any) -> Plan:
     """A plan in canonical form: a list of normalised faults."""
     if isinstance(plan, (Mapping, str, bytes)) or not isinstance(plan, Sequence):
         raise FaultPlanError(
@@ -282,11 +283,11 @@ def _compact(fault: Mapping[str, Any]) -> list[Any]:
     return [code, target]
 
 
-def _expand(item: Any) -> dict[str, Any]:
+def _expand(item: Any) -> Fault:
     if not isinstance(item, list) or not item or item[0] not in _KIND_OF:
         raise ValueError(item)
     kind = _KIND_OF[item[0]]
-    out: dict[str, Any] = {"kind": kind}
+    out: Fault = {"kind": kind}
     if kind in EVENT_KINDS:
         (out["type"],) = item[1:]
         return out
@@ -316,7 +317,7 @@ def plan_token(plan: Sequence[Mapping[str, Any]]) -> str:
     return prefix + base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def decode_token(token: str) -> list[dict[str, Any]]:
+def decode_token(token: str) -> Plan:
     """The plan a token stands for; FaultPlanError if it is not a token `plan_token` made."""
     bad = FaultPlanError(
         f"{token!r} is not a chaos replay token; copy it from the replay command that "

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Required, TypedDict
 
 from awf_sim.dsl._config import PROFILES, ResolvedConfig, merge_config
 from awf_sim.dsl._errors import DefinitionError
@@ -40,7 +40,19 @@ __all__ = [
     "step_config",
 ]
 
-Fault = dict[str, Any]  # {"kind", "step" | "type", "attempt"?, "ms"?, "seed"?}, normalised
+
+class Fault(TypedDict, total=False):
+    """One normalised fault (`_faults.normalize_fault`): a kind, aimed at a step selector and
+    attempt, or at an event type; clock-skew and reseed carry `ms` and `seed`."""
+
+    kind: Required[str]
+    step: str | dict[str, Any]  # a selector: dotted path, glob, step name, or {name, index}
+    attempt: int
+    type: str  # event kinds: the event type
+    ms: int  # clock-skew
+    seed: int  # reseed
+
+
 Plan = list[Fault]  # faults in canonical order (earlier fault points first)
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -222,12 +234,20 @@ class Baseline:
     bound_ms: int
     points: list[Point]
     kinds: tuple[str, ...]
-    singles: list[dict[str, Any]]  # one fault per (point, kind, attempt): the exhaustive runs
-    extra: list[dict[str, Any]]  # further faults for combinations (later attempts)
+    singles: Plan  # one fault per (point, kind, attempt): the exhaustive runs
+    extra: Plan  # further faults for combinations (later attempts)
     labels: dict[tuple[str, str, int], str] = field(default_factory=dict)
     aimed: dict[str, list[str]] = field(default_factory=dict)  # point label -> kinds aimed
     order: dict[str, int] = field(default_factory=dict)  # fault -> rank (see _plan_order)
     _configs: dict[tuple[str, str], ResolvedConfig | None] = field(default_factory=dict)
+    _world: World | None = None
+
+    @property
+    def world(self) -> World:
+        """The target's world, made once: every run of the campaign starts from it."""
+        if self._world is None:
+            self._world = self.target.world
+        return self._world
 
     @property
     def workflow(self) -> Workflow:
@@ -290,9 +310,9 @@ class Finding:
     """One way the workflow breaks an invariant: the shrunk plan and everything to fix it."""
 
     violation: Violation
-    plan: list[dict[str, Any]]
+    plan: Plan
     token: str
-    original_plan: list[dict[str, Any]]
+    original_plan: Plan
     runs: int  # runs that broke this invariant the same way
     observation: Observation
 

@@ -11,13 +11,21 @@ from __future__ import annotations
 import datetime as _dt
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from awf_sim.chaos._faults import EVENT_KINDS, normalize_plan
 from awf_sim.chaos._inject import FaultHooks
 from awf_sim.chaos._invariants import check_run
-from awf_sim.chaos._model import Baseline, LateEvent, Observation, Target, Verdict, Violation
-from awf_sim.engine import Simulator
+from awf_sim.chaos._model import (
+    Baseline,
+    LateEvent,
+    Observation,
+    Plan,
+    Target,
+    Verdict,
+    Violation,
+)
+from awf_sim.engine import Simulator, World
 from awf_sim.engine._calls import TERMINAL
 
 __all__ = ["evaluate", "execute", "run_on", "run_plan"]
@@ -71,11 +79,16 @@ def execute(
     full: bool = False,
     seed: int | None = None,
     epoch: _dt.datetime | None = None,
+    world: World | None = None,
 ) -> Observation:
-    """Run `plan` once on a fresh simulator and database; observe everything."""
+    """Run `plan` once on a fresh simulator and database; observe everything. `world`: the
+    target's, when the caller has it already."""
     schedule, late = _schedule(target.workflow.events, plan, late_waits or {})
     hooks = FaultHooks(plan, late)
-    world = target.world if seed is None else target.world.replace(seed=seed)
+    if world is None:
+        world = target.world
+    if seed is not None:
+        world = world.replace(seed=seed)
     if epoch is None:
         sim = Simulator(world=world, hooks=hooks)
     else:
@@ -105,7 +118,7 @@ def execute(
             writes = [(w.table, w.op, w.step) for w in db.writes]
         effects, effect_steps = _effects(getattr(sim, "effects", None))
         return Observation(
-            plan=[dict(f) for f in plan],
+            plan=cast(Plan, [dict(f) for f in plan]),
             status=status["status"],
             output=status["output"],
             error=status["error"],
@@ -177,6 +190,7 @@ def run_on(base: Baseline, plan: Sequence[Mapping[str, Any]], *, full: bool = Fa
         late_waits={index: wait for index, (wait, _at) in base.late.items()},
         expect_digest=base.obs.digest,
         full=full,
+        world=base.world,
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from awf_sim.chaos._faults import normalize_plan, plan_token
-from awf_sim.chaos._model import Baseline
+from awf_sim.chaos._model import Baseline, Plan
 from awf_sim.chaos._space import fault_key, plan_order
 
 __all__ = ["shrink"]
@@ -21,9 +21,9 @@ MAX_SHRINK_RUNS = 250
 def shrink(
     base: Baseline,
     plan: Sequence[Mapping[str, Any]],
-    fails: Callable[[list[dict[str, Any]]], bool],
+    fails: Callable[[Plan], bool],
     budget: int = MAX_SHRINK_RUNS,
-) -> list[dict[str, Any]]:
+) -> Plan:
     """A minimal plan that still fails: fewer faults first, then each fault earlier (an earlier
     fault point of the same kind, a lower attempt)."""
     order = plan_order(base)
@@ -32,7 +32,7 @@ def shrink(
     cache: dict[str, bool] = {}
     runs = 0
 
-    def check(candidate: list[dict[str, Any]]) -> bool:
+    def check(candidate: Plan) -> bool:
         nonlocal runs
         token = plan_token(candidate)
         if token not in cache:
@@ -58,7 +58,7 @@ def shrink(
         if changed:
             continue
         for i, fault in enumerate(current):
-            simpler: list[dict[str, Any]] = []
+            simpler: Plan = []
             if fault.get("attempt", 1) > 1:
                 simpler.append({**fault, "attempt": 1})
                 if fault["attempt"] > 2:
@@ -81,19 +81,19 @@ def shrink(
     return current
 
 
-def _without(plan: list[dict[str, Any]], i: int) -> list[list[dict[str, Any]]]:
+def _without(plan: Plan, i: int) -> list[Plan]:
     """Plan minus fault i; and, when fault i used up an attempt, also with the later faults
     on the same step moved one attempt earlier (they fired on the attempt after it)."""
     rest = plan[:i] + plan[i + 1 :]
     out = [rest]
     gone = plan[i]
     if "attempt" in gone:
-        shifted = [
-            {**f, "attempt": f["attempt"] - 1}
-            if f.get("step") == gone["step"] and f.get("attempt", 0) > gone["attempt"]
-            else f
-            for f in rest
-        ]
+        shifted: Plan = []
+        for f in rest:
+            if f.get("step") == gone["step"] and f.get("attempt", 0) > gone["attempt"]:
+                f = f.copy()
+                f["attempt"] -= 1
+            shifted.append(f)
         if shifted != rest:
             out.append(shifted)
     return out

@@ -19,7 +19,7 @@ from typing import Any
 
 from awf_sim.chaos._diff import build_masks
 from awf_sim.chaos._faults import DEFAULT_SKEW_MS, KINDS, normalize_plan, plan_token
-from awf_sim.chaos._model import Baseline, Observation, Point, Target
+from awf_sim.chaos._model import Baseline, Observation, Plan, Point, Target
 from awf_sim.chaos._run import execute
 from awf_sim.engine import DEFAULT_EPOCH
 
@@ -98,19 +98,17 @@ def _singles(
     events: Sequence[Mapping[str, Any]],
     late_ms: Mapping[int, Any],
     seed: int,
-) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+) -> tuple[Plan, dict[str, list[str]]]:
     """The exhaustive faults, and for each point label the kinds aimed at it."""
     first_index: dict[str, int] = {}
     for i, ev in enumerate(events):
         first_index.setdefault(ev["type"], i)
-    out: list[dict[str, Any]] = []
+    out: Plan = []
     aimed: dict[str, list[str]] = {}
     for p in points:
         if p.kind == "do":
             tried = p.attempts or (1,)
-            cand: list[dict[str, Any]] = [
-                {"kind": "crash-before-step", "step": p.selector, "attempt": 1}
-            ]
+            cand: Plan = [{"kind": "crash-before-step", "step": p.selector, "attempt": 1}]
             cand += [
                 {"kind": "crash-before-step", "step": p.selector, "attempt": a}
                 for a in tried
@@ -146,9 +144,9 @@ def _singles(
     return normalize_plan(out), aimed
 
 
-def _extra(base: Baseline, max_faults: int) -> list[dict[str, Any]]:
+def _extra(base: Baseline, max_faults: int) -> Plan:
     """Later attempts of transient errors and timeouts, so combinations can use up retries."""
-    out: list[dict[str, Any]] = []
+    out: Plan = []
     names = {}
     for _ev, _lt, path, occ, name, _count, _attempt in base.obs.log:
         names[(path, occ)] = name
@@ -216,12 +214,12 @@ def plan_order(base: Baseline) -> dict[str, int]:
 
 def random_plans(
     base: Baseline, count: int, max_faults: int, rng: random.Random, seen: set[str]
-) -> list[list[dict[str, Any]]]:
+) -> list[Plan]:
     universe = [*base.singles, *base.extra]
     if not universe or count <= 0 or max_faults < 1:
         return []
     order = plan_order(base)
-    plans: list[list[dict[str, Any]]] = []
+    plans: list[Plan] = []
     tries = 0
     while len(plans) < count and tries < count * 20:
         tries += 1

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 __all__ = [
     "INVALID_CONFIG",
@@ -40,9 +40,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class StepRef:
-    """One call of a step in one lifetime.
+class StepRef(NamedTuple):
+    """One call of a step in one lifetime (immutable; a NamedTuple because the engine makes
+    one per call when hooks are set, and a frozen dataclass costs five times as much).
 
     kind: "do", "sleep" or "wait"; path: the dotted path ("Inventory.check", or the raw
     name); name: the Cloudflare step name; count: the occurrence of that name in this
@@ -53,7 +53,7 @@ class StepRef:
     kind: str
     path: str
     name: str
-    count: int
+    count: int  # type: ignore[assignment]  # a field named as tuple.count, on purpose (ctx.step.count)
     seq: int
 
 

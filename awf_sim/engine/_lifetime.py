@@ -28,6 +28,8 @@ from awf_sim.engine._timeline import EntryDetails, TimelineEntry
 
 __all__ = ["Lifetime", "Owner", "Steps", "Waits"]
 
+_new = tuple.__new__
+
 
 class Owner(Protocol):
     """What a lifetime asks of the simulator that runs it: the ways a lifetime ends early."""
@@ -68,6 +70,27 @@ class Waits(Protocol):
 
 class Lifetime:
     """One run of an instance's workflow from the top; the Runtime the `wf` proxy talks to."""
+
+    __slots__ = (
+        "_event",
+        "alive",
+        "blocked",
+        "counters",
+        "executing",
+        "hooks",
+        "iid",
+        "loop",
+        "owner",
+        "pause_gate",
+        "step_calls",
+        "steps",
+        "store",
+        "tasks",
+        "timers",
+        "waiters",
+        "waits",
+        "waits_open",
+    )
 
     def __init__(
         self,
@@ -186,7 +209,8 @@ class Lifetime:
         key = f"{kind}:{name}#{count}"
         ref = None
         if self.hooks is not None:
-            ref = StepRef(kind, path, name, count, self.next_count("\x1fseq:" + kind))
+            seq = self.next_count("\x1fseq:" + kind)
+            ref = _new(StepRef, (kind, path, name, count, seq))  # no Python-level __new__
             self.hooks.step_call(self.iid, ref)
         return count, key, ref
 

@@ -25,7 +25,7 @@ from awf_sim.dsl._cfduration import DURATION_READINGS
 from awf_sim.dsl._config import PROFILES
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError, NonRetryableError
-from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, dump_result, loads, utf8_size
+from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, dump_result, utf8_size
 from awf_sim.dsl._names import validate_instance_id
 from awf_sim.dsl._proxy import WorkflowApi
 from awf_sim.dsl._workflow import Workflow, registered_workflows
@@ -33,6 +33,7 @@ from awf_sim.engine._ambient import simulation_scope
 from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo, error_of
 from awf_sim.engine._executor import StepExecutor
 from awf_sim.engine._hooks import Control, Crash, Hooks, SendEvent, SkewClock, StepRef
+from awf_sim.engine._lifecycle import InstanceLifecycle
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
@@ -40,7 +41,7 @@ from awf_sim.engine._runners import ForkRunner, HandlerRunner, InProcessRunner
 from awf_sim.engine._services import Services
 from awf_sim.engine._store import Record, Store, open_store
 from awf_sim.engine._timeline import EntryDetails, TimelineEntry, entry
-from awf_sim.engine._waits import EventWaits, deliver
+from awf_sim.engine._waits import EventWaits
 from awf_sim.engine._world import World
 from awf_sim.errors import InstanceError
 
@@ -112,7 +113,7 @@ class Instance:
         return f"<Instance {self.id} {self.status()['status']}>"
 
 
-class Simulator:
+class Simulator(InstanceLifecycle):
     """A deterministic Cloudflare Workflows engine on virtual time.
 
     `store`: None (memory), a SQLite path, or a Store. `profile`: "production" (Cloudflare's
@@ -198,7 +199,7 @@ class Simulator:
         self._steps = StepExecutor(runner, self._defaults, step_limit)
         self._waits = EventWaits(self.wall_ms)
         self._owner = _Owner(self)
-        self._view = _HookView(self) if hooks is not None else None
+        self._view = _HookView(self._loop) if hooks is not None else None
         # Instances evicted while hibernating: the timer that wakes them, and whether only
         # time can (a sleep) or an event may too (an event wait).
         self._evicted: dict[str, tuple[asyncio.TimerHandle, bool]] = {}
@@ -546,174 +547,18 @@ class Simulator:
         else:
             self._rng.seed(control.seed)
 
-    # -- events ------------------------------------------------------------------------------
-    def _send_event(self, iid: str, type: str, payload: Any) -> None:
-        meta = self._meta(iid)
-        if meta["status"] in TERMINAL:
-            if self.profile == "local":
-                # Miniflare takes it without a word: receiveEvent buffers it, and waking the
-                # finished engine does nothing. Production is undocumented; awf says so there.
-                return
-            raise InstanceError(
-                f"instance {iid!r} is {meta['status']}; it can no longer receive events"
-            )
-        if not isinstance(type, str) or not type:
-            raise DefinitionError(f"event type must be a non-empty string, got {type!r}")
-        payload_json = canonical(payload, root="event payload")
-        if utf8_size(payload_json) > MAX_PAYLOAD_BYTES:
-            raise DefinitionError("event payload is over Cloudflare's 1 MiB limit")
-        seq = len(self._store.events(iid))
-        ev = {
-            "seq": seq,
-            "type": type,
-            "payload": payload_json,
-            "at_ms": self.now_ms,
-            "consumed_by": None,
-        }
-        self._store.commit(
-            iid, events=[ev], timeline=[self._entry("event-received", type=type, seq=seq)]
-        )
-        if iid in self._evicted:
-            # An event wakes an evicted instance; its replay consumes the buffered event.
-            self._restart_after_crash(iid)
-            return
-        lt = self._lifetimes.get(iid)
-        queue = lt.waiters.get(type) if lt is not None else None
-        if lt is not None and queue:
-            key, fut = queue.popleft()  # the oldest waiter gets the event
-            rec = self._store.get_step(iid, key)
-            assert rec is not None
-            fut.set_result(deliver(lt, key, rec, ev))
-
-    # -- lifecycle -------------------------------------------------------------------------
-    def _meta(self, iid: str) -> Record:
-        meta = self._store.get_instance(iid)
-        if meta is None:
-            raise InstanceError(f"instance.not_found: no instance with id {iid!r}")
-        return meta
-
-    def _step_outputs(self, iid: str) -> list[Any]:
-        steps = self._store.steps(iid)
-        payloads = {ev["seq"]: ev["payload"] for ev in self._store.events(iid)}
-        out: list[Any] = []
-        for e in self._store.timeline(iid):
-            if e["kind"] == "checkpoint" and "count" in e:
-                rec = steps.get(f"do:{e['name']}#{e['count']}")
-                if rec is not None and rec["state"] == "done":
-                    out.append(loads(rec["value"]))
-            elif e["kind"] == "wait-end" and e.get("seq") in payloads:
-                out.append(loads(payloads[e["seq"]]))
-        return out
-
-    def _status(self, iid: str) -> dict[str, Any]:
-        meta = self._meta(iid)
-        status = meta["status"]
-        lt = self._lifetimes.get(iid)
-        if (
-            status == "running"
-            and self.profile == "production"
-            and lt is not None
-            and lt.executing == 0
-            and (lt.blocked or lt.waits_open)
-        ):
-            status = "waiting"  # hibernating on a sleep or an event (Miniflare stays running)
-        output = meta["output"]
-        return {
-            "status": status,
-            "output": loads(output) if output is not None else None,
-            "error": dict(meta["error"]) if meta["error"] else None,
-        }
-
-    def _pause(self, iid: str) -> None:
-        meta = self._meta(iid)
-        if meta["status"] not in ("running", "queued"):
-            return  # a no-op unless running (Cloudflare)
-        lt = self._lifetimes.get(iid)
-        if lt is not None and lt.executing:
-            # Wait for the running steps; new steps block until then.
-            self._store.commit(iid, meta={**meta, "status": "waitingForPause"})
-            lt.pause_gate = self._loop.create_future()
-            return
-        if lt is not None:
-            self._complete_pause(lt)
-        else:
-            self._store.commit(
-                iid,
-                meta={**meta, "status": "paused", "paused_ms": self.now_ms},
-                timeline=[self._entry("paused")],
-            )
-
-    def _complete_pause(self, lt: Lifetime) -> None:
-        meta = self._meta(lt.iid)
-        lt.commit(
-            meta={**meta, "status": "paused", "paused_ms": self.now_ms},
-            timeline=[self._entry("paused")],
-        )
-        self._abort(lt)
-
-    def _resume(self, iid: str) -> None:
-        meta = self._meta(iid)
-        status = meta["status"]
-        if status == "waitingForPause":
-            lt = self._lifetimes.get(iid)
-            if lt is not None and lt.pause_gate is not None:
-                gate, lt.pause_gate = lt.pause_gate, None
-                gate.set_result(None)
-            self._store.commit(
-                iid, meta={**meta, "status": "running"}, timeline=[self._entry("resumed")]
-            )
-            return
-        if status != "paused":
-            return  # Miniflare ignores resume in other states
-        # Timers keep their remaining time: shift every stored deadline by the paused span.
-        shift = self.now_ms - (meta["paused_ms"] or self.now_ms)
-        moved: dict[str, Record | None] = {}
-        for key, rec in self._store.steps(iid).items():
-            if rec["state"] != "running":
-                continue
-            for field in ("until", "deadline", "retry_at"):
-                if rec.get(field) is not None:
-                    rec = {**rec, field: rec[field] + shift}
-            moved[key] = rec
-        meta = {**meta, "status": "queued", "paused_ms": None}
-        self._store.commit(iid, meta=meta, steps=moved)
-        self._start(iid, meta, kind="resumed")
-
-    def _terminate(self, iid: str) -> None:
-        meta = self._meta(iid)
-        if meta["status"] in TERMINAL:
-            raise InstanceError(
-                "(instance.cannot_terminate) Cannot terminate instance since its on a finite state"
-            )
-        self._store.commit(
-            iid, meta={**meta, "status": "terminated"}, timeline=[self._entry("terminated")]
-        )
-        lt = self._lifetimes.get(iid)
-        if lt is not None:
-            self._abort(lt)
-
-    def _restart(self, iid: str) -> None:
-        meta = self._meta(iid)
-        lt = self._lifetimes.get(iid)
-        if lt is not None:
-            self._abort(lt)
-        # All step state and buffered events go; the original event is run again.
-        meta = {**meta, "status": "queued", "output": None, "error": None, "paused_ms": None}
-        self._store.commit(iid, meta=meta, wipe_steps=True)
-        self._start(iid, meta, kind="restarted")
-
 
 class _HookView:
     """What hooks see of the simulator (`HookView` in `_hooks`): its virtual time."""
 
-    __slots__ = ("_sim",)
+    __slots__ = ("_loop",)
 
-    def __init__(self, sim: Simulator) -> None:
-        self._sim = sim
+    def __init__(self, loop: VirtualLoop) -> None:
+        self._loop = loop
 
     @property
     def now_ms(self) -> int:
-        return self._sim.now_ms
+        return self._loop.now_ms
 
 
 class _Owner:

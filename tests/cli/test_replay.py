@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from awf_sim._flow import load_flow
 from awf_sim.cli import app
 from awf_sim.dsl import isolated_registries
+from awf_sim.flow import load_flow
 from awf_sim.replay import HISTORY_VERSION, History, record_history, replay
 
 runner = CliRunner()

@@ -21,7 +21,7 @@ from awf_deploy import (
 )
 from awf_deploy._bundle import bundle_hash
 from awf_deploy.runtime import ADAPTER, AWF_SIM_INIT
-from awf_sim._flow import FlowError
+from awf_sim.flow import FlowError
 
 pytestmark = [
     pytest.mark.usefixtures("flow_registry"),

@@ -17,8 +17,8 @@ import pytest
 from awf_deploy import build_bundle, bundle_in_process, write_bundle
 from awf_deploy._harness import workers_ai_answer
 from awf_sim import Simulator
-from awf_sim._flow import FlowFile, load_flow
 from awf_sim._runner import send_events
+from awf_sim.flow import FlowFile, load_flow
 from awf_sim.sdk import idempotency_key as sim_idempotency_key
 
 pytestmark = [

@@ -13,9 +13,9 @@ from typer.testing import CliRunner, Result
 
 import awf_deploy.cli
 from awf_deploy.cli import app
-from awf_sim._flow import load_flow
 from awf_sim.cli import app as sim_app
 from awf_sim.dsl import isolated_registries
+from awf_sim.flow import load_flow
 from awf_sim.replay import History, record_history
 
 runner = CliRunner()

@@ -20,8 +20,8 @@ import pytest
 from awf_deploy import build_bundle, write_bundle
 from awf_deploy._harness import RealRuntime, flow_http
 from awf_sim import Simulator
-from awf_sim._flow import FlowFile, load_flow
 from awf_sim._runner import send_events
+from awf_sim.flow import FlowFile, load_flow
 
 pytestmark = [
     pytest.mark.usefixtures("flow_registry"),

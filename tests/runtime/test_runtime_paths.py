@@ -13,7 +13,7 @@ import pytest
 from awf_deploy import _harness as harness
 from awf_deploy import build_bundle, write_bundle
 from awf_deploy._harness import BundleImportError, HarnessError, RealRuntime
-from awf_sim._flow import load_flow
+from awf_sim.flow import load_flow
 
 pytestmark = [
     pytest.mark.usefixtures("flow_registry"),

@@ -1,0 +1,376 @@
+"""SQL helpers of the simulated database: identifiers, value encoding, table creation from
+seed rows, the triggers that record every row-level write, row ordering for digests, and the
+connections: a session's authorizer and the pool that reuses closed handles' connections.
+
+Apart from `_db` (sessions, handles, transactions, the Database spec) so that each stays a
+readable size; only `_db` imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from awf_sim.errors import DatabaseError
+
+Params = Sequence[Any] | Mapping[str, Any]
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Leading comments are skipped so that a commented migration is still seen as DDL.
+_DDL = re.compile(
+    r"\s*(?:(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/)\s*)*(?:CREATE|ALTER|DROP)\b", re.IGNORECASE | re.DOTALL
+)
+_PRIVATE_PREFIXES = ("_awf_", "sqlite_")
+_TRIGGER_PREFIX = "_awf_w_"
+# SQLITE_MAX_FUNCTION_ARG defaults to 127: json_object() takes at most 63 key/value pairs.
+_JSON_PAIRS_PER_CALL = 63
+_SQL_IN_MESSAGE_MAX = 300
+# RETURNING arrived in SQLite 3.35; older builds fall back to lastrowid + SELECT.
+_HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+_PLAIN_TYPES = frozenset({int, str, float, bytes, type(None)})
+_JSON_TYPES = (dict, list, tuple)
+
+_WRITES_DDL = (
+    "CREATE TABLE IF NOT EXISTS _awf_writes ("
+    "seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, op TEXT NOT NULL, row TEXT NOT NULL, step TEXT)"
+)
+
+
+def _short_sql(sql: str) -> str:
+    flat = " ".join(sql.split())
+    if len(flat) > _SQL_IN_MESSAGE_MAX:
+        return flat[: _SQL_IN_MESSAGE_MAX - 1] + "…"
+    return flat
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _check_identifier(kind: str, name: Any, step: str | None = None) -> str:
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise DatabaseError(
+            f"invalid {kind} {name!r}: names must match ^[A-Za-z_][A-Za-z0-9_]*$ "
+            "(letters, digits and _, not starting with a digit)",
+            step=step,
+        )
+    return name
+
+
+@lru_cache(maxsize=2048)
+def _is_ddl(sql: str) -> bool:
+    return _DDL.match(sql) is not None
+
+
+def _encode(value: Any) -> Any:
+    """A Python value as SQLite stores it: bool as 0/1, dict/list as JSON text."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, _JSON_TYPES):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return value
+
+
+def _encode_row(values: Iterable[Any]) -> list[Any]:
+    return [v if type(v) in _PLAIN_TYPES else _encode(v) for v in values]
+
+
+def _needs_encoding(params: Any) -> bool:
+    if isinstance(params, Mapping):
+        return any(isinstance(v, _JSON_TYPES) for v in params.values())
+    if isinstance(params, (list, tuple)):
+        return any(isinstance(v, _JSON_TYPES) for v in params)
+    return False
+
+
+def _encode_params(params: Params) -> Params:
+    if isinstance(params, Mapping):
+        return {k: _encode(v) for k, v in params.items()}
+    return _encode_row(params)
+
+
+def _sql_type(values: Iterable[Any]) -> str:
+    """The column type for mock data: one SQLite type when the values agree, none otherwise."""
+    kinds: set[str] = set()
+    for value in values:
+        if value is None:
+            continue
+        if isinstance(value, int):  # bool included: stored as 0/1
+            kinds.add("INTEGER")
+        elif isinstance(value, float):
+            kinds.add("REAL")
+        elif isinstance(value, (str, *_JSON_TYPES)):
+            kinds.add("TEXT")
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            kinds.add("BLOB")
+        else:
+            return ""
+    if kinds == {"INTEGER", "REAL"}:
+        return "REAL"
+    return kinds.pop() if len(kinds) == 1 else ""
+
+
+def _column_def(name: str, sql_type: str, primary_key: bool = False) -> str:
+    parts = [_quote(name)]
+    if sql_type:
+        parts.append(sql_type)
+    if primary_key:
+        parts.append("PRIMARY KEY")
+    return " ".join(parts)
+
+
+def _create_table_sql(table: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    columns: dict[str, list[Any]] = {}
+    for row in rows:
+        for key, value in row.items():
+            columns.setdefault(_check_identifier("column name", key), []).append(value)
+    defs = [] if "id" in columns else [_column_def("id", "INTEGER", primary_key=True)]
+    defs += [_column_def(name, _sql_type(vals), name == "id") for name, vals in columns.items()]
+    return f"CREATE TABLE {_quote(table)} ({', '.join(defs)})"
+
+
+def _insert_sql(table: str, columns: Sequence[str], returning: bool) -> str:
+    if columns:
+        names = ", ".join(_quote(c) for c in columns)
+        marks = ", ".join("?" * len(columns))
+        sql = f"INSERT INTO {_quote(table)} ({names}) VALUES ({marks})"
+    else:
+        sql = f"INSERT INTO {_quote(table)} DEFAULT VALUES"
+    return sql + " RETURNING *" if returning else sql
+
+
+def _user_tables(conn: sqlite3.Connection, *, with_virtual: bool = True) -> list[str]:
+    rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name")
+    return [
+        name
+        for name, sql in rows
+        if not name.startswith(_PRIVATE_PREFIXES)
+        and (with_virtual or not (sql or "").lstrip().upper().startswith("CREATE VIRTUAL"))
+    ]
+
+
+def _shadow_tables(conn: sqlite3.Connection) -> set[str]:
+    """Tables a virtual table (FTS5, R*Tree) keeps its data in. The module writes them itself;
+    a trigger on one makes SQLite crash on the virtual table's first INSERT (seen with 3.40)."""
+    try:
+        return {row[1] for row in conn.execute("PRAGMA main.table_list") if row[2] == "shadow"}
+    except sqlite3.OperationalError:  # SQLite before 3.37 has no table_list: go by name
+        tables = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
+        virtual = [
+            n for n, sql in tables if (sql or "").lstrip().upper().startswith("CREATE VIRTUAL")
+        ]
+        return {n for n, _ in tables if any(n.startswith(v + "_") for v in virtual)}
+
+
+def _row_json(ref: str, columns: Sequence[str]) -> str:
+    """SQL for the row `ref` (NEW or OLD) as a JSON object, in column order."""
+
+    def value(column: str) -> str:
+        col = f"{ref}.{_quote(column)}"
+        # json_object() refuses BLOBs; hex keeps them visible in the log.
+        return f"CASE typeof({col}) WHEN 'blob' THEN hex({col}) ELSE {col} END"
+
+    chunks = [
+        columns[i : i + _JSON_PAIRS_PER_CALL] for i in range(0, len(columns), _JSON_PAIRS_PER_CALL)
+    ]
+    expr = "json_object(" + ", ".join(f"{_literal(c)}, {value(c)}" for c in chunks[0]) + ")"
+    for chunk in chunks[1:]:
+        pairs = ", ".join(f"{_literal('$.' + _quote(c))}, {value(c)}" for c in chunk)
+        expr = f"json_insert({expr}, {pairs})"
+    return expr
+
+
+def _drop_triggers(conn: sqlite3.Connection) -> None:
+    names = [
+        name
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        if name.startswith(_TRIGGER_PREFIX)
+    ]
+    for name in names:
+        conn.execute(f"DROP TRIGGER IF EXISTS {_quote(name)}")
+
+
+def _install_triggers(conn: sqlite3.Connection) -> None:
+    """(Re)creates the write-log triggers for every user table, atomically."""
+    conn.execute("SAVEPOINT _awf_install")
+    try:
+        conn.execute(_WRITES_DDL)
+        _drop_triggers(conn)
+        shadow = _shadow_tables(conn)
+        for table in _user_tables(conn, with_virtual=False):
+            if table in shadow:
+                continue
+            info = conn.execute(f"PRAGMA table_xinfo({_quote(table)})").fetchall()
+            # hidden: 0 ordinary, 2/3 generated; 1 is a virtual table's hidden column.
+            columns = [row[1] for row in info if row[6] != 1]
+            for op, event, ref in (
+                ("insert", "INSERT", "NEW"),
+                ("update", "UPDATE", "NEW"),
+                ("delete", "DELETE", "OLD"),
+            ):
+                conn.execute(
+                    f"CREATE TRIGGER {_quote(_TRIGGER_PREFIX + op + '_' + table)} "
+                    f"AFTER {event} ON {_quote(table)} BEGIN "
+                    "INSERT INTO _awf_writes (tbl, op, row, step) VALUES "
+                    f"({_literal(table)}, '{op}', {_row_json(ref, columns)}, _awf_step()); END"
+                )
+    except BaseException:
+        conn.execute("ROLLBACK TO _awf_install")
+        conn.execute("RELEASE _awf_install")
+        raise
+    conn.execute("RELEASE _awf_install")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"$blob": value.hex()}
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+# One encoder for every row: json.dumps() with options builds a new one on each call.
+_canonical = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
+).encode
+
+
+_TYPE_RANK = {type(None): 0, int: 1, float: 1, str: 2, bytes: 3}
+
+
+def _sort_key(row: dict[str, Any]) -> tuple[tuple[int, Any, str], ...]:
+    # SQLite's own cross-type order (NULL < numbers < text < blob), and int before an equal
+    # float, so the order depends on content only, never on insertion or collation.
+    return tuple((_TYPE_RANK[type(v)], v, type(v).__name__) for v in row.values())
+
+
+class _Session:
+    """What a connection's callbacks read: the step label for the `_awf_step()` SQL function,
+    and whether the connection may be reused by another handle.
+
+    A separate object so that the callbacks the connection holds do not point back at the
+    handle (no reference cycle keeping the connection alive).
+
+    Loading the spec's image again (`deserialize`) resets a connection's database, but not what
+    a statement can leave on the connection itself: its settings (`PRAGMA foreign_keys = OFF`),
+    temp tables and triggers, attached databases, a changed schema (its prepared statements
+    would outlive it), statistics from ANALYZE (query plans would), and what
+    `last_insert_rowid()`, `changes()` and `total_changes()` report. `authorize` sees every
+    statement as SQLite compiles it, and marks the connection not reusable at the first one
+    that could do any of that. What handlers ordinarily run (reading and writing rows,
+    transactions, introspection pragmas) leaves nothing behind. While the connection is
+    reusable, its schema is also still the spec's, so the handle knows its tables.
+    """
+
+    __slots__ = ("reusable", "step")
+
+    def __init__(self, step: str | None = None) -> None:
+        self.step = step
+        self.reusable = True
+
+    def label(self) -> str | None:
+        return self.step
+
+    def authorize(
+        self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None
+    ) -> int:
+        if action in _ROW_ACTIONS:
+            pass
+        elif action == sqlite3.SQLITE_FUNCTION:
+            if (arg2 or "").lower() in _CONNECTION_FUNCTIONS:
+                self.reusable = False
+        elif action == sqlite3.SQLITE_PRAGMA:
+            # A pragma given a value sets something, except the introspection ones, whose
+            # value is the table or index they describe.
+            if arg2 is not None and (arg1 or "").lower() not in _INTROSPECTION_PRAGMAS:
+                self.reusable = False
+        else:  # DDL, ATTACH/DETACH, ANALYZE, REINDEX, and whatever a later SQLite adds
+            self.reusable = False
+        return sqlite3.SQLITE_OK
+
+
+# Authorizer actions on rows, and on transactions (close() checks that none is left open).
+_ROW_ACTIONS = frozenset(
+    {
+        sqlite3.SQLITE_SELECT,
+        sqlite3.SQLITE_READ,
+        sqlite3.SQLITE_INSERT,
+        sqlite3.SQLITE_UPDATE,
+        sqlite3.SQLITE_DELETE,
+        sqlite3.SQLITE_RECURSIVE,
+        sqlite3.SQLITE_TRANSACTION,
+        sqlite3.SQLITE_SAVEPOINT,
+    }
+)
+# SQL functions that report the connection's history rather than the database's content.
+_CONNECTION_FUNCTIONS = frozenset({"changes", "last_insert_rowid", "total_changes"})
+_INTROSPECTION_PRAGMAS = frozenset(
+    {
+        "foreign_key_check",
+        "foreign_key_list",
+        "index_info",
+        "index_list",
+        "index_xinfo",
+        "integrity_check",
+        "quick_check",
+        "table_info",
+        "table_list",
+        "table_xinfo",
+    }
+)
+# Idle connections a Database keeps: as many as handles open at the same time are likely to
+# be (a chaos run uses one at a time).
+_POOL_SIZE = 4
+
+
+def _close_all(idle: list[tuple[sqlite3.Connection, _Session]]) -> None:
+    while idle:
+        idle.pop()[0].close()
+
+
+class _Pool:
+    """The idle connections of one Database, each with its session.
+
+    They are closed when the pool is garbage-collected (with its Database) or at interpreter
+    exit, whichever comes first: `weakref.finalize` holds the list, not the pool.
+    """
+
+    __slots__ = ("__weakref__", "_idle")
+
+    def __init__(self) -> None:
+        self._idle: list[tuple[sqlite3.Connection, _Session]] = []
+        weakref.finalize(self, _close_all, self._idle)
+
+    def __reduce__(self) -> tuple[type[_Pool], tuple[()]]:
+        # Connections cannot be copied or pickled: a copy of a Database starts with none idle.
+        return (_Pool, ())
+
+    def take(self) -> tuple[sqlite3.Connection, _Session] | None:
+        try:
+            return self._idle.pop()  # atomic: handles may close on other threads
+        except IndexError:
+            return None
+
+    def give(self, conn: sqlite3.Connection, session: _Session) -> bool:
+        if len(self._idle) >= _POOL_SIZE:
+            return False
+        self._idle.append((conn, session))
+        return True
+
+
+def _closed_connection() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:")
+    conn.close()
+    return conn
+
+
+# What a closed handle holds instead of its connection, which may be serving another handle
+# by then: every use raises sqlite3's own "Cannot operate on a closed database".
+_CLOSED = _closed_connection()

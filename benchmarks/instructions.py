@@ -1,0 +1,71 @@
+"""Instruction counts under callgrind: the repeatable measure on a shared, noisy machine.
+
+    python benchmarks/instructions.py engine   # instructions per step (benchmarks/engine.py's)
+    python benchmarks/instructions.py chaos    # instructions per fault-injected run
+
+Each mode runs its workload twice under `valgrind --tool=callgrind` (small and large) and
+divides the difference by the extra work, so start-up and warm-up cancel out. Set
+PYTHONHASHSEED=0 to compare two versions of the code: hash seeds move the count by about
+0.5%. Needs valgrind. `_workload` is what runs inside valgrind.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SIZES = {"engine": (100, 300), "chaos": (20, 120)}
+UNIT = {"engine": 6, "chaos": 1}  # steps per instance; runs per plan
+
+
+def _workload(mode: str, n: int) -> None:
+    if mode == "engine":
+        bench = runpy.run_path(str(ROOT / "benchmarks" / "engine.py"), run_name="bench")
+        bench["run_sim"](10, None)  # warm: imports, first-use paths
+        bench["run_sim"](n, None)
+        return
+    from awf_sim.chaos import Target, build_baseline
+    from awf_sim.chaos._run import evaluate
+    from awf_sim.chaos._space import random_plans
+    from awf_sim.flow import load_flow
+
+    flow = load_flow(ROOT / "examples" / "order_processing.py")
+    workflow = flow.pick(None)
+    base = build_baseline(Target(workflow, workflow.examples[0], db=flow.database))
+    plans = [[f] for f in base.singles]
+    plans += random_plans(base, 400, 3, random.Random(0), set())
+    for plan in plans[: 50 + n]:  # the first 50 warm up
+        evaluate(base, plan)
+
+
+def _count(mode: str, n: int) -> int:
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    cmd += [sys.executable, __file__, "--workload", mode, str(n)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ).stderr
+    match = re.search(r"Collected : (\d+)", out)
+    if match is None:
+        raise SystemExit(f"no instruction count in valgrind's output:\n{out}")
+    return int(match.group(1))
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--workload"]:
+        _workload(sys.argv[2], int(sys.argv[3]))
+        return
+    mode = sys.argv[1] if len(sys.argv) > 1 else "engine"
+    small, large = SIZES[mode]
+    per = (_count(mode, large) - _count(mode, small)) / ((large - small) * UNIT[mode])
+    what = "step" if mode == "engine" else "fault-injected run"
+    print(f"{per:,.0f} instructions per {what}")
+
+
+if __name__ == "__main__":
+    main()
