@@ -32,6 +32,7 @@ import awf_sim.dsl
 from awf_sim.engine import DEFAULT_COMPATIBILITY_DATE
 from awf_sim.flow import FlowFile, load_flow
 
+from .errors import AwfDeployError
 from .runtime import AWF_SIM_INIT, adapter_files
 
 __all__ = [
@@ -81,7 +82,7 @@ _RUNTIME_MODULES = frozenset({"workers", "js", "pyodide", "_pyodide_entrypoint_h
 _DSL_DIR = Path(awf_sim.dsl.__file__).resolve().parent
 
 
-class BuildError(ValueError):
+class BuildError(AwfDeployError, ValueError):
     """The flow cannot be bundled as asked; the message says why and what to do."""
 
 

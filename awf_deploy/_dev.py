@@ -45,6 +45,7 @@ from ._harness import (
     flow_http,
     seed_statements,
 )
+from .errors import AwfDeployError
 
 __all__ = ["DEFAULT_PORT", "DevError", "DevServer"]
 
@@ -57,7 +58,7 @@ _GENERATED = ("entry.py", "awf_runtime.py")
 _DROPPED_HEADERS = {"content-encoding", "content-length", "transfer-encoding", "connection"}
 
 
-class DevError(Exception):
+class DevError(AwfDeployError):
     """The dev server cannot start as asked (port in use, ...): one line, exit code 2."""
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ._bundle import AI_BINDING, DB_BINDING, Bundle
+from .errors import AwfDeployError
 
 __all__ = [
     "HARNESS_DIR",
@@ -52,7 +53,7 @@ TERMINAL = ("complete", "errored", "terminated")
 HttpAnswer = Callable[[str, str, list[list[str]], bytes | None], tuple[int, Any, bytes]]
 
 
-class HarnessError(RuntimeError):
+class HarnessError(AwfDeployError, RuntimeError):
     """The real-runtime harness is missing, failed or did not answer in time."""
 
 

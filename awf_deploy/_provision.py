@@ -20,6 +20,7 @@ from awf_sim.flow import FlowFile
 
 from ._bundle import SCHEMA_FILE
 from .cloudflare import CloudflareClient, NotFoundError, RequestRejected
+from .errors import AwfDeployError
 
 __all__ = [
     "D1Plan",
@@ -44,7 +45,7 @@ _CREATE_TABLE = (
 _MIGRATION_FILE = re.compile(r"(\d{4})_[A-Za-z0-9_\-]+\.sql")
 
 
-class ProvisionError(Exception):
+class ProvisionError(AwfDeployError):
     """The account's database cannot be used as it is (exit 1 at the CLI, before any write)."""
 
 

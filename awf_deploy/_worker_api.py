@@ -22,6 +22,8 @@ from urllib.parse import quote
 
 import httpx
 
+from .errors import AwfDeployError
+
 __all__ = [
     "API_KEY_ENV",
     "LOCAL_URL",
@@ -34,7 +36,7 @@ LOCAL_URL = "http://127.0.0.1:8787"
 API_KEY_ENV = "AWF_API_KEY"
 
 
-class WorkerApiError(Exception):
+class WorkerApiError(AwfDeployError):
     """A request to the Worker's API failed; `status` is the HTTP status (None: no answer)."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
