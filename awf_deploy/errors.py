@@ -33,8 +33,12 @@ This module imports nothing of awf_deploy, so every part of it can name the root
 
 from __future__ import annotations
 
-__all__ = ["AwfDeployError"]
+__all__ = ["AwfDeployError", "BuildError"]
 
 
 class AwfDeployError(Exception):
     """Base class of every error awf_deploy raises itself."""
+
+
+class BuildError(AwfDeployError, ValueError):
+    """The flow cannot be bundled as asked; the message says why and what to do."""

@@ -274,6 +274,7 @@ EXPORTS: dict[str, list[str]] = {
     ],
     "awf_deploy.errors": [
         "AwfDeployError",
+        "BuildError",
     ],
 }
 
