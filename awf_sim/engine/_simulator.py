@@ -93,6 +93,11 @@ class Instance:
         replays add nothing): what Miniflare's status() reports as __LOCAL_DEV_STEP_OUTPUTS."""
         return self._sim._step_outputs(self.id)
 
+    def step_results(self) -> list[dict[str, Any]]:
+        """Each checkpointed step result, in the order they completed: {"path", "name",
+        "count", "value"} (path dotted, name Cloudflare's, count its occurrence)."""
+        return self._sim._step_results(self.id)
+
     def send_event(self, type: str, payload: Any = None) -> None:
         self._sim._send_event(self.id, type, payload)
 
@@ -325,6 +330,12 @@ class Simulator:
 
         target = None if max_ms is None else self.now_ms + max_ms
         self._drive(done, target)
+
+    def run_until(self, condition: Callable[[], bool], max_ms: int | None = None) -> None:
+        """Run until `condition()` holds when the engine is idle at the current virtual time,
+        nothing is left to run, or `max_ms` of virtual time has passed."""
+        target = None if max_ms is None else self.now_ms + max_ms
+        self._drive(condition, target)
 
     def _drive(self, stop_when: Callable[[], bool], target_ms: int | None) -> None:
         if self.hooks is not None and not self._running:
@@ -603,6 +614,23 @@ class Simulator:
                     out.append(loads(rec["value"]))
             elif e["kind"] == "wait-end" and e.get("seq") in payloads:
                 out.append(loads(payloads[e["seq"]]))
+        return out
+
+    def _step_results(self, iid: str) -> list[dict[str, Any]]:
+        steps = self._store.steps(iid)
+        out: list[dict[str, Any]] = []
+        for e in self._store.timeline(iid):
+            if e["kind"] == "checkpoint" and "count" in e:
+                rec = steps.get(f"do:{e['name']}#{e['count']}")
+                if rec is not None and rec["state"] == "done":
+                    out.append(
+                        {
+                            "path": e["path"],
+                            "name": e["name"],
+                            "count": e["count"],
+                            "value": loads(rec["value"]),
+                        }
+                    )
         return out
 
     def _status(self, iid: str) -> dict[str, Any]:

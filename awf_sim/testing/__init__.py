@@ -21,6 +21,7 @@ from awf_sim.sdk._db import Database, mock_database
 from awf_sim.testing._modifier import Modifier, ModifierError
 from awf_sim.testing._workflow import (
     TestWorkflow,
+    UnmatchedSelector,
     WorkflowFailed,
     create_test_context,
     create_test_workflow,
@@ -35,6 +36,7 @@ __all__ = [
     "ModifierError",
     "StepSelector",
     "TestWorkflow",
+    "UnmatchedSelector",
     "WorkflowFailed",
     "createTestContext",
     "createTestWorkflow",
