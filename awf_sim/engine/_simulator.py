@@ -30,7 +30,7 @@ from awf_sim.dsl._names import validate_instance_id
 from awf_sim.dsl._proxy import WorkflowApi
 from awf_sim.dsl._workflow import Workflow, registered_workflows
 from awf_sim.engine._ambient import simulation_scope
-from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo, error_of
+from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo, error_of, stack_of
 from awf_sim.engine._executor import StepExecutor
 from awf_sim.engine._hooks import Control, Crash, Hooks, SendEvent, SkewClock, StepRef
 from awf_sim.engine._lifetime import Lifetime
@@ -485,14 +485,19 @@ class Simulator:
                 if self._preserve_nre
                 else {"name": "WorkflowFatalError", "message": _NON_RETRYABLE_FIXED}
             )
-            self._finish(lt, "errored", None, error)
+            self._finish(lt, "errored", None, error, stack_of(exc))
         except Exception as exc:
-            self._finish(lt, "errored", None, error_of(exc))
+            self._finish(lt, "errored", None, error_of(exc), stack_of(exc))
         else:
             self._finish(lt, "complete", output, None)
 
     def _finish(
-        self, lt: Lifetime, status: str, output: str | None, error: dict[str, str] | None
+        self,
+        lt: Lifetime,
+        status: str,
+        output: str | None,
+        error: dict[str, str] | None,
+        stack: str | None = None,
     ) -> None:
         if not lt.alive:
             return
@@ -502,6 +507,8 @@ class Simulator:
             done = self._entry("workflow-success")
         else:
             done = self._entry("workflow-failure", error=error)
+            if stack is not None:
+                done["stack"] = stack  # beside the stored {name, message}, which stays as is
         lt.commit(
             meta={**meta, "status": status, "output": output, "error": error}, timeline=[done]
         )

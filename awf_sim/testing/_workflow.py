@@ -19,7 +19,7 @@ from awf_sim.engine._calls import TERMINAL
 from awf_sim.engine._hooks import HookChain, Hooks, StepRef
 from awf_sim.engine._selectors import StepSelector, parse_selector
 from awf_sim.engine._simulator import Instance, Simulator
-from awf_sim.engine._timeline import TimelineEntry
+from awf_sim.engine._timeline import TimelineEntry, failure_stack
 from awf_sim.engine._world import World
 from awf_sim.sdk._context import HandlerContext
 from awf_sim.testing._modifier import Modifier
@@ -73,8 +73,10 @@ def format_timeline(timeline: Sequence[Mapping[str, Any]], tail: int | None = TI
 
 class WorkflowFailed(AssertionError):
     """The test workflow's instance did not complete. `.error` is its {name, message} (None if
-    it was terminated), `.timeline` its timeline, `.seed` the seed that reproduces the run,
-    `.warnings` the modifier selectors that matched no step."""
+    it was terminated), `.stack` where the user's code raised it (the failing handler's frames,
+    then the workflow's, file:line and code, awf's frames trimmed; None if none), `.timeline`
+    its timeline, `.seed` the seed that reproduces the run, `.warnings` the modifier selectors
+    that matched no step."""
 
     def __init__(
         self,
@@ -86,6 +88,7 @@ class WorkflowFailed(AssertionError):
         timeline: Sequence[Mapping[str, Any]],
         seed: int,
         warnings: Sequence[str] = (),
+        stack: str | None = None,
     ) -> None:
         self.workflow = workflow
         self.instance_id = instance_id
@@ -94,6 +97,7 @@ class WorkflowFailed(AssertionError):
         self.timeline = [dict(e) for e in timeline]
         self.seed = seed
         self.warnings = list(warnings)
+        self.stack = stack if stack is not None else failure_stack(self.timeline)
         super().__init__(self.render())
 
     def render(self) -> str:
@@ -106,6 +110,10 @@ class WorkflowFailed(AssertionError):
             head,
             f"workflow {self.workflow!r}, instance {self.instance_id}: {self.status} "
             f"(seed {self.seed})",
+        ]
+        if self.stack:
+            lines += ["Traceback (most recent call last; awf's frames hidden):", self.stack]
+        lines += [
             f"timeline (last {shown} of {len(self.timeline)} entries):",
             format_timeline(self.timeline),
         ]
@@ -126,6 +134,7 @@ def _rebuild_failed(state: dict[str, Any]) -> WorkflowFailed:
         timeline=state["timeline"],
         seed=state["seed"],
         warnings=state["warnings"],
+        stack=state.get("stack"),
     )
 
 
