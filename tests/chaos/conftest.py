@@ -4,12 +4,11 @@ found them (the two order examples define the same Domain names in different fil
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from awf_sim.dsl import isolated_registries
 from awf_sim.flow import FlowFile, load_flow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,9 +16,8 @@ EXAMPLES = ROOT / "examples"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_registries() -> Iterator[None]:
-    with isolated_registries():
-        yield
+def _isolated_registries(flow_registry: None) -> None:
+    """Every chaos test gets the repository conftest's flow_registry."""
 
 
 def _load_example(name: str) -> FlowFile:
