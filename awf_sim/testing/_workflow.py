@@ -380,6 +380,7 @@ class TestWorkflow:
     async def arun(self, params: Any = None, *, id: str | None = None) -> Any:
         """`run()` for async tests: the simulation runs on a worker thread (its virtual-time
         loop cannot run inside the test's running loop)."""
+        __tracebackhide__ = True
         return await asyncio.to_thread(self.run, params, id=id)
 
     def send_event(self, type: str, payload: Any = None) -> None:
