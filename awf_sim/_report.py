@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from awf_sim.engine import TimelineEntry
+from awf_sim.engine._timeline import failure_stack
 
 __all__ = [
     "OUTCOME_STYLE",
@@ -136,11 +137,18 @@ class RunResult:
     error: dict[str, str] | None
     timeline: list[TimelineEntry] = field(default_factory=list)
 
+    @property
+    def stack(self) -> str | None:
+        """Where the user's code raised the instance's error (file:line and code), or None."""
+        return failure_stack(self.timeline) if self.error else None
+
     def to_json(self) -> dict[str, Any]:
+        stack = self.stack
         return {
             "status": self.status,
             "output": self.output,
-            "error": self.error,
+            # {name, message} as stored, with `stack` beside them when the user's code raised it
+            "error": {**self.error, "stack": stack} if self.error and stack else self.error,
             "timeline": self.timeline,
         }
 
@@ -157,5 +165,7 @@ class RunResult:
         yield Text.assemble(("status: ", "bold"), (self.status, style))
         if self.error:
             yield Text(f"error: {self.error['name']}: {self.error['message']}", style="red")
+            if self.stack:
+                yield Text(self.stack, style="red")
         else:
             yield Text("output: " + json.dumps(self.output, indent=2, ensure_ascii=False))

@@ -31,6 +31,7 @@
     └── AssertionError              what test helpers raise, so pytest reports them as failures
         ├── WorkflowFailed          awf_sim.testing: the instance ended errored (with the
         │                           timeline and the seed)
+        ├── UnmatchedSelector       awf_sim.testing: a modifier selector matched no step
         └── DurabilityViolation     awf_sim.assert_durable: an invariant broke under a plan
 
 The first five live in `awf_sim.dsl` (it ships inside Worker bundles with the standard library

@@ -108,6 +108,7 @@ EXPORTS: dict[str, list[str]] = {
         "ModifierError",
         "StepSelector",
         "TestWorkflow",
+        "UnmatchedSelector",
         "WorkflowFailed",
         "createTestContext",
         "createTestWorkflow",

@@ -216,7 +216,7 @@ def _run_with_pytest(block: Block, tmp_path: Path) -> None:
     env["PYTHONPATH"] = str(ROOT / "examples")  # `from order_processing import ...` works
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
-        cwd=tmp_path,
+        cwd=ROOT,  # as a reader runs it: paths like examples/order_processing.py resolve
         env=env,
         capture_output=True,
         text=True,

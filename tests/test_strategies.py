@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,7 @@ from pydantic import BaseModel, Field
 import awf_sim
 from awf_sim import DurabilityViolation, Workflow, assert_durable
 from awf_sim.chaos import SEED_SOURCE, normalize_plan
-from awf_sim.dsl._domain import registered_domains
-from awf_sim.dsl._workflow import registered_workflows
+from awf_sim.dsl import isolated_registries
 from awf_sim.flow import FlowFile, load_flow
 from awf_sim.strategies import fault_plans, inputs
 
@@ -33,31 +31,17 @@ def _load(name: str) -> FlowFile:
         return load_flow(ROOT / "examples" / name)
 
 
-def _registries() -> tuple[dict[str, Any], dict[str, Any]]:
-    domains, workflows = registered_domains(), registered_workflows()
-    assert isinstance(domains, dict)
-    assert isinstance(workflows, dict)
-    return domains, workflows
-
-
-_saved = tuple(dict(r) for r in _registries())
-FIXED = _load("order_processing_fixed.py")
-FIXED_WF = FIXED.pick(None)
-FIXED_PARAMS = FIXED_WF.examples[0]
-SEED = _load("order_processing.py")
-SEED_WF = SEED.pick(None)
-for _registry, _before in zip(_registries(), _saved, strict=True):
-    _registry.clear()
-    _registry.update(_before)
+with isolated_registries():  # loading them leaves the registries as they were
+    FIXED = _load("order_processing_fixed.py")
+    FIXED_WF = FIXED.pick(None)
+    FIXED_PARAMS = FIXED_WF.examples[0]
+    SEED = _load("order_processing.py")
+    SEED_WF = SEED.pick(None)
 
 
 @pytest.fixture(autouse=True)
-def _isolated_registries() -> Iterator[None]:
-    saved = tuple(dict(r) for r in _registries())
-    yield
-    for registry, before in zip(_registries(), saved, strict=True):
-        registry.clear()
-        registry.update(before)
+def _isolated_registries(flow_registry: None) -> None:
+    """Every test here gets the repository conftest's flow_registry."""
 
 
 FIXED_PLANS = fault_plans(FIXED_WF, FIXED_PARAMS, db=FIXED.database)

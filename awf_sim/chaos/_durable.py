@@ -181,6 +181,7 @@ def assert_durable(
     `seed=None` draws the seed from `SEED_SOURCE` (managed by Hypothesis once
     `awf_sim.strategies` is imported).
     """
+    __tracebackhide__ = True  # pytest shows the test's line, not awf's
     norm = normalize_plan(plan)
     if seed is None:
         seed = SEED_SOURCE.randrange(2**32)

@@ -17,6 +17,7 @@ from awf_sim.chaos._faults import KINDS, REPLAY_KINDS, describe_fault
 from awf_sim.chaos._invariants import INVARIANTS
 from awf_sim.chaos._model import CampaignResult, Finding, Observation
 from awf_sim.engine import TimelineEntry
+from awf_sim.engine._timeline import failure_stack
 
 __all__ = [
     "CHAOS_JSON_SCHEMA",
@@ -45,7 +46,11 @@ _ENTRY = {
 _ERROR = {
     "type": ["object", "null"],
     "required": ["name", "message"],
-    "properties": {"name": {"type": "string"}, "message": {"type": "string"}},
+    "properties": {
+        "name": {"type": "string"},
+        "message": {"type": "string"},
+        "stack": {"type": "string"},  # where the user's code raised it (file:line and code)
+    },
 }
 # The JSON Schema of `awf-sim chaos --json` (documented in awf_sim/chaos/README.md).
 CHAOS_JSON_SCHEMA: dict[str, Any] = {
@@ -311,7 +316,7 @@ class ChaosReport:
             "where": v.where,
             "status": f.observation.status,
             "output": f.observation.output,
-            "error": f.observation.error,
+            "error": _with_stack(f.observation.error, f.observation.timeline),
             "timeline": mark_timeline(f.observation),
             "replay": replay_command(
                 self.flow, w.result.target.workflow.name, f.token, w.replay_args
@@ -521,6 +526,9 @@ class ChaosReport:
             err = f.observation.error
             extra = f" ({err['name']}: {err['message']})" if err else ""
             yield Padding(Text(f"status: {f.observation.status}{extra}"), (0, 0, 0, 2))
+            stack = failure_stack(f.observation.timeline) if err else None
+            if stack:
+                yield Padding(Text(stack, style="red"), (0, 0, 0, 4))
         where = f"  [{v.where}]" if v.where and v.where not in v.hint else ""
         yield Padding(
             Text.assemble(("hint: ", "bold yellow"), v.hint, (where, "dim")), (0, 0, 0, 2)
@@ -528,6 +536,14 @@ class ChaosReport:
         command = replay_command(self.flow, w.result.target.workflow.name, f.token, w.replay_args)
         # One line whatever the width, so that it can be copied as it is.
         yield Text.assemble(("  replay: ", "bold"), command, no_wrap=True, overflow="ignore")
+
+
+def _with_stack(
+    error: dict[str, str] | None, timeline: list[TimelineEntry]
+) -> dict[str, str] | None:
+    """The stored {name, message}, with `stack` beside them when the user's code raised it."""
+    stack = failure_stack(timeline) if error else None
+    return {**error, "stack": stack} if error and stack else error
 
 
 def _point_kinds(r: CampaignResult, label: str) -> list[str]:

@@ -1,9 +1,18 @@
-"""Domains: named groups of step handlers, and the process-wide registry `wf.<Name>` resolves in."""
+"""Domains: named groups of step handlers, and where `wf.<Name>` finds them.
+
+Every Domain remembers the module that defined it. A workflow resolves `wf.<Name>` to the
+Domain visible where the workflow was defined (DESIGN §2): its `domains=`, else a Domain bound
+in its module, else one defined in its module, else one defined in a module its module imports,
+else the only definition of that name in the process. Two flow files that each define
+`Domain("Email")` therefore never see each other's, in one pytest session or one chaos process
+as in two Worker bundles.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+import types
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -13,12 +22,16 @@ from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._names import validate_name
 
-__all__ = ["Domain", "Handler", "MethodSpec", "registered_domains"]
+__all__ = ["Domain", "Handler", "MethodSpec", "domain_definitions", "registered_domains"]
 
 Handler = Callable[..., Any]
 
 _DSL_DIR = os.path.dirname(os.path.abspath(__file__))
 _DOMAINS: dict[str, Domain] = {}
+# Every definition still in force, by name: the latest one per defining module.
+_DEFINITIONS: dict[str, list[Domain]] = {}
+# Bumped on every definition, so workflows can cache what they resolved.
+_GENERATION = [0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,16 +48,14 @@ class MethodSpec:
         return f"{self.domain}.{self.name}"
 
 
-def _definition_site() -> tuple[str, int]:
-    """The user's file and line that defined something (the first frame outside awf_sim.dsl)."""
+def _definition_frame() -> Any:
+    """The user's frame that is defining something (the first frame outside awf_sim.dsl)."""
     frame = sys._getframe(1)
     while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == (
         _DSL_DIR
     ):
         frame = frame.f_back  # type: ignore[assignment]
-    if frame is None:
-        return ("<unknown>", 0)
-    return (frame.f_code.co_filename, frame.f_lineno)
+    return frame
 
 
 class Domain:
@@ -58,7 +69,13 @@ class Domain:
     def __init__(self, name: str, methods: Mapping[str, Any] | None = None) -> None:
         self._name = validate_name("domain name", name)
         self._methods: dict[str, MethodSpec] = {}
-        self._site = _definition_site()
+        frame = _definition_frame()
+        self._site = (
+            ("<unknown>", 0) if frame is None else (frame.f_code.co_filename, frame.f_lineno)
+        )
+        # The defining module's namespace: the scope this Domain belongs to (DESIGN §2).
+        self._scope: dict[str, Any] = {} if frame is None else frame.f_globals
+        del frame
         if methods is not None:
             if not isinstance(methods, Mapping):
                 raise DefinitionError(
@@ -167,18 +184,62 @@ class Domain:
 
 
 def _register(domain: Domain) -> None:
-    old = _DOMAINS.get(domain.name)
+    definitions = _DEFINITIONS.setdefault(domain.name, [])
+    same_scope = [d for d in definitions if d._scope is domain._scope]
+    # Within one module, a later Domain of the same name replaces the earlier one there.
     # Redefinition from the same place (a parametrised test, a Hypothesis body, a re-imported
-    # module) is silent; a second definition elsewhere is probably a mistake worth a warning.
-    if old is not None and old._site != domain._site:
-        warnings.warn(
-            f"Domain {domain.name!r} defined at {domain._site[0]}:{domain._site[1]} replaces "
-            f"the one defined at {old._site[0]}:{old._site[1]}",
-            stacklevel=3,
-        )
+    # module) is silent; a second definition elsewhere in the same module is probably a mistake
+    # worth a warning. A Domain of the same name in another module is that module's own.
+    for old in same_scope:
+        if old._site != domain._site:
+            warnings.warn(
+                f"Domain {domain.name!r} defined at {domain._site[0]}:{domain._site[1]} replaces "
+                f"the one defined at {old._site[0]}:{old._site[1]}",
+                stacklevel=3,
+            )
+        definitions.remove(old)
+    definitions.append(domain)
     _DOMAINS[domain.name] = domain
+    _GENERATION[0] += 1
+
+
+def domain_definitions() -> Mapping[str, list[Domain]]:
+    """Every Domain definition in force, by name: the latest one of each defining module."""
+    return _DEFINITIONS
+
+
+def resolve_in_scope(name: str, scope: Mapping[str, Any]) -> Domain | None:
+    """The Domain named `name` visible from the module whose namespace is `scope`.
+
+    In order: a Domain of that name bound in the module (defined there or imported); the
+    latest defined in the module; one defined in a module the module imports; the only
+    definition of that name in the process. None when there is none, or several and none of
+    them is visible from this module."""
+    for value in scope.values():
+        if isinstance(value, Domain) and value._name == name:
+            return value
+    definitions = _DEFINITIONS.get(name, [])
+    for domain in reversed(definitions):
+        if domain._scope is scope:
+            return domain
+    imported = [
+        d
+        for d in reversed(definitions)
+        if any(getattr(v, "__dict__", None) is d._scope for v in scope.values() if _is_module(v))
+    ]
+    if imported:
+        return imported[0]
+    if len(definitions) == 1:
+        return definitions[0]
+    return None
+
+
+def _is_module(value: Any) -> bool:
+    return isinstance(value, types.ModuleType)
 
 
 def registered_domains() -> Mapping[str, Domain]:
-    """Every Domain defined in this process, by name (the latest definition of each name)."""
+    """Every Domain defined in this process, by name (the latest definition of each name).
+
+    Workflows do not resolve `wf.<Name>` here but where they were defined (resolve_in_scope)."""
     return _DOMAINS

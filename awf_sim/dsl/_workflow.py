@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from awf_sim.dsl import _domain as _domain_module
-from awf_sim.dsl._domain import Domain, registered_domains
+from awf_sim.dsl._domain import Domain, domain_definitions, resolve_in_scope
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._names import validate_name
@@ -27,8 +27,9 @@ class Workflow:
 
     `@Workflow("order-processing", examples=[...])` on `async def fn(wf, order)`, or
     `Workflow("weekly-report").every("Monday at 9am").run(fn)` for a scheduled one (its function
-    may take `wf` alone). `wf.<Domain>` resolves among `domains` when given, else among every
-    Domain defined in the process.
+    may take `wf` alone). `wf.<Domain>` resolves among `domains` when given, else to the Domain
+    visible in the module that defined the workflow function (see awf_sim.dsl._domain), never
+    to a Domain of the same name that another flow defines.
     """
 
     def __init__(
@@ -56,6 +57,9 @@ class Workflow:
         self.fn: WorkflowFn | None = None
         self._takes_params = True
         self._input_model: object = _UNSET
+        self._scope: Mapping[str, Any] | None = None  # the workflow function's module namespace
+        self._resolved: dict[str, Domain] = {}
+        self._resolved_at = -1
         if fn is not None:
             self._set_fn(fn)
         _WORKFLOWS[self.name] = self
@@ -97,6 +101,9 @@ class Workflow:
             )
         self._takes_params = len(params) == 2
         self.fn = fn
+        scope = getattr(inspect.unwrap(fn), "__globals__", None)
+        self._scope = scope if isinstance(scope, dict) else None
+        self._resolved_at = -1
         self._input_model = _UNSET  # resolved on first use: annotations may name later types
 
     @property
@@ -127,17 +134,39 @@ class Workflow:
 
     def resolve_domain(self, name: str) -> Domain:
         """The Domain `wf.<name>` refers to; unknown names are an error listing the known ones."""
-        table: Mapping[str, Domain] = (
-            self._domains if self._domains is not None else registered_domains()
-        )
-        try:
-            return table[name]
-        except KeyError:
-            known = ", ".join(sorted(table)) or "none"
-            where = "in this workflow's domains=" if self._domains is not None else "defined"
+        if self._domains is not None:
+            try:
+                return self._domains[name]
+            except KeyError:
+                known = ", ".join(sorted(self._domains)) or "none"
+                raise DefinitionError(
+                    f"unknown domain {name!r} in workflow {self.name!r}; domains in this "
+                    f"workflow's domains=: {known}"
+                ) from None
+        generation = _domain_module._GENERATION[0]
+        if self._resolved_at != generation:  # a Domain was defined since: resolve afresh
+            self._resolved = {}
+            self._resolved_at = generation
+        found = self._resolved.get(name)
+        if found is not None:
+            return found
+        definitions = domain_definitions()
+        found = resolve_in_scope(name, self._scope if self._scope is not None else {})
+        if found is None:
+            several = definitions.get(name, [])
+            if several:
+                places = ", ".join(f"{d._site[0]}:{d._site[1]}" for d in several)
+                raise DefinitionError(
+                    f"domain {name!r} in workflow {self.name!r} is defined in several places "
+                    f"({places}) and none of them in or imported by the workflow's module; "
+                    f"import the one you mean there, or pass domains=[...]"
+                )
+            known = ", ".join(sorted(n for n, ds in definitions.items() if ds)) or "none"
             raise DefinitionError(
-                f"unknown domain {name!r} in workflow {self.name!r}; domains {where}: {known}"
-            ) from None
+                f"unknown domain {name!r} in workflow {self.name!r}; domains defined: {known}"
+            )
+        self._resolved[name] = found
+        return found
 
     def __repr__(self) -> str:
         extra = f", every={self.schedule!r}" if self.schedule else ""
@@ -175,13 +204,17 @@ def isolated_registries() -> Iterator[None]:
     For tests and tools that load several flow files into one process (the examples define
     the same domain names in different files): what one loads cannot become a redefinition,
     with its warning, for the next."""
-    domains = _domain_module._DOMAINS
+    domains, definitions = _domain_module._DOMAINS, _domain_module._DEFINITIONS
     saved_domains, saved_workflows = dict(domains), dict(_WORKFLOWS)
+    saved_definitions = {name: list(ds) for name, ds in definitions.items()}
     try:
         yield
     finally:
         domains.clear()
         domains.update(saved_domains)
+        definitions.clear()
+        definitions.update(saved_definitions)
+        _domain_module._GENERATION[0] += 1
         _WORKFLOWS.clear()
         _WORKFLOWS.update(saved_workflows)
 

@@ -7,6 +7,8 @@ step executor, the handler runners and Cloudflare's Python step API share them w
 
 from __future__ import annotations
 
+import os
+import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,6 +24,7 @@ __all__ = [
     "TimedOut",
     "error_of",
     "retry_delay",
+    "stack_of",
 ]
 
 TERMINAL = frozenset({"complete", "errored", "terminated"})
@@ -85,6 +88,30 @@ def error_of(exc: BaseException) -> dict[str, str]:
     if isinstance(name, str) and isinstance(message, str):
         return {"name": name, "message": message}
     return {"name": type(exc).__name__, "message": str(exc)}
+
+
+# awf's own frames (and asyncio's, which only schedules the user's code) are left out of a stack.
+_AWF_SIM = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_HIDDEN = (
+    _AWF_SIM + os.sep,
+    os.path.join(os.path.dirname(_AWF_SIM), "awf_deploy") + os.sep,
+    os.path.dirname(os.path.abspath(traceback.__file__)) + os.sep + "asyncio" + os.sep,
+)
+
+
+def stack_of(exc: BaseException) -> str | None:
+    """Where `exc` was raised, in the user's code: the frames of its traceback outside awf
+    (and asyncio), most recent call last, each as `File "path", line N, in fn` and its code.
+    Only file names, lines and code, never addresses or times, so a timeline that holds it
+    stays byte-identical for the same seed and input. None when no user frame is left."""
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not os.path.abspath(f.filename).startswith(_HIDDEN)
+    ]
+    if not frames:
+        return None
+    return "".join(traceback.format_list(frames)).rstrip("\n")
 
 
 def retry_delay(retries: Mapping[str, Any], attempt: int) -> int:

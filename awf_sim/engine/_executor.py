@@ -32,7 +32,7 @@ from awf_sim.dsl._identity import (
     utf8_size,
     utf16_len,
 )
-from awf_sim.engine._calls import Abandoned, StepInfo, error_of, retry_delay
+from awf_sim.engine._calls import Abandoned, StepInfo, error_of, retry_delay, stack_of
 from awf_sim.engine._hooks import (
     INVALID_CONFIG,
     Action,
@@ -195,13 +195,17 @@ class StepExecutor:
                 ) from None
             except Exception as exc:
                 err = error_of(exc)
+                stack = stack_of(exc)
+                failure = lt.entry("attempt-failure", path, name, attempt, error=err)
                 if isinstance(exc, NonRetryableError) or _non_retryable(err):
                     # Not persisted (as in Cloudflare's local engine): a replay runs the step
                     # again.
+                    if stack is not None:
+                        failure["stack"] = stack
                     lt.commit(
                         steps={key: None},
                         timeline=[
-                            lt.entry("attempt-failure", path, name, attempt, error=err),
+                            failure,
                             lt.entry("step-failure", path, name, attempt, error=err),
                         ],
                     )
@@ -212,19 +216,17 @@ class StepExecutor:
                         delay = hooks.retry_delay(lt.iid, ref, attempt, delay)
                     retry_at = lt.loop.now_ms + delay
                     rec = {**rec, "retry_at": retry_at}
-                    lt.commit(
-                        steps={key: rec},
-                        timeline=[
-                            lt.entry(
-                                "attempt-failure", path, name, attempt, error=err, retry_in_ms=delay
-                            )
-                        ],
-                    )
+                    failure["retry_in_ms"] = delay
+                    if stack is not None:
+                        failure["stack"] = stack
+                    lt.commit(steps={key: rec}, timeline=[failure])
                     lt.pause_point()
                     if delay:
                         await lt.wait_until(retry_at)
                     continue
-                lt.commit(timeline=[lt.entry("attempt-failure", path, name, attempt, error=err)])
+                if stack is not None:
+                    failure["stack"] = stack
+                lt.commit(timeline=[failure])
                 lt.pause_point()
                 return self._fail_step(lt, key, rec, path, name, attempt, err)
             else:

@@ -113,6 +113,23 @@ class InstanceLifecycle:
                 out.append(loads(payloads[e["seq"]]))
         return out
 
+    def _step_results(self, iid: str) -> list[dict[str, Any]]:
+        steps = self._store.steps(iid)
+        out: list[dict[str, Any]] = []
+        for e in self._store.timeline(iid):
+            if e["kind"] == "checkpoint" and "count" in e:
+                rec = steps.get(f"do:{e['name']}#{e['count']}")
+                if rec is not None and rec["state"] == "done":
+                    out.append(
+                        {
+                            "path": e["path"],
+                            "name": e["name"],
+                            "count": e["count"],
+                            "value": loads(rec["value"]),
+                        }
+                    )
+        return out
+
     def _status(self, iid: str) -> dict[str, Any]:
         meta = self._meta(iid)
         status = meta["status"]

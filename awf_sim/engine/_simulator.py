@@ -30,7 +30,7 @@ from awf_sim.dsl._names import validate_instance_id
 from awf_sim.dsl._proxy import WorkflowApi
 from awf_sim.dsl._workflow import Workflow, registered_workflows
 from awf_sim.engine._ambient import simulation_scope
-from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo, error_of
+from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo, error_of, stack_of
 from awf_sim.engine._executor import StepExecutor
 from awf_sim.engine._hooks import Control, Crash, Hooks, SendEvent, SkewClock, StepRef
 from awf_sim.engine._lifecycle import InstanceLifecycle
@@ -93,6 +93,11 @@ class Instance:
         """Step results and received event payloads in the order they completed (cached
         replays add nothing): what Miniflare's status() reports as __LOCAL_DEV_STEP_OUTPUTS."""
         return self._sim._step_outputs(self.id)
+
+    def step_results(self) -> list[dict[str, Any]]:
+        """Each checkpointed step result, in the order they completed: {"path", "name",
+        "count", "value"} (path dotted, name Cloudflare's, count its occurrence)."""
+        return self._sim._step_results(self.id)
 
     def send_event(self, type: str, payload: Any = None) -> None:
         self._sim._send_event(self.id, type, payload)
@@ -327,6 +332,12 @@ class Simulator(InstanceLifecycle):
         target = None if max_ms is None else self.now_ms + max_ms
         self._drive(done, target)
 
+    def run_until(self, condition: Callable[[], bool], max_ms: int | None = None) -> None:
+        """Run until `condition()` holds when the engine is idle at the current virtual time,
+        nothing is left to run, or `max_ms` of virtual time has passed."""
+        target = None if max_ms is None else self.now_ms + max_ms
+        self._drive(condition, target)
+
     def _drive(self, stop_when: Callable[[], bool], target_ms: int | None) -> None:
         if self.hooks is not None and not self._running:
             for control in self.hooks.pending():  # decided since the last run (mock_event)
@@ -475,14 +486,19 @@ class Simulator(InstanceLifecycle):
                 if self._preserve_nre
                 else {"name": "WorkflowFatalError", "message": _NON_RETRYABLE_FIXED}
             )
-            self._finish(lt, "errored", None, error)
+            self._finish(lt, "errored", None, error, stack_of(exc))
         except Exception as exc:
-            self._finish(lt, "errored", None, error_of(exc))
+            self._finish(lt, "errored", None, error_of(exc), stack_of(exc))
         else:
             self._finish(lt, "complete", output, None)
 
     def _finish(
-        self, lt: Lifetime, status: str, output: str | None, error: dict[str, str] | None
+        self,
+        lt: Lifetime,
+        status: str,
+        output: str | None,
+        error: dict[str, str] | None,
+        stack: str | None = None,
     ) -> None:
         if not lt.alive:
             return
@@ -492,6 +508,8 @@ class Simulator(InstanceLifecycle):
             done = self._entry("workflow-success")
         else:
             done = self._entry("workflow-failure", error=error)
+            if stack is not None:
+                done["stack"] = stack  # beside the stored {name, message}, which stays as is
         lt.commit(
             meta={**meta, "status": status, "output": output, "error": error}, timeline=[done]
         )

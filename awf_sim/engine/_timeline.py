@@ -8,18 +8,22 @@ engine pays nothing for it.
 
 Kinds: workflow-start, recover, resumed, restarted, paused, terminated, crash (with `fault`
 when injected), step-start (with the resolved `config`), attempt-start, attempt-success,
-attempt-failure (`error`, `retry_in_ms` when retried), checkpoint (`count`, the step's
+attempt-failure (`error`, `retry_in_ms` when retried, `stack` when the user's code raised it),
+checkpoint (`count`, the step's
 occurrence), step-failure (`error`),
 sleep-start (`duration_ms`, `until_ms`), sleep-end, wait-start (`type`, `timeout_ms`),
 wait-end (`type`, and `seq` of the event or `timed_out`), event-received (`type`, `seq`),
-workflow-success, workflow-failure (`error`).
+workflow-success, workflow-failure (`error`, `stack` when the workflow body raised it). A
+`stack` holds file:line and code of the user's frames only (awf's are trimmed), beside the
+error's {name, message}, which stays as Cloudflare stores it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict, Unpack
 
-__all__ = ["EntryDetails", "TimelineEntry", "entry"]
+__all__ = ["EntryDetails", "TimelineEntry", "entry", "failure_stack"]
 
 
 class EntryDetails(TypedDict, total=False):
@@ -36,6 +40,7 @@ class EntryDetails(TypedDict, total=False):
     config: Any  # the step's resolved config (ResolvedConfig)
     fault: str  # the injected fault that caused a crash
     count: int  # checkpoint: which occurrence of the step name (Cloudflare's cache key)
+    stack: str  # attempt-failure, workflow-failure: where the user's code raised (stack_of)
 
 
 class TimelineEntry(EntryDetails):
@@ -66,3 +71,21 @@ def entry(
         **details,
     }
     return e
+
+
+def failure_stack(timeline: Sequence[Mapping[str, Any]]) -> str | None:
+    """Where a failed instance's error was raised in the user's code, from its timeline: the
+    stack of the last failed attempt of the step that failed it (when the workflow failed with
+    that step's error), then the workflow body's own frames."""
+    end = next((e for e in reversed(timeline) if e.get("kind") == "workflow-failure"), None)
+    if end is None:
+        return None
+    parts: list[str] = []
+    for e in reversed(timeline):
+        if e.get("kind") == "attempt-failure" and e.get("error") == end.get("error"):
+            if e.get("stack"):
+                parts.append(f"in {e.get('path')}, attempt {e.get('attempt')}:\n{e['stack']}")
+            break
+    if end.get("stack"):
+        parts.append(f"in the workflow:\n{end['stack']}" if parts else str(end["stack"]))
+    return "\n".join(parts) or None

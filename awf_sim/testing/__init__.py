@@ -1,14 +1,20 @@
 """Testing workflows: test workflows with Cloudflare's modifier, handler contexts, mock data.
 
 ```python
-from awf_sim.testing import create_test_workflow, mock_database
+from awf_sim.testing import create_test_workflow
 
 def test_order():
-    wf = create_test_workflow(OrderWorkflow, db=mock_database({"inventory": [...]}))
-    wf.modifier.disable_sleeps()
+    wf = create_test_workflow(order_processing)  # db: the flow's DATABASE unless given
     wf.modifier.mock_step_result("Payment.process", {"success": True, "chargeId": "ch_test"})
-    assert wf.run({...})["status"] == "confirmed"
+    assert wf.run({...})["status"] == "confirmed"  # a selector that matched nothing fails it
     assert "Inventory.check" in wf.steps
+
+def test_approval():
+    wf = create_test_workflow(expense_approval)
+    wf.start({...})
+    wf.wait_for_status("waiting")  # or wf.wait_for_step_result("Expenses.validate")
+    wf.send_event("expense-decision", {"approved": True})
+    assert wf.run()["status"] == "approved"
 ```
 
 The pytest plugin (installed with awf) adds the fixtures `create_test_workflow` and `sim`, the
@@ -21,6 +27,7 @@ from awf_sim.sdk._db import Database, mock_database
 from awf_sim.testing._modifier import Modifier, ModifierError
 from awf_sim.testing._workflow import (
     TestWorkflow,
+    UnmatchedSelector,
     WorkflowFailed,
     create_test_context,
     create_test_workflow,
@@ -35,6 +42,7 @@ __all__ = [
     "ModifierError",
     "StepSelector",
     "TestWorkflow",
+    "UnmatchedSelector",
     "WorkflowFailed",
     "createTestContext",
     "createTestWorkflow",

@@ -133,14 +133,21 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.failed:
+        raised = call.excinfo.value if call.excinfo is not None else None
         for wf in item.stash.get(_CREATED, []):
-            report.sections.append((f"awf-sim {wf.name} (seed {wf.seed})", _section(item, wf)))
+            report.sections.append(
+                (f"awf-sim {wf.name} (seed {wf.seed})", _section(item, wf, raised))
+            )
     return report
 
 
-def _section(item: pytest.Item, wf: TestWorkflow) -> str:
+def _section(item: pytest.Item, wf: TestWorkflow, raised: BaseException | None) -> str:
     if wf.seed_source == "--awf-seed":
         how = f"reproduce: pytest {item.nodeid} --awf-seed {wf.seed}"
     else:
         how = f"reproduce: create_test_workflow(..., seed={wf.seed})"
+    # The WorkflowFailed the test raised already shows this instance's timeline: once is enough.
+    instance_id = getattr(raised, "instance_id", None)
+    if instance_id is not None and wf.instance is not None and instance_id == wf.instance.id:
+        return f"(the timeline is in the WorkflowFailed above)\n{how}\n"
     return f"{wf.report()}\n{how}\n"

@@ -7,21 +7,27 @@ in virtual time, with `wf.modifier` (Cloudflare's test modifier) as the simulato
 from __future__ import annotations
 
 import asyncio
+import sys
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from awf_sim._report import timeline_lines
+from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
-from awf_sim.engine._hooks import HookChain, Hooks
+from awf_sim.engine._calls import TERMINAL
+from awf_sim.engine._hooks import HookChain, Hooks, StepRef
+from awf_sim.engine._selectors import StepSelector, parse_selector
 from awf_sim.engine._simulator import Instance, Simulator
-from awf_sim.engine._timeline import TimelineEntry
+from awf_sim.engine._timeline import TimelineEntry, failure_stack
 from awf_sim.engine._world import World
 from awf_sim.sdk._context import HandlerContext
 from awf_sim.testing._modifier import Modifier
 
 __all__ = [
+    "STATUSES",
     "TestWorkflow",
+    "UnmatchedSelector",
     "WorkflowFailed",
     "create_test_context",
     "create_test_workflow",
@@ -29,6 +35,16 @@ __all__ = [
 ]
 
 TIMELINE_TAIL = 30
+STATUSES = (
+    "queued",
+    "running",
+    "paused",
+    "waitingForPause",
+    "waiting",
+    "errored",
+    "terminated",
+    "complete",
+)
 
 # The plugin points this at a list for the duration of a test, so that a failing test's report
 # can show the timeline of every test workflow the test created or ran.
@@ -57,8 +73,10 @@ def format_timeline(timeline: Sequence[Mapping[str, Any]], tail: int | None = TI
 
 class WorkflowFailed(AssertionError):
     """The test workflow's instance did not complete. `.error` is its {name, message} (None if
-    it was terminated), `.timeline` its timeline, `.seed` the seed that reproduces the run,
-    `.warnings` the modifier selectors that matched no step."""
+    it was terminated), `.stack` where the user's code raised it (the failing handler's frames,
+    then the workflow's, file:line and code, awf's frames trimmed; None if none), `.timeline`
+    its timeline, `.seed` the seed that reproduces the run, `.warnings` the modifier selectors
+    that matched no step."""
 
     def __init__(
         self,
@@ -70,6 +88,7 @@ class WorkflowFailed(AssertionError):
         timeline: Sequence[Mapping[str, Any]],
         seed: int,
         warnings: Sequence[str] = (),
+        stack: str | None = None,
     ) -> None:
         self.workflow = workflow
         self.instance_id = instance_id
@@ -78,6 +97,7 @@ class WorkflowFailed(AssertionError):
         self.timeline = [dict(e) for e in timeline]
         self.seed = seed
         self.warnings = list(warnings)
+        self.stack = stack if stack is not None else failure_stack(self.timeline)
         super().__init__(self.render())
 
     def render(self) -> str:
@@ -90,6 +110,10 @@ class WorkflowFailed(AssertionError):
             head,
             f"workflow {self.workflow!r}, instance {self.instance_id}: {self.status} "
             f"(seed {self.seed})",
+        ]
+        if self.stack:
+            lines += ["Traceback (most recent call last; awf's frames hidden):", self.stack]
+        lines += [
             f"timeline (last {shown} of {len(self.timeline)} entries):",
             format_timeline(self.timeline),
         ]
@@ -110,7 +134,41 @@ def _rebuild_failed(state: dict[str, Any]) -> WorkflowFailed:
         timeline=state["timeline"],
         seed=state["seed"],
         warnings=state["warnings"],
+        stack=state.get("stack"),
     )
+
+
+class UnmatchedSelector(AssertionError):
+    """A modifier selector matched no step of a run that completed: usually a typo, which
+    would otherwise let the test pass without mocking anything. `.warnings` says which, with
+    the did-you-mean list. `create_test_workflow(..., strict=False)` allows it."""
+
+    def __init__(self, workflow: str, warnings: Sequence[str]) -> None:
+        self.workflow = workflow
+        self.warnings = list(warnings)
+        lines = [f"workflow {workflow!r} completed, but a modifier selector matched nothing:"]
+        lines += [f"  {w}" for w in self.warnings]
+        lines.append("(pass strict=False to create_test_workflow if that is intended)")
+        super().__init__("\n".join(lines))
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.workflow, self.warnings))
+
+
+def flow_defaults(workflow: Any) -> dict[str, Any]:
+    """The `DATABASE`, `HTTP` and `AI` the workflow's flow file declares, as `awf-sim run` and
+    `awf-sim chaos` use them: {"db", "http", "ai"}, None where the module declares none."""
+    scope = getattr(workflow, "_scope", None)
+    if scope is None:
+        module = sys.modules.get(getattr(workflow, "__module__", "") or "")
+        scope = vars(module) if module is not None else {}
+    ai = scope.get("AI")
+    return {
+        "db": scope.get("DATABASE"),
+        "http": scope.get("HTTP"),
+        # A module-level `AI` that is not a provider (a Domain named AI, say) is not one.
+        "ai": ai if hasattr(ai, "generate") else None,
+    }
 
 
 # -- the test workflow -----------------------------------------------------------------------
@@ -144,8 +202,13 @@ class TestWorkflow:
         hooks: Hooks | Sequence[Hooks] | None = None,
         profile: str = "production",
         world: World | None = None,
+        strict: bool = True,
     ) -> None:
         if world is None:
+            declared = flow_defaults(workflow)
+            db = declared["db"] if db is None else db
+            ai = declared["ai"] if ai is None else ai
+            http = declared["http"] if http is None else http
             world = World(db, ai, http, dict(env or {}), seed, profile)
         elif (seed, profile, db, env, ai, http) != (0, "production", None, None, None, None):
             raise DefinitionError(
@@ -154,6 +217,7 @@ class TestWorkflow:
         self.workflow = workflow
         self.world = world
         self.seed = world.seed
+        self.strict = strict
         self.modifier = Modifier()
         extra = [] if hooks is None else [hooks] if isinstance(hooks, Hooks) else list(hooks)
         # Fault hooks (chaos) answer before the modifier, so a fault still fires on a mocked step.
@@ -164,6 +228,7 @@ class TestWorkflow:
         self.seed_source = "seed="  # how to give the seed back; the plugin sets "--awf-seed"
         self._closed = False
         self._final: dict[str, Any] | None = None
+        self._finished = False  # run() has driven the instance to its end
         self._timeline: list[TimelineEntry] = []
         # A test workflow nobody closed still releases its database connection when collected.
         self._release = weakref.finalize(self, _close_db, self.sim)
@@ -172,39 +237,150 @@ class TestWorkflow:
     # -- running -----------------------------------------------------------------------------
     def run(self, params: Any = None, *, id: str | None = None) -> Any:
         """Run to a terminal status in virtual time (event waits with nothing to receive time
-        out); return the output, or raise WorkflowFailed if the instance did not complete."""
+        out); return the output, or raise WorkflowFailed if the instance did not complete.
+        After `start()` or a `wait_for_*` call, it continues the same instance (no params).
+        A modifier selector that matched no step fails a completed run (UnmatchedSelector)
+        unless the test workflow was created with strict=False."""
         __tracebackhide__ = True  # pytest shows the test's line, not this one
-        if self.instance is not None:
+        if self._finished:
             raise RuntimeError(
-                f"this test workflow already ran (instance {self.instance.id}); "
+                f"this test workflow already ran (instance {self._instance_id()}); "
                 "create another with create_test_workflow to run again"
             )
-        if self._closed:
-            raise RuntimeError("this test workflow is closed")
-        _track(self)
-        inst = self.sim.create(self.workflow, params, id=id)
-        self.instance = inst
+        if self.instance is None:
+            self.start(params, id=id)
+        elif params is not None or id is not None:
+            raise RuntimeError(
+                "this test workflow's instance has already started: call run() without params "
+                "to continue it"
+            )
+        inst = self.instance
+        assert inst is not None
+        self._finished = True
         try:
             self.sim.run_until_done(inst)
         finally:
             self._final = inst.status()
             self._timeline = inst.timeline
         status = self._final
-        if status["status"] == "complete":
-            return status["output"]
-        raise WorkflowFailed(
+        if status["status"] != "complete":
+            raise self._failed(status)
+        unmatched = self.modifier.unmatched()
+        if self.strict and unmatched:
+            raise UnmatchedSelector(self.name, unmatched)
+        return status["output"]
+
+    def _instance_id(self) -> str:
+        return "?" if self.instance is None else self.instance.id
+
+    def _failed(self, status: Mapping[str, Any]) -> WorkflowFailed:
+        return WorkflowFailed(
             workflow=self.name,
-            instance_id=inst.id,
+            instance_id=self._instance_id(),
             status=status["status"],
             error=status["error"],
-            timeline=self._timeline,
+            timeline=self.timeline,
             seed=self.seed,
             warnings=self.modifier.unmatched(),
         )
 
+    # -- mid-run interaction (Cloudflare's waitForStepResult / waitForStatus) ------------------
+    def start(self, params: Any = None, *, id: str | None = None) -> Instance:
+        """Create the instance without running it: then `wait_for_step_result`,
+        `wait_for_status`, `send_event`, `step_result`, and `run()` to continue to the end."""
+        if self._closed:
+            raise RuntimeError("this test workflow is closed")
+        if self.instance is not None:
+            raise RuntimeError(
+                f"this test workflow already started (instance {self.instance.id}); "
+                "create another with create_test_workflow to run again"
+            )
+        _track(self)
+        self.instance = self.sim.create(self.workflow, params, id=id)
+        return self.instance
+
+    def _live(self, method: str) -> Instance:
+        if self.instance is None:
+            raise RuntimeError(f"{method}: start the instance first with start(params)")
+        if self._closed:
+            raise RuntimeError("this test workflow is closed")
+        return self.instance
+
+    def _terminal(self, inst: Instance) -> bool:
+        return inst.status()["status"] in TERMINAL
+
+    def step_result(self, step: Any) -> Any:
+        """The stored result of the step `step` selects (a dotted path, glob, raw name or
+        {"name", "index"}: the index-th result among the matching ones); LookupError if that
+        step has no result yet."""
+        __tracebackhide__ = True
+        inst = self._live("step_result")
+        sel = parse_selector(step, method="step_result")
+        found = _select_result(inst.step_results(), sel)
+        if found is None:
+            raise LookupError(self._no_result(inst, sel))
+        return found["value"]
+
+    def wait_for_step_result(self, step: Any, *, timeout: str | int | None = None) -> Any:
+        """Run until the step `step` selects has a result and return it (as Cloudflare's
+        `waitForStepResult`). Fails if the instance ends, or `timeout` of virtual time passes,
+        without that result."""
+        __tracebackhide__ = True
+        inst = self._live("wait_for_step_result")
+        sel = parse_selector(step, method="wait_for_step_result")
+
+        def ready() -> bool:
+            return _select_result(inst.step_results(), sel) is not None or self._terminal(inst)
+
+        self.sim.run_until(ready, None if timeout is None else parse_duration(timeout))
+        found = _select_result(inst.step_results(), sel)
+        if found is not None:
+            return found["value"]
+        status = inst.status()
+        if status["status"] == "errored":
+            raise self._failed(status)
+        raise AssertionError(self._no_result(inst, sel))
+
+    def wait_for_status(self, status: str, *, timeout: str | int | None = None) -> None:
+        """Run until the instance reports `status` (as Cloudflare's `waitForStatus`): one of
+        queued, running, paused, waitingForPause, waiting, errored, terminated, complete. Fails
+        if it ends in another status, or `timeout` of virtual time passes, first."""
+        __tracebackhide__ = True
+        if status not in STATUSES:
+            raise DefinitionError(
+                f"wait_for_status({status!r}): not a status; use one of {', '.join(STATUSES)}"
+            )
+        inst = self._live("wait_for_status")
+
+        def reached() -> bool:
+            now = inst.status()["status"]
+            return now == status or now in TERMINAL
+
+        self.sim.run_until(reached, None if timeout is None else parse_duration(timeout))
+        now = inst.status()
+        if now["status"] == status:
+            return
+        if now["status"] == "errored":
+            raise self._failed(now)
+        raise AssertionError(
+            f"instance {inst.id} of {self.name!r} is {now['status']}, not {status}"
+            + (" (timed out)" if timeout is not None else "")
+        )
+
+    def _no_result(self, inst: Instance, sel: StepSelector) -> str:
+        done = list(dict.fromkeys(r["path"] for r in inst.step_results()))
+        return (
+            f"step {sel} of {self.name!r} has no result; instance {inst.id} is "
+            f"{inst.status()['status']}; steps with results: {', '.join(done) or 'none'}"
+        )
+
+    waitForStepResult = wait_for_step_result
+    waitForStatus = wait_for_status
+
     async def arun(self, params: Any = None, *, id: str | None = None) -> Any:
         """`run()` for async tests: the simulation runs on a worker thread (its virtual-time
         loop cannot run inside the test's running loop)."""
+        __tracebackhide__ = True
         return await asyncio.to_thread(self.run, params, id=id)
 
     def send_event(self, type: str, payload: Any = None) -> None:
@@ -216,18 +392,26 @@ class TestWorkflow:
         self.instance.send_event(type, payload)
 
     # -- results -----------------------------------------------------------------------------
+    def _current(self) -> dict[str, Any] | None:
+        if self.instance is not None and not self._closed and not self._finished:
+            return self.instance.status()  # started, not run to its end: ask the engine
+        return self._final
+
     @property
     def status(self) -> str | None:
-        """ "complete", "errored", ... after `run()`; None before."""
-        return None if self._final is None else str(self._final["status"])
+        """ "complete", "errored", ... once started; None before."""
+        current = self._current()
+        return None if current is None else str(current["status"])
 
     @property
     def output(self) -> Any:
-        return None if self._final is None else self._final["output"]
+        current = self._current()
+        return None if current is None else current["output"]
 
     @property
     def error(self) -> dict[str, str] | None:
-        return None if self._final is None else self._final["error"]
+        current = self._current()
+        return None if current is None else current["error"]
 
     @property
     def timeline(self) -> list[TimelineEntry]:
@@ -302,6 +486,7 @@ def create_test_workflow(
     hooks: Hooks | Sequence[Hooks] | None = None,
     profile: str = "production",
     world: World | None = None,
+    strict: bool = True,
 ) -> TestWorkflow:
     """A test workflow for `workflow` (a Workflow, or a class with `run(event, step)`).
 
@@ -309,6 +494,9 @@ def create_test_workflow(
     for this test workflow. `env`: what handlers see as `ctx.env`. `seed`: the simulator's seed.
     `hooks`: extra engine hooks (fault plans) that answer before the modifier. `world`: all
     of db, ai, http, env, seed and profile as one `awf_sim.World` (then leave those out).
+    `db`, `ai` and `http` left out are the ones the workflow's flow file declares (`DATABASE`,
+    `HTTP`, `AI`), as under `awf-sim run` and `awf-sim chaos`. `strict=False`: a modifier
+    selector that matched no step does not fail the run (see UnmatchedSelector).
     """
     return TestWorkflow(
         workflow,
@@ -320,6 +508,7 @@ def create_test_workflow(
         hooks=hooks,
         profile=profile,
         world=world,
+        strict=strict,
     )
 
 
@@ -382,3 +571,14 @@ def _lazy_connect(spec: Any) -> Any:
 def _close_all(handles: list[Any]) -> None:
     for handle in handles:
         handle.close()
+
+
+def _select_result(results: Sequence[Mapping[str, Any]], sel: StepSelector) -> Any:
+    """The result `sel` selects: the first match, or the index-th (1-based) with an index."""
+    k = 0
+    for r in results:
+        if sel.matches(StepRef("do", r["path"], r["name"], r["count"], 0)):
+            k += 1
+            if sel.index is None or k == sel.index:
+                return r
+    return None

@@ -3,13 +3,11 @@ found them (the two order examples define the same Domain names in different fil
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from awf_sim.dsl import isolated_registries
 from awf_sim.flow import FlowFile, load_flow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,17 +15,14 @@ EXAMPLES = ROOT / "examples"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_registries() -> Iterator[None]:
-    with isolated_registries():
-        yield
+def _isolated_registries(flow_registry: None) -> None:
+    """Every chaos test gets the repository conftest's flow_registry."""
 
 
 def _load_example(name: str) -> FlowFile:
-    # The examples define the same Domain names in different files: loading one after another
-    # replaces them, with a warning that is expected here.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Domain .* replaces", UserWarning)
-        return load_flow(EXAMPLES / name)
+    # The examples define the same Domain names in different files; each flow's workflows
+    # resolve their own (DESIGN §2), so loading one after another needs no warning filter.
+    return load_flow(EXAMPLES / name)
 
 
 @pytest.fixture

@@ -86,10 +86,17 @@ def test_errored_instance_exits_1(tmp_path: Path) -> None:
     )
     result = runner.invoke(app, ["run", flow, "--json"])
     assert result.exit_code == 1
-    assert json.loads(result.stdout)["error"] == {
+    error = json.loads(result.stdout)["error"]
+    assert {k: error[k] for k in ("name", "message")} == {
         "name": "ZeroDivisionError",
         "message": "division by zero",
     }
+    # error.stack: where the user's code raised it, file:line and code, awf's frames trimmed
+    assert error["stack"].startswith("in boom, attempt 1:\n")
+    assert 'fails.py", line 4, in <lambda>' in error["stack"]
+    assert "1 / 0" in error["stack"]
+    assert 'fails.py", line 4, in fails' in error["stack"]
+    assert "awf_sim" not in error["stack"]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ install fails loudly instead of passing quietly.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from awf_sim.cli import app
 from awf_sim.conformance import (
     collect_scenarios,
     compare_traces,
-    driver_dir,
     load_trace,
     run_on_miniflare,
 )
@@ -31,18 +29,8 @@ SCENARIOS = Path(__file__).parent / "scenarios"
 ALL = collect_scenarios([SCENARIOS])
 
 
-def _under_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _skip_unless_installed() -> None:
-    if not _under_ci() and not (driver_dir() / "node_modules" / "miniflare").is_dir():
-        pytest.skip("Miniflare is not installed: run `npm ci` in tests/conformance")
-
-
 @pytest.fixture(scope="module")
-def live_traces() -> dict[str, dict[str, Any]]:
-    _skip_unless_installed()
+def live_traces(miniflare_installed: None) -> dict[str, dict[str, Any]]:
     # One driver: it runs four scenarios at a time in one Miniflare, so the two that idle
     # until the 20 s limit hold one slot each and cost no one else any time.
     return run_on_miniflare(ALL, jobs=1)
@@ -57,8 +45,8 @@ def test_miniflare_reproduces_the_recorded_trace(
     assert difference is None
 
 
+@pytest.mark.usefixtures("miniflare_installed")  # the repository's conftest.py
 def test_cli_runs_scenarios_on_miniflare(tmp_path: Path) -> None:
-    _skip_unless_installed()
     picked = ["pause-resume-during-sleep", "retry-linear-backoff"]  # a folder runs in name order
     for name in picked:
         shutil.copy(SCENARIOS / f"{name}.json", tmp_path / f"{name}.json")

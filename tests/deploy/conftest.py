@@ -1158,16 +1158,6 @@ def flows_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture
-def flow_registry() -> Iterator[None]:
-    """Put the DSL's process-wide Domain and Workflow registries back after the test, so that
-    flows loaded here (examples included) cannot make another test's flow a redefinition."""
-    from awf_sim.dsl import isolated_registries
-
-    with isolated_registries():
-        yield
-
-
 class FakeD1Statement:
     """A D1 prepared statement over the simulator's SQLite database (`bind` / `all` / `first`
     / `run`), answering in D1's shapes."""

@@ -25,7 +25,6 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import awf_deploy._harness
-from awf_deploy._harness import HARNESS_DIR, install_hint
 from awf_deploy._worker_api import WorkerApi, WorkerApiError
 from awf_deploy.cli import app
 
@@ -34,14 +33,8 @@ EXPENSES = ROOT / "examples" / "expense_approval.py"
 runner = CliRunner()
 
 
-def _under_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-needs_harness = pytest.mark.skipif(
-    not _under_ci() and not (HARNESS_DIR / "node_modules" / "pyodide").is_dir(),
-    reason=f"the real-runtime harness is not installed: run `{install_hint()}`",
-)
+# Skips unless the harness is installed (or under CI): the repository's conftest.py.
+needs_harness = pytest.mark.usefixtures("real_runtime_installed")
 
 
 def cli(*args: str) -> Result:

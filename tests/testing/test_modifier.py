@@ -22,6 +22,7 @@ from awf_sim.testing import (
     Modifier,
     ModifierError,
     TestWorkflow,
+    UnmatchedSelector,
     WorkflowFailed,
     create_test_workflow,
 )
@@ -196,7 +197,7 @@ def test_a_mocked_value_that_is_not_json_is_refused_when_mocked(make: Any) -> No
 def test_mocking_the_same_step_twice_is_an_error(
     make: Any, first: Any, second: Any, output: Any
 ) -> None:
-    wf = make(CHECKOUT)
+    wf = make(CHECKOUT, strict=False)  # the last case's selector matches no call, on purpose
     wf.modifier.mock_step_result(first, 1)
     with pytest.raises(ModifierError) as info:
         wf.modifier.mock_step_result(second, 2)
@@ -602,14 +603,39 @@ def test_a_selector_that_matches_nothing_is_a_warning_in_the_failure(make: Any) 
     assert len(info.value.warnings) == 3
 
 
-def test_an_index_beyond_the_calls_is_a_warning(make: Any) -> None:
+def test_an_index_beyond_the_calls_fails_the_run(make: Any) -> None:
     wf = make(MAILS)
     wf.modifier.mock_step_result({"name": "ModMail.send", "index": 4}, 4)
-    wf.run()
-    assert wf.warnings == [
-        "mock_step_result({'name': 'ModMail.send', 'index': 4}) matched no step of this run "
-        "(fewer than 4 calls matched 'ModMail.send')"
-    ]
+    with pytest.raises(UnmatchedSelector) as info:
+        wf.run()
+    assert wf.status == "complete"
+    assert (
+        info.value.warnings
+        == wf.warnings
+        == [
+            "mock_step_result({'name': 'ModMail.send', 'index': 4}) matched no step of this run "
+            "(fewer than 4 calls matched 'ModMail.send')"
+        ]
+    )
+
+
+def test_a_typo_in_a_selector_fails_a_run_that_would_pass(make: Any) -> None:
+    wf = make(TWO_STEPS)
+    wf.modifier.mock_step_result("ModPay.chrage", {"typo": True})
+    with pytest.raises(UnmatchedSelector) as info:
+        wf.run({"id": "o-1"})
+    text = str(info.value)
+    assert "mock_step_result('ModPay.chrage') matched no step of this run" in text
+    assert "(did you mean 'ModPay.charge'?)" in text
+    assert "strict=False" in text
+
+
+def test_strict_false_lets_an_intended_unmatched_selector_pass(make: Any) -> None:
+    wf = make(TWO_STEPS, strict=False)
+    wf.modifier.mock_step_result("ModPay.chrage", {"typo": True})
+    wf.run({"id": "o-1"})
+    assert wf.status == "complete"
+    assert len(wf.warnings) == 1
 
 
 def test_no_warning_when_every_selector_matched(make: Any) -> None:

@@ -127,18 +127,24 @@ def test_a_failure_shows_the_timeline_and_the_seed(flow: pytest.Pytester) -> Non
     result.stdout.fnmatch_lines(
         [
             "E   *WorkflowFailed: Error: card declined",
-            "*- awf-sim plug-checkout (seed 11) -*",
-            "workflow 'plug-checkout', instance *: errored with Error: card declined (seed 11)",
-            "*0 ms workflow-start",
-            "*0 ms sleep-start*settle*for 1 h",
-            "*1 h attempt-failure*PlugPay.charge*attempt 1*Error: card declined (retry in 0 ms)",
-            "*1 h attempt-failure*PlugPay.charge*attempt 2*Error: card declined",
-            "*1 h workflow-failure*Error: card declined",
-            "warning: mock_step_result('PlugPay.chrage') matched no step of this run "
+            "E   *workflow 'plug-checkout', instance *: errored (seed 11)",
+            "E   *Traceback (most recent call last; awf's frames hidden):",
+            'E   *File "*plugflow.py", line *, in checkout',
+            "E   *return await wf.PlugPay(order).charge()",
+            "E   *0 ms workflow-start",
+            "E   *0 ms sleep-start*settle*for 1 h",
+            "E   *1 h attempt-failure*PlugPay.charge*attempt 1*card declined (retry in 0 ms)",
+            "E   *1 h attempt-failure*PlugPay.charge*attempt 2*Error: card declined",
+            "E   *1 h workflow-failure*Error: card declined",
+            "E   *warning: mock_step_result('PlugPay.chrage') matched no step of this run "
             "(did you mean 'PlugPay.charge'?)",
+            "*- awf-sim plug-checkout (seed 11) -*",
+            "(the timeline is in the WorkflowFailed above)",
             "reproduce: pytest test_fails.py::test_payment --awf-seed 11",
         ]
     )
+    # The timeline is printed once, in the WorkflowFailed, not again in the report section.
+    assert sum("workflow-failure" in line for line in result.stdout.lines) == 1
 
 
 def test_a_failed_assertion_after_a_complete_run_shows_the_timeline(flow: pytest.Pytester) -> None:

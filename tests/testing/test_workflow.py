@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 import random
 import subprocess
@@ -132,6 +133,51 @@ def test_an_errored_instance_raises_workflow_failed(make: Any) -> None:
     assert lines[-1] == "reproduce with seed=5"
     assert (wf.status, wf.error) == ("errored", failed.error)
     assert wf.steps == ["WfStock.count", "WfStock.explode"]
+
+
+def test_workflow_failed_says_where_the_handler_and_the_workflow_raised(make: Any) -> None:
+    wf = make(BROKEN, db=DB)
+    wf.modifier.disable_retry_delays()
+    with pytest.raises(WorkflowFailed) as info:
+        wf.run()
+    here = __file__
+    stack = info.value.stack
+    assert stack is not None
+    # The handler's frame with file:line and its code, then the workflow's await.
+    raise_line = explode.__code__.co_firstlineno + 1
+    await_line = broken_fn.__code__.co_firstlineno + 2
+    assert f'File "{here}", line {raise_line}, in explode' in stack
+    assert "raise ValueError(f\"no such sku {item['sku']}\")" in stack
+    assert f'File "{here}", line {await_line}, in broken_fn' in stack
+    assert stack.index("in explode") < stack.index("in broken_fn")
+    assert "awf_sim" not in stack  # awf's own frames are trimmed
+    assert stack in str(info.value)
+    assert str(info.value).count("workflow-failure") == 1  # the timeline, once
+
+
+def test_the_stack_sits_beside_the_stored_error_in_the_timeline(make: Any) -> None:
+    wf = make(BROKEN, db=DB)
+    wf.modifier.disable_retry_delays()
+    with pytest.raises(WorkflowFailed):
+        wf.run()
+    failures = [e for e in wf.timeline if e["kind"] in ("attempt-failure", "workflow-failure")]
+    assert failures
+    for e in failures:
+        assert e["error"] == {"name": "ValueError", "message": "no such sku Z"}  # unchanged
+        assert f'File "{__file__}", line ' in e["stack"]
+        assert " at 0x" not in e["stack"]  # no addresses: timelines stay byte-identical
+    assert wf.error == {"name": "ValueError", "message": "no such sku Z"}
+
+
+def test_a_timeline_with_stacks_is_byte_identical_for_the_same_seed(make: Any) -> None:
+    dumps = []
+    for _ in range(2):
+        wf = make(BROKEN, db=DB, seed=3)
+        with pytest.raises(WorkflowFailed):
+            wf.run()
+        dumps.append(json.dumps(wf.timeline, sort_keys=True))
+    assert dumps[0] == dumps[1]
+    assert '"stack"' in dumps[0]
 
 
 def test_workflow_failed_survives_pickling(make: Any) -> None:
