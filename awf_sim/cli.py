@@ -196,7 +196,16 @@ def chaos(
     workflow: Annotated[
         str | None,
         typer.Option(
-            "--workflow", "-w", help="Workflow name (default: every workflow with examples)."
+            "--workflow", "-w", help="Workflow name (default: every workflow of the file)."
+        ),
+    ] = None,
+    example: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--example",
+            "-e",
+            metavar="N",
+            help="Only example N (1-based; repeatable). Default: every example.",
         ),
     ] = None,
     input: InputOpt = None,
@@ -225,6 +234,7 @@ def chaos(
         chaos_command(
             flow,
             workflow=workflow,
+            examples=example,
             input_json=input,
             input_file=input_file,
             runs=runs,

@@ -33,6 +33,7 @@ __all__ = ["run_campaign"]
 MAX_GROUPS_PER_INVARIANT = 5
 # Findings are listed root causes first: non-determinism explains most other violations.
 FINDING_ORDER = (
+    "baseline-outcome",
     "determinism",
     "no-stuck-instance",
     "serializable",

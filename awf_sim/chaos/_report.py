@@ -16,6 +16,7 @@ from awf_sim._report import format_at, timeline_table
 from awf_sim.chaos._faults import KINDS, REPLAY_KINDS, describe_fault
 from awf_sim.chaos._invariants import INVARIANTS
 from awf_sim.chaos._model import CampaignResult, Finding, Observation
+from awf_sim.dsl._example import expected_outcome
 from awf_sim.engine import TimelineEntry
 
 __all__ = [
@@ -26,7 +27,7 @@ __all__ = [
     "replay_command",
 ]
 
-CHAOS_JSON_VERSION = 1
+CHAOS_JSON_VERSION = 2
 
 _FAULT = {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string"}}}
 _PLAN = {"type": "array", "items": _FAULT}
@@ -80,6 +81,8 @@ CHAOS_JSON_SCHEMA: dict[str, Any] = {
                     "workflow",
                     "instance_id",
                     "input",
+                    "input_from",
+                    "expect",
                     "replay",
                     "baseline",
                     "runs",
@@ -94,6 +97,15 @@ CHAOS_JSON_SCHEMA: dict[str, Any] = {
                     "workflow": {"type": "string"},
                     "instance_id": {"type": "string"},
                     "input": {},
+                    "input_from": {"type": "string"},
+                    "expect": {
+                        "type": "object",
+                        "required": ["status", "error"],
+                        "properties": {
+                            "status": {"enum": ["complete", "errored"]},
+                            "error": {"type": ["string", "null"]},
+                        },
+                    },
                     "replay": {"type": ["string", "null"]},
                     "baseline": {
                         "type": "object",
@@ -266,12 +278,19 @@ def _plan_text(plan: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(describe_fault(f) for f in plan)
 
 
+def _expect_json(params: Any) -> dict[str, Any]:
+    status, error = expected_outcome(params)
+    return {"status": status, "error": error}
+
+
 @dataclass
 class WorkflowChaos:
     """One workflow's campaign and how to replay its findings."""
 
     result: CampaignResult
-    replay_args: list[str] = field(default_factory=list)  # --input/--seed for the command
+    replay_args: list[str] = field(default_factory=list)  # --example/--input/--seed
+    # Which input ran: "example 2 of 3", "given input", "no examples: {}".
+    input_from: str = ""
 
 
 @dataclass
@@ -355,6 +374,8 @@ class ChaosReport:
                     "workflow": r.target.workflow.name,
                     "instance_id": r.target.iid,
                     "input": r.target.params,
+                    "input_from": w.input_from,
+                    "expect": _expect_json(r.target.params),
                     "replay": r.replay,
                     "baseline": {
                         "status": base.status,
@@ -390,6 +411,10 @@ class ChaosReport:
 
         for w in self.workflows:
             yield from self._render_workflow(w)
+        # Say what ran: a clean verdict covers these inputs and no others.
+        ran = [f"{w.result.target.workflow.name} ({w.input_from})" for w in self.workflows]
+        inputs = len(ran)
+        yield Text(f"inputs checked ({inputs}): " + ", ".join(ran), style="dim")
         if self.clean:
             yield Text("chaos: no invariant broken", style="bold green")
         else:
@@ -407,7 +432,10 @@ class ChaosReport:
         if len(params) > 70:
             params = params[:67] + "..."
         yield Rule(f"{r.target.workflow.name}", align="left")
-        yield Text.assemble(("input ", "bold"), params)
+        status, error = expected_outcome(r.target.params)
+        expects = "" if status == "complete" else f"; expects errored with {error or 'any error'}"
+        source = f" ({w.input_from}{expects})" if w.input_from or expects else ""
+        yield Text.assemble(("input ", "bold"), params, source)
         steps = sum(1 for p in r.baseline.points if p.kind == "do")
         yield Text(
             f"seed {r.seed}; baseline: {base.status} after {format_at(base.end_ms)}, "
