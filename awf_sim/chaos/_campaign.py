@@ -24,7 +24,7 @@ from awf_sim.chaos._model import (
     Violation,
 )
 from awf_sim.chaos._pool import evaluate_all
-from awf_sim.chaos._run import evaluate, run_plan
+from awf_sim.chaos._run import evaluate, run_plan, waits_of
 from awf_sim.chaos._shrink import shrink
 from awf_sim.chaos._space import build_baseline, random_plans
 
@@ -117,7 +117,7 @@ def run_campaign(
     base_checked, base_violations = check_run(base, base.obs)
     checked.update(base_checked)
     results: list[tuple[list[dict[str, Any]], Verdict]] = [
-        ([], Verdict(base_checked, base_violations, []))
+        ([], Verdict(base_checked, base_violations, [], waits_of(base.obs)))
     ]
     if replay is not None:
         plans = [normalize_plan(replay)]
@@ -141,8 +141,11 @@ def run_campaign(
         results.append((plan, verdict))
         checked.update(verdict.checked)
         coverage.update(verdict.pairs)
+    wait_timeouts: Counter[str] = Counter()
     for _plan, verdict in results:
         violating.update({v.invariant for v in verdict.violations})
+        for name, timed_out in verdict.waits:
+            wait_timeouts[name] += int(timed_out)
     groups = _group(results)
     ordered = sorted(groups.items(), key=lambda kv: FINDING_ORDER.index(kv[0][0]))
     per_invariant: Counter[str] = Counter()
@@ -178,4 +181,5 @@ def run_campaign(
         seed=seed,
         max_faults=max_faults,
         replay=plan_token(plans[0]) if replay is not None else None,
+        wait_timeouts=wait_timeouts,
     )

@@ -136,7 +136,15 @@ CHAOS_JSON_SCHEMA: dict[str, Any] = {
                     },
                     "coverage": {
                         "type": "object",
-                        "required": ["pairs", "ran", "points", "kinds", "matrix", "not_ran"],
+                        "required": [
+                            "pairs",
+                            "ran",
+                            "points",
+                            "kinds",
+                            "matrix",
+                            "not_ran",
+                            "wait_timeouts",
+                        ],
                         "properties": {
                             "pairs": {"type": "integer"},
                             "ran": {"type": "integer"},
@@ -150,6 +158,17 @@ CHAOS_JSON_SCHEMA: dict[str, Any] = {
                                 },
                             },
                             "not_ran": {"type": "array"},
+                            "wait_timeouts": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["wait", "runs"],
+                                    "properties": {
+                                        "wait": {"type": "string"},
+                                        "runs": {"type": "integer"},
+                                    },
+                                },
+                            },
                         },
                     },
                     "violations": {
@@ -209,6 +228,8 @@ _SHORT = {
     "timeout": "timeout",
     "event-early": "early",
     "event-late": "late",
+    "event-at-deadline": "deadline",
+    "event-withheld": "withheld",
     "event-duplicate": "dup",
     "clock-skew": "skew",
     "reseed": "reseed",
@@ -226,6 +247,8 @@ _LEGEND = {
     "reseed": "replay with new randomness",
     "early": "event before the wait",
     "late": "event just before the timeout",
+    "deadline": "event exactly at the timeout",
+    "withheld": "event withheld past the timeout",
     "dup": "event sent twice",
 }
 
@@ -352,6 +375,9 @@ class ChaosReport:
                 {"point": p, "kind": k, "runs": r.coverage.get((p, k), 0)} for p, k in pairs
             ],
             "not_ran": [{"point": p, "kind": k} for p, k in pairs if not r.coverage.get((p, k))],
+            "wait_timeouts": [
+                {"wait": name, "runs": n} for name, n in sorted(r.wait_timeouts.items())
+            ],
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -513,6 +539,17 @@ class ChaosReport:
             "; ".join(f"{s}: {_LEGEND[s]}" for s in shown) + ". Numbers: runs in which it fired.",
             style="dim",
         )
+        # Say what was not covered, by name: a clean verdict says nothing about it.
+        for item in cov["not_ran"]:
+            yield Text(
+                f"not covered: {item['kind']} at {item['point']} never fired", style="yellow"
+            )
+        for item in cov["wait_timeouts"]:
+            if not item["runs"]:
+                yield Text(
+                    f"not covered: the timeout branch of wait_for {item['wait']!r} never ran",
+                    style="yellow",
+                )
 
     def _render_finding(self, w: WorkflowChaos, f: Finding, number: int) -> Iterator[Any]:
         from rich.padding import Padding

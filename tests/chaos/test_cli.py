@@ -124,7 +124,14 @@ def test_results_do_not_depend_on_jobs() -> None:
 
 def test_faults_limits_the_kinds() -> None:
     data = as_json(chaos(FIXED, "--runs", "0", "--faults", "timeout,events", "--json"))
-    assert data["faults"] == ["timeout", "event-early", "event-late", "event-duplicate"]
+    assert data["faults"] == [
+        "timeout",
+        "event-early",
+        "event-late",
+        "event-at-deadline",
+        "event-withheld",
+        "event-duplicate",
+    ]
     assert {m["kind"] for m in data["workflows"][0]["coverage"]["matrix"]} == {"timeout"}
 
 
