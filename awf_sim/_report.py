@@ -138,6 +138,10 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            # Enough to find the run again: which instance, on which seed.
+            "workflow": self.workflow,
+            "instance_id": self.instance_id,
+            "seed": self.seed,
             "status": self.status,
             "output": self.output,
             "error": self.error,

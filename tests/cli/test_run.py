@@ -36,8 +36,19 @@ def test_json_output_has_status_output_error_timeline() -> None:
     result = runner.invoke(app, ["run", ORDER, "--json", "--seed", "3"])
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    assert set(data) == {"status", "output", "error", "timeline"}
+    assert set(data) == {
+        "workflow",
+        "instance_id",
+        "seed",
+        "status",
+        "output",
+        "error",
+        "timeline",
+    }
     assert data["status"] == "complete"
+    assert data["seed"] == 3
+    assert data["workflow"] == "order-processing"
+    assert data["instance_id"]
     assert data["output"]["status"] == "confirmed"
     paths = [e["path"] for e in data["timeline"] if e["kind"] == "checkpoint"]
     assert paths == [
@@ -162,3 +173,16 @@ def test_console_script_and_store_resume(tmp_path: Path) -> None:
     data = json.loads(resumed.stdout)
     assert data["output"] == [0, 1, 2]
     assert [e["path"] for e in data["timeline"] if e["kind"] == "checkpoint"] == ["s0", "s1", "s2"]
+
+
+def test_version_and_readable_help() -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"awf-sim {version('awf')}"
+    helped = runner.invoke(app, ["chaos", "--help"]).stdout
+    for metavar in ("NAME", "JSON", "FILE", "TOKEN", "KINDS"):
+        assert metavar in helped
+    assert "<int>" not in helped
+    assert "--json  " in helped or "--json " in helped
