@@ -87,6 +87,25 @@ def _finding(
     return Finding(violation, small, plan_token(small), normalize_plan(plan), count, obs)
 
 
+# What a step's non-determinism causes on that same step: it runs again under a new name
+# (checkpoint-once), its effects happen twice (idempotent-effects), the outcome changes.
+_CONSEQUENCES = ("checkpoint-once", "idempotent-effects", "replay-equivalence")
+
+
+def _fold_consequences(findings: list[Finding]) -> list[Finding]:
+    """One bug, one finding: a determinism finding about a step takes the other invariants'
+    findings about the same step as `related`, instead of each counting as a bug."""
+    roots = {f.violation.key: f for f in findings if f.violation.invariant == "determinism"}
+    kept: list[Finding] = []
+    for f in findings:
+        root = roots.get(f.violation.key)
+        if root is not None and root is not f and f.violation.invariant in _CONSEQUENCES:
+            root.related.append(f)
+        else:
+            kept.append(f)
+    return kept
+
+
 def run_campaign(
     target: Target,
     *,
@@ -168,6 +187,7 @@ def run_campaign(
             )
         )
     tick("shrinking", len(todo), len(todo))
+    findings = _fold_consequences(findings)
     return CampaignResult(
         target=target,
         baseline=base,

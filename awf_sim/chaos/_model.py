@@ -300,6 +300,9 @@ class Finding:
     original_plan: list[dict[str, Any]]
     runs: int  # runs that broke this invariant the same way
     observation: Observation
+    # Violations of other invariants that this one explains (the same step, one cause): one
+    # bug is one finding, its consequences listed under it.
+    related: list[Finding] = field(default_factory=list)
 
 
 @dataclass

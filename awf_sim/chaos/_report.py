@@ -192,6 +192,7 @@ CHAOS_JSON_SCHEMA: dict[str, Any] = {
                                 "error",
                                 "timeline",
                                 "replay",
+                                "related",
                             ],
                             "properties": {
                                 "invariant": {"enum": list(INVARIANTS)},
@@ -210,6 +211,19 @@ CHAOS_JSON_SCHEMA: dict[str, Any] = {
                                 "error": _ERROR,
                                 "timeline": {"type": "array", "items": _ENTRY},
                                 "replay": {"type": "string"},
+                                "related": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["invariant", "key", "message", "runs"],
+                                        "properties": {
+                                            "invariant": {"enum": list(INVARIANTS)},
+                                            "key": {"type": "string"},
+                                            "message": {"type": "string"},
+                                            "runs": {"type": "integer"},
+                                        },
+                                    },
+                                },
                             },
                         },
                     },
@@ -351,6 +365,15 @@ class ChaosReport:
             "difference": v.difference,
             "hint": v.hint,
             "where": v.where,
+            "related": [
+                {
+                    "invariant": r.violation.invariant,
+                    "key": r.violation.key,
+                    "message": r.violation.message,
+                    "runs": r.runs,
+                }
+                for r in f.related
+            ],
             "status": f.observation.status,
             "output": f.observation.output,
             "error": f.observation.error,
@@ -444,8 +467,16 @@ class ChaosReport:
         if self.clean:
             yield Text("chaos: no invariant broken", style="bold green")
         else:
-            n = sum(len(w.result.findings) for w in self.workflows)
-            yield Text(f"chaos: {n} violation{'' if n == 1 else 's'} found", style="bold red")
+            # The same bug reached from several inputs (examples) is one violation.
+            seen = {
+                (w.result.target.workflow.name, f.violation.invariant, f.violation.key)
+                for w in self.workflows
+                for f in w.result.findings
+            }
+            n = len(seen)
+            total = sum(len(w.result.findings) for w in self.workflows)
+            more = f" (reached {total} times across the inputs)" if total > n else ""
+            yield Text(f"chaos: {n} violation{'' if n == 1 else 's'} found{more}", style="bold red")
 
     def _render_workflow(self, w: WorkflowChaos) -> Iterator[Any]:
         from rich.rule import Rule
@@ -562,6 +593,15 @@ class ChaosReport:
             f" · {v.key} · {f.runs} run(s)",
         )
         yield Padding(Text(v.message), (0, 0, 0, 2))
+        if f.related:
+            yield Padding(
+                Text("also caused by this (not counted again):", style="bold"), (0, 0, 0, 2)
+            )
+            for r in f.related:
+                yield Padding(
+                    Text(f"{r.violation.invariant} · {r.runs} run(s): {r.violation.message}"),
+                    (0, 0, 0, 4),
+                )
         shrunk = ""
         if len(f.original_plan) != len(f.plan) or f.original_plan != f.plan:
             shrunk = f" (shrunk from {len(f.original_plan)} fault(s))"
@@ -574,12 +614,21 @@ class ChaosReport:
                 yield Padding(Text(line, style="red"), (0, 0, 0, 4))
         timeline = mark_timeline(f.observation)
         shown = timeline
+        start = 0
         if len(shown) > TIMELINE_ROWS:
             first_fault = next((i for i, e in enumerate(shown) if e.get("fault")), 0)
             start = max(0, min(first_fault - 5, len(shown) - TIMELINE_ROWS))
             shown = shown[start : start + TIMELINE_ROWS]
+        title = "timeline"
+        if len(shown) < len(timeline):
+            # Say what was cut, so a reader never takes a window for the whole run.
+            after = len(timeline) - start - len(shown)
+            title = (
+                f"timeline: entries {start + 1} to {start + len(shown)} of {len(timeline)}"
+                f" ({start} earlier and {after} later not shown; --json has them all)"
+            )
         table = timeline_table(
-            shown, show_edge=False, pad_edge=False, title="timeline", title_justify="left"
+            shown, show_edge=False, pad_edge=False, title=title, title_justify="left"
         )
         yield Padding(table, (0, 0, 0, 2))
         if f.observation.status != w.result.baseline.obs.status:

@@ -168,3 +168,57 @@ def test_push_gate_follows_the_same_rule(tmp_path: Path) -> None:
     found = verify(flow, runs=10)
     assert [(v.workflow, v.invariant) for v in found] == [("ver-body", "baseline-outcome")]
     assert "AttributeError" in found[0].message
+
+
+LONG = """
+from awf_sim import Domain, Workflow, mock_database
+
+Counter = Domain("VerCount")
+
+
+@Counter.method()
+async def bump(item, args, ctx):
+    await ctx.db.execute("UPDATE counts SET n = n + 1 WHERE id = 1")
+    return {"ok": True}
+
+
+DATABASE = mock_database({"counts": [{"id": 1, "n": 0}]})
+
+
+@Workflow("ver-long", examples=[{"id": "l-1"}])
+async def long(wf, p):
+    for i in range(20):
+        await wf.do(f"step-{i}", lambda: i)
+    return await wf.VerCount(p).bump()
+"""
+
+
+def test_a_cut_timeline_says_how_much_was_cut(tmp_path: Path) -> None:
+    flow = write(tmp_path, "long.py", LONG)
+    result = chaos(flow, "--runs", "5", "--faults", "crash-after-effect")
+    assert result.exit_code == 1, result.stdout
+    out = " ".join(result.stdout.split())
+    assert "timeline: entries " in out
+    assert "earlier and" in out
+    assert "--json has them all" in out
+
+
+def test_one_bug_is_one_violation() -> None:
+    # examples/nondeterministic.py: datetime.now() outside a step. The steps it feeds run
+    # again under new names (checkpoint-once) and repeat their effects (idempotent-effects):
+    # consequences of the determinism finding, listed under it, not counted again.
+    result = chaos("examples/nondeterministic.py", "--runs", "40")
+    out = " ".join(result.stdout.split())
+    assert "chaos: 2 violations found" in out
+    assert "also caused by this (not counted again):" in out
+    data = as_json(chaos("examples/nondeterministic.py", "--runs", "40", "--json"))
+    (wf,) = data["workflows"]
+    assert [v["invariant"] for v in wf["violations"]] == ["determinism", "determinism"]
+    related = {(r["invariant"], r["key"]) for r in wf["violations"][0]["related"]}
+    assert related == {
+        ("idempotent-effects", "Coupons.issue"),
+        ("checkpoint-once", "Coupons.issue"),
+    }
+    # The same bug reached from two examples counts once.
+    order = " ".join(chaos("examples/order_processing.py", "--runs", "40").stdout.split())
+    assert "chaos: 2 violations found (reached 3 times across the inputs)" in order
