@@ -325,6 +325,70 @@ def replay_cmd(
     raise typer.Exit(replay_command(flow, history, json_out=json_out))
 
 
+@app.command()
+def instances(
+    store: Annotated[
+        str,
+        typer.Option(
+            "--store", metavar="FILE", help="The SQLite file `awf-sim run --store` wrote."
+        ),
+    ],
+    instance: Annotated[
+        str | None,
+        typer.Argument(metavar="[INSTANCE]", help="Show this instance: status and timeline."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the instances a store holds, or show one of them."""
+    import os
+
+    from awf_sim.engine import Simulator
+
+    if not os.path.isfile(store):
+        _fail_usage(f"--store {store}: no such file")
+    try:
+        with Simulator(store=store) as sim:
+            rows = [
+                {"instance_id": inst.id, "workflow": inst.workflow, **inst.status()}
+                for inst in sim.instances
+            ]
+            timeline = None
+            if instance is not None:
+                rows = [r for r in rows if r["instance_id"] == instance]
+                if not rows:
+                    known = ", ".join(i.id for i in sim.instances) or "none"
+                    _fail_usage(f"{store} holds no instance {instance!r} (it holds: {known})")
+                timeline = next(i for i in sim.instances if i.id == instance).timeline
+    except AwfError as exc:
+        _fail_usage(f"--store {store}: {type(exc).__name__}: {exc}")
+        return
+    if json_out:
+        payload: Any = rows if timeline is None else {**rows[0], "timeline": timeline}
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        raise typer.Exit(EXIT_OK)
+    from rich.table import Table
+
+    from awf_sim._report import timeline_table
+
+    console = _console()
+    if timeline is None:
+        table = Table(title=f"{len(rows)} instance(s) in {store}", title_justify="left")
+        for column in ("instance", "workflow", "status"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(r["instance_id"], r["workflow"] or "", r["status"])
+        console.print(table)
+    else:
+        r = rows[0]
+        console.print(timeline_table(timeline, title=f"{r['workflow']} · instance {instance}"))
+        console.print(f"status: {r['status']}")
+        if r.get("error"):
+            console.print(f"error: {r['error'].get('name')}: {r['error'].get('message')}")
+        else:
+            console.print(f"output: {json.dumps(r.get('output'), ensure_ascii=False)}")
+    raise typer.Exit(EXIT_OK)
+
+
 def _console() -> Any:
     from rich.console import Console
 

@@ -186,3 +186,25 @@ def test_version_and_readable_help() -> None:
         assert metavar in helped
     assert "<int>" not in helped
     assert "--json  " in helped or "--json " in helped
+
+
+def test_instances_lists_and_shows_a_store(tmp_path: os.PathLike[str]) -> None:
+    store = os.path.join(tmp_path, "runs.db")
+    ran = json.loads(runner.invoke(app, ["run", ORDER, "--store", store, "--json"]).stdout)
+    listed = runner.invoke(app, ["instances", "--store", store, "--json"])
+    assert listed.exit_code == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert row["instance_id"] == ran["instance_id"]
+    assert row["workflow"] == "order-processing"
+    assert row["status"] == "complete"
+    shown = runner.invoke(app, ["instances", "--store", store, ran["instance_id"], "--json"])
+    assert json.loads(shown.stdout)["timeline"] == ran["timeline"]
+    text = runner.invoke(app, ["instances", "--store", store, ran["instance_id"]])
+    assert "workflow-success" in text.stdout
+    assert "status: complete" in text.stdout
+    missing = runner.invoke(app, ["instances", "--store", os.path.join(tmp_path, "none.db")])
+    assert missing.exit_code == 2
+    assert "no such file" in missing.stderr
+    unknown = runner.invoke(app, ["instances", "--store", store, "nope"])
+    assert unknown.exit_code == 2
+    assert ran["instance_id"] in unknown.stderr
