@@ -63,6 +63,7 @@ class Violation:
     message: str
     params: Any = None
     replay: str | None = None
+    example: int | None = None  # which example of the workflow (1-based); None: `{}`
 
     def __str__(self) -> str:
         return f"{self.workflow}: {self.invariant}: {self.message}"
@@ -74,33 +75,34 @@ class Violation:
             "message": self.message,
             "params": self.params,
             "replay": self.replay,
+            "example": self.example,
         }
 
 
 def verify(flow: FlowFile, *, runs: int = 200, seed: int = 0) -> list[Violation]:
-    """The gate before a push: chaos (awf_sim.chaos) on every workflow of the flow, once per
-    example (or with `{}` when it has none), with the flow's database, HTTP mock and AI
-    provider. An empty list means the flow may be deployed."""
-    from awf_sim.chaos import Target, run_campaign
+    """The gate before a push: chaos (awf_sim.chaos) on what `awf-sim chaos FLOW` checks
+    (`awf_sim.chaos.verification_targets`: every example of every workflow, `{}` for one
+    without examples, in the flow's world), by the same rules: a broken invariant, or a
+    fault-free run that does not end as its example declares (`baseline-outcome`), is a
+    Violation. An empty list means the flow may be deployed."""
+    from awf_sim.chaos import run_campaign, verification_targets
 
-    # The flow module's HTTP and AI are what ctx.http and ctx.ai use in the simulator (as in
-    # `awf-sim run`); a module-level `AI` that is not a provider (a Domain named AI) is not.
-    ai = flow.ai if hasattr(flow.ai, "generate") else None
     violations: list[Violation] = []
     seen: set[tuple[str, str, str]] = set()
-    for workflow in flow.workflows.values():
-        for params in workflow.examples or [{}]:
-            target = Target(workflow, params, db=flow.database, http=flow.http, ai=ai, seed=seed)
-            result = run_campaign(target, runs=runs, seed=seed)
-            for finding in result.findings:
-                found = finding.violation
-                key = (workflow.name, found.invariant, found.message)
-                if key in seen:
-                    continue
-                seen.add(key)
-                violations.append(
-                    Violation(workflow.name, found.invariant, found.message, params, finding.token)
+    for target, example in verification_targets(flow, seed=seed):
+        name = target.workflow.name
+        result = run_campaign(target, runs=runs, seed=seed)
+        for finding in result.findings:
+            found = finding.violation
+            key = (name, found.invariant, found.message)
+            if key in seen:
+                continue
+            seen.add(key)
+            violations.append(
+                Violation(
+                    name, found.invariant, found.message, target.params, finding.token, example
                 )
+            )
     return violations
 
 

@@ -418,10 +418,14 @@ def push_command(
                     for violation in violations:
                         _out(f"  {violation}")
                         if violation.replay:
-                            params = json.dumps(violation.params, ensure_ascii=False)
+                            # The same input chaos ran, with the outcome its example declares.
+                            if violation.example is not None:
+                                which = f"--example {violation.example}"
+                            else:
+                                which = "--input '{}'"
                             _out(
                                 f"    replay: awf-sim chaos {flow} --workflow {violation.workflow}"
-                                f" --input '{params}' --replay {violation.replay}"
+                                f" {which} --replay {violation.replay}"
                             )
                 _err("awf-deploy: refusing to push; fix the flow, or pass --no-verify")
                 finish(EXIT_FAILED)

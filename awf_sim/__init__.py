@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import awf_sim.dsl
 from awf_sim._public import publish
-from awf_sim.dsl import Domain, Workflow, parse_duration, step_id, to_cron
+from awf_sim.dsl import Domain, Example, Workflow, parse_duration, step_id, to_cron
 from awf_sim.engine import Instance, Simulator, World
 from awf_sim.errors import (
     AwfError,
@@ -49,6 +49,7 @@ __all__ = [
     "DefinitionError",
     "Domain",
     "DurabilityViolation",
+    "Example",
     "HandlerContext",
     "Instance",
     "InstanceError",

@@ -145,6 +145,10 @@ class RunResult:
     def to_json(self) -> dict[str, Any]:
         stack = self.stack
         return {
+            # Enough to find the run again: which instance, on which seed.
+            "workflow": self.workflow,
+            "instance_id": self.instance_id,
+            "seed": self.seed,
             "status": self.status,
             "output": self.output,
             # {name, message} as stored, with `stack` beside them when the user's code raised it

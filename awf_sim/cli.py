@@ -24,10 +24,34 @@ app = typer.Typer(
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# A flag takes no value: show none (typer would show "<bool>").
+_FLAG = " "
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"awf-sim {version('awf')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("awf-sim (version unknown: not installed)")
+        raise typer.Exit(EXIT_OK)
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    _show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            metavar=_FLAG,
+            is_eager=True,
+            callback=_version,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
     """Run awf workflows in a deterministic simulator of Cloudflare Workflows."""
 
 
@@ -36,16 +60,28 @@ def _fail_usage(message: str) -> None:
     raise typer.Exit(EXIT_USAGE)
 
 
-FlowArg = Annotated[str, typer.Argument(help="The flow file (.py) that defines the workflow.")]
+FlowArg = Annotated[
+    str, typer.Argument(metavar="FLOW.py", help="The flow file (.py) that defines the workflow.")
+]
 WorkflowOpt = Annotated[
-    str | None, typer.Option("--workflow", "-w", help="Workflow name, when the file has several.")
+    str | None,
+    typer.Option(
+        "--workflow", "-w", metavar="NAME", help="Workflow name, when the file has several."
+    ),
 ]
 InputOpt = Annotated[
-    str | None, typer.Option("--input", "-i", help="Params as JSON (default: first example).")
+    str | None,
+    typer.Option("--input", "-i", metavar="JSON", help="Params as JSON (default: first example)."),
 ]
-InputFileOpt = Annotated[str | None, typer.Option("--input-file", help="Params from a JSON file.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for all randomness in the run.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+InputFileOpt = Annotated[
+    str | None, typer.Option("--input-file", metavar="FILE", help="Params from a JSON file.")
+]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", metavar="N", help="Seed for all randomness in the run.")
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", metavar=_FLAG, help="Print one JSON object on stdout.")
+]
 
 
 @app.command()
@@ -58,13 +94,16 @@ def run(
     store: Annotated[
         str | None,
         typer.Option(
-            "--store", help="SQLite file for checkpoints; an unfinished run in it is resumed."
+            "--store",
+            metavar="FILE",
+            help="SQLite file for checkpoints; an unfinished run in it is resumed.",
         ),
     ] = None,
     isolation: Annotated[
         str | None,
         typer.Option(
             "--isolation",
+            metavar="process",
             help="'process': run each handler attempt in a forked process with CPU and "
             "memory limits and no network.",
         ),
@@ -113,15 +152,21 @@ def conformance(
         ),
     ],
     engine: Annotated[
-        str, typer.Option("--engine", help="Where to run them: sim or miniflare.")
+        str,
+        typer.Option(
+            "--engine", metavar="sim|miniflare", help="Where to run them: sim or miniflare."
+        ),
     ] = "sim",
     out: Annotated[
-        str | None, typer.Option("--out", help="Write NAME.trace.json files to this folder.")
+        str | None,
+        typer.Option("--out", metavar="DIR", help="Write NAME.trace.json files to this folder."),
     ] = None,
     compare_with: Annotated[
         str | None,
         typer.Option(
-            "--compare-with", help="Compare with the NAME.trace.json files in this folder."
+            "--compare-with",
+            metavar="DIR",
+            help="Compare with the NAME.trace.json files in this folder.",
         ),
     ] = None,
     json_out: JsonOpt = False,
@@ -196,27 +241,49 @@ def chaos(
     workflow: Annotated[
         str | None,
         typer.Option(
-            "--workflow", "-w", help="Workflow name (default: every workflow with examples)."
+            "--workflow",
+            "-w",
+            metavar="NAME",
+            help="Workflow name (default: every workflow of the file).",
+        ),
+    ] = None,
+    example: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--example",
+            "-e",
+            metavar="N",
+            help="Only example N (1-based; repeatable). Default: every example.",
         ),
     ] = None,
     input: InputOpt = None,
     input_file: InputFileOpt = None,
     runs: Annotated[
-        int, typer.Option("--runs", help="Fault-injected runs per workflow (at least all singles).")
+        int,
+        typer.Option(
+            "--runs",
+            metavar="N",
+            help="Fault-injected runs per workflow (at least all singles).",
+        ),
     ] = 200,
     seed: SeedOpt = 0,
     max_faults: Annotated[
-        int, typer.Option("--max-faults", help="Most faults in one random plan.")
+        int, typer.Option("--max-faults", metavar="K", help="Most faults in one random plan.")
     ] = 3,
     faults: Annotated[
         str | None,
-        typer.Option("--faults", help="Fault kinds to inject, comma-separated (default: all)."),
+        typer.Option(
+            "--faults",
+            metavar="KINDS",
+            help="Fault kinds to inject, comma-separated (default: all).",
+        ),
     ] = None,
     json_out: JsonOpt = False,
     replay: Annotated[
-        str | None, typer.Option("--replay", help="Run just the plan of this replay token.")
+        str | None,
+        typer.Option("--replay", metavar="TOKEN", help="Run just the plan of this replay token."),
     ] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", metavar="J", help="Worker processes.")] = 1,
 ) -> None:
     """Run a workflow under every crash, retry, timeout and event fault; check durability."""
     from awf_sim.chaos._command import chaos_command
@@ -225,6 +292,7 @@ def chaos(
         chaos_command(
             flow,
             workflow=workflow,
+            examples=example,
             input_json=input,
             input_file=input_file,
             runs=runs,
@@ -242,7 +310,10 @@ def chaos(
 def replay_cmd(
     flow: FlowArg,
     history: Annotated[
-        str, typer.Argument(help="The instance history (`awf-deploy pull` writes it).")
+        str,
+        typer.Argument(
+            metavar="HISTORY.json", help="The instance history (`awf-deploy pull` writes it)."
+        ),
     ],
     json_out: JsonOpt = False,
 ) -> None:
@@ -252,6 +323,70 @@ def replay_cmd(
     from awf_sim._replay_command import replay_command
 
     raise typer.Exit(replay_command(flow, history, json_out=json_out))
+
+
+@app.command()
+def instances(
+    store: Annotated[
+        str,
+        typer.Option(
+            "--store", metavar="FILE", help="The SQLite file `awf-sim run --store` wrote."
+        ),
+    ],
+    instance: Annotated[
+        str | None,
+        typer.Argument(metavar="[INSTANCE]", help="Show this instance: status and timeline."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the instances a store holds, or show one of them."""
+    import os
+
+    from awf_sim.engine import Simulator
+
+    if not os.path.isfile(store):
+        _fail_usage(f"--store {store}: no such file")
+    try:
+        with Simulator(store=store) as sim:
+            rows = [
+                {"instance_id": inst.id, "workflow": inst.workflow, **inst.status()}
+                for inst in sim.instances
+            ]
+            timeline = None
+            if instance is not None:
+                rows = [r for r in rows if r["instance_id"] == instance]
+                if not rows:
+                    known = ", ".join(i.id for i in sim.instances) or "none"
+                    _fail_usage(f"{store} holds no instance {instance!r} (it holds: {known})")
+                timeline = next(i for i in sim.instances if i.id == instance).timeline
+    except AwfError as exc:
+        _fail_usage(f"--store {store}: {type(exc).__name__}: {exc}")
+        return
+    if json_out:
+        payload: Any = rows if timeline is None else {**rows[0], "timeline": timeline}
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        raise typer.Exit(EXIT_OK)
+    from rich.table import Table
+
+    from awf_sim._report import timeline_table
+
+    console = _console()
+    if timeline is None:
+        table = Table(title=f"{len(rows)} instance(s) in {store}", title_justify="left")
+        for column in ("instance", "workflow", "status"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(r["instance_id"], r["workflow"] or "", r["status"])
+        console.print(table)
+    else:
+        r = rows[0]
+        console.print(timeline_table(timeline, title=f"{r['workflow']} · instance {instance}"))
+        console.print(f"status: {r['status']}")
+        if r.get("error"):
+            console.print(f"error: {r['error'].get('name')}: {r['error'].get('message')}")
+        else:
+            console.print(f"output: {json.dumps(r.get('output'), ensure_ascii=False)}")
+    raise typer.Exit(EXIT_OK)
 
 
 def _console() -> Any:

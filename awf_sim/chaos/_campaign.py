@@ -25,7 +25,7 @@ from awf_sim.chaos._model import (
     Violation,
 )
 from awf_sim.chaos._pool import evaluate_all
-from awf_sim.chaos._run import evaluate, run_plan
+from awf_sim.chaos._run import evaluate, run_plan, waits_of
 from awf_sim.chaos._shrink import shrink
 from awf_sim.chaos._space import build_baseline, random_plans
 
@@ -34,6 +34,7 @@ __all__ = ["run_campaign"]
 MAX_GROUPS_PER_INVARIANT = 5
 # Findings are listed root causes first: non-determinism explains most other violations.
 FINDING_ORDER = (
+    "baseline-outcome",
     "determinism",
     "no-stuck-instance",
     "serializable",
@@ -87,6 +88,25 @@ def _finding(
     return Finding(violation, small, plan_token(small), normalize_plan(plan), count, obs)
 
 
+# What a step's non-determinism causes on that same step: it runs again under a new name
+# (checkpoint-once), its effects happen twice (idempotent-effects), the outcome changes.
+_CONSEQUENCES = ("checkpoint-once", "idempotent-effects", "replay-equivalence")
+
+
+def _fold_consequences(findings: list[Finding]) -> list[Finding]:
+    """One bug, one finding: a determinism finding about a step takes the other invariants'
+    findings about the same step as `related`, instead of each counting as a bug."""
+    roots = {f.violation.key: f for f in findings if f.violation.invariant == "determinism"}
+    kept: list[Finding] = []
+    for f in findings:
+        root = roots.get(f.violation.key)
+        if root is not None and root is not f and f.violation.invariant in _CONSEQUENCES:
+            root.related.append(f)
+        else:
+            kept.append(f)
+    return kept
+
+
 def run_campaign(
     target: Target,
     *,
@@ -116,7 +136,9 @@ def run_campaign(
     # retry-policy, events-delivered) can fail without any fault.
     base_checked, base_violations = check_run(base, base.obs)
     checked.update(base_checked)
-    results: list[tuple[Plan, Verdict]] = [([], Verdict(base_checked, base_violations, []))]
+    results: list[tuple[Plan, Verdict]] = [
+        ([], Verdict(base_checked, base_violations, [], waits_of(base.obs)))
+    ]
     if replay is not None:
         plans = [normalize_plan(replay)]
         exhaustive = 0
@@ -139,8 +161,11 @@ def run_campaign(
         results.append((plan, verdict))
         checked.update(verdict.checked)
         coverage.update(verdict.pairs)
+    wait_timeouts: Counter[str] = Counter()
     for _plan, verdict in results:
         violating.update({v.invariant for v in verdict.violations})
+        for name, timed_out in verdict.waits:
+            wait_timeouts[name] += int(timed_out)
     groups = _group(results)
     ordered = sorted(groups.items(), key=lambda kv: FINDING_ORDER.index(kv[0][0]))
     per_invariant: Counter[str] = Counter()
@@ -163,6 +188,7 @@ def run_campaign(
             )
         )
     tick("shrinking", len(todo), len(todo))
+    findings = _fold_consequences(findings)
     return CampaignResult(
         target=target,
         baseline=base,
@@ -176,4 +202,5 @@ def run_campaign(
         seed=seed,
         max_faults=max_faults,
         replay=plan_token(plans[0]) if replay is not None else None,
+        wait_timeouts=wait_timeouts,
     )

@@ -14,6 +14,7 @@ from awf_sim.chaos._campaign import run_campaign
 from awf_sim.chaos._faults import FaultPlanError, decode_token, parse_kinds
 from awf_sim.chaos._model import Target
 from awf_sim.chaos._report import ChaosReport, WorkflowChaos
+from awf_sim.chaos._targets import example_label, verification_targets
 from awf_sim.dsl._errors import AwfError
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.flow import FlowError, FlowFile, load_flow, parse_input
@@ -27,22 +28,21 @@ class _Usage(Exception):
     pass
 
 
-def _pick(loaded: FlowFile, name: str | None, need_one: str | None) -> list[Workflow]:
+def _pick(loaded: FlowFile, name: str | None, need_one: str | None) -> list[Workflow] | None:
+    """The workflows asked for; None for all of them."""
     if name is not None:
         return [loaded.pick(name)]
     if need_one is not None and len(loaded.workflows) > 1:
         known = ", ".join(loaded.workflows)
         raise _Usage(f"{need_one} needs --workflow NAME: {loaded.path} defines {known}")
-    if len(loaded.workflows) == 1:
-        return list(loaded.workflows.values())
-    chosen = [w for w in loaded.workflows.values() if w.examples]
-    if not chosen:
-        known = ", ".join(loaded.workflows)
-        raise _Usage(
-            f"{loaded.path}: no workflow has examples to run chaos on ({known}); pass "
-            "--workflow NAME and --input JSON, or add examples=[...] to the workflow"
-        )
-    return chosen
+    return None
+
+
+def _example_args(target: Target, number: int | None) -> list[str]:
+    # The replay command names the example it needs; with only one, it is the default.
+    if number is None or len(target.workflow.examples) == 1:
+        return []
+    return ["--example", str(number)]
 
 
 class _ProgressBar:
@@ -84,6 +84,7 @@ def chaos_command(
     flow: str,
     *,
     workflow: str | None = None,
+    examples: list[int] | None = None,
     input_json: str | None = None,
     input_file: str | None = None,
     runs: int = 200,
@@ -110,11 +111,32 @@ def chaos_command(
             need_one = "--replay"
         elif input_json is not None or input_file is not None:
             need_one = "--input" if input_json is not None else "--input-file"
+        if examples and (input_json is not None or input_file is not None):
+            raise _Usage("pass either --example or --input/--input-file, not both")
         chosen = _pick(loaded, workflow, need_one)
-        targets = [
-            Target.of(w, parse_input(w, input_json, input_file), loaded.world.replace(seed=seed))
-            for w in chosen
-        ]
+        if input_json is not None or input_file is not None:
+            # One given input: the only (or the named) workflow.
+            w = chosen[0] if chosen else loaded.pick(None)
+            params = parse_input(w, input_json, input_file)
+            world = loaded.world
+            if not hasattr(world.ai, "generate"):
+                world = world.replace(ai=None)
+            targets: list[tuple[Target, str, list[str]]] = [
+                (Target.of(w, params, world.replace(seed=seed)), "given input", [])
+            ]
+        else:
+            # What push verifies: every example of every workflow (or the named subset).
+            targets = [
+                (t, example_label(t.workflow, n), _example_args(t, n))
+                for t, n in verification_targets(
+                    loaded, workflows=chosen, examples=examples, seed=seed
+                )
+            ]
+        if replay is not None and len(targets) > 1:
+            raise _Usage(
+                f"--replay needs one input: {targets[0][0].workflow.name} has "
+                f"{len(targets)} examples; pass --example N (the replay command names it)"
+            )
     except (_Usage, FaultPlanError, FlowError) as exc:
         print(f"awf-sim: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -128,8 +150,8 @@ def chaos_command(
     bar = _ProgressBar()
     results = []
     try:
-        for target in targets:
-            bar.workflow = target.workflow.name
+        for target, label, example_args in targets:
+            bar.workflow = f"{target.workflow.name} ({label})"
             result = run_campaign(
                 target,
                 runs=runs,
@@ -140,7 +162,7 @@ def chaos_command(
                 progress=bar,
                 replay=plan,
             )
-            results.append(WorkflowChaos(result, replay_args))
+            results.append(WorkflowChaos(result, example_args + replay_args, label))
     except AwfError as exc:
         print(f"awf-sim: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -32,6 +32,10 @@ What each kind does, and why that is what Cloudflare can do to a workflow:
   held back until 1 ms before the timeout of the wait that received it in the fault-free run
   (timed from when that wait starts in this run: the latest it still counts), or sent twice
   (a sender that retried; Cloudflare does not deduplicate `sendEvent`).
+- event-at-deadline, event-withheld: that event is sent exactly at the timeout of the wait that
+  received it in the fault-free run, or withheld until 1 ms after it, so the wait times out and
+  the workflow takes its timeout branch (the event arrives late, to a later wait or none). The
+  outcome may differ from the fault-free run by design: outcome and effects are not compared.
 - clock-skew, reseed: the engine crashes after the step's checkpoint and the replay runs on a
   machine whose wall clock is `ms` off, or whose randomness is seeded with `seed`. Without a
   `step`, they change the next replay that another fault causes.
@@ -53,8 +57,10 @@ from awf_sim.engine._selectors import parse_selector
 from awf_sim.errors import FaultPlanError
 
 __all__ = [
+    "DEADLINE_KINDS",
     "DEFAULT_SKEW_MS",
     "EVENT_KINDS",
+    "HOLD_OFFSET_MS",
     "KINDS",
     "KIND_GROUPS",
     "STEP_KINDS",
@@ -77,6 +83,8 @@ KINDS: tuple[str, ...] = (
     "timeout",
     "event-early",
     "event-late",
+    "event-at-deadline",
+    "event-withheld",
     "event-duplicate",
     "clock-skew",
     "reseed",
@@ -96,7 +104,13 @@ REPLAY_KINDS = frozenset({"clock-skew", "reseed"})
 STEP_KINDS = ATTEMPT_KINDS | REPLAY_KINDS
 SLEEP_KINDS = frozenset({"crash-during-sleep"})
 WAIT_KINDS = frozenset({"crash-during-wait"})
-EVENT_KINDS = frozenset({"event-early", "event-late", "event-duplicate"})
+EVENT_KINDS = frozenset(
+    {"event-early", "event-late", "event-at-deadline", "event-withheld", "event-duplicate"}
+)
+# Event faults that may let a wait time out: the run's outcome may change by design.
+DEADLINE_KINDS = frozenset({"event-at-deadline", "event-withheld"})
+# When a held-back event is sent, relative to its wait's timeout.
+HOLD_OFFSET_MS = {"event-late": -1, "event-at-deadline": 0, "event-withheld": 1}
 KIND_GROUPS: dict[str, tuple[str, ...]] = {
     "all": KINDS,
     "crash": tuple(k for k in KINDS if k.startswith("crash-")),
@@ -115,6 +129,8 @@ _CODES = {
     "timeout": "O",
     "event-early": "e",
     "event-late": "l",
+    "event-at-deadline": "a",
+    "event-withheld": "w",
     "event-duplicate": "d",
     "clock-skew": "K",
     "reseed": "R",

@@ -9,6 +9,7 @@ checkpoints, the attempts faults used up, the faults that fired, the waits that 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -269,7 +270,27 @@ class FaultHooks(Hooks):
             self._wait_deadline[(ref.name, ref.count)] = deadline
             late = self._late.pop(ref.name, None)
             if late is not None:
-                at = max(self.sim.now_ms, deadline - 1)
+                at = max(self.sim.now_ms, deadline + late.offset_ms)
+                if late.offset_ms >= 0:
+                    # Held to or past the deadline: the wait may time out and the instance end
+                    # before the event goes out, so the fault takes effect now, when it is held.
+                    kind = self.plan[late.fault]["kind"]
+                    lifetime = len(self.lifetimes)
+                    self.fired.append(
+                        Fired(
+                            late.fault,
+                            kind,
+                            self.sim.now_ms,
+                            "event",
+                            late.type,
+                            None,
+                            0,
+                            0,
+                            None,
+                            lifetime,
+                        )
+                    )
+                    late = dataclasses.replace(late, fault=-1)
                 asyncio.get_running_loop().call_at(at / 1000, self._send_late, late)
         return timeout_ms
 
@@ -300,7 +321,7 @@ class FaultHooks(Hooks):
         return True
 
     def _send_late(self, late: LateEvent) -> None:
-        self.send(late.index, 0, late.type, late.payload, late.fault)
+        self.send(late.index, 0, late.type, late.payload, late.fault if late.fault >= 0 else None)
 
     # -- hibernation ---------------------------------------------------------------------
     def _hibernate(self, wake_at: int | None, kind: str) -> Action | None:

@@ -42,12 +42,15 @@ from awf_sim.chaos._diff import (
     show,
     workflow_site,
 )
+from awf_sim.chaos._faults import DEADLINE_KINDS
 from awf_sim.chaos._model import Baseline, Observation, Violation
+from awf_sim.dsl._example import expected_outcome
 from awf_sim.engine._calls import TERMINAL
 
 __all__ = ["INVARIANTS", "check_run", "exhausted_by_faults"]
 
 INVARIANTS: tuple[str, ...] = (
+    "baseline-outcome",
     "replay-equivalence",
     "checkpoint-once",
     "idempotent-effects",
@@ -148,6 +151,60 @@ def _no_stuck(base: Baseline, obs: Observation) -> list[Violation]:
     )
     return [
         Violation("no-stuck-instance", "instance", what, diff, hint, workflow_site(base.workflow))
+    ]
+
+
+_STACK_SITE = re.compile(r"([^\s\"'(]+\.py)\W+(?:line\s+)?(\d+)")
+
+
+def _error_site(base: Baseline, obs: Observation) -> str | None:
+    """`flow.py:12`: where the fault-free run's error was raised. The innermost user frame of
+    the failure's stack when the engine recorded one; else the handler of the step whose
+    failure ended the run, else the workflow function."""
+    for e in reversed(obs.timeline):
+        stack = e.get("stack")
+        if e["kind"] in ("workflow-failure", "attempt-failure", "step-failure") and stack:
+            found = _STACK_SITE.findall(str(stack))
+            if found:
+                return f"{found[-1][0]}:{found[-1][1]}"
+    error = obs.error or {}
+    for e in reversed(obs.timeline):
+        if e["kind"] in ("step-failure", "attempt-failure") and e.get("error") == error:
+            site = handler_site(base.workflow, e["path"] or "")
+            if site is not None:
+                return site
+    return workflow_site(base.workflow)
+
+
+def _baseline_outcome(base: Baseline, obs: Observation) -> list[Violation]:
+    # Faults are measured against the fault-free run; a fault-free run that fails where its
+    # example does not say it should is a bug by itself, and every comparison with it is moot.
+    status, error_name = expected_outcome(base.target.params)
+    if obs.status not in TERMINAL:
+        return []  # no-stuck-instance says it
+    got = (obs.error or {}).get("name")
+    if obs.status == status and (error_name is None or got == error_name):
+        return []
+    workflow = base.workflow.name
+    if obs.status == "errored":
+        error = obs.error or {}
+        where = _error_site(base, obs)
+        what = (
+            f"the fault-free run of {workflow} errored: {error.get('name')}: "
+            f"{error.get('message')}" + (f" ({where})" if where else "")
+        )
+        expected = "complete" if status == "complete" else f"errored with {error_name}"
+        diff = [f"expected the example to end {expected}, it ended errored with {got}"]
+        hint = (
+            "Fix the error, or, if this input should fail (a declined payment), declare it: "
+            f'examples=[Example({{...}}, expect="errored", error="{got}")].'
+        )
+        return [Violation("baseline-outcome", workflow, what, diff, hint, where)]
+    expected = "errored" + (f" with {error_name}" if error_name else "")
+    what = f"the fault-free run of {workflow} ended {obs.status}, its example expects {expected}"
+    hint = "The example declares a failure that the workflow no longer produces."
+    return [
+        Violation("baseline-outcome", workflow, what, [what], hint, workflow_site(base.workflow))
     ]
 
 
@@ -557,6 +614,7 @@ def _culprits(base: Baseline, obs: Observation) -> list[str]:
 _CHECKS = {
     "replay-equivalence": _replay_equivalence,
     "checkpoint-once": _checkpoint_once,
+    "baseline-outcome": _baseline_outcome,
     "idempotent-effects": _idempotent_effects,
     "determinism": _determinism,
     "retry-policy": _retry_policy,
@@ -571,6 +629,9 @@ def check_run(base: Baseline, obs: Observation) -> tuple[list[str], list[Violati
     checked: list[str] = []
     found: list[Violation] = []
     exhausted = bool(obs.plan) and bool(exhausted_by_faults(base.obs, obs))
+    # An event at or past its wait's deadline may take the timeout branch: another outcome,
+    # by design, so outcome and effects are not compared (the other invariants still are).
+    exhausted = exhausted or any(f.kind in DEADLINE_KINDS for f in obs.fired)
     for name in INVARIANTS:
         # Comparisons with the baseline: the fault-free run itself is the reference, and a run
         # whose faults exhausted a step's retries may end differently by design.
@@ -582,6 +643,8 @@ def check_run(base: Baseline, obs: Observation) -> tuple[list[str], list[Violati
             continue
         if name == "events-delivered" and not obs.sent:
             continue
+        if name == "baseline-outcome" and obs.plan:
+            continue  # the fault-free run only
         checked.append(name)
         found += _CHECKS[name](base, obs)
     # A step that ran again because its arguments changed on replay wrote twice, but the

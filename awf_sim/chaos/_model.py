@@ -141,14 +141,16 @@ class SentEvent:
 
 @dataclass(frozen=True, slots=True)
 class LateEvent:
-    """A declared event that an event-late fault holds back until 1 ms before the timeout
-    of `wait` (the wait that took it in the fault-free run), whenever that wait starts."""
+    """A declared event that a fault holds back until `offset_ms` from the timeout of `wait`
+    (the wait that took it in the fault-free run), whenever that wait starts: -1 ms for
+    event-late, 0 for event-at-deadline, +1 ms for event-withheld."""
 
     wait: str
     index: int
     type: str
     payload: Any
     fault: int
+    offset_ms: int = -1
 
 
 @dataclass(slots=True)
@@ -303,6 +305,9 @@ class Verdict:
     checked: list[str]
     violations: list[Violation]
     pairs: list[tuple[str, str]]  # (fault point label, kind) of the faults that fired
+    # Event waits the run reached: (wait name, whether it timed out), for the coverage of
+    # each wait_for's timeout branch.
+    waits: list[tuple[str, bool]] = field(default_factory=list)
 
 
 @dataclass
@@ -315,6 +320,9 @@ class Finding:
     original_plan: Plan
     runs: int  # runs that broke this invariant the same way
     observation: Observation
+    # Violations of other invariants that this one explains (the same step, one cause): one
+    # bug is one finding, its consequences listed under it.
+    related: list[Finding] = field(default_factory=list)
 
 
 @dataclass
@@ -331,6 +339,8 @@ class CampaignResult:
     seed: int
     max_faults: int
     replay: str | None = None  # the token, for a --replay run
+    # Each event wait reached in any run -> runs in which it timed out (its timeout branch).
+    wait_timeouts: Counter[str] = field(default_factory=Counter)
 
     @property
     def clean(self) -> bool:

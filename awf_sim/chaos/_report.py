@@ -16,6 +16,7 @@ from awf_sim._report import format_at, timeline_table
 from awf_sim.chaos._faults import KINDS, REPLAY_KINDS, describe_fault
 from awf_sim.chaos._invariants import INVARIANTS
 from awf_sim.chaos._model import CampaignResult, Finding, Observation
+from awf_sim.dsl._example import expected_outcome
 from awf_sim.engine import TimelineEntry
 from awf_sim.engine._timeline import failure_stack
 
@@ -27,7 +28,7 @@ __all__ = [
     "replay_command",
 ]
 
-CHAOS_JSON_VERSION = 1
+CHAOS_JSON_VERSION = 2
 
 _FAULT = {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string"}}}
 _PLAN = {"type": "array", "items": _FAULT}
@@ -85,6 +86,8 @@ CHAOS_JSON_SCHEMA: dict[str, Any] = {
                     "workflow",
                     "instance_id",
                     "input",
+                    "input_from",
+                    "expect",
                     "replay",
                     "baseline",
                     "runs",
@@ -99,6 +102,15 @@ CHAOS_JSON_SCHEMA: dict[str, Any] = {
                     "workflow": {"type": "string"},
                     "instance_id": {"type": "string"},
                     "input": {},
+                    "input_from": {"type": "string"},
+                    "expect": {
+                        "type": "object",
+                        "required": ["status", "error"],
+                        "properties": {
+                            "status": {"enum": ["complete", "errored"]},
+                            "error": {"type": ["string", "null"]},
+                        },
+                    },
                     "replay": {"type": ["string", "null"]},
                     "baseline": {
                         "type": "object",
@@ -129,7 +141,15 @@ CHAOS_JSON_SCHEMA: dict[str, Any] = {
                     },
                     "coverage": {
                         "type": "object",
-                        "required": ["pairs", "ran", "points", "kinds", "matrix", "not_ran"],
+                        "required": [
+                            "pairs",
+                            "ran",
+                            "points",
+                            "kinds",
+                            "matrix",
+                            "not_ran",
+                            "wait_timeouts",
+                        ],
                         "properties": {
                             "pairs": {"type": "integer"},
                             "ran": {"type": "integer"},
@@ -143,6 +163,17 @@ CHAOS_JSON_SCHEMA: dict[str, Any] = {
                                 },
                             },
                             "not_ran": {"type": "array"},
+                            "wait_timeouts": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["wait", "runs"],
+                                    "properties": {
+                                        "wait": {"type": "string"},
+                                        "runs": {"type": "integer"},
+                                    },
+                                },
+                            },
                         },
                     },
                     "violations": {
@@ -166,6 +197,7 @@ CHAOS_JSON_SCHEMA: dict[str, Any] = {
                                 "error",
                                 "timeline",
                                 "replay",
+                                "related",
                             ],
                             "properties": {
                                 "invariant": {"enum": list(INVARIANTS)},
@@ -184,6 +216,19 @@ CHAOS_JSON_SCHEMA: dict[str, Any] = {
                                 "error": _ERROR,
                                 "timeline": {"type": "array", "items": _ENTRY},
                                 "replay": {"type": "string"},
+                                "related": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["invariant", "key", "message", "runs"],
+                                        "properties": {
+                                            "invariant": {"enum": list(INVARIANTS)},
+                                            "key": {"type": "string"},
+                                            "message": {"type": "string"},
+                                            "runs": {"type": "integer"},
+                                        },
+                                    },
+                                },
                             },
                         },
                     },
@@ -202,6 +247,8 @@ _SHORT = {
     "timeout": "timeout",
     "event-early": "early",
     "event-late": "late",
+    "event-at-deadline": "deadline",
+    "event-withheld": "withheld",
     "event-duplicate": "dup",
     "clock-skew": "skew",
     "reseed": "reseed",
@@ -219,6 +266,8 @@ _LEGEND = {
     "reseed": "replay with new randomness",
     "early": "event before the wait",
     "late": "event just before the timeout",
+    "deadline": "event exactly at the timeout",
+    "withheld": "event withheld past the timeout",
     "dup": "event sent twice",
 }
 
@@ -271,12 +320,19 @@ def _plan_text(plan: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(describe_fault(f) for f in plan)
 
 
+def _expect_json(params: Any) -> dict[str, Any]:
+    status, error = expected_outcome(params)
+    return {"status": status, "error": error}
+
+
 @dataclass
 class WorkflowChaos:
     """One workflow's campaign and how to replay its findings."""
 
     result: CampaignResult
-    replay_args: list[str] = field(default_factory=list)  # --input/--seed for the command
+    replay_args: list[str] = field(default_factory=list)  # --example/--input/--seed
+    # Which input ran: "example 2 of 3", "given input", "no examples: {}".
+    input_from: str = ""
 
 
 @dataclass
@@ -314,6 +370,15 @@ class ChaosReport:
             "difference": v.difference,
             "hint": v.hint,
             "where": v.where,
+            "related": [
+                {
+                    "invariant": r.violation.invariant,
+                    "key": r.violation.key,
+                    "message": r.violation.message,
+                    "runs": r.runs,
+                }
+                for r in f.related
+            ],
             "status": f.observation.status,
             "output": f.observation.output,
             "error": _with_stack(f.observation.error, f.observation.timeline),
@@ -338,6 +403,9 @@ class ChaosReport:
                 {"point": p, "kind": k, "runs": r.coverage.get((p, k), 0)} for p, k in pairs
             ],
             "not_ran": [{"point": p, "kind": k} for p, k in pairs if not r.coverage.get((p, k))],
+            "wait_timeouts": [
+                {"wait": name, "runs": n} for name, n in sorted(r.wait_timeouts.items())
+            ],
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -360,6 +428,8 @@ class ChaosReport:
                     "workflow": r.target.workflow.name,
                     "instance_id": r.target.iid,
                     "input": r.target.params,
+                    "input_from": w.input_from,
+                    "expect": _expect_json(r.target.params),
                     "replay": r.replay,
                     "baseline": {
                         "status": base.status,
@@ -395,11 +465,23 @@ class ChaosReport:
 
         for w in self.workflows:
             yield from self._render_workflow(w)
+        # Say what ran: a clean verdict covers these inputs and no others.
+        ran = [f"{w.result.target.workflow.name} ({w.input_from})" for w in self.workflows]
+        inputs = len(ran)
+        yield Text(f"inputs checked ({inputs}): " + ", ".join(ran), style="dim")
         if self.clean:
             yield Text("chaos: no invariant broken", style="bold green")
         else:
-            n = sum(len(w.result.findings) for w in self.workflows)
-            yield Text(f"chaos: {n} violation{'' if n == 1 else 's'} found", style="bold red")
+            # The same bug reached from several inputs (examples) is one violation.
+            seen = {
+                (w.result.target.workflow.name, f.violation.invariant, f.violation.key)
+                for w in self.workflows
+                for f in w.result.findings
+            }
+            n = len(seen)
+            total = sum(len(w.result.findings) for w in self.workflows)
+            more = f" (reached {total} times across the inputs)" if total > n else ""
+            yield Text(f"chaos: {n} violation{'' if n == 1 else 's'} found{more}", style="bold red")
 
     def _render_workflow(self, w: WorkflowChaos) -> Iterator[Any]:
         from rich.rule import Rule
@@ -412,7 +494,10 @@ class ChaosReport:
         if len(params) > 70:
             params = params[:67] + "..."
         yield Rule(f"{r.target.workflow.name}", align="left")
-        yield Text.assemble(("input ", "bold"), params)
+        status, error = expected_outcome(r.target.params)
+        expects = "" if status == "complete" else f"; expects errored with {error or 'any error'}"
+        source = f" ({w.input_from}{expects})" if w.input_from or expects else ""
+        yield Text.assemble(("input ", "bold"), params, source)
         steps = sum(1 for p in r.baseline.points if p.kind == "do")
         yield Text(
             f"seed {r.seed}; baseline: {base.status} after {format_at(base.end_ms)}, "
@@ -490,6 +575,17 @@ class ChaosReport:
             "; ".join(f"{s}: {_LEGEND[s]}" for s in shown) + ". Numbers: runs in which it fired.",
             style="dim",
         )
+        # Say what was not covered, by name: a clean verdict says nothing about it.
+        for item in cov["not_ran"]:
+            yield Text(
+                f"not covered: {item['kind']} at {item['point']} never fired", style="yellow"
+            )
+        for item in cov["wait_timeouts"]:
+            if not item["runs"]:
+                yield Text(
+                    f"not covered: the timeout branch of wait_for {item['wait']!r} never ran",
+                    style="yellow",
+                )
 
     def _render_finding(self, w: WorkflowChaos, f: Finding, number: int) -> Iterator[Any]:
         from rich.padding import Padding
@@ -502,6 +598,15 @@ class ChaosReport:
             f" · {v.key} · {f.runs} run(s)",
         )
         yield Padding(Text(v.message), (0, 0, 0, 2))
+        if f.related:
+            yield Padding(
+                Text("also caused by this (not counted again):", style="bold"), (0, 0, 0, 2)
+            )
+            for r in f.related:
+                yield Padding(
+                    Text(f"{r.violation.invariant} · {r.runs} run(s): {r.violation.message}"),
+                    (0, 0, 0, 4),
+                )
         shrunk = ""
         if len(f.original_plan) != len(f.plan) or f.original_plan != f.plan:
             shrunk = f" (shrunk from {len(f.original_plan)} fault(s))"
@@ -514,12 +619,21 @@ class ChaosReport:
                 yield Padding(Text(line, style="red"), (0, 0, 0, 4))
         timeline = mark_timeline(f.observation)
         shown = timeline
+        start = 0
         if len(shown) > TIMELINE_ROWS:
             first_fault = next((i for i, e in enumerate(shown) if e.get("fault")), 0)
             start = max(0, min(first_fault - 5, len(shown) - TIMELINE_ROWS))
             shown = shown[start : start + TIMELINE_ROWS]
+        title = "timeline"
+        if len(shown) < len(timeline):
+            # Say what was cut, so a reader never takes a window for the whole run.
+            after = len(timeline) - start - len(shown)
+            title = (
+                f"timeline: entries {start + 1} to {start + len(shown)} of {len(timeline)}"
+                f" ({start} earlier and {after} later not shown; --json has them all)"
+            )
         table = timeline_table(
-            shown, show_edge=False, pad_edge=False, title="timeline", title_justify="left"
+            shown, show_edge=False, pad_edge=False, title=title, title_justify="left"
         )
         yield Padding(table, (0, 0, 0, 2))
         if f.observation.status != w.result.baseline.obs.status:

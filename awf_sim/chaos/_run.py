@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from awf_sim.chaos._faults import EVENT_KINDS, normalize_plan
+from awf_sim.chaos._faults import EVENT_KINDS, HOLD_OFFSET_MS, normalize_plan
 from awf_sim.chaos._inject import FaultHooks
 from awf_sim.chaos._invariants import check_run
 from awf_sim.chaos._model import (
@@ -55,9 +55,19 @@ def _schedule(
             seen.add(etype)
             if ("event-early", etype) in faults:
                 at, moved = 0, faults[("event-early", etype)]
-            elif ("event-late", etype) in faults and index in late_waits:
-                fault = faults[("event-late", etype)]
-                late.append(LateEvent(late_waits[index], index, etype, ev["payload"], fault))
+            elif index in late_waits and any((kind, etype) in faults for kind in HOLD_OFFSET_MS):
+                kind = next(k for k in HOLD_OFFSET_MS if (k, etype) in faults)
+                fault = faults[(kind, etype)]
+                late.append(
+                    LateEvent(
+                        late_waits[index],
+                        index,
+                        etype,
+                        ev["payload"],
+                        fault,
+                        HOLD_OFFSET_MS[kind],
+                    )
+                )
                 continue
             if ("event-duplicate", etype) in faults:
                 copies = 2
@@ -198,7 +208,18 @@ def evaluate(base: Baseline, plan: Sequence[Mapping[str, Any]]) -> Verdict:
     obs = run_on(base, plan)
     checked, violations = check_run(base, obs)
     pairs = [(base.label_of(f), f.kind) for f in obs.fired]
-    return Verdict(checked, violations, pairs)
+    return Verdict(checked, violations, pairs, waits_of(obs))
+
+
+def waits_of(obs: Observation) -> list[tuple[str, bool]]:
+    """The event waits a run reached, each with whether it timed out."""
+    out: dict[str, bool] = {}
+    for e in obs.timeline:
+        if e["kind"] == "wait-start":
+            out.setdefault(e["name"] or "", False)
+        elif e["kind"] == "wait-end" and e.get("timed_out"):
+            out[e["name"] or ""] = True
+    return list(out.items())
 
 
 def run_plan(

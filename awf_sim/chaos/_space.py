@@ -137,6 +137,8 @@ def _singles(
                 cand.append({"kind": "event-early", "type": p.path})
             if index in late_ms:
                 cand.append({"kind": "event-late", "type": p.path})
+                cand.append({"kind": "event-at-deadline", "type": p.path})
+                cand.append({"kind": "event-withheld", "type": p.path})
             cand.append({"kind": "event-duplicate", "type": p.path})
         chosen = [f for f in cand if f["kind"] in kinds]
         out += chosen

@@ -14,6 +14,7 @@ from awf_sim.dsl._errors import (
     StepError,
     WorkflowFatalError,
 )
+from awf_sim.dsl._example import Example, expected_outcome
 from awf_sim.dsl._identity import canonical, step_id, step_name
 from awf_sim.dsl._proxy import Runtime, State, StepCall, WorkflowApi
 from awf_sim.dsl._schedule import to_cron
@@ -25,6 +26,7 @@ __all__ = [
     "AwfError",
     "DefinitionError",
     "Domain",
+    "Example",
     "MethodSpec",
     "NonRetryableError",
     "Runtime",
@@ -36,6 +38,7 @@ __all__ = [
     "WorkflowApi",
     "WorkflowFatalError",
     "canonical",
+    "expected_outcome",
     "isolated_registries",
     "merge_config",
     "parse_duration",

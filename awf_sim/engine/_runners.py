@@ -10,12 +10,15 @@ means for the step; a runner decides *where* the handler's code runs. Two runner
   no network (`_fork`), while the parent serves the child's `ctx.db`, `ctx.ai` and `ctx.http`.
 
 Both build the handler's `ctx` here, fresh for every attempt, bound to the simulator's
-services under the attempt's label.
+services under the attempt's label. The label also goes into `current_step`, a context
+variable, for as long as the handler runs: the database and the effect log record each write
+and call under it, so steps that run at once (`asyncio.gather`) each own their effects.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import random
 from collections.abc import Callable, Coroutine, Mapping
@@ -29,6 +32,7 @@ from awf_sim.engine._calls import CallbackStep, StepInfo, TimedOut
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._services import Services
 from awf_sim.sdk._context import HandlerContext
+from awf_sim.sdk._effects import current_step
 
 __all__ = ["ForkRunner", "HandlerRunner", "InProcessRunner"]
 
@@ -65,6 +69,9 @@ class InProcessRunner:
 
     async def run(self, lt: Lifetime, call: Any, info: StepInfo, timeout_ms: int) -> Any:
         lt.executing += 1
+        # Set in this task's context only; a handler that suspends continues in a task that
+        # copies it. Each gathered step awaits in a task of its own.
+        label = current_step.set(f"{info.path}#{info.count}")
         try:
             if isinstance(call, CallbackStep):
                 result = call.fn(info)
@@ -80,9 +87,11 @@ class InProcessRunner:
                 return stop.value
             return await _race(lt, coro, first, timeout_ms)
         finally:
+            current_step.reset(label)
             lt.executing -= 1
 
     def start_ignoring(self, lt: Lifetime, call: Any, info: StepInfo) -> None:
+        label = current_step.set(f"{info.path}#{info.count}")
         try:
             if isinstance(call, CallbackStep):
                 result = call.fn(info)
@@ -98,6 +107,8 @@ class InProcessRunner:
                     lt.spawn(finish(coro, first)).add_done_callback(_consume_exception)
         except Exception:  # the timeout wins the race; a late failure is ignored like a result
             pass
+        finally:
+            current_step.reset(label)
 
 
 class ForkRunner:
@@ -133,8 +144,12 @@ class ForkRunner:
             def scope() -> Any:
                 return simulation_scope(lambda: wall_ms, random.Random(child_seed))
 
+            # The parent serves the child's ctx.db/ai/http on the executor's thread, which
+            # does not inherit this task's context: hand it one that names this step.
+            context = contextvars.copy_context()
+            context.run(current_step.set, f"{info.path}#{info.count}")
             return await lt.loop.run_in_executor(
-                None, lambda: run_isolated(call.invoke, ctx, limits, scope=scope)
+                None, context.run, lambda: run_isolated(call.invoke, ctx, limits, scope=scope)
             )
         finally:
             lt.executing -= 1

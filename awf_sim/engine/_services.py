@@ -4,7 +4,9 @@ The services live as long as the simulator: the database and the effect log are 
 engine, so they survive its crashes, which is what lets chaos compare them between runs. Each
 is created on first use (most runs never touch ctx.ai or ctx.http, and `import awf_sim` must
 not import httpx). A `HandlerContext` asks for one with the attempt's label
-("Inventory.check#1"), which names the step in database errors and in the effect log.
+("Inventory.check#1"). The handles are shared by every step, so they carry no label of
+their own: the runner sets `awf_sim.sdk._effects.current_step` per task while a handler runs,
+and the database and effect log read it, so steps that run at once each own their effects.
 """
 
 from __future__ import annotations
@@ -57,10 +59,7 @@ class Services:
 
     # What a HandlerContext asks for on first use of ctx.db / ctx.ai / ctx.http.
     def db_for(self, label: str) -> Any:
-        db = self.db
-        if hasattr(db, "step"):
-            db.step = label
-        return db
+        return self.db
 
     def ai_for(self, label: str) -> Any:
         if self._ai_client is None:
@@ -68,7 +67,6 @@ class Services:
 
             provider = self.ai_spec if self.ai_spec is not None else DeterministicAI(self._seed)
             self._ai_client = AIClient(provider, self.effects)
-        self.effects.step = label
         return self._ai_client
 
     def http_for(self, label: str) -> Any:
@@ -76,7 +74,6 @@ class Services:
             from awf_sim.sdk._http import make_http_client
 
             self._http_client = make_http_client(self.http_spec, self.effects)
-        self.effects.step = label
         return self._http_client
 
     @property

@@ -138,8 +138,9 @@ class DatabaseHandle:
 
     @property
     def step(self) -> str | None:
-        """Label of the step using the handle (`"Inventory.reserve#1"`); set by the engine."""
-        return self._session.step
+        """Label of the step using the handle (`"Inventory.reserve#1"`): the step running in
+        the current task, else the label set on the handle."""
+        return self._session.label()
 
     @step.setter
     def step(self, value: str | None) -> None:
@@ -260,7 +261,7 @@ class DatabaseHandle:
     # -- synchronous core, shared with Transaction -----------------------------------------
 
     def _error(self, exc: BaseException, sql: str | None) -> DatabaseError:
-        return DatabaseError(str(exc), sql, self._session.step)
+        return DatabaseError(str(exc), sql, self._session.label())
 
     def _run(self, sql: str, params: Params) -> sqlite3.Cursor:
         if _is_ddl(sql):
@@ -325,7 +326,7 @@ class DatabaseHandle:
         keys = tuple(row)
         sql = self._insert_sql.get((table, keys))
         if sql is None:
-            step = self._session.step
+            step = self._session.label()
             _check_identifier("table name", table, step)
             for key in keys:
                 _check_identifier("column name", key, step)
@@ -333,7 +334,7 @@ class DatabaseHandle:
         try:
             values = _encode_row(row.values())
         except (TypeError, ValueError) as exc:
-            raise DatabaseError(f"insert into {table}: {exc}", None, self._session.step) from exc
+            raise DatabaseError(f"insert into {table}: {exc}", None, self._session.label()) from exc
         try:
             cursor = self._conn.execute(sql, values)
         except sqlite3.OperationalError as exc:
@@ -372,7 +373,7 @@ class DatabaseHandle:
     def _delete(self, table: str, id: Any) -> int:
         sql = self._delete_sql.get(table)
         if sql is None:
-            _check_identifier("table name", table, self._session.step)
+            _check_identifier("table name", table, self._session.label())
             sql = self._delete_sql[table] = f"DELETE FROM {_quote(table)} WHERE id = ?"
         return self._execute(sql, (id,))
 

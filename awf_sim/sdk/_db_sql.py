@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from awf_sim.errors import DatabaseError
+from awf_sim.sdk._effects import current_step
 
 Params = Sequence[Any] | Mapping[str, Any]
 
@@ -276,7 +277,10 @@ class _Session:
         self.reusable = True
 
     def label(self) -> str | None:
-        return self.step
+        # The step running in the current task wins over the handle's own label: the
+        # connection is shared by every step, and steps may run at once.
+        step = current_step.get()
+        return self.step if step is None else step
 
     def authorize(
         self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None

@@ -8,10 +8,18 @@ object ids, canonical JSON. `detail` carries the rest (answers, headers) for rep
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Effect", "EffectLog"]
+__all__ = ["Effect", "EffectLog", "current_step"]
+
+# The label of the step whose handler is running ("Payment.process#1"), per asyncio task.
+# The engine sets it around each attempt, so two steps that run at once (asyncio.gather: each
+# in its own task, with its own copy of the context) each see their own label, however they
+# interleave; database writes and external effects are recorded under it. A label stored on
+# a handle that all steps share would name whichever step touched the handle last.
+current_step: ContextVar[str | None] = ContextVar("awf_current_step", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +42,8 @@ class Effect:
 
 
 class EffectLog:
-    """Effects in the order they happened. The engine sets `step` before each attempt."""
+    """Effects in the order they happened, each under the step running in the task that made
+    it (`current_step`); `step` is the fallback outside the engine (a test context)."""
 
     __slots__ = ("_effects", "step")
 
@@ -43,7 +52,10 @@ class EffectLog:
         self._effects: list[Effect] = []
 
     def record(self, kind: str, summary: str, detail: Mapping[str, Any]) -> None:
-        self._effects.append(Effect(kind, self.step, summary, dict(detail)))
+        step = current_step.get()
+        if step is None:
+            step = self.step
+        self._effects.append(Effect(kind, step, summary, dict(detail)))
 
     @property
     def effects(self) -> list[Effect]:

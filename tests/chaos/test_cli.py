@@ -50,7 +50,7 @@ def test_the_seed_example_fails_with_the_fix_hint() -> None:
     assert "ctx.idempotency_key" in out
     assert "examples/order_processing.py:" in out
     assert "⚡ crash-after-effect" in out  # the fault, marked in the timeline
-    assert f"awf-sim chaos {ORDER} --workflow order-processing --replay " in out
+    assert f"awf-sim chaos {ORDER} --workflow order-processing --example 1 --replay " in out
     assert "coverage: 35 of 35" in out
 
 
@@ -70,13 +70,15 @@ def test_the_nondeterministic_example_fails_determinism() -> None:
 
 
 def test_json_report_follows_the_schema() -> None:
-    result = chaos(ORDER, "--runs", "40", "--json", "--seed", "2")
+    result = chaos(ORDER, "--example", "1", "--runs", "40", "--json", "--seed", "2")
     assert result.exit_code == 1
     data = as_json(result)
     assert data["clean"] is False
     assert data["seed"] == 2
     (wf,) = data["workflows"]
     assert wf["workflow"] == "order-processing"
+    assert wf["input_from"] == "example 1 of 3"
+    assert wf["expect"] == {"status": "complete", "error": None}
     assert wf["baseline"]["status"] == "complete"
     assert {i["name"]: i["violations"] > 0 for i in wf["invariants"]}["idempotent-effects"]
     assert wf["coverage"]["ran"] == wf["coverage"]["pairs"] == 35
@@ -85,12 +87,12 @@ def test_json_report_follows_the_schema() -> None:
         {"kind": "crash-after-effect", "step": "Inventory.reserve", "attempt": 1}
     ]
     assert [e["fault"] for e in violation["timeline"] if "fault" in e] == ["crash-after-effect"]
-    assert violation["replay"].endswith(f"--seed 2 --replay {violation['token']}")
+    assert violation["replay"].endswith(f"--example 1 --seed 2 --replay {violation['token']}")
 
 
 def test_replay_reproduces_the_same_violation() -> None:
     first = as_json(chaos(ORDER, "--runs", "40", "--json"))["workflows"][0]["violations"][0]
-    replayed = chaos(ORDER, "--workflow", "order-processing", "--replay", first["token"], "--json")
+    replayed = chaos(*first["replay"].split()[2:], "--json")
     assert replayed.exit_code == 1
     wf = as_json(replayed)["workflows"][0]
     assert wf["runs"] == 1
@@ -105,6 +107,9 @@ def test_replay_of_a_clean_plan_exits_0() -> None:
 
     token = plan_token([{"kind": "crash-after-checkpoint", "step": "Inventory.reserve"}])
     result = chaos(ORDER, "--replay", token)
+    assert result.exit_code == 2  # which of the three examples?
+    assert "--example N" in result.stderr
+    result = chaos(ORDER, "--example", "2", "--replay", token)
     assert result.exit_code == 0, result.stdout
     assert "replayed 1 plan" in result.stdout
 
@@ -119,7 +124,14 @@ def test_results_do_not_depend_on_jobs() -> None:
 
 def test_faults_limits_the_kinds() -> None:
     data = as_json(chaos(FIXED, "--runs", "0", "--faults", "timeout,events", "--json"))
-    assert data["faults"] == ["timeout", "event-early", "event-late", "event-duplicate"]
+    assert data["faults"] == [
+        "timeout",
+        "event-early",
+        "event-late",
+        "event-at-deadline",
+        "event-withheld",
+        "event-duplicate",
+    ]
     assert {m["kind"] for m in data["workflows"][0]["coverage"]["matrix"]} == {"timeout"}
 
 
@@ -149,7 +161,8 @@ def test_bad_usage_exits_2(args: tuple[str, ...], words: str) -> None:
     assert words in result.stderr
 
 
-def test_without_workflow_every_workflow_with_examples_runs(tmp_path: Path) -> None:
+def test_without_workflow_every_workflow_runs(tmp_path: Path) -> None:
+    # What push verifies: every workflow, on every example, `{}` for one without examples.
     flow = tmp_path / "two.py"
     flow.write_text(
         "from awf_sim import Workflow\n"
@@ -165,7 +178,8 @@ def test_without_workflow_every_workflow_with_examples_runs(tmp_path: Path) -> N
         "    return 0\n"
     )
     data = as_json(chaos(str(flow), "--runs", "5", "--json"))
-    assert [w["workflow"] for w in data["workflows"]] == ["cli-two-a", "cli-two-b"]
+    assert [w["workflow"] for w in data["workflows"]] == ["cli-two-a", "cli-two-b", "cli-two-c"]
+    assert [w["input_from"] for w in data["workflows"]][2] == "no examples: {}"
     assert data["clean"] is True
     assert chaos(str(flow), "--input", '{"n": 3}').exit_code == 2  # which workflow?
     one = as_json(chaos(str(flow), "-w", "cli-two-c", "--runs", "3", "--json"))

@@ -114,7 +114,13 @@ def test_bad_tokens_are_refused(token: Any) -> None:
 def test_kinds_and_groups() -> None:
     assert parse_kinds(None) == KINDS
     assert parse_kinds("timeout, crash-after-effect") == ("crash-after-effect", "timeout")
-    assert parse_kinds("events") == ("event-early", "event-late", "event-duplicate")
+    assert parse_kinds("events") == (
+        "event-early",
+        "event-late",
+        "event-at-deadline",
+        "event-withheld",
+        "event-duplicate",
+    )
     assert all(k.startswith("crash-") for k in parse_kinds("crash"))
     with pytest.raises(FaultPlanError, match="the kinds are: crash-before-step"):
         parse_kinds("crash,explode")

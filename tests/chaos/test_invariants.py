@@ -32,6 +32,7 @@ def broken(workflow: Workflow, plan: list[dict[str, Any]], **kwargs: Any) -> Dur
 
 def test_invariant_names_are_stable() -> None:
     assert INVARIANTS == (
+        "baseline-outcome",
         "replay-equivalence",
         "checkpoint-once",
         "idempotent-effects",

@@ -36,8 +36,19 @@ def test_json_output_has_status_output_error_timeline() -> None:
     result = runner.invoke(app, ["run", ORDER, "--json", "--seed", "3"])
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    assert set(data) == {"status", "output", "error", "timeline"}
+    assert set(data) == {
+        "workflow",
+        "instance_id",
+        "seed",
+        "status",
+        "output",
+        "error",
+        "timeline",
+    }
     assert data["status"] == "complete"
+    assert data["seed"] == 3
+    assert data["workflow"] == "order-processing"
+    assert data["instance_id"]
     assert data["output"]["status"] == "confirmed"
     paths = [e["path"] for e in data["timeline"] if e["kind"] == "checkpoint"]
     assert paths == [
@@ -169,3 +180,38 @@ def test_console_script_and_store_resume(tmp_path: Path) -> None:
     data = json.loads(resumed.stdout)
     assert data["output"] == [0, 1, 2]
     assert [e["path"] for e in data["timeline"] if e["kind"] == "checkpoint"] == ["s0", "s1", "s2"]
+
+
+def test_version_and_readable_help() -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"awf-sim {version('awf')}"
+    helped = runner.invoke(app, ["chaos", "--help"]).stdout
+    for metavar in ("NAME", "JSON", "FILE", "TOKEN", "KINDS"):
+        assert metavar in helped
+    assert "<int>" not in helped
+    assert "--json  " in helped or "--json " in helped
+
+
+def test_instances_lists_and_shows_a_store(tmp_path: os.PathLike[str]) -> None:
+    store = os.path.join(tmp_path, "runs.db")
+    ran = json.loads(runner.invoke(app, ["run", ORDER, "--store", store, "--json"]).stdout)
+    listed = runner.invoke(app, ["instances", "--store", store, "--json"])
+    assert listed.exit_code == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert row["instance_id"] == ran["instance_id"]
+    assert row["workflow"] == "order-processing"
+    assert row["status"] == "complete"
+    shown = runner.invoke(app, ["instances", "--store", store, ran["instance_id"], "--json"])
+    assert json.loads(shown.stdout)["timeline"] == ran["timeline"]
+    text = runner.invoke(app, ["instances", "--store", store, ran["instance_id"]])
+    assert "workflow-success" in text.stdout
+    assert "status: complete" in text.stdout
+    missing = runner.invoke(app, ["instances", "--store", os.path.join(tmp_path, "none.db")])
+    assert missing.exit_code == 2
+    assert "no such file" in missing.stderr
+    unknown = runner.invoke(app, ["instances", "--store", store, "nope"])
+    assert unknown.exit_code == 2
+    assert ran["instance_id"] in unknown.stderr

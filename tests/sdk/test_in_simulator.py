@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -226,3 +227,51 @@ class TestProcessIsolation:
         _, (status, _, _) = self.run(self.flow(connect, retries=0), Limits())
         assert status["status"] == "errored"
         assert "network" in json.dumps(status["error"]).lower()
+
+
+def test_gathered_steps_each_own_their_writes_and_calls() -> None:
+    # Two steps run at once (asyncio.gather) and interleave at every await. Each write and
+    # each request must be recorded under the step that made it, never under whichever step
+    # touched a shared handle last: chaos's effect invariants judge steps by these labels.
+    router = respx.Router()
+    router.post("https://api.example.com/notify").mock(return_value=httpx.Response(200))
+
+    async def work(who: str, ctx: Any) -> str:
+        db = ctx.db
+        await db.insert("log", {"who": who, "n": 1})
+        await asyncio.sleep(0)  # the other step runs here
+        http = ctx.http
+        await db.insert("log", {"who": who, "n": 2})
+        await asyncio.sleep(0)
+        await http.post("https://api.example.com/notify", json={"who": who})
+        await asyncio.sleep(0)
+        await db.insert("log", {"who": who, "n": 3})
+        return who
+
+    async def reserve(item: Any, args: Any, ctx: Any) -> Any:
+        return await work("stock", ctx)
+
+    async def record(item: Any, args: Any, ctx: Any) -> Any:
+        return await work("ledger", ctx)
+
+    stock = Domain("Stock", {"reserve": reserve})
+    ledger = Domain("Ledger", {"record": record})
+
+    async def both(wf: Any, p: Any) -> Any:
+        return await asyncio.gather(wf.Stock(p).reserve(), wf.Ledger(p).record())
+
+    flow = Workflow("both", both, domains=[stock, ledger])
+    label = {"stock": "Stock.reserve#1", "ledger": "Ledger.record#1"}
+    db = mock_database({"log": [{"id": 0, "who": "seed", "n": 0}]})
+    with Simulator(db=db, http=router) as sim:
+        inst = sim.create(flow, {"id": "o-1"})
+        sim.run()
+        assert inst.status()["output"] == ["stock", "ledger"]
+        writes = [(w.row["who"], w.row["n"], w.step) for w in sim.db.writes]
+        assert len(writes) == 6
+        assert all(step == label[who] for who, _n, step in writes), writes
+        effects = sim.effects.effects
+        assert len(effects) == 2
+        for effect in effects:
+            who = "stock" if '"stock"' in effect.summary else "ledger"
+            assert effect.step == label[who], effect

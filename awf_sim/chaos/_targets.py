@@ -1,0 +1,57 @@
+"""What is verified: the one definition `awf-sim chaos` and `awf-deploy push` share.
+
+Every example input of every workflow of a flow file (a workflow without examples runs once,
+on `{}`), in the world the flow file declares (its DATABASE, HTTP and AI), each example judged
+by the outcome it declares (`Example(..., expect="errored", error=...)`; plain dicts should
+complete). A subset is named by workflow and by example number (1-based).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from awf_sim.chaos._model import Target
+from awf_sim.dsl._workflow import Workflow
+from awf_sim.flow import FlowError, FlowFile
+
+__all__ = ["example_label", "verification_targets"]
+
+
+def verification_targets(
+    flow: FlowFile,
+    *,
+    workflows: Sequence[Workflow] | None = None,
+    examples: Sequence[int] | None = None,
+    seed: int = 0,
+) -> list[tuple[Target, int | None]]:
+    """(target, example number or None for `{}`) for every input chaos and push verify."""
+    world = flow.world
+    # A module-level `AI` that is not a provider (a Domain named AI) is not ctx.ai's.
+    if not hasattr(world.ai, "generate"):
+        world = world.replace(ai=None)
+    world = world.replace(seed=seed)
+    chosen = list(workflows) if workflows is not None else list(flow.workflows.values())
+    out: list[tuple[Target, int | None]] = []
+    for workflow in chosen:
+        inputs: list[tuple[Any, int | None]] = [
+            (params, n) for n, params in enumerate(workflow.examples, 1)
+        ] or [({}, None)]
+        if examples:
+            known = len(workflow.examples)
+            bad = [n for n in examples if not 1 <= n <= known]
+            if bad:
+                raise FlowError(
+                    f"--example {bad[0]}: {workflow.name} has {known} example(s)"
+                    + (f", numbered 1 to {known}" if known else "")
+                )
+            inputs = [(workflow.examples[n - 1], n) for n in examples]
+        out += [(Target.of(workflow, params, world), n) for params, n in inputs]
+    return out
+
+
+def example_label(workflow: Workflow, number: int | None) -> str:
+    """`example 2 of 3`, or `no examples: {}`."""
+    if number is None:
+        return "no examples: {}"
+    return f"example {number} of {len(workflow.examples)}"
