@@ -80,7 +80,16 @@ class Violation:
 def verify(flow: FlowFile, *, runs: int = 200, seed: int = 0) -> list[Violation]:
     """The gate before a push: chaos (awf_sim.chaos) on every workflow of the flow, once per
     example (or with `{}` when it has none), with the flow's database, HTTP mock and AI
-    provider. An empty list means the flow may be deployed."""
+    provider. An empty list means the flow may be deployed.
+
+    The campaign runs in a supervised child process: flow code that ends it (os._exit, a
+    fatal signal) raises `ProcessDied`, so the gate can fail but never be silenced."""
+    from awf_sim.chaos import run_supervised
+
+    return run_supervised(lambda: _verify(flow, runs, seed), "the verify gate (chaos)")
+
+
+def _verify(flow: FlowFile, runs: int, seed: int) -> list[Violation]:
     from awf_sim.chaos import Target, run_campaign
 
     # The flow module's HTTP and AI are what ctx.http and ctx.ai use in the simulator (as in

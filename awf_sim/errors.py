@@ -16,6 +16,8 @@
     │   ├── IsolationError          an isolated attempt broke a limit or its process died
     │   ├── IsolatedHandlerError    a handler error from the child whose class cannot be
     │   │                           rebuilt in the parent: {name, message} only
+    │   ├── ProcessDied             code under test ended the supervised child of chaos or
+    │   │                           push's verify gate before a verdict (os._exit, a signal)
     │   ├── DatabaseError           ctx.db: a statement failed, or a name or value was refused
     │   ├── AIError                 ctx.ai: unknown recorded prompt, unsatisfiable schema,
     │   │                           provider error
@@ -68,6 +70,7 @@ __all__ = [
     "ModifierError",
     "NetworkAccessRefused",
     "NonRetryableError",
+    "ProcessDied",
     "ScenarioError",
     "SerializationError",
     "StepError",
@@ -104,6 +107,11 @@ class NetworkAccessRefused(AwfError, ConnectionError):
     def __reduce__(self) -> tuple[type[NetworkAccessRefused], tuple[str, str]]:
         # OSError would otherwise rebuild it from the message alone.
         return (type(self), (self.target, self.operation))
+
+
+class ProcessDied(AwfError):
+    """A supervised child (chaos, push's verify gate) ended before it reached a verdict: the
+    code under test called os._exit() or was killed by a signal. Always a failure."""
 
 
 class IsolationError(AwfError):

@@ -142,6 +142,7 @@ EXPORTS: dict[str, list[str]] = {
         "plan_token",
         "run_campaign",
         "run_plan",
+        "run_supervised",
     ],
     "awf_sim.conformance": [
         "COMPATIBILITY_DATE",
@@ -210,6 +211,7 @@ EXPORTS: dict[str, list[str]] = {
         "ModifierError",
         "NetworkAccessRefused",
         "NonRetryableError",
+        "ProcessDied",
         "ScenarioError",
         "SerializationError",
         "StepError",

@@ -31,6 +31,7 @@ from awf_sim.chaos._model import Baseline, CampaignResult, Finding, Observation,
 from awf_sim.chaos._report import CHAOS_JSON_SCHEMA, CHAOS_JSON_VERSION, ChaosReport
 from awf_sim.chaos._run import run_plan
 from awf_sim.chaos._space import build_baseline
+from awf_sim.chaos._supervise import run_supervised
 
 __all__ = [
     "CHAOS_JSON_SCHEMA",
@@ -58,6 +59,7 @@ __all__ = [
     "plan_token",
     "run_campaign",
     "run_plan",
+    "run_supervised",
 ]
 
 publish(__name__, __all__, globals())

@@ -78,7 +78,10 @@ class InProcessRunner:
                 first = coro.send(None)
             except StopIteration as stop:
                 return stop.value
-            return await _race(lt, coro, first, timeout_ms)
+            return await _race(lt, coro, first, timeout_ms, info.path)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            # The handler's, not the process's: the judge must outlive the code it judges.
+            raise exit_error(exc, info.path) from None
         finally:
             lt.executing -= 1
 
@@ -95,8 +98,11 @@ class InProcessRunner:
                 except StopIteration:
                     pass
                 else:
-                    lt.spawn(finish(coro, first)).add_done_callback(_consume_exception)
-        except Exception:  # the timeout wins the race; a late failure is ignored like a result
+                    lt.spawn(_contained(coro, first, info.path)).add_done_callback(
+                        _consume_exception
+                    )
+        # The timeout wins the race; a late failure (even a sys.exit) is ignored like a result.
+        except (Exception, SystemExit, KeyboardInterrupt):
             pass
 
 
@@ -143,9 +149,32 @@ class ForkRunner:
         self.inner.start_ignoring(lt, call, info)
 
 
-async def _race(lt: Lifetime, coro: Coroutine[Any, Any, Any], first: Any, timeout_ms: int) -> Any:
+async def _contained(coro: Coroutine[Any, Any, Any], first: Any, path: str) -> Any:
+    """Finish a suspended handler on a Task; asyncio lets a Task's SystemExit and
+    KeyboardInterrupt escape the loop, so they become the step's error here."""
+    try:
+        return await finish(coro, first)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise exit_error(exc, path) from None
+
+
+def exit_error(exc: BaseException, path: str) -> StepError:
+    """The error of a step whose handler tried to end the process."""
+    if isinstance(exc, SystemExit):
+        what = f"called sys.exit({exc.code!r})" if exc.code is not None else "called sys.exit()"
+    else:
+        what = "raised KeyboardInterrupt"
+    return StepError(
+        f"the handler of {path} {what}: a step cannot end the process that runs it",
+        type(exc).__name__,
+    )
+
+
+async def _race(
+    lt: Lifetime, coro: Coroutine[Any, Any, Any], first: Any, timeout_ms: int, path: str
+) -> Any:
     loop = lt.loop
-    task = lt.spawn(finish(coro, first))
+    task = lt.spawn(_contained(coro, first, path))
     task.add_done_callback(_consume_exception)
     waiter: asyncio.Future[None] = loop.create_future()
 

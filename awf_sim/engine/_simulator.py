@@ -64,6 +64,18 @@ _NON_RETRYABLE_FIXED = (
 )
 
 
+def _exit_error(exc: BaseException) -> dict[str, str]:
+    """The instance error of a workflow body that tried to end the process."""
+    if isinstance(exc, SystemExit):
+        what = "called sys.exit()" if exc.code is None else f"called sys.exit({exc.code!r})"
+    else:
+        what = "raised KeyboardInterrupt"
+    return {
+        "name": type(exc).__name__,
+        "message": f"the workflow {what}; a workflow cannot end the process that runs it",
+    }
+
+
 class Instance:
     """A handle on one workflow instance of a Simulator."""
 
@@ -477,6 +489,9 @@ class Simulator:
             self._finish(lt, "errored", None, error)
         except Exception as exc:
             self._finish(lt, "errored", None, error_of(exc))
+        except (SystemExit, KeyboardInterrupt) as exc:
+            # The workflow's, not the process's: it fails the instance, never ends the judge.
+            self._finish(lt, "errored", None, _exit_error(exc))
         else:
             self._finish(lt, "complete", output, None)
 
