@@ -19,7 +19,11 @@ from typing import Any, NoReturn
 
 from awf_sim.engine._ambient import NetworkAccessRefused
 
-__all__ = ["VirtualLoop"]
+__all__ = ["HORIZON_MS", "VirtualLoop"]
+
+# The end of virtual time: 2**53 ms (about 285,000 years), JavaScript's largest exact
+# integer. Nothing is scheduled past it; a timer beyond it is one that never fires.
+HORIZON_MS = 2**53
 
 
 class _VirtualSelector:
@@ -44,15 +48,21 @@ class _VirtualSelector:
         if not scheduled:
             # Nothing can ever happen again without the outside: stop here.
             if target is not None:
-                loop._now_ms = max(loop._now_ms, target)
+                loop._set_now(max(loop._now_ms, target))
             loop.stop()
             return []
         next_ms = math.ceil(scheduled[0]._when * 1000 - 1e-6)
-        if target is not None and next_ms > target:
-            loop._now_ms = max(loop._now_ms, target)
+        if next_ms > HORIZON_MS:
+            # Only timers past the end of virtual time are left: nothing more can happen.
+            if target is not None:
+                loop._set_now(max(loop._now_ms, min(target, HORIZON_MS)))
             loop.stop()
             return []
-        loop._now_ms = max(loop._now_ms, next_ms)
+        if target is not None and next_ms > target:
+            loop._set_now(max(loop._now_ms, target))
+            loop.stop()
+            return []
+        loop._set_now(max(loop._now_ms, next_ms))
         return []
 
     def close(self) -> None:
@@ -79,6 +89,14 @@ class VirtualLoop(asyncio.BaseEventLoop):
     @property
     def now_ms(self) -> int:
         return self._now_ms
+
+    def _set_now(self, ms: int) -> None:
+        self._now_ms = ms
+        # asyncio runs a timer when `when < time() + _clock_resolution`. Once time() is so
+        # large (past 2**34 s) that a float step exceeds 1e-6 s, `time() + 1e-6 == time()`
+        # and a timer due now would never run: the loop would spin. Keep the resolution a
+        # few float steps wide (still far below a millisecond).
+        self._clock_resolution = max(1e-6, 4 * math.ulp(ms / 1000))
 
     def has_due_work(self) -> bool:
         """Whether running the loop now would run anything: a ready callback, a timer due at

@@ -73,10 +73,23 @@ def test_chaos_never_exits_0_when_the_flow_ends_the_process(tmp_path: Path, text
     assert result.stderr.strip()
 
 
-def test_chaos_output_still_reaches_a_captured_stdout() -> None:
-    root = Path(__file__).resolve().parents[2]
-    result = runner.invoke(
-        app, ["chaos", str(root / "examples" / "order_processing_fixed.py"), "--runs", "0"]
-    )
+CLEAN = """
+from awf_sim import Domain, Workflow
+
+async def hello(c, a, ctx):
+    return "hi"
+
+Greeter = Domain("SupervisedGreeter", {"hello": hello})
+
+@Workflow("greets", examples=[{}])
+async def greets(wf, p):
+    return await wf.SupervisedGreeter({}).hello()
+"""
+
+
+def test_chaos_output_still_reaches_a_captured_stdout(tmp_path: Path) -> None:
+    flow = tmp_path / "clean.py"
+    flow.write_text(CLEAN)
+    result = runner.invoke(app, ["chaos", str(flow), "--runs", "0", "--json"])
     assert result.exit_code == 0, result.stderr
-    assert "chaos" in result.stdout
+    assert '"greets"' in result.stdout
