@@ -28,7 +28,7 @@ from awf_sim.engine._ambient import simulation_scope
 from awf_sim.engine._calls import CallbackStep, StepInfo, TimedOut
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._services import Services
-from awf_sim.sdk._context import HandlerContext
+from awf_sim.sdk._context import HandlerContext, freeze_env
 
 __all__ = ["ForkRunner", "HandlerRunner", "InProcessRunner"]
 
@@ -52,7 +52,7 @@ class InProcessRunner:
 
     def __init__(self, services: Services, env: Mapping[str, Any]) -> None:
         self.services = services
-        self.env = env
+        self.env = freeze_env(env)  # once: no attempt can change what the next one sees
 
     def context(self, info: StepInfo) -> HandlerContext:
         return HandlerContext(
