@@ -16,6 +16,8 @@
     │   ├── IsolationError          an isolated attempt broke a limit or its process died
     │   ├── IsolatedHandlerError    a handler error from the child whose class cannot be
     │   │                           rebuilt in the parent: {name, message} only
+    │   ├── StoreError              a --store path that cannot be used, a file that is not an
+    │   │                           awf store, a store another process has open
     │   ├── ProcessDied             code under test ended the supervised child of chaos or
     │   │                           push's verify gate before a verdict (os._exit, a signal)
     │   ├── DatabaseError           ctx.db: a statement failed, or a name or value was refused
@@ -74,6 +76,7 @@ __all__ = [
     "ScenarioError",
     "SerializationError",
     "StepError",
+    "StoreError",
     "UnmockedRequest",
     "WorkflowFatalError",
 ]
@@ -107,6 +110,11 @@ class NetworkAccessRefused(AwfError, ConnectionError):
     def __reduce__(self) -> tuple[type[NetworkAccessRefused], tuple[str, str]]:
         # OSError would otherwise rebuild it from the message alone.
         return (type(self), (self.target, self.operation))
+
+
+class StoreError(AwfError):
+    """A SQLite store that cannot be used: a bad path, a file that is not an awf store (other
+    tables, another schema version, not SQLite), or a store another process has open."""
 
 
 class ProcessDied(AwfError):

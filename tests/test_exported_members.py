@@ -215,6 +215,7 @@ EXPORTS: dict[str, list[str]] = {
         "ScenarioError",
         "SerializationError",
         "StepError",
+        "StoreError",
         "UnmockedRequest",
         "WorkflowFatalError",
     ],
