@@ -58,9 +58,18 @@ def run(
     store: Annotated[
         str | None,
         typer.Option(
-            "--store", help="SQLite file for checkpoints; an unfinished run in it is resumed."
+            "--store",
+            help="SQLite file for checkpoints. It remembers: this workflow's instance for the "
+            "same input (or --id) is resumed if unfinished, or its stored result shown.",
         ),
     ] = None,
+    instance_id: Annotated[
+        str | None,
+        typer.Option("--id", help="Instance id: the stored instance to resume or show."),
+    ] = None,
+    new: Annotated[
+        bool, typer.Option("--new", help="Start a new instance even if the store has one.")
+    ] = False,
     isolation: Annotated[
         str | None,
         typer.Option(
@@ -85,9 +94,9 @@ def run(
             seed=seed,
             store=store,
             isolation=isolation,
-            on_resume=lambda iid: typer.echo(
-                f"awf-sim: resuming unfinished instance {iid} from {store}", err=True
-            ),
+            id=instance_id,
+            new=new,
+            notice=lambda message: typer.echo(f"awf-sim: {message}", err=True),
         )
     except FlowError as exc:
         _fail_usage(str(exc))
