@@ -9,7 +9,7 @@ from awf_sim._report import RunResult
 from awf_sim.dsl._identity import canonical
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine._calls import TERMINAL
-from awf_sim.engine._simulator import Instance, Simulator
+from awf_sim.engine._simulator import DEFAULT_CPU_MS, Instance, Simulator
 from awf_sim.errors import InstanceError
 from awf_sim.flow import FlowFile
 
@@ -66,6 +66,7 @@ def run_flow(
     isolation: str | None = None,
     id: str | None = None,
     new: bool = False,
+    cpu_ms: int | None = DEFAULT_CPU_MS,
     notice: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run `workflow` once, letting event waits time out in virtual time.
@@ -76,7 +77,9 @@ def run_flow(
     `new=True` always starts a new instance.
     """
     say = notice if notice is not None else (lambda _m: None)
-    with Simulator(world=flow.world.replace(seed=seed), store=store, isolation=isolation) as sim:
+    with Simulator(
+        world=flow.world.replace(seed=seed), store=store, isolation=isolation, cpu_ms=cpu_ms
+    ) as sim:
         inst = None
         if store is not None and not new:
             inst = _pick_stored(sim, workflow, params, id)

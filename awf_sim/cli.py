@@ -70,6 +70,15 @@ def run(
     new: Annotated[
         bool, typer.Option("--new", help="Start a new instance even if the store has one.")
     ] = False,
+    cpu_ms: Annotated[
+        int,
+        typer.Option(
+            "--cpu-ms",
+            min=1,
+            help="CPU time a handler or the workflow body may run without yielding before "
+            "it fails (Cloudflare's default limit: 30000).",
+        ),
+    ] = 30_000,
     isolation: Annotated[
         str | None,
         typer.Option(
@@ -96,6 +105,7 @@ def run(
             isolation=isolation,
             id=instance_id,
             new=new,
+            cpu_ms=cpu_ms,
             notice=lambda message: typer.echo(f"awf-sim: {message}", err=True),
         )
     except FlowError as exc:

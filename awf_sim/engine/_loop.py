@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from awf_sim.engine._ambient import NetworkAccessRefused
+from awf_sim.engine._calls import CpuBudgetExceeded
 
 __all__ = ["HORIZON_MS", "VirtualLoop"]
 
@@ -34,6 +36,7 @@ class _VirtualSelector:
 
     def select(self, timeout: float | None) -> list[Any]:
         loop = self._loop
+        loop._iteration += 1  # control came back: whatever ran last gave it up
         if timeout == 0:
             return []
         if loop._threads_pending:
@@ -81,6 +84,8 @@ class VirtualLoop(asyncio.BaseEventLoop):
         self._wakeup = threading.Condition()
         self._target_ms: int | None = None
         self._stop_when: Callable[[], bool] = lambda: False
+        self._iteration = 0
+        self.cpu_budget_ms: int | None = None  # per callback; None: unbounded
 
     # -- clock --------------------------------------------------------------------------
     def time(self) -> float:
@@ -113,11 +118,49 @@ class VirtualLoop(asyncio.BaseEventLoop):
         """Run until idle and `stop_when()` is true, nothing is scheduled, or `target_ms`."""
         self._stop_when = stop_when
         self._target_ms = target_ms
+        restore = self._watch_cpu()
         try:
             self.run_forever()
         finally:
+            if restore is not None:
+                restore()
             self._stop_when = lambda: False
             self._target_ms = None
+
+    def _watch_cpu(self) -> Callable[[], None] | None:
+        """Bound the CPU time one callback may take without giving control back (a handler
+        in an infinite loop, a busy coroutine, a workflow body that never awaits): a SIGPROF
+        timer ticks while the loop runs, and a callback still running after the budget gets
+        CpuBudgetExceeded raised into it. Only on the main thread, and never over a
+        profiler's own SIGPROF handler."""
+        budget = self.cpu_budget_ms
+        if (
+            budget is None
+            or not hasattr(signal, "setitimer")
+            or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGPROF) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+        ):
+            return None
+        tick_s = min(budget / 1000, 0.25)
+        seen = [self._iteration, 0.0]
+
+        def tick(_signum: int, _frame: Any) -> None:
+            if seen[0] != self._iteration:
+                seen[0], seen[1] = self._iteration, 0.0
+                return
+            seen[1] += tick_s
+            if seen[1] * 1000 >= budget:
+                seen[1] = 0.0
+                raise CpuBudgetExceeded(budget)
+
+        previous = signal.signal(signal.SIGPROF, tick)
+        signal.setitimer(signal.ITIMER_PROF, tick_s, tick_s)
+
+        def restore() -> None:
+            signal.setitimer(signal.ITIMER_PROF, 0, 0)
+            signal.signal(signal.SIGPROF, previous)
+
+        return restore
 
     # -- what a selector loop would do with I/O -----------------------------------------
     def _process_events(self, event_list: list[Any]) -> None:

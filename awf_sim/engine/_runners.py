@@ -25,7 +25,7 @@ from awf_sim._coro import finish
 from awf_sim.dsl._cfduration import js_number_text, wait_ms
 from awf_sim.dsl._errors import StepError
 from awf_sim.engine._ambient import simulation_scope
-from awf_sim.engine._calls import CallbackStep, StepInfo, TimedOut
+from awf_sim.engine._calls import CallbackStep, CpuBudgetExceeded, StepInfo, TimedOut
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._services import Services
 from awf_sim.sdk._context import HandlerContext, freeze_env
@@ -65,6 +65,7 @@ class InProcessRunner:
 
     async def run(self, lt: Lifetime, call: Any, info: StepInfo, timeout_ms: int) -> Any:
         lt.executing += 1
+        lt.loop._iteration += 1  # the CPU budget is per attempt, not per run of steps
         try:
             if isinstance(call, CallbackStep):
                 result = call.fn(info)
@@ -79,7 +80,7 @@ class InProcessRunner:
             except StopIteration as stop:
                 return stop.value
             return await _race(lt, coro, first, timeout_ms, info.path)
-        except (SystemExit, KeyboardInterrupt) as exc:
+        except (SystemExit, KeyboardInterrupt, CpuBudgetExceeded) as exc:
             # The handler's, not the process's: the judge must outlive the code it judges.
             raise exit_error(exc, info.path) from None
         finally:
@@ -102,7 +103,7 @@ class InProcessRunner:
                         _consume_exception
                     )
         # The timeout wins the race; a late failure (even a sys.exit) is ignored like a result.
-        except (Exception, SystemExit, KeyboardInterrupt):
+        except (Exception, SystemExit, KeyboardInterrupt, CpuBudgetExceeded):
             pass
 
 
@@ -154,12 +155,19 @@ async def _contained(coro: Coroutine[Any, Any, Any], first: Any, path: str) -> A
     KeyboardInterrupt escape the loop, so they become the step's error here."""
     try:
         return await finish(coro, first)
-    except (SystemExit, KeyboardInterrupt) as exc:
+    except (SystemExit, KeyboardInterrupt, CpuBudgetExceeded) as exc:
         raise exit_error(exc, path) from None
 
 
 def exit_error(exc: BaseException, path: str) -> StepError:
-    """The error of a step whose handler tried to end the process."""
+    """The error of a step whose handler tried to end the process, or ran away."""
+    if isinstance(exc, CpuBudgetExceeded):
+        return StepError(
+            f"the handler of {path} used more than {exc.budget_ms} ms of CPU time without "
+            "giving control back (an endless loop?); Cloudflare stops such an invocation. "
+            "Raise the limit with Simulator(cpu_ms=...) or awf-sim --cpu-ms",
+            "CpuLimitExceeded",
+        )
     if isinstance(exc, SystemExit):
         what = f"called sys.exit({exc.code!r})" if exc.code is not None else "called sys.exit()"
     else:
