@@ -84,7 +84,16 @@ def verify(flow: FlowFile, *, runs: int = 200, seed: int = 0) -> list[Violation]
     (`awf_sim.chaos.verification_targets`: every example of every workflow, `{}` for one
     without examples, in the flow's world), by the same rules: a broken invariant, or a
     fault-free run that does not end as its example declares (`baseline-outcome`), is a
-    Violation. An empty list means the flow may be deployed."""
+    Violation. An empty list means the flow may be deployed.
+
+    The campaign runs in a supervised child process: flow code that ends it (os._exit, a
+    fatal signal) raises `ProcessDied`, so the gate can fail but never be silenced."""
+    from awf_sim.chaos import run_supervised
+
+    return run_supervised(lambda: _verify(flow, runs, seed), "the verify gate (chaos)")
+
+
+def _verify(flow: FlowFile, runs: int, seed: int) -> list[Violation]:
     from awf_sim.chaos import run_campaign, verification_targets
 
     violations: list[Violation] = []

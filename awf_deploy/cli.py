@@ -23,6 +23,7 @@ from typing import Annotated, Any, NoReturn, get_args
 
 import typer
 
+from awf_sim.errors import ProcessDied
 from awf_sim.flow import FlowError, load_flow, parse_json
 
 from ._bundle import (
@@ -118,6 +119,9 @@ def _handled() -> Iterator[None]:
         _err("  hint: `awf-deploy status` lists what is deployed on the account.")
         _exit(EXIT_FAILED)
     except CloudflareError as exc:
+        _err(f"awf-deploy: {exc}")
+        _exit(EXIT_FAILED)
+    except ProcessDied as exc:  # the code under test ended the verify gate's process
         _err(f"awf-deploy: {exc}")
         _exit(EXIT_FAILED)
     except WorkerApiError as exc:  # NotListening too: exit 1, like a Cloudflare transport error

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from awf_sim._report import RunResult
+from awf_sim.dsl._identity import canonical
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine._calls import TERMINAL
-from awf_sim.engine._simulator import Instance, Simulator
+from awf_sim.engine._simulator import DEFAULT_CPU_MS, Instance, Simulator
+from awf_sim.errors import InstanceError
 from awf_sim.flow import FlowFile
 
 __all__ = ["run_flow", "send_events"]
@@ -25,6 +28,34 @@ def send_events(sim: Simulator, inst: Instance, events: list[dict[str, Any]]) ->
         inst.send_event(ev["type"], ev["payload"])
 
 
+def _pick_stored(
+    sim: Simulator, workflow: Workflow, params: Any, id: str | None
+) -> Instance | None:
+    """The stored instance this run means: the one with `id`, else this workflow's instance
+    for the same params (an unfinished one first, else the latest finished one)."""
+    if id is not None:
+        try:
+            inst = sim.instance(id)
+        except InstanceError:
+            return None
+        if inst.workflow != workflow.name:
+            raise InstanceError(
+                f"instance {id!r} in the store belongs to workflow {inst.workflow!r}, not "
+                f"{workflow.name!r}"
+            )
+        return inst
+    wanted = canonical({} if params is None else params, root="params")
+    same = [
+        inst
+        for inst in sim.instances
+        if inst.workflow == workflow.name and sim._meta(inst.id)["params"] == wanted
+    ]
+    unfinished = [i for i in same if i.status()["status"] not in TERMINAL]
+    if unfinished:
+        return unfinished[0]
+    return same[-1] if same else None
+
+
 def run_flow(
     flow: FlowFile,
     workflow: Workflow,
@@ -33,29 +64,41 @@ def run_flow(
     seed: int = 0,
     store: str | None = None,
     isolation: str | None = None,
-    on_resume: Any = None,
+    id: str | None = None,
+    new: bool = False,
+    cpu_ms: int | None = DEFAULT_CPU_MS,
+    notice: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run `workflow` once, letting event waits time out in virtual time.
 
-    With a SQLite `store` that holds an unfinished instance of this workflow (a run that was
-    killed), that instance is resumed from its checkpoints instead of starting a new one.
+    A SQLite `store` remembers: when it holds this workflow's instance for the same params
+    (or the instance `id`), an unfinished one is resumed from its checkpoints and a finished
+    one is reported as stored, without running anything again; `notice` is told which.
+    `new=True` always starts a new instance.
     """
-    with Simulator(world=flow.world.replace(seed=seed), store=store, isolation=isolation) as sim:
+    say = notice if notice is not None else (lambda _m: None)
+    with Simulator(
+        world=flow.world.replace(seed=seed), store=store, isolation=isolation, cpu_ms=cpu_ms
+    ) as sim:
         inst = None
-        if store is not None:
-            for candidate in sim.instances:
-                status = candidate.status()["status"]
-                if candidate.workflow == workflow.name and status not in TERMINAL:
+        if store is not None and not new:
+            inst = _pick_stored(sim, workflow, params, id)
+            if inst is not None:
+                status = inst.status()["status"]
+                if status in TERMINAL:
+                    say(
+                        f"instance {inst.id} in {store} already finished ({status}): showing "
+                        "its stored result; pass --new to run a new instance"
+                    )
+                else:
                     sim.register(workflow)
                     sim.recover()
-                    inst = candidate
-                    if on_resume is not None:
-                        on_resume(candidate.id)
-                    break
+                    say(f"resuming unfinished instance {inst.id} from {store}")
         if inst is None:
-            inst = sim.create(workflow, params)
+            inst = sim.create(workflow, params, id=id)
             send_events(sim, inst, workflow.events)
-        sim.run_until_done(inst)
+        if inst.status()["status"] not in TERMINAL:
+            sim.run_until_done(inst)
         status = inst.status()
         return RunResult(
             workflow=workflow.name,

@@ -96,9 +96,26 @@ def run(
         typer.Option(
             "--store",
             metavar="FILE",
-            help="SQLite file for checkpoints; an unfinished run in it is resumed.",
+            help="SQLite file for checkpoints. It remembers: this workflow's instance for the "
+            "same input (or --id) is resumed if unfinished, or its stored result shown.",
         ),
     ] = None,
+    instance_id: Annotated[
+        str | None,
+        typer.Option("--id", help="Instance id: the stored instance to resume or show."),
+    ] = None,
+    new: Annotated[
+        bool, typer.Option("--new", help="Start a new instance even if the store has one.")
+    ] = False,
+    cpu_ms: Annotated[
+        int,
+        typer.Option(
+            "--cpu-ms",
+            min=1,
+            help="CPU time a handler or the workflow body may run without yielding before "
+            "it fails (Cloudflare's default limit: 30000).",
+        ),
+    ] = 30_000,
     isolation: Annotated[
         str | None,
         typer.Option(
@@ -124,9 +141,10 @@ def run(
             seed=seed,
             store=store,
             isolation=isolation,
-            on_resume=lambda iid: typer.echo(
-                f"awf-sim: resuming unfinished instance {iid} from {store}", err=True
-            ),
+            id=instance_id,
+            new=new,
+            cpu_ms=cpu_ms,
+            notice=lambda message: typer.echo(f"awf-sim: {message}", err=True),
         )
     except FlowError as exc:
         _fail_usage(str(exc))

@@ -16,6 +16,10 @@
     │   ├── IsolationError          an isolated attempt broke a limit or its process died
     │   ├── IsolatedHandlerError    a handler error from the child whose class cannot be
     │   │                           rebuilt in the parent: {name, message} only
+    │   ├── StoreError              a --store path that cannot be used, a file that is not an
+    │   │                           awf store, a store another process has open
+    │   ├── ProcessDied             code under test ended the supervised child of chaos or
+    │   │                           push's verify gate before a verdict (os._exit, a signal)
     │   ├── DatabaseError           ctx.db: a statement failed, or a name or value was refused
     │   ├── AIError                 ctx.ai: unknown recorded prompt, unsatisfiable schema,
     │   │                           provider error
@@ -69,9 +73,11 @@ __all__ = [
     "ModifierError",
     "NetworkAccessRefused",
     "NonRetryableError",
+    "ProcessDied",
     "ScenarioError",
     "SerializationError",
     "StepError",
+    "StoreError",
     "UnmockedRequest",
     "WorkflowFatalError",
 ]
@@ -105,6 +111,16 @@ class NetworkAccessRefused(AwfError, ConnectionError):
     def __reduce__(self) -> tuple[type[NetworkAccessRefused], tuple[str, str]]:
         # OSError would otherwise rebuild it from the message alone.
         return (type(self), (self.target, self.operation))
+
+
+class StoreError(AwfError):
+    """A SQLite store that cannot be used: a bad path, a file that is not an awf store (other
+    tables, another schema version, not SQLite), or a store another process has open."""
+
+
+class ProcessDied(AwfError):
+    """A supervised child (chaos, push's verify gate) ended before it reached a verdict: the
+    code under test called os._exit() or was killed by a signal. Always a failure."""
 
 
 class IsolationError(AwfError):

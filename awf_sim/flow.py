@@ -92,7 +92,8 @@ def load_flow(path: str | os.PathLike[str]) -> FlowFile:
     except SyntaxError as exc:
         del sys.modules[mod_name]
         raise FlowError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
-    except Exception as exc:
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        # A flow file that calls sys.exit() on import must not end the command judging it.
         del sys.modules[mod_name]
         line = _user_line(exc, abspath)
         raise FlowError(

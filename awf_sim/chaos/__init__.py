@@ -39,6 +39,7 @@ from awf_sim.chaos._model import (
 from awf_sim.chaos._report import CHAOS_JSON_SCHEMA, CHAOS_JSON_VERSION, ChaosReport
 from awf_sim.chaos._run import run_plan
 from awf_sim.chaos._space import build_baseline
+from awf_sim.chaos._supervise import run_supervised
 from awf_sim.chaos._targets import verification_targets
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "plan_token",
     "run_campaign",
     "run_plan",
+    "run_supervised",
     "verification_targets",
 ]
 

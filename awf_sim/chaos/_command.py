@@ -14,9 +14,11 @@ from awf_sim.chaos._campaign import run_campaign
 from awf_sim.chaos._faults import FaultPlanError, decode_token, parse_kinds
 from awf_sim.chaos._model import Target
 from awf_sim.chaos._report import ChaosReport, WorkflowChaos
+from awf_sim.chaos._supervise import run_supervised
 from awf_sim.chaos._targets import example_label, verification_targets
 from awf_sim.dsl._errors import AwfError
 from awf_sim.dsl._workflow import Workflow
+from awf_sim.errors import ProcessDied
 from awf_sim.flow import FlowError, FlowFile, load_flow, parse_input
 
 __all__ = ["EXIT_CLEAN", "EXIT_USAGE", "EXIT_VIOLATIONS", "chaos_command"]
@@ -95,7 +97,47 @@ def chaos_command(
     replay: str | None = None,
     jobs: int = 1,
 ) -> int:
-    """Run chaos on a flow file and print the report; returns the exit code."""
+    """Run chaos on a flow file and print the report; returns the exit code.
+
+    The flow runs in a supervised child (`_supervise`): code that ends that process
+    (os._exit, a fatal signal) is reported as a failure, never as a clean run."""
+    try:
+        return run_supervised(
+            lambda: _chaos(
+                flow,
+                workflow,
+                examples,
+                input_json,
+                input_file,
+                runs,
+                seed,
+                max_faults,
+                faults,
+                json_out,
+                replay,
+                jobs,
+            ),
+            "awf-sim chaos",
+        )
+    except ProcessDied as exc:
+        print(f"awf-sim: {exc}", file=sys.stderr)
+        return EXIT_VIOLATIONS
+
+
+def _chaos(
+    flow: str,
+    workflow: str | None,
+    examples: list[int] | None,
+    input_json: str | None,
+    input_file: str | None,
+    runs: int,
+    seed: int,
+    max_faults: int,
+    faults: str | None,
+    json_out: bool,
+    replay: str | None,
+    jobs: int,
+) -> int:
     try:
         if runs < 0:
             raise _Usage(f"--runs must be 0 or more, got {runs}")

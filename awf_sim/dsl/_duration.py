@@ -64,6 +64,29 @@ _FORMS = (
 )
 
 
+# The longest duration accepted: JavaScript's largest exact integer (Number.MAX_SAFE_INTEGER)
+# of milliseconds, about 285,000 years. Beyond it a number is no longer a duration anywhere
+# Cloudflare could run it, and arithmetic on virtual time would leave exact integers.
+MAX_DURATION_MS = 2**53 - 1
+
+
+def _shown(value: object) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return f"<a number of {value.bit_length()} bits>" if isinstance(value, int) else "?"
+    return text if len(text) <= 40 else text[:30] + "..." + text[-6:]
+
+
+def _bounded(value: object, ms: int) -> int:
+    if ms > MAX_DURATION_MS:
+        raise DefinitionError(
+            f"invalid duration {_shown(value)}: longer than the longest duration awf accepts "
+            f"({MAX_DURATION_MS} ms, about 285,000 years)"
+        )
+    return ms
+
+
 def _invalid(value: object, reason: str = "") -> DefinitionError:
     detail = f" ({reason})" if reason else ""
     return DefinitionError(f"invalid duration {value!r}{detail}: {_FORMS}")
@@ -108,15 +131,15 @@ def parse_duration(value: str | int | float) -> int:
     if isinstance(value, int):
         if value < 0:
             raise _invalid(value, "negative")
-        return value
+        return value if value <= MAX_DURATION_MS else _bounded(value, value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise _invalid(value, "not finite")
         if value < 0:
             raise _invalid(value, "negative")
-        return _round_ms(value)
+        return _bounded(value, _round_ms(value))
     if isinstance(value, str):
-        return _parse_text(value)
+        return _bounded(value, _parse_text(value))
     raise _invalid(value, "" if value is None else f"a {type(value).__name__}")
 
 

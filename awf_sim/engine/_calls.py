@@ -19,6 +19,7 @@ __all__ = [
     "TERMINAL",
     "Abandoned",
     "CallbackStep",
+    "CpuBudgetExceeded",
     "RawStep",
     "StepInfo",
     "TimedOut",
@@ -32,6 +33,16 @@ TERMINAL = frozenset({"complete", "errored", "terminated"})
 
 class Abandoned(BaseException):
     """Raised into code that still runs in a lifetime that has ended (crash, pause, stop)."""
+
+
+class CpuBudgetExceeded(BaseException):
+    """Raised (from a CPU-time signal) into code that ran for longer than the per-invocation
+    CPU budget without giving control back to the loop: a runaway handler or workflow body.
+    A BaseException, so that user code's `except Exception` cannot swallow it."""
+
+    def __init__(self, budget_ms: int) -> None:
+        super().__init__(budget_ms)
+        self.budget_ms = budget_ms
 
 
 class TimedOut(Exception):

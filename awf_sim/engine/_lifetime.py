@@ -22,7 +22,7 @@ from awf_sim.dsl._identity import loads
 from awf_sim.dsl._proxy import StepCall
 from awf_sim.engine._calls import Abandoned, CallbackStep, RawStep
 from awf_sim.engine._hooks import Action, Crash, Hooks, StepRef
-from awf_sim.engine._loop import VirtualLoop
+from awf_sim.engine._loop import HORIZON_MS, VirtualLoop
 from awf_sim.engine._store import Record, Store
 from awf_sim.engine._timeline import EntryDetails, TimelineEntry
 
@@ -237,6 +237,14 @@ class Lifetime:
         loop = self.loop
         if at_ms <= loop.now_ms:
             return
+        if at_ms > HORIZON_MS:
+            years = (at_ms - loop.now_ms) / 31_557_600_000
+            raise self.owner.end_fatal(
+                self,
+                f"the workflow would wait {years:.3g} years of virtual time (a retry backoff or a "
+                f"sleep), past the simulator's horizon of {HORIZON_MS} ms (about 285,000 years): "
+                "it would never continue; lower the retry limit or delay",
+            )
         fut: asyncio.Future[None] = loop.create_future()
 
         def fire() -> None:

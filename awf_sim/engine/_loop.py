@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from awf_sim.engine._ambient import NetworkAccessRefused
+from awf_sim.engine._calls import CpuBudgetExceeded
 
-__all__ = ["VirtualLoop"]
+__all__ = ["HORIZON_MS", "VirtualLoop"]
+
+# The end of virtual time: 2**53 ms (about 285,000 years), JavaScript's largest exact
+# integer. Nothing is scheduled past it; a timer beyond it is one that never fires.
+HORIZON_MS = 2**53
 
 
 class _VirtualSelector:
@@ -30,6 +36,7 @@ class _VirtualSelector:
 
     def select(self, timeout: float | None) -> list[Any]:
         loop = self._loop
+        loop._iteration += 1  # control came back: whatever ran last gave it up
         if timeout == 0:
             return []
         if loop._threads_pending:
@@ -44,15 +51,21 @@ class _VirtualSelector:
         if not scheduled:
             # Nothing can ever happen again without the outside: stop here.
             if target is not None:
-                loop._now_ms = max(loop._now_ms, target)
+                loop._set_now(max(loop._now_ms, target))
             loop.stop()
             return []
         next_ms = math.ceil(scheduled[0]._when * 1000 - 1e-6)
-        if target is not None and next_ms > target:
-            loop._now_ms = max(loop._now_ms, target)
+        if next_ms > HORIZON_MS:
+            # Only timers past the end of virtual time are left: nothing more can happen.
+            if target is not None:
+                loop._set_now(max(loop._now_ms, min(target, HORIZON_MS)))
             loop.stop()
             return []
-        loop._now_ms = max(loop._now_ms, next_ms)
+        if target is not None and next_ms > target:
+            loop._set_now(max(loop._now_ms, target))
+            loop.stop()
+            return []
+        loop._set_now(max(loop._now_ms, next_ms))
         return []
 
     def close(self) -> None:
@@ -71,6 +84,8 @@ class VirtualLoop(asyncio.BaseEventLoop):
         self._wakeup = threading.Condition()
         self._target_ms: int | None = None
         self._stop_when: Callable[[], bool] = lambda: False
+        self._iteration = 0
+        self.cpu_budget_ms: int | None = None  # per callback; None: unbounded
 
     # -- clock --------------------------------------------------------------------------
     def time(self) -> float:
@@ -79,6 +94,14 @@ class VirtualLoop(asyncio.BaseEventLoop):
     @property
     def now_ms(self) -> int:
         return self._now_ms
+
+    def _set_now(self, ms: int) -> None:
+        self._now_ms = ms
+        # asyncio runs a timer when `when < time() + _clock_resolution`. Once time() is so
+        # large (past 2**34 s) that a float step exceeds 1e-6 s, `time() + 1e-6 == time()`
+        # and a timer due now would never run: the loop would spin. Keep the resolution a
+        # few float steps wide (still far below a millisecond).
+        self._clock_resolution = max(1e-6, 4 * math.ulp(ms / 1000))
 
     def has_due_work(self) -> bool:
         """Whether running the loop now would run anything: a ready callback, a timer due at
@@ -95,11 +118,49 @@ class VirtualLoop(asyncio.BaseEventLoop):
         """Run until idle and `stop_when()` is true, nothing is scheduled, or `target_ms`."""
         self._stop_when = stop_when
         self._target_ms = target_ms
+        restore = self._watch_cpu()
         try:
             self.run_forever()
         finally:
+            if restore is not None:
+                restore()
             self._stop_when = lambda: False
             self._target_ms = None
+
+    def _watch_cpu(self) -> Callable[[], None] | None:
+        """Bound the CPU time one callback may take without giving control back (a handler
+        in an infinite loop, a busy coroutine, a workflow body that never awaits): a SIGPROF
+        timer ticks while the loop runs, and a callback still running after the budget gets
+        CpuBudgetExceeded raised into it. Only on the main thread, and never over a
+        profiler's own SIGPROF handler."""
+        budget = self.cpu_budget_ms
+        if (
+            budget is None
+            or not hasattr(signal, "setitimer")
+            or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGPROF) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+        ):
+            return None
+        tick_s = min(budget / 1000, 0.25)
+        seen = [self._iteration, 0.0]
+
+        def tick(_signum: int, _frame: Any) -> None:
+            if seen[0] != self._iteration:
+                seen[0], seen[1] = self._iteration, 0.0
+                return
+            seen[1] += tick_s
+            if seen[1] * 1000 >= budget:
+                seen[1] = 0.0
+                raise CpuBudgetExceeded(budget)
+
+        previous = signal.signal(signal.SIGPROF, tick)
+        signal.setitimer(signal.ITIMER_PROF, tick_s, tick_s)
+
+        def restore() -> None:
+            signal.setitimer(signal.ITIMER_PROF, 0, 0)
+            signal.signal(signal.SIGPROF, previous)
+
+        return restore
 
     # -- what a selector loop would do with I/O -----------------------------------------
     def _process_events(self, event_list: list[Any]) -> None:

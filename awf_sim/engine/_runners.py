@@ -28,10 +28,10 @@ from awf_sim._coro import finish
 from awf_sim.dsl._cfduration import js_number_text, wait_ms
 from awf_sim.dsl._errors import StepError
 from awf_sim.engine._ambient import simulation_scope
-from awf_sim.engine._calls import CallbackStep, StepInfo, TimedOut
+from awf_sim.engine._calls import CallbackStep, CpuBudgetExceeded, StepInfo, TimedOut
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._services import Services
-from awf_sim.sdk._context import HandlerContext
+from awf_sim.sdk._context import HandlerContext, freeze_env
 from awf_sim.sdk._effects import current_step
 
 __all__ = ["ForkRunner", "HandlerRunner", "InProcessRunner"]
@@ -56,7 +56,7 @@ class InProcessRunner:
 
     def __init__(self, services: Services, env: Mapping[str, Any]) -> None:
         self.services = services
-        self.env = env
+        self.env = freeze_env(env)  # once: no attempt can change what the next one sees
 
     def context(self, info: StepInfo) -> HandlerContext:
         return HandlerContext(
@@ -69,6 +69,7 @@ class InProcessRunner:
 
     async def run(self, lt: Lifetime, call: Any, info: StepInfo, timeout_ms: int) -> Any:
         lt.executing += 1
+        lt.loop._iteration += 1  # the CPU budget is per attempt, not per run of steps
         # Set in this task's context only; a handler that suspends continues in a task that
         # copies it. Each gathered step awaits in a task of its own.
         label = current_step.set(f"{info.path}#{info.count}")
@@ -85,7 +86,10 @@ class InProcessRunner:
                 first = coro.send(None)
             except StopIteration as stop:
                 return stop.value
-            return await _race(lt, coro, first, timeout_ms)
+            return await _race(lt, coro, first, timeout_ms, info.path)
+        except (SystemExit, KeyboardInterrupt, CpuBudgetExceeded) as exc:
+            # The handler's, not the process's: the judge must outlive the code it judges.
+            raise exit_error(exc, info.path) from None
         finally:
             current_step.reset(label)
             lt.executing -= 1
@@ -104,8 +108,11 @@ class InProcessRunner:
                 except StopIteration:
                     pass
                 else:
-                    lt.spawn(finish(coro, first)).add_done_callback(_consume_exception)
-        except Exception:  # the timeout wins the race; a late failure is ignored like a result
+                    lt.spawn(_contained(coro, first, info.path)).add_done_callback(
+                        _consume_exception
+                    )
+        # The timeout wins the race; a late failure (even a sys.exit) is ignored like a result.
+        except (Exception, SystemExit, KeyboardInterrupt, CpuBudgetExceeded):
             pass
         finally:
             current_step.reset(label)
@@ -158,9 +165,39 @@ class ForkRunner:
         self.inner.start_ignoring(lt, call, info)
 
 
-async def _race(lt: Lifetime, coro: Coroutine[Any, Any, Any], first: Any, timeout_ms: int) -> Any:
+async def _contained(coro: Coroutine[Any, Any, Any], first: Any, path: str) -> Any:
+    """Finish a suspended handler on a Task; asyncio lets a Task's SystemExit and
+    KeyboardInterrupt escape the loop, so they become the step's error here."""
+    try:
+        return await finish(coro, first)
+    except (SystemExit, KeyboardInterrupt, CpuBudgetExceeded) as exc:
+        raise exit_error(exc, path) from None
+
+
+def exit_error(exc: BaseException, path: str) -> StepError:
+    """The error of a step whose handler tried to end the process, or ran away."""
+    if isinstance(exc, CpuBudgetExceeded):
+        return StepError(
+            f"the handler of {path} used more than {exc.budget_ms} ms of CPU time without "
+            "giving control back (an endless loop?); Cloudflare stops such an invocation. "
+            "Raise the limit with Simulator(cpu_ms=...) or awf-sim --cpu-ms",
+            "CpuLimitExceeded",
+        )
+    if isinstance(exc, SystemExit):
+        what = f"called sys.exit({exc.code!r})" if exc.code is not None else "called sys.exit()"
+    else:
+        what = "raised KeyboardInterrupt"
+    return StepError(
+        f"the handler of {path} {what}: a step cannot end the process that runs it",
+        type(exc).__name__,
+    )
+
+
+async def _race(
+    lt: Lifetime, coro: Coroutine[Any, Any, Any], first: Any, timeout_ms: int, path: str
+) -> Any:
     loop = lt.loop
-    task = lt.spawn(finish(coro, first))
+    task = lt.spawn(_contained(coro, first, path))
     task.add_done_callback(_consume_exception)
     waiter: asyncio.Future[None] = loop.create_future()
 

@@ -30,7 +30,14 @@ from awf_sim.dsl._names import validate_instance_id
 from awf_sim.dsl._proxy import WorkflowApi
 from awf_sim.dsl._workflow import Workflow, registered_workflows
 from awf_sim.engine._ambient import simulation_scope
-from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo, error_of, stack_of
+from awf_sim.engine._calls import (
+    TERMINAL,
+    Abandoned,
+    CpuBudgetExceeded,
+    StepInfo,
+    error_of,
+    stack_of,
+)
 from awf_sim.engine._executor import StepExecutor
 from awf_sim.engine._hooks import Control, Crash, Hooks, SendEvent, SkewClock, StepRef
 from awf_sim.engine._lifecycle import InstanceLifecycle
@@ -56,6 +63,9 @@ __all__ = [
 
 DEFAULT_EPOCH = _dt.datetime(2026, 1, 1, tzinfo=_dt.UTC)
 DEFAULT_COMPATIBILITY_DATE = "2026-11-01"
+# Cloudflare stops an invocation past its CPU limit: 30 s by default (limits.cpu_ms in
+# wrangler.toml, up to 5 minutes). The same bound ends a runaway handler or workflow body.
+DEFAULT_CPU_MS = 30_000
 # From this compatibility date an uncaught NonRetryableError keeps its own message
 # (workflows_preserve_non_retryable_error_message, SEMANTICS §1.5).
 _PRESERVE_NON_RETRYABLE_FROM = "2026-05-14"
@@ -63,6 +73,18 @@ _NON_RETRYABLE_FIXED = (
     "The execution of the Workflow instance was terminated, as a step threw an "
     "NonRetryableError and it was not handled"
 )
+
+
+def _exit_error(exc: BaseException) -> dict[str, str]:
+    """The instance error of a workflow body that tried to end the process."""
+    if isinstance(exc, SystemExit):
+        what = "called sys.exit()" if exc.code is None else f"called sys.exit({exc.code!r})"
+    else:
+        what = "raised KeyboardInterrupt"
+    return {
+        "name": type(exc).__name__,
+        "message": f"the workflow {what}; a workflow cannot end the process that runs it",
+    }
 
 
 class Instance:
@@ -126,7 +148,9 @@ class Simulator(InstanceLifecycle):
     input give the same timeline, event for event. `world`: a `World` holding seed, profile,
     db, env, ai and http at once (then leave those keywords out). `durations`: "awf" refuses
     what Cloudflare would misread; "cloudflare" reads durations and step configs given to
-    Cloudflare's Python step API exactly as Cloudflare's engine does (DESIGN §9).
+    Cloudflare's Python step API exactly as Cloudflare's engine does (DESIGN §9). `cpu_ms`:
+    the CPU time a handler or the workflow body may run without giving control back before
+    it fails with CpuLimitExceeded (Cloudflare's default limit, 30 s; None: unbounded).
     """
 
     def __init__(
@@ -147,6 +171,7 @@ class Simulator(InstanceLifecycle):
         limits: Any = None,
         world: World | None = None,
         durations: str = "awf",
+        cpu_ms: int | None = DEFAULT_CPU_MS,
     ) -> None:
         if world is not None:
             if (seed, profile, db, env, ai, http) != (0, "production", None, None, None, None):
@@ -190,6 +215,13 @@ class Simulator(InstanceLifecycle):
         self._rng = random.Random(seed)
         self._store = open_store(store)
         self._loop = VirtualLoop()
+        if cpu_ms is not None and (
+            isinstance(cpu_ms, bool) or not isinstance(cpu_ms, int) or cpu_ms < 1
+        ):
+            raise DefinitionError(
+                f"cpu_ms must be a positive whole number of milliseconds or None, got {cpu_ms!r}"
+            )
+        self._loop.cpu_budget_ms = cpu_ms
         self._lifetimes: dict[str, Lifetime] = {}
         self._programs: dict[str, Any] = {}
         self._running = False
@@ -489,6 +521,17 @@ class Simulator(InstanceLifecycle):
             self._finish(lt, "errored", None, error, stack_of(exc))
         except Exception as exc:
             self._finish(lt, "errored", None, error_of(exc), stack_of(exc))
+        except (SystemExit, KeyboardInterrupt) as exc:
+            # The workflow's, not the process's: it fails the instance, never ends the judge.
+            self._finish(lt, "errored", None, _exit_error(exc))
+        except CpuBudgetExceeded as exc:
+            error = {
+                "name": "CpuLimitExceeded",
+                "message": f"the workflow body used more than {exc.budget_ms} ms of CPU time "
+                "without awaiting a step (an endless loop?); Cloudflare stops such an "
+                "invocation. Raise the limit with Simulator(cpu_ms=...) or awf-sim --cpu-ms",
+            }
+            self._finish(lt, "errored", None, error)
         else:
             self._finish(lt, "complete", output, None)
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, cast
 
 from awf_sim.engine._timeline import TimelineEntry
+from awf_sim.errors import StoreError
 
 __all__ = ["MemoryStore", "SqliteStore", "Store", "open_store"]
 
@@ -123,22 +124,135 @@ CREATE TABLE IF NOT EXISTS timeline (
 """
 
 
+# Stamped into every awf store (PRAGMA application_id, user_version), so that a file that is
+# not one, or one of another schema version, is refused instead of written to.
+APPLICATION_ID = 0x61776631  # "awf1"
+SCHEMA_VERSION = 1
+_TABLES = frozenset({"instances", "steps", "events", "timeline"})
+
+# Paths this process holds the lock of, with how many stores hold each open.
+_LOCKS: dict[str, tuple[int, int]] = {}
+
+
+def _lock(path: str) -> None:
+    """One process per store: a second one would write the same rows (IntegrityError) or
+    run the same steps. The lock is an flock on the file, held until the last store of this
+    process on that path closes; in-process reopening (a new Simulator on the same path) is
+    allowed."""
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform
+        return
+    key = os.path.realpath(path)
+    held = _LOCKS.get(key)
+    if held is not None:
+        _LOCKS[key] = (held[0], held[1] + 1)
+        return
+    fd = os.open(key, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StoreError(
+            f"store {path} is in use by another process: one store serves one awf process at "
+            "a time (wait for it to finish, or use another --store file)"
+        ) from None
+    _LOCKS[key] = (fd, 1)
+
+
+def _unlock(path: str) -> None:
+    key = os.path.realpath(path)
+    held = _LOCKS.get(key)
+    if held is None:
+        return
+    if held[1] > 1:
+        _LOCKS[key] = (held[0], held[1] - 1)
+        return
+    del _LOCKS[key]
+    os.close(held[0])  # releases the flock
+
+
+def _path_problem(path: str) -> str | None:
+    """What makes `path` unusable as a store, in a few words, or None."""
+    if os.path.isdir(path):
+        return "it is a directory"
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(folder):
+        return f"its folder {folder} does not exist"
+    if not os.path.exists(path) and not os.access(folder, os.W_OK | os.X_OK):
+        return f"its folder {folder} is not writable"
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        return "it is not readable and writable"
+    return None
+
+
 class SqliteStore:
     """A SQLite file in WAL mode; one transaction per commit.
 
     Reads are served from a mirror of what was committed, so the engine's hot path never
     queries SQLite; a new process (or `Simulator(store=path)`) loads the mirror from the file.
+    A file that is not an awf store (another app's database, another schema version, not
+    SQLite at all) is refused with a StoreError, as is a store another process has open.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a commit survives the process being killed (not power loss).
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
+        problem = _path_problem(self.path)
+        if problem is not None:
+            raise StoreError(f"cannot use {self.path} as a store: {problem}")
+        try:
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        try:
+            self._open()
+        except StoreError:
+            self._conn.close()
+            raise
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StoreError(
+                f"cannot use {self.path} as a store: {exc} (is it an awf store?)"
+            ) from None
+        try:
+            _lock(self.path)
+        except BaseException:
+            self._conn.close()
+            raise
         self._mirror = MemoryStore()
-        self._load()
+        try:
+            self._load()
+        except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
+            self.close()
+            raise StoreError(f"store {self.path} is damaged: {exc}") from None
+
+    def _open(self) -> None:
+        c = self._conn
+        tables = {
+            row[0]
+            for row in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if not row[0].startswith("sqlite_")
+        }
+        app_id = c.execute("PRAGMA application_id").fetchone()[0]
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        if app_id not in (0, APPLICATION_ID) or (tables - _TABLES):
+            foreign = ", ".join(sorted(tables - _TABLES)) or f"application id {app_id:#x}"
+            raise StoreError(
+                f"refusing {self.path}: it is not an awf store (it holds {foreign}); "
+                "give --store a new file or one awf made"
+            )
+        if app_id == APPLICATION_ID and version != SCHEMA_VERSION:
+            raise StoreError(
+                f"refusing {self.path}: an awf store of schema version {version}, this awf "
+                f"reads version {SCHEMA_VERSION}"
+            )
+        c.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives the process being killed (not power loss).
+        c.execute("PRAGMA synchronous=NORMAL")
+        c.executescript(_SCHEMA)
+        if app_id == 0:  # new, or made before stores were stamped
+            c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _load(self) -> None:
         m = self._mirror
@@ -224,7 +338,10 @@ class SqliteStore:
         )
 
     def close(self) -> None:
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None  # type: ignore[assignment]
+            _unlock(self.path)
 
 
 def open_store(store: Store | str | os.PathLike[str] | None) -> Store:

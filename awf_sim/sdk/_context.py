@@ -6,7 +6,50 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["HandlerContext", "idempotency_key"]
+__all__ = ["FrozenEnv", "HandlerContext", "freeze_env", "idempotency_key"]
+
+
+class FrozenEnv(Mapping[str, Any]):
+    """`ctx.env`: read-only, so that no attempt can change what the next one sees (on
+    Cloudflare each invocation gets its bindings afresh)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"FrozenEnv({self._data!r})"
+
+    def _refuse(self, *_: Any, **__: Any) -> Any:
+        raise TypeError(
+            "ctx.env is read-only: every attempt sees the env the simulation was given. Keep "
+            "state in ctx.db or pass it on as a step's result"
+        )
+
+    __setitem__ = __delitem__ = _refuse
+    pop = popitem = clear = update = setdefault = _refuse
+
+
+def freeze_env(value: Any) -> Any:
+    """A read-only deep view of an env: mappings become FrozenEnv, lists and sets tuples and
+    frozensets; other values (bindings, mocks) are left as they are."""
+    if isinstance(value, Mapping):
+        return FrozenEnv({k: freeze_env(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(freeze_env(v) for v in value)
+    if isinstance(value, set | frozenset):
+        return frozenset(value)
+    return value
 
 
 def idempotency_key(instance_id: str, step_name: str, count: int) -> str:

@@ -215,3 +215,51 @@ def test_instances_lists_and_shows_a_store(tmp_path: os.PathLike[str]) -> None:
     unknown = runner.invoke(app, ["instances", "--store", store, "nope"])
     assert unknown.exit_code == 2
     assert ran["instance_id"] in unknown.stderr
+
+
+COUNTED = (
+    "import os\n"
+    "from awf_sim import Workflow\n"
+    "def work(i):\n"
+    "    with open(os.environ['RUNS_LOG'], 'a') as f:\n"
+    "        f.write(f'{i}\\n')\n"
+    "    return i\n"
+    "@Workflow('counted', examples=[{'n': 2}])\n"
+    "async def counted(wf, params):\n"
+    "    return [await wf.do(f's{i}', lambda i=i: work(i)) for i in range(params['n'])]\n"
+)
+
+
+def test_a_store_remembers_a_finished_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17.5: a rerun on a store that holds this workflow's finished instance for the
+    same input reports it, and runs nothing again; --new, another input or --id start anew."""
+    flow = write(tmp_path, "counted.py", COUNTED)
+    log = tmp_path / "runs.log"
+    monkeypatch.setenv("RUNS_LOG", str(log))
+    store = str(tmp_path / "run.db")
+
+    def run(*extra: str) -> dict[str, object]:
+        result = runner.invoke(app, ["run", flow, "--store", store, "--json", *extra])
+        assert result.exit_code == 0, result.stderr
+        data: dict[str, object] = json.loads(result.stdout)
+        data["stderr"] = result.stderr
+        return data
+
+    first = run()
+    assert log.read_text().split() == ["0", "1"]
+    again = run()
+    assert "already finished (complete)" in str(again["stderr"])
+    assert again["output"] == [0, 1]
+    assert again["timeline"] == first["timeline"]
+    assert log.read_text().split() == ["0", "1"]  # nothing ran again
+
+    run("--new")
+    assert log.read_text().split() == ["0", "1", "0", "1"]
+    run("--input", '{"n": 1}')  # another input is another instance
+    assert log.read_text().split() == ["0", "1", "0", "1", "0"]
+    run("--id", "mine")
+    shown = run("--id", "mine")
+    assert "instance mine" in str(shown["stderr"])
+    assert log.read_text().split() == ["0", "1", "0", "1", "0", "0", "1"]

@@ -1,0 +1,116 @@
+"""Issue 17.2: a per-attempt CPU budget ends runaway handlers, busy coroutines and workflow
+loops with an error that names the step, as Cloudflare's CPU limit stops an invocation."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from awf_sim import DefinitionError, Domain, Simulator, Workflow
+from awf_sim.cli import app
+
+
+@contextmanager
+def within(seconds: int) -> Iterator[None]:
+    def expire(*_: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _spin(c: Any, a: Any, ctx: Any) -> Any:
+    while True:
+        pass
+
+
+async def _busy(c: Any, a: Any, ctx: Any) -> Any:
+    await asyncio.sleep(0.001)
+    while True:
+        pass
+
+
+@pytest.mark.parametrize("handler", [_spin, _busy], ids=["endless-loop", "busy-coroutine"])
+def test_a_runaway_handler_fails_its_step_by_name(handler: Any) -> None:
+    runaway = Domain("Runaway", {"go": {"handler": handler, "retries": {"limit": 0, "delay": 1}}})
+
+    @Workflow("runaway-handler", domains=[runaway])
+    async def flow(wf: Any, p: Any) -> Any:
+        await wf.Runaway({}).go()
+
+    with within(30), Simulator(cpu_ms=200) as sim:
+        inst = sim.create(flow, {})
+        sim.run()
+        error = inst.status()["error"]
+    assert error["name"] == "CpuLimitExceeded"
+    assert "Runaway.go" in error["message"]
+    assert "200 ms of CPU time" in error["message"]
+
+
+def test_a_workflow_body_that_never_awaits_ends_errored() -> None:
+    @Workflow("runaway-body")
+    async def flow(wf: Any, p: Any) -> Any:
+        while True:
+            try:
+                pass
+            except Exception:  # the budget is not an Exception: user code cannot swallow it
+                pass
+
+    with within(30), Simulator(cpu_ms=200) as sim:
+        inst = sim.create(flow, {})
+        sim.run()
+        status = inst.status()
+    assert status["status"] == "errored"
+    assert status["error"]["name"] == "CpuLimitExceeded"
+
+
+def test_the_budget_is_per_attempt_not_per_run_of_steps() -> None:
+    def burn(c: Any, a: Any, ctx: Any) -> Any:
+        end = time.process_time() + 0.06
+        while time.process_time() < end:
+            pass
+        return a["i"]
+
+    burner = Domain("Burner", {"burn": burn})
+
+    @Workflow("many-short-steps", domains=[burner])
+    async def flow(wf: Any, p: Any) -> Any:
+        return [await wf.Burner({}).burn(i=i) for i in range(8)]  # ~480 ms in all
+
+    with within(30), Simulator(cpu_ms=250) as sim:
+        inst = sim.create(flow, {})
+        sim.run()
+        assert inst.status()["output"] == list(range(8))
+
+
+def test_cpu_ms_is_checked() -> None:
+    with pytest.raises(DefinitionError, match="cpu_ms"):
+        Simulator(cpu_ms=0)
+
+
+def test_awf_sim_run_takes_cpu_ms(tmp_path: Path) -> None:
+    flow = tmp_path / "spins.py"
+    flow.write_text(
+        "from awf_sim import Workflow\n"
+        "@Workflow('spins')\n"
+        "async def spins(wf, p):\n"
+        "    while True:\n"
+        "        pass\n"
+    )
+    with within(30):
+        result = CliRunner().invoke(app, ["run", str(flow), "--cpu-ms", "200", "--json"])
+    assert result.exit_code == 1
+    assert "CpuLimitExceeded" in result.stdout
