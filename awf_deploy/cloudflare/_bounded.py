@@ -35,7 +35,6 @@ __all__ = [
 # and zstd when their packages are installed.
 ACCEPT_ENCODING: Final = "gzip, deflate"
 MAX_JSON_DEPTH: Final = 64
-_CHUNK: Final = 64 * 1024
 
 
 class DeadlineExceeded(Exception):
@@ -158,13 +157,20 @@ class _Decoder:
         self._deflate = encoding == "deflate"
         self._z = zlib.decompressobj(wbits if wbits is not None else zlib.MAX_WBITS)
         self._first = True
+        self._raw_checked = False
 
     def feed(self, data: bytes, room: int) -> Iterator[bytes]:
         """Decoded output, never more than `room + 1` bytes in total (enough to see it is over)."""
-        if self._deflate and self._first and data:
+        if self._first and data:
             self._first = False
-            # Servers send "deflate" both zlib-wrapped and raw; zlib's header says which.
-            if (data[0] & 0x0F) != 8:
+        if self._deflate and not self._raw_checked and data:
+            self._raw_checked = True
+            # Servers send "deflate" both zlib-wrapped and raw; zlib's header says which
+            # (compression method 8 and a header checksum divisible by 31).
+            wrapped = (
+                len(data) >= 2 and (data[0] & 0x0F) == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            )
+            if not wrapped:
                 self._z = zlib.decompressobj(-zlib.MAX_WBITS)
         pending = data
         while True:
@@ -179,7 +185,10 @@ class _Decoder:
                 return
 
     def flush(self) -> bytes:
-        return self._z.flush()
+        tail = self._z.flush()
+        if not self._first and not self._z.eof:  # an empty body (a 204) is no stream at all
+            raise zlib.error("the compressed stream is truncated")
+        return tail
 
 
 def read_body(response: httpx.Response, deadline: Deadline, limit: int) -> bytes:
@@ -203,7 +212,7 @@ def read_body(response: httpx.Response, deadline: Deadline, limit: int) -> bytes
     size = 0
     raw_size = 0
     try:
-        for raw in response.iter_raw(_CHUNK):
+        for raw in response.iter_raw():
             deadline.remaining()
             raw_size += len(raw)
             if raw_size > limit:
