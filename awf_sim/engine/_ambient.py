@@ -139,7 +139,6 @@ _ignore_lists: list[tuple[str, ...]] = _fg.ignore_lists
 _own_ignore: tuple[str, ...] | None = None
 _installed = False
 _install_lock = threading.Lock()
-_real_net: dict[str, Any] = {}
 
 
 def _active() -> Callable[[], int] | None:
@@ -363,28 +362,31 @@ def _address(address: Any) -> str:
     return repr(address)
 
 
-def _connect(self: socket.socket, address: Any) -> None:
-    if _active() is not None and self.family in _INET_FAMILIES:
-        raise NetworkAccessRefused(_address(address), "connect to")
-    _real_net["connect"](self, address)
+def _guard_connect(real: Callable[..., Any]) -> Callable[..., Any]:
+    def connect(self: socket.socket, address: Any) -> Any:
+        if _active() is not None and self.family in _INET_FAMILIES:
+            raise NetworkAccessRefused(_address(address), "connect to")
+        return real(self, address)
+
+    return connect
 
 
-def _connect_ex(self: socket.socket, address: Any) -> int:
-    if _active() is not None and self.family in _INET_FAMILIES:
-        raise NetworkAccessRefused(_address(address), "connect to")
-    return _real_net["connect_ex"](self, address)  # type: ignore[no-any-return]
+def _guard_create_connection(real: Callable[..., Any]) -> Callable[..., Any]:
+    def create_connection(address: Any, *args: Any, **kwargs: Any) -> Any:
+        if _active() is not None:
+            raise NetworkAccessRefused(_address(address), "connect to")
+        return real(address, *args, **kwargs)
+
+    return create_connection
 
 
-def _create_connection(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
-    if _active() is not None:
-        raise NetworkAccessRefused(_address(address), "connect to")
-    return _real_net["create_connection"](address, *args, **kwargs)  # type: ignore[no-any-return]
+def _guard_getaddrinfo(real: Callable[..., Any]) -> Callable[..., Any]:
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if _active() is not None:
+            raise NetworkAccessRefused(_target(host, port), "resolve")
+        return real(host, port, *args, **kwargs)
 
-
-def _getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-    if _active() is not None:
-        raise NetworkAccessRefused(_target(host, port), "resolve")
-    return _real_net["getaddrinfo"](host, port, *args, **kwargs)
+    return getaddrinfo
 
 
 # --- installation, once per process ---
@@ -476,26 +478,31 @@ def _replace_scanned_fakes() -> None:
             setattr(module, attribute, replacement)
 
 
-_guards: dict[str, Any] = {}
 _audit_installed = False
+# Where the Python-level guards go: (owner, attribute, wrapper factory). Each guard closes over
+# the function it replaced, so putting guards back after another patch (see
+# `_ensure_network_guard`) never mistakes a guard for the real function.
+_PATCHES: tuple[tuple[Any, str, Callable[[Callable[..., Any]], Callable[..., Any]]], ...] = (
+    (socket.socket, "connect", _guard_connect),
+    (socket.socket, "connect_ex", _guard_connect),
+    (socket, "create_connection", _guard_create_connection),
+    (socket, "getaddrinfo", _guard_getaddrinfo),
+)
+
+
+def _is_guard(function: Any) -> bool:
+    return getattr(function, "_awf_network_guard", False) is True
 
 
 def _install_network_guard() -> None:
     global _audit_installed
-    _real_net["connect"] = socket.socket.connect
-    _real_net["connect_ex"] = socket.socket.connect_ex
-    _real_net["create_connection"] = socket.create_connection
-    _real_net["getaddrinfo"] = socket.getaddrinfo
-    sock: Any = socket.socket
-    sock.connect = _guards["connect"] = functools.wraps(_real_net["connect"])(_connect)
-    sock.connect_ex = _guards["connect_ex"] = functools.wraps(_real_net["connect_ex"])(_connect_ex)
-    module: Any = socket
-    module.create_connection = _guards["create_connection"] = functools.wraps(
-        _real_net["create_connection"]
-    )(_create_connection)
-    module.getaddrinfo = _guards["getaddrinfo"] = functools.wraps(_real_net["getaddrinfo"])(
-        _getaddrinfo
-    )
+    for owner, name, factory in _PATCHES:
+        current = getattr(owner, name)
+        if _is_guard(current):
+            continue
+        guard: Any = functools.wraps(current)(factory(current))
+        guard._awf_network_guard = True
+        setattr(owner, name, guard)
     if not _audit_installed:
         # The patches above give the familiar messages for the common entry points; the audit
         # hook below is what makes the guard hold for every other one. It cannot be removed,
@@ -643,12 +650,7 @@ def _ensure_network_guard() -> None:
     socket patch restores the function it saw, which may predate the guard): a simulation must
     never reach the network, whatever else patched `socket`. (The audit hook cannot be undone;
     the patches give the usual entry points their messages.)"""
-    if (
-        socket.socket.connect is not _guards["connect"]
-        or socket.socket.connect_ex is not _guards["connect_ex"]
-        or socket.create_connection is not _guards["create_connection"]
-        or socket.getaddrinfo is not _guards["getaddrinfo"]
-    ):
+    if not all(_is_guard(getattr(owner, name)) for owner, name, _ in _PATCHES):
         _install_network_guard()
 
 

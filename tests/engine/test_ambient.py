@@ -653,3 +653,20 @@ def test_the_guard_survives_another_patch_of_socket_being_undone(
             sock.connect(("127.0.0.1", free_port()))
     finally:
         socket.socket.connect = saw  # type: ignore[method-assign]
+
+
+def test_reinstalling_after_one_patch_keeps_the_real_functions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only create_connection replaced (a test's monkeypatch): the guard is put back without
+    taking the other guards for the real functions, so a connect outside a scope still works."""
+    with scope():
+        pass
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: None)
+    with scope():
+        pass  # reinstalls
+    monkeypatch.undo()
+    with scope():
+        pass
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
+        sock.connect(("127.0.0.1", free_port()))
