@@ -12,6 +12,9 @@
     │   │   ├── RateLimitedError    429, after the retries (or Retry-After beyond the cap)
     │   │   ├── ServerError         5xx, after the retries
     │   │   └── RequestRejected     any other 4xx (or ``success: false``), e.g. 10021
+    │   ├── DeadlineExceeded        inside the client: a request's overall deadline passed
+    │   ├── BodyTooLarge            inside the client: an answer over the size cap (both are
+    │   │                           turned into a TransportError at the client's boundary)
     │   ├── BuildError              the flow cannot become a Worker bundle (also a ValueError)
     │   ├── ProvisionError          D1 provisioning or a migration failed before the upload
     │   ├── HarnessError            the real-runtime harness (Pyodide + Miniflare) is missing,

@@ -153,9 +153,17 @@ def run(
         _fail_usage(f"{type(exc).__name__}: {exc}")
         return
     if json_out:
-        sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+        sys.stdout.write(_json_text(result.to_json()) + "\n")
     else:
-        _console().print(result)
+        console = _console()
+        try:
+            console.print(result)
+        except UnicodeEncodeError:
+            # A step may return a lone surrogate (JavaScript strings can hold one); the
+            # terminal cannot show it, so the rest is printed with it escaped.
+            with console.capture() as captured:
+                console.print(result)
+            sys.stdout.write(captured.get().encode("utf-8", "backslashreplace").decode("utf-8"))
     raise typer.Exit(EXIT_OK if result.status == "complete" else EXIT_FAILED)
 
 
@@ -405,6 +413,16 @@ def instances(
         else:
             console.print(f"output: {json.dumps(r.get('output'), ensure_ascii=False)}")
     raise typer.Exit(EXIT_OK)
+
+
+def _json_text(value: Any) -> str:
+    """JSON for stdout: UTF-8 as is, and a lone surrogate (which UTF-8 cannot carry) escaped."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True)
+    return text
 
 
 def _console() -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -142,11 +143,19 @@ def parse_input(workflow: Workflow, input_json: str | None, input_file: str | No
         raise FlowError("pass either --input or --input-file, not both")
     if input_file is not None:
         try:
-            with open(input_file, encoding="utf-8") as f:
-                text = f.read()
+            with open(input_file, "rb") as f:
+                raw = f.read(MAX_INPUT_BYTES + 1)
         except OSError as exc:
-            raise FlowError(f"--input-file {input_file}: {exc.strerror}") from None
-        return parse_json(text, f"--input-file {input_file}")
+            raise FlowError(f"--input-file {input_file}: {exc.strerror or exc}") from None
+        if len(raw) > MAX_INPUT_BYTES:
+            raise FlowError(f"--input-file {input_file} is larger than {MAX_INPUT_BYTES} bytes")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FlowError(
+                f"--input-file {input_file} is not UTF-8 (invalid byte at offset {exc.start})"
+            ) from None
+        return parse_json(text.removeprefix("\ufeff"), f"--input-file {input_file}")
     if input_json is not None:
         return parse_json(input_json, "--input")
     if workflow.examples:
@@ -154,12 +163,67 @@ def parse_input(workflow: Workflow, input_json: str | None, input_file: str | No
     return {}
 
 
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+MAX_INPUT_DEPTH = 100
+
+
 def parse_json(text: str, what: str) -> Any:
-    """JSON given on a command line or in a file; `what` names it in the one-line error."""
+    """JSON given on a command line or in a file; `what` names it in the one-line error.
+
+    Bounded: at most MAX_INPUT_BYTES, nested at most MAX_INPUT_DEPTH levels, and every string
+    encodable as UTF-8 (a lone surrogate such as "\\ud800" is refused: nothing downstream
+    could store or send it)."""
+    if len(text) > MAX_INPUT_BYTES:
+        raise FlowError(f"{what} is larger than {MAX_INPUT_BYTES} bytes")
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FlowError(
             f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
             """pass an object such as '{"id": "o-1"}'"""
         ) from None
+    except RecursionError:
+        value = _TOO_DEEP
+    problem = "too deep" if value is _TOO_DEEP else _json_problem(value)
+    if problem == "too deep":
+        raise FlowError(f"{what} nests deeper than {MAX_INPUT_DEPTH} levels")
+    if problem is not None:
+        raise FlowError(f"{what} {problem}")
+    return value
+
+
+_TOO_DEEP = object()
+
+
+def _json_problem(value: Any) -> str | None:
+    """Why a parsed JSON value is not acceptable input, or None (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            strings = [item]
+            children: list[Any] = []
+        elif isinstance(item, dict):
+            strings = list(item)
+            children = list(item.values())
+        elif isinstance(item, list):
+            strings = []
+            children = item
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"contains {item!r}, which JSON cannot hold (write a finite number)"
+        else:
+            continue
+        if (
+            children
+            and depth >= MAX_INPUT_DEPTH
+            and any(isinstance(child, dict | list) for child in children)
+        ):
+            return "too deep"
+        for string in strings:
+            try:
+                string.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                bad = string[exc.start]
+                return f"contains a lone surrogate (\\u{ord(bad):04x}), which is not valid Unicode"
+        stack.extend((child, depth + 1) for child in children)
+    return None

@@ -28,6 +28,15 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from ._bounded import (
+    ACCEPT_ENCODING,
+    BodyTooLarge,
+    Deadline,
+    DeadlineExceeded,
+    bounded_transport,
+    loads_bounded,
+    read_body,
+)
 from ._errors import (
     AuthError,
     CloudflareError,
@@ -110,6 +119,10 @@ _CODE_HINTS: Final[Mapping[int, str]] = {
 }
 
 _MAX_PAGES: Final = 1000
+# Bounds on one command's HTTP (README, "What the HTTP client bounds").
+DEFAULT_REQUEST_DEADLINE: Final = 120.0  # seconds, one request from connect to the last byte
+DEFAULT_COMMAND_DEADLINE: Final = 900.0  # seconds, every request and retry of one client
+DEFAULT_MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024  # a body, compressed or decompressed
 _PER_PAGE: Final = 100
 _D1_PER_PAGE: Final = 100  # the schema allows 10 to 10,000
 
@@ -257,6 +270,9 @@ class CloudflareClient:
         max_retry_after: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 30.0,
+        request_deadline: float = DEFAULT_REQUEST_DEADLINE,
+        command_deadline: float | None = DEFAULT_COMMAND_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         secret = Secret(token)
         if not secret.get_secret_value().strip():
@@ -273,18 +289,31 @@ class CloudflareClient:
             )
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        if not request_deadline > 0 or (command_deadline is not None and not command_deadline > 0):
+            raise ValueError("deadlines must be positive numbers of seconds")
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be >= 1")
         self._token = Secret(secret.get_secret_value().strip())
         self.account_id = account_id
-        self.base_url = base_url.rstrip("/")
+        self.base_url = _check_base_url(base_url)
         self.max_retries = max_retries
         self.max_retry_after = max_retry_after
+        self.request_deadline = request_deadline
+        self.command_deadline = command_deadline
+        self.max_response_bytes = max_response_bytes
+        self._ends_at = None if command_deadline is None else time.monotonic() + command_deadline
+        self._deadline = Deadline()
         self._sleep = sleep
         self._http = httpx.Client(
             base_url=self.base_url,
             auth=_BearerAuth(self._token),
-            transport=transport,
+            transport=transport if transport is not None else bounded_transport(self._deadline),
             timeout=httpx.Timeout(timeout),
-            headers={"Accept": "application/json", "User-Agent": "awf-deploy"},
+            headers={
+                "Accept": "application/json",
+                "Accept-Encoding": ACCEPT_ENCODING,
+                "User-Agent": "awf-deploy",
+            },
         )
 
     @classmethod
@@ -300,6 +329,9 @@ class CloudflareClient:
         max_retry_after: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 30.0,
+        request_deadline: float = DEFAULT_REQUEST_DEADLINE,
+        command_deadline: float | None = DEFAULT_COMMAND_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> CloudflareClient:
         """Build a client from ``CLOUDFLARE_API_TOKEN``, ``CLOUDFLARE_ACCOUNT_ID`` and
         ``CLOUDFLARE_API_BASE_URL``; explicit arguments (CLI flags) win over the environment.
@@ -327,6 +359,9 @@ class CloudflareClient:
             max_retry_after=max_retry_after,
             sleep=sleep,
             timeout=timeout,
+            request_deadline=request_deadline,
+            command_deadline=command_deadline,
+            max_response_bytes=max_response_bytes,
         )
 
     def __repr__(self) -> str:
@@ -694,29 +729,33 @@ class CloudflareClient:
             logger.debug("%s %s (attempt %d)", call.method, call.path, attempt)
             failure: str | None = None
             safe = call.idempotent
+            retryable = True
             try:
-                response = self._http.request(
-                    call.method,
-                    call.path,
-                    params=params,
-                    json=json,
-                    data=data,
-                    files=files,
-                    headers=headers,
-                )
+                response = self._request(call, params, json, data, files, headers)
             except httpx.TransportError as exc:
                 # A connect failure means Cloudflare never saw the request.
                 safe = safe or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 failure = self._redact(f"{type(exc).__name__}: {exc}" if str(exc) else repr(exc))
+            except DeadlineExceeded as exc:
+                failure = f"no complete answer within {exc}"
+            except BodyTooLarge as exc:
+                failure = f"the answer is too large ({exc}; the cap is max_response_bytes)"
+                retryable = False
+            except httpx.DecodingError as exc:
+                failure = self._redact(f"the answer could not be decoded ({exc})")
+                retryable = False
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                failure = self._redact(f"{type(exc).__name__}: {exc}")
+                retryable = False
             if failure is not None:
-                if safe and attempt <= self.max_retries:
+                if retryable and safe and attempt <= self.max_retries and self._can_wait(attempt):
                     self._backoff(call, attempt, None, failure)
                     continue
                 # Raised outside the except block so that neither __cause__ nor __context__
                 # holds the httpx exception: it carries the request, Authorization header
                 # included, and error reporters walk exception chains.
                 raise TransportError(
-                    f"{_cap(call.what)} failed: {failure} "
+                    f"{_cap(call.what)} failed: {' '.join(failure.split())} "
                     f"({call.method} {call.path}; {_attempts(attempt)})",
                     method=call.method,
                     path=call.path,
@@ -729,19 +768,85 @@ class CloudflareClient:
                 retry_after = _parse_retry_after(response.headers.get("retry-after"))
                 waitable = retry_after is None or retry_after <= self.max_retry_after
                 safe = status == 429 or call.idempotent
-                if safe and waitable and attempt <= self.max_retries:
+                if (
+                    safe
+                    and waitable
+                    and attempt <= self.max_retries
+                    and self._can_wait(attempt, retry_after)
+                ):
                     self._backoff(call, attempt, retry_after, f"HTTP {status}")
                     continue
             if response.is_success:
                 return response
             raise self._error_for(call, response, attempt)
 
-    def _backoff(self, call: _Call, attempt: int, retry_after: float | None, reason: str) -> None:
-        delay = (
-            retry_after
-            if retry_after is not None
-            else min(0.5 * 2 ** (attempt - 1), self.max_retry_after)
+    def _request(
+        self,
+        call: _Call,
+        params: Mapping[str, str | int] | None,
+        json: Any,
+        data: Mapping[str, str] | None,
+        files: Sequence[tuple[str, tuple[str, bytes, str]]] | None,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        """One request under the deadlines, its body read whole within the size cap."""
+        now = time.monotonic()
+        at = now + self.request_deadline
+        what = f"the request deadline ({self.request_deadline:g} s)"
+        if self._ends_at is not None and self._ends_at < at:
+            at = self._ends_at
+            what = f"the command deadline ({self.command_deadline:g} s)"
+        self._deadline.set(at, what)
+        try:
+            self._deadline.remaining()
+            request = self._http.build_request(
+                call.method,
+                call.path,
+                params=params,
+                json=json,
+                data=data,
+                files=files,
+                headers=headers,
+            )
+            streamed = self._http.send(request, stream=True)
+            body = read_body(streamed, self._deadline, self.max_response_bytes)
+        except httpx.TimeoutException:
+            # The backend cut the socket timeout to what was left of the deadline.
+            if time.monotonic() >= at - 0.05:
+                raise DeadlineExceeded(what) from None
+            raise
+        finally:
+            self._deadline.set(None, "")
+        kept = [
+            (name, value)
+            for name, value in streamed.headers.multi_items()
+            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            streamed.status_code,
+            headers=kept,
+            content=body,
+            request=request,
+            extensions={
+                key: streamed.extensions[key]
+                for key in ("reason_phrase", "http_version")
+                if key in streamed.extensions
+            },
         )
+
+    def _can_wait(self, attempt: int, retry_after: float | None = None) -> bool:
+        """Whether the backoff before the next attempt ends within the command deadline."""
+        if self._ends_at is None:
+            return True
+        return time.monotonic() + self._delay(attempt, retry_after) < self._ends_at
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        return float(min(0.5 * 2 ** (attempt - 1), self.max_retry_after))
+
+    def _backoff(self, call: _Call, attempt: int, retry_after: float | None, reason: str) -> None:
+        delay = self._delay(attempt, retry_after)
         logger.warning(
             "%s %s: %s; retrying in %.1f s (attempt %d of %d)",
             call.method,
@@ -943,9 +1048,25 @@ _NOT_JSON: Final = object()
 
 def _json(response: httpx.Response) -> Any:
     try:
-        return response.json()
-    except ValueError:
+        return loads_bounded(response.content)
+    except ValueError:  # not JSON, not UTF-8, or nested deeper than MAX_JSON_DEPTH
         return _NOT_JSON
+
+
+def _check_base_url(base_url: str) -> str:
+    """The base URL without its trailing slash, or a ConfigError (one line, value not echoed:
+    a token pasted into the wrong variable would leak)."""
+    hint = f"Set {BASE_URL_ENV} to an http(s) URL such as {DEFAULT_BASE_URL}, or unset it."
+    try:
+        url = httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(
+            f"The Cloudflare API base URL is not an http(s) URL ({len(str(base_url))} characters).",
+            hint=hint,
+        )
+    return str(base_url).rstrip("/")
 
 
 def _validate(model: type[M], data: Any) -> M | str:

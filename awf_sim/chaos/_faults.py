@@ -322,6 +322,9 @@ def _expand(item: Any) -> Fault:
     return out
 
 
+_MAX_TOKEN_PLAN = 1 << 20  # bytes of a decoded plan
+
+
 def plan_token(plan: Sequence[Mapping[str, Any]]) -> str:
     """A short URL-safe token for a plan; `decode_token` gives the normalised plan back."""
     norm = normalize_plan(plan)
@@ -335,8 +338,9 @@ def plan_token(plan: Sequence[Mapping[str, Any]]) -> str:
 
 def decode_token(token: str) -> Plan:
     """The plan a token stands for; FaultPlanError if it is not a token `plan_token` made."""
+    shown = repr(token[:57] + "..." if isinstance(token, str) and len(token) > 60 else token)
     bad = FaultPlanError(
-        f"{token!r} is not a chaos replay token; copy it from the replay command that "
+        f"{shown} is not a chaos replay token; copy it from the replay command that "
         "`awf-sim chaos` printed"
     )
     if not isinstance(token, str) or len(token) < 2 or token[0] not in "jz":
@@ -344,11 +348,24 @@ def decode_token(token: str) -> Plan:
     try:
         data = base64.urlsafe_b64decode(token[1:] + "=" * (-len(token[1:]) % 4))
         if token[0] == "z":
-            data = zlib.decompress(data)
+            # Bounded: a crafted token must not expand into gigabytes.
+            inflater = zlib.decompressobj()
+            data = inflater.decompress(data, _MAX_TOKEN_PLAN)
+            if inflater.unconsumed_tail or not inflater.eof:
+                raise ValueError("too large or truncated")
         items = json.loads(data.decode())
         if not isinstance(items, list):
             raise ValueError(items)
         plan = [_expand(item) for item in items]
-    except (ValueError, TypeError, zlib.error, UnicodeDecodeError):
+    except (
+        ValueError,
+        TypeError,
+        zlib.error,
+        UnicodeDecodeError,
+        RecursionError,
+        KeyError,
+        IndexError,
+        AttributeError,
+    ):
         raise bad from None
     return normalize_plan(plan)

@@ -484,22 +484,52 @@ def test_asyncio_connections_inside_are_refused() -> None:
 
 
 def test_another_thread_may_connect_during_a_scope() -> None:
+    """A thread the simulation did not start (a test server, a pool made before) is not
+    guarded: the guard belongs to the simulation's own work."""
     port = free_port()
     errors: list[BaseException] = []
+    go = threading.Event()
 
     def connect() -> None:
+        go.wait(10)
         with socket.socket() as sock:
             try:
                 sock.connect(("127.0.0.1", port))
             except OSError as exc:
                 errors.append(exc)
 
+    other = threading.Thread(target=connect)
+    other.start()
     with scope():
-        other = threading.Thread(target=connect)
-        other.start()
+        go.set()
         other.join(10)
     assert len(errors) == 1
     assert type(errors[0]) is ConnectionRefusedError
+
+
+def test_a_thread_started_inside_a_scope_is_guarded_while_it_lasts() -> None:
+    port = free_port()
+    errors: list[BaseException] = []
+    later = threading.Event()
+
+    def connect() -> None:
+        for _ in range(2):
+            with socket.socket() as sock:
+                try:
+                    sock.connect(("127.0.0.1", port))
+                except OSError as exc:
+                    errors.append(exc)
+            later.wait(10)
+
+    with scope():
+        other = threading.Thread(target=connect)
+        other.start()
+        while not errors:
+            time.sleep(0.001)
+    later.set()
+    other.join(10)
+    assert type(errors[0]) is NetworkAccessRefused
+    assert type(errors[1]) is ConnectionRefusedError  # the scope is over
 
 
 def test_refusal_pickles() -> None:
@@ -623,3 +653,20 @@ def test_the_guard_survives_another_patch_of_socket_being_undone(
             sock.connect(("127.0.0.1", free_port()))
     finally:
         socket.socket.connect = saw  # type: ignore[method-assign]
+
+
+def test_reinstalling_after_one_patch_keeps_the_real_functions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only create_connection replaced (a test's monkeypatch): the guard is put back without
+    taking the other guards for the real functions, so a connect outside a scope still works."""
+    with scope():
+        pass
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: None)
+    with scope():
+        pass  # reinstalls
+    monkeypatch.undo()
+    with scope():
+        pass
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
+        sock.connect(("127.0.0.1", free_port()))
