@@ -617,6 +617,79 @@ def test_bad_input_leaves_a_store_untouched(tmp_path: Path) -> None:
     assert store.read_bytes() == before
 
 
+def _truncated_store(tmp_path: Path) -> str:
+    flow = write(tmp_path, "seed.py", GOOD_FLOW)
+    store = tmp_path / "truncated.db"
+    assert sim("run", flow, "--store", str(store)).exit_code == 0
+    store.write_bytes(store.read_bytes()[:1500])
+    return str(store)
+
+
+def _foreign_store(tmp_path: Path) -> str:
+    path = tmp_path / "other-app.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    return str(path)
+
+
+BAD_STORES: dict[str, Callable[[Path], str]] = {
+    "a-directory": lambda tmp: str(tmp),
+    "in-a-missing-directory": lambda tmp: str(tmp / "missing" / "store.db"),
+    "a-text-file": lambda tmp: write(tmp, "notes.db", "these are notes, not SQLite\n" * 40),
+    "a-truncated-store": _truncated_store,
+    "another-apps-database": _foreign_store,
+}
+
+
+@pytest.mark.parametrize("make", BAD_STORES.values(), ids=BAD_STORES.keys())
+def test_a_store_that_is_not_awfs_is_one_line_and_exit_2(
+    tmp_path: Path, make: Callable[[Path], str]
+) -> None:
+    flow = write(tmp_path, "flow.py", GOOD_FLOW)
+    store = make(tmp_path)
+    before = Path(store).read_bytes() if Path(store).is_file() else None
+    check_failure(sim("run", flow, "--store", store), 2, prefix="awf-sim:")
+    if before is not None:
+        assert Path(store).read_bytes() == before  # nothing written into what is not ours
+
+
+EXITING_HANDLERS = {
+    "sys-exit-3": "raise SystemExit(3)",
+    "sys-exit-text": "import sys; sys.exit('bye')",
+    "keyboard-interrupt": "raise KeyboardInterrupt",
+}
+
+
+@pytest.mark.parametrize("body", EXITING_HANDLERS.values(), ids=EXITING_HANDLERS.keys())
+def test_a_handler_that_exits_fails_its_step_not_the_judge(tmp_path: Path, body: str) -> None:
+    """The code under test cannot choose the exit code: the instance errors (exit 1)."""
+    flow = write(
+        tmp_path,
+        "flow.py",
+        GOOD_FLOW.replace(
+            'return {"n": ctx["n"] + 1}', body + '\n    return {"n": ctx["n"] + 1}'
+        ).replace(
+            'D = Domain("D", {"add": add})',
+            'D = Domain("D", {"add": {"handler": add, "retries": {"limit": 0, "delay": 0}}})',
+        ),
+    )
+    result = sim("run", flow, "--json")
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    assert json.loads(result.stdout)["status"] == "errored"
+    assert "Traceback" not in result.stderr
+
+
+def test_os_exit_in_a_handler_cannot_make_chaos_pass(tmp_path: Path) -> None:
+    flow = write(
+        tmp_path,
+        "flow.py",
+        GOOD_FLOW.replace('return {"n": ctx["n"] + 1}', "import os; os._exit(0)"),
+    )
+    result = sim("chaos", flow, "--runs", "1", "--max-faults", "1")
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 # -- HTTP responses from a hostile server ---------------------------------------------------
 
 
