@@ -1,6 +1,6 @@
 """Errors raised by the Cloudflare client (the whole awf_deploy tree: ``awf_deploy.errors``).
 
-Every failure leaves the client as one of these, mapped in one place (``_session._Session._error_for``)::
+Every failure leaves the client as one of these, mapped in one place (``_Session._error_for``)::
 
     CloudflareError                 an AwfDeployError: status, codes, messages, attempts, hint
     ├── ConfigError                 no token or account id: names the env var to set

@@ -1205,11 +1205,8 @@ def cli_env(cf: FakeCloudflare, monkeypatch: pytest.MonkeyPatch) -> FakeCloudfla
     monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", cf.account_id)
     monkeypatch.delenv("CLOUDFLARE_API_BASE_URL", raising=False)
     monkeypatch.delenv("AWF_D1_DATABASE_ID", raising=False)
-    monkeypatch.setattr(
-        awf_deploy.cli,
-        "_CLIENT_OPTIONS",
-        {"transport": cf.transport(), "sleep": lambda seconds: None},
-    )
+    monkeypatch.setitem(awf_deploy.cli._CLIENT_OPTIONS, "transport", cf.transport())
+    monkeypatch.setitem(awf_deploy.cli._CLIENT_OPTIONS, "sleep", lambda seconds: None)
     return cf
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+import awf_deploy._cli_deploy
 import awf_deploy.cli
 from awf_deploy.cli import app
 
@@ -148,7 +149,7 @@ def test_push_refuses_on_violations_and_prints_them(
 def test_push_asks_for_confirmation_on_a_terminal(
     shop: str, cli_env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(awf_deploy.cli, "_interactive", lambda: True)
+    monkeypatch.setattr(awf_deploy._cli_deploy, "_interactive", lambda: True)
     declined = run("push", shop, input="n\n")
     assert declined.exit_code == 1
     assert "Push these changes?" in declined.stderr

@@ -1,0 +1,183 @@
+"""What every `awf-deploy` command shares: the Typer app, output, the one place errors become
+exit codes (`_handled`), the Cloudflare client, and the options."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from awf_sim.errors import ProcessDied
+from awf_sim.flow import FlowError, parse_json
+
+from ._bundle import (
+    BuildError,
+    Bundle,
+)
+from ._dev import DevError
+from ._harness import HarnessError
+from ._worker_api import LOCAL_URL, WorkerApi, WorkerApiError
+from .cloudflare import (
+    ACCOUNT_ID_ENV,
+    CloudflareClient,
+    CloudflareError,
+    ConfigError,
+    NotFoundError,
+)
+
+app = typer.Typer(
+    name="awf-deploy",
+    help="Build awf flows into Cloudflare Python Workers and push them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+# Test seam: keyword arguments for CloudflareClient.from_env (transport, sleep, max_retries).
+_CLIENT_OPTIONS: dict[str, Any] = {}
+
+
+class _UsageError(Exception):
+    pass
+
+
+@app.callback()
+def _root() -> None:
+    """Build awf flows into Cloudflare Python Workers and push them."""
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def _err(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def _out(text: str = "") -> None:
+    typer.echo(text)
+
+
+def _json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
+
+
+def _exit(code: int) -> NoReturn:
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _handled() -> Iterator[None]:
+    """Every expected failure as one message on stderr and its exit code."""
+    try:
+        yield
+    except (FlowError, BuildError, ConfigError, _UsageError, DevError, HarnessError) as exc:
+        _err(f"awf-deploy: {exc}")
+        _exit(EXIT_USAGE)
+    except NotFoundError as exc:
+        _err(f"awf-deploy: {exc}")
+        _err("  hint: `awf-deploy status` lists what is deployed on the account.")
+        _exit(EXIT_FAILED)
+    except CloudflareError as exc:
+        _err(f"awf-deploy: {exc}")
+        _exit(EXIT_FAILED)
+    except ProcessDied as exc:  # the code under test ended the verify gate's process
+        _err(f"awf-deploy: {exc}")
+        _exit(EXIT_FAILED)
+    except WorkerApiError as exc:  # NotListening too: exit 1, like a Cloudflare transport error
+        _err(f"awf-deploy: {exc}")
+        _exit(EXIT_FAILED)
+    except ValueError as exc:  # the client's checks of names and ids, before any request
+        _err(f"awf-deploy: {exc}")
+        _exit(EXIT_USAGE)
+
+
+def _client(account_id: str | None) -> CloudflareClient:
+    return CloudflareClient.from_env(account_id=account_id, **_CLIENT_OPTIONS)
+
+
+def _json_arg(option: str, text: str | None) -> Any:
+    return None if text is None else parse_json(text, option)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+# -- options -----------------------------------------------------------------------------------
+
+FlowArg = Annotated[str, typer.Argument(help="The flow file (.py) that defines the workflows.")]
+NameOpt = Annotated[
+    str | None,
+    typer.Option("--name", help="Worker script name (default: the flow file's name)."),
+]
+DateOpt = Annotated[
+    str | None,
+    typer.Option("--compatibility-date", help="Workers compatibility date (YYYY-MM-DD)."),
+]
+D1Opt = Annotated[
+    str | None,
+    typer.Option(
+        "--d1-id",
+        envvar="AWF_D1_DATABASE_ID",
+        help="Id of the D1 database bound as DB (needed when a handler uses ctx.db).",
+    ),
+]
+AccountOpt = Annotated[
+    str | None,
+    typer.Option("--account-id", help=f"Cloudflare account id (default: ${ACCOUNT_ID_ENV})."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+LocalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--local",
+        help=f"Talk to `awf-deploy dev` on {LOCAL_URL} instead of the Cloudflare API.",
+    ),
+]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="Talk to the awf HTTP API of the Worker at this base URL (local or deployed) "
+        "instead of the Cloudflare API; sends $AWF_API_KEY as a Bearer token when set.",
+    ),
+]
+
+
+def _worker_api(local: bool, url: str | None) -> WorkerApi | None:
+    """The Worker API client that --local / --url ask for, or None (the Cloudflare API)."""
+    if local and url is not None:
+        raise _UsageError("pass either --local or --url, not both")
+    if url is not None:
+        return WorkerApi(url)
+    if local:
+        return WorkerApi(LOCAL_URL)
+    return None
+
+
+def _warn(bundle: Bundle) -> None:
+    for warning in bundle.warnings:
+        _err(f"awf-deploy: warning: {warning}")
+
+
+PublicOpt = Annotated[
+    bool,
+    typer.Option(
+        "--public",
+        help="Leave the Worker's HTTP API open to anyone (default: it needs the key "
+        "AWF_API_KEY; a flow can also say PUBLIC_API = True).",
+    ),
+]
+KeyFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key-file",
+        help="Write a newly set API key to this file (mode 600) instead of showing it once.",
+    ),
+]

@@ -1,0 +1,446 @@
+"""`awf-deploy build`, `push`, `pull` and `key`: what goes to Cloudflare."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from awf_sim.flow import load_flow
+
+from ._bundle import (
+    MAIN_MODULE,
+    Bundle,
+    build_bundle,
+    read_bundle_hash,
+    write_bundle,
+)
+from ._cli_base import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    AccountOpt,
+    D1Opt,
+    DateOpt,
+    FlowArg,
+    JsonOpt,
+    KeyFileOpt,
+    NameOpt,
+    PublicOpt,
+    _client,
+    _err,
+    _exit,
+    _handled,
+    _interactive,
+    _json,
+    _out,
+    _UsageError,
+    _warn,
+    app,
+)
+from ._gate import DEFAULT_LIMIT as DEFAULT_REPLAY_LIMIT
+from ._gate import pull_history, replay_running
+from ._provision import (
+    ProvisionError,
+    database_name_for,
+    flow_migrations,
+    new_api_key,
+    plan_d1,
+)
+from ._push import (
+    API_KEY_VAR,
+    Plan,
+    PushReport,
+    make_plan,
+    push,
+    upload,
+    verify,
+)
+
+# -- build ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def build(
+    flow: FlowArg,
+    out: Annotated[
+        str | None, typer.Option("--out", help="Output folder (default: build/<name>).")
+    ] = None,
+    name: NameOpt = None,
+    compatibility_date: DateOpt = None,
+    d1_id: D1Opt = None,
+    public: PublicOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write the Worker bundle: wrangler.toml, entry.py, the flow file and the runtime."""
+    with _handled():
+        loaded = load_flow(flow)
+        bundle = build_bundle(
+            flow,
+            name=name,
+            compatibility_date=compatibility_date,
+            d1_database_id=d1_id,
+            flow=loaded,
+            api_auth=_api_auth(loaded, public),
+        )
+        _warn(bundle)
+        target = write_bundle(bundle, out if out is not None else Path("build") / bundle.name)
+    if json_out:
+        _json(
+            {
+                "out": str(target),
+                "script": bundle.name,
+                "sha256": bundle.sha256,
+                "compatibility_date": bundle.compatibility_date,
+                "workflows": [wf.to_json() for wf in bundle.workflows],
+                "crons": bundle.crons,
+                "bindings": bundle.bindings,
+                "modules": sorted(bundle.modules),
+                "files": sorted(bundle.files),
+                "warnings": list(bundle.warnings),
+            }
+        )
+        return
+    _out(f"Wrote {target}/ for script {bundle.name!r} ({len(bundle.modules)} Python modules):")
+    for wf in bundle.workflows:
+        cron = f", cron {wf.schedule!r}" if wf.schedule else ""
+        _out(f"  workflow {wf.name}: class {wf.class_name}, binding {wf.binding}{cron}")
+    extra = [b["name"] for b in bundle.bindings if b["type"] != "workflow"]
+    if extra:
+        _out(f"  other bindings: {', '.join(extra)}")
+    if bundle.api_auth == "key":
+        _out(
+            f"  HTTP API: needs `Authorization: Bearer <{API_KEY_VAR}>`; `awf-deploy push` sets "
+            f"the key (with wrangler: `npx wrangler secret put {API_KEY_VAR}`); --public opens it"
+        )
+    else:
+        _out("  HTTP API: public (anyone can start instances and send events)")
+    _out(f"Deploy it with `awf-deploy push {flow}`, or `cd {target} && npx wrangler deploy`.")
+
+
+# -- push ----------------------------------------------------------------------------------------
+
+
+def _print_plan(plan: Plan) -> None:
+    marks = {"create": "+", "update": "~", "unchanged": "="}
+    _out(f"Plan for script {plan.bundle.name!r} (bundle {plan.bundle.sha256[:12]}):")
+    for change in plan.changes:
+        if change.kind in ("database", "migration"):
+            _out(f"  {marks[change.action]} {change.describe()}")
+            continue
+        label = f"{change.kind:<9} {change.target}"
+        _out(f"  {marks[change.action]} {label:<40} {change.action}: {change.detail}")
+
+
+def _print_report(report: PushReport) -> None:
+    if report.ok:
+        _out("Pushed: " + "; ".join(c.describe() for c in report.done) + ".")
+        return
+    assert report.failed is not None
+    _out("Push stopped halfway.")
+    for change in report.done:
+        _out(f"  done:     {change.describe()}")
+    first_line = str(report.error).splitlines()[0] if report.error else ""
+    _out(f"  FAILED:   {report.failed.describe()}: {first_line}")
+    for change in report.not_done:
+        _out(f"  not done: {change.describe()}")
+    _out(
+        "Nothing else was changed. Run the same push again: it reads the account again and "
+        "does only what is left."
+    )
+
+
+def _api_auth(loaded: Any, public: bool) -> str:
+    return "public" if public or getattr(loaded.module, "PUBLIC_API", False) is True else "key"
+
+
+def _deliver_key(key: str, key_file: str | None, script: str, json_out: bool) -> dict[str, Any]:
+    """Hand a new API key to the user once: into `key_file`, or on stdout."""
+    if key_file is not None:
+        path = Path(key_file)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(key + "\n")
+        os.chmod(path, 0o600)
+        if not json_out:
+            _out(f"The Worker's API key {API_KEY_VAR} is in {path} (it is not shown anywhere).")
+            _out(f"  use it: export {API_KEY_VAR}=$(cat {path})")
+        return {"api_key_file": str(path)}
+    if not json_out:
+        _out(f"The Worker's API key {API_KEY_VAR} (shown once; keep it, e.g. in a secret store):")
+        _out(f"  {key}")
+        _out(
+            f"  use it: export {API_KEY_VAR}=...; awf-deploy trigger WORKFLOW "
+            f"--url https://{script}.<your-subdomain>.workers.dev"
+        )
+    return {"api_key": key}
+
+
+def _key_file_ok(key_file: str | None) -> None:
+    if key_file is not None:
+        parent = Path(key_file).resolve().parent
+        if not parent.is_dir():
+            raise _UsageError(f"--key-file {key_file}: folder {parent} does not exist")
+
+
+@app.command("push")
+def push_command(
+    flow: FlowArg,
+    name: NameOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan; send no write.")
+    ] = False,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Push even if chaos finds violations.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    compatibility_date: DateOpt = None,
+    d1_id: D1Opt = None,
+    public: PublicOpt = False,
+    key_file: KeyFileOpt = None,
+    allow_divergence: Annotated[
+        bool,
+        typer.Option(
+            "--allow-divergence",
+            help="Push even if running instances, replayed on the new code, diverge.",
+        ),
+    ] = False,
+    replay_limit: Annotated[
+        int,
+        typer.Option(
+            "--replay-limit",
+            min=1,
+            help="Replay at most this many running instances (a seeded sample beyond it).",
+        ),
+    ] = DEFAULT_REPLAY_LIMIT,
+    account_id: AccountOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run chaos on the flow, provision D1, replay running instances on the new code, show the
+    plan, then create the database, upload the script (with its API key), crons and workflows."""
+    result: dict[str, Any] = {"dry_run": dry_run, "verified": not no_verify}
+
+    def finish(code: int) -> NoReturn:
+        if json_out:
+            _json(result)
+        _exit(code)
+
+    with _handled():
+        _key_file_ok(key_file)
+        loaded = load_flow(flow)
+        auth = _api_auth(loaded, public)
+
+        def make(database_id: str | None) -> Bundle:
+            return build_bundle(
+                flow,
+                name=name,
+                compatibility_date=compatibility_date,
+                d1_database_id=database_id,
+                flow=loaded,
+                api_auth=auth,
+            )
+
+        bundle = make(d1_id)
+        for warning in bundle.warnings:
+            if not (bundle.uses_db and "D1 database id" in warning):  # push provisions it
+                _err(f"awf-deploy: warning: {warning}")
+        if auth == "public":
+            _err("awf-deploy: warning: --public: the Worker's HTTP API is open to anyone")
+        client = _client(account_id)
+    result["script"] = bundle.name
+    with client, _handled():
+        if no_verify:
+            _err("awf-deploy: warning: --no-verify: pushing without the chaos check")
+        else:
+            _err(f"awf-deploy: chaos on {', '.join(loaded.workflows)} in the simulator ...")
+            violations = verify(loaded)
+            result["violations"] = [v.to_json() for v in violations]
+            if violations:
+                if not json_out:
+                    _out(f"Chaos found {len(violations)} violation(s):")
+                    for violation in violations:
+                        _out(f"  {violation}")
+                        if violation.replay:
+                            # The same input chaos ran, with the outcome its example declares.
+                            if violation.example is not None:
+                                which = f"--example {violation.example}"
+                            else:
+                                which = "--input '{}'"
+                            _out(
+                                f"    replay: awf-sim chaos {flow} --workflow {violation.workflow}"
+                                f" {which} --replay {violation.replay}"
+                            )
+                _err("awf-deploy: refusing to push; fix the flow, or pass --no-verify")
+                finish(EXIT_FAILED)
+        _err(f"awf-deploy: reading the account's state of {bundle.name!r} ...")
+        d1 = None
+        if bundle.uses_db and not bundle.d1_database_id:
+            try:
+                d1 = plan_d1(client, database_name_for(bundle.name), flow_migrations(loaded))
+            except ProvisionError as exc:
+                _err(f"awf-deploy: {exc}")
+                finish(EXIT_FAILED)
+            if d1.database_id is not None:
+                bundle = make(d1.database_id)
+        plan = make_plan(client, bundle, d1=d1, rebuild=make)
+        result["plan"] = plan.to_json()
+        gate = None
+        if plan.script.writes or any(w.writes for w in plan.workflows):
+            gate = replay_running(
+                client,
+                loaded,
+                [wf.name for wf in bundle.workflows],
+                limit=replay_limit,
+                progress=lambda line: _err(f"awf-deploy: {line}"),
+            )
+            result["replay"] = gate.to_json()
+        if not json_out:
+            _print_plan(plan)
+            if gate is not None:
+                _out(f"  {gate.summary()}")
+        if gate is not None and gate.divergent:
+            if not json_out:
+                for found in gate.divergent:
+                    _out(
+                        f"  instance {found.instance} of {found.workflow} diverges at "
+                        f"{found.divergences[0]}"
+                    )
+                    _out(
+                        f"    see: awf-deploy pull {found.workflow} {found.instance} "
+                        f"--out h.json && awf-sim replay {flow} h.json"
+                    )
+            if not allow_divergence:
+                _err(
+                    f"awf-deploy: refusing to push: {len(gate.divergent)} running instance(s) "
+                    "would run the new code differently from their history; keep the old step "
+                    "names (context, args) for them, or pass --allow-divergence"
+                )
+                finish(EXIT_FAILED)
+            _err("awf-deploy: warning: --allow-divergence: pushing over diverging instances")
+        if not plan.has_changes:
+            if not json_out:
+                _out("Nothing to push: the account already runs this bundle.")
+            finish(EXIT_OK)
+        if dry_run:
+            if not json_out:
+                _out("Dry run: nothing was sent.")
+            finish(EXIT_OK)
+        if not yes:
+            if not _interactive():
+                _err("awf-deploy: refusing to push: not a terminal, nobody to confirm; pass --yes")
+                result["aborted"] = True
+                finish(EXIT_USAGE)
+            if not typer.confirm("Push these changes?", err=True):
+                _err("awf-deploy: aborted; nothing was sent")
+                result["aborted"] = True
+                finish(EXIT_FAILED)
+        api_key = new_api_key() if plan.new_api_key else None
+        report = push(
+            client, plan, progress=lambda line: _err(f"awf-deploy: {line}"), api_key=api_key
+        )
+        result["report"] = report.to_json()
+        if not json_out:
+            _print_report(report)
+        if api_key is not None and any(c.kind == "script" for c in report.done):
+            result.update(_deliver_key(api_key, key_file, bundle.name, json_out))
+        if report.error is not None:
+            _err(f"awf-deploy: {report.error}")
+        finish(EXIT_OK if report.ok else EXIT_FAILED)
+
+
+# -- pull and key ----------------------------------------------------------------------------------
+
+
+@app.command()
+def pull(
+    workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
+    instance: Annotated[str, typer.Argument(help="The instance id.")],
+    out: Annotated[
+        str | None,
+        typer.Option("--out", help="The history file (default: <workflow>-<instance>.json)."),
+    ] = None,
+    account_id: AccountOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Save an instance's status and step history as a JSON file, for `awf-sim replay`."""
+    with _handled():
+        client = _client(account_id)
+    with client, _handled():
+        history = pull_history(client, workflow, instance)
+    target = Path(out if out is not None else f"{workflow}-{instance}.json")
+    with _handled():
+        try:
+            target.write_text(json.dumps(history.to_json(), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise _UsageError(f"--out {target}: {exc.strerror or exc}") from None
+    if json_out:
+        _json({"workflow": workflow, "instance": instance, "out": str(target)})
+        return
+    _out(
+        f"Saved instance {instance} of {workflow} ({history.status}, {len(history.steps)} "
+        f"steps) to {target}."
+    )
+    _out(f"Replay it on your current code: awf-sim replay FLOW.py {target}")
+
+
+@app.command()
+def key(
+    flow: FlowArg,
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Set a new API key on the deployed Worker.")
+    ] = False,
+    key_file: KeyFileOpt = None,
+    name: NameOpt = None,
+    compatibility_date: DateOpt = None,
+    d1_id: D1Opt = None,
+    account_id: AccountOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Replace the deployed Worker's API key (AWF_API_KEY) with a new one: `--rotate`.
+
+    The flow's current bundle must be what is deployed (push first); the old key stops
+    working at once."""
+    with _handled():
+        if not rotate:
+            raise _UsageError("pass --rotate to replace the Worker's API key with a new one")
+        _key_file_ok(key_file)
+        loaded = load_flow(flow)
+        if _api_auth(loaded, False) == "public":
+            raise _UsageError(f"{flow} says PUBLIC_API = True: its Worker has no API key")
+        client = _client(account_id)
+    with client, _handled():
+
+        def make(database_id: str | None) -> Bundle:
+            return build_bundle(
+                flow,
+                name=name,
+                compatibility_date=compatibility_date,
+                d1_database_id=database_id,
+                flow=loaded,
+                api_auth="key",
+            )
+
+        bundle = make(d1_id)
+        if bundle.uses_db and not bundle.d1_database_id:
+            wanted = database_name_for(bundle.name)
+            found = [db for db in client.list_d1_databases(wanted) if db.name == wanted]
+            if not found:
+                raise _UsageError(f"no D1 database {wanted!r} on the account: push the flow first")
+            bundle = make(found[0].uuid)
+        remote = client.get_script(bundle.name)
+        deployed = read_bundle_hash(remote.modules.get(MAIN_MODULE, "")) if remote else None
+        if deployed != bundle.sha256:
+            raise _UsageError(
+                f"script {bundle.name!r} "
+                + ("is not deployed" if remote is None else "runs another bundle than this flow's")
+                + f": push it first (`awf-deploy push {flow}`), then rotate"
+            )
+        secret = new_api_key()
+        _err(f"awf-deploy: uploading script {bundle.name!r} with a new API key ...")
+        upload(client, bundle, secret)
+    delivered = _deliver_key(secret, key_file, bundle.name, json_out)
+    if json_out:
+        _json({"script": bundle.name, "rotated": True, **delivered})

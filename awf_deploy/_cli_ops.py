@@ -1,0 +1,320 @@
+"""`awf-deploy status`, `trigger`, `send-event`, `instances` and `dev`: what runs, on Cloudflare
+or on a Worker's own API (`--local`, `--url`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, get_args
+
+import typer
+
+from ._bundle import (
+    MAIN_MODULE,
+    read_bundle_hash,
+)
+from ._cli_base import (
+    EXIT_FAILED,
+    EXIT_OK,
+    AccountOpt,
+    FlowArg,
+    JsonOpt,
+    LocalOpt,
+    NameOpt,
+    UrlOpt,
+    _client,
+    _exit,
+    _handled,
+    _json,
+    _json_arg,
+    _out,
+    _UsageError,
+    _worker_api,
+    app,
+)
+from ._dev import DEFAULT_PORT, DevServer
+from .cloudflare import (
+    InstanceStatus,
+)
+
+# -- status, trigger, send-event, instances ------------------------------------------------------
+
+
+@app.command()
+def status(
+    workflow: Annotated[
+        str | None, typer.Argument(help="With INSTANCE: that instance's status.")
+    ] = None,
+    instance: Annotated[str | None, typer.Argument(help="The instance id.")] = None,
+    name: NameOpt = None,
+    account_id: AccountOpt = None,
+    local: LocalOpt = False,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """What is deployed: a script's bundle, crons and workflows (without --name: all).
+
+    `status WORKFLOW INSTANCE`: one instance's status, output and error."""
+    with _handled():
+        if (workflow is None) != (instance is None):
+            raise _UsageError("pass both WORKFLOW and INSTANCE, or neither")
+        api = _worker_api(local, url)
+    if api is not None:
+        with api, _handled():
+            if workflow is not None and instance is not None:
+                details = api.instance(workflow, instance)
+            else:
+                worker_info = api.info()
+        if workflow is not None and instance is not None:
+            _print_instance(workflow, instance, details, json_out)
+        else:
+            _print_worker(api.base_url, worker_info, json_out)
+        return
+    if workflow is not None and instance is not None:
+        with _handled():
+            client = _client(account_id)
+        with client, _handled():
+            found = client.get_instance(workflow, instance)
+        details = found.model_dump(mode="json", exclude_none=True)
+        _print_instance(workflow, instance, details, json_out)
+        return
+    with _handled():
+        client = _client(account_id)
+    with client, _handled():
+        result: dict[str, Any] = {}
+        if name is not None:
+            script = client.get_script(name)  # first: a bad name fails before any request
+            result["script"] = {
+                "name": name,
+                "deployed": script is not None,
+                "bundle_sha256": read_bundle_hash(script.modules.get(MAIN_MODULE, ""))
+                if script
+                else None,
+                "crons": [s.cron for s in client.get_schedules(name)] if script else [],
+            }
+        workflows = client.list_workflows()
+        if name is not None:
+            workflows = [w for w in workflows if w.script_name == name]
+        rows: list[dict[str, Any]] = []
+        for wf in workflows:
+            counts = wf.instances
+            if counts is None:
+                full = client.get_workflow(wf.name)
+                counts = full.instances if full is not None else None
+            rows.append(
+                {
+                    "name": wf.name,
+                    "script": wf.script_name,
+                    "class": wf.class_name,
+                    "instances": counts.model_dump(by_alias=True) if counts else None,
+                }
+            )
+        result["workflows"] = rows
+    if json_out:
+        _json(result)
+    else:
+        info = result.get("script")
+        if info is not None:
+            if info["deployed"]:
+                sha = info["bundle_sha256"]
+                _out(
+                    f"script {name}: deployed"
+                    + (f", bundle {sha[:12]}" if sha else " (not by awf-deploy)")
+                )
+                _out(f"  cron triggers: {', '.join(info['crons']) or 'none'}")
+            else:
+                _out(f"script {name}: not deployed")
+        if not rows:
+            _out("no workflows" + (f" of script {name!r}" if name else " on this account"))
+        for row in rows:
+            tally: dict[str, int] = row["instances"] or {}
+            busy = ", ".join(f"{k} {v}" for k, v in tally.items() if v) or "no instances"
+            _out(f"workflow {row['name']}: {row['class']} of {row['script']!r}; {busy}")
+    if name is not None and not result["script"]["deployed"] and not rows:
+        _exit(EXIT_FAILED)
+
+
+def _print_instance(workflow: str, instance: str, details: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        _json({**details, "workflow": workflow, "id": instance})
+        return
+    _out(f"instance {instance} of {workflow}: {details.get('status')}")
+    if details.get("output") is not None:
+        _out(f"  output: {json.dumps(details['output'], ensure_ascii=False)}")
+    error = details.get("error")
+    if error:
+        if isinstance(error, dict):
+            error = f"{error.get('name', 'Error')}: {error.get('message', '')}"
+        _out(f"  error:  {error}")
+
+
+def _print_worker(base_url: str, info: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        _json({"url": base_url, **info})
+        return
+    bundle = str(info.get("bundle") or "")
+    _out(
+        f"script {info.get('script')} at {base_url}" + (f": bundle {bundle[:12]}" if bundle else "")
+    )
+    rows = info.get("workflows") or []
+    if not rows:
+        _out("no workflows")
+    for wf in rows:
+        cron = f", cron {wf['schedule']!r}" if wf.get("schedule") else ""
+        _out(f"workflow {wf.get('name')}: {wf.get('class')}{cron}")
+
+
+@app.command()
+def trigger(
+    workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
+    params: Annotated[
+        str | None, typer.Option("--params", help="The instance's params, as JSON.")
+    ] = None,
+    id: Annotated[str | None, typer.Option("--id", help="Instance id (default: random).")] = None,
+    account_id: AccountOpt = None,
+    local: LocalOpt = False,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Start an instance of a deployed workflow."""
+    with _handled():
+        value = _json_arg("--params", params)
+        api = _worker_api(local, url)
+    if api is not None:
+        with api, _handled():
+            started = api.create(workflow, value, id)
+        if json_out:
+            _json(started)
+        else:
+            _out(f"started instance {started['id']} of {workflow} ({started['status']})")
+        return
+    with _handled():
+        client = _client(account_id)
+    with client, _handled():
+        instance = client.create_instance(workflow, value, instance_id=id)
+    if json_out:
+        _json({"workflow": workflow, **instance.model_dump(mode="json")})
+    else:
+        _out(f"started instance {instance.id} of {workflow} ({instance.status})")
+
+
+@app.command("send-event")
+def send_event(
+    workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
+    instance: Annotated[str, typer.Argument(help="The instance id.")],
+    type: Annotated[str, typer.Argument(help="The event type (what wf.wait_for waits on).")],
+    payload: Annotated[
+        str | None, typer.Option("--payload", help="The event's payload, a JSON object.")
+    ] = None,
+    account_id: AccountOpt = None,
+    local: LocalOpt = False,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Send an event to a waiting instance."""
+    with _handled():
+        value = _json_arg("--payload", payload)
+        if value is not None and not isinstance(value, dict):
+            raise _UsageError(
+                f"--payload must be a JSON object (Cloudflare's schema), got {_type_name(value)}"
+            )
+        api = _worker_api(local, url)
+    if api is not None:
+        with api, _handled():
+            api.send_event(workflow, instance, type, value)
+    else:
+        with _handled():
+            client = _client(account_id)
+        with client, _handled():
+            client.send_event(workflow, instance, type, value)
+    if json_out:
+        _json({"workflow": workflow, "instance": instance, "type": type, "sent": True})
+    else:
+        _out(f"sent event {type!r} to instance {instance} of {workflow}")
+
+
+def _type_name(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, int | float) else "null"
+    )
+
+
+_STATUSES = ", ".join(get_args(InstanceStatus))
+
+
+@app.command()
+def instances(
+    workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help=f"Only instances in this status: {', '.join(get_args(InstanceStatus))}.",
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many.")] = None,
+    account_id: AccountOpt = None,
+    local: LocalOpt = False,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List a workflow's instances (with --local / --url: those the dev server has seen)."""
+    with _handled():
+        if status is not None and status not in get_args(InstanceStatus):
+            raise _UsageError(
+                f"--status must be one of {', '.join(get_args(InstanceStatus))}, got {status!r}"
+            )
+        api = _worker_api(local, url)
+    if api is not None:
+        with api, _handled():
+            seen = api.list_instances(workflow)
+        seen = [r for r in seen if status is None or r.get("status") == status][:limit]
+        if json_out:
+            _json({"workflow": workflow, "instances": seen})
+            return
+        if not seen:
+            _out(f"no instances of {workflow}" + (f" in status {status}" if status else ""))
+        for item in seen:
+            _out(f"{item['id']:<40} {item.get('status', ''):<16} {item.get('created_on') or ''}")
+        return
+    with _handled():
+        client = _client(account_id)
+    with client, _handled():
+        rows = client.list_instances(workflow, status, limit=limit)  # type: ignore[arg-type]
+    if json_out:
+        _json({"workflow": workflow, "instances": [r.model_dump(mode="json") for r in rows]})
+        return
+    if not rows:
+        _out(f"no instances of {workflow}" + (f" in status {status}" if status else ""))
+    for row in rows:
+        created = row.created_on.isoformat() if row.created_on else ""
+        _out(f"{row.id:<40} {row.status:<16} {created}")
+
+
+# -- dev -------------------------------------------------------------------------------------------
+
+
+@app.command()
+def dev(
+    flow: FlowArg,
+    port: Annotated[
+        int,
+        typer.Option("--port", min=1, max=65535, help="Serve the Worker's HTTP API on this port."),
+    ] = DEFAULT_PORT,
+    persist: Annotated[
+        str | None,
+        typer.Option(
+            "--persist",
+            help="Keep D1 and the workflow instances in this folder, across restarts "
+            "(default: a temporary folder removed on exit).",
+        ),
+    ] = None,
+    name: NameOpt = None,
+) -> None:
+    """Serve the flow's Worker locally on the real Python runtime (Pyodide + Miniflare), in
+    real time, on http://127.0.0.1:PORT; rebuilds when the flow file changes. Ctrl-C stops."""
+    try:
+        with _handled():
+            code = DevServer(flow, port=port, persist=persist, name=name).run()
+    except KeyboardInterrupt:  # before serving started
+        code = EXIT_OK
+    _exit(code)
