@@ -23,9 +23,9 @@ from ._bundle import (
 from ._inprocess import bundle_in_process
 from ._push import (
     Change,
+    GateViolation,
     Plan,
     PushReport,
-    Violation,
     make_plan,
     push,
     require_deployable,
@@ -37,9 +37,9 @@ __all__ = [
     "Bundle",
     "BundledWorkflow",
     "Change",
+    "GateViolation",
     "Plan",
     "PushReport",
-    "Violation",
     "binding_name",
     "build_bundle",
     "bundle_in_process",

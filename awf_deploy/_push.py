@@ -1,7 +1,7 @@
 """Verify, plan and push: the steps of `awf-deploy push`, without any printing.
 
 - `verify(flow)`: the gate before a push: awf_sim.chaos on every workflow and example; every
-  broken invariant is a Violation.
+  broken invariant is a GateViolation.
 - `make_plan(client, bundle)`: reads the account (script, cron triggers, workflows) and says
   what a push would change. The script counts as unchanged when the deployed `entry.py`
   carries the same BUNDLE_SHA256 as the local bundle (the hash covers every module, the
@@ -36,9 +36,9 @@ API_KEY_VAR = "AWF_API_KEY"
 
 __all__ = [
     "Change",
+    "GateViolation",
     "Plan",
     "PushReport",
-    "Violation",
     "make_plan",
     "push",
     "require_deployable",
@@ -54,7 +54,7 @@ Kind = Literal["database", "migration", "script", "schedules", "workflow"]
 
 
 @dataclass(frozen=True)
-class Violation:
+class GateViolation:
     """One durability problem chaos found: the workflow, the invariant it broke, what
     happened, the params of the run, and the token that replays the (shrunk) fault plan."""
 
@@ -79,12 +79,12 @@ class Violation:
         }
 
 
-def verify(flow: FlowFile, *, runs: int = 200, seed: int = 0) -> list[Violation]:
+def verify(flow: FlowFile, *, runs: int = 200, seed: int = 0) -> list[GateViolation]:
     """The gate before a push: chaos (awf_sim.chaos) on what `awf-sim chaos FLOW` checks
     (`awf_sim.chaos.verification_targets`: every example of every workflow, `{}` for one
     without examples, in the flow's world), by the same rules: a broken invariant, or a
     fault-free run that does not end as its example declares (`baseline-outcome`), is a
-    Violation. An empty list means the flow may be deployed.
+    GateViolation. An empty list means the flow may be deployed.
 
     The campaign runs in a supervised child process: flow code that ends it (os._exit, a
     fatal signal) raises `ProcessDied`, so the gate can fail but never be silenced."""
@@ -93,10 +93,10 @@ def verify(flow: FlowFile, *, runs: int = 200, seed: int = 0) -> list[Violation]
     return run_supervised(lambda: _verify(flow, runs, seed), "the verify gate (chaos)")
 
 
-def _verify(flow: FlowFile, runs: int, seed: int) -> list[Violation]:
+def _verify(flow: FlowFile, runs: int, seed: int) -> list[GateViolation]:
     from awf_sim.chaos import run_campaign, verification_targets
 
-    violations: list[Violation] = []
+    violations: list[GateViolation] = []
     seen: set[tuple[str, str, str]] = set()
     for target, example in verification_targets(flow, seed=seed):
         name = target.workflow.name
@@ -108,7 +108,7 @@ def _verify(flow: FlowFile, runs: int, seed: int) -> list[Violation]:
                 continue
             seen.add(key)
             violations.append(
-                Violation(
+                GateViolation(
                     name, found.invariant, found.message, target.params, finding.token, example
                 )
             )

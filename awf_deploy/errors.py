@@ -26,10 +26,9 @@
     └── awf_sim.errors.AwfError     loading or verifying the flow in the simulator
         └── FlowError, ...          (see awf_sim.errors)
 
-A failed verification is not an exception: `verify` returns `Violation` records (a name that
-awf_sim.chaos also uses, for a different record: to be renamed once the deploy rework, whose
-tests pin `awf_deploy.__all__`, has merged), and `awf-deploy push` refuses to push while there
-are any.
+A failed verification is not an exception: `verify` returns `GateViolation` records (chaos's
+own record is `awf_sim.chaos.Violation`), and `awf-deploy push` refuses to push while there are
+any.
 
 This module imports nothing of awf_deploy, so every part of it can name the root.
 """
