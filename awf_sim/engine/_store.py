@@ -251,8 +251,12 @@ class SqliteStore:
         c.execute("PRAGMA synchronous=NORMAL")
         c.executescript(_SCHEMA)
         if app_id == 0:  # new, or made before stores were stamped
-            c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            # One transaction for both header fields: a process killed between them must not
+            # leave a store stamped as awf's with no schema version (refused on the next open).
+            c.execute("BEGIN")
             c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            c.execute("COMMIT")
 
     def _load(self) -> None:
         m = self._mirror

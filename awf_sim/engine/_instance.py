@@ -1,0 +1,64 @@
+"""`Instance`: the handle on one workflow instance that `Simulator.create` returns. It asks
+the Simulator's instance commands (`_lifecycle`) for everything it reports or does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from awf_sim.engine._lifecycle import InstanceLifecycle
+from awf_sim.engine._timeline import TimelineEntry
+
+__all__ = ["Instance"]
+
+
+class Instance:
+    """A handle on one workflow instance of a Simulator."""
+
+    __slots__ = ("_sim", "id")
+
+    def __init__(self, sim: InstanceLifecycle, iid: str) -> None:
+        self._sim = sim
+        self.id = iid
+
+    def status(self) -> dict[str, Any]:
+        """{"status", "output", "error": {"name", "message"} | None} as Cloudflare reports it."""
+        return self._sim._status(self.id)
+
+    @property
+    def workflow(self) -> str:
+        """The name of the workflow this is an instance of."""
+        name: str = self._sim._meta(self.id)["workflow"]
+        return name
+
+    @property
+    def timeline(self) -> list[TimelineEntry]:
+        """Every step start, attempt, checkpoint, sleep, event, crash and recovery, in order."""
+        return [e.copy() for e in self._sim._store.timeline(self.id)]
+
+    def step_outputs(self) -> list[Any]:
+        """Step results and received event payloads in the order they completed (cached
+        replays add nothing): what Miniflare's status() reports as __LOCAL_DEV_STEP_OUTPUTS."""
+        return self._sim._step_outputs(self.id)
+
+    def step_results(self) -> list[dict[str, Any]]:
+        """Each checkpointed step result, in the order they completed: {"path", "name",
+        "count", "value"} (path dotted, name Cloudflare's, count its occurrence)."""
+        return self._sim._step_results(self.id)
+
+    def send_event(self, type: str, payload: Any = None) -> None:
+        self._sim._send_event(self.id, type, payload)
+
+    def pause(self) -> None:
+        self._sim._pause(self.id)
+
+    def resume(self) -> None:
+        self._sim._resume(self.id)
+
+    def terminate(self) -> None:
+        self._sim._terminate(self.id)
+
+    def restart(self) -> None:
+        self._sim._restart(self.id)
+
+    def __repr__(self) -> str:
+        return f"<Instance {self.id} {self.status()['status']}>"
