@@ -271,6 +271,8 @@ def push_command(
                     _out(f"Chaos found {len(violations)} violation(s):")
                     for violation in violations:
                         _out(f"  {violation}")
+                        for invariant, message in violation.related:
+                            _out(f"    also {invariant}: {message}")
                         if violation.replay:
                             # The same input chaos ran, with the outcome its example declares.
                             if violation.example is not None:
