@@ -22,6 +22,7 @@ from awf_sim.conformance._scenario import (
     Op,
     ParallelOp,
     Scenario,
+    ScenarioError,
     SleepOp,
     SleepUntilOp,
     WaitOp,
@@ -42,6 +43,9 @@ __all__ = [
 # The settings of the recorded traces (FORMAT.md): Miniflare at this compatibility date.
 COMPATIBILITY_DATE = "2026-04-01"
 SCENARIO_LIMIT_MS = 20_000
+# More attempts than this in one scenario is a retry loop that only the engine's speed bounds
+# (a zero delay and a huge limit): its trace would differ on every machine.
+MAX_ATTEMPTS = 10_000
 _TERMINAL = frozenset({"complete", "errored", "terminated"})
 
 
@@ -198,6 +202,10 @@ def _workflow_class(
                 "timeout": ctx["config"]["timeout"],
             }
             records.append(rec)
+            if len(records) > MAX_ATTEMPTS:
+                # Parked for good, so virtual time runs on to the scenario's limit and the
+                # run ends; run_on_simulator then refuses the scenario.
+                await asyncio.get_running_loop().create_future()
             entry = op.attempt(ctx["attempt"])
             try:
                 if entry.hang_ms:
@@ -373,6 +381,11 @@ def run_on_simulator(
         outputs = instance.step_outputs()
         if on_simulator is not None:
             on_simulator(sim, instance)
+    if len(records) > MAX_ATTEMPTS:
+        raise ScenarioError(
+            f"{scenario.source}: more than {MAX_ATTEMPTS} step attempts: a retry loop that "
+            "only the engine's speed bounds (give retries a delay or a smaller limit)"
+        )
     attempts, gaps = attempts_and_gaps(records)
     error = status["error"]
     error_out: dict[str, Any] | None = None

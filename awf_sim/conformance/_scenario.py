@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -491,9 +492,15 @@ def _is_json(value: Any) -> bool:
     return True
 
 
+_FLOAT_MAX = int(sys.float_info.max)
+
+
 def _non_finite(value: Any, path: str) -> str | None:
     """The path of the first NaN or infinite number inside `value`, else None."""
     if isinstance(value, float) and not math.isfinite(value):
+        return path or "."
+    # A whole number past float's range (400 digits): JavaScript reads it as Infinity.
+    if isinstance(value, int) and abs(value) > _FLOAT_MAX:
         return path or "."
     if isinstance(value, Mapping):
         for key, item in value.items():

@@ -183,6 +183,8 @@ class Simulator(InstanceLifecycle):
         )
         self._steps = StepExecutor(runner, self._defaults, step_limit)
         self._waits = EventWaits(self.wall_ms)
+        # Miniflare replays the timeouts its engine made as plain Errors (a structured clone).
+        self._steps.clone_engine_errors = self._waits.clone_engine_errors = profile == "local"
         self._owner = _Owner(self)
         self._view = _HookView(self._loop) if hooks is not None else None
         # Instances evicted while hibernating: the timer that wakes them, and whether only
