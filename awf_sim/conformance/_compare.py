@@ -87,8 +87,8 @@ def _trace_problem(trace: Any) -> str | None:
         for e in control_errors
     ):
         return '"control_errors" must be a list of {"op": OP, "message": TEXT}'
-    if "step_outputs" in trace and not isinstance(trace["step_outputs"], list):
-        return '"step_outputs" must be a list'
+    if not isinstance(trace.get("step_outputs", []), list | None):
+        return '"step_outputs" must be a list or null'
     return None
 
 

@@ -40,8 +40,9 @@ __all__ = [
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _TOP_KEYS = frozenset({"name", "description", "params", "body", "events", "control"})
 # Format 2 adds these (FORMAT.md, "Format 2"); a format-1 file may not use them.
-_TOP_KEYS_2 = frozenset({"format", "result", "id", "step_outputs"})
-_INSTANCE_ID = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9-_]{0,99}")
+_TOP_KEYS_2 = frozenset({"format", "result", "id", "step_outputs", "step_limit"})
+# Cloudflare's ceiling for a workflow's configured step limit (limits.steps).
+MAX_STEP_LIMIT = 25_000
 _THROWS = ("Error", "NonRetryableError")
 _CLASS_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _CONTROLS = ("pause", "resume", "terminate")
@@ -142,6 +143,7 @@ class Scenario:
     result: str = "results"  # format 2: "nothing" makes run() return undefined
     id: str | None = None  # format 2: the instance id to create it with
     step_outputs: bool = False  # format 2: trace the status field of step outputs too
+    step_limit: int | None = None  # format 2: the workflow's step limit (default 10,000)
 
     def actions(self) -> list[Action]:
         """Driver actions in time order; at equal times events come first, then file order
@@ -384,9 +386,18 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
     if result not in ("results", "nothing"):
         raise c.fail("result", f'must be "results" or "nothing", got {_show(result)}')
     iid = raw.get("id")
-    if iid is not None and not (isinstance(iid, str) and _INSTANCE_ID.fullmatch(iid)):
+    # Any string: an id the engine refuses is what such a scenario records (create()'s error).
+    if "id" in raw and not isinstance(iid, str):
+        raise c.fail("id", f"must be a string, got {_show(iid)}")
+    step_limit = raw.get("step_limit")
+    if "step_limit" in raw and (
+        isinstance(step_limit, bool)
+        or not isinstance(step_limit, int)
+        or not 1 <= step_limit <= MAX_STEP_LIMIT
+    ):
         raise c.fail(
-            "id", f"must be a valid instance id (at most 100 of [a-zA-Z0-9-_]), got {_show(iid)}"
+            "step_limit",
+            f"must be a whole number from 1 to {MAX_STEP_LIMIT}, got {_show(step_limit)}",
         )
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -453,6 +464,7 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
         result=result,
         id=iid,
         step_outputs=c.flag(raw.get("step_outputs", False), "step_outputs"),
+        step_limit=step_limit,
     )
 
 

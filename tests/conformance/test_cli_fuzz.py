@@ -118,7 +118,11 @@ DEEP = "[" * 100_000 + "]" * 100_000
         (b"[1, 2]", "must be an object"),
         (b'{"name": "d", "body": [], "params": ' + DEEP.encode() + b"}", "nested too deeply"),
         (b'{"name": "s\\ud800", "body": []}', "name: must be letters, digits"),
-        (b'{"name": "i", "format": 2, "id": "\\udc00", "body": []}', "id: must be a valid"),
+        (b'{"name": "i", "format": 2, "id": 5, "body": []}', "id: must be a string, got 5"),
+        (b'{"name": "i", "format": 2, "id": null, "body": []}', "id: must be a string"),
+        (b'{"name": "l", "format": 2, "step_limit": 0, "body": []}', "step_limit: must be a whole"),
+        (b'{"name": "l", "format": 2, "step_limit": 2.5, "body": []}', "step_limit: must be"),
+        (b'{"name": "l", "format": 2, "step_limit": 25001, "body": []}', "from 1 to 25000"),
         (b'{"name": "u", "body": [{"op": "fly", "name": "s"}]}', 'unknown op "fly"'),
         (b'{"name": "f", "format": 3, "body": []}', "format: must be 1 or 2, got 3"),
         (
@@ -166,7 +170,7 @@ def test_broken_scenarios_give_one_line_and_exit_2(
         ({"error": "x"}, '"error" must be null or {"message": TEXT}'),
         ({"control_errors": 5}, '"control_errors" must be a list of {"op": OP'),
         ({"control_errors": [{"op": "pause"}]}, '"control_errors" must be a list of {"op": OP'),
-        ({"step_outputs": "x"}, '"step_outputs" must be a list'),
+        ({"step_outputs": "x"}, '"step_outputs" must be a list or null'),
     ],
 )
 def test_broken_reference_traces_give_one_line_and_exit_2(
