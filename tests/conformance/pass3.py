@@ -166,6 +166,131 @@ for case, iid in VALID_IDS:
     )
 
 
+# -- engine.ts changeInstanceStatus / userTriggeredPause / attemptResume / attemptRestart, and
+# the pause abort inside context.ts: the control branches pass 2 left out.
+SLEEP = {"op": "sleep", "name": "z", "duration": 600}
+add(
+    "terminate-paused",
+    "terminate() of a paused instance: only finished states refuse it, so it ends terminated",
+    [SLEEP, do("a")],
+    control=[{"op": "pause", "after_ms": 100}, {"op": "terminate", "after_ms": 300}],
+)
+add(
+    "pause-twice",
+    "a second pause() of a paused instance returns without a word; one resume() is enough",
+    [SLEEP, do("a")],
+    control=[
+        {"op": "pause", "after_ms": 100},
+        {"op": "pause", "after_ms": 200},
+        {"op": "resume", "after_ms": 300},
+    ],
+)
+add(
+    "resume-twice",
+    "a second resume() finds the instance running and does nothing",
+    [SLEEP, do("a")],
+    control=[
+        {"op": "pause", "after_ms": 100},
+        {"op": "resume", "after_ms": 200},
+        {"op": "resume", "after_ms": 300},
+    ],
+)
+add(
+    "restart-waiting-for-pause",
+    "restart() while a pause waits for a running step: the run starts over and is not paused",
+    [do("a", [{"hang_ms": 400, "return": 1}]), do("b")],
+    control=[{"op": "pause", "after_ms": 100}, {"op": "restart", "after_ms": 200}],
+)
+add(
+    "restart-drops-buffered-event",
+    "attemptRestart deletes the stored event map: an event buffered before restart() is gone, "
+    "so the new run's wait times out",
+    [
+        {"op": "sleep", "name": "z", "duration": 500},
+        {"op": "waitForEvent", "name": "w", "type": "t", "timeout": 400, "catch": "name"},
+    ],
+    events=[{"type": "t", "payload": 1, "after_ms": 50}],
+    control=[{"op": "restart", "after_ms": 150}],
+)
+add(
+    "restart-consumed-event-not-redelivered",
+    "an event consumed before restart() is not handed to the new run's wait of its type",
+    [
+        {"op": "waitForEvent", "name": "w", "type": "t", "timeout": 400, "catch": "name"},
+        {"op": "sleep", "name": "z", "duration": 500},
+    ],
+    events=[{"type": "t", "payload": 1, "after_ms": 50}],
+    control=[{"op": "restart", "after_ms": 200}],
+)
+add(
+    "restart-then-new-event",
+    "an event sent after restart() reaches the new run's wait",
+    [
+        {"op": "sleep", "name": "z", "duration": 300},
+        {"op": "waitForEvent", "name": "w", "type": "t", "timeout": 3000, "catch": "name"},
+    ],
+    events=[{"type": "t", "payload": "after", "after_ms": 700}],
+    control=[{"op": "restart", "after_ms": 100}],
+)
+add(
+    "wait-timeout-shifted-by-pause",
+    "attemptResume offsets every timer by the paused time: a 500 ms wait paused for 600 ms "
+    "still takes an event sent at 900 ms",
+    # Not caught: a caught wait would catch the pause itself (p3-pause-during-caught-wait).
+    [{"op": "waitForEvent", "name": "w", "type": "t", "timeout": 500}],
+    events=[{"type": "t", "payload": "late", "after_ms": 900}],
+    control=[{"op": "pause", "after_ms": 100}, {"op": "resume", "after_ms": 700}],
+)
+add(
+    "same-name-across-kinds",
+    "do, sleep and waitForEvent keep separate counters ('run-', 'sleep-', 'waitForEvent-' "
+    "prefixes): one name for all three is no clash",
+    [
+        do("x"),
+        {"op": "sleep", "name": "x", "duration": 10},
+        {"op": "waitForEvent", "name": "x", "type": "t", "timeout": 2000, "catch": "name"},
+        do("x", [{"return": 2}]),
+    ],
+    events=[{"type": "t", "payload": "e", "after_ms": 100}],
+)
+add(
+    "sleep-same-name-different-durations-replayed",
+    "sleep's cache key is its name and duration: two sleeps named z of different lengths both "
+    "replay as done after pause/resume",
+    [
+        {"op": "sleep", "name": "z", "duration": 50},
+        {"op": "sleep", "name": "z", "duration": 60},
+        {"op": "sleep", "name": "y", "duration": 600},
+        do("a"),
+    ],
+    control=[{"op": "pause", "after_ms": 300}, {"op": "resume", "after_ms": 500}],
+)
+add(
+    "pause-during-caught-wait",
+    "a pause while a caught waitForEvent waits: the engine rejects the wait with an ordinary "
+    "Error that run() catches (the pause is lost), as for a sleep",
+    [
+        {"op": "waitForEvent", "name": "w", "type": "t", "timeout": 2000, "catch": "name"},
+        do("a"),
+    ],
+    control=[{"op": "pause", "after_ms": 100}, {"op": "resume", "after_ms": 400}],
+)
+add(
+    "pause-during-caught-retry-wait",
+    "a pause during the retry wait of a caught step: the engine rejects do() with an ordinary "
+    "Error that run() catches (the pause is lost), as for a sleep",
+    [
+        do(
+            "a",
+            [{"throw": "Error", "message": "x"}, {"return": 2}],
+            config={"retries": {"limit": 1, "delay": 800}},
+        ),
+        do("b"),
+    ],
+    control=[{"op": "pause", "after_ms": 200}, {"op": "resume", "after_ms": 500}],
+)
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     for name, scenario in SCENARIOS.items():
