@@ -19,6 +19,7 @@ from typing import Any, Literal
 from awf_sim.dsl._cfduration import cloudflare_ms, cloudflare_step_config
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._identity import utf16_len
 from awf_sim.errors import ScenarioError
 
 __all__ = [
@@ -152,18 +153,22 @@ class Scenario:
 
     def do_steps(self) -> dict[str, DoOp]:
         """Every `do` operation keyed NAME#K as the engine numbers it: K counts the calls of
-        that name in body order that got past the engine's name and config checks (a step
-        Cloudflare rejects throws before it takes a number, so a later step of the same name
-        is #1, not #2)."""
+        that name in body order that got past the engine's step limit, name and config checks
+        (a step Cloudflare rejects throws before it takes a number, so a later step of the
+        same name is #1, not #2)."""
         seen: dict[str, int] = {}
         out: dict[str, DoOp] = {}
+        calls = 0
+        limit = self.step_limit or 10_000
 
         def visit(op: Op) -> None:
+            nonlocal calls
             if isinstance(op, ParallelOp):
                 for sub in op.steps:
                     visit(sub)
             elif isinstance(op, DoOp):
-                if _rejected(op):
+                calls += 1  # the step limit counts rejected calls too, before any other check
+                if calls > limit or _rejected(op):
                     return
                 seen[op.name] = seen.get(op.name, 0) + 1
                 out[f"{op.name}#{seen[op.name]}"] = op
@@ -176,7 +181,7 @@ class Scenario:
 def _rejected(op: DoOp) -> bool:
     """Whether Cloudflare's `do` throws before numbering this step: its name is too long or
     has a control character, or its config is invalid."""
-    if len(op.name) > 256 or re.search(r"[\x00-\x1f]", op.name):
+    if utf16_len(op.name) > 256 or re.search(r"[\x00-\x1f]", op.name):
         return True
     return cloudflare_step_config({} if op.config is None else op.config) is None
 

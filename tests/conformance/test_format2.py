@@ -120,6 +120,18 @@ def test_name_k_counts_only_the_steps_the_engine_numbered() -> None:
     assert trace["retry_gaps_ms"] == {"s#1": [40]}
 
 
+def test_name_k_leaves_out_calls_past_the_step_limit_and_names_long_in_utf16() -> None:
+    # 128 emoji are 256 UTF-16 units (numbered); 129 are 258 (rejected, though 129 code points).
+    ok, too_long = "\U0001f642" * 128, "\U0001f642" * 129
+    parsed = parse_scenario(
+        scenario(
+            [do(ok, [{"return": 1}]), do(too_long, [{"return": 1}]), do("c", [{"return": 1}])],
+            step_limit=2,
+        )
+    )
+    assert list(parsed.do_steps()) == [f"{ok}#1"]
+
+
 def test_format_2_traces_carry_error_names_and_control_errors() -> None:
     parsed = parse_scenario(
         scenario(
