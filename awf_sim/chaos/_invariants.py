@@ -49,6 +49,7 @@ from awf_sim.chaos._outcome_checks import (
     retry_policy,
     serializable,
 )
+from awf_sim.chaos._type_checks import type_changes
 from awf_sim.engine._calls import TERMINAL
 
 __all__ = ["INVARIANTS", "check_run", "exhausted_by_faults"]
@@ -187,7 +188,7 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
     if obs.status == expected.status and not masks.status:
         json_diff(expected.output, obs.output, masks.output, "output", diff)
     if not diff:
-        return []
+        return type_changes(base, obs)
     key = "status" if diff[0].startswith("status") else "output"
     hint = (
         "The outcome must depend only on the params, step results and events, which replays "
@@ -197,6 +198,7 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
         "handles differently."
     )
     return [
+        *type_changes(base, obs),
         Violation(
             "replay-equivalence",
             key,
@@ -204,7 +206,7 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
             diff[:MAX_LINES],
             hint,
             workflow_site(base.workflow),
-        )
+        ),
     ]
 
 
