@@ -19,6 +19,7 @@ domain whose methods take another context a mismatch at the access.
 At run time a typed domain is an ordinary `Domain` of the class's name (so `wf.Inventory(p)
 .check()` still works) and a call builds the same pipeline, with the same step identity
 (DESIGN §2), as the dict form: a typed call costs one small object and no checks.
+docs/typing.md has the whole design.
 """
 
 from __future__ import annotations
