@@ -57,38 +57,38 @@ def _declared(flow: str | None, workflow: str) -> Any:
     return load_flow(flow).pick(workflow)
 
 
+def _declared_name(tp: Any) -> str | None:
+    """The declared type's name, None when nothing that can be checked is declared."""
+    if tp is Any or tp is None or not isinstance(tp, type) or tp.__module__ == "builtins":
+        return None
+    return tp.__qualname__
+
+
 def _check_params(declared: Any, value: Any) -> str | None:
     """The declared input type's name once `value` fits it; a usage error naming the field
     when it does not. None when nothing is declared."""
-    from awf_sim.dsl._values import converter, type_name
-
-    if declared is None:
-        return None
-    tp = declared.input_type
-    convert = converter(tp) if tp is not Any else None
-    if convert is None:
+    shape = None if declared is None else _declared_name(declared.input_type)
+    if shape is None:
         return None
     try:
-        convert(value, "--params")
+        declared.check_params(value, "--params")
     except (TypeError, ValueError) as exc:  # SerializationError is a TypeError
         raise _UsageError(
-            f"--params do not fit {type_name(tp)}, the input type of {declared.name!r}: {exc}"
+            f"--params do not fit {shape}, the input type of {declared.name!r}: {exc}"
         ) from None
-    return type_name(tp)
+    return shape
 
 
 def _output_shape(declared: Any, output: Any) -> tuple[str | None, str | None]:
     """(the declared output type's name, why the output does not fit it, or None)."""
-    from awf_sim.dsl._values import check_shape, type_name
-
-    tp = None if declared is None else declared.output_type
-    if tp is None or tp is Any or output is None:
+    shape = None if declared is None else _declared_name(declared.output_type)
+    if shape is None or output is None:
         return None, None
     try:
-        check_shape(tp, output, "output")
+        declared.check_output(output)
     except (TypeError, ValueError) as exc:
-        return type_name(tp), str(exc)
-    return type_name(tp), None
+        return shape, str(exc)
+    return shape, None
 
 
 @app.command()

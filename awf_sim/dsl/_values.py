@@ -41,8 +41,6 @@ Convert = Callable[[Any, str], Any]
 
 _NONE_TYPE = type(None)
 _MISSING = object()
-# The result converter of each handler, by the handler (None: nothing to convert).
-_RESULTS: dict[Any, Callable[[Any], Any] | None] = {}
 
 
 def is_model(tp: object) -> bool:
@@ -98,7 +96,7 @@ def _converter(tp: Any, seen: set[int]) -> Convert | None:
     if origin in (typing.Union, types.UnionType):
         return _union(args, seen)
     if origin in (list, tuple, set, frozenset) or (
-        origin is not None and origin.__name__ in ("Sequence", "MutableSequence")
+        getattr(origin, "__name__", "") in ("Sequence", "MutableSequence")
     ):
         if not args:
             return None
@@ -110,7 +108,7 @@ def _converter(tp: Any, seen: set[int]) -> Convert | None:
             if isinstance(value, list)
             else value
         )
-    if origin is dict or (origin is not None and origin.__name__ in ("Mapping", "MutableMapping")):
+    if origin is dict or getattr(origin, "__name__", "") in ("Mapping", "MutableMapping"):
         item = _converter(args[1], seen) if len(args) == 2 else None
         if item is None:
             return None
@@ -291,45 +289,53 @@ def handler_types(handler: Any) -> tuple[Any, Any, Any]:
     """(context type, args type, result type) from a handler's annotations; Any where there
     is none, or where one names something not importable at run time (a TYPE_CHECKING
     import). A coroutine function's result is what it returns, not the coroutine."""
+    return _handler_types(handler)[0]
+
+
+def _handler_types(handler: Any) -> tuple[tuple[Any, Any, Any], bool]:
+    """handler_types, and whether the context's or args' annotation named nothing (yet)."""
     target = inspect.unwrap(handler)
     try:
         params = list(inspect.signature(target).parameters.values())
         raw = inspect.get_annotations(target)
     except Exception:  # a builtin, a callable object
-        return Any, Any, Any
+        return (Any, Any, Any), False
     scope = getattr(target, "__globals__", {})
+    unresolved = [False]
 
-    def resolve(name: str | None) -> Any:
+    def resolve(name: str | None, track: bool) -> Any:
         if name is None or name not in raw:
             return Any
         tp = raw[name]
         if isinstance(tp, str):
             try:
-                tp = eval(tp, scope)
+                tp = eval(tp, scope)  # an annotation, resolved as typing.get_type_hints does
             except Exception:
+                unresolved[0] = unresolved[0] or track
                 return Any
         return tp
 
-    return (
-        resolve(params[0].name if params else None),
-        resolve(params[1].name if len(params) > 1 else None),
-        resolve("return"),
+    found = (
+        resolve(params[0].name if params else None, True),
+        resolve(params[1].name if len(params) > 1 else None, True),
+        resolve("return", False),
     )
+    return found, unresolved[0]
 
 
 def result_converter(handler: Any) -> Callable[[Any], Any] | None:
     """What turns a step's checkpointed result back into the handler's declared result
     type; None (the common case) when that type is plain JSON. Computed once per handler."""
-    try:
-        return _RESULTS[handler]
-    except KeyError:
-        pass
-    except TypeError:  # an unhashable callable
-        return None
+    cached: Any = getattr(handler, "__awf_result__", _MISSING)
+    if cached is not _MISSING:
+        return cached  # type: ignore[no-any-return]
     convert = converter(handler_types(handler)[2])
     where = f"result of {getattr(handler, '__qualname__', handler)!s}"
     found = None if convert is None else (lambda value: convert(value, where))
-    _RESULTS[handler] = found
+    try:  # kept on the function: it goes when the function goes
+        handler.__awf_result__ = found
+    except AttributeError:  # a bound method or a builtin: looked up again next time
+        pass
     return found
 
 
@@ -384,7 +390,13 @@ def _no_args(value: Any, path: str) -> None:
 def input_adapter(handler: Any) -> Any:
     """`handler` itself, or a wrapper handing it its context and args as the types it
     declares for them (a dataclass or a model), rebuilt from the JSON the step carries."""
-    context_tp, args_tp, _ = handler_types(handler)
+    types, unresolved = _handler_types(handler)
+    if unresolved:  # names a type defined later in its module: look again at the first call
+        return _lazy_adapter(handler)
+    return _adapter(handler, types[0], types[1])
+
+
+def _adapter(handler: Any, context_tp: Any, args_tp: Any) -> Any:
     to_context, to_args = converter(context_tp), converter(args_tp)
     if args_tp is None or args_tp is _NONE_TYPE:  # `args: None`: a method called without any
         to_args = _no_args
@@ -400,5 +412,18 @@ def input_adapter(handler: Any) -> Any:
 
     adapted.__wrapped__ = handler  # type: ignore[attr-defined]
     adapted.__qualname__ = getattr(handler, "__qualname__", "handler")
-    _RESULTS.pop(adapted, None)
+    return adapted
+
+
+def _lazy_adapter(handler: Any) -> Any:
+    resolved: list[Any] = []
+
+    def adapted(context: Any, args: Any, ctx: Any) -> Any:
+        if not resolved:  # what still names nothing now is Any
+            types = handler_types(handler)
+            resolved.append(_adapter(handler, types[0], types[1]))
+        return resolved[0](context, args, ctx)
+
+    adapted.__wrapped__ = handler  # type: ignore[attr-defined]
+    adapted.__qualname__ = getattr(handler, "__qualname__", "handler")
     return adapted

@@ -198,6 +198,20 @@ class Workflow(Generic[In, Out]):
         convert = converter(self.output_type)
         return output if convert is None else convert(output, "output")  # type: ignore[no-any-return]
 
+    def check_params(self, params: Any, root: str = "params") -> None:
+        """Raise SerializationError naming the first field of `params` (JSON) that does not
+        fit the declared input type; nothing when it fits or nothing is declared."""
+        tp = self.input_type
+        if _is_typeddict(tp):
+            check_shape(tp, params, root)
+        elif is_structured(tp):
+            converter(tp)(params, root)  # type: ignore[misc]
+
+    def check_output(self, output: Any, root: str = "output") -> None:
+        """Raise SerializationError naming the first field of `output` (JSON) that does not
+        fit the declared output type; nothing when it fits or nothing is declared."""
+        check_shape(self.output_type, output, root)
+
     def call(self, wf: Any, params: Any) -> Any:
         """Invoke the workflow function with the `wf` proxy (and the params if it takes them)."""
         if self.fn is None:

@@ -246,3 +246,24 @@ def test_inputs_draw_from_a_dataclass_input_type() -> None:
     assert drawn
     assert all(set(p) == {"sku", "quantity"} for p in drawn)
     assert all(isinstance(p["sku"], str) and isinstance(p["quantity"], int) for p in drawn)
+
+
+def echo_late(item: LateItem, args: None, ctx: Any) -> LateItem:
+    return LateItem(n=item.n + 1)
+
+
+TyLate = Domain("TyLate", {"echo": echo_late})  # defined before the type its handler names
+
+
+@dataclass(frozen=True)
+class LateItem:
+    n: int
+
+
+def test_a_handler_naming_a_type_defined_later_still_gets_and_returns_it() -> None:
+    @Workflow("ty-late", domains=[TyLate])
+    async def flow(wf: Any, n: int) -> dict[str, Any]:
+        got = await wf.TyLate({"n": n}).echo()
+        return {"kind": type(got).__name__, "n": got.n}
+
+    assert create_test_workflow(flow).run(1) == {"kind": "LateItem", "n": 2}
