@@ -56,9 +56,22 @@ def type_name(tp: object) -> str:
     return getattr(tp, "__qualname__", None) or getattr(tp, "__name__", None) or repr(tp)
 
 
-def _hints(owner: Any) -> dict[str, Any]:
+def _module_scope(owner: Any) -> dict[str, Any]:
+    """The namespace of the module that defined `owner`: from sys.modules, else from one of
+    its functions (a dataclass's generated __init__ keeps it), for a module that has since
+    left sys.modules (a bundle imported in-process, then put away)."""
     module = sys.modules.get(getattr(owner, "__module__", "") or "")
-    scope = vars(module) if module else {}
+    if module is not None:
+        return vars(module)
+    for value in vars(owner).values():
+        scope = getattr(value, "__globals__", None)
+        if isinstance(scope, dict) and scope.get("__name__") == owner.__module__:
+            return scope
+    return {}
+
+
+def _hints(owner: Any) -> dict[str, Any]:
+    scope = _module_scope(owner)
     try:
         return typing.get_type_hints(owner, scope)
     except Exception:  # one annotation names a TYPE_CHECKING import: resolve the others
