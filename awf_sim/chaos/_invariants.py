@@ -6,7 +6,9 @@ also makes a *probe* run, fault-free on another clock and seed; a field that dif
 the baseline and the probe is volatile and is not compared (`Masks`).
 
 - replay-equivalence: status, output and error equal the baseline's, unless injected faults
-  used up every attempt of a step (retries legitimately exhausted: the outcome may change).
+  used up every attempt of a step (retries legitimately exhausted: the outcome may change);
+  and every step result the workflow receives has the type it had in the baseline
+  (a dataclass, a model: chaos/_type_checks.py).
 - checkpoint-once: no handler runs again for a step that was checkpointed, neither under the
   same name nor, in a later lifetime, under a new name at the same call (the k-th call of that
   step path: its arguments changed between lifetimes).
