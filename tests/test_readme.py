@@ -194,7 +194,9 @@ def _run_python_blocks(path: Path, tmp_path: Path) -> None:
             _run_with_pytest(block, tmp_path)
             continue
         try:
-            exec(compile(block.code, block.where, "exec"), namespace)
+            # dont_inherit: compiled as the reader's own file would be, without this module's
+            # `from __future__ import annotations` (a dataclass in a block needs real ones).
+            exec(compile(block.code, block.where, "exec", dont_inherit=True), namespace)
         except Exception as exc:
             pytest.fail(f"{block.where}: the block raised {type(exc).__name__}: {exc}")
 

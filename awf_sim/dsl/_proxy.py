@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Generator, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._domain import MethodSpec
 from awf_sim.dsl._duration import check_sleep, parse_duration
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import canonical, hash8, loads, step_id_from_hashes, step_name
+from awf_sim.dsl._values import await_result
 from awf_sim.dsl._workflow import Workflow
 
 __all__ = ["Runtime", "State", "StepCall", "WorkflowApi"]
 
 _loads = loads
+_C = TypeVar("_C")
+_D = TypeVar("_D")
 
 
 @dataclasses.dataclass(slots=True)
@@ -146,7 +150,9 @@ class _Pipeline:
         )
 
     def __await__(self) -> Generator[Any, None, Any]:
-        return self._wf._runtime.step(self._step_call()).__await__()
+        call = self._step_call()
+        # A handler declaring a dataclass or model result gets it back from the checkpoint.
+        return await_result(self._wf._runtime.step(call), call, self._wf)
 
     def __repr__(self) -> str:
         segs = "".join(f".{spec.name}(...)" for spec, _ in self._calls)
@@ -226,6 +232,10 @@ class WorkflowApi:
             self._workflow.resolve_domain(name)  # unknown domain: error names the known ones
             ref = self._domain_refs[name] = _DomainRef(self, name)
         return ref
+
+    def __getitem__(self, domain: Callable[[WorkflowApi, _C], _D]) -> Callable[[_C], _D]:
+        """`wf[Inventory](product).check()`: a TypedDomain, checked by mypy and pyright."""
+        return functools.partial(domain, self)
 
     @property
     def instance_id(self) -> str:

@@ -55,6 +55,9 @@ class InstanceLifecycle:
     def _start(self, iid: str, meta: Record, *, kind: str) -> None:
         raise NotImplementedError
 
+    def _program(self, name: str) -> Any:
+        raise NotImplementedError
+
     def _abort(self, lt: Lifetime) -> None:
         raise NotImplementedError
 
