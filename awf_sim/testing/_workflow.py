@@ -437,8 +437,14 @@ class TestWorkflow(Generic[In, Out]):
 
     @property
     def db(self) -> Any:
-        """The database handle the handlers used (for assertions on its rows)."""
+        """The database handle the handlers used (for assertions on its rows): `await
+        wf.db.query(...)` in an async test, `wf.query(...)` in a synchronous one."""
         return self.sim.db
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a statement on the database the handlers used, without `await`:
+        `assert wf.query("SELECT verified FROM users") == [{"verified": 1}]`."""
+        return self.sim.db.rows(sql, params)  # type: ignore[no-any-return]
 
     def report(self) -> str:
         """What the pytest plugin prints for a failing test: status, timeline, seed, warnings."""
