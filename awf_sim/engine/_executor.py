@@ -42,8 +42,8 @@ from awf_sim.engine._hooks import (
     StepRef,
 )
 from awf_sim.engine._lifetime import Lifetime
+from awf_sim.engine._records import StepRecord
 from awf_sim.engine._runners import HandlerRunner
-from awf_sim.engine._store import Record
 from awf_sim.engine._timeline import TimelineEntry
 
 __all__ = ["StepExecutor"]
@@ -121,7 +121,7 @@ class StepExecutor:
         count: int,
         user_config: Mapping[str, Any],
         call: Any,
-        rec: Record | None,
+        rec: StepRecord | None,
         ref: StepRef | None,
     ) -> Any:
         hooks = lt.hooks
@@ -270,7 +270,7 @@ class StepExecutor:
         self,
         lt: Lifetime,
         key: str,
-        rec: Record,
+        rec: StepRecord,
         path: str,
         name: str,
         attempt: int,

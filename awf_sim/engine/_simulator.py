@@ -45,9 +45,10 @@ from awf_sim.engine._lifecycle import InstanceLifecycle
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
+from awf_sim.engine._records import InstanceMeta
 from awf_sim.engine._runners import ForkRunner, HandlerRunner, InProcessRunner
 from awf_sim.engine._services import Services
-from awf_sim.engine._store import Record, Store, open_store
+from awf_sim.engine._store import Store, open_store
 from awf_sim.engine._timeline import EntryDetails, TimelineEntry, entry
 from awf_sim.engine._waits import EventWaits
 from awf_sim.engine._world import World
@@ -241,7 +242,7 @@ class Simulator(InstanceLifecycle):
                 # init for an instance it already has: the first instance goes on unchanged.
                 return Instance(self, iid)
             raise InstanceError(f"an instance with id {iid!r} already exists")
-        meta = {
+        meta: InstanceMeta = {
             "id": iid,
             "workflow": name,
             "params": params_json,
@@ -415,7 +416,7 @@ class Simulator(InstanceLifecycle):
                 task.cancel()
 
     # -- a lifetime -------------------------------------------------------------------------
-    def _start(self, iid: str, meta: Record, *, kind: str) -> None:
+    def _start(self, iid: str, meta: InstanceMeta, *, kind: str) -> None:
         evicted = self._evicted.pop(iid, None)
         if evicted is not None:
             evicted[0].cancel()  # woken before its timer (an event, a resume, recover)

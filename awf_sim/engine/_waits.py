@@ -20,7 +20,7 @@ from awf_sim.dsl._errors import StepError
 from awf_sim.dsl._identity import loads
 from awf_sim.engine._calls import Abandoned, TimedOut
 from awf_sim.engine._lifetime import Lifetime
-from awf_sim.engine._store import Record
+from awf_sim.engine._records import EventRecord, StepRecord
 
 __all__ = ["EventWaits", "deliver"]
 
@@ -133,7 +133,7 @@ class EventWaits:
                 queue.remove(waiter)  # a timed-out waiter gets no later event
 
 
-def _timed_out(lt: Lifetime, key: str, rec: Record, name: str, type: str) -> Any:
+def _timed_out(lt: Lifetime, key: str, rec: StepRecord, name: str, type: str) -> Any:
     err = {
         "name": "WorkflowTimeoutError",
         "message": f"Execution timed out after {rec.get('timeout_text', rec['timeout_ms'])}ms",
@@ -146,7 +146,7 @@ def _timed_out(lt: Lifetime, key: str, rec: Record, name: str, type: str) -> Any
     raise StepError(err["message"], err["name"])
 
 
-def deliver(lt: Lifetime, key: str, rec: Record, ev: Record) -> Any:
+def deliver(lt: Lifetime, key: str, rec: StepRecord, ev: EventRecord) -> Any:
     """Hand the buffered event `ev` to the wait stored under `key`: checkpointed, consumed."""
     value = {"payload": loads(ev["payload"]), "timestamp": ev["at_ms"], "type": ev["type"]}
     lt.commit(
