@@ -230,12 +230,16 @@ class StepExecutor:
                 lt.pause_point()
                 return self._fail_step(lt, key, rec, path, name, attempt, err)
             else:
+                # Deferred: written with the next commit, which comes before any handler runs
+                # (the next attempt's start) or the run ends. Lost in a crash, the step runs
+                # again, as after a crash inside the handler; never run again once stored.
                 lt.commit(
                     steps={key: {**rec, "state": "done", "value": result}},
                     timeline=[
                         lt.entry("attempt-success", path, name, attempt),
                         lt.entry("checkpoint", path, name, attempt, count=count),
                     ],
+                    defer=True,
                 )
                 if hooks is not None and ref is not None:
                     lt.act(hooks.after_checkpoint(lt.iid, ref, attempt), ref, attempt)

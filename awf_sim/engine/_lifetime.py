@@ -174,10 +174,13 @@ class Lifetime:
         steps: Mapping[str, StepRecord | None] | None = None,
         events: Iterable[EventRecord] = (),
         timeline: Iterable[TimelineEntry] = (),
+        defer: bool = False,
     ) -> None:
         if not self.alive:
             raise Abandoned  # nothing is written after a crash point
-        self.store.commit(self.iid, meta=meta, steps=steps, events=events, timeline=timeline)
+        self.store.commit(
+            self.iid, meta=meta, steps=steps, events=events, timeline=timeline, defer=defer
+        )
 
     def entry(
         self,

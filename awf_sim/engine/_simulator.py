@@ -252,7 +252,7 @@ class Simulator(InstanceLifecycle):
             "created_ms": self.now_ms,
             "paused_ms": None,
         }
-        self._store.commit(iid, meta=meta)
+        self._store.commit(iid, meta=meta, defer=True)  # one transaction with its start
         self._start(iid, meta, kind="workflow-start")
         return Instance(self, iid)
 
@@ -337,6 +337,7 @@ class Simulator(InstanceLifecycle):
                 self._loop.run(stop_when, target_ms)
         finally:
             self._running = False
+            self._store.flush()  # nothing deferred outlives a run: the caller may exit now
 
     def _quiescent(self) -> bool:
         # Idle only on event waits: a lifetime on a sleep, a retry wait or a suspended handler
@@ -444,7 +445,8 @@ class Simulator(InstanceLifecycle):
         meta = self._store.get_instance(lt.iid)
         assert meta is not None
         if meta["status"] != "running":
-            lt.commit(meta={**meta, "status": "running"})
+            # Deferred (to the first attempt's start): lost in a crash, recovery redoes it.
+            lt.commit(meta={**meta, "status": "running"}, defer=True)
         try:
             if isinstance(target, Workflow):
                 params = lt.event["payload"]
@@ -502,8 +504,12 @@ class Simulator(InstanceLifecycle):
             done = self._entry("workflow-failure", error=error)
             if stack is not None:
                 done["stack"] = stack  # beside the stored {name, message}, which stays as is
+        # Deferred like a step's result (to the next commit, or the end of the run): lost in a
+        # crash, the replay ends the instance again the same way.
         lt.commit(
-            meta={**meta, "status": status, "output": output, "error": error}, timeline=[done]
+            meta={**meta, "status": status, "output": output, "error": error},
+            timeline=[done],
+            defer=True,
         )
         # Anything still running (a timed-out handler, an un-awaited step) ends with the instance.
         self._abort(lt)

@@ -65,8 +65,11 @@ class EventWaits:
             if hooks is not None and ref is not None:
                 lt.act(hooks.during_sleep(lt.iid, ref), ref, None)
         await lt.wait_until(rec["until"])
+        # Deferred (to the next commit): lost in a crash, the replay ends the sleep again.
         lt.commit(
-            steps={key: {**rec, "state": "done"}}, timeline=[lt.entry("sleep-end", name, name)]
+            steps={key: {**rec, "state": "done"}},
+            timeline=[lt.entry("sleep-end", name, name)],
+            defer=True,
         )
 
     async def wait(self, lt: Lifetime, name: str, type: str, timeout_ms: int) -> Any:
