@@ -5,19 +5,21 @@ Layout (schema version 2): one append-only table, every write in commit order,
     log (seq, instance, kind, key, data)
 
 where a row is an instance's meta record (kind `m`), a step record (`s`, `key` the step's key),
-a step's removal (`d`), an event (`e`, `key` its seq), the removal of an instance's steps and
-events (`w`), or the timeline entries one transaction added to an instance (`t`, a JSON array).
-The latest row of a key wins. A transaction appends its rows next to each other, so it dirties
-one page or two of one table, not a page per table and index: that is most of what a commit
-costs (measured: 19 us against 57 for the same rows upserted into a table per kind). A
-version-1 store (a table per kind, updated in place) is converted on open.
+a step's result (`v`: the step's stored record with state done and this value, the result's
+JSON text, so the common case encodes nothing), a step's removal (`d`), an event (`e`, `key` its
+seq), the removal of an instance's steps and events (`w`), or the timeline entries one
+transaction added to an instance (`t`, a JSON array). The latest row of a key wins. A
+transaction appends its rows next to each other, so it dirties one page or two of one table,
+not a page per table and index: that is most of what a commit costs (measured: 19 us against 57
+for the same rows upserted into a table per kind). A version-1 store (a table per kind, updated
+in place) is converted on open.
 
 What makes a step cost one transaction: a commit made with `defer=True` (a step's result, a
 lifetime's start) is kept in memory and written in the transaction of the next commit, so a
 result's checkpoint shares a transaction with the start of the next attempt; an instance's
-pending writes are merged (one timeline row, one row per step key); the statements are constant
-strings, so sqlite3's statement cache prepares each once, and a transaction's log rows go in one
-`executemany`.
+pending writes are merged (one timeline row, one row per step key); a transaction's rows go in
+one multi-row INSERT, which autocommits (no BEGIN and COMMIT to send), and its text depends only
+on the row count, so sqlite3's statement cache prepares it once.
 
 Reads are served from memory, so the engine's hot path never queries SQLite; a new process reads
 lazily: the meta records when the store opens, the steps and events of all instances in one scan
@@ -62,6 +64,8 @@ DROP TABLE timeline;
 """
 
 _APPEND = "INSERT INTO log (instance, kind, key, data) VALUES (?, ?, ?, ?)"
+_ONE_STATEMENT = 64  # rows a transaction writes as one multi-row INSERT (4 parameters each)
+_APPEND_ROWS: dict[int, str] = {}
 
 # Stamped into every awf store (PRAGMA application_id, user_version), so that a file that is
 # not one, or one of an unknown schema version, is refused instead of written to.
@@ -161,8 +165,9 @@ class _Body:
     __slots__ = ("events", "steps", "timeline")
 
     def __init__(self, timeline: list[TimelineEntry] | None) -> None:
-        # A step read from the file stays JSON text until the engine first asks for it.
-        self.steps: dict[str, StepRecord | str] = {}
+        # A step read from the file stays JSON text until the engine first asks for it: its
+        # record's text, or that and the value of the result row written on top of it.
+        self.steps: dict[str, StepRecord | str | tuple[str, str]] = {}
         self.events: dict[int, EventRecord] = {}
         self.timeline = timeline  # None: not read from the file yet
 
@@ -170,12 +175,13 @@ class _Body:
 class _Pending:
     """One instance's writes waiting for the next transaction, merged per row."""
 
-    __slots__ = ("events", "meta", "steps", "timeline", "wipe")
+    __slots__ = ("base", "events", "meta", "steps", "timeline", "wipe")
 
     def __init__(self) -> None:
         self.meta: InstanceMeta | None = None
         self.wipe = False
         self.steps: dict[str, StepRecord | None] = {}
+        self.base: dict[str, object] = {}  # per step key: its record in the file, if any
         self.events: dict[int, EventRecord] = {}
         self.timeline: list[TimelineEntry] = []
 
@@ -298,6 +304,11 @@ class SqliteStore:
                     continue  # made by this process (already in memory), or a meta row
                 if kind == "s":
                     body.steps[key] = data
+                elif kind == "v":
+                    held = body.steps.get(key)
+                    if type(held) is not str:
+                        raise ValueError(f"a result row for {key!r} without its step record")
+                    body.steps[key] = (held, data)  # decoded with its record, when read
                 elif kind == "d":
                     body.steps.pop(key, None)
                 elif kind == "e":
@@ -319,7 +330,7 @@ class SqliteStore:
     def get_step(self, iid: str, key: str) -> StepRecord | None:
         body = self._bodies.get(iid) or self._body(iid)
         rec = body.steps.get(key)
-        if type(rec) is str:
+        if rec is not None and type(rec) is not dict:
             self._decode(body)
             rec = body.steps[key]
         return cast("StepRecord | None", rec)
@@ -328,12 +339,23 @@ class SqliteStore:
         """Decode every step record of the instance still held as text, in one `loads` (a
         replay reads them all, and one call costs two thirds of one call per record)."""
         steps = body.steps
-        keys = [key for key, rec in steps.items() if type(rec) is str]
+        keys = [key for key, rec in steps.items() if type(rec) is not dict]
+        if not keys:
+            return
+        texts = []
+        for key in keys:
+            held = steps[key]
+            texts.append(held if type(held) is str else cast(tuple[str, str], held)[0])
         try:
-            recs = _loads("[" + ",".join(cast(list[str], [steps[key] for key in keys])) + "]")
+            recs = _loads("[" + ",".join(texts) + "]")
         except ValueError as exc:
             raise self._damaged(exc) from None
-        steps.update(zip(keys, recs, strict=True))
+        for key, rec in zip(keys, recs, strict=True):
+            held = steps[key]
+            if type(held) is tuple:  # a result row on top of its stored record
+                rec["state"] = "done"
+                rec["value"] = held[1]
+            steps[key] = rec
 
     def steps(self, iid: str) -> dict[str, StepRecord]:
         body = self._body(iid)
@@ -391,8 +413,13 @@ class SqliteStore:
         if wipe_steps:
             pending.wipe = True
             pending.steps.clear()
+            pending.base = dict.fromkeys(pending.base)  # nothing of the file is left to patch
             pending.events.clear()
         if steps:
+            base = pending.base
+            for key in steps:
+                if key not in base:
+                    base[key] = None if wipe_steps else body.steps.get(key)
             pending.steps.update(steps)
         for ev in events:
             pending.events[ev["seq"]] = ev
@@ -425,21 +452,47 @@ class SqliteStore:
         """One transaction with every pending write: one log row per step key, event and
         instance timeline, appended together."""
         pending, self._pending = self._pending, {}
-        rows: list[tuple[str, str, str | None, str | None]] = []
+        values: list[str | None] = []  # the rows' columns, one after the other
+        add = values.extend
         for iid, p in pending.items():
             if p.meta is not None:
-                rows.append((iid, "m", None, _dumps(p.meta)))
+                add((iid, "m", None, _dumps(p.meta)))
             if p.wipe:
-                rows.append((iid, "w", None, None))
+                add((iid, "w", None, None))
+            base = p.base
             for key, rec in p.steps.items():
-                rows.append(
-                    (iid, "s", key, _dumps(rec)) if rec is not None else (iid, "d", key, None)
-                )
+                if rec is None:
+                    add((iid, "d", key, None))
+                    continue
+                # A result: its record is the stored one with state done and the value (JSON
+                # text already), so the row holds only the value (and nothing to encode).
+                old = base.get(key)
+                value = rec.get("value")
+                if (
+                    value is not None
+                    and value.isascii()  # else encoded: SQLite text is UTF-8, no lone surrogates
+                    and type(old) is dict
+                    and "value" not in old
+                    and rec == {**old, "state": "done", "value": value}
+                ):
+                    add((iid, "v", key, value))
+                else:
+                    add((iid, "s", key, _dumps(rec)))
             for seq, ev in p.events.items():
-                rows.append((iid, "e", str(seq), _dumps(ev)))
+                add((iid, "e", str(seq), _dumps(ev)))
             if p.timeline:
-                rows.append((iid, "t", None, _dumps(p.timeline)))
+                add((iid, "t", None, _dumps(p.timeline)))
+        n = len(values) // 4
         c = self._conn
+        if n <= _ONE_STATEMENT:
+            # One statement is one transaction (autocommit), atomic by itself: no BEGIN and
+            # COMMIT to send. Its text depends only on the row count, so each is prepared once.
+            sql = _APPEND_ROWS.get(n)
+            if sql is None:
+                sql = _APPEND_ROWS[n] = _APPEND + ", (?, ?, ?, ?)" * (n - 1)
+            c.execute(sql, values)
+            return
+        rows = [values[i : i + 4] for i in range(0, len(values), 4)]
         c.execute("BEGIN")
         try:
             c.executemany(_APPEND, rows)

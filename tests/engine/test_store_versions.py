@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from awf_sim import Simulator, Workflow
-from awf_sim.engine import SqliteStore
+from awf_sim import NonRetryableError, Simulator, Workflow
+from awf_sim.engine import InstanceMeta, SqliteStore, StepRecord
 from awf_sim.errors import StoreError
 
 # Written by awf with schema 1 (commit 9baf9ec) running LEGACY below: instance "waiting" has
@@ -117,10 +117,8 @@ def test_what_a_run_checkpointed_is_in_the_file_when_the_run_returns(tmp_path: P
     sim = Simulator(store=path)
     sim.create(THREE, {}, id="t")
     sim.run()
-    reader = sqlite3.connect(path)  # another connection: sees only what was committed
-    steps = {}
-    for key, data in reader.execute("SELECT key, data FROM log WHERE kind = 's' ORDER BY seq"):
-        steps[key] = json.loads(data)
+    reader = SqliteStore(path)  # a store of its own: reads the file, not the writer's memory
+    steps = reader.steps("t")
     reader.close()
     assert {k: (r["state"], r.get("value")) for k, r in steps.items()} == {
         "do:s0#1": ("done", "0"),
@@ -141,3 +139,83 @@ def test_a_reopened_store_reads_the_same_history_as_the_writer(tmp_path: Path) -
     with Simulator(store=store) as again:
         inst = again.instance("t")
         assert (inst.status(), inst.timeline, store.steps("t"), store.events("t")) == written
+
+
+tries: dict[str, int] = {}
+
+
+def _flaky(name: str) -> int:
+    tries[name] = tries.get(name, 0) + 1
+    if tries[name] == 1:
+        raise RuntimeError("first attempt fails")
+    return tries[name]
+
+
+def _refuse() -> None:
+    raise NonRetryableError("no")
+
+
+@Workflow("every_record")
+async def EVERY(wf: Any, params: Any) -> Any:
+    retried = await wf.do("flaky", lambda: _flaky("flaky"), retries={"limit": 2, "delay": 1000})
+    try:
+        await wf.do("refused", _refuse)
+    except NonRetryableError:
+        pass
+    await wf.sleep("nap", "1 minute")
+    event = await wf.wait_for("go", type="go", timeout="1 hour")
+    return {"retried": retried, "event": event}
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_every_kind_of_record_reads_back_as_written(tmp_path: Path, restart: bool) -> None:
+    """Retries (a record rewritten before its result), a removed record (NonRetryableError),
+    a sleep, an event and its wait, and a restart (every step removed) read back from the file
+    as the writer holds them."""
+    path = str(tmp_path / "s.db")
+    tries.clear()
+    store = SqliteStore(path)
+    with Simulator(store=store) as sim:
+        inst = sim.create(EVERY, {}, id="e")
+        sim.run()
+        inst.send_event("go", {"n": 1})
+        sim.run()
+        if restart:
+            inst.restart()
+            sim.run()
+        status = inst.status()["status"]
+        written = (store.get_instance("e"), inst.timeline, store.steps("e"), store.events("e"))
+    assert status == ("waiting" if restart else "complete")
+    again = SqliteStore(path)
+    read = (again.get_instance("e"), again.timeline("e"), again.steps("e"), again.events("e"))
+    again.close()
+    assert read == written
+
+
+def test_a_result_written_with_a_wipe_reads_back_whole(tmp_path: Path) -> None:
+    """A result is stored as a change of the step's stored record; one committed together
+    with the removal of every step has no stored record left to change."""
+    path = str(tmp_path / "s.db")
+    meta: InstanceMeta = {
+        "id": "w",
+        "workflow": "x",
+        "params": "{}",
+        "status": "running",
+        "output": None,
+        "error": None,
+        "created_ms": 0,
+        "paused_ms": None,
+    }
+    running: StepRecord = {"kind": "do", "name": "a", "state": "running", "attempts": 1}
+    store = SqliteStore(path)
+    store.commit("w", meta=meta, steps={"do:a#1": running})
+    store.commit("w", steps={"do:a#1": {**running, "state": "done", "value": "1"}}, wipe_steps=True)
+    store.commit("w", steps={"do:b#1": running}, defer=True)
+    store.commit("w", steps={"do:b#1": {**running, "state": "done", "value": "2"}}, defer=True)
+    written = store.steps("w")
+    store.close()
+    again = SqliteStore(path)
+    assert again.steps("w") == written
+    assert written["do:a#1"]["value"] == "1"
+    assert written["do:b#1"]["value"] == "2"
+    again.close()
