@@ -49,8 +49,8 @@ from awf_sim.engine._hooks import (
     StepRef,
 )
 from awf_sim.engine._lifetime import Lifetime
+from awf_sim.engine._records import StepRecord
 from awf_sim.engine._runners import HandlerRunner
-from awf_sim.engine._store import Record
 from awf_sim.engine._timeline import TimelineEntry
 
 __all__ = ["StepExecutor"]
@@ -129,7 +129,7 @@ class StepExecutor:
         count: int,
         user_config: Mapping[str, Any],
         call: Any,
-        rec: Record | None,
+        rec: StepRecord | None,
         ref: StepRef | None,
     ) -> Any:
         hooks = lt.hooks
@@ -238,12 +238,16 @@ class StepExecutor:
                 lt.pause_point()
                 return self._fail_step(lt, key, rec, path, name, attempt, err)
             else:
+                # Deferred: written with the next commit, which comes before any handler runs
+                # (the next attempt's start) or the run ends. Lost in a crash, the step runs
+                # again, as after a crash inside the handler; never run again once stored.
                 lt.commit(
                     steps={key: {**rec, "state": "done", "value": result}},
                     timeline=[
                         lt.entry("attempt-success", path, name, attempt),
                         lt.entry("checkpoint", path, name, attempt, count=count),
                     ],
+                    defer=True,
                 )
                 if hooks is not None and ref is not None:
                     lt.act(hooks.after_checkpoint(lt.iid, ref, attempt), ref, attempt)
@@ -278,7 +282,7 @@ class StepExecutor:
         self,
         lt: Lifetime,
         key: str,
-        rec: Record,
+        rec: StepRecord,
         path: str,
         name: str,
         attempt: int,
