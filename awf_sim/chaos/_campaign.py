@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from awf_sim.chaos._crossproc import CrossProcess
 from awf_sim.chaos._faults import normalize_plan, plan_token
 from awf_sim.chaos._invariants import check_run
 from awf_sim.chaos._model import (
@@ -118,8 +119,11 @@ def run_campaign(
     progress: Progress | None = None,
     replay: Sequence[Mapping[str, Any]] | None = None,
     do_shrink: bool = True,
+    flow_path: str | None = None,
 ) -> CampaignResult:
-    """Chaos for one target. With `replay`, run just that plan (no shrinking)."""
+    """Chaos for one target. With `replay`, run just that plan (no shrinking). With
+    `flow_path` (the file that defines the target's workflow), the fault-free run is also
+    replayed in other Python processes (`_crossproc`)."""
     rng = random.Random(seed)
 
     def tick(phase: str, done: int, total: int) -> None:
@@ -135,6 +139,9 @@ def run_campaign(
     # The baseline is checked too: some invariants (serializable, no-stuck-instance,
     # retry-policy, events-delivered) can fail without any fault.
     base_checked, base_violations = check_run(base, base.obs)
+    cross = None
+    if flow_path is not None and (replay is None or not normalize_plan(replay)):
+        cross = CrossProcess(target, base, flow_path)  # runs while the plans below do
     checked.update(base_checked)
     results: list[tuple[Plan, Verdict]] = [
         ([], Verdict(base_checked, base_violations, [], waits_of(base.obs)))
@@ -156,7 +163,11 @@ def run_campaign(
         done += n
         tick("exhaustive" if done <= exhaustive else "random", done, total)
 
-    verdicts = evaluate_all(base, plans, jobs, on_done)
+    try:
+        verdicts = evaluate_all(base, plans, jobs, on_done)
+    finally:
+        if cross is not None:
+            base_violations += cross.violations()
     for plan, verdict in zip(plans, verdicts, strict=True):
         results.append((plan, verdict))
         checked.update(verdict.checked)

@@ -203,8 +203,12 @@ def _chaos(
                 jobs=jobs,
                 progress=bar,
                 replay=plan,
+                flow_path=flow,
             )
             results.append(WorkflowChaos(result, example_args + replay_args, label))
+    except ProcessDied as exc:  # a worker of --jobs N: a failure, as for the run's own process
+        print(f"awf-sim: {exc}", file=sys.stderr)
+        return EXIT_VIOLATIONS
     except AwfError as exc:
         print(f"awf-sim: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE
