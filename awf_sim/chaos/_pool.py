@@ -50,18 +50,27 @@ def _how(exitcode: int | None) -> str:
     return f"exited with status {exitcode} (os._exit or a fatal error)"
 
 
+def _never() -> bool:
+    return False
+
+
 def evaluate_all(
     base: Baseline,
     plans: Sequence[Sequence[Mapping[str, Any]]],
     jobs: int,
     on_done: Callable[[int], None],
-) -> list[Verdict]:
+    stop: Callable[[], bool] = _never,
+) -> list[Verdict | None]:
+    """The verdict of each plan, in plan order; None for a plan not run because `stop()`
+    turned true (no new plan starts then; running ones finish)."""
     if jobs <= 1 or len(plans) < 2 * jobs or "fork" not in multiprocessing.get_all_start_methods():
-        verdicts = []
+        verdicts: list[Verdict | None] = []
         for plan in plans:
+            if stop():
+                break
             verdicts.append(evaluate(base, plan))
             on_done(1)
-        return verdicts
+        return verdicts + [None] * (len(plans) - len(verdicts))
     _WORKER.update(base=base, plans=plans)
     results: list[Verdict | None] = [None] * len(plans)
     ctx = multiprocessing.get_context("fork")
@@ -98,7 +107,7 @@ def evaluate_all(
                     results[index] = verdict
                     running.remove(index)
                     on_done(1)
-                    if not running and todo:
+                    if not running and todo and not stop():
                         running += todo.pop()
                         conn.send(running)
                     continue
@@ -136,4 +145,4 @@ def evaluate_all(
                 proc.kill()
                 proc.join()
         _WORKER.clear()
-    return [v for v in results if v is not None]
+    return results
