@@ -177,7 +177,8 @@ def _judge(
     obs = base.obs
     if got["status"] != obs.status:
         diff.append(f"status: first process {obs.status}, replay {got['status']}")
-    elif json.dumps(got["output"], sort_keys=False) != json.dumps(obs.output, sort_keys=False):
+    # Only the order of an object's keys may differ: JSON objects are unordered.
+    elif json.dumps(got["output"], sort_keys=True) != json.dumps(obs.output, sort_keys=True):
         diff.append(f"output: first process {show(obs.output)}, replay {show(got['output'])}")
     elif got["error"] != obs.error:
         diff.append(f"error: first process {show(obs.error)}, replay {show(got['error'])}")
