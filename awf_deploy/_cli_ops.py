@@ -8,6 +8,8 @@ from typing import Annotated, Any, get_args
 
 import typer
 
+from awf_sim.cli import Command
+
 from ._bundle import (
     MAIN_MODULE,
     read_bundle_hash,
@@ -39,7 +41,7 @@ from .cloudflare import (
 # -- status, trigger, send-event, instances ------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def status(
     workflow: Annotated[
         str | None, typer.Argument(help="With INSTANCE: that instance's status.")
@@ -163,13 +165,15 @@ def _print_worker(base_url: str, info: dict[str, Any], json_out: bool) -> None:
         _out(f"workflow {wf.get('name')}: {wf.get('class')}{cron}")
 
 
-@app.command()
+@app.command(cls=Command)
 def trigger(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     params: Annotated[
-        str | None, typer.Option("--params", help="The instance's params, as JSON.")
+        str | None, typer.Option("--params", metavar="JSON", help="The instance's params, as JSON.")
     ] = None,
-    id: Annotated[str | None, typer.Option("--id", help="Instance id (default: random).")] = None,
+    id: Annotated[
+        str | None, typer.Option("--id", metavar="ID", help="Instance id (default: random).")
+    ] = None,
     account_id: AccountOpt = None,
     local: LocalOpt = False,
     url: UrlOpt = None,
@@ -197,13 +201,14 @@ def trigger(
         _out(f"started instance {instance.id} of {workflow} ({instance.status})")
 
 
-@app.command("send-event")
+@app.command("send-event", cls=Command)
 def send_event(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     instance: Annotated[str, typer.Argument(help="The instance id.")],
     type: Annotated[str, typer.Argument(help="The event type (what wf.wait_for waits on).")],
     payload: Annotated[
-        str | None, typer.Option("--payload", help="The event's payload, a JSON object.")
+        str | None,
+        typer.Option("--payload", metavar="JSON", help="The event's payload, a JSON object."),
     ] = None,
     account_id: AccountOpt = None,
     local: LocalOpt = False,
@@ -241,17 +246,20 @@ def _type_name(value: Any) -> str:
 _STATUSES = ", ".join(get_args(InstanceStatus))
 
 
-@app.command()
+@app.command(cls=Command)
 def instances(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     status: Annotated[
         str | None,
         typer.Option(
             "--status",
+            metavar="STATUS",
             help=f"Only instances in this status: {', '.join(get_args(InstanceStatus))}.",
         ),
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", metavar="N", min=1, help="At most this many.")
+    ] = None,
     account_id: AccountOpt = None,
     local: LocalOpt = False,
     url: UrlOpt = None,
@@ -293,17 +301,24 @@ def instances(
 # -- dev -------------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def dev(
     flow: FlowArg,
     port: Annotated[
         int,
-        typer.Option("--port", min=1, max=65535, help="Serve the Worker's HTTP API on this port."),
+        typer.Option(
+            "--port",
+            metavar="PORT",
+            min=1,
+            max=65535,
+            help="Serve the Worker's HTTP API on this port.",
+        ),
     ] = DEFAULT_PORT,
     persist: Annotated[
         str | None,
         typer.Option(
             "--persist",
+            metavar="DIR",
             help="Keep D1 and the workflow instances in this folder, across restarts "
             "(default: a temporary folder removed on exit).",
         ),
