@@ -104,7 +104,7 @@ def _verify(flow: FlowFile, runs: int, seed: int) -> list[GateViolation]:
     seen: set[tuple[str, str, str]] = set()
     for target, example in verification_targets(flow, seed=seed):
         name = target.workflow.name
-        result = run_campaign(target, runs=runs, seed=seed)
+        result = run_campaign(target, runs=runs, seed=seed, flow_path=flow.path)
         for finding in result.findings:
             found = finding.violation
             key = (name, found.invariant, found.message)

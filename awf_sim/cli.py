@@ -16,6 +16,10 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 from awf_sim.dsl._errors import AwfError
 from awf_sim.flow import FlowError, load_flow, parse_input
 
+# chaos's caps; the same values as awf_sim.chaos._campaign's (a test pins them), repeated here
+# so that `awf-sim --help` does not import chaos.
+DEFAULT_MAX_RUNS = 1000
+DEFAULT_MAX_STEPS = 500_000
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # A flag takes no value: show none (typer would show "<bool>").
 _FLAG = " "
@@ -343,6 +347,30 @@ def chaos(
         typer.Option("--replay", metavar="TOKEN", help="Run just the plan of this replay token."),
     ] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", metavar="J", help="Worker processes.")] = 1,
+    max_runs: Annotated[
+        int,
+        typer.Option(
+            "--max-runs",
+            metavar="N",
+            help="Most fault-injected runs per input (single faults beyond it are sampled).",
+        ),
+    ] = DEFAULT_MAX_RUNS,
+    max_steps: Annotated[
+        int,
+        typer.Option(
+            "--max-steps",
+            metavar="N",
+            help="Most step calls across all runs of one input (caps runs of long workflows).",
+        ),
+    ] = DEFAULT_MAX_STEPS,
+    max_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--max-seconds",
+            metavar="S",
+            help="Stop injecting after S seconds of wall time per input; exit 1 if cut short.",
+        ),
+    ] = None,
 ) -> None:
     """Run a workflow under every crash, retry, timeout and event fault; check durability."""
     from awf_sim.chaos._command import chaos_command
@@ -361,6 +389,9 @@ def chaos(
             json_out=json_out,
             replay=replay,
             jobs=jobs,
+            max_runs=max_runs,
+            max_steps=max_steps,
+            max_seconds=max_seconds,
         )
     )
 

@@ -8,10 +8,13 @@ first. Everything random comes from one `random.Random(seed)`.
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from awf_sim.chaos._crossproc import CrossProcess
 from awf_sim.chaos._faults import normalize_plan, plan_token
 from awf_sim.chaos._invariants import check_run
 from awf_sim.chaos._model import (
@@ -29,7 +32,72 @@ from awf_sim.chaos._run import evaluate, run_plan, waits_of
 from awf_sim.chaos._shrink import shrink
 from awf_sim.chaos._space import build_baseline, random_plans
 
-__all__ = ["run_campaign"]
+__all__ = ["DEFAULT_MAX_RUNS", "DEFAULT_MAX_STEPS", "Caps", "run_campaign"]
+
+# Chaos's work is runs x steps per run: the singles alone are (fault points x kinds), so an
+# uncapped campaign grows with the square of a workflow's length. These caps keep it linear.
+DEFAULT_MAX_RUNS = 1000
+DEFAULT_MAX_STEPS = 500_000  # step calls across all runs of one input
+ESTIMATE_NOTE_S = 5.0  # say how long a campaign will take when it is at least this long
+ESTIMATE_AFTER_S = 1.0  # ... measured on the runs of its first second
+
+
+@dataclass
+class Caps:
+    """How much work one campaign may do, and where it says so (`say`: one line each).
+    `cut_short` is set when `max_seconds` ended it before every plan ran."""
+
+    max_runs: int = DEFAULT_MAX_RUNS
+    max_steps: int = DEFAULT_MAX_STEPS
+    max_seconds: float | None = None
+    say: Callable[[str], None] | None = None
+    label: str = ""
+    cut_short: bool = False
+
+    def note(self, text: str) -> None:
+        if self.say is not None:
+            self.say(f"{self.label}: {text}" if self.label else text)
+
+
+def _human_s(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, sec = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {sec} s"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def _step_calls(base: Baseline) -> int:
+    return sum(len(calls) for _kind, calls in base.obs.lifetimes)
+
+
+def _capped_singles(
+    base: Baseline, singles: list[Plan], runs: int, caps: Caps, rng: random.Random
+) -> tuple[list[Plan], int]:
+    """The single-fault plans to run and how many random plans may follow, within the caps
+    (singles beyond them are sampled with the campaign's seed, kept in fault-point order)."""
+    steps = max(1, _step_calls(base))
+    cap = max(1, min(caps.max_runs, caps.max_steps // steps))
+    wanted = max(runs, len(singles))
+    if wanted > cap:
+        why = (
+            f"--max-runs {caps.max_runs}"
+            if cap == caps.max_runs
+            else f"--max-steps {caps.max_steps:,} / {steps:,} step calls per run"
+        )
+        if len(singles) > cap:
+            caps.note(
+                f"{len(singles):,} single faults to inject, capped at {cap:,} runs by {why}: "
+                f"running {cap:,} of them, sampled with the seed; raise the cap to run them all"
+            )
+            singles = [singles[i] for i in sorted(rng.sample(range(len(singles)), cap))]
+        else:
+            caps.note(
+                f"{wanted:,} runs wanted, capped at {cap:,} by {why}; raise the cap to run more"
+            )
+    return singles, max(0, min(wanted, cap) - len(singles))
+
 
 MAX_GROUPS_PER_INVARIANT = 5
 # Findings are listed root causes first: non-determinism explains most other violations.
@@ -118,15 +186,21 @@ def run_campaign(
     progress: Progress | None = None,
     replay: Sequence[Mapping[str, Any]] | None = None,
     do_shrink: bool = True,
+    flow_path: str | None = None,
+    caps: Caps | None = None,
 ) -> CampaignResult:
-    """Chaos for one target. With `replay`, run just that plan (no shrinking)."""
+    """Chaos for one target. With `replay`, run just that plan (no shrinking). With
+    `flow_path` (the file that defines the target's workflow), the fault-free run is also
+    replayed in other Python processes (`_crossproc`)."""
     rng = random.Random(seed)
 
     def tick(phase: str, done: int, total: int) -> None:
         if progress is not None:
             progress(phase, done, total)
 
+    caps = caps if caps is not None else Caps()
     tick("baseline", 0, 1)
+    started = time.monotonic()
     base = build_baseline(target, kinds, max_faults)
     tick("baseline", 1, 1)
     checked: Counter[str] = Counter()
@@ -135,6 +209,9 @@ def run_campaign(
     # The baseline is checked too: some invariants (serializable, no-stuck-instance,
     # retry-policy, events-delivered) can fail without any fault.
     base_checked, base_violations = check_run(base, base.obs)
+    cross = None
+    if flow_path is not None and (replay is None or not normalize_plan(replay)):
+        cross = CrossProcess(target, base, flow_path)  # runs while the plans below do
     checked.update(base_checked)
     results: list[tuple[Plan, Verdict]] = [
         ([], Verdict(base_checked, base_violations, [], waits_of(base.obs)))
@@ -143,21 +220,49 @@ def run_campaign(
         plans = [normalize_plan(replay)]
         exhaustive = 0
     else:
-        singles = [[f] for f in base.singles]
+        singles: list[Plan] = [[f] for f in base.singles]
+        singles, extra_runs = _capped_singles(base, singles, runs, caps, rng)
         seen = {plan_token(p) for p in singles}
-        extra_runs = max(0, runs - len(singles))
         plans = singles + random_plans(base, extra_runs, max_faults, rng, seen)
         exhaustive = len(singles)
     done = 0
     total = len(plans)
+    runs_started = time.monotonic()
+    estimated = False
 
     def on_done(n: int) -> None:
-        nonlocal done
+        nonlocal done, estimated
         done += n
         tick("exhaustive" if done <= exhaustive else "random", done, total)
+        spent = time.monotonic() - runs_started
+        if not estimated and spent >= ESTIMATE_AFTER_S:
+            # Measured on the first runs (the fault-free run pays for imports and warm-up).
+            estimated = True
+            left = (total - done) * spent / done
+            if left >= ESTIMATE_NOTE_S:
+                caps.note(f"{total:,} runs planned, about {_human_s(left)} left")
 
-    verdicts = evaluate_all(base, plans, jobs, on_done)
-    for plan, verdict in zip(plans, verdicts, strict=True):
+    deadline = None if caps.max_seconds is None else started + caps.max_seconds
+
+    def stop() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    try:
+        verdicts = evaluate_all(base, plans, jobs, on_done, stop)
+    finally:
+        if cross is not None:
+            base_violations += cross.violations()
+    ran = sum(v is not None for v in verdicts)
+    if ran < len(plans):
+        caps.cut_short = True
+        caps.note(
+            f"stopped by --max-seconds {caps.max_seconds:g} after {ran:,} of {len(plans):,} "
+            "runs: not every fault was injected, so this is no verdict (exit 1); raise "
+            "--max-seconds or lower --max-runs"
+        )
+        exhaustive = sum(v is not None for v in verdicts[:exhaustive])
+        plans = [p for p, v in zip(plans, verdicts, strict=True) if v is not None]
+    for plan, verdict in zip(plans, [v for v in verdicts if v is not None], strict=True):
         results.append((plan, verdict))
         checked.update(verdict.checked)
         coverage.update(verdict.pairs)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
-from awf_sim.chaos._campaign import run_campaign
+from awf_sim.chaos._campaign import DEFAULT_MAX_RUNS, DEFAULT_MAX_STEPS, Caps, run_campaign
 from awf_sim.chaos._faults import FaultPlanError, decode_token, parse_kinds
 from awf_sim.chaos._model import Target
 from awf_sim.chaos._report import ChaosReport, WorkflowChaos
@@ -24,6 +25,7 @@ from awf_sim.flow import FlowError, FlowFile, load_flow, parse_input
 __all__ = ["EXIT_CLEAN", "EXIT_USAGE", "EXIT_VIOLATIONS", "chaos_command"]
 
 EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_USAGE = 0, 1, 2
+PLAIN_EVERY_S = 10.0
 
 
 class _Usage(Exception):
@@ -53,6 +55,7 @@ class _ProgressBar:
 
     def __init__(self) -> None:
         self.workflow = ""
+        self._said = time.monotonic()
         self._tasks: dict[str, Any] = {}
         self._progress: Any = None
         if sys.stderr.isatty():
@@ -70,6 +73,11 @@ class _ProgressBar:
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         if self._progress is None:
+            # Not a terminal (CI, a pipe): a line every PLAIN_EVERY_S on long campaigns.
+            now = time.monotonic()
+            if now - self._said >= PLAIN_EVERY_S and total > 1:
+                self._said = now
+                print(f"chaos: {self.workflow}: {phase} {done:,}/{total:,}", file=sys.stderr)
             return
         key = f"{self.workflow} {phase}"
         if key not in self._tasks:
@@ -96,6 +104,9 @@ def chaos_command(
     json_out: bool = False,
     replay: str | None = None,
     jobs: int = 1,
+    max_runs: int = DEFAULT_MAX_RUNS,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    max_seconds: float | None = None,
 ) -> int:
     """Run chaos on a flow file and print the report; returns the exit code.
 
@@ -116,6 +127,7 @@ def chaos_command(
                 json_out,
                 replay,
                 jobs,
+                Caps(max_runs, max_steps, max_seconds, _say),
             ),
             "awf-sim chaos",
         )
@@ -137,8 +149,14 @@ def _chaos(
     json_out: bool,
     replay: str | None,
     jobs: int,
+    caps: Caps,
 ) -> int:
     try:
+        for name, value in (("--max-runs", caps.max_runs), ("--max-steps", caps.max_steps)):
+            if value < 1:
+                raise _Usage(f"{name} must be 1 or more, got {value}")
+        if caps.max_seconds is not None and not caps.max_seconds > 0:
+            raise _Usage(f"--max-seconds must be more than 0, got {caps.max_seconds}")
         if runs < 0:
             raise _Usage(f"--runs must be 0 or more, got {runs}")
         if max_faults < 1:
@@ -194,6 +212,7 @@ def _chaos(
     try:
         for target, label, example_args in targets:
             bar.workflow = f"{target.workflow.name} ({label})"
+            caps.label = f"chaos: {bar.workflow}"
             result = run_campaign(
                 target,
                 runs=runs,
@@ -203,8 +222,13 @@ def _chaos(
                 jobs=jobs,
                 progress=bar,
                 replay=plan,
+                flow_path=flow,
+                caps=caps,
             )
             results.append(WorkflowChaos(result, example_args + replay_args, label))
+    except ProcessDied as exc:  # a worker of --jobs N: a failure, as for the run's own process
+        print(f"awf-sim: {exc}", file=sys.stderr)
+        return EXIT_VIOLATIONS
     except AwfError as exc:
         print(f"awf-sim: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -224,5 +248,20 @@ def _chaos(
     else:
         from rich.console import Console
 
-        Console().print(report, crop=False)
+        console = Console()
+        try:
+            with console.capture() as captured:
+                console.print(report, crop=False)
+            text = captured.get()
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate in a result (JavaScript strings can hold one): shown escaped.
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        sys.stdout.write(text)
+    if caps.cut_short:
+        return EXIT_VIOLATIONS  # not every plan ran: no verdict, whatever was found
     return report.exit_code
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

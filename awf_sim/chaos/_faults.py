@@ -116,7 +116,10 @@ KIND_GROUPS: dict[str, tuple[str, ...]] = {
     "crash": tuple(k for k in KINDS if k.startswith("crash-")),
     "events": tuple(k for k in KINDS if k.startswith("event-")),
 }
-DEFAULT_SKEW_MS = 3_600_000  # a replay on a machine whose clock is an hour ahead
+# A replay a day, an hour, a minute, a second and a millisecond later than the first run (after
+# a crash or a long sleep, or on a machine whose clock is ahead): every reading of the clock, at
+# any granularity (date, hour, minute, second, ms), differs from the first run's.
+DEFAULT_SKEW_MS = 90_061_001
 
 # Compact codes for tokens; never reuse a code for another kind (old tokens must still decode).
 _CODES = {

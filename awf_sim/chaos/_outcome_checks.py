@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from awf_sim.chaos._diff import (
 )
 from awf_sim.chaos._model import Baseline, Observation, Violation
 from awf_sim.dsl._example import expected_outcome
+from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, utf8_size
 from awf_sim.engine._calls import TERMINAL
 
 __all__ = [
@@ -219,7 +221,30 @@ def serializable(base: Baseline, obs: Observation) -> list[Violation]:
             "under 1 MiB (store big data in the database and return its id)."
         )
         out[key] = Violation("serializable", key, what, [f"{err['name']}: {message}"], hint, where)
+    if "output" not in out and obs.status == "complete" and obs.output is not None:
+        size = _json_size(obs.output)
+        if size is not None and size > MAX_PAYLOAD_BYTES:
+            out["output"] = Violation(
+                "serializable",
+                "output",
+                f"the workflow's output is {size:,} bytes of JSON, over Cloudflare's 1 MiB "
+                f"limit ({MAX_PAYLOAD_BYTES:,} bytes)",
+                [f"output: {size:,} bytes"],
+                "Cloudflare stores the output of run() like a step result, within 1 MiB: store "
+                "big data in the database (or R2) and return its id.",
+                workflow_site(base.workflow),
+            )
     return list(out.values())
+
+
+def _json_size(value: Any) -> int | None:
+    """Bytes of `value` as compact JSON in UTF-8 (a lone surrogate counts the 3 bytes a
+    JavaScript TextEncoder writes); None when it is not JSON."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return utf8_size(text)
 
 
 def events_delivered(base: Baseline, obs: Observation) -> list[Violation]:

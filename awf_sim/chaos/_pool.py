@@ -1,8 +1,12 @@
 """Running many plans: in this process, or spread over forked worker processes.
 
 Workers are forked with the baseline and the plans already in memory, so nothing is pickled
-but the verdicts coming back; they are merged in plan order, so a campaign's result does not
-depend on the number of jobs.
+but plan numbers going out and verdicts coming back; they are merged in plan order, so a
+campaign's result does not depend on the number of jobs.
+
+A worker that dies (the code under test called `os._exit`, or a signal killed it) is noticed at
+once: the plan it was running is named in a `ProcessDied`, never waited for (a
+`multiprocessing.Pool` would wait forever for the lost task).
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ from __future__ import annotations
 import multiprocessing
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from awf_sim.chaos._faults import describe_fault, plan_token
 from awf_sim.chaos._model import Baseline, Verdict
 from awf_sim.chaos._run import evaluate
+from awf_sim.errors import ProcessDied
 
 __all__ = ["evaluate_all"]
 
@@ -21,9 +28,30 @@ __all__ = ["evaluate_all"]
 _WORKER: dict[str, Any] = {}
 
 
-def _work(index: int) -> tuple[int, Verdict]:
+def _work(conn: Connection) -> None:
     base: Baseline = _WORKER["base"]
-    return index, evaluate(base, _WORKER["plans"][index])
+    plans = _WORKER["plans"]
+    while True:
+        chunk = conn.recv()
+        if chunk is None:
+            return
+        for index in chunk:
+            conn.send((index, evaluate(base, plans[index])))
+
+
+def _how(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        import signal
+
+        try:
+            return f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with status {exitcode} (os._exit or a fatal error)"
+
+
+def _never() -> bool:
+    return False
 
 
 def evaluate_all(
@@ -31,29 +59,90 @@ def evaluate_all(
     plans: Sequence[Sequence[Mapping[str, Any]]],
     jobs: int,
     on_done: Callable[[int], None],
-) -> list[Verdict]:
+    stop: Callable[[], bool] = _never,
+) -> list[Verdict | None]:
+    """The verdict of each plan, in plan order; None for a plan not run because `stop()`
+    turned true (no new plan starts then; running ones finish)."""
     if jobs <= 1 or len(plans) < 2 * jobs or "fork" not in multiprocessing.get_all_start_methods():
-        verdicts = []
+        verdicts: list[Verdict | None] = []
         for plan in plans:
+            if stop():
+                break
             verdicts.append(evaluate(base, plan))
             on_done(1)
-        return verdicts
-    # Workers are forked with the baseline and the plans in memory: nothing to pickle but
-    # the verdicts coming back, which are merged in plan order.
+        return verdicts + [None] * (len(plans) - len(verdicts))
     _WORKER.update(base=base, plans=plans)
     results: list[Verdict | None] = [None] * len(plans)
+    ctx = multiprocessing.get_context("fork")
+    chunk = max(1, min(16, len(plans) // (jobs * 8)))
+    todo = [list(range(i, min(i + chunk, len(plans)))) for i in range(0, len(plans), chunk)]
+    todo.reverse()
+    workers: list[tuple[Any, Connection, list[int]]] = []
     try:
-        ctx = multiprocessing.get_context("fork")
         with warnings.catch_warnings():
             # Python 3.12+ warns about forking with threads (a progress bar's): the workers
             # only run simulations and return verdicts, they take no lock of those threads.
             warnings.filterwarnings("ignore", ".*fork", DeprecationWarning)
-            pool = ctx.Pool(jobs)
-        with pool:
-            chunk = max(1, min(64, len(plans) // (jobs * 8)))
-            for index, verdict in pool.imap_unordered(_work, range(len(plans)), chunk):
-                results[index] = verdict
-                on_done(1)
+            for _ in range(min(jobs, len(todo))):
+                mine, theirs = ctx.Pipe()
+                proc = ctx.Process(target=_work, args=(theirs,), daemon=True)
+                proc.start()
+                theirs.close()
+                workers.append((proc, mine, []))
+        for _proc, conn, running in workers:
+            if todo:
+                running += todo.pop()
+                conn.send(running)
+        while any(running for _p, _c, running in workers):
+            by_conn = {conn: (proc, running) for proc, conn, running in workers if running}
+            ready = wait([*by_conn, *(p.sentinel for p, _c, r in workers if r)])
+            for item in ready:
+                if item in by_conn:
+                    proc, running = by_conn[item]
+                    conn = item
+                    try:
+                        index, verdict = conn.recv()
+                    except (EOFError, OSError):
+                        continue  # it died: its sentinel says so
+                    results[index] = verdict
+                    running.remove(index)
+                    on_done(1)
+                    if not running and todo and not stop():
+                        running += todo.pop()
+                        conn.send(running)
+                    continue
+                for proc, conn, running in workers:
+                    if proc.sentinel == item and running:
+                        while conn.poll():  # verdicts it sent before it died
+                            try:
+                                index, verdict = conn.recv()
+                            except (EOFError, OSError):
+                                break
+                            results[index] = verdict
+                            running.remove(index)
+                            on_done(1)
+                        if not running:
+                            continue
+                        proc.join()
+                        plan = plans[running[0]]
+                        what = "; ".join(describe_fault(f) for f in plan) or "no fault"
+                        raise ProcessDied(
+                            f"the code under test ended a chaos worker process: it "
+                            f"{_how(proc.exitcode)} while running fault plan {what} (replay "
+                            f"it with --replay {plan_token(list(plan))}). A handler or workflow "
+                            "that calls os._exit() or crashes the interpreter cannot be verified."
+                        )
     finally:
+        for _proc, conn, _running in workers:
+            try:
+                conn.send(None)
+            except (OSError, ValueError):
+                pass
+            conn.close()
+        for proc, _conn, _running in workers:
+            proc.join(timeout=1)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
         _WORKER.clear()
-    return [v for v in results if v is not None]
+    return results

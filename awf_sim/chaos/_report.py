@@ -249,7 +249,14 @@ class ChaosReport:
         return out
 
     def to_json_text(self) -> str:
-        return json.dumps(self.to_json(), ensure_ascii=False, default=str)
+        """UTF-8 as is; with a lone surrogate somewhere (a step may return one, as JavaScript
+        strings can hold one; UTF-8 cannot carry it), everything non-ASCII escaped."""
+        text = json.dumps(self.to_json(), ensure_ascii=False, default=str)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(self.to_json(), ensure_ascii=True, default=str)
+        return text
 
     # -- rich ----------------------------------------------------------------------------------
     def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:

@@ -14,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-import signal
 import threading
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from awf_sim.engine._ambient import NetworkAccessRefused
-from awf_sim.engine._calls import CpuBudgetExceeded
+from awf_sim.engine._limits import cpu_cancel_message, watch_cpu
 
 __all__ = ["HORIZON_MS", "VirtualLoop"]
 
@@ -38,6 +37,10 @@ class _VirtualSelector:
     def select(self, timeout: float | None) -> list[Any]:
         loop = self._loop
         loop._iteration += 1  # control came back: whatever ran last gave it up
+        if loop.cpu_victim is not None:  # spun past the CPU budget without progress
+            task, budget = loop.cpu_victim
+            loop.cpu_victim = None
+            task.cancel(cpu_cancel_message(budget))
         if timeout == 0:
             return []
         if loop._threads_pending:
@@ -87,6 +90,8 @@ class VirtualLoop(asyncio.BaseEventLoop):
         self._stop_when: Callable[[], bool] = lambda: False
         self._iteration = 0
         self.cpu_budget_ms: int | None = None  # per callback; None: unbounded
+        self.cpu_progress = 0  # step attempts started: the CPU budget is per attempt
+        self.cpu_victim: tuple[asyncio.Task[Any], int] | None = None  # over budget, to cancel
 
     def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
         task = super().create_task(coro, **kwargs)
@@ -137,39 +142,9 @@ class VirtualLoop(asyncio.BaseEventLoop):
             self._target_ms = None
 
     def _watch_cpu(self) -> Callable[[], None] | None:
-        """Bound the CPU time one callback may take without giving control back (a handler
-        in an infinite loop, a busy coroutine, a workflow body that never awaits): a SIGPROF
-        timer ticks while the loop runs, and a callback still running after the budget gets
-        CpuBudgetExceeded raised into it. Only on the main thread, and never over a
-        profiler's own SIGPROF handler."""
-        budget = self.cpu_budget_ms
-        if (
-            budget is None
-            or not hasattr(signal, "setitimer")
-            or threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGPROF) not in (signal.SIG_DFL, signal.SIG_IGN, None)
-        ):
-            return None
-        tick_s = min(budget / 1000, 0.25)
-        seen = [self._iteration, 0.0]
-
-        def tick(_signum: int, _frame: Any) -> None:
-            if seen[0] != self._iteration:
-                seen[0], seen[1] = self._iteration, 0.0
-                return
-            seen[1] += tick_s
-            if seen[1] * 1000 >= budget:
-                seen[1] = 0.0
-                raise CpuBudgetExceeded(budget)
-
-        previous = signal.signal(signal.SIGPROF, tick)
-        signal.setitimer(signal.ITIMER_PROF, tick_s, tick_s)
-
-        def restore() -> None:
-            signal.setitimer(signal.ITIMER_PROF, 0, 0)
-            signal.signal(signal.SIGPROF, previous)
-
-        return restore
+        """Bound the CPU time of a callback that never gives control back and of a coroutine
+        that gives it back forever without progress (`_limits.watch_cpu`)."""
+        return watch_cpu(self, self.cpu_budget_ms)
 
     # -- what a selector loop would do with I/O -----------------------------------------
     def _process_events(self, event_list: list[Any]) -> None:

@@ -30,6 +30,7 @@ from awf_sim.dsl._errors import StepError
 from awf_sim.engine._ambient import simulation_scope
 from awf_sim.engine._calls import CallbackStep, CpuBudgetExceeded, StepInfo, TimedOut
 from awf_sim.engine._lifetime import Lifetime
+from awf_sim.engine._limits import cpu_budget_of
 from awf_sim.engine._services import Services
 from awf_sim.sdk._context import HandlerContext, freeze_env
 from awf_sim.sdk._effects import current_step
@@ -70,6 +71,7 @@ class InProcessRunner:
     async def run(self, lt: Lifetime, call: Any, info: StepInfo, timeout_ms: int) -> Any:
         lt.executing += 1
         lt.loop._iteration += 1  # the CPU budget is per attempt, not per run of steps
+        lt.loop.cpu_progress += 1
         # Set in this task's context only; a handler that suspends continues in a task that
         # copies it. Each gathered step awaits in a task of its own.
         label = current_step.set(f"{info.path}#{info.count}")
@@ -172,14 +174,20 @@ async def _contained(coro: Coroutine[Any, Any, Any], first: Any, path: str) -> A
         return await finish(coro, first)
     except (SystemExit, KeyboardInterrupt, CpuBudgetExceeded) as exc:
         raise exit_error(exc, path) from None
+    except asyncio.CancelledError as exc:
+        budget = cpu_budget_of(exc)
+        if budget is None:
+            raise
+        raise exit_error(CpuBudgetExceeded(budget), path) from None
 
 
 def exit_error(exc: BaseException, path: str) -> StepError:
     """The error of a step whose handler tried to end the process, or ran away."""
     if isinstance(exc, CpuBudgetExceeded):
         return StepError(
-            f"the handler of {path} used more than {exc.budget_ms} ms of CPU time without "
-            "giving control back (an endless loop?); Cloudflare stops such an invocation. "
+            f"the handler of {path} used more than {exc.budget_ms} ms of CPU time in one "
+            "attempt (an endless loop, or a coroutine that spins on `await asyncio.sleep(0)`?); "
+            "Cloudflare stops such an invocation. "
             "Raise the limit with Simulator(cpu_ms=...) or awf-sim --cpu-ms",
             "CpuLimitExceeded",
         )

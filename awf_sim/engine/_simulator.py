@@ -42,6 +42,7 @@ from awf_sim.engine._hooks import Control, Crash, Hooks, SendEvent, SkewClock, S
 from awf_sim.engine._instance import Instance
 from awf_sim.engine._lifecycle import InstanceLifecycle, checked_instance_id
 from awf_sim.engine._lifetime import Lifetime
+from awf_sim.engine._limits import cpu_budget_of
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
 from awf_sim.engine._records import InstanceMeta
@@ -476,10 +477,13 @@ class Simulator(InstanceLifecycle):
         except (SystemExit, KeyboardInterrupt) as exc:
             # The workflow's, not the process's: it fails the instance, never ends the judge.
             self._finish(lt, "errored", None, _exit_error(exc))
-        except CpuBudgetExceeded as exc:
+        except (CpuBudgetExceeded, asyncio.CancelledError) as exc:
+            budget = exc.budget_ms if isinstance(exc, CpuBudgetExceeded) else cpu_budget_of(exc)
+            if budget is None:
+                raise
             error = {
                 "name": "CpuLimitExceeded",
-                "message": f"the workflow body used more than {exc.budget_ms} ms of CPU time "
+                "message": f"the workflow body used more than {budget} ms of CPU time "
                 "without awaiting a step (an endless loop?); Cloudflare stops such an "
                 "invocation. Raise the limit with Simulator(cpu_ms=...) or awf-sim --cpu-ms",
             }

@@ -27,7 +27,7 @@ def test_defaults_are_filled_in() -> None:
     assert normalize_fault({"kind": "clock-skew", "step": "A.b"}) == {
         "kind": "clock-skew",
         "step": "A.b",
-        "ms": 3_600_000,
+        "ms": 90_061_001,
     }
     assert normalize_fault({"kind": "reseed"}) == {"kind": "reseed", "seed": 1}
     assert normalize_fault({"kind": "crash-during-sleep", "step": "nap"}) == {
