@@ -161,14 +161,28 @@ def _finding(
 _CONSEQUENCES = ("checkpoint-once", "idempotent-effects", "replay-equivalence")
 
 
+# What a step that is not idempotent causes on that same step: its retry, tripping over the
+# first attempt's effect, fails and changes the outcome.
+_IDEMPOTENCY_CONSEQUENCES = ("replay-equivalence",)
+
+
 def _fold_consequences(findings: list[Finding]) -> list[Finding]:
     """One bug, one finding: a determinism finding about a step takes the other invariants'
-    findings about the same step as `related`, instead of each counting as a bug."""
+    findings about the same step as `related`, and an idempotent-effects finding takes the
+    replay-equivalence one, instead of each counting as a bug."""
     roots = {f.violation.key: f for f in findings if f.violation.invariant == "determinism"}
+    for f in findings:
+        if f.violation.invariant == "idempotent-effects":
+            roots.setdefault(f.violation.key, f)
     kept: list[Finding] = []
     for f in findings:
         root = roots.get(f.violation.key)
-        if root is not None and root is not f and f.violation.invariant in _CONSEQUENCES:
+        consequences = (
+            _CONSEQUENCES
+            if root is not None and root.violation.invariant == "determinism"
+            else _IDEMPOTENCY_CONSEQUENCES
+        )
+        if root is not None and root is not f and f.violation.invariant in consequences:
             root.related.append(f)
         else:
             kept.append(f)

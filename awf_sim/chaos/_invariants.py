@@ -191,6 +191,27 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
         json_diff(expected.output, obs.output, masks.output, "output", diff)
     if not diff:
         return type_changes(base, obs)
+    rerun = _failed_on_rerun(base, obs)
+    if rerun is not None:
+        # The usual cause, named: a step whose first attempt made its effect before the
+        # fault, and whose retry then trips over that effect (a duplicate key, a "not
+        # found"). Saying "something outside a step changed the outcome" would mislead.
+        path, fault, err = rerun
+        return [
+            *type_changes(base, obs),
+            Violation(
+                "replay-equivalence",
+                path,
+                f"{path} fails when it runs again after {fault}: {err}",
+                [*diff[:MAX_LINES], f"{path}: the fault-free run never failed with {err}"],
+                f"{path} is not safe to run twice: its first attempt did its work before "
+                "the fault, the engine ran it again (as Cloudflare does), and the second "
+                "attempt failed on what the first had done. Make it idempotent: key its "
+                "write on ctx.idempotency_key (INSERT ... ON CONFLICT DO NOTHING, or look the "
+                "row up first), and send that key as the Idempotency-Key of HTTP calls.",
+                workflow_site(base.workflow),
+            ),
+        ]
     key = "status" if diff[0].startswith("status") else "output"
     hint = (
         "The outcome must depend only on the params, step results and events, which replays "
@@ -212,13 +233,54 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
     ]
 
 
+# The failure the engine records for an attempt a crash interrupted: not the step's own.
+_INTERRUPTED = "WorkflowInternalError"
+# Faults after which the step's effect has happened and the engine runs it again.
+_EFFECT_THEN_RERUN = ("crash-after-effect", "timeout")
+
+
+def _failed_on_rerun(base: Baseline, obs: Observation) -> tuple[str, str, str] | None:
+    """(step path, the fault, "Name: message") of the first step that, run again after a
+    fault let its effect happen, failed with an error the fault-free run never saw there."""
+    faulted = {
+        f.path: f.kind
+        for f in reversed(obs.fired)
+        if f.ref_kind == "do" and f.path and f.kind in _EFFECT_THEN_RERUN
+    }
+    if not faulted:
+        return None
+    seen = set()
+    for e in base.obs.timeline:
+        failed = e.get("error")
+        if e["kind"] == "attempt-failure" and failed:
+            seen.add((e.get("path"), failed["name"], failed["message"]))
+    for e in obs.timeline:
+        path, error = e.get("path"), e.get("error")
+        if e["kind"] != "attempt-failure" or not error or path not in faulted:
+            continue
+        if error["name"] in (_INTERRUPTED, "WorkflowTimeoutError"):
+            continue  # the fault's own mark on the attempt it hit
+        if (path, error["name"], error["message"]) in seen:
+            continue
+        assert path is not None
+        return path, faulted[path], f"{error['name']}: {error['message']}"
+    return None
+
+
 def _idempotent_effects(base: Baseline, obs: Observation) -> list[Violation]:
     expected = base.obs
+    # A run that ended otherwise (errored where the fault-free run completed) never made
+    # some of its writes: only a surplus is a repeated effect; the rest is the outcome's.
+    surplus = obs.status != expected.status
     diff: list[str] = []
     if obs.digest != expected.digest and obs.snapshot is not None:
-        diff += db_diff(expected.snapshot or {}, obs.snapshot, base.masks.tables)
+        diff += db_diff(
+            expected.snapshot or {}, obs.snapshot, base.masks.tables, surplus_only=surplus
+        )
     if expected.effects is not None and obs.effects is not None:
-        diff += effects_diff(expected.effects, obs.effects, base.masks.effects)
+        diff += effects_diff(
+            expected.effects, obs.effects, base.masks.effects, surplus_only=surplus
+        )
     if not diff:
         return []
     culprits = _culprits(base, obs)
