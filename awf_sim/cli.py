@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from awf_sim.dsl._errors import AwfError
-from awf_sim.flow import FlowError, load_flow, parse_input
+from awf_sim.errors import FlowError
 
 app = typer.Typer(
     name="awf-sim",
@@ -129,6 +129,7 @@ def run(
 ) -> None:
     """Run one instance to its end and print its timeline and output."""
     from awf_sim._runner import run_flow
+    from awf_sim.flow import load_flow, parse_input  # the engine: not for `awf-sim --help`
 
     try:
         loaded = load_flow(flow)
