@@ -29,7 +29,6 @@ from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, dump_result, utf
 from awf_sim.dsl._names import validate_instance_id
 from awf_sim.dsl._proxy import WorkflowApi
 from awf_sim.dsl._workflow import Workflow, registered_workflows
-from awf_sim.engine._ambient import simulation_scope
 from awf_sim.engine._calls import (
     TERMINAL,
     Abandoned,
@@ -42,9 +41,10 @@ from awf_sim.engine._executor import StepExecutor
 from awf_sim.engine._hooks import Control, Crash, Hooks, SendEvent, SkewClock, StepRef
 from awf_sim.engine._instance import Instance
 from awf_sim.engine._lifecycle import InstanceLifecycle
-from awf_sim.engine._lifetime import Lifetime
+from awf_sim.engine._lifetime import Lifetime, Tally
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
+from awf_sim.engine._randomstate import GlobalRandomSwap
 from awf_sim.engine._runners import ForkRunner, HandlerRunner, InProcessRunner
 from awf_sim.engine._services import Services
 from awf_sim.engine._store import Record, Store, open_store
@@ -161,6 +161,7 @@ class Simulator(InstanceLifecycle):
         )
         self._preserve_nre = compatibility_date >= _PRESERVE_NON_RETRYABLE_FROM
         self._rng = random.Random(seed)
+        self._swap = GlobalRandomSwap()
         self._store = open_store(store)
         self._loop = VirtualLoop()
         if cpu_ms is not None and (
@@ -188,6 +189,8 @@ class Simulator(InstanceLifecycle):
         # Instances evicted while hibernating: the timer that wakes them, and whether only
         # time can (a sleep) or an event may too (an event wait).
         self._evicted: dict[str, tuple[asyncio.TimerHandle, bool]] = {}
+        self._evicted_sleeping = 0  # how many of them only time can wake
+        self._tally = Tally()  # lifetimes not idle on event waits alone
 
     @property
     def world(self) -> World:
@@ -296,6 +299,17 @@ class Simulator(InstanceLifecycle):
     def run(self) -> None:
         """Advance virtual time until every instance is finished, paused, or waiting on
         something only the outside can provide (an event)."""
+        if (
+            self.hooks is None
+            and self._quiescent()
+            and not self._running
+            and not self._loop.is_closed()
+            and not self._loop.has_due_work()
+            and asyncio._get_running_loop() is None
+        ):
+            # Already quiescent with nothing due: a drive would stop at its first look. Common
+            # when events are sent one by one with run() after each.
+            return
         self._drive(self._quiescent, None)
 
     def advance(self, duration: str | int | float) -> None:
@@ -330,20 +344,36 @@ class Simulator(InstanceLifecycle):
                 "handler): call it from synchronous code, run it in a thread "
                 "(`await asyncio.to_thread(sim.run)`), or use `await test_workflow.arun(params)`"
             )
+        # Imported on first run, not with awf_sim: it imports and starts freezegun.
+        from awf_sim.engine._ambient import simulation_scope
+
+        rng = self._rng
+        # The seeded state goes into the global generator here, by a cheap copy; handed the
+        # global generator itself, the scope leaves `random` alone.
+        glob = GlobalRandomSwap.target()
+        swap = glob is not None and glob is not rng
         self._running = True
         try:
-            with simulation_scope(self.wall_ms, self._rng):
-                self._loop.run(stop_when, target_ms)
+            if swap:
+                assert glob is not None
+                self._swap.enter(glob, rng)
+                try:
+                    with simulation_scope(self.wall_ms, glob):
+                        self._loop.run(stop_when, target_ms)
+                finally:
+                    self._swap.leave(glob, rng)
+            else:
+                with simulation_scope(self.wall_ms, rng):
+                    self._loop.run(stop_when, target_ms)
         finally:
             self._running = False
 
     def _quiescent(self) -> bool:
-        # Idle only on event waits: a lifetime on a sleep, a retry wait or a suspended handler
-        # needs time to pass; one blocked on nothing the engine knows lets time pass too.
-        return all(
-            lt.executing == 0 and lt.blocked == 0 and lt.waits_open > 0
-            for lt in self._lifetimes.values()
-        ) and not any(needs_time for _, needs_time in self._evicted.values())
+        # Every lifetime idle on event waits alone (see Lifetime.waiting_only).
+        # Both counted as they change (Lifetime.count_in, _unevict): O(1), whatever the number
+        # of instances.
+        tally = self._tally
+        return tally.busy == 0 and tally.executing == 0 and self._evicted_sleeping == 0
 
     # -- crash and recovery -------------------------------------------------------------------
     def crash(self) -> None:
@@ -354,6 +384,7 @@ class Simulator(InstanceLifecycle):
         for wake, _ in self._evicted.values():
             wake.cancel()  # the engine that would have woken them is gone; recover() does
         self._evicted.clear()
+        self._evicted_sleeping = 0
         self._settle()
 
     def recover(self) -> list[Instance]:
@@ -406,6 +437,7 @@ class Simulator(InstanceLifecycle):
         lt.alive = False
         if self._lifetimes.get(lt.iid) is lt:
             del self._lifetimes[lt.iid]
+        lt.count_out()
         for handle in lt.timers:
             handle.cancel()
         lt.timers.clear()
@@ -416,7 +448,7 @@ class Simulator(InstanceLifecycle):
 
     # -- a lifetime -------------------------------------------------------------------------
     def _start(self, iid: str, meta: Record, *, kind: str) -> None:
-        evicted = self._evicted.pop(iid, None)
+        evicted = self._unevict(iid)
         if evicted is not None:
             evicted[0].cancel()  # woken before its timer (an event, a resume, recover)
         target = self._program(meta["workflow"])
@@ -431,7 +463,11 @@ class Simulator(InstanceLifecycle):
             meta,
             self.wall_datetime(meta["created_ms"]),
         )
+        old = self._lifetimes.get(iid)
+        if old is not None:
+            old.count_out()
         self._lifetimes[iid] = lt
+        lt.count_in(self._tally)
         self._store.commit(iid, timeline=[self._entry(kind)])
         if self.hooks is not None:
             assert self._view is not None
@@ -531,11 +567,20 @@ class Simulator(InstanceLifecycle):
         else:
             wake = self._loop.call_at(action.wake_at_ms / 1000, self._restart_after_crash, lt.iid)
             # Evicted from a sleep, only time wakes it; from an event wait, the outside may.
-            self._evicted[lt.iid] = (wake, ref is not None and ref.kind == "sleep")
+            needs_time = ref is not None and ref.kind == "sleep"
+            self._unevict(lt.iid)
+            self._evicted[lt.iid] = (wake, needs_time)
+            self._evicted_sleeping += needs_time
         return Abandoned()
 
-    def _restart_after_crash(self, iid: str) -> None:
+    def _unevict(self, iid: str) -> tuple[asyncio.TimerHandle, bool] | None:
         evicted = self._evicted.pop(iid, None)
+        if evicted is not None:
+            self._evicted_sleeping -= evicted[1]
+        return evicted
+
+    def _restart_after_crash(self, iid: str) -> None:
+        evicted = self._unevict(iid)
         if evicted is not None:
             evicted[0].cancel()  # also when it ended meanwhile (terminated, paused)
         meta = self._store.get_instance(iid)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ from awf_sim.dsl._cfduration import js_number_text, wait_ms
 from awf_sim.dsl._errors import StepError
 from awf_sim.dsl._identity import loads
 from awf_sim.engine._calls import Abandoned, TimedOut
-from awf_sim.engine._lifetime import Lifetime
+from awf_sim.engine._lifetime import Lifetime, WaitQueue
 from awf_sim.engine._store import Record
 
 __all__ = ["EventWaits", "deliver"]
@@ -109,7 +108,9 @@ class EventWaits:
         if hooks is not None and ref is not None:
             lt.act(hooks.during_wait(lt.iid, ref), ref, None)
         fut: asyncio.Future[Any] = lt.loop.create_future()
-        queue = lt.waiters.setdefault(type, deque())
+        queue = lt.waiters.get(type)
+        if queue is None:
+            queue = lt.waiters[type] = WaitQueue()
         waiter = (key, fut)
         queue.append(waiter)
 
