@@ -289,13 +289,15 @@ class WorkflowApi:
             )
         await self._runtime.sleep_until(name, epoch_ms)
 
-    async def wait_for(
+    def wait_for(
         self, name: str, *, type: str, timeout: str | int | float = "24 hours"
-    ) -> Any:
-        """Wait for an event of exactly this `type`; returns its payload."""
+    ) -> Awaitable[Any]:
+        """Wait for an event of exactly this `type`; awaiting it returns its payload."""
+        # Not a coroutine of its own: the runtime's is returned as it is, so that a waiting
+        # instance keeps one coroutine fewer alive.
         if not isinstance(type, str) or not type:
             raise DefinitionError(f"wf.wait_for({name!r}): type must be a non-empty string")
-        return await self._runtime.wait_for(name, type, parse_duration(timeout))
+        return self._runtime.wait_for(name, type, parse_duration(timeout))
 
     def state(self, initial: Any) -> State:
         return State(self._runtime, initial)

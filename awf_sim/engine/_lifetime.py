@@ -30,6 +30,11 @@ __all__ = ["Lifetime", "Owner", "Steps", "Tally", "WaitQueue", "Waits"]
 _new = tuple.__new__
 
 
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class Owner(Protocol):
     """What a lifetime asks of the simulator that runs it: the ways a lifetime ends early."""
 
@@ -63,7 +68,7 @@ class Waits(Protocol):
     ) -> Coroutine[Any, Any, None]: ...
 
     def wait(
-        self, lt: Lifetime, name: str, type: str, timeout_ms: int
+        self, lt: Lifetime, name: str, type: str, timeout_ms: int, payload_only: bool = False
     ) -> Coroutine[Any, Any, Any]: ...
 
 
@@ -241,9 +246,8 @@ class Lifetime:
     def sleep_until(self, name: str, epoch_ms: int) -> Coroutine[Any, Any, None]:
         return self.waits.sleep(self, name, None, epoch_ms)
 
-    async def wait_for(self, name: str, type: str, timeout_ms: int) -> Any:
-        event = await self.waits.wait(self, name, type, timeout_ms)
-        return event["payload"]
+    def wait_for(self, name: str, type: str, timeout_ms: int) -> Coroutine[Any, Any, Any]:
+        return self.waits.wait(self, name, type, timeout_ms, payload_only=True)
 
     def wait_for_event(self, name: str, type: str, timeout_ms: int) -> Coroutine[Any, Any, Any]:
         """The whole event {"payload", "timestamp", "type"} (Cloudflare's Python step API)."""
@@ -332,13 +336,8 @@ class Lifetime:
                 "it would never continue; lower the retry limit or delay",
             )
         fut: asyncio.Future[None] = loop.create_future()
-
-        def fire() -> None:
-            self.timers.discard(handle)
-            if not fut.done():
-                fut.set_result(None)
-
-        handle = loop.call_at(at_ms / 1000, fire)
+        # A module-level callback, not a closure: it lives as long as the wait does.
+        handle = loop.call_at(at_ms / 1000, _wake, fut)
         self.timers.add(handle)
         self.blocked += 1
         try:

@@ -15,9 +15,10 @@ the tuple route is used: slower, same result.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["GlobalRandomSwap"]
+__all__ = ["GlobalRandomSwap", "uuid4_from"]
 
 _Copy = Any  # (dst, src) -> None, copies the whole generator state
 
@@ -84,8 +85,40 @@ class GlobalRandomSwap:
         _copy(outer, glob)
         _copy(glob, rng)
 
+    def run_in_scope(
+        self, rng: random.Random, wall_ms: Callable[[], int], run: Callable[..., None], *args: Any
+    ) -> None:
+        """`run(*args)` in a simulation scope (virtual clock, no network) that draws module-level
+        `random` from `rng`: its state goes into the global generator by a cheap copy, and the
+        scope, handed the global generator itself, leaves `random` alone."""
+        # Imported on first run, not with awf_sim: it imports and starts freezegun.
+        from awf_sim.engine._ambient import simulation_scope
+
+        glob = self.target()
+        if glob is None or glob is rng:
+            with simulation_scope(wall_ms, rng):
+                run(*args)
+            return
+        self.enter(glob, rng)
+        try:
+            with simulation_scope(wall_ms, glob):
+                run(*args)
+        finally:
+            self.leave(glob, rng)
+
     def leave(self, glob: random.Random, rng: random.Random) -> None:
         assert _copy is not None
         assert self._outer is not None
         _copy(rng, glob)
         _copy(glob, self._outer)
+
+
+_UUID4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_UUID4_SET = (0x8000 << 48) | (4 << 76)
+
+
+def uuid4_from(rng: random.Random) -> str:
+    """`str(uuid.UUID(int=rng.getrandbits(128), version=4))`, the same text and the same draw,
+    without building the UUID object (once per instance created)."""
+    h = f"{(rng.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -17,7 +17,6 @@ import asyncio
 import datetime as _dt
 import inspect
 import random
-import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Unpack
 
@@ -36,15 +35,16 @@ from awf_sim.engine._calls import (
     StepInfo,
     error_of,
     stack_of,
+    workflow_exit_error,
 )
 from awf_sim.engine._executor import StepExecutor
-from awf_sim.engine._hooks import Control, Crash, Hooks, SendEvent, SkewClock, StepRef
+from awf_sim.engine._hooks import Control, Crash, Hooks, LoopView, SendEvent, SkewClock, StepRef
 from awf_sim.engine._instance import Instance
 from awf_sim.engine._lifecycle import InstanceLifecycle
 from awf_sim.engine._lifetime import Lifetime, Tally
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
-from awf_sim.engine._randomstate import GlobalRandomSwap
+from awf_sim.engine._randomstate import GlobalRandomSwap, uuid4_from
 from awf_sim.engine._runners import ForkRunner, HandlerRunner, InProcessRunner
 from awf_sim.engine._services import Services
 from awf_sim.engine._store import Record, Store, open_store
@@ -74,18 +74,6 @@ _NON_RETRYABLE_FIXED = (
     "The execution of the Workflow instance was terminated, as a step threw an "
     "NonRetryableError and it was not handled"
 )
-
-
-def _exit_error(exc: BaseException) -> dict[str, str]:
-    """The instance error of a workflow body that tried to end the process."""
-    if isinstance(exc, SystemExit):
-        what = "called sys.exit()" if exc.code is None else f"called sys.exit({exc.code!r})"
-    else:
-        what = "raised KeyboardInterrupt"
-    return {
-        "name": type(exc).__name__,
-        "message": f"the workflow {what}; a workflow cannot end the process that runs it",
-    }
 
 
 class Simulator(InstanceLifecycle):
@@ -185,7 +173,7 @@ class Simulator(InstanceLifecycle):
         self._steps = StepExecutor(runner, self._defaults, step_limit)
         self._waits = EventWaits(self.wall_ms)
         self._owner = _Owner(self)
-        self._view = _HookView(self._loop) if hooks is not None else None
+        self._view = LoopView(self._loop) if hooks is not None else None
         # Instances evicted while hibernating: the timer that wakes them, and whether only
         # time can (a sleep) or an event may too (an event wait).
         self._evicted: dict[str, tuple[asyncio.TimerHandle, bool]] = {}
@@ -234,9 +222,9 @@ class Simulator(InstanceLifecycle):
         if id is None:
             # From the seeded source, so ids replay; a store that already holds instances
             # (a SQLite file from an earlier run) gets the next unused one.
-            id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+            id = uuid4_from(self._rng)
             while self._store.get_instance(id) is not None:
-                id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+                id = uuid4_from(self._rng)
         iid = validate_instance_id(id)
         if self._store.get_instance(iid) is not None:
             if self.profile == "local":
@@ -344,27 +332,9 @@ class Simulator(InstanceLifecycle):
                 "handler): call it from synchronous code, run it in a thread "
                 "(`await asyncio.to_thread(sim.run)`), or use `await test_workflow.arun(params)`"
             )
-        # Imported on first run, not with awf_sim: it imports and starts freezegun.
-        from awf_sim.engine._ambient import simulation_scope
-
-        rng = self._rng
-        # The seeded state goes into the global generator here, by a cheap copy; handed the
-        # global generator itself, the scope leaves `random` alone.
-        glob = GlobalRandomSwap.target()
-        swap = glob is not None and glob is not rng
         self._running = True
         try:
-            if swap:
-                assert glob is not None
-                self._swap.enter(glob, rng)
-                try:
-                    with simulation_scope(self.wall_ms, glob):
-                        self._loop.run(stop_when, target_ms)
-                finally:
-                    self._swap.leave(glob, rng)
-            else:
-                with simulation_scope(self.wall_ms, rng):
-                    self._loop.run(stop_when, target_ms)
+            self._swap.run_in_scope(self._rng, self.wall_ms, self._loop.run, stop_when, target_ms)
         finally:
             self._running = False
 
@@ -507,7 +477,7 @@ class Simulator(InstanceLifecycle):
             self._finish(lt, "errored", None, error_of(exc), stack_of(exc))
         except (SystemExit, KeyboardInterrupt) as exc:
             # The workflow's, not the process's: it fails the instance, never ends the judge.
-            self._finish(lt, "errored", None, _exit_error(exc))
+            self._finish(lt, "errored", None, workflow_exit_error(exc))
         except CpuBudgetExceeded as exc:
             error = {
                 "name": "CpuLimitExceeded",
@@ -600,19 +570,6 @@ class Simulator(InstanceLifecycle):
             random.seed(control.seed)  # inside a run the live state is the swapped-in global one
         else:
             self._rng.seed(control.seed)
-
-
-class _HookView:
-    """What hooks see of the simulator (`HookView` in `_hooks`): its virtual time."""
-
-    __slots__ = ("_loop",)
-
-    def __init__(self, loop: VirtualLoop) -> None:
-        self._loop = loop
-
-    @property
-    def now_ms(self) -> int:
-        return self._loop.now_ms
 
 
 class _Owner:

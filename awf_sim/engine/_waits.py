@@ -68,7 +68,12 @@ class EventWaits:
             steps={key: {**rec, "state": "done"}}, timeline=[lt.entry("sleep-end", name, name)]
         )
 
-    async def wait(self, lt: Lifetime, name: str, type: str, timeout_ms: int) -> Any:
+    async def wait(
+        self, lt: Lifetime, name: str, type: str, timeout_ms: int, payload_only: bool = False
+    ) -> Any:
+        """The event {"payload", "timestamp", "type"}, or only its payload (`wf.wait_for`:
+        said here rather than in a coroutine around this one, which every waiting instance
+        would keep alive)."""
         if not lt.alive:
             raise Abandoned
         _, key, ref = lt.begin("wait", name, name)
@@ -76,7 +81,8 @@ class EventWaits:
         rec = lt.store.get_step(lt.iid, key)
         if rec is not None:
             if rec["state"] == "done":
-                return loads(rec["value"])
+                done = loads(rec["value"])
+                return done["payload"] if payload_only else done
             if rec["state"] == "failed":
                 raise StepError(rec["error"]["message"], rec["error"]["name"])
         else:
@@ -104,7 +110,8 @@ class EventWaits:
         # An event sent before the wait is buffered per type and consumed first in, first out.
         for ev in lt.store.events(lt.iid):
             if ev["type"] == type and ev["consumed_by"] is None:
-                return deliver(lt, key, rec, ev)
+                got = deliver(lt, key, rec, ev)
+                return got["payload"] if payload_only else got
         if hooks is not None and ref is not None:
             lt.act(hooks.during_wait(lt.iid, ref), ref, None)
         fut: asyncio.Future[Any] = lt.loop.create_future()
@@ -114,16 +121,13 @@ class EventWaits:
         waiter = (key, fut)
         queue.append(waiter)
 
-        def expire() -> None:
-            lt.timers.discard(handle)
-            if not fut.done():
-                fut.set_exception(TimedOut())
-
-        handle = lt.loop.call_at(rec["deadline"] / 1000, expire)
+        # A module-level callback, not a closure: it stays alive as long as the wait does.
+        handle = lt.loop.call_at(rec["deadline"] / 1000, _expire, fut)
         lt.timers.add(handle)
         lt.waits_open += 1
         try:
-            return await fut
+            event = await fut
+            return event["payload"] if payload_only else event
         except TimedOut:
             return _timed_out(lt, key, rec, name, type)
         finally:
@@ -132,6 +136,11 @@ class EventWaits:
             lt.timers.discard(handle)
             if waiter in queue:
                 queue.remove(waiter)  # a timed-out waiter gets no later event
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(TimedOut())
 
 
 def _timed_out(lt: Lifetime, key: str, rec: Record, name: str, type: str) -> Any:
