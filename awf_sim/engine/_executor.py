@@ -91,7 +91,9 @@ class StepExecutor:
                 f"The limit of {self.step_limit} steps has been reached. This limit can be "
                 "changed in your worker configuration."
             )
-        if utf16_len(name) > MAX_STEP_NAME or _CONTROL.search(name):
+        if (len(name) if name.isascii() else utf16_len(name)) > MAX_STEP_NAME or _CONTROL.search(
+            name
+        ) is not None:
             raise WorkflowFatalError(
                 f'Step name "{name}" exceeds max length ({MAX_STEP_NAME} chars) or invalid '
                 "characters found"
@@ -172,7 +174,9 @@ class StepExecutor:
                     "attempt": attempt,
                 }
             )
-            lt.commit(steps={key: rec}, timeline=started)
+            if not lt.alive:
+                raise Abandoned  # as lt.commit: nothing is written after a crash point
+            lt.store.commit(lt.iid, steps={key: rec}, timeline=started)
             started = []
             info = StepInfo(lt.iid, name, path, count, attempt, config)
             action = None
@@ -238,7 +242,10 @@ class StepExecutor:
                 return self._fail_step(lt, key, rec, path, name, attempt, err)
             else:
                 now = lt.loop._now_ms
-                lt.commit(
+                if not lt.alive:
+                    raise Abandoned
+                lt.store.commit(
+                    lt.iid,
                     steps={key: {**rec, "state": "done", "value": result}},
                     timeline=[
                         {
