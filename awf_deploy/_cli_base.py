@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from awf_sim.cli import Group
 from awf_sim.errors import ProcessDied
 from awf_sim.flow import FlowError, parse_json
 
@@ -30,6 +31,7 @@ from .cloudflare import (
 )
 
 app = typer.Typer(
+    cls=Group,
     name="awf-deploy",
     help="Build awf flows into Cloudflare Python Workers and push them.",
     no_args_is_help=True,
@@ -38,6 +40,8 @@ app = typer.Typer(
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# A flag takes no value: show none (typer would show "<bool>").
+_FLAG = " "
 
 # Test seam: keyword arguments for CloudflareClient.from_env (transport, sleep, max_retries).
 _CLIENT_OPTIONS: dict[str, Any] = {}
@@ -114,29 +118,39 @@ def _interactive() -> bool:
 FlowArg = Annotated[str, typer.Argument(help="The flow file (.py) that defines the workflows.")]
 NameOpt = Annotated[
     str | None,
-    typer.Option("--name", help="Worker script name (default: the flow file's name)."),
+    typer.Option(
+        "--name", metavar="NAME", help="Worker script name (default: the flow file's name)."
+    ),
 ]
 DateOpt = Annotated[
     str | None,
-    typer.Option("--compatibility-date", help="Workers compatibility date (YYYY-MM-DD)."),
+    typer.Option(
+        "--compatibility-date", metavar="DATE", help="Workers compatibility date (YYYY-MM-DD)."
+    ),
 ]
 D1Opt = Annotated[
     str | None,
     typer.Option(
         "--d1-id",
+        metavar="ID",
         envvar="AWF_D1_DATABASE_ID",
         help="Id of the D1 database bound as DB (needed when a handler uses ctx.db).",
     ),
 ]
 AccountOpt = Annotated[
     str | None,
-    typer.Option("--account-id", help=f"Cloudflare account id (default: ${ACCOUNT_ID_ENV})."),
+    typer.Option(
+        "--account-id", metavar="ID", help=f"Cloudflare account id (default: ${ACCOUNT_ID_ENV})."
+    ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", metavar=_FLAG, help="Print one JSON object on stdout.")
+]
 LocalOpt = Annotated[
     bool,
     typer.Option(
         "--local",
+        metavar=_FLAG,
         help=f"Talk to `awf-deploy dev` on {LOCAL_URL} instead of the Cloudflare API.",
     ),
 ]
@@ -144,6 +158,7 @@ UrlOpt = Annotated[
     str | None,
     typer.Option(
         "--url",
+        metavar="URL",
         help="Talk to the awf HTTP API of the Worker at this base URL (local or deployed) "
         "instead of the Cloudflare API; sends $AWF_API_KEY as a Bearer token when set.",
     ),
@@ -170,6 +185,7 @@ PublicOpt = Annotated[
     bool,
     typer.Option(
         "--public",
+        metavar=_FLAG,
         help="Leave the Worker's HTTP API open to anyone (default: it needs the key "
         "AWF_API_KEY; a flow can also say PUBLIC_API = True).",
     ),
@@ -178,6 +194,7 @@ KeyFileOpt = Annotated[
     str | None,
     typer.Option(
         "--key-file",
+        metavar="FILE",
         help="Write a newly set API key to this file (mode 600) instead of showing it once.",
     ),
 ]

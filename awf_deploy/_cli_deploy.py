@@ -9,6 +9,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from awf_sim.cli import Command
 from awf_sim.flow import load_flow
 
 from ._bundle import (
@@ -19,6 +20,7 @@ from ._bundle import (
     write_bundle,
 )
 from ._cli_base import (
+    _FLAG,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -63,11 +65,12 @@ from ._push import (
 # -- build ---------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def build(
     flow: FlowArg,
     out: Annotated[
-        str | None, typer.Option("--out", help="Output folder (default: build/<name>).")
+        str | None,
+        typer.Option("--out", metavar="PATH", help="Output folder (default: build/<name>)."),
     ] = None,
     name: NameOpt = None,
     compatibility_date: DateOpt = None,
@@ -186,17 +189,20 @@ def _key_file_ok(key_file: str | None) -> None:
             raise _UsageError(f"--key-file {key_file}: folder {parent} does not exist")
 
 
-@app.command("push")
+@app.command("push", cls=Command)
 def push_command(
     flow: FlowArg,
     name: NameOpt = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the plan; send no write.")
+        bool, typer.Option("--dry-run", metavar=_FLAG, help="Show the plan; send no write.")
     ] = False,
     no_verify: Annotated[
-        bool, typer.Option("--no-verify", help="Push even if chaos finds violations.")
+        bool,
+        typer.Option("--no-verify", metavar=_FLAG, help="Push even if chaos finds violations."),
     ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", metavar=_FLAG, help="Do not ask for confirmation.")
+    ] = False,
     compatibility_date: DateOpt = None,
     d1_id: D1Opt = None,
     public: PublicOpt = False,
@@ -205,6 +211,7 @@ def push_command(
         bool,
         typer.Option(
             "--allow-divergence",
+            metavar=_FLAG,
             help="Push even if running instances, replayed on the new code, diverge.",
         ),
     ] = False,
@@ -212,6 +219,7 @@ def push_command(
         int,
         typer.Option(
             "--replay-limit",
+            metavar="N",
             min=1,
             help="Replay at most this many running instances (a seeded sample beyond it).",
         ),
@@ -263,6 +271,8 @@ def push_command(
                     _out(f"Chaos found {len(violations)} violation(s):")
                     for violation in violations:
                         _out(f"  {violation}")
+                        for invariant, message in violation.related:
+                            _out(f"    also {invariant}: {message}")
                         if violation.replay:
                             # The same input chaos ran, with the outcome its example declares.
                             if violation.example is not None:
@@ -354,13 +364,15 @@ def push_command(
 # -- pull and key ----------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def pull(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     instance: Annotated[str, typer.Argument(help="The instance id.")],
     out: Annotated[
         str | None,
-        typer.Option("--out", help="The history file (default: <workflow>-<instance>.json)."),
+        typer.Option(
+            "--out", metavar="PATH", help="The history file (default: <workflow>-<instance>.json)."
+        ),
     ] = None,
     account_id: AccountOpt = None,
     json_out: JsonOpt = False,
@@ -386,11 +398,12 @@ def pull(
     _out(f"Replay it on your current code: awf-sim replay FLOW.py {target}")
 
 
-@app.command()
+@app.command(cls=Command)
 def key(
     flow: FlowArg,
     rotate: Annotated[
-        bool, typer.Option("--rotate", help="Set a new API key on the deployed Worker.")
+        bool,
+        typer.Option("--rotate", metavar=_FLAG, help="Set a new API key on the deployed Worker."),
     ] = False,
     key_file: KeyFileOpt = None,
     name: NameOpt = None,

@@ -8,6 +8,8 @@ from typing import Annotated, Any, get_args
 
 import typer
 
+from awf_sim.cli import Command
+
 from ._bundle import (
     MAIN_MODULE,
     read_bundle_hash,
@@ -38,8 +40,60 @@ from .cloudflare import (
 
 # -- status, trigger, send-event, instances ------------------------------------------------------
 
+FlowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--flow",
+        help="The flow file: --params are checked against the workflow's declared input type "
+        "before anything is sent, and the output is shown as its declared output type.",
+    ),
+]
 
-@app.command()
+
+def _declared(flow: str | None, workflow: str) -> Any:
+    """The Workflow named `workflow` in the flow file, or None without --flow."""
+    if flow is None:
+        return None
+    from awf_sim.flow import load_flow
+
+    return load_flow(flow).pick(workflow)
+
+
+def _declared_name(tp: Any) -> str | None:
+    """The declared type's name, None when nothing that can be checked is declared."""
+    if tp is Any or tp is None or not isinstance(tp, type) or tp.__module__ == "builtins":
+        return None
+    return tp.__qualname__
+
+
+def _check_params(declared: Any, value: Any) -> str | None:
+    """The declared input type's name once `value` fits it; a usage error naming the field
+    when it does not. None when nothing is declared."""
+    shape = None if declared is None else _declared_name(declared.input_type)
+    if shape is None:
+        return None
+    try:
+        declared.check_params(value, "--params")
+    except (TypeError, ValueError) as exc:  # SerializationError is a TypeError
+        raise _UsageError(
+            f"--params do not fit {shape}, the input type of {declared.name!r}: {exc}"
+        ) from None
+    return shape
+
+
+def _output_shape(declared: Any, output: Any) -> tuple[str | None, str | None]:
+    """(the declared output type's name, why the output does not fit it, or None)."""
+    shape = None if declared is None else _declared_name(declared.output_type)
+    if shape is None or output is None:
+        return None, None
+    try:
+        declared.check_output(output)
+    except (TypeError, ValueError) as exc:
+        return shape, str(exc)
+    return shape, None
+
+
+@app.command(cls=Command)
 def status(
     workflow: Annotated[
         str | None, typer.Argument(help="With INSTANCE: that instance's status.")
@@ -50,13 +104,18 @@ def status(
     local: LocalOpt = False,
     url: UrlOpt = None,
     json_out: JsonOpt = False,
+    flow: FlowOpt = None,
 ) -> None:
     """What is deployed: a script's bundle, crons and workflows (without --name: all).
 
-    `status WORKFLOW INSTANCE`: one instance's status, output and error."""
+    `status WORKFLOW INSTANCE`: one instance's status, output and error (with --flow, the
+    output as the workflow's declared output type)."""
     with _handled():
         if (workflow is None) != (instance is None):
             raise _UsageError("pass both WORKFLOW and INSTANCE, or neither")
+        if flow is not None and workflow is None:
+            raise _UsageError("--flow goes with WORKFLOW INSTANCE")
+        declared = _declared(flow, workflow) if workflow is not None else None
         api = _worker_api(local, url)
     if api is not None:
         with api, _handled():
@@ -65,7 +124,7 @@ def status(
             else:
                 worker_info = api.info()
         if workflow is not None and instance is not None:
-            _print_instance(workflow, instance, details, json_out)
+            _print_instance(workflow, instance, details, json_out, declared)
         else:
             _print_worker(api.base_url, worker_info, json_out)
         return
@@ -75,7 +134,7 @@ def status(
         with client, _handled():
             found = client.get_instance(workflow, instance)
         details = found.model_dump(mode="json", exclude_none=True)
-        _print_instance(workflow, instance, details, json_out)
+        _print_instance(workflow, instance, details, json_out, declared)
         return
     with _handled():
         client = _client(account_id)
@@ -133,13 +192,20 @@ def status(
         _exit(EXIT_FAILED)
 
 
-def _print_instance(workflow: str, instance: str, details: dict[str, Any], json_out: bool) -> None:
+def _print_instance(
+    workflow: str, instance: str, details: dict[str, Any], json_out: bool, declared: Any = None
+) -> None:
+    shape, misfit = _output_shape(declared, details.get("output"))
     if json_out:
-        _json({**details, "workflow": workflow, "id": instance})
+        typed = {} if shape is None else {"outputType": shape, "outputMismatch": misfit}
+        _json({**details, "workflow": workflow, "id": instance, **typed})
         return
     _out(f"instance {instance} of {workflow}: {details.get('status')}")
     if details.get("output") is not None:
-        _out(f"  output: {json.dumps(details['output'], ensure_ascii=False)}")
+        label = "output" if shape is None or misfit else f"output ({shape})"
+        _out(f"  {label}: {json.dumps(details['output'], ensure_ascii=False)}")
+        if misfit:
+            _out(f"  warning: the output is not the declared {shape}: {misfit}")
     error = details.get("error")
     if error:
         if isinstance(error, dict):
@@ -163,47 +229,54 @@ def _print_worker(base_url: str, info: dict[str, Any], json_out: bool) -> None:
         _out(f"workflow {wf.get('name')}: {wf.get('class')}{cron}")
 
 
-@app.command()
+@app.command(cls=Command)
 def trigger(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     params: Annotated[
-        str | None, typer.Option("--params", help="The instance's params, as JSON.")
+        str | None, typer.Option("--params", metavar="JSON", help="The instance's params, as JSON.")
     ] = None,
-    id: Annotated[str | None, typer.Option("--id", help="Instance id (default: random).")] = None,
+    id: Annotated[
+        str | None, typer.Option("--id", metavar="ID", help="Instance id (default: random).")
+    ] = None,
     account_id: AccountOpt = None,
     local: LocalOpt = False,
     url: UrlOpt = None,
     json_out: JsonOpt = False,
+    flow: FlowOpt = None,
 ) -> None:
-    """Start an instance of a deployed workflow."""
+    """Start an instance of a deployed workflow (with --flow: its params checked first)."""
     with _handled():
         value = _json_arg("--params", params)
+        shape = _check_params(_declared(flow, workflow), value)
         api = _worker_api(local, url)
+    typed = {} if shape is None else {"paramsType": shape}
+    as_type = "" if shape is None else f", params as {shape}"
     if api is not None:
         with api, _handled():
             started = api.create(workflow, value, id)
         if json_out:
-            _json(started)
+            _json({**started, **typed})
         else:
-            _out(f"started instance {started['id']} of {workflow} ({started['status']})")
+            _out(f"started instance {started['id']} of {workflow} ({started['status']}{as_type})")
         return
     with _handled():
         client = _client(account_id)
     with client, _handled():
         instance = client.create_instance(workflow, value, instance_id=id)
     if json_out:
-        _json({"workflow": workflow, **instance.model_dump(mode="json")})
+        _json({"workflow": workflow, **instance.model_dump(mode="json"), **typed})
     else:
-        _out(f"started instance {instance.id} of {workflow} ({instance.status})")
+        _out(f"started instance {instance.id} of {workflow} ({instance.status}{as_type})")
 
 
-@app.command("send-event")
+@app.command("send-event", cls=Command)
 def send_event(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     instance: Annotated[str, typer.Argument(help="The instance id.")],
     type: Annotated[str, typer.Argument(help="The event type (what wf.wait_for waits on).")],
     payload: Annotated[
-        str | None, typer.Option("--payload", help="The event's payload, a JSON object.")
+        str | None,
+        typer.Option("--payload", metavar="JSON", help="The event's payload, a JSON object."),
     ] = None,
     account_id: AccountOpt = None,
     local: LocalOpt = False,
@@ -241,17 +314,20 @@ def _type_name(value: Any) -> str:
 _STATUSES = ", ".join(get_args(InstanceStatus))
 
 
-@app.command()
+@app.command(cls=Command)
 def instances(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     status: Annotated[
         str | None,
         typer.Option(
             "--status",
+            metavar="STATUS",
             help=f"Only instances in this status: {', '.join(get_args(InstanceStatus))}.",
         ),
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", metavar="N", min=1, help="At most this many.")
+    ] = None,
     account_id: AccountOpt = None,
     local: LocalOpt = False,
     url: UrlOpt = None,
@@ -293,17 +369,24 @@ def instances(
 # -- dev -------------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def dev(
     flow: FlowArg,
     port: Annotated[
         int,
-        typer.Option("--port", min=1, max=65535, help="Serve the Worker's HTTP API on this port."),
+        typer.Option(
+            "--port",
+            metavar="PORT",
+            min=1,
+            max=65535,
+            help="Serve the Worker's HTTP API on this port.",
+        ),
     ] = DEFAULT_PORT,
     persist: Annotated[
         str | None,
         typer.Option(
             "--persist",
+            metavar="DIR",
             help="Keep D1 and the workflow instances in this folder, across restarts "
             "(default: a temporary folder removed on exit).",
         ),

@@ -64,6 +64,9 @@ class GateViolation:
     params: Any = None
     replay: str | None = None
     example: int | None = None  # which example of the workflow (1-based); None: `{}`
+    # (invariant, message) of the failures this one explains: the same bug seen by other
+    # invariants, listed under it rather than counted as more violations.
+    related: tuple[tuple[str, str], ...] = ()
 
     def __str__(self) -> str:
         return f"{self.workflow}: {self.invariant}: {self.message}"
@@ -76,6 +79,7 @@ class GateViolation:
             "params": self.params,
             "replay": self.replay,
             "example": self.example,
+            "related": [{"invariant": i, "message": m} for i, m in self.related],
         }
 
 
@@ -107,9 +111,16 @@ def _verify(flow: FlowFile, runs: int, seed: int) -> list[GateViolation]:
             if key in seen:
                 continue
             seen.add(key)
+            related = tuple((r.violation.invariant, r.violation.message) for r in finding.related)
             violations.append(
                 GateViolation(
-                    name, found.invariant, found.message, target.params, finding.token, example
+                    name,
+                    found.invariant,
+                    found.message,
+                    target.params,
+                    finding.token,
+                    example,
+                    related,
                 )
             )
     return violations

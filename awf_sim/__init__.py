@@ -26,7 +26,16 @@ from typing import TYPE_CHECKING, Any
 
 import awf_sim.dsl
 from awf_sim._public import publish
-from awf_sim.dsl import Domain, Example, Workflow, parse_duration, step_id, to_cron
+from awf_sim.dsl import (
+    Domain,
+    Example,
+    TypedDomain,
+    Workflow,
+    parse_duration,
+    step,
+    step_id,
+    to_cron,
+)
 from awf_sim.errors import (
     AwfError,
     DefinitionError,
@@ -72,12 +81,14 @@ __all__ = [
     "SerializationError",
     "Simulator",
     "StepError",
+    "TypedDomain",
     "Workflow",
     "WorkflowFatalError",
     "World",
     "assert_durable",
     "mock_database",
     "parse_duration",
+    "step",
     "step_id",
     "to_cron",
 ]

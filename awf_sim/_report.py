@@ -19,6 +19,8 @@ __all__ = [
     "entry_detail",
     "entry_summary",
     "format_at",
+    "run_duration",
+    "run_origin",
     "timeline_lines",
     "timeline_table",
 ]
@@ -68,9 +70,21 @@ def entry_detail(entry: Mapping[str, Any]) -> str:
     return ""
 
 
-def entry_summary(entry: Mapping[str, Any]) -> str:
+def run_origin(timeline: Sequence[Mapping[str, Any]]) -> int:
+    """When the run began on the simulator's clock. Every rendered time counts from here, so a
+    timeline shows the run's own durations even when the simulator's clock had already moved
+    on (a second instance in one Simulator, a test workflow created late)."""
+    return int(timeline[0].get("at_ms") or 0) if timeline else 0
+
+
+def run_duration(timeline: Sequence[Mapping[str, Any]]) -> int:
+    """Virtual time from the run's first entry to its last."""
+    return int(timeline[-1].get("at_ms") or 0) - run_origin(timeline) if timeline else 0
+
+
+def entry_summary(entry: Mapping[str, Any], origin: int = 0) -> str:
     """One entry in a sentence: `1 s checkpoint Inventory.check attempt 1`."""
-    parts = [format_at(int(entry.get("at_ms") or 0)), str(entry.get("kind", "?"))]
+    parts = [format_at(int(entry.get("at_ms") or 0) - origin), str(entry.get("kind", "?"))]
     if entry.get("path"):
         parts.append(str(entry["path"]))
     if entry.get("attempt") is not None:
@@ -83,6 +97,7 @@ def timeline_lines(
 ) -> list[str]:
     """Plain-text lines (time, kind, path, attempt, detail, `<< fault`), the last `tail`."""
     entries = list(timeline)
+    origin = run_origin(entries)
     lines = []
     if tail is not None and len(entries) > tail:
         lines.append(f"{indent}... {len(entries) - tail} earlier entries")
@@ -90,7 +105,7 @@ def timeline_lines(
     for e in entries:
         attempt = "" if e.get("attempt") is None else f"attempt {e['attempt']}"
         parts = [
-            f"{format_at(int(e.get('at_ms') or 0)):>10}",
+            f"{format_at(int(e.get('at_ms') or 0) - origin):>10}",
             f"{e.get('kind', '?'):<16}",
             f"{e.get('path') or '':<24}",
             f"{attempt:<10}",
@@ -112,10 +127,11 @@ def timeline_table(timeline: Sequence[Mapping[str, Any]], **table: Any) -> Any:
     out.add_column("attempt", justify="right")
     out.add_column("event", no_wrap=True)
     out.add_column("detail", overflow="fold")
+    origin = run_origin(timeline)
     for e in timeline:
         fault = e.get("fault")
         out.add_row(
-            format_at(e["at_ms"]),
+            format_at(e["at_ms"] - origin),
             e.get("path") or "",
             "" if e.get("attempt") is None else str(e["attempt"]),
             Text(e["kind"], style=OUTCOME_STYLE.get(e["kind"], "")),
@@ -166,7 +182,11 @@ class RunResult:
         )
         yield table
         style = "bold green" if self.status == "complete" else "bold red"
-        yield Text.assemble(("status: ", "bold"), (self.status, style))
+        yield Text.assemble(
+            ("status: ", "bold"),
+            (self.status, style),
+            f" after {format_at(run_duration(self.timeline))} of virtual time",
+        )
         if self.error:
             yield Text(f"error: {self.error['name']}: {self.error['message']}", style="red")
             if self.stack:

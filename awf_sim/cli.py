@@ -11,21 +11,51 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from awf_sim.dsl._errors import AwfError
 from awf_sim.errors import FlowError
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# A flag takes no value: show none (typer would show "<bool>").
+_FLAG = " "
+
+
+class _ReadableHelp:
+    """typer 0.29 prints a type placeholder (`<bool>`, `<str>`) beside every flag, argument
+    and its own `--help`. A flag takes no value and an argument's name already says what it
+    is, so show neither; options with a value carry their own metavar (NAME, JSON, FILE)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if isinstance(param, TyperArgument):
+                param.display_type_rich = _no_type  # type: ignore[method-assign]
+            elif getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = _FLAG
+        return params
+
+
+def _no_type(ctx: Any) -> None:
+    return None
+
+
+class Command(_ReadableHelp, TyperCommand):
+    """The command class of awf's CLIs (awf-sim and awf-deploy): `@app.command(cls=Command)`."""
+
+
+class Group(_ReadableHelp, TyperGroup):
+    """The group class of awf's CLIs: `typer.Typer(cls=Group)`."""
+
+
 app = typer.Typer(
+    cls=Group,
     name="awf-sim",
     help="Run awf workflows in a deterministic simulator of Cloudflare Workflows.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-# A flag takes no value: show none (typer would show "<bool>").
-_FLAG = " "
 
 
 def _version(value: bool) -> None:
@@ -84,7 +114,7 @@ JsonOpt = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     flow: FlowArg,
     workflow: WorkflowOpt = None,
@@ -102,7 +132,9 @@ def run(
     ] = None,
     instance_id: Annotated[
         str | None,
-        typer.Option("--id", help="Instance id: the stored instance to resume or show."),
+        typer.Option(
+            "--id", metavar="ID", help="Instance id: the stored instance to resume or show."
+        ),
     ] = None,
     new: Annotated[
         bool, typer.Option("--new", help="Start a new instance even if the store has one.")
@@ -111,6 +143,7 @@ def run(
         int,
         typer.Option(
             "--cpu-ms",
+            metavar="MS",
             min=1,
             help="CPU time a handler or the workflow body may run without yielding before "
             "it fails (Cloudflare's default limit: 30000).",
@@ -168,7 +201,7 @@ def run(
     raise typer.Exit(EXIT_OK if result.status == "complete" else EXIT_FAILED)
 
 
-@app.command()
+@app.command(cls=Command)
 def conformance(
     scenarios: Annotated[
         list[str],
@@ -262,7 +295,7 @@ def conformance(
     raise typer.Exit(EXIT_FAILED if mismatched else EXIT_OK)
 
 
-@app.command()
+@app.command(cls=Command)
 def chaos(
     flow: FlowArg,
     workflow: Annotated[
@@ -333,7 +366,7 @@ def chaos(
     )
 
 
-@app.command("replay")
+@app.command("replay", cls=Command)
 def replay_cmd(
     flow: FlowArg,
     history: Annotated[
@@ -352,7 +385,7 @@ def replay_cmd(
     raise typer.Exit(replay_command(flow, history, json_out=json_out))
 
 
-@app.command()
+@app.command(cls=Command)
 def instances(
     store: Annotated[
         str,

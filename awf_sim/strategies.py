@@ -30,6 +30,8 @@ from awf_sim.chaos._durable import SEED_SOURCE, baseline_for
 from awf_sim.chaos._faults import parse_kinds
 from awf_sim.chaos._model import Plan, Target
 from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._identity import canonical, loads
+from awf_sim.dsl._values import is_structured
 from awf_sim.dsl._workflow import Workflow
 
 __all__ = ["fault_plans", "inputs"]
@@ -82,6 +84,10 @@ def fault_plans(
     return st.deferred(build)
 
 
+def _is_typeddict(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, dict) and hasattr(tp, "__required_keys__")
+
+
 def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and hasattr(annotation, "model_fields")
 
@@ -119,11 +125,16 @@ def _model_strategy(model: Any) -> st.SearchStrategy[Any]:
 
 
 def inputs(workflow: Workflow) -> st.SearchStrategy[Any]:
-    """Params for `workflow`: from the pydantic model its function's params are annotated
-    with (as JSON values, what `create` takes), else one of its `examples`."""
+    """Params for `workflow`: from the type its function's params are annotated with (a
+    pydantic model, a dataclass or a TypedDict; as JSON values, what `create` takes), else
+    one of its `examples`."""
     model = workflow.input_model
     if model is not None:
         return _model_strategy(model).map(lambda m: m.model_dump(mode="json"))
+    declared = workflow.input_type
+    if is_structured(declared) or _is_typeddict(declared):
+        # A dataclass or TypedDict input (Workflow[Order, ...]): drawn from the type, as JSON.
+        return st.from_type(declared).map(lambda v: loads(canonical(v, root="params")))
     if workflow.examples:
         return st.sampled_from(workflow.examples).map(copy.deepcopy)
     raise DefinitionError(

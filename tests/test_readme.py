@@ -36,7 +36,9 @@ _SHELL = {"bash", "sh", "shell", "console"}
 # Commands the test does not run, each with the reason. First match wins.
 _NOT_RUN: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^(python3? -m venv|\. \.venv|source |pip install|export )"), "sets up a shell"),
-    (re.compile(r"^\(?cd \S+ && npm ci"), "installs npm packages (.ci/run does)"),
+    # Chains are split on `&&` first, so `(cd DIR && npm ci)` arrives as two parts.
+    (re.compile(r"^npm (ci|install)\b"), "installs npm packages (.ci/run does)"),
+    (re.compile(r"^\(?cd \S+\)?$"), "sets up a shell"),
     (re.compile(r"python -m pytest"), "runs the test suite itself"),
     (re.compile(r"^awf-deploy (push|pull|key)\b"), "needs a Cloudflare account"),
     (re.compile(r"--url https://"), "needs a deployed Worker"),
@@ -192,7 +194,9 @@ def _run_python_blocks(path: Path, tmp_path: Path) -> None:
             _run_with_pytest(block, tmp_path)
             continue
         try:
-            exec(compile(block.code, block.where, "exec"), namespace)
+            # dont_inherit: compiled as the reader's own file would be, without this module's
+            # `from __future__ import annotations` (a dataclass in a block needs real ones).
+            exec(compile(block.code, block.where, "exec", dont_inherit=True), namespace)
         except Exception as exc:
             pytest.fail(f"{block.where}: the block raised {type(exc).__name__}: {exc}")
 

@@ -6,7 +6,9 @@ also makes a *probe* run, fault-free on another clock and seed; a field that dif
 the baseline and the probe is volatile and is not compared (`Masks`).
 
 - replay-equivalence: status, output and error equal the baseline's, unless injected faults
-  used up every attempt of a step (retries legitimately exhausted: the outcome may change).
+  used up every attempt of a step (retries legitimately exhausted: the outcome may change);
+  and every step result the workflow receives has the type it had in the baseline
+  (a dataclass, a model: chaos/_type_checks.py).
 - checkpoint-once: no handler runs again for a step that was checkpointed, neither under the
   same name nor, in a later lifetime, under a new name at the same call (the k-th call of that
   step path: its arguments changed between lifetimes).
@@ -49,6 +51,7 @@ from awf_sim.chaos._outcome_checks import (
     retry_policy,
     serializable,
 )
+from awf_sim.chaos._type_checks import type_changes
 from awf_sim.engine._calls import TERMINAL
 
 __all__ = ["INVARIANTS", "check_run", "exhausted_by_faults"]
@@ -187,7 +190,7 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
     if obs.status == expected.status and not masks.status:
         json_diff(expected.output, obs.output, masks.output, "output", diff)
     if not diff:
-        return []
+        return type_changes(base, obs)
     key = "status" if diff[0].startswith("status") else "output"
     hint = (
         "The outcome must depend only on the params, step results and events, which replays "
@@ -197,6 +200,7 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
         "handles differently."
     )
     return [
+        *type_changes(base, obs),
         Violation(
             "replay-equivalence",
             key,
@@ -204,7 +208,7 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
             diff[:MAX_LINES],
             hint,
             workflow_site(base.workflow),
-        )
+        ),
     ]
 
 

@@ -126,6 +126,8 @@ class Observation:
     writes: list[tuple[str, str, str | None]] | None = None
     effects: dict[str, int] | None = None  # effect identity -> times it counts (see _effects)
     effect_steps: list[str | None] | None = None  # steps of the effects that count each time
+    # (lifetime, step name, type name) of each step result the workflow received
+    value_types: list[tuple[int, str, str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

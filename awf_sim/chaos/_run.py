@@ -25,6 +25,7 @@ from awf_sim.chaos._model import (
     Verdict,
     Violation,
 )
+from awf_sim.dsl._values import watch_types
 from awf_sim.engine import Simulator, World
 from awf_sim.engine._calls import TERMINAL
 
@@ -103,6 +104,8 @@ def execute(
         sim = Simulator(world=world, hooks=hooks)
     else:
         sim = Simulator(world=world, hooks=hooks, epoch=epoch)
+    watch = watch_types()  # the type of each step result, for replay-equivalence
+    seen = watch.__enter__()
     try:
         inst = sim.create(target.workflow, target.params, id=target.iid)
 
@@ -146,8 +149,10 @@ def execute(
             writes=writes,
             effects=effects,
             effect_steps=effect_steps,
+            value_types=seen,
         )
     finally:
+        watch.__exit__(None, None, None)
         sim.close()
 
 

@@ -81,6 +81,14 @@ def _trace_problem(trace: Any) -> str | None:
         isinstance(v, list) and all(_is_number(g) for g in v) for v in gaps.values()
     ):
         return '"retry_gaps_ms" must map NAME#K to a list of numbers'
+    control_errors = trace.get("control_errors", [])
+    if not isinstance(control_errors, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("op"), str) and isinstance(e.get("message"), str)
+        for e in control_errors
+    ):
+        return '"control_errors" must be a list of {"op": OP, "message": TEXT}'
+    if not isinstance(trace.get("step_outputs", []), list | None):
+        return '"step_outputs" must be a list or null'
     return None
 
 

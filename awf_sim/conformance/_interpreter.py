@@ -22,6 +22,7 @@ from awf_sim.conformance._scenario import (
     Op,
     ParallelOp,
     Scenario,
+    ScenarioError,
     SleepOp,
     SleepUntilOp,
     WaitOp,
@@ -42,6 +43,11 @@ __all__ = [
 # The settings of the recorded traces (FORMAT.md): Miniflare at this compatibility date.
 COMPATIBILITY_DATE = "2026-04-01"
 SCENARIO_LIMIT_MS = 20_000
+# More attempts than this in one scenario is a retry loop that only the engine's speed bounds
+# (a zero delay and a huge limit): its trace would differ on every machine.
+MAX_ATTEMPTS = 10_000
+# The engine's DEFAULT_STEP_LIMIT, used when a scenario sets none.
+DEFAULT_STEP_LIMIT = 10_000
 _TERMINAL = frozenset({"complete", "errored", "terminated"})
 
 
@@ -198,6 +204,10 @@ def _workflow_class(
                 "timeout": ctx["config"]["timeout"],
             }
             records.append(rec)
+            if len(records) > MAX_ATTEMPTS:
+                # Parked for good, so virtual time runs on to the scenario's limit and the
+                # run ends; run_on_simulator then refuses the scenario.
+                await asyncio.get_running_loop().create_future()
             entry = op.attempt(ctx["attempt"])
             try:
                 if entry.hang_ms:
@@ -362,17 +372,29 @@ def run_on_simulator(
     escaped: list[BaseException] = []
     # Durations as Cloudflare reads them (DESIGN §9): a conformance run reproduces the engine.
     with Simulator(
-        profile=profile, compatibility_date=compatibility_date, durations="cloudflare"
+        profile=profile,
+        compatibility_date=compatibility_date,
+        durations="cloudflare",
+        step_limit=scenario.step_limit or DEFAULT_STEP_LIMIT,
     ) as sim:
         workflow = _workflow_class(scenario, sim, records, escaped)
         # The Worker gets the whole scenario as params; so does this run, for parity.
-        instance = sim.create(workflow, dict(scenario.raw), id=scenario.id)
+        try:
+            instance = sim.create(workflow, dict(scenario.raw), id=scenario.id)
+        except InstanceError as exc:
+            # create() itself refused (an id the binding rejects): no instance, nothing sent.
+            return _not_created(scenario, _exception_text(exc))
         driver = _Driver(sim, instance, scenario, workflow)
         driver.run()
         status = instance.status()
         outputs = instance.step_outputs()
         if on_simulator is not None:
             on_simulator(sim, instance)
+    if len(records) > MAX_ATTEMPTS:
+        raise ScenarioError(
+            f"{scenario.source}: more than {MAX_ATTEMPTS} step attempts: a retry loop that "
+            "only the engine's speed bounds (give retries a delay or a smaller limit)"
+        )
     attempts, gaps = attempts_and_gaps(records)
     error = status["error"]
     error_out: dict[str, Any] | None = None
@@ -393,6 +415,21 @@ def run_on_simulator(
         trace["control_errors"] = driver.control_errors
         if scenario.step_outputs:
             trace["step_outputs"] = outputs
+    return trace
+
+
+def _not_created(scenario: Scenario, message: str) -> dict[str, Any]:
+    trace: dict[str, Any] = {
+        "name": scenario.name,
+        "status": "not-created",
+        "output": None,
+        "error": None,
+        "attempts": {},
+        "retry_gaps_ms": {},
+        "control_errors": [{"op": "create", "message": message}],
+    }
+    if scenario.step_outputs:
+        trace["step_outputs"] = None
     return trace
 
 

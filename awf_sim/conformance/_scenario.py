@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from typing import Any, Literal
 from awf_sim.dsl._cfduration import cloudflare_ms, cloudflare_step_config
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._identity import utf16_len
 from awf_sim.errors import ScenarioError
 
 __all__ = [
@@ -39,8 +41,9 @@ __all__ = [
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _TOP_KEYS = frozenset({"name", "description", "params", "body", "events", "control"})
 # Format 2 adds these (FORMAT.md, "Format 2"); a format-1 file may not use them.
-_TOP_KEYS_2 = frozenset({"format", "result", "id", "step_outputs"})
-_INSTANCE_ID = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9-_]{0,99}")
+_TOP_KEYS_2 = frozenset({"format", "result", "id", "step_outputs", "step_limit"})
+# Cloudflare's ceiling for a workflow's configured step limit (limits.steps).
+MAX_STEP_LIMIT = 25_000
 _THROWS = ("Error", "NonRetryableError")
 _CLASS_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _CONTROLS = ("pause", "resume", "terminate")
@@ -141,6 +144,7 @@ class Scenario:
     result: str = "results"  # format 2: "nothing" makes run() return undefined
     id: str | None = None  # format 2: the instance id to create it with
     step_outputs: bool = False  # format 2: trace the status field of step outputs too
+    step_limit: int | None = None  # format 2: the workflow's step limit (default 10,000)
 
     def actions(self) -> list[Action]:
         """Driver actions in time order; at equal times events come first, then file order
@@ -149,18 +153,22 @@ class Scenario:
 
     def do_steps(self) -> dict[str, DoOp]:
         """Every `do` operation keyed NAME#K as the engine numbers it: K counts the calls of
-        that name in body order that got past the engine's name and config checks (a step
-        Cloudflare rejects throws before it takes a number, so a later step of the same name
-        is #1, not #2)."""
+        that name in body order that got past the engine's step limit, name and config checks
+        (a step Cloudflare rejects throws before it takes a number, so a later step of the
+        same name is #1, not #2)."""
         seen: dict[str, int] = {}
         out: dict[str, DoOp] = {}
+        calls = 0
+        limit = self.step_limit or 10_000
 
         def visit(op: Op) -> None:
+            nonlocal calls
             if isinstance(op, ParallelOp):
                 for sub in op.steps:
                     visit(sub)
             elif isinstance(op, DoOp):
-                if _rejected(op):
+                calls += 1  # the step limit counts rejected calls too, before any other check
+                if calls > limit or _rejected(op):
                     return
                 seen[op.name] = seen.get(op.name, 0) + 1
                 out[f"{op.name}#{seen[op.name]}"] = op
@@ -173,7 +181,7 @@ class Scenario:
 def _rejected(op: DoOp) -> bool:
     """Whether Cloudflare's `do` throws before numbering this step: its name is too long or
     has a control character, or its config is invalid."""
-    if len(op.name) > 256 or re.search(r"[\x00-\x1f]", op.name):
+    if utf16_len(op.name) > 256 or re.search(r"[\x00-\x1f]", op.name):
         return True
     return cloudflare_step_config({} if op.config is None else op.config) is None
 
@@ -383,9 +391,18 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
     if result not in ("results", "nothing"):
         raise c.fail("result", f'must be "results" or "nothing", got {_show(result)}')
     iid = raw.get("id")
-    if iid is not None and not (isinstance(iid, str) and _INSTANCE_ID.fullmatch(iid)):
+    # Any string: an id the engine refuses is what such a scenario records (create()'s error).
+    if "id" in raw and not isinstance(iid, str):
+        raise c.fail("id", f"must be a string, got {_show(iid)}")
+    step_limit = raw.get("step_limit")
+    if "step_limit" in raw and (
+        isinstance(step_limit, bool)
+        or not isinstance(step_limit, int)
+        or not 1 <= step_limit <= MAX_STEP_LIMIT
+    ):
         raise c.fail(
-            "id", f"must be a valid instance id (at most 100 of [a-zA-Z0-9-_]), got {_show(iid)}"
+            "step_limit",
+            f"must be a whole number from 1 to {MAX_STEP_LIMIT}, got {_show(step_limit)}",
         )
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -452,6 +469,7 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
         result=result,
         id=iid,
         step_outputs=c.flag(raw.get("step_outputs", False), "step_outputs"),
+        step_limit=step_limit,
     )
 
 
@@ -491,9 +509,15 @@ def _is_json(value: Any) -> bool:
     return True
 
 
+_FLOAT_MAX = int(sys.float_info.max)
+
+
 def _non_finite(value: Any, path: str) -> str | None:
     """The path of the first NaN or infinite number inside `value`, else None."""
     if isinstance(value, float) and not math.isfinite(value):
+        return path or "."
+    # A whole number past float's range (400 digits): JavaScript reads it as Infinity.
+    if isinstance(value, int) and abs(value) > _FLOAT_MAX:
         return path or "."
     if isinstance(value, Mapping):
         for key, item in value.items():

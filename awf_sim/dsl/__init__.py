@@ -18,15 +18,18 @@ from awf_sim.dsl._example import Example, expected_outcome
 from awf_sim.dsl._identity import canonical, step_id, step_name
 from awf_sim.dsl._proxy import Runtime, State, StepCall, WorkflowApi
 from awf_sim.dsl._schedule import to_cron
+from awf_sim.dsl._typed import Call, Method, TypedDomain, step
 from awf_sim.dsl._workflow import Workflow, isolated_registries, registered_workflows
 
 __all__ = [
     "MAX_SLEEP_MS",
     "PROFILES",
     "AwfError",
+    "Call",
     "DefinitionError",
     "Domain",
     "Example",
+    "Method",
     "MethodSpec",
     "NonRetryableError",
     "Runtime",
@@ -34,6 +37,7 @@ __all__ = [
     "State",
     "StepCall",
     "StepError",
+    "TypedDomain",
     "Workflow",
     "WorkflowApi",
     "WorkflowFatalError",
@@ -44,6 +48,7 @@ __all__ = [
     "parse_duration",
     "registered_domains",
     "registered_workflows",
+    "step",
     "step_id",
     "step_name",
     "to_cron",

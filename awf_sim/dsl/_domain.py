@@ -21,6 +21,7 @@ from typing import Any, overload
 from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._names import validate_name
+from awf_sim.dsl._values import input_adapter
 
 __all__ = ["Domain", "Handler", "MethodSpec", "domain_definitions", "registered_domains"]
 
@@ -69,6 +70,7 @@ class Domain:
     def __init__(self, name: str, methods: Mapping[str, Any] | None = None) -> None:
         self._name = validate_name("domain name", name)
         self._methods: dict[str, MethodSpec] = {}
+        self._plain: dict[str, Handler] = {}
         frame = _definition_frame()
         self._site = (
             ("<unknown>", 0) if frame is None else (frame.f_code.co_filename, frame.f_lineno)
@@ -119,9 +121,12 @@ class Domain:
                 f"(context, args, ctx), got {handler!r}"
             )
         where = f"{self._name}.{method_name}"
+        # The spec's handler gets its context and args as the types it declares (a dataclass,
+        # a model); `Domain.<method>` stays the plain function, for unit tests.
         self._methods[method_name] = MethodSpec(
-            self._name, method_name, handler, validate_config(config, where)
+            self._name, method_name, input_adapter(handler), validate_config(config, where)
         )
+        self._plain[method_name] = handler
 
     @overload
     def method(self, fn: Handler, /) -> Handler: ...
@@ -171,7 +176,7 @@ class Domain:
         # Only reached for names that are not real attributes: the plain handler.
         methods = self.__dict__.get("_methods", {})
         if attr in methods:
-            return methods[attr].handler  # type: ignore[no-any-return]
+            return self.__dict__["_plain"][attr]  # type: ignore[no-any-return]
         if attr.startswith("__"):
             raise AttributeError(attr)
         known = ", ".join(sorted(methods)) or "none yet"

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import inspect
 import types
 from collections.abc import Awaitable, Callable, Generator, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._domain import MethodSpec
@@ -28,11 +29,14 @@ from awf_sim.dsl._identity import (
     step_id_from_hashes,
     step_name,
 )
+from awf_sim.dsl._values import await_result
 from awf_sim.dsl._workflow import Workflow
 
 __all__ = ["Runtime", "State", "StepCall", "WorkflowApi"]
 
 _loads = loads
+_C = TypeVar("_C")
+_D = TypeVar("_D")
 _Coroutine = types.CoroutineType
 
 
@@ -129,7 +133,7 @@ class _Pipeline:
                 f"wf.{self._domain}(...) was called twice; call a method: "
                 f"wf.{self._domain}(context).method(args)"
             )
-        call_args = _call_args(spec, args, kwargs) if args else kwargs
+        call_args = _call_args(spec.path, args, kwargs) if args else kwargs
         return _Pipeline(
             self._wf,
             self._domain,
@@ -177,16 +181,17 @@ class _Pipeline:
         )
 
     def __await__(self) -> Generator[Any, None, Any]:
-        return self._wf._runtime.step(self._step_call()).__await__()
+        call = self._step_call()
+        # A handler declaring a dataclass or model result gets it back from the checkpoint.
+        return await_result(self._wf._runtime.step(call), call, self._wf)
 
     def __repr__(self) -> str:
         segs = "".join(f".{spec.name}(...)" for spec, _ in self._calls)
         return f"<pipeline wf.{self._domain}(...){segs}>"
 
 
-def _call_args(spec: MethodSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+def _call_args(where: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     """`.reserve({"quantity": 2})` and `.reserve(quantity=2)` both mean {"quantity": 2}."""
-    where = spec.path
     if len(args) > 1:
         raise DefinitionError(
             f"{where}: pass arguments as one dict or as keywords, got {len(args)} positional"
@@ -258,6 +263,10 @@ class WorkflowApi:
             self._workflow.resolve_domain(name)  # unknown domain: error names the known ones
             ref = self._domain_refs[name] = _DomainRef(self, name)
         return ref
+
+    def __getitem__(self, domain: Callable[[WorkflowApi, _C], _D]) -> Callable[[_C], _D]:
+        """`wf[Inventory](product).check()`: a TypedDomain, checked by mypy and pyright."""
+        return functools.partial(domain, self)
 
     @property
     def instance_id(self) -> str:

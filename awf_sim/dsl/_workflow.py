@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, overload
 
 from awf_sim.dsl import _domain as _domain_module
 from awf_sim.dsl._domain import Domain, domain_definitions, resolve_in_scope
 from awf_sim.dsl._duration import parse_duration
-from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._errors import DefinitionError, SerializationError
+from awf_sim.dsl._identity import dump_result, loads
 from awf_sim.dsl._names import validate_name
 from awf_sim.dsl._schedule import to_cron
+from awf_sim.dsl._values import check_shape, converter, is_model, is_structured, type_name
+
+if TYPE_CHECKING:
+    # Defaults (PEP 696) so a bare `Workflow` means Workflow[Any, Any]; the checkers read
+    # this, and at run time a TypeVar needs none.
+    from typing import Self
+
+    from typing_extensions import TypeVar
+
+    In = TypeVar("In", default=Any)
+    Out = TypeVar("Out", default=Any)
+else:
+    from typing import TypeVar
+
+    In = TypeVar("In")
+    Out = TypeVar("Out")
+In2 = TypeVar("In2")
+Out2 = TypeVar("Out2")
 
 __all__ = ["Workflow", "WorkflowFn", "isolated_registries", "registered_workflows"]
 
@@ -22,14 +41,20 @@ _WORKFLOWS: dict[str, Workflow] = {}
 _UNSET = object()
 
 
-class Workflow:
-    """A durable workflow.
+class Workflow(Generic[In, Out]):
+    """A durable workflow, generic over its input and output types.
 
     `@Workflow("order-processing", examples=[...])` on `async def fn(wf, order)`, or
     `Workflow("weekly-report").every("Monday at 9am").run(fn)` for a scheduled one (its function
     may take `wf` alone). `wf.<Domain>` resolves among `domains` when given, else to the Domain
     visible in the module that defined the workflow function (see awf_sim.dsl._domain), never
     to a Domain of the same name that another flow defines.
+
+    Typed: `async def fn(wf, order: OrderInput) -> OrderResult` makes a
+    `Workflow[OrderInput, OrderResult]` (each a pydantic model, a dataclass or a TypedDict).
+    The params are given to the function as that type, and the output is checked against its
+    declared type when the instance completes (an error names the first field that does not
+    fit); `revive_output` turns the JSON output back into it.
     """
 
     def __init__(
@@ -48,6 +73,8 @@ class Workflow:
         if domains is not None:
             self._domains = {}
             for domain in domains:
+                # A TypedDomain class stands for the Domain it defines.
+                domain = getattr(domain, "domain", domain) if isinstance(domain, type) else domain
                 if not isinstance(domain, Domain):
                     raise DefinitionError(
                         f"Workflow({name!r}, domains=...): expected Domain objects, got {domain!r}"
@@ -57,6 +84,7 @@ class Workflow:
         self.fn: WorkflowFn | None = None
         self._takes_params = True
         self._input_model: object = _UNSET
+        self._types: tuple[Any, Any] | None = None  # (input type, output type) once resolved
         self._scope: Mapping[str, Any] | None = None  # the workflow function's module namespace
         self._resolved: dict[str, Domain] = {}
         self._resolved_at = -1
@@ -64,17 +92,29 @@ class Workflow:
             self._set_fn(fn)
         _WORKFLOWS[self.name] = self
 
-    def __call__(self, fn: WorkflowFn) -> Workflow:
+    @overload
+    def __call__(self, fn: Callable[[Any, In2], Awaitable[Out2]], /) -> Workflow[In2, Out2]: ...
+    @overload
+    def __call__(self, fn: Callable[[Any], Awaitable[Out2]], /) -> Workflow[None, Out2]: ...
+    @overload
+    def __call__(self, fn: WorkflowFn, /) -> Workflow[Any, Any]: ...
+    def __call__(self, fn: WorkflowFn, /) -> Workflow[Any, Any]:
         """Decorator form: `@Workflow("name")` above `async def fn(wf, params)`."""
         self._set_fn(fn)
         return self
 
-    def every(self, schedule: str) -> Workflow:
+    def every(self, schedule: str) -> Self:
         """Run on a schedule: a 5-field cron or a phrase such as "Monday at 9am"."""
         self.schedule = to_cron(schedule)
         return self
 
-    def run(self, fn: WorkflowFn) -> Workflow:
+    @overload
+    def run(self, fn: Callable[[Any, In2], Awaitable[Out2]], /) -> Workflow[In2, Out2]: ...
+    @overload
+    def run(self, fn: Callable[[Any], Awaitable[Out2]], /) -> Workflow[None, Out2]: ...
+    @overload
+    def run(self, fn: WorkflowFn, /) -> Workflow[Any, Any]: ...
+    def run(self, fn: WorkflowFn, /) -> Workflow[Any, Any]:
         """Set the workflow function (the `.every(...).run(fn)` form)."""
         self._set_fn(fn)
         return self
@@ -105,6 +145,7 @@ class Workflow:
         self._scope = scope if isinstance(scope, dict) else None
         self._resolved_at = -1
         self._input_model = _UNSET  # resolved on first use: annotations may name later types
+        self._types = None
 
     @property
     def input_model(self) -> type | None:
@@ -124,13 +165,88 @@ class Workflow:
         model = hints.get(params[1])
         return model if isinstance(model, type) and hasattr(model, "model_validate") else None
 
+    def _declared(self) -> tuple[Any, Any]:
+        """(input type, output type) from the function's annotations; Any where unknown."""
+        if self._types is None:
+            found: tuple[Any, Any] = (Any, Any)
+            if self.fn is not None:
+                try:
+                    hints = inspect.get_annotations(self.fn, eval_str=True)
+                    params = list(inspect.signature(self.fn).parameters)
+                    found = (
+                        hints.get(params[1], Any) if self._takes_params else None,
+                        hints.get("return", Any),
+                    )
+                except Exception:  # unresolvable string annotations: nothing declared
+                    pass
+            self._types = found
+        return self._types
+
+    @property
+    def input_type(self) -> Any:
+        """The type the params are annotated with (Any when they are not)."""
+        return self._declared()[0]
+
+    @property
+    def output_type(self) -> Any:
+        """The type the function declares it returns (Any when it does not)."""
+        return self._declared()[1]
+
+    def revive_output(self, output: Any) -> Out:
+        """An output as JSON (a status, a checkpoint) as the declared output type: a dataclass
+        or a pydantic model is rebuilt, anything else is returned as it is."""
+        convert = converter(self.output_type)
+        return output if convert is None else convert(output, "output")  # type: ignore[no-any-return]
+
+    def check_params(self, params: Any, root: str = "params") -> None:
+        """Raise SerializationError naming the first field of `params` (JSON) that does not
+        fit the declared input type; nothing when it fits or nothing is declared."""
+        tp = self.input_type
+        if _is_typeddict(tp):
+            check_shape(tp, params, root)
+        elif is_structured(tp):
+            converter(tp)(params, root)  # type: ignore[misc]
+
+    def check_output(self, output: Any, root: str = "output") -> None:
+        """Raise SerializationError naming the first field of `output` (JSON) that does not
+        fit the declared output type; nothing when it fits or nothing is declared."""
+        check_shape(self.output_type, output, root)
+
     def call(self, wf: Any, params: Any) -> Any:
         """Invoke the workflow function with the `wf` proxy (and the params if it takes them)."""
         if self.fn is None:
             raise DefinitionError(
                 f"workflow {self.name!r} has no function: decorate one or call .run(fn)"
             )
-        return self.fn(wf, params) if self._takes_params else self.fn(wf)
+        if not self._takes_params:
+            result = self.fn(wf)
+        else:
+            in_type, _ = self._declared()
+            if not is_model(in_type) and is_structured(in_type):  # models: validated by create
+                convert = converter(in_type)
+                assert convert is not None
+                try:
+                    params = convert(params, "params")
+                except SerializationError as exc:
+                    raise SerializationError(f"workflow {self.name!r}: {exc}") from None
+            result = self.fn(wf, params)
+        out_type = self._declared()[1]
+        if out_type is Any or not (is_structured(out_type) or _is_typeddict(out_type)):
+            return result
+        return self._checked(result, out_type)
+
+    async def _checked(self, result: Any, out_type: Any) -> Any:
+        if inspect.isawaitable(result):
+            result = await result
+        data = loads(dump_result(result, root="workflow output"))
+        try:
+            check_shape(out_type, data, "output")
+        except SerializationError as exc:
+            raise SerializationError(
+                f"workflow {self.name!r} returned an output that does not match "
+                f"{type_name(out_type)}: {exc}"
+            ) from None
+        return result
 
     def resolve_domain(self, name: str) -> Domain:
         """The Domain `wf.<name>` refers to; unknown names are an error listing the known ones."""
@@ -171,6 +287,10 @@ class Workflow:
     def __repr__(self) -> str:
         extra = f", every={self.schedule!r}" if self.schedule else ""
         return f"Workflow({self.name!r}{extra})"
+
+
+def _is_typeddict(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, dict) and hasattr(tp, "__required_keys__")
 
 
 def _validate_events(

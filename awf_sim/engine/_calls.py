@@ -14,6 +14,7 @@ from typing import Any
 
 from awf_sim.dsl._cfduration import wait_ms
 from awf_sim.dsl._config import ResolvedConfig
+from awf_sim.dsl._errors import StepError
 
 __all__ = [
     "TERMINAL",
@@ -24,6 +25,7 @@ __all__ = [
     "StepInfo",
     "TimedOut",
     "error_of",
+    "replayed_error",
     "retry_delay",
     "stack_of",
     "workflow_exit_error",
@@ -148,3 +150,15 @@ def workflow_exit_error(exc: BaseException) -> dict[str, str]:
         "name": type(exc).__name__,
         "message": f"the workflow {what}; a workflow cannot end the process that runs it",
     }
+
+
+def replayed_error(err: Mapping[str, str], clone_engine_errors: bool) -> StepError:
+    """The stored failure that a replay raises again.
+
+    Miniflare's engine stores a timeout it made itself (a step's or an event wait's) with a
+    structured clone, which keeps only JavaScript's built-in error names: replayed, it is a
+    plain Error with the same message. `clone_engine_errors` (profile "local") does the same;
+    otherwise the error is raised exactly as it was first (DESIGN §9)."""
+    if clone_engine_errors and err["name"] == "WorkflowTimeoutError":
+        return StepError(err["message"], "Error")
+    return StepError(err["message"], err["name"])

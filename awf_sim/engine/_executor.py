@@ -32,7 +32,14 @@ from awf_sim.dsl._identity import (
     utf8_size,
     utf16_len,
 )
-from awf_sim.engine._calls import Abandoned, StepInfo, error_of, retry_delay, stack_of
+from awf_sim.engine._calls import (
+    Abandoned,
+    StepInfo,
+    error_of,
+    replayed_error,
+    retry_delay,
+    stack_of,
+)
 from awf_sim.engine._hooks import (
     INVALID_CONFIG,
     Action,
@@ -64,12 +71,13 @@ def _non_retryable(err: Mapping[str, str]) -> bool:
 class StepExecutor:
     """Runs `do` steps for every lifetime of one simulator."""
 
-    __slots__ = ("defaults", "runner", "step_limit")
+    __slots__ = ("clone_engine_errors", "defaults", "runner", "step_limit")
 
     def __init__(self, runner: HandlerRunner, defaults: ResolvedConfig, step_limit: int) -> None:
         self.runner = runner
         self.defaults = defaults
         self.step_limit = step_limit
+        self.clone_engine_errors = False  # profile "local": see replayed_error
 
     async def do(
         self,
@@ -110,7 +118,7 @@ class StepExecutor:
             if state == "done":
                 return loads(rec["value"])
             if state == "failed":
-                raise StepError(rec["error"]["message"], rec["error"]["name"])
+                raise replayed_error(rec["error"], self.clone_engine_errors)
         # From here on the step executes. Kept in this one coroutine (not a helper awaited
         # from here): every step pays for each coroutine layer between the workflow and its
         # handler.

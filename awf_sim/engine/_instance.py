@@ -24,6 +24,16 @@ class Instance:
         """{"status", "output", "error": {"name", "message"} | None} as Cloudflare reports it."""
         return self._sim._status(self.id)
 
+    def output(self) -> Any:
+        """The output of the completed instance as its workflow declares it: a dataclass or
+        a pydantic model rebuilt from the JSON (`status()["output"]`), anything else as JSON;
+        None until it completes."""
+        status = self._sim._status(self.id)
+        if status["status"] != "complete":
+            return None
+        revive = getattr(self._sim._program(self.workflow), "revive_output", None)
+        return status["output"] if revive is None else revive(status["output"])
+
     @property
     def workflow(self) -> str:
         """The name of the workflow this is an instance of."""

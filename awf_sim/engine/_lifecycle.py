@@ -11,6 +11,7 @@ import asyncio
 from typing import Any, Unpack
 
 from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, loads, utf8_size
+from awf_sim.dsl._names import validate_instance_id
 from awf_sim.engine._calls import TERMINAL
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._loop import VirtualLoop
@@ -19,7 +20,23 @@ from awf_sim.engine._timeline import EntryDetails, TimelineEntry
 from awf_sim.engine._waits import deliver
 from awf_sim.errors import DefinitionError, InstanceError
 
-__all__ = ["InstanceLifecycle"]
+__all__ = ["InstanceLifecycle", "checked_instance_id"]
+
+
+class _InvalidInstanceId(InstanceError, DefinitionError):
+    """An instance id Cloudflare's binding refuses. Its text is the binding's own (create() in
+    workflows-shared binding.ts), so a conformance trace matches the engine's; awf's hint on
+    what an id may hold rides along as a note. Still a DefinitionError (a ValueError)."""
+
+
+def checked_instance_id(id: object) -> str:
+    """`id` if the binding's create() takes it, else the binding's "invalid id" error."""
+    try:
+        return validate_instance_id(id)
+    except DefinitionError as exc:
+        err = _InvalidInstanceId("Workflow instance has invalid id")
+        err.add_note(str(exc))
+        raise err from None
 
 
 class InstanceLifecycle:
@@ -36,6 +53,9 @@ class InstanceLifecycle:
         raise NotImplementedError
 
     def _start(self, iid: str, meta: Record, *, kind: str) -> None:
+        raise NotImplementedError
+
+    def _program(self, name: str) -> Any:
         raise NotImplementedError
 
     def _abort(self, lt: Lifetime) -> None:

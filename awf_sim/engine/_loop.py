@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # the C module under `signal`
 import asyncio
+import inspect
 import math
 import signal
 import threading
@@ -92,6 +93,14 @@ class VirtualLoop(asyncio.BaseEventLoop):
         self._stop_when: Callable[[], bool] = lambda: False
         self._iteration = 0
         self.cpu_budget_ms: int | None = None  # per callback; None: unbounded
+
+    def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task = super().create_task(coro, **kwargs)
+        # An instance waiting on a timer or an event when its Simulator is dropped is not
+        # lost (its state is in the store), so its task is abandoned on purpose; without this
+        # asyncio would log "Task was destroyed but it is pending!" when it is collected.
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+        return task
 
     # -- clock --------------------------------------------------------------------------
     def time(self) -> float:
@@ -192,8 +201,19 @@ class VirtualLoop(asyncio.BaseEventLoop):
 
     def __del__(self) -> None:
         # BaseEventLoop warns about unclosed loops because they hold sockets; this one holds
-        # nothing, so there is nothing to warn about.
-        pass
+        # nothing, so there is nothing to warn about. A Simulator dropped right after
+        # `create()` leaves tasks that never started; their coroutines would warn "never
+        # awaited" when collected. The loop is older than any of them, so the collector
+        # finalizes it first, and closing an unstarted coroutine is silent.
+        for handle in self._ready:  # type: ignore[attr-defined]
+            task = getattr(handle._callback, "__self__", None)
+            if isinstance(task, asyncio.Task) and not task.done():
+                coro = task.get_coro()
+                if (
+                    inspect.iscoroutine(coro)
+                    and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+                ):
+                    coro.close()
 
     # -- network: refused inside a simulation --------------------------------------------
     def _refuse(self, what: str) -> NoReturn:

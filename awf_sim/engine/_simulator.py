@@ -25,7 +25,6 @@ from awf_sim.dsl._config import PROFILES
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError, NonRetryableError
 from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, dump_result, utf8_size
-from awf_sim.dsl._names import validate_instance_id
 from awf_sim.dsl._proxy import WorkflowApi
 from awf_sim.dsl._workflow import Workflow, registered_workflows
 from awf_sim.engine._calls import (
@@ -40,7 +39,7 @@ from awf_sim.engine._calls import (
 from awf_sim.engine._executor import StepExecutor
 from awf_sim.engine._hooks import Control, Crash, Hooks, LoopView, SendEvent, SkewClock, StepRef
 from awf_sim.engine._instance import Instance
-from awf_sim.engine._lifecycle import InstanceLifecycle
+from awf_sim.engine._lifecycle import InstanceLifecycle, checked_instance_id
 from awf_sim.engine._lifetime import Lifetime, Tally
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
@@ -172,6 +171,8 @@ class Simulator(InstanceLifecycle):
         )
         self._steps = StepExecutor(runner, self._defaults, step_limit)
         self._waits = EventWaits(self.wall_ms)
+        # Miniflare replays the timeouts its engine made as plain Errors (a structured clone).
+        self._steps.clone_engine_errors = self._waits.clone_engine_errors = profile == "local"
         self._owner = _Owner(self)
         self._view = LoopView(self._loop) if hooks is not None else None
         # Instances evicted while hibernating: the timer that wakes them, and whether only
@@ -225,7 +226,7 @@ class Simulator(InstanceLifecycle):
             id = uuid4_from(self._rng)
             while self._store.get_instance(id) is not None:
                 id = uuid4_from(self._rng)
-        iid = validate_instance_id(id)
+        iid = checked_instance_id(id)
         if self._store.get_instance(iid) is not None:
             if self.profile == "local":
                 # Miniflare's create() swallows the engine's answer and the engine ignores an

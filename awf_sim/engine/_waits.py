@@ -17,7 +17,7 @@ from typing import Any
 from awf_sim.dsl._cfduration import js_number_text, wait_ms
 from awf_sim.dsl._errors import StepError
 from awf_sim.dsl._identity import loads
-from awf_sim.engine._calls import Abandoned, TimedOut
+from awf_sim.engine._calls import Abandoned, TimedOut, replayed_error
 from awf_sim.engine._lifetime import Lifetime, WaitQueue
 from awf_sim.engine._store import Record
 
@@ -29,10 +29,11 @@ _TIME_TRAVELER = "You can't sleep until a time in the past, time-traveler"
 class EventWaits:
     """`wf.sleep`, `wf.sleep_until` and `wf.wait_for` for every lifetime of one simulator."""
 
-    __slots__ = ("wall_ms",)
+    __slots__ = ("clone_engine_errors", "wall_ms")
 
     def __init__(self, wall_ms: Callable[[], int]) -> None:
         self.wall_ms = wall_ms
+        self.clone_engine_errors = False  # profile "local": see replayed_error
 
     async def sleep(
         self, lt: Lifetime, name: str, ms: int | None, until_epoch_ms: int | None
@@ -84,7 +85,7 @@ class EventWaits:
                 done = loads(rec["value"])
                 return done["payload"] if payload_only else done
             if rec["state"] == "failed":
-                raise StepError(rec["error"]["message"], rec["error"]["name"])
+                raise replayed_error(rec["error"], self.clone_engine_errors)
         else:
             if hooks is not None and ref is not None:
                 timeout_ms = hooks.wait_timeout_ms(lt.iid, ref, timeout_ms)

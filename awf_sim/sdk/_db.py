@@ -157,6 +157,11 @@ class DatabaseHandle:
         row = self._query_one(sql, params)
         return None if row is None else _js_numbers(row)
 
+    def rows(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        """`query` without `await`, for assertions in a synchronous test; handlers, which
+        run on the engine's loop, use `await ctx.db.query(...)`."""
+        return [_js_numbers(row) for row in self._query(sql, params)]
+
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Runs a statement; returns the number of rows it changed."""
         return self._execute(sql, params)

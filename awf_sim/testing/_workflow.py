@@ -10,11 +10,12 @@ import asyncio
 import sys
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Generic, overload
 
 from awf_sim._report import timeline_lines
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._workflow import In, Out, Workflow
 from awf_sim.engine._calls import TERMINAL
 from awf_sim.engine._hooks import HookChain, Hooks, StepRef
 from awf_sim.engine._selectors import StepSelector, parse_selector
@@ -180,8 +181,11 @@ def _close_db(sim: Simulator) -> None:
         db.close()
 
 
-class TestWorkflow:
+class TestWorkflow(Generic[In, Out]):
     """One instance of `workflow` on its own Simulator: configure `modifier`, then `run()`.
+
+    For a `Workflow[In, Out]`, `run()` takes the params (an `In` or its JSON) and returns an
+    `Out`: a declared dataclass or pydantic model output is rebuilt from the instance's JSON.
 
     After the run: `status`, `output`, `error` ({name, message}), `timeline`, `steps` (dotted
     paths of the steps called, in first-call order), `db` (the database the handlers used),
@@ -235,7 +239,7 @@ class TestWorkflow:
         _track(self)
 
     # -- running -----------------------------------------------------------------------------
-    def run(self, params: Any = None, *, id: str | None = None) -> Any:
+    def run(self, params: In | Any = None, *, id: str | None = None) -> Out:
         """Run to a terminal status in virtual time (event waits with nothing to receive time
         out); return the output, or raise WorkflowFailed if the instance did not complete.
         After `start()` or a `wait_for_*` call, it continues the same instance (no params).
@@ -268,7 +272,9 @@ class TestWorkflow:
         unmatched = self.modifier.unmatched()
         if self.strict and unmatched:
             raise UnmatchedSelector(self.name, unmatched)
-        return status["output"]
+        if isinstance(self.workflow, Workflow):
+            return self.workflow.revive_output(status["output"])  # type: ignore[no-any-return]
+        return status["output"]  # type: ignore[no-any-return]
 
     def _instance_id(self) -> str:
         return "?" if self.instance is None else self.instance.id
@@ -431,8 +437,14 @@ class TestWorkflow:
 
     @property
     def db(self) -> Any:
-        """The database handle the handlers used (for assertions on its rows)."""
+        """The database handle the handlers used (for assertions on its rows): `await
+        wf.db.query(...)` in an async test, `wf.query(...)` in a synchronous one."""
         return self.sim.db
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a statement on the database the handlers used, without `await`:
+        `assert wf.query("SELECT verified FROM users") == [{"verified": 1}]`."""
+        return self.sim.db.rows(sql, params)  # type: ignore[no-any-return]
 
     def report(self) -> str:
         """What the pytest plugin prints for a failing test: status, timeline, seed, warnings."""
@@ -475,6 +487,21 @@ class TestWorkflow:
         return f"<TestWorkflow {self.name} status={self.status} seed={self.seed}>"
 
 
+@overload
+def create_test_workflow(
+    workflow: Workflow[In, Out],
+    *,
+    db: Any = None,
+    ai: Any = None,
+    http: Any = None,
+    env: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    hooks: Hooks | Sequence[Hooks] | None = None,
+    profile: str = "production",
+    world: World | None = None,
+    strict: bool = True,
+) -> TestWorkflow[In, Out]: ...
+@overload
 def create_test_workflow(
     workflow: Any,
     *,
@@ -487,7 +514,20 @@ def create_test_workflow(
     profile: str = "production",
     world: World | None = None,
     strict: bool = True,
-) -> TestWorkflow:
+) -> TestWorkflow[Any, Any]: ...
+def create_test_workflow(
+    workflow: Any,
+    *,
+    db: Any = None,
+    ai: Any = None,
+    http: Any = None,
+    env: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    hooks: Hooks | Sequence[Hooks] | None = None,
+    profile: str = "production",
+    world: World | None = None,
+    strict: bool = True,
+) -> TestWorkflow[Any, Any]:
     """A test workflow for `workflow` (a Workflow, or a class with `run(event, step)`).
 
     `db`: a Database spec (`mock_database({...})`, `Database(schema, rows)`), connected afresh

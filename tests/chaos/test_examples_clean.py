@@ -27,6 +27,7 @@ def test_every_example_is_accounted_for() -> None:
         "expense_approval.py",
         "onboarding.py",
         "order_processing_fixed.py",
+        "order_processing_typed.py",
         "payment.py",
         "roadmap.py",
         "sprint_cycle.py",

@@ -22,13 +22,44 @@ const durationMs = (d) => {
   return +v * (UNIT_MS[u] || 1);
 };
 
-// NAME#K -> retries config of that step (engine defaults: delay 1000 ms, exponential).
+// Whether the engine's do() throws before numbering the call (FORMAT.md, format 2): the step
+// limit, an invalid name (over 256 UTF-16 units, a control character) or an invalid config
+// (isValidStepConfig: its zod schema, then NaN durations and a timeout loosely equal to 0).
+const isNumber = (v) => typeof v === "number";
+const isDurationValue = (v) => (isNumber(v) && v >= 0) || typeof v === "string";
+function validConfig(c) {
+  if (c === undefined) return true;
+  if (typeof c !== "object" || c === null || Array.isArray(c)) return false;
+  if (Object.keys(c).some((k) => k !== "retries" && k !== "timeout")) return false;
+  const r = c.retries;
+  if (r !== undefined) {
+    if (typeof r !== "object" || r === null || Array.isArray(r)) return false;
+    if (Object.keys(r).some((k) => !["limit", "delay", "backoff"].includes(k))) return false;
+    if (!isDurationValue(r.delay) || !(isNumber(r.limit) && r.limit >= 0)) return false;
+    if (r.backoff !== undefined && !["constant", "linear", "exponential"].includes(r.backoff)) return false;
+    if (Number.isNaN(durationMs(r.delay))) return false;
+  }
+  if (c.timeout !== undefined) {
+    if (!isDurationValue(c.timeout)) return false;
+    // eslint-disable-next-line eqeqeq -- the engine's own loose comparison
+    if (c.timeout == 0 || Number.isNaN(durationMs(c.timeout))) return false;
+  }
+  return true;
+}
+const validName = (n) => n.length <= 256 && !/[\u0000-\u001f]/.test(n);
+
+// NAME#K -> retries config of that step (engine defaults: delay 1000 ms, exponential), K as
+// the engine numbers the calls of a name: rejected calls take no number.
 function retryConfigs(scenario) {
   const count = {};
   const out = {};
+  let calls = 0;
+  const limit = scenario.step_limit ?? 10_000;
   const visit = (op) => {
     if (op.op === "parallel") return op.steps.forEach(visit);
     if (op.op !== "do") return;
+    calls++;
+    if (calls > limit || !validName(op.name) || !validConfig(op.config)) return;
     count[op.name] = (count[op.name] ?? 0) + 1;
     out[`${op.name}#${count[op.name]}`] = { delay: 1000, backoff: "exponential", ...op.config?.retries };
   };
@@ -62,6 +93,11 @@ for (const file of readdirSync(scenarioDir).filter((f) => f.endsWith(".json") &&
     const gaps = got.retry_gaps_ms[key];
     if (exp.retry_gaps_ms[key] && exp.retry_gaps_ms[key].length !== gaps.length) {
       problems.push(`retry_gaps_ms[${key}]: expected ${exp.retry_gaps_ms[key].length} gaps, got ${gaps.length}`);
+    }
+    if (!configs[key]) {
+      // Another engine version may number a call this one rejects: say so, do not crash.
+      problems.push(`retry_gaps_ms[${key}]: no step the engine numbers ${key} in the scenario`);
+      continue;
     }
     gaps.forEach((gap, i) => {
       const f = formula(configs[key], i + 1);

@@ -60,6 +60,10 @@ const isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v)
 // and what it makes of odd ones is part of what the scenarios record.
 const isDuration = (v) => typeof v === "number" || typeof v === "string";
 const FORMATS = [1, 2];
+// Cloudflare's own ceiling for a workflow's configured step limit (limits.steps).
+const MAX_STEP_LIMIT = 25_000;
+// The workflow binding a scenario runs on: its own step limit gets a binding of its own.
+const bindingOf = (s) => (s.step_limit === undefined ? "WORKFLOW" : `WORKFLOW_LIMIT_${s.step_limit}`);
 const CATCHES = [true, false, "name", "rethrow"];
 
 // Throws an Error naming the first problem found in a scenario; returns nothing when it is valid.
@@ -135,8 +139,13 @@ function validateScenario(s) {
     }
   };
   s.body.forEach((op, i) => checkOp(op, `body[${i}]`, false));
-  if (s.id !== undefined && (typeof s.id !== "string" || !/^[a-zA-Z0-9_][a-zA-Z0-9-_]*$/.test(s.id) || s.id.length > 100)) {
-    throw new Error('"id" must be a valid instance id (^[a-zA-Z0-9_][a-zA-Z0-9-_]*$, at most 100)');
+  // Any string: an id the engine refuses is recorded as create()'s error.
+  if (s.id !== undefined && typeof s.id !== "string") throw new Error('"id" must be a string');
+  if (
+    s.step_limit !== undefined &&
+    !(Number.isInteger(s.step_limit) && s.step_limit >= 1 && s.step_limit <= MAX_STEP_LIMIT)
+  ) {
+    throw new Error(`"step_limit" must be a whole number from 1 to ${MAX_STEP_LIMIT}`);
   }
   if (s.step_outputs !== undefined && typeof s.step_outputs !== "boolean") {
     throw new Error('"step_outputs" must be true or false');
@@ -237,7 +246,23 @@ async function call(mf, route, body) {
 }
 
 async function runScenario(mf, scenario) {
-  const { id } = await call(mf, "/create", { params: scenario, id: scenario.id });
+  const binding = bindingOf(scenario);
+  const made = await call(mf, "/create", { binding, params: scenario, id: scenario.id });
+  if (made.create_error !== undefined) {
+    // No instance: create() itself threw (an id the engine refuses). Nothing else is sent.
+    const trace = {
+      name: scenario.name,
+      status: "not-created",
+      output: null,
+      error: null,
+      attempts: {},
+      retry_gaps_ms: {},
+      control_errors: [{ op: "create", message: made.create_error }],
+    };
+    if (scenario.step_outputs) trace.step_outputs = null;
+    return trace;
+  }
+  const { id } = made;
   const created = Date.now();
 
   // Driver actions sorted by time (stable, so same-time actions keep file order: events first).
@@ -256,9 +281,9 @@ async function runScenario(mf, scenario) {
     while (actions.length > 0 && actions[0].after_ms <= elapsed) {
       const a = actions.shift();
       if (a.kind === "event") {
-        await call(mf, "/event", { id, type: a.type, payload: a.payload ?? null });
+        await call(mf, "/event", { binding, id, type: a.type, payload: a.payload ?? null });
       } else {
-        const answer = await call(mf, "/control", { id, op: a.op });
+        const answer = await call(mf, "/control", { binding, id, op: a.op });
         if (answer.control_error !== undefined) {
           controlErrors.push({ op: a.op, after_ms: a.after_ms, message: answer.control_error });
         }
@@ -267,7 +292,7 @@ async function runScenario(mf, scenario) {
       lastAction = Date.now();
       pausedSince = null;
     }
-    status = await call(mf, "/status", { id });
+    status = await call(mf, "/status", { binding, id });
     // Format 2 sends every action, also to a finished instance (what a control call does then
     // is part of the trace); format 1 stops at a terminal status.
     if (TERMINAL.has(status.status) && ((scenario.format ?? 1) < 2 || actions.length === 0)) break;
@@ -286,7 +311,7 @@ async function runScenario(mf, scenario) {
     await sleep(Math.max(0, Math.min(POLL_MS, nextAction)));
   }
 
-  const records = await call(mf, "/attempts", { id });
+  const records = await call(mf, "/attempts", { binding, id });
   const { attempts, gaps } = attemptsAndGaps(records);
   const trace = {
     name: scenario.name,
@@ -327,6 +352,12 @@ async function main() {
     port: 0,
     workflows: {
       WORKFLOW: { name: "conformance", className: "ScenarioWorkflow" },
+      ...Object.fromEntries(
+        [...new Set(scenarios.filter((s) => s.step_limit !== undefined).map((s) => s.step_limit))].map((n) => [
+          `WORKFLOW_LIMIT_${n}`,
+          { name: `conformance-limit-${n}`, className: "ScenarioWorkflow", stepLimit: n },
+        ]),
+      ),
     },
   });
   let failed = 0;

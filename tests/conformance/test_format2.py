@@ -80,8 +80,9 @@ def test_format_2_accepts_its_additions(raw: dict[str, Any]) -> None:
             "x.json: body[0].attempts[0]: needs exactly one of",
         ),
         (scenario([do("a", [{"return": 1}], catch="maybe")]), "x.json: body[0].catch: must be"),
-        (scenario([], id="bad id"), "x.json: id: must be a valid instance id"),
-        (scenario([], id="x" * 101), "x.json: id: must be a valid instance id"),
+        # Any string is a scenario (an id the engine refuses is what it records); others are not.
+        (scenario([], id=101), "x.json: id: must be a string, got 101"),
+        (scenario([], step_limit=True), "x.json: step_limit: must be a whole number"),
         (
             scenario([{"op": "parallel", "steps": [{"op": "parallel", "steps": []}]}]),
             'x.json: body[0].steps[0].op: "parallel" inside "parallel"',
@@ -117,6 +118,18 @@ def test_name_k_counts_only_the_steps_the_engine_numbered() -> None:
     trace = run_on_simulator(parsed)
     assert trace["attempts"] == {"s#1": 2}
     assert trace["retry_gaps_ms"] == {"s#1": [40]}
+
+
+def test_name_k_leaves_out_calls_past_the_step_limit_and_names_long_in_utf16() -> None:
+    # 128 emoji are 256 UTF-16 units (numbered); 129 are 258 (rejected, though 129 code points).
+    ok, too_long = "\U0001f642" * 128, "\U0001f642" * 129
+    parsed = parse_scenario(
+        scenario(
+            [do(ok, [{"return": 1}]), do(too_long, [{"return": 1}]), do("c", [{"return": 1}])],
+            step_limit=2,
+        )
+    )
+    assert list(parsed.do_steps()) == [f"{ok}#1"]
 
 
 def test_format_2_traces_carry_error_names_and_control_errors() -> None:

@@ -117,3 +117,19 @@ def test_an_instance_waiting_for_an_event_is_running_locally_and_waiting_in_prod
     scenario = load_scenario(SCENARIOS / "wait-event-never-sent-runs-to-scenario-limit.json")
     assert run_on_simulator(scenario)["status"] == "running"
     assert run_on_simulator(scenario, profile="production")["status"] == "waiting"
+
+
+@pytest.mark.parametrize("name", ["p2-wait-timeout-replayed", "p2-step-timeout-replayed"])
+def test_a_replayed_timeout_is_a_plain_error_locally_and_keeps_its_name_in_production(
+    name: str,
+) -> None:
+    # Miniflare stores a timeout its engine made with a structured clone, so a replay sees a
+    # plain Error; the production profile keeps DESIGN §9 (same error on first run and replay).
+    scenario = load_scenario(SCENARIOS / f"{name}.json")
+    local = run_on_simulator(scenario)["output"]["results"][0]
+    assert local == {"caught": "Execution timed out after 50ms", "name": "Error"}
+    production = run_on_simulator(scenario, profile="production")["output"]["results"][0]
+    assert production == {
+        "caught": "WorkflowTimeoutError: Execution timed out after 50ms",
+        "name": "Error",
+    }

@@ -358,3 +358,30 @@ def test_bad_input_is_exit_2_and_sends_nothing(args: list[str], message: str, cl
     assert result.exit_code == 2
     assert message in result.stderr
     assert cli_env.requests == []
+
+
+def test_push_lists_one_bug_once_with_its_consequences_under_it(
+    cli_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # examples/nondeterministic.py: datetime.now() outside a step makes Coupons.issue run
+    # again under a new name; the checkpoint-once and idempotent-effects failures that follow
+    # are that bug's consequences, as `awf-sim chaos` reports them.
+    monkeypatch.setenv("AWF_D1_DATABASE_ID", D1_ID)
+    result = run("push", "examples/nondeterministic.py", "--yes")
+    assert result.exit_code == 1, result.stderr
+    assert "Chaos found 2 violation(s):" in result.stdout
+    lines = result.stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if "determinism" in line)
+    under = [line.strip() for line in lines[first + 1 : first + 3]]
+    assert sorted(line.split(":")[0] for line in under) == [
+        "also checkpoint-once",
+        "also idempotent-effects",
+    ]
+    data = json.loads(run("push", "examples/nondeterministic.py", "--yes", "--json").stdout)
+    first_json = data["violations"][0]
+    assert first_json["invariant"] == "determinism"
+    assert {r["invariant"] for r in first_json["related"]} == {
+        "checkpoint-once",
+        "idempotent-effects",
+    }
+    assert cli_env.requests == []

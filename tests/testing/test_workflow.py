@@ -354,3 +354,10 @@ def test_imports_stay_light() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_synchronous_test_reads_the_database_without_await(make: Any) -> None:
+    wf = make(STOCK, db=DB)
+    wf.run({"sku": "A"})
+    assert wf.query("SELECT quantity FROM stock WHERE sku = ?", ["A"]) == [{"quantity": 2}]  # one taken
+    assert wf.db.rows("SELECT count(*) AS n FROM stock") == [{"n": 1}]

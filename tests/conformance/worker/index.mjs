@@ -148,6 +148,13 @@ function json(value, status = 200) {
 //   POST /control {id, op}              -> {}      op: pause | resume | terminate
 //   POST /status  {id}                  -> {status, output, error}   (instance.status() as is)
 //   POST /attempts {id}                 -> [{key, attempt, start, end, timeout}, ...]
+// The binding a request names: a scenario with its own step limit runs on a binding of its own.
+function workflow(env, body) {
+  const binding = body.binding ?? "WORKFLOW";
+  if (!env[binding]) throw new Error(`no workflow binding ${binding}`);
+  return env[binding];
+}
+
 export default {
   async fetch(request, env) {
     const route = new URL(request.url).pathname;
@@ -158,20 +165,26 @@ export default {
           // id (format 2): the scenario's own instance id; otherwise the binding makes one.
           const options = { params: body.params };
           if (body.id !== undefined) options.id = body.id;
-          const instance = await env.WORKFLOW.create(options);
+          let instance;
+          try {
+            instance = await workflow(env, body).create(options);
+          } catch (e) {
+            // An id the engine refuses: create()'s own error is the scenario's answer.
+            return json({ create_error: errorMessage(e) });
+          }
           return json({ id: instance.id });
         }
         case "/event": {
-          const instance = await env.WORKFLOW.get(body.id);
+          const instance = await workflow(env, body).get(body.id);
           await instance.sendEvent({ type: body.type, payload: body.payload });
           return json({});
         }
         case "/control": {
-          const instance = await env.WORKFLOW.get(body.id);
+          const instance = await workflow(env, body).get(body.id);
           if (body.op === "create_again") {
             // Format 2: create() again with the instance's own id (and a scenario of its own).
             try {
-              await env.WORKFLOW.create({ id: body.id, params: DUPLICATE });
+              await workflow(env, body).create({ id: body.id, params: DUPLICATE });
             } catch (e) {
               return json({ control_error: errorMessage(e) });
             }
@@ -190,7 +203,7 @@ export default {
           return json({});
         }
         case "/status": {
-          const instance = await env.WORKFLOW.get(body.id);
+          const instance = await workflow(env, body).get(body.id);
           const s = await instance.status();
           return json({
             status: s.status,

@@ -1,0 +1,17 @@
+"""Deliberate mistakes with the typed DSL: tests/typing/test_checkers.py pins what mypy
+--strict and pyright say about each line marked `# E: <what>`. Never run, only checked."""
+
+from __future__ import annotations
+
+from awf_sim.dsl import WorkflowApi
+from examples.order_processing_typed import Charge, Hold, Inventory, Order, Payment
+
+
+async def mistakes(wf: WorkflowApi, order: Order) -> None:
+    stock = await wf[Inventory](order.product).check()
+    reveal_type(stock)  # noqa: F821  # E: reveal-stock
+    await wf[Inventory](order.product).reserve(Charge(amount=1.0, method={}))  # E: wrong-arg
+    await wf[Inventory](order.product).chek()  # E: misspelt-method
+    await wf[Inventory](order).check()  # E: wrong-context
+    await wf[Payment](order).process(Hold(quantity=1))  # E: wrong-arg-2
+    print(stock.quantity + "1")  # E: result-is-typed
