@@ -44,6 +44,7 @@ FlowOpt = Annotated[
     str | None,
     typer.Option(
         "--flow",
+        metavar="FLOW.py",
         help="The flow file: --params are checked against the workflow's declared input type "
         "before anything is sent, and the output is shown as its declared output type.",
     ),

@@ -34,13 +34,16 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from awf_sim.dsl._config import PROFILES, ResolvedConfig, merge_config
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._identity import canonical
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.errors import AwfError, HistoryError
+
+if TYPE_CHECKING:  # the engine is imported when a replay runs, not with this module
+    from awf_sim.engine import InstanceMeta, StepRecord
 
 __all__ = [
     "HISTORY_FORMAT",
@@ -209,7 +212,7 @@ class _Entry:
     name: str
     count: int
     finished: bool
-    record: dict[str, Any] | None  # what the store holds for it; None: runs again
+    record: StepRecord | None  # what the store holds for it; None: runs again
     config: ResolvedConfig | None
 
     @property
@@ -271,7 +274,7 @@ def _entries(steps: tuple[Mapping[str, Any], ...]) -> list[_Entry]:
         if kind is None or not isinstance(name, str):
             continue  # termination and rollback records carry no step
         count = counts[(kind, name)] = counts.get((kind, name), 0) + 1
-        record: dict[str, Any] | None = None
+        record: StepRecord | None = None
         config = _norm_config(step.get("config")) if kind == "do" else None
         if kind == "do":
             finished = step.get("success") is not None and step.get("end") is not None
@@ -280,6 +283,7 @@ def _entries(steps: tuple[Mapping[str, Any], ...]) -> list[_Entry]:
                 record = {
                     "kind": "do",
                     "name": name,
+                    "state": "running",
                     "path": name.split("@", 1)[0],
                     "count": count,
                     "config": config or PROFILES["production"],
@@ -287,9 +291,11 @@ def _entries(steps: tuple[Mapping[str, Any], ...]) -> list[_Entry]:
                     "retry_at": None,
                 }
                 if step.get("success"):
-                    record.update(state="done", value=json.dumps(step.get("output")))
+                    record["state"] = "done"
+                    record["value"] = json.dumps(step.get("output"))
                 else:
-                    record.update(state="failed", error=_error_of(step))
+                    record["state"] = "failed"
+                    record["error"] = _error_of(step)
         elif kind == "sleep":
             finished = bool(step.get("finished"))
             if finished:
@@ -297,12 +303,15 @@ def _entries(steps: tuple[Mapping[str, Any], ...]) -> list[_Entry]:
         else:
             finished = bool(step.get("finished"))
             if finished:
-                record = {"kind": "wait", "name": name, "type": None, "deadline": 0}
+                record = {"kind": "wait", "name": name, "state": "done", "type": None}
+                record["deadline"] = 0
                 error = step.get("error")
                 if isinstance(error, Mapping) and error:
-                    record.update(state="failed", error=_error_of(step), timeout_ms=0)
+                    record["state"] = "failed"
+                    record["error"] = _error_of(step)
+                    record["timeout_ms"] = 0
                 else:
-                    record.update(state="done", value=_wait_value(step.get("output")))
+                    record["value"] = _wait_value(step.get("output"))
         entries.append(_Entry(kind, name, count, finished, record, config))
     return entries
 
@@ -356,7 +365,7 @@ def replay(
 
     iid = history.instance
     store = MemoryStore()
-    meta = {
+    meta: InstanceMeta = {
         "id": iid,
         "workflow": workflow.name,
         "params": canonical({} if history.params is None else history.params, root="params"),
@@ -495,8 +504,8 @@ def record_history(
     counts: dict[tuple[str, str], int] = {}
 
     def stored(kind: str, name: str) -> Any:
-        rec = values.get(f"{kind}:{name}#{counts.get((kind, name), 1)}") or {}
-        return json.loads(rec["value"]) if "value" in rec else None
+        rec = values.get(f"{kind}:{name}#{counts.get((kind, name), 1)}")
+        return json.loads(rec["value"]) if rec is not None and "value" in rec else None
 
     step: dict[str, Any]
     for entry in timeline:

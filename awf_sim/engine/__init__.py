@@ -18,6 +18,7 @@ from awf_sim.engine._hooks import (
     StepRef,
 )
 from awf_sim.engine._limits import Limits
+from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._selectors import StepSelector
 from awf_sim.engine._simulator import (
     DEFAULT_COMPATIBILITY_DATE,
@@ -38,12 +39,14 @@ __all__ = [
     "Action",
     "Control",
     "Crash",
+    "EventRecord",
     "ForceTimeout",
     "HookChain",
     "HookView",
     "Hooks",
     "Instance",
     "InstanceError",
+    "InstanceMeta",
     "Limits",
     "MemoryStore",
     "MockError",
@@ -55,6 +58,7 @@ __all__ = [
     "SkewClock",
     "SqliteStore",
     "StepInfo",
+    "StepRecord",
     "StepRef",
     "StepSelector",
     "Store",

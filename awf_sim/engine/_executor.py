@@ -48,8 +48,8 @@ from awf_sim.engine._hooks import (
     MockResult,
 )
 from awf_sim.engine._lifetime import Lifetime
+from awf_sim.engine._records import StepRecord
 from awf_sim.engine._runners import HandlerRunner
-from awf_sim.engine._store import Record
 from awf_sim.engine._timeline import TimelineEntry
 
 __all__ = ["StepExecutor"]
@@ -250,10 +250,10 @@ class StepExecutor:
                 return self._fail_step(lt, key, rec, path, name, attempt, err)
             else:
                 now = lt.loop._now_ms
-                if not lt.alive:
-                    raise Abandoned
-                lt.store.commit(
-                    lt.iid,
+                # Deferred: written with the next commit, which comes before any handler runs
+                # (the next attempt's start) or the run ends. Lost in a crash, the step runs
+                # again, as after a crash inside the handler; never run again once stored.
+                lt.commit(
                     steps={key: {**rec, "state": "done", "value": result}},
                     timeline=[
                         {
@@ -272,6 +272,7 @@ class StepExecutor:
                             "count": count,
                         },
                     ],
+                    defer=True,
                 )
                 if hooks is not None and ref is not None:
                     lt.act(hooks.after_checkpoint(lt.iid, ref, attempt), ref, attempt)
@@ -307,7 +308,7 @@ class StepExecutor:
         self,
         lt: Lifetime,
         key: str,
-        rec: Record,
+        rec: StepRecord,
         path: str,
         name: str,
         attempt: int,

@@ -15,7 +15,8 @@ from awf_sim.dsl._names import validate_instance_id
 from awf_sim.engine._calls import TERMINAL
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._loop import VirtualLoop
-from awf_sim.engine._store import Record, Store
+from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
+from awf_sim.engine._store import Store
 from awf_sim.engine._timeline import EntryDetails, TimelineEntry
 from awf_sim.engine._waits import deliver
 from awf_sim.errors import DefinitionError, InstanceError
@@ -52,7 +53,7 @@ class InstanceLifecycle:
     def now_ms(self) -> int:
         raise NotImplementedError
 
-    def _start(self, iid: str, meta: Record, *, kind: str) -> None:
+    def _start(self, iid: str, meta: InstanceMeta, *, kind: str) -> None:
         raise NotImplementedError
 
     def _program(self, name: str) -> Any:
@@ -91,7 +92,7 @@ class InstanceLifecycle:
         if utf8_size(payload_json) > MAX_PAYLOAD_BYTES:
             raise DefinitionError("event payload is over Cloudflare's 1 MiB limit")
         seq = len(self._store.events(iid))
-        ev = {
+        ev: EventRecord = {
             "seq": seq,
             "type": type,
             "payload": payload_json,
@@ -114,7 +115,7 @@ class InstanceLifecycle:
             fut.set_result(deliver(lt, key, rec, ev))
 
     # -- lifecycle -------------------------------------------------------------------------
-    def _meta(self, iid: str) -> Record:
+    def _meta(self, iid: str) -> InstanceMeta:
         meta = self._store.get_instance(iid)
         if meta is None:
             raise InstanceError(f"instance.not_found: no instance with id {iid!r}")
@@ -212,13 +213,17 @@ class InstanceLifecycle:
             return  # Miniflare ignores resume in other states
         # Timers keep their remaining time: shift every stored deadline by the paused span.
         shift = self.now_ms - (meta["paused_ms"] or self.now_ms)
-        moved: dict[str, Record | None] = {}
+        moved: dict[str, StepRecord | None] = {}
         for key, rec in self._store.steps(iid).items():
             if rec["state"] != "running":
                 continue
-            for field in ("until", "deadline", "retry_at"):
-                if rec.get(field) is not None:
-                    rec = {**rec, field: rec[field] + shift}
+            until, deadline, retry_at = rec.get("until"), rec.get("deadline"), rec.get("retry_at")
+            if until is not None:
+                rec = {**rec, "until": until + shift}
+            if deadline is not None:
+                rec = {**rec, "deadline": deadline + shift}
+            if retry_at is not None:
+                rec = {**rec, "retry_at": retry_at + shift}
             moved[key] = rec
         meta = {**meta, "status": "queued", "paused_ms": None}
         self._store.commit(iid, meta=meta, steps=moved)

@@ -22,7 +22,8 @@ from awf_sim.dsl._proxy import StepCall
 from awf_sim.engine._calls import Abandoned, CallbackStep, RawStep
 from awf_sim.engine._hooks import Action, Crash, Hooks, StepRef
 from awf_sim.engine._loop import HORIZON_MS, VirtualLoop
-from awf_sim.engine._store import Record, Store
+from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
+from awf_sim.engine._store import Store
 from awf_sim.engine._timeline import EntryDetails, TimelineEntry
 
 __all__ = ["Lifetime", "Owner", "Steps", "Tally", "WaitQueue", "Waits"]
@@ -130,7 +131,7 @@ class Lifetime:
         steps: Steps,
         waits: Waits,
         iid: str,
-        meta: Record,
+        meta: InstanceMeta,
         timestamp: _dt.datetime,
     ) -> None:
         self.owner = owner
@@ -257,14 +258,17 @@ class Lifetime:
     def commit(
         self,
         *,
-        meta: Record | None = None,
-        steps: Mapping[str, Record | None] | None = None,
-        events: Iterable[Record] = (),
+        meta: InstanceMeta | None = None,
+        steps: Mapping[str, StepRecord | None] | None = None,
+        events: Iterable[EventRecord] = (),
         timeline: Iterable[TimelineEntry] = (),
+        defer: bool = False,
     ) -> None:
         if not self.alive:
             raise Abandoned  # nothing is written after a crash point
-        self.store.commit(self.iid, meta=meta, steps=steps, events=events, timeline=timeline)
+        self.store.commit(
+            self.iid, meta=meta, steps=steps, events=events, timeline=timeline, defer=defer
+        )
 
     def entry(
         self,

@@ -44,9 +44,10 @@ from awf_sim.engine._lifetime import Lifetime, Tally
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
 from awf_sim.engine._randomstate import GlobalRandomSwap, uuid4_from
+from awf_sim.engine._records import InstanceMeta
 from awf_sim.engine._runners import ForkRunner, HandlerRunner, InProcessRunner
 from awf_sim.engine._services import Services
-from awf_sim.engine._store import Record, Store, open_store
+from awf_sim.engine._store import Store, open_store
 from awf_sim.engine._timeline import EntryDetails, TimelineEntry, entry
 from awf_sim.engine._waits import EventWaits
 from awf_sim.engine._world import World
@@ -233,7 +234,7 @@ class Simulator(InstanceLifecycle):
                 # init for an instance it already has: the first instance goes on unchanged.
                 return Instance(self, iid)
             raise InstanceError(f"an instance with id {iid!r} already exists")
-        meta = {
+        meta: InstanceMeta = {
             "id": iid,
             "workflow": name,
             "params": params_json,
@@ -243,7 +244,7 @@ class Simulator(InstanceLifecycle):
             "created_ms": self.now_ms,
             "paused_ms": None,
         }
-        self._store.commit(iid, meta=meta)
+        self._store.commit(iid, meta=meta, defer=True)  # one transaction with its start
         self._start(iid, meta, kind="workflow-start")
         return Instance(self, iid)
 
@@ -338,6 +339,7 @@ class Simulator(InstanceLifecycle):
             self._swap.run_in_scope(self._rng, self.wall_ms, self._loop.run, stop_when, target_ms)
         finally:
             self._running = False
+            self._store.flush()  # nothing deferred outlives a run: the caller may exit now
 
     def _quiescent(self) -> bool:
         # Every lifetime idle on event waits alone (see Lifetime.waiting_only).
@@ -418,7 +420,7 @@ class Simulator(InstanceLifecycle):
                 task.cancel()
 
     # -- a lifetime -------------------------------------------------------------------------
-    def _start(self, iid: str, meta: Record, *, kind: str) -> None:
+    def _start(self, iid: str, meta: InstanceMeta, *, kind: str) -> None:
         evicted = self._unevict(iid)
         if evicted is not None:
             evicted[0].cancel()  # woken before its timer (an event, a resume, recover)
@@ -450,7 +452,8 @@ class Simulator(InstanceLifecycle):
         meta = self._store.get_instance(lt.iid)
         assert meta is not None
         if meta["status"] != "running":
-            lt.commit(meta={**meta, "status": "running"})
+            # Deferred (to the first attempt's start): lost in a crash, recovery redoes it.
+            lt.commit(meta={**meta, "status": "running"}, defer=True)
         try:
             if isinstance(target, Workflow):
                 params = lt.event["payload"]
@@ -508,8 +511,12 @@ class Simulator(InstanceLifecycle):
             done = self._entry("workflow-failure", error=error)
             if stack is not None:
                 done["stack"] = stack  # beside the stored {name, message}, which stays as is
+        # Deferred like a step's result (to the next commit, or the end of the run): lost in a
+        # crash, the replay ends the instance again the same way.
         lt.commit(
-            meta={**meta, "status": status, "output": output, "error": error}, timeline=[done]
+            meta={**meta, "status": status, "output": output, "error": error},
+            timeline=[done],
+            defer=True,
         )
         # Anything still running (a timed-out handler, an un-awaited step) ends with the instance.
         self._abort(lt)

@@ -36,7 +36,7 @@ class EntryDetails(TypedDict, total=False):
     type: str
     seq: int
     timed_out: bool
-    timeout_ms: int
+    timeout_ms: int | None  # None: not finite (a wait's timeout as passed)
     config: Any  # the step's resolved config (ResolvedConfig)
     fault: str  # the injected fault that caused a crash
     count: int  # checkpoint: which occurrence of the step name (Cloudflare's cache key)

@@ -19,7 +19,7 @@ from awf_sim.dsl._errors import StepError
 from awf_sim.dsl._identity import loads
 from awf_sim.engine._calls import Abandoned, TimedOut, replayed_error
 from awf_sim.engine._lifetime import Lifetime, WaitQueue
-from awf_sim.engine._store import Record
+from awf_sim.engine._records import EventRecord, StepRecord
 
 __all__ = ["EventWaits", "deliver"]
 
@@ -65,8 +65,11 @@ class EventWaits:
             if hooks is not None and ref is not None:
                 lt.act(hooks.during_sleep(lt.iid, ref), ref, None)
         await lt.wait_until(rec["until"])
+        # Deferred (to the next commit): lost in a crash, the replay ends the sleep again.
         lt.commit(
-            steps={key: {**rec, "state": "done"}}, timeline=[lt.entry("sleep-end", name, name)]
+            steps={key: {**rec, "state": "done"}},
+            timeline=[lt.entry("sleep-end", name, name)],
+            defer=True,
         )
 
     async def wait(
@@ -144,7 +147,7 @@ def _expire(fut: asyncio.Future[Any]) -> None:
         fut.set_exception(TimedOut())
 
 
-def _timed_out(lt: Lifetime, key: str, rec: Record, name: str, type: str) -> Any:
+def _timed_out(lt: Lifetime, key: str, rec: StepRecord, name: str, type: str) -> Any:
     err = {
         "name": "WorkflowTimeoutError",
         "message": f"Execution timed out after {rec.get('timeout_text', rec['timeout_ms'])}ms",
@@ -157,7 +160,7 @@ def _timed_out(lt: Lifetime, key: str, rec: Record, name: str, type: str) -> Any
     raise StepError(err["message"], err["name"])
 
 
-def deliver(lt: Lifetime, key: str, rec: Record, ev: Record) -> Any:
+def deliver(lt: Lifetime, key: str, rec: StepRecord, ev: EventRecord) -> Any:
     """Hand the buffered event `ev` to the wait stored under `key`: checkpointed, consumed."""
     value = {"payload": loads(ev["payload"]), "timestamp": ev["at_ms"], "type": ev["type"]}
     lt.commit(

@@ -359,5 +359,6 @@ def test_imports_stay_light() -> None:
 def test_a_synchronous_test_reads_the_database_without_await(make: Any) -> None:
     wf = make(STOCK, db=DB)
     wf.run({"sku": "A"})
-    assert wf.query("SELECT quantity FROM stock WHERE sku = ?", ["A"]) == [{"quantity": 2}]  # one taken
+    # The run took one: the handlers' database, read back synchronously.
+    assert wf.query("SELECT quantity FROM stock WHERE sku = ?", ["A"]) == [{"quantity": 2}]
     assert wf.db.rows("SELECT count(*) AS n FROM stock") == [{"n": 1}]
