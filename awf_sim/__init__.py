@@ -36,7 +36,6 @@ from awf_sim.dsl import (
     step_id,
     to_cron,
 )
-from awf_sim.engine import Instance, Simulator, World
 from awf_sim.errors import (
     AwfError,
     DefinitionError,
@@ -47,10 +46,25 @@ from awf_sim.errors import (
     StepError,
     WorkflowFatalError,
 )
-from awf_sim.sdk import Database, HandlerContext, mock_database
 
 if TYPE_CHECKING:
     from awf_sim.chaos._durable import DurabilityViolation, assert_durable
+    from awf_sim.engine import Instance, Simulator, World
+    from awf_sim.sdk import Database, HandlerContext, mock_database
+
+# Loaded on first use, so that `import awf_sim` (a flow file, a Worker's tests, `awf-sim
+# --help`) does not pay for asyncio, the engine and the SDK until something asks for them.
+_LAZY = {
+    "Instance": "awf_sim.engine",
+    "Simulator": "awf_sim.engine",
+    "World": "awf_sim.engine",
+    "Database": "awf_sim.sdk",
+    "HandlerContext": "awf_sim.sdk",
+    "mock_database": "awf_sim.sdk",
+    "assert_durable": "awf_sim.chaos._durable",
+    "DurabilityViolation": "awf_sim.chaos._durable",
+}
+_SUBMODULES = frozenset({"engine", "sdk", "errors", "dsl"})
 
 __all__ = [
     "AwfError",
@@ -86,9 +100,17 @@ publish("awf_sim.dsl", awf_sim.dsl.__all__, vars(awf_sim.dsl))
 
 
 def __getattr__(name: str) -> Any:
-    # Chaos is loaded on first use: `awf_sim.assert_durable`, `awf_sim.DurabilityViolation`.
-    if name in ("assert_durable", "DurabilityViolation"):
-        from awf_sim.chaos import _durable
+    import importlib
 
-        return getattr(_durable, name)
-    raise AttributeError(f"module 'awf_sim' has no attribute {name!r}")
+    home = _LAZY.get(name)
+    if home is None:
+        if name in _SUBMODULES:  # `import awf_sim; awf_sim.engine` worked when it was eager
+            return importlib.import_module(f"awf_sim.{name}")
+        raise AttributeError(f"module 'awf_sim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # once: later reads are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

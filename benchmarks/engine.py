@@ -4,7 +4,8 @@
 
 Times a 6-step workflow (a) as direct function calls of the same handlers, (b) in the
 simulator with the memory store, (c) with the SQLite store, and prints the engine's overhead
-per step in microseconds and the ratios b/a and c/a. Each figure is the best of R repeats,
+per step in microseconds and the ratios b/a and c/a; then (d) the fixed cost of a `sim.run()`
+call that finds nothing to do. Each figure is the best of R repeats,
 which filters out noise from other work on a shared machine. As `timeit` does, the garbage
 collector is off while a variant is timed (and collected before), so a collection that falls
 in one variant's window does not decide the comparison.
@@ -134,6 +135,17 @@ def run_sim(n: int, store: str | None) -> tuple[float, float]:
     return elapsed
 
 
+@untimed_gc
+def run_idle(n: int) -> tuple[float, float]:
+    """`sim.run()` on a simulator with nothing to do: the fixed cost every call pays."""
+    with Simulator() as sim:
+        sim.run()
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            sim.run()
+        return time.process_time() - c0, time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", type=int, default=2000)
@@ -146,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     b, b_wall = min(run_sim(n, None) for _ in range(repeat))
     with tempfile.TemporaryDirectory() as tmp:
         c, c_wall = min(run_sim(n, os.path.join(tmp, f"bench-{i}.db")) for i in range(repeat))
+
+    d, d_wall = min(run_idle(n * 10) for _ in range(repeat))
 
     steps = n * STEPS
     us = 1e6 / steps
@@ -163,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"engine overhead per step (CPU): memory {(b - a) * us:.2f} us, "
         f"sqlite {(c - a) * us:.2f} us"
+    )
+    print(
+        f"(d) sim.run() with nothing to do: {d / (n * 10) * 1e6:.2f} us CPU, "
+        f"{d_wall / (n * 10) * 1e6:.2f} us wall"
     )
     return 0
 

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import json.encoder
+import marshal
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,8 +22,10 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MAX_STEP_NAME",
     "canonical",
+    "canonical_in",
     "dump_result",
     "hash8",
+    "json_copy",
     "loads",
     "step_id",
     "step_id_from_hashes",
@@ -202,6 +205,15 @@ def canonical(value: object, *, root: str = "value") -> str:
     return _encode(_encode_sorted, value, root)
 
 
+def canonical_in(value: object, where: Callable[[], str]) -> str:
+    """`canonical(value, root=where())`, with the root only built when encoding fails: the
+    DSL encodes every step's args, and naming them costs more than encoding `{}`."""
+    try:
+        return _encode_sorted(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _error(value, where(), exc) from None
+
+
 def dump_result(value: object, *, root: str) -> str:
     """JSON of a step result, like `canonical` but keeping the handler's key order.
 
@@ -245,11 +257,52 @@ def loads(text: str) -> Any:
     return value
 
 
+# Recent hashes of short texts: a workflow passes the same context (and the same `{}` args) to
+# step after step, so most steps need only the one hash of their identity itself.
+_HASH8_MEMO: dict[str, str] = {}
+_HASH8_MEMO_TEXT = 4096  # longer texts are hashed each time (and not kept alive here)
+_HASH8_MEMO_SIZE = 1024
+
+
+# Texts seen lately -> their value in marshal form (b"" on first sight). A handler gets a
+# fresh copy of its context and args every step; the same context often comes step after
+# step, and marshal rebuilds a value three times faster than parsing its JSON again (with the
+# whole-float rule applied once, when it was parsed).
+_COPY_MEMO: dict[str, bytes] = {}
+_COPY_MEMO_SIZE = 256
+_marshal_loads = marshal.loads
+_marshal_dumps = marshal.dumps
+
+
+def json_copy(text: str) -> Any:
+    """`loads(text)`: a fresh value, for JSON that awf wrote; repeated texts cost less."""
+    packed = _COPY_MEMO.get(text)
+    if packed:
+        return _marshal_loads(packed)
+    value = loads(text)
+    if len(text) <= _HASH8_MEMO_TEXT:
+        if packed is None:
+            if len(_COPY_MEMO) >= _COPY_MEMO_SIZE:
+                _COPY_MEMO.clear()
+            _COPY_MEMO[text] = b""  # seen once: worth keeping from the second time on
+        else:
+            _COPY_MEMO[text] = _marshal_dumps(value)
+    return value
+
+
 def hash8(canonical_json: str) -> str:
     """First 8 hex digits of the SHA-256 of `canonical_json`."""
+    digest = _HASH8_MEMO.get(canonical_json)
+    if digest is not None:
+        return digest
     # surrogatepass: ensure_ascii=False lets a lone surrogate through, and hashing it must not
     # crash the step that carries it.
-    return hashlib.sha256(canonical_json.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    digest = hashlib.sha256(canonical_json.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    if len(canonical_json) <= _HASH8_MEMO_TEXT:
+        if len(_HASH8_MEMO) >= _HASH8_MEMO_SIZE:
+            _HASH8_MEMO.clear()
+        _HASH8_MEMO[canonical_json] = digest
+    return digest
 
 
 def step_id_from_hashes(path: Sequence[str], context_hash: str, args_hash: str) -> str:

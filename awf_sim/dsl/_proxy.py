@@ -11,6 +11,7 @@ import dataclasses
 import datetime as _dt
 import functools
 import inspect
+import types
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -18,7 +19,16 @@ from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._domain import MethodSpec
 from awf_sim.dsl._duration import check_sleep, parse_duration
 from awf_sim.dsl._errors import DefinitionError
-from awf_sim.dsl._identity import canonical, hash8, loads, step_id_from_hashes, step_name
+from awf_sim.dsl._identity import (
+    MAX_STEP_NAME,
+    canonical,
+    canonical_in,
+    hash8,
+    json_copy,
+    loads,
+    step_id_from_hashes,
+    step_name,
+)
 from awf_sim.dsl._values import await_result
 from awf_sim.dsl._workflow import Workflow
 
@@ -27,6 +37,19 @@ __all__ = ["Runtime", "State", "StepCall", "WorkflowApi"]
 _loads = loads
 _C = TypeVar("_C")
 _D = TypeVar("_D")
+_Coroutine = types.CoroutineType
+
+
+async def _value(value: Any) -> Any:
+    return value
+
+
+async def _chain(calls: tuple[tuple[MethodSpec, str], ...], value: Any, ctx: Any) -> Any:
+    for spec, args_json in calls:
+        value = spec.handler(value, json_copy(args_json), ctx)
+        if inspect.isawaitable(value):
+            value = await value
+    return value
 
 
 @dataclasses.dataclass(slots=True)
@@ -40,14 +63,19 @@ class StepCall:
     context_json: str
     calls: tuple[tuple[MethodSpec, str], ...]  # (method, canonical args) per chained call
 
-    async def invoke(self, ctx: Any) -> Any:
-        """Run the handler chain on fresh JSON copies; each handler gets the previous result."""
-        value: Any = _loads(self.context_json)
-        for spec, args_json in self.calls:
-            value = spec.handler(value, _loads(args_json), ctx)
-            if inspect.isawaitable(value):
-                value = await value
-        return value
+    def invoke(self, ctx: Any) -> Awaitable[Any]:
+        """Run the handler chain on fresh JSON copies; each handler gets the previous result.
+
+        Returns what to await. For the common single call that is the handler's own awaitable
+        (its coroutine, not one wrapped around it): one coroutine less on every step."""
+        calls = self.calls
+        if len(calls) != 1:
+            return _chain(calls, json_copy(self.context_json), ctx)
+        spec, args_json = calls[0]
+        value = spec.handler(json_copy(self.context_json), json_copy(args_json), ctx)
+        if type(value) is _Coroutine or inspect.isawaitable(value):
+            return value
+        return _value(value)
 
 
 class Runtime(Protocol):
@@ -105,7 +133,7 @@ class _Pipeline:
                 f"wf.{self._domain}(...) was called twice; call a method: "
                 f"wf.{self._domain}(context).method(args)"
             )
-        call_args = _call_args(spec.path, args, kwargs)
+        call_args = _call_args(spec.path, args, kwargs) if args else kwargs
         return _Pipeline(
             self._wf,
             self._domain,
@@ -124,15 +152,18 @@ class _Pipeline:
         if len(self._calls) == 1:  # the common case, without the chain's bookkeeping
             spec, args = self._calls[0]
             path: tuple[str, ...] = (self._domain, spec.name)
-            args_json = canonical(args, root=f"args of {spec.path}")
+            args_json = canonical_in(args, lambda: f"args of {spec.path}") if args else "{}"
+            # hash8 remembers recent texts: the context and `{}` are hashed once per run, and
+            # a step's identity usually costs the one hash of step_id itself.
             sid = step_id_from_hashes(path, hash8(self._context_json), hash8(args_json))
+            label = f"{self._domain}.{spec.name}"
             return StepCall(
-                path=path,
-                name=step_name(path, sid),
-                label=spec.path,
-                config=spec.config,
-                context_json=self._context_json,
-                calls=((spec, args_json),),
+                path,
+                f"{label}@{sid}" if len(label) + 17 <= MAX_STEP_NAME else step_name(path, sid),
+                label,
+                spec.config,
+                self._context_json,
+                ((spec, args_json),),
             )
         path = (self._domain, *(spec.name for spec, _ in self._calls))
         label = ".".join(path)
@@ -267,13 +298,15 @@ class WorkflowApi:
             )
         await self._runtime.sleep_until(name, epoch_ms)
 
-    async def wait_for(
+    def wait_for(
         self, name: str, *, type: str, timeout: str | int | float = "24 hours"
-    ) -> Any:
-        """Wait for an event of exactly this `type`; returns its payload."""
+    ) -> Awaitable[Any]:
+        """Wait for an event of exactly this `type`; awaiting it returns its payload."""
+        # Not a coroutine of its own: the runtime's is returned as it is, so that a waiting
+        # instance keeps one coroutine fewer alive.
         if not isinstance(type, str) or not type:
             raise DefinitionError(f"wf.wait_for({name!r}): type must be a non-empty string")
-        return await self._runtime.wait_for(name, type, parse_duration(timeout))
+        return self._runtime.wait_for(name, type, parse_duration(timeout))
 
     def state(self, initial: Any) -> State:
         return State(self._runtime, initial)

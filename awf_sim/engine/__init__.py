@@ -2,7 +2,6 @@
 the hooks through which test modifiers and fault plans bend it."""
 
 from awf_sim._public import publish
-from awf_sim.engine._ambient import NetworkAccessRefused
 from awf_sim.engine._hooks import (
     Action,
     Control,
@@ -32,6 +31,7 @@ from awf_sim.engine._simulator import (
 from awf_sim.engine._store import MemoryStore, SqliteStore, Store
 from awf_sim.engine._timeline import TimelineEntry
 from awf_sim.engine._world import World
+from awf_sim.errors import NetworkAccessRefused
 
 __all__ = [
     "DEFAULT_COMPATIBILITY_DATE",

@@ -28,6 +28,7 @@ __all__ = [
     "replayed_error",
     "retry_delay",
     "stack_of",
+    "workflow_exit_error",
 ]
 
 TERMINAL = frozenset({"complete", "errored", "terminated"})
@@ -137,6 +138,18 @@ def retry_delay(retries: Mapping[str, Any], attempt: int) -> int:
         base = base * attempt
     # A delay Cloudflare's reading made fractional or negative waits as its timer does.
     return base if isinstance(base, int) and base >= 0 else wait_ms(base)
+
+
+def workflow_exit_error(exc: BaseException) -> dict[str, str]:
+    """The instance error of a workflow body that tried to end the process."""
+    if isinstance(exc, SystemExit):
+        what = "called sys.exit()" if exc.code is None else f"called sys.exit({exc.code!r})"
+    else:
+        what = "raised KeyboardInterrupt"
+    return {
+        "name": type(exc).__name__,
+        "message": f"the workflow {what}; a workflow cannot end the process that runs it",
+    }
 
 
 def replayed_error(err: Mapping[str, str], clone_engine_errors: bool) -> StepError:

@@ -46,7 +46,6 @@ from awf_sim.engine._hooks import (
     ForceTimeout,
     MockError,
     MockResult,
-    StepRef,
 )
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._records import StepRecord
@@ -100,7 +99,9 @@ class StepExecutor:
                 f"The limit of {self.step_limit} steps has been reached. This limit can be "
                 "changed in your worker configuration."
             )
-        if utf16_len(name) > MAX_STEP_NAME or _CONTROL.search(name):
+        if (len(name) if name.isascii() else utf16_len(name)) > MAX_STEP_NAME or _CONTROL.search(
+            name
+        ) is not None:
             raise WorkflowFatalError(
                 f'Step name "{name}" exceeds max length ({MAX_STEP_NAME} chars) or invalid '
                 "characters found"
@@ -118,20 +119,9 @@ class StepExecutor:
                 return loads(rec["value"])
             if state == "failed":
                 raise replayed_error(rec["error"], self.clone_engine_errors)
-        return await self._execute(lt, key, name, path, count, user_config, call, rec, ref)
-
-    async def _execute(
-        self,
-        lt: Lifetime,
-        key: str,
-        name: str,
-        path: str,
-        count: int,
-        user_config: Mapping[str, Any],
-        call: Any,
-        rec: StepRecord | None,
-        ref: StepRef | None,
-    ) -> Any:
+        # From here on the step executes. Kept in this one coroutine (not a helper awaited
+        # from here): every step pays for each coroutine layer between the workflow and its
+        # handler.
         hooks = lt.hooks
         run = self.runner.run
         started: list[TimelineEntry] = []  # step-start, committed with the first attempt
@@ -152,7 +142,16 @@ class StepExecutor:
             }
             # The resolved config rides on step-start: what a reader of the timeline (a
             # person, chaos's retry-policy check) needs to judge the attempts that follow.
-            started.append(lt.entry("step-start", path, name, config=config))
+            started.append(
+                {
+                    "at_ms": lt.loop._now_ms,
+                    "kind": "step-start",
+                    "path": path,
+                    "name": name,
+                    "attempt": None,
+                    "config": config,
+                }
+            )
         config = rec["config"]
         retries = config["retries"]
         limit = retries["limit"]
@@ -172,8 +171,20 @@ class StepExecutor:
             rec = {**rec, "attempts": attempt, "retry_at": None}
             # The attempt count is stored before the callback runs (at-least-once); on the
             # first attempt in the same commit as the step's start, nothing runs between them.
-            started.append(lt.entry("attempt-start", path, name, attempt))
-            lt.commit(steps={key: rec}, timeline=started)
+            # Timeline entries on the success path are dict displays, not lt.entry() calls:
+            # four per step, and the call with its **details costs more than the dict.
+            started.append(
+                {
+                    "at_ms": lt.loop._now_ms,
+                    "kind": "attempt-start",
+                    "path": path,
+                    "name": name,
+                    "attempt": attempt,
+                }
+            )
+            if not lt.alive:
+                raise Abandoned  # as lt.commit: nothing is written after a crash point
+            lt.store.commit(lt.iid, steps={key: rec}, timeline=started)
             started = []
             info = StepInfo(lt.iid, name, path, count, attempt, config)
             action = None
@@ -238,20 +249,35 @@ class StepExecutor:
                 lt.pause_point()
                 return self._fail_step(lt, key, rec, path, name, attempt, err)
             else:
+                now = lt.loop._now_ms
                 # Deferred: written with the next commit, which comes before any handler runs
                 # (the next attempt's start) or the run ends. Lost in a crash, the step runs
                 # again, as after a crash inside the handler; never run again once stored.
                 lt.commit(
                     steps={key: {**rec, "state": "done", "value": result}},
                     timeline=[
-                        lt.entry("attempt-success", path, name, attempt),
-                        lt.entry("checkpoint", path, name, attempt, count=count),
+                        {
+                            "at_ms": now,
+                            "kind": "attempt-success",
+                            "path": path,
+                            "name": name,
+                            "attempt": attempt,
+                        },
+                        {
+                            "at_ms": now,
+                            "kind": "checkpoint",
+                            "path": path,
+                            "name": name,
+                            "attempt": attempt,
+                            "count": count,
+                        },
                     ],
                     defer=True,
                 )
                 if hooks is not None and ref is not None:
                     lt.act(hooks.after_checkpoint(lt.iid, ref, attempt), ref, attempt)
-                lt.pause_point()
+                if lt.pause_gate is not None:
+                    lt.pause_point()
                 return loads(result)
 
     async def _attempt_with(

@@ -31,6 +31,7 @@ __all__ = [
     "HookChain",
     "HookView",
     "Hooks",
+    "LoopView",
     "MockError",
     "MockResult",
     "Reseed",
@@ -127,6 +128,20 @@ Control = SkewClock | Reseed | SendEvent
 # A step config that failed validation, passed through so the engine can reject it at the
 # point of the call where Cloudflare does (after the step-limit and name checks).
 INVALID_CONFIG: dict[str, object] = {"__invalid__": True}
+
+
+class LoopView:
+    """What hooks see of a simulator (a `HookView`): the virtual time of its loop."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop: Any) -> None:
+        self._loop = loop
+
+    @property
+    def now_ms(self) -> int:
+        now: int = self._loop.now_ms
+        return now
 
 
 class HookView(Protocol):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
-from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol, Unpack
 
@@ -27,9 +26,14 @@ from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._store import Store
 from awf_sim.engine._timeline import EntryDetails, TimelineEntry
 
-__all__ = ["Lifetime", "Owner", "Steps", "Waits"]
+__all__ = ["Lifetime", "Owner", "Steps", "Tally", "WaitQueue", "Waits"]
 
 _new = tuple.__new__
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class Owner(Protocol):
@@ -65,19 +69,44 @@ class Waits(Protocol):
     ) -> Coroutine[Any, Any, None]: ...
 
     def wait(
-        self, lt: Lifetime, name: str, type: str, timeout_ms: int
+        self, lt: Lifetime, name: str, type: str, timeout_ms: int, payload_only: bool = False
     ) -> Coroutine[Any, Any, Any]: ...
+
+
+class WaitQueue(list[tuple[str, "asyncio.Future[Any]"]]):
+    """The event waits of one type in one lifetime, oldest first: a list, not a deque,
+    because a deque's first block costs ~600 bytes per waiting instance and a queue holds one
+    or two waits."""
+
+    __slots__ = ()
+
+    def popleft(self) -> tuple[str, asyncio.Future[Any]]:
+        return self.pop(0)
+
+
+class Tally:
+    """What the simulator's quiescence test needs, kept by the lifetimes as their counters
+    change, so that it reads two numbers instead of scanning every instance: how many
+    registered lifetimes are not waiting on an event alone (`busy`: on a sleep or retry wait,
+    or on nothing yet), and how many attempts run in them all (`executing`)."""
+
+    __slots__ = ("busy", "executing")
+
+    def __init__(self) -> None:
+        self.busy = 0
+        self.executing = 0
 
 
 class Lifetime:
     """One run of an instance's workflow from the top; the Runtime the `wf` proxy talks to."""
 
     __slots__ = (
+        "_blocked",
         "_event",
+        "_executing",
+        "_waits_open",
         "alive",
-        "blocked",
         "counters",
-        "executing",
         "hooks",
         "iid",
         "loop",
@@ -86,11 +115,11 @@ class Lifetime:
         "step_calls",
         "steps",
         "store",
+        "tally",
         "tasks",
         "timers",
         "waiters",
         "waits",
-        "waits_open",
     )
 
     def __init__(
@@ -117,10 +146,11 @@ class Lifetime:
         self.step_calls = 0
         self.tasks: set[asyncio.Task[Any]] = set()
         self.timers: set[asyncio.TimerHandle] = set()
-        self.executing = 0  # attempts whose callback is running (a pause waits for these)
-        self.blocked = 0  # sleeps and retry waits in progress (time must pass for these)
-        self.waits_open = 0  # event waits in progress (only the outside or a timeout ends these)
-        self.waiters: dict[str, deque[tuple[str, asyncio.Future[Any]]]] = {}
+        self._executing = 0  # attempts whose callback is running (a pause waits for these)
+        self._blocked = 0  # sleeps and retry waits in progress (time must pass for these)
+        self._waits_open = 0  # event waits in progress (only the outside or a timeout ends these)
+        self.tally: Tally | None = None  # set while the simulator counts this lifetime
+        self.waiters: dict[str, WaitQueue] = {}
         self.pause_gate: asyncio.Future[None] | None = None
         self._event = {
             "payload": loads(meta["params"]),
@@ -128,6 +158,65 @@ class Lifetime:
             "instanceId": iid,
             "workflowName": meta["workflow"],
         }
+
+    # -- idleness -------------------------------------------------------------------------
+    # Idle means waiting on event waits alone: a lifetime on a sleep, a retry wait or a
+    # running handler needs time to pass or work to finish; one blocked on nothing the engine
+    # knows lets time pass too. The simulator is quiescent when every lifetime is idle, that
+    # is when its tally's `busy` and `executing` are both 0.
+    @property
+    def waiting_only(self) -> bool:
+        """On event waits, and on no sleep or retry wait (running attempts aside)."""
+        return self._blocked == 0 and self._waits_open > 0
+
+    def count_in(self, tally: Tally) -> None:
+        """Be counted in `tally` (the simulator's) from now on."""
+        self.tally = tally
+        tally.executing += self._executing
+        if not self.waiting_only:
+            tally.busy += 1
+
+    def count_out(self) -> None:
+        tally = self.tally
+        if tally is not None:
+            tally.executing -= self._executing
+            if not self.waiting_only:
+                tally.busy -= 1
+            self.tally = None
+
+    @property
+    def executing(self) -> int:
+        return self._executing
+
+    @executing.setter
+    def executing(self, n: int) -> None:
+        # Twice per step: kept to one subtraction.
+        tally = self.tally
+        if tally is not None:
+            tally.executing += n - self._executing
+        self._executing = n
+
+    @property
+    def blocked(self) -> int:
+        return self._blocked
+
+    @blocked.setter
+    def blocked(self, n: int) -> None:
+        was = self.waiting_only
+        self._blocked = n
+        if self.tally is not None and was is not self.waiting_only:
+            self.tally.busy += 1 if was else -1
+
+    @property
+    def waits_open(self) -> int:
+        return self._waits_open
+
+    @waits_open.setter
+    def waits_open(self, n: int) -> None:
+        was = self.waiting_only
+        self._waits_open = n
+        if self.tally is not None and was is not self.waiting_only:
+            self.tally.busy += 1 if was else -1
 
     # -- Runtime protocol ----------------------------------------------------------------
     @property
@@ -158,9 +247,8 @@ class Lifetime:
     def sleep_until(self, name: str, epoch_ms: int) -> Coroutine[Any, Any, None]:
         return self.waits.sleep(self, name, None, epoch_ms)
 
-    async def wait_for(self, name: str, type: str, timeout_ms: int) -> Any:
-        event = await self.waits.wait(self, name, type, timeout_ms)
-        return event["payload"]
+    def wait_for(self, name: str, type: str, timeout_ms: int) -> Coroutine[Any, Any, Any]:
+        return self.waits.wait(self, name, type, timeout_ms, payload_only=True)
 
     def wait_for_event(self, name: str, type: str, timeout_ms: int) -> Coroutine[Any, Any, Any]:
         """The whole event {"payload", "timestamp", "type"} (Cloudflare's Python step API)."""
@@ -209,7 +297,9 @@ class Lifetime:
     def begin(self, kind: str, name: str, path: str) -> tuple[int, str, StepRef | None]:
         """Number this call as Cloudflare does (the k-th call of a name in this lifetime), give
         its store key, and tell the hooks, which see every call, cached or not."""
-        count = self.next_count(kind + "\x1f" + name)
+        counters = self.counters
+        counted = kind + "\x1f" + name
+        count = counters[counted] = counters.get(counted, 0) + 1
         key = f"{kind}:{name}#{count}"
         ref = None
         if self.hooks is not None:
@@ -250,13 +340,8 @@ class Lifetime:
                 "it would never continue; lower the retry limit or delay",
             )
         fut: asyncio.Future[None] = loop.create_future()
-
-        def fire() -> None:
-            self.timers.discard(handle)
-            if not fut.done():
-                fut.set_result(None)
-
-        handle = loop.call_at(at_ms / 1000, fire)
+        # A module-level callback, not a closure: it lives as long as the wait does.
+        handle = loop.call_at(at_ms / 1000, _wake, fut)
         self.timers.add(handle)
         self.blocked += 1
         try:

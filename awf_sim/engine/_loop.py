@@ -18,8 +18,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from awf_sim.engine._ambient import NetworkAccessRefused
 from awf_sim.engine._limits import cpu_cancel_message, watch_cpu
+from awf_sim.errors import NetworkAccessRefused
 
 __all__ = ["HORIZON_MS", "VirtualLoop"]
 
@@ -126,6 +126,8 @@ class VirtualLoop(asyncio.BaseEventLoop):
         scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
         # BaseEventLoop._run_once's test for a due timer; cancelled ones are dropped unrun.
         end = self.time() + self._clock_resolution
+        if not scheduled or scheduled[0].when() >= end:
+            return False  # a heap: when its earliest timer is not due, none is
         return any(not h.cancelled() and h.when() < end for h in scheduled)
 
     def run(self, stop_when: Callable[[], bool], target_ms: int | None = None) -> None:

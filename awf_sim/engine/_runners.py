@@ -27,7 +27,6 @@ from typing import Any, Protocol
 from awf_sim._coro import finish
 from awf_sim.dsl._cfduration import js_number_text, wait_ms
 from awf_sim.dsl._errors import StepError
-from awf_sim.engine._ambient import simulation_scope
 from awf_sim.engine._calls import CallbackStep, CpuBudgetExceeded, StepInfo, TimedOut
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._limits import cpu_budget_of
@@ -151,6 +150,8 @@ class ForkRunner:
             wall_ms = self.wall_ms()
 
             def scope() -> Any:
+                from awf_sim.engine._ambient import simulation_scope  # freezegun: on first use
+
                 return simulation_scope(lambda: wall_ms, random.Random(child_seed))
 
             # The parent serves the child's ctx.db/ai/http on the executor's thread, which

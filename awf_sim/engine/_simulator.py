@@ -17,7 +17,6 @@ import asyncio
 import datetime as _dt
 import inspect
 import random
-import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Unpack
 
@@ -28,7 +27,6 @@ from awf_sim.dsl._errors import DefinitionError, NonRetryableError
 from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, dump_result, utf8_size
 from awf_sim.dsl._proxy import WorkflowApi
 from awf_sim.dsl._workflow import Workflow, registered_workflows
-from awf_sim.engine._ambient import simulation_scope
 from awf_sim.engine._calls import (
     TERMINAL,
     Abandoned,
@@ -36,15 +34,17 @@ from awf_sim.engine._calls import (
     StepInfo,
     error_of,
     stack_of,
+    workflow_exit_error,
 )
 from awf_sim.engine._executor import StepExecutor
-from awf_sim.engine._hooks import Control, Crash, Hooks, SendEvent, SkewClock, StepRef
+from awf_sim.engine._hooks import Control, Crash, Hooks, LoopView, SendEvent, SkewClock, StepRef
 from awf_sim.engine._instance import Instance
 from awf_sim.engine._lifecycle import InstanceLifecycle, checked_instance_id
-from awf_sim.engine._lifetime import Lifetime
+from awf_sim.engine._lifetime import Lifetime, Tally
 from awf_sim.engine._limits import cpu_budget_of
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
+from awf_sim.engine._randomstate import GlobalRandomSwap, uuid4_from
 from awf_sim.engine._records import InstanceMeta
 from awf_sim.engine._runners import ForkRunner, HandlerRunner, InProcessRunner
 from awf_sim.engine._services import Services
@@ -75,18 +75,6 @@ _NON_RETRYABLE_FIXED = (
     "The execution of the Workflow instance was terminated, as a step threw an "
     "NonRetryableError and it was not handled"
 )
-
-
-def _exit_error(exc: BaseException) -> dict[str, str]:
-    """The instance error of a workflow body that tried to end the process."""
-    if isinstance(exc, SystemExit):
-        what = "called sys.exit()" if exc.code is None else f"called sys.exit({exc.code!r})"
-    else:
-        what = "raised KeyboardInterrupt"
-    return {
-        "name": type(exc).__name__,
-        "message": f"the workflow {what}; a workflow cannot end the process that runs it",
-    }
 
 
 class Simulator(InstanceLifecycle):
@@ -162,6 +150,7 @@ class Simulator(InstanceLifecycle):
         )
         self._preserve_nre = compatibility_date >= _PRESERVE_NON_RETRYABLE_FROM
         self._rng = random.Random(seed)
+        self._swap = GlobalRandomSwap()
         self._store = open_store(store)
         self._loop = VirtualLoop()
         if cpu_ms is not None and (
@@ -187,10 +176,12 @@ class Simulator(InstanceLifecycle):
         # Miniflare replays the timeouts its engine made as plain Errors (a structured clone).
         self._steps.clone_engine_errors = self._waits.clone_engine_errors = profile == "local"
         self._owner = _Owner(self)
-        self._view = _HookView(self._loop) if hooks is not None else None
+        self._view = LoopView(self._loop) if hooks is not None else None
         # Instances evicted while hibernating: the timer that wakes them, and whether only
         # time can (a sleep) or an event may too (an event wait).
         self._evicted: dict[str, tuple[asyncio.TimerHandle, bool]] = {}
+        self._evicted_sleeping = 0  # how many of them only time can wake
+        self._tally = Tally()  # lifetimes not idle on event waits alone
 
     @property
     def world(self) -> World:
@@ -234,9 +225,9 @@ class Simulator(InstanceLifecycle):
         if id is None:
             # From the seeded source, so ids replay; a store that already holds instances
             # (a SQLite file from an earlier run) gets the next unused one.
-            id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+            id = uuid4_from(self._rng)
             while self._store.get_instance(id) is not None:
-                id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+                id = uuid4_from(self._rng)
         iid = checked_instance_id(id)
         if self._store.get_instance(iid) is not None:
             if self.profile == "local":
@@ -299,6 +290,17 @@ class Simulator(InstanceLifecycle):
     def run(self) -> None:
         """Advance virtual time until every instance is finished, paused, or waiting on
         something only the outside can provide (an event)."""
+        if (
+            self.hooks is None
+            and self._quiescent()
+            and not self._running
+            and not self._loop.is_closed()
+            and not self._loop.has_due_work()
+            and asyncio._get_running_loop() is None
+        ):
+            # Already quiescent with nothing due: a drive would stop at its first look. Common
+            # when events are sent one by one with run() after each.
+            return
         self._drive(self._quiescent, None)
 
     def advance(self, duration: str | int | float) -> None:
@@ -335,19 +337,17 @@ class Simulator(InstanceLifecycle):
             )
         self._running = True
         try:
-            with simulation_scope(self.wall_ms, self._rng):
-                self._loop.run(stop_when, target_ms)
+            self._swap.run_in_scope(self._rng, self.wall_ms, self._loop.run, stop_when, target_ms)
         finally:
             self._running = False
             self._store.flush()  # nothing deferred outlives a run: the caller may exit now
 
     def _quiescent(self) -> bool:
-        # Idle only on event waits: a lifetime on a sleep, a retry wait or a suspended handler
-        # needs time to pass; one blocked on nothing the engine knows lets time pass too.
-        return all(
-            lt.executing == 0 and lt.blocked == 0 and lt.waits_open > 0
-            for lt in self._lifetimes.values()
-        ) and not any(needs_time for _, needs_time in self._evicted.values())
+        # Every lifetime idle on event waits alone (see Lifetime.waiting_only).
+        # Both counted as they change (Lifetime.count_in, _unevict): O(1), whatever the number
+        # of instances.
+        tally = self._tally
+        return tally.busy == 0 and tally.executing == 0 and self._evicted_sleeping == 0
 
     # -- crash and recovery -------------------------------------------------------------------
     def crash(self) -> None:
@@ -358,6 +358,7 @@ class Simulator(InstanceLifecycle):
         for wake, _ in self._evicted.values():
             wake.cancel()  # the engine that would have woken them is gone; recover() does
         self._evicted.clear()
+        self._evicted_sleeping = 0
         self._settle()
 
     def recover(self) -> list[Instance]:
@@ -410,6 +411,7 @@ class Simulator(InstanceLifecycle):
         lt.alive = False
         if self._lifetimes.get(lt.iid) is lt:
             del self._lifetimes[lt.iid]
+        lt.count_out()
         for handle in lt.timers:
             handle.cancel()
         lt.timers.clear()
@@ -420,7 +422,7 @@ class Simulator(InstanceLifecycle):
 
     # -- a lifetime -------------------------------------------------------------------------
     def _start(self, iid: str, meta: InstanceMeta, *, kind: str) -> None:
-        evicted = self._evicted.pop(iid, None)
+        evicted = self._unevict(iid)
         if evicted is not None:
             evicted[0].cancel()  # woken before its timer (an event, a resume, recover)
         target = self._program(meta["workflow"])
@@ -435,7 +437,11 @@ class Simulator(InstanceLifecycle):
             meta,
             self.wall_datetime(meta["created_ms"]),
         )
+        old = self._lifetimes.get(iid)
+        if old is not None:
+            old.count_out()
         self._lifetimes[iid] = lt
+        lt.count_in(self._tally)
         self._store.commit(iid, timeline=[self._entry(kind)])
         if self.hooks is not None:
             assert self._view is not None
@@ -476,7 +482,7 @@ class Simulator(InstanceLifecycle):
             self._finish(lt, "errored", None, error_of(exc), stack_of(exc))
         except (SystemExit, KeyboardInterrupt) as exc:
             # The workflow's, not the process's: it fails the instance, never ends the judge.
-            self._finish(lt, "errored", None, _exit_error(exc))
+            self._finish(lt, "errored", None, workflow_exit_error(exc))
         except (CpuBudgetExceeded, asyncio.CancelledError) as exc:
             budget = exc.budget_ms if isinstance(exc, CpuBudgetExceeded) else cpu_budget_of(exc)
             if budget is None:
@@ -543,11 +549,20 @@ class Simulator(InstanceLifecycle):
         else:
             wake = self._loop.call_at(action.wake_at_ms / 1000, self._restart_after_crash, lt.iid)
             # Evicted from a sleep, only time wakes it; from an event wait, the outside may.
-            self._evicted[lt.iid] = (wake, ref is not None and ref.kind == "sleep")
+            needs_time = ref is not None and ref.kind == "sleep"
+            self._unevict(lt.iid)
+            self._evicted[lt.iid] = (wake, needs_time)
+            self._evicted_sleeping += needs_time
         return Abandoned()
 
-    def _restart_after_crash(self, iid: str) -> None:
+    def _unevict(self, iid: str) -> tuple[asyncio.TimerHandle, bool] | None:
         evicted = self._evicted.pop(iid, None)
+        if evicted is not None:
+            self._evicted_sleeping -= evicted[1]
+        return evicted
+
+    def _restart_after_crash(self, iid: str) -> None:
+        evicted = self._unevict(iid)
         if evicted is not None:
             evicted[0].cancel()  # also when it ended meanwhile (terminated, paused)
         meta = self._store.get_instance(iid)
@@ -567,19 +582,6 @@ class Simulator(InstanceLifecycle):
             random.seed(control.seed)  # inside a run the live state is the swapped-in global one
         else:
             self._rng.seed(control.seed)
-
-
-class _HookView:
-    """What hooks see of the simulator (`HookView` in `_hooks`): its virtual time."""
-
-    __slots__ = ("_loop",)
-
-    def __init__(self, loop: VirtualLoop) -> None:
-        self._loop = loop
-
-    @property
-    def now_ms(self) -> int:
-        return self._loop.now_ms
 
 
 class _Owner:

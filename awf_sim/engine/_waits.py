@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ from awf_sim.dsl._cfduration import js_number_text, wait_ms
 from awf_sim.dsl._errors import StepError
 from awf_sim.dsl._identity import loads
 from awf_sim.engine._calls import Abandoned, TimedOut, replayed_error
-from awf_sim.engine._lifetime import Lifetime
+from awf_sim.engine._lifetime import Lifetime, WaitQueue
 from awf_sim.engine._records import EventRecord, StepRecord
 
 __all__ = ["EventWaits", "deliver"]
@@ -73,7 +72,12 @@ class EventWaits:
             defer=True,
         )
 
-    async def wait(self, lt: Lifetime, name: str, type: str, timeout_ms: int) -> Any:
+    async def wait(
+        self, lt: Lifetime, name: str, type: str, timeout_ms: int, payload_only: bool = False
+    ) -> Any:
+        """The event {"payload", "timestamp", "type"}, or only its payload (`wf.wait_for`:
+        said here rather than in a coroutine around this one, which every waiting instance
+        would keep alive)."""
         if not lt.alive:
             raise Abandoned
         _, key, ref = lt.begin("wait", name, name)
@@ -81,7 +85,8 @@ class EventWaits:
         rec = lt.store.get_step(lt.iid, key)
         if rec is not None:
             if rec["state"] == "done":
-                return loads(rec["value"])
+                done = loads(rec["value"])
+                return done["payload"] if payload_only else done
             if rec["state"] == "failed":
                 raise replayed_error(rec["error"], self.clone_engine_errors)
         else:
@@ -109,24 +114,24 @@ class EventWaits:
         # An event sent before the wait is buffered per type and consumed first in, first out.
         for ev in lt.store.events(lt.iid):
             if ev["type"] == type and ev["consumed_by"] is None:
-                return deliver(lt, key, rec, ev)
+                got = deliver(lt, key, rec, ev)
+                return got["payload"] if payload_only else got
         if hooks is not None and ref is not None:
             lt.act(hooks.during_wait(lt.iid, ref), ref, None)
         fut: asyncio.Future[Any] = lt.loop.create_future()
-        queue = lt.waiters.setdefault(type, deque())
+        queue = lt.waiters.get(type)
+        if queue is None:
+            queue = lt.waiters[type] = WaitQueue()
         waiter = (key, fut)
         queue.append(waiter)
 
-        def expire() -> None:
-            lt.timers.discard(handle)
-            if not fut.done():
-                fut.set_exception(TimedOut())
-
-        handle = lt.loop.call_at(rec["deadline"] / 1000, expire)
+        # A module-level callback, not a closure: it stays alive as long as the wait does.
+        handle = lt.loop.call_at(rec["deadline"] / 1000, _expire, fut)
         lt.timers.add(handle)
         lt.waits_open += 1
         try:
-            return await fut
+            event = await fut
+            return event["payload"] if payload_only else event
         except TimedOut:
             return _timed_out(lt, key, rec, name, type)
         finally:
@@ -135,6 +140,11 @@ class EventWaits:
             lt.timers.discard(handle)
             if waiter in queue:
                 queue.remove(waiter)  # a timed-out waiter gets no later event
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(TimedOut())
 
 
 def _timed_out(lt: Lifetime, key: str, rec: StepRecord, name: str, type: str) -> Any:

@@ -71,7 +71,6 @@ class HandlerContext:
         "_http_factory",
         "_idem",
         "_instance_id",
-        "_label",
         "_services",
         "attempt",
         "env",
@@ -107,15 +106,19 @@ class HandlerContext:
         # of three factories: building closures for every attempt costs more than the
         # attempts that never touch ctx.db/ai/http save.
         self._services = services
-        self._label = f"{step.get('path')}#{step.get('count')}" if services is not None else ""
+        # The label under which the services record ctx.db/ai/http use is built on first
+        # use: most attempts never touch them.
         self._idem: str | None = None
+
+    def _step_label(self) -> str:
+        return f"{self.step.get('path')}#{self.step.get('count')}"
 
     @property
     def db(self) -> Any:
         """The database (SQLite in the simulator, D1 on Cloudflare)."""
         if self._db is None:
             if self._services is not None:
-                self._db = self._services.db_for(self._label)
+                self._db = self._services.db_for(self._step_label())
                 return self._db
             if self._db_factory is None:
                 raise AttributeError(
@@ -131,7 +134,7 @@ class HandlerContext:
         `embed(text)`, `chat(messages)`. Every call is recorded as an external effect."""
         if self._ai is None:
             if self._services is not None:
-                self._ai = self._services.ai_for(self._label)
+                self._ai = self._services.ai_for(self._step_label())
                 return self._ai
             if self._ai_factory is None:
                 raise AttributeError("ctx.ai: no AI provider is configured; pass ai=... ")
@@ -144,7 +147,7 @@ class HandlerContext:
         to the mock given as http=... and every request is recorded as an external effect."""
         if self._http is None:
             if self._services is not None:
-                self._http = self._services.http_for(self._label)
+                self._http = self._services.http_for(self._step_label())
                 return self._http
             if self._http_factory is None:
                 raise AttributeError("ctx.http: no HTTP client is configured; pass http=...")
