@@ -1,0 +1,104 @@
+"""How a test workflow fails: WorkflowFailed (the instance did not complete) and
+UnmatchedSelector (a modifier selector matched nothing), each rendering the run's error,
+the user's frames, the timeline and the seed that reproduces it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from awf_sim._report import timeline_lines
+from awf_sim.engine._timeline import failure_stack
+
+__all__ = ["TIMELINE_TAIL", "UnmatchedSelector", "WorkflowFailed", "format_timeline"]
+
+TIMELINE_TAIL = 30
+
+
+def format_timeline(timeline: Sequence[Mapping[str, Any]], tail: int | None = TIMELINE_TAIL) -> str:
+    """Readable lines: virtual time, kind, path, attempt, error; the last `tail` entries."""
+    return "\n".join(timeline_lines(timeline, tail=tail))
+
+
+class WorkflowFailed(AssertionError):
+    """The test workflow's instance did not complete. `.error` is its {name, message} (None if
+    it was terminated), `.stack` where the user's code raised it (the failing handler's frames,
+    then the workflow's, file:line and code, awf's frames trimmed; None if none), `.timeline`
+    its timeline, `.seed` the seed that reproduces the run, `.warnings` the modifier selectors
+    that matched no step."""
+
+    def __init__(
+        self,
+        *,
+        workflow: str,
+        instance_id: str,
+        status: str,
+        error: Mapping[str, str] | None,
+        timeline: Sequence[Mapping[str, Any]],
+        seed: int,
+        warnings: Sequence[str] = (),
+        stack: str | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.instance_id = instance_id
+        self.status = status
+        self.error = dict(error) if error else None
+        self.timeline = [dict(e) for e in timeline]
+        self.seed = seed
+        self.warnings = list(warnings)
+        self.stack = stack if stack is not None else failure_stack(self.timeline)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        if self.error:
+            head = f"{self.error.get('name')}: {self.error.get('message')}"
+        else:
+            head = f"the instance ended {self.status}"
+        shown = min(len(self.timeline), TIMELINE_TAIL)
+        lines = [
+            head,
+            f"workflow {self.workflow!r}, instance {self.instance_id}: {self.status} "
+            f"(seed {self.seed})",
+        ]
+        if self.stack:
+            lines += ["Traceback (most recent call last; awf's frames hidden):", self.stack]
+        lines += [
+            f"timeline (last {shown} of {len(self.timeline)} entries):",
+            format_timeline(self.timeline),
+        ]
+        lines += [f"warning: {w}" for w in self.warnings]
+        lines.append(f"reproduce with seed={self.seed}")
+        return "\n".join(lines)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_failed, (self.__dict__.copy(),))
+
+
+def _rebuild_failed(state: dict[str, Any]) -> WorkflowFailed:
+    return WorkflowFailed(
+        workflow=state["workflow"],
+        instance_id=state["instance_id"],
+        status=state["status"],
+        error=state["error"],
+        timeline=state["timeline"],
+        seed=state["seed"],
+        warnings=state["warnings"],
+        stack=state.get("stack"),
+    )
+
+
+class UnmatchedSelector(AssertionError):
+    """A modifier selector matched no step of a run that completed: usually a typo, which
+    would otherwise let the test pass without mocking anything. `.warnings` says which, with
+    the did-you-mean list. `create_test_workflow(..., strict=False)` allows it."""
+
+    def __init__(self, workflow: str, warnings: Sequence[str]) -> None:
+        self.workflow = workflow
+        self.warnings = list(warnings)
+        lines = [f"workflow {workflow!r} completed, but a modifier selector matched nothing:"]
+        lines += [f"  {w}" for w in self.warnings]
+        lines.append("(pass strict=False to create_test_workflow if that is intended)")
+        super().__init__("\n".join(lines))
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.workflow, self.warnings))
