@@ -348,6 +348,8 @@ class _Driver:
                         # create() with the instance's own id, and an empty scenario of its own.
                         duplicate = {"name": "duplicate", "body": []}
                         self.sim.create(self.workflow, duplicate, id=self.instance.id)
+                    elif action.from_ is not None:
+                        self.instance.restart(action.from_)
                     else:
                         getattr(self.instance, action.op)()
                 except InstanceError as exc:

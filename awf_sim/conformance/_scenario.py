@@ -41,7 +41,9 @@ __all__ = [
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _TOP_KEYS = frozenset({"name", "description", "params", "body", "events", "control"})
 # Format 2 adds these (FORMAT.md, "Format 2"); a format-1 file may not use them.
-_TOP_KEYS_2 = frozenset({"format", "result", "id", "step_outputs", "step_limit"})
+_TOP_KEYS_2 = frozenset({"format", "result", "id", "step_outputs", "step_limit", "engine"})
+# "engine": ">=VERSION", the oldest Miniflare with what the scenario uses.
+_ENGINE = re.compile(r">=(\d+(?:\.\d+)*)")
 # Cloudflare's ceiling for a workflow's configured step limit (limits.steps).
 MAX_STEP_LIMIT = 25_000
 _THROWS = ("Error", "NonRetryableError")
@@ -128,6 +130,7 @@ class Action:
     type: str = ""  # event type, for kind "event"
     payload: Any = None
     op: str = ""  # pause | resume | terminate | restart, for kind "control"
+    from_: Any = None  # restart: {"name", "count"?, "type"?} (restart({from})), as written
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,7 @@ class Scenario:
     id: str | None = None  # format 2: the instance id to create it with
     step_outputs: bool = False  # format 2: trace the status field of step outputs too
     step_limit: int | None = None  # format 2: the workflow's step limit (default 10,000)
+    engine: tuple[int, ...] | None = None  # format 2: the oldest Miniflare version it needs
 
     def actions(self) -> list[Action]:
         """Driver actions in time order; at equal times events come first, then file order
@@ -438,7 +442,7 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
     for i, ctl in enumerate(control_raw):
         w = f"control[{i}]"
         ctl = c.obj(ctl, w)
-        c.keys(ctl, ("op", "after_ms"), w)
+        c.keys(ctl, ("op", "after_ms", "from") if fmt >= 2 else ("op", "after_ms"), w)
         if ctl.get("op") not in (_CONTROLS_2 if fmt >= 2 else _CONTROLS):
             raise c.fail(
                 f"{w}.op",
@@ -454,6 +458,7 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
                 after_ms=c.number(ctl.get("after_ms"), f"{w}.after_ms"),
                 kind="control",
                 op=ctl["op"],
+                from_=_restart_from(c, ctl, w),
             )
         )
     return Scenario(
@@ -470,7 +475,32 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
         id=iid,
         step_outputs=c.flag(raw.get("step_outputs", False), "step_outputs"),
         step_limit=step_limit,
+        engine=_engine(c, raw),
     )
+
+
+def _restart_from(c: _Checker, ctl: Mapping[str, Any], where: str) -> Any:
+    """A restart's `from` ({"name": STEP, "count"?: K, "type"?: TYPE}), handed to the engine
+    as written: what it makes of an odd count or type is what the scenario records."""
+    if "from" not in ctl:
+        return None
+    if ctl["op"] != "restart":
+        raise c.fail(f"{where}.from", f'goes with "restart" only, not {_show(ctl["op"])}')
+    got = c.obj(ctl["from"], f"{where}.from")
+    c.keys(got, ("name", "count", "type"), f"{where}.from")
+    if not isinstance(got.get("name"), str):
+        raise c.fail(f"{where}.from.name", f"must be a step name, got {_show(got.get('name'))}")
+    return dict(got)
+
+
+def _engine(c: _Checker, raw: Mapping[str, Any]) -> tuple[int, ...] | None:
+    if "engine" not in raw:
+        return None
+    got = raw["engine"]
+    match = _ENGINE.fullmatch(got) if isinstance(got, str) else None
+    if match is None:
+        raise c.fail("engine", f'must be ">=VERSION", like ">=4.20260430.0", got {_show(got)}')
+    return tuple(int(part) for part in match.group(1).split("."))
 
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from awf_sim.engine._lifecycle import InstanceLifecycle
+from awf_sim.engine._lifecycle import InstanceLifecycle, RestartFrom
 from awf_sim.engine._timeline import TimelineEntry
 
 __all__ = ["Instance"]
@@ -67,8 +67,13 @@ class Instance:
     def terminate(self) -> None:
         self._sim._terminate(self.id)
 
-    def restart(self) -> None:
-        self._sim._restart(self.id)
+    def restart(self, from_: RestartFrom | None = None) -> None:
+        """Run the instance again. With `from_` (Cloudflare's `restart({from})`,
+        {"name", "count"?, "type"?}), the steps started before that step replay from storage
+        and it and every step started after it run anew; a step the instance never started
+        raises InstanceError "(instance.cannot_restart) Step "NAME" not found in execution
+        history", and the instance carries on as it was."""
+        self._sim._restart(self.id, from_)
 
     def __repr__(self) -> str:
         return f"<Instance {self.id} {self.status()['status']}>"

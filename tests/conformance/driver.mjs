@@ -2,16 +2,19 @@
 // Runs conformance scenarios on Cloudflare's local Workflows engine (Miniflare/workerd) and writes
 // one trace per scenario, as described in FORMAT.md of the shared conformance folder.
 //
-//   node driver.mjs --out DIR [--jobs N] SCENARIO.json [SCENARIO.json ...]
+//   node driver.mjs --out DIR [--jobs N] [--miniflare DIR] SCENARIO.json [SCENARIO.json ...]
 //
 // --jobs N (default 8): scenarios run N at a time, each as its own instance of one Miniflare.
+// --miniflare DIR (or $AWF_MINIFLARE_DIR): the miniflare package to run, for example a newer
+// one installed elsewhere (`npm i miniflare@VERSION` in a scratch folder, then
+// DIR=that/node_modules/miniflare); default this folder's node_modules/miniflare (the pin). A
+// scenario whose "engine" asks for a newer miniflare than DIR's is refused before it starts.
 //
 // Miniflare starts once, offline (cf: false); each scenario runs as a fresh workflow instance
 // whose params are the whole scenario (worker/index.mjs interprets it).
 import { readFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { Miniflare } from "miniflare";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const COMPATIBILITY_DATE = "2026-04-01";
@@ -30,6 +33,7 @@ function fail(message) {
 function parseArgs(argv) {
   let out = null;
   let jobs = 8;
+  let miniflareDir = process.env.AWF_MINIFLARE_DIR || join(HERE, "node_modules", "miniflare");
   const files = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -39,10 +43,13 @@ function parseArgs(argv) {
     } else if (a === "--jobs") {
       jobs = Number(argv[++i]);
       if (!Number.isInteger(jobs) || jobs < 1) fail("--jobs needs a whole number >= 1");
+    } else if (a === "--miniflare") {
+      if (i + 1 >= argv.length) fail("--miniflare needs the folder of a miniflare package");
+      miniflareDir = argv[++i];
     } else if (a.startsWith("--out=")) {
       out = a.slice("--out=".length);
     } else if (a === "-h" || a === "--help") {
-      process.stdout.write("usage: node driver.mjs --out DIR [--jobs N] SCENARIO.json [SCENARIO.json ...]\n");
+      process.stdout.write("usage: node driver.mjs --out DIR [--jobs N] [--miniflare DIR] SCENARIO.json [SCENARIO.json ...]\n");
       process.exit(0);
     } else if (a.startsWith("-")) {
       fail(`unknown option ${a}`);
@@ -52,7 +59,30 @@ function parseArgs(argv) {
   }
   if (!out) fail("missing --out DIR (usage: node driver.mjs --out DIR SCENARIO.json [...])");
   if (files.length === 0) fail("no scenario files given");
-  return { out, files, jobs };
+  return { out, files, jobs, miniflareDir };
+}
+
+// "engine": ">=VERSION" (format 2): the oldest miniflare that has what the scenario uses.
+const ENGINE_RE = /^>=(\d+(?:\.\d+)*)$/;
+function versionAtLeast(have, want) {
+  const h = have.split(".").map(Number);
+  const w = want.split(".").map(Number);
+  for (let i = 0; i < Math.max(h.length, w.length); i++) {
+    const d = (h[i] ?? 0) - (w[i] ?? 0);
+    if (d !== 0) return d > 0;
+  }
+  return true;
+}
+
+async function loadMiniflare(dir) {
+  let pkg;
+  try {
+    pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
+  } catch (e) {
+    fail(`no miniflare package at ${dir} (${e.message}): run \`npm ci\` here, or point --miniflare at one`);
+  }
+  const { Miniflare } = await import(pathToFileURL(join(dir, pkg.main ?? "dist/src/index.js")).href);
+  return { Miniflare, version: pkg.version };
 }
 
 const isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -147,6 +177,9 @@ function validateScenario(s) {
   ) {
     throw new Error(`"step_limit" must be a whole number from 1 to ${MAX_STEP_LIMIT}`);
   }
+  if (s.engine !== undefined && !(typeof s.engine === "string" && ENGINE_RE.test(s.engine))) {
+    throw new Error('"engine" must be ">=VERSION", for example ">=4.20260430.0"');
+  }
   if (s.step_outputs !== undefined && typeof s.step_outputs !== "boolean") {
     throw new Error('"step_outputs" must be true or false');
   }
@@ -167,6 +200,15 @@ function validateScenario(s) {
     checkAfter(c, `control[${i}]`);
     if (!["pause", "resume", "terminate", "restart", "create_again"].includes(c.op)) {
       throw new Error(`control[${i}]: "op" must be "pause", "resume", "terminate", "restart" or "create_again"`);
+    }
+    if (c.from !== undefined) {
+      // restart({from}): {name, count?, type?}, handed to the engine as it is.
+      if (c.op !== "restart") throw new Error(`control[${i}]: "from" goes with "restart" only`);
+      if (!isObject(c.from) || typeof c.from.name !== "string") {
+        throw new Error(`control[${i}]: "from" must be {"name": STEP, "count"?: K, "type"?: TYPE}`);
+      }
+      const extra = Object.keys(c.from).filter((k) => !["name", "count", "type"].includes(k));
+      if (extra.length > 0) throw new Error(`control[${i}].from: unknown key ${JSON.stringify(extra[0])}`);
     }
   });
 }
@@ -283,7 +325,7 @@ async function runScenario(mf, scenario) {
       if (a.kind === "event") {
         await call(mf, "/event", { binding, id, type: a.type, payload: a.payload ?? null });
       } else {
-        const answer = await call(mf, "/control", { binding, id, op: a.op });
+        const answer = await call(mf, "/control", { binding, id, op: a.op, from: a.from });
         if (answer.control_error !== undefined) {
           controlErrors.push({ op: a.op, after_ms: a.after_ms, message: answer.control_error });
         }
@@ -334,8 +376,18 @@ async function runScenario(mf, scenario) {
 // ---------------------------------------------------------------- main
 
 async function main() {
-  const { out, files, jobs } = parseArgs(process.argv.slice(2));
+  const { out, files, jobs, miniflareDir } = parseArgs(process.argv.slice(2));
   const scenarios = files.map(loadScenario); // validate everything before starting workerd
+  const { Miniflare, version } = await loadMiniflare(miniflareDir);
+  for (const [i, s] of scenarios.entries()) {
+    const want = s.engine === undefined ? null : ENGINE_RE.exec(s.engine)[1];
+    if (want !== null && !versionAtLeast(version, want)) {
+      fail(
+        `${files[i]}: needs miniflare ${s.engine}, ${miniflareDir} is ${version}: ` +
+          "install a newer one elsewhere and pass --miniflare DIR (or $AWF_MINIFLARE_DIR)",
+      );
+    }
+  }
   const names = new Set();
   for (const [i, s] of scenarios.entries()) {
     if (names.has(s.name)) fail(`${files[i]}: scenario name ${JSON.stringify(s.name)} given twice`);

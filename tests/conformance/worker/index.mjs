@@ -196,7 +196,8 @@ export default {
           // The control call's own error (pause of a finished instance, ...) is an answer,
           // not a driver failure: format 2 records it in the trace.
           try {
-            await instance[body.op]();
+            // restart({from}) (Miniflare >= 4.20260430.0) when the scenario says where from.
+            await (body.from === undefined ? instance[body.op]() : instance.restart({ from: body.from }));
           } catch (e) {
             return json({ control_error: errorMessage(e) });
           }
