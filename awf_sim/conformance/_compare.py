@@ -87,6 +87,11 @@ def _trace_problem(trace: Any) -> str | None:
         for e in control_errors
     ):
         return '"control_errors" must be a list of {"op": OP, "message": TEXT}'
+    runs = trace.get("runs", {})
+    if not isinstance(runs, dict) or not all(
+        isinstance(n, int) and not isinstance(n, bool) for n in runs.values()
+    ):
+        return '"runs" must map NAME#K to a whole number'
     if not isinstance(trace.get("step_outputs", []), list | None):
         return '"step_outputs" must be a list or null'
     return None
@@ -177,6 +182,10 @@ def compare_traces(
         diff = _first_difference(
             "step_outputs", expected.get("step_outputs"), got.get("step_outputs")
         )
+        if diff:
+            return diff
+    if "runs" in expected or "runs" in got:
+        diff = _first_difference("runs", expected.get("runs"), got.get("runs"))
         if diff:
             return diff
     if "control_errors" in expected or "control_errors" in got:

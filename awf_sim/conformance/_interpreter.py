@@ -14,6 +14,7 @@ import copy
 import datetime as _dt
 import itertools
 import math
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -417,6 +418,8 @@ def run_on_simulator(
         trace["control_errors"] = driver.control_errors
         if scenario.step_outputs:
             trace["step_outputs"] = outputs
+        if scenario.runs:
+            trace["runs"] = dict(Counter(rec["key"] for rec in records))
     return trace
 
 

@@ -41,7 +41,7 @@ __all__ = [
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _TOP_KEYS = frozenset({"name", "description", "params", "body", "events", "control"})
 # Format 2 adds these (FORMAT.md, "Format 2"); a format-1 file may not use them.
-_TOP_KEYS_2 = frozenset({"format", "result", "id", "step_outputs", "step_limit", "engine"})
+_TOP_KEYS_2 = frozenset({"format", "result", "id", "step_outputs", "step_limit", "engine", "runs"})
 # "engine": ">=VERSION", the oldest Miniflare with what the scenario uses.
 _ENGINE = re.compile(r">=(\d+(?:\.\d+)*)")
 # Cloudflare's ceiling for a workflow's configured step limit (limits.steps).
@@ -149,6 +149,7 @@ class Scenario:
     step_outputs: bool = False  # format 2: trace the status field of step outputs too
     step_limit: int | None = None  # format 2: the workflow's step limit (default 10,000)
     engine: tuple[int, ...] | None = None  # format 2: the oldest Miniflare version it needs
+    runs: bool = False  # format 2: trace how many attempts of each step started, re-runs too
 
     def actions(self) -> list[Action]:
         """Driver actions in time order; at equal times events come first, then file order
@@ -476,6 +477,7 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
         step_outputs=c.flag(raw.get("step_outputs", False), "step_outputs"),
         step_limit=step_limit,
         engine=_engine(c, raw),
+        runs=c.flag(raw.get("runs", False), "runs"),
     )
 
 

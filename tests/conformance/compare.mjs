@@ -82,6 +82,9 @@ for (const file of readdirSync(scenarioDir).filter((f) => f.endsWith(".json") &&
   for (const k of ["status", "output", "attempts"]) {
     if (!isDeepStrictEqual(exp[k], got[k])) problems.push(`${k}: expected ${JSON.stringify(exp[k])}, got ${JSON.stringify(got[k])}`);
   }
+  if ((exp.runs !== undefined || got.runs !== undefined) && !isDeepStrictEqual(exp.runs, got.runs)) {
+    problems.push(`runs: expected ${JSON.stringify(exp.runs)}, got ${JSON.stringify(got.runs)}`);
+  }
   if (exp.error?.message !== got.error?.message) {
     problems.push(`error.message: expected ${JSON.stringify(exp.error?.message)}, got ${JSON.stringify(got.error?.message)}`);
   }

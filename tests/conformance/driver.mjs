@@ -183,6 +183,7 @@ function validateScenario(s) {
   if (s.step_outputs !== undefined && typeof s.step_outputs !== "boolean") {
     throw new Error('"step_outputs" must be true or false');
   }
+  if (s.runs !== undefined && typeof s.runs !== "boolean") throw new Error('"runs" must be true or false');
   if (s.result !== undefined && !["results", "nothing"].includes(s.result)) {
     throw new Error('"result" must be "results" or "nothing"');
   }
@@ -248,6 +249,12 @@ function durationMs(d) {
 // failure and the next attempt's start. A failed attempt's failure time is when its callback
 // threw, or its start + the step timeout when it ran longer than that (the engine gave up on it
 // then; the callback itself runs on). Only attempts followed by another one are failures.
+function countRuns(records) {
+  const runs = {};
+  for (const r of records) runs[r.key] = (runs[r.key] ?? 0) + 1;
+  return runs;
+}
+
 function attemptsAndGaps(records) {
   const byKey = new Map();
   for (const r of records) {
@@ -369,6 +376,8 @@ async function runScenario(mf, scenario) {
     trace.control_errors = controlErrors.map(({ op, message }) => ({ op, message }));
     // "step_outputs": true asks for the status field Miniflare adds (__LOCAL_DEV_STEP_OUTPUTS).
     if (scenario.step_outputs) trace.step_outputs = status.step_outputs;
+    // "runs": true counts every attempt that started, re-runs after a restart included.
+    if (scenario.runs) trace.runs = countRuns(records);
   }
   return trace;
 }
