@@ -283,6 +283,18 @@ def _date_today(cls: type[_dt.date]) -> _dt.date:
 # --- seams inside freezegun, reached by its own fakes where they are still referenced ---
 
 
+def _pydantic_datetime_schema(cls: type, source: Any, handler: Any) -> Any:
+    from pydantic_core import core_schema
+
+    return core_schema.datetime_schema()
+
+
+def _pydantic_date_schema(cls: type, source: Any, handler: Any) -> Any:
+    from pydantic_core import core_schema
+
+    return core_schema.date_schema()
+
+
 def _get_current_time() -> _dt.datetime:
     """freezegun's frozen instant: naive UTC."""
     wall_ms = _active()
@@ -347,6 +359,12 @@ def _install() -> None:
         fake_datetime.fromtimestamp = classmethod(_fromtimestamp)
         fake_datetime.timestamp = _timestamp
         fake_date.today = classmethod(_date_today)
+        # datetime.datetime/date stay freezegun's classes for the rest of the process, so a
+        # pydantic model with a `datetime` field defined after the first simulation (the
+        # user's, or awf_deploy's Cloudflare models imported late) meets FakeDatetime, which
+        # pydantic has no schema for. They validate as what they stand for.
+        fake_datetime.__get_pydantic_core_schema__ = classmethod(_pydantic_datetime_schema)
+        fake_date.__get_pydantic_core_schema__ = classmethod(_pydantic_date_schema)
 
         freezer.start()
         # If user code's freeze_time was already running, start() only pushed ours on top
