@@ -72,7 +72,9 @@ class StepCall:
         if len(calls) != 1:
             return _chain(calls, json_copy(self.context_json), ctx)
         spec, args_json = calls[0]
-        value = spec.handler(json_copy(self.context_json), json_copy(args_json), ctx)
+        # `{}` (no args, the most common) is built as it is: no copy to look up.
+        args = {} if args_json == "{}" else json_copy(args_json)
+        value = spec.handler(json_copy(self.context_json), args, ctx)
         if type(value) is _Coroutine or inspect.isawaitable(value):
             return value
         return _value(value)
@@ -119,7 +121,9 @@ class _Pipeline:
             raise AttributeError(attr)
         pending = (*self._pending, attr)
         # Resolve now, so an unknown method fails where the pipeline is built, not later.
-        spec = self._wf._workflow.resolve_domain(self._domain).spec(".".join(pending))
+        spec = self._wf._workflow.resolve_domain(self._domain).spec(
+            ".".join(pending) if self._pending else attr
+        )
         nxt = _Pipeline(
             self._wf, self._domain, self._context, self._context_json, self._calls, pending
         )

@@ -49,7 +49,7 @@ from awf_sim.engine._hooks import (
 )
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._records import StepRecord
-from awf_sim.engine._runners import HandlerRunner
+from awf_sim.engine._runners import HandlerRunner, InProcessRunner, Suspended
 from awf_sim.engine._timeline import TimelineEntry
 
 __all__ = ["StepExecutor"]
@@ -71,10 +71,13 @@ def _non_retryable(err: Mapping[str, str]) -> bool:
 class StepExecutor:
     """Runs `do` steps for every lifetime of one simulator."""
 
-    __slots__ = ("clone_engine_errors", "defaults", "runner", "step_limit")
+    __slots__ = ("clone_engine_errors", "defaults", "inproc", "runner", "step_limit")
 
     def __init__(self, runner: HandlerRunner, defaults: ResolvedConfig, step_limit: int) -> None:
         self.runner = runner
+        # The in-process runner's synchronous first half: an attempt that never suspends
+        # then costs no coroutine of the runner's (see InProcessRunner.start).
+        self.inproc = runner if isinstance(runner, InProcessRunner) else None
         self.defaults = defaults
         self.step_limit = step_limit
         self.clone_engine_errors = False  # profile "local": see replayed_error
@@ -123,7 +126,7 @@ class StepExecutor:
         # from here): every step pays for each coroutine layer between the workflow and its
         # handler.
         hooks = lt.hooks
-        run = self.runner.run
+        inproc = self.inproc
         started: list[TimelineEntry] = []  # step-start, committed with the first attempt
         if rec is None:
             if hooks is not None and ref is not None:
@@ -136,7 +139,7 @@ class StepExecutor:
                 "path": path,
                 "count": count,
                 "config": config,
-                "attempts": 0,
+                "attempts": 1,  # the first attempt's start is this record's first commit
                 "state": "running",
                 "retry_at": None,
             }
@@ -156,7 +159,9 @@ class StepExecutor:
         retries = config["retries"]
         limit = retries["limit"]
         attempt: int = rec["attempts"]
-        if rec["retry_at"] is not None:
+        if started:  # a new step: its record is not stored yet, so it is the first attempt's
+            attempt = 0
+        elif rec["retry_at"] is not None:
             await lt.wait_until(rec["retry_at"])  # a retry wait survives crashes
         elif attempt > 0:
             # At-least-once: the attempt started (its count was stored) but no result was;
@@ -168,7 +173,8 @@ class StepExecutor:
                 return self._fail_step(lt, key, rec, path, name, attempt, _INTERNAL_ERROR)
         while True:
             attempt += 1
-            rec = {**rec, "attempts": attempt, "retry_at": None}
+            if attempt > 1 or not started:
+                rec = {**rec, "attempts": attempt, "retry_at": None}
             # The attempt count is stored before the callback runs (at-least-once); on the
             # first attempt in the same commit as the step's start, nothing runs between them.
             # Timeline entries on the success path are dict displays, not lt.entry() calls:
@@ -192,7 +198,12 @@ class StepExecutor:
                 action = lt.act(hooks.before_attempt(lt.iid, ref, attempt), ref, attempt)
             try:
                 if action is None:
-                    value = await run(lt, call, info, config["timeout"])
+                    if inproc is None:
+                        value = await self.runner.run(lt, call, info, config["timeout"])
+                    else:
+                        value = inproc.start(lt, call, info)
+                        if type(value) is Suspended:
+                            value = await inproc.finish(lt, value, info, config["timeout"])
                 else:
                     value = await self._attempt_with(lt, call, info, config["timeout"], action)
                 result = dump_result(value, root=f"result of {path}")
@@ -253,7 +264,10 @@ class StepExecutor:
                 # Deferred: written with the next commit, which comes before any handler runs
                 # (the next attempt's start) or the run ends. Lost in a crash, the step runs
                 # again, as after a crash inside the handler; never run again once stored.
-                lt.commit(
+                if not lt.alive:
+                    raise Abandoned  # as lt.commit: nothing is written after a crash point
+                lt.store.commit(
+                    lt.iid,
                     steps={key: {**rec, "state": "done", "value": result}},
                     timeline=[
                         {
