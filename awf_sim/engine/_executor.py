@@ -71,7 +71,14 @@ def _non_retryable(err: Mapping[str, str]) -> bool:
 class StepExecutor:
     """Runs `do` steps for every lifetime of one simulator."""
 
-    __slots__ = ("clone_engine_errors", "defaults", "inproc", "runner", "step_limit")
+    __slots__ = (
+        "clone_engine_errors",
+        "default_config",
+        "defaults",
+        "inproc",
+        "runner",
+        "step_limit",
+    )
 
     def __init__(self, runner: HandlerRunner, defaults: ResolvedConfig, step_limit: int) -> None:
         self.runner = runner
@@ -79,6 +86,9 @@ class StepExecutor:
         # then costs no coroutine of the runner's (see InProcessRunner.start).
         self.inproc = runner if isinstance(runner, InProcessRunner) else None
         self.defaults = defaults
+        # What a step without a config of its own resolves to: one dict for all of them (a
+        # record is never changed in place), not two new ones per step kept by every record.
+        self.default_config = merge_config(defaults, {})
         self.step_limit = step_limit
         self.clone_engine_errors = False  # profile "local": see replayed_error
 
@@ -132,7 +142,9 @@ class StepExecutor:
             if hooks is not None and ref is not None:
                 lt.act(hooks.before_step(lt.iid, ref), ref, None)
             # The resolved config is persisted at the first execution and reused on replay.
-            config = merge_config(self.defaults, user_config)
+            config = (
+                merge_config(self.defaults, user_config) if user_config else self.default_config
+            )
             rec = {
                 "kind": "do",
                 "name": name,
