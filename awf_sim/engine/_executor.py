@@ -112,9 +112,11 @@ class StepExecutor:
                 f"The limit of {self.step_limit} steps has been reached. This limit can be "
                 "changed in your worker configuration."
             )
-        if (len(name) if name.isascii() else utf16_len(name)) > MAX_STEP_NAME or _CONTROL.search(
-            name
-        ) is not None:
+        # isprintable() first: it is false for every control character, and much cheaper than
+        # the search that names the step-name rule.
+        if (len(name) if name.isascii() else utf16_len(name)) > MAX_STEP_NAME or (
+            not name.isprintable() and _CONTROL.search(name) is not None
+        ):
             raise WorkflowFatalError(
                 f'Step name "{name}" exceeds max length ({MAX_STEP_NAME} chars) or invalid '
                 "characters found"
