@@ -127,13 +127,11 @@ class StepExecutor:
                 "https://developers.cloudflare.com/workflows/build/sleeping-and-retrying/"
             )
         count, key, ref = lt.begin("do", name, path)
-        rec = lt.store.get_step(lt.iid, key)
-        if rec is not None:
-            state = rec["state"]
-            if state == "done":
-                return loads(rec["value"])
-            if state == "failed":
-                raise replayed_error(rec["error"], self.clone_engine_errors)
+        rec = lt.store.result_or_step(lt.iid, key)
+        if isinstance(rec, str):  # done: a replay returns the checkpointed value
+            return loads(rec)
+        if rec is not None and rec["state"] == "failed":
+            raise replayed_error(rec["error"], self.clone_engine_errors)
         # From here on the step executes. Kept in this one coroutine (not a helper awaited
         # from here): every step pays for each coroutine layer between the workflow and its
         # handler.

@@ -29,6 +29,10 @@ class Store(Protocol):
     def instance_ids(self) -> list[str]: ...
     def get_instance(self, iid: str) -> InstanceMeta | None: ...
     def get_step(self, iid: str, key: str) -> StepRecord | None: ...
+    def result_or_step(self, iid: str, key: str) -> str | StepRecord | None:
+        """A done step's value (its JSON text), else `get_step`: what a replay asks for every
+        step, answered without decoding the record of a step that is done."""
+
     def steps(self, iid: str) -> dict[str, StepRecord]: ...
     def events(self, iid: str) -> list[EventRecord]: ...
     def timeline(self, iid: str) -> list[TimelineEntry]: ...
@@ -74,6 +78,12 @@ class MemoryStore:
 
     def get_step(self, iid: str, key: str) -> StepRecord | None:
         return self._data[iid].steps.get(key)
+
+    def result_or_step(self, iid: str, key: str) -> str | StepRecord | None:
+        rec = self._data[iid].steps.get(key)
+        if rec is not None and rec["state"] == "done":
+            return rec["value"]
+        return rec
 
     def steps(self, iid: str) -> dict[str, StepRecord]:
         return dict(self._data[iid].steps)

@@ -335,6 +335,16 @@ class SqliteStore:
             rec = body.steps[key]
         return cast("StepRecord | None", rec)
 
+    def result_or_step(self, iid: str, key: str) -> str | StepRecord | None:
+        body = self._bodies.get(iid) or self._body(iid)
+        held = body.steps.get(key)
+        if type(held) is tuple:  # a result row on top of its record: done, value as stored
+            return held[1]
+        rec = self.get_step(iid, key)
+        if rec is not None and rec["state"] == "done":
+            return rec["value"]
+        return rec
+
     def _decode(self, body: _Body) -> None:
         """Decode every step record of the instance still held as text, in one `loads` (a
         replay reads them all, and one call costs two thirds of one call per record)."""
