@@ -202,7 +202,7 @@ class StepExecutor:
             )
             if not lt.alive:
                 raise Abandoned  # as lt.commit: nothing is written after a crash point
-            lt.store.commit(lt.iid, steps={key: rec}, timeline=started)
+            lt.store.commit_step(lt.iid, key, rec, started, False)
             started = []
             info = StepInfo(lt.iid, name, path, count, attempt, config)
             action = None
@@ -278,10 +278,11 @@ class StepExecutor:
                 # again, as after a crash inside the handler; never run again once stored.
                 if not lt.alive:
                     raise Abandoned  # as lt.commit: nothing is written after a crash point
-                lt.store.commit(
+                lt.store.commit_step(
                     lt.iid,
-                    steps={key: {**rec, "state": "done", "value": result}},
-                    timeline=[
+                    key,
+                    {**rec, "state": "done", "value": result},
+                    [
                         {
                             "at_ms": now,
                             "kind": "attempt-success",
@@ -298,7 +299,7 @@ class StepExecutor:
                             "count": count,
                         },
                     ],
-                    defer=True,
+                    True,
                 )
                 if hooks is not None and ref is not None:
                     lt.act(hooks.after_checkpoint(lt.iid, ref, attempt), ref, attempt)

@@ -47,6 +47,12 @@ class Store(Protocol):
         wipe_steps: bool = False,
         defer: bool = False,
     ) -> None: ...
+    def commit_step(
+        self, iid: str, key: str, rec: StepRecord, timeline: list[TimelineEntry], defer: bool
+    ) -> None:
+        """`commit(iid, steps={key: rec}, timeline=timeline, defer=defer)`: the two commits of
+        every step, without the general commit's keyword parsing and branches."""
+
     def flush(self) -> None:
         """Make every deferred commit durable now."""
 
@@ -124,6 +130,13 @@ class MemoryStore:
         for ev in events:
             inst.events[ev["seq"]] = ev
         inst.timeline.extend(timeline)
+
+    def commit_step(
+        self, iid: str, key: str, rec: StepRecord, timeline: list[TimelineEntry], defer: bool
+    ) -> None:
+        inst = self._data[iid]  # as commit: an instance begins with its meta record
+        inst.steps[key] = rec
+        inst.timeline += timeline
 
     def flush(self) -> None:
         pass

@@ -392,6 +392,29 @@ class SqliteStore:
             body.timeline = entries
         return body.timeline
 
+    def commit_step(
+        self, iid: str, key: str, rec: StepRecord, timeline: list[TimelineEntry], defer: bool
+    ) -> None:
+        """`commit` of one step record and its timeline entries (see `Store.commit_step`)."""
+        body = self._bodies.get(iid)
+        if body is None:
+            self.commit(iid, steps={key: rec}, timeline=timeline, defer=defer)
+            return
+        pending = self._pending.get(iid)
+        if pending is None:
+            pending = self._pending[iid] = _Pending()
+        base = pending.base
+        if key not in base:
+            base[key] = body.steps.get(key)
+        pending.steps[key] = rec
+        pending.timeline += timeline
+        if not defer:
+            self._write()
+        # Memory follows the file: what a failed write did not store is not read either.
+        body.steps[key] = rec
+        if body.timeline is not None:
+            body.timeline += timeline
+
     def commit(
         self,
         iid: str,
