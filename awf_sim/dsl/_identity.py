@@ -305,16 +305,26 @@ def hash8(canonical_json: str) -> str:
     return digest
 
 
+# A step path's part of the identity text (`"path":[...]`), by path: a workflow calls the
+# same few methods step after step.
+_PATH_JSON: dict[tuple[str, ...], str] = {}
+_PATH_JSON_SIZE = 1024
+
+
 def step_id_from_hashes(path: Sequence[str], context_hash: str, args_hash: str) -> str:
     """`step_id` for an engine that already hashed the canonical context and args."""
-    if isinstance(path, str):
-        raise TypeError(f"step path must be a sequence of names, not the string {path!r}")
+    tail = _PATH_JSON.get(path) if type(path) is tuple else None
+    if tail is None:
+        if isinstance(path, str):
+            raise TypeError(f"step path must be a sequence of names, not the string {path!r}")
+        tail = f'"path":[{",".join(map(_encode_str, path))}]}}'
+        if type(path) is tuple and all(type(part) is str for part in path):
+            if len(_PATH_JSON) >= _PATH_JSON_SIZE:
+                _PATH_JSON.clear()
+            _PATH_JSON[path] = tail
     # Spelled out rather than encoded: this is exactly canonical({"path": ..., "contextHash":
     # ..., "argsHash": ...}) with its keys already in sorted order.
-    text = (
-        f'{{"argsHash":{_encode_str(args_hash)},"contextHash":{_encode_str(context_hash)},'
-        f'"path":[{",".join(map(_encode_str, path))}]}}'
-    )
+    text = f'{{"argsHash":{_encode_str(args_hash)},"contextHash":{_encode_str(context_hash)},{tail}'
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 

@@ -72,7 +72,9 @@ class StepCall:
         if len(calls) != 1:
             return _chain(calls, json_copy(self.context_json), ctx)
         spec, args_json = calls[0]
-        value = spec.handler(json_copy(self.context_json), json_copy(args_json), ctx)
+        # `{}` (no args, the most common) is built as it is: no copy to look up.
+        args = {} if args_json == "{}" else json_copy(args_json)
+        value = spec.handler(json_copy(self.context_json), args, ctx)
         if type(value) is _Coroutine or inspect.isawaitable(value):
             return value
         return _value(value)
@@ -119,7 +121,9 @@ class _Pipeline:
             raise AttributeError(attr)
         pending = (*self._pending, attr)
         # Resolve now, so an unknown method fails where the pipeline is built, not later.
-        spec = self._wf._workflow.resolve_domain(self._domain).spec(".".join(pending))
+        spec = self._wf._workflow.resolve_domain(self._domain).spec(
+            ".".join(pending) if self._pending else attr
+        )
         nxt = _Pipeline(
             self._wf, self._domain, self._context, self._context_json, self._calls, pending
         )
@@ -248,20 +252,21 @@ class State:
 class WorkflowApi:
     """The `wf` a workflow function receives."""
 
-    __slots__ = ("_domain_refs", "_runtime", "_workflow")
+    # A __dict__ (made on first use) holds the domain refs: once `wf.Inventory` is resolved,
+    # it is an instance attribute, found without the failed lookup and the call of
+    # __getattr__ that every step would otherwise pay. Only names that are not attributes
+    # of the class reach __getattr__, so no method is ever shadowed.
+    __slots__ = ("__dict__", "_runtime", "_workflow")
 
     def __init__(self, runtime: Runtime, workflow: Workflow) -> None:
         self._runtime = runtime
         self._workflow = workflow
-        self._domain_refs: dict[str, _DomainRef] = {}
 
     def __getattr__(self, name: str) -> _DomainRef:
         if name.startswith("__"):
             raise AttributeError(name)
-        ref = self._domain_refs.get(name)
-        if ref is None:
-            self._workflow.resolve_domain(name)  # unknown domain: error names the known ones
-            ref = self._domain_refs[name] = _DomainRef(self, name)
+        self._workflow.resolve_domain(name)  # unknown domain: error names the known ones
+        ref = self.__dict__[name] = _DomainRef(self, name)
         return ref
 
     def __getitem__(self, domain: Callable[[WorkflowApi, _C], _D]) -> Callable[[_C], _D]:

@@ -334,6 +334,25 @@ def _should_use_real_time() -> bool:
 # --- installation, once per process ---
 
 
+def _start_without_lazy_imports(freezer: Any) -> None:
+    """`freezer.start()`, with lazily loaded module attributes left unloaded: freezegun reads
+    every attribute of every module to find clocks to patch, and reading `awf_sim.assert_durable`
+    or `concurrent.futures.ProcessPoolExecutor` imports chaos, multiprocessing and more (80 ms,
+    on the first run of every process, a recovery's included). With a module's `__getattr__`
+    set aside for the scan, such a name is an AttributeError, which freezegun skips; none of
+    them is a clock. Runs once per process, under the install lock."""
+    lazy = []
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if type(namespace) is dict and type(namespace.get("__getattr__")) is types.FunctionType:
+            lazy.append((namespace, namespace.pop("__getattr__")))
+    try:
+        freezer.start()
+    finally:
+        for namespace, getter in lazy:
+            namespace["__getattr__"] = getter
+
+
 def _install() -> None:
     global _own_ignore, _installed
     with _install_lock:
@@ -366,7 +385,7 @@ def _install() -> None:
         fake_datetime.__get_pydantic_core_schema__ = classmethod(_pydantic_datetime_schema)
         fake_date.__get_pydantic_core_schema__ = classmethod(_pydantic_date_schema)
 
-        freezer.start()
+        _start_without_lazy_imports(freezer)
         # If user code's freeze_time was already running, start() only pushed ours on top
         # (without patching: theirs did); move ours to the bottom so that their stop() pops
         # theirs and finds the stacks non-empty, leaving the patches in place.

@@ -49,7 +49,7 @@ from awf_sim.engine._hooks import (
 )
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._records import StepRecord
-from awf_sim.engine._runners import HandlerRunner
+from awf_sim.engine._runners import HandlerRunner, InProcessRunner, Suspended
 from awf_sim.engine._timeline import TimelineEntry
 
 __all__ = ["StepExecutor"]
@@ -71,11 +71,24 @@ def _non_retryable(err: Mapping[str, str]) -> bool:
 class StepExecutor:
     """Runs `do` steps for every lifetime of one simulator."""
 
-    __slots__ = ("clone_engine_errors", "defaults", "runner", "step_limit")
+    __slots__ = (
+        "clone_engine_errors",
+        "default_config",
+        "defaults",
+        "inproc",
+        "runner",
+        "step_limit",
+    )
 
     def __init__(self, runner: HandlerRunner, defaults: ResolvedConfig, step_limit: int) -> None:
         self.runner = runner
+        # The in-process runner's synchronous first half: an attempt that never suspends
+        # then costs no coroutine of the runner's (see InProcessRunner.start).
+        self.inproc = runner if isinstance(runner, InProcessRunner) else None
         self.defaults = defaults
+        # What a step without a config of its own resolves to: one dict for all of them (a
+        # record is never changed in place), not two new ones per step kept by every record.
+        self.default_config = merge_config(defaults, {})
         self.step_limit = step_limit
         self.clone_engine_errors = False  # profile "local": see replayed_error
 
@@ -99,9 +112,11 @@ class StepExecutor:
                 f"The limit of {self.step_limit} steps has been reached. This limit can be "
                 "changed in your worker configuration."
             )
-        if (len(name) if name.isascii() else utf16_len(name)) > MAX_STEP_NAME or _CONTROL.search(
-            name
-        ) is not None:
+        # isprintable() first: it is false for every control character, and much cheaper than
+        # the search that names the step-name rule.
+        if (len(name) if name.isascii() else utf16_len(name)) > MAX_STEP_NAME or (
+            not name.isprintable() and _CONTROL.search(name) is not None
+        ):
             raise WorkflowFatalError(
                 f'Step name "{name}" exceeds max length ({MAX_STEP_NAME} chars) or invalid '
                 "characters found"
@@ -112,31 +127,31 @@ class StepExecutor:
                 "https://developers.cloudflare.com/workflows/build/sleeping-and-retrying/"
             )
         count, key, ref = lt.begin("do", name, path)
-        rec = lt.store.get_step(lt.iid, key)
-        if rec is not None:
-            state = rec["state"]
-            if state == "done":
-                return loads(rec["value"])
-            if state == "failed":
-                raise replayed_error(rec["error"], self.clone_engine_errors)
+        rec = lt.store.result_or_step(lt.iid, key)
+        if isinstance(rec, str):  # done: a replay returns the checkpointed value
+            return loads(rec)
+        if rec is not None and rec["state"] == "failed":
+            raise replayed_error(rec["error"], self.clone_engine_errors)
         # From here on the step executes. Kept in this one coroutine (not a helper awaited
         # from here): every step pays for each coroutine layer between the workflow and its
         # handler.
         hooks = lt.hooks
-        run = self.runner.run
+        inproc = self.inproc
         started: list[TimelineEntry] = []  # step-start, committed with the first attempt
         if rec is None:
             if hooks is not None and ref is not None:
                 lt.act(hooks.before_step(lt.iid, ref), ref, None)
             # The resolved config is persisted at the first execution and reused on replay.
-            config = merge_config(self.defaults, user_config)
+            config = (
+                merge_config(self.defaults, user_config) if user_config else self.default_config
+            )
             rec = {
                 "kind": "do",
                 "name": name,
                 "path": path,
                 "count": count,
                 "config": config,
-                "attempts": 0,
+                "attempts": 1,  # the first attempt's start is this record's first commit
                 "state": "running",
                 "retry_at": None,
             }
@@ -156,7 +171,9 @@ class StepExecutor:
         retries = config["retries"]
         limit = retries["limit"]
         attempt: int = rec["attempts"]
-        if rec["retry_at"] is not None:
+        if started:  # a new step: its record is not stored yet, so it is the first attempt's
+            attempt = 0
+        elif rec["retry_at"] is not None:
             await lt.wait_until(rec["retry_at"])  # a retry wait survives crashes
         elif attempt > 0:
             # At-least-once: the attempt started (its count was stored) but no result was;
@@ -168,7 +185,8 @@ class StepExecutor:
                 return self._fail_step(lt, key, rec, path, name, attempt, _INTERNAL_ERROR)
         while True:
             attempt += 1
-            rec = {**rec, "attempts": attempt, "retry_at": None}
+            if attempt > 1 or not started:
+                rec = {**rec, "attempts": attempt, "retry_at": None}
             # The attempt count is stored before the callback runs (at-least-once); on the
             # first attempt in the same commit as the step's start, nothing runs between them.
             # Timeline entries on the success path are dict displays, not lt.entry() calls:
@@ -184,7 +202,7 @@ class StepExecutor:
             )
             if not lt.alive:
                 raise Abandoned  # as lt.commit: nothing is written after a crash point
-            lt.store.commit(lt.iid, steps={key: rec}, timeline=started)
+            lt.store.commit_step(lt.iid, key, rec, started, False)
             started = []
             info = StepInfo(lt.iid, name, path, count, attempt, config)
             action = None
@@ -192,7 +210,12 @@ class StepExecutor:
                 action = lt.act(hooks.before_attempt(lt.iid, ref, attempt), ref, attempt)
             try:
                 if action is None:
-                    value = await run(lt, call, info, config["timeout"])
+                    if inproc is None:
+                        value = await self.runner.run(lt, call, info, config["timeout"])
+                    else:
+                        value = inproc.start(lt, call, info)
+                        if type(value) is Suspended:
+                            value = await inproc.finish(lt, value, info, config["timeout"])
                 else:
                     value = await self._attempt_with(lt, call, info, config["timeout"], action)
                 result = dump_result(value, root=f"result of {path}")
@@ -253,9 +276,13 @@ class StepExecutor:
                 # Deferred: written with the next commit, which comes before any handler runs
                 # (the next attempt's start) or the run ends. Lost in a crash, the step runs
                 # again, as after a crash inside the handler; never run again once stored.
-                lt.commit(
-                    steps={key: {**rec, "state": "done", "value": result}},
-                    timeline=[
+                if not lt.alive:
+                    raise Abandoned  # as lt.commit: nothing is written after a crash point
+                lt.store.commit_step(
+                    lt.iid,
+                    key,
+                    {**rec, "state": "done", "value": result},
+                    [
                         {
                             "at_ms": now,
                             "kind": "attempt-success",
@@ -272,7 +299,7 @@ class StepExecutor:
                             "count": count,
                         },
                     ],
-                    defer=True,
+                    True,
                 )
                 if hooks is not None and ref is not None:
                     lt.act(hooks.after_checkpoint(lt.iid, ref, attempt), ref, attempt)

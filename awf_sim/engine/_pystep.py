@@ -9,6 +9,7 @@ first (memoised per run by name), `ctx` receives the step context dict.
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as _dt
 import inspect
 from collections.abc import Callable, Mapping, Sequence
@@ -181,7 +182,8 @@ class PythonStep:
                 ctx = {
                     "step": {"name": info.name, "count": info.count},
                     "attempt": info.attempt,
-                    "config": info.config,
+                    # A copy: the resolved config may be one dict shared by many steps.
+                    "config": copy.deepcopy(info.config),
                 }
                 return fn.func(**kwargs, ctx=ctx)
             return fn.func(**kwargs)

@@ -22,6 +22,7 @@ import contextvars
 import inspect
 import random
 from collections.abc import Callable, Coroutine, Mapping
+from types import CoroutineType as _Coroutine
 from typing import Any, Protocol
 
 from awf_sim._coro import finish
@@ -31,10 +32,10 @@ from awf_sim.engine._calls import CallbackStep, CpuBudgetExceeded, StepInfo, Tim
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._limits import cpu_budget_of
 from awf_sim.engine._services import Services
-from awf_sim.sdk._context import HandlerContext, freeze_env
+from awf_sim.sdk._context import HandlerContext, freeze_env, step_context
 from awf_sim.sdk._effects import current_step
 
-__all__ = ["ForkRunner", "HandlerRunner", "InProcessRunner"]
+__all__ = ["ForkRunner", "HandlerRunner", "InProcessRunner", "Suspended"]
 
 
 class HandlerRunner(Protocol):
@@ -49,6 +50,17 @@ class HandlerRunner(Protocol):
         its result and any late error are ignored)."""
 
 
+class Suspended:
+    """A handler that awaited something real on its first step: its coroutine and what it
+    yielded, to be driven on by a Task."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+
 class InProcessRunner:
     """Handlers run on the simulator's loop; a suspended one races its timeout."""
 
@@ -59,41 +71,59 @@ class InProcessRunner:
         self.env = freeze_env(env)  # once: no attempt can change what the next one sees
 
     def context(self, info: StepInfo) -> HandlerContext:
-        return HandlerContext(
-            instance_id=info.instance_id,
-            step={"name": info.name, "path": info.path, "count": info.count},
-            attempt=info.attempt,
-            env=self.env,
-            services=self.services,
-        )
+        return step_context(info, self.env, self.services)
 
-    async def run(self, lt: Lifetime, call: Any, info: StepInfo, timeout_ms: int) -> Any:
+    def start(self, lt: Lifetime, call: Any, info: StepInfo) -> Any:
+        """Run the attempt's handler up to its first suspension, without a coroutine of our
+        own: its value, or a `Suspended` for `finish` (most handlers never suspend, and every
+        coroutine layer between a workflow and its handler costs each step)."""
         lt.executing += 1
-        lt.loop._iteration += 1  # the CPU budget is per attempt, not per run of steps
-        lt.loop.cpu_progress += 1
-        # Set in this task's context only; a handler that suspends continues in a task that
-        # copies it. Each gathered step awaits in a task of its own.
+        loop = lt.loop
+        loop._iteration += 1  # the CPU budget is per attempt, not per run of steps
+        loop.cpu_progress += 1
         label = current_step.set(f"{info.path}#{info.count}")
         try:
-            if isinstance(call, CallbackStep):
+            if type(call) is CallbackStep:
                 result = call.fn(info)
             else:
-                result = call.invoke(self.context(info))
-            if not inspect.isawaitable(result):
-                return result
-            coro = result if inspect.iscoroutine(result) else _as_coroutine(result)
-            # Fast path: a handler that never suspends costs no Task and no timeout timer.
+                result = call.invoke(step_context(info, self.env, self.services))
+            if type(result) is not _Coroutine:
+                if not inspect.isawaitable(result):
+                    return result
+                result = result if inspect.iscoroutine(result) else _as_coroutine(result)
             try:
-                first = coro.send(None)
+                first = result.send(None)
             except StopIteration as stop:
                 return stop.value
-            return await _race(lt, coro, first, timeout_ms, info.path)
+            return Suspended(result, first)
         except (SystemExit, KeyboardInterrupt, CpuBudgetExceeded) as exc:
             # The handler's, not the process's: the judge must outlive the code it judges.
             raise exit_error(exc, info.path) from None
         finally:
             current_step.reset(label)
             lt.executing -= 1
+
+    async def finish(
+        self, lt: Lifetime, suspended: Suspended, info: StepInfo, timeout_ms: int
+    ) -> Any:
+        """The rest of a handler `start` left suspended, raced against its timeout."""
+        lt.executing += 1
+        # Set in this task's context only; the Task the handler continues in copies it.
+        # Each gathered step awaits in a task of its own.
+        label = current_step.set(f"{info.path}#{info.count}")
+        try:
+            return await _race(lt, suspended.coro, suspended.first, timeout_ms, info.path)
+        except (SystemExit, KeyboardInterrupt, CpuBudgetExceeded) as exc:
+            raise exit_error(exc, info.path) from None
+        finally:
+            current_step.reset(label)
+            lt.executing -= 1
+
+    async def run(self, lt: Lifetime, call: Any, info: StepInfo, timeout_ms: int) -> Any:
+        value = self.start(lt, call, info)
+        if type(value) is Suspended:
+            return await self.finish(lt, value, info, timeout_ms)
+        return value
 
     def start_ignoring(self, lt: Lifetime, call: Any, info: StepInfo) -> None:
         label = current_step.set(f"{info.path}#{info.count}")

@@ -29,6 +29,10 @@ class Store(Protocol):
     def instance_ids(self) -> list[str]: ...
     def get_instance(self, iid: str) -> InstanceMeta | None: ...
     def get_step(self, iid: str, key: str) -> StepRecord | None: ...
+    def result_or_step(self, iid: str, key: str) -> str | StepRecord | None:
+        """A done step's value (its JSON text), else `get_step`: what a replay asks for every
+        step, answered without decoding the record of a step that is done."""
+
     def steps(self, iid: str) -> dict[str, StepRecord]: ...
     def events(self, iid: str) -> list[EventRecord]: ...
     def timeline(self, iid: str) -> list[TimelineEntry]: ...
@@ -43,6 +47,12 @@ class Store(Protocol):
         wipe_steps: bool = False,
         defer: bool = False,
     ) -> None: ...
+    def commit_step(
+        self, iid: str, key: str, rec: StepRecord, timeline: list[TimelineEntry], defer: bool
+    ) -> None:
+        """`commit(iid, steps={key: rec}, timeline=timeline, defer=defer)`: the two commits of
+        every step, without the general commit's keyword parsing and branches."""
+
     def flush(self) -> None:
         """Make every deferred commit durable now."""
 
@@ -74,6 +84,12 @@ class MemoryStore:
 
     def get_step(self, iid: str, key: str) -> StepRecord | None:
         return self._data[iid].steps.get(key)
+
+    def result_or_step(self, iid: str, key: str) -> str | StepRecord | None:
+        rec = self._data[iid].steps.get(key)
+        if rec is not None and rec["state"] == "done":
+            return rec["value"]
+        return rec
 
     def steps(self, iid: str) -> dict[str, StepRecord]:
         return dict(self._data[iid].steps)
@@ -114,6 +130,13 @@ class MemoryStore:
         for ev in events:
             inst.events[ev["seq"]] = ev
         inst.timeline.extend(timeline)
+
+    def commit_step(
+        self, iid: str, key: str, rec: StepRecord, timeline: list[TimelineEntry], defer: bool
+    ) -> None:
+        inst = self._data[iid]  # as commit: an instance begins with its meta record
+        inst.steps[key] = rec
+        inst.timeline += timeline
 
     def flush(self) -> None:
         pass

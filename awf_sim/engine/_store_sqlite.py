@@ -335,6 +335,16 @@ class SqliteStore:
             rec = body.steps[key]
         return cast("StepRecord | None", rec)
 
+    def result_or_step(self, iid: str, key: str) -> str | StepRecord | None:
+        body = self._bodies.get(iid) or self._body(iid)
+        held = body.steps.get(key)
+        if type(held) is tuple:  # a result row on top of its record: done, value as stored
+            return held[1]
+        rec = self.get_step(iid, key)
+        if rec is not None and rec["state"] == "done":
+            return rec["value"]
+        return rec
+
     def _decode(self, body: _Body) -> None:
         """Decode every step record of the instance still held as text, in one `loads` (a
         replay reads them all, and one call costs two thirds of one call per record)."""
@@ -381,6 +391,29 @@ class SqliteStore:
                 entries += pending.timeline
             body.timeline = entries
         return body.timeline
+
+    def commit_step(
+        self, iid: str, key: str, rec: StepRecord, timeline: list[TimelineEntry], defer: bool
+    ) -> None:
+        """`commit` of one step record and its timeline entries (see `Store.commit_step`)."""
+        body = self._bodies.get(iid)
+        if body is None:
+            self.commit(iid, steps={key: rec}, timeline=timeline, defer=defer)
+            return
+        pending = self._pending.get(iid)
+        if pending is None:
+            pending = self._pending[iid] = _Pending()
+        base = pending.base
+        if key not in base:
+            base[key] = body.steps.get(key)
+        pending.steps[key] = rec
+        pending.timeline += timeline
+        if not defer:
+            self._write()
+        # Memory follows the file: what a failed write did not store is not read either.
+        body.steps[key] = rec
+        if body.timeline is not None:
+            body.timeline += timeline
 
     def commit(
         self,

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["FrozenEnv", "HandlerContext", "freeze_env", "idempotency_key"]
+__all__ = ["FrozenEnv", "HandlerContext", "freeze_env", "idempotency_key", "step_context"]
 
 
 class FrozenEnv(Mapping[str, Any]):
@@ -58,24 +58,40 @@ def idempotency_key(instance_id: str, step_name: str, count: int) -> str:
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
+_new = object.__new__
+
+
 class HandlerContext:
     """What a handler sees of the world: `ctx.db`, `ctx.env`, `ctx.attempt`, `ctx.step` and
-    `ctx.idempotency_key`. Built fresh for every attempt."""
+    `ctx.idempotency_key`. Built fresh for every attempt.
+
+    Most attempts read none of it, so the engine's `step_context` sets four fields and the
+    rest (the `step` dict, the database, the key) is made on first use: a slot never set is
+    what "not made yet" means here, read with `try`/`except AttributeError`."""
 
     __slots__ = (
         "_ai",
-        "_ai_factory",
         "_db",
-        "_db_factory",
+        "_factories",
         "_http",
-        "_http_factory",
         "_idem",
-        "_instance_id",
+        "_iid",
+        "_info",
         "_services",
+        "_step",
         "attempt",
         "env",
-        "step",
     )
+    # Slots set on first use (or by step_context / __init__); unset until then.
+    _ai: Any
+    _db: Any
+    _factories: tuple[Any, Any, Any]
+    _http: Any
+    _idem: str
+    _iid: str
+    _info: Any
+    _services: Any
+    _step: Mapping[str, Any]
 
     def __init__(
         self,
@@ -92,73 +108,115 @@ class HandlerContext:
         http_factory: Any = None,
         services: Any = None,
     ) -> None:
-        self._instance_id = instance_id
-        self.step = step  # {"name": Cloudflare step name, "path": dotted path, "count": k}
+        self._iid = instance_id
+        self._step = step  # {"name": Cloudflare step name, "path": dotted path, "count": k}
         self.attempt = attempt  # 1-based
         self.env = env
-        self._db = db
-        self._db_factory = db_factory
-        self._ai = ai
-        self._ai_factory = ai_factory
-        self._http = http
-        self._http_factory = http_factory
+        if db is not None:
+            self._db = db
+        if ai is not None:
+            self._ai = ai
+        if http is not None:
+            self._http = http
+        self._factories = (db_factory, ai_factory, http_factory)
         # The engine hands over its services (anything with db_for/ai_for/http_for) instead
         # of three factories: building closures for every attempt costs more than the
         # attempts that never touch ctx.db/ai/http save.
         self._services = services
-        # The label under which the services record ctx.db/ai/http use is built on first
-        # use: most attempts never touch them.
-        self._idem: str | None = None
+
+    @property
+    def step(self) -> Mapping[str, Any]:
+        """{"name": Cloudflare step name, "path": dotted path, "count": k}."""
+        try:
+            return self._step
+        except AttributeError:
+            info = self._info
+            step = self._step = {"name": info.name, "path": info.path, "count": info.count}
+            return step
 
     def _step_label(self) -> str:
-        return f"{self.step.get('path')}#{self.step.get('count')}"
+        step = self.step
+        return f"{step.get('path')}#{step.get('count')}"
+
+    def _made(self, which: int) -> Any:
+        """The db (0), ai (1) or http (2) of this attempt, made on first use."""
+        services = self._services
+        if services is not None:
+            label = self._step_label()
+            if which == 0:
+                return services.db_for(label)
+            return services.ai_for(label) if which == 1 else services.http_for(label)
+        factory = self._factories[which]
+        if factory is None:
+            raise AttributeError(_MISSING[which])
+        return factory()
 
     @property
     def db(self) -> Any:
         """The database (SQLite in the simulator, D1 on Cloudflare)."""
-        if self._db is None:
-            if self._services is not None:
-                self._db = self._services.db_for(self._step_label())
-                return self._db
-            if self._db_factory is None:
-                raise AttributeError(
-                    "ctx.db: no database is configured; pass db=Database(...) or "
-                    "db=mock_database({...}) to the Simulator or create_test_context"
-                )
-            self._db = self._db_factory()
-        return self._db
+        try:
+            return self._db
+        except AttributeError:
+            db = self._made(0)
+            if db is not None:
+                self._db = db
+            return db
 
     @property
     def ai(self) -> Any:
         """Text generation, embeddings and chat: `generate(system=, prompt=, schema=)`,
         `embed(text)`, `chat(messages)`. Every call is recorded as an external effect."""
-        if self._ai is None:
-            if self._services is not None:
-                self._ai = self._services.ai_for(self._step_label())
-                return self._ai
-            if self._ai_factory is None:
-                raise AttributeError("ctx.ai: no AI provider is configured; pass ai=... ")
-            self._ai = self._ai_factory()
-        return self._ai
+        try:
+            return self._ai
+        except AttributeError:
+            ai = self._made(1)
+            if ai is not None:
+                self._ai = ai
+            return ai
 
     @property
     def http(self) -> Any:
         """An httpx.AsyncClient. In the simulator it never reaches the network: requests go
         to the mock given as http=... and every request is recorded as an external effect."""
-        if self._http is None:
-            if self._services is not None:
-                self._http = self._services.http_for(self._step_label())
-                return self._http
-            if self._http_factory is None:
-                raise AttributeError("ctx.http: no HTTP client is configured; pass http=...")
-            self._http = self._http_factory()
-        return self._http
+        try:
+            return self._http
+        except AttributeError:
+            http = self._made(2)
+            if http is not None:
+                self._http = http
+            return http
 
     @property
     def idempotency_key(self) -> str:
-        if self._idem is None:
-            self._idem = idempotency_key(self._instance_id, self.step["name"], self.step["count"])
-        return self._idem
+        try:
+            return self._idem
+        except AttributeError:
+            step = self.step
+            try:
+                iid = self._iid
+            except AttributeError:
+                iid = self._info.instance_id
+            key = self._idem = idempotency_key(iid, step["name"], step["count"])
+            return key
 
     def __repr__(self) -> str:
         return f"<ctx step={self.step.get('path')} attempt={self.attempt}>"
+
+
+_MISSING = (
+    "ctx.db: no database is configured; pass db=Database(...) or "
+    "db=mock_database({...}) to the Simulator or create_test_context",
+    "ctx.ai: no AI provider is configured; pass ai=... ",
+    "ctx.http: no HTTP client is configured; pass http=...",
+)
+
+
+def step_context(info: Any, env: Mapping[str, Any], services: Any) -> HandlerContext:
+    """The engine's `ctx` for one attempt: `info` is its StepInfo (instance_id, name, path,
+    count, attempt), `services` what makes its db/ai/http. No keyword parsing, four fields."""
+    ctx: HandlerContext = _new(HandlerContext)
+    ctx._info = info
+    ctx.attempt = info.attempt
+    ctx.env = env
+    ctx._services = services
+    return ctx

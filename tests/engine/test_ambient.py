@@ -670,3 +670,35 @@ def test_reinstalling_after_one_patch_keeps_the_real_functions(
         pass
     with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
         sock.connect(("127.0.0.1", free_port()))
+
+
+def test_the_first_run_loads_no_lazy_module_attribute() -> None:
+    # freezegun reads every attribute of every module when it installs; a module's lazy
+    # attributes (awf_sim's chaos checks, concurrent.futures' process pool) must stay
+    # unloaded, and must still load when asked for afterwards.
+    code = textwrap.dedent(
+        """
+        import sys
+        from awf_sim import Domain, Simulator, Workflow
+
+        async def one(c, a, ctx):
+            return {"ok": True}
+
+        D = Domain("D", {"one": one})
+
+        @Workflow("w", domains=[D])
+        async def w(wf, p):
+            return await wf.D(p).one()
+
+        with Simulator() as sim:
+            inst = sim.create(w, {"n": 1})
+            sim.run()
+            assert inst.status()["status"] == "complete"
+        lazy = ("awf_sim.chaos", "multiprocessing")
+        print(",".join(m for m in lazy if m in sys.modules))
+        import awf_sim, concurrent.futures
+        print(awf_sim.assert_durable.__name__, concurrent.futures.ProcessPoolExecutor.__name__)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["", "assert_durable ProcessPoolExecutor"]
