@@ -90,7 +90,9 @@ class _Replayer:
         self.hash_seed = hash_seed
         self._err = open(os.path.join(folder, f"stderr-{hash_seed}.txt"), "w+b")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "awf_sim.chaos._crossproc"],
+            # Not `-m`: runpy would warn that the package imported this module already, and
+            # that warning, not the exit status, would be the last line of a dead replayer.
+            [sys.executable, "-c", "from awf_sim.chaos._crossproc import _serve; _serve()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._err,
