@@ -7,8 +7,10 @@ PYTHONHASHSEED), the iteration order of a set of strings (and of anything built 
 dict, a zip with checkpointed values), `os.getpid()`.
 
 The check: the fault-free run is recorded in a SQLite store in this process; then, in
-`CHILDREN` fresh interpreters, each with another PYTHONHASHSEED (and its own pid), the
-instance is marked running again and replayed from the top against that store. A
+`CHILDREN` other interpreters, each with another PYTHONHASHSEED (and its own pid), the
+instance is marked running again and replayed from the top against that store. The
+interpreters (`Replayers`) serve every input of one command, so that each imports awf_sim and
+the flow file once; one that dies is judged for its input and replaced for the next. A
 deterministic workflow finds every step by its name and reads its checkpoint back, runs no
 handler, and ends with the same status, output and error. Anything else is a `determinism`
 violation, with a hint naming what the replay read (the child counts the workflow code's
@@ -369,7 +371,9 @@ def _instrument() -> dict[str, int]:
     return reads
 
 
-_FLOWS: dict[str, Any] = {}  # path -> the loaded flow: a replayer imports each file once
+# path -> (the loaded flow, what importing it read): a replayer imports each file once, and
+# each replay counts the reads of that import as a fresh process would.
+_FLOWS: dict[str, tuple[Any, dict[str, int]]] = {}
 
 
 def _child(request: dict[str, Any], reads: dict[str, int]) -> dict[str, Any]:
@@ -377,9 +381,14 @@ def _child(request: dict[str, Any], reads: dict[str, int]) -> dict[str, Any]:
     from awf_sim.engine._store import SqliteStore
     from awf_sim.flow import load_flow
 
-    loaded = _FLOWS.get(request["flow"])
-    if loaded is None:
-        loaded = _FLOWS[request["flow"]] = load_flow(request["flow"])
+    cached = _FLOWS.get(request["flow"])
+    if cached is None:
+        loaded = load_flow(request["flow"])
+        _FLOWS[request["flow"]] = (loaded, dict(reads))
+    else:
+        loaded, on_import = cached
+        for what, count in on_import.items():
+            reads[what] += count
     workflow = loaded.pick(request["workflow"])
     (target, _n), *_ = verification_targets(loaded, workflows=[workflow], seed=request["seed"])
     store = SqliteStore(request["store"])
