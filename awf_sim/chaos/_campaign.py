@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from awf_sim.chaos._crossproc import CrossProcess
+from awf_sim.chaos._crossproc import CrossProcess, Replayers
 from awf_sim.chaos._faults import normalize_plan, plan_token
 from awf_sim.chaos._invariants import check_run
 from awf_sim.chaos._model import (
@@ -202,10 +202,12 @@ def run_campaign(
     do_shrink: bool = True,
     flow_path: str | None = None,
     caps: Caps | None = None,
+    replayers: Replayers | None = None,
 ) -> CampaignResult:
     """Chaos for one target. With `replay`, run just that plan (no shrinking). With
     `flow_path` (the file that defines the target's workflow), the fault-free run is also
-    replayed in other Python processes (`_crossproc`)."""
+    replayed in other Python processes (`_crossproc`): those of `replayers` when given (the
+    caller's, kept for its next targets), else ones started for this campaign."""
     rng = random.Random(seed)
 
     def tick(phase: str, done: int, total: int) -> None:
@@ -225,7 +227,7 @@ def run_campaign(
     base_checked, base_violations = check_run(base, base.obs)
     cross = None
     if flow_path is not None and (replay is None or not normalize_plan(replay)):
-        cross = CrossProcess(target, base, flow_path)  # runs while the plans below do
+        cross = CrossProcess(target, base, flow_path, replayers)  # runs while the plans do
     checked.update(base_checked)
     results: list[tuple[Plan, Verdict]] = [
         ([], Verdict(base_checked, base_violations, [], waits_of(base.obs)))

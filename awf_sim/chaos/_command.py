@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from awf_sim.chaos._campaign import DEFAULT_MAX_RUNS, DEFAULT_MAX_STEPS, Caps, run_campaign
+from awf_sim.chaos._crossproc import Replayers
 from awf_sim.chaos._faults import FaultPlanError, decode_token, parse_kinds
 from awf_sim.chaos._model import Target
 from awf_sim.chaos._report import ChaosReport, WorkflowChaos
@@ -209,6 +210,7 @@ def _chaos(
         replay_args += ["--seed", str(seed)]
     bar = _ProgressBar()
     results = []
+    replayers = Replayers()  # one set of cross-process replayers for every input
     try:
         for target, label, example_args in targets:
             bar.workflow = f"{target.workflow.name} ({label})"
@@ -224,6 +226,7 @@ def _chaos(
                 replay=plan,
                 flow_path=flow,
                 caps=caps,
+                replayers=replayers,
             )
             results.append(WorkflowChaos(result, example_args + replay_args, label))
     except ProcessDied as exc:  # a worker of --jobs N: a failure, as for the run's own process
@@ -234,6 +237,7 @@ def _chaos(
         return EXIT_USAGE
     finally:
         bar.stop()
+        replayers.close()
     report = ChaosReport(
         flow=flow,
         workflows=results,

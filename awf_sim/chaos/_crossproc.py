@@ -7,8 +7,10 @@ PYTHONHASHSEED), the iteration order of a set of strings (and of anything built 
 dict, a zip with checkpointed values), `os.getpid()`.
 
 The check: the fault-free run is recorded in a SQLite store in this process; then, in
-`CHILDREN` fresh interpreters, each with another PYTHONHASHSEED (and its own pid), the
-instance is marked running again and replayed from the top against that store. A
+`CHILDREN` other interpreters, each with another PYTHONHASHSEED (and its own pid), the
+instance is marked running again and replayed from the top against that store. The
+interpreters (`Replayers`) serve every input of one command, so that each imports awf_sim and
+the flow file once; one that dies is judged for its input and replaced for the next. A
 deterministic workflow finds every step by its name and reads its checkpoint back, runs no
 handler, and ends with the same status, output and error. Anything else is a `determinism`
 violation, with a hint naming what the replay read (the child counts the workflow code's
@@ -23,11 +25,13 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +42,13 @@ from awf_sim.chaos._run import _schedule
 from awf_sim.engine import Simulator
 from awf_sim.engine._calls import TERMINAL
 
-__all__ = ["CHILDREN", "CHILD_TIMEOUT_S", "CrossProcess", "cross_process_violations"]
+__all__ = [
+    "CHILDREN",
+    "CHILD_TIMEOUT_S",
+    "CrossProcess",
+    "Replayers",
+    "cross_process_violations",
+]
 
 CHILDREN = 2  # two other hash seeds: a set of a few strings keeps its order under one by chance
 CHILD_TIMEOUT_S = 120.0
@@ -71,21 +81,144 @@ def _record(target: Target, base: Baseline, path: str) -> list[tuple[str, str, s
     return list(hooks.lifetimes[-1][1]) if hooks.lifetimes else []
 
 
+_MARK = "\x00awf-crossproc-reply "  # starts the child's reply line; user prints never do
+
+
+class _Replayer:
+    """One replaying interpreter with its own hash seed. It imports awf_sim and the flow once
+    and answers requests, one JSON line in, one marked JSON line out, until its stdin closes."""
+
+    def __init__(self, hash_seed: str, folder: str) -> None:
+        self.hash_seed = hash_seed
+        self._err = open(os.path.join(folder, f"stderr-{hash_seed}.txt"), "w+b")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            # Not `-m`: runpy would warn that the package imported this module already, and
+            # that warning, not the exit status, would be the last line of a dead replayer.
+            [sys.executable, "-c", "from awf_sim.chaos._crossproc import _serve; _serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )
+        self._buffer = b""
+
+    def send(self, request: dict[str, Any]) -> bool:
+        """False when the process is gone (a start anew is needed)."""
+        if self.proc.poll() is not None or self.proc.stdin is None:
+            return False
+        try:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return False
+        return True
+
+    def reply(self, timeout: float) -> tuple[int | None, str, str]:
+        """(exit status as the judge sees it, the reply line, what to show when none came)."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self._buffer:
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                text = line.decode("utf-8", "replace")
+                if text.startswith(_MARK):
+                    got = json.loads(text[len(_MARK) :])
+                    if "failed" in got:
+                        return 1, "", got["failed"]
+                    return 0, json.dumps(got["result"]), ""
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.stop()
+                return None, "", f"no result within {timeout:.0f} s"
+            chunk = os.read(fd, 65536)
+            if not chunk:  # it died
+                code = self.proc.wait()
+                self._err.seek(0)
+                err = self._err.read().decode("utf-8", "replace")
+                self.stop()
+                return code, "", err
+            self._buffer += chunk
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._err.close()
+
+
+class Replayers:
+    """The other processes for every input of one `awf-sim chaos`: `CHILDREN` interpreters,
+    started at the first request and kept for the next inputs, so that each imports awf_sim
+    and the flow once (a replay itself runs no handler and takes a few milliseconds)."""
+
+    def __init__(self) -> None:
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._live: dict[str, _Replayer] = {}
+
+    @property
+    def folder(self) -> str:
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="awf-chaos-")
+        return self._folder.name
+
+    def ask(self, hash_seed: str, request: dict[str, Any]) -> _Replayer:
+        """Send `request` to the replayer of `hash_seed` (started anew if it is gone)."""
+        live = self._live.get(hash_seed)
+        if live is None or not live.send(request):
+            if live is not None:
+                live.stop()
+            live = self._live[hash_seed] = _Replayer(hash_seed, self.folder)
+            live.send(request)
+        return live
+
+    def forget(self, hash_seed: str, gone: _Replayer) -> None:
+        """`gone` gave no answer: the next request for `hash_seed` starts another."""
+        if self._live.get(hash_seed) is gone:
+            del self._live[hash_seed]
+
+    def close(self) -> None:
+        for live in self._live.values():
+            live.stop()
+        self._live = {}
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
+
+
 class CrossProcess:
     """The replays in other processes, started at once and judged later: they run while this
-    process injects faults."""
+    process injects faults. `replayers`: shared by the inputs of one command (closed by its
+    owner); without it, this check starts its own and closes them when judged."""
 
-    def __init__(self, target: Target, base: Baseline, flow_path: str) -> None:
+    def __init__(
+        self,
+        target: Target,
+        base: Baseline,
+        flow_path: str,
+        replayers: Replayers | None = None,
+    ) -> None:
         self.target, self.base = target, base
-        self._children: list[tuple[str, subprocess.Popen[str]]] = []
+        self._own = replayers is None
+        self._replayers = Replayers() if replayers is None else replayers
+        self._asked: list[tuple[str, _Replayer]] = []
         self._calls: list[tuple[str, str, str, int]] = []
-        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._stores: list[str] = []
         if base.obs.status not in ("complete", "errored") or base.obs.bound_hit:
             return
-        self._folder = tempfile.TemporaryDirectory(prefix="awf-chaos-")
-        folder = self._folder.name
+        folder = tempfile.mkdtemp(prefix="input-", dir=self._replayers.folder)
         store = os.path.join(folder, "store.sqlite")
         self._calls = _record(target, base, store)
+        self._stores.append(folder)
         for n, hash_seed in enumerate(_hash_seeds()):
             own = os.path.join(folder, f"replay-{n}.sqlite")  # a store serves one process
             shutil.copyfile(store, own)
@@ -96,43 +229,27 @@ class CrossProcess:
                 "iid": target.iid,
                 "seed": target.seed,
             }
-            env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-            child = subprocess.Popen(
-                [sys.executable, "-m", "awf_sim.chaos._crossproc", json.dumps(request)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                text=True,
-            )
-            self._children.append((hash_seed, child))
+            self._asked.append((hash_seed, self._replayers.ask(hash_seed, request)))
 
     def violations(self) -> list[Violation]:
         """Wait for the replays; the determinism violation they show (at most one)."""
         found: list[Violation] = []
         try:
-            for hash_seed, child in self._children:
-                try:
-                    out, err = child.communicate(timeout=CHILD_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.communicate()
-                    out, err = "", f"no result within {CHILD_TIMEOUT_S:.0f} s"
+            for hash_seed, replayer in self._asked:
+                code, out, err = replayer.reply(CHILD_TIMEOUT_S)
+                if replayer.proc.poll() is not None:  # died or timed out (and was stopped)
+                    self._replayers.forget(hash_seed, replayer)
                 if not found:  # one finding says it; another child would repeat it
-                    v = _judge(
-                        self.target, self.base, self._calls, child.returncode, out, err, hash_seed
-                    )
+                    v = _judge(self.target, self.base, self._calls, code, out, err, hash_seed)
                     if v is not None:
                         found.append(v)
         finally:
-            for _seed, child in self._children:
-                if child.poll() is None:
-                    child.kill()
-                    child.wait()
-            self._children = []
-            if self._folder is not None:
-                self._folder.cleanup()
-                self._folder = None
+            self._asked = []
+            for folder in self._stores:
+                shutil.rmtree(folder, ignore_errors=True)
+            self._stores = []
+            if self._own:
+                self._replayers.close()
         return found
 
 
@@ -254,13 +371,24 @@ def _instrument() -> dict[str, int]:
     return reads
 
 
-def _child(request: dict[str, Any]) -> dict[str, Any]:
+# path -> (the loaded flow, what importing it read): a replayer imports each file once, and
+# each replay counts the reads of that import as a fresh process would.
+_FLOWS: dict[str, tuple[Any, dict[str, int]]] = {}
+
+
+def _child(request: dict[str, Any], reads: dict[str, int]) -> dict[str, Any]:
     from awf_sim.chaos._targets import verification_targets
     from awf_sim.engine._store import SqliteStore
     from awf_sim.flow import load_flow
 
-    reads = _instrument()
-    loaded = load_flow(request["flow"])
+    cached = _FLOWS.get(request["flow"])
+    if cached is None:
+        loaded = load_flow(request["flow"])
+        _FLOWS[request["flow"]] = (loaded, dict(reads))
+    else:
+        loaded, on_import = cached
+        for what, count in on_import.items():
+            reads[what] += count
     workflow = loaded.pick(request["workflow"])
     (target, _n), *_ = verification_targets(loaded, workflows=[workflow], seed=request["seed"])
     store = SqliteStore(request["store"])
@@ -290,9 +418,28 @@ def _child(request: dict[str, Any]) -> dict[str, Any]:
         "error": status["error"],
         "calls": calls,
         "ran": ran,
-        "reads": reads,
+        "reads": dict(reads),
     }
 
 
+def _serve() -> None:
+    """Answer requests from stdin until it closes: one marked line each on the real stdout
+    (what the workflow prints goes there too, unmarked)."""
+    import traceback
+
+    reads = _instrument()
+    out = sys.stdout
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        reads.update(hash=0, getpid=0)
+        try:
+            reply: dict[str, Any] = {"result": _child(json.loads(line), reads)}
+        except Exception as exc:
+            reply = {"failed": traceback.format_exception_only(exc)[-1].strip()}
+        out.write(_MARK + json.dumps(reply, default=str) + "\n")
+        out.flush()
+
+
 if __name__ == "__main__":
-    print(json.dumps(_child(json.loads(sys.argv[1])), default=str))
+    _serve()

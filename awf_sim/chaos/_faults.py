@@ -330,10 +330,18 @@ _MAX_TOKEN_PLAN = 1 << 20  # bytes of a decoded plan
 
 def plan_token(plan: Sequence[Mapping[str, Any]]) -> str:
     """A short URL-safe token for a plan; `decode_token` gives the normalised plan back."""
-    norm = normalize_plan(plan)
-    raw = json.dumps(
-        [_compact(f) for f in norm], separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    return token_of_compact([_compact(f) for f in normalize_plan(plan)])
+
+
+def compact_fault(fault: Mapping[str, Any]) -> list[Any]:
+    """One fault as a plan token holds it (normalised first)."""
+    return _compact(normalize_fault(fault))
+
+
+def token_of_compact(items: Sequence[list[Any]]) -> str:
+    """`plan_token` of a plan whose faults `compact_fault` gave: what random plan generation
+    uses, which normalises each fault of its universe once instead of once per plan."""
+    raw = json.dumps(list(items), separators=(",", ":"), ensure_ascii=False).encode()
     packed = zlib.compress(raw, 9)
     prefix, data = ("z", packed) if len(packed) < len(raw) else ("j", raw)
     return prefix + base64.urlsafe_b64encode(data).decode().rstrip("=")

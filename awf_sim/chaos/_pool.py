@@ -1,8 +1,10 @@
 """Running many plans: in this process, or spread over forked worker processes.
 
 Workers are forked with the baseline and the plans already in memory, so nothing is pickled
-but plan numbers going out and verdicts coming back; they are merged in plan order, so a
-campaign's result does not depend on the number of jobs.
+but plan numbers going out and verdicts coming back (a chunk's verdicts in one message); they
+are merged in plan order, so a campaign's result does not depend on the number of jobs. The
+parent's objects are frozen out of the cyclic collector before the fork, so that the workers'
+collections do not write to (and so copy) the pages they share with it.
 
 A worker that dies (the code under test called `os._exit`, or a signal killed it) is noticed at
 once: the plan it was running is named in a `ProcessDied`, never waited for (a
@@ -11,6 +13,7 @@ once: the plan it was running is named in a `ProcessDied`, never waited for (a
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -28,15 +31,18 @@ __all__ = ["evaluate_all"]
 _WORKER: dict[str, Any] = {}
 
 
-def _work(conn: Connection) -> None:
+def _work(conn: Connection, current: Any) -> None:
     base: Baseline = _WORKER["base"]
     plans = _WORKER["plans"]
     while True:
         chunk = conn.recv()
         if chunk is None:
             return
+        done = []
         for index in chunk:
-            conn.send((index, evaluate(base, plans[index])))
+            current.value = index  # the plan to name if this process dies while running it
+            done.append((index, evaluate(base, plans[index])))
+        conn.send(done)
 
 
 def _how(exitcode: int | None) -> str:
@@ -78,17 +84,24 @@ def evaluate_all(
     todo = [list(range(i, min(i + chunk, len(plans)))) for i in range(0, len(plans), chunk)]
     todo.reverse()
     workers: list[tuple[Any, Connection, list[int]]] = []
+    current: dict[Connection, Any] = {}
     try:
         with warnings.catch_warnings():
             # Python 3.12+ warns about forking with threads (a progress bar's): the workers
             # only run simulations and return verdicts, they take no lock of those threads.
             warnings.filterwarnings("ignore", ".*fork", DeprecationWarning)
-            for _ in range(min(jobs, len(todo))):
-                mine, theirs = ctx.Pipe()
-                proc = ctx.Process(target=_work, args=(theirs,), daemon=True)
-                proc.start()
-                theirs.close()
-                workers.append((proc, mine, []))
+            gc.freeze()
+            try:
+                for _ in range(min(jobs, len(todo))):
+                    mine, theirs = ctx.Pipe()
+                    running_now = ctx.RawValue("q", -1)
+                    proc = ctx.Process(target=_work, args=(theirs, running_now), daemon=True)
+                    proc.start()
+                    theirs.close()
+                    workers.append((proc, mine, []))
+                    current[mine] = running_now
+            finally:
+                gc.unfreeze()
         for _proc, conn, running in workers:
             if todo:
                 running += todo.pop()
@@ -101,30 +114,33 @@ def evaluate_all(
                     proc, running = by_conn[item]
                     conn = item
                     try:
-                        index, verdict = conn.recv()
+                        done = conn.recv()
                     except (EOFError, OSError):
                         continue  # it died: its sentinel says so
-                    results[index] = verdict
-                    running.remove(index)
-                    on_done(1)
-                    if not running and todo and not stop():
+                    for index, verdict in done:
+                        results[index] = verdict
+                    running.clear()
+                    on_done(len(done))
+                    if todo and not stop():
                         running += todo.pop()
                         conn.send(running)
                     continue
                 for proc, conn, running in workers:
                     if proc.sentinel == item and running:
-                        while conn.poll():  # verdicts it sent before it died
+                        while conn.poll():  # the chunk it sent before it died
                             try:
-                                index, verdict = conn.recv()
+                                done = conn.recv()
                             except (EOFError, OSError):
                                 break
-                            results[index] = verdict
-                            running.remove(index)
-                            on_done(1)
+                            for index, verdict in done:
+                                results[index] = verdict
+                            running.clear()
+                            on_done(len(done))
                         if not running:
                             continue
                         proc.join()
-                        plan = plans[running[0]]
+                        index = current[conn].value
+                        plan = plans[index if index in running else running[0]]
                         what = "; ".join(describe_fault(f) for f in plan) or "no fault"
                         raise ProcessDied(
                             f"the code under test ended a chaos worker process: it "

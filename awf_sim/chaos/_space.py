@@ -18,7 +18,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from awf_sim.chaos._diff import build_masks
-from awf_sim.chaos._faults import DEFAULT_SKEW_MS, KINDS, normalize_plan, plan_token
+from awf_sim.chaos._faults import (
+    DEFAULT_SKEW_MS,
+    KINDS,
+    compact_fault,
+    normalize_plan,
+    token_of_compact,
+)
 from awf_sim.chaos._model import Baseline, Observation, Plan, Point, Target
 from awf_sim.chaos._run import execute
 from awf_sim.engine import DEFAULT_EPOCH
@@ -221,16 +227,27 @@ def random_plans(
     if not universe or count <= 0 or max_faults < 1:
         return []
     order = plan_order(base)
+    # Picking positions draws the same numbers as picking the faults themselves (`sample`
+    # depends only on the sizes), so the plans are those of a draw from `universe`.
+    rank = [order[fault_key(f)] for f in universe]
+    compact = [compact_fault(f) for f in universe]
+    n = len(universe)
+    positions = range(n)
+    tried: set[tuple[int, ...]] = set()  # a pick seen once is a duplicate from then on
     plans: list[Plan] = []
     tries = 0
     while len(plans) < count and tries < count * 20:
         tries += 1
-        k = rng.randint(1, min(max_faults, len(universe)))
-        picked = rng.sample(universe, k)
-        picked.sort(key=lambda f: order[fault_key(f)])
-        token = plan_token(picked)
+        k = rng.randint(1, min(max_faults, n))
+        picked = rng.sample(positions, k)
+        picked.sort(key=rank.__getitem__)
+        key = tuple(picked)
+        if key in tried:
+            continue
+        tried.add(key)
+        token = token_of_compact([compact[i] for i in picked])
         if token in seen:
             continue
         seen.add(token)
-        plans.append(picked)
+        plans.append([universe[i] for i in picked])
     return plans
