@@ -7,6 +7,7 @@ share, defined once here instead of copied into each folder's conftest.
   what a test loaded);
 - `under_ci`: True when CI is set (CI=true): tests that need npm packages then fail instead of
   skipping, so a broken install cannot pass quietly;
+- `within`: a deadline for a block, for tests of bounds that must not hang;
 - `real_runtime_installed`, `miniflare_installed`: skip the test unless the real-runtime
   harness (awf_deploy/harness) or Miniflare (tests/conformance) is installed, or under CI.
 
@@ -16,7 +17,9 @@ awf is imported inside the fixtures, so collecting a test that uses none of them
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 
@@ -56,3 +59,24 @@ def miniflare_installed(under_ci: bool) -> None:
 
     if not under_ci and not (driver_dir() / "node_modules" / "miniflare").is_dir():
         pytest.skip("Miniflare is not installed: run `npm ci` in tests/conformance")
+
+
+@pytest.fixture
+def within() -> Callable[[int], AbstractContextManager[None]]:
+    """`with within(30): ...` fails the test with TimeoutError if the block is still running
+    after that many seconds, so a test of a bound (a CPU budget, virtual time) cannot hang."""
+
+    @contextmanager
+    def bounded(seconds: int) -> Iterator[None]:
+        def expire(*_: object) -> None:
+            raise TimeoutError(f"still running after {seconds} s")
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.alarm(seconds)
+        try:
+            yield
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+
+    return bounded

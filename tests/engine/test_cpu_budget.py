@@ -4,10 +4,7 @@ loops with an error that names the step, as Cloudflare's CPU limit stops an invo
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +13,6 @@ from typer.testing import CliRunner
 
 from awf_sim import DefinitionError, Domain, Simulator, Workflow
 from awf_sim.cli import app
-
-
-@contextmanager
-def within(seconds: int) -> Iterator[None]:
-    def expire(*_: object) -> None:
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _spin(c: Any, a: Any, ctx: Any) -> Any:
@@ -44,7 +27,7 @@ async def _busy(c: Any, a: Any, ctx: Any) -> Any:
 
 
 @pytest.mark.parametrize("handler", [_spin, _busy], ids=["endless-loop", "busy-coroutine"])
-def test_a_runaway_handler_fails_its_step_by_name(handler: Any) -> None:
+def test_a_runaway_handler_fails_its_step_by_name(within: Any, handler: Any) -> None:
     runaway = Domain("Runaway", {"go": {"handler": handler, "retries": {"limit": 0, "delay": 1}}})
 
     @Workflow("runaway-handler", domains=[runaway])
@@ -60,7 +43,7 @@ def test_a_runaway_handler_fails_its_step_by_name(handler: Any) -> None:
     assert "200 ms of CPU time" in error["message"]
 
 
-def test_a_workflow_body_that_never_awaits_ends_errored() -> None:
+def test_a_workflow_body_that_never_awaits_ends_errored(within: Any) -> None:
     @Workflow("runaway-body")
     async def flow(wf: Any, p: Any) -> Any:
         while True:
@@ -77,7 +60,7 @@ def test_a_workflow_body_that_never_awaits_ends_errored() -> None:
     assert status["error"]["name"] == "CpuLimitExceeded"
 
 
-def test_the_budget_is_per_attempt_not_per_run_of_steps() -> None:
+def test_the_budget_is_per_attempt_not_per_run_of_steps(within: Any) -> None:
     def burn(c: Any, a: Any, ctx: Any) -> Any:
         end = time.process_time() + 0.06
         while time.process_time() < end:
@@ -101,7 +84,7 @@ def test_cpu_ms_is_checked() -> None:
         Simulator(cpu_ms=0)
 
 
-def test_awf_sim_run_takes_cpu_ms(tmp_path: Path) -> None:
+def test_awf_sim_run_takes_cpu_ms(within: Any, tmp_path: Path) -> None:
     flow = tmp_path / "spins.py"
     flow.write_text(
         "from awf_sim import Workflow\n"

@@ -4,32 +4,13 @@ raised OverflowError from deep inside."""
 
 from __future__ import annotations
 
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from awf_sim import DefinitionError, Domain, Workflow, parse_duration
 from awf_sim.testing import create_test_workflow
-
-
-@contextmanager
-def within(seconds: int) -> Iterator[None]:
-    """Fail instead of hanging: the bug this guards against is an endless loop."""
-
-    def expire(*_: object) -> None:
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 async def _fail(c: Any, a: Any, ctx: Any) -> Any:
@@ -41,7 +22,9 @@ def _failing(limit: int) -> Domain:
     return Domain("Flaky", {"call": {"handler": _fail, "retries": retries}})
 
 
-def test_31_exponential_retries_of_10_s_pass_2_to_the_34_seconds(make_sim: Any) -> None:
+def test_31_exponential_retries_of_10_s_pass_2_to_the_34_seconds(
+    within: Any, make_sim: Any
+) -> None:
     flaky = _failing(31)
 
     @Workflow("retries-past-2-34", domains=[flaky])
@@ -61,7 +44,7 @@ def test_31_exponential_retries_of_10_s_pass_2_to_the_34_seconds(make_sim: Any) 
     assert time.process_time() - start < 5
 
 
-def test_600_sleeps_of_365_days_finish(make_sim: Any) -> None:
+def test_600_sleeps_of_365_days_finish(within: Any, make_sim: Any) -> None:
     @Workflow("six-hundred-years")
     async def flow(wf: Any, p: Any) -> Any:
         for i in range(600):
@@ -74,6 +57,7 @@ def test_600_sleeps_of_365_days_finish(make_sim: Any) -> None:
 
 
 def test_a_retry_wait_past_the_horizon_ends_the_instance_with_a_clear_error(
+    within: Any,
     make_sim: Any,
 ) -> None:
     flaky = _failing(2000)  # 10 s * 2**1999: no float holds it

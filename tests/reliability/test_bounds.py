@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import textwrap
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +23,6 @@ from tests.reliability.conftest import check_failure
 
 pytestmark = pytest.mark.filterwarnings("ignore:Domain '.*' defined at:UserWarning")
 runner = CliRunner()
-
-
-@contextmanager
-def within(seconds: int) -> Iterator[None]:
-    def expire(*_: object) -> None:
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def write(tmp_path: Path, text: str, name: str = "flow.py") -> str:
@@ -81,7 +64,7 @@ def _run(flow: Workflow) -> dict[str, Any]:
 
 @pytest.mark.parametrize("on", ["main thread", "worker thread"])
 @pytest.mark.parametrize("flow", [spins_in_a_handler, spins_in_the_body], ids=lambda f: f.name)
-def test_a_coroutine_that_spins_forever_fails_by_name(flow: Workflow, on: str) -> None:
+def test_a_coroutine_that_spins_forever_fails_by_name(within: Any, flow: Workflow, on: str) -> None:
     out: list[dict[str, Any]] = []
     with within(60):
         if on == "main thread":
@@ -99,7 +82,7 @@ def test_a_coroutine_that_spins_forever_fails_by_name(flow: Workflow, on: str) -
         assert "asyncio.sleep(0)" in status["error"]["message"]
 
 
-def test_arun_enforces_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_arun_enforces_the_budget(within: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # arun runs the simulation on a worker thread; the budget used to be off there.
     defaults = dict(Simulator.__init__.__kwdefaults__ or {})
     monkeypatch.setattr(Simulator.__init__, "__kwdefaults__", {**defaults, "cpu_ms": 300})
@@ -108,7 +91,7 @@ def test_arun_enforces_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
         asyncio.run(test_workflow.arun({}))
 
 
-def test_a_coroutine_that_yields_while_time_moves_is_not_stopped() -> None:
+def test_a_coroutine_that_yields_while_time_moves_is_not_stopped(within: Any) -> None:
     async def ticking(c: Any, a: Any, ctx: Any) -> Any:
         for _ in range(2000):
             await asyncio.sleep(0.001)  # virtual time moves: progress, not a spin
@@ -125,7 +108,7 @@ def test_a_coroutine_that_yields_while_time_moves_is_not_stopped() -> None:
     assert status["status"] == "complete", status["error"]
 
 
-def test_awf_sim_run_reports_a_spinning_handler_by_name(tmp_path: Path) -> None:
+def test_awf_sim_run_reports_a_spinning_handler_by_name(within: Any, tmp_path: Path) -> None:
     flow = write(
         tmp_path,
         """
@@ -173,7 +156,9 @@ async def w(wf, p):
 
 
 @pytest.mark.parametrize("json_out", [False, True], ids=["rich", "json"])
-def test_a_worker_that_os_exits_is_a_failure_not_a_hang(tmp_path: Path, json_out: bool) -> None:
+def test_a_worker_that_os_exits_is_a_failure_not_a_hang(
+    within: Any, tmp_path: Path, json_out: bool
+) -> None:
     flow = write(tmp_path, EXITS_UNDER_FAULTS)
     args = ["chaos", flow, "--jobs", "2", "--runs", "60"] + (["--json"] if json_out else [])
     with within(120):
