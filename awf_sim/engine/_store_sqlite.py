@@ -295,20 +295,26 @@ class SqliteStore:
     def _read_log(self) -> None:
         self._read_all = True
         fresh = {iid: _Body(None) for iid in self._metas if iid not in self._bodies}
+        # One instance's rows mostly follow each other: its body is looked up once per run of
+        # rows, not once per row (recovery after a crash deep into a run reads two per step).
+        last: object = None
+        body: _Body | None = None
         try:
             for iid, kind, key, data in self._conn.execute(
                 "SELECT instance, kind, key, data FROM log WHERE kind != 't' ORDER BY seq"
             ):
-                body = fresh.get(iid)
+                if iid != last:
+                    last, body = iid, fresh.get(iid)
                 if body is None:
                     continue  # made by this process (already in memory), or a meta row
-                if kind == "s":
-                    body.steps[key] = data
-                elif kind == "v":
-                    held = body.steps.get(key)
+                if kind == "v":
+                    steps = body.steps
+                    held = steps.get(key)
                     if type(held) is not str:
                         raise ValueError(f"a result row for {key!r} without its step record")
-                    body.steps[key] = (held, data)  # decoded with its record, when read
+                    steps[key] = (held, data)  # decoded with its record, when read
+                elif kind == "s":
+                    body.steps[key] = data
                 elif kind == "d":
                     body.steps.pop(key, None)
                 elif kind == "e":
@@ -331,9 +337,24 @@ class SqliteStore:
         body = self._bodies.get(iid) or self._body(iid)
         rec = body.steps.get(key)
         if rec is not None and type(rec) is not dict:
-            self._decode(body)
-            rec = body.steps[key]
-        return cast("StepRecord | None", rec)
+            # This record only: a replay reads done steps as their value text
+            # (result_or_step), so after a crash deep into a run the one record asked for is
+            # the step in flight, not the thousands before it.
+            rec = body.steps[key] = self._decoded(rec)
+        return rec
+
+    def _decoded(self, held: object) -> StepRecord:
+        """A step record held as its text, or as (text, value text) when a result row came
+        on top of it."""
+        try:
+            if type(held) is tuple:
+                rec = cast(StepRecord, _loads(held[0]))
+                rec["state"] = "done"
+                rec["value"] = held[1]
+                return rec
+            return cast(StepRecord, _loads(cast(str, held)))
+        except ValueError as exc:
+            raise self._damaged(exc) from None
 
     def result_or_step(self, iid: str, key: str) -> str | StepRecord | None:
         body = self._bodies.get(iid) or self._body(iid)
