@@ -49,7 +49,7 @@ from awf_sim.engine._records import InstanceMeta
 from awf_sim.engine._runners import ForkRunner, HandlerRunner, InProcessRunner
 from awf_sim.engine._services import Services
 from awf_sim.engine._store import Store, open_store
-from awf_sim.engine._timeline import EntryDetails, TimelineEntry, entry
+from awf_sim.engine._timeline import EntryDetails, Row, row
 from awf_sim.engine._waits import EventWaits
 from awf_sim.engine._world import World
 from awf_sim.errors import InstanceError
@@ -412,13 +412,7 @@ class Simulator(InstanceLifecycle):
         if self._lifetimes.get(lt.iid) is lt:
             del self._lifetimes[lt.iid]
         lt.count_out()
-        for handle in lt.timers:
-            handle.cancel()
-        lt.timers.clear()
-        current = asyncio.current_task(self._loop) if self._running else None
-        for task in list(lt.tasks):
-            if task is not current:
-                task.cancel()
+        lt.stop(asyncio.current_task(self._loop) if self._running else None)
 
     # -- a lifetime -------------------------------------------------------------------------
     def _start(self, iid: str, meta: InstanceMeta, *, kind: str) -> None:
@@ -435,7 +429,7 @@ class Simulator(InstanceLifecycle):
             self._waits,
             iid,
             meta,
-            self.wall_datetime(meta["created_ms"]),
+            self._epoch_ms + meta["created_ms"],
         )
         old = self._lifetimes.get(iid)
         if old is not None:
@@ -450,43 +444,58 @@ class Simulator(InstanceLifecycle):
         lt.spawn(self._main(lt, target))
 
     async def _main(self, lt: Lifetime, target: Any) -> None:
-        meta = self._store.get_instance(lt.iid)
-        assert meta is not None
-        if meta["status"] != "running":
-            # Deferred (to the first attempt's start): lost in a crash, recovery redoes it.
-            lt.commit(meta={**meta, "status": "running"}, defer=True)
+        # Every waiting instance keeps this coroutine: its frame holds only what it awaits
+        # with, the rest is in the plain functions it calls.
+        self._mark_running(lt)
         try:
-            if isinstance(target, Workflow):
-                params = lt.event["payload"]
-                model = target.input_model
-                if model is not None:
-                    params = model.model_validate(params)  # type: ignore[attr-defined]
-                result = target.call(WorkflowApi(lt, target), params)
-            else:
-                result = instantiate(target, self.env).run(
-                    dict(lt.event), PythonStep(lt, self.durations)
-                )
+            result = self._call_workflow(lt, target)
             if inspect.isawaitable(result):
                 result = await result
             output = dump_result(result, root="workflow output")
         except Abandoned:
             return
-        except NonRetryableError as exc:
+        except BaseException as exc:
+            if not self._fail_workflow(lt, exc):
+                raise
+        else:
+            self._finish(lt, "complete", output, None)
+
+    def _mark_running(self, lt: Lifetime) -> None:
+        meta = self._store.get_instance(lt.iid)
+        assert meta is not None
+        if meta["status"] != "running":
+            # Deferred (to the first attempt's start): lost in a crash, recovery redoes it.
+            lt.commit(meta={**meta, "status": "running"}, defer=True)
+
+    def _call_workflow(self, lt: Lifetime, target: Any) -> Any:
+        """The workflow body called on the instance's event: its coroutine, or its value."""
+        if isinstance(target, Workflow):
+            params = lt.payload
+            model = target.input_model
+            if model is not None:
+                params = model.model_validate(params)  # type: ignore[attr-defined]
+            return target.call(WorkflowApi(lt, target), params)
+        return instantiate(target, self.env).run(dict(lt.event), PythonStep(lt, self.durations))
+
+    def _fail_workflow(self, lt: Lifetime, exc: BaseException) -> bool:
+        """End the instance errored with what its workflow body raised; False for what is
+        not the workflow's to end it with (a cancellation), which goes on up."""
+        if isinstance(exc, NonRetryableError):
             error = (
                 error_of(exc)
                 if self._preserve_nre
                 else {"name": "WorkflowFatalError", "message": _NON_RETRYABLE_FIXED}
             )
             self._finish(lt, "errored", None, error, stack_of(exc))
-        except Exception as exc:
+        elif isinstance(exc, Exception):
             self._finish(lt, "errored", None, error_of(exc), stack_of(exc))
-        except (SystemExit, KeyboardInterrupt) as exc:
+        elif isinstance(exc, SystemExit | KeyboardInterrupt):
             # The workflow's, not the process's: it fails the instance, never ends the judge.
             self._finish(lt, "errored", None, workflow_exit_error(exc))
-        except (CpuBudgetExceeded, asyncio.CancelledError) as exc:
+        elif isinstance(exc, CpuBudgetExceeded | asyncio.CancelledError):
             budget = exc.budget_ms if isinstance(exc, CpuBudgetExceeded) else cpu_budget_of(exc)
             if budget is None:
-                raise
+                return False
             error = {
                 "name": "CpuLimitExceeded",
                 "message": f"the workflow body used more than {budget} ms of CPU time "
@@ -495,7 +504,8 @@ class Simulator(InstanceLifecycle):
             }
             self._finish(lt, "errored", None, error)
         else:
-            self._finish(lt, "complete", output, None)
+            return False
+        return True
 
     def _finish(
         self,
@@ -511,10 +521,11 @@ class Simulator(InstanceLifecycle):
         assert meta is not None
         if status == "complete":
             done = self._entry("workflow-success")
-        else:
+        elif stack is None:
             done = self._entry("workflow-failure", error=error)
-            if stack is not None:
-                done["stack"] = stack  # beside the stored {name, message}, which stays as is
+        else:
+            # The stack beside the stored {name, message}, which stays as is.
+            done = self._entry("workflow-failure", error=error, stack=stack)
         # Deferred like a step's result (to the next commit, or the end of the run): lost in a
         # crash, the replay ends the instance again the same way.
         lt.commit(
@@ -532,16 +543,21 @@ class Simulator(InstanceLifecycle):
         name: str | None = None,
         attempt: int | None = None,
         **details: Unpack[EntryDetails],
-    ) -> TimelineEntry:
-        return entry(self._loop.now_ms, kind, path, name, attempt, **details)
+    ) -> Row:
+        return row(self._loop._now_ms, kind, path, name, attempt, **details)
 
     def _crash_now(
         self, lt: Lifetime, action: Crash, ref: StepRef | None, attempt: int | None
     ) -> Abandoned:
         """The engine dies here (an injected fault); Cloudflare restarts it and the instance
         replays from whatever the store holds."""
-        crash = self._entry("crash", ref.path if ref else None, ref.name if ref else None, attempt)
-        crash["fault"] = action.fault
+        crash = self._entry(
+            "crash",
+            ref.path if ref else None,
+            ref.name if ref else None,
+            attempt,
+            fault=action.fault,
+        )
         self._store.commit(lt.iid, timeline=[crash])
         self._abort(lt)
         if action.wake_at_ms is None or action.wake_at_ms <= self._loop.now_ms:

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import cast
 
 from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
-from awf_sim.engine._timeline import TimelineEntry
+from awf_sim.engine._timeline import Row, TimelineEntry, as_entry, as_row
 from awf_sim.errors import StoreError
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteStore"]
@@ -164,7 +164,7 @@ class _Body:
 
     __slots__ = ("events", "steps", "timeline")
 
-    def __init__(self, timeline: list[TimelineEntry] | None) -> None:
+    def __init__(self, timeline: list[Row] | None) -> None:
         # A step read from the file stays JSON text until the engine first asks for it: its
         # record's text, or that and the value of the result row written on top of it.
         self.steps: dict[str, StepRecord | str | tuple[str, str]] = {}
@@ -183,7 +183,7 @@ class _Pending:
         self.steps: dict[str, StepRecord | None] = {}
         self.base: dict[str, object] = {}  # per step key: its record in the file, if any
         self.events: dict[int, EventRecord] = {}
-        self.timeline: list[TimelineEntry] = []
+        self.timeline: list[Row] = []
 
 
 class SqliteStore:
@@ -378,22 +378,22 @@ class SqliteStore:
     def timeline(self, iid: str) -> list[TimelineEntry]:
         body = self._body(iid)
         if body.timeline is None:
-            entries: list[TimelineEntry] = []
+            rows: list[Row] = []
             try:
                 for (data,) in self._conn.execute(
                     "SELECT data FROM log WHERE instance = ? AND kind = 't' ORDER BY seq", (iid,)
                 ):
-                    entries += _loads(data)
+                    rows += map(as_row, _loads(data))
             except (sqlite3.Error, ValueError) as exc:
                 raise self._damaged(exc) from None
             pending = self._pending.get(iid)
             if pending is not None:
-                entries += pending.timeline
-            body.timeline = entries
-        return body.timeline
+                rows += pending.timeline
+            body.timeline = rows
+        return [as_entry(r) for r in body.timeline]
 
     def commit_step(
-        self, iid: str, key: str, rec: StepRecord, timeline: list[TimelineEntry], defer: bool
+        self, iid: str, key: str, rec: StepRecord, timeline: list[Row], defer: bool
     ) -> None:
         """`commit` of one step record and its timeline entries (see `Store.commit_step`)."""
         body = self._bodies.get(iid)
@@ -422,7 +422,7 @@ class SqliteStore:
         meta: InstanceMeta | None = None,
         steps: Mapping[str, StepRecord | None] | None = None,
         events: Iterable[EventRecord] = (),
-        timeline: Iterable[TimelineEntry] = (),
+        timeline: Iterable[Row] = (),
         wipe_steps: bool = False,
         defer: bool = False,
     ) -> None:
@@ -514,7 +514,7 @@ class SqliteStore:
             for seq, ev in p.events.items():
                 add((iid, "e", str(seq), _dumps(ev)))
             if p.timeline:
-                add((iid, "t", None, _dumps(p.timeline)))
+                add((iid, "t", None, _dumps([as_entry(r) for r in p.timeline])))
         n = len(values) // 4
         c = self._conn
         if n <= _ONE_STATEMENT:

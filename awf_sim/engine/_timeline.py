@@ -2,9 +2,8 @@
 
 Every entry has the five fields of DESIGN §9 (`at_ms` virtual, `kind`, `path` as the dotted
 string, `name` as the Cloudflare step name, `attempt` 1-based or None); the details depend on
-the kind. They are plain dicts at run time (a TypedDict costs nothing, and timelines are
-compared and dumped as JSON byte for byte), so readers get the keys checked by mypy and the
-engine pays nothing for it.
+the kind. Readers get plain dicts (a TypedDict: keys checked by mypy, and timelines are
+compared and dumped as JSON byte for byte).
 
 Kinds: workflow-start, recover, resumed, restarted, paused, terminated, crash (with `fault`
 when injected), step-start (with the resolved `config`), attempt-start, attempt-success,
@@ -16,6 +15,11 @@ wait-end (`type`, and `seq` of the event or `timed_out`), event-received (`type`
 workflow-success, workflow-failure (`error`, `stack` when the workflow body raised it). A
 `stack` holds file:line and code of the user's frames only (awf's are trimmed), beside the
 error's {name, message}, which stays as Cloudflare stores it.
+
+The engine builds and stores each entry as a `Row`, a tuple, and makes the dict when the
+timeline is read: a dict costs about three times the memory of the tuple and four times the
+time to build, and an instance holds every entry of its timeline while it waits, which may
+be for weeks (`as_entry` and `as_row` convert; readers only ever see the dicts).
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict, Unpack
 
-__all__ = ["EntryDetails", "TimelineEntry", "entry", "failure_stack"]
+__all__ = [
+    "EntryDetails",
+    "Row",
+    "TimelineEntry",
+    "as_entry",
+    "as_row",
+    "failure_stack",
+    "row",
+]
 
 
 class EntryDetails(TypedDict, total=False):
@@ -53,24 +65,52 @@ class TimelineEntry(EntryDetails):
     attempt: int | None
 
 
-def entry(
+# An entry as stored: (at_ms, kind, path, name, attempt), and when it has details, their
+# values followed by the tuple of their keys, e.g. (0, "checkpoint", p, n, 1, 1, ("count",)).
+# The key tuples are shared (`shape`), so a detail costs one slot of its row.
+Row = tuple[Any, ...]
+
+_FIVE = ("at_ms", "kind", "path", "name", "attempt")
+_SHAPES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def shape(*keys: str) -> tuple[str, ...]:
+    """The one shared tuple of these detail keys, for the last slot of a row."""
+    return _SHAPES.setdefault(keys, keys)
+
+
+def row(
     at_ms: int,
     kind: str,
     path: str | None = None,
     name: str | None = None,
     attempt: int | None = None,
     **details: Unpack[EntryDetails],
-) -> TimelineEntry:
-    """One timeline entry: the five common fields, then the details of its kind."""
-    e: TimelineEntry = {
-        "at_ms": at_ms,
-        "kind": kind,
-        "path": path,
-        "name": name,
-        "attempt": attempt,
-        **details,
-    }
+) -> Row:
+    """One timeline entry as stored (see `Row`): the five common fields, then the details."""
+    if not details:
+        return (at_ms, kind, path, name, attempt)
+    return (at_ms, kind, path, name, attempt, *details.values(), shape(*details))
+
+
+def as_entry(r: Row) -> TimelineEntry:
+    """The dict of a stored row: a new one on every call, the caller's to keep or change."""
+    e: TimelineEntry = {"at_ms": r[0], "kind": r[1], "path": r[2], "name": r[3], "attempt": r[4]}
+    if len(r) > 5:
+        i = 5
+        for key in r[-1]:
+            e[key] = r[i]  # type: ignore[literal-required]
+            i += 1
     return e
+
+
+def as_row(e: Mapping[str, Any]) -> Row:
+    """The row of an entry dict (one read back from a file): its keys in their order."""
+    keys = tuple(k for k in e if k not in _FIVE)
+    first = (e.get("at_ms"), e.get("kind"), e.get("path"), e.get("name"), e.get("attempt"))
+    if not keys:
+        return first
+    return (*first, *(e[k] for k in keys), shape(*keys))
 
 
 def failure_stack(timeline: Sequence[Mapping[str, Any]]) -> str | None:
