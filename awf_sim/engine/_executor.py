@@ -181,7 +181,7 @@ class StepExecutor:
             }
             # The resolved config rides on step-start: what a reader of the timeline (a
             # person, chaos's retry-policy check) needs to judge the attempts that follow.
-            started.append((lt.loop._now_ms, "step-start", path, name, None, config, _CONFIG))
+            started.append((_CONFIG, lt.loop._now_ms, "step-start", path, name, None, config))
         config = rec["config"]
         retries = config["retries"]
         limit = retries["limit"]
@@ -206,7 +206,7 @@ class StepExecutor:
             # first attempt in the same commit as the step's start, nothing runs between them.
             # Timeline entries on the success path are tuple displays (`_timeline.Row`), not
             # lt.entry() calls: four per step, and the call with its **details costs more.
-            started.append((lt.loop._now_ms, "attempt-start", path, name, attempt))
+            started.append(((), lt.loop._now_ms, "attempt-start", path, name, attempt))
             if not lt.alive:
                 raise Abandoned  # as lt.commit: nothing is written after a crash point
             lt.store.commit_step(lt.iid, key, rec, started, False)
@@ -283,8 +283,8 @@ class StepExecutor:
                     key,
                     {**rec, "state": "done", "value": result},
                     [
-                        (now, "attempt-success", path, name, attempt),
-                        (now, "checkpoint", path, name, attempt, count, _COUNT),
+                        ((), now, "attempt-success", path, name, attempt),
+                        (_COUNT, now, "checkpoint", path, name, attempt, count),
                     ],
                     True,
                 )

@@ -19,7 +19,6 @@ from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._store import Store
 from awf_sim.engine._timeline import EntryDetails, Row, TimelineEntry
-from awf_sim.engine._waits import deliver
 from awf_sim.errors import DefinitionError, InstanceError
 
 __all__ = ["InstanceLifecycle", "RestartFrom", "checked_instance_id", "started_steps"]
@@ -118,11 +117,8 @@ class InstanceLifecycle:
             return
         lt = self._lifetimes.get(iid)
         waiter = lt.take_waiter(type) if lt is not None else None  # the oldest of that type
-        if lt is not None and waiter is not None:
-            key, fut = waiter
-            rec = self._store.get_step(iid, key)
-            assert rec is not None
-            fut.set_result(deliver(lt, key, rec, ev))
+        if waiter is not None:
+            waiter.receive(ev)
 
     # -- lifecycle -------------------------------------------------------------------------
     def _meta(self, iid: str) -> InstanceMeta:

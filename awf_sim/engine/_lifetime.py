@@ -28,10 +28,13 @@ from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._store import Store
 from awf_sim.engine._timeline import EntryDetails, Row, shape
 
-__all__ = ["NO_CONTEXT", "Lifetime", "Owner", "Steps", "Tally", "Waits"]
+__all__ = ["NO_CONTEXT", "Lifetime", "Owner", "Steps", "Tally", "Waiter", "Waits"]
 
 _new = tuple.__new__
 _intern = sys.intern
+_unregister_task: Callable[[asyncio.Task[Any]], None] = getattr(
+    asyncio.tasks, "_unregister_task", lambda task: None
+)
 
 # The context the engine's own timer callbacks run in (they only complete a future): one for
 # all, where asyncio would copy the current context for each timer.
@@ -71,6 +74,8 @@ class Steps(Protocol):
 class Waits(Protocol):
     """Runs sleeps and event waits (`_waits`)."""
 
+    clone_engine_errors: bool
+
     def sleep(
         self, lt: Lifetime, name: str, ms: int | None, until_epoch_ms: int | None
     ) -> Coroutine[Any, Any, None]: ...
@@ -78,6 +83,16 @@ class Waits(Protocol):
     def wait(
         self, lt: Lifetime, name: str, type: str, timeout_ms: int, payload_only: bool = False
     ) -> Coroutine[Any, Any, Any]: ...
+
+
+class Waiter(Protocol):
+    """An event wait in progress (`_waits.EventWait`), as the lifetime lists it."""
+
+    @property
+    def type(self) -> str: ...
+
+    def receive(self, ev: EventRecord) -> None:
+        """The event `ev` arrived for this wait: checkpoint it and wake the wait."""
 
 
 class Tally:
@@ -158,8 +173,7 @@ class Lifetime:
         self._blocked = 0  # sleeps and retry waits in progress (time must pass for these)
         self._waits_open = 0  # event waits in progress (only the outside or a timeout ends these)
         self.tally: Tally | None = None  # set while the simulator counts this lifetime
-        # Event waits in progress, oldest first: (type, store key, future).
-        self.waiters: list[tuple[str, str, asyncio.Future[Any]]] | None = None
+        self.waiters: list[Waiter] | None = None  # event waits in progress, oldest first
         self.pause_gate: asyncio.Future[None] | None = None
         # The event the workflow is called with, built when first asked for (`event`).
         self._payload: Any = loads(meta["params"])
@@ -301,8 +315,8 @@ class Lifetime:
     ) -> Row:
         """A timeline entry now, as stored (`_timeline.row`)."""
         if not details:
-            return (self.loop._now_ms, kind, path, name, attempt)
-        return (self.loop._now_ms, kind, path, name, attempt, *details.values(), shape(*details))
+            return ((), self.loop._now_ms, kind, path, name, attempt)
+        return (shape(*details), self.loop._now_ms, kind, path, name, attempt, *details.values())
 
     def next_count(self, key: str) -> int:
         count = self.counters.get(key, 0) + 1
@@ -337,6 +351,9 @@ class Lifetime:
         task = self.loop.create_task(coro, name=self.iid)
         if self._task is None:
             self._task = task  # kept till the lifetime ends: no set, no done callback
+            # asyncio also lists every task in a weak set for all_tasks(), at ~150 bytes a
+            # task; the engine holds its lifetimes' own, so the workflow's task is left out.
+            _unregister_task(task)
         else:
             tasks = self._tasks
             if tasks is None:
@@ -383,28 +400,27 @@ class Lifetime:
                     task.cancel()
 
     # -- event waits -------------------------------------------------------------------------
-    def add_waiter(self, type: str, key: str, fut: asyncio.Future[Any]) -> None:
-        waiter = (type, key, fut)
+    def add_waiter(self, waiter: Waiter) -> None:
         if self.waiters is None:
             self.waiters = [waiter]
         else:
             self.waiters.append(waiter)
 
-    def take_waiter(self, type: str) -> tuple[str, asyncio.Future[Any]] | None:
-        """The oldest wait of `type` in progress, (store key, future), no longer waiting."""
-        waiters = self.waiters
-        if waiters:
-            for i, (t, key, fut) in enumerate(waiters):
-                if t == type:
-                    del waiters[i]
-                    return key, fut
-        return None
-
-    def drop_waiter(self, fut: asyncio.Future[Any]) -> None:
+    def take_waiter(self, type: str) -> Waiter | None:
+        """The oldest wait of `type` in progress, no longer a waiter."""
         waiters = self.waiters
         if waiters:
             for i, waiter in enumerate(waiters):
-                if waiter[2] is fut:
+                if waiter.type == type:
+                    del waiters[i]
+                    return waiter
+        return None
+
+    def drop_waiter(self, waiter: Waiter) -> None:
+        waiters = self.waiters
+        if waiters:
+            for i, w in enumerate(waiters):
+                if w is waiter:
                     del waiters[i]
                     return
 

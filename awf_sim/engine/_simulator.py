@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
-import inspect
 import random
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Unpack
@@ -23,25 +22,17 @@ from typing import Any, Unpack
 from awf_sim.dsl._cfduration import DURATION_READINGS
 from awf_sim.dsl._config import PROFILES
 from awf_sim.dsl._duration import parse_duration
-from awf_sim.dsl._errors import DefinitionError, NonRetryableError
-from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, dump_result, utf8_size
+from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, utf8_size
 from awf_sim.dsl._proxy import WorkflowApi
 from awf_sim.dsl._workflow import Workflow, registered_workflows
-from awf_sim.engine._calls import (
-    TERMINAL,
-    Abandoned,
-    CpuBudgetExceeded,
-    StepInfo,
-    error_of,
-    stack_of,
-    workflow_exit_error,
-)
+from awf_sim.engine._body import BodyRun, workflow_failure
+from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo
 from awf_sim.engine._executor import StepExecutor
 from awf_sim.engine._hooks import Control, Crash, Hooks, LoopView, SendEvent, SkewClock, StepRef
 from awf_sim.engine._instance import Instance
 from awf_sim.engine._lifecycle import InstanceLifecycle, checked_instance_id
 from awf_sim.engine._lifetime import Lifetime, Tally
-from awf_sim.engine._limits import cpu_budget_of
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
 from awf_sim.engine._randomstate import GlobalRandomSwap, uuid4_from
@@ -71,10 +62,6 @@ DEFAULT_CPU_MS = 30_000
 # From this compatibility date an uncaught NonRetryableError keeps its own message
 # (workflows_preserve_non_retryable_error_message, SEMANTICS §1.5).
 _PRESERVE_NON_RETRYABLE_FROM = "2026-05-14"
-_NON_RETRYABLE_FIXED = (
-    "The execution of the Workflow instance was terminated, as a step threw an "
-    "NonRetryableError and it was not handled"
-)
 
 
 class Simulator(InstanceLifecycle):
@@ -441,34 +428,17 @@ class Simulator(InstanceLifecycle):
             assert self._view is not None
             for control in self.hooks.lifetime_start(self._view, iid, kind) or ():
                 self._apply(control)
-        lt.spawn(self._main(lt, target))
+        lt.spawn(BodyRun(self, lt, target))
 
-    async def _main(self, lt: Lifetime, target: Any) -> None:
-        # Every waiting instance keeps this coroutine: its frame holds only what it awaits
-        # with, the rest is in the plain functions it calls.
-        self._mark_running(lt)
-        try:
-            result = self._call_workflow(lt, target)
-            if inspect.isawaitable(result):
-                result = await result
-            output = dump_result(result, root="workflow output")
-        except Abandoned:
-            return
-        except BaseException as exc:
-            if not self._fail_workflow(lt, exc):
-                raise
-        else:
-            self._finish(lt, "complete", output, None)
-
-    def _mark_running(self, lt: Lifetime) -> None:
+    # -- the body run of a lifetime (`_body.BodyOwner`) ---------------------------------------
+    def mark_running(self, lt: Lifetime) -> None:
         meta = self._store.get_instance(lt.iid)
         assert meta is not None
         if meta["status"] != "running":
             # Deferred (to the first attempt's start): lost in a crash, recovery redoes it.
             lt.commit(meta={**meta, "status": "running"}, defer=True)
 
-    def _call_workflow(self, lt: Lifetime, target: Any) -> Any:
-        """The workflow body called on the instance's event: its coroutine, or its value."""
+    def call_body(self, lt: Lifetime, target: Any) -> Any:
         if isinstance(target, Workflow):
             params = lt.payload
             model = target.input_model
@@ -477,34 +447,14 @@ class Simulator(InstanceLifecycle):
             return target.call(WorkflowApi(lt, target), params)
         return instantiate(target, self.env).run(dict(lt.event), PythonStep(lt, self.durations))
 
-    def _fail_workflow(self, lt: Lifetime, exc: BaseException) -> bool:
-        """End the instance errored with what its workflow body raised; False for what is
-        not the workflow's to end it with (a cancellation), which goes on up."""
-        if isinstance(exc, NonRetryableError):
-            error = (
-                error_of(exc)
-                if self._preserve_nre
-                else {"name": "WorkflowFatalError", "message": _NON_RETRYABLE_FIXED}
-            )
-            self._finish(lt, "errored", None, error, stack_of(exc))
-        elif isinstance(exc, Exception):
-            self._finish(lt, "errored", None, error_of(exc), stack_of(exc))
-        elif isinstance(exc, SystemExit | KeyboardInterrupt):
-            # The workflow's, not the process's: it fails the instance, never ends the judge.
-            self._finish(lt, "errored", None, workflow_exit_error(exc))
-        elif isinstance(exc, CpuBudgetExceeded | asyncio.CancelledError):
-            budget = exc.budget_ms if isinstance(exc, CpuBudgetExceeded) else cpu_budget_of(exc)
-            if budget is None:
-                return False
-            error = {
-                "name": "CpuLimitExceeded",
-                "message": f"the workflow body used more than {budget} ms of CPU time "
-                "without awaiting a step (an endless loop?); Cloudflare stops such an "
-                "invocation. Raise the limit with Simulator(cpu_ms=...) or awf-sim --cpu-ms",
-            }
-            self._finish(lt, "errored", None, error)
-        else:
+    def body_returned(self, lt: Lifetime, output: str) -> None:
+        self._finish(lt, "complete", output, None)
+
+    def body_raised(self, lt: Lifetime, exc: BaseException) -> bool:
+        failure = workflow_failure(exc, self._preserve_nre)
+        if failure is None:
             return False
+        self._finish(lt, "errored", None, *failure)
         return True
 
     def _finish(

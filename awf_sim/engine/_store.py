@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._store_sqlite import SqliteStore
-from awf_sim.engine._timeline import Row, TimelineEntry, as_entry
+from awf_sim.engine._timeline import Row, TimelineEntry, as_entries
 
 __all__ = ["MemoryStore", "SqliteStore", "Store", "open_store"]
 
@@ -69,7 +69,7 @@ class _Instance:
         self.meta = meta
         self.steps: dict[str, StepRecord] = {}
         self.events: dict[int, EventRecord] | None = None  # most instances never get one
-        self.timeline: list[Row] = []
+        self.timeline: list[Any] = []  # its rows back to back (`_timeline.Row`)
 
 
 class MemoryStore:
@@ -102,7 +102,7 @@ class MemoryStore:
         return [] if events is None else list(events.values())
 
     def timeline(self, iid: str) -> list[TimelineEntry]:
-        return [as_entry(r) for r in self._data[iid].timeline]
+        return as_entries(self._data[iid].timeline)
 
     def commit(
         self,
@@ -135,14 +135,18 @@ class MemoryStore:
             if inst.events is None:
                 inst.events = {}
             inst.events[ev["seq"]] = ev
-        inst.timeline.extend(timeline)
+        rows = inst.timeline
+        for r in timeline:
+            rows += r
 
     def commit_step(
         self, iid: str, key: str, rec: StepRecord, timeline: list[Row], defer: bool
     ) -> None:
         inst = self._data[iid]  # as commit: an instance begins with its meta record
         inst.steps[key] = rec
-        inst.timeline += timeline
+        rows = inst.timeline
+        for r in timeline:
+            rows += r
 
     def flush(self) -> None:
         pass

@@ -16,10 +16,11 @@ workflow-success, workflow-failure (`error`, `stack` when the workflow body rais
 `stack` holds file:line and code of the user's frames only (awf's are trimmed), beside the
 error's {name, message}, which stays as Cloudflare stores it.
 
-The engine builds and stores each entry as a `Row`, a tuple, and makes the dict when the
-timeline is read: a dict costs about three times the memory of the tuple and four times the
-time to build, and an instance holds every entry of its timeline while it waits, which may
-be for weeks (`as_entry` and `as_row` convert; readers only ever see the dicts).
+The engine builds each entry as a `Row`, a tuple, a store keeps an instance's rows in one
+flat list, and the dicts are made when the timeline is read: a dict costs about five times
+the memory of its row and four times the time to build, and an instance holds every entry of
+its timeline while it waits, which may be for weeks (`as_entries` and `as_row` convert;
+readers only ever see the dicts).
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ __all__ = [
     "EntryDetails",
     "Row",
     "TimelineEntry",
-    "as_entry",
+    "as_entries",
     "as_row",
     "failure_stack",
     "row",
+    "shape",
 ]
 
 
@@ -65,9 +67,11 @@ class TimelineEntry(EntryDetails):
     attempt: int | None
 
 
-# An entry as stored: (at_ms, kind, path, name, attempt), and when it has details, their
-# values followed by the tuple of their keys, e.g. (0, "checkpoint", p, n, 1, 1, ("count",)).
-# The key tuples are shared (`shape`), so a detail costs one slot of its row.
+# An entry as stored: the tuple of its detail keys (`()` when it has none), the five fields,
+# then the detail values, e.g. (("count",), 0, "checkpoint", path, name, 1, 1). The key tuples
+# are shared (`shape`), so a detail costs one slot. A store keeps an instance's timeline as
+# one flat list, its rows back to back (a tuple per entry would cost 40 bytes more each);
+# the key tuple, first, tells where a row ends.
 Row = tuple[Any, ...]
 
 _FIVE = ("at_ms", "kind", "path", "name", "attempt")
@@ -75,7 +79,7 @@ _SHAPES: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 def shape(*keys: str) -> tuple[str, ...]:
-    """The one shared tuple of these detail keys, for the last slot of a row."""
+    """The one shared tuple of these detail keys, for the first slot of a row."""
     return _SHAPES.setdefault(keys, keys)
 
 
@@ -87,21 +91,32 @@ def row(
     attempt: int | None = None,
     **details: Unpack[EntryDetails],
 ) -> Row:
-    """One timeline entry as stored (see `Row`): the five common fields, then the details."""
+    """One timeline entry as stored (see `Row`)."""
     if not details:
-        return (at_ms, kind, path, name, attempt)
-    return (at_ms, kind, path, name, attempt, *details.values(), shape(*details))
+        return ((), at_ms, kind, path, name, attempt)
+    return (shape(*details), at_ms, kind, path, name, attempt, *details.values())
 
 
-def as_entry(r: Row) -> TimelineEntry:
-    """The dict of a stored row: a new one on every call, the caller's to keep or change."""
-    e: TimelineEntry = {"at_ms": r[0], "kind": r[1], "path": r[2], "name": r[3], "attempt": r[4]}
-    if len(r) > 5:
-        i = 5
-        for key in r[-1]:
-            e[key] = r[i]  # type: ignore[literal-required]
+def as_entries(rows: Sequence[Any]) -> list[TimelineEntry]:
+    """The dicts of stored rows, back to back in `rows` (one row, or a stored timeline): new
+    ones on every call, the caller's to keep or change."""
+    out: list[TimelineEntry] = []
+    i, end = 0, len(rows)
+    while i < end:
+        keys = rows[i]
+        e: TimelineEntry = {
+            "at_ms": rows[i + 1],
+            "kind": rows[i + 2],
+            "path": rows[i + 3],
+            "name": rows[i + 4],
+            "attempt": rows[i + 5],
+        }
+        i += 6
+        for key in keys:
+            e[key] = rows[i]  # type: ignore[literal-required]
             i += 1
-    return e
+        out.append(e)
+    return out
 
 
 def as_row(e: Mapping[str, Any]) -> Row:
@@ -109,8 +124,8 @@ def as_row(e: Mapping[str, Any]) -> Row:
     keys = tuple(k for k in e if k not in _FIVE)
     first = (e.get("at_ms"), e.get("kind"), e.get("path"), e.get("name"), e.get("attempt"))
     if not keys:
-        return first
-    return (*first, *(e[k] for k in keys), shape(*keys))
+        return ((), *first)
+    return (shape(*keys), *first, *(e[k] for k in keys))
 
 
 def failure_stack(timeline: Sequence[Mapping[str, Any]]) -> str | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from awf_sim import Simulator, Workflow
 from awf_sim.engine import SqliteStore
-from awf_sim.engine._timeline import as_entry, as_row, row
+from awf_sim.engine._timeline import as_entries, as_row, row
 
 tries: dict[str, int] = {}
 
@@ -88,7 +88,7 @@ def test_a_reader_gets_new_dicts_it_may_change() -> None:
 
 def test_a_row_and_its_dict_convert_both_ways() -> None:
     r = row(5, "attempt-failure", "A.b", "A.b@x", 2, error={"name": "E", "message": "m"})
-    e = as_entry(r)
+    (e,) = as_entries(r)
     assert list(e.items()) == [
         ("at_ms", 5),
         ("kind", "attempt-failure"),
@@ -98,10 +98,6 @@ def test_a_row_and_its_dict_convert_both_ways() -> None:
         ("error", {"name": "E", "message": "m"}),
     ]
     assert as_row(e) == r
-    assert as_entry(row(0, "paused")) == {
-        "at_ms": 0,
-        "kind": "paused",
-        "path": None,
-        "name": None,
-        "attempt": None,
-    }
+    paused = {"at_ms": 0, "kind": "paused", "path": None, "name": None, "attempt": None}
+    # Rows back to back, as a store keeps them, read back one dict each.
+    assert as_entries(row(0, "paused") + r + row(0, "paused")) == [paused, e, paused]
