@@ -116,7 +116,8 @@ class Lifetime:
     # on first use, and nothing here is a copy of what the store or the workflow holds.
     __slots__ = (
         "_blocked",
-        "_created",
+        "_created_ms",
+        "_epoch_ms",
         "_event",
         "_executing",
         "_payload",
@@ -151,7 +152,7 @@ class Lifetime:
         waits: Waits,
         iid: str,
         meta: InstanceMeta,
-        created_epoch_ms: int,
+        epoch_ms: int,
     ) -> None:
         self.owner = owner
         self.store = store
@@ -173,12 +174,15 @@ class Lifetime:
         self._blocked = 0  # sleeps and retry waits in progress (time must pass for these)
         self._waits_open = 0  # event waits in progress (only the outside or a timeout ends these)
         self.tally: Tally | None = None  # set while the simulator counts this lifetime
-        self.waiters: list[Waiter] | None = None  # event waits in progress, oldest first
+        # Event waits in progress, oldest first: the one, or a list of them.
+        self.waiters: Waiter | list[Waiter] | None = None
         self.pause_gate: asyncio.Future[None] | None = None
-        # The event the workflow is called with, built when first asked for (`event`).
+        # The event the workflow is called with, built when first asked for (`event`), from
+        # what the meta record holds and the simulator's epoch at this lifetime's start.
         self._payload: Any = loads(meta["params"])
-        self._created = created_epoch_ms
         self._workflow = meta["workflow"]
+        self._created_ms = meta["created_ms"]
+        self._epoch_ms = epoch_ms
         self._event: dict[str, Any] | None = None
 
     # -- idleness -------------------------------------------------------------------------
@@ -251,7 +255,9 @@ class Lifetime:
         if event is None:
             event = self._event = {
                 "payload": self._payload,
-                "timestamp": _dt.datetime.fromtimestamp(self._created / 1000, tz=_dt.UTC),
+                "timestamp": _dt.datetime.fromtimestamp(
+                    (self._epoch_ms + self._created_ms) / 1000, tz=_dt.UTC
+                ),
                 "instanceId": self.iid,
                 "workflowName": self._workflow,
             }
@@ -401,24 +407,35 @@ class Lifetime:
 
     # -- event waits -------------------------------------------------------------------------
     def add_waiter(self, waiter: Waiter) -> None:
-        if self.waiters is None:
-            self.waiters = [waiter]
+        waiters = self.waiters
+        if waiters is None:
+            self.waiters = waiter  # the common case, one wait: no list
+        elif isinstance(waiters, list):
+            waiters.append(waiter)
         else:
-            self.waiters.append(waiter)
+            self.waiters = [waiters, waiter]
 
     def take_waiter(self, type: str) -> Waiter | None:
         """The oldest wait of `type` in progress, no longer a waiter."""
         waiters = self.waiters
-        if waiters:
-            for i, waiter in enumerate(waiters):
-                if waiter.type == type:
-                    del waiters[i]
-                    return waiter
+        if waiters is None:
+            return None
+        if not isinstance(waiters, list):
+            if waiters.type != type:
+                return None
+            self.waiters = None
+            return waiters
+        for i, waiter in enumerate(waiters):
+            if waiter.type == type:
+                del waiters[i]
+                return waiter
         return None
 
     def drop_waiter(self, waiter: Waiter) -> None:
         waiters = self.waiters
-        if waiters:
+        if waiters is waiter:
+            self.waiters = None
+        elif isinstance(waiters, list):
             for i, w in enumerate(waiters):
                 if w is waiter:
                     del waiters[i]

@@ -416,7 +416,7 @@ class Simulator(InstanceLifecycle):
             self._waits,
             iid,
             meta,
-            self._epoch_ms + meta["created_ms"],
+            self._epoch_ms,
         )
         old = self._lifetimes.get(iid)
         if old is not None:

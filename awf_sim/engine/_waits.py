@@ -88,21 +88,40 @@ class EventWaits:
         return EventWait(lt, name, type, timeout_ms, payload_only)
 
 
-_NEW, _DONE = None, False  # EventWait.fut before the wait starts, and once it has ended
+_NEW, _WAITING, _ENDED = 0, 1, 2  # EventWait.state
+_PENDING: Any = object()  # EventWait.outcome until the event or the timeout comes
 
 
 class EventWait(Coroutine[Any, Any, Any]):
     """One event wait, awaited like the coroutine it stands for: it starts when first
-    awaited, suspends on a future until the event or the timeout, and returns the event (or
-    its payload).
+    awaited, suspends until the event or the timeout, and returns the event (or its payload).
 
     Written out as a class, not an `async def`: every waiting instance keeps its wait, and a
-    coroutine's frame costs three times the memory of these slots. It does what the `await`
-    statement would: `send` and `throw` are the coroutine protocol the awaiting frame (or a
-    Task) drives, and the cleanup in `_end` is the `finally` of the coroutine it replaces.
+    coroutine's frame would cost three times these slots. It is three things at once:
+
+    - the coroutine the awaiting frame (or a Task) drives: `send`, `throw`, `close`, with the
+      cleanup of the `finally` of the `async def` it replaces in `_end`, run at the same point;
+    - the future its task waits on (what `await future` would have yielded): the duck-typed
+      future protocol a Task uses (`_asyncio_future_blocking`, `get_loop`,
+      `add_done_callback`, `result`, `cancel`), so no Future object is kept per wait either;
+    - the waiter its lifetime lists, which an event for its type completes (`receive`).
     """
 
-    __slots__ = ("fut", "handle", "key", "lt", "name", "payload_only", "rec", "timeout_ms", "type")
+    __slots__ = (
+        "_asyncio_future_blocking",
+        "callback",
+        "context",
+        "handle",
+        "key",
+        "lt",
+        "name",
+        "outcome",
+        "payload_only",
+        "rec",
+        "state",
+        "timeout_ms",
+        "type",
+    )
 
     def __init__(
         self, lt: Lifetime, name: str, type: str, timeout_ms: int, payload_only: bool
@@ -112,11 +131,19 @@ class EventWait(Coroutine[Any, Any, Any]):
         self.type = type
         self.timeout_ms = timeout_ms
         self.payload_only = payload_only
-        self.fut: Any = _NEW  # then its future while it waits, then _DONE
+        self.state = _NEW
         self.key = ""
         self.rec: StepRecord | None = None
         self.handle: asyncio.TimerHandle | None = None
+        self.outcome: Any = _PENDING  # the event's value, or the exception to wake up with
+        # The task's wake-up (with its context), or a list of (callback, context) for more.
+        self.callback: Any = None
+        self.context: Any = None
+        # None: not a future to asyncio.ensure_future (it is a coroutine to run in a task);
+        # True while yielded to a task, as Future.__await__ sets it.
+        self._asyncio_future_blocking: bool | None = None
 
+    # -- the coroutine -------------------------------------------------------------------
     def __await__(self) -> EventWait:
         return self
 
@@ -127,21 +154,20 @@ class EventWait(Coroutine[Any, Any, Any]):
         return self.send(None)
 
     def send(self, value: Any) -> Any:
-        fut = self.fut
-        if fut is _NEW:
-            self.fut = _DONE  # until it waits: whatever _start raises ends it
+        state = self.state
+        if state == _NEW:
+            self.state = _ENDED  # until it waits: whatever _start raises ends it
             return self._start()
-        if fut is _DONE:
+        if state == _ENDED:
             raise RuntimeError("cannot reuse already awaited coroutine")
-        if not fut.done():  # sent to without being woken: it waits on
-            fut._asyncio_future_blocking = True
-            return fut
+        outcome = self.outcome
+        if outcome is _PENDING:  # sent to without being woken: it waits on
+            self._asyncio_future_blocking = True
+            return self
         self._end()
-        try:
-            got = fut.result()
-        except TimedOut:
-            return self._timed_out()
-        raise StopIteration(got["payload"] if self.payload_only else got)
+        if isinstance(outcome, BaseException):
+            return self._raise(outcome)
+        raise StopIteration(outcome["payload"] if self.payload_only else outcome)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         if val is None:
@@ -150,23 +176,27 @@ class EventWait(Coroutine[Any, Any, Any]):
             exc = val if isinstance(val, BaseException) else typ(val)
         if tb is not None:
             exc = exc.with_traceback(tb)
-        if self.fut is _NEW or self.fut is _DONE:
-            self.fut = _DONE
+        if self.state != _WAITING:
+            self.state = _ENDED
             raise exc
         self._end()
-        if isinstance(exc, TimedOut):  # the task wakes with the future's exception
-            return self._timed_out()
-        raise exc
+        return self._raise(exc)
 
     def close(self) -> None:
-        if self.fut is not _NEW and self.fut is not _DONE:
+        if self.state == _WAITING:
             self._end()
-        self.fut = _DONE
+        self.state = _ENDED
+
+    def _raise(self, exc: BaseException) -> Any:
+        if isinstance(exc, TimedOut):  # the task wakes with the timeout
+            assert self.rec is not None
+            return _timed_out(self.lt, self.key, self.rec, self.name, self.type)
+        raise exc
 
     def _start(self) -> Any:
         """Number the wait and store its start; return its value at once when it has its
         event already (a replay, a buffered event), else register it as a waiter of its type
-        and yield its future to the task."""
+        and yield itself, the future, to the task."""
         lt, name, type = self.lt, self.name, self.type
         if not lt.alive:
             raise Abandoned
@@ -189,8 +219,8 @@ class EventWait(Coroutine[Any, Any, Any]):
                 "state": "running",
                 # Cloudflare's reading may be fractional, negative or NaN: its timer fires at
                 # once for the last two, and its message prints the number as JavaScript does.
-                "deadline": lt.loop.now_ms + wait_ms(timeout_ms),
-                "timeout_ms": timeout_ms if math.isfinite(timeout_ms) else None,
+                "deadline": _shared(lt.loop.now_ms + wait_ms(timeout_ms)),
+                "timeout_ms": _shared(timeout_ms) if math.isfinite(timeout_ms) else None,
                 # Interned: the same few timeouts are written by every instance of a flow.
                 "timeout_text": sys.intern(js_number_text(timeout_ms)),
             }
@@ -202,51 +232,130 @@ class EventWait(Coroutine[Any, Any, Any]):
             )
         self.key, self.rec = key, rec
         if hooks is not None and ref is not None and hooks.force_wait_timeout(lt.iid, ref):
-            return self._timed_out()
+            return _timed_out(lt, key, rec, name, type)
         # An event sent before the wait is buffered per type and consumed first in, first out.
         for ev in lt.store.events(lt.iid):
             if ev["type"] == type and ev["consumed_by"] is None:
                 return self._return(deliver(lt, key, rec, ev))
         if hooks is not None and ref is not None:
             lt.act(hooks.during_wait(lt.iid, ref), ref, None)
-        fut: asyncio.Future[Any] = lt.loop.create_future()
         lt.add_waiter(self)
         # A module-level callback, not a closure: it stays alive as long as the wait does.
-        self.handle = lt.loop.call_at(rec["deadline"] / 1000, _expire, fut, context=NO_CONTEXT)
+        self.handle = lt.loop.call_at(rec["deadline"] / 1000, _expire, self, context=NO_CONTEXT)
         lt.add_timer(self.handle)
         lt.waits_open += 1
-        self.fut = fut
-        fut._asyncio_future_blocking = True
-        return fut
-
-    def receive(self, ev: EventRecord) -> None:
-        """The event `ev` arrived for this wait (it is no longer a waiter): checkpoint it and
-        wake the wait with it."""
-        lt = self.lt
-        rec = lt.store.get_step(lt.iid, self.key)
-        assert rec is not None
-        self.fut.set_result(deliver(lt, self.key, rec, ev))
+        self.state = _WAITING
+        self._asyncio_future_blocking = True
+        return self
 
     def _return(self, got: Any) -> Any:
         raise StopIteration(got["payload"] if self.payload_only else got)
 
-    def _timed_out(self) -> Any:
-        assert self.rec is not None
-        return _timed_out(self.lt, self.key, self.rec, self.name, self.type)
-
     def _end(self) -> None:
         lt, handle = self.lt, self.handle
-        self.fut = _DONE
+        self.state = _ENDED
         lt.waits_open -= 1
         assert handle is not None
         handle.cancel()
         lt.drop_timer(handle)
         lt.drop_waiter(self)  # a timed-out waiter gets no later event
 
+    # -- the waiter ------------------------------------------------------------------------
+    def receive(self, ev: EventRecord) -> None:
+        """The event `ev` arrived for this wait (it is no longer a waiter): checkpoint it and
+        wake the wait with it."""
+        lt = self.lt
+        rec = lt.store.get_step(lt.iid, self.key)
+        assert rec is not None
+        value = deliver(lt, self.key, rec, ev)
+        self._complete(value)
 
-def _expire(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_exception(TimedOut())
+    # -- the future its task waits on ------------------------------------------------------
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self.lt.loop
+
+    def done(self) -> bool:
+        return self.outcome is not _PENDING
+
+    def cancelled(self) -> bool:
+        return isinstance(self.outcome, asyncio.CancelledError)
+
+    def result(self) -> Any:
+        outcome = self.outcome
+        if outcome is _PENDING:
+            raise asyncio.InvalidStateError("Result is not ready.")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def exception(self) -> BaseException | None:
+        outcome = self.outcome
+        if outcome is _PENDING:
+            raise asyncio.InvalidStateError("Exception is not set.")
+        if isinstance(outcome, asyncio.CancelledError):
+            raise outcome
+        return outcome if isinstance(outcome, BaseException) else None
+
+    def add_done_callback(self, fn: Any, *, context: Any = None) -> None:
+        if self.outcome is not _PENDING:
+            self.lt.loop.call_soon(fn, self, context=context)
+        elif self.callback is None:
+            self.callback, self.context = fn, context
+        elif isinstance(self.callback, list):
+            self.callback.append((fn, context))
+        else:
+            self.callback = [(self.callback, self.context), (fn, context)]
+            self.context = None
+
+    def remove_done_callback(self, fn: Any) -> int:
+        callback = self.callback
+        if isinstance(callback, list):
+            kept = [(f, c) for f, c in callback if f != fn]
+            self.callback = kept
+            return len(callback) - len(kept)
+        if callback is not None and callback == fn:
+            self.callback = self.context = None
+            return 1
+        return 0
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self.outcome is not _PENDING:
+            return False
+        self._complete(asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg))
+        return True
+
+    def _complete(self, outcome: Any) -> None:
+        """Set the outcome and schedule the callbacks, as Future.set_result does."""
+        if self.outcome is not _PENDING:
+            raise asyncio.InvalidStateError("invalid state")
+        self.outcome = outcome
+        callback, context = self.callback, self.context
+        self.callback = self.context = None
+        call_soon = self.lt.loop.call_soon
+        if isinstance(callback, list):
+            for fn, ctx in callback:
+                call_soon(fn, self, context=ctx)
+        elif callback is not None:
+            call_soon(callback, self, context=context)
+
+
+# Whole numbers many waits store alike (the same timeout; the same deadline, for instances
+# started together): one object for all of them, as interning does for strings. Bounded, as
+# any number may come; ints only, as 1000.0 == 1000 would hand back the other type.
+_SHARED: dict[int, int] = {}
+
+
+def _shared(n: Any) -> Any:
+    if type(n) is not int:
+        return n
+    if len(_SHARED) >= 4096:
+        _SHARED.clear()
+    return _SHARED.setdefault(n, n)
+
+
+def _expire(wait: EventWait) -> None:
+    if not wait.done():
+        wait._complete(TimedOut())
 
 
 def _timed_out(lt: Lifetime, key: str, rec: StepRecord, name: str, type: str) -> Any:
