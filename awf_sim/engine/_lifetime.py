@@ -164,7 +164,10 @@ class Lifetime:
         self.alive = True
         # Calls numbered so far, per kind and name: a `do` under its name itself (the string
         # its record holds anyway), others under an interned "kind\x1fname" (see `begin`).
-        self.counters: dict[str, int] = {}
+        # A tuple of the keys while each was called once and they are few (a dict costs
+        # three times the memory, and most lifetimes call each name once), then a dict of
+        # the counts (`count`).
+        self.counters: tuple[str, ...] | dict[str, int] = ()
         self.step_calls = 0
         self._task: asyncio.Task[Any] | None = None  # the first task spawned: the workflow's
         self._tasks: set[asyncio.Task[Any]] | None = None  # any others, while they run
@@ -324,29 +327,33 @@ class Lifetime:
             return ((), self.loop._now_ms, kind, path, name, attempt)
         return (shape(*details), self.loop._now_ms, kind, path, name, attempt, *details.values())
 
-    def next_count(self, key: str) -> int:
-        count = self.counters.get(key, 0) + 1
-        self.counters[key] = count
+    def count(self, key: str) -> int:
+        """How many times `key` has been counted in this lifetime, this time included."""
+        counters = self.counters
+        if type(counters) is tuple:
+            if len(counters) < 16 and key not in counters:
+                self.counters = (*counters, key)
+                return 1
+            counters = self.counters = dict.fromkeys(counters, 1)
+        count = counters[key] = counters.get(key, 0) + 1  # type: ignore[union-attr,index]
         return count
 
     def begin(self, kind: str, name: str, path: str) -> tuple[int, str, StepRef | None]:
         """Number this call as Cloudflare does (the k-th call of a name in this lifetime), give
         its store key, and tell the hooks, which see every call, cached or not."""
-        counters = self.counters
         if kind == "do":
             # A do step's name has no control character (the executor refuses those), so it
             # is its own counter key, and the string is the one its record keeps anyway.
-            count = counters[name] = counters.get(name, 0) + 1
+            count = self.count(name)
             key = f"do:{name}#{count}"
         else:
             # Sleep and wait names are mostly literals of the workflow's code: the keys are
             # interned, so a thousand waiting instances share one string, not a thousand.
-            counted = _intern(kind + "\x1f" + name)
-            count = counters[counted] = counters.get(counted, 0) + 1
+            count = self.count(_intern(kind + "\x1f" + name))
             key = _intern(f"{kind}:{name}#{count}")
         ref = None
         if self.hooks is not None:
-            seq = self.next_count("\x1fseq:" + kind)
+            seq = self.count("\x1fseq:" + kind)
             ref = _new(StepRef, (kind, path, name, count, seq))  # no Python-level __new__
             self.hooks.step_call(self.iid, ref)
         return count, key, ref

@@ -101,3 +101,28 @@ def test_a_row_and_its_dict_convert_both_ways() -> None:
     paused = {"at_ms": 0, "kind": "paused", "path": None, "name": None, "attempt": None}
     # Rows back to back, as a store keeps them, read back one dict each.
     assert as_entries(row(0, "paused") + r + row(0, "paused")) == [paused, e, paused]
+
+
+def test_calls_are_numbered_per_name_however_many_names_a_lifetime_has() -> None:
+    """A lifetime counts each kind and name apart (the k-th call of a name is count k), first
+    in a short tuple of names called once, then in a dict: both give the same numbers."""
+
+    @Workflow("numbered")
+    async def flow(wf: Any, _: Any) -> Any:
+        for i in range(20):
+            await wf.do(f"s{i}", lambda i=i: i)
+            await wf.do("same", lambda: 0)
+        await wf.sleep("same", "1 second")
+        await wf.sleep("same", "1 second")
+        return "ok"
+
+    with Simulator() as sim:
+        inst = sim.create(flow)
+        sim.run()
+        assert inst.status()["output"] == "ok"
+        counts = [(e["name"], e["count"]) for e in inst.timeline if e["kind"] == "checkpoint"]
+        assert counts[:4] == [("s0", 1), ("same", 1), ("s1", 1), ("same", 2)]
+        assert counts[-2:] == [("s19", 1), ("same", 20)]
+        steps = sim._store.steps(inst.id)
+        assert {"do:same#20", "do:s19#1", "sleep:same#1", "sleep:same#2"} <= set(steps)
+        assert "do:same#21" not in steps
