@@ -1,6 +1,7 @@
 """Instruction counts under callgrind: the repeatable measure on a shared, noisy machine.
 
     python benchmarks/instructions.py engine   # instructions per step (benchmarks/engine.py's)
+    python benchmarks/instructions.py loop     # per step of engine.py's 100-step workflow (e)
     python benchmarks/instructions.py chaos    # instructions per fault-injected run
 
 Each mode runs its workload twice under `valgrind --tool=callgrind` (small and large) and
@@ -22,15 +23,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SIZES = {"engine": (100, 300), "chaos": (20, 120)}
-UNIT = {"engine": 6, "chaos": 1}  # steps per instance; runs per plan
+SIZES = {"engine": (100, 300), "loop": (10, 30), "chaos": (20, 120)}
+UNIT = {"engine": 6, "loop": 100, "chaos": 1}  # steps per instance; runs per plan
 
 
 def _workload(mode: str, n: int) -> None:
-    if mode == "engine":
+    if mode in ("engine", "loop"):
         bench = runpy.run_path(str(ROOT / "benchmarks" / "engine.py"), run_name="bench")
-        bench["run_sim"](10, None)  # warm: imports, first-use paths
-        bench["run_sim"](n, None)
+        flow = bench["bench_flow" if mode == "engine" else "loop_flow"]
+        bench["run_sim"](10, None, flow)  # warm: imports, first-use paths
+        bench["run_sim"](n, None, flow)
         return
     from awf_sim.chaos import Target, build_baseline
     from awf_sim.chaos._run import evaluate
@@ -63,7 +65,7 @@ def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "engine"
     small, large = SIZES[mode]
     per = (_count(mode, large) - _count(mode, small)) / ((large - small) * UNIT[mode])
-    what = "step" if mode == "engine" else "fault-injected run"
+    what = "fault-injected run" if mode == "chaos" else "step"
     print(f"{per:,.0f} instructions per {what}")
 
 
