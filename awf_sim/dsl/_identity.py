@@ -29,6 +29,7 @@ __all__ = [
     "loads",
     "step_id",
     "step_id_from_hashes",
+    "step_id_json",
     "step_name",
     "utf8_size",
     "utf16_len",
@@ -72,32 +73,32 @@ def _to_json_value(value: object) -> object:
     raise TypeError(kind.__name__)
 
 
-def _make_encoder(*, sort_keys: bool) -> Callable[[object], str]:
+def _make_encoder(*, sort_keys: bool) -> Callable[[object, int], Any]:
+    """The encoder as JSON text in chunks: `"".join(encoder(value, 0))` is the text."""
     c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
     if c_make_encoder is None:  # pragma: no cover - only without CPython's _json accelerator
-        return json.JSONEncoder(
+        iterencode = json.JSONEncoder(
             sort_keys=sort_keys,
             separators=(",", ":"),
             ensure_ascii=False,
             allow_nan=False,
             check_circular=False,
             default=_to_json_value,
-        ).encode
-    # The C encoder JSONEncoder.encode would build on every call, built once. With no
-    # markers dict it skips the circular-reference bookkeeping; a cycle then surfaces as
-    # RecursionError, which is reported like any other failure.
-    encoder = c_make_encoder(
+        ).iterencode
+        return lambda value, _level: iterencode(value)
+    # The C encoder JSONEncoder.encode would build on every call, built once, and called
+    # where the text is needed (no Python function around it: every step encodes its args
+    # and its result). With no markers dict it skips the circular-reference bookkeeping; a
+    # cycle then surfaces as RecursionError, which is reported like any other failure.
+    return c_make_encoder(  # type: ignore[no-any-return]
         None, _to_json_value, _encode_str, None, ":", ",", sort_keys, False, False
     )
 
-    def encode(value: object) -> str:
-        return "".join(encoder(value, 0))
 
-    return encode
-
-
-_encode_sorted = _make_encoder(sort_keys=True)
-_encode_ordered = _make_encoder(sort_keys=False)
+# Canonical JSON (sorted keys) and result JSON (the handler's key order), in chunks.
+chunks_sorted = _make_encoder(sort_keys=True)
+chunks_ordered = _make_encoder(sort_keys=False)
+ENCODE_ERRORS = (TypeError, ValueError, RecursionError)
 
 
 # --- the error path -------------------------------------------------------------------------
@@ -181,18 +182,9 @@ def _error(value: object, root: str, cause: BaseException | None) -> Serializati
     return SerializationError(problem)
 
 
-def _encode(encode: Callable[[object], str], value: object, root: str) -> str:
-    # Keys that json itself turns into strings (int, float, bool, None) are left to it, as
-    # DESIGN's canonical form is json.dumps: context and args cross a step boundary as JSON
-    # anyway, so a handler sees string keys either way. Walking every value to refuse them
-    # cost 8% of an engine step.
-    try:
-        return encode(value)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise _error(value, root, exc) from None
-
-
-# --- public API -----------------------------------------------------------------------------
+# Keys that json itself turns into strings (int, float, bool, None) are left to it, as DESIGN's
+# canonical form is json.dumps: context and args cross a step boundary as JSON anyway, so a
+# handler sees string keys either way. Walking every value to refuse them cost 8% of a step.
 
 
 def canonical(value: object, *, root: str = "value") -> str:
@@ -202,15 +194,20 @@ def canonical(value: object, *, root: str = "value") -> str:
     Anything else raises SerializationError naming the field path, starting at `root`
     (e.g. `context.items[2].price is not JSON (a set); ...`).
     """
-    return _encode(_encode_sorted, value, root)
+    if type(value) is str:  # a common context (an id): the encoder's own string rule
+        return _encode_str(value)
+    try:
+        return "".join(chunks_sorted(value, 0))
+    except ENCODE_ERRORS as exc:
+        raise _error(value, root, exc) from None
 
 
 def canonical_in(value: object, where: Callable[[], str]) -> str:
     """`canonical(value, root=where())`, with the root only built when encoding fails: the
     DSL encodes every step's args, and naming them costs more than encoding `{}`."""
     try:
-        return _encode_sorted(value)
-    except (TypeError, ValueError, RecursionError) as exc:
+        return "".join(chunks_sorted(value, 0))
+    except ENCODE_ERRORS as exc:
         raise _error(value, where(), exc) from None
 
 
@@ -221,9 +218,15 @@ def dump_result(value: object, *, root: str) -> str:
     Cloudflare's JavaScript boundary does to a result, and results are on the hot path.
     """
     try:
-        return _encode_ordered(value)
-    except (TypeError, ValueError, RecursionError) as exc:
+        return "".join(chunks_ordered(value, 0))
+    except ENCODE_ERRORS as exc:
         raise _error(value, root, exc) from None
+
+
+def result_error(value: object, root: str, cause: BaseException) -> SerializationError:
+    """The error `dump_result(value, root=root)` raises, for a caller that encoded with
+    `chunks_ordered` itself and caught one of ENCODE_ERRORS."""
+    return _error(value, root, cause)
 
 
 _MAX_SAFE_INTEGER = 2**53 - 1
@@ -326,6 +329,22 @@ def step_id_from_hashes(path: Sequence[str], context_hash: str, args_hash: str) 
     # ..., "argsHash": ...}) with its keys already in sorted order.
     text = f'{{"argsHash":{_encode_str(args_hash)},"contextHash":{_encode_str(context_hash)},{tail}'
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+_sha256 = hashlib.sha256
+
+
+def step_id_json(path: tuple[str, ...], context_json: str, args_json: str) -> str:
+    """`step_id` of a step whose context and args are canonical JSON already: the DSL's one
+    call per step, with the short hashes of texts seen lately looked up here, not hashed."""
+    context_hash = _HASH8_MEMO.get(context_json) or hash8(context_json)
+    args_hash = _HASH8_MEMO.get(args_json) or hash8(args_json)
+    tail = _PATH_JSON.get(path)
+    if tail is None:
+        return step_id_from_hashes(path, context_hash, args_hash)
+    # As step_id_from_hashes: the hashes are hex digits, so quoting is all their encoding does.
+    text = '{"argsHash":"' + args_hash + '","contextHash":"' + context_hash + '",' + tail
+    return _sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def step_id(path: Sequence[str], context: object, args: object) -> str:
