@@ -21,10 +21,9 @@ from awf_sim.dsl._domain import _GENERATION, Domain, MethodSpec
 from awf_sim.dsl._duration import check_sleep, parse_duration
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import (
-    ENCODE_ERRORS,
     MAX_STEP_NAME,
     canonical,
-    chunks_sorted,
+    canonical_or_none,
     hash8,
     json_copy,
     loads,
@@ -145,12 +144,8 @@ class _Pipeline:
             domain = self._domain
             path: tuple[str, ...] = (domain, spec.name)
             if args:
-                # The encoder called here rather than through canonical(): no root to build
-                # and no function call in between, unless encoding fails.
-                try:
-                    args_json = "".join(chunks_sorted(args, 0))
-                except ENCODE_ERRORS:
-                    args_json = canonical(args, root=f"args of {spec.path}")  # raises
+                # The error's root is only built when there is an error (or a model).
+                args_json = canonical_or_none(args) or canonical(args, root=f"args of {spec.path}")
             else:
                 args_json = "{}"
             sid = step_id_json(path, self._context_json, args_json)
