@@ -18,6 +18,11 @@ from typing import Any
 
 from awf_sim.dsl._errors import SerializationError
 
+try:
+    import _pickle
+except ImportError:  # pragma: no cover - a Python without the C pickler
+    import pickle as _pickle  # type: ignore[no-redef]
+
 __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MAX_STEP_NAME",
@@ -303,21 +308,24 @@ _HASH8_MEMO_TEXT = 4096  # longer texts are hashed each time (and not kept alive
 _HASH8_MEMO_SIZE = 1024
 
 
-# Texts seen lately -> their value in marshal form (b"" on first sight). A handler gets a
-# fresh copy of its context and args every step; the same context often comes step after
-# step, and marshal rebuilds a value three times faster than parsing its JSON again (with the
-# whole-float rule applied once, when it was parsed).
+# Texts seen lately -> their value pickled (b"" on first sight). A handler gets a fresh copy
+# of its context and args every step; the same context often comes step after step, and
+# unpickling rebuilds a value faster than parsing its JSON again (with the whole-float rule
+# applied once, when it was parsed). Pickle, not marshal: marshal.loads is an audited event,
+# and the simulator's network guard keeps an audit hook, a Python call on every event. The
+# values are JSON data (dict, list, str, int, float, bool, None): no class is pickled.
 _COPY_MEMO: dict[str, bytes] = {}
 _COPY_MEMO_SIZE = 256
-_marshal_loads = marshal.loads
 _marshal_dumps = marshal.dumps
+pickle_loads = _pickle.loads
+_pickle_dumps = _pickle.dumps
 
 
 def json_copy(text: str) -> Any:
     """`loads(text)`: a fresh value, for JSON that awf wrote; repeated texts cost less."""
     packed = _COPY_MEMO.get(text)
     if packed:
-        return _marshal_loads(packed)
+        return pickle_loads(packed)
     value = loads(text)
     if len(text) <= _HASH8_MEMO_TEXT:
         if packed is None:
@@ -325,7 +333,7 @@ def json_copy(text: str) -> Any:
                 _COPY_MEMO.clear()
             _COPY_MEMO[text] = b""  # seen once: worth keeping from the second time on
         else:
-            _COPY_MEMO[text] = _marshal_dumps(value)
+            _COPY_MEMO[text] = _pickle_dumps(value, 5)
     return value
 
 

@@ -21,12 +21,14 @@ from awf_sim.dsl._domain import _GENERATION, Domain, MethodSpec
 from awf_sim.dsl._duration import check_sleep, parse_duration
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import (
+    _COPY_MEMO,
     MAX_STEP_NAME,
     canonical,
     canonical_or_none,
     hash8,
     json_copy,
     loads,
+    pickle_loads,
     step_id_from_hashes,
     step_id_json,
     step_name,
@@ -74,9 +76,16 @@ class StepCall:
         if len(calls) != 1:
             return _chain(calls, json_copy(self.context_json), ctx)
         spec, args_json = calls[0]
+        # json_copy's memo looked up here: a context seen lately costs no Python call.
+        packed = _COPY_MEMO.get(self.context_json)
+        context = pickle_loads(packed) if packed else json_copy(self.context_json)
         # `{}` (no args, the most common) is built as it is: no copy to look up.
-        args = {} if args_json == "{}" else json_copy(args_json)
-        value = spec.handler(json_copy(self.context_json), args, ctx)
+        if args_json == "{}":
+            args = {}
+        else:
+            packed = _COPY_MEMO.get(args_json)
+            args = pickle_loads(packed) if packed else json_copy(args_json)
+        value = spec.handler(context, args, ctx)
         if type(value) is _Coroutine or inspect.isawaitable(value):
             return value
         return _value(value)

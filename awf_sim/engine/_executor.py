@@ -25,10 +25,12 @@ from awf_sim.dsl._errors import (
     WorkflowFatalError,
 )
 from awf_sim.dsl._identity import (
+    ENCODE_ERRORS,
     MAX_PAYLOAD_BYTES,
     MAX_STEP_NAME,
-    dump_result,
+    chunks_ordered,
     loads,
+    result_error,
     utf8_size,
     utf16_len,
 )
@@ -59,6 +61,7 @@ _INTERNAL_ERROR = {
     "message": "Attempt failed due to internal workflows error",
 }
 _CONTROL = re.compile(r"[\x00-\x1f]")
+_tuple_new = tuple.__new__
 
 
 def _non_retryable(err: Mapping[str, str]) -> bool:
@@ -204,7 +207,7 @@ class StepExecutor:
                 raise Abandoned  # as lt.commit: nothing is written after a crash point
             lt.store.commit_step(lt.iid, key, rec, started, False)
             started = []
-            info = StepInfo(lt.iid, name, path, count, attempt, config)
+            info = _tuple_new(StepInfo, (lt.iid, name, path, count, attempt, config))
             action = None
             if hooks is not None and ref is not None:
                 action = lt.act(hooks.before_attempt(lt.iid, ref, attempt), ref, attempt)
@@ -218,7 +221,12 @@ class StepExecutor:
                             value = await inproc.finish(lt, value, info, config["timeout"])
                 else:
                     value = await self._attempt_with(lt, call, info, config["timeout"], action)
-                result = dump_result(value, root=f"result of {path}")
+                # dump_result's encoder, called here: the error's root is only built for
+                # an error.
+                try:
+                    result = "".join(chunks_ordered(value, 0))
+                except ENCODE_ERRORS as exc:
+                    raise result_error(value, f"result of {path}", exc) from None
                 if len(result) > MAX_PAYLOAD_BYTES // 4 and utf8_size(result) > (MAX_PAYLOAD_BYTES):
                     # Thrown inside the attempt on Cloudflare, so it is retried like any error.
                     raise StepError(
