@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._domain import _GENERATION, Domain, MethodSpec
-from awf_sim.dsl._duration import check_sleep, parse_duration
+from awf_sim.dsl._duration import MAX_SLEEP_MS, check_sleep, parse_duration
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import (
     _COPY_MEMO,
@@ -376,9 +376,13 @@ class WorkflowApi:
         """The triggering event: {"payload", "timestamp", "instanceId", "workflowName"}."""
         return self._runtime.event
 
-    async def sleep(self, name: str, duration: str | int | float) -> None:
-        ms = check_sleep(parse_duration(duration), f"wf.sleep({name!r})")
-        await self._runtime.sleep(name, ms)
+    def sleep(self, name: str, duration: str | int | float) -> Awaitable[None]:
+        """Sleep `duration` of virtual time; awaiting it returns when the time has passed."""
+        # Not a coroutine of its own (as wait_for): the runtime's is returned as it is.
+        ms = parse_duration(duration)
+        if ms > MAX_SLEEP_MS:
+            check_sleep(ms, f"wf.sleep({name!r})")  # raises, naming the limit
+        return self._runtime.sleep(name, ms)
 
     async def sleep_until(self, name: str, when: _dt.datetime | _dt.date | int | float) -> None:
         """Sleep until `when`: a datetime (naive means UTC) or epoch milliseconds."""

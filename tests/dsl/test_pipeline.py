@@ -137,3 +137,17 @@ def test_chained_calls_run_each_handler_on_the_previous_result() -> None:
         "reserve": {"check": "p", "args": {"a": 1}},
         "args": {"b": 2},
     }
+
+
+def test_wf_sleep_checks_cloudflares_limit_and_sleeps_up_to_it() -> None:
+    @Workflow("pipe-sleep")
+    async def flow(wf: Any, params: Any) -> Any:
+        await wf.sleep("nap", params)
+        return "woke"
+
+    assert run(flow, "365 days")["output"] == "woke"
+    with Simulator() as sim:
+        inst = sim.create(flow, "366 days")
+        sim.run()
+        error = inst.status()["error"]
+    assert error["message"].startswith("wf.sleep('nap') of 366 d is longer than Cloudflare's")
