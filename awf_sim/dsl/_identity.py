@@ -33,6 +33,8 @@ __all__ = [
     "hash8",
     "json_copy",
     "loads",
+    "pickle_loads",
+    "scan_once",
     "step_id",
     "step_id_from_hashes",
     "step_id_json",
@@ -200,12 +202,24 @@ def canonical(value: object, *, root: str = "value") -> str:
     Anything else raises SerializationError naming the field path, starting at `root`
     (e.g. `context.items[2].price is not JSON (a set); ...`).
     """
-    text = canonical_or_none(value)
-    if text is None:
-        try:
-            return "".join(chunks_sorted(value, 0))  # not remembered: a model, a dataclass
-        except ENCODE_ERRORS as exc:
-            raise _error(value, root, exc) from None
+    if type(value) is str:  # a common context (an id): the encoder's own string rule
+        return _encode_str(value)
+    try:
+        key = _marshal_dumps(value, 2)  # type: ignore[arg-type]
+    except ValueError:  # something marshal does not write exactly (a subclass, a model)
+        key = b""
+    else:  # canonical_or_none's memo (below), looked up here: one call less per context
+        text = _CANON_MEMO.get(key)
+        if text is not None:
+            return text
+    try:
+        text = "".join(chunks_sorted(value, 0))
+    except ENCODE_ERRORS as exc:
+        raise _error(value, root, exc) from None
+    if key and len(key) <= _HASH8_MEMO_TEXT:
+        if len(_CANON_MEMO) >= _CANON_MEMO_SIZE:
+            _CANON_MEMO.clear()
+        _CANON_MEMO[key] = text
     return text
 
 
@@ -284,6 +298,8 @@ def _js_number(text: str) -> float | int:
 
 
 _scan_once = json.decoder.JSONDecoder(parse_float=_js_number).scan_once  # type: ignore[attr-defined]
+# `loads` without its checks, for a text the encoder has just written: (value, end).
+scan_once: Callable[[str, int], tuple[Any, int]] = _scan_once
 
 
 def loads(text: str) -> Any:

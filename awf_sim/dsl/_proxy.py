@@ -11,6 +11,7 @@ import dataclasses
 import datetime as _dt
 import functools
 import inspect
+import json.encoder
 import types
 import weakref
 from collections.abc import Awaitable, Callable, Generator, Mapping
@@ -42,6 +43,8 @@ _loads = loads
 _C = TypeVar("_C")
 _D = TypeVar("_D")
 _Coroutine = types.CoroutineType
+_new = object.__new__
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
 
 
 async def _value(value: Any) -> Any:
@@ -148,25 +151,6 @@ class _Pipeline:
 
     def _step_call(self) -> StepCall:
         calls = self._calls
-        if len(calls) == 1:  # the common case, without the chain's bookkeeping
-            spec, args = calls[0]
-            domain = self._domain
-            path: tuple[str, ...] = (domain, spec.name)
-            if args:
-                # The error's root is only built when there is an error (or a model).
-                args_json = canonical_or_none(args) or canonical(args, root=f"args of {spec.path}")
-            else:
-                args_json = "{}"
-            sid = step_id_json(path, self._context_json, args_json)
-            label = f"{domain}.{spec.name}"
-            return StepCall(
-                path,
-                f"{label}@{sid}" if len(label) + 17 <= MAX_STEP_NAME else step_name(path, sid),
-                label,
-                spec.config,
-                self._context_json,
-                ((spec, args_json),),
-            )
         if not calls:
             raise DefinitionError(
                 f"wf.{self._domain}(...).method must be called before it is awaited"
@@ -174,9 +158,11 @@ class _Pipeline:
         path = (self._domain, *(spec.name for spec, _ in calls))
         label = ".".join(path)
         arg_jsons = tuple(canonical(a, root=f"args of {spec.path}") for spec, a in calls)
-        # One call: its args dict is the identity; a chain: the list of each call's args.
-        args_json = "[" + ",".join(arg_jsons) + "]"
-        sid = step_id_from_hashes(path, hash8(self._context_json), hash8(args_json))
+        if len(calls) == 1:  # its args dict is the identity
+            sid = step_id_json(path, self._context_json, arg_jsons[0])
+        else:  # a chain: the list of each call's args
+            args_json = "[" + ",".join(arg_jsons) + "]"
+            sid = step_id_from_hashes(path, hash8(self._context_json), hash8(args_json))
         return StepCall(
             path=path,
             name=step_name(path, sid),
@@ -187,10 +173,35 @@ class _Pipeline:
         )
 
     def __await__(self) -> Generator[Any, None, Any]:
-        call = self._step_call()
+        calls = self._calls
+        if len(calls) == 1:
+            # The common case, built here: what _step_call does, without its call, the
+            # chain's bookkeeping, or StepCall's __init__ (its six fields are set below).
+            spec, args = calls[0]
+            domain = self._domain
+            context_json = self._context_json
+            path = (domain, spec.name)
+            if args:
+                # The error's root is only built when there is an error (or a model).
+                args_json = canonical_or_none(args) or canonical(args, root=f"args of {spec.path}")
+            else:
+                args_json = "{}"
+            sid = step_id_json(path, context_json, args_json)
+            label = f"{domain}.{spec.name}"
+            call: StepCall = _new(StepCall)
+            call.path = path
+            call.name = (
+                f"{label}@{sid}" if len(label) + 17 <= MAX_STEP_NAME else step_name(path, sid)
+            )
+            call.label = label
+            call.config = spec.config
+            call.context_json = context_json
+            call.calls = ((spec, args_json),)
+        else:
+            call = self._step_call()
+            spec = call.calls[-1][0]
         # A handler declaring a dataclass or model result gets it back from the checkpoint.
-        handler = call.calls[-1][0].handler
-        revive = getattr(handler, "__awf_result__", _UNSEEN)  # result_converter's own cache
+        revive = getattr(spec.handler, "__awf_result__", _UNSEEN)  # result_converter's cache
         if revive is None and _WATCH.get() is None:  # the common case: the runtime's value
             return self._wf._runtime.step(call).__await__()
         return await_result(self._wf._runtime.step(call), call, self._wf)
@@ -203,7 +214,6 @@ class _Pipeline:
 # Each Domain's subclass of _Pipeline; weak, so a Domain that is gone takes its class along.
 _CLASSES: weakref.WeakKeyDictionary[Domain, type[_Pipeline]] = weakref.WeakKeyDictionary()
 _UNSEEN = object()
-_new = object.__new__
 
 
 def _pipeline_class(domain: Domain) -> type[_Pipeline]:
@@ -307,8 +317,12 @@ class _DomainRef:
         return self.bind(context)
 
     def bind(self, context: Any = None) -> _Pipeline:
-        # canonical() first: a context that is not JSON is the error, whatever else is wrong.
-        ctx_json = canonical(context, root="context")
+        # Encoded first: a context that is not JSON is the error, whatever else is wrong. A
+        # string (an id, the most common context) is quoted here, without canonical()'s call.
+        if type(context) is str:
+            ctx_json = _encode_str(context)
+        else:
+            ctx_json = canonical(context, root="context")
         cls = self._cls
         if self._gen != _GENERATION[0]:  # a Domain was defined since: resolve afresh
             cls = self._cls = _pipeline_class(self._wf._workflow.resolve_domain(self._name))
