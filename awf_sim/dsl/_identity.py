@@ -8,6 +8,7 @@ the offending field only happens once encoding has already failed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import json.encoder
@@ -297,7 +298,11 @@ def _js_number(text: str) -> float | int:
     return value
 
 
-_scan_once = json.decoder.JSONDecoder(parse_float=_js_number).scan_once  # type: ignore[attr-defined]
+# The scanner calls parse_float for every number with a fraction or an exponent; behind an
+# lru_cache, a number text seen before is answered in C, without a Python call (the results
+# are ints and floats, which nothing can change).
+_parse_float = functools.lru_cache(maxsize=1024)(_js_number)
+_scan_once = json.decoder.JSONDecoder(parse_float=_parse_float).scan_once  # type: ignore[attr-defined]
 # `loads` without its checks, for a text the encoder has just written: (value, end).
 scan_once: Callable[[str, int], tuple[Any, int]] = _scan_once
 
@@ -324,14 +329,14 @@ _HASH8_MEMO_TEXT = 4096  # longer texts are hashed each time (and not kept alive
 _HASH8_MEMO_SIZE = 1024
 
 
-# Texts seen lately -> their value pickled (b"" on first sight). A handler gets a fresh copy
+# Texts seen lately -> their value pickled. A handler gets a fresh copy
 # of its context and args every step; the same context often comes step after step, and
 # unpickling rebuilds a value faster than parsing its JSON again (with the whole-float rule
 # applied once, when it was parsed). Pickle, not marshal: marshal.loads is an audited event,
 # and the simulator's network guard keeps an audit hook, a Python call on every event. The
 # values are JSON data (dict, list, str, int, float, bool, None): no class is pickled.
 _COPY_MEMO: dict[str, bytes] = {}
-_COPY_MEMO_SIZE = 256
+_COPY_MEMO_SIZE = 1024
 _marshal_dumps = marshal.dumps
 pickle_loads = _pickle.loads
 _pickle_dumps = _pickle.dumps
@@ -340,16 +345,15 @@ _pickle_dumps = _pickle.dumps
 def json_copy(text: str) -> Any:
     """`loads(text)`: a fresh value, for JSON that awf wrote; repeated texts cost less."""
     packed = _COPY_MEMO.get(text)
-    if packed:
+    if packed is not None:
         return pickle_loads(packed)
     value = loads(text)
     if len(text) <= _HASH8_MEMO_TEXT:
-        if packed is None:
-            if len(_COPY_MEMO) >= _COPY_MEMO_SIZE:
-                _COPY_MEMO.clear()
-            _COPY_MEMO[text] = b""  # seen once: worth keeping from the second time on
-        else:
-            _COPY_MEMO[text] = _pickle_dumps(value, 5)
+        # Kept from the first sight: a context usually comes again at the next step, and
+        # pickling it once costs less than parsing it a second time.
+        if len(_COPY_MEMO) >= _COPY_MEMO_SIZE:
+            _COPY_MEMO.clear()
+        _COPY_MEMO[text] = _pickle_dumps(value, 5)
     return value
 
 
