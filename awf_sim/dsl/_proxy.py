@@ -371,10 +371,20 @@ class WorkflowApi:
     def __getattr__(self, name: str) -> Callable[[Any], _Pipeline]:
         if name.startswith("__"):
             raise AttributeError(name)
-        self._workflow.resolve_domain(name)  # unknown domain: error names the known ones
+        # Once per name in each run of a workflow: what the name resolved to last time is
+        # kept on the Workflow, good until another Domain is defined.
+        workflow = self._workflow
+        generation = _GENERATION[0]
+        known = workflow._pipelines.get(name)
+        if known is None or known[0] != generation:
+            # An unknown domain: resolve_domain's error names the known ones.
+            known = (generation, _pipeline_class(workflow.resolve_domain(name)))
+            workflow._pipelines[name] = known
+        ref = _DomainRef(self, name)
+        ref._gen, ref._cls = known
         # The bound method, not the ref: Python calls it without the slot wrapper that
         # calling an object with __call__ goes through.
-        bind = self.__dict__[name] = _DomainRef(self, name).bind
+        bind = self.__dict__[name] = ref.bind
         return bind
 
     def __getitem__(self, domain: Callable[[WorkflowApi, _C], _D]) -> Callable[[_C], _D]:
