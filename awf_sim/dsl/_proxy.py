@@ -118,7 +118,8 @@ class _Pipeline:
     made and dropped, and two lookups, on every step."""
 
     __slots__ = ("_calls", "_context_json", "_domain", "_wf")
-    _awf_domain: ClassVar[Domain | None] = None  # the Domain of a subclass
+    # The Domain of a subclass, weakly: _CLASSES would otherwise keep every Domain alive.
+    _awf_domain: ClassVar[Callable[[], Domain | None]] = staticmethod(lambda: None)
 
     def __init__(
         self,
@@ -139,7 +140,7 @@ class _Pipeline:
         domain = self._wf._workflow.resolve_domain(self._domain)
         domain.spec(attr)
         cls = type(self)
-        if cls is not _Pipeline and cls._awf_domain is domain:
+        if cls._awf_domain() is domain:
             return _install(cls, domain, attr).__get__(self, cls)  # type: ignore[no-any-return]
         return _Method(_caller(domain, attr), self)
 
@@ -220,7 +221,7 @@ def _pipeline_class(domain: Domain) -> type[_Pipeline]:
     cls = _CLASSES.get(domain)
     if cls is None:
         cls = type(f"_Pipeline_{domain.name}", (_Pipeline,), {"__slots__": ()})
-        cls._awf_domain = domain
+        cls._awf_domain = weakref.ref(domain)
         _CLASSES[domain] = cls
     return cls
 

@@ -6,6 +6,8 @@ pin that what a pipeline does never depends on whether a method was used before.
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -151,3 +153,19 @@ def test_wf_sleep_checks_cloudflares_limit_and_sleeps_up_to_it() -> None:
         sim.run()
         error = inst.status()["error"]
     assert error["message"].startswith("wf.sleep('nap') of 366 d is longer than Cloudflare's")
+
+
+def test_a_replaced_domain_is_not_kept_alive_by_the_pipelines_it_made() -> None:
+    first: list[weakref.ref[Domain]] = []
+    for _ in range(2):  # the second definition (same line, so silent) replaces the first
+        d = Domain("PipeGone", {"check": check})
+
+        @Workflow("pipe-gone", domains=[d])
+        async def flow(wf: Any, params: Any) -> Any:
+            return await wf.PipeGone("p").check()
+
+        assert run(flow)["output"] == {"check": "p", "args": {}}
+        first = first or [weakref.ref(d)]
+    del d, flow
+    gc.collect()
+    assert first[0]() is None
