@@ -407,7 +407,7 @@ def step_id_json(path: tuple[str, ...], context_json: str, args_json: str) -> st
     if tail is None:
         return step_id_from_hashes(path, context_hash, args_hash)
     # As step_id_from_hashes: the hashes are hex digits, so quoting is all their encoding does.
-    text = '{"argsHash":"' + args_hash + '","contextHash":"' + context_hash + '",' + tail
+    text = f'{{"argsHash":"{args_hash}","contextHash":"{context_hash}",{tail}'
     return _sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
