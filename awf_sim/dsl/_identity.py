@@ -329,12 +329,12 @@ _HASH8_MEMO_TEXT = 4096  # longer texts are hashed each time (and not kept alive
 _HASH8_MEMO_SIZE = 1024
 
 
-# Texts seen lately -> their value pickled. A handler gets a fresh copy
-# of its context and args every step; the same context often comes step after step, and
-# unpickling rebuilds a value faster than parsing its JSON again (with the whole-float rule
-# applied once, when it was parsed). Pickle, not marshal: marshal.loads is an audited event,
-# and the simulator's network guard keeps an audit hook, a Python call on every event. The
-# values are JSON data (dict, list, str, int, float, bool, None): no class is pickled.
+# Texts seen lately -> their value pickled. A handler gets a fresh copy of its context and
+# args every step; the same context often comes step after step, and unpickling rebuilds a
+# value faster than parsing its JSON again (with the whole-float rule applied once, when it
+# was parsed). Pickle, not marshal: marshal.loads is an audited event, and the simulator's
+# network guard keeps an audit hook, a Python call on every event. The values are JSON data
+# (dict, list, str, int, float, bool, None): no class is pickled.
 _COPY_MEMO: dict[str, bytes] = {}
 _COPY_MEMO_SIZE = 1024
 _marshal_dumps = marshal.dumps

@@ -113,7 +113,7 @@ class _Pipeline:
 
     `wf.Inventory(p).check` is a `_Method` (the pipeline with one method pending); calling it
     gives a new pipeline with one call more. Each Domain gets a subclass of this class on
-    which its methods become properties as they are first used (`_Method.install`), so that
+    which its methods become properties as they are first used (`_install`), so that
     `.check` is found on the class: a miss that reaches `__getattr__` costs an AttributeError
     made and dropped, and two lookups, on every step."""
 
