@@ -5,7 +5,10 @@
 Times a 6-step workflow (a) as direct function calls of the same handlers, (b) in the
 simulator with the memory store, (c) with the SQLite store, and prints the engine's overhead
 per step in microseconds and the ratios b/a and c/a; then (d) the fixed cost of a `sim.run()`
-call that finds nothing to do. Each figure is the best of R repeats,
+call that finds nothing to do, and (e) a workflow of 100 trivial steps per instance on the
+memory store (N/10 instances), where the per-step path is nearly all there is: creating and
+completing an instance is spread over 100 steps instead of 6. Each figure is the best of R
+repeats,
 which filters out noise from other work on a shared machine. As `timeit` does, the garbage
 collector is off while a variant is timed (and collected before), so a collection that falls
 in one variant's window does not decide the comparison.
@@ -79,6 +82,21 @@ async def bench_flow(wf: Any, order: Any) -> Any:
     return ship_info
 
 
+async def tick(key: Any, args: Any, ctx: Any) -> Any:
+    return {"n": args["n"]}
+
+
+Loop = Domain("Loop", {"tick": tick})
+LOOP_STEPS = 100
+
+
+@Workflow("bench_loop", domains=[Loop])
+async def loop_flow(wf: Any, order: Any) -> Any:
+    for n in range(LOOP_STEPS):
+        await wf.Loop(order["id"]).tick(n=n)
+    return LOOP_STEPS
+
+
 def order(i: int) -> dict[str, Any]:
     return {
         "id": f"o-{i}",
@@ -124,11 +142,11 @@ def run_direct(n: int) -> tuple[float, float]:
 
 
 @untimed_gc
-def run_sim(n: int, store: str | None) -> tuple[float, float]:
+def run_sim(n: int, store: str | None, flow: Any = bench_flow) -> tuple[float, float]:
     orders = [order(i) for i in range(n)]
     with Simulator(store=store) as sim:
         t0, c0 = time.perf_counter(), time.process_time()
-        instances = [sim.create(bench_flow, o) for o in orders]
+        instances = [sim.create(flow, o) for o in orders]
         sim.run()
         elapsed = time.process_time() - c0, time.perf_counter() - t0
         assert all(inst.status()["status"] == "complete" for inst in instances)
@@ -160,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         c, c_wall = min(run_sim(n, os.path.join(tmp, f"bench-{i}.db")) for i in range(repeat))
 
     d, d_wall = min(run_idle(n * 10) for _ in range(repeat))
+    loops = max(1, n // 10)
+    e, e_wall = min(run_sim(loops, None, loop_flow) for _ in range(repeat))
 
     steps = n * STEPS
     us = 1e6 / steps
@@ -181,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"(d) sim.run() with nothing to do: {d / (n * 10) * 1e6:.2f} us CPU, "
         f"{d_wall / (n * 10) * 1e6:.2f} us wall"
+    )
+    e_us = 1e6 / (loops * LOOP_STEPS)
+    print(
+        f"(e) {LOOP_STEPS} trivial steps per instance, memory ({loops} instances): "
+        f"{e * e_us:.2f} us/step CPU, {e_wall * e_us:.2f} us/step wall"
     )
     return 0
 

@@ -1,6 +1,8 @@
 """Instruction counts under callgrind: the repeatable measure on a shared, noisy machine.
 
     python benchmarks/instructions.py engine   # instructions per step (benchmarks/engine.py's)
+    python benchmarks/instructions.py loop     # per step of engine.py's 100-step workflow (e)
+    python benchmarks/instructions.py peers    # per instance of peers.py's awf-memory row
     python benchmarks/instructions.py chaos    # instructions per fault-injected run
 
 Each mode runs its workload twice under `valgrind --tool=callgrind` (small and large) and
@@ -15,6 +17,7 @@ import os
 import random
 import re
 import runpy
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,15 +25,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SIZES = {"engine": (100, 300), "chaos": (20, 120)}
-UNIT = {"engine": 6, "chaos": 1}  # steps per instance; runs per plan
+SIZES = {"engine": (100, 300), "loop": (10, 30), "peers": (100, 300), "chaos": (20, 120)}
+UNIT = {"engine": 6, "loop": 100, "peers": 1, "chaos": 1}  # steps per instance; runs per plan
 
 
 def _workload(mode: str, n: int) -> None:
-    if mode == "engine":
+    # The simulator's CPU watch ticks on SIGPROF and restores the previous handler when a run
+    # ends; valgrind may deliver a tick after that, which with the default action would end
+    # the process. Ignored is what the watch restores then.
+    signal.signal(signal.SIGPROF, signal.SIG_IGN)
+    if mode in ("engine", "loop"):
         bench = runpy.run_path(str(ROOT / "benchmarks" / "engine.py"), run_name="bench")
-        bench["run_sim"](10, None)  # warm: imports, first-use paths
-        bench["run_sim"](n, None)
+        flow = bench["bench_flow" if mode == "engine" else "loop_flow"]
+        bench["run_sim"](10, None, flow)  # warm: imports, first-use paths
+        bench["run_sim"](n, None, flow)
+        return
+    if mode == "peers":
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        peers = runpy.run_path(str(ROOT / "benchmarks" / "peers.py"), run_name="bench")
+        awf = peers["Awf"](sqlite=False)
+        awf.start()
+        awf.run([f"w-{i}" for i in range(10)])  # warm
+        awf.run([f"o-{i}" for i in range(n)])
         return
     from awf_sim.chaos import Target, build_baseline
     from awf_sim.chaos._run import evaluate
@@ -63,7 +79,7 @@ def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "engine"
     small, large = SIZES[mode]
     per = (_count(mode, large) - _count(mode, small)) / ((large - small) * UNIT[mode])
-    what = "step" if mode == "engine" else "fault-injected run"
+    what = {"chaos": "fault-injected run", "peers": "instance"}.get(mode, "step")
     print(f"{per:,.0f} instructions per {what}")
 
 

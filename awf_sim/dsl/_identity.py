@@ -8,6 +8,7 @@ the offending field only happens once encoding has already failed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import json.encoder
@@ -18,17 +19,26 @@ from typing import Any
 
 from awf_sim.dsl._errors import SerializationError
 
+try:
+    import _pickle
+except ImportError:  # pragma: no cover - a Python without the C pickler
+    import pickle as _pickle  # type: ignore[no-redef]
+
 __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MAX_STEP_NAME",
     "canonical",
     "canonical_in",
+    "canonical_or_none",
     "dump_result",
     "hash8",
     "json_copy",
     "loads",
+    "pickle_loads",
+    "scan_once",
     "step_id",
     "step_id_from_hashes",
+    "step_id_json",
     "step_name",
     "utf8_size",
     "utf16_len",
@@ -72,32 +82,32 @@ def _to_json_value(value: object) -> object:
     raise TypeError(kind.__name__)
 
 
-def _make_encoder(*, sort_keys: bool) -> Callable[[object], str]:
+def _make_encoder(*, sort_keys: bool) -> Callable[[object, int], Any]:
+    """The encoder as JSON text in chunks: `"".join(encoder(value, 0))` is the text."""
     c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
     if c_make_encoder is None:  # pragma: no cover - only without CPython's _json accelerator
-        return json.JSONEncoder(
+        iterencode = json.JSONEncoder(
             sort_keys=sort_keys,
             separators=(",", ":"),
             ensure_ascii=False,
             allow_nan=False,
             check_circular=False,
             default=_to_json_value,
-        ).encode
-    # The C encoder JSONEncoder.encode would build on every call, built once. With no
-    # markers dict it skips the circular-reference bookkeeping; a cycle then surfaces as
-    # RecursionError, which is reported like any other failure.
-    encoder = c_make_encoder(
+        ).iterencode
+        return lambda value, _level: iterencode(value)
+    # The C encoder JSONEncoder.encode would build on every call, built once, and called
+    # where the text is needed (no Python function around it: every step encodes its args
+    # and its result). With no markers dict it skips the circular-reference bookkeeping; a
+    # cycle then surfaces as RecursionError, which is reported like any other failure.
+    return c_make_encoder(  # type: ignore[no-any-return]
         None, _to_json_value, _encode_str, None, ":", ",", sort_keys, False, False
     )
 
-    def encode(value: object) -> str:
-        return "".join(encoder(value, 0))
 
-    return encode
-
-
-_encode_sorted = _make_encoder(sort_keys=True)
-_encode_ordered = _make_encoder(sort_keys=False)
+# Canonical JSON (sorted keys) and result JSON (the handler's key order), in chunks.
+chunks_sorted = _make_encoder(sort_keys=True)
+chunks_ordered = _make_encoder(sort_keys=False)
+ENCODE_ERRORS = (TypeError, ValueError, RecursionError)
 
 
 # --- the error path -------------------------------------------------------------------------
@@ -181,18 +191,9 @@ def _error(value: object, root: str, cause: BaseException | None) -> Serializati
     return SerializationError(problem)
 
 
-def _encode(encode: Callable[[object], str], value: object, root: str) -> str:
-    # Keys that json itself turns into strings (int, float, bool, None) are left to it, as
-    # DESIGN's canonical form is json.dumps: context and args cross a step boundary as JSON
-    # anyway, so a handler sees string keys either way. Walking every value to refuse them
-    # cost 8% of an engine step.
-    try:
-        return encode(value)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise _error(value, root, exc) from None
-
-
-# --- public API -----------------------------------------------------------------------------
+# Keys that json itself turns into strings (int, float, bool, None) are left to it, as DESIGN's
+# canonical form is json.dumps: context and args cross a step boundary as JSON anyway, so a
+# handler sees string keys either way. Walking every value to refuse them cost 8% of a step.
 
 
 def canonical(value: object, *, root: str = "value") -> str:
@@ -202,15 +203,67 @@ def canonical(value: object, *, root: str = "value") -> str:
     Anything else raises SerializationError naming the field path, starting at `root`
     (e.g. `context.items[2].price is not JSON (a set); ...`).
     """
-    return _encode(_encode_sorted, value, root)
+    if type(value) is str:  # a common context (an id): the encoder's own string rule
+        return _encode_str(value)
+    try:
+        key = _marshal_dumps(value, 2)  # type: ignore[arg-type]
+    except ValueError:  # something marshal does not write exactly (a subclass, a model)
+        key = b""
+    else:  # canonical_or_none's memo (below), looked up here: one call less per context
+        text = _CANON_MEMO.get(key)
+        if text is not None:
+            return text
+    try:
+        text = "".join(chunks_sorted(value, 0))
+    except ENCODE_ERRORS as exc:
+        raise _error(value, root, exc) from None
+    if key and len(key) <= _HASH8_MEMO_TEXT:
+        if len(_CANON_MEMO) >= _CANON_MEMO_SIZE:
+            _CANON_MEMO.clear()
+        _CANON_MEMO[key] = text
+    return text
+
+
+# Canonical texts of values seen lately, by the value's marshal form. A workflow passes the
+# same context to step after step (`wf.Orders(order).validate()`, `.price()`, ...), and marshal
+# writes a value four times faster than the JSON encoder can (no sorting, no float repr).
+# Sound because marshal is exact: it refuses subclasses, keeps dict order, int/bool/float
+# and list/tuple apart and floats bit for bit, so equal bytes are equal values, and equal
+# values have one canonical text. Version 2: no back-references, which depend on how many
+# references an object has, not on its value.
+_CANON_MEMO: dict[bytes, str] = {}
+_CANON_MEMO_SIZE = 1024
+
+
+def canonical_or_none(value: object) -> str | None:
+    """`canonical(value)`, or None where that raises or `value` is not plain JSON data (a
+    model, a dataclass: the caller encodes those, or names the error, with `canonical`)."""
+    if type(value) is str:  # a common context (an id): the encoder's own string rule
+        return _encode_str(value)
+    try:
+        key = _marshal_dumps(value, 2)  # type: ignore[arg-type]
+    except ValueError:  # something marshal does not write exactly (a subclass, a model)
+        return None
+    text = _CANON_MEMO.get(key)
+    if text is not None:
+        return text
+    try:
+        text = "".join(chunks_sorted(value, 0))
+    except ENCODE_ERRORS:
+        return None
+    if len(key) <= _HASH8_MEMO_TEXT:
+        if len(_CANON_MEMO) >= _CANON_MEMO_SIZE:
+            _CANON_MEMO.clear()
+        _CANON_MEMO[key] = text
+    return text
 
 
 def canonical_in(value: object, where: Callable[[], str]) -> str:
     """`canonical(value, root=where())`, with the root only built when encoding fails: the
     DSL encodes every step's args, and naming them costs more than encoding `{}`."""
     try:
-        return _encode_sorted(value)
-    except (TypeError, ValueError, RecursionError) as exc:
+        return "".join(chunks_sorted(value, 0))
+    except ENCODE_ERRORS as exc:
         raise _error(value, where(), exc) from None
 
 
@@ -221,9 +274,15 @@ def dump_result(value: object, *, root: str) -> str:
     Cloudflare's JavaScript boundary does to a result, and results are on the hot path.
     """
     try:
-        return _encode_ordered(value)
-    except (TypeError, ValueError, RecursionError) as exc:
+        return "".join(chunks_ordered(value, 0))
+    except ENCODE_ERRORS as exc:
         raise _error(value, root, exc) from None
+
+
+def result_error(value: object, root: str, cause: BaseException) -> SerializationError:
+    """The error `dump_result(value, root=root)` raises, for a caller that encoded with
+    `chunks_ordered` itself and caught one of ENCODE_ERRORS."""
+    return _error(value, root, cause)
 
 
 _MAX_SAFE_INTEGER = 2**53 - 1
@@ -239,7 +298,13 @@ def _js_number(text: str) -> float | int:
     return value
 
 
-_scan_once = json.decoder.JSONDecoder(parse_float=_js_number).scan_once  # type: ignore[attr-defined]
+# The scanner calls parse_float for every number with a fraction or an exponent; behind an
+# lru_cache, a number text seen before is answered in C, without a Python call (the results
+# are ints and floats, which nothing can change).
+_parse_float = functools.lru_cache(maxsize=1024)(_js_number)
+_scan_once = json.decoder.JSONDecoder(parse_float=_parse_float).scan_once  # type: ignore[attr-defined]
+# `loads` without its checks, for a text the encoder has just written: (value, end).
+scan_once: Callable[[str, int], tuple[Any, int]] = _scan_once
 
 
 def loads(text: str) -> Any:
@@ -264,29 +329,31 @@ _HASH8_MEMO_TEXT = 4096  # longer texts are hashed each time (and not kept alive
 _HASH8_MEMO_SIZE = 1024
 
 
-# Texts seen lately -> their value in marshal form (b"" on first sight). A handler gets a
-# fresh copy of its context and args every step; the same context often comes step after
-# step, and marshal rebuilds a value three times faster than parsing its JSON again (with the
-# whole-float rule applied once, when it was parsed).
+# Texts seen lately -> their value pickled. A handler gets a fresh copy of its context and
+# args every step; the same context often comes step after step, and unpickling rebuilds a
+# value faster than parsing its JSON again (with the whole-float rule applied once, when it
+# was parsed). Pickle, not marshal: marshal.loads is an audited event, and the simulator's
+# network guard keeps an audit hook, a Python call on every event. The values are JSON data
+# (dict, list, str, int, float, bool, None): no class is pickled.
 _COPY_MEMO: dict[str, bytes] = {}
-_COPY_MEMO_SIZE = 256
-_marshal_loads = marshal.loads
+_COPY_MEMO_SIZE = 1024
 _marshal_dumps = marshal.dumps
+pickle_loads = _pickle.loads
+_pickle_dumps = _pickle.dumps
 
 
 def json_copy(text: str) -> Any:
     """`loads(text)`: a fresh value, for JSON that awf wrote; repeated texts cost less."""
     packed = _COPY_MEMO.get(text)
-    if packed:
-        return _marshal_loads(packed)
+    if packed is not None:
+        return pickle_loads(packed)
     value = loads(text)
     if len(text) <= _HASH8_MEMO_TEXT:
-        if packed is None:
-            if len(_COPY_MEMO) >= _COPY_MEMO_SIZE:
-                _COPY_MEMO.clear()
-            _COPY_MEMO[text] = b""  # seen once: worth keeping from the second time on
-        else:
-            _COPY_MEMO[text] = _marshal_dumps(value)
+        # Kept from the first sight: a context usually comes again at the next step, and
+        # pickling it once costs less than parsing it a second time.
+        if len(_COPY_MEMO) >= _COPY_MEMO_SIZE:
+            _COPY_MEMO.clear()
+        _COPY_MEMO[text] = _pickle_dumps(value, 5)
     return value
 
 
@@ -326,6 +393,22 @@ def step_id_from_hashes(path: Sequence[str], context_hash: str, args_hash: str) 
     # ..., "argsHash": ...}) with its keys already in sorted order.
     text = f'{{"argsHash":{_encode_str(args_hash)},"contextHash":{_encode_str(context_hash)},{tail}'
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+_sha256 = hashlib.sha256
+
+
+def step_id_json(path: tuple[str, ...], context_json: str, args_json: str) -> str:
+    """`step_id` of a step whose context and args are canonical JSON already: the DSL's one
+    call per step, with the short hashes of texts seen lately looked up here, not hashed."""
+    context_hash = _HASH8_MEMO.get(context_json) or hash8(context_json)
+    args_hash = _HASH8_MEMO.get(args_json) or hash8(args_json)
+    tail = _PATH_JSON.get(path)
+    if tail is None:
+        return step_id_from_hashes(path, context_hash, args_hash)
+    # As step_id_from_hashes: the hashes are hex digits, so quoting is all their encoding does.
+    text = f'{{"argsHash":"{args_hash}","contextHash":"{context_hash}",{tail}'
+    return _sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def step_id(path: Sequence[str], context: object, args: object) -> str:

@@ -11,25 +11,30 @@ import dataclasses
 import datetime as _dt
 import functools
 import inspect
+import json.encoder
 import types
+import weakref
 from collections.abc import Awaitable, Callable, Generator, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from awf_sim.dsl._config import validate_config
-from awf_sim.dsl._domain import MethodSpec
-from awf_sim.dsl._duration import check_sleep, parse_duration
+from awf_sim.dsl._domain import _GENERATION, Domain, MethodSpec
+from awf_sim.dsl._duration import MAX_SLEEP_MS, check_sleep, parse_duration
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import (
+    _COPY_MEMO,
     MAX_STEP_NAME,
     canonical,
-    canonical_in,
+    canonical_or_none,
     hash8,
     json_copy,
     loads,
+    pickle_loads,
     step_id_from_hashes,
+    step_id_json,
     step_name,
 )
-from awf_sim.dsl._values import await_result
+from awf_sim.dsl._values import _WATCH, await_result
 from awf_sim.dsl._workflow import Workflow
 
 __all__ = ["Runtime", "State", "StepCall", "WorkflowApi"]
@@ -38,6 +43,8 @@ _loads = loads
 _C = TypeVar("_C")
 _D = TypeVar("_D")
 _Coroutine = types.CoroutineType
+_new = object.__new__
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
 
 
 async def _value(value: Any) -> Any:
@@ -72,9 +79,16 @@ class StepCall:
         if len(calls) != 1:
             return _chain(calls, json_copy(self.context_json), ctx)
         spec, args_json = calls[0]
+        # json_copy's memo looked up here: a context seen lately costs no Python call.
+        packed = _COPY_MEMO.get(self.context_json)
+        context = pickle_loads(packed) if packed else json_copy(self.context_json)
         # `{}` (no args, the most common) is built as it is: no copy to look up.
-        args = {} if args_json == "{}" else json_copy(args_json)
-        value = spec.handler(json_copy(self.context_json), args, ctx)
+        if args_json == "{}":
+            args = {}
+        else:
+            packed = _COPY_MEMO.get(args_json)
+            args = pickle_loads(packed) if packed else json_copy(args_json)
+        value = spec.handler(context, args, ctx)
         if type(value) is _Coroutine or inspect.isawaitable(value):
             return value
         return _value(value)
@@ -95,103 +109,175 @@ class Runtime(Protocol):
 
 
 class _Pipeline:
-    """`wf.Domain(context)` and its attribute/call chain; awaiting it runs one step."""
+    """`wf.Domain(context)` and its method/call chain; awaiting it runs one step.
 
-    __slots__ = ("_calls", "_context", "_context_json", "_domain", "_pending", "_spec", "_wf")
+    `wf.Inventory(p).check` is a `_Method` (the pipeline with one method pending); calling it
+    gives a new pipeline with one call more. Each Domain gets a subclass of this class on
+    which its methods become properties as they are first used (`_install`), so that
+    `.check` is found on the class: a miss that reaches `__getattr__` costs an AttributeError
+    made and dropped, and two lookups, on every step."""
+
+    __slots__ = ("_calls", "_context_json", "_domain", "_wf")
+    # The Domain of a subclass, weakly: _CLASSES would otherwise keep every Domain alive.
+    _awf_domain: ClassVar[Callable[[], Domain | None]] = staticmethod(lambda: None)
 
     def __init__(
         self,
         wf: WorkflowApi,
         domain: str,
-        context: Any,
         context_json: str,
         calls: tuple[tuple[MethodSpec, Mapping[str, Any]], ...],
-        pending: tuple[str, ...],
     ) -> None:
         self._wf = wf
         self._domain = domain
-        self._context = context
         self._context_json = context_json
         self._calls = calls
-        self._pending = pending
-        self._spec: MethodSpec | None = None  # the method `pending` names, once resolved
 
-    def __getattr__(self, attr: str) -> _Pipeline:
+    def __getattr__(self, attr: str) -> _Method:
         if attr.startswith("__"):
             raise AttributeError(attr)
-        pending = (*self._pending, attr)
-        # Resolve now, so an unknown method fails where the pipeline is built, not later.
-        spec = self._wf._workflow.resolve_domain(self._domain).spec(
-            ".".join(pending) if self._pending else attr
-        )
-        nxt = _Pipeline(
-            self._wf, self._domain, self._context, self._context_json, self._calls, pending
-        )
-        nxt._spec = spec
-        return nxt
+        # Resolved now, so an unknown method fails where the pipeline is built, not later.
+        domain = self._wf._workflow.resolve_domain(self._domain)
+        domain.spec(attr)
+        cls = type(self)
+        if cls._awf_domain() is domain:
+            return _install(cls, domain, attr).__get__(self, cls)  # type: ignore[no-any-return]
+        return _Method(_caller(domain, attr), self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> _Pipeline:
-        spec = self._spec
-        if spec is None:
-            raise DefinitionError(
-                f"wf.{self._domain}(...) was called twice; call a method: "
-                f"wf.{self._domain}(context).method(args)"
-            )
-        call_args = _call_args(spec.path, args, kwargs) if args else kwargs
-        return _Pipeline(
-            self._wf,
-            self._domain,
-            self._context,
-            self._context_json,
-            (*self._calls, (spec, call_args)),
-            (),
+        raise DefinitionError(
+            f"wf.{self._domain}(...) was called twice; call a method: "
+            f"wf.{self._domain}(context).method(args)"
         )
 
     def _step_call(self) -> StepCall:
-        if not self._calls or self._pending:
-            missing = ".".join(self._pending) or "method"
+        calls = self._calls
+        if not calls:
             raise DefinitionError(
-                f"wf.{self._domain}(...).{missing} must be called before it is awaited"
+                f"wf.{self._domain}(...).method must be called before it is awaited"
             )
-        if len(self._calls) == 1:  # the common case, without the chain's bookkeeping
-            spec, args = self._calls[0]
-            path: tuple[str, ...] = (self._domain, spec.name)
-            args_json = canonical_in(args, lambda: f"args of {spec.path}") if args else "{}"
-            # hash8 remembers recent texts: the context and `{}` are hashed once per run, and
-            # a step's identity usually costs the one hash of step_id itself.
-            sid = step_id_from_hashes(path, hash8(self._context_json), hash8(args_json))
-            label = f"{self._domain}.{spec.name}"
-            return StepCall(
-                path,
-                f"{label}@{sid}" if len(label) + 17 <= MAX_STEP_NAME else step_name(path, sid),
-                label,
-                spec.config,
-                self._context_json,
-                ((spec, args_json),),
-            )
-        path = (self._domain, *(spec.name for spec, _ in self._calls))
+        path = (self._domain, *(spec.name for spec, _ in calls))
         label = ".".join(path)
-        arg_jsons = tuple(canonical(a, root=f"args of {spec.path}") for spec, a in self._calls)
-        # One call: its args dict is the identity; a chain: the list of each call's args.
-        args_json = arg_jsons[0] if len(arg_jsons) == 1 else "[" + ",".join(arg_jsons) + "]"
-        sid = step_id_from_hashes(path, hash8(self._context_json), hash8(args_json))
+        arg_jsons = tuple(canonical(a, root=f"args of {spec.path}") for spec, a in calls)
+        if len(calls) == 1:  # its args dict is the identity
+            sid = step_id_json(path, self._context_json, arg_jsons[0])
+        else:  # a chain: the list of each call's args
+            args_json = "[" + ",".join(arg_jsons) + "]"
+            sid = step_id_from_hashes(path, hash8(self._context_json), hash8(args_json))
         return StepCall(
             path=path,
             name=step_name(path, sid),
             label=label,
-            config=self._calls[0][0].config,
+            config=calls[0][0].config,
             context_json=self._context_json,
-            calls=tuple((spec, aj) for (spec, _), aj in zip(self._calls, arg_jsons, strict=True)),
+            calls=tuple((spec, aj) for (spec, _), aj in zip(calls, arg_jsons, strict=True)),
         )
 
     def __await__(self) -> Generator[Any, None, Any]:
-        call = self._step_call()
+        calls = self._calls
+        if len(calls) == 1:
+            # The common case, built here: what _step_call does, without its call, the
+            # chain's bookkeeping, or StepCall's __init__ (its six fields are set below).
+            spec, args = calls[0]
+            domain = self._domain
+            context_json = self._context_json
+            path = (domain, spec.name)
+            if args:
+                # The error's root is only built when there is an error (or a model).
+                args_json = canonical_or_none(args) or canonical(args, root=f"args of {spec.path}")
+            else:
+                args_json = "{}"
+            sid = step_id_json(path, context_json, args_json)
+            label = f"{domain}.{spec.name}"
+            call: StepCall = _new(StepCall)
+            call.path = path
+            call.name = (
+                f"{label}@{sid}" if len(label) + 17 <= MAX_STEP_NAME else step_name(path, sid)
+            )
+            call.label = label
+            call.config = spec.config
+            call.context_json = context_json
+            call.calls = ((spec, args_json),)
+        else:
+            call = self._step_call()
+            spec = call.calls[-1][0]
         # A handler declaring a dataclass or model result gets it back from the checkpoint.
+        revive = getattr(spec.handler, "__awf_result__", _UNSEEN)  # result_converter's cache
+        if revive is None and _WATCH.get() is None:  # the common case: the runtime's value
+            return self._wf._runtime.step(call).__await__()
         return await_result(self._wf._runtime.step(call), call, self._wf)
 
     def __repr__(self) -> str:
         segs = "".join(f".{spec.name}(...)" for spec, _ in self._calls)
         return f"<pipeline wf.{self._domain}(...){segs}>"
+
+
+# Each Domain's subclass of _Pipeline; weak, so a Domain that is gone takes its class along.
+_CLASSES: weakref.WeakKeyDictionary[Domain, type[_Pipeline]] = weakref.WeakKeyDictionary()
+_UNSEEN = object()
+
+
+def _pipeline_class(domain: Domain) -> type[_Pipeline]:
+    cls = _CLASSES.get(domain)
+    if cls is None:
+        cls = type(f"_Pipeline_{domain.name}", (_Pipeline,), {"__slots__": ()})
+        cls._awf_domain = weakref.ref(domain)
+        _CLASSES[domain] = cls
+    return cls
+
+
+def _install(cls: type[_Pipeline], domain: Domain, name: str) -> property:
+    """Make method `name` a property of the domain's pipeline class (the attribute reads of
+    every later step find it there), unless the name is one of the pipeline's own."""
+    prop = property(functools.partial(_Method, _caller(domain, name)))
+    if not hasattr(_Pipeline, name):
+        setattr(cls, name, prop)
+    return prop
+
+
+def _caller(domain: Domain, name: str) -> Callable[..., _Pipeline]:
+    """What calling `wf.<domain>(context).<name>` does: the pipeline with one call more."""
+    methods = domain._methods
+
+    def call(pipeline: _Pipeline, *args: Any, **kwargs: Any) -> _Pipeline:
+        spec = methods[name]  # looked up each time: a method added again replaces its spec
+        nxt: _Pipeline = _new(type(pipeline))
+        nxt._wf = pipeline._wf
+        nxt._domain = pipeline._domain
+        nxt._context_json = pipeline._context_json
+        call_args = _call_args(spec.path, args, kwargs) if args else kwargs
+        nxt._calls = (*pipeline._calls, (spec, call_args))
+        return nxt
+
+    call.__qualname__ = call.__name__ = name
+    return call
+
+
+class _Method(functools.partial):  # type: ignore[type-arg]
+    """`wf.Inventory(p).check`: a pipeline with a method pending. Calling it (a partial's own
+    C call, no Python frame) adds the call; awaiting it is an error that says what to do."""
+
+    __slots__ = ()
+
+    def _where(self) -> tuple[_Pipeline, str]:
+        return self.args[0], self.func.__name__
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        pipeline, name = self._where()
+        raise DefinitionError(
+            f"wf.{pipeline._domain}(...).{name} must be called before it is awaited"
+        )
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        pipeline, name = self._where()
+        pipeline._wf._workflow.resolve_domain(pipeline._domain).spec(f"{name}.{attr}")
+        raise AttributeError(attr)  # pragma: no cover - a method name has no dot
+
+    def __repr__(self) -> str:
+        pipeline, name = self._where()
+        return f"{repr(pipeline)[:-1]}.{name}>"
 
 
 def _call_args(where: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -218,15 +304,36 @@ def _call_args(where: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dic
 
 
 class _DomainRef:
-    __slots__ = ("_name", "_wf")
+    """`wf.Inventory`: binds a context to the domain the workflow resolves that name to."""
+
+    __slots__ = ("_cls", "_gen", "_name", "_wf")
 
     def __init__(self, wf: WorkflowApi, name: str) -> None:
         self._wf = wf
         self._name = name
+        self._gen = -1
+        self._cls: type[_Pipeline] = _Pipeline
 
     def __call__(self, context: Any = None) -> _Pipeline:
-        ctx_json = canonical(context, root="context")
-        return _Pipeline(self._wf, self._name, context, ctx_json, (), ())
+        return self.bind(context)
+
+    def bind(self, context: Any = None) -> _Pipeline:
+        # Encoded first: a context that is not JSON is the error, whatever else is wrong. A
+        # string (an id, the most common context) is quoted here, without canonical()'s call.
+        if type(context) is str:
+            ctx_json = _encode_str(context)
+        else:
+            ctx_json = canonical(context, root="context")
+        cls = self._cls
+        if self._gen != _GENERATION[0]:  # a Domain was defined since: resolve afresh
+            cls = self._cls = _pipeline_class(self._wf._workflow.resolve_domain(self._name))
+            self._gen = _GENERATION[0]
+        pipeline: _Pipeline = _new(cls)
+        pipeline._wf = self._wf
+        pipeline._domain = self._name
+        pipeline._context_json = ctx_json
+        pipeline._calls = ()
+        return pipeline
 
 
 class State:
@@ -262,12 +369,24 @@ class WorkflowApi:
         self._runtime = runtime
         self._workflow = workflow
 
-    def __getattr__(self, name: str) -> _DomainRef:
+    def __getattr__(self, name: str) -> Callable[[Any], _Pipeline]:
         if name.startswith("__"):
             raise AttributeError(name)
-        self._workflow.resolve_domain(name)  # unknown domain: error names the known ones
-        ref = self.__dict__[name] = _DomainRef(self, name)
-        return ref
+        # Once per name in each run of a workflow: what the name resolved to last time is
+        # kept on the Workflow, good until another Domain is defined.
+        workflow = self._workflow
+        generation = _GENERATION[0]
+        known = workflow._pipelines.get(name)
+        if known is None or known[0] != generation:
+            # An unknown domain: resolve_domain's error names the known ones.
+            known = (generation, _pipeline_class(workflow.resolve_domain(name)))
+            workflow._pipelines[name] = known
+        ref = _DomainRef(self, name)
+        ref._gen, ref._cls = known
+        # The bound method, not the ref: Python calls it without the slot wrapper that
+        # calling an object with __call__ goes through.
+        bind = self.__dict__[name] = ref.bind
+        return bind
 
     def __getitem__(self, domain: Callable[[WorkflowApi, _C], _D]) -> Callable[[_C], _D]:
         """`wf[Inventory](product).check()`: a TypedDomain, checked by mypy and pyright."""
@@ -282,9 +401,13 @@ class WorkflowApi:
         """The triggering event: {"payload", "timestamp", "instanceId", "workflowName"}."""
         return self._runtime.event
 
-    async def sleep(self, name: str, duration: str | int | float) -> None:
-        ms = check_sleep(parse_duration(duration), f"wf.sleep({name!r})")
-        await self._runtime.sleep(name, ms)
+    def sleep(self, name: str, duration: str | int | float) -> Awaitable[None]:
+        """Sleep `duration` of virtual time; awaiting it returns when the time has passed."""
+        # Not a coroutine of its own (as wait_for): the runtime's is returned as it is.
+        ms = parse_duration(duration)
+        if ms > MAX_SLEEP_MS:
+            check_sleep(ms, f"wf.sleep({name!r})")  # raises, naming the limit
+        return self._runtime.sleep(name, ms)
 
     async def sleep_until(self, name: str, when: _dt.datetime | _dt.date | int | float) -> None:
         """Sleep until `when`: a datetime (naive means UTC) or epoch milliseconds."""

@@ -88,14 +88,7 @@ class Call(Generic[A, R]):
         spec = self._spec
         domain = self._domain
         call_args = _call_args(spec.path, () if args is None else (args,), {})
-        return _Pipeline(
-            domain._wf,
-            spec.domain,
-            domain._context,
-            domain._context_json,
-            ((spec, call_args),),
-            (),
-        )
+        return _Pipeline(domain._wf, spec.domain, domain._context_json, ((spec, call_args),))
 
 
 class TypedDomain(Generic[C]):

@@ -88,6 +88,8 @@ class Workflow(Generic[In, Out]):
         self._scope: Mapping[str, Any] | None = None  # the workflow function's module namespace
         self._resolved: dict[str, Domain] = {}
         self._resolved_at = -1
+        # What `wf.<name>` binds to, kept by the DSL (_proxy): (Domain generation, class).
+        self._pipelines: dict[str, tuple[int, Any]] = {}
         if fn is not None:
             self._set_fn(fn)
         _WORKFLOWS[self.name] = self
@@ -144,6 +146,7 @@ class Workflow(Generic[In, Out]):
         scope = getattr(inspect.unwrap(fn), "__globals__", None)
         self._scope = scope if isinstance(scope, dict) else None
         self._resolved_at = -1
+        self._pipelines = {}
         self._input_model = _UNSET  # resolved on first use: annotations may name later types
         self._types = None
 

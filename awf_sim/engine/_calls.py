@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from awf_sim.dsl._cfduration import wait_ms
 from awf_sim.dsl._config import ResolvedConfig
@@ -52,26 +52,18 @@ class TimedOut(Exception):
     """A virtual-time deadline passed (an attempt's timeout, an event wait's timeout)."""
 
 
-class StepInfo:
-    """What a step callback learns about its attempt."""
+class StepInfo(NamedTuple):
+    """What a step callback learns about its attempt.
 
-    __slots__ = ("attempt", "config", "count", "instance_id", "name", "path")
+    A named tuple: the executor makes one per attempt with `tuple.__new__` (no Python-level
+    `__init__`), and its fields read as fast as slots."""
 
-    def __init__(
-        self,
-        instance_id: str,
-        name: str,
-        path: str,
-        count: int,
-        attempt: int,
-        config: ResolvedConfig,
-    ) -> None:
-        self.instance_id = instance_id
-        self.name = name
-        self.path = path
-        self.count = count
-        self.attempt = attempt
-        self.config = config
+    instance_id: str
+    name: str
+    path: str
+    count: int  # type: ignore[assignment]  # shadows tuple.count, as Cloudflare names it
+    attempt: int
+    config: ResolvedConfig
 
 
 class RawStep:

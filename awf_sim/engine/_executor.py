@@ -25,10 +25,13 @@ from awf_sim.dsl._errors import (
     WorkflowFatalError,
 )
 from awf_sim.dsl._identity import (
+    ENCODE_ERRORS,
     MAX_PAYLOAD_BYTES,
     MAX_STEP_NAME,
-    dump_result,
+    chunks_ordered,
     loads,
+    result_error,
+    scan_once,
     utf8_size,
     utf16_len,
 )
@@ -83,6 +86,10 @@ def _failure(
     return lt.entry(
         "attempt-failure", path, name, attempt, error=err, retry_in_ms=retry_in_ms, stack=stack
     )
+
+
+_tuple_new = tuple.__new__
+_MAX_CHARS = MAX_PAYLOAD_BYTES // 4  # a text this short is within the limit in any encoding
 
 
 def _non_retryable(err: Mapping[str, str]) -> bool:
@@ -211,7 +218,7 @@ class StepExecutor:
                 raise Abandoned  # as lt.commit: nothing is written after a crash point
             lt.store.commit_step(lt.iid, key, rec, started, False)
             started = []
-            info = StepInfo(lt.iid, name, path, count, attempt, config)
+            info = _tuple_new(StepInfo, (lt.iid, name, path, count, attempt, config))
             action = None
             if hooks is not None and ref is not None:
                 action = lt.act(hooks.before_attempt(lt.iid, ref, attempt), ref, attempt)
@@ -225,8 +232,13 @@ class StepExecutor:
                             value = await inproc.finish(lt, value, info, config["timeout"])
                 else:
                     value = await self._attempt_with(lt, call, info, config["timeout"], action)
-                result = dump_result(value, root=f"result of {path}")
-                if len(result) > MAX_PAYLOAD_BYTES // 4 and utf8_size(result) > (MAX_PAYLOAD_BYTES):
+                # dump_result's encoder, called here: the error's root is only built for
+                # an error.
+                try:
+                    result = "".join(chunks_ordered(value, 0))
+                except ENCODE_ERRORS as exc:
+                    raise result_error(value, f"result of {path}", exc) from None
+                if len(result) > _MAX_CHARS and utf8_size(result) > MAX_PAYLOAD_BYTES:
                     # Thrown inside the attempt on Cloudflare, so it is retried like any error.
                     raise StepError(
                         f"Step {name}-{count} output is too large. Maximum allowed size is 1MiB.",
@@ -292,7 +304,9 @@ class StepExecutor:
                     lt.act(hooks.after_checkpoint(lt.iid, ref, attempt), ref, attempt)
                 if lt.pause_gate is not None:
                     lt.pause_point()
-                return loads(result)
+                # loads(result) without its call: the text is the encoder's own, one whole
+                # valid value, so the checks loads makes for other texts cannot fail here.
+                return scan_once(result, 0)[0]
 
     async def _attempt_with(
         self, lt: Lifetime, call: Any, info: StepInfo, timeout_ms: int, action: Action

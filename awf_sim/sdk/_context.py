@@ -213,7 +213,8 @@ _MISSING = (
 
 def step_context(info: Any, env: Mapping[str, Any], services: Any) -> HandlerContext:
     """The engine's `ctx` for one attempt: `info` is its StepInfo (instance_id, name, path,
-    count, attempt), `services` what makes its db/ai/http. No keyword parsing, four fields."""
+    count, attempt), `services` what makes its db/ai/http. No keyword parsing, four fields
+    (InProcessRunner.start sets the same four itself)."""
     ctx: HandlerContext = _new(HandlerContext)
     ctx._info = info
     ctx.attempt = info.attempt

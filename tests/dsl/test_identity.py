@@ -346,3 +346,40 @@ def test_long_step_name_is_cut_from_the_end_of_the_path() -> None:
 def test_constants() -> None:
     assert MAX_STEP_NAME == 256
     assert MAX_PAYLOAD_BYTES == 1_048_576
+
+
+def test_canonical_of_values_marshal_cannot_tell_apart_by_value_stays_exact() -> None:
+    # Equal as Python values, different as JSON: the remembered texts must not mix them up.
+    pairs = [
+        ({"a": 1}, '{"a":1}'),
+        ({"a": True}, '{"a":true}'),
+        ({"a": 1.0}, '{"a":1.0}'),
+        ({"a": -0.0}, '{"a":-0.0}'),
+        ({"a": 0.0}, '{"a":0.0}'),
+        ({"a": (1, 2)}, '{"a":[1,2]}'),
+        ({"b": 1, "a": 2}, '{"a":2,"b":1}'),
+    ]
+    for _ in range(2):  # the second time from the memo
+        for value, text in pairs:
+            assert canonical(value) == text
+
+
+def test_canonical_of_subclasses_and_models_is_not_remembered_wrongly() -> None:
+    class Tag(str):
+        pass
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    for _ in range(2):
+        assert canonical({"t": Tag("x")}) == '{"t":"x"}'
+        assert canonical(Point(1)) == '{"x":1}'
+        point = Point(1)
+        assert canonical(point) == '{"x":1}'
+        point.x = 2  # the same object changed: its text changes with it
+        assert canonical(point) == '{"x":2}'
+    mutable = {"a": [1]}
+    assert canonical(mutable) == '{"a":[1]}'
+    mutable["a"].append(2)
+    assert canonical(mutable) == '{"a":[1,2]}'
