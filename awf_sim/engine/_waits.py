@@ -65,20 +65,30 @@ class EventWaits:
                 ms = hooks.sleep_ms(lt.iid, ref, ms)
             until = lt.loop.now_ms + ms
             rec = {"kind": "sleep", "name": name, "state": "running", "until": until}
-            lt.commit(
-                steps={key: rec},
-                timeline=[
-                    (_SLEEP_START, lt.loop._now_ms, "sleep-start", name, name, None, ms, until)
-                ],
+            # commit_step, not lt.commit: one record and its rows, without the general
+            # commit's keywords (a sleep costs more than a step otherwise). The alive check
+            # is lt.commit's: nothing is written after a crash point.
+            if not lt.alive:
+                raise Abandoned
+            lt.store.commit_step(
+                lt.iid,
+                key,
+                rec,
+                [(_SLEEP_START, lt.loop._now_ms, "sleep-start", name, name, None, ms, until)],
+                False,
             )
             if hooks is not None and ref is not None:
                 lt.act(hooks.during_sleep(lt.iid, ref), ref, None)
         await lt.wait_until(rec["until"])
         # Deferred (to the next commit): lost in a crash, the replay ends the sleep again.
-        lt.commit(
-            steps={key: {**rec, "state": "done"}},
-            timeline=[((), lt.loop._now_ms, "sleep-end", name, name, None)],
-            defer=True,
+        if not lt.alive:
+            raise Abandoned
+        lt.store.commit_step(
+            lt.iid,
+            key,
+            {**rec, "state": "done"},
+            [((), lt.loop._now_ms, "sleep-end", name, name, None)],
+            True,
         )
 
     def wait(
