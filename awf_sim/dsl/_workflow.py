@@ -85,6 +85,10 @@ class Workflow(Generic[In, Out]):
         self._takes_params = True
         self._input_model: object = _UNSET
         self._types: tuple[Any, Any] | None = None  # (input type, output type) once resolved
+        # What `call` does with those types (a converter of the params or None, the output
+        # type to check or None), decided once: asking per instance whether typing.Any is a
+        # model or a dataclass cost more than the rest of starting an instance's body.
+        self._call_plan: tuple[Any, Any] | None = None
         self._scope: Mapping[str, Any] | None = None  # the workflow function's module namespace
         self._resolved: dict[str, Domain] = {}
         self._resolved_at = -1
@@ -149,6 +153,7 @@ class Workflow(Generic[In, Out]):
         self._pipelines = {}
         self._input_model = _UNSET  # resolved on first use: annotations may name later types
         self._types = None
+        self._call_plan = None
 
     @property
     def input_model(self) -> type | None:
@@ -221,22 +226,32 @@ class Workflow(Generic[In, Out]):
             raise DefinitionError(
                 f"workflow {self.name!r} has no function: decorate one or call .run(fn)"
             )
+        plan = self._call_plan
+        if plan is None:
+            plan = self._call_plan = self._plan_call()
+        convert, out_type = plan
         if not self._takes_params:
             result = self.fn(wf)
         else:
-            in_type, _ = self._declared()
-            if not is_model(in_type) and is_structured(in_type):  # models: validated by create
-                convert = converter(in_type)
-                assert convert is not None
+            if convert is not None:
                 try:
                     params = convert(params, "params")
                 except SerializationError as exc:
                     raise SerializationError(f"workflow {self.name!r}: {exc}") from None
             result = self.fn(wf, params)
-        out_type = self._declared()[1]
-        if out_type is Any or not (is_structured(out_type) or _is_typeddict(out_type)):
+        if out_type is None:
             return result
         return self._checked(result, out_type)
+
+    def _plan_call(self) -> tuple[Any, Any]:
+        in_type, out_type = self._declared()
+        convert = None
+        if self._takes_params and not is_model(in_type) and is_structured(in_type):
+            convert = converter(in_type)  # models: validated by create
+            assert convert is not None
+        if out_type is Any or not (is_structured(out_type) or _is_typeddict(out_type)):
+            out_type = None
+        return convert, out_type
 
     async def _checked(self, result: Any, out_type: Any) -> Any:
         if inspect.isawaitable(result):
