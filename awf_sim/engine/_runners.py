@@ -79,7 +79,12 @@ class InProcessRunner:
         """Run the attempt's handler up to its first suspension, without a coroutine of our
         own: its value, or a `Suspended` for `finish` (most handlers never suspend, and every
         coroutine layer between a workflow and its handler costs each step)."""
-        lt.executing += 1
+        # `lt.executing += 1` written out (Lifetime.executing's setter): the property's get
+        # and set are two Python calls, on every step, twice.
+        lt._executing += 1
+        tally = lt.tally
+        if tally is not None:
+            tally.executing += 1
         loop = lt.loop
         loop._iteration += 1  # the CPU budget is per attempt, not per run of steps
         loop.cpu_progress += 1
@@ -109,7 +114,10 @@ class InProcessRunner:
             raise exit_error(exc, info.path) from None
         finally:
             current_step.reset(label)
-            lt.executing -= 1
+            lt._executing -= 1
+            tally = lt.tally  # read again: the handler may have ended the lifetime
+            if tally is not None:
+                tally.executing -= 1
 
     async def finish(
         self, lt: Lifetime, suspended: Suspended, info: StepInfo, timeout_ms: int
