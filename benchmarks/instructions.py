@@ -2,6 +2,7 @@
 
     python benchmarks/instructions.py engine   # instructions per step (benchmarks/engine.py's)
     python benchmarks/instructions.py chaos    # instructions per fault-injected run
+                                               # (runs 21-120 of a campaign, order example)
 
 Each mode runs its workload twice under `valgrind --tool=callgrind` (small and large) and
 divides the difference by the extra work, so start-up and warm-up cancel out. Set
@@ -33,7 +34,7 @@ def _workload(mode: str, n: int) -> None:
         bench["run_sim"](n, None)
         return
     from awf_sim.chaos import Target, build_baseline
-    from awf_sim.chaos._run import evaluate
+    from awf_sim.chaos._memo import evaluate
     from awf_sim.chaos._space import random_plans
     from awf_sim.flow import load_flow
 
@@ -42,7 +43,10 @@ def _workload(mode: str, n: int) -> None:
     base = build_baseline(Target(workflow, workflow.examples[0], db=flow.database))
     plans = [[f] for f in base.singles]
     plans += random_plans(base, 400, 3, random.Random(0), set())
-    for plan in plans[: 50 + n]:  # the first 50 warm up
+    for plan in plans[:50]:  # warm up
+        evaluate(base, plan)
+    base._memo = None  # then a campaign of n runs from scratch (no run recorded yet)
+    for plan in plans[:n]:
         evaluate(base, plan)
 
 

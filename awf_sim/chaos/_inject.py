@@ -139,7 +139,10 @@ class FaultHooks(Hooks):
             return False
         if sel.index is None:
             return sel.matches(ref)
-        return self._targets[a.slot] is ref
+        # By value: a recorded call (`_record`) hands over an equal ref, not the same object;
+        # within a lifetime `seq` tells calls apart, so equal is the same call.
+        target = self._targets[a.slot]
+        return target is ref or target == ref
 
     # -- the Hooks protocol --------------------------------------------------------------
     def lifetime_start(self, sim: HookView, iid: str, kind: str) -> list[Control]:

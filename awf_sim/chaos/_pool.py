@@ -21,8 +21,8 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from awf_sim.chaos._faults import describe_fault, plan_token
+from awf_sim.chaos._memo import evaluate
 from awf_sim.chaos._model import Baseline, Verdict
-from awf_sim.chaos._run import evaluate
 from awf_sim.errors import ProcessDied
 
 __all__ = ["evaluate_all"]
