@@ -311,6 +311,7 @@ def run_campaign(
         )
     tick("shrinking", len(todo), len(todo))
     findings = _fold_consequences(findings)
+    base._memo = None  # the campaign's shared runs (database images): not needed any more
     return CampaignResult(
         target=target,
         baseline=base,

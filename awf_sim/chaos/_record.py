@@ -28,7 +28,7 @@ __all__ = ["End", "Recorder", "Saved", "Step", "Trie", "answer_key"]
 
 # Bounds on what one campaign keeps (its trie lives as long as its baseline).
 MAX_STEPS = 400_000
-MAX_CAPTURES = 2_000
+MAX_CAPTURES = 1_000  # each holds a database image (tens of KB)
 
 
 class Saved:
