@@ -133,3 +133,13 @@ def test_a_run_resumed_after_a_skewed_replay_keeps_the_skew_and_the_seed() -> No
     for plan in (first, second):
         assert not _differing(memo.observe(base, plan), run_on(base, plan)), plan
     assert base._memo.captures >= 2
+
+
+def test_runs_that_call_an_http_mock_are_judged_alike() -> None:
+    """ctx.http reaches a mock whose state is the user's (engine/_resume refuses to capture
+    once a handler used it): the shared runs still judge every plan as full runs do."""
+    base = _baseline("payment.py", None, 0)
+    for plan in _plans(base, 60, 3):
+        full = run_on(base, plan)
+        assert not _differing(memo.observe(base, plan), full), plan
+        assert memo.evaluate(base, plan) == verdict_of(base, full), plan
