@@ -2,7 +2,7 @@
 
     python benchmarks/instructions.py engine   # instructions per step (benchmarks/engine.py's)
     python benchmarks/instructions.py chaos    # instructions per fault-injected run
-                                               # (runs 21-120 of a campaign, order example)
+                                               # (runs 21-520 of a campaign, order example)
 
 Each mode runs its workload twice under `valgrind --tool=callgrind` (small and large) and
 divides the difference by the extra work, so start-up and warm-up cancel out. Set
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SIZES = {"engine": (100, 300), "chaos": (20, 120)}
+SIZES = {"engine": (100, 300), "chaos": (20, 520)}
 UNIT = {"engine": 6, "chaos": 1}  # steps per instance; runs per plan
 
 
@@ -42,7 +42,7 @@ def _workload(mode: str, n: int) -> None:
     workflow = flow.pick(None)
     base = build_baseline(Target(workflow, workflow.examples[0], db=flow.database))
     plans = [[f] for f in base.singles]
-    plans += random_plans(base, 400, 3, random.Random(0), set())
+    plans += random_plans(base, 600, 3, random.Random(0), set())
     for plan in plans[:50]:  # warm up
         evaluate(base, plan)
     base._memo = None  # then a campaign of n runs from scratch (no run recorded yet)

@@ -32,7 +32,7 @@ from typing import Any
 from awf_sim.chaos._faults import EVENT_KINDS
 from awf_sim.chaos._inject import FaultHooks
 from awf_sim.chaos._model import Baseline, Observation, Verdict
-from awf_sim.chaos._record import End, Recorder, Slot, Step, Trie, answer_key
+from awf_sim.chaos._record import End, Recorder, Slot, Step, Trie
 from awf_sim.chaos._run import finish, run_on, verdict_of
 from awf_sim.dsl._values import watch_types
 from awf_sim.engine import Simulator
@@ -111,41 +111,50 @@ def _trie_of(base: Baseline) -> Trie | None:
     return memo or None
 
 
-def _feed(hooks: FaultHooks, step: Step, view: _View) -> Any:
-    view.now_ms = step.now
-    if step.method == "lifetime_start":
-        return hooks.lifetime_start(view, *step.args)
-    return getattr(hooks, step.method)(*step.args)
+_VIEW = _View()  # what every walk hands the hooks it feeds (walks do not nest)
+
+
+def _feed(hooks: FaultHooks, step: Step) -> Any:
+    _VIEW.now_ms = step.now
+    if step.start:
+        return hooks.lifetime_start(_VIEW, *step.args)
+    return step.fn(hooks, *step.args)
 
 
 def _walk(
     base: Baseline, trie: Trie, plan: Sequence[Mapping[str, Any]]
 ) -> tuple[Observation, End | None]:
     hooks = FaultHooks(plan)
-    view = _View()
+    view = _VIEW
     path: list[Step] = []
-    slot: Slot = (trie.top, None)
+    where: dict[Any, Step | End] = trie.top
+    key: Any = None
     deepest = -1  # index in path of the last captured recovery passed
-    deepest_slot = slot
+    deepest_slot: Slot = (where, key)
     while True:
-        node = slot[0].get(slot[1])
+        node = where.get(key)
         if node is None:
             break
         if type(node) is End:
             return _observation(node, plan, hooks), node
         assert type(node) is Step
         if node.cap is not None:
-            deepest, deepest_slot = len(path), slot
-        answer = _feed(hooks, node, view)
+            deepest, deepest_slot = len(path), (where, key)
+        # _feed, inlined: this loop runs some thirty times per plan.
+        view.now_ms = node.now
         path.append(node)
-        slot = (node.next, answer_key(node.method, answer))
+        where = node.next
+        if node.start:
+            key = tuple(hooks.lifetime_start(view, *node.args) or ())
+        else:
+            key = node.fn(hooks, *node.args)
     # Nobody ran this far this way: run for real from the deepest capture (or the start),
     # with hooks that were handed exactly the calls before it.
     hooks = FaultHooks(plan)
     start: Step | None = None
     if deepest >= 0:
         for step in path[:deepest]:
-            _feed(hooks, step, view)
+            _feed(hooks, step)
         start = path[deepest]
     else:
         deepest_slot = (trie.top, None)

@@ -27,7 +27,7 @@ from awf_sim.engine._simulator import Simulator
 __all__ = ["End", "Recorder", "Saved", "Step", "Trie", "answer_key"]
 
 # Bounds on what one campaign keeps (its trie lives as long as its baseline).
-MAX_STEPS = 400_000
+MAX_STEPS = 200_000
 MAX_CAPTURES = 1_000  # each holds a database image (tens of KB)
 
 
@@ -45,12 +45,14 @@ class Saved:
 class Step:
     """One hook call of the engine: `method(*args)` at virtual time `now`."""
 
-    __slots__ = ("args", "cap", "method", "next", "now")
+    __slots__ = ("args", "cap", "fn", "method", "next", "now", "start")
 
     def __init__(self, method: str, args: tuple[Any, ...], now: int) -> None:
         self.method = method
         self.args = args
         self.now = now
+        self.fn = getattr(FaultHooks, method)  # what a walk calls with a plan's hooks
+        self.start = method == "lifetime_start"  # called with a HookView before the args
         self.next: dict[Any, Step | End] = {}  # answer key -> what came next
         self.cap: Saved | None = None
 
