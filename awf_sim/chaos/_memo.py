@@ -211,7 +211,7 @@ def _real(
             rec.marks = list(saved.marks)
             resume(sim, saved.state, target.workflow)
             inst = sim.instance(target.iid)
-        obs = finish(sim, inst, rec, plan, base.bound_ms, base.obs.digest, False)
+        obs = finish(sim, inst, rec, plan, base.bound_ms, base.obs.digest, False, trie.digests)
     finally:
         watch.__exit__(None, None, None)
         sim.close()

@@ -21,13 +21,14 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from awf_sim.engine import _randomstate
 from awf_sim.engine._randomstate import GlobalRandomSwap
 from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._simulator import Simulator
 from awf_sim.engine._timeline import TimelineEntry
 from awf_sim.sdk._db import Database, DatabaseHandle
 
-__all__ = ["Capture", "capture", "resume"]
+__all__ = ["Capture", "capture", "database_image", "resume"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,13 @@ class _ImageDatabase(Database):
     def __init__(self, spec: Database, image: bytes) -> None:
         self.__dict__.update(copy.copy(spec).__dict__)
         self._image = image
+
+
+def _copy_rng(dst: random.Random, src: random.Random) -> None:
+    """dst's state := src's, by the C-state copy the simulator's random swap uses."""
+    if _randomstate._copy is None:
+        _randomstate._copy = _randomstate._make_copy()
+    _randomstate._copy(dst, src)
 
 
 def _forgets_dead_task(handle: Any) -> bool:
@@ -101,8 +109,8 @@ def capture(sim: Simulator, iid: str) -> Capture | None:
     glob = GlobalRandomSwap.target()
     if glob is None:
         return None
-    rng = random.Random()
-    rng.setstate(glob.getstate())
+    rng = random.Random(0)
+    _copy_rng(rng, glob)
     store = sim._store
     meta = store.get_instance(iid)
     timeline = list(store.timeline(iid))
@@ -130,5 +138,14 @@ def resume(sim: Simulator, cap: Capture, workflow: Any) -> None:
     )
     sim._loop._set_now(cap.now_ms)
     sim._epoch_ms = cap.epoch_ms
-    sim._rng.setstate(cap.rng.getstate())
+    _copy_rng(sim._rng, cap.rng)
     sim._loop.call_soon(sim._restart_after_crash, cap.iid)
+
+
+def database_image(sim: Simulator) -> bytes | None:
+    """The simulator's database as SQLite serializes it (None: not a plain simulated one).
+    Equal images hold equal rows, so chaos reuses the digest of an image it has seen."""
+    handle = sim._services._db
+    if type(handle) is not DatabaseHandle or handle._conn.in_transaction:
+        return None
+    return handle._conn.serialize()
