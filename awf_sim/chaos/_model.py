@@ -244,6 +244,9 @@ class Baseline:
     aimed: dict[str, list[str]] = field(default_factory=dict)  # point label -> kinds aimed
     order: dict[str, int] = field(default_factory=dict)  # fault -> rank (see _plan_order)
     _configs: dict[tuple[str, str], ResolvedConfig | None] = field(default_factory=dict)
+    # Checks' work that depends on the baseline and one fact of a run only (a database digest:
+    # equal digests, equal rows), done once: (what, key) -> result.
+    _derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
     _world: World | None = None
     # The campaign's recorded runs (`_memo`): None until first used, False when not used.
     _memo: Any = field(default=None, repr=False, compare=False)
