@@ -385,6 +385,9 @@ def _install() -> None:
         fake_datetime.__get_pydantic_core_schema__ = classmethod(_pydantic_datetime_schema)
         fake_date.__get_pydantic_core_schema__ = classmethod(_pydantic_date_schema)
 
+        # When user code's freeze_time is already running, start() patches nothing: the fakes
+        # in other modules are theirs, and only a scan of every module finds them.
+        theirs_running = len(_fg.freeze_factories) > 0
         _start_without_lazy_imports(freezer)
         # If user code's freeze_time was already running, start() only pushed ours on top
         # (without patching: theirs did); move ours to the bottom so that their stop() pops
@@ -408,14 +411,19 @@ def _install() -> None:
         clock.monotonic_ns = _fg.real_monotonic_ns
         clock.perf_counter = _fg.real_perf_counter
         clock.perf_counter_ns = _fg.real_perf_counter_ns
-        _replace_scanned_fakes()
+        _replace_scanned_fakes(None if theirs_running else freezer.undo_changes)
         _netguard.install()
         _installed = True
 
 
-def _replace_scanned_fakes() -> None:
+def _replace_scanned_fakes(changes: list[tuple[Any, str, object]] | None) -> None:
     """Where freezegun's scan put its fakes into other modules (`from time import monotonic`),
-    put the real monotonic clocks back, and our wall-clock functions in place of its."""
+    put the real monotonic clocks back, and our wall-clock functions in place of its.
+
+    `changes` is the list of (module, attribute, original) the scan patched (freezegun keeps
+    it to undo them): going through it, not through every attribute of every loaded module
+    again, is most of this function's cost on the first run of a process (a recovery's
+    included). None: the fakes were put there by another freezer, so every module is read."""
     replacements: dict[int, tuple[object, object]] = {
         id(fake): (fake, replacement)
         for fake, replacement in (
@@ -430,6 +438,13 @@ def _replace_scanned_fakes() -> None:
             (_fg.fake_perf_counter_ns, _fg.real_perf_counter_ns),
         )
     }
+    if changes is not None:
+        for module, attribute, _original in changes:
+            value = getattr(module, attribute, None)
+            entry = replacements.get(id(value))
+            if entry is not None and entry[0] is value:
+                setattr(module, attribute, entry[1])
+        return
     for name, module in list(sys.modules.items()):
         if not isinstance(module, types.ModuleType) or name == __name__:
             continue

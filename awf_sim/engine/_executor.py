@@ -50,7 +50,7 @@ from awf_sim.engine._hooks import (
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._records import StepRecord
 from awf_sim.engine._runners import HandlerRunner, InProcessRunner, Suspended
-from awf_sim.engine._timeline import TimelineEntry
+from awf_sim.engine._timeline import Row, shape
 
 __all__ = ["StepExecutor"]
 
@@ -59,6 +59,30 @@ _INTERNAL_ERROR = {
     "message": "Attempt failed due to internal workflows error",
 }
 _CONTROL = re.compile(r"[\x00-\x1f]")
+# The detail keys of the rows the executor writes (`_timeline.Row`).
+_CONFIG = shape("config")
+_COUNT = shape("count")
+
+
+def _failure(
+    lt: Lifetime,
+    path: str,
+    name: str,
+    attempt: int,
+    err: dict[str, str],
+    retry_in_ms: int | None,
+    stack: str | None,
+) -> Row:
+    """An attempt-failure entry: its error, the retry delay when retried, the user's stack."""
+    if retry_in_ms is None:
+        if stack is None:
+            return lt.entry("attempt-failure", path, name, attempt, error=err)
+        return lt.entry("attempt-failure", path, name, attempt, error=err, stack=stack)
+    if stack is None:
+        return lt.entry("attempt-failure", path, name, attempt, error=err, retry_in_ms=retry_in_ms)
+    return lt.entry(
+        "attempt-failure", path, name, attempt, error=err, retry_in_ms=retry_in_ms, stack=stack
+    )
 
 
 def _non_retryable(err: Mapping[str, str]) -> bool:
@@ -137,7 +161,7 @@ class StepExecutor:
         # handler.
         hooks = lt.hooks
         inproc = self.inproc
-        started: list[TimelineEntry] = []  # step-start, committed with the first attempt
+        started: list[Row] = []  # step-start, committed with the first attempt
         if rec is None:
             if hooks is not None and ref is not None:
                 lt.act(hooks.before_step(lt.iid, ref), ref, None)
@@ -157,16 +181,7 @@ class StepExecutor:
             }
             # The resolved config rides on step-start: what a reader of the timeline (a
             # person, chaos's retry-policy check) needs to judge the attempts that follow.
-            started.append(
-                {
-                    "at_ms": lt.loop._now_ms,
-                    "kind": "step-start",
-                    "path": path,
-                    "name": name,
-                    "attempt": None,
-                    "config": config,
-                }
-            )
+            started.append((_CONFIG, lt.loop._now_ms, "step-start", path, name, None, config))
         config = rec["config"]
         retries = config["retries"]
         limit = retries["limit"]
@@ -189,17 +204,9 @@ class StepExecutor:
                 rec = {**rec, "attempts": attempt, "retry_at": None}
             # The attempt count is stored before the callback runs (at-least-once); on the
             # first attempt in the same commit as the step's start, nothing runs between them.
-            # Timeline entries on the success path are dict displays, not lt.entry() calls:
-            # four per step, and the call with its **details costs more than the dict.
-            started.append(
-                {
-                    "at_ms": lt.loop._now_ms,
-                    "kind": "attempt-start",
-                    "path": path,
-                    "name": name,
-                    "attempt": attempt,
-                }
-            )
+            # Timeline entries on the success path are tuple displays (`_timeline.Row`), not
+            # lt.entry() calls: four per step, and the call with its **details costs more.
+            started.append(((), lt.loop._now_ms, "attempt-start", path, name, attempt))
             if not lt.alive:
                 raise Abandoned  # as lt.commit: nothing is written after a crash point
             lt.store.commit_step(lt.iid, key, rec, started, False)
@@ -238,16 +245,13 @@ class StepExecutor:
             except Exception as exc:
                 err = error_of(exc)
                 stack = stack_of(exc)
-                failure = lt.entry("attempt-failure", path, name, attempt, error=err)
                 if isinstance(exc, NonRetryableError) or _non_retryable(err):
                     # Not persisted (as in Cloudflare's local engine): a replay runs the step
                     # again.
-                    if stack is not None:
-                        failure["stack"] = stack
                     lt.commit(
                         steps={key: None},
                         timeline=[
-                            failure,
+                            _failure(lt, path, name, attempt, err, None, stack),
                             lt.entry("step-failure", path, name, attempt, error=err),
                         ],
                     )
@@ -258,17 +262,13 @@ class StepExecutor:
                         delay = hooks.retry_delay(lt.iid, ref, attempt, delay)
                     retry_at = lt.loop.now_ms + delay
                     rec = {**rec, "retry_at": retry_at}
-                    failure["retry_in_ms"] = delay
-                    if stack is not None:
-                        failure["stack"] = stack
+                    failure = _failure(lt, path, name, attempt, err, delay, stack)
                     lt.commit(steps={key: rec}, timeline=[failure])
                     lt.pause_point()
                     if delay:
                         await lt.wait_until(retry_at)
                     continue
-                if stack is not None:
-                    failure["stack"] = stack
-                lt.commit(timeline=[failure])
+                lt.commit(timeline=[_failure(lt, path, name, attempt, err, None, stack)])
                 lt.pause_point()
                 return self._fail_step(lt, key, rec, path, name, attempt, err)
             else:
@@ -283,21 +283,8 @@ class StepExecutor:
                     key,
                     {**rec, "state": "done", "value": result},
                     [
-                        {
-                            "at_ms": now,
-                            "kind": "attempt-success",
-                            "path": path,
-                            "name": name,
-                            "attempt": attempt,
-                        },
-                        {
-                            "at_ms": now,
-                            "kind": "checkpoint",
-                            "path": path,
-                            "name": name,
-                            "attempt": attempt,
-                            "count": count,
-                        },
+                        ((), now, "attempt-success", path, name, attempt),
+                        (_COUNT, now, "checkpoint", path, name, attempt, count),
                     ],
                     True,
                 )

@@ -43,7 +43,7 @@ class Instance:
     @property
     def timeline(self) -> list[TimelineEntry]:
         """Every step start, attempt, checkpoint, sleep, event, crash and recovery, in order."""
-        return [e.copy() for e in self._sim._store.timeline(self.id)]
+        return self._sim._store.timeline(self.id)  # new dicts, built from the stored rows
 
     def step_outputs(self) -> list[Any]:
         """Step results and received event payloads in the order they completed (cached

@@ -18,8 +18,7 @@ from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._store import Store
-from awf_sim.engine._timeline import EntryDetails, TimelineEntry
-from awf_sim.engine._waits import deliver
+from awf_sim.engine._timeline import EntryDetails, Row, TimelineEntry
 from awf_sim.errors import DefinitionError, InstanceError
 
 __all__ = ["InstanceLifecycle", "RestartFrom", "checked_instance_id", "started_steps"]
@@ -82,7 +81,7 @@ class InstanceLifecycle:
         name: str | None = None,
         attempt: int | None = None,
         **details: Unpack[EntryDetails],
-    ) -> TimelineEntry:
+    ) -> Row:
         raise NotImplementedError
 
     # -- events ------------------------------------------------------------------------------
@@ -117,12 +116,9 @@ class InstanceLifecycle:
             self._restart_after_crash(iid)
             return
         lt = self._lifetimes.get(iid)
-        queue = lt.waiters.get(type) if lt is not None else None
-        if lt is not None and queue:
-            key, fut = queue.popleft()  # the oldest waiter gets the event
-            rec = self._store.get_step(iid, key)
-            assert rec is not None
-            fut.set_result(deliver(lt, key, rec, ev))
+        waiter = lt.take_waiter(type) if lt is not None else None  # the oldest of that type
+        if waiter is not None:
+            waiter.receive(ev)
 
     # -- lifecycle -------------------------------------------------------------------------
     def _meta(self, iid: str) -> InstanceMeta:

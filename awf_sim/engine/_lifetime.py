@@ -13,7 +13,9 @@ the small `Owner` protocol below, so nothing here imports the simulator.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as _dt
+import sys
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol, Unpack
 
@@ -24,11 +26,19 @@ from awf_sim.engine._hooks import Action, Crash, Hooks, StepRef
 from awf_sim.engine._loop import HORIZON_MS, VirtualLoop
 from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._store import Store
-from awf_sim.engine._timeline import EntryDetails, TimelineEntry
+from awf_sim.engine._timeline import EntryDetails, Row, shape
 
-__all__ = ["Lifetime", "Owner", "Steps", "Tally", "WaitQueue", "Waits"]
+__all__ = ["NO_CONTEXT", "Lifetime", "Owner", "Steps", "Tally", "Waiter", "Waits"]
 
 _new = tuple.__new__
+_intern = sys.intern
+_unregister_task: Callable[[asyncio.Task[Any]], None] = getattr(
+    asyncio.tasks, "_unregister_task", lambda task: None
+)
+
+# The context the engine's own timer callbacks run in (they only complete a future): one for
+# all, where asyncio would copy the current context for each timer.
+NO_CONTEXT = contextvars.Context()
 
 
 def _wake(fut: asyncio.Future[None]) -> None:
@@ -64,6 +74,8 @@ class Steps(Protocol):
 class Waits(Protocol):
     """Runs sleeps and event waits (`_waits`)."""
 
+    clone_engine_errors: bool
+
     def sleep(
         self, lt: Lifetime, name: str, ms: int | None, until_epoch_ms: int | None
     ) -> Coroutine[Any, Any, None]: ...
@@ -73,15 +85,14 @@ class Waits(Protocol):
     ) -> Coroutine[Any, Any, Any]: ...
 
 
-class WaitQueue(list[tuple[str, "asyncio.Future[Any]"]]):
-    """The event waits of one type in one lifetime, oldest first: a list, not a deque,
-    because a deque's first block costs ~600 bytes per waiting instance and a queue holds one
-    or two waits."""
+class Waiter(Protocol):
+    """An event wait in progress (`_waits.EventWait`), as the lifetime lists it."""
 
-    __slots__ = ()
+    @property
+    def type(self) -> str: ...
 
-    def popleft(self) -> tuple[str, asyncio.Future[Any]]:
-        return self.pop(0)
+    def receive(self, ev: EventRecord) -> None:
+        """The event `ev` arrived for this wait: checkpoint it and wake the wait."""
 
 
 class Tally:
@@ -100,11 +111,22 @@ class Tally:
 class Lifetime:
     """One run of an instance's workflow from the top; the Runtime the `wf` proxy talks to."""
 
+    # Every instance that waits keeps its lifetime, so what a lifetime holds is counted in
+    # bytes: what most lifetimes never need (a second task or timer, the event dict) is made
+    # on first use, and nothing here is a copy of what the store or the workflow holds.
     __slots__ = (
         "_blocked",
+        "_created_ms",
+        "_epoch_ms",
         "_event",
         "_executing",
+        "_payload",
+        "_task",
+        "_tasks",
+        "_timer",
+        "_timers",
         "_waits_open",
+        "_workflow",
         "alive",
         "counters",
         "hooks",
@@ -116,8 +138,6 @@ class Lifetime:
         "steps",
         "store",
         "tally",
-        "tasks",
-        "timers",
         "waiters",
         "waits",
     )
@@ -132,7 +152,7 @@ class Lifetime:
         waits: Waits,
         iid: str,
         meta: InstanceMeta,
-        timestamp: _dt.datetime,
+        epoch_ms: int,
     ) -> None:
         self.owner = owner
         self.store = store
@@ -142,22 +162,31 @@ class Lifetime:
         self.waits = waits
         self.iid = iid
         self.alive = True
-        self.counters: dict[str, int] = {}
+        # Calls numbered so far, per kind and name: a `do` under its name itself (the string
+        # its record holds anyway), others under an interned "kind\x1fname" (see `begin`).
+        # A tuple of the keys while each was called once and they are few (a dict costs
+        # three times the memory, and most lifetimes call each name once), then a dict of
+        # the counts (`count`).
+        self.counters: tuple[str, ...] | dict[str, int] = ()
         self.step_calls = 0
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.timers: set[asyncio.TimerHandle] = set()
+        self._task: asyncio.Task[Any] | None = None  # the first task spawned: the workflow's
+        self._tasks: set[asyncio.Task[Any]] | None = None  # any others, while they run
+        self._timer: asyncio.TimerHandle | None = None  # one timer, then a set for more
+        self._timers: set[asyncio.TimerHandle] | None = None
         self._executing = 0  # attempts whose callback is running (a pause waits for these)
         self._blocked = 0  # sleeps and retry waits in progress (time must pass for these)
         self._waits_open = 0  # event waits in progress (only the outside or a timeout ends these)
         self.tally: Tally | None = None  # set while the simulator counts this lifetime
-        self.waiters: dict[str, WaitQueue] = {}
+        # Event waits in progress, oldest first: the one, or a list of them.
+        self.waiters: Waiter | list[Waiter] | None = None
         self.pause_gate: asyncio.Future[None] | None = None
-        self._event = {
-            "payload": loads(meta["params"]),
-            "timestamp": timestamp,
-            "instanceId": iid,
-            "workflowName": meta["workflow"],
-        }
+        # The event the workflow is called with, built when first asked for (`event`), from
+        # what the meta record holds and the simulator's epoch at this lifetime's start.
+        self._payload: Any = loads(meta["params"])
+        self._workflow = meta["workflow"]
+        self._created_ms = meta["created_ms"]
+        self._epoch_ms = epoch_ms
+        self._event: dict[str, Any] | None = None
 
     # -- idleness -------------------------------------------------------------------------
     # Idle means waiting on event waits alone: a lifetime on a sleep, a retry wait or a
@@ -225,7 +254,22 @@ class Lifetime:
 
     @property
     def event(self) -> Mapping[str, Any]:
-        return self._event
+        event = self._event
+        if event is None:
+            event = self._event = {
+                "payload": self._payload,
+                "timestamp": _dt.datetime.fromtimestamp(
+                    (self._epoch_ms + self._created_ms) / 1000, tz=_dt.UTC
+                ),
+                "instanceId": self.iid,
+                "workflowName": self._workflow,
+            }
+        return event
+
+    @property
+    def payload(self) -> Any:
+        """The event's payload: the instance's params, decoded once per lifetime."""
+        return self._payload
 
     def step(self, call: StepCall) -> Coroutine[Any, Any, Any]:
         return self.steps.do(self, call.name, call.label, call.config, call)
@@ -261,7 +305,7 @@ class Lifetime:
         meta: InstanceMeta | None = None,
         steps: Mapping[str, StepRecord | None] | None = None,
         events: Iterable[EventRecord] = (),
-        timeline: Iterable[TimelineEntry] = (),
+        timeline: Iterable[Row] = (),
         defer: bool = False,
     ) -> None:
         if not self.alive:
@@ -277,42 +321,132 @@ class Lifetime:
         name: str | None = None,
         attempt: int | None = None,
         **details: Unpack[EntryDetails],
-    ) -> TimelineEntry:
-        # `_timeline.entry` inlined: this runs several times per step.
-        e: TimelineEntry = {
-            "at_ms": self.loop.now_ms,
-            "kind": kind,
-            "path": path,
-            "name": name,
-            "attempt": attempt,
-            **details,
-        }
-        return e
+    ) -> Row:
+        """A timeline entry now, as stored (`_timeline.row`)."""
+        if not details:
+            return ((), self.loop._now_ms, kind, path, name, attempt)
+        return (shape(*details), self.loop._now_ms, kind, path, name, attempt, *details.values())
 
-    def next_count(self, key: str) -> int:
-        count = self.counters.get(key, 0) + 1
-        self.counters[key] = count
+    def count(self, key: str) -> int:
+        """How many times `key` has been counted in this lifetime, this time included."""
+        counters = self.counters
+        if type(counters) is tuple:
+            if len(counters) < 16 and key not in counters:
+                self.counters = (*counters, key)
+                return 1
+            counters = self.counters = dict.fromkeys(counters, 1)
+        count = counters[key] = counters.get(key, 0) + 1  # type: ignore[union-attr,index]
         return count
 
     def begin(self, kind: str, name: str, path: str) -> tuple[int, str, StepRef | None]:
         """Number this call as Cloudflare does (the k-th call of a name in this lifetime), give
         its store key, and tell the hooks, which see every call, cached or not."""
-        counters = self.counters
-        counted = kind + "\x1f" + name
-        count = counters[counted] = counters.get(counted, 0) + 1
-        key = f"{kind}:{name}#{count}"
+        if kind == "do":
+            # A do step's name has no control character (the executor refuses those), so it
+            # is its own counter key, and the string is the one its record keeps anyway.
+            count = self.count(name)
+            key = f"do:{name}#{count}"
+        else:
+            # Sleep and wait names are mostly literals of the workflow's code: the keys are
+            # interned, so a thousand waiting instances share one string, not a thousand.
+            count = self.count(_intern(kind + "\x1f" + name))
+            key = _intern(f"{kind}:{name}#{count}")
         ref = None
         if self.hooks is not None:
-            seq = self.next_count("\x1fseq:" + kind)
+            seq = self.count("\x1fseq:" + kind)
             ref = _new(StepRef, (kind, path, name, count, seq))  # no Python-level __new__
             self.hooks.step_call(self.iid, ref)
         return count, key, ref
 
+    # -- tasks and timers, cancelled all at once when the lifetime ends (`stop`) ------------
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = self.loop.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        # Named after the instance: a shared string, where asyncio would make "Task-<n>".
+        task = self.loop.create_task(coro, name=self.iid)
+        if self._task is None:
+            self._task = task  # kept till the lifetime ends: no set, no done callback
+            # asyncio also lists every task in a weak set for all_tasks(), at ~150 bytes a
+            # task; the engine holds its lifetimes' own, so the workflow's task is left out.
+            _unregister_task(task)
+        else:
+            tasks = self._tasks
+            if tasks is None:
+                tasks = self._tasks = set()
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
         return task
+
+    def add_timer(self, handle: asyncio.TimerHandle) -> None:
+        if self._timer is None:
+            self._timer = handle
+        else:
+            self.timers.add(handle)
+
+    def drop_timer(self, handle: asyncio.TimerHandle) -> None:
+        if self._timer is handle:
+            self._timer = None
+        elif self._timers is not None:
+            self._timers.discard(handle)
+
+    @property
+    def timers(self) -> set[asyncio.TimerHandle]:
+        """The timers beyond the first (`add_timer`); adding one here has the same effect."""
+        timers = self._timers
+        if timers is None:
+            timers = self._timers = set()
+        return timers
+
+    def stop(self, current: asyncio.Task[Any] | None) -> None:
+        """Cancel every timer and task of this lifetime but `current` (the one ending it)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._timers:
+            for handle in self._timers:
+                handle.cancel()
+            self._timers.clear()
+        task = self._task
+        if task is not None and task is not current:
+            task.cancel()
+        if self._tasks:
+            for task in list(self._tasks):
+                if task is not current:
+                    task.cancel()
+
+    # -- event waits -------------------------------------------------------------------------
+    def add_waiter(self, waiter: Waiter) -> None:
+        waiters = self.waiters
+        if waiters is None:
+            self.waiters = waiter  # the common case, one wait: no list
+        elif isinstance(waiters, list):
+            waiters.append(waiter)
+        else:
+            self.waiters = [waiters, waiter]
+
+    def take_waiter(self, type: str) -> Waiter | None:
+        """The oldest wait of `type` in progress, no longer a waiter."""
+        waiters = self.waiters
+        if waiters is None:
+            return None
+        if not isinstance(waiters, list):
+            if waiters.type != type:
+                return None
+            self.waiters = None
+            return waiters
+        for i, waiter in enumerate(waiters):
+            if waiter.type == type:
+                del waiters[i]
+                return waiter
+        return None
+
+    def drop_waiter(self, waiter: Waiter) -> None:
+        waiters = self.waiters
+        if waiters is waiter:
+            self.waiters = None
+        elif isinstance(waiters, list):
+            for i, w in enumerate(waiters):
+                if w is waiter:
+                    del waiters[i]
+                    return
 
     def act(self, action: Action | None, ref: StepRef, attempt: int | None) -> Action | None:
         """Carry out a crash now; hand any other action back to the caller."""
@@ -341,12 +475,12 @@ class Lifetime:
             )
         fut: asyncio.Future[None] = loop.create_future()
         # A module-level callback, not a closure: it lives as long as the wait does.
-        handle = loop.call_at(at_ms / 1000, _wake, fut)
-        self.timers.add(handle)
+        handle = loop.call_at(at_ms / 1000, _wake, fut, context=NO_CONTEXT)
+        self.add_timer(handle)
         self.blocked += 1
         try:
             await fut
         finally:
             self.blocked -= 1
             handle.cancel()
-            self.timers.discard(handle)
+            self.drop_timer(handle)

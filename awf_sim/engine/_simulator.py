@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
-import inspect
 import random
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Unpack
@@ -23,25 +22,17 @@ from typing import Any, Unpack
 from awf_sim.dsl._cfduration import DURATION_READINGS
 from awf_sim.dsl._config import PROFILES
 from awf_sim.dsl._duration import parse_duration
-from awf_sim.dsl._errors import DefinitionError, NonRetryableError
-from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, dump_result, utf8_size
+from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, utf8_size
 from awf_sim.dsl._proxy import WorkflowApi
 from awf_sim.dsl._workflow import Workflow, registered_workflows
-from awf_sim.engine._calls import (
-    TERMINAL,
-    Abandoned,
-    CpuBudgetExceeded,
-    StepInfo,
-    error_of,
-    stack_of,
-    workflow_exit_error,
-)
+from awf_sim.engine._body import BodyRun, workflow_failure
+from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo
 from awf_sim.engine._executor import StepExecutor
 from awf_sim.engine._hooks import Control, Crash, Hooks, LoopView, SendEvent, SkewClock, StepRef
 from awf_sim.engine._instance import Instance
 from awf_sim.engine._lifecycle import InstanceLifecycle, checked_instance_id
 from awf_sim.engine._lifetime import Lifetime, Tally
-from awf_sim.engine._limits import cpu_budget_of
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
 from awf_sim.engine._randomstate import GlobalRandomSwap, uuid4_from
@@ -49,7 +40,7 @@ from awf_sim.engine._records import InstanceMeta
 from awf_sim.engine._runners import ForkRunner, HandlerRunner, InProcessRunner
 from awf_sim.engine._services import Services
 from awf_sim.engine._store import Store, open_store
-from awf_sim.engine._timeline import EntryDetails, TimelineEntry, entry
+from awf_sim.engine._timeline import EntryDetails, Row, row
 from awf_sim.engine._waits import EventWaits
 from awf_sim.engine._world import World
 from awf_sim.errors import InstanceError
@@ -71,10 +62,6 @@ DEFAULT_CPU_MS = 30_000
 # From this compatibility date an uncaught NonRetryableError keeps its own message
 # (workflows_preserve_non_retryable_error_message, SEMANTICS §1.5).
 _PRESERVE_NON_RETRYABLE_FROM = "2026-05-14"
-_NON_RETRYABLE_FIXED = (
-    "The execution of the Workflow instance was terminated, as a step threw an "
-    "NonRetryableError and it was not handled"
-)
 
 
 class Simulator(InstanceLifecycle):
@@ -412,13 +399,7 @@ class Simulator(InstanceLifecycle):
         if self._lifetimes.get(lt.iid) is lt:
             del self._lifetimes[lt.iid]
         lt.count_out()
-        for handle in lt.timers:
-            handle.cancel()
-        lt.timers.clear()
-        current = asyncio.current_task(self._loop) if self._running else None
-        for task in list(lt.tasks):
-            if task is not current:
-                task.cancel()
+        lt.stop(asyncio.current_task(self._loop) if self._running else None)
 
     # -- a lifetime -------------------------------------------------------------------------
     def _start(self, iid: str, meta: InstanceMeta, *, kind: str) -> None:
@@ -435,7 +416,7 @@ class Simulator(InstanceLifecycle):
             self._waits,
             iid,
             meta,
-            self.wall_datetime(meta["created_ms"]),
+            self._epoch_ms,
         )
         old = self._lifetimes.get(iid)
         if old is not None:
@@ -447,55 +428,34 @@ class Simulator(InstanceLifecycle):
             assert self._view is not None
             for control in self.hooks.lifetime_start(self._view, iid, kind) or ():
                 self._apply(control)
-        lt.spawn(self._main(lt, target))
+        lt.spawn(BodyRun(self, lt, target))
 
-    async def _main(self, lt: Lifetime, target: Any) -> None:
+    # -- the body run of a lifetime (`_body.BodyOwner`) ---------------------------------------
+    def mark_running(self, lt: Lifetime) -> None:
         meta = self._store.get_instance(lt.iid)
         assert meta is not None
         if meta["status"] != "running":
             # Deferred (to the first attempt's start): lost in a crash, recovery redoes it.
             lt.commit(meta={**meta, "status": "running"}, defer=True)
-        try:
-            if isinstance(target, Workflow):
-                params = lt.event["payload"]
-                model = target.input_model
-                if model is not None:
-                    params = model.model_validate(params)  # type: ignore[attr-defined]
-                result = target.call(WorkflowApi(lt, target), params)
-            else:
-                result = instantiate(target, self.env).run(
-                    dict(lt.event), PythonStep(lt, self.durations)
-                )
-            if inspect.isawaitable(result):
-                result = await result
-            output = dump_result(result, root="workflow output")
-        except Abandoned:
-            return
-        except NonRetryableError as exc:
-            error = (
-                error_of(exc)
-                if self._preserve_nre
-                else {"name": "WorkflowFatalError", "message": _NON_RETRYABLE_FIXED}
-            )
-            self._finish(lt, "errored", None, error, stack_of(exc))
-        except Exception as exc:
-            self._finish(lt, "errored", None, error_of(exc), stack_of(exc))
-        except (SystemExit, KeyboardInterrupt) as exc:
-            # The workflow's, not the process's: it fails the instance, never ends the judge.
-            self._finish(lt, "errored", None, workflow_exit_error(exc))
-        except (CpuBudgetExceeded, asyncio.CancelledError) as exc:
-            budget = exc.budget_ms if isinstance(exc, CpuBudgetExceeded) else cpu_budget_of(exc)
-            if budget is None:
-                raise
-            error = {
-                "name": "CpuLimitExceeded",
-                "message": f"the workflow body used more than {budget} ms of CPU time "
-                "without awaiting a step (an endless loop?); Cloudflare stops such an "
-                "invocation. Raise the limit with Simulator(cpu_ms=...) or awf-sim --cpu-ms",
-            }
-            self._finish(lt, "errored", None, error)
-        else:
-            self._finish(lt, "complete", output, None)
+
+    def call_body(self, lt: Lifetime, target: Any) -> Any:
+        if isinstance(target, Workflow):
+            params = lt.payload
+            model = target.input_model
+            if model is not None:
+                params = model.model_validate(params)  # type: ignore[attr-defined]
+            return target.call(WorkflowApi(lt, target), params)
+        return instantiate(target, self.env).run(dict(lt.event), PythonStep(lt, self.durations))
+
+    def body_returned(self, lt: Lifetime, output: str) -> None:
+        self._finish(lt, "complete", output, None)
+
+    def body_raised(self, lt: Lifetime, exc: BaseException) -> bool:
+        failure = workflow_failure(exc, self._preserve_nre)
+        if failure is None:
+            return False
+        self._finish(lt, "errored", None, *failure)
+        return True
 
     def _finish(
         self,
@@ -511,10 +471,11 @@ class Simulator(InstanceLifecycle):
         assert meta is not None
         if status == "complete":
             done = self._entry("workflow-success")
-        else:
+        elif stack is None:
             done = self._entry("workflow-failure", error=error)
-            if stack is not None:
-                done["stack"] = stack  # beside the stored {name, message}, which stays as is
+        else:
+            # The stack beside the stored {name, message}, which stays as is.
+            done = self._entry("workflow-failure", error=error, stack=stack)
         # Deferred like a step's result (to the next commit, or the end of the run): lost in a
         # crash, the replay ends the instance again the same way.
         lt.commit(
@@ -532,16 +493,21 @@ class Simulator(InstanceLifecycle):
         name: str | None = None,
         attempt: int | None = None,
         **details: Unpack[EntryDetails],
-    ) -> TimelineEntry:
-        return entry(self._loop.now_ms, kind, path, name, attempt, **details)
+    ) -> Row:
+        return row(self._loop._now_ms, kind, path, name, attempt, **details)
 
     def _crash_now(
         self, lt: Lifetime, action: Crash, ref: StepRef | None, attempt: int | None
     ) -> Abandoned:
         """The engine dies here (an injected fault); Cloudflare restarts it and the instance
         replays from whatever the store holds."""
-        crash = self._entry("crash", ref.path if ref else None, ref.name if ref else None, attempt)
-        crash["fault"] = action.fault
+        crash = self._entry(
+            "crash",
+            ref.path if ref else None,
+            ref.name if ref else None,
+            attempt,
+            fault=action.fault,
+        )
         self._store.commit(lt.iid, timeline=[crash])
         self._abort(lt)
         if action.wake_at_ms is None or action.wake_at_ms <= self._loop.now_ms:

@@ -10,17 +10,18 @@ so a SQLite store needs one transaction per step instead of two (`_store_sqlite`
 
 The records are the TypedDicts of `_records`; results inside them are already JSON text, so
 the memory store keeps them without copying and the SQLite store writes them as JSON.
+Timeline entries are committed as rows (`_timeline.Row`, tuples) and read back as dicts.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._store_sqlite import SqliteStore
-from awf_sim.engine._timeline import TimelineEntry
+from awf_sim.engine._timeline import Row, TimelineEntry, as_entries
 
 __all__ = ["MemoryStore", "SqliteStore", "Store", "open_store"]
 
@@ -35,7 +36,9 @@ class Store(Protocol):
 
     def steps(self, iid: str) -> dict[str, StepRecord]: ...
     def events(self, iid: str) -> list[EventRecord]: ...
-    def timeline(self, iid: str) -> list[TimelineEntry]: ...
+    def timeline(self, iid: str) -> list[TimelineEntry]:
+        """Its entries as dicts, new on every call: the caller's to keep or change."""
+
     def commit(
         self,
         iid: str,
@@ -43,12 +46,12 @@ class Store(Protocol):
         meta: InstanceMeta | None = None,
         steps: Mapping[str, StepRecord | None] | None = None,
         events: Iterable[EventRecord] = (),
-        timeline: Iterable[TimelineEntry] = (),
+        timeline: Iterable[Row] = (),
         wipe_steps: bool = False,
         defer: bool = False,
     ) -> None: ...
     def commit_step(
-        self, iid: str, key: str, rec: StepRecord, timeline: list[TimelineEntry], defer: bool
+        self, iid: str, key: str, rec: StepRecord, timeline: list[Row], defer: bool
     ) -> None:
         """`commit(iid, steps={key: rec}, timeline=timeline, defer=defer)`: the two commits of
         every step, without the general commit's keyword parsing and branches."""
@@ -65,8 +68,8 @@ class _Instance:
     def __init__(self, meta: InstanceMeta) -> None:
         self.meta = meta
         self.steps: dict[str, StepRecord] = {}
-        self.events: dict[int, EventRecord] = {}
-        self.timeline: list[TimelineEntry] = []
+        self.events: dict[int, EventRecord] | None = None  # most instances never get one
+        self.timeline: list[Any] = []  # its rows back to back (`_timeline.Row`)
 
 
 class MemoryStore:
@@ -95,10 +98,11 @@ class MemoryStore:
         return dict(self._data[iid].steps)
 
     def events(self, iid: str) -> list[EventRecord]:
-        return list(self._data[iid].events.values())
+        events = self._data[iid].events
+        return [] if events is None else list(events.values())
 
     def timeline(self, iid: str) -> list[TimelineEntry]:
-        return self._data[iid].timeline
+        return as_entries(self._data[iid].timeline)
 
     def commit(
         self,
@@ -107,7 +111,7 @@ class MemoryStore:
         meta: InstanceMeta | None = None,
         steps: Mapping[str, StepRecord | None] | None = None,
         events: Iterable[EventRecord] = (),
-        timeline: Iterable[TimelineEntry] = (),
+        timeline: Iterable[Row] = (),
         wipe_steps: bool = False,
         defer: bool = False,  # memory is as durable as it gets: nothing to defer
     ) -> None:
@@ -120,7 +124,7 @@ class MemoryStore:
             inst.meta = meta
         if wipe_steps:
             inst.steps = {}
-            inst.events = {}
+            inst.events = None
         if steps:
             for key, rec in steps.items():
                 if rec is None:
@@ -128,15 +132,21 @@ class MemoryStore:
                 else:
                     inst.steps[key] = rec
         for ev in events:
+            if inst.events is None:
+                inst.events = {}
             inst.events[ev["seq"]] = ev
-        inst.timeline.extend(timeline)
+        rows = inst.timeline
+        for r in timeline:
+            rows += r
 
     def commit_step(
-        self, iid: str, key: str, rec: StepRecord, timeline: list[TimelineEntry], defer: bool
+        self, iid: str, key: str, rec: StepRecord, timeline: list[Row], defer: bool
     ) -> None:
         inst = self._data[iid]  # as commit: an instance begins with its meta record
         inst.steps[key] = rec
-        inst.timeline += timeline
+        rows = inst.timeline
+        for r in timeline:
+            rows += r
 
     def flush(self) -> None:
         pass

@@ -34,10 +34,10 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
-from typing import cast
+from typing import Any, cast
 
 from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
-from awf_sim.engine._timeline import TimelineEntry
+from awf_sim.engine._timeline import Row, TimelineEntry, as_entries, as_row
 from awf_sim.errors import StoreError
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteStore"]
@@ -164,12 +164,12 @@ class _Body:
 
     __slots__ = ("events", "steps", "timeline")
 
-    def __init__(self, timeline: list[TimelineEntry] | None) -> None:
+    def __init__(self, timeline: list[Any] | None) -> None:
         # A step read from the file stays JSON text until the engine first asks for it: its
         # record's text, or that and the value of the result row written on top of it.
         self.steps: dict[str, StepRecord | str | tuple[str, str]] = {}
         self.events: dict[int, EventRecord] = {}
-        self.timeline = timeline  # None: not read from the file yet
+        self.timeline = timeline  # rows back to back (`_timeline.Row`); None: not read yet
 
 
 class _Pending:
@@ -183,7 +183,7 @@ class _Pending:
         self.steps: dict[str, StepRecord | None] = {}
         self.base: dict[str, object] = {}  # per step key: its record in the file, if any
         self.events: dict[int, EventRecord] = {}
-        self.timeline: list[TimelineEntry] = []
+        self.timeline: list[Any] = []  # rows back to back
 
 
 class SqliteStore:
@@ -295,20 +295,26 @@ class SqliteStore:
     def _read_log(self) -> None:
         self._read_all = True
         fresh = {iid: _Body(None) for iid in self._metas if iid not in self._bodies}
+        # One instance's rows mostly follow each other: its body is looked up once per run of
+        # rows, not once per row (recovery after a crash deep into a run reads two per step).
+        last: object = None
+        body: _Body | None = None
         try:
             for iid, kind, key, data in self._conn.execute(
                 "SELECT instance, kind, key, data FROM log WHERE kind != 't' ORDER BY seq"
             ):
-                body = fresh.get(iid)
+                if iid != last:
+                    last, body = iid, fresh.get(iid)
                 if body is None:
                     continue  # made by this process (already in memory), or a meta row
-                if kind == "s":
-                    body.steps[key] = data
-                elif kind == "v":
-                    held = body.steps.get(key)
+                if kind == "v":
+                    steps = body.steps
+                    held = steps.get(key)
                     if type(held) is not str:
                         raise ValueError(f"a result row for {key!r} without its step record")
-                    body.steps[key] = (held, data)  # decoded with its record, when read
+                    steps[key] = (held, data)  # decoded with its record, when read
+                elif kind == "s":
+                    body.steps[key] = data
                 elif kind == "d":
                     body.steps.pop(key, None)
                 elif kind == "e":
@@ -331,9 +337,24 @@ class SqliteStore:
         body = self._bodies.get(iid) or self._body(iid)
         rec = body.steps.get(key)
         if rec is not None and type(rec) is not dict:
-            self._decode(body)
-            rec = body.steps[key]
-        return cast("StepRecord | None", rec)
+            # This record only: a replay reads done steps as their value text
+            # (result_or_step), so after a crash deep into a run the one record asked for is
+            # the step in flight, not the thousands before it.
+            rec = body.steps[key] = self._decoded(rec)
+        return rec
+
+    def _decoded(self, held: object) -> StepRecord:
+        """A step record held as its text, or as (text, value text) when a result row came
+        on top of it."""
+        try:
+            if type(held) is tuple:
+                rec = cast(StepRecord, _loads(held[0]))
+                rec["state"] = "done"
+                rec["value"] = held[1]
+                return rec
+            return cast(StepRecord, _loads(cast(str, held)))
+        except ValueError as exc:
+            raise self._damaged(exc) from None
 
     def result_or_step(self, iid: str, key: str) -> str | StepRecord | None:
         body = self._bodies.get(iid) or self._body(iid)
@@ -378,22 +399,23 @@ class SqliteStore:
     def timeline(self, iid: str) -> list[TimelineEntry]:
         body = self._body(iid)
         if body.timeline is None:
-            entries: list[TimelineEntry] = []
+            rows: list[Any] = []
             try:
                 for (data,) in self._conn.execute(
                     "SELECT data FROM log WHERE instance = ? AND kind = 't' ORDER BY seq", (iid,)
                 ):
-                    entries += _loads(data)
+                    for e in _loads(data):
+                        rows += as_row(e)
             except (sqlite3.Error, ValueError) as exc:
                 raise self._damaged(exc) from None
             pending = self._pending.get(iid)
             if pending is not None:
-                entries += pending.timeline
-            body.timeline = entries
-        return body.timeline
+                rows += pending.timeline
+            body.timeline = rows
+        return as_entries(body.timeline)
 
     def commit_step(
-        self, iid: str, key: str, rec: StepRecord, timeline: list[TimelineEntry], defer: bool
+        self, iid: str, key: str, rec: StepRecord, timeline: list[Row], defer: bool
     ) -> None:
         """`commit` of one step record and its timeline entries (see `Store.commit_step`)."""
         body = self._bodies.get(iid)
@@ -407,13 +429,15 @@ class SqliteStore:
         if key not in base:
             base[key] = body.steps.get(key)
         pending.steps[key] = rec
-        pending.timeline += timeline
+        for r in timeline:
+            pending.timeline += r
         if not defer:
             self._write()
         # Memory follows the file: what a failed write did not store is not read either.
         body.steps[key] = rec
         if body.timeline is not None:
-            body.timeline += timeline
+            for r in timeline:
+                body.timeline += r
 
     def commit(
         self,
@@ -422,7 +446,7 @@ class SqliteStore:
         meta: InstanceMeta | None = None,
         steps: Mapping[str, StepRecord | None] | None = None,
         events: Iterable[EventRecord] = (),
-        timeline: Iterable[TimelineEntry] = (),
+        timeline: Iterable[Row] = (),
         wipe_steps: bool = False,
         defer: bool = False,
     ) -> None:
@@ -456,8 +480,8 @@ class SqliteStore:
             pending.steps.update(steps)
         for ev in events:
             pending.events[ev["seq"]] = ev
-        if timeline:
-            pending.timeline += timeline
+        for r in timeline:
+            pending.timeline += r
         if not defer:
             self._write()
         # Memory follows the file: what a failed write did not store is not read either.
@@ -475,7 +499,8 @@ class SqliteStore:
         for ev in events:
             body.events[ev["seq"]] = ev
         if timeline and body.timeline is not None:
-            body.timeline += timeline
+            for r in timeline:
+                body.timeline += r
 
     def flush(self) -> None:
         if self._pending:
@@ -514,7 +539,7 @@ class SqliteStore:
             for seq, ev in p.events.items():
                 add((iid, "e", str(seq), _dumps(ev)))
             if p.timeline:
-                add((iid, "t", None, _dumps(p.timeline)))
+                add((iid, "t", None, _dumps(as_entries(p.timeline))))
         n = len(values) // 4
         c = self._conn
         if n <= _ONE_STATEMENT:

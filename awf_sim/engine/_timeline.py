@@ -2,9 +2,8 @@
 
 Every entry has the five fields of DESIGN §9 (`at_ms` virtual, `kind`, `path` as the dotted
 string, `name` as the Cloudflare step name, `attempt` 1-based or None); the details depend on
-the kind. They are plain dicts at run time (a TypedDict costs nothing, and timelines are
-compared and dumped as JSON byte for byte), so readers get the keys checked by mypy and the
-engine pays nothing for it.
+the kind. Readers get plain dicts (a TypedDict: keys checked by mypy, and timelines are
+compared and dumped as JSON byte for byte).
 
 Kinds: workflow-start, recover, resumed, restarted, paused, terminated, crash (with `fault`
 when injected), step-start (with the resolved `config`), attempt-start, attempt-success,
@@ -16,6 +15,12 @@ wait-end (`type`, and `seq` of the event or `timed_out`), event-received (`type`
 workflow-success, workflow-failure (`error`, `stack` when the workflow body raised it). A
 `stack` holds file:line and code of the user's frames only (awf's are trimmed), beside the
 error's {name, message}, which stays as Cloudflare stores it.
+
+The engine builds each entry as a `Row`, a tuple, a store keeps an instance's rows in one
+flat list, and the dicts are made when the timeline is read: a dict costs about five times
+the memory of its row and four times the time to build, and an instance holds every entry of
+its timeline while it waits, which may be for weeks (`as_entries` and `as_row` convert;
+readers only ever see the dicts).
 """
 
 from __future__ import annotations
@@ -23,7 +28,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict, Unpack
 
-__all__ = ["EntryDetails", "TimelineEntry", "entry", "failure_stack"]
+__all__ = [
+    "EntryDetails",
+    "Row",
+    "TimelineEntry",
+    "as_entries",
+    "as_row",
+    "failure_stack",
+    "row",
+    "shape",
+]
 
 
 class EntryDetails(TypedDict, total=False):
@@ -53,24 +67,65 @@ class TimelineEntry(EntryDetails):
     attempt: int | None
 
 
-def entry(
+# An entry as stored: the tuple of its detail keys (`()` when it has none), the five fields,
+# then the detail values, e.g. (("count",), 0, "checkpoint", path, name, 1, 1). The key tuples
+# are shared (`shape`), so a detail costs one slot. A store keeps an instance's timeline as
+# one flat list, its rows back to back (a tuple per entry would cost 40 bytes more each);
+# the key tuple, first, tells where a row ends.
+Row = tuple[Any, ...]
+
+_FIVE = ("at_ms", "kind", "path", "name", "attempt")
+_SHAPES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def shape(*keys: str) -> tuple[str, ...]:
+    """The one shared tuple of these detail keys, for the first slot of a row."""
+    return _SHAPES.setdefault(keys, keys)
+
+
+def row(
     at_ms: int,
     kind: str,
     path: str | None = None,
     name: str | None = None,
     attempt: int | None = None,
     **details: Unpack[EntryDetails],
-) -> TimelineEntry:
-    """One timeline entry: the five common fields, then the details of its kind."""
-    e: TimelineEntry = {
-        "at_ms": at_ms,
-        "kind": kind,
-        "path": path,
-        "name": name,
-        "attempt": attempt,
-        **details,
-    }
-    return e
+) -> Row:
+    """One timeline entry as stored (see `Row`)."""
+    if not details:
+        return ((), at_ms, kind, path, name, attempt)
+    return (shape(*details), at_ms, kind, path, name, attempt, *details.values())
+
+
+def as_entries(rows: Sequence[Any]) -> list[TimelineEntry]:
+    """The dicts of stored rows, back to back in `rows` (one row, or a stored timeline): new
+    ones on every call, the caller's to keep or change."""
+    out: list[TimelineEntry] = []
+    i, end = 0, len(rows)
+    while i < end:
+        keys = rows[i]
+        e: TimelineEntry = {
+            "at_ms": rows[i + 1],
+            "kind": rows[i + 2],
+            "path": rows[i + 3],
+            "name": rows[i + 4],
+            "attempt": rows[i + 5],
+        }
+        i += 6
+        for key in keys:
+            e[key] = rows[i]  # type: ignore[literal-required]
+            i += 1
+        out.append(e)
+    return out
+
+
+def as_row(e: Mapping[str, Any]) -> Row:
+    """The row of an entry dict (one read back from a file): its keys in their order."""
+    keys = tuple(k for k in e if k not in _FIVE)
+    first = (e.get("at_ms"), e.get("kind"), e.get("path"), e.get("name"), e.get("attempt"))
+    if not keys:
+        return ((), *first)
+    return (shape(*keys), *first, *(e[k] for k in keys))
 
 
 def failure_stack(timeline: Sequence[Mapping[str, Any]]) -> str | None:

@@ -11,19 +11,26 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from awf_sim.dsl._cfduration import js_number_text, wait_ms
 from awf_sim.dsl._errors import StepError
 from awf_sim.dsl._identity import loads
 from awf_sim.engine._calls import Abandoned, TimedOut, replayed_error
-from awf_sim.engine._lifetime import Lifetime, WaitQueue
+from awf_sim.engine._lifetime import NO_CONTEXT, Lifetime
 from awf_sim.engine._records import EventRecord, StepRecord
+from awf_sim.engine._timeline import shape
 
-__all__ = ["EventWaits", "deliver"]
+__all__ = ["EventWait", "EventWaits", "deliver"]
 
 _TIME_TRAVELER = "You can't sleep until a time in the past, time-traveler"
+# The detail keys of the rows these waits write (`_timeline.Row`).
+_WS = shape("type", "timeout_ms")
+_WE_SEQ = shape("type", "seq")
+_WE_TIMED_OUT = shape("type", "timed_out")
+_SLEEP_START = shape("duration_ms", "until_ms")
 
 
 class EventWaits:
@@ -60,7 +67,9 @@ class EventWaits:
             rec = {"kind": "sleep", "name": name, "state": "running", "until": until}
             lt.commit(
                 steps={key: rec},
-                timeline=[lt.entry("sleep-start", name, name, duration_ms=ms, until_ms=until)],
+                timeline=[
+                    (_SLEEP_START, lt.loop._now_ms, "sleep-start", name, name, None, ms, until)
+                ],
             )
             if hooks is not None and ref is not None:
                 lt.act(hooks.during_sleep(lt.iid, ref), ref, None)
@@ -68,16 +77,127 @@ class EventWaits:
         # Deferred (to the next commit): lost in a crash, the replay ends the sleep again.
         lt.commit(
             steps={key: {**rec, "state": "done"}},
-            timeline=[lt.entry("sleep-end", name, name)],
+            timeline=[((), lt.loop._now_ms, "sleep-end", name, name, None)],
             defer=True,
         )
 
-    async def wait(
+    def wait(
         self, lt: Lifetime, name: str, type: str, timeout_ms: int, payload_only: bool = False
-    ) -> Any:
-        """The event {"payload", "timestamp", "type"}, or only its payload (`wf.wait_for`:
-        said here rather than in a coroutine around this one, which every waiting instance
-        would keep alive)."""
+    ) -> EventWait:
+        """The event {"payload", "timestamp", "type"}, or only its payload (`wf.wait_for`)."""
+        return EventWait(lt, name, type, timeout_ms, payload_only)
+
+
+_NEW, _WAITING, _ENDED = 0, 1, 2  # EventWait.state
+_PENDING: Any = object()  # EventWait.outcome until the event or the timeout comes
+
+
+class EventWait(Coroutine[Any, Any, Any]):
+    """One event wait, awaited like the coroutine it stands for: it starts when first
+    awaited, suspends until the event or the timeout, and returns the event (or its payload).
+
+    Written out as a class, not an `async def`: every waiting instance keeps its wait, and a
+    coroutine's frame would cost three times these slots. It is three things at once:
+
+    - the coroutine the awaiting frame (or a Task) drives: `send`, `throw`, `close`, with the
+      cleanup of the `finally` of the `async def` it replaces in `_end`, run at the same point;
+    - the future its task waits on (what `await future` would have yielded): the duck-typed
+      future protocol a Task uses (`_asyncio_future_blocking`, `get_loop`,
+      `add_done_callback`, `result`, `cancel`), so no Future object is kept per wait either;
+    - the waiter its lifetime lists, which an event for its type completes (`receive`).
+    """
+
+    __slots__ = (
+        "_asyncio_future_blocking",
+        "callback",
+        "context",
+        "handle",
+        "key",
+        "lt",
+        "name",
+        "outcome",
+        "payload_only",
+        "rec",
+        "state",
+        "timeout_ms",
+        "type",
+    )
+
+    def __init__(
+        self, lt: Lifetime, name: str, type: str, timeout_ms: int, payload_only: bool
+    ) -> None:
+        self.lt = lt
+        self.name = name
+        self.type = type
+        self.timeout_ms = timeout_ms
+        self.payload_only = payload_only
+        self.state = _NEW
+        self.key = ""
+        self.rec: StepRecord | None = None
+        self.handle: asyncio.TimerHandle | None = None
+        self.outcome: Any = _PENDING  # the event's value, or the exception to wake up with
+        # The task's wake-up (with its context), or a list of (callback, context) for more.
+        self.callback: Any = None
+        self.context: Any = None
+        # None: not a future to asyncio.ensure_future (it is a coroutine to run in a task);
+        # True while yielded to a task, as Future.__await__ sets it.
+        self._asyncio_future_blocking: bool | None = None
+
+    # -- the coroutine -------------------------------------------------------------------
+    def __await__(self) -> EventWait:
+        return self
+
+    def __iter__(self) -> EventWait:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def send(self, value: Any) -> Any:
+        state = self.state
+        if state == _NEW:
+            self.state = _ENDED  # until it waits: whatever _start raises ends it
+            return self._start()
+        if state == _ENDED:
+            raise RuntimeError("cannot reuse already awaited coroutine")
+        outcome = self.outcome
+        if outcome is _PENDING:  # sent to without being woken: it waits on
+            self._asyncio_future_blocking = True
+            return self
+        self._end()
+        if isinstance(outcome, BaseException):
+            return self._raise(outcome)
+        raise StopIteration(outcome["payload"] if self.payload_only else outcome)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if val is None:
+            exc = typ if isinstance(typ, BaseException) else typ()
+        else:
+            exc = val if isinstance(val, BaseException) else typ(val)
+        if tb is not None:
+            exc = exc.with_traceback(tb)
+        if self.state != _WAITING:
+            self.state = _ENDED
+            raise exc
+        self._end()
+        return self._raise(exc)
+
+    def close(self) -> None:
+        if self.state == _WAITING:
+            self._end()
+        self.state = _ENDED
+
+    def _raise(self, exc: BaseException) -> Any:
+        if isinstance(exc, TimedOut):  # the task wakes with the timeout
+            assert self.rec is not None
+            return _timed_out(self.lt, self.key, self.rec, self.name, self.type)
+        raise exc
+
+    def _start(self) -> Any:
+        """Number the wait and store its start; return its value at once when it has its
+        event already (a replay, a buffered event), else register it as a waiter of its type
+        and yield itself, the future, to the task."""
+        lt, name, type = self.lt, self.name, self.type
         if not lt.alive:
             raise Abandoned
         _, key, ref = lt.begin("wait", name, name)
@@ -85,11 +205,11 @@ class EventWaits:
         rec = lt.store.get_step(lt.iid, key)
         if rec is not None:
             if rec["state"] == "done":
-                done = loads(rec["value"])
-                return done["payload"] if payload_only else done
+                return self._return(loads(rec["value"]))
             if rec["state"] == "failed":
-                raise replayed_error(rec["error"], self.clone_engine_errors)
+                raise replayed_error(rec["error"], lt.waits.clone_engine_errors)
         else:
+            timeout_ms = self.timeout_ms
             if hooks is not None and ref is not None:
                 timeout_ms = hooks.wait_timeout_ms(lt.iid, ref, timeout_ms)
             rec = {
@@ -99,52 +219,143 @@ class EventWaits:
                 "state": "running",
                 # Cloudflare's reading may be fractional, negative or NaN: its timer fires at
                 # once for the last two, and its message prints the number as JavaScript does.
-                "deadline": lt.loop.now_ms + wait_ms(timeout_ms),
-                "timeout_ms": timeout_ms if math.isfinite(timeout_ms) else None,
-                "timeout_text": js_number_text(timeout_ms),
+                "deadline": _shared(lt.loop.now_ms + wait_ms(timeout_ms)),
+                "timeout_ms": _shared(timeout_ms) if math.isfinite(timeout_ms) else None,
+                # Interned: the same few timeouts are written by every instance of a flow.
+                "timeout_text": sys.intern(js_number_text(timeout_ms)),
             }
             lt.commit(
                 steps={key: rec},
                 timeline=[
-                    lt.entry("wait-start", name, name, type=type, timeout_ms=rec["timeout_ms"])
+                    (_WS, lt.loop._now_ms, "wait-start", name, name, None, type, rec["timeout_ms"])
                 ],
             )
+        self.key, self.rec = key, rec
         if hooks is not None and ref is not None and hooks.force_wait_timeout(lt.iid, ref):
             return _timed_out(lt, key, rec, name, type)
         # An event sent before the wait is buffered per type and consumed first in, first out.
         for ev in lt.store.events(lt.iid):
             if ev["type"] == type and ev["consumed_by"] is None:
-                got = deliver(lt, key, rec, ev)
-                return got["payload"] if payload_only else got
+                return self._return(deliver(lt, key, rec, ev))
         if hooks is not None and ref is not None:
             lt.act(hooks.during_wait(lt.iid, ref), ref, None)
-        fut: asyncio.Future[Any] = lt.loop.create_future()
-        queue = lt.waiters.get(type)
-        if queue is None:
-            queue = lt.waiters[type] = WaitQueue()
-        waiter = (key, fut)
-        queue.append(waiter)
-
+        lt.add_waiter(self)
         # A module-level callback, not a closure: it stays alive as long as the wait does.
-        handle = lt.loop.call_at(rec["deadline"] / 1000, _expire, fut)
-        lt.timers.add(handle)
+        self.handle = lt.loop.call_at(rec["deadline"] / 1000, _expire, self, context=NO_CONTEXT)
+        lt.add_timer(self.handle)
         lt.waits_open += 1
-        try:
-            event = await fut
-            return event["payload"] if payload_only else event
-        except TimedOut:
-            return _timed_out(lt, key, rec, name, type)
-        finally:
-            lt.waits_open -= 1
-            handle.cancel()
-            lt.timers.discard(handle)
-            if waiter in queue:
-                queue.remove(waiter)  # a timed-out waiter gets no later event
+        self.state = _WAITING
+        self._asyncio_future_blocking = True
+        return self
+
+    def _return(self, got: Any) -> Any:
+        raise StopIteration(got["payload"] if self.payload_only else got)
+
+    def _end(self) -> None:
+        lt, handle = self.lt, self.handle
+        self.state = _ENDED
+        lt.waits_open -= 1
+        assert handle is not None
+        handle.cancel()
+        lt.drop_timer(handle)
+        lt.drop_waiter(self)  # a timed-out waiter gets no later event
+
+    # -- the waiter ------------------------------------------------------------------------
+    def receive(self, ev: EventRecord) -> None:
+        """The event `ev` arrived for this wait (it is no longer a waiter): checkpoint it and
+        wake the wait with it."""
+        lt = self.lt
+        rec = lt.store.get_step(lt.iid, self.key)
+        assert rec is not None
+        value = deliver(lt, self.key, rec, ev)
+        self._complete(value)
+
+    # -- the future its task waits on ------------------------------------------------------
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self.lt.loop
+
+    def done(self) -> bool:
+        return self.outcome is not _PENDING
+
+    def cancelled(self) -> bool:
+        return isinstance(self.outcome, asyncio.CancelledError)
+
+    def result(self) -> Any:
+        outcome = self.outcome
+        if outcome is _PENDING:
+            raise asyncio.InvalidStateError("Result is not ready.")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def exception(self) -> BaseException | None:
+        outcome = self.outcome
+        if outcome is _PENDING:
+            raise asyncio.InvalidStateError("Exception is not set.")
+        if isinstance(outcome, asyncio.CancelledError):
+            raise outcome
+        return outcome if isinstance(outcome, BaseException) else None
+
+    def add_done_callback(self, fn: Any, *, context: Any = None) -> None:
+        if self.outcome is not _PENDING:
+            self.lt.loop.call_soon(fn, self, context=context)
+        elif self.callback is None:
+            self.callback, self.context = fn, context
+        elif isinstance(self.callback, list):
+            self.callback.append((fn, context))
+        else:
+            self.callback = [(self.callback, self.context), (fn, context)]
+            self.context = None
+
+    def remove_done_callback(self, fn: Any) -> int:
+        callback = self.callback
+        if isinstance(callback, list):
+            kept = [(f, c) for f, c in callback if f != fn]
+            self.callback = kept
+            return len(callback) - len(kept)
+        if callback is not None and callback == fn:
+            self.callback = self.context = None
+            return 1
+        return 0
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self.outcome is not _PENDING:
+            return False
+        self._complete(asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg))
+        return True
+
+    def _complete(self, outcome: Any) -> None:
+        """Set the outcome and schedule the callbacks, as Future.set_result does."""
+        if self.outcome is not _PENDING:
+            raise asyncio.InvalidStateError("invalid state")
+        self.outcome = outcome
+        callback, context = self.callback, self.context
+        self.callback = self.context = None
+        call_soon = self.lt.loop.call_soon
+        if isinstance(callback, list):
+            for fn, ctx in callback:
+                call_soon(fn, self, context=ctx)
+        elif callback is not None:
+            call_soon(callback, self, context=context)
 
 
-def _expire(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_exception(TimedOut())
+# Whole numbers many waits store alike (the same timeout; the same deadline, for instances
+# started together): one object for all of them, as interning does for strings. Bounded, as
+# any number may come; ints only, as 1000.0 == 1000 would hand back the other type.
+_SHARED: dict[int, int] = {}
+
+
+def _shared(n: Any) -> Any:
+    if type(n) is not int:
+        return n
+    if len(_SHARED) >= 4096:
+        _SHARED.clear()
+    return _SHARED.setdefault(n, n)
+
+
+def _expire(wait: EventWait) -> None:
+    if not wait.done():
+        wait._complete(TimedOut())
 
 
 def _timed_out(lt: Lifetime, key: str, rec: StepRecord, name: str, type: str) -> Any:
@@ -155,7 +366,7 @@ def _timed_out(lt: Lifetime, key: str, rec: StepRecord, name: str, type: str) ->
     # A timed-out wait is persisted and not retried; replays raise it again.
     lt.commit(
         steps={key: {**rec, "state": "failed", "error": err}},
-        timeline=[lt.entry("wait-end", name, name, type=type, timed_out=True)],
+        timeline=[(_WE_TIMED_OUT, lt.loop._now_ms, "wait-end", name, name, None, type, True)],
     )
     raise StepError(err["message"], err["name"])
 
@@ -166,6 +377,17 @@ def deliver(lt: Lifetime, key: str, rec: StepRecord, ev: EventRecord) -> Any:
     lt.commit(
         steps={key: {**rec, "state": "done", "value": json.dumps(value)}},
         events=[{**ev, "consumed_by": key}],
-        timeline=[lt.entry("wait-end", rec["name"], rec["name"], type=ev["type"], seq=ev["seq"])],
+        timeline=[
+            (
+                _WE_SEQ,
+                lt.loop._now_ms,
+                "wait-end",
+                rec["name"],
+                rec["name"],
+                None,
+                ev["type"],
+                ev["seq"],
+            )
+        ],
     )
     return value
