@@ -25,7 +25,7 @@ from awf_sim.engine import _randomstate
 from awf_sim.engine._randomstate import GlobalRandomSwap
 from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._simulator import Simulator
-from awf_sim.engine._timeline import TimelineEntry
+from awf_sim.engine._timeline import Row, as_row
 from awf_sim.sdk._db import Database, DatabaseHandle
 
 __all__ = ["Capture", "capture", "database_image", "resume"]
@@ -42,7 +42,7 @@ class Capture:
     meta: InstanceMeta
     steps: dict[str, StepRecord]
     events: list[EventRecord]
-    timeline: list[TimelineEntry]  # without the "recover" entry the restart writes again
+    timeline: list[Row]  # as committed, without the "recover" entry the restart writes again
     db: Any  # the database spec to resume with (the image as it was), or None: the world's
 
 
@@ -124,7 +124,7 @@ def capture(sim: Simulator, iid: str) -> Capture | None:
         meta,
         store.steps(iid),
         store.events(iid),
-        timeline[:-1],
+        [as_row(e) for e in timeline[:-1]],
         db,
     )
 
