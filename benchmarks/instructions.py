@@ -4,6 +4,7 @@
     python benchmarks/instructions.py loop     # per step of engine.py's 100-step workflow (e)
     python benchmarks/instructions.py peers    # per instance of peers.py's awf-memory row
     python benchmarks/instructions.py chaos    # instructions per fault-injected run
+                                               # (runs 21-520 of a campaign, order example)
 
 Each mode runs its workload twice under `valgrind --tool=callgrind` (small and large) and
 divides the difference by the extra work, so start-up and warm-up cancel out. Set
@@ -25,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SIZES = {"engine": (100, 300), "loop": (10, 30), "peers": (100, 300), "chaos": (20, 120)}
+SIZES = {"engine": (100, 300), "loop": (10, 30), "peers": (100, 300), "chaos": (20, 520)}
 UNIT = {"engine": 6, "loop": 100, "peers": 1, "chaos": 1}  # steps per instance; runs per plan
 
 
@@ -49,7 +50,7 @@ def _workload(mode: str, n: int) -> None:
         awf.run([f"o-{i}" for i in range(n)])
         return
     from awf_sim.chaos import Target, build_baseline
-    from awf_sim.chaos._run import evaluate
+    from awf_sim.chaos._memo import evaluate
     from awf_sim.chaos._space import random_plans
     from awf_sim.flow import load_flow
 
@@ -57,8 +58,11 @@ def _workload(mode: str, n: int) -> None:
     workflow = flow.pick(None)
     base = build_baseline(Target(workflow, workflow.examples[0], db=flow.database))
     plans = [[f] for f in base.singles]
-    plans += random_plans(base, 400, 3, random.Random(0), set())
-    for plan in plans[: 50 + n]:  # the first 50 warm up
+    plans += random_plans(base, 600, 3, random.Random(0), set())
+    for plan in plans[:50]:  # warm up
+        evaluate(base, plan)
+    base._memo = None  # then a campaign of n runs from scratch (no run recorded yet)
+    for plan in plans[:n]:
         evaluate(base, plan)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from awf_sim.chaos._crossproc import CrossProcess, Replayers
 from awf_sim.chaos._faults import normalize_plan, plan_token
 from awf_sim.chaos._invariants import check_run
+from awf_sim.chaos._memo import evaluate
 from awf_sim.chaos._model import (
     Baseline,
     CampaignResult,
@@ -28,7 +29,7 @@ from awf_sim.chaos._model import (
     Violation,
 )
 from awf_sim.chaos._pool import evaluate_all
-from awf_sim.chaos._run import evaluate, run_plan, waits_of
+from awf_sim.chaos._run import run_plan, waits_of
 from awf_sim.chaos._shrink import shrink
 from awf_sim.chaos._space import build_baseline, random_plans
 
@@ -310,6 +311,7 @@ def run_campaign(
         )
     tick("shrinking", len(todo), len(todo))
     findings = _fold_consequences(findings)
+    base._memo = None  # the campaign's shared runs (database images): not needed any more
     return CampaignResult(
         target=target,
         baseline=base,

@@ -140,12 +140,26 @@ class _Replayer:
                 return code, "", err
             self._buffer += chunk
 
-    def stop(self) -> None:
+    def close_input(self) -> None:
+        """No more requests: the process ends when it has answered the last one."""
         if self.proc.stdin is not None:
             try:
                 self.proc.stdin.close()
             except OSError:
                 pass
+
+    def stop(self) -> None:
+        self.close_input()
+        out = self.proc.stdout
+        if out is not None and not out.closed and self.proc.returncode is None:
+            # Its output ends when it exits: woken then, not by the polling of wait(timeout).
+            deadline = time.monotonic() + 5
+            fd = out.fileno()
+            while (left := deadline - time.monotonic()) > 0 and select.select([fd], [], [], left)[
+                0
+            ]:
+                if not os.read(fd, 65536):
+                    break
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -187,6 +201,8 @@ class Replayers:
             del self._live[hash_seed]
 
     def close(self) -> None:
+        for live in self._live.values():
+            live.close_input()  # all at once: they end side by side
         for live in self._live.values():
             live.stop()
         self._live = {}

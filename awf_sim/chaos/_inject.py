@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from fnmatch import fnmatchcase
 from typing import Any
 
 from awf_sim.chaos._faults import (
@@ -39,8 +40,40 @@ __all__ = ["FaultHooks"]
 _new = tuple.__new__
 
 
+# Parsed selectors by what the plan says: chaos builds hooks for thousands of plans drawn
+# from one small set of faults.
+_SELECTORS: dict[Any, StepSelector] = {}
+
+
+def _selector(step: Any) -> StepSelector:
+    key = tuple(step.items()) if isinstance(step, Mapping) else step
+    try:
+        return _SELECTORS[key]
+    except (KeyError, TypeError):
+        pass
+    sel = parse_selector(step, method="fault plan")
+    if len(_SELECTORS) < 10_000:
+        try:
+            _SELECTORS[key] = sel
+        except TypeError:  # an unhashable name: parse_selector refused it already
+            pass
+    return sel
+
+
 class _Armed:
-    __slots__ = ("attempt", "fault", "fired", "index", "kind", "pending", "sel", "slot")
+    __slots__ = (
+        "attempt",
+        "counts",
+        "fault",
+        "fired",
+        "glob",
+        "index",
+        "kind",
+        "name",
+        "pending",
+        "sel",
+        "slot",
+    )
 
     def __init__(self, index: int, fault: Mapping[str, Any]) -> None:
         self.index = index
@@ -48,8 +81,13 @@ class _Armed:
         self.kind: str = fault["kind"]
         self.attempt: int = fault.get("attempt", 1)
         step = fault.get("step")
-        self.sel: StepSelector | None = (
-            None if step is None else parse_selector(step, method="fault plan")
+        self.sel: StepSelector | None = None if step is None else _selector(step)
+        # StepSelector.matches, with what it works out on every call worked out once.
+        self.name = "" if self.sel is None else self.sel.name
+        self.glob = self.sel is not None and self.sel.is_glob
+        # Which calls an indexed selector counts: do steps, sleeps or waits, by fault kind.
+        self.counts = (
+            "sleep" if self.kind in SLEEP_KINDS else "wait" if self.kind in WAIT_KINDS else "do"
         )
         self.fired = False
         self.pending = False  # a replay fault whose crash happened; it applies at the recovery
@@ -138,8 +176,11 @@ class FaultHooks(Hooks):
         if sel is None:
             return False
         if sel.index is None:
-            return sel.matches(ref)
-        return self._targets[a.slot] is ref
+            return _matches(a, ref)
+        # By value: a recorded call (`_record`) hands over an equal ref, not the same object;
+        # within a lifetime `seq` tells calls apart, so equal is the same call.
+        target = self._targets[a.slot]
+        return target is ref or target == ref
 
     # -- the Hooks protocol --------------------------------------------------------------
     def lifetime_start(self, sim: HookView, iid: str, kind: str) -> list[Control]:
@@ -172,12 +213,11 @@ class FaultHooks(Hooks):
             self._occ[ref.path] = occ
             self._ref_occ[(ref.name, ref.count)] = occ
         for a in self._indexed:
-            sel = a.sel
-            assert sel is not None
-            if _applies(a.kind, ref.kind) and sel.matches(ref):
+            if a.counts == ref.kind and _matches(a, ref):
                 n = self._counts[a.slot] + 1
                 self._counts[a.slot] = n
-                if n == sel.index:
+                assert a.sel is not None
+                if n == a.sel.index:
                     self._targets[a.slot] = ref
 
     def before_step(self, iid: str, ref: StepRef) -> Action | None:
@@ -333,10 +373,9 @@ class FaultHooks(Hooks):
         return Crash(fault=kind, wake_at_ms=wake_at)
 
 
-def _applies(kind: str, ref_kind: str) -> bool:
-    """Which calls an indexed selector counts: do steps, sleeps or waits, by fault kind."""
-    if kind in SLEEP_KINDS:
-        return ref_kind == "sleep"
-    if kind in WAIT_KINDS:
-        return ref_kind == "wait"
-    return ref_kind == "do"
+def _matches(a: _Armed, ref: StepRef) -> bool:
+    """`a.sel.matches(ref)`."""
+    name = a.name
+    if ref.path == name or ref.name == name:
+        return True
+    return a.glob and (fnmatchcase(ref.path, name) or fnmatchcase(ref.name, name))

@@ -244,7 +244,18 @@ class Baseline:
     aimed: dict[str, list[str]] = field(default_factory=dict)  # point label -> kinds aimed
     order: dict[str, int] = field(default_factory=dict)  # fault -> rank (see _plan_order)
     _configs: dict[tuple[str, str], ResolvedConfig | None] = field(default_factory=dict)
+    # Checks' work that depends on the baseline and one fact of a run only (a database digest:
+    # equal digests, equal rows), done once: (what, key) -> result.
+    _derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
     _world: World | None = None
+    # The campaign's recorded runs (`_memo`): None until first used, False when not used.
+    _memo: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The recorded runs hold live database images and specs: they stay in this process.
+        state = dict(self.__dict__)
+        state["_memo"] = None
+        return state
 
     @property
     def world(self) -> World:

@@ -2,7 +2,9 @@
 
 Workers are forked with the baseline and the plans already in memory, so nothing is pickled
 but plan numbers going out and verdicts coming back (a chunk's verdicts in one message); they
-are merged in plan order, so a campaign's result does not depend on the number of jobs. The
+are merged in plan order, so a campaign's result does not depend on the number of jobs. Each
+worker shares runs among the plans it gets (`_memo`); plans that begin with the same fault are
+sent to the same worker, in chunks, so that the sharing survives the split. The
 parent's objects are frozen out of the cyclic collector before the fork, so that the workers'
 collections do not write to (and so copy) the pages they share with it.
 
@@ -14,6 +16,7 @@ once: the plan it was running is named in a `ProcessDied`, never waited for (a
 from __future__ import annotations
 
 import gc
+import json
 import multiprocessing
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -21,8 +24,8 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from awf_sim.chaos._faults import describe_fault, plan_token
+from awf_sim.chaos._memo import evaluate, uses_trie
 from awf_sim.chaos._model import Baseline, Verdict
-from awf_sim.chaos._run import evaluate
 from awf_sim.errors import ProcessDied
 
 __all__ = ["evaluate_all"]
@@ -56,6 +59,11 @@ def _how(exitcode: int | None) -> str:
     return f"exited with status {exitcode} (os._exit or a fatal error)"
 
 
+def _affinity(plan: Sequence[Mapping[str, Any]]) -> str:
+    """Plans with the same first fault (plans list earlier fault points first)."""
+    return json.dumps(dict(plan[0]), sort_keys=True, default=str) if plan else ""
+
+
 def _never() -> bool:
     return False
 
@@ -77,12 +85,23 @@ def evaluate_all(
             verdicts.append(evaluate(base, plan))
             on_done(1)
         return verdicts + [None] * (len(plans) - len(verdicts))
-    _WORKER.update(base=base, plans=plans)
     results: list[Verdict | None] = [None] * len(plans)
+    if uses_trie(base):
+        # The campaign's first runs (`_memo`) run once, here: every worker inherits them.
+        # Plans that begin with the same fault share the most of their runs, so each such
+        # group goes to one worker whole, the largest first; verdicts land in plan order.
+        groups: dict[str, list[int]] = {}
+        for i, plan in enumerate(plans):
+            groups.setdefault(_affinity(plan), []).append(i)
+        cap = max(1, len(plans) // (jobs * 4))  # no group so large that it unbalances the jobs
+        todo = [g[k : k + cap] for g in groups.values() for k in range(0, len(g), cap)]
+        todo.sort(key=len)  # popped from the end: the largest first
+    else:
+        chunk = max(1, min(16, len(plans) // (jobs * 8)))
+        todo = [list(range(i, min(i + chunk, len(plans)))) for i in range(0, len(plans), chunk)]
+        todo.reverse()
+    _WORKER.update(base=base, plans=plans)
     ctx = multiprocessing.get_context("fork")
-    chunk = max(1, min(16, len(plans) // (jobs * 8)))
-    todo = [list(range(i, min(i + chunk, len(plans)))) for i in range(0, len(plans), chunk)]
-    todo.reverse()
     workers: list[tuple[Any, Connection, list[int]]] = []
     current: dict[Connection, Any] = {}
     try:

@@ -2,8 +2,9 @@
 
 Each run starts from the same instance id, database rows and seed as the baseline, so that
 database digests and idempotency keys compare; the declared events are sent on the plan's
-schedule (early, late, twice). `evaluate` checks a run against every invariant and keeps only
-what a verdict needs, small enough to cross a process boundary.
+schedule (early, late, twice). `verdict_of` checks a run against every invariant and keeps
+only what a verdict needs, small enough to cross a process boundary (`_memo.evaluate` runs a
+plan and gives its verdict, sharing what runs have in common).
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ from awf_sim.chaos._model import (
     Verdict,
     Violation,
 )
+from awf_sim.chaos._record import Recorder
 from awf_sim.dsl._values import watch_types
-from awf_sim.engine import Simulator, World
+from awf_sim.engine import Instance, Simulator, World
 from awf_sim.engine._calls import TERMINAL
+from awf_sim.engine._resume import database_image
 
-__all__ = ["evaluate", "execute", "run_on", "run_plan"]
+__all__ = ["execute", "finish", "run_on", "run_plan", "verdict_of"]
+
+_MAX_IMAGES = 64  # database images whose digest a campaign keeps
 
 
 def _schedule(
@@ -100,12 +105,13 @@ def execute(
         world = target.world
     if seed is not None:
         world = world.replace(seed=seed)
-    if epoch is None:
-        sim = Simulator(world=world, hooks=hooks)
-    else:
-        sim = Simulator(world=world, hooks=hooks, epoch=epoch)
     watch = watch_types()  # the type of each step result, for replay-equivalence
     seen = watch.__enter__()
+    rec = Recorder(hooks, seen)
+    if epoch is None:
+        sim = Simulator(world=world, hooks=rec)
+    else:
+        sim = Simulator(world=world, hooks=rec, epoch=epoch)
     try:
         inst = sim.create(target.workflow, target.params, id=target.iid)
 
@@ -120,40 +126,65 @@ def execute(
             if at > sim.now_ms:
                 sim.advance(at - sim.now_ms)
             hooks.send(index, copy, ev["type"], ev["payload"], fault)
-        if sim.now_ms < bound_ms:
-            sim.run_until_done(inst, max_ms=bound_ms - sim.now_ms)
-        status = inst.status()
-        db = sim.db
-        digest = db.digest()
-        snapshot = writes = None
-        if full or (expect_digest is not None and digest != expect_digest):
-            snapshot = db.snapshot()
-            writes = [(w.table, w.op, w.step) for w in db.writes]
-        effects, effect_steps = _effects(getattr(sim, "effects", None))
-        return Observation(
-            plan=cast(Plan, [dict(f) for f in plan]),
-            status=status["status"],
-            output=status["output"],
-            error=status["error"],
-            timeline=inst.timeline,
-            end_ms=sim.now_ms,
-            bound_hit=sim.now_ms >= bound_ms,
-            lifetimes=hooks.lifetimes,
-            log=hooks.log,
-            injected=hooks.injected,
-            fired=hooks.fired,
-            waited=hooks.waited,
-            sent=hooks.sent,
-            digest=digest,
-            snapshot=snapshot,
-            writes=writes,
-            effects=effects,
-            effect_steps=effect_steps,
-            value_types=seen,
-        )
+        return finish(sim, inst, rec, plan, bound_ms, expect_digest, full)
     finally:
         watch.__exit__(None, None, None)
         sim.close()
+
+
+def finish(
+    sim: Simulator,
+    inst: Instance,
+    rec: Recorder,
+    plan: Sequence[Mapping[str, Any]],
+    bound_ms: int,
+    expect_digest: str | None,
+    full: bool,
+    digests: list[tuple[bytes, str]] | None = None,
+) -> Observation:
+    """Run `inst` to its end or `bound_ms`, and observe the run. `digests`: database images
+    seen before, with their digests (most runs of a campaign end with the same rows)."""
+    if sim.now_ms < bound_ms:
+        sim.run_until_done(inst, max_ms=bound_ms - sim.now_ms)
+    status = inst.status()
+    db = sim.db
+    digest = None
+    image = None if digests is None else database_image(sim)
+    if image is not None:
+        assert digests is not None
+        # Equal bytes, equal rows: a comparison stops at the first byte that differs.
+        digest = next((known for seen, known in digests if seen == image), None)
+    if digest is None:
+        digest = db.digest()
+        if image is not None and digests is not None and len(digests) < _MAX_IMAGES:
+            digests.append((image, digest))
+    snapshot = writes = None
+    if full or (expect_digest is not None and digest != expect_digest):
+        snapshot = db.snapshot()
+        writes = [(w.table, w.op, w.step) for w in db.writes]
+    effects, effect_steps = _effects(getattr(sim, "effects", None))
+    hooks = rec.inner
+    return Observation(
+        plan=cast(Plan, [dict(f) for f in plan]),
+        status=status["status"],
+        output=status["output"],
+        error=status["error"],
+        timeline=inst.timeline,
+        end_ms=sim.now_ms,
+        bound_hit=sim.now_ms >= bound_ms,
+        lifetimes=hooks.lifetimes,
+        log=hooks.log,
+        injected=hooks.injected,
+        fired=hooks.fired,
+        waited=hooks.waited,
+        sent=hooks.sent,
+        digest=digest,
+        snapshot=snapshot,
+        writes=writes,
+        effects=effects,
+        effect_steps=effect_steps,
+        value_types=rec.value_types(),
+    )
 
 
 # Requests that change nothing when repeated (HTTP's safe and idempotent methods).
@@ -209,8 +240,8 @@ def run_on(base: Baseline, plan: Sequence[Mapping[str, Any]], *, full: bool = Fa
     )
 
 
-def evaluate(base: Baseline, plan: Sequence[Mapping[str, Any]]) -> Verdict:
-    obs = run_on(base, plan)
+def verdict_of(base: Baseline, obs: Observation) -> Verdict:
+    """What one run found, as `evaluate` returns it."""
     checked, violations = check_run(base, obs)
     pairs = [(base.label_of(f), f.kind) for f in obs.fired]
     return Verdict(checked, violations, pairs, waits_of(obs))

@@ -33,9 +33,11 @@ def type_changes(base: Baseline, obs: Observation) -> list[Violation]:
     """A step result whose type differs from the fault-free run's in some lifetime."""
     if not base.obs.value_types or not obs.value_types:
         return []
-    expected: dict[tuple[str, int], str] = {}
-    for lifetime in _by_lifetime(base.obs.value_types):
-        expected.update(lifetime)
+    expected: dict[tuple[str, int], str] | None = base._derived.get("types")
+    if expected is None:
+        expected = base._derived["types"] = {}
+        for lifetime in _by_lifetime(base.obs.value_types):
+            expected.update(lifetime)
     diff: list[str] = []
     first: str | None = None
     for lifetime in _by_lifetime(obs.value_types):
