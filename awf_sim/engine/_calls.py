@@ -110,14 +110,30 @@ def stack_of(exc: BaseException) -> str | None:
     (and asyncio), most recent call last, each as `File "path", line N, in fn` and its code.
     Only file names, lines and code, never addresses or times, so a timeline that holds it
     stays byte-identical for the same seed and input. None when no user frame is left."""
+    # The text depends only on each frame's code and the instruction it stopped at (the
+    # file's lines aside), so it is kept per such chain: chaos meets the same failure in many
+    # runs, and extracting a traceback with its column carets costs ~50 us a time.
+    key = []
+    tb = exc.__traceback__
+    while tb is not None:
+        key.append((tb.tb_frame.f_code, tb.tb_lasti))
+        tb = tb.tb_next
+    chain = tuple(key)
+    if chain in _STACKS:
+        return _STACKS[chain]
     frames = [
         f
         for f in traceback.extract_tb(exc.__traceback__)
         if not os.path.abspath(f.filename).startswith(_HIDDEN)
     ]
-    if not frames:
-        return None
-    return "".join(traceback.format_list(frames)).rstrip("\n")
+    text = "".join(traceback.format_list(frames)).rstrip("\n") if frames else None
+    if len(_STACKS) >= 512:
+        _STACKS.clear()  # bounded: code objects of flows loaded and dropped are let go
+    _STACKS[chain] = text
+    return text
+
+
+_STACKS: dict[tuple[tuple[object, int], ...], str | None] = {}
 
 
 def retry_delay(retries: Mapping[str, Any], attempt: int) -> int:
