@@ -9,7 +9,38 @@ from __future__ import annotations
 from collections.abc import Coroutine, Generator
 from typing import Any
 
-__all__ = ["Resume", "finish"]
+__all__ = ["HandCoroutine", "Resume", "finish"]
+
+
+class HandCoroutine:
+    """The iteration half of a coroutine written out as a class (its `send`, `throw` and
+    `close` are its own): awaited, it is its own iterator, and `next` is `send(None)`. Classes
+    instead of `async def`s where every waiting instance keeps one (a frame costs more)."""
+
+    __slots__ = ()
+
+    def send(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def __await__(self) -> Any:
+        return self
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    @staticmethod
+    def thrown(typ: Any, val: Any = None, tb: Any = None) -> BaseException:
+        """The exception `throw(typ, val, tb)` stands for, in each of the signature's forms."""
+        if val is None:
+            exc = typ if isinstance(typ, BaseException) else typ()
+        else:
+            exc = val if isinstance(val, BaseException) else typ(val)
+        if tb is not None:
+            exc = exc.with_traceback(tb)
+        return exc
 
 
 class Resume:

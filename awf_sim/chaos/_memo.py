@@ -33,7 +33,7 @@ from awf_sim.chaos._faults import EVENT_KINDS
 from awf_sim.chaos._inject import FaultHooks
 from awf_sim.chaos._model import Baseline, Observation, Verdict
 from awf_sim.chaos._record import End, Recorder, Slot, Step, Trie
-from awf_sim.chaos._run import finish, run_on, verdict_of
+from awf_sim.chaos._run import finish, recorded, run_on, verdict_of
 from awf_sim.dsl._values import watch_types
 from awf_sim.engine import Simulator
 from awf_sim.engine._resume import resume
@@ -164,12 +164,7 @@ def _walk(
 def _observation(end: End, plan: Sequence[Mapping[str, Any]], hooks: FaultHooks) -> Observation:
     return Observation(
         plan=[dict(f) for f in plan],  # type: ignore[misc]
-        lifetimes=hooks.lifetimes,
-        log=hooks.log,
-        injected=hooks.injected,
-        fired=hooks.fired,
-        waited=hooks.waited,
-        sent=hooks.sent,
+        **recorded(hooks),
         **end.fields,
     )
 

@@ -172,12 +172,7 @@ def finish(
         timeline=inst.timeline,
         end_ms=sim.now_ms,
         bound_hit=sim.now_ms >= bound_ms,
-        lifetimes=hooks.lifetimes,
-        log=hooks.log,
-        injected=hooks.injected,
-        fired=hooks.fired,
-        waited=hooks.waited,
-        sent=hooks.sent,
+        **recorded(hooks),
         digest=digest,
         snapshot=snapshot,
         writes=writes,
@@ -185,6 +180,18 @@ def finish(
         effect_steps=effect_steps,
         value_types=rec.value_types(),
     )
+
+
+def recorded(hooks: FaultHooks) -> dict[str, Any]:
+    """What a run's hooks recorded, as the Observation fields of the same names."""
+    return {
+        "lifetimes": hooks.lifetimes,
+        "log": hooks.log,
+        "injected": hooks.injected,
+        "fired": hooks.fired,
+        "waited": hooks.waited,
+        "sent": hooks.sent,
+    }
 
 
 # Requests that change nothing when repeated (HTTP's safe and idempotent methods).

@@ -17,6 +17,7 @@ import types
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
+from awf_sim._coro import HandCoroutine
 from awf_sim.dsl._errors import NonRetryableError
 from awf_sim.dsl._identity import dump_result
 from awf_sim.engine._calls import (
@@ -89,7 +90,7 @@ async def _awaited(awaitable: Any) -> Any:
 _ENDED: Any = False  # BodyRun.body once the run has ended
 
 
-class BodyRun(Coroutine[Any, Any, None]):
+class BodyRun(HandCoroutine, Coroutine[Any, Any, None]):
     """The coroutine of a lifetime's task (see the module docstring)."""
 
     __slots__ = ("body", "lt", "owner", "target")
@@ -99,15 +100,6 @@ class BodyRun(Coroutine[Any, Any, None]):
         self.lt = lt
         self.target = target
         self.body: Any = None  # the body's coroutine once called, then _ENDED
-
-    def __await__(self) -> BodyRun:
-        return self
-
-    def __iter__(self) -> BodyRun:
-        return self
-
-    def __next__(self) -> Any:
-        return self.send(None)
 
     def send(self, value: Any) -> Any:
         body = self.body
@@ -133,12 +125,7 @@ class BodyRun(Coroutine[Any, Any, None]):
             return self._raised(exc)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        if val is None:
-            exc = typ if isinstance(typ, BaseException) else typ()
-        else:
-            exc = val if isinstance(val, BaseException) else typ(val)
-        if tb is not None:
-            exc = exc.with_traceback(tb)
+        exc = self.thrown(typ, val, tb)
         body = self.body
         if body is None or body is _ENDED:  # not started, or ended: nothing catches it
             self.body = _ENDED

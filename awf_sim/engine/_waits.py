@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from awf_sim._coro import HandCoroutine
 from awf_sim.dsl._cfduration import js_number_text, wait_ms
 from awf_sim.dsl._errors import StepError
 from awf_sim.dsl._identity import loads
@@ -102,7 +103,7 @@ _NEW, _WAITING, _ENDED = 0, 1, 2  # EventWait.state
 _PENDING: Any = object()  # EventWait.outcome until the event or the timeout comes
 
 
-class EventWait(Coroutine[Any, Any, Any]):
+class EventWait(HandCoroutine, Coroutine[Any, Any, Any]):
     """One event wait, awaited like the coroutine it stands for: it starts when first
     awaited, suspends until the event or the timeout, and returns the event (or its payload).
 
@@ -154,15 +155,6 @@ class EventWait(Coroutine[Any, Any, Any]):
         self._asyncio_future_blocking: bool | None = None
 
     # -- the coroutine -------------------------------------------------------------------
-    def __await__(self) -> EventWait:
-        return self
-
-    def __iter__(self) -> EventWait:
-        return self
-
-    def __next__(self) -> Any:
-        return self.send(None)
-
     def send(self, value: Any) -> Any:
         state = self.state
         if state == _NEW:
@@ -180,12 +172,7 @@ class EventWait(Coroutine[Any, Any, Any]):
         raise StopIteration(outcome["payload"] if self.payload_only else outcome)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        if val is None:
-            exc = typ if isinstance(typ, BaseException) else typ()
-        else:
-            exc = val if isinstance(val, BaseException) else typ(val)
-        if tb is not None:
-            exc = exc.with_traceback(tb)
+        exc = self.thrown(typ, val, tb)
         if self.state != _WAITING:
             self.state = _ENDED
             raise exc
