@@ -15,7 +15,7 @@ import sys
 import types
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, overload
 
 from awf_sim.dsl._config import validate_config
@@ -43,10 +43,12 @@ class MethodSpec:
     name: str
     handler: Handler
     config: Mapping[str, Any]
+    # "Domain.method", made once: every step of it keeps this text in its record and
+    # timeline, so a waiting instance holds one shared string instead of its own copy.
+    path: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def path(self) -> str:
-        return f"{self.domain}.{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", f"{self.domain}.{self.name}")
 
 
 def _definition_frame() -> Any:

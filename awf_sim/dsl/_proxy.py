@@ -188,7 +188,7 @@ class _Pipeline:
             else:
                 args_json = "{}"
             sid = step_id_json(path, context_json, args_json)
-            label = f"{domain}.{spec.name}"
+            label = spec.path if spec.domain == domain else f"{domain}.{spec.name}"
             call: StepCall = _new(StepCall)
             call.path = path
             call.name = (
