@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["GlobalRandomSwap", "uuid4_from"]
+__all__ = ["GlobalRandomSwap", "copy_state", "uuid4_from"]
 
 _Copy = Any  # (dst, src) -> None, copies the whole generator state
 
@@ -56,6 +56,14 @@ def _make_copy() -> _Copy:
 _copy: _Copy | None = None
 
 
+def copy_state(dst: random.Random, src: random.Random) -> None:
+    """dst's whole generator state := src's, by the cheap C-state copy where it works."""
+    global _copy
+    if _copy is None:
+        _copy = _make_copy()
+    _copy(dst, src)
+
+
 class GlobalRandomSwap:
     """Moves a generator's state into the global `random` for a run and back after it.
 
@@ -76,14 +84,11 @@ class GlobalRandomSwap:
         return inst if isinstance(inst, random.Random) else None
 
     def enter(self, glob: random.Random, rng: random.Random) -> None:
-        global _copy
-        if _copy is None:
-            _copy = _make_copy()
         outer = self._outer
         if outer is None:
             outer = self._outer = random.Random(0)
-        _copy(outer, glob)
-        _copy(glob, rng)
+        copy_state(outer, glob)
+        copy_state(glob, rng)
 
     def run_in_scope(
         self, rng: random.Random, wall_ms: Callable[[], int], run: Callable[..., None], *args: Any

@@ -21,8 +21,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from awf_sim.engine import _randomstate
-from awf_sim.engine._randomstate import GlobalRandomSwap
+from awf_sim.engine._randomstate import GlobalRandomSwap, copy_state
 from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._simulator import Simulator
 from awf_sim.engine._timeline import Row, as_row
@@ -53,13 +52,6 @@ class _ImageDatabase(Database):
     def __init__(self, spec: Database, image: bytes) -> None:
         self.__dict__.update(copy.copy(spec).__dict__)
         self._image = image
-
-
-def _copy_rng(dst: random.Random, src: random.Random) -> None:
-    """dst's state := src's, by the C-state copy the simulator's random swap uses."""
-    if _randomstate._copy is None:
-        _randomstate._copy = _randomstate._make_copy()
-    _randomstate._copy(dst, src)
 
 
 def _forgets_dead_task(handle: Any) -> bool:
@@ -110,7 +102,7 @@ def capture(sim: Simulator, iid: str) -> Capture | None:
     if glob is None:
         return None
     rng = random.Random(0)
-    _copy_rng(rng, glob)
+    copy_state(rng, glob)
     store = sim._store
     meta = store.get_instance(iid)
     timeline = list(store.timeline(iid))
@@ -138,7 +130,7 @@ def resume(sim: Simulator, cap: Capture, workflow: Any) -> None:
     )
     sim._loop._set_now(cap.now_ms)
     sim._epoch_ms = cap.epoch_ms
-    _copy_rng(sim._rng, cap.rng)
+    copy_state(sim._rng, cap.rng)
     sim._loop.call_soon(sim._restart_after_crash, cap.iid)
 
 
