@@ -359,9 +359,11 @@ class Lifetime:
         return count, key, ref
 
     # -- tasks and timers, cancelled all at once when the lifetime ends (`stop`) ------------
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any], context: contextvars.Context | None = None
+    ) -> asyncio.Task[Any]:
         # Named after the instance: a shared string, where asyncio would make "Task-<n>".
-        task = self.loop.create_task(coro, name=self.iid)
+        task = self.loop.create_task(coro, name=self.iid, context=context)
         if self._task is None:
             self._task = task  # kept till the lifetime ends: no set, no done callback
             # asyncio also lists every task in a weak set for all_tasks(), at ~150 bytes a

@@ -38,6 +38,20 @@ from awf_sim.sdk._effects import current_step
 __all__ = ["ForkRunner", "HandlerRunner", "InProcessRunner", "Suspended"]
 
 _new = object.__new__
+_copy_context = contextvars.copy_context
+_set_step = current_step.set
+
+
+def _labelled(info: StepInfo) -> contextvars.Context:
+    """A copy of the current context in which `current_step` names the attempt's step: the
+    handler runs in it from its first line to its last, in one task or across a suspension
+    (a Task created in it), so a context variable the handler sets and resets, as a tracing
+    span does, meets the context it was set in. The task's own context is not touched: a
+    set and reset there would leave it a new mapping of its own (136 bytes, kept by every
+    waiting instance), where this copy is dropped with the attempt."""
+    context = _copy_context()
+    context.run(_set_step, f"{info.path}#{info.count}")
+    return context
 
 
 class HandlerRunner(Protocol):
@@ -53,14 +67,17 @@ class HandlerRunner(Protocol):
 
 
 class Suspended:
-    """A handler that awaited something real on its first step: its coroutine and what it
-    yielded, to be driven on by a Task."""
+    """A handler that awaited something real on its first step: its coroutine, what it
+    yielded, and the context it runs in, to be driven on by a Task in that context."""
 
-    __slots__ = ("coro", "first")
+    __slots__ = ("context", "coro", "first")
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+    def __init__(
+        self, coro: Coroutine[Any, Any, Any], first: Any, context: contextvars.Context
+    ) -> None:
         self.coro = coro
         self.first = first
+        self.context = context
 
 
 class InProcessRunner:
@@ -88,10 +105,11 @@ class InProcessRunner:
         loop = lt.loop
         loop._iteration += 1  # the CPU budget is per attempt, not per run of steps
         loop.cpu_progress += 1
-        label = current_step.set(f"{info.path}#{info.count}")
+        context = _labelled(info)
+        run = context.run
         try:
             if type(call) is CallbackStep:
-                result = call.fn(info)
+                result = run(call.fn, info)
             else:
                 # step_context's four fields, set here: one Python call less on every step.
                 ctx = _new(HandlerContext)
@@ -99,21 +117,20 @@ class InProcessRunner:
                 ctx.attempt = info.attempt
                 ctx.env = self.env
                 ctx._services = self.services
-                result = call.invoke(ctx)
+                result = run(call.invoke, ctx)
             if type(result) is not _Coroutine:
                 if not inspect.isawaitable(result):
                     return result
                 result = result if inspect.iscoroutine(result) else _as_coroutine(result)
             try:
-                first = result.send(None)
+                first = run(result.send, None)
             except StopIteration as stop:
                 return stop.value
-            return Suspended(result, first)
+            return Suspended(result, first, context)
         except (SystemExit, KeyboardInterrupt, CpuBudgetExceeded) as exc:
             # The handler's, not the process's: the judge must outlive the code it judges.
             raise exit_error(exc, info.path) from None
         finally:
-            current_step.reset(label)
             lt._executing -= 1
             tally = lt.tally  # read again: the handler may have ended the lifetime
             if tally is not None:
@@ -124,15 +141,11 @@ class InProcessRunner:
     ) -> Any:
         """The rest of a handler `start` left suspended, raced against its timeout."""
         lt.executing += 1
-        # Set in this task's context only; the Task the handler continues in copies it.
-        # Each gathered step awaits in a task of its own.
-        label = current_step.set(f"{info.path}#{info.count}")
         try:
-            return await _race(lt, suspended.coro, suspended.first, timeout_ms, info.path)
+            return await _race(lt, suspended, timeout_ms, info.path)
         except (SystemExit, KeyboardInterrupt, CpuBudgetExceeded) as exc:
             raise exit_error(exc, info.path) from None
         finally:
-            current_step.reset(label)
             lt.executing -= 1
 
     async def run(self, lt: Lifetime, call: Any, info: StepInfo, timeout_ms: int) -> Any:
@@ -142,27 +155,25 @@ class InProcessRunner:
         return value
 
     def start_ignoring(self, lt: Lifetime, call: Any, info: StepInfo) -> None:
-        label = current_step.set(f"{info.path}#{info.count}")
+        context = _labelled(info)
+        run = context.run
         try:
             if isinstance(call, CallbackStep):
-                result = call.fn(info)
+                result = run(call.fn, info)
             else:
-                result = call.invoke(self.context(info))
+                result = run(call.invoke, self.context(info))
             if inspect.isawaitable(result):
                 coro = result if inspect.iscoroutine(result) else _as_coroutine(result)
                 try:
-                    first = coro.send(None)
+                    first = run(coro.send, None)
                 except StopIteration:
                     pass
                 else:
-                    lt.spawn(_contained(coro, first, info.path)).add_done_callback(
-                        _consume_exception
-                    )
+                    task = lt.spawn(_contained(coro, first, info.path), context)
+                    task.add_done_callback(_consume_exception)
         # The timeout wins the race; a late failure (even a sys.exit) is ignored like a result.
         except (Exception, SystemExit, KeyboardInterrupt, CpuBudgetExceeded):
             pass
-        finally:
-            current_step.reset(label)
 
 
 class ForkRunner:
@@ -202,10 +213,10 @@ class ForkRunner:
 
             # The parent serves the child's ctx.db/ai/http on the executor's thread, which
             # does not inherit this task's context: hand it one that names this step.
-            context = contextvars.copy_context()
-            context.run(current_step.set, f"{info.path}#{info.count}")
             return await lt.loop.run_in_executor(
-                None, context.run, lambda: run_isolated(call.invoke, ctx, limits, scope=scope)
+                None,
+                _labelled(info).run,
+                lambda: run_isolated(call.invoke, ctx, limits, scope=scope),
             )
         finally:
             lt.executing -= 1
@@ -248,11 +259,10 @@ def exit_error(exc: BaseException, path: str) -> StepError:
     )
 
 
-async def _race(
-    lt: Lifetime, coro: Coroutine[Any, Any, Any], first: Any, timeout_ms: int, path: str
-) -> Any:
+async def _race(lt: Lifetime, suspended: Suspended, timeout_ms: int, path: str) -> Any:
     loop = lt.loop
-    task = lt.spawn(_contained(coro, first, path))
+    # Gathered steps each go on in a task of their own, in their own labelled context.
+    task = lt.spawn(_contained(suspended.coro, suspended.first, path), suspended.context)
     task.add_done_callback(_consume_exception)
     waiter: asyncio.Future[None] = loop.create_future()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from awf_sim.engine import Limits
 from awf_sim.engine._hooks import Crash, Hooks, StepRef
 from awf_sim.flow import load_flow
 from awf_sim.sdk._ai import RecordedAI
+from awf_sim.sdk._effects import current_step
 from awf_sim.testing import create_test_workflow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -275,3 +277,40 @@ def test_gathered_steps_each_own_their_writes_and_calls() -> None:
         for effect in effects:
             who = "stock" if '"stock"' in effect.summary else "ledger"
             assert effect.step == label[who], effect
+
+
+_SPAN: contextvars.ContextVar[str | None] = contextvars.ContextVar("test_span", default=None)
+
+
+def test_a_handler_context_variable_survives_its_own_suspension() -> None:
+    # What a tracing span or a logging context does: set a context variable, await something
+    # real, read it, and reset it with its token. The handler's code runs in one context from
+    # its first line to its last, so the reset meets the context the token came from; and the
+    # workflow body, after the step, sees neither the span nor the step's label.
+    seen: list[Any] = []
+
+    async def traced(item: Any, args: Any, ctx: Any) -> Any:
+        token = _SPAN.set(f"span-{item}")
+        await asyncio.sleep(0)  # suspends: the rest runs in a task of its own
+        seen.append((_SPAN.get(), current_step.get()))
+        _SPAN.reset(token)  # ValueError if this ran in another context than the set
+        return {"ok": item}
+
+    async def quick(item: Any, args: Any, ctx: Any) -> Any:
+        _SPAN.set("leaked?")  # set and never reset, without suspending
+        return {"ok": item}
+
+    tracer = Domain("Tracer", {"traced": traced, "quick": quick})
+
+    async def body(wf: Any, p: Any) -> Any:
+        first = await wf.Tracer("a").traced()
+        await wf.Tracer("b").quick()
+        return [first, _SPAN.get(), current_step.get()]
+
+    flow = Workflow("traced", body, domains=[tracer])
+    with Simulator() as sim:
+        inst = sim.create(flow, {})
+        sim.run()
+        assert inst.status()["status"] == "complete", inst.status()
+        assert inst.status()["output"] == [{"ok": "a"}, None, None]
+    assert seen == [("span-a", "Tracer.traced#1")]
