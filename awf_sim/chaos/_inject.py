@@ -40,24 +40,25 @@ __all__ = ["FaultHooks"]
 _new = tuple.__new__
 
 
-# Parsed selectors by what the plan says: chaos builds hooks for thousands of plans drawn
-# from one small set of faults.
-_SELECTORS: dict[Any, StepSelector] = {}
+# What a fault's selector works out to, by what the plan says: chaos builds hooks for
+# thousands of plans drawn from one small set of faults. (selector, name, is a glob)
+_SELECTORS: dict[Any, tuple[StepSelector, str, bool]] = {}
 
 
-def _selector(step: Any) -> StepSelector:
+def _selector(step: Any) -> tuple[StepSelector, str, bool]:
     key = tuple(step.items()) if isinstance(step, Mapping) else step
     try:
         return _SELECTORS[key]
     except (KeyError, TypeError):
         pass
     sel = parse_selector(step, method="fault plan")
+    parsed = (sel, sel.name, sel.is_glob)
     if len(_SELECTORS) < 10_000:
         try:
-            _SELECTORS[key] = sel
+            _SELECTORS[key] = parsed
         except TypeError:  # an unhashable name: parse_selector refused it already
             pass
-    return sel
+    return parsed
 
 
 class _Armed:
@@ -78,17 +79,19 @@ class _Armed:
     def __init__(self, index: int, fault: Mapping[str, Any]) -> None:
         self.index = index
         self.fault = fault
-        self.kind: str = fault["kind"]
+        kind: str = fault["kind"]
+        self.kind = kind
         self.attempt: int = fault.get("attempt", 1)
         step = fault.get("step")
-        self.sel: StepSelector | None = None if step is None else _selector(step)
         # StepSelector.matches, with what it works out on every call worked out once.
-        self.name = "" if self.sel is None else self.sel.name
-        self.glob = self.sel is not None and self.sel.is_glob
+        if step is None:
+            self.sel: StepSelector | None = None
+            self.name = ""
+            self.glob = False
+        else:
+            self.sel, self.name, self.glob = _selector(step)
         # Which calls an indexed selector counts: do steps, sleeps or waits, by fault kind.
-        self.counts = (
-            "sleep" if self.kind in SLEEP_KINDS else "wait" if self.kind in WAIT_KINDS else "do"
-        )
+        self.counts = "sleep" if kind in SLEEP_KINDS else "wait" if kind in WAIT_KINDS else "do"
         self.fired = False
         self.pending = False  # a replay fault whose crash happened; it applies at the recovery
         self.slot = -1  # position among the indexed selectors
@@ -105,33 +108,47 @@ class FaultHooks(Hooks):
     def __init__(
         self, plan: Sequence[Mapping[str, Any]] = (), late: Sequence[LateEvent] = ()
     ) -> None:
-        armed = [_Armed(i, f) for i, f in enumerate(plan)]
         self._late = {ev.wait: ev for ev in late}
         self.iid = ""
         self.sent: list[SentEvent] = []
         self.plan = list(plan)
-        self._armed = armed
-        self._before_step = [a for a in armed if a.kind == "crash-before-step" and a.attempt == 1]
-        self._before_attempt = [
-            a
-            for a in armed
-            if a.kind in ("transient-error", "timeout")
-            or (a.kind == "crash-before-step" and a.attempt > 1)
-        ]
-        self._after_effect = [a for a in armed if a.kind == "crash-after-effect"]
-        self._after_checkpoint = [
-            a
-            for a in armed
-            if a.kind == "crash-after-checkpoint" or (a.kind in REPLAY_KINDS and a.sel is not None)
-        ]
-        self._replay = [a for a in armed if a.kind in REPLAY_KINDS]
-        for a in self._replay:
-            a.pending = a.sel is None  # step-less: the next replay, whatever causes it
-        self._sleep = [a for a in armed if a.kind in SLEEP_KINDS]
-        self._wait = [a for a in armed if a.kind in WAIT_KINDS]
-        self._indexed = [a for a in armed if a.sel is not None and a.sel.index is not None]
-        for slot, a in enumerate(self._indexed):
-            a.slot = slot
+        # The armed faults, by the hook that can fire them (one pass: chaos makes hooks for
+        # every plan it walks, thousands per campaign).
+        self._armed = armed = [_Armed(i, f) for i, f in enumerate(plan)]
+        self._before_step: list[_Armed] = []
+        self._before_attempt: list[_Armed] = []
+        self._after_effect: list[_Armed] = []
+        self._after_checkpoint: list[_Armed] = []
+        self._replay: list[_Armed] = []
+        self._sleep: list[_Armed] = []
+        self._wait: list[_Armed] = []
+        self._indexed: list[_Armed] = []
+        for a in armed:
+            kind = a.kind
+            if kind == "crash-before-step":
+                if a.attempt == 1:
+                    self._before_step.append(a)
+                elif a.attempt > 1:
+                    self._before_attempt.append(a)
+            elif kind in ("transient-error", "timeout"):
+                self._before_attempt.append(a)
+            elif kind == "crash-after-effect":
+                self._after_effect.append(a)
+            elif kind == "crash-after-checkpoint":
+                self._after_checkpoint.append(a)
+            elif kind in REPLAY_KINDS:
+                if a.sel is not None:
+                    self._after_checkpoint.append(a)
+                else:
+                    a.pending = True  # step-less: the next replay, whatever causes it
+                self._replay.append(a)
+            elif kind in SLEEP_KINDS:
+                self._sleep.append(a)
+            elif kind in WAIT_KINDS:
+                self._wait.append(a)
+            if a.sel is not None and a.sel.index is not None:
+                a.slot = len(self._indexed)
+                self._indexed.append(a)
         self.sim: HookView | None = None  # observed virtual time, from lifetime_start
         # How events reach the instance: set by whoever runs the simulator (chaos's run);
         # answers False when the instance has ended and takes no more events.

@@ -72,11 +72,12 @@ def evaluate(base: Baseline, plan: Sequence[Mapping[str, Any]]) -> Verdict:
     trie = _trie_of(base)
     if trie is None or trie.broken or any(f["kind"] in EVENT_KINDS for f in plan):
         return verdict_of(base, run_on(base, plan))
-    obs, end = _walk(base, trie, plan)
+    obs, end, hooks = _walk(base, trie, plan)
     if end is None:
+        assert obs is not None
         return verdict_of(base, obs)
     if end.verdict is None:
-        end.verdict = verdict_of(base, obs)
+        end.verdict = verdict_of(base, obs or _observation(end, plan, hooks))
     return _copy(end.verdict)
 
 
@@ -85,7 +86,11 @@ def observe(base: Baseline, plan: Sequence[Mapping[str, Any]]) -> Observation:
     trie = _trie_of(base)
     if trie is None or trie.broken or any(f["kind"] in EVENT_KINDS for f in plan):
         return run_on(base, plan)
-    return _walk(base, trie, plan)[0]
+    obs, end, hooks = _walk(base, trie, plan)
+    if obs is None:
+        assert end is not None
+        return _observation(end, plan, hooks)
+    return obs
 
 
 def uses_trie(base: Baseline) -> bool:
@@ -123,7 +128,10 @@ def _feed(hooks: FaultHooks, step: Step) -> Any:
 
 def _walk(
     base: Baseline, trie: Trie, plan: Sequence[Mapping[str, Any]]
-) -> tuple[Observation, End | None]:
+) -> tuple[Observation | None, End | None, FaultHooks]:
+    """(the run's Observation, its End, the hooks that made it): at a recorded End, no
+    Observation (made from the End and the hooks when wanted: a verdict known for that End
+    needs none)."""
     hooks = FaultHooks(plan)
     view = _VIEW
     path: list[Step] = []
@@ -136,7 +144,7 @@ def _walk(
         if node is None:
             break
         if type(node) is End:
-            return _observation(node, plan, hooks), node
+            return None, node, hooks
         assert type(node) is Step
         if node.cap is not None:
             deepest, deepest_slot = len(path), (where, key)
@@ -158,7 +166,7 @@ def _walk(
         start = path[deepest]
     else:
         deepest_slot = (trie.top, None)
-    return _real(base, trie, plan, hooks, start, deepest_slot)
+    return (*_real(base, trie, plan, hooks, start, deepest_slot), hooks)
 
 
 def _observation(end: End, plan: Sequence[Mapping[str, Any]], hooks: FaultHooks) -> Observation:
