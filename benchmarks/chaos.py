@@ -145,9 +145,9 @@ def _cpu_of(work: Callable[[], object]) -> float:
     reports = multiprocessing.get_context("fork").SimpleQueue()
     work_in_pool = pool._work
 
-    def timed(conn: Any, current: Any) -> None:
+    def timed(conn: Any, current: Any, slot: int) -> None:
         try:
-            work_in_pool(conn, current)
+            work_in_pool(conn, current, slot)
         finally:
             reports.put(time.process_time())
 
