@@ -35,9 +35,31 @@ from awf_sim.engine._hooks import (
 )
 from awf_sim.engine._selectors import StepSelector, parse_selector
 
-__all__ = ["FaultHooks"]
+__all__ = ["AnswerHooks", "FaultHooks"]
 
 _new = tuple.__new__
+
+# The actions faults answer with, made once: they are frozen, and a walk of recorded runs
+# (`_memo`) looks its answers up as keys.
+_CRASH: dict[str, Crash] = {}
+_TRANSIENT = MockError(*TRANSIENT_ERROR)
+_HUNG = ForceTimeout(after_config=True)
+
+
+def _crash(kind: str) -> Crash:
+    crash = _CRASH.get(kind)
+    if crash is None:
+        crash = _CRASH[kind] = Crash(fault=kind)
+    return crash
+
+
+def _attempt_action(kind: str) -> Action:
+    """What a fault that fires before an attempt answers."""
+    if kind == "transient-error":
+        return _TRANSIENT
+    if kind == "timeout":
+        return _HUNG
+    return _crash(kind)
 
 
 # What a fault's selector works out to, by what the plan says: chaos builds hooks for
@@ -241,7 +263,7 @@ class FaultHooks(Hooks):
         for a in self._before_step:
             if not a.fired and self._match(a, ref):
                 self._fire(a, ref, 1)
-                return Crash(fault=a.kind)
+                return _crash(a.kind)
         return None
 
     def before_attempt(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
@@ -250,12 +272,7 @@ class FaultHooks(Hooks):
             if not a.fired and a.attempt == attempt and self._match(a, ref):
                 self._fire(a, ref, attempt)
                 self.injected.add((ref.name, attempt))
-                if a.kind == "transient-error":
-                    action = MockError(*TRANSIENT_ERROR)
-                elif a.kind == "timeout":
-                    action = ForceTimeout(after_config=True)
-                else:
-                    action = Crash(fault=a.kind)
+                action = _attempt_action(a.kind)
                 break
         if action is None or isinstance(action, ForceTimeout):
             # tuple.__new__: a NamedTuple's own constructor costs a Python call per run.
@@ -280,7 +297,7 @@ class FaultHooks(Hooks):
             if not a.fired and a.attempt == attempt and self._match(a, ref):
                 self._fire(a, ref, attempt)
                 self.injected.add((ref.name, attempt))
-                return Crash(fault=a.kind)
+                return _crash(a.kind)
         return None
 
     def after_checkpoint(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
@@ -306,7 +323,7 @@ class FaultHooks(Hooks):
             self._fire(a, ref, attempt)
             if a.kind in REPLAY_KINDS:
                 a.pending = True
-            return Crash(fault=a.kind)
+            return _crash(a.kind)
         return None
 
     def sleep_ms(self, iid: str, ref: StepRef, ms: int) -> int:
@@ -386,8 +403,79 @@ class FaultHooks(Hooks):
         event arrives, whichever comes first, as an evicted instance does on Cloudflare."""
         sim = self.sim
         if sim is None or wake_at is None or wake_at <= sim.now_ms:
-            return Crash(fault=kind)
+            return _crash(kind)
         return Crash(fault=kind, wake_at_ms=wake_at)
+
+
+class AnswerHooks(FaultHooks):
+    """A FaultHooks that only answers: the same answers to the same calls, with nothing
+    recorded for the invariants (`lifetimes`, `log`, `fired`, `injected`, `waited` stay
+    empty). What a walk of the recorded runs needs to find its way (`_memo`), at a fraction
+    of the cost; tests/chaos/test_memo.py holds walks to the verdicts of real runs."""
+
+    def _fire(self, a: _Armed, ref: StepRef | None, attempt: int | None) -> None:
+        a.fired = True
+
+    def lifetime_start(self, sim: HookView, iid: str, kind: str) -> list[Control]:
+        self.sim = sim
+        self.iid = iid
+        if self._indexed:
+            self._counts = [0] * len(self._indexed)
+            self._targets = [None] * len(self._indexed)
+        controls: list[Control] = []
+        if kind == "recover":
+            for a in self._replay:
+                if a.pending:
+                    a.pending = False
+                    if a.sel is None:
+                        a.fired = True
+                    if a.kind == "clock-skew":
+                        controls.append(SkewClock(a.fault["ms"]))
+                    else:
+                        controls.append(Reseed(a.fault["seed"]))
+        return controls
+
+    def step_call(self, iid: str, ref: StepRef) -> None:
+        for a in self._indexed:
+            if a.counts == ref.kind and _matches(a, ref):
+                n = self._counts[a.slot] + 1
+                self._counts[a.slot] = n
+                assert a.sel is not None
+                if n == a.sel.index:
+                    self._targets[a.slot] = ref
+
+    def before_attempt(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        for a in self._before_attempt:
+            if not a.fired and a.attempt == attempt and self._match(a, ref):
+                a.fired = True
+                return _attempt_action(a.kind)
+        return None
+
+    def after_effect(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        for a in self._after_effect:
+            if not a.fired and a.attempt == attempt and self._match(a, ref):
+                a.fired = True
+                return _crash(a.kind)
+        return None
+
+    def after_checkpoint(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        for a in self._after_checkpoint:
+            if a.fired or not self._match(a, ref):
+                continue
+            if a.kind == "crash-after-checkpoint" and a.attempt != attempt:
+                continue
+            a.fired = True
+            if a.kind in REPLAY_KINDS:
+                a.pending = True
+            return _crash(a.kind)
+        return None
+
+    def during_wait(self, iid: str, ref: StepRef) -> Action | None:
+        for a in self._wait:
+            if not a.fired and self._match(a, ref):
+                a.fired = True
+                return self._hibernate(self._wait_deadline.get((ref.name, ref.count)), a.kind)
+        return None
 
 
 def _matches(a: _Armed, ref: StepRef) -> bool:

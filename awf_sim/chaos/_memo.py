@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from awf_sim.chaos._faults import EVENT_KINDS
-from awf_sim.chaos._inject import FaultHooks
+from awf_sim.chaos._inject import AnswerHooks, FaultHooks
 from awf_sim.chaos._model import Baseline, Observation, Verdict
 from awf_sim.chaos._record import End, Recorder, Slot, Step, Trie
 from awf_sim.chaos._run import finish, recorded, run_on, verdict_of
@@ -72,12 +72,12 @@ def evaluate(base: Baseline, plan: Sequence[Mapping[str, Any]]) -> Verdict:
     trie = _trie_of(base)
     if trie is None or trie.broken or any(f["kind"] in EVENT_KINDS for f in plan):
         return verdict_of(base, run_on(base, plan))
-    obs, end, hooks = _walk(base, trie, plan)
+    obs, end, path = _walk(base, trie, plan)
     if end is None:
         assert obs is not None
         return verdict_of(base, obs)
     if end.verdict is None:
-        end.verdict = verdict_of(base, obs or _observation(end, plan, hooks))
+        end.verdict = verdict_of(base, obs or _observation(end, plan, _fed(plan, path)))
     return _copy(end.verdict)
 
 
@@ -86,10 +86,10 @@ def observe(base: Baseline, plan: Sequence[Mapping[str, Any]]) -> Observation:
     trie = _trie_of(base)
     if trie is None or trie.broken or any(f["kind"] in EVENT_KINDS for f in plan):
         return run_on(base, plan)
-    obs, end, hooks = _walk(base, trie, plan)
+    obs, end, path = _walk(base, trie, plan)
     if obs is None:
         assert end is not None
-        return _observation(end, plan, hooks)
+        return _observation(end, plan, _fed(plan, path))
     return obs
 
 
@@ -126,13 +126,22 @@ def _feed(hooks: FaultHooks, step: Step) -> Any:
     return step.fn(hooks, *step.args)
 
 
+def _fed(plan: Sequence[Mapping[str, Any]], steps: Sequence[Step]) -> FaultHooks:
+    """A plan's hooks, handed `steps` as the engine would: in the state a run has there."""
+    hooks = FaultHooks(plan)
+    for step in steps:
+        _feed(hooks, step)
+    return hooks
+
+
 def _walk(
     base: Baseline, trie: Trie, plan: Sequence[Mapping[str, Any]]
-) -> tuple[Observation | None, End | None, FaultHooks]:
-    """(the run's Observation, its End, the hooks that made it): at a recorded End, no
-    Observation (made from the End and the hooks when wanted: a verdict known for that End
-    needs none)."""
-    hooks = FaultHooks(plan)
+) -> tuple[Observation | None, End | None, list[Step]]:
+    """(the run's Observation, its End, the recorded calls the walk followed). At a recorded
+    End no Observation: a verdict known for that End needs none, and one is made from the End
+    and hooks fed the calls when wanted. The walk itself only needs the plan's answers
+    (`AnswerHooks`)."""
+    hooks = AnswerHooks(plan)
     view = _VIEW
     path: list[Step] = []
     where: dict[Any, Step | End] = trie.top
@@ -144,7 +153,7 @@ def _walk(
         if node is None:
             break
         if type(node) is End:
-            return None, node, hooks
+            return None, node, path
         assert type(node) is Step
         if node.cap is not None:
             deepest, deepest_slot = len(path), (where, key)
@@ -155,18 +164,16 @@ def _walk(
         if node.start:
             key = tuple(hooks.lifetime_start(view, *node.args) or ())
         else:
-            key = node.fn(hooks, *node.args)
+            key = node.answer(hooks, *node.args)
     # Nobody ran this far this way: run for real from the deepest capture (or the start),
     # with hooks that were handed exactly the calls before it.
-    hooks = FaultHooks(plan)
     start: Step | None = None
     if deepest >= 0:
-        for step in path[:deepest]:
-            _feed(hooks, step)
         start = path[deepest]
     else:
-        deepest_slot = (trie.top, None)
-    return (*_real(base, trie, plan, hooks, start, deepest_slot), hooks)
+        deepest, deepest_slot = 0, (trie.top, None)
+    full = _fed(plan, path[:deepest])
+    return (*_real(base, trie, plan, full, start, deepest_slot), path)
 
 
 def _observation(end: End, plan: Sequence[Mapping[str, Any]], hooks: FaultHooks) -> Observation:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from awf_sim.chaos._inject import FaultHooks
+from awf_sim.chaos._inject import AnswerHooks, FaultHooks
 from awf_sim.engine._hooks import Action, Control, Hooks, HookView, StepRef
 from awf_sim.engine._resume import Capture, capture
 from awf_sim.engine._simulator import Simulator
@@ -42,20 +42,23 @@ class Saved:
         self.marks = marks
 
 
-# What a walk calls for each method, looked up once per recorded call.
+# What a walk calls for each method, looked up once per recorded call: the plan's answers
+# (AnswerHooks), or everything a run records too (FaultHooks).
 _FAULT_HOOKS = {name: getattr(FaultHooks, name) for name in dir(Hooks) if not name.startswith("_")}
+_ANSWERS = {name: getattr(AnswerHooks, name) for name in _FAULT_HOOKS}
 
 
 class Step:
     """One hook call of the engine: `method(*args)` at virtual time `now`."""
 
-    __slots__ = ("args", "cap", "fn", "method", "next", "now", "start")
+    __slots__ = ("answer", "args", "cap", "fn", "method", "next", "now", "start")
 
     def __init__(self, method: str, args: tuple[Any, ...], now: int) -> None:
         self.method = method
         self.args = args
         self.now = now
-        self.fn = _FAULT_HOOKS[method]  # what a walk calls with a plan's hooks
+        self.fn = _FAULT_HOOKS[method]  # what hands a plan's hooks this call
+        self.answer = _ANSWERS[method]  # ... and what a walk calls for the answer only
         self.start = method == "lifetime_start"  # called with a HookView before the args
         self.next: dict[Any, Step | End] = {}  # answer key -> what came next
         self.cap: Saved | None = None
