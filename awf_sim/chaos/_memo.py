@@ -39,7 +39,7 @@ from awf_sim.engine import Simulator
 from awf_sim.engine._resume import resume
 from awf_sim.sdk._db import Database
 
-__all__ = ["evaluate", "observe", "uses_trie"]
+__all__ = ["evaluate", "judge", "observe", "uses_trie"]
 
 # The engine's part of an Observation: what an End keeps.
 _ENGINE_FIELDS = (
@@ -69,16 +69,23 @@ class _View:
 
 def evaluate(base: Baseline, plan: Sequence[Mapping[str, Any]]) -> Verdict:
     """The verdict of one plan's run against every invariant."""
+    verdict, shared = judge(base, plan)
+    return _copy(verdict) if shared else verdict
+
+
+def judge(base: Baseline, plan: Sequence[Mapping[str, Any]]) -> tuple[Verdict, bool]:
+    """`evaluate`, and whether the verdict is the one object kept for every run that ended
+    the same way (shared: to be read only; `evaluate` gives a copy)."""
     trie = _trie_of(base)
     if trie is None or trie.broken or any(f["kind"] in EVENT_KINDS for f in plan):
-        return verdict_of(base, run_on(base, plan))
+        return verdict_of(base, run_on(base, plan)), False
     obs, end, path = _walk(base, trie, plan)
     if end is None:
         assert obs is not None
-        return verdict_of(base, obs)
+        return verdict_of(base, obs), False
     if end.verdict is None:
         end.verdict = verdict_of(base, obs or _observation(end, plan, _fed(plan, path)))
-    return _copy(end.verdict)
+    return end.verdict, True
 
 
 def observe(base: Baseline, plan: Sequence[Mapping[str, Any]]) -> Observation:

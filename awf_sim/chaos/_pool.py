@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from awf_sim.chaos._faults import describe_fault, plan_token
-from awf_sim.chaos._memo import evaluate, uses_trie
+from awf_sim.chaos._memo import evaluate, judge, uses_trie
 from awf_sim.chaos._model import Baseline, Verdict
 from awf_sim.errors import ProcessDied
 
@@ -40,15 +40,49 @@ _WORKER: dict[str, Any] = {}
 def _work(conn: Connection, current: Any, slot: int) -> None:
     base: Baseline = _WORKER["base"]
     plans = _WORKER["plans"]
+    # Most runs end as an earlier run did (`_memo`), with that run's verdict: each such
+    # verdict crosses the pipe once, then as its number (see _Received).
+    sent: dict[int, int] = {}
     while True:
         chunk = conn.recv()
         if chunk is None:
             return
-        done = []
+        done: list[tuple[int, Any]] = []
         for index in chunk:
             current[slot] = index  # the plan to name if this process dies while running it
-            done.append((index, evaluate(base, plans[index])))
+            verdict, shared = judge(base, plans[index])
+            if not shared:
+                done.append((index, verdict))
+                continue
+            known = sent.get(id(verdict))  # the trie keeps it alive: its id stays its own
+            if known is None:
+                sent[id(verdict)] = len(sent)
+                done.append((index, (verdict,)))
+            else:
+                done.append((index, known))
         conn.send(done)
+
+
+class _Received:
+    """One worker's verdicts: for each plan, its verdict; `(verdict,)` for a verdict that
+    later plans share, which gets the next number; or the number of one sent so. A shared
+    verdict is one object for all its plans, to be read only."""
+
+    __slots__ = ("shared",)
+
+    def __init__(self) -> None:
+        self.shared: list[Verdict] = []
+
+    def take(self, done: list[tuple[int, Any]], results: list[Verdict | None]) -> None:
+        shared = self.shared
+        for index, got in done:
+            if type(got) is int:
+                results[index] = shared[got]
+            elif type(got) is tuple:
+                shared.append(got[0])
+                results[index] = got[0]
+            else:
+                results[index] = got
 
 
 def _how(exitcode: int | None) -> str:
@@ -112,7 +146,7 @@ class _Schedule:
 class _Worker:
     """A worker process, its pipe, and the chunk it is running (empty: idle)."""
 
-    __slots__ = ("conn", "current", "group", "proc", "running", "slot")
+    __slots__ = ("conn", "current", "group", "proc", "received", "running", "slot")
 
     def __init__(self, proc: Any, conn: Connection, current: Any, slot: int) -> None:
         self.proc = proc
@@ -121,6 +155,7 @@ class _Worker:
         self.slot = slot
         self.group = -1  # the group of plans it was last given (see _Schedule)
         self.running: list[int] = []
+        self.received = _Received()
 
     def give(self, todo: _Schedule) -> None:
         self.group, self.running = todo.take(self.group)
@@ -139,7 +174,8 @@ def evaluate_all(
     stop: Callable[[], bool] = _never,
 ) -> list[Verdict | None]:
     """The verdict of each plan, in plan order; None for a plan not run because `stop()`
-    turned true (no new plan starts then; running ones finish)."""
+    turned true (no new plan starts then; running ones finish). From workers, plans whose
+    runs ended the same way may share one verdict object: read them, do not change them."""
     if jobs <= 1 or len(plans) < 2 * jobs or "fork" not in multiprocessing.get_all_start_methods():
         verdicts: list[Verdict | None] = []
         for plan in plans:
@@ -195,8 +231,7 @@ def evaluate_all(
                             done = w.conn.recv()
                         except (EOFError, OSError):
                             continue  # it died: its sentinel says so
-                        for index, verdict in done:
-                            results[index] = verdict
+                        w.received.take(done, results)
                         w.running = []
                         on_done(len(done))
                         if todo and not stop():
@@ -207,8 +242,7 @@ def evaluate_all(
                             done = w.conn.recv()
                         except (EOFError, OSError):
                             break
-                        for index, verdict in done:
-                            results[index] = verdict
+                        w.received.take(done, results)
                         w.running = []
                         on_done(len(done))
                     if not w.running:
