@@ -124,17 +124,24 @@ class _Schedule:
         return self.left > 0
 
     def take(self, group: int) -> tuple[int, list[int]]:
-        """The next chunk for a worker last on `group` (-1: none): (its group, plan indices)."""
-        size = max(1, min(self.most, self.left // (self.jobs * 4)))
+        """The next chunk for a worker last on `group` (-1: none): (its group, plan indices).
+        Small groups go whole, several to a chunk: fewer, larger messages."""
+        size = max(4, min(self.most, self.left // (self.jobs * 4)))
         groups = self.groups
+        chunk: list[int] = []
         if group >= 0 and groups[group]:
             todo = groups[group]
             chunk, groups[group] = todo[:size], todo[size:]
-        elif self.fresh:
-            group = self.fresh.pop()
-            todo = groups[group]
-            chunk, groups[group] = todo[:size], todo[size:]
-        else:
+        fresh = self.fresh
+        while len(chunk) < size and fresh:
+            todo = groups[fresh[-1]]
+            if chunk and len(chunk) + len(todo) > size:
+                break  # no group is split to fill a chunk
+            group = fresh.pop()
+            room = size - len(chunk)
+            chunk += todo[:room]
+            groups[group] = todo[room:]
+        if not chunk:
             group = max(range(len(groups)), key=lambda g: len(groups[g]))
             todo = groups[group]
             cut = max(len(todo) - size, (len(todo) + 1) // 2)  # never more than half of it
@@ -191,7 +198,7 @@ def evaluate_all(
         by_fault: dict[Any, list[int]] = {}
         for i, plan in enumerate(plans):
             by_fault.setdefault(_affinity(plan), []).append(i)
-        todo = _Schedule(list(by_fault.values()), jobs, 32)
+        todo = _Schedule(list(by_fault.values()), jobs, 64)
     else:
         todo = _Schedule([list(range(len(plans)))], jobs, 16)
     _WORKER.update(base=base, plans=plans)
