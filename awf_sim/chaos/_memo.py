@@ -228,7 +228,10 @@ def _real(
             rec.marks = list(saved.marks)
             resume(sim, saved.state, target.workflow)
             inst = sim.instance(target.iid)
-        obs = finish(sim, inst, rec, plan, base.bound_ms, base.obs.digest, False, trie.digests)
+        expect = base.obs.digest
+        obs = finish(
+            sim, inst, rec, plan, base.bound_ms, expect, False, trie.digests, trie.snapshots
+        )
     finally:
         watch.__exit__(None, None, None)
         sim.close()

@@ -77,10 +77,11 @@ class End:
 class Trie:
     """The recorded runs of one campaign (one baseline)."""
 
-    __slots__ = ("broken", "captures", "digests", "steps", "top")
+    __slots__ = ("broken", "captures", "digests", "snapshots", "steps", "top")
 
     def __init__(self) -> None:
         self.digests: list[tuple[bytes, str]] = []  # database images at runs' ends, digested
+        self.snapshots: dict[str, Any] = {}  # digest -> the rows (of runs' ends that differ)
         self.top: dict[Any, Step | End] = {}  # None -> the first call of every run
         self.broken = False  # a run did not retrace a recorded one: stop trusting the trie
         self.steps = 0
