@@ -16,7 +16,6 @@ changed schema, or AI/HTTP clients and recorded effects (their state is the user
 from __future__ import annotations
 
 import asyncio
-import copy
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +52,7 @@ class _ImageDatabase(Database):
     original spec (same schema, tables and connection pool) with another image."""
 
     def __init__(self, spec: Database, image: bytes) -> None:
-        self.__dict__.update(copy.copy(spec).__dict__)
+        self.__dict__.update(spec.__dict__)  # copy.copy's result, without its reduce protocol
         self._image = image
 
 
