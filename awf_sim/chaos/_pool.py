@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from awf_sim.chaos._faults import describe_fault, plan_token
-from awf_sim.chaos._memo import evaluate, judge, uses_trie
+from awf_sim.chaos._memo import judge, uses_trie
 from awf_sim.chaos._model import Baseline, Verdict
 from awf_sim.errors import ProcessDied
 
@@ -181,14 +181,14 @@ def evaluate_all(
     stop: Callable[[], bool] = _never,
 ) -> list[Verdict | None]:
     """The verdict of each plan, in plan order; None for a plan not run because `stop()`
-    turned true (no new plan starts then; running ones finish). From workers, plans whose
-    runs ended the same way may share one verdict object: read them, do not change them."""
+    turned true (no new plan starts then; running ones finish). Plans whose runs ended the
+    same way may share one verdict object (`_memo.judge`): read them, do not change them."""
     if jobs <= 1 or len(plans) < 2 * jobs or "fork" not in multiprocessing.get_all_start_methods():
         verdicts: list[Verdict | None] = []
         for plan in plans:
             if stop():
                 break
-            verdicts.append(evaluate(base, plan))
+            verdicts.append(judge(base, plan)[0])
             on_done(1)
         return verdicts + [None] * (len(plans) - len(verdicts))
     results: list[Verdict | None] = [None] * len(plans)
