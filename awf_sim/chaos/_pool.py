@@ -144,7 +144,8 @@ class _Schedule:
         if not chunk:
             group = max(range(len(groups)), key=lambda g: len(groups[g]))
             todo = groups[group]
-            cut = max(len(todo) - size, (len(todo) + 1) // 2)  # never more than half of it
+            # Its tail: a chunk, but no more than half of what is left of it (at least one).
+            cut = len(todo) - max(1, min(size, len(todo) // 2))
             chunk, groups[group] = todo[cut:], todo[:cut]
         self.left -= len(chunk)
         return group, chunk
