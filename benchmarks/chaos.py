@@ -12,6 +12,11 @@ less; each round is a campaign of its own (`evaluate` shares runs within a campa
 awf_sim/chaos/_memo.py, never across rounds). Target (issue #13): at least 3,000
 fault-injected runs per second on one core.
 
+With `--jobs J` (J > 1), the rate is also measured in CPU time, which a busy shared machine
+disturbs far less than wall time: a round costs the parent's CPU time (planning, forking,
+merging) plus the largest worker's (the critical path when each worker has a core of its
+own); the same measure at `--jobs 1` (the parent alone) gives the scaling, J-fold at best.
+
 With `--cli`, also `awf-sim chaos FLOW --runs N --max-runs N` end to end (start-up, every
 example input, shrinking, the supervised child, the cross-process replays, the report), in
 runs per second of wall time and CPU time against the rate above: the CLI's own overhead.
@@ -21,18 +26,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import awf_sim.chaos._pool as pool  # noqa: E402
 from awf_sim.chaos import Target, build_baseline  # noqa: E402
 from awf_sim.chaos._memo import evaluate  # noqa: E402
 from awf_sim.chaos._pool import evaluate_all  # noqa: E402
@@ -78,13 +88,17 @@ def main() -> None:
     plans += random_plans(base, max(0, args.runs - len(plans)), 3, random.Random(0), seen)
     for plan in plans[:50]:
         evaluate(base, plan)
-    rates = []
+    rates, cpu_rates, cpu_rates_1 = [], [], []
     for _ in range(args.repeat):
         # Each round a new campaign: nothing recorded by an earlier round's runs is reused.
         base._memo = None
         start = time.perf_counter()
-        evaluate_all(base, plans, args.jobs, lambda n: None)
+        cpu = _cpu_of(lambda: evaluate_all(base, plans, args.jobs, lambda n: None))
         rates.append(len(plans) / (time.perf_counter() - start))
+        cpu_rates.append(len(plans) / cpu)
+        if args.jobs > 1:
+            base._memo = None
+            cpu_rates_1.append(len(plans) / _cpu_of(lambda: evaluate_all(base, plans, 1, _none)))
     best = max(rates)
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -111,28 +125,75 @@ def main() -> None:
         f"target {target_rate:,} fault-injected runs/s per core: {per_core:,.0f} runs/s per "
         f"process = {per_core / target_rate:.2f}x the target, {verdict} it"
     )
+    if args.jobs > 1:
+        one, many = max(cpu_rates_1), max(cpu_rates)
+        print(
+            f"CPU time, critical path (parent + largest worker): jobs={args.jobs} "
+            f"{many:,.0f} runs/s, jobs=1 {one:,.0f} runs/s: scaling {many / one:.2f}x "
+            f"(ideal {args.jobs}x)"
+        )
     if args.cli:
         _cli(args, best)
 
 
+def _none(n: int) -> None:
+    pass
+
+
+def _cpu_of(work: Callable[[], object]) -> float:
+    """CPU seconds of `work` on its critical path: this process's, plus the largest of the
+    pool workers' it forks (each reports its own when it ends)."""
+    reports = multiprocessing.get_context("fork").SimpleQueue()
+    work_in_pool = pool._work
+
+    def timed(conn: Any, current: Any, slot: int) -> None:
+        try:
+            work_in_pool(conn, current, slot)
+        finally:
+            reports.put(time.process_time())
+
+    pool._work = timed  # type: ignore[assignment]
+    try:
+        start = time.process_time()
+        work()
+        parent = time.process_time() - start
+    finally:
+        pool._work = work_in_pool  # type: ignore[assignment]
+    workers = []
+    while not reports.empty():
+        workers.append(reports.get())
+    return parent + max(workers, default=0.0)
+
+
 def _cli(args: argparse.Namespace, rate: float) -> None:
     """`awf-sim chaos` end to end, best of `--repeat`: wall and CPU (this process's children:
-    the CLI, its supervised child, its replayers and workers)."""
+    the CLI, its supervised child, its replayers and workers). The CLI's processes get a
+    bytecode cache of their own (PYTHONPYCACHEPREFIX), as an installed package has its .pyc
+    files: with PYTHONDONTWRITEBYTECODE set and no cache, every process would compile awf_sim
+    from source at each start (~0.1 s of CPU each), which is not the CLI's cost."""
     runs = str(args.runs)
     cmd = [sys.executable, "-c", "from awf_sim.cli import main; main()", "chaos", args.flow]
     cmd += ["--runs", runs, "--max-runs", runs, "--jobs", str(args.jobs), "--json"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     walls, cpus, total = [], [], 0
-    for _ in range(args.repeat):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
-        walls.append(time.perf_counter() - start)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-        if done.returncode not in (0, 1):
-            raise SystemExit(f"awf-sim chaos failed ({done.returncode}): {done.stderr}")
-        # Every input's fault-injected runs, and its fault-free one.
-        total = sum(w["runs"] + 1 for w in json.loads(done.stdout)["workflows"])
+    with tempfile.TemporaryDirectory(prefix="awf-bench-pyc-") as pyc:
+        env["PYTHONPYCACHEPREFIX"] = pyc
+        # Fills the cache: every module the command and its replayers import.
+        warm = [*cmd[:5], "--runs", "1", "--max-runs", "1", "--json"]
+        subprocess.run(warm, capture_output=True, cwd=ROOT, env=env, check=False)
+        for _ in range(args.repeat):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            done = subprocess.run(
+                cmd, capture_output=True, text=True, cwd=ROOT, env=env, check=False
+            )
+            walls.append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+            if done.returncode not in (0, 1):
+                raise SystemExit(f"awf-sim chaos failed ({done.returncode}): {done.stderr}")
+            # Every input's fault-injected runs, and its fault-free one.
+            total = sum(w["runs"] + 1 for w in json.loads(done.stdout)["workflows"])
     wall, cpu = min(walls), min(cpus)
     print(
         f"awf-sim chaos --runs {runs} --jobs {args.jobs} ({total:,} runs over every example "

@@ -5,8 +5,15 @@
     python benchmarks/instructions.py peers    # per instance of peers.py's awf-memory row
     python benchmarks/instructions.py chaos    # instructions per fault-injected run
                                                # (runs 21-520 of a campaign, order example)
+    python benchmarks/instructions.py chaos-jobs [PLANS]  # --jobs 2 against --jobs 1: the
+                                               # critical path (parent + largest worker)
 
-Each mode runs its workload twice under `valgrind --tool=callgrind` (small and large) and
+`chaos-jobs` runs a campaign of PLANS plans (default 1,000) with one process and with two
+workers, each process counted on its own (callgrind counts each forked process from the
+count of its parent at the fork, which a child forked just before the campaign and ended at
+once gives); the scaling is the one-process count over the parent's plus the largest worker's.
+
+Each other mode runs its workload twice under `valgrind --tool=callgrind` (small and large) and
 divides the difference by the extra work, so start-up and warm-up cancel out. Set
 PYTHONHASHSEED=0 to compare two versions of the code: hash seeds move the count by about
 0.5%. Needs valgrind. `_workload` is what runs inside valgrind.
@@ -51,6 +58,7 @@ def _workload(mode: str, n: int) -> None:
         return
     from awf_sim.chaos import Target, build_baseline
     from awf_sim.chaos._memo import evaluate
+    from awf_sim.chaos._pool import evaluate_all
     from awf_sim.chaos._space import random_plans
     from awf_sim.flow import load_flow
 
@@ -62,18 +70,54 @@ def _workload(mode: str, n: int) -> None:
     for plan in plans[:50]:  # warm up
         evaluate(base, plan)
     base._memo = None  # then a campaign of n runs from scratch (no run recorded yet)
+    if mode.startswith("chaos-jobs"):
+        jobs = int(mode.rsplit("-", 1)[1])
+        # The plans of benchmarks/chaos.py --runs n.
+        plans = [[f] for f in base.singles]
+        plans += random_plans(base, n - len(plans), 3, random.Random(0), set())
+        probe = os.fork()  # its count is this process's now: where the campaign starts
+        if probe == 0:
+            os._exit(0)
+        os.waitpid(probe, 0)
+        evaluate_all(base, plans[:n], jobs, lambda done: None)
+        os._exit(0)  # no interpreter teardown in this process's count
     for plan in plans[:n]:
         evaluate(base, plan)
 
 
-def _count(mode: str, n: int) -> int:
+def _counts(mode: str, n: int) -> dict[int, int]:
+    """Instructions per process (pid: count), the first the one started."""
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
     cmd += [sys.executable, __file__, "--workload", mode, str(n)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ).stderr
-    match = re.search(r"Collected : (\d+)", out)
-    if match is None:
+    pids = [int(p) for p in re.findall(r"==(\d+)== Command:", out)]
+    counts = {int(p): int(c) for p, c in re.findall(r"==(\d+)== Collected : (\d+)", out)}
+    if not pids or pids[0] not in counts:
         raise SystemExit(f"no instruction count in valgrind's output:\n{out}")
-    return int(match.group(1))
+    return {pids[0]: counts.pop(pids[0]), **counts}
+
+
+def _count(mode: str, n: int) -> int:
+    return next(iter(_counts(mode, n).values()))
+
+
+def _jobs(plans: int) -> None:
+    def campaign(jobs: int) -> tuple[int, list[int]]:
+        parent, *children = _counts(f"chaos-jobs-{jobs}", plans).values()
+        start = min(children)  # the probe: the count where the campaign starts
+        children.remove(start)
+        return parent - start, [c - start for c in children]
+
+    one, _ = campaign(1)
+    parent, workers = campaign(2)
+    path = parent + max(workers)
+    print(
+        f"{plans:,} plans: jobs=1 {one / plans:,.0f} instructions per run; jobs=2 parent "
+        f"{parent / plans:,.0f} + workers "
+        + " / ".join(f"{w / plans:,.0f}" for w in workers)
+        + f" per run: scaling {one / path:.2f}x (ideal 2x; all processes together "
+        f"{(parent + sum(workers)) / one:.2f}x the one-process work)"
+    )
 
 
 def main() -> None:
@@ -81,6 +125,9 @@ def main() -> None:
         _workload(sys.argv[2], int(sys.argv[3]))
         return
     mode = sys.argv[1] if len(sys.argv) > 1 else "engine"
+    if mode == "chaos-jobs":
+        _jobs(int(sys.argv[2]) if len(sys.argv) > 2 else 1000)
+        return
     small, large = SIZES[mode]
     per = (_count(mode, large) - _count(mode, small)) / ((large - small) * UNIT[mode])
     what = {"chaos": "fault-injected run", "peers": "instance"}.get(mode, "step")

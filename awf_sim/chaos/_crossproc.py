@@ -148,6 +148,17 @@ class _Replayer:
             except OSError:
                 pass
 
+    def end(self) -> None:
+        """It answered every request: end it now. Its interpreter's own ending (tens of ms
+        of teardown) would only keep the command waiting."""
+        self.close_input()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._err.close()
+
     def stop(self) -> None:
         self.close_input()
         out = self.proc.stdout
@@ -201,10 +212,9 @@ class Replayers:
             del self._live[hash_seed]
 
     def close(self) -> None:
+        """No more inputs; every request was answered (each input's check reads its replies)."""
         for live in self._live.values():
-            live.close_input()  # all at once: they end side by side
-        for live in self._live.values():
-            live.stop()
+            live.end()
         self._live = {}
         if self._folder is not None:
             self._folder.cleanup()

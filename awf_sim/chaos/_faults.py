@@ -347,6 +347,18 @@ def token_of_compact(items: Sequence[list[Any]]) -> str:
     return prefix + base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
+def compact_text(item: list[Any]) -> str:
+    """One compact fault as a token's JSON holds it: the JSON of a plan is these, joined by
+    commas in brackets (`token_text`)."""
+    return json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+
+
+def token_text(token: str) -> str:
+    """The JSON text a token made by `plan_token` stands for (equal texts, equal tokens)."""
+    data = base64.urlsafe_b64decode(token[1:] + "=" * (-len(token[1:]) % 4))
+    return (zlib.decompress(data) if token[0] == "z" else data).decode()
+
+
 def decode_token(token: str) -> Plan:
     """The plan a token stands for; FaultPlanError if it is not a token `plan_token` made."""
     shown = repr(token[:57] + "..." if isinstance(token, str) and len(token) > 60 else token)

@@ -35,29 +35,52 @@ from awf_sim.engine._hooks import (
 )
 from awf_sim.engine._selectors import StepSelector, parse_selector
 
-__all__ = ["FaultHooks"]
+__all__ = ["AnswerHooks", "FaultHooks"]
 
 _new = tuple.__new__
 
+# The actions faults answer with, made once: they are frozen, and a walk of recorded runs
+# (`_memo`) looks its answers up as keys.
+_CRASH: dict[str, Crash] = {}
+_TRANSIENT = MockError(*TRANSIENT_ERROR)
+_HUNG = ForceTimeout(after_config=True)
 
-# Parsed selectors by what the plan says: chaos builds hooks for thousands of plans drawn
-# from one small set of faults.
-_SELECTORS: dict[Any, StepSelector] = {}
+
+def _crash(kind: str) -> Crash:
+    crash = _CRASH.get(kind)
+    if crash is None:
+        crash = _CRASH[kind] = Crash(fault=kind)
+    return crash
 
 
-def _selector(step: Any) -> StepSelector:
+def _attempt_action(kind: str) -> Action:
+    """What a fault that fires before an attempt answers."""
+    if kind == "transient-error":
+        return _TRANSIENT
+    if kind == "timeout":
+        return _HUNG
+    return _crash(kind)
+
+
+# What a fault's selector works out to, by what the plan says: chaos builds hooks for
+# thousands of plans drawn from one small set of faults. (selector, name, is a glob)
+_SELECTORS: dict[Any, tuple[StepSelector, str, bool]] = {}
+
+
+def _selector(step: Any) -> tuple[StepSelector, str, bool]:
     key = tuple(step.items()) if isinstance(step, Mapping) else step
     try:
         return _SELECTORS[key]
     except (KeyError, TypeError):
         pass
     sel = parse_selector(step, method="fault plan")
+    parsed = (sel, sel.name, sel.is_glob)
     if len(_SELECTORS) < 10_000:
         try:
-            _SELECTORS[key] = sel
+            _SELECTORS[key] = parsed
         except TypeError:  # an unhashable name: parse_selector refused it already
             pass
-    return sel
+    return parsed
 
 
 class _Armed:
@@ -78,17 +101,19 @@ class _Armed:
     def __init__(self, index: int, fault: Mapping[str, Any]) -> None:
         self.index = index
         self.fault = fault
-        self.kind: str = fault["kind"]
+        kind: str = fault["kind"]
+        self.kind = kind
         self.attempt: int = fault.get("attempt", 1)
         step = fault.get("step")
-        self.sel: StepSelector | None = None if step is None else _selector(step)
         # StepSelector.matches, with what it works out on every call worked out once.
-        self.name = "" if self.sel is None else self.sel.name
-        self.glob = self.sel is not None and self.sel.is_glob
+        if step is None:
+            self.sel: StepSelector | None = None
+            self.name = ""
+            self.glob = False
+        else:
+            self.sel, self.name, self.glob = _selector(step)
         # Which calls an indexed selector counts: do steps, sleeps or waits, by fault kind.
-        self.counts = (
-            "sleep" if self.kind in SLEEP_KINDS else "wait" if self.kind in WAIT_KINDS else "do"
-        )
+        self.counts = "sleep" if kind in SLEEP_KINDS else "wait" if kind in WAIT_KINDS else "do"
         self.fired = False
         self.pending = False  # a replay fault whose crash happened; it applies at the recovery
         self.slot = -1  # position among the indexed selectors
@@ -105,33 +130,47 @@ class FaultHooks(Hooks):
     def __init__(
         self, plan: Sequence[Mapping[str, Any]] = (), late: Sequence[LateEvent] = ()
     ) -> None:
-        armed = [_Armed(i, f) for i, f in enumerate(plan)]
         self._late = {ev.wait: ev for ev in late}
         self.iid = ""
         self.sent: list[SentEvent] = []
         self.plan = list(plan)
-        self._armed = armed
-        self._before_step = [a for a in armed if a.kind == "crash-before-step" and a.attempt == 1]
-        self._before_attempt = [
-            a
-            for a in armed
-            if a.kind in ("transient-error", "timeout")
-            or (a.kind == "crash-before-step" and a.attempt > 1)
-        ]
-        self._after_effect = [a for a in armed if a.kind == "crash-after-effect"]
-        self._after_checkpoint = [
-            a
-            for a in armed
-            if a.kind == "crash-after-checkpoint" or (a.kind in REPLAY_KINDS and a.sel is not None)
-        ]
-        self._replay = [a for a in armed if a.kind in REPLAY_KINDS]
-        for a in self._replay:
-            a.pending = a.sel is None  # step-less: the next replay, whatever causes it
-        self._sleep = [a for a in armed if a.kind in SLEEP_KINDS]
-        self._wait = [a for a in armed if a.kind in WAIT_KINDS]
-        self._indexed = [a for a in armed if a.sel is not None and a.sel.index is not None]
-        for slot, a in enumerate(self._indexed):
-            a.slot = slot
+        # The armed faults, by the hook that can fire them (one pass: chaos makes hooks for
+        # every plan it walks, thousands per campaign).
+        self._armed = armed = [_Armed(i, f) for i, f in enumerate(plan)]
+        self._before_step: list[_Armed] = []
+        self._before_attempt: list[_Armed] = []
+        self._after_effect: list[_Armed] = []
+        self._after_checkpoint: list[_Armed] = []
+        self._replay: list[_Armed] = []
+        self._sleep: list[_Armed] = []
+        self._wait: list[_Armed] = []
+        self._indexed: list[_Armed] = []
+        for a in armed:
+            kind = a.kind
+            if kind == "crash-before-step":
+                if a.attempt == 1:
+                    self._before_step.append(a)
+                elif a.attempt > 1:
+                    self._before_attempt.append(a)
+            elif kind in ("transient-error", "timeout"):
+                self._before_attempt.append(a)
+            elif kind == "crash-after-effect":
+                self._after_effect.append(a)
+            elif kind == "crash-after-checkpoint":
+                self._after_checkpoint.append(a)
+            elif kind in REPLAY_KINDS:
+                if a.sel is not None:
+                    self._after_checkpoint.append(a)
+                else:
+                    a.pending = True  # step-less: the next replay, whatever causes it
+                self._replay.append(a)
+            elif kind in SLEEP_KINDS:
+                self._sleep.append(a)
+            elif kind in WAIT_KINDS:
+                self._wait.append(a)
+            if a.sel is not None and a.sel.index is not None:
+                a.slot = len(self._indexed)
+                self._indexed.append(a)
         self.sim: HookView | None = None  # observed virtual time, from lifetime_start
         # How events reach the instance: set by whoever runs the simulator (chaos's run);
         # answers False when the instance has ended and takes no more events.
@@ -224,7 +263,7 @@ class FaultHooks(Hooks):
         for a in self._before_step:
             if not a.fired and self._match(a, ref):
                 self._fire(a, ref, 1)
-                return Crash(fault=a.kind)
+                return _crash(a.kind)
         return None
 
     def before_attempt(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
@@ -233,12 +272,7 @@ class FaultHooks(Hooks):
             if not a.fired and a.attempt == attempt and self._match(a, ref):
                 self._fire(a, ref, attempt)
                 self.injected.add((ref.name, attempt))
-                if a.kind == "transient-error":
-                    action = MockError(*TRANSIENT_ERROR)
-                elif a.kind == "timeout":
-                    action = ForceTimeout(after_config=True)
-                else:
-                    action = Crash(fault=a.kind)
+                action = _attempt_action(a.kind)
                 break
         if action is None or isinstance(action, ForceTimeout):
             # tuple.__new__: a NamedTuple's own constructor costs a Python call per run.
@@ -263,7 +297,7 @@ class FaultHooks(Hooks):
             if not a.fired and a.attempt == attempt and self._match(a, ref):
                 self._fire(a, ref, attempt)
                 self.injected.add((ref.name, attempt))
-                return Crash(fault=a.kind)
+                return _crash(a.kind)
         return None
 
     def after_checkpoint(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
@@ -289,7 +323,7 @@ class FaultHooks(Hooks):
             self._fire(a, ref, attempt)
             if a.kind in REPLAY_KINDS:
                 a.pending = True
-            return Crash(fault=a.kind)
+            return _crash(a.kind)
         return None
 
     def sleep_ms(self, iid: str, ref: StepRef, ms: int) -> int:
@@ -369,8 +403,79 @@ class FaultHooks(Hooks):
         event arrives, whichever comes first, as an evicted instance does on Cloudflare."""
         sim = self.sim
         if sim is None or wake_at is None or wake_at <= sim.now_ms:
-            return Crash(fault=kind)
+            return _crash(kind)
         return Crash(fault=kind, wake_at_ms=wake_at)
+
+
+class AnswerHooks(FaultHooks):
+    """A FaultHooks that only answers: the same answers to the same calls, with nothing
+    recorded for the invariants (`lifetimes`, `log`, `fired`, `injected`, `waited` stay
+    empty). What a walk of the recorded runs needs to find its way (`_memo`), at a fraction
+    of the cost; tests/chaos/test_memo.py holds walks to the verdicts of real runs."""
+
+    def _fire(self, a: _Armed, ref: StepRef | None, attempt: int | None) -> None:
+        a.fired = True
+
+    def lifetime_start(self, sim: HookView, iid: str, kind: str) -> list[Control]:
+        self.sim = sim
+        self.iid = iid
+        if self._indexed:
+            self._counts = [0] * len(self._indexed)
+            self._targets = [None] * len(self._indexed)
+        controls: list[Control] = []
+        if kind == "recover":
+            for a in self._replay:
+                if a.pending:
+                    a.pending = False
+                    if a.sel is None:
+                        a.fired = True
+                    if a.kind == "clock-skew":
+                        controls.append(SkewClock(a.fault["ms"]))
+                    else:
+                        controls.append(Reseed(a.fault["seed"]))
+        return controls
+
+    def step_call(self, iid: str, ref: StepRef) -> None:
+        for a in self._indexed:
+            if a.counts == ref.kind and _matches(a, ref):
+                n = self._counts[a.slot] + 1
+                self._counts[a.slot] = n
+                assert a.sel is not None
+                if n == a.sel.index:
+                    self._targets[a.slot] = ref
+
+    def before_attempt(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        for a in self._before_attempt:
+            if not a.fired and a.attempt == attempt and self._match(a, ref):
+                a.fired = True
+                return _attempt_action(a.kind)
+        return None
+
+    def after_effect(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        for a in self._after_effect:
+            if not a.fired and a.attempt == attempt and self._match(a, ref):
+                a.fired = True
+                return _crash(a.kind)
+        return None
+
+    def after_checkpoint(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        for a in self._after_checkpoint:
+            if a.fired or not self._match(a, ref):
+                continue
+            if a.kind == "crash-after-checkpoint" and a.attempt != attempt:
+                continue
+            a.fired = True
+            if a.kind in REPLAY_KINDS:
+                a.pending = True
+            return _crash(a.kind)
+        return None
+
+    def during_wait(self, iid: str, ref: StepRef) -> Action | None:
+        for a in self._wait:
+            if not a.fired and self._match(a, ref):
+                a.fired = True
+                return self._hibernate(self._wait_deadline.get((ref.name, ref.count)), a.kind)
+        return None
 
 
 def _matches(a: _Armed, ref: StepRef) -> bool:

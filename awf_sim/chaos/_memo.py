@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from awf_sim.chaos._faults import EVENT_KINDS
-from awf_sim.chaos._inject import FaultHooks
+from awf_sim.chaos._inject import AnswerHooks, FaultHooks
 from awf_sim.chaos._model import Baseline, Observation, Verdict
 from awf_sim.chaos._record import End, Recorder, Slot, Step, Trie
 from awf_sim.chaos._run import finish, recorded, run_on, verdict_of
@@ -39,7 +39,7 @@ from awf_sim.engine import Simulator
 from awf_sim.engine._resume import resume
 from awf_sim.sdk._db import Database
 
-__all__ = ["evaluate", "observe", "uses_trie"]
+__all__ = ["evaluate", "judge", "observe", "uses_trie"]
 
 # The engine's part of an Observation: what an End keeps.
 _ENGINE_FIELDS = (
@@ -69,15 +69,23 @@ class _View:
 
 def evaluate(base: Baseline, plan: Sequence[Mapping[str, Any]]) -> Verdict:
     """The verdict of one plan's run against every invariant."""
+    verdict, shared = judge(base, plan)
+    return _copy(verdict) if shared else verdict
+
+
+def judge(base: Baseline, plan: Sequence[Mapping[str, Any]]) -> tuple[Verdict, bool]:
+    """`evaluate`, and whether the verdict is the one object kept for every run that ended
+    the same way (shared: to be read only; `evaluate` gives a copy)."""
     trie = _trie_of(base)
     if trie is None or trie.broken or any(f["kind"] in EVENT_KINDS for f in plan):
-        return verdict_of(base, run_on(base, plan))
-    obs, end = _walk(base, trie, plan)
+        return verdict_of(base, run_on(base, plan)), False
+    obs, end, path = _walk(base, trie, plan)
     if end is None:
-        return verdict_of(base, obs)
+        assert obs is not None
+        return verdict_of(base, obs), False
     if end.verdict is None:
-        end.verdict = verdict_of(base, obs)
-    return _copy(end.verdict)
+        end.verdict = verdict_of(base, obs or _observation(end, plan, _fed(plan, path)))
+    return end.verdict, True
 
 
 def observe(base: Baseline, plan: Sequence[Mapping[str, Any]]) -> Observation:
@@ -85,7 +93,11 @@ def observe(base: Baseline, plan: Sequence[Mapping[str, Any]]) -> Observation:
     trie = _trie_of(base)
     if trie is None or trie.broken or any(f["kind"] in EVENT_KINDS for f in plan):
         return run_on(base, plan)
-    return _walk(base, trie, plan)[0]
+    obs, end, path = _walk(base, trie, plan)
+    if obs is None:
+        assert end is not None
+        return _observation(end, plan, _fed(plan, path))
+    return obs
 
 
 def uses_trie(base: Baseline) -> bool:
@@ -121,10 +133,22 @@ def _feed(hooks: FaultHooks, step: Step) -> Any:
     return step.fn(hooks, *step.args)
 
 
+def _fed(plan: Sequence[Mapping[str, Any]], steps: Sequence[Step]) -> FaultHooks:
+    """A plan's hooks, handed `steps` as the engine would: in the state a run has there."""
+    hooks = FaultHooks(plan)
+    for step in steps:
+        _feed(hooks, step)
+    return hooks
+
+
 def _walk(
     base: Baseline, trie: Trie, plan: Sequence[Mapping[str, Any]]
-) -> tuple[Observation, End | None]:
-    hooks = FaultHooks(plan)
+) -> tuple[Observation | None, End | None, list[Step]]:
+    """(the run's Observation, its End, the recorded calls the walk followed). At a recorded
+    End no Observation: a verdict known for that End needs none, and one is made from the End
+    and hooks fed the calls when wanted. The walk itself only needs the plan's answers
+    (`AnswerHooks`)."""
+    hooks = AnswerHooks(plan)
     view = _VIEW
     path: list[Step] = []
     where: dict[Any, Step | End] = trie.top
@@ -136,7 +160,7 @@ def _walk(
         if node is None:
             break
         if type(node) is End:
-            return _observation(node, plan, hooks), node
+            return None, node, path
         assert type(node) is Step
         if node.cap is not None:
             deepest, deepest_slot = len(path), (where, key)
@@ -147,18 +171,16 @@ def _walk(
         if node.start:
             key = tuple(hooks.lifetime_start(view, *node.args) or ())
         else:
-            key = node.fn(hooks, *node.args)
+            key = node.answer(hooks, *node.args)
     # Nobody ran this far this way: run for real from the deepest capture (or the start),
     # with hooks that were handed exactly the calls before it.
-    hooks = FaultHooks(plan)
     start: Step | None = None
     if deepest >= 0:
-        for step in path[:deepest]:
-            _feed(hooks, step)
         start = path[deepest]
     else:
-        deepest_slot = (trie.top, None)
-    return _real(base, trie, plan, hooks, start, deepest_slot)
+        deepest, deepest_slot = 0, (trie.top, None)
+    full = _fed(plan, path[:deepest])
+    return (*_real(base, trie, plan, full, start, deepest_slot), path)
 
 
 def _observation(end: End, plan: Sequence[Mapping[str, Any]], hooks: FaultHooks) -> Observation:
@@ -206,7 +228,10 @@ def _real(
             rec.marks = list(saved.marks)
             resume(sim, saved.state, target.workflow)
             inst = sim.instance(target.iid)
-        obs = finish(sim, inst, rec, plan, base.bound_ms, base.obs.digest, False, trie.digests)
+        expect = base.obs.digest
+        obs = finish(
+            sim, inst, rec, plan, base.bound_ms, expect, False, trie.digests, trie.snapshots
+        )
     finally:
         watch.__exit__(None, None, None)
         sim.close()

@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from awf_sim.chaos._inject import FaultHooks
+from awf_sim.chaos._inject import AnswerHooks, FaultHooks
 from awf_sim.engine._hooks import Action, Control, Hooks, HookView, StepRef
 from awf_sim.engine._resume import Capture, capture
 from awf_sim.engine._simulator import Simulator
 
-__all__ = ["End", "Recorder", "Saved", "Step", "Trie", "answer_key"]
+__all__ = ["End", "Recorder", "Saved", "Step", "Trie"]
 
 # Bounds on what one campaign keeps (its trie lives as long as its baseline).
 MAX_STEPS = 200_000
@@ -42,16 +42,23 @@ class Saved:
         self.marks = marks
 
 
+# What a walk calls for each method, looked up once per recorded call: the plan's answers
+# (AnswerHooks), or everything a run records too (FaultHooks).
+_FAULT_HOOKS = {name: getattr(FaultHooks, name) for name in dir(Hooks) if not name.startswith("_")}
+_ANSWERS = {name: getattr(AnswerHooks, name) for name in _FAULT_HOOKS}
+
+
 class Step:
     """One hook call of the engine: `method(*args)` at virtual time `now`."""
 
-    __slots__ = ("args", "cap", "fn", "method", "next", "now", "start")
+    __slots__ = ("answer", "args", "cap", "fn", "method", "next", "now", "start")
 
     def __init__(self, method: str, args: tuple[Any, ...], now: int) -> None:
         self.method = method
         self.args = args
         self.now = now
-        self.fn = getattr(FaultHooks, method)  # what a walk calls with a plan's hooks
+        self.fn = _FAULT_HOOKS[method]  # what hands a plan's hooks this call
+        self.answer = _ANSWERS[method]  # ... and what a walk calls for the answer only
         self.start = method == "lifetime_start"  # called with a HookView before the args
         self.next: dict[Any, Step | End] = {}  # answer key -> what came next
         self.cap: Saved | None = None
@@ -70,10 +77,11 @@ class End:
 class Trie:
     """The recorded runs of one campaign (one baseline)."""
 
-    __slots__ = ("broken", "captures", "digests", "steps", "top")
+    __slots__ = ("broken", "captures", "digests", "snapshots", "steps", "top")
 
     def __init__(self) -> None:
         self.digests: list[tuple[bytes, str]] = []  # database images at runs' ends, digested
+        self.snapshots: dict[str, Any] = {}  # digest -> the rows (of runs' ends that differ)
         self.top: dict[Any, Step | End] = {}  # None -> the first call of every run
         self.broken = False  # a run did not retrace a recorded one: stop trusting the trie
         self.steps = 0
@@ -81,13 +89,6 @@ class Trie:
 
 
 Slot = tuple[dict[Any, "Step | End"], Any]
-
-
-def answer_key(method: str, answer: Any) -> Any:
-    """The answer as a trie key: lifetime_start's controls as a tuple, the rest as is."""
-    if method == "lifetime_start":
-        return tuple(answer or ())
-    return answer
 
 
 class Recorder(Hooks):
@@ -104,48 +105,53 @@ class Recorder(Hooks):
         self.seen = seen
         self.marks: list[int] = []  # len(seen) as each lifetime began
         self.trie = trie
-        self.slot = slot
+        # Where the next call goes in the trie: the children of the last call, and the key
+        # of its answer (`_where` None: not recording).
+        self._where: dict[Any, Step | End] | None = None
+        self._key: Any = None
+        if slot is not None:
+            self._where, self._key = slot
         self.sim: Simulator | None = None  # set by the runner, for captures
         self._view: HookView | None = None
 
-    def _note(self, method: str, args: tuple[Any, ...], answer: Any) -> Step | None:
-        slot = self.slot
-        if slot is None:
-            return None
-        trie = self.trie
-        assert trie is not None
+    def _note(self, method: str, args: tuple[Any, ...], key: Any) -> Step | None:
+        """Record a call whose answer, as a trie key, is `key`."""
+        where = self._where
+        assert where is not None
         assert self._view is not None
-        where, key = slot
-        node = where.get(key)
+        node = where.get(self._key)
         now = self._view.now_ms
         if node is None:
+            trie = self.trie
+            assert trie is not None
             if trie.steps >= MAX_STEPS:
-                self.slot = None
+                self._where = None
                 return None
             trie.steps += 1
-            node = where[key] = Step(method, args, now)
+            node = where[self._key] = Step(method, args, now)
         elif type(node) is not Step or (
             node.method != method or node.args != args or node.now != now
         ):
-            trie.broken = True
-            self.slot = None
+            assert self.trie is not None
+            self.trie.broken = True
+            self._where = None
             return None
-        key = answer_key(method, answer)
         try:
             hash(key)
         except TypeError:  # an answer that cannot be a key: nothing more to record
-            self.slot = None
+            self._where = None
             return node
-        self.slot = (node.next, key)
+        self._where = node.next
+        self._key = key
         return node
 
     def end(self, fields: dict[str, Any]) -> End | None:
         """The run ended: its End, new or (when a run retraced this one) the same."""
-        slot = self.slot
-        if slot is None:
+        where = self._where
+        if where is None:
             return None
         assert self.trie is not None
-        where, key = slot
+        key = self._key
         node = where.get(key)
         if node is None:
             node = where[key] = End(fields)
@@ -170,9 +176,9 @@ class Recorder(Hooks):
     # -- the Hooks protocol, passed on ------------------------------------------------------
     def lifetime_start(self, sim: HookView, iid: str, kind: str) -> Sequence[Control] | None:
         self._view = sim
-        slot = self.slot
-        if slot is not None and kind == "recover":
-            node = slot[0].get(slot[1])
+        where = self._where
+        if where is not None and kind == "recover":
+            node = where.get(self._key)
             trie = self.trie
             assert trie is not None
             if (
@@ -186,14 +192,15 @@ class Recorder(Hooks):
                     saved = Saved(state, list(self.seen), list(self.marks))
                     answer = self.inner.lifetime_start(sim, iid, kind)
                     self.marks.append(len(self.seen))
-                    step = self._note("lifetime_start", (iid, kind), answer)
+                    step = self._note("lifetime_start", (iid, kind), tuple(answer or ()))
                     if step is not None:
                         trie.captures += 1
                         step.cap = saved
                     return answer
         answer = self.inner.lifetime_start(sim, iid, kind)
         self.marks.append(len(self.seen))
-        self._note("lifetime_start", (iid, kind), answer)
+        if where is not None:
+            self._note("lifetime_start", (iid, kind), tuple(answer or ()))
         return answer
 
     def pending(self) -> Sequence[Control]:
@@ -201,65 +208,65 @@ class Recorder(Hooks):
 
     def step_call(self, iid: str, ref: StepRef) -> None:
         self.inner.step_call(iid, ref)
-        if self.slot is not None:
+        if self._where is not None:
             self._note("step_call", (iid, ref), None)
 
     def before_step(self, iid: str, ref: StepRef) -> Action | None:
         answer = self.inner.before_step(iid, ref)
-        if self.slot is not None:
+        if self._where is not None:
             self._note("before_step", (iid, ref), answer)
         return answer
 
     def before_attempt(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
         answer = self.inner.before_attempt(iid, ref, attempt)
-        if self.slot is not None:
+        if self._where is not None:
             self._note("before_attempt", (iid, ref, attempt), answer)
         return answer
 
     def after_effect(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
         answer = self.inner.after_effect(iid, ref, attempt)
-        if self.slot is not None:
+        if self._where is not None:
             self._note("after_effect", (iid, ref, attempt), answer)
         return answer
 
     def after_checkpoint(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
         answer = self.inner.after_checkpoint(iid, ref, attempt)
-        if self.slot is not None:
+        if self._where is not None:
             self._note("after_checkpoint", (iid, ref, attempt), answer)
         return answer
 
     def retry_delay(self, iid: str, ref: StepRef, attempt: int, delay_ms: int) -> int:
         answer = self.inner.retry_delay(iid, ref, attempt, delay_ms)
-        if self.slot is not None:
+        if self._where is not None:
             self._note("retry_delay", (iid, ref, attempt, delay_ms), answer)
         return answer
 
     def sleep_ms(self, iid: str, ref: StepRef, ms: int) -> int:
         answer = self.inner.sleep_ms(iid, ref, ms)
-        if self.slot is not None:
+        if self._where is not None:
             self._note("sleep_ms", (iid, ref, ms), answer)
         return answer
 
     def during_sleep(self, iid: str, ref: StepRef) -> Action | None:
         answer = self.inner.during_sleep(iid, ref)
-        if self.slot is not None:
+        if self._where is not None:
             self._note("during_sleep", (iid, ref), answer)
         return answer
 
     def wait_timeout_ms(self, iid: str, ref: StepRef, timeout_ms: int) -> int:
         answer = self.inner.wait_timeout_ms(iid, ref, timeout_ms)
-        if self.slot is not None:
+        if self._where is not None:
             self._note("wait_timeout_ms", (iid, ref, timeout_ms), answer)
         return answer
 
     def force_wait_timeout(self, iid: str, ref: StepRef) -> bool:
         answer = self.inner.force_wait_timeout(iid, ref)
-        if self.slot is not None:
+        if self._where is not None:
             self._note("force_wait_timeout", (iid, ref), answer)
         return answer
 
     def during_wait(self, iid: str, ref: StepRef) -> Action | None:
         answer = self.inner.during_wait(iid, ref)
-        if self.slot is not None:
+        if self._where is not None:
             self._note("during_wait", (iid, ref), answer)
         return answer

@@ -141,9 +141,12 @@ def finish(
     expect_digest: str | None,
     full: bool,
     digests: list[tuple[bytes, str]] | None = None,
+    snapshots: dict[str, Any] | None = None,
 ) -> Observation:
     """Run `inst` to its end or `bound_ms`, and observe the run. `digests`: database images
-    seen before, with their digests (most runs of a campaign end with the same rows)."""
+    seen before, with their digests (most runs of a campaign end with the same rows);
+    `snapshots`: the snapshots of digests seen before (equal digests, equal rows), to be
+    read only."""
     if sim.now_ms < bound_ms:
         sim.run_until_done(inst, max_ms=bound_ms - sim.now_ms)
     status = inst.status()
@@ -160,7 +163,11 @@ def finish(
             digests.append((image, digest))
     snapshot = writes = None
     if full or (expect_digest is not None and digest != expect_digest):
-        snapshot = db.snapshot()
+        snapshot = None if snapshots is None else snapshots.get(digest)
+        if snapshot is None:
+            snapshot = db.snapshot()
+            if snapshots is not None and len(snapshots) < _MAX_IMAGES:
+                snapshots[digest] = snapshot
         writes = [(w.table, w.op, w.step) for w in db.writes]
     effects, effect_steps = _effects(getattr(sim, "effects", None))
     hooks = rec.inner

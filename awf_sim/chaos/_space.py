@@ -23,8 +23,9 @@ from awf_sim.chaos._faults import (
     DEFAULT_SKEW_MS,
     KINDS,
     compact_fault,
+    compact_text,
     normalize_plan,
-    token_of_compact,
+    token_text,
 )
 from awf_sim.chaos._model import Baseline, Observation, Plan, Point, Target
 from awf_sim.chaos._run import execute
@@ -224,6 +225,8 @@ def plan_order(base: Baseline) -> dict[str, int]:
 def random_plans(
     base: Baseline, count: int, max_faults: int, rng: random.Random, seen: set[str]
 ) -> list[Plan]:
+    """Up to `count` distinct plans of 1 to `max_faults` faults drawn with `rng`, none of them
+    one of the plans whose tokens are in `seen` (which is not changed)."""
     universe = [*base.singles, *base.extra]
     if not universe or count <= 0 or max_faults < 1:
         return []
@@ -231,7 +234,15 @@ def random_plans(
     # Picking positions draws the same numbers as picking the faults themselves (`sample`
     # depends only on the sizes), so the plans are those of a draw from `universe`.
     rank = [order[fault_key(f)] for f in universe]
-    compact = [compact_fault(f) for f in universe]
+    # A plan's token is a function of its JSON text (`token_text`), and that text is its
+    # faults' texts joined: comparing texts is comparing tokens, without compressing each.
+    texts = [compact_text(compact_fault(f)) for f in universe]
+    taken = {token_text(t) for t in seen}
+    # Distinct faults and sorted picks give distinct texts: only a pick as long as a plan in
+    # `seen` can be one of them.
+    longest = max((len(json.loads(t)) for t in taken), default=0)
+    if len(set(texts)) < len(texts):
+        longest = max_faults  # the same fault twice in the universe: compare every pick
     n = len(universe)
     positions = range(n)
     tried: set[tuple[int, ...]] = set()  # a pick seen once is a duplicate from then on
@@ -253,10 +264,11 @@ def random_plans(
         if key in tried:
             continue
         tried.add(key)
-        token = token_of_compact([compact[i] for i in picked])
-        if token in seen:
-            continue
-        seen.add(token)
+        if k <= longest:
+            text = "[" + ",".join([texts[i] for i in picked]) + "]"
+            if text in taken:
+                continue
+            taken.add(text)
         plans.append([universe[i] for i in picked])
     return plans
 

@@ -16,7 +16,6 @@ changed schema, or AI/HTTP clients and recorded effects (their state is the user
 from __future__ import annotations
 
 import asyncio
-import copy
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from awf_sim.engine._randomstate import GlobalRandomSwap, copy_state
 from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._simulator import Simulator
+from awf_sim.engine._store import MemoryStore
 from awf_sim.engine._timeline import Row, as_row
 from awf_sim.sdk._db import Database, DatabaseHandle
 
@@ -41,7 +41,9 @@ class Capture:
     meta: InstanceMeta
     steps: dict[str, StepRecord]
     events: list[EventRecord]
-    timeline: list[Row]  # as committed, without the "recover" entry the restart writes again
+    # As committed, without the "recover" entry the restart writes again; from a memory
+    # store, its rows back to back in one tuple (a memory store commits them as they were).
+    timeline: list[Row]
     db: Any  # the database spec to resume with (the image as it was), or None: the world's
 
 
@@ -50,7 +52,7 @@ class _ImageDatabase(Database):
     original spec (same schema, tables and connection pool) with another image."""
 
     def __init__(self, spec: Database, image: bytes) -> None:
-        self.__dict__.update(copy.copy(spec).__dict__)
+        self.__dict__.update(spec.__dict__)  # copy.copy's result, without its reduce protocol
         self._image = image
 
 
@@ -105,20 +107,33 @@ def capture(sim: Simulator, iid: str) -> Capture | None:
     copy_state(rng, glob)
     store = sim._store
     meta = store.get_instance(iid)
-    timeline = list(store.timeline(iid))
-    if meta is None or not timeline or timeline[-1]["kind"] != "recover":
+    rows = _rows_before_recover(store, iid)
+    if meta is None or rows is None:
         return None
     return Capture(
-        iid,
-        sim.now_ms,
-        sim._epoch_ms,
-        rng,
-        meta,
-        store.steps(iid),
-        store.events(iid),
-        [as_row(e) for e in timeline[:-1]],
-        db,
+        iid, sim.now_ms, sim._epoch_ms, rng, meta, store.steps(iid), store.events(iid), rows, db
     )
+
+
+def _rows_before_recover(store: Any, iid: str) -> list[Row] | None:
+    """The instance's timeline rows without its last, which must be the "recover" entry just
+    written; None if it is not. A memory store's rows are read as they are kept (back to back
+    in one list: the rows before the last, as one tuple, commit as they were), not made into
+    entry dicts and back."""
+    if type(store) is MemoryStore:
+        flat = store._data[iid].timeline
+        last = -1
+        i, end = 0, len(flat)
+        while i < end:
+            last = i
+            i += 6 + len(flat[i])  # the row's extra keys, then the five fixed fields
+        if last < 0 or flat[last + 2] != "recover":
+            return None
+        return [tuple(flat[:last])] if last else []
+    timeline = store.timeline(iid)
+    if not timeline or timeline[-1]["kind"] != "recover":
+        return None
+    return [as_row(e) for e in timeline[:-1]]
 
 
 def resume(sim: Simulator, cap: Capture, workflow: Any) -> None:

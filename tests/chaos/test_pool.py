@@ -1,0 +1,86 @@
+"""`--jobs`: the schedule hands every plan out once, and the verdicts that come back from the
+workers (a verdict many runs share crosses the pipe once, then as its number) are each plan's
+own, in plan order, as one process gives them."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from awf_sim.chaos import Target, build_baseline, plan_token
+from awf_sim.chaos._memo import evaluate
+from awf_sim.chaos._pool import _Schedule, evaluate_all
+from awf_sim.chaos._space import random_plans
+from awf_sim.flow import load_flow
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_schedule_hands_out_every_plan_once_whoever_asks(seed: int) -> None:
+    rng = random.Random(seed)
+    jobs = rng.randint(2, 4)
+    sizes = [rng.choice([1, 2, 5, 17, 40, 90]) for _ in range(rng.randint(1, 40))]
+    groups, start = [], 0
+    for n in sizes:
+        groups.append(list(range(start, start + n)))
+        start += n
+    most = rng.choice([1, 8, 32, 64])
+    todo = _Schedule([list(g) for g in groups], jobs, most)
+    last = [-1] * jobs
+    handed: list[int] = []
+    while todo:
+        w = rng.randrange(jobs)  # workers finish in any order
+        last[w], chunk = todo.take(last[w])
+        assert chunk, "a schedule with plans left gave an empty chunk"
+        assert len(chunk) <= max(most, 4)
+        handed += chunk
+    assert sorted(handed) == list(range(start))
+
+
+def test_a_worker_keeps_to_its_group_and_small_groups_go_whole() -> None:
+    groups = [list(range(60)), list(range(60, 63)), list(range(63, 66))]
+    todo = _Schedule(groups, 2, 8)
+    group, chunk = todo.take(-1)
+    assert chunk == list(range(8))  # the largest group first
+    again, more = todo.take(group)
+    assert again == group
+    assert more == list(range(8, 8 + len(more)))  # more of the same group
+    assert len(more) >= 4
+    other = _Schedule([list(range(3)), list(range(3, 6)), list(range(6, 100))], 2, 8)
+    other.take(-1)
+    assert other.take(-1)[1] == [0, 1, 2, 3, 4, 5]  # two small groups, whole, in one chunk
+
+
+def test_verdicts_from_workers_are_the_verdicts_of_one_process() -> None:
+    flow = load_flow(EXAMPLES / "order_processing.py")
+    workflow = flow.pick(None)
+    base = build_baseline(Target(workflow, workflow.examples[0], db=flow.database))
+    plans = [[f] for f in base.singles]
+    plans += random_plans(base, 150, 3, random.Random(3), set())
+    alone = [evaluate(base, plan) for plan in plans]
+    base._memo = None  # a campaign of its own
+    done: list[int] = []
+    spread = evaluate_all(base, plans, 2, done.append)
+    assert sum(done) == len(plans)
+    assert spread == alone
+    # Runs that ended alike share their verdict: the workers sent it once.
+    assert len({id(v) for v in spread}) < len(plans)
+
+
+def test_random_plans_leave_out_the_plans_already_chosen_and_repeat_none() -> None:
+    flow = load_flow(EXAMPLES / "order_processing.py")
+    workflow = flow.pick(None)
+    base = build_baseline(Target(workflow, workflow.examples[0], db=flow.database))
+    chosen = [[f] for f in base.singles[::2]]
+    seen = {plan_token(p) for p in chosen}
+    before = set(seen)
+    plans = random_plans(base, 5_000, 3, random.Random(0), seen)
+    tokens = [plan_token(p) for p in plans]
+    assert seen == before  # read, not changed
+    assert len(set(tokens)) == len(tokens)
+    assert not seen & set(tokens)
+    # Every other single is still drawn once the space is used up.
+    assert {plan_token([f]) for f in base.singles[1::2]} <= set(tokens)
