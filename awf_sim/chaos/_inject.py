@@ -223,12 +223,17 @@ class FaultHooks(Hooks):
 
     # -- the Hooks protocol --------------------------------------------------------------
     def lifetime_start(self, sim: HookView, iid: str, kind: str) -> list[Control]:
-        self.sim = sim
-        self.iid = iid
         self._calls = []
         self.lifetimes.append((kind, self._calls))
         self._occ = {}
         self._ref_occ = {}
+        return self._begin(sim, iid, kind)
+
+    def _begin(self, sim: HookView, iid: str, kind: str) -> list[Control]:
+        """A lifetime starts: call counts start over, and a replay fault that the lifetime
+        before armed takes effect now."""
+        self.sim = sim
+        self.iid = iid
         if self._indexed:
             self._counts = [0] * len(self._indexed)
             self._targets = [None] * len(self._indexed)
@@ -251,6 +256,10 @@ class FaultHooks(Hooks):
             occ = self._occ.get(ref.path, 0) + 1
             self._occ[ref.path] = occ
             self._ref_occ[(ref.name, ref.count)] = occ
+        self._count(ref)
+
+    def _count(self, ref: StepRef) -> None:
+        """Count a call for the faults that target the n-th call of a step."""
         for a in self._indexed:
             if a.counts == ref.kind and _matches(a, ref):
                 n = self._counts[a.slot] + 1
@@ -267,13 +276,9 @@ class FaultHooks(Hooks):
         return None
 
     def before_attempt(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
-        action: Action | None = None
-        for a in self._before_attempt:
-            if not a.fired and a.attempt == attempt and self._match(a, ref):
-                self._fire(a, ref, attempt)
-                self.injected.add((ref.name, attempt))
-                action = _attempt_action(a.kind)
-                break
+        action = self._attempt_fault(ref, attempt)
+        if action is not None:
+            self.injected.add((ref.name, attempt))
         if action is None or isinstance(action, ForceTimeout):
             # tuple.__new__: a NamedTuple's own constructor costs a Python call per run.
             self.log.append(
@@ -292,11 +297,23 @@ class FaultHooks(Hooks):
             )
         return action
 
+    def _attempt_fault(self, ref: StepRef, attempt: int) -> Action | None:
+        for a in self._before_attempt:
+            if not a.fired and a.attempt == attempt and self._match(a, ref):
+                self._fire(a, ref, attempt)
+                return _attempt_action(a.kind)
+        return None
+
     def after_effect(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
+        action = self._effect_fault(ref, attempt)
+        if action is not None:
+            self.injected.add((ref.name, attempt))
+        return action
+
+    def _effect_fault(self, ref: StepRef, attempt: int) -> Action | None:
         for a in self._after_effect:
             if not a.fired and a.attempt == attempt and self._match(a, ref):
                 self._fire(a, ref, attempt)
-                self.injected.add((ref.name, attempt))
                 return _crash(a.kind)
         return None
 
@@ -315,6 +332,9 @@ class FaultHooks(Hooks):
                 ),
             )
         )
+        return self._checkpoint_fault(ref, attempt)
+
+    def _checkpoint_fault(self, ref: StepRef, attempt: int) -> Action | None:
         for a in self._after_checkpoint:
             if a.fired or not self._match(a, ref):
                 continue
@@ -370,6 +390,9 @@ class FaultHooks(Hooks):
 
     def during_wait(self, iid: str, ref: StepRef) -> Action | None:
         self.waited.add((ref.name, ref.count))
+        return self._wait_fault(ref)
+
+    def _wait_fault(self, ref: StepRef) -> Action | None:
         for a in self._wait:
             if not a.fired and self._match(a, ref):
                 self._fire(a, ref, None)
@@ -417,65 +440,22 @@ class AnswerHooks(FaultHooks):
         a.fired = True
 
     def lifetime_start(self, sim: HookView, iid: str, kind: str) -> list[Control]:
-        self.sim = sim
-        self.iid = iid
-        if self._indexed:
-            self._counts = [0] * len(self._indexed)
-            self._targets = [None] * len(self._indexed)
-        controls: list[Control] = []
-        if kind == "recover":
-            for a in self._replay:
-                if a.pending:
-                    a.pending = False
-                    if a.sel is None:
-                        a.fired = True
-                    if a.kind == "clock-skew":
-                        controls.append(SkewClock(a.fault["ms"]))
-                    else:
-                        controls.append(Reseed(a.fault["seed"]))
-        return controls
+        return self._begin(sim, iid, kind)
 
     def step_call(self, iid: str, ref: StepRef) -> None:
-        for a in self._indexed:
-            if a.counts == ref.kind and _matches(a, ref):
-                n = self._counts[a.slot] + 1
-                self._counts[a.slot] = n
-                assert a.sel is not None
-                if n == a.sel.index:
-                    self._targets[a.slot] = ref
+        self._count(ref)
 
     def before_attempt(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
-        for a in self._before_attempt:
-            if not a.fired and a.attempt == attempt and self._match(a, ref):
-                a.fired = True
-                return _attempt_action(a.kind)
-        return None
+        return self._attempt_fault(ref, attempt)
 
     def after_effect(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
-        for a in self._after_effect:
-            if not a.fired and a.attempt == attempt and self._match(a, ref):
-                a.fired = True
-                return _crash(a.kind)
-        return None
+        return self._effect_fault(ref, attempt)
 
     def after_checkpoint(self, iid: str, ref: StepRef, attempt: int) -> Action | None:
-        for a in self._after_checkpoint:
-            if a.fired or not self._match(a, ref):
-                continue
-            if a.kind == "crash-after-checkpoint" and a.attempt != attempt:
-                continue
-            a.fired = True
-            if a.kind in REPLAY_KINDS:
-                a.pending = True
-            return _crash(a.kind)
-        return None
+        return self._checkpoint_fault(ref, attempt)
 
     def during_wait(self, iid: str, ref: StepRef) -> Action | None:
-        for a in self._wait:
-            if not a.fired and self._match(a, ref):
-                a.fired = True
-                return self._hibernate(self._wait_deadline.get((ref.name, ref.count)), a.kind)
-        return None
+        return self._wait_fault(ref)
 
 
 def _matches(a: _Armed, ref: StepRef) -> bool:
