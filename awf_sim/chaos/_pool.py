@@ -19,11 +19,12 @@ once: the plan it was running is named in a `ProcessDied`, never waited for (a
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import selectors
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -175,6 +176,21 @@ def _never() -> bool:
     return False
 
 
+@contextlib.contextmanager
+def _frozen() -> Iterator[None]:
+    """The process's objects out of the cyclic collector's reach for a while (`gc.freeze`).
+    Left alone when the process froze some itself (a server after loading): `gc.unfreeze`
+    can only release every frozen object, the caller's with ours."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def evaluate_all(
     base: Baseline,
     plans: Sequence[Sequence[Mapping[str, Any]]],
@@ -191,15 +207,12 @@ def evaluate_all(
         # campaign makes garbage at every run, and each full collection would walk every
         # object of the process (the modules, the flow, the baseline), some 50 ms each,
         # 16% of a 1,000-plan campaign of the order example.
-        gc.freeze()
-        try:
+        with _frozen():
             for plan in plans:
                 if stop():
                     break
                 verdicts.append(judge(base, plan)[0])
                 on_done(1)
-        finally:
-            gc.unfreeze()
         return verdicts + [None] * (len(plans) - len(verdicts))
     results: list[Verdict | None] = [None] * len(plans)
     if uses_trie(base):
@@ -219,8 +232,7 @@ def evaluate_all(
             # Python 3.12+ warns about forking with threads (a progress bar's): the workers
             # only run simulations and return verdicts, they take no lock of those threads.
             warnings.filterwarnings("ignore", ".*fork", DeprecationWarning)
-            gc.freeze()
-            try:
+            with _frozen():
                 running_now = ctx.RawArray("q", jobs)  # one shared page for all workers
                 for n in range(jobs):
                     mine, theirs = ctx.Pipe()
@@ -228,8 +240,6 @@ def evaluate_all(
                     proc.start()
                     theirs.close()
                     workers.append(_Worker(proc, mine, running_now, n))
-            finally:
-                gc.unfreeze()
         # One selector for the whole campaign (connection.wait makes one per call): a
         # worker's pipe says it finished a chunk, its sentinel that it died.
         with selectors.DefaultSelector() as ready:

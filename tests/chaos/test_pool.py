@@ -84,3 +84,27 @@ def test_random_plans_leave_out_the_plans_already_chosen_and_repeat_none() -> No
     assert not seen & set(tokens)
     # Every other single is still drawn once the space is used up.
     assert {plan_token([f]) for f in base.singles[1::2]} <= set(tokens)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_campaign_leaves_the_collector_as_it_found_it(jobs: int) -> None:
+    # A campaign keeps the process's objects out of the collector while it runs; a process
+    # that froze its own (a server after loading) must find them still frozen afterwards.
+    import gc
+
+    flow = load_flow(EXAMPLES / "payment.py")
+    workflow = flow.pick(None)
+    base = build_baseline(Target(workflow, workflow.examples[0], db=flow.database))
+    plans = [[f] for f in base.singles][:6]
+    assert gc.get_freeze_count() == 0
+    evaluate_all(base, plans, jobs, lambda n: None)
+    assert gc.get_freeze_count() == 0  # ours released
+    gc.freeze()
+    try:
+        theirs = gc.get_freeze_count()
+        assert theirs > 0
+        evaluate_all(base, plans, jobs, lambda n: None)
+        # Theirs kept (some may have been freed meanwhile; gc.unfreeze() would leave none).
+        assert gc.get_freeze_count() > theirs // 2
+    finally:
+        gc.unfreeze()
