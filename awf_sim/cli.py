@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from awf_sim.dsl._errors import AwfError
-from awf_sim.errors import FlowError
+from awf_sim.errors import FlowError, ProcessDied
 
 # chaos's caps; the same values as awf_sim.chaos._campaign's (a test pins them), repeated here
 # so that `awf-sim --help` does not import chaos.
@@ -165,14 +165,16 @@ def run(
     json_out: JsonOpt = False,
 ) -> None:
     """Run one instance to its end and print its timeline and output."""
+    from awf_sim._report import RunResult
     from awf_sim._runner import run_flow
+    from awf_sim.engine import run_supervised
     from awf_sim.flow import load_flow, parse_input  # the engine: not for `awf-sim --help`
 
-    try:
+    def run_it() -> RunResult:
         loaded = load_flow(flow)
         wf = loaded.pick(workflow)
         params = parse_input(wf, input, input_file)
-        result = run_flow(
+        return run_flow(
             loaded,
             wf,
             params,
@@ -184,6 +186,24 @@ def run(
             cpu_ms=cpu_ms,
             notice=lambda message: typer.echo(f"awf-sim: {message}", err=True),
         )
+
+    resume = (
+        f" Its checkpoints are in {store}: the same command resumes the instance from them."
+        if store
+        else ""
+    )
+    try:
+        # In a child process: a handler that ends the process it runs in (os._exit, a
+        # fatal signal) must not end this command with exit 0 and nothing said.
+        result = run_supervised(
+            run_it,
+            "the run",
+            goal="finished the instance",
+            advice="Nothing after its last checkpoint ran." + resume,
+        )
+    except ProcessDied as exc:
+        typer.echo(f"awf-sim: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
     except FlowError as exc:
         _fail_usage(str(exc))
         return

@@ -104,6 +104,7 @@ EXPORTS: dict[str, list[str]] = {
         "Store",
         "TimelineEntry",
         "World",
+        "run_supervised",
     ],
     "awf_sim.sdk": [
         "Database",

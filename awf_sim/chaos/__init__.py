@@ -39,8 +39,8 @@ from awf_sim.chaos._model import (
 from awf_sim.chaos._report import CHAOS_JSON_SCHEMA, CHAOS_JSON_VERSION, ChaosReport
 from awf_sim.chaos._run import run_plan
 from awf_sim.chaos._space import build_baseline
-from awf_sim.chaos._supervise import run_supervised
 from awf_sim.chaos._targets import verification_targets
+from awf_sim.engine import run_supervised
 
 __all__ = [
     "CHAOS_JSON_SCHEMA",

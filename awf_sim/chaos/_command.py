@@ -16,10 +16,10 @@ from awf_sim.chaos._crossproc import Replayers
 from awf_sim.chaos._faults import FaultPlanError, decode_token, parse_kinds
 from awf_sim.chaos._model import Target
 from awf_sim.chaos._report import ChaosReport, WorkflowChaos
-from awf_sim.chaos._supervise import run_supervised
 from awf_sim.chaos._targets import example_label, verification_targets
 from awf_sim.dsl._errors import AwfError
 from awf_sim.dsl._workflow import Workflow
+from awf_sim.engine import run_supervised
 from awf_sim.errors import ProcessDied
 from awf_sim.flow import FlowError, FlowFile, load_flow, parse_input
 

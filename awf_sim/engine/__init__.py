@@ -29,6 +29,7 @@ from awf_sim.engine._simulator import (
     StepInfo,
 )
 from awf_sim.engine._store import MemoryStore, SqliteStore, Store
+from awf_sim.engine._supervise import run_supervised
 from awf_sim.engine._timeline import TimelineEntry
 from awf_sim.engine._world import World
 from awf_sim.errors import NetworkAccessRefused
@@ -64,6 +65,7 @@ __all__ = [
     "Store",
     "TimelineEntry",
     "World",
+    "run_supervised",
 ]
 
 publish(__name__, __all__, globals())

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import inspect
 import json
 import math
@@ -55,38 +54,15 @@ from awf_sim.engine._fork_wire import (
     _Server,
     _write_all,
 )
+from awf_sim.engine._lifeline import die_with_parent, load_libc
 from awf_sim.engine._limits import Limits
 
 __all__ = ["IsolatedHandlerError", "IsolationError", "Limits", "run_isolated"]
 
 _HEADER = struct.Struct(">I")
-_READ_CHUNK = 1 << 20
-_BYTES_TAG = "__awf_bytes__"
-# Rebuilding an exception runs its class's __init__ with arguments the other side chose, so
-# only classes from these modules qualify, and only if already imported (never imported here).
-_SAFE_MODULES = ("builtins", "awf_sim", "httpx")
-_DB_METHODS = frozenset({"query", "query_one", "execute", "insert", "delete"})
-_AI_METHODS = frozenset({"generate", "embed", "chat"})
-# Recomputed by whichever side builds the message from its own content.
-_HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "content-encoding"})
 _CLONE_NEWNET = 0x40000000
 _CLONE_NEWUSER = 0x10000000
-_PR_SET_PDEATHSIG = 1
 _REAP_GRACE_SECONDS = 5.0
-
-
-_libc: Any = None
-
-
-def _load_libc() -> Any:
-    # Loaded in the parent, once, so that the child does not pay for dlopen.
-    global _libc
-    if _libc is None:
-        try:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        except OSError:
-            _libc = False
-    return _libc
 
 
 def _leave_network(libc: Any) -> None:
@@ -199,11 +175,7 @@ def _child(
     memory_frame = _HEADER.pack(len(memory_message)) + memory_message
     code = 0
     try:
-        if libc:
-            # Die with the parent thread instead of running on unsupervised.
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != parent_pid:
-                os._exit(1)
+        die_with_parent(libc, parent_pid)  # instead of running on unsupervised
         _leave_network(libc)
         _refuse_python_network()
         _apply_limits(limits)
@@ -339,7 +311,7 @@ def run_isolated(
             "Run without isolation='process'.",
         )
     snapshot = _snapshot(ctx)
-    libc = _load_libc()
+    libc = load_libc()
     to_parent_r, to_parent_w = os.pipe()
     try:
         to_child_r, to_child_w = os.pipe()

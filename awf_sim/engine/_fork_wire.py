@@ -47,10 +47,6 @@ _DB_METHODS = frozenset({"query", "query_one", "execute", "insert", "delete"})
 _AI_METHODS = frozenset({"generate", "embed", "chat"})
 # Recomputed by whichever side builds the message from its own content.
 _HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "content-encoding"})
-_CLONE_NEWNET = 0x40000000
-_CLONE_NEWUSER = 0x10000000
-_PR_SET_PDEATHSIG = 1
-_REAP_GRACE_SECONDS = 5.0
 
 
 def _pack(value: Any) -> Any:

@@ -6,6 +6,10 @@ therefore run user code in a forked child that sends its result back over a pipe
 judges. A child that dies before it has sent a result is a failure (`ProcessDied`), never a
 success: exit 0 means "verified", nothing else.
 
+The child dies with the parent (`_lifeline`), and a parent interrupted while it waits (Ctrl-C,
+an error) kills the child before it goes: no child runs on unseen, still writing the store a
+later run opens.
+
 Output the child writes to a real file descriptor (a terminal, a file) goes there directly,
 so progress bars and colours keep working; output to an in-memory stream (a test's captured
 stdout) is collected in the child and written by the parent.
@@ -13,6 +17,7 @@ stdout) is collected in the child and written by the parent.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
@@ -21,6 +26,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from awf_sim.engine._lifeline import die_with_parent, load_libc
 from awf_sim.errors import ProcessDied
 
 __all__ = ["run_supervised"]
@@ -45,15 +51,27 @@ def _how_it_died(status: int) -> str:
             name = f"signal {sig}"
         return f"was killed by {name}"
     if os.WIFEXITED(status):
-        return f"exited with status {os.WEXITSTATUS(status)} (os._exit or a fatal error)"
+        return f"exited with status {os.WEXITSTATUS(status)}: os._exit or a fatal error"
     return f"ended with wait status {status}"
 
 
-def run_supervised(fn: Callable[[], T], what: str) -> T:
+_CANNOT_VERIFY = (
+    "A handler or workflow that calls os._exit() or crashes the interpreter cannot be verified."
+)
+
+
+def run_supervised(
+    fn: Callable[[], T],
+    what: str,
+    *,
+    goal: str = "reached a verdict",
+    advice: str = _CANNOT_VERIFY,
+) -> T:
     """`fn()` in a forked child; its return value (or exception) comes back pickled.
 
-    Raises `ProcessDied` naming `what` when the child ends without a result. Where fork is
-    not available, `fn()` runs in this process.
+    Raises `ProcessDied` when the child ends without a result: "<what>: the code under test
+    ended the process that ran it (<how it ended>) before it <goal>. <advice>". Where fork
+    is not available, `fn()` runs in this process.
     """
     if not hasattr(os, "fork"):
         return fn()
@@ -62,11 +80,14 @@ def run_supervised(fn: Callable[[], T], what: str) -> T:
             stream.flush()
         except (AttributeError, OSError, ValueError):
             pass
+    libc = load_libc()
+    parent_pid = os.getpid()
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller's code
         status = 70
         try:
+            die_with_parent(libc, parent_pid)
             os.close(read_end)
             captured: dict[str, io.StringIO] = {}
             if not _has_fd(sys.stdout):
@@ -87,7 +108,9 @@ def run_supervised(fn: Callable[[], T], what: str) -> T:
                 error = RuntimeError(f"{what}: its result could not be sent back: {exc}")
                 data = pickle.dumps((("raise", error), texts))
             with os.fdopen(write_end, "wb") as pipe:
-                pipe.write(data)
+                # Its length first: a result cut short by the child's death is told apart
+                # from a whole one that cannot be rebuilt here.
+                pipe.write(len(data).to_bytes(8, "big") + data)
             for stream in (sys.__stdout__, sys.__stderr__):
                 if stream is not None:
                     stream.flush()
@@ -95,17 +118,25 @@ def run_supervised(fn: Callable[[], T], what: str) -> T:
         finally:
             os._exit(status)
     os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
     try:
-        outcome, texts = pickle.loads(data)
-    except Exception:  # nothing, or a partial result: the child died
+        with os.fdopen(read_end, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+    except BaseException:  # interrupted (Ctrl-C): the child goes first, not on its own
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        raise
+    if len(data) < 8 or len(data) - 8 != int.from_bytes(data[:8], "big"):
+        # Nothing, or a partial result: the child died before it sent all of it.
         raise ProcessDied(
-            f"the code under test ended the process that checked it: {what} "
-            f"{_how_it_died(status)} before it reached a verdict. A handler or workflow that "
-            "calls os._exit() or crashes the interpreter cannot be verified."
-        ) from None
+            f"{what}: the code under test ended the process that ran it (it "
+            f"{_how_it_died(status)}) before it {goal}. {advice}"
+        )
+    try:
+        outcome, texts = pickle.loads(data[8:])
+    except Exception as exc:  # sent whole, but not to be rebuilt here (a class of its own)
+        raise ProcessDied(f"{what}: its result could not be read back: {exc!r}") from None
     if texts.get("out"):
         sys.stdout.write(texts["out"])
     if texts.get("err"):
