@@ -1,6 +1,7 @@
 """`awf-sim replay FLOW.py HISTORY.json`: print a replay report (see awf_sim.replay).
 
-Exit codes: 0 the replay is faithful, 1 the code diverges from the history, 2 bad input (a flow
+Exit codes: 0 the replay is faithful, 1 the code diverges from the history (or ended the
+process that replayed it: the replay runs in a supervised child), 2 bad input (a flow
 that does not load, a history that is not JSON, of another version or of another workflow).
 """
 
@@ -12,7 +13,8 @@ import sys
 import typer
 
 from awf_sim.dsl._errors import AwfError
-from awf_sim.errors import HistoryError
+from awf_sim.engine import run_supervised
+from awf_sim.errors import HistoryError, ProcessDied
 from awf_sim.flow import FlowError, load_flow
 from awf_sim.replay import ReplayReport, load_history, replay
 
@@ -40,19 +42,28 @@ def print_report(report: ReplayReport) -> None:
         typer.echo(f"  {divergence}")
 
 
+def _replay(flow: str, history_path: str) -> ReplayReport:
+    loaded = load_flow(flow)
+    history = load_history(history_path)
+    workflow = loaded.workflows.get(history.workflow)
+    if workflow is None:
+        known = ", ".join(loaded.workflows) or "none"
+        raise HistoryError(
+            f"{history_path}: the history is of workflow {history.workflow!r}; "
+            f"{flow} defines: {known}"
+        )
+    ai = loaded.ai if hasattr(loaded.ai, "generate") else None
+    return replay(workflow, history, db=loaded.database, http=loaded.http, ai=ai)
+
+
 def replay_command(flow: str, history_path: str, *, json_out: bool = False) -> int:
     try:
-        loaded = load_flow(flow)
-        history = load_history(history_path)
-        workflow = loaded.workflows.get(history.workflow)
-        if workflow is None:
-            known = ", ".join(loaded.workflows) or "none"
-            raise HistoryError(
-                f"{history_path}: the history is of workflow {history.workflow!r}; "
-                f"{flow} defines: {known}"
-            )
-        ai = loaded.ai if hasattr(loaded.ai, "generate") else None
-        report = replay(workflow, history, db=loaded.database, http=loaded.http, ai=ai)
+        # In a child process: code that ends the process it runs in (os._exit, a fatal
+        # signal) must not make this command exit 0, which says "faithful".
+        report = run_supervised(lambda: _replay(flow, history_path), "the replay")
+    except ProcessDied as exc:
+        typer.echo(f"awf-sim: {exc}", err=True)
+        return EXIT_FAILED
     except (FlowError, HistoryError, AwfError) as exc:
         typer.echo(f"awf-sim: {exc}", err=True)
         return EXIT_USAGE

@@ -214,3 +214,15 @@ def test_replay_api_refuses_another_workflow(tmp_path: Path) -> None:
         other = History.from_json({**history.to_json(), "workflow": "x"})
         with pytest.raises(HistoryError, match="not 'replay-order'"):
             replay(workflow, other)
+
+
+def test_code_that_ends_the_process_is_never_a_faithful_replay(
+    tmp_path: Path, recorded: str
+) -> None:
+    # The replay reaches code that ends its process: exit 0 would say "faithful".
+    ends = write_flow(tmp_path, "v2.py", extra="import os; os._exit(0)")
+    result = replay_cli(ends, recorded, "--json")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert "ended the process" in result.stderr
+    assert "status 0: os._exit" in result.stderr
