@@ -20,6 +20,9 @@ from awf_sim.errors import FlowError, ProcessDied
 # so that `awf-sim --help` does not import chaos.
 DEFAULT_MAX_RUNS = 1000
 DEFAULT_MAX_STEPS = 500_000
+# The CPU budget of `run` and `chaos` (--cpu-ms): the engine's DEFAULT_CPU_MS, Cloudflare's
+# default limit (a test pins them equal).
+DEFAULT_CPU_MS = 30_000
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # A flag takes no value: show none (typer would show "<bool>").
 _FLAG = " "
@@ -152,7 +155,7 @@ def run(
             help="CPU time a handler or the workflow body may run without yielding before "
             "it fails (Cloudflare's default limit: 30000).",
         ),
-    ] = 30_000,
+    ] = DEFAULT_CPU_MS,
     isolation: Annotated[
         str | None,
         typer.Option(
@@ -392,6 +395,16 @@ def chaos(
             help="Stop injecting after S seconds of wall time per input; exit 1 if cut short.",
         ),
     ] = None,
+    cpu_ms: Annotated[
+        int,
+        typer.Option(
+            "--cpu-ms",
+            metavar="MS",
+            min=1,
+            help="CPU time a handler or the workflow body may run without yielding before "
+            "it fails, in every run (Cloudflare's default limit: 30000).",
+        ),
+    ] = DEFAULT_CPU_MS,
 ) -> None:
     """Run a workflow under every crash, retry, timeout and event fault; check durability."""
     from awf_sim.chaos._command import chaos_command
@@ -413,6 +426,7 @@ def chaos(
             max_runs=max_runs,
             max_steps=max_steps,
             max_seconds=max_seconds,
+            cpu_ms=cpu_ms,
         )
     )
 

@@ -19,6 +19,8 @@ from awf_sim.chaos._faults import normalize_plan, plan_token
 from awf_sim.chaos._invariants import check_run
 from awf_sim.chaos._memo import evaluate
 from awf_sim.chaos._model import (
+    BODY_RUNAWAY,
+    CPU_LIMIT,
     Baseline,
     CampaignResult,
     Finding,
@@ -29,11 +31,11 @@ from awf_sim.chaos._model import (
     Violation,
 )
 from awf_sim.chaos._pool import evaluate_all
-from awf_sim.chaos._run import run_plan, waits_of
+from awf_sim.chaos._run import cpu_stopped, ran_away, run_plan, waits_of
 from awf_sim.chaos._shrink import shrink
 from awf_sim.chaos._space import build_baseline, random_plans
 
-__all__ = ["DEFAULT_MAX_RUNS", "DEFAULT_MAX_STEPS", "Caps", "run_campaign"]
+__all__ = ["DEFAULT_MAX_RUNS", "DEFAULT_MAX_STEPS", "Caps", "run_campaign", "runaway_baseline"]
 
 # Chaos's work is runs x steps per run: the singles alone are (fault points x kinds), so an
 # uncapped campaign grows with the square of a workflow's length. These caps keep it linear.
@@ -190,6 +192,52 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
     return kept
 
 
+def _what_ran_away(what: str) -> str:
+    return what if what == BODY_RUNAWAY else f"the handler of {what}"
+
+
+def runaway_baseline(base: Baseline, label: str | None = None) -> str | None:
+    """One line saying that the fault-free run failed because code ran past the CPU budget,
+    naming the step and the fix; None when it did not (or its example expects that error).
+    No fault-injected run can say anything then, and each would pay the budget again."""
+    obs = base.obs
+    if not ran_away(base.target, obs):
+        return None
+    stopped = cpu_stopped(obs)
+    what = _what_ran_away(stopped[-1]) if stopped else "the workflow"
+    return (
+        f"the fault-free run of {label or base.workflow.name} failed: {what} ran past the CPU "
+        f"budget of {base.target.cpu_ms} ms ({CPU_LIMIT}: an endless loop?), so no fault can "
+        "be judged against it; fix the loop, or, if it needs more CPU, raise the budget with "
+        "--cpu-ms MS"
+    )
+
+
+def _runaway_result(target: Target, base: Baseline, seed: int, max_faults: int) -> CampaignResult:
+    """The campaign of a fault-free run that ran away: that run's `baseline-outcome` finding,
+    and no fault-injected run."""
+    checked, violations = check_run(base, base.obs)
+    findings = [
+        Finding(v, [], plan_token([]), [], 1, base.obs)
+        for v in violations
+        if v.invariant == "baseline-outcome"
+    ]
+    return CampaignResult(
+        target=target,
+        baseline=base,
+        runs=0,
+        exhaustive=0,
+        random=0,
+        checked=Counter(checked),
+        violating=Counter({v.invariant for v in violations}),
+        coverage=Counter(),
+        findings=findings,
+        seed=seed,
+        max_faults=max_faults,
+        cpu_stopped=Counter(cpu_stopped(base.obs)),
+    )
+
+
 def run_campaign(
     target: Target,
     *,
@@ -220,6 +268,15 @@ def run_campaign(
     started = time.monotonic()
     base = build_baseline(target, kinds, max_faults)
     tick("baseline", 1, 1)
+    if runaway_baseline(base) is not None:
+        return _runaway_result(target, base, seed, max_faults)
+    base_cpu = cpu_stopped(base.obs)
+    if base_cpu:
+        caps.note(
+            f"in the fault-free run, {_what_ran_away(base_cpu[0])} ran past the CPU budget of "
+            f"{target.cpu_ms} ms and was stopped ({CPU_LIMIT}, retried per its config); each "
+            "run that reaches it pays that CPU again: --cpu-ms MS lowers the budget"
+        )
     checked: Counter[str] = Counter()
     violating: Counter[str] = Counter()
     coverage: Counter[tuple[str, str]] = Counter()
@@ -231,7 +288,7 @@ def run_campaign(
         cross = CrossProcess(target, base, flow_path, replayers)  # runs while the plans do
     checked.update(base_checked)
     results: list[tuple[Plan, Verdict]] = [
-        ([], Verdict(base_checked, base_violations, [], waits_of(base.obs)))
+        ([], Verdict(base_checked, base_violations, [], waits_of(base.obs), base_cpu))
     ]
     if replay is not None:
         plans = [normalize_plan(replay)]
@@ -284,10 +341,13 @@ def run_campaign(
         checked.update(verdict.checked)
         coverage.update(verdict.pairs)
     wait_timeouts: Counter[str] = Counter()
+    stopped: Counter[str] = Counter()
     for _plan, verdict in results:
         violating.update({v.invariant for v in verdict.violations})
         for name, timed_out in verdict.waits:
             wait_timeouts[name] += int(timed_out)
+        if verdict.cpu:
+            stopped.update(verdict.cpu)
     groups = _group(results)
     ordered = sorted(groups.items(), key=lambda kv: FINDING_ORDER.index(kv[0][0]))
     per_invariant: Counter[str] = Counter()
@@ -326,4 +386,5 @@ def run_campaign(
         max_faults=max_faults,
         replay=plan_token(plans[0]) if replay is not None else None,
         wait_timeouts=wait_timeouts,
+        cpu_stopped=stopped,
     )

@@ -1,6 +1,7 @@
 """The body of `awf-sim chaos` (the CLI only parses arguments and calls `chaos_command`).
 
-Exit codes: 0 no invariant broken, 1 violations found, 2 bad usage or input.
+Exit codes: 0 no invariant broken, 1 violations found (or a fault-free run that ran past the
+CPU budget: one line, no report), 2 bad usage or input.
 The report goes to stdout (rich, or one JSON object with --json); progress and errors to stderr.
 """
 
@@ -9,9 +10,16 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
-from awf_sim.chaos._campaign import DEFAULT_MAX_RUNS, DEFAULT_MAX_STEPS, Caps, run_campaign
+from awf_sim.chaos._campaign import (
+    DEFAULT_MAX_RUNS,
+    DEFAULT_MAX_STEPS,
+    Caps,
+    run_campaign,
+    runaway_baseline,
+)
 from awf_sim.chaos._crossproc import Replayers
 from awf_sim.chaos._faults import FaultPlanError, decode_token, parse_kinds
 from awf_sim.chaos._model import Target
@@ -20,6 +28,7 @@ from awf_sim.chaos._targets import example_label, verification_targets
 from awf_sim.dsl._errors import AwfError
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import run_supervised
+from awf_sim.engine._simulator import DEFAULT_CPU_MS
 from awf_sim.errors import ProcessDied
 from awf_sim.flow import FlowError, FlowFile, load_flow, parse_input
 
@@ -108,6 +117,7 @@ def chaos_command(
     max_runs: int = DEFAULT_MAX_RUNS,
     max_steps: int = DEFAULT_MAX_STEPS,
     max_seconds: float | None = None,
+    cpu_ms: int = DEFAULT_CPU_MS,
 ) -> int:
     """Run chaos on a flow file and print the report; returns the exit code.
 
@@ -129,6 +139,7 @@ def chaos_command(
                 replay,
                 jobs,
                 Caps(max_runs, max_steps, max_seconds, _say),
+                cpu_ms,
             ),
             "awf-sim chaos",
         )
@@ -151,8 +162,11 @@ def _chaos(
     replay: str | None,
     jobs: int,
     caps: Caps,
+    cpu_ms: int,
 ) -> int:
     try:
+        if cpu_ms < 1:
+            raise _Usage(f"--cpu-ms must be 1 or more, got {cpu_ms}")
         for name, value in (("--max-runs", caps.max_runs), ("--max-steps", caps.max_steps)):
             if value < 1:
                 raise _Usage(f"{name} must be 1 or more, got {value}")
@@ -183,12 +197,12 @@ def _chaos(
             if not hasattr(world.ai, "generate"):
                 world = world.replace(ai=None)
             targets: list[tuple[Target, str, list[str]]] = [
-                (Target.of(w, params, world.replace(seed=seed)), "given input", [])
+                (Target.of(w, params, world.replace(seed=seed), cpu_ms=cpu_ms), "given input", [])
             ]
         else:
             # What push verifies: every example of every workflow (or the named subset).
             targets = [
-                (t, example_label(t.workflow, n), _example_args(t, n))
+                (replace(t, cpu_ms=cpu_ms), example_label(t.workflow, n), _example_args(t, n))
                 for t, n in verification_targets(
                     loaded, workflows=chosen, examples=examples, seed=seed
                 )
@@ -208,6 +222,8 @@ def _chaos(
         replay_args += ["--input-file", input_file]
     if seed:
         replay_args += ["--seed", str(seed)]
+    if cpu_ms != DEFAULT_CPU_MS:  # a handler may need more CPU than a smaller budget allows
+        replay_args += ["--cpu-ms", str(cpu_ms)]
     bar = _ProgressBar()
     results = []
     replayers = Replayers()  # one set of cross-process replayers for every input
@@ -228,6 +244,12 @@ def _chaos(
                 caps=caps,
                 replayers=replayers,
             )
+            runaway = runaway_baseline(result.baseline, bar.workflow)
+            if runaway is not None:
+                # A fault-free run that fails is `baseline-outcome` (exit 1); this one stopped
+                # the campaign (each run would pay the budget again): no report, one line.
+                print(f"awf-sim: {runaway}", file=sys.stderr)
+                return EXIT_VIOLATIONS
             results.append(WorkflowChaos(result, example_args + replay_args, label))
     except ProcessDied as exc:  # a worker of --jobs N: a failure, as for the run's own process
         print(f"awf-sim: {exc}", file=sys.stderr)

@@ -65,7 +65,7 @@ def _record(target: Target, base: Baseline, path: str) -> list[tuple[str, str, s
     """Run the target fault-free into the SQLite store at `path`; the final lifetime's calls."""
     schedule, _late = _schedule(target.workflow.events, [], {})
     hooks = FaultHooks()
-    sim = Simulator(world=base.world, hooks=hooks, store=path)
+    sim = Simulator(world=base.world, hooks=hooks, store=path, cpu_ms=target.cpu_ms)
     try:
         inst = sim.create(target.workflow, target.params, id=target.iid)
         for at, _index, _copy, ev, _fault in schedule:
@@ -254,6 +254,7 @@ class CrossProcess:
                 "store": own,
                 "iid": target.iid,
                 "seed": target.seed,
+                "cpu_ms": target.cpu_ms,
             }
             self._asked.append((hash_seed, self._replayers.ask(hash_seed, request)))
 
@@ -427,7 +428,10 @@ def _child(request: dict[str, Any], reads: dict[str, int]) -> dict[str, Any]:
     finally:
         store.close()
     hooks = FaultHooks()
-    sim = Simulator(world=target.world, hooks=hooks, store=request["store"])
+    # The budget of the campaign: a replay whose workflow body runs away ends as it did here.
+    sim = Simulator(
+        world=target.world, hooks=hooks, store=request["store"], cpu_ms=request["cpu_ms"]
+    )
     try:
         (inst,) = sim.recover()
         sim.run_until_done(inst, max_ms=400 * 86_400_000)

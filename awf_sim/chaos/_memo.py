@@ -198,6 +198,7 @@ def _copy(v: Verdict) -> Verdict:
         [dataclasses.replace(x, difference=list(x.difference)) for x in v.violations],
         list(v.pairs),
         list(v.waits),
+        list(v.cpu),
     )
 
 
@@ -218,7 +219,7 @@ def _real(
     watch = watch_types()
     seen = watch.__enter__()
     rec = Recorder(hooks, seen, trie, slot)
-    sim = Simulator(world=world, hooks=rec)
+    sim = Simulator(world=world, hooks=rec, cpu_ms=target.cpu_ms)
     rec.sim = sim
     try:
         if saved is None:

@@ -18,8 +18,11 @@ from awf_sim.dsl._config import PROFILES, ResolvedConfig, merge_config
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import TimelineEntry, World
+from awf_sim.engine._simulator import DEFAULT_CPU_MS
 
 __all__ = [
+    "BODY_RUNAWAY",
+    "CPU_LIMIT",
     "Baseline",
     "CampaignResult",
     "Fault",
@@ -53,6 +56,11 @@ class Fault(TypedDict, total=False):
     seed: int  # reseed
 
 
+# The error an attempt or the workflow body gets past its CPU budget (Target.cpu_ms), and the
+# name chaos reports a runaway workflow body under (a runaway handler: its step's path).
+CPU_LIMIT = "CpuLimitExceeded"
+BODY_RUNAWAY = "the workflow body"
+
 Plan = list[Fault]  # faults in canonical order (earlier fault points first)
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -74,7 +82,13 @@ class HandlerRun(NamedTuple):
 
 @dataclass
 class Target:
-    """What chaos runs: one workflow, its params, and the world its handlers see."""
+    """What chaos runs: one workflow, its params, and the world its handlers see.
+
+    `cpu_ms`: the CPU time a handler attempt (or the workflow body between two awaits) may
+    run without giving control back, in every run chaos makes, before it fails as
+    `CpuLimitExceeded` (retried per the step's config), as `Simulator(cpu_ms=...)`: a runaway
+    handler costs each run that reaches it this much CPU (Cloudflare's default, 30 s; None:
+    unbounded)."""
 
     workflow: Workflow
     params: Any = None
@@ -85,6 +99,15 @@ class Target:
     seed: int = 0
     profile: str = "production"
     instance_id: str | None = None
+    cpu_ms: int | None = DEFAULT_CPU_MS
+
+    def __post_init__(self) -> None:
+        cpu = self.cpu_ms
+        if cpu is not None and (isinstance(cpu, bool) or not isinstance(cpu, int) or cpu < 1):
+            raise DefinitionError(
+                f"Target.cpu_ms must be a positive whole number of milliseconds or None, "
+                f"got {cpu!r}"
+            )
 
     @property
     def iid(self) -> str:
@@ -97,11 +120,18 @@ class Target:
 
     @classmethod
     def of(
-        cls, workflow: Workflow, params: Any, world: World, instance_id: str | None = None
+        cls,
+        workflow: Workflow,
+        params: Any,
+        world: World,
+        instance_id: str | None = None,
+        cpu_ms: int | None = DEFAULT_CPU_MS,
     ) -> Target:
         """A target for `workflow` in `world`."""
         w = world
-        return cls(workflow, params, w.db, w.env, w.ai, w.http, w.seed, w.profile, instance_id)
+        return cls(
+            workflow, params, w.db, w.env, w.ai, w.http, w.seed, w.profile, instance_id, cpu_ms
+        )
 
 
 @dataclass(eq=False)
@@ -321,6 +351,9 @@ class Verdict:
     # Event waits the run reached: (wait name, whether it timed out), for the coverage of
     # each wait_for's timeout branch.
     waits: list[tuple[str, bool]] = field(default_factory=list)
+    # What the CPU budget (Target.cpu_ms) stopped in the run: step paths whose attempt it
+    # ended as CpuLimitExceeded, and BODY_RUNAWAY for the workflow body (see `cpu_stopped`).
+    cpu: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -354,6 +387,9 @@ class CampaignResult:
     replay: str | None = None  # the token, for a --replay run
     # Each event wait reached in any run -> runs in which it timed out (its timeout branch).
     wait_timeouts: Counter[str] = field(default_factory=Counter)
+    # What the CPU budget stopped (a step path, or BODY_RUNAWAY) -> runs in which it did,
+    # the fault-free run included.
+    cpu_stopped: Counter[str] = field(default_factory=Counter)
 
     @property
     def clean(self) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 from awf_sim._report import format_at, timeline_table
 from awf_sim.chaos._faults import KINDS, REPLAY_KINDS, describe_fault
 from awf_sim.chaos._invariants import INVARIANTS
-from awf_sim.chaos._model import CampaignResult, Finding, Observation
+from awf_sim.chaos._model import BODY_RUNAWAY, CampaignResult, Finding, Observation
 from awf_sim.chaos._schema import CHAOS_JSON_SCHEMA, CHAOS_JSON_VERSION
 from awf_sim.dsl._example import expected_outcome
 from awf_sim.engine import TimelineEntry
@@ -246,6 +246,10 @@ class ChaosReport:
                     "violations": [self._finding_json(w, f) for f in r.findings],
                 }
             )
+            if r.cpu_stopped:  # only then: a report without a runaway keeps its old shape
+                out["workflows"][-1]["cpu_stopped"] = [
+                    {"what": what, "runs": n} for what, n in r.cpu_stopped.items()
+                ]
         return out
 
     def to_json_text(self) -> str:
@@ -320,6 +324,7 @@ class ChaosReport:
                 Text(str(bad), style="bold red" if bad else "green"),
             )
         yield table
+        yield from _render_cpu(r)
         if r.replay is None:
             yield from self._render_coverage(r)
         for i, f in enumerate(r.findings, start=1):
@@ -449,6 +454,29 @@ class ChaosReport:
         command = replay_command(self.flow, w.result.target.workflow.name, f.token, w.replay_args)
         # One line whatever the width, so that it can be copied as it is.
         yield Text.assemble(("  replay: ", "bold"), command, no_wrap=True, overflow="ignore")
+
+
+def _render_cpu(r: CampaignResult) -> Iterator[Any]:
+    """What the CPU budget stopped: a runaway is a bug even when a retry gets past it."""
+    from rich.text import Text
+
+    runs = r.runs + 1  # the fault-free run too
+    for what, n in r.cpu_stopped.items():
+        if what == BODY_RUNAWAY:
+            did = (
+                f"the workflow body ran past {r.target.cpu_ms} ms of CPU without awaiting; "
+                "the instance ended errored with CpuLimitExceeded"
+            )
+        else:
+            did = (
+                f"an attempt of {what} ran past {r.target.cpu_ms} ms of CPU; it was stopped "
+                "as CpuLimitExceeded and retried per the step's config"
+            )
+        yield Text(
+            f"CPU budget: in {n} of {runs} runs {did}, as Cloudflare stops an invocation "
+            "over its CPU limit (an endless loop?); --cpu-ms MS sets the budget",
+            style="yellow",
+        )
 
 
 def _with_stack(

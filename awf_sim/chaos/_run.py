@@ -18,6 +18,8 @@ from awf_sim.chaos._faults import EVENT_KINDS, HOLD_OFFSET_MS, normalize_plan
 from awf_sim.chaos._inject import FaultHooks
 from awf_sim.chaos._invariants import check_run
 from awf_sim.chaos._model import (
+    BODY_RUNAWAY,
+    CPU_LIMIT,
     Baseline,
     LateEvent,
     Observation,
@@ -27,12 +29,22 @@ from awf_sim.chaos._model import (
     Violation,
 )
 from awf_sim.chaos._record import Recorder
+from awf_sim.dsl._example import expected_outcome
 from awf_sim.dsl._values import watch_types
 from awf_sim.engine import Instance, Simulator, World
 from awf_sim.engine._calls import TERMINAL
 from awf_sim.engine._resume import database_image
 
-__all__ = ["execute", "finish", "run_on", "run_plan", "verdict_of"]
+__all__ = [
+    "cpu_stopped",
+    "execute",
+    "finish",
+    "ran_away",
+    "run_on",
+    "run_plan",
+    "verdict_of",
+    "waits_of",
+]
 
 _MAX_IMAGES = 64  # database images whose digest a campaign keeps
 
@@ -109,9 +121,9 @@ def execute(
     seen = watch.__enter__()
     rec = Recorder(hooks, seen)
     if epoch is None:
-        sim = Simulator(world=world, hooks=rec)
+        sim = Simulator(world=world, hooks=rec, cpu_ms=target.cpu_ms)
     else:
-        sim = Simulator(world=world, hooks=rec, epoch=epoch)
+        sim = Simulator(world=world, hooks=rec, epoch=epoch, cpu_ms=target.cpu_ms)
     try:
         inst = sim.create(target.workflow, target.params, id=target.iid)
 
@@ -258,18 +270,53 @@ def verdict_of(base: Baseline, obs: Observation) -> Verdict:
     """What one run found, as `evaluate` returns it."""
     checked, violations = check_run(base, obs)
     pairs = [(base.label_of(f), f.kind) for f in obs.fired]
-    return Verdict(checked, violations, pairs, waits_of(obs))
+    return Verdict(checked, violations, pairs, *_waits_and_cpu(obs))
 
 
 def waits_of(obs: Observation) -> list[tuple[str, bool]]:
     """The event waits a run reached, each with whether it timed out."""
-    out: dict[str, bool] = {}
+    return _waits_and_cpu(obs)[0]
+
+
+def cpu_stopped(obs: Observation) -> list[str]:
+    """What the CPU budget stopped in a run, in order, each once: the path of each step an
+    attempt of which ran past it, and BODY_RUNAWAY for the workflow body."""
+    return _waits_and_cpu(obs)[1]
+
+
+def ran_away(target: Target, obs: Observation) -> bool:
+    """Whether a fault-free run failed because code ran past the CPU budget, which its example
+    does not expect: no fault can be judged against that run."""
+    return (
+        obs.status == "errored"
+        and (obs.error or {}).get("name") == CPU_LIMIT
+        and expected_outcome(target.params) != ("errored", CPU_LIMIT)
+    )
+
+
+def _waits_and_cpu(obs: Observation) -> tuple[list[tuple[str, bool]], list[str]]:
+    # One pass over the timeline for both: this runs once per distinct run of a campaign.
+    waits: dict[str, bool] = {}
+    cpu: list[str] = []
     for e in obs.timeline:
-        if e["kind"] == "wait-start":
-            out.setdefault(e["name"] or "", False)
-        elif e["kind"] == "wait-end" and e.get("timed_out"):
-            out[e["name"] or ""] = True
-    return list(out.items())
+        kind = e["kind"]
+        if kind == "wait-start":
+            waits.setdefault(e["name"] or "", False)
+        elif kind == "wait-end":
+            if e.get("timed_out"):
+                waits[e["name"] or ""] = True
+        elif kind == "attempt-failure" or kind == "workflow-failure":
+            error = e.get("error") or {}
+            if error.get("name") == CPU_LIMIT:
+                if kind == "attempt-failure":
+                    what = e["path"] or e["name"] or ""
+                elif str(error.get("message", "")).startswith(BODY_RUNAWAY):
+                    what = BODY_RUNAWAY
+                else:
+                    continue  # a step's CpuLimitExceeded the body did not catch: counted
+                if what not in cpu:
+                    cpu.append(what)
+    return list(waits.items()), cpu
 
 
 def run_plan(

@@ -158,6 +158,19 @@ CHAOS_JSON_SCHEMA: dict[str, Any] = {
                             },
                         },
                     },
+                    # Only when the CPU budget (--cpu-ms) stopped something: each step path
+                    # whose attempt ran past it, or "the workflow body", and in how many runs.
+                    "cpu_stopped": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["what", "runs"],
+                            "properties": {
+                                "what": {"type": "string"},
+                                "runs": {"type": "integer", "minimum": 1},
+                            },
+                        },
+                    },
                     "violations": {
                         "type": "array",
                         "items": {

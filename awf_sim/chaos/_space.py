@@ -28,7 +28,7 @@ from awf_sim.chaos._faults import (
     token_text,
 )
 from awf_sim.chaos._model import Baseline, Observation, Plan, Point, Target
-from awf_sim.chaos._run import execute
+from awf_sim.chaos._run import execute, ran_away
 from awf_sim.engine import DEFAULT_EPOCH
 
 __all__ = ["build_baseline", "fault_key", "plan_order", "random_plans"]
@@ -178,14 +178,18 @@ def build_baseline(
 ) -> Baseline:
     """The fault-free run, the probe run, and the fault space they span."""
     obs = execute(target, [], bound_ms=BASELINE_BOUND_MS, full=True)
-    probe = execute(
-        target,
-        [],
-        bound_ms=BASELINE_BOUND_MS,
-        full=True,
-        seed=target.seed + PROBE_SEED_OFFSET,
-        epoch=DEFAULT_EPOCH + PROBE_EPOCH_SHIFT,
-    )
+    if ran_away(target, obs):
+        # It ran away (the campaign stops at that): a probe would only pay the budget again.
+        probe = obs
+    else:
+        probe = execute(
+            target,
+            [],
+            bound_ms=BASELINE_BOUND_MS,
+            full=True,
+            seed=target.seed + PROBE_SEED_OFFSET,
+            epoch=DEFAULT_EPOCH + PROBE_EPOCH_SHIFT,
+        )
     late = _late_times(obs)
     latest = max((at for _wait, at in late.values()), default=0)
     bound = max(2 * obs.end_ms, obs.end_ms + 2 * DAY_MS, latest + DAY_MS)

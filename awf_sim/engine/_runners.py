@@ -155,6 +155,12 @@ class InProcessRunner:
         return value
 
     def start_ignoring(self, lt: Lifetime, call: Any, info: StepInfo) -> None:
+        # An attempt as in `start`: its CPU budget starts here. Without this the CPU the body
+        # used since the last progress counts against it, and the no-progress rule of the
+        # watch (`_limits`) blames the body's task for a handler that runs away here.
+        loop = lt.loop
+        loop._iteration += 1
+        loop.cpu_progress += 1
         context = _labelled(info)
         run = context.run
         try:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from awf_sim import DefinitionError, Domain, Simulator, Workflow
 from awf_sim.cli import app
+from awf_sim.testing import Modifier
 
 
 def _spin(c: Any, a: Any, ctx: Any) -> Any:
@@ -97,3 +98,29 @@ def test_awf_sim_run_takes_cpu_ms(within: Any, tmp_path: Path) -> None:
         result = CliRunner().invoke(app, ["run", str(flow), "--cpu-ms", "200", "--json"])
     assert result.exit_code == 1
     assert "CpuLimitExceeded" in result.stdout
+
+
+def test_an_attempt_forced_to_time_out_has_its_own_budget(within: Any) -> None:
+    # The handler still starts when a timeout is forced; running away there is that attempt's,
+    # not the workflow body's (the body goes on to the retry, which succeeds).
+    def spin_first(c: Any, a: Any, ctx: Any) -> Any:
+        if ctx.attempt == 1:
+            end = time.process_time() + 5.0  # endless, to a budget of 50 ms
+            while time.process_time() < end:
+                pass
+        return "done"
+
+    retried = {"handler": spin_first, "retries": {"limit": 1, "delay": 1}}
+    spinner = Domain("Spinner", {"go": retried})
+
+    @Workflow("forced-timeout-spins", domains=[spinner])
+    async def flow(wf: Any, p: Any) -> Any:
+        return await wf.Spinner({}).go()
+
+    modifier = Modifier()
+    modifier.force_step_timeout("Spinner.go", times=1)
+    with within(30), Simulator(cpu_ms=50, hooks=modifier) as sim:
+        inst = sim.create(flow, {})
+        sim.run()
+        status = inst.status()
+    assert (status["status"], status["output"]) == ("complete", "done")
