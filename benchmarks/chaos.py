@@ -16,6 +16,9 @@ With `--jobs J` (J > 1), the rate is also measured in CPU time, which a busy sha
 disturbs far less than wall time: a round costs the parent's CPU time (planning, forking,
 merging) plus the largest worker's (the critical path when each worker has a core of its
 own); the same measure at `--jobs 1` (the parent alone) gives the scaling, J-fold at best.
+Each round also runs J one-process campaigns side by side in forked processes: how much more
+CPU time the same work takes when J processes share the machine (caches, memory bandwidth, a
+hypervisor's cores), whatever the pool does; J over that is the most the pool can reach here.
 
 With `--cli`, also `awf-sim chaos FLOW --runs N --max-runs N` end to end (start-up, every
 example input, shrinking, the supervised child, the cross-process replays, the report), in
