@@ -16,6 +16,9 @@ With `--jobs J` (J > 1), the rate is also measured in CPU time, which a busy sha
 disturbs far less than wall time: a round costs the parent's CPU time (planning, forking,
 merging) plus the largest worker's (the critical path when each worker has a core of its
 own); the same measure at `--jobs 1` (the parent alone) gives the scaling, J-fold at best.
+Each round also runs J one-process campaigns side by side in forked processes: how much more
+CPU time the same work takes when J processes share the machine (caches, memory bandwidth, a
+hypervisor's cores), whatever the pool does; J over that is the most the pool can reach here.
 
 With `--cli`, also `awf-sim chaos FLOW --runs N --max-runs N` end to end (start-up, every
 example input, shrinking, the supervised child, the cross-process replays, the report), in
@@ -89,6 +92,8 @@ def main() -> None:
     for plan in plans[:50]:
         evaluate(base, plan)
     rates, cpu_rates, cpu_rates_1 = [], [], []
+    scalings: list[float] = []  # each round's jobs=1 CPU time over its jobs=J critical path
+    slower: list[float] = []  # one-process campaigns side by side: CPU time over one alone
     for _ in range(args.repeat):
         # Each round a new campaign: nothing recorded by an earlier round's runs is reused.
         base._memo = None
@@ -98,7 +103,11 @@ def main() -> None:
         cpu_rates.append(len(plans) / cpu)
         if args.jobs > 1:
             base._memo = None
-            cpu_rates_1.append(len(plans) / _cpu_of(lambda: evaluate_all(base, plans, 1, _none)))
+            one = _cpu_of(lambda: evaluate_all(base, plans, 1, _none))
+            cpu_rates_1.append(len(plans) / one)
+            scalings.append(one / (len(plans) / cpu_rates[-1]))
+            # What the same work costs side by side, without a pool: the most to hope for.
+            slower.append(max(_side_by_side(base, plans, args.jobs)) / one)
     best = max(rates)
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -130,7 +139,14 @@ def main() -> None:
         print(
             f"CPU time, critical path (parent + largest worker): jobs={args.jobs} "
             f"{many:,.0f} runs/s, jobs=1 {one:,.0f} runs/s: scaling {many / one:.2f}x "
-            f"(ideal {args.jobs}x)"
+            f"(ideal {args.jobs}x; paired in each round: median "
+            f"{statistics.median(scalings):.2f}x)"
+        )
+        slow = statistics.median(slower)
+        print(
+            f"  this machine's ceiling: {args.jobs} one-process campaigns side by side each "
+            f"take {slow:.2f}x the CPU time of one alone (median of rounds), so {args.jobs} "
+            f"workers sharing the work perfectly would scale {args.jobs / slow:.2f}x"
         )
     if args.cli:
         _cli(args, best)
@@ -146,9 +162,9 @@ def _cpu_of(work: Callable[[], object]) -> float:
     reports = multiprocessing.get_context("fork").SimpleQueue()
     work_in_pool = pool._work
 
-    def timed(conn: Any, current: Any, slot: int) -> None:
+    def timed(*args: Any) -> None:
         try:
-            work_in_pool(conn, current, slot)
+            work_in_pool(*args)
         finally:
             reports.put(time.process_time())
 
@@ -163,6 +179,33 @@ def _cpu_of(work: Callable[[], object]) -> float:
     while not reports.empty():
         workers.append(reports.get())
     return parent + max(workers, default=0.0)
+
+
+def _side_by_side(base: Any, plans: list[Any], jobs: int) -> list[float]:
+    """CPU seconds of the one-process campaign run by `jobs` forked processes at once, each
+    its own: what running side by side costs on this machine (shared caches, memory, a
+    hypervisor's cores) whatever the pool does."""
+    ctx = multiprocessing.get_context("fork")
+    reports = ctx.SimpleQueue()
+    go = ctx.Event()
+
+    def campaign() -> None:
+        base._memo = None
+        go.wait()
+        start = time.process_time()
+        evaluate_all(base, plans, 1, _none)
+        reports.put(time.process_time() - start)
+
+    procs = [ctx.Process(target=campaign, daemon=True) for _ in range(jobs)]
+    for proc in procs:
+        proc.start()
+    time.sleep(0.05)  # every one forked and waiting: they start together
+    go.set()
+    times = [reports.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    base._memo = None
+    return times
 
 
 def _cli(args: argparse.Namespace, rate: float) -> None:
