@@ -119,6 +119,16 @@ SeedOpt = Annotated[
 JsonOpt = Annotated[
     bool, typer.Option("--json", metavar=_FLAG, help="Print one JSON object on stdout.")
 ]
+CpuMsOpt = Annotated[
+    int,
+    typer.Option(
+        "--cpu-ms",
+        metavar="MS",
+        min=1,
+        help="CPU time a handler or the workflow body may run without yielding before it "
+        "fails (Cloudflare's default limit: 30000).",
+    ),
+]
 
 
 @app.command(cls=Command)
@@ -146,16 +156,7 @@ def run(
     new: Annotated[
         bool, typer.Option("--new", help="Start a new instance even if the store has one.")
     ] = False,
-    cpu_ms: Annotated[
-        int,
-        typer.Option(
-            "--cpu-ms",
-            metavar="MS",
-            min=1,
-            help="CPU time a handler or the workflow body may run without yielding before "
-            "it fails (Cloudflare's default limit: 30000).",
-        ),
-    ] = DEFAULT_CPU_MS,
+    cpu_ms: CpuMsOpt = DEFAULT_CPU_MS,
     isolation: Annotated[
         str | None,
         typer.Option(
@@ -395,16 +396,7 @@ def chaos(
             help="Stop injecting after S seconds of wall time per input; exit 1 if cut short.",
         ),
     ] = None,
-    cpu_ms: Annotated[
-        int,
-        typer.Option(
-            "--cpu-ms",
-            metavar="MS",
-            min=1,
-            help="CPU time a handler or the workflow body may run without yielding before "
-            "it fails, in every run (Cloudflare's default limit: 30000).",
-        ),
-    ] = DEFAULT_CPU_MS,
+    cpu_ms: CpuMsOpt = DEFAULT_CPU_MS,
 ) -> None:
     """Run a workflow under every crash, retry, timeout and event fault; check durability."""
     from awf_sim.chaos._command import chaos_command
