@@ -39,6 +39,7 @@ from awf_sim.chaos._faults import describe_fault, plan_token
 from awf_sim.chaos._memo import judge, uses_trie
 from awf_sim.chaos._model import Baseline, Verdict
 from awf_sim.chaos._space import fault_key, plan_order
+from awf_sim.engine._supervise import how_it_ended
 from awf_sim.errors import ProcessDied
 
 __all__ = ["evaluate_all"]
@@ -110,17 +111,6 @@ class _Received:
                 results[index] = got[0]
             else:
                 results[index] = got
-
-
-def _how(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        import signal
-
-        try:
-            return f"was killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"was killed by signal {-exitcode}"
-    return f"exited with status {exitcode} (os._exit or a fatal error)"
 
 
 def _groups(base: Baseline, plans: Sequence[Sequence[Mapping[str, Any]]]) -> list[list[int]]:
@@ -420,7 +410,7 @@ def evaluate_all(
 
 def _died(w: _Worker, todo: _Schedule, plans: Sequence[Sequence[Mapping[str, Any]]]) -> str:
     index = todo.plan_of(w.slot)
-    how = _how(w.proc.exitcode)
+    how = how_it_ended(w.proc.exitcode)
     if index < 0:
         return (
             f"a chaos worker process {how} before it ran a fault plan: the code under test "

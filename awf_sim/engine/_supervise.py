@@ -1,10 +1,10 @@
 """The verdict survives the code under test: run a check in a supervised child process.
 
 A handler or a workflow body can end the process that runs it in ways no `except` sees
-(`os._exit(0)`, a fatal signal, a segfault in an extension). Chaos and push's verify gate
-therefore run user code in a forked child that sends its result back over a pipe; the parent
-judges. A child that dies before it has sent a result is a failure (`ProcessDied`), never a
-success: exit 0 means "verified", nothing else.
+(`os._exit(0)`, a fatal signal, a segfault in an extension). `awf-sim run`, `awf-sim replay`,
+chaos and push's verify gate therefore run user code in a forked child that sends its result
+back over a pipe; the parent judges. A child that dies before it has sent a result is a
+failure (`ProcessDied`), never a success: exit 0 means "verified", nothing else.
 
 The child dies with the parent (`_lifeline`), and a parent interrupted while it waits (Ctrl-C,
 an error) kills the child before it goes: no child runs on unseen, still writing the store a
@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from awf_sim.engine._lifeline import die_with_parent, load_libc
 from awf_sim.errors import ProcessDied
 
-__all__ = ["run_supervised"]
+__all__ = ["how_it_ended", "run_supervised"]
 
 T = TypeVar("T")
 
@@ -42,17 +42,15 @@ def _has_fd(stream: Any) -> bool:
     return True
 
 
-def _how_it_died(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
+def how_it_ended(exitcode: int | None) -> str:
+    """How a child that gave no result ended, from its exit code as `multiprocessing` gives
+    it (minus the signal's number when a signal killed it)."""
+    if exitcode is not None and exitcode < 0:
         try:
-            name = signal.Signals(sig).name
+            return f"was killed by {signal.Signals(-exitcode).name}"
         except ValueError:
-            name = f"signal {sig}"
-        return f"was killed by {name}"
-    if os.WIFEXITED(status):
-        return f"exited with status {os.WEXITSTATUS(status)}: os._exit or a fatal error"
-    return f"ended with wait status {status}"
+            return f"was killed by signal {-exitcode}"
+    return f"exited with status {exitcode}: os._exit or a fatal error"
 
 
 _CANNOT_VERIFY = (
@@ -131,7 +129,7 @@ def run_supervised(
         # Nothing, or a partial result: the child died before it sent all of it.
         raise ProcessDied(
             f"{what}: the code under test ended the process that ran it (it "
-            f"{_how_it_died(status)}) before it {goal}. {advice}"
+            f"{how_it_ended(os.waitstatus_to_exitcode(status))}) before it {goal}. {advice}"
         )
     try:
         outcome, texts = pickle.loads(data[8:])
