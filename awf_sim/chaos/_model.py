@@ -18,6 +18,7 @@ from awf_sim.dsl._config import PROFILES, ResolvedConfig, merge_config
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import TimelineEntry, World
+from awf_sim.engine._limits import checked_cpu_ms
 from awf_sim.engine._simulator import DEFAULT_CPU_MS
 
 __all__ = [
@@ -102,12 +103,7 @@ class Target:
     cpu_ms: int | None = DEFAULT_CPU_MS
 
     def __post_init__(self) -> None:
-        cpu = self.cpu_ms
-        if cpu is not None and (isinstance(cpu, bool) or not isinstance(cpu, int) or cpu < 1):
-            raise DefinitionError(
-                f"Target.cpu_ms must be a positive whole number of milliseconds or None, "
-                f"got {cpu!r}"
-            )
+        checked_cpu_ms(self.cpu_ms, "Target.cpu_ms")
 
     @property
     def iid(self) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 from awf_sim.engine._calls import CpuBudgetExceeded
 from awf_sim.errors import DefinitionError
 
-__all__ = ["Limits", "cpu_budget_of", "cpu_cancel_message", "watch_cpu"]
+__all__ = ["Limits", "checked_cpu_ms", "cpu_budget_of", "cpu_cancel_message", "watch_cpu"]
 
 # `_signal`, not `signal`: the same functions without the enum conversions, which cost four
 # times the calls themselves on every run() (watch_cpu starts and stops once per run).
@@ -54,6 +54,18 @@ class Limits:
 
 
 # --- the CPU budget of the in-process engine (Simulator(cpu_ms=...)) ---------------------------
+
+
+def checked_cpu_ms(value: Any, name: str) -> int | None:
+    """`value` as a CPU budget in milliseconds (None: unbounded); else a DefinitionError
+    naming `name`."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise DefinitionError(
+            f"{name} must be a positive whole number of milliseconds or None, got {value!r}"
+        )
+    return value
+
+
 #
 # Cloudflare stops an invocation that uses more than its CPU limit. Two ways to exceed it here:
 # a callback that never gives control back (an endless loop, a workflow body that never awaits),

@@ -33,6 +33,7 @@ from awf_sim.engine._hooks import Control, Crash, Hooks, LoopView, SendEvent, Sk
 from awf_sim.engine._instance import Instance
 from awf_sim.engine._lifecycle import InstanceLifecycle, checked_instance_id
 from awf_sim.engine._lifetime import Lifetime, Tally
+from awf_sim.engine._limits import checked_cpu_ms
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
 from awf_sim.engine._randomstate import GlobalRandomSwap, uuid4_from
@@ -140,13 +141,7 @@ class Simulator(InstanceLifecycle):
         self._swap = GlobalRandomSwap()
         self._store = open_store(store)
         self._loop = VirtualLoop()
-        if cpu_ms is not None and (
-            isinstance(cpu_ms, bool) or not isinstance(cpu_ms, int) or cpu_ms < 1
-        ):
-            raise DefinitionError(
-                f"cpu_ms must be a positive whole number of milliseconds or None, got {cpu_ms!r}"
-            )
-        self._loop.cpu_budget_ms = cpu_ms
+        self._loop.cpu_budget_ms = checked_cpu_ms(cpu_ms, "cpu_ms")
         self._lifetimes: dict[str, Lifetime] = {}
         self._programs: dict[str, Any] = {}
         self._running = False
