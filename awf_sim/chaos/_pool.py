@@ -39,6 +39,7 @@ from awf_sim.chaos._faults import describe_fault, plan_token
 from awf_sim.chaos._memo import judge, uses_trie
 from awf_sim.chaos._model import Baseline, Verdict
 from awf_sim.chaos._space import fault_key, plan_order
+from awf_sim.engine._lifeline import die_with_parent, load_libc
 from awf_sim.engine._supervise import how_it_ended
 from awf_sim.errors import ProcessDied
 
@@ -55,6 +56,8 @@ _identity = object.__hash__
 
 
 def _work(conn: Connection, todo: _Schedule, slot: int) -> None:
+    # A campaign whose process is killed takes its workers along, not leaves them its plans.
+    die_with_parent(_WORKER["libc"], _WORKER["parent"])
     base: Baseline = _WORKER["base"]
     plans = _WORKER["plans"]
     cells = todo.cells
@@ -341,7 +344,7 @@ def evaluate_all(
         todo = _Schedule([list(range(len(plans)))], jobs, 16)
     if stop():
         todo.stop()
-    _WORKER.update(base=base, plans=plans)
+    _WORKER.update(base=base, plans=plans, libc=load_libc(), parent=os.getpid())
     ctx = multiprocessing.get_context("fork")
     workers: list[_Worker] = []
     ended = False

@@ -1,10 +1,11 @@
 """A forked child that dies with its parent, so that no orphan outlives the one it works for.
 
-A supervised run (`_supervise`) and an isolated attempt (`_fork`) each fork a child that the
-parent waits for. Were the parent killed (SIGKILL, an OOM kill, a closed terminal), the
-child would run on unseen: still writing the `--store` file that the next `awf-sim run`
-opens, still spending a core. On Linux the kernel kills it instead (PR_SET_PDEATHSIG); other
-systems have no such request, and the child then outlives a killed parent as before.
+A supervised run (`_supervise`), an isolated attempt (`_fork`) and a chaos worker (`--jobs`)
+each fork a child that the parent waits for. Were the parent killed (SIGKILL, an OOM kill, a
+closed terminal), the child would run on unseen: still writing the `--store` file that the
+next `awf-sim run` opens, still spending a core. On Linux the kernel kills it instead
+(PR_SET_PDEATHSIG); other systems have no such request, and the child then outlives a killed
+parent as before.
 """
 
 from __future__ import annotations
