@@ -9,7 +9,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from awf_sim.cli import Command
+from awf_sim.cli import DEFAULT_CPU_MS, Command
 from awf_sim.flow import load_flow
 
 from ._bundle import (
@@ -224,6 +224,16 @@ def push_command(
             help="Replay at most this many running instances (a seeded sample beyond it).",
         ),
     ] = DEFAULT_REPLAY_LIMIT,
+    cpu_ms: Annotated[
+        int,
+        typer.Option(
+            "--cpu-ms",
+            metavar="MS",
+            min=1,
+            help="CPU time a handler attempt may use in the chaos check before it fails "
+            "(Cloudflare's default limit: 30000); match your Worker's limits.cpu_ms if raised.",
+        ),
+    ] = DEFAULT_CPU_MS,
     account_id: AccountOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -264,9 +274,11 @@ def push_command(
             _err("awf-deploy: warning: --no-verify: pushing without the chaos check")
         else:
             _err(f"awf-deploy: chaos on {', '.join(loaded.workflows)} in the simulator ...")
-            violations = verify(loaded)
+            violations = verify(loaded, cpu_ms=cpu_ms)
             result["violations"] = [v.to_json() for v in violations]
             if violations:
+                # A token replays under the budget it was found with.
+                budget = f" --cpu-ms {cpu_ms}" if cpu_ms != DEFAULT_CPU_MS else ""
                 if not json_out:
                     _out(f"Chaos found {len(violations)} violation(s):")
                     for violation in violations:
@@ -281,7 +293,7 @@ def push_command(
                                 which = "--input '{}'"
                             _out(
                                 f"    replay: awf-sim chaos {flow} --workflow {violation.workflow}"
-                                f" {which} --replay {violation.replay}"
+                                f" {which} --replay {violation.replay}{budget}"
                             )
                 _err("awf-deploy: refusing to push; fix the flow, or pass --no-verify")
                 finish(EXIT_FAILED)

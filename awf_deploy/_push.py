@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from awf_sim.engine._simulator import DEFAULT_CPU_MS
 from awf_sim.flow import FlowFile
 
 from ._bundle import MAIN_MODULE, BuildError, Bundle, read_api_auth, read_bundle_hash
@@ -83,26 +84,30 @@ class GateViolation:
         }
 
 
-def verify(flow: FlowFile, *, runs: int = 200, seed: int = 0) -> list[GateViolation]:
+def verify(
+    flow: FlowFile, *, runs: int = 200, seed: int = 0, cpu_ms: int = DEFAULT_CPU_MS
+) -> list[GateViolation]:
     """The gate before a push: chaos (awf_sim.chaos) on what `awf-sim chaos FLOW` checks
     (`awf_sim.chaos.verification_targets`: every example of every workflow, `{}` for one
     without examples, in the flow's world), by the same rules: a broken invariant, or a
     fault-free run that does not end as its example declares (`baseline-outcome`), is a
-    GateViolation. An empty list means the flow may be deployed.
+    GateViolation. An empty list means the flow may be deployed. `cpu_ms` is the CPU budget
+    of a handler attempt in those runs (`awf-sim chaos --cpu-ms`): Cloudflare's default limit,
+    unless the Worker's own limit is set otherwise.
 
     The campaign runs in a supervised child process: flow code that ends it (os._exit, a
     fatal signal) raises `ProcessDied`, so the gate can fail but never be silenced."""
     from awf_sim.chaos import run_supervised
 
-    return run_supervised(lambda: _verify(flow, runs, seed), "the verify gate (chaos)")
+    return run_supervised(lambda: _verify(flow, runs, seed, cpu_ms), "the verify gate (chaos)")
 
 
-def _verify(flow: FlowFile, runs: int, seed: int) -> list[GateViolation]:
+def _verify(flow: FlowFile, runs: int, seed: int, cpu_ms: int) -> list[GateViolation]:
     from awf_sim.chaos import run_campaign, verification_targets
 
     violations: list[GateViolation] = []
     seen: set[tuple[str, str, str]] = set()
-    for target, example in verification_targets(flow, seed=seed):
+    for target, example in verification_targets(flow, seed=seed, cpu_ms=cpu_ms):
         name = target.workflow.name
         result = run_campaign(target, runs=runs, seed=seed, flow_path=flow.path)
         for finding in result.findings:

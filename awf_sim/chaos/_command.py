@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
 from typing import Any
 
 from awf_sim.chaos._campaign import (
@@ -202,9 +201,9 @@ def _chaos(
         else:
             # What push verifies: every example of every workflow (or the named subset).
             targets = [
-                (replace(t, cpu_ms=cpu_ms), example_label(t.workflow, n), _example_args(t, n))
+                (t, example_label(t.workflow, n), _example_args(t, n))
                 for t, n in verification_targets(
-                    loaded, workflows=chosen, examples=examples, seed=seed
+                    loaded, workflows=chosen, examples=examples, seed=seed, cpu_ms=cpu_ms
                 )
             ]
         if replay is not None and len(targets) > 1:

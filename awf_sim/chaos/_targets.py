@@ -13,6 +13,7 @@ from typing import Any
 
 from awf_sim.chaos._model import Target
 from awf_sim.dsl._workflow import Workflow
+from awf_sim.engine._simulator import DEFAULT_CPU_MS
 from awf_sim.flow import FlowError, FlowFile
 
 __all__ = ["example_label", "verification_targets"]
@@ -24,8 +25,10 @@ def verification_targets(
     workflows: Sequence[Workflow] | None = None,
     examples: Sequence[int] | None = None,
     seed: int = 0,
+    cpu_ms: int | None = DEFAULT_CPU_MS,
 ) -> list[tuple[Target, int | None]]:
-    """(target, example number or None for `{}`) for every input chaos and push verify."""
+    """(target, example number or None for `{}`) for every input chaos and push verify, each
+    with the CPU budget `cpu_ms` (`Target.cpu_ms`)."""
     world = flow.world
     # A module-level `AI` that is not a provider (a Domain named AI) is not ctx.ai's.
     if not hasattr(world.ai, "generate"):
@@ -46,7 +49,7 @@ def verification_targets(
                     + (f", numbered 1 to {known}" if known else "")
                 )
             inputs = [(workflow.examples[n - 1], n) for n in examples]
-        out += [(Target.of(workflow, params, world), n) for params, n in inputs]
+        out += [(Target.of(workflow, params, world, cpu_ms=cpu_ms), n) for params, n in inputs]
     return out
 
 

@@ -1134,6 +1134,28 @@ async def paths(wf, params):
         await wf.DeployPaths(params).refuse()
     return out
 """,
+    # A handler that spins 3 s of CPU on every attempt: past a budget of 50 ms, an endless loop
+    # (and a budget that does not reach it fails the test in seconds, not forever).
+    "spin.py": """
+import time
+
+from awf_sim import Domain, Workflow
+
+
+def crunch(c, a, ctx):
+    end = time.process_time() + 3.0
+    while time.process_time() < end:
+        pass
+    return {"ok": True}
+
+
+DeployCrunch = Domain("DeployCrunch", {"crunch": {"handler": crunch, "retries": {"limit": 0, "delay": 1}}})
+
+
+@Workflow("deploy-crunch", examples=[{"n": 1}], domains=[DeployCrunch])
+async def crunching(wf, params):
+    return await wf.DeployCrunch(params).crunch()
+""",
     "empty.py": """
 from awf_sim import Domain
 

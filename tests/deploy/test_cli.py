@@ -146,6 +146,25 @@ def test_push_refuses_on_violations_and_prints_them(
     assert "worker-script-upload-worker-module" in writes(cli_env)
 
 
+def test_push_cpu_budget_reaches_the_chaos_check_and_its_replay_line(
+    flows_dir: Path, cli_env: Any
+) -> None:
+    spin = str(flows_dir / "spin.py")
+    result = run("push", spin, "--yes", "--cpu-ms", "50")
+    assert result.exit_code == 1
+    assert "baseline-outcome" in result.stdout
+    assert "more than 50 ms of CPU time" in result.stdout
+    # The token was found under that budget, so the command that replays it carries it.
+    (line,) = [ln.strip() for ln in result.stdout.splitlines() if "replay: awf-sim" in ln]
+    assert line.endswith("--cpu-ms 50")
+    assert cli_env.requests == []
+    assert writes(cli_env) == []
+
+    bad = run("push", spin, "--yes", "--cpu-ms", "0")
+    assert bad.exit_code == 2
+    assert "--cpu-ms" in bad.stderr
+
+
 def test_push_asks_for_confirmation_on_a_terminal(
     shop: str, cli_env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -205,3 +205,11 @@ def test_verify_runs_chaos_and_reports_broken_invariants(flows_dir: Path) -> Non
     assert all(v.workflow == "deploy-counter" and v.replay for v in broken)
     assert broken[0].params == {"name": "visits"}
     assert verify(load_flow(flows_dir / "shop.py"), runs=30) == []
+
+
+def test_verify_runs_handlers_under_the_cpu_budget_it_is_given(flows_dir: Path) -> None:
+    # The handler spins 3 s per attempt: a budget of 50 ms stops it, and the gate says so.
+    found = verify(load_flow(flows_dir / "spin.py"), runs=10, cpu_ms=50)
+    assert [v.invariant for v in found] == ["baseline-outcome"]
+    assert "CpuLimitExceeded" in found[0].message
+    assert "more than 50 ms of CPU time" in found[0].message
