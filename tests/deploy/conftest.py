@@ -1149,7 +1149,9 @@ def crunch(c, a, ctx):
     return {"ok": True}
 
 
-DeployCrunch = Domain("DeployCrunch", {"crunch": {"handler": crunch, "retries": {"limit": 0, "delay": 1}}})
+DeployCrunch = Domain(
+    "DeployCrunch", {"crunch": {"handler": crunch, "retries": {"limit": 0, "delay": 1}}}
+)
 
 
 @Workflow("deploy-crunch", examples=[{"n": 1}], domains=[DeployCrunch])
