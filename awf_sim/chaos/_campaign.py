@@ -172,11 +172,17 @@ _IDEMPOTENCY_CONSEQUENCES = ("replay-equivalence",)
 def _fold_consequences(findings: list[Finding]) -> list[Finding]:
     """One bug, one finding: a determinism finding about a step takes the other invariants'
     findings about the same step as `related`, and an idempotent-effects finding takes the
-    replay-equivalence one, instead of each counting as a bug."""
+    replay-equivalence one, instead of each counting as a bug. A replay-equivalence finding
+    about the outcome whose smallest plan is the root's own (the same single fault) is the
+    root's step seen in the output, a repeated effect's value returned: related too."""
     roots = {f.violation.key: f for f in findings if f.violation.invariant == "determinism"}
     for f in findings:
         if f.violation.invariant == "idempotent-effects":
             roots.setdefault(f.violation.key, f)
+    by_plan: dict[str, Finding] = {}
+    for r in roots.values():
+        if r.plan:  # a fault-free plan explains nothing
+            by_plan.setdefault(r.token, r)
     kept: list[Finding] = []
     for f in findings:
         root = roots.get(f.violation.key)
@@ -185,7 +191,9 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
             if root is not None and root.violation.invariant == "determinism"
             else _IDEMPOTENCY_CONSEQUENCES
         )
-        if root is not None and root is not f and f.violation.invariant in consequences:
+        if root is None or f.violation.invariant not in consequences:
+            root = by_plan.get(f.token) if f.violation.invariant == "replay-equivalence" else None
+        if root is not None and root is not f:
             root.related.append(f)
         else:
             kept.append(f)

@@ -203,6 +203,44 @@ def test_a_cut_timeline_says_how_much_was_cut(tmp_path: Path) -> None:
     assert "--json has them all" in out
 
 
+SEATS = """
+from awf_sim import Domain, Workflow, mock_database
+
+Seats = Domain("VerSeats")
+
+
+@Seats.method()
+async def book(flight, args, ctx):
+    # Not idempotent, and its value is the workflow's output: run twice, it books two seats
+    # and returns the second.
+    row = await ctx.db.query_one("SELECT free FROM seats WHERE flight = ?", [flight])
+    await ctx.db.execute("UPDATE seats SET free = free - 1 WHERE flight = ?", [flight])
+    return {"seat": row["free"]}
+
+
+DATABASE = mock_database({"seats": [{"flight": "LH1", "free": 3}]})
+
+
+@Workflow("ver-seats", examples=[{"flight": "LH1"}])
+async def seats(wf, p):
+    return await wf.VerSeats(p["flight"]).book()
+"""
+
+
+def test_an_output_changed_by_a_repeated_effect_is_that_bug_not_another(tmp_path: Path) -> None:
+    # The crash after book's effect both repeats the UPDATE (idempotent-effects) and changes
+    # the output (replay-equivalence, the second seat): one fault, one bug, one violation.
+    flow = write(tmp_path, "seats.py", SEATS)
+    result = chaos(flow, "--runs", "40")
+    assert result.exit_code == 1, result.stdout
+    assert "chaos: 1 violation found" in " ".join(result.stdout.split())
+    (wf,) = as_json(chaos(flow, "--runs", "40", "--json"))["workflows"]
+    (found,) = wf["violations"]
+    assert (found["invariant"], found["key"]) == ("idempotent-effects", "VerSeats.book")
+    related = {(r["invariant"], r["key"]) for r in found["related"]}
+    assert ("replay-equivalence", "output") in related
+
+
 def test_one_bug_is_one_violation() -> None:
     # examples/nondeterministic.py: datetime.now() outside a step. The steps it feeds run
     # again under new names (checkpoint-once) and repeat their effects (idempotent-effects):
