@@ -29,7 +29,7 @@ from typing import Any
 
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import World
-from awf_sim.errors import FlowError
+from awf_sim.errors import FlowError, SerializationError
 
 __all__ = ["FlowError", "FlowFile", "load_flow", "parse_input", "parse_json"]
 
@@ -142,6 +142,7 @@ def parse_input(workflow: Workflow, input_json: str | None, input_file: str | No
     if input_json is not None and input_file is not None:
         raise FlowError("pass either --input or --input-file, not both")
     if input_file is not None:
+        what = f"--input-file {input_file}"
         try:
             with open(input_file, "rb") as f:
                 raw = f.read(MAX_INPUT_BYTES + 1)
@@ -155,12 +156,23 @@ def parse_input(workflow: Workflow, input_json: str | None, input_file: str | No
             raise FlowError(
                 f"--input-file {input_file} is not UTF-8 (invalid byte at offset {exc.start})"
             ) from None
-        return parse_json(text.removeprefix("\ufeff"), f"--input-file {input_file}")
+        return _fitting(workflow, parse_json(text.removeprefix("\ufeff"), what), what)
     if input_json is not None:
-        return parse_json(input_json, "--input")
+        return _fitting(workflow, parse_json(input_json, "--input"), "--input")
     if workflow.examples:
         return workflow.examples[0]
     return {}
+
+
+def _fitting(workflow: Workflow, params: Any, what: str) -> Any:
+    """`params` as given, once the workflow's signature accepts them: input that cannot start
+    the workflow is the command's bad input, named field by field, not an instance that
+    errors at its first line."""
+    try:
+        workflow.check_params(params)
+    except SerializationError as exc:
+        raise FlowError(f"{what} does not fit the input type of {workflow.name!r}: {exc}") from None
+    return params
 
 
 MAX_INPUT_BYTES = 16 * 1024 * 1024

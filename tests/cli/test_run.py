@@ -15,6 +15,7 @@ from awf_sim.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDER = str(ROOT / "examples" / "order_processing.py")
+TYPED_ORDER = str(ROOT / "examples" / "order_processing_typed.py")
 runner = CliRunner()
 
 
@@ -146,6 +147,46 @@ def test_missing_file_unknown_workflow_and_bad_json_exit_2(tmp_path: Path) -> No
         result = runner.invoke(app, args)
         assert result.exit_code == 2, args
         assert expected in result.stderr, (args, result.stderr)
+
+
+TYPED_PARAMS = """
+from pydantic import BaseModel
+from awf_sim import Workflow
+
+
+class Trip(BaseModel):
+    id: str
+    nights: int = 1
+
+
+@Workflow("typed-trip", examples=[{"id": "t-1"}])
+async def typed_trip(wf, trip: Trip):
+    return {"id": trip.id, "nights": trip.nights}
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "chaos"])
+def test_input_that_does_not_fit_the_params_type_is_bad_input(command: str, tmp_path: Path) -> None:
+    # A pydantic model and a dataclass in the signature: input they refuse cannot start the
+    # workflow, so the command says which field and why, and runs nothing.
+    typed = write(tmp_path, "typed.py", TYPED_PARAMS)
+    store = tmp_path / "s.db"
+    cases = [
+        ([typed, "--input", '{"nights": "many"}'], ("params.id", "Field required")),
+        ([typed, "--input", '{"id": "t", "nights": "x"}'], ("params.nights", "valid integer")),
+        ([typed, "--input", "[1]"], ("params ", "valid dictionary")),
+        ([TYPED_ORDER, "--input", '{"id": "o-1"}'], ("params.product", "missing")),
+    ]
+    for args, expected in cases:
+        extra = ["--store", str(store)] if command == "run" else []
+        result = runner.invoke(app, [command, *args, *extra])
+        assert result.exit_code == 2, (args, result.stdout)
+        assert "does not fit the input type of" in result.stderr
+        assert all(part in result.stderr for part in expected), (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not store.exists()  # nothing was created
+    fits = runner.invoke(app, [command, typed, "--input", '{"id": "t-2", "nights": 3}'])
+    assert fits.exit_code == 0, fits.stdout
 
 
 def test_help_documents_every_option() -> None:
