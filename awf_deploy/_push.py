@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from awf_sim.engine._simulator import DEFAULT_CPU_MS
+from awf_sim.engine import DEFAULT_CPU_MS
 from awf_sim.flow import FlowFile
 
 from ._bundle import MAIN_MODULE, BuildError, Bundle, read_api_auth, read_bundle_hash

@@ -75,6 +75,7 @@ EXPORTS: dict[str, list[str]] = {
     ],
     "awf_sim.engine": [
         "DEFAULT_COMPATIBILITY_DATE",
+        "DEFAULT_CPU_MS",
         "DEFAULT_EPOCH",
         "Action",
         "Control",

@@ -22,6 +22,7 @@ from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._selectors import StepSelector
 from awf_sim.engine._simulator import (
     DEFAULT_COMPATIBILITY_DATE,
+    DEFAULT_CPU_MS,
     DEFAULT_EPOCH,
     Instance,
     InstanceError,
@@ -36,6 +37,7 @@ from awf_sim.errors import NetworkAccessRefused
 
 __all__ = [
     "DEFAULT_COMPATIBILITY_DATE",
+    "DEFAULT_CPU_MS",
     "DEFAULT_EPOCH",
     "Action",
     "Control",
