@@ -117,7 +117,7 @@ class _Pipeline:
     `.check` is found on the class: a miss that reaches `__getattr__` costs an AttributeError
     made and dropped, and two lookups, on every step."""
 
-    __slots__ = ("_calls", "_context_json", "_domain", "_wf")
+    __slots__ = ("_calls", "_context_json", "_domain", "_steps", "_wf")
     # The Domain of a subclass, weakly: _CLASSES would otherwise keep every Domain alive.
     _awf_domain: ClassVar[Callable[[], Domain | None]] = staticmethod(lambda: None)
 
@@ -129,6 +129,7 @@ class _Pipeline:
         calls: tuple[tuple[MethodSpec, Mapping[str, Any]], ...],
     ) -> None:
         self._wf = wf
+        self._steps = wf._steps
         self._domain = domain
         self._context_json = context_json
         self._calls = calls
@@ -175,6 +176,11 @@ class _Pipeline:
 
     def __await__(self) -> Generator[Any, None, Any]:
         calls = self._calls
+        steps = self._steps
+        steps.count -= 1
+        if steps.last is self:
+            steps.last = None
+        wf = self._wf
         if len(calls) == 1:
             # The common case, built here: what _step_call does, without its call, the
             # chain's bookkeeping, or StepCall's __init__ (its six fields are set below).
@@ -204,8 +210,8 @@ class _Pipeline:
         # A handler declaring a dataclass or model result gets it back from the checkpoint.
         revive = getattr(spec.handler, "__awf_result__", _UNSEEN)  # result_converter's cache
         if revive is None and _WATCH.get() is None:  # the common case: the runtime's value
-            return self._wf._runtime.step(call).__await__()
-        return await_result(self._wf._runtime.step(call), call, self._wf)
+            return wf._runtime.step(call).__await__()
+        return await_result(wf._runtime.step(call), call, wf)
 
     def __repr__(self) -> str:
         segs = "".join(f".{spec.name}(...)" for spec, _ in self._calls)
@@ -243,10 +249,19 @@ def _caller(domain: Domain, name: str) -> Callable[..., _Pipeline]:
         spec = methods[name]  # looked up each time: a method added again replaces its spec
         nxt: _Pipeline = _new(type(pipeline))
         nxt._wf = pipeline._wf
+        steps = nxt._steps = pipeline._steps
         nxt._domain = pipeline._domain
         nxt._context_json = pipeline._context_json
         call_args = _call_args(spec.path, args, kwargs) if args else kwargs
-        nxt._calls = (*pipeline._calls, (spec, call_args))
+        calls = pipeline._calls
+        nxt._calls = (*calls, (spec, call_args))
+        # A step is built: counted until awaited (`WorkflowApi.unawaited`). A chain counts
+        # once, its newest link standing for it.
+        if not calls:
+            steps.count += 1
+            steps.last = nxt
+        elif steps.last is pipeline:
+            steps.last = nxt
         return nxt
 
     call.__qualname__ = call.__name__ = name
@@ -303,13 +318,27 @@ def _call_args(where: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dic
     return merged
 
 
+class _Built:
+    """The steps (`wf.Email(u).send()`) a run has built and not awaited yet, and the last one
+    built: a step runs only when awaited, and one left unawaited is a step silently skipped.
+    Its own object, shared by the run's pipelines: WorkflowApi's attributes are slow to read
+    (its `__getattr__` keeps Python from specialising them), and these change every step."""
+
+    __slots__ = ("count", "last")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: _Pipeline | None = None
+
+
 class _DomainRef:
     """`wf.Inventory`: binds a context to the domain the workflow resolves that name to."""
 
-    __slots__ = ("_cls", "_gen", "_name", "_wf")
+    __slots__ = ("_cls", "_gen", "_name", "_steps", "_wf")
 
     def __init__(self, wf: WorkflowApi, name: str) -> None:
         self._wf = wf
+        self._steps = wf._steps  # here, for bind: WorkflowApi's attributes are slow to read
         self._name = name
         self._gen = -1
         self._cls: type[_Pipeline] = _Pipeline
@@ -330,6 +359,7 @@ class _DomainRef:
             self._gen = _GENERATION[0]
         pipeline: _Pipeline = _new(cls)
         pipeline._wf = self._wf
+        pipeline._steps = self._steps
         pipeline._domain = self._name
         pipeline._context_json = ctx_json
         pipeline._calls = ()
@@ -363,11 +393,20 @@ class WorkflowApi:
     # it is an instance attribute, found without the failed lookup and the call of
     # __getattr__ that every step would otherwise pay. Only names that are not attributes
     # of the class reach __getattr__, so no method is ever shadowed.
-    __slots__ = ("__dict__", "_runtime", "_workflow")
+    __slots__ = ("__dict__", "_runtime", "_steps", "_workflow")
 
     def __init__(self, runtime: Runtime, workflow: Workflow) -> None:
         self._runtime = runtime
         self._workflow = workflow
+        self._steps = _Built()
+
+    def unawaited(self) -> tuple[int, str | None]:
+        """How many steps this run built and did not await (a pipeline awaited twice counts
+        against one), and the last such step as written (`wf.Email(...).send(...)`), if
+        known. Called when the run has ended: a step not awaited by then never ran."""
+        steps = self._steps
+        last = None if steps.last is None else repr(steps.last)[len("<pipeline ") : -1]
+        return steps.count, last
 
     def __getattr__(self, name: str) -> Callable[[Any], _Pipeline]:
         if name.startswith("__"):

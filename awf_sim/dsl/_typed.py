@@ -88,7 +88,11 @@ class Call(Generic[A, R]):
         spec = self._spec
         domain = self._domain
         call_args = _call_args(spec.path, () if args is None else (args,), {})
-        return _Pipeline(domain._wf, spec.domain, domain._context_json, ((spec, call_args),))
+        built = _Pipeline(domain._wf, spec.domain, domain._context_json, ((spec, call_args),))
+        steps = built._steps  # counted as the untyped call counts it (`WorkflowApi.unawaited`)
+        steps.count += 1
+        steps.last = built
+        return built
 
 
 class TypedDomain(Generic[C]):

@@ -128,6 +128,7 @@ class Lifetime:
         "_waits_open",
         "_workflow",
         "alive",
+        "api",
         "counters",
         "hooks",
         "iid",
@@ -162,6 +163,7 @@ class Lifetime:
         self.waits = waits
         self.iid = iid
         self.alive = True
+        self.api: Any = None  # the `wf` of this run, once the body is called (a DSL workflow)
         # Calls numbered so far, per kind and name: a `do` under its name itself (the string
         # its record holds anyway), others under an interned "kind\x1fname" (see `begin`).
         # A tuple of the keys while each was called once and they are few (a dict costs

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import random
+import warnings
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Unpack
 
@@ -60,6 +61,27 @@ DEFAULT_COMPATIBILITY_DATE = "2026-11-01"
 # Cloudflare stops an invocation past its CPU limit: 30 s by default (limits.cpu_ms in
 # wrangler.toml, up to 5 minutes). The same bound ends a runaway handler or workflow body.
 DEFAULT_CPU_MS = 30_000
+
+# Each warning once per process and place, as Python's own "coroutine was never awaited".
+_WARNED: dict[Any, Any] = {}
+
+
+def warn_unawaited(workflow: Workflow, count: int, last: str | None) -> None:
+    """A RuntimeWarning, placed at the workflow's function, that a run of it ended with steps
+    it built and never awaited: a step runs only when awaited, so those did not run."""
+    which = f" (the last: {last})" if last else ""
+    steps = "a step" if count == 1 else f"{count} steps"
+    code = getattr(workflow.fn, "__code__", None)
+    warnings.warn_explicit(
+        f"workflow {workflow.name!r} built {steps} it never awaited{which}: a step runs only "
+        "when awaited, so it did not run; add `await` (or pass it to asyncio.gather)",
+        RuntimeWarning,
+        code.co_filename if code is not None else "<workflow>",
+        code.co_firstlineno if code is not None else 0,
+        registry=_WARNED,
+    )
+
+
 # From this compatibility date an uncaught NonRetryableError keeps its own message
 # (workflows_preserve_non_retryable_error_message, SEMANTICS §1.5).
 _PRESERVE_NON_RETRYABLE_FROM = "2026-05-14"
@@ -164,6 +186,10 @@ class Simulator(InstanceLifecycle):
         self._evicted: dict[str, tuple[asyncio.TimerHandle, bool]] = {}
         self._evicted_sleeping = 0  # how many of them only time can wake
         self._tally = Tally()  # lifetimes not idle on event waits alone
+        # Runs that ended with steps built but never awaited: warned about when run() returns
+        # (`warn_unawaited`), not inside the engine, whose bookkeeping a warning turned into
+        # an error (pytest -W error) must not interrupt.
+        self._unawaited: list[tuple[Workflow, int, str | None]] = []
 
     @property
     def world(self) -> World:
@@ -323,6 +349,10 @@ class Simulator(InstanceLifecycle):
         finally:
             self._running = False
             self._store.flush()  # nothing deferred outlives a run: the caller may exit now
+        if self._unawaited:
+            found, self._unawaited = self._unawaited, []
+            for workflow, count, last in found:
+                warn_unawaited(workflow, count, last)
 
     def _quiescent(self) -> bool:
         # Every lifetime idle on event waits alone (see Lifetime.waiting_only).
@@ -439,10 +469,17 @@ class Simulator(InstanceLifecycle):
             model = target.input_model
             if model is not None:
                 params = model.model_validate(params)  # type: ignore[attr-defined]
-            return target.call(WorkflowApi(lt, target), params)
+            api = lt.api = WorkflowApi(lt, target)
+            return target.call(api, params)
         return instantiate(target, self.env).run(dict(lt.event), PythonStep(lt, self.durations))
 
     def body_returned(self, lt: Lifetime, output: str) -> None:
+        # A completed run with steps it built and never awaited: warned about (on completion
+        # only: a run that raised has its error to show, and a step it built before the
+        # error is no news beside it).
+        api = lt.api
+        if api is not None and api._steps.count > 0 and lt.alive:
+            self._unawaited.append((api._workflow, *api.unawaited()))
         self._finish(lt, "complete", output, None)
 
     def body_raised(self, lt: Lifetime, exc: BaseException) -> bool:
