@@ -169,10 +169,18 @@ def baseline_outcome(base: Baseline, obs: Observation) -> list[Violation]:
         )
         expected = "complete" if status == "complete" else f"errored with {error_name}"
         diff = [f"expected the example to end {expected}, it ended errored with {got}"]
-        hint = (
-            "Fix the error, or, if this input should fail (a declined payment), declare it: "
-            f'examples=[Example({{...}}, expect="errored", error="{got}")].'
-        )
+        if not base.workflow.examples and base.target.params == {}:
+            # The first run of a new flow: chaos had no input but `{}` to give it.
+            hint = (
+                f"{workflow} declares no examples, so it ran on {{}}: give it the input it "
+                f"expects, @Workflow({workflow!r}, examples=[{{...}}]) (or --input JSON); "
+                "chaos checks every example."
+            )
+        else:
+            hint = (
+                "Fix the error, or, if this input should fail (a declined payment), declare "
+                f'it: examples=[Example({{...}}, expect="errored", error="{got}")].'
+            )
         return [Violation("baseline-outcome", workflow, what, diff, hint, where)]
     expected = "errored" + (f" with {error_name}" if error_name else "")
     what = f"the fault-free run of {workflow} ended {obs.status}, its example expects {expected}"

@@ -203,6 +203,32 @@ def test_a_cut_timeline_says_how_much_was_cut(tmp_path: Path) -> None:
     assert "--json has them all" in out
 
 
+NO_EXAMPLES = """
+from awf_sim import Workflow
+
+
+@Workflow("ver-no-examples")
+async def needs(wf, params):
+    return params["name"]
+"""
+
+
+def test_a_workflow_without_examples_that_fails_on_empty_input_is_told_to_declare_one(
+    tmp_path: Path,
+) -> None:
+    flow = write(tmp_path, "noex.py", NO_EXAMPLES)
+    (wf,) = as_json(chaos(flow, "--runs", "5", "--json"))["workflows"]
+    (found,) = wf["violations"]
+    assert found["invariant"] == "baseline-outcome"
+    assert "KeyError" in found["message"]
+    assert "declares no examples, so it ran on {}" in found["hint"]
+    assert "examples=[{...}]" in found["hint"]
+    # An example that fails gets the other advice: fix it, or declare the failure.
+    given = as_json(chaos(flow, "--runs", "5", "--json", "--input", '{"other": 1}'))
+    (hint,) = [v["hint"] for v in given["workflows"][0]["violations"]]
+    assert 'expect="errored"' in hint
+
+
 SEATS = """
 from awf_sim import Domain, Workflow, mock_database
 
