@@ -1,9 +1,9 @@
 """Import a built bundle's `entry.py` in this process, so the simulator can run it unchanged.
 
-Inside the `with` block, `workers` and `workers.workflows` are small stand-ins for the
-modules Cloudflare's Python runtime provides (`WorkflowEntrypoint`, `WorkerEntrypoint`,
-`Response`, `NonRetryableError`), and the bundle is imported with its OWN `awf_sim` (the
-deployed stub and the DSL copy), not the one installed here: what runs is what is uploaded.
+Inside the `with` block, `workers` and `workers.workflows` are the simulator's stand-ins for
+the modules Cloudflare's Python runtime provides (`awf_sim.sdk.workers_shim`), and the bundle
+is imported with its OWN `awf_sim` (the deployed stub and the DSL copy), not the one installed
+here: what runs is what is uploaded.
 The installed awf_sim is back in `sys.modules` as soon as the import is done, so the simulator
 keeps working around it.
 
@@ -20,65 +20,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
-from awf_sim.dsl import NonRetryableError as _SimNonRetryableError
+from awf_sim.sdk import workers_shim
 
-__all__ = ["Response", "bundle_in_process", "workers_shim"]
-
-
-class _Entrypoint:
-    """`WorkflowEntrypoint` / `WorkerEntrypoint`: the runtime constructs them with (ctx, env)."""
-
-    def __init__(self, ctx: Any = None, env: Any = None) -> None:
-        self.ctx = ctx
-        self.env = env if env is not None else {}
-
-
-class Response:
-    """`workers.Response` as the generated entry uses it: a body, a status and headers."""
-
-    def __init__(
-        self, body: str | bytes | None = None, status: int = 200, headers: Any = None
-    ) -> None:
-        self.body = body
-        self.status = status
-        self.headers = dict(headers or {})
-
-    def json(self) -> Any:
-        import json
-
-        return json.loads(self.body or "null")
-
-    def __repr__(self) -> str:
-        return f"Response(status={self.status})"
-
-
-def workers_shim() -> dict[str, ModuleType]:
-    """Fresh `workers` and `workers.workflows` modules."""
-    workers = ModuleType("workers", "Stand-in for Cloudflare's Python Workers SDK (awf-deploy)")
-    workflows = ModuleType("workers.workflows")
-
-    class WorkflowEntrypoint(_Entrypoint):
-        pass
-
-    class WorkerEntrypoint(_Entrypoint):
-        pass
-
-    class NonRetryableError(_SimNonRetryableError):
-        """`workers.workflows.NonRetryableError`, recognised by the simulator as its own."""
-
-    async def fetch(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("workers.fetch is not available in the simulator; mock it")
-
-    workers.WorkflowEntrypoint = WorkflowEntrypoint  # type: ignore[attr-defined]
-    workers.WorkerEntrypoint = WorkerEntrypoint  # type: ignore[attr-defined]
-    workers.Response = Response  # type: ignore[attr-defined]
-    workers.fetch = fetch  # type: ignore[attr-defined]
-    workers.workflows = workflows  # type: ignore[attr-defined]
-    workers.__path__ = []  # a package, so `import workers.workflows` works
-    workflows.NonRetryableError = NonRetryableError  # type: ignore[attr-defined]
-    return {"workers": workers, "workers.workflows": workflows}
+__all__ = ["bundle_in_process"]
 
 
 def _owned(name: str, tops: set[str]) -> bool:

@@ -30,6 +30,7 @@ from typing import Any
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import World
 from awf_sim.errors import FlowError, SerializationError
+from awf_sim.sdk import install_workers_stand_in
 
 __all__ = ["FlowError", "FlowFile", "load_flow", "parse_input", "parse_json"]
 
@@ -83,6 +84,7 @@ def load_flow(path: str | os.PathLike[str]) -> FlowFile:
     if spec is None or spec.loader is None:
         raise FlowError(f"{path}: cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
+    install_workers_stand_in()  # a flow may import Cloudflare's SDK (`workers`)
     folder = os.path.dirname(abspath)
     added = folder not in sys.path
     if added:

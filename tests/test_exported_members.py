@@ -114,7 +114,9 @@ EXPORTS: dict[str, list[str]] = {
         "HandlerContext",
         "Write",
         "idempotency_key",
+        "install_workers_stand_in",
         "mock_database",
+        "workers_shim",
     ],
     "awf_sim.testing": [
         "Database",

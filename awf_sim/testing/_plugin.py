@@ -4,7 +4,9 @@
   `sim` (a fresh Simulator) and `awf_seed`;
 - option `--awf-seed N|random` (default 0), the seed the fixtures use, shown in the header;
 - on failure, a report section per test workflow the test created or ran: its status, the
-  tail of its timeline, unmatched selectors and the seed that reproduces it.
+  tail of its timeline, unmatched selectors and the seed that reproduces it;
+- `import workers` (Cloudflare's SDK) answered with the simulator's stand-ins, so a workflow
+  class written for Cloudflare imports in tests (`awf_sim.sdk.install_workers_stand_in`).
 
 awf_sim is imported lazily: only a session that uses it pays for it.
 """
@@ -50,6 +52,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="seed of the simulators that awf-sim's fixtures create (a number, or 'random'; "
         "default 0). A failing test's report names the seed that reproduces it.",
     )
+
+
+def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
+    # Before any conftest or test module imports a workflow class written for Cloudflare
+    # (`from workers import WorkflowEntrypoint`), which outside Pyodide cannot import the SDK.
+    from awf_sim.sdk import install_workers_stand_in
+
+    install_workers_stand_in()
 
 
 def pytest_configure(config: pytest.Config) -> None:

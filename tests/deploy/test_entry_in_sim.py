@@ -172,6 +172,7 @@ def test_the_bundle_runs_with_its_own_awf_sim_not_the_installed_one(
 ) -> None:
     folder = write_bundle(build_bundle(flows_dir / "shop.py"), tmp_path / "b")
     installed = sys.modules["awf_sim"]
+    workers_before = sys.modules.get("workers")
     with bundle_in_process(folder) as entry:
         flow_module = sys.modules.get("shop")
         assert flow_module is None  # the bundle's modules are not left behind
@@ -179,8 +180,8 @@ def test_the_bundle_runs_with_its_own_awf_sim_not_the_installed_one(
         assert bundled.__module__ == "awf_sim.dsl._workflow"
         assert bundled is not sys.modules["awf_sim.dsl._workflow"].Workflow
         assert Path(sys.modules["awf_sim"].__file__ or "") == Path(installed.__file__ or "")
-        assert "workers" in sys.modules
-    assert "workers" not in sys.modules
+        assert sys.modules["workers"] is not workers_before  # the bundle's, for its import
+    assert sys.modules.get("workers") is workers_before  # as it was, imported or not
     assert sys.modules["awf_sim"] is installed
 
 
