@@ -110,6 +110,19 @@ def load_flow(path: str | os.PathLike[str]) -> FlowFile:
         if isinstance(value, Workflow) and value.fn is not None:
             workflows[value.name] = value
     if not workflows:
+        classes = [
+            name
+            for name, value in vars(module).items()
+            if isinstance(value, type)
+            and value.__module__ == mod_name
+            and callable(getattr(value, "run", None))
+        ]
+        if classes:  # written for Cloudflare's Python API: the simulator runs it, not the CLI
+            raise FlowError(
+                f"{path}: defines no @Workflow, only the class {classes[0]} with run(event, "
+                "step) (Cloudflare's Python API); awf-sim's commands take @Workflow functions: "
+                f"run the class in a test with Simulator().create({classes[0]}, params)"
+            )
         raise FlowError(
             f"{path}: defines no workflow; add one with @Workflow('name') above "
             "`async def fn(wf, params)`"

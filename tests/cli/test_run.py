@@ -118,6 +118,13 @@ def test_errored_instance_exits_1(tmp_path: Path) -> None:
         ("imports.py", "import not_a_module_anywhere\n", "ModuleNotFoundError"),
         ("empty.py", "x = 1\n", "defines no workflow"),
         (
+            "cloudflare.py",
+            "from workers import WorkflowEntrypoint\n"
+            "class Greeter(WorkflowEntrypoint):\n"
+            "    async def run(self, event, step):\n        return 1\n",
+            "only the class Greeter with run(event, step)",
+        ),
+        (
             "two.py",
             "from awf_sim import Workflow\n"
             "a = Workflow('a', lambda wf, p: 1)\nb = Workflow('b', lambda wf, p: 2)\n",
