@@ -237,8 +237,11 @@ def push_command(
     account_id: AccountOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run chaos on the flow, provision D1, replay running instances on the new code, show the
-    plan, then create the database, upload the script (with its API key), crons and workflows."""
+    """Check the flow (chaos, running instances replayed), then push it to Cloudflare.
+
+    Runs chaos on the flow, plans D1, replays the running instances on the new code, shows the
+    plan, then creates the database, uploads the script (with its API key), crons and
+    workflows."""
     result: dict[str, Any] = {"dry_run": dry_run, "verified": not no_verify}
 
     def finish(code: int) -> NoReturn:

@@ -394,8 +394,10 @@ def dev(
     ] = None,
     name: NameOpt = None,
 ) -> None:
-    """Serve the flow's Worker locally on the real Python runtime (Pyodide + Miniflare), in
-    real time, on http://127.0.0.1:PORT; rebuilds when the flow file changes. Ctrl-C stops."""
+    """Serve the flow's Worker locally on the real Python runtime (Pyodide + Miniflare).
+
+    In real time, on http://127.0.0.1:PORT; rebuilds when the flow file changes. Ctrl-C
+    stops."""
     try:
         with _handled():
             code = DevServer(flow, port=port, persist=persist, name=name).run()

@@ -31,7 +31,17 @@ _FLAG = " "
 class _ReadableHelp:
     """typer 0.29 prints a type placeholder (`<bool>`, `<str>`) beside every flag, argument
     and its own `--help`. A flag takes no value and an argument's name already says what it
-    is, so show neither; options with a value carry their own metavar (NAME, JSON, FILE)."""
+    is, so show neither; options with a value carry their own metavar (NAME, JSON, FILE).
+    It also keeps a docstring's line breaks, which end lines mid-sentence once the terminal
+    wraps them again: a paragraph is printed as one flowing text."""
+
+    help: str | None  # click's Command's and Group's
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        help_text = self.help
+        if help_text:
+            self.help = "\n\n".join(" ".join(p.split()) for p in help_text.split("\n\n"))
+        super().format_help(ctx, formatter)  # type: ignore[misc]
 
     def get_params(self, ctx: Any) -> list[Any]:
         params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
@@ -434,9 +444,10 @@ def replay_cmd(
     ],
     json_out: JsonOpt = False,
 ) -> None:
-    """Replay a production instance's history against the flow's current code; exit 1 where
-    the code diverges (a completed step no longer called, a new step before the frontier, a
-    changed step config)."""
+    """Replay a production instance's history against the flow's current code.
+
+    Exit 1 where the code diverges: a completed step no longer called, a new step before the
+    frontier, a changed step config."""
     from awf_sim._replay_command import replay_command
 
     raise typer.Exit(replay_command(flow, history, json_out=json_out))

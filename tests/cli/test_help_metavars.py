@@ -40,3 +40,20 @@ def test_help_has_no_type_placeholders(cli: str, app: typer.Typer, args: list[st
     assert placeholders == [], f"{cli} {' '.join(args)}: {placeholders}\n{result.stdout}"
     # Every option line names its value or takes none: a flag shows nothing after its name.
     assert "--help " in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("cli", "app", "args"), CASES, ids=[f"{c} {' '.join(a)}" for c, _, a in CASES]
+)
+def test_a_help_paragraph_flows_as_one_text(cli: str, app: typer.Typer, args: list[str]) -> None:
+    # A docstring's line breaks are where its source wraps, not where a terminal does: kept,
+    # they end lines mid-sentence once the terminal wraps again. On a wide terminal, each
+    # paragraph of the command's description is one line.
+    group = typer.main.get_command(app)
+    command = group.commands[args[0]] if len(args) > 1 else group  # type: ignore[attr-defined]
+    result = runner.invoke(app, args, env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    for paragraph in (command.help or "").split("\n\n"):
+        flowing = " ".join(paragraph.split())
+        assert flowing in lines, f"{cli} {' '.join(args)}: {flowing!r} is not one line"
