@@ -68,6 +68,10 @@ def workers_shim() -> dict[str, ModuleType]:
     class NonRetryableError(_SimNonRetryableError):
         """`workers.workflows.NonRetryableError`, recognised by the simulator as its own."""
 
+    # Named where the workflow imported it from: Cloudflare's class, not one of awf's errors.
+    NonRetryableError.__module__ = workflows.__name__
+    NonRetryableError.__qualname__ = "NonRetryableError"
+
     async def fetch(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("workers.fetch is not available in the simulator; mock it")
 
