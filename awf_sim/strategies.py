@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from awf_sim.chaos._durable import SEED_SOURCE, baseline_for
 from awf_sim.chaos._faults import parse_kinds
-from awf_sim.chaos._model import Plan, Target
+from awf_sim.chaos._model import Plan, Target, checked_workflow
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import canonical, loads
 from awf_sim.dsl._values import is_structured
@@ -64,6 +64,7 @@ def fault_plans(
     The keyword arguments are the world of the run, as for `assert_durable`; the fault-free
     run that finds the fault points happens on the first draw, once.
     """
+    checked_workflow(workflow, "fault_plans")
     if isinstance(max_faults, bool) or not isinstance(max_faults, int) or max_faults < 0:
         raise DefinitionError(
             f"fault_plans: max_faults must be a whole number >= 0, got {max_faults!r}"
@@ -128,6 +129,7 @@ def inputs(workflow: Workflow) -> st.SearchStrategy[Any]:
     """Params for `workflow`: from the type its function's params are annotated with (a
     pydantic model, a dataclass or a TypedDict; as JSON values, what `create` takes), else
     one of its `examples`."""
+    checked_workflow(workflow, "inputs")
     model = workflow.input_model
     if model is not None:
         return _model_strategy(model).map(lambda m: m.model_dump(mode="json"))

@@ -175,3 +175,29 @@ def test_import_awf_sim_stays_light() -> None:
     assert out.stdout.strip() == "False"
     assert "assert_durable" in awf_sim.__all__
     assert "DurabilityViolation" in awf_sim.__all__
+
+
+class CloudflareStyle:
+    """A workflow written for Cloudflare's Python API: the Simulator runs it; chaos does not."""
+
+    async def run(self, event: Any, step: Any) -> Any:
+        return 1
+
+
+@pytest.mark.parametrize(
+    ("call", "what"),
+    [
+        (lambda w: assert_durable(w, {}, []), "assert_durable"),
+        (lambda w: fault_plans(w, {}), "fault_plans"),
+        (lambda w: inputs(w), "inputs"),
+    ],
+)
+def test_a_workflow_that_is_not_a_workflow_function_is_named_not_a_traceback(
+    call: Any, what: str
+) -> None:
+    with pytest.raises(awf_sim.DefinitionError) as cls_error:
+        call(CloudflareStyle)
+    assert str(cls_error.value).startswith(f"{what} takes a @Workflow function")
+    assert "CloudflareStyle is a class with run(event, step)" in str(cls_error.value)
+    with pytest.raises(awf_sim.DefinitionError, match=f"{what} takes a @Workflow function, got"):
+        call("order-processing")

@@ -21,7 +21,7 @@ from typing import Any
 
 from awf_sim._report import timeline_lines
 from awf_sim.chaos._faults import describe_fault, normalize_plan, plan_token
-from awf_sim.chaos._model import Baseline, Target, Violation
+from awf_sim.chaos._model import Baseline, Target, Violation, checked_workflow
 from awf_sim.chaos._report import mark_timeline
 from awf_sim.chaos._run import run_plan
 from awf_sim.chaos._space import build_baseline
@@ -182,6 +182,7 @@ def assert_durable(
     `awf_sim.strategies` is imported).
     """
     __tracebackhide__ = True  # pytest shows the test's line, not awf's
+    checked_workflow(workflow, "assert_durable")
     norm = normalize_plan(plan)
     if seed is None:
         seed = SEED_SOURCE.randrange(2**32)

@@ -81,6 +81,23 @@ class HandlerRun(NamedTuple):
 # -- the world and one run ----------------------------------------------------------------------
 
 
+def checked_workflow(workflow: Any, what: str) -> Workflow:
+    """`workflow` when it is a Workflow; else a DefinitionError naming what was given. A
+    workflow class written for Cloudflare (`run(self, event, step)`) runs on the Simulator,
+    but chaos judges steps by the paths of @Workflow functions."""
+    if isinstance(workflow, Workflow):
+        return workflow
+    if isinstance(workflow, type) and callable(getattr(workflow, "run", None)):
+        raise DefinitionError(
+            f"{what} takes a @Workflow function; {workflow.__name__} is a class with "
+            "run(event, step) (Cloudflare's Python API), which Simulator().create runs but "
+            f"{what} does not: write the workflow with @Workflow and Domains to check it"
+        )
+    raise DefinitionError(
+        f"{what} takes a @Workflow function, got {type(workflow).__name__} {workflow!r:.80}"
+    )
+
+
 @dataclass
 class Target:
     """What chaos runs: one workflow, its params, and the world its handlers see.
@@ -103,6 +120,7 @@ class Target:
     cpu_ms: int | None = DEFAULT_CPU_MS
 
     def __post_init__(self) -> None:
+        checked_workflow(self.workflow, "chaos")
         checked_cpu_ms(self.cpu_ms, "Target.cpu_ms")
 
     @property
