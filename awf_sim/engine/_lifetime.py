@@ -342,7 +342,8 @@ class Lifetime:
 
     def begin(self, kind: str, name: str, path: str) -> tuple[int, str, StepRef | None]:
         """Number this call as Cloudflare does (the k-th call of a name in this lifetime), give
-        its store key, and tell the hooks, which see every call, cached or not."""
+        its store key, and tell the hooks, which see every call, cached or not. (StepExecutor.do
+        spells out the "do" branch for a lifetime without hooks: one call less per step.)"""
         if kind == "do":
             # A do step's name has no control character (the executor refuses those), so it
             # is its own counter key, and the string is the one its record keeps anyway.
