@@ -233,10 +233,11 @@ class Lifetime:
 
     @blocked.setter
     def blocked(self, n: int) -> None:
-        was = self.waiting_only
+        # waiting_only before and after, written out: each sleep and retry wait sets this
+        # twice. With no event wait open it is False both times.
+        if self._waits_open > 0 and self.tally is not None and (self._blocked == 0) != (n == 0):
+            self.tally.busy += 1 if self._blocked == 0 else -1
         self._blocked = n
-        if self.tally is not None and was is not self.waiting_only:
-            self.tally.busy += 1 if was else -1
 
     @property
     def waits_open(self) -> int:
@@ -482,10 +483,12 @@ class Lifetime:
         # A module-level callback, not a closure: it lives as long as the wait does.
         handle = loop.call_at(at_ms / 1000, _wake, fut, context=NO_CONTEXT)
         self.add_timer(handle)
-        self.blocked += 1
+        self.blocked = self._blocked + 1
         try:
             await fut
+        except BaseException:
+            handle.cancel()  # not when the wait ended: only the timer's own run ends it
+            raise
         finally:
-            self.blocked -= 1
-            handle.cancel()
+            self.blocked = self._blocked - 1
             self.drop_timer(handle)
