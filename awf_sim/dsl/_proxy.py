@@ -424,6 +424,17 @@ class WorkflowApi:
         bind = self.__dict__[name] = ref.bind
         return bind
 
+    def _end_run(self) -> None:
+        """The run is over (its lifetime ended): the domain refs `__getattr__` keeps, which
+        hold this `wf` in turn, are dropped, so it is freed when its last user lets go, not
+        left to the cyclic collector. Attributes a workflow set on `wf` stay; a later
+        `wf.Inventory` makes its ref again."""
+        kept = self.__dict__
+        for name in [
+            n for n, v in kept.items() if type(getattr(v, "__self__", None)) is _DomainRef
+        ]:
+            del kept[name]
+
     def __getitem__(self, domain: Callable[[WorkflowApi, _C], _D]) -> Callable[[_C], _D]:
         """`wf[Inventory](product).check()`: a TypedDomain, checked by mypy and pyright."""
         return functools.partial(domain, self)

@@ -417,6 +417,13 @@ class Lifetime:
             for task in list(self._tasks):
                 if task is not current:
                     task.cancel()
+        # Over: what holds this lifetime in turn is let go (its first task's coroutine, the
+        # run's `wf` and the domain refs `wf` keeps, which hold `wf`), so the lifetime is
+        # freed when its last task ends, not left to the cyclic collector.
+        self._task = None
+        api, self.api = self.api, None
+        if api is not None:
+            api._end_run()
 
     # -- event waits -------------------------------------------------------------------------
     def add_waiter(self, waiter: Waiter) -> None:
