@@ -115,9 +115,14 @@ class _Pipeline:
     gives a new pipeline with one call more. Each Domain gets a subclass of this class on
     which its methods become properties as they are first used (`_install`), so that
     `.check` is found on the class: a miss that reaches `__getattr__` costs an AttributeError
-    made and dropped, and two lookups, on every step."""
+    made and dropped, and two lookups, on every step.
 
-    __slots__ = ("_calls", "_context_json", "_domain", "_steps", "_wf")
+    Its `__getattr__` also keeps Python from specialising any attribute read on a pipeline
+    (each goes the slow way), so its state is two slots: `_calls`, and `_base`, the tuple
+    (domain name, context JSON, the run's _Built, runtime, wf) that every pipeline of one
+    bound context shares, unpacked where it is used."""
+
+    __slots__ = ("_base", "_calls")
     # The Domain of a subclass, weakly: _CLASSES would otherwise keep every Domain alive.
     _awf_domain: ClassVar[Callable[[], Domain | None]] = staticmethod(lambda: None)
 
@@ -128,17 +133,15 @@ class _Pipeline:
         context_json: str,
         calls: tuple[tuple[MethodSpec, Mapping[str, Any]], ...],
     ) -> None:
-        self._wf = wf
-        self._steps = wf._steps
-        self._domain = domain
-        self._context_json = context_json
+        self._base = (domain, context_json, wf._steps, wf._runtime, wf)
         self._calls = calls
 
     def __getattr__(self, attr: str) -> _Method:
         if attr.startswith("__"):
             raise AttributeError(attr)
         # Resolved now, so an unknown method fails where the pipeline is built, not later.
-        domain = self._wf._workflow.resolve_domain(self._domain)
+        name, _, _, _, wf = self._base
+        domain = wf._workflow.resolve_domain(name)
         domain.spec(attr)
         cls = type(self)
         if cls._awf_domain() is domain:
@@ -146,47 +149,43 @@ class _Pipeline:
         return _Method(_caller(domain, attr), self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> _Pipeline:
+        domain = self._base[0]
         raise DefinitionError(
-            f"wf.{self._domain}(...) was called twice; call a method: "
-            f"wf.{self._domain}(context).method(args)"
+            f"wf.{domain}(...) was called twice; call a method: wf.{domain}(context).method(args)"
         )
 
     def _step_call(self) -> StepCall:
         calls = self._calls
+        domain, context_json = self._base[:2]
         if not calls:
-            raise DefinitionError(
-                f"wf.{self._domain}(...).method must be called before it is awaited"
-            )
-        path = (self._domain, *(spec.name for spec, _ in calls))
+            raise DefinitionError(f"wf.{domain}(...).method must be called before it is awaited")
+        path = (domain, *(spec.name for spec, _ in calls))
         label = ".".join(path)
         arg_jsons = tuple(canonical(a, root=f"args of {spec.path}") for spec, a in calls)
         if len(calls) == 1:  # its args dict is the identity
-            sid = step_id_json(path, self._context_json, arg_jsons[0])
+            sid = step_id_json(path, context_json, arg_jsons[0])
         else:  # a chain: the list of each call's args
             args_json = "[" + ",".join(arg_jsons) + "]"
-            sid = step_id_from_hashes(path, hash8(self._context_json), hash8(args_json))
+            sid = step_id_from_hashes(path, hash8(context_json), hash8(args_json))
         return StepCall(
             path=path,
             name=step_name(path, sid),
             label=label,
             config=calls[0][0].config,
-            context_json=self._context_json,
+            context_json=context_json,
             calls=tuple((spec, aj) for (spec, _), aj in zip(calls, arg_jsons, strict=True)),
         )
 
     def __await__(self) -> Generator[Any, None, Any]:
         calls = self._calls
-        steps = self._steps
+        domain, context_json, steps, runtime, wf = self._base
         steps.count -= 1
         if steps.last is self:
             steps.last = None
-        wf = self._wf
         if len(calls) == 1:
             # The common case, built here: what _step_call does, without its call, the
             # chain's bookkeeping, or StepCall's __init__ (its six fields are set below).
             spec, args = calls[0]
-            domain = self._domain
-            context_json = self._context_json
             path = (domain, spec.name)
             if args:
                 # The error's root is only built when there is an error (or a model).
@@ -210,12 +209,12 @@ class _Pipeline:
         # A handler declaring a dataclass or model result gets it back from the checkpoint.
         revive = getattr(spec.handler, "__awf_result__", _UNSEEN)  # result_converter's cache
         if revive is None and _WATCH.get() is None:  # the common case: the runtime's value
-            return wf._runtime.step(call).__await__()
-        return await_result(wf._runtime.step(call), call, wf)
+            return runtime.step(call).__await__()
+        return await_result(runtime.step(call), call, wf)
 
     def __repr__(self) -> str:
         segs = "".join(f".{spec.name}(...)" for spec, _ in self._calls)
-        return f"<pipeline wf.{self._domain}(...){segs}>"
+        return f"<pipeline wf.{self._base[0]}(...){segs}>"
 
 
 # Each Domain's subclass of _Pipeline; weak, so a Domain that is gone takes its class along.
@@ -248,10 +247,8 @@ def _caller(domain: Domain, name: str) -> Callable[..., _Pipeline]:
     def call(pipeline: _Pipeline, *args: Any, **kwargs: Any) -> _Pipeline:
         spec = methods[name]  # looked up each time: a method added again replaces its spec
         nxt: _Pipeline = _new(type(pipeline))
-        nxt._wf = pipeline._wf
-        steps = nxt._steps = pipeline._steps
-        nxt._domain = pipeline._domain
-        nxt._context_json = pipeline._context_json
+        base = nxt._base = pipeline._base
+        steps = base[2]
         call_args = _call_args(spec.path, args, kwargs) if args else kwargs
         calls = pipeline._calls
         nxt._calls = (*calls, (spec, call_args))
@@ -280,14 +277,15 @@ class _Method(functools.partial):  # type: ignore[type-arg]
     def __await__(self) -> Generator[Any, None, Any]:
         pipeline, name = self._where()
         raise DefinitionError(
-            f"wf.{pipeline._domain}(...).{name} must be called before it is awaited"
+            f"wf.{pipeline._base[0]}(...).{name} must be called before it is awaited"
         )
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("__"):
             raise AttributeError(attr)
         pipeline, name = self._where()
-        pipeline._wf._workflow.resolve_domain(pipeline._domain).spec(f"{name}.{attr}")
+        domain, _, _, _, wf = pipeline._base
+        wf._workflow.resolve_domain(domain).spec(f"{name}.{attr}")
         raise AttributeError(attr)  # pragma: no cover - a method name has no dot
 
     def __repr__(self) -> str:
@@ -334,11 +332,13 @@ class _Built:
 class _DomainRef:
     """`wf.Inventory`: binds a context to the domain the workflow resolves that name to."""
 
-    __slots__ = ("_cls", "_gen", "_name", "_steps", "_wf")
+    __slots__ = ("_cls", "_gen", "_name", "_runtime", "_steps", "_wf")
 
     def __init__(self, wf: WorkflowApi, name: str) -> None:
         self._wf = wf
-        self._steps = wf._steps  # here, for bind: WorkflowApi's attributes are slow to read
+        # Read here, for bind: WorkflowApi's attributes are slow to read.
+        self._steps = wf._steps
+        self._runtime = wf._runtime
         self._name = name
         self._gen = -1
         self._cls: type[_Pipeline] = _Pipeline
@@ -358,10 +358,7 @@ class _DomainRef:
             cls = self._cls = _pipeline_class(self._wf._workflow.resolve_domain(self._name))
             self._gen = _GENERATION[0]
         pipeline: _Pipeline = _new(cls)
-        pipeline._wf = self._wf
-        pipeline._steps = self._steps
-        pipeline._domain = self._name
-        pipeline._context_json = ctx_json
+        pipeline._base = (self._name, ctx_json, self._steps, self._runtime, self._wf)
         pipeline._calls = ()
         return pipeline
 
@@ -426,6 +423,17 @@ class WorkflowApi:
         # calling an object with __call__ goes through.
         bind = self.__dict__[name] = ref.bind
         return bind
+
+    def _end_run(self) -> None:
+        """The run is over (its lifetime ended): the domain refs `__getattr__` keeps, which
+        hold this `wf` in turn, are dropped, so it is freed when its last user lets go, not
+        left to the cyclic collector. Attributes a workflow set on `wf` stay; a later
+        `wf.Inventory` makes its ref again."""
+        kept = self.__dict__
+        for name in [
+            n for n, v in kept.items() if type(getattr(v, "__self__", None)) is _DomainRef
+        ]:
+            del kept[name]
 
     def __getitem__(self, domain: Callable[[WorkflowApi, _C], _D]) -> Callable[[_C], _D]:
         """`wf[Inventory](product).check()`: a TypedDomain, checked by mypy and pyright."""

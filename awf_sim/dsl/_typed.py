@@ -89,7 +89,7 @@ class Call(Generic[A, R]):
         domain = self._domain
         call_args = _call_args(spec.path, () if args is None else (args,), {})
         built = _Pipeline(domain._wf, spec.domain, domain._context_json, ((spec, call_args),))
-        steps = built._steps  # counted as the untyped call counts it (`WorkflowApi.unawaited`)
+        steps = domain._wf._steps  # counted as the untyped call counts it (`WorkflowApi.unawaited`)
         steps.count += 1
         steps.last = built
         return built

@@ -157,7 +157,13 @@ class StepExecutor:
                 f'Step config for "{name}" is in a invalid format. See '
                 "https://developers.cloudflare.com/workflows/build/sleeping-and-retrying/"
             )
-        count, key, ref = lt.begin("do", name, path)
+        hooks = lt.hooks
+        if hooks is None:  # lt.begin("do", ...) without its call: nothing to tell the hooks
+            count = lt.count(name)
+            key = f"do:{name}#{count}"
+            ref = None
+        else:
+            count, key, ref = lt.begin("do", name, path)
         rec = lt.store.result_or_step(lt.iid, key)
         if isinstance(rec, str):  # done: a replay returns the checkpointed value
             return loads(rec)
@@ -166,7 +172,6 @@ class StepExecutor:
         # From here on the step executes. Kept in this one coroutine (not a helper awaited
         # from here): every step pays for each coroutine layer between the workflow and its
         # handler.
-        hooks = lt.hooks
         inproc = self.inproc
         started: list[Row] = []  # step-start, committed with the first attempt
         if rec is None:

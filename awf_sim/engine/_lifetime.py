@@ -233,10 +233,11 @@ class Lifetime:
 
     @blocked.setter
     def blocked(self, n: int) -> None:
-        was = self.waiting_only
+        # waiting_only before and after, written out: each sleep and retry wait sets this
+        # twice. With no event wait open it is False both times.
+        if self._waits_open > 0 and self.tally is not None and (self._blocked == 0) != (n == 0):
+            self.tally.busy += 1 if self._blocked == 0 else -1
         self._blocked = n
-        if self.tally is not None and was is not self.waiting_only:
-            self.tally.busy += 1 if was else -1
 
     @property
     def waits_open(self) -> int:
@@ -342,7 +343,8 @@ class Lifetime:
 
     def begin(self, kind: str, name: str, path: str) -> tuple[int, str, StepRef | None]:
         """Number this call as Cloudflare does (the k-th call of a name in this lifetime), give
-        its store key, and tell the hooks, which see every call, cached or not."""
+        its store key, and tell the hooks, which see every call, cached or not. (StepExecutor.do
+        spells out the "do" branch for a lifetime without hooks: one call less per step.)"""
         if kind == "do":
             # A do step's name has no control character (the executor refuses those), so it
             # is its own counter key, and the string is the one its record keeps anyway.
@@ -415,6 +417,13 @@ class Lifetime:
             for task in list(self._tasks):
                 if task is not current:
                     task.cancel()
+        # Over: what holds this lifetime in turn is let go (its first task's coroutine, the
+        # run's `wf` and the domain refs `wf` keeps, which hold `wf`), so the lifetime is
+        # freed when its last task ends, not left to the cyclic collector.
+        self._task = None
+        api, self.api = self.api, None
+        if api is not None:
+            api._end_run()
 
     # -- event waits -------------------------------------------------------------------------
     def add_waiter(self, waiter: Waiter) -> None:
@@ -481,10 +490,12 @@ class Lifetime:
         # A module-level callback, not a closure: it lives as long as the wait does.
         handle = loop.call_at(at_ms / 1000, _wake, fut, context=NO_CONTEXT)
         self.add_timer(handle)
-        self.blocked += 1
+        self.blocked = self._blocked + 1
         try:
             await fut
+        except BaseException:
+            handle.cancel()  # not when the wait ended: only the timer's own run ends it
+            raise
         finally:
-            self.blocked -= 1
-            handle.cancel()
+            self.blocked = self._blocked - 1
             self.drop_timer(handle)

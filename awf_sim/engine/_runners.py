@@ -80,6 +80,23 @@ class Suspended:
         self.context = context
 
 
+def _first(context: contextvars.Context, label: str, fn: Callable[[Any], Any], arg: Any) -> Any:
+    """In `context` (a fresh copy): label it, call the handler and run it up to its first
+    suspension. Its value, or a `Suspended`. One `context.run` of this for the three steps
+    each in a `context.run` of its own, as `_labelled` and its caller would do them."""
+    _set_step(label)
+    result = fn(arg)
+    if type(result) is not _Coroutine:
+        if not inspect.isawaitable(result):
+            return result
+        result = result if inspect.iscoroutine(result) else _as_coroutine(result)
+    try:
+        first = result.send(None)
+    except StopIteration as stop:
+        return stop.value
+    return Suspended(result, first, context)
+
+
 class InProcessRunner:
     """Handlers run on the simulator's loop; a suspended one races its timeout."""
 
@@ -105,28 +122,17 @@ class InProcessRunner:
         loop = lt.loop
         loop._iteration += 1  # the CPU budget is per attempt, not per run of steps
         loop.cpu_progress += 1
-        context = _labelled(info)
-        run = context.run
+        context = _copy_context()  # labelled in `_first`, as `_labelled` labels one
         try:
             if type(call) is CallbackStep:
-                result = run(call.fn, info)
-            else:
-                # step_context's four fields, set here: one Python call less on every step.
-                ctx = _new(HandlerContext)
-                ctx._info = info
-                ctx.attempt = info.attempt
-                ctx.env = self.env
-                ctx._services = self.services
-                result = run(call.invoke, ctx)
-            if type(result) is not _Coroutine:
-                if not inspect.isawaitable(result):
-                    return result
-                result = result if inspect.iscoroutine(result) else _as_coroutine(result)
-            try:
-                first = run(result.send, None)
-            except StopIteration as stop:
-                return stop.value
-            return Suspended(result, first, context)
+                return context.run(_first, context, f"{info.path}#{info.count}", call.fn, info)
+            # step_context's four fields, set here: one Python call less on every step.
+            ctx = _new(HandlerContext)
+            ctx._info = info
+            ctx.attempt = info.attempt
+            ctx.env = self.env
+            ctx._services = self.services
+            return context.run(_first, context, f"{info.path}#{info.count}", call.invoke, ctx)
         except (SystemExit, KeyboardInterrupt, CpuBudgetExceeded) as exc:
             # The handler's, not the process's: the judge must outlive the code it judges.
             raise exit_error(exc, info.path) from None
