@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import random
-import warnings
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Unpack
 
@@ -43,6 +42,7 @@ from awf_sim.engine._runners import ForkRunner, HandlerRunner, InProcessRunner
 from awf_sim.engine._services import Services
 from awf_sim.engine._store import Store, open_store
 from awf_sim.engine._timeline import EntryDetails, Row, row
+from awf_sim.engine._unawaited import warn_unawaited
 from awf_sim.engine._waits import EventWaits
 from awf_sim.engine._world import World
 from awf_sim.errors import InstanceError
@@ -61,26 +61,6 @@ DEFAULT_COMPATIBILITY_DATE = "2026-11-01"
 # Cloudflare stops an invocation past its CPU limit: 30 s by default (limits.cpu_ms in
 # wrangler.toml, up to 5 minutes). The same bound ends a runaway handler or workflow body.
 DEFAULT_CPU_MS = 30_000
-
-# Each warning once per process and place, as Python's own "coroutine was never awaited".
-_WARNED: dict[Any, Any] = {}
-
-
-def warn_unawaited(workflow: Workflow, count: int, last: str | None) -> None:
-    """A RuntimeWarning, placed at the workflow's function, that a run of it ended with steps
-    it built and never awaited: a step runs only when awaited, so those did not run."""
-    which = f" (the last: {last})" if last else ""
-    steps = "a step" if count == 1 else f"{count} steps"
-    code = getattr(workflow.fn, "__code__", None)
-    warnings.warn_explicit(
-        f"workflow {workflow.name!r} built {steps} it never awaited{which}: a step runs only "
-        "when awaited, so it did not run; add `await` (or pass it to asyncio.gather)",
-        RuntimeWarning,
-        code.co_filename if code is not None else "<workflow>",
-        code.co_firstlineno if code is not None else 0,
-        registry=_WARNED,
-    )
-
 
 # From this compatibility date an uncaught NonRetryableError keeps its own message
 # (workflows_preserve_non_retryable_error_message, SEMANTICS §1.5).
