@@ -29,7 +29,7 @@ from typing import Any
 
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import World
-from awf_sim.errors import FlowError, SerializationError
+from awf_sim.errors import FlowError
 from awf_sim.sdk import install_workers_stand_in
 
 __all__ = ["FlowError", "FlowFile", "load_flow", "parse_input", "parse_json"]
@@ -185,7 +185,7 @@ def _fitting(workflow: Workflow, params: Any, what: str) -> Any:
     errors at its first line."""
     try:
         workflow.check_params(params)
-    except SerializationError as exc:
+    except (TypeError, ValueError) as exc:  # SerializationError, a model's ValidationError
         raise FlowError(f"{what} does not fit the input type of {workflow.name!r}: {exc}") from None
     return params
 
