@@ -13,6 +13,8 @@ listening there is exit 1.
 
 from __future__ import annotations
 
+from awf_sim.cli import show_warnings_not_raise
+
 # The commands register themselves on `app` when their modules are imported; tests shorten
 # the client's retries and deadlines through _CLIENT_OPTIONS.
 from . import _cli_deploy, _cli_ops  # noqa: F401
@@ -22,6 +24,7 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
+    show_warnings_not_raise()
     app()
 
 

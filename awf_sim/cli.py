@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from awf_sim.dsl._errors import AwfError
-from awf_sim.errors import FlowError, ProcessDied
+from awf_sim.errors import FlowError, ProcessDied, UnawaitedStepWarning
 
 # chaos's caps; the same values as awf_sim.chaos._campaign's (a test pins them), repeated here
 # so that `awf-sim --help` does not import chaos.
@@ -533,7 +534,15 @@ def _console() -> Any:
     return Console()
 
 
+def show_warnings_not_raise() -> None:
+    """A command prints the unawaited-step warning even where PYTHONWARNINGS=error turns
+    warnings into errors: raised inside a run, it ended the command with a traceback. For
+    the main() of both CLIs (forked children inherit it)."""
+    warnings.filterwarnings("default", category=UnawaitedStepWarning)
+
+
 def main() -> None:
+    show_warnings_not_raise()
     app()
 
 

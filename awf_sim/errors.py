@@ -38,6 +38,9 @@
         ├── UnmatchedSelector       awf_sim.testing: a modifier selector matched no step
         └── DurabilityViolation     awf_sim.assert_durable: an invariant broke under a plan
 
+    RuntimeWarning
+    └── UnawaitedStepWarning        a run completed with a step it built and never awaited
+
 The first five live in `awf_sim.dsl` (it ships inside Worker bundles with the standard library
 only) and are re-exported here; `WorkflowFailed` and `DurabilityViolation` carry reports and
 live with them (`awf_sim.testing`, `awf_sim.chaos`). Every other error is defined here, so that
@@ -78,6 +81,7 @@ __all__ = [
     "SerializationError",
     "StepError",
     "StoreError",
+    "UnawaitedStepWarning",
     "UnmockedRequest",
     "WorkflowFatalError",
 ]
@@ -213,6 +217,13 @@ class ModifierError(AwfError):
 
 class FaultPlanError(AwfError, ValueError):
     """A fault, plan, kind list or replay token is not valid; the message says what to write."""
+
+
+class UnawaitedStepWarning(RuntimeWarning):
+    """A run completed with a step it built and never awaited (`wf.Email(u).send()` without
+    `await`), which therefore did not run. Its own class, so that a filter can pick it out:
+    `ignore::awf_sim.errors.UnawaitedStepWarning`, or the CLIs, which print it rather than
+    let PYTHONWARNINGS=error end a command with a traceback."""
 
 
 class FlowError(AwfError):

@@ -235,6 +235,7 @@ EXPORTS: dict[str, list[str]] = {
         "SerializationError",
         "StepError",
         "StoreError",
+        "UnawaitedStepWarning",
         "UnmockedRequest",
         "WorkflowFatalError",
     ],

@@ -41,6 +41,7 @@ from awf_sim.chaos._model import Baseline, Target, Violation
 from awf_sim.chaos._run import _schedule
 from awf_sim.engine import Simulator
 from awf_sim.engine._calls import TERMINAL
+from awf_sim.errors import UnawaitedStepWarning
 
 __all__ = [
     "CHILDREN",
@@ -456,7 +457,11 @@ def _serve() -> None:
     """Answer requests from stdin until it closes: one marked line each on the real stdout
     (what the workflow prints goes there too, unmarked)."""
     import traceback
+    import warnings
 
+    # The run this replays warned of any unawaited step already; here it would only be turned
+    # into an error by PYTHONWARNINGS=error and read as a replay that did not finish.
+    warnings.filterwarnings("ignore", category=UnawaitedStepWarning)
     reads = _instrument()
     out = sys.stdout
     for line in sys.stdin:

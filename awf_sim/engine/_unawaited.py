@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 from awf_sim.dsl._workflow import Workflow
+from awf_sim.errors import UnawaitedStepWarning
 
 __all__ = ["warn_unawaited"]
 
@@ -19,15 +20,16 @@ _WARNED: dict[Any, Any] = {}
 
 
 def warn_unawaited(workflow: Workflow, count: int, last: str | None) -> None:
-    """A RuntimeWarning, placed at the workflow's function, that a run of it ended with steps
-    it built and never awaited: a step runs only when awaited, so those did not run."""
+    """An UnawaitedStepWarning (a RuntimeWarning), placed at the workflow's function, that a
+    run of it ended with steps it built and never awaited: a step runs only when awaited, so
+    those did not run."""
     which = f" (the last: {last})" if last else ""
     steps = "a step" if count == 1 else f"{count} steps"
     code = getattr(workflow.fn, "__code__", None)
     warnings.warn_explicit(
         f"workflow {workflow.name!r} built {steps} it never awaited{which}: a step runs only "
         "when awaited, so it did not run; add `await` (or pass it to asyncio.gather)",
-        RuntimeWarning,
+        UnawaitedStepWarning,
         code.co_filename if code is not None else "<workflow>",
         code.co_firstlineno if code is not None else 0,
         registry=_WARNED,

@@ -5,13 +5,18 @@ RuntimeWarning placed at the workflow, naming the step, once per place and proce
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from awf_sim import Domain, Simulator, TypedDomain, Workflow, step
+from awf_sim.errors import UnawaitedStepWarning
 
 
 async def send(user: Any, args: Any, ctx: Any) -> Any:
@@ -48,6 +53,7 @@ def test_a_step_built_and_not_awaited_did_not_run_and_the_run_says_so() -> None:
     _, steps, caught = completed(forgot)
     assert steps == ["UnawMail.send"]  # only the awaited one ran
     (w,) = caught
+    assert w.category is UnawaitedStepWarning  # a filter can pick it out by class
     text = str(w.message)
     assert "'unaw-forgot' built a step it never awaited" in text
     assert "wf.UnawMail(...).send(...)" in text
@@ -117,3 +123,42 @@ def test_under_warnings_as_errors_the_run_ends_first_and_then_raises() -> None:
                 sim.run()
             # The engine finished its bookkeeping before the warning was raised.
             assert inst.status()["status"] == "complete"
+
+
+FORGETFUL_FLOW = """
+from awf_sim import Domain, Workflow
+
+
+async def send(user, args, ctx):
+    return {"sent": user}
+
+
+UnawCli = Domain("UnawCli", {"send": send})
+
+
+@Workflow("unaw-cli", examples=[{}])
+async def forgot(wf, p):
+    wf.UnawCli("a").send()
+    return "done"
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "chaos"])
+def test_the_commands_print_it_even_under_pythonwarnings_error(
+    command: str, tmp_path: Path
+) -> None:
+    # PYTHONWARNINGS=error made the warning an exception inside the run (and inside chaos's
+    # replayers in other processes): a traceback, or a determinism violation that is not one.
+    flow = tmp_path / "forgetful.py"
+    flow.write_text(FORGETFUL_FLOW)
+    args = [command, str(flow)] + (["--runs", "10"] if command == "chaos" else [])
+    done = subprocess.run(
+        [sys.executable, "-m", "awf_sim.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "UnawaitedStepWarning: workflow 'unaw-cli' built a step" in done.stderr
+    assert "Traceback" not in done.stderr
