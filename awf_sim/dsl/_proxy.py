@@ -252,7 +252,7 @@ def _caller(domain: Domain, name: str) -> Callable[..., _Pipeline]:
         call_args = _call_args(spec.path, args, kwargs) if args else kwargs
         calls = pipeline._calls
         nxt._calls = (*calls, (spec, call_args))
-        # A step is built: counted until awaited (`WorkflowApi.unawaited`). A chain counts
+        # A step is built: counted until awaited (`WorkflowApi._unawaited`). A chain counts
         # once, its newest link standing for it.
         if not calls:
             steps.count += 1
@@ -397,7 +397,7 @@ class WorkflowApi:
         self._workflow = workflow
         self._steps = _Built()
 
-    def unawaited(self) -> tuple[int, str | None]:
+    def _unawaited(self) -> tuple[int, str | None]:
         """How many steps this run built and did not await (a pipeline awaited twice counts
         against one), and the last such step as written (`wf.Email(...).send(...)`), if
         known. Called when the run has ended: a step not awaited by then never ran."""

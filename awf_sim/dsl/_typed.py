@@ -89,7 +89,8 @@ class Call(Generic[A, R]):
         domain = self._domain
         call_args = _call_args(spec.path, () if args is None else (args,), {})
         built = _Pipeline(domain._wf, spec.domain, domain._context_json, ((spec, call_args),))
-        steps = domain._wf._steps  # counted as the untyped call counts it (`WorkflowApi.unawaited`)
+        # Counted as the untyped call counts it (`WorkflowApi._unawaited`).
+        steps = domain._wf._steps
         steps.count += 1
         steps.last = built
         return built

@@ -459,7 +459,7 @@ class Simulator(InstanceLifecycle):
         # error is no news beside it).
         api = lt.api
         if api is not None and api._steps.count > 0 and lt.alive:
-            self._unawaited.append((api._workflow, *api.unawaited()))
+            self._unawaited.append((api._workflow, *api._unawaited()))
         self._finish(lt, "complete", output, None)
 
     def body_raised(self, lt: Lifetime, exc: BaseException) -> bool:

@@ -1,7 +1,7 @@
 """The warning for a run that completed with a step it built and never awaited.
 
 `wf.Email(u).send()` without `await` builds a step that never runs: the DSL counts the steps a
-run builds and awaits (`WorkflowApi.unawaited`), and the Simulator warns when `run()` returns,
+run builds and awaits (`WorkflowApi._unawaited`), and the Simulator warns when `run()` returns,
 as Python warns of a coroutine that is never awaited.
 """
 

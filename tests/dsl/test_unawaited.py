@@ -162,3 +162,16 @@ def test_the_commands_print_it_even_under_pythonwarnings_error(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "UnawaitedStepWarning: workflow 'unaw-cli' built a step" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_domain_may_be_named_like_the_count_of_unawaited_steps() -> None:
+    # `wf.<Name>` is every Domain's: the count lives under a private name, shadowing none.
+    unawaited = Domain("unawaited", {"send": send})
+
+    @Workflow("unaw-named", domains=[unawaited])
+    async def named(wf: Any, p: Any) -> Any:
+        return await wf.unawaited("x").send()
+
+    status, steps, caught = completed(named)
+    assert status["output"] == {"sent": "x"}
+    assert (steps, caught) == (["unawaited.send"], [])
