@@ -183,7 +183,11 @@ def run(
     from awf_sim._report import RunResult
     from awf_sim._runner import run_flow
     from awf_sim.engine import run_supervised
-    from awf_sim.flow import load_flow, parse_input  # the engine: not for `awf-sim --help`
+    from awf_sim.flow import (  # the engine: not for `awf-sim --help`
+        error_line,
+        load_flow,
+        parse_input,
+    )
 
     def run_it() -> RunResult:
         loaded = load_flow(flow)
@@ -223,7 +227,7 @@ def run(
         _fail_usage(str(exc))
         return
     except AwfError as exc:
-        _fail_usage(f"{type(exc).__name__}: {exc}")
+        _fail_usage(error_line(exc))
         return
     if json_out:
         sys.stdout.write(_json_text(result.to_json()) + "\n")

@@ -32,7 +32,7 @@ from awf_sim.engine import World
 from awf_sim.errors import FlowError
 from awf_sim.sdk import install_workers_stand_in
 
-__all__ = ["FlowError", "FlowFile", "load_flow", "parse_input", "parse_json"]
+__all__ = ["FlowError", "FlowFile", "error_line", "load_flow", "parse_input", "parse_json"]
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,16 @@ def _user_line(exc: BaseException, abspath: str) -> str:
             line = tb.tb_lineno
         tb = tb.tb_next
     return f":{line}" if line is not None else ""
+
+
+def error_line(exc: BaseException) -> str:
+    """`Name: message (notes)`: an awf error as the CLIs print it on one line. The name is the
+    nearest public class (never a private `_Name`), and the notes the engine attaches (the
+    hint beside Cloudflare's own text, such as what an instance id may hold) are kept."""
+    name = next(c.__name__ for c in type(exc).__mro__ if not c.__name__.startswith("_"))
+    notes = [str(n) for n in getattr(exc, "__notes__", ()) if str(n).strip()]
+    text = f"{name}: {exc}"
+    return f"{text} ({'; '.join(notes)})" if notes else text
 
 
 def parse_input(workflow: Workflow, input_json: str | None, input_file: str | None) -> Any:

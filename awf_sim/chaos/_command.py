@@ -29,7 +29,7 @@ from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import run_supervised
 from awf_sim.engine._simulator import DEFAULT_CPU_MS
 from awf_sim.errors import ProcessDied
-from awf_sim.flow import FlowError, FlowFile, load_flow, parse_input
+from awf_sim.flow import FlowError, FlowFile, error_line, load_flow, parse_input
 
 __all__ = ["EXIT_CLEAN", "EXIT_USAGE", "EXIT_VIOLATIONS", "chaos_command"]
 
@@ -254,7 +254,7 @@ def _chaos(
         print(f"awf-sim: {exc}", file=sys.stderr)
         return EXIT_VIOLATIONS
     except AwfError as exc:
-        print(f"awf-sim: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"awf-sim: {error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         bar.stop()
