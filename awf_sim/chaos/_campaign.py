@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from awf_sim.chaos._crossproc import CrossProcess, Replayers
+from awf_sim.chaos._crossproc import CROSS_PROCESS_KEY, CrossProcess, Replayers
 from awf_sim.chaos._faults import normalize_plan, plan_token
 from awf_sim.chaos._invariants import check_run
 from awf_sim.chaos._memo import evaluate
@@ -185,6 +185,14 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
             by_plan.setdefault(r.token, r)
     kept: list[Finding] = []
     for f in findings:
+        if f.violation.key == CROSS_PROCESS_KEY:
+            # The other process asked for another step because the workflow reads something
+            # that changes on every replay (random, the clock, uuid4), which an in-process
+            # replay shows too: the same bug, and that finding's hint names its real cause.
+            root = _named_in(f.violation.difference, roots)
+            if root is not None and root.violation.invariant == "determinism":
+                root.related.append(f)
+                continue
         root = roots.get(f.violation.key)
         consequences = (
             _CONSEQUENCES
@@ -198,6 +206,14 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
         else:
             kept.append(f)
     return kept
+
+
+def _named_in(lines: Sequence[str], roots: dict[str, Finding]) -> Finding | None:
+    """The root finding about a step that one of these difference lines names."""
+    for key, root in roots.items():
+        if any(f" {key}@" in line or f" {key}'s " in line for line in lines):
+            return root
+    return None
 
 
 def _what_ran_away(what: str) -> str:

@@ -46,6 +46,7 @@ from awf_sim.errors import UnawaitedStepWarning
 __all__ = [
     "CHILDREN",
     "CHILD_TIMEOUT_S",
+    "CROSS_PROCESS_KEY",
     "CrossProcess",
     "Replayers",
     "cross_process_violations",
@@ -53,7 +54,7 @@ __all__ = [
 
 CHILDREN = 2  # two other hash seeds: a set of a few strings keeps its order under one by chance
 CHILD_TIMEOUT_S = 120.0
-_KEY = "other-process"
+CROSS_PROCESS_KEY = _KEY = "other-process"
 
 
 def _hash_seeds() -> list[str]:
