@@ -180,7 +180,10 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
         if f.violation.invariant == "idempotent-effects":
             roots.setdefault(f.violation.key, f)
     by_plan: dict[str, Finding] = {}
-    for r in roots.values():
+    # A duplicated event taken by another wait shifts every later wait of its type: the
+    # outcome that changes with it under the same plan is that bug seen in the output.
+    delivered = [f for f in findings if f.violation.invariant == "events-delivered"]
+    for r in [*roots.values(), *delivered]:
         if r.plan:  # a fault-free plan explains nothing
             by_plan.setdefault(r.token, r)
     kept: list[Finding] = []

@@ -3,7 +3,9 @@
 Three `go` events feed waits a, b and c (c with a 1-hour timeout). event-late holds the first
 `go` until just before a's 24-hour timeout; a and b take the other two and c times out: the
 event came too late for the wait that ends up needing it, a withheld event by design, not
-"the outcome differs" with a hint about clocks and module state.
+"the outcome differs" with a hint about clocks and module state. event-duplicate sends the
+first `go` twice: every later wait takes the wrong one, which is one bug (events-delivered),
+with the changed outcome as its consequence, not a second violation.
 """
 
 from __future__ import annotations
@@ -52,3 +54,13 @@ def test_a_late_event_that_another_wait_needed_is_no_outcome_violation(tmp_path:
     code, workflow = _chaos(tmp_path, "event-late")
     assert workflow["violations"] == []
     assert code == 0
+
+
+def test_a_duplicated_event_is_one_violation_with_the_outcome_as_its_consequence(
+    tmp_path: Path,
+) -> None:
+    code, workflow = _chaos(tmp_path, "event-duplicate")
+    assert code == 1
+    (finding,) = workflow["violations"]
+    assert (finding["invariant"], finding["key"]) == ("events-delivered", "go")
+    assert [r["invariant"] for r in finding["related"]] == ["replay-equivalence"]
