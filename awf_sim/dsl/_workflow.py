@@ -67,7 +67,7 @@ class Workflow(Generic[In, Out]):
         events: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         self.name = validate_name("workflow name", name)
-        self.examples: list[Any] = list(examples) if examples is not None else []
+        self.examples: list[Any] = _validate_examples(self.name, examples)
         self.events = _validate_events(self.name, events)
         self._domains: dict[str, Domain] | None = None
         if domains is not None:
@@ -309,6 +309,24 @@ class Workflow(Generic[In, Out]):
 
 def _is_typeddict(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, dict) and hasattr(tp, "__required_keys__")
+
+
+def _validate_examples(workflow: str, examples: Sequence[Any] | None) -> list[Any]:
+    """The example inputs as a list. A dict or a string is iterable too, but its keys or
+    characters are no inputs: one input passed without its list is refused."""
+    if examples is None:
+        return []
+    if isinstance(examples, list | tuple):
+        return list(examples)
+    raise DefinitionError(
+        f"workflow {workflow!r}: examples must be a list of inputs, got "
+        f"{type(examples).__name__} {_short(examples)}; for one input write examples=[...]"
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:50] + "..."
 
 
 def _validate_events(

@@ -1,0 +1,55 @@
+"""Flow files whose workflows are declared wrongly in shape: one line, exit 2, before running.
+
+A dict passed as `examples=` ran its keys as inputs (the string "a"), a string its characters,
+an int raised a bare TypeError; two workflows with one name in a file ran one of them and
+dropped the other without a word, though Cloudflare binds workflows by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from awf_sim import Workflow
+from awf_sim.cli import app
+from awf_sim.errors import DefinitionError
+
+
+def _run(tmp_path: Path, text: str, command: str = "run") -> tuple[int, str, str]:
+    flow = tmp_path / "shape.py"
+    flow.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(app, [command, str(flow)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("examples", "shown"),
+    [('{"order": 1}', "got dict {'order': 1}"), ('"o-1"', "got str 'o-1'"), ("7", "got int 7")],
+)
+@pytest.mark.parametrize("command", ["run", "chaos"])
+def test_examples_that_are_not_a_list_are_refused(
+    tmp_path: Path, examples: str, shown: str, command: str
+) -> None:
+    code, out, err = _run(
+        tmp_path,
+        "from awf_sim import Workflow\n\n\n"
+        f'@Workflow("shape-examples", examples={examples})\n'
+        "async def shape(wf, params):\n"
+        "    return params\n",
+        command,
+    )
+    assert code == 2
+    assert out == ""
+    (line,) = err.splitlines()
+    assert "shape.py:4" in line
+    assert "examples must be a list of inputs" in line
+    assert shown in line
+    assert "examples=[...]" in line
+
+
+def test_a_list_or_tuple_of_examples_is_kept() -> None:
+    assert Workflow("shape-list", examples=[{"a": 1}]).examples == [{"a": 1}]
+    assert Workflow("shape-tuple", examples=({"a": 1}, {"a": 2})).examples == [{"a": 1}, {"a": 2}]
+    with pytest.raises(DefinitionError, match="examples must be a list"):
+        Workflow("shape-dict", examples={"a": 1})  # type: ignore[arg-type]
