@@ -105,10 +105,16 @@ def load_flow(path: str | os.PathLike[str]) -> FlowFile:
     finally:
         if added:
             sys.path.remove(folder)
-    workflows = {}
+    workflows: dict[str, Workflow] = {}
     for value in vars(module).values():
         if isinstance(value, Workflow) and value.fn is not None:
-            workflows[value.name] = value
+            twin = workflows.setdefault(value.name, value)
+            if twin is not value:
+                # Cloudflare binds a workflow by its name: one of the two would never run.
+                raise FlowError(
+                    f"{path}: defines two workflows named {value.name!r} ("
+                    f"{_fn_name(twin)} and {_fn_name(value)}); give each its own name"
+                )
     if not workflows:
         classes = [
             name
@@ -135,6 +141,13 @@ def load_flow(path: str | os.PathLike[str]) -> FlowFile:
         getattr(module, "HTTP", None),
         _provider(getattr(module, "AI", None)),
     )
+
+
+def _fn_name(workflow: Workflow) -> str:
+    fn = workflow.fn
+    code = getattr(fn, "__code__", None)
+    line = f" at line {code.co_firstlineno}" if code is not None else ""
+    return f"{getattr(fn, '__name__', 'its function')}{line}"
 
 
 def _provider(value: Any) -> Any:

@@ -53,3 +53,35 @@ def test_a_list_or_tuple_of_examples_is_kept() -> None:
     assert Workflow("shape-tuple", examples=({"a": 1}, {"a": 2})).examples == [{"a": 1}, {"a": 2}]
     with pytest.raises(DefinitionError, match="examples must be a list"):
         Workflow("shape-dict", examples={"a": 1})  # type: ignore[arg-type]
+
+
+def test_two_workflows_with_one_name_are_refused(tmp_path: Path) -> None:
+    code, out, err = _run(
+        tmp_path,
+        "from awf_sim import Workflow\n\n\n"
+        '@Workflow("twice", examples=[{}])\n'
+        "async def first(wf, params):\n"
+        "    return 1\n\n\n"
+        '@Workflow("twice", examples=[{}])\n'
+        "async def second(wf, params):\n"
+        "    return 2\n",
+    )
+    assert code == 2
+    assert out == ""
+    (line,) = err.splitlines()
+    assert "defines two workflows named 'twice'" in line
+    assert "first" in line
+    assert "second" in line
+
+
+def test_one_workflow_under_two_module_names_is_one_workflow(tmp_path: Path) -> None:
+    code, out, _err = _run(
+        tmp_path,
+        "from awf_sim import Workflow\n\n\n"
+        '@Workflow("alias", examples=[{}])\n'
+        "async def alias(wf, params):\n"
+        "    return 1\n\n\n"
+        "ALSO = alias\n",
+    )
+    assert code == 0
+    assert "complete" in out
