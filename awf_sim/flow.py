@@ -27,12 +27,21 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from awf_sim.dsl._identity import canonical
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import World
 from awf_sim.errors import FlowError
 from awf_sim.sdk import install_workers_stand_in
 
-__all__ = ["FlowError", "FlowFile", "error_line", "load_flow", "parse_input", "parse_json"]
+__all__ = [
+    "FlowError",
+    "FlowFile",
+    "checked_example",
+    "error_line",
+    "load_flow",
+    "parse_input",
+    "parse_json",
+]
 
 
 @dataclass(frozen=True)
@@ -198,8 +207,25 @@ def parse_input(workflow: Workflow, input_json: str | None, input_file: str | No
     if input_json is not None:
         return _fitting(workflow, parse_json(input_json, "--input"), "--input")
     if workflow.examples:
-        return workflow.examples[0]
+        return checked_example(workflow, 1)
     return {}
+
+
+def checked_example(workflow: Workflow, number: int) -> Any:
+    """Example `number` (1-based) of `workflow`, once it is JSON and fits the workflow's input
+    type; else a FlowError that says which example of which workflow is wrong and where."""
+    params = workflow.examples[number - 1]
+    try:
+        canonical(params, root="params")
+        workflow.check_params(params)
+    except (TypeError, ValueError) as exc:  # SerializationError, a model's ValidationError
+        fn = workflow.fn
+        code = getattr(fn, "__code__", None)
+        where = f"{code.co_filename}:{code.co_firstlineno}: " if code is not None else ""
+        raise FlowError(
+            f"{where}example {number} of workflow {workflow.name!r} is not a valid input: {exc}"
+        ) from None
+    return params
 
 
 def _fitting(workflow: Workflow, params: Any, what: str) -> Any:

@@ -85,3 +85,39 @@ def test_one_workflow_under_two_module_names_is_one_workflow(tmp_path: Path) -> 
     )
     assert code == 0
     assert "complete" in out
+
+
+SET_EXAMPLE = (
+    "from awf_sim import Workflow\n\n\n"
+    '@Workflow("shape-json", examples=[{"a": 1}, {"a": {1, 2}}])\n'
+    "async def shape(wf, params):\n"
+    "    return 1\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "example"),
+    [("chaos", []), ("chaos", ["--example", "2"]), ("run", [])],
+)
+def test_an_example_that_is_not_json_names_its_number_and_workflow(
+    tmp_path: Path, command: str, example: list[str]
+) -> None:
+    flow = tmp_path / "shape.py"
+    text = SET_EXAMPLE if command == "chaos" else SET_EXAMPLE.replace('{"a": 1}, ', "")
+    flow.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(app, [command, str(flow), *example])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    number = 1 if command == "run" else 2
+    assert f"shape.py:4: example {number} of workflow 'shape-json' is not a valid input" in line
+    assert "params.a is not JSON (a set)" in line
+
+
+def test_a_good_example_is_checked_alone_when_chosen(tmp_path: Path) -> None:
+    # The other-process replay of example 1 must not trip over the bad example 2.
+    flow = tmp_path / "shape.py"
+    flow.write_text(SET_EXAMPLE, encoding="utf-8")
+    result = CliRunner().invoke(app, ["chaos", str(flow), "--example", "1"])
+    assert result.exit_code == 0, result.stdout
+    assert "no invariant broken" in result.stdout
