@@ -122,7 +122,10 @@ InputOpt = Annotated[
     typer.Option("--input", "-i", metavar="JSON", help="Params as JSON (default: first example)."),
 ]
 InputFileOpt = Annotated[
-    str | None, typer.Option("--input-file", metavar="FILE", help="Params from a JSON file.")
+    str | None,
+    typer.Option(
+        "--input-file", metavar="FILE", help="Params from a JSON file ('-': standard input)."
+    ),
 ]
 SeedOpt = Annotated[
     int, typer.Option("--seed", metavar="N", help="Seed for all randomness in the run.")

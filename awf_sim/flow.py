@@ -191,8 +191,11 @@ def parse_input(workflow: Workflow, input_json: str | None, input_file: str | No
     if input_file is not None:
         what = f"--input-file {input_file}"
         try:
-            with open(input_file, "rb") as f:
-                raw = f.read(MAX_INPUT_BYTES + 1)
+            if input_file == "-":  # the usual spelling of standard input
+                raw = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+            else:
+                with open(input_file, "rb") as f:
+                    raw = f.read(MAX_INPUT_BYTES + 1)
         except OSError as exc:
             raise FlowError(f"--input-file {input_file}: {exc.strerror or exc}") from None
         if len(raw) > MAX_INPUT_BYTES:

@@ -217,6 +217,8 @@ def _chaos(
     replay_args: list[str] = []
     if input_json is not None:
         replay_args += ["--input", json.dumps(json.loads(input_json), ensure_ascii=False)]
+    elif input_file == "-":  # standard input is read once: the replay command inlines it
+        replay_args += ["--input", json.dumps(targets[0][0].params, ensure_ascii=False)]
     elif input_file is not None:
         replay_args += ["--input-file", input_file]
     if seed:
