@@ -6,6 +6,7 @@ Results go to stdout, progress and errors to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import warnings
@@ -214,15 +215,18 @@ def run(
         if store
         else ""
     )
+    # With --json, stdout holds the one JSON object: the code's own prints go to stderr.
+    quiet = contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext()
     try:
         # In a child process: a handler that ends the process it runs in (os._exit, a
         # fatal signal) must not end this command with exit 0 and nothing said.
-        result = run_supervised(
-            run_it,
-            "the run",
-            goal="finished the instance",
-            advice="Nothing after its last checkpoint ran." + resume,
-        )
+        with quiet:
+            result = run_supervised(
+                run_it,
+                "the run",
+                goal="finished the instance",
+                advice="Nothing after its last checkpoint ran." + resume,
+            )
     except ProcessDied as exc:
         typer.echo(f"awf-sim: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
