@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from awf_sim._report import RunResult
+from awf_sim._report import RunResult, unsent_event
 from awf_sim.dsl._identity import canonical
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine._calls import TERMINAL
@@ -121,12 +121,16 @@ def run_flow(
         if inst.status()["status"] not in TERMINAL:
             sim.run_until_done(inst)
         status = inst.status()
+        error = status["error"]
+        timeline = inst.timeline
+        unsent = unsent_event(workflow, timeline) if error else None
         return RunResult(
             workflow=workflow.name,
             instance_id=inst.id,
             seed=seed,
             status=status["status"],
             output=status["output"],
-            error=status["error"],
-            timeline=inst.timeline,
+            error=error,
+            timeline=timeline,
+            hint=unsent if error and error["name"] == "WorkflowTimeoutError" else None,
         )

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from awf_sim._report import entry_summary, format_at
+from awf_sim._report import entry_summary, format_at, unsent_event
 from awf_sim.chaos._diff import (
     MAX_LINES,
     handler_site,
@@ -189,6 +189,12 @@ def baseline_outcome(base: Baseline, obs: Observation) -> list[Violation]:
                 "Fix the error, or, if this input should fail (a declined payment), declare "
                 f'it: examples=[Example({{...}}, expect="errored", error="{got}")].'
             )
+            unsent = unsent_event(base.workflow, obs.timeline)
+            if got == "WorkflowTimeoutError" and unsent is not None:
+                hint = (
+                    f"{unsent} If this input should time out, declare it: examples=["
+                    'Example({...}, expect="errored", error="WorkflowTimeoutError")].'
+                )
         return [Violation("baseline-outcome", workflow, what, diff, hint, where)]
     expected = "errored" + (f" with {error_name}" if error_name else "")
     what = f"the fault-free run of {workflow} ended {obs.status}, its example expects {expected}"
