@@ -11,7 +11,7 @@ from awf_sim.dsl import _domain as _domain_module
 from awf_sim.dsl._domain import Domain, domain_definitions, resolve_in_scope
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError, SerializationError
-from awf_sim.dsl._identity import dump_result, loads
+from awf_sim.dsl._identity import canonical, dump_result, loads
 from awf_sim.dsl._names import validate_name
 from awf_sim.dsl._schedule import to_cron
 from awf_sim.dsl._values import check_shape, converter, is_model, is_structured, type_name
@@ -348,7 +348,12 @@ def _validate_events(
                 f"workflow {workflow!r}: events[{i}] has unknown keys {sorted(extra)}; "
                 "use type, payload, after"
             )
-        after = parse_duration(ev.get("after", 0))
+        try:
+            after = parse_duration(ev.get("after", 0))
+            # Checked here, where the file and line are known, not when a run sends it.
+            canonical(ev.get("payload"), root=f"events[{i}].payload")
+        except (DefinitionError, SerializationError) as exc:
+            raise type(exc)(f"workflow {workflow!r}: {exc}") from None
         out.append({"type": ev["type"], "payload": ev.get("payload"), "after_ms": after})
     return out
 

@@ -121,3 +121,35 @@ def test_a_good_example_is_checked_alone_when_chosen(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["chaos", str(flow), "--example", "1"])
     assert result.exit_code == 0, result.stdout
     assert "no invariant broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("event", "says"),
+    [
+        (
+            '{"type": "go", "payload": {"tags": {"a"}}}',
+            "workflow 'shape-events': events[0].payload.tags is not JSON (a set)",
+        ),
+        (
+            '{"type": "go", "after": "soon"}',
+            "workflow 'shape-events': invalid duration 'soon'",
+        ),
+    ],
+)
+def test_a_declared_event_that_cannot_be_sent_names_the_workflow_and_line(
+    tmp_path: Path, event: str, says: str
+) -> None:
+    # It used to fail only when a run sent it: "SerializationError: event payload.tags ...",
+    # with no workflow, no event and no line.
+    code, out, err = _run(
+        tmp_path,
+        "from awf_sim import Workflow\n\n\n"
+        f'@Workflow("shape-events", examples=[{{}}], events=[{event}])\n'
+        "async def shape(wf, params):\n"
+        '    return await wf.wait_for("w", type="go")\n',
+    )
+    assert code == 2
+    assert out == ""
+    (line,) = err.splitlines()
+    assert "shape.py:4: importing it failed" in line
+    assert says in line
