@@ -33,15 +33,8 @@ from awf_sim.engine import World
 from awf_sim.errors import FlowError
 from awf_sim.sdk import install_workers_stand_in
 
-__all__ = [
-    "FlowError",
-    "FlowFile",
-    "checked_example",
-    "error_line",
-    "load_flow",
-    "parse_input",
-    "parse_json",
-]
+# checked_example and error_line serve awf's own CLIs; they are not public API.
+__all__ = ["FlowError", "FlowFile", "load_flow", "parse_input", "parse_json"]
 
 
 @dataclass(frozen=True)
