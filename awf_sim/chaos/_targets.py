@@ -44,7 +44,8 @@ def verification_targets(
                     f"--example {bad[0]}: {workflow.name} has {known} example(s)"
                     + (f", numbered 1 to {known}" if known else "")
                 )
-            inputs = [(None, n) for n in examples]
+            # `--example 1 --example 1` names one input: checked once.
+            inputs = [(None, n) for n in dict.fromkeys(examples)]
         inputs = [
             (params if n is None else checked_example(workflow, n), n) for params, n in inputs
         ]

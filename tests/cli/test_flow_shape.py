@@ -153,3 +153,16 @@ def test_a_declared_event_that_cannot_be_sent_names_the_workflow_and_line(
     (line,) = err.splitlines()
     assert "shape.py:4: importing it failed" in line
     assert says in line
+
+
+def test_an_example_named_twice_is_checked_once(tmp_path: Path) -> None:
+    flow = tmp_path / "shape.py"
+    flow.write_text(SET_EXAMPLE.replace(', {"a": {1, 2}}', ', {"a": 2}'), encoding="utf-8")
+    result = CliRunner().invoke(
+        app, ["chaos", str(flow), "--example", "2", "--example", "1", "--example", "2"]
+    )
+    assert result.exit_code == 0, result.stdout
+    assert (
+        "inputs checked (2): shape-json (example 2 of 2), shape-json (example 1 of 2)"
+        in " ".join(result.stdout.split())
+    )
