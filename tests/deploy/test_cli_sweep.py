@@ -3,7 +3,11 @@ line and the right exit code, never a traceback, a leaked token or a misleading 
 
 from __future__ import annotations
 
+import http.server
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -45,3 +49,69 @@ def test_build_into_a_folder_that_cannot_be_created_is_one_line(shop: str, tmp_p
     line = one_error_line(result)
     assert "cannot write the bundle" in line
     assert "--out" in line
+
+
+# -- secrets with characters no secret has -------------------------------------------------------
+
+
+@pytest.fixture
+def listening_url() -> Iterator[str]:
+    """A local HTTP server that answers every request with an empty JSON object."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("inner", ["\n", " ", "\t", "\x7f"])
+def test_a_token_with_a_line_break_inside_is_refused_and_never_printed(
+    inner: str, cli_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # httpx refuses such a header with an error that quotes it escaped (b'Bearer abc\\ndef'),
+    # where a plain replace() of the token cannot find it.
+    token = "cfut_AAAAsecretpart" + inner + "BBBBsecretpart"
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", token)
+    result = run("status", "--json")
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert "CLOUDFLARE_API_TOKEN" in result.stderr
+    assert "token" in line
+    out = result.stdout + result.stderr
+    assert "secretpart" not in out
+    assert cli_env.requests == []
+
+
+def test_surrounding_whitespace_of_a_token_is_still_accepted(
+    cli_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", f"  {cli_env.token}\r\n")
+    result = run("status", "--json")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_an_api_key_with_a_line_break_inside_is_refused_and_never_printed(
+    listening_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWF_API_KEY", "awf_KEYsecretpart\nKEYsecretpart")
+    result = run("status", "--url", listening_url)
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert "AWF_API_KEY" in line
+    assert "secretpart" not in result.stdout + result.stderr
