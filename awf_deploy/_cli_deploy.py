@@ -242,6 +242,7 @@ def push_command(
     Runs chaos on the flow, plans D1, replays the running instances on the new code, shows the
     plan, then creates the database, uploads the script (with its API key), crons and
     workflows."""
+    # "verified": chaos ran and found nothing (false with --no-verify or any violation).
     result: dict[str, Any] = {"dry_run": dry_run, "verified": not no_verify}
 
     def finish(code: int) -> NoReturn:
@@ -280,6 +281,7 @@ def push_command(
             violations = verify(loaded, cpu_ms=cpu_ms)
             result["violations"] = [v.to_json() for v in violations]
             if violations:
+                result["verified"] = False  # chaos ran and the flow failed it
                 # A token replays under the budget it was found with.
                 budget = f" --cpu-ms {cpu_ms}" if cpu_ms != DEFAULT_CPU_MS else ""
                 if not json_out:

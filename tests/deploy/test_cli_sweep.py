@@ -4,6 +4,7 @@ line and the right exit code, never a traceback, a leaked token or a misleading 
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,3 +116,29 @@ def test_an_api_key_with_a_line_break_inside_is_refused_and_never_printed(
     line = one_error_line(result)
     assert "AWF_API_KEY" in line
     assert "secretpart" not in result.stdout + result.stderr
+
+
+# -- push --json -------------------------------------------------------------------------------
+
+
+def test_push_json_is_not_verified_when_chaos_finds_violations(
+    flows_dir: Path, cli_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWF_D1_DATABASE_ID", "6f2b8a1e-4c1d-4e0b-9a55-0d5c3b7e9f10")
+    refused = run("push", str(flows_dir / "broken.py"), "--yes", "--json", "--dry-run")
+    assert refused.exit_code == 1
+    data = json.loads(refused.stdout)
+    assert data["violations"]
+    assert data["verified"] is False
+
+    skipped = run("push", str(flows_dir / "broken.py"), "--json", "--dry-run", "--no-verify")
+    assert skipped.exit_code == 0, skipped.stderr
+    assert json.loads(skipped.stdout)["verified"] is False
+
+
+def test_push_json_is_verified_when_chaos_passes(shop: str, cli_env: Any) -> None:
+    result = run("push", shop, "--json", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["violations"] == []
+    assert data["verified"] is True
