@@ -164,10 +164,18 @@ def _deliver_key(key: str, key_file: str | None, script: str, json_out: bool) ->
     """Hand a new API key to the user once: into `key_file`, or on stdout."""
     if key_file is not None:
         path = Path(key_file)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(key + "\n")
-        os.chmod(path, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(key + "\n")
+            os.chmod(path, 0o600)
+        except OSError as exc:
+            # The key is already set on the Worker: losing it here would lock the user out.
+            _err(
+                f"awf-deploy: could not write the API key to --key-file {key_file} "
+                f"({exc.strerror or exc}); it is shown below instead"
+            )
+            return {**_deliver_key(key, None, script, json_out), "api_key_file_error": str(exc)}
         if not json_out:
             _out(f"The Worker's API key {API_KEY_VAR} is in {path} (it is not shown anywhere).")
             _out(f"  use it: export {API_KEY_VAR}=$(cat {path})")
@@ -184,9 +192,14 @@ def _deliver_key(key: str, key_file: str | None, script: str, json_out: bool) ->
 
 def _key_file_ok(key_file: str | None) -> None:
     if key_file is not None:
-        parent = Path(key_file).resolve().parent
+        path = Path(key_file)
+        parent = path.resolve().parent
         if not parent.is_dir():
             raise _UsageError(f"--key-file {key_file}: folder {parent} does not exist")
+        if path.is_dir():
+            raise _UsageError(f"--key-file {key_file} is a folder; name a file in it")
+        if not os.access(path if path.exists() else parent, os.W_OK):
+            raise _UsageError(f"--key-file {key_file}: not writable; name a file you can write")
 
 
 @app.command("push", cls=Command)
@@ -375,7 +388,7 @@ def push_command(
             result.update(_deliver_key(api_key, key_file, bundle.name, json_out))
         if report.error is not None:
             _err(f"awf-deploy: {report.error}")
-        finish(EXIT_OK if report.ok else EXIT_FAILED)
+        finish(EXIT_OK if report.ok and "api_key_file_error" not in result else EXIT_FAILED)
 
 
 # -- pull and key ----------------------------------------------------------------------------------
@@ -474,3 +487,5 @@ def key(
     delivered = _deliver_key(secret, key_file, bundle.name, json_out)
     if json_out:
         _json({"script": bundle.name, "rotated": True, **delivered})
+    if "api_key_file_error" in delivered:
+        _exit(EXIT_FAILED)

@@ -3,8 +3,10 @@ line and the right exit code, never a traceback, a leaked token or a misleading 
 
 from __future__ import annotations
 
+import errno
 import http.server
 import json
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +144,42 @@ def test_push_json_is_verified_when_chaos_passes(shop: str, cli_env: Any) -> Non
     data = json.loads(result.stdout)
     assert data["violations"] == []
     assert data["verified"] is True
+
+
+# -- --key-file --------------------------------------------------------------------------------
+
+
+def test_a_key_file_that_is_a_folder_is_refused_before_anything_is_sent(
+    shop: str, cli_env: Any, tmp_path: Path
+) -> None:
+    result = run("push", shop, "--yes", "--key-file", str(tmp_path))
+    assert result.exit_code == 2
+    assert "is a folder" in one_error_line(result)
+    assert cli_env.requests == []
+
+
+def test_a_key_that_cannot_be_written_after_the_upload_is_shown_not_lost(
+    shop: str, cli_env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk fills (or the folder goes away) between the check and the write: by then the
+    # key is set on the Worker, so it must reach the user some other way.
+    real_open = os.open
+
+    def full_disk(path: Any, flags: int, mode: int = 0o777, **kwargs: Any) -> int:
+        if str(path).endswith("shop.key"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_open(path, flags, mode, **kwargs)
+
+    monkeypatch.setattr(os, "open", full_disk)
+    result = run("push", shop, "--yes", "--key-file", str(tmp_path / "shop.key"))
+    key = cli_env.secrets["shop"]["AWF_API_KEY"]
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert key in result.stdout
+    assert "could not write the API key" in result.stderr
+
+    as_json = run("key", shop, "--rotate", "--json", "--key-file", str(tmp_path / "shop.key"))
+    assert as_json.exit_code == 1
+    data = json.loads(as_json.stdout)
+    assert data["api_key"] == cli_env.secrets["shop"]["AWF_API_KEY"] != key
+    assert "api_key_file_error" in data
