@@ -4,6 +4,7 @@ exit codes (`_handled`), the Cloudflare client, and the options."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,11 @@ _FLAG = " "
 _CLIENT_OPTIONS: dict[str, Any] = {}
 
 
+# The Cloudflare API paths of one instance, and of starting one (to tailor an error's hint).
+_INSTANCE_PATH = re.compile(r"/workflows/([^/]+)/instances/[^/]+")
+_NEW_INSTANCE_PATH = re.compile(r"/workflows/[^/]+/instances$")
+
+
 class _UsageError(Exception):
     pass
 
@@ -85,10 +91,22 @@ def _handled() -> Iterator[None]:
         _exit(EXIT_USAGE)
     except NotFoundError as exc:
         _err(f"awf-deploy: {exc}")
-        _err("  hint: `awf-deploy status` lists what is deployed on the account.")
+        instance_of = _INSTANCE_PATH.search(exc.path or "")
+        if instance_of is not None:
+            _err(
+                f"  hint: `awf-deploy instances {instance_of[1]}` lists that workflow's "
+                "instances; `awf-deploy status` lists what is deployed on the account."
+            )
+        else:
+            _err("  hint: `awf-deploy status` lists what is deployed on the account.")
         _exit(EXIT_FAILED)
     except CloudflareError as exc:
         _err(f"awf-deploy: {exc}")
+        if exc.status == 409 and exc.method == "POST" and _NEW_INSTANCE_PATH.search(exc.path or ""):
+            _err(
+                "  hint: an instance with this id already exists: pass another --id, or none "
+                "for a random one (`awf-deploy status WORKFLOW ID` shows the existing one)."
+            )
         _exit(EXIT_FAILED)
     except ProcessDied as exc:  # the code under test ended the verify gate's process
         _err(f"awf-deploy: {exc}")

@@ -183,3 +183,29 @@ def test_a_key_that_cannot_be_written_after_the_upload_is_shown_not_lost(
     data = json.loads(as_json.stdout)
     assert data["api_key"] == cli_env.secrets["shop"]["AWF_API_KEY"] != key
     assert "api_key_file_error" in data
+
+
+# -- what to do after a 4xx --------------------------------------------------------------------
+
+
+def test_triggering_an_id_that_exists_says_to_pick_another(shop: str, cli_env: Any) -> None:
+    assert run("push", shop, "--yes").exit_code == 0
+    assert run("trigger", "deploy-greeting", "--id", "g-1").exit_code == 0
+    again = run("trigger", "deploy-greeting", "--id", "g-1")
+    assert again.exit_code == 1
+    assert "HTTP 409" in again.stderr
+    assert "hint:" in again.stderr
+    assert "--id" in again.stderr.split("hint:", 1)[1]
+
+
+def test_a_missing_instance_points_at_the_workflows_instances(shop: str, cli_env: Any) -> None:
+    assert run("push", shop, "--yes").exit_code == 0
+    for args in (
+        ["status", "deploy-greeting", "nope-1"],
+        ["send-event", "deploy-greeting", "nope-1", "approval"],
+        ["pull", "deploy-greeting", "nope-1"],
+    ):
+        result = run(*args)
+        assert result.exit_code == 1, args
+        assert "HTTP 404" in result.stderr
+        assert "awf-deploy instances deploy-greeting" in result.stderr, args
