@@ -209,3 +209,36 @@ def test_a_missing_instance_points_at_the_workflows_instances(shop: str, cli_env
         assert result.exit_code == 1, args
         assert "HTTP 404" in result.stderr
         assert "awf-deploy instances deploy-greeting" in result.stderr, args
+
+
+# -- bad flags -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["build", "FLOW.py", "--bogus"], "No such option: --bogus"),
+        (["push", "FLOW.py", "--replay-limit", "0"], "--replay-limit"),
+        (["instances", "w", "--limit", "many"], "--limit"),
+        (["dev", "FLOW.py", "--port", "70000"], "--port"),
+        (["send-event", "w", "i"], "Missing argument"),
+        (["no-such-command"], "No such command"),
+        (["--bogus"], "No such option"),
+    ],
+)
+def test_a_bad_flag_is_one_line_naming_it_and_exit_2(args: list[str], says: str) -> None:
+    result = run(*args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert says in lines[0]
+    assert lines[0].startswith("awf-deploy")
+    assert "--help" in lines[0]
+    assert "╭" not in result.stderr
+
+
+def test_help_and_no_arguments_still_show_the_help() -> None:
+    assert "Usage" in run("--help").stdout
+    bare = run()
+    assert bare.exit_code == 2
+    assert "Usage" in bare.stdout + bare.stderr
