@@ -166,6 +166,15 @@ def test_an_approval_clicked_through_by_hand_survives_a_restart(
     assert sent.stdout.strip() == "sent event 'expense-decision' to instance e1 of expense-approval"
     done = wait_status(dev.url, "expense-approval", "e1", "complete")
     assert done["output"] == {"status": "approved", "reimbursementId": "rb-e-1"}
+    # Starting e1 again is refused, as Cloudflare refuses it (Miniflare's engine alone would
+    # hand back the finished instance, and trigger would say "started").
+    twice = cli(
+        "trigger", "expense-approval", "--url", dev.url, "--params", json.dumps(expense),
+        "--id", "e1",
+    )  # fmt: skip
+    assert twice.exit_code == 1, twice.output
+    assert "HTTP 409" in twice.stderr
+    assert "already exists" in twice.stderr
 
     # A second one is left waiting across the restart.
     second = {**expense, "id": "e-2"}
