@@ -238,10 +238,24 @@ class DevServer:
 
     # -- running ----------------------------------------------------------------------------------
 
+    def _make_persist_folder(self) -> None:
+        if self.persist is None:
+            return
+        if self.persist.exists() and not self.persist.is_dir():
+            raise DevError(f"--persist {self.persist} is a file, not a folder; pass a folder")
+        try:
+            self.persist.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DevError(
+                f"--persist {self.persist}: cannot create it ({exc.strerror or exc}); "
+                "pass a folder you can write to"
+            ) from None
+
     def run(self) -> int:
         """Serve until Ctrl-C (0) or until the harness dies (1)."""
         check_port_free(self.port)
         built = self.build()  # before starting Node: a flow error is one line, fast
+        self._make_persist_folder()
         check_installed()
         for warning in built.bundle.warnings:
             if "D1 database id" not in warning:  # dev has its own D1
@@ -249,8 +263,6 @@ class DevServer:
         with _signals_as_interrupt():
             try:
                 self._tmp = Path(tempfile.mkdtemp(prefix="awf-dev-"))
-                if self.persist is not None:
-                    self.persist.mkdir(parents=True, exist_ok=True)
                 self.say("starting Pyodide and Miniflare ...")
                 self.runtime = RealRuntime(timeout=120).start()
                 folder, d1 = self._load(built)

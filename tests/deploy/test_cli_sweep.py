@@ -7,6 +7,7 @@ import errno
 import http.server
 import json
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,3 +243,22 @@ def test_help_and_no_arguments_still_show_the_help() -> None:
     bare = run()
     assert bare.exit_code == 2
     assert "Usage" in bare.stdout + bare.stderr
+
+
+# -- dev -----------------------------------------------------------------------------------------
+
+
+def test_dev_persist_that_is_a_file_or_cannot_be_created_is_one_line_before_node_starts(
+    shop: str, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    for persist, says in ((blocker, "is a file"), (blocker / "state", "cannot create it")):
+        result = run("dev", shop, "--port", port, "--persist", str(persist))
+        assert result.exit_code == 2
+        line = one_error_line(result)
+        assert "--persist" in line
+        assert says in line
