@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from awf_sim.engine import run_supervised
 from awf_sim.flow import FlowFile
 from awf_sim.replay import Divergence, History, ReplayReport, history_from_instance, replay
 
@@ -104,21 +105,40 @@ def replay_running(
     if len(found) > limit:
         found = sorted(random.Random(seed).sample(found, limit))
         report.sampled = True
-    ai = flow.ai if hasattr(flow.ai, "generate") else None
+    histories: list[tuple[str, History]] = []
     for name, instance in found:
-        if progress is not None:
-            progress(f"replaying instance {instance} of {name} ...")
         try:
-            history = pull_history(client, name, instance)
+            histories.append((name, pull_history(client, name, instance)))
         except NotFoundError:
             report.gone.append(instance)  # it ended and was removed meanwhile
-            continue
+    if histories:
+        # The new code runs in a supervised child, as chaos does: a workflow body that ends
+        # the process (os._exit) on a running instance's params must fail the push, not end
+        # it with exit 0 and nothing said.
+        report.replays = run_supervised(
+            lambda: _replay_all(flow, histories, progress),
+            "the running-instance replay gate",
+            goal="replayed every running instance",
+        )
+    return report
+
+
+def _replay_all(
+    flow: FlowFile,
+    histories: list[tuple[str, History]],
+    progress: Callable[[str], None] | None,
+) -> list[ReplayReport]:
+    ai = flow.ai if hasattr(flow.ai, "generate") else None
+    outcomes: list[ReplayReport] = []
+    for name, history in histories:
+        if progress is not None:
+            progress(f"replaying instance {history.instance} of {name} ...")
         try:
             outcome = replay(flow.workflows[name], history, db=flow.database, http=flow.http, ai=ai)
         except Exception as exc:  # a history the simulator cannot take counts as divergent
-            outcome = ReplayReport(name, instance, history.status, 0, 0)
+            outcome = ReplayReport(name, history.instance, history.status, 0, 0)
             outcome.divergences.append(
                 Divergence("replay-failed", "-", "-", f"{type(exc).__name__}: {exc}")
             )
-        report.replays.append(outcome)
-    return report
+        outcomes.append(outcome)
+    return outcomes

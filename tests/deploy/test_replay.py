@@ -4,6 +4,7 @@ on the new code and refuses a deploy they would not follow."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,35 @@ def test_a_rate_limit_that_lasts_stops_the_push_before_the_upload(
     assert "rate limit" in result.stderr
     assert [r.operation_id for r in cf.requests].count(UPLOAD) == 1
     assert cf.token not in result.stdout + result.stderr
+
+
+def test_new_code_that_ends_the_process_on_a_running_instance_fails_the_push(
+    account: tuple[Any, str], tmp_path: Path
+) -> None:
+    # The new workflow body calls os._exit(0) for one running instance's params only, which
+    # chaos (on the examples) never sees. Replayed in the push process itself, that ended
+    # `awf-deploy push` with exit 0, no output and nothing pushed: a CI job saw a deploy.
+    cf, v1 = account
+    cf.add_instance(history(v1, "o-7", amount=7))
+    exits = '(__import__("os")._exit(0) if params["amount"] == 7 else params["amount"])'
+    v2 = flow_file(tmp_path / "v2", amount=exits)
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the CLI in a child of the test, so that a silenced push cannot end pytest
+        code = 70
+        try:
+            os.close(read_end)
+            result = cli("push", v2, "--yes", "--no-verify")
+            with os.fdopen(write_end, "w") as pipe:
+                pipe.write(result.stdout + result.stderr)
+            code = result.exit_code
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        output = pipe.read()
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 1, output
+    assert "the running-instance replay gate" in output
+    assert "os._exit" in output
+    assert "Traceback" not in output
