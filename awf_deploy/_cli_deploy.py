@@ -335,12 +335,25 @@ def push_command(
                 [wf.name for wf in bundle.workflows],
                 limit=replay_limit,
                 progress=lambda line: _err(f"awf-deploy: {line}"),
+                script=bundle.name,
             )
             result["replay"] = gate.to_json()
         if not json_out:
             _print_plan(plan)
             if gate is not None:
                 _out(f"  {gate.summary()}")
+                for removed in gate.removed:
+                    _out(f"  ! {removed}")
+        if gate is not None and gate.stranded and not allow_divergence:
+            names = ", ".join(r.workflow for r in gate.stranded)
+            _err(
+                f"awf-deploy: refusing to push: the new code drops workflow(s) {names} while "
+                "instances of them still run; keep them in the flow until those end, or pass "
+                "--allow-divergence"
+            )
+            finish(EXIT_FAILED)
+        if gate is not None and gate.stranded:
+            _err("awf-deploy: warning: --allow-divergence: dropping workflows that still run")
         if gate is not None and gate.divergent:
             if not json_out:
                 for found in gate.divergent:

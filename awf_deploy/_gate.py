@@ -21,7 +21,14 @@ from awf_sim.replay import Divergence, History, ReplayReport, history_from_insta
 
 from .cloudflare import CloudflareClient, NotFoundError
 
-__all__ = ["ACTIVE_STATUSES", "GateReport", "pull_history", "replay_running"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "GateReport",
+    "Removed",
+    "pull_history",
+    "removed_workflows",
+    "replay_running",
+]
 
 ACTIVE_STATUSES = ("running", "waiting", "paused", "queued")
 DEFAULT_LIMIT = 200
@@ -40,15 +47,46 @@ def pull_history(client: CloudflareClient, workflow: str, instance: str) -> Hist
 
 
 @dataclass
+class Removed:
+    """A workflow of this script on the account that the new code no longer defines: it stays
+    bound to a class the new script does not have, so its `active` instances would fail."""
+
+    workflow: str
+    class_name: str
+    active: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        what = (
+            f"{len(self.active)} running instance{'s' if len(self.active) != 1 else ''} "
+            f"({', '.join(self.active[:3])}{', ...' if len(self.active) > 3 else ''}) would fail"
+            if self.active
+            else "no running instances; new ones would fail to start"
+        )
+        return (
+            f"workflow {self.workflow} is no longer in the flow but stays on the account, bound "
+            f"to class {self.class_name}, which the new code does not have: {what}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"workflow": self.workflow, "class": self.class_name, "active": self.active}
+
+
+@dataclass
 class GateReport:
     listed: int = 0  # active instances on the account
     replays: list[ReplayReport] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # listed, then no longer there
     sampled: bool = False
+    removed: list[Removed] = field(default_factory=list)
 
     @property
     def divergent(self) -> list[ReplayReport]:
         return [r for r in self.replays if not r.faithful]
+
+    @property
+    def stranded(self) -> list[Removed]:
+        """Removed workflows with running instances: the push would break those."""
+        return [r for r in self.removed if r.active]
 
     def summary(self) -> str:
         count = len(self.replays)
@@ -69,7 +107,8 @@ class GateReport:
             "replayed": len(self.replays),
             "sampled": self.sampled,
             "gone": self.gone,
-            "faithful": not self.divergent,
+            "faithful": not self.divergent and not self.stranded,
+            "removed": [r.to_json() for r in self.removed],
             "divergent": [
                 {
                     "workflow": r.workflow,
@@ -90,9 +129,14 @@ def replay_running(
     limit: int = DEFAULT_LIMIT,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    script: str | None = None,
 ) -> GateReport:
-    """List the active instances of `workflows` and replay (at most `limit` of) them."""
+    """List the active instances of `workflows` and replay (at most `limit` of) them. With
+    `script`: also the account's workflows of that script that `workflows` leaves out."""
     report = GateReport()
+    workflows = list(workflows)
+    if script is not None:
+        report.removed = removed_workflows(client, script, workflows)
     found: list[tuple[str, str]] = []
     for name in workflows:
         if client.get_workflow(name) is None:
@@ -121,6 +165,21 @@ def replay_running(
             goal="replayed every running instance",
         )
     return report
+
+
+def removed_workflows(client: CloudflareClient, script: str, keep: Iterable[str]) -> list[Removed]:
+    """The account's workflows bound to `script` that are not in `keep`, with their active
+    instances (Cloudflare keeps a workflow when the code that defined it is replaced)."""
+    kept = set(keep)
+    removed: list[Removed] = []
+    for wf in client.list_workflows():
+        if wf.script_name != script or wf.name in kept:
+            continue
+        active: list[str] = []
+        for status in ACTIVE_STATUSES:
+            active += [row.id for row in client.list_instances(wf.name, status)]  # type: ignore[arg-type]
+        removed.append(Removed(wf.name, wf.class_name, list(dict.fromkeys(active))))
+    return removed
 
 
 def _replay_all(

@@ -255,3 +255,39 @@ def test_new_code_that_ends_the_process_on_a_running_instance_fails_the_push(
     assert "the running-instance replay gate" in output
     assert "os._exit" in output
     assert "Traceback" not in output
+
+
+def test_dropping_a_workflow_whose_instances_still_run_is_refused(
+    account: tuple[Any, str], tmp_path: Path
+) -> None:
+    # The same script (gate_order.py) no longer defines gate-order: Cloudflare keeps that
+    # workflow bound to a class the new script does not have, and o-1, o-2 would fail.
+    cf, v1 = account
+    folder = tmp_path / "renamed"
+    folder.mkdir()
+    renamed = folder / "gate_order.py"
+    renamed.write_text(Path(v1).read_text().replace('"gate-order"', '"gate-order-v2"'))
+    refused = cli("push", str(renamed), "--yes", "--no-verify")
+    assert refused.exit_code == 1, refused.stdout + refused.stderr
+    assert "workflow gate-order is no longer in the flow" in refused.stdout
+    assert "2 running instances (o-1, o-2) would fail" in refused.stdout
+    assert "refusing to push" in refused.stderr
+    assert "--allow-divergence" in refused.stderr
+    assert [r.operation_id for r in cf.requests].count(UPLOAD) == 1  # v1's only
+
+    as_json = cli("push", str(renamed), "--yes", "--no-verify", "--json")
+    assert as_json.exit_code == 1
+    report = json.loads(as_json.stdout)["replay"]
+    assert report["faithful"] is False
+    assert report["removed"] == [
+        {"workflow": "gate-order", "class": "GateOrderWorkflow", "active": ["o-1", "o-2"]}
+    ]
+
+    # Once they have ended, the push goes ahead and still says what it leaves behind.
+    for instance in cf.instances["gate-order"].values():
+        instance["status"] = "complete"
+    pushed = cli("push", str(renamed), "--yes", "--no-verify")
+    assert pushed.exit_code == 0, pushed.stderr
+    assert "workflow gate-order is no longer in the flow" in pushed.stdout
+    assert "new ones would fail to start" in pushed.stdout
+    assert [r.operation_id for r in cf.requests].count(UPLOAD) == 2
