@@ -262,3 +262,11 @@ def test_dev_persist_that_is_a_file_or_cannot_be_created_is_one_line_before_node
         line = one_error_line(result)
         assert "--persist" in line
         assert says in line
+
+
+def test_status_help_says_what_name_defaults_to() -> None:
+    # status takes no flow file, so "default: the flow file's name" (the other commands')
+    # promised a default that does not exist.
+    text = " ".join(run("status", "--help").stdout.replace("│", " ").split())
+    assert "flow file's name" not in text
+    assert "every workflow on the account" in text
