@@ -95,8 +95,30 @@ class _UsageError(Exception):
     pass
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"awf-deploy {version('awf')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("awf-deploy (version unknown: not installed)")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    _show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            metavar=" ",
+            is_eager=True,
+            callback=_version,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
     """Build awf flows into Cloudflare Python Workers and push them."""
 
 

@@ -270,3 +270,11 @@ def test_status_help_says_what_name_defaults_to() -> None:
     text = " ".join(run("status", "--help").stdout.replace("│", " ").split())
     assert "flow file's name" not in text
     assert "every workflow on the account" in text
+
+
+def test_version_like_awf_sim() -> None:
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"awf-deploy {version('awf')}"
