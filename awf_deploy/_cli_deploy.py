@@ -421,18 +421,31 @@ def pull(
     json_out: JsonOpt = False,
 ) -> None:
     """Save an instance's status and step history as a JSON file, for `awf-sim replay`."""
+    target = Path(out if out is not None else f"{workflow}-{instance}.json")
     with _handled():
+        # A file that cannot be written is bad input: said before anything is read.
+        if target.is_dir():
+            raise _UsageError(f"--out {target} is a folder; name a file in it")
+        if not target.resolve().parent.is_dir():
+            raise _UsageError(f"--out {target}: folder {target.resolve().parent} does not exist")
         client = _client(account_id)
     with client, _handled():
         history = pull_history(client, workflow, instance)
-    target = Path(out if out is not None else f"{workflow}-{instance}.json")
     with _handled():
         try:
             target.write_text(json.dumps(history.to_json(), indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             raise _UsageError(f"--out {target}: {exc.strerror or exc}") from None
     if json_out:
-        _json({"workflow": workflow, "instance": instance, "out": str(target)})
+        _json(
+            {
+                "workflow": workflow,
+                "instance": instance,
+                "out": str(target),
+                "status": history.status,
+                "steps": len(history.steps),
+            }
+        )
         return
     _out(
         f"Saved instance {instance} of {workflow} ({history.status}, {len(history.steps)} "

@@ -278,3 +278,26 @@ def test_version_like_awf_sim() -> None:
     result = run("--version")
     assert result.exit_code == 0
     assert result.stdout.strip() == f"awf-deploy {version('awf')}"
+
+
+# -- pull ----------------------------------------------------------------------------------------
+
+
+def test_pull_json_says_what_the_text_says(shop: str, cli_env: Any, tmp_path: Path) -> None:
+    assert run("push", shop, "--yes").exit_code == 0
+    assert run("trigger", "deploy-greeting", "--id", "g-1").exit_code == 0
+    out = tmp_path / "g-1.json"
+    result = run("pull", "deploy-greeting", "g-1", "--out", str(out), "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    saved = json.loads(out.read_text())
+    assert data["status"] == saved["status"] == "queued"
+    assert data["steps"] == len(saved["steps"])
+
+
+def test_pull_to_a_place_that_cannot_be_written_sends_nothing(cli_env: Any, tmp_path: Path) -> None:
+    for out, says in ((tmp_path, "is a folder"), (tmp_path / "no" / "h.json", "does not exist")):
+        result = run("pull", "deploy-greeting", "g-1", "--out", str(out))
+        assert result.exit_code == 2
+        assert says in one_error_line(result)
+    assert cli_env.requests == []
