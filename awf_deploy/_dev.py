@@ -232,7 +232,16 @@ class DevServer:
         wanted = flow_tables(getattr(database, "schema", "") or "")
         existing = set(self.runtime.call("tables", binding=DB_BINDING))
         if wanted & existing:
-            return f"kept the existing database ({len(existing)} tables)"
+            kept = f"kept the existing database ({len(existing)} tables)"
+            missing = wanted - existing
+            if not missing:
+                return kept
+            # A table added to DATABASE while dev runs (or since --persist kept the state):
+            # created, so the new code does not meet "no such table" in the kept database.
+            self.runtime.call(
+                "seed", binding=DB_BINDING, statements=seed_statements(database, only=missing)
+            )
+            return f"{kept}; created {', '.join(sorted(missing))} from DATABASE"
         self.runtime.call("seed", binding=DB_BINDING, statements=seed_statements(database))
         return f"seeded from DATABASE ({len(wanted)} tables)"
 
@@ -386,7 +395,7 @@ class DevServer:
             )
             return now
         try:
-            folder, _ = self._load(built)
+            folder, d1 = self._load(built)
         except BundleImportError as exc:
             self.say(
                 f"the new bundle failed at import in {exc.module} ({exc}); "
@@ -399,7 +408,11 @@ class DevServer:
             self._reload_good()
             return {**now, **built.watched}
         self._good = (built, folder)
-        self.say(f"rebuilt and reloaded {self.flow_path.name} (bundle {built.bundle.sha256[:12]})")
+        created = f"; D1: {d1.split('; ', 1)[1]}" if "; created " in d1 else ""
+        self.say(
+            f"rebuilt and reloaded {self.flow_path.name} (bundle {built.bundle.sha256[:12]})"
+            + created
+        )
         return dict(built.watched)
 
     def _reload_good(self) -> None:
