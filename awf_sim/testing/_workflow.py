@@ -294,9 +294,10 @@ class TestWorkflow(Generic[In, Out]):
     waitForStepResult = wait_for_step_result
     waitForStatus = wait_for_status
 
-    async def arun(self, params: Any = None, *, id: str | None = None) -> Any:
+    async def arun(self, params: In | Any = None, *, id: str | None = None) -> Out:
         """`run()` for async tests: the simulation runs on a worker thread (its virtual-time
-        loop cannot run inside the test's running loop)."""
+        loop cannot run inside the test's running loop). Returns what `run()` returns: the
+        declared output type of a `Workflow[In, Out]`."""
         __tracebackhide__ = True
         return await asyncio.to_thread(self.run, params, id=id)
 
@@ -321,9 +322,15 @@ class TestWorkflow(Generic[In, Out]):
         return None if current is None else str(current["status"])
 
     @property
-    def output(self) -> Any:
+    def output(self) -> Out | None:
+        """The output once the instance completed, as `run()` returns it (the declared
+        dataclass or pydantic model of a `Workflow[In, Out]`, else its JSON); None before."""
         current = self._current()
-        return None if current is None else current["output"]
+        if current is None or current["status"] != "complete":
+            return None
+        if isinstance(self.workflow, Workflow):
+            return self.workflow.revive_output(current["output"])  # type: ignore[no-any-return]
+        return current["output"]  # type: ignore[no-any-return]
 
     @property
     def error(self) -> dict[str, str] | None:
