@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from awf_sim.engine import _ambient
+
 pytest_plugins = ["pytester"]
 
 FLOW = """
@@ -24,6 +26,15 @@ async def checkout(wf, order):
 
 CHECKOUT = Workflow("plug-checkout", checkout, domains=[PlugPay])
 """
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _clock_installed_outside() -> None:
+    # awf installs freezegun once per process, on the first simulation. Inside an inner
+    # session pytester drops the modules that session imported, and the next inner session's
+    # fresh freezegun then meets the first one's FakeDate in `datetime` (a metaclass conflict):
+    # this file failed on its own, and passed only after another file had run a simulation.
+    _ambient._install()
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
