@@ -18,7 +18,8 @@ def test_approval():
 ```
 
 The pytest plugin (installed with awf) adds the fixtures `create_test_workflow` and `sim`, the
-option `--awf-seed`, and a report section with the timeline of a failing test's workflows.
+option `--awf-seed`, and a report section with the timeline of a failing test's workflows (those
+of `create_test_workflow` and of the `sim` fixture).
 """
 
 from awf_sim._public import publish

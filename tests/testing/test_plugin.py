@@ -188,6 +188,39 @@ def test_a_failed_assertion_after_a_complete_run_shows_the_timeline(flow: pytest
     )
 
 
+def test_a_failing_test_on_the_sim_fixture_shows_its_instances_and_the_seed(
+    flow: pytest.Pytester,
+) -> None:
+    # The sim fixture used to leave a failure with no timeline and, under -q, no seed at all.
+    flow.makepyfile(
+        test_sim_wrong="""
+        from plugflow import CHECKOUT
+
+        def test_output(sim):
+            inst = sim.create(CHECKOUT, {"amount": 3}, id="sim-1")
+            sim.run_until_done(inst)
+            assert inst.status()["output"] == {"charged": 4}
+
+        def test_nothing_created(sim):
+            assert sim.instances == ["x"]
+        """
+    )
+    result = run(flow, "-q", "--awf-seed", "23")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*- awf-sim sim fixture (seed 23) -*",
+            "workflow 'plug-checkout', instance sim-1: complete",
+            "*1 h checkpoint*PlugPay.charge*attempt 1",
+            "*workflow-success",
+            "reproduce: pytest test_sim_wrong.py::test_output --awf-seed 23",
+            "*- awf-sim sim fixture (seed 23) -*",
+            "no instance was created",
+            "reproduce: pytest test_sim_wrong.py::test_nothing_created --awf-seed 23",
+        ]
+    )
+
+
 def test_a_passing_test_has_no_section(flow: pytest.Pytester) -> None:
     flow.makepyfile(
         """
