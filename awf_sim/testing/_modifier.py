@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from awf_sim.dsl._errors import DefinitionError
-from awf_sim.dsl._identity import canonical, dump_result
+from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, dump_result, utf8_size
 from awf_sim.engine._hooks import (
     Action,
     Control,
@@ -206,9 +206,19 @@ class Modifier(Hooks):
         if isinstance(type, Mapping) and payload is None:
             payload = type.get("payload")
             type = type.get("type")
+        self._event(type, payload, "mock_event")
+
+    def _event(self, type: Any, payload: Any, method: str) -> None:
+        """Check an event as the engine will on delivery, naming the method the test called
+        (not the run that delivers it), then buffer or send it."""
         if not isinstance(type, str) or not type:
-            raise DefinitionError(f"mock_event: type must be a non-empty string, got {type!r}")
-        canonical(payload, root="mock_event payload")
+            raise DefinitionError(f"{method}: type must be a non-empty string, got {type!r}")
+        size = utf8_size(canonical(payload, root=f"{method} payload"))
+        if size > MAX_PAYLOAD_BYTES:
+            raise DefinitionError(
+                f"{method}: the payload of event {type!r} is {size:,} bytes of JSON, over "
+                "Cloudflare's 1 MiB limit for an event payload"
+            )
         self._send(type, payload)
 
     def force_event_timeout(self, step: Any) -> None:

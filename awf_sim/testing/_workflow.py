@@ -305,7 +305,7 @@ class TestWorkflow(Generic[In, Out]):
         """Send an event to the instance; before `run()` it is buffered and delivered when the
         instance starts, in order with `modifier.mock_event`."""
         if self.instance is None:
-            self.modifier.mock_event(type, payload)  # validates it, buffers it in order
+            self.modifier._event(type, payload, "send_event")  # buffered in order with mocks
             return
         self.instance.send_event(type, payload)
 

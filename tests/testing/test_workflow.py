@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from awf_sim import Domain, InstanceError, Workflow
+from awf_sim import DefinitionError, Domain, InstanceError, SerializationError, Workflow
 from awf_sim.testing import (
     Database,
     TestWorkflow,
@@ -222,6 +222,28 @@ def test_send_event_before_run_is_buffered(make: Any) -> None:
     assert wf.run() == {"n": 1}
     with pytest.raises(InstanceError, match="can no longer receive events"):
         wf.send_event("go", {"n": 2})
+
+
+@pytest.mark.parametrize("when", ["before start", "mock_event"])
+def test_a_bad_event_is_refused_where_the_test_sends_it(make: Any, when: str) -> None:
+    # Before start, send_event's errors named mock_event, and a payload over 1 MiB was
+    # taken, then failed run() from deep inside the engine.
+    wf = make(WAITING)
+    send = wf.send_event if when == "before start" else wf.modifier.mock_event
+    method = "send_event" if when == "before start" else "mock_event"
+    with pytest.raises(DefinitionError) as bad_type:
+        send("", {"n": 1})
+    assert str(bad_type.value) == f"{method}: type must be a non-empty string, got ''"
+    with pytest.raises(SerializationError, match=f"^{method} payload.n is not JSON"):
+        send("go", {"n": object()})
+    with pytest.raises(DefinitionError) as too_big:
+        send("go", "x" * (1 << 20))
+    assert str(too_big.value) == (
+        f"{method}: the payload of event 'go' is 1,048,578 bytes of JSON, over Cloudflare's "
+        "1 MiB limit for an event payload"
+    )
+    send("go", {"n": 3})  # nothing bad was buffered
+    assert wf.run() == {"n": 3}
 
 
 def test_arun_runs_the_simulation_on_a_worker_thread(make: Any) -> None:
