@@ -65,6 +65,7 @@ class _Rule:
     no_sleep: bool = False
     event_timeout: bool = False
     matched: bool = False
+    preceded: int = 0  # matching calls made before it was recorded (mid-run), most per lifetime
 
     @property
     def mocks_attempts(self) -> bool:
@@ -84,6 +85,7 @@ class _Rule:
 class _Lifetime:
     counts: dict[int, int] = field(default_factory=dict)  # rule order -> matching calls so far
     selected: dict[tuple[str, int], list[_Rule]] = field(default_factory=dict)  # (kind, seq)
+    refs: list[StepRef] = field(default_factory=list)  # its calls so far, for later rules
 
 
 def _error_pair(error: Any, method: str) -> tuple[str, str]:
@@ -136,7 +138,9 @@ class Modifier(Hooks):
     workflow. Every method also has Cloudflare's camelCase name (`mockStepResult`, ...).
 
     Call the methods before the instance starts: like Cloudflare's `modifyAll`, what is
-    recorded applies to every instance the simulator creates afterwards.
+    recorded applies to every instance the simulator creates afterwards. Recorded mid-run
+    (after `start()`), it applies to the calls still to come; an `index` still counts the
+    calls from the start of the instance's lifetime.
     """
 
     def __init__(self) -> None:
@@ -261,6 +265,16 @@ class Modifier(Hooks):
         calls = [ref for _, ref in self.calls if ref.kind == rule.kind]
         if not calls:
             return f" (no {_KIND_WORD[rule.kind]} was called)"
+        if rule.preceded and sel.index is None:
+            return (
+                f" ({sel.name!r} was called only before the modifier call recorded it: "
+                "record it before start())"
+            )
+        if sel.index is not None and rule.preceded >= sel.index:
+            return (
+                f" (call {sel.index} of {sel.name!r} was made before the modifier call "
+                "recorded it: record it before start())"
+            )
         if sel.index is not None and any(sel.matches(ref) for ref in calls):
             return f" (fewer than {sel.index} calls matched {sel.name!r})"
         known = list(dict.fromkeys(ref.path for ref in calls))
@@ -293,6 +307,13 @@ class Modifier(Hooks):
                 )
         if rule is None:
             rule = self._rules[key] = _Rule(kind, sel, order=len(self._rules))
+            # Recorded mid-run (after start() or a wait_for_*): an index still counts the
+            # lifetime's calls from its start, as Cloudflare's step counts do.
+            for lifetime in self._lifetimes.values():
+                seen = sum(1 for ref in lifetime.refs if ref.kind == kind and sel.matches(ref))
+                if seen:
+                    lifetime.counts[rule.order] = seen
+                    rule.preceded = max(rule.preceded, seen)
         rule.uses.append(method)
         return rule
 
@@ -334,6 +355,7 @@ class Modifier(Hooks):
     def step_call(self, iid: str, ref: StepRef) -> None:
         self.calls.append((iid, ref))
         lifetime = self._lifetimes.setdefault(iid, _Lifetime())
+        lifetime.refs.append(ref)
         selected = []
         for (kind, sel), rule in self._rules.items():
             if kind != ref.kind or not sel.matches(ref):
