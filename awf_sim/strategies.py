@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import copy
 import json
+import types
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from hypothesis import register_random
 from hypothesis import strategies as st
@@ -93,9 +94,46 @@ def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and hasattr(annotation, "model_fields")
 
 
+def _dump(model: Any) -> Any:
+    # By alias: what the model validates again (a field `Field(alias="orderId")` is read as
+    # orderId, not by its Python name), also as part of an outer model's params.
+    return model.model_dump(mode="json", by_alias=True)
+
+
+def _involves_model(annotation: Any) -> bool:
+    return _is_model(annotation) or any(_involves_model(a) for a in get_args(annotation))
+
+
 def _field_strategy(annotation: Any, metadata: Sequence[Any]) -> st.SearchStrategy[Any]:
+    """Values of one field: models (also inside lists, dicts and unions) field by field as
+    JSON, a `pattern` from its regex, anything else from its type and constraints."""
+    if get_origin(annotation) is Annotated:
+        metadata = [*annotation.__metadata__, *metadata]
+        annotation = get_args(annotation)[0]
     if _is_model(annotation):
-        return _model_strategy(annotation).map(lambda m: m.model_dump(mode="json"))
+        return _model_strategy(annotation).map(_dump)
+    if annotation is type(None):
+        return st.none()
+    origin, args = get_origin(annotation), get_args(annotation)
+    pattern = next(
+        (m.pattern for m in metadata if isinstance(getattr(m, "pattern", None), str)), None
+    )
+    if origin in (Union, types.UnionType) and (pattern is not None or _involves_model(annotation)):
+        # Each member on its own, with the field's constraints (`str | None` with a pattern).
+        return st.one_of([_field_strategy(a, metadata) for a in args])
+    if _involves_model(annotation):
+        # Hypothesis would build the inner models itself, blind to their pydantic-only
+        # constraints (a pattern) and aliases: nearly every draw would then be filtered out.
+        min_size = next((m.min_length for m in metadata if hasattr(m, "min_length")), 0)
+        max_size = next((m.max_length for m in metadata if hasattr(m, "max_length")), None)
+        if origin is list and len(args) == 1:
+            return st.lists(_field_strategy(args[0], ()), min_size=min_size, max_size=max_size)
+        if origin is dict and len(args) == 2:
+            keys, values = _field_strategy(args[0], ()), _field_strategy(args[1], ())
+            return st.dictionaries(keys, values, min_size=min_size, max_size=max_size)
+    if pattern is not None and annotation is str:
+        # Pydantic matches a pattern anywhere in the string (re.search), as from_regex draws.
+        return st.from_regex(pattern)
     if metadata:
         annotated: Any = Annotated  # a type form built at run time
         return st.from_type(annotated[(annotation, *metadata)])
@@ -132,7 +170,7 @@ def inputs(workflow: Workflow) -> st.SearchStrategy[Any]:
     checked_workflow(workflow, "inputs")
     model = workflow.input_model
     if model is not None:
-        return _model_strategy(model).map(lambda m: m.model_dump(mode="json"))
+        return _model_strategy(model).map(_dump)
     declared = workflow.input_type
     if is_structured(declared) or _is_typeddict(declared):
         # A dataclass or TypedDict input (Workflow[Order, ...]): drawn from the type, as JSON.
