@@ -5,9 +5,11 @@ ignored, so Hypothesis filtered out nearly every draw and the test failed its he
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from dataclasses import dataclass, field
+from typing import Any, NotRequired, TypedDict
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from pydantic import BaseModel, Field
 
 from awf_sim import Workflow
@@ -52,3 +54,89 @@ def test_drawn_params_use_the_aliases_and_run(params: dict[str, Any]) -> None:
 def test_drawn_params_validate_as_the_model(params: dict[str, Any]) -> None:
     model = Basket.model_validate(params)
     assert model.model_dump(mode="json", by_alias=True) == params
+
+
+@dataclass
+class Money:
+    amount: float
+    currency: str
+
+
+@dataclass
+class Invoice:
+    number: int
+    total: Money
+    lines: list[Money] = field(default_factory=list)
+
+
+class Ping(TypedDict):
+    host: str
+    ttl: NotRequired[float]
+
+
+class Price(BaseModel):
+    amount: float
+    discount: float = Field(default=0.0, ge=0, lt=100)
+
+
+@Workflow("strategies-invoice")
+async def invoice_flow(wf: Any, inv: Invoice) -> float:
+    return max([inv.total.amount, *(line.amount for line in inv.lines)])
+
+
+@Workflow("strategies-ping")
+async def ping_flow(wf: Any, p: Ping) -> float:
+    return p.get("ttl", 0.0)
+
+
+@Workflow("strategies-price")
+async def price_flow(wf: Any, p: Price) -> float:
+    return p.discount
+
+
+# Hypothesis's own floats include NaN and the infinities, which are not JSON: such a draw
+# failed with SerializationError inside the strategy (dataclass, TypedDict) or when the
+# instance was created (pydantic, whose model_dump keeps inf).
+@QUICK
+@given(params=inputs(invoice_flow))
+def test_dataclass_floats_are_json(params: dict[str, Any]) -> None:
+    assert math.isfinite(params["total"]["amount"])
+    assert all(math.isfinite(line["amount"]) for line in params["lines"])
+    create_test_workflow(invoice_flow).run(params)
+
+
+@QUICK
+@given(params=inputs(ping_flow))
+def test_typeddict_floats_are_json(params: dict[str, Any]) -> None:
+    assert create_test_workflow(ping_flow).run(params) == params.get("ttl", 0.0)
+
+
+@QUICK
+@given(params=inputs(price_flow))
+def test_pydantic_floats_are_finite_and_within_bounds(params: dict[str, Any]) -> None:
+    assert math.isfinite(params["amount"])
+    assert 0 <= params.get("discount", 0.0) < 100
+    create_test_workflow(price_flow).run(params)
+
+
+@dataclass
+class Node:
+    name: str
+    children: list[Node] = field(default_factory=list)
+
+
+def _size(node: Node) -> int:
+    return 1 + sum(_size(c) for c in node.children)
+
+
+@Workflow("strategies-tree")
+async def tree_flow(wf: Any, root: Node) -> int:
+    return _size(root)
+
+
+@settings(
+    QUICK, max_examples=8, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow]
+)
+@given(params=inputs(tree_flow))
+def test_a_type_that_holds_itself_is_drawn_lazily(params: dict[str, Any]) -> None:
+    assert create_test_workflow(tree_flow).run(params) >= 1
