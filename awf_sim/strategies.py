@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
+import decimal
+import enum
 import json
 import types
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
@@ -223,6 +227,25 @@ def _model_strategy(model: Any) -> st.SearchStrategy[Any]:
     )
 
 
+def _json(value: Any) -> Any:
+    """A drawn dataclass or TypedDict value as the JSON a caller would send: dates and times
+    as ISO strings, enums as their values, UUIDs and decimals as strings (as pydantic's JSON
+    mode writes them)."""
+    if _is_dataclass(type(value)):
+        return {f.name: _json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return _json(value.value)
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    return value
+
+
 def inputs(workflow: Workflow) -> st.SearchStrategy[Any]:
     """Params for `workflow`: from the type its function's params are annotated with (a
     pydantic model, a dataclass or a TypedDict; as JSON values, what `create` takes: fields
@@ -234,7 +257,7 @@ def inputs(workflow: Workflow) -> st.SearchStrategy[Any]:
     declared = workflow.input_type
     if is_structured(declared) or _is_typeddict(declared):
         # A dataclass or TypedDict input (Workflow[Order, ...]): drawn from the type, as JSON.
-        return _record_strategy(declared).map(lambda v: loads(canonical(v, root="params")))
+        return _record_strategy(declared).map(lambda v: loads(canonical(_json(v), root="params")))
     if workflow.examples:
         return st.sampled_from(workflow.examples).map(copy.deepcopy)
     raise DefinitionError(

@@ -5,7 +5,10 @@ ignored, so Hypothesis filtered out nearly every draw and the test failed its he
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
 import math
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict
 
@@ -140,3 +143,33 @@ async def tree_flow(wf: Any, root: Node) -> int:
 @given(params=inputs(tree_flow))
 def test_a_type_that_holds_itself_is_drawn_lazily(params: dict[str, Any]) -> None:
     assert create_test_workflow(tree_flow).run(params) >= 1
+
+
+class Level(enum.Enum):
+    LOW = "low"
+    HIGH = "high"
+
+
+@dataclass
+class Reminder:
+    text: str
+    when: dt.datetime
+    on: dt.date
+    level: Level
+    ref: uuid.UUID
+
+
+@Workflow("strategies-reminder")
+async def reminder_flow(wf: Any, r: Reminder) -> str:
+    return r.text
+
+
+@QUICK
+@given(params=inputs(reminder_flow))
+def test_dataclass_dates_enums_and_uuids_are_drawn_as_json(params: dict[str, Any]) -> None:
+    # They were drawn as Python objects and failed as "params.when is not JSON".
+    assert dt.datetime.fromisoformat(params["when"])
+    assert dt.date.fromisoformat(params["on"])
+    assert params["level"] in ("low", "high")
+    assert uuid.UUID(params["ref"])
+    assert create_test_workflow(reminder_flow).run(params) == params["text"]
