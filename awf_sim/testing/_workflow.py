@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, overload
 
 from awf_sim.dsl._duration import parse_duration
@@ -49,6 +49,11 @@ STATUSES = (
     "terminated",
     "complete",
 )
+
+# A run that makes this many sleeps and event waits without ending is given up on: sleeps do
+# not count towards Cloudflare's step limit, so `while True: await wf.sleep(...)` never ends,
+# and in virtual time it would loop for ever instead of failing the test.
+RUNAWAY_WAITS = 100_000
 
 # The plugin points this at a list for the duration of a test, so that a failing test's report
 # can show the timeline of every test workflow the test created or ran.
@@ -173,7 +178,7 @@ class TestWorkflow(Generic[In, Out]):
         assert inst is not None
         self._finished = True
         try:
-            self.sim.run_until_done(inst)
+            self._drive(inst, lambda: self._ended(inst), None)
         finally:
             self._final = inst.status()
             self._timeline = inst.timeline
@@ -186,6 +191,37 @@ class TestWorkflow(Generic[In, Out]):
         if isinstance(self.workflow, Workflow):
             return self.workflow.revive_output(status["output"])  # type: ignore[no-any-return]
         return status["output"]  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _ended(inst: Instance) -> bool:
+        status = inst.status()["status"]
+        return status in TERMINAL or status == "paused"
+
+    def _drive(self, inst: Instance, ready: Callable[[], bool], timeout: int | None) -> None:
+        """Run until `ready()`, `timeout` ms of virtual time, or nothing left to run; fail an
+        instance that only sleeps and waits, for ever, instead of looping in virtual time."""
+        __tracebackhide__ = True
+        limit = self.modifier.waits + RUNAWAY_WAITS
+        self.sim.run_until(lambda: ready() or self.modifier.waits > limit, timeout)
+        if ready() or self.modifier.waits <= limit:
+            return
+        status = inst.status()
+        days = self.sim.now_ms / 86_400_000
+        raise WorkflowFailed(
+            workflow=self.name,
+            instance_id=inst.id,
+            status=status["status"],
+            error=status["error"],
+            timeline=self.timeline,
+            seed=self.seed,
+            warnings=self.modifier.unmatched(),
+            reason=(
+                f"instance {inst.id} of {self.name!r} is still {status['status']} after "
+                f"{RUNAWAY_WAITS:,} sleeps and event waits ({days:,.1f} days of virtual time): it "
+                "does not end on its own. Test it mid-run (start(params), then wait_for_status "
+                "or wait_for_step_result with a timeout), or mock what it loops on"
+            ),
+        )
 
     def _instance_id(self) -> str:
         return "?" if self.instance is None else self.instance.id
@@ -249,7 +285,7 @@ class TestWorkflow(Generic[In, Out]):
         def ready() -> bool:
             return _select_result(inst.step_results(), sel) is not None or self._terminal(inst)
 
-        self.sim.run_until(ready, None if timeout is None else parse_duration(timeout))
+        self._drive(inst, ready, None if timeout is None else parse_duration(timeout))
         found = _select_result(inst.step_results(), sel)
         if found is not None:
             return found["value"]
@@ -273,7 +309,7 @@ class TestWorkflow(Generic[In, Out]):
             now = inst.status()["status"]
             return now == status or now in TERMINAL
 
-        self.sim.run_until(reached, None if timeout is None else parse_duration(timeout))
+        self._drive(inst, reached, None if timeout is None else parse_duration(timeout))
         now = inst.status()
         if now["status"] == status:
             return
