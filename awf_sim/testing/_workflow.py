@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, overload
@@ -54,6 +55,12 @@ STATUSES = (
 # not count towards Cloudflare's step limit, so `while True: await wf.sleep(...)` never ends,
 # and in virtual time it would loop for ever instead of failing the test.
 RUNAWAY_WAITS = 100_000
+
+# Test workflows run one at a time in a process. Module-level `random` is one process-wide
+# state that a running simulation swaps its seeded state into, so two `arun()`s gathered in one
+# test (each on its own worker thread) drew from each other's sequence: the same seed gave
+# different results. A simulation is CPU-bound Python, so running them in turn costs nothing.
+_ONE_AT_A_TIME = threading.RLock()
 
 # The plugin points this at a list for the duration of a test, so that a failing test's report
 # can show the timeline of every test workflow the test created or ran.
@@ -202,7 +209,8 @@ class TestWorkflow(Generic[In, Out]):
         instance that only sleeps and waits, for ever, instead of looping in virtual time."""
         __tracebackhide__ = True
         limit = self.modifier.waits + RUNAWAY_WAITS
-        self.sim.run_until(lambda: ready() or self.modifier.waits > limit, timeout)
+        with _ONE_AT_A_TIME:
+            self.sim.run_until(lambda: ready() or self.modifier.waits > limit, timeout)
         if ready() or self.modifier.waits <= limit:
             return
         status = inst.status()

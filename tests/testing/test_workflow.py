@@ -276,6 +276,26 @@ def test_arun_sees_the_same_virtual_clock_and_randomness_as_run(make: Any) -> No
     assert expected["now"] == 1_767_225_600 + 86_400  # 2026-01-01 + the day slept
 
 
+async def rolls_fn(wf: Any, params: Any) -> Any:
+    # Many steps, so that each run outlasts the interpreter's thread switch interval.
+    return [await wf.do(f"roll-{i}", random.random) for i in range(300)]
+
+
+ROLLS = Workflow("wf-rolls", rolls_fn)
+
+
+def test_gathered_aruns_with_the_same_seed_give_the_same_run(make: Any) -> None:
+    # Module-level random is one process-wide state: two simulations on two worker threads
+    # at once drew from each other's sequence, so the same seed gave different rolls.
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(make(ROLLS, seed=n % 2).arun() for n in range(4)))
+
+    first, second, again_first, again_second = asyncio.run(main())
+    assert first == again_first == make(ROLLS, seed=0).run()
+    assert second == again_second
+    assert first != second
+
+
 def test_the_same_seed_gives_the_same_run(make: Any) -> None:
     runs = []
     for seed in (1, 1, 2):
