@@ -25,14 +25,13 @@ of `create_test_workflow` and of the `sim` fixture).
 from awf_sim._public import publish
 from awf_sim.engine._selectors import StepSelector
 from awf_sim.sdk._db import Database, mock_database
+from awf_sim.testing._context import create_test_context, createTestContext
 from awf_sim.testing._modifier import Modifier, ModifierError
 from awf_sim.testing._workflow import (
     TestWorkflow,
     UnmatchedSelector,
     WorkflowFailed,
-    create_test_context,
     create_test_workflow,
-    createTestContext,
     createTestWorkflow,
     format_timeline,
 )

@@ -1,4 +1,4 @@
-"""create_test_workflow and create_test_context.
+"""create_test_workflow.
 
 A test workflow is one instance of one workflow on its own Simulator, run to a terminal status
 in virtual time, with `wf.modifier` (Cloudflare's test modifier) as the simulator's hooks.
@@ -22,7 +22,7 @@ from awf_sim.engine._selectors import StepSelector, parse_selector
 from awf_sim.engine._simulator import Instance, Simulator
 from awf_sim.engine._timeline import TimelineEntry
 from awf_sim.engine._world import World
-from awf_sim.sdk._context import HandlerContext
+from awf_sim.testing._context import check_db
 from awf_sim.testing._failures import (
     UnmatchedSelector,
     WorkflowFailed,
@@ -35,7 +35,6 @@ __all__ = [
     "TestWorkflow",
     "UnmatchedSelector",
     "WorkflowFailed",
-    "create_test_context",
     "create_test_workflow",
     "format_timeline",
 ]
@@ -132,6 +131,7 @@ class TestWorkflow(Generic[In, Out]):
         strict: bool = True,
     ) -> None:
         if world is None:
+            check_db(db, "create_test_workflow")
             declared = flow_defaults(workflow)
             db = declared["db"] if db is None else db
             ai = declared["ai"] if ai is None else ai
@@ -515,64 +515,6 @@ def create_test_workflow(
 
 
 createTestWorkflow = create_test_workflow
-
-
-def create_test_context(
-    db: Any = None,
-    ai: Any = None,
-    http: Any = None,
-    env: Mapping[str, Any] | None = None,
-) -> HandlerContext:
-    """A `ctx` for calling one handler directly: `await Inventory.check(product, {}, ctx)`.
-
-    `db` is a Database spec (connected on first use of `ctx.db`) or an open handle; the step is
-    {"name": "test", "path": "test", "count": 1}, attempt 1.
-    """
-    # As in the simulator: ctx.ai answers deterministically unless a provider is given, and
-    # ctx.http reaches only the given mock; both record their calls (here, in a private log).
-    from awf_sim.sdk._ai import AIClient, DeterministicAI
-    from awf_sim.sdk._effects import EffectLog
-    from awf_sim.sdk._http import make_http_client
-
-    log = EffectLog()
-    factory = None
-    handle = None
-    if db is not None:
-        if hasattr(db, "connect"):
-            factory = _lazy_connect(db)
-        else:
-            handle = db
-    return HandlerContext(
-        instance_id="test-instance",
-        step={"name": "test", "path": "test", "count": 1},
-        attempt=1,
-        env=dict(env or {}),
-        db=handle,
-        db_factory=factory,
-        ai_factory=lambda: AIClient(ai if ai is not None else DeterministicAI(0), log),
-        http_factory=lambda: make_http_client(http, log),
-    )
-
-
-createTestContext = create_test_context
-
-
-def _lazy_connect(spec: Any) -> Any:
-    """A db factory for a test ctx; the connection it opens is closed with the ctx."""
-    opened: list[Any] = []
-
-    def factory() -> Any:
-        handle = spec.connect()
-        opened.append(handle)
-        return handle
-
-    weakref.finalize(factory, _close_all, opened)
-    return factory
-
-
-def _close_all(handles: list[Any]) -> None:
-    for handle in handles:
-        handle.close()
 
 
 def _select_result(results: Sequence[Mapping[str, Any]], sel: StepSelector) -> Any:

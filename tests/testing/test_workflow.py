@@ -246,6 +246,24 @@ def test_a_bad_event_is_refused_where_the_test_sends_it(make: Any, when: str) ->
     assert wf.run() == {"n": 3}
 
 
+@pytest.mark.parametrize("db", [{"stock": [{"sku": "A", "quantity": 2}]}, "stock.sqlite"])
+def test_a_db_that_is_not_a_database_is_refused_at_once(db: Any) -> None:
+    # It used to be taken, then every ctx.db call failed, attempt after attempt, with
+    # "AttributeError: 'dict' object has no attribute 'query_one'".
+    hint = "; for tables of rows write db=mock_database({...})" if isinstance(db, dict) else ""
+    for method, make_it in [
+        ("create_test_workflow", lambda: create_test_workflow(STOCK, db=db)),
+        ("create_test_context", lambda: create_test_context(db=db)),
+    ]:
+        with pytest.raises(DefinitionError) as refused:
+            make_it()
+        assert str(refused.value) == (
+            f"{method}: db must be a Database (mock_database({{table: rows}}) or "
+            "Database(schema, rows)) or an open database handle, got "
+            f"{type(db).__name__}{hint}"
+        )
+
+
 def test_arun_runs_the_simulation_on_a_worker_thread(make: Any) -> None:
     wf = make(STOCK, db=DB)
     THREADS.clear()
