@@ -9,7 +9,7 @@ from typing import Any
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.sdk._context import HandlerContext
 
-__all__ = ["check_db", "createTestContext", "create_test_context"]
+__all__ = ["check_db", "check_env", "createTestContext", "create_test_context"]
 
 
 def create_test_context(
@@ -30,6 +30,7 @@ def create_test_context(
     from awf_sim.sdk._http import make_http_client
 
     check_db(db, "create_test_context")
+    check_env(env, "create_test_context")
     log = EffectLog()
     factory = None
     handle = None
@@ -63,6 +64,16 @@ def check_db(db: Any, method: str) -> None:
         f"{method}: db must be a Database (mock_database({{table: rows}}) or "
         f"Database(schema, rows)) or an open database handle, got {type(db).__name__}{hint}"
     )
+
+
+def check_env(env: Any, method: str) -> None:
+    """`env=` is what handlers read as `ctx.env`: a mapping, said so at once (a list or a
+    "K=V" string used to fail inside dict() with a message about sequence lengths)."""
+    if env is not None and not isinstance(env, Mapping):
+        raise DefinitionError(
+            f"{method}: env must be a dict of names to values (what handlers read as "
+            f"ctx.env), got {type(env).__name__}"
+        )
 
 
 def _lazy_connect(spec: Any) -> Any:

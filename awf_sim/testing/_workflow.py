@@ -22,7 +22,7 @@ from awf_sim.engine._selectors import StepSelector, parse_selector
 from awf_sim.engine._simulator import Instance, Simulator
 from awf_sim.engine._timeline import TimelineEntry
 from awf_sim.engine._world import World
-from awf_sim.testing._context import check_db
+from awf_sim.testing._context import check_db, check_env
 from awf_sim.testing._failures import (
     UnmatchedSelector,
     WorkflowFailed,
@@ -132,6 +132,7 @@ class TestWorkflow(Generic[In, Out]):
     ) -> None:
         if world is None:
             check_db(db, "create_test_workflow")
+            check_env(env, "create_test_workflow")
             declared = flow_defaults(workflow)
             db = declared["db"] if db is None else db
             ai = declared["ai"] if ai is None else ai

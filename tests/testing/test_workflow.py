@@ -264,6 +264,20 @@ def test_a_db_that_is_not_a_database_is_refused_at_once(db: Any) -> None:
         )
 
 
+@pytest.mark.parametrize("env", [["REGION"], "REGION=eu"])
+def test_an_env_that_is_not_a_mapping_is_refused_by_name(env: Any) -> None:
+    for method, make_it in [
+        ("create_test_workflow", lambda: create_test_workflow(STOCK, env=env)),
+        ("create_test_context", lambda: create_test_context(env=env)),
+    ]:
+        with pytest.raises(DefinitionError) as refused:
+            make_it()
+        assert str(refused.value) == (
+            f"{method}: env must be a dict of names to values (what handlers read as "
+            f"ctx.env), got {type(env).__name__}"
+        )
+
+
 def test_arun_runs_the_simulation_on_a_worker_thread(make: Any) -> None:
     wf = make(STOCK, db=DB)
     THREADS.clear()
