@@ -38,6 +38,7 @@ from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine._hooks import StepRef
 from awf_sim.engine._selectors import parse_selector
 from awf_sim.errors import FaultPlanError
+from awf_sim.testing._workflow import flow_defaults
 
 __all__ = ["SEED_SOURCE", "DurabilityViolation", "assert_durable", "baseline_for"]
 
@@ -187,7 +188,8 @@ def assert_durable(
 
     `plan` is a list of fault dicts (DESIGN §6), e.g.
     `[{"kind": "crash-after-effect", "step": "Inventory.reserve"}]`; the keyword arguments are
-    those of `create_test_workflow`. Raises DurabilityViolation (an AssertionError) naming the
+    those of `create_test_workflow` (db, ai and http left out are the flow file's `DATABASE`,
+    `AI` and `HTTP`, as there). Raises DurabilityViolation (an AssertionError) naming the
     invariants broken, with the plan, the differences, a hint and the timeline. A fault whose
     step or event type names nothing the workflow does (a typo) is a FaultPlanError, as a
     modifier selector that matched nothing fails a test workflow's run.
@@ -197,6 +199,11 @@ def assert_durable(
     __tracebackhide__ = True  # pytest shows the test's line, not awf's
     checked_workflow(workflow, "assert_durable")
     norm = normalize_plan(plan)
+    # Left out, db, ai and http are the flow file's, as for create_test_workflow.
+    declared = flow_defaults(workflow)
+    db = declared["db"] if db is None else db
+    ai = declared["ai"] if ai is None else ai
+    http = declared["http"] if http is None else http
     if seed is None:
         seed = SEED_SOURCE.randrange(2**32)
     target = Target(
