@@ -11,7 +11,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Generic, overload
+from typing import Any, Generic, Self, overload
 
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
@@ -440,7 +440,7 @@ class TestWorkflow(Generic[In, Out]):
         self._release.detach()
         self.sim.close()
 
-    def __enter__(self) -> TestWorkflow:
+    def __enter__(self) -> Self:  # keeps In and Out: `with create_test_workflow(wf) as t`
         return self
 
     def __exit__(self, *exc: object) -> None:

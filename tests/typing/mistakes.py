@@ -29,3 +29,5 @@ async def test_workflow_results() -> None:
     test = create_test_workflow(order_processing)
     reveal_type(await test.arun({}))  # noqa: F821  # E: reveal-arun
     reveal_type(test.output)  # noqa: F821  # E: reveal-output
+    with create_test_workflow(order_processing) as managed:
+        reveal_type(managed.run({}))  # noqa: F821  # E: reveal-with

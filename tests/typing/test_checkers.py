@@ -51,6 +51,10 @@ PINNED: dict[str, list[tuple[str, str]]] = {
         ("mypy", 'Revealed type is "examples.order_processing_typed.OrderResult | None"'),
         ("pyright", 'Type of "test.output" is "OrderResult | None"'),
     ],
+    "reveal-with": [
+        ("mypy", 'Revealed type is "examples.order_processing_typed.OrderResult"'),
+        ("pyright", 'Type of "managed.run({})" is "OrderResult"'),
+    ],
     "result-is-typed": [
         ("mypy", 'Unsupported operand types for + ("int" and "str")'),
         ("pyright", 'Operator "+" not supported for types "int" and "Literal[\'1\']"'),
