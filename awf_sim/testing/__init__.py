@@ -29,6 +29,7 @@ from awf_sim.testing._context import create_test_context, createTestContext
 from awf_sim.testing._modifier import Modifier, ModifierError
 from awf_sim.testing._workflow import (
     TestWorkflow,
+    TestWorkflowFactory,
     UnmatchedSelector,
     WorkflowFailed,
     create_test_workflow,
@@ -42,6 +43,7 @@ __all__ = [
     "ModifierError",
     "StepSelector",
     "TestWorkflow",
+    "TestWorkflowFactory",
     "UnmatchedSelector",
     "WorkflowFailed",
     "createTestContext",

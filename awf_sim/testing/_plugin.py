@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from awf_sim.engine._simulator import Simulator
-    from awf_sim.testing._workflow import TestWorkflow
+    from awf_sim.testing._workflow import TestWorkflow, TestWorkflowFactory
 
 _SEED = pytest.StashKey[int]()
 _CREATED = pytest.StashKey[list["TestWorkflow"]]()
@@ -87,9 +87,9 @@ def awf_seed(request: pytest.FixtureRequest) -> int:
 @pytest.fixture
 def create_test_workflow(
     request: pytest.FixtureRequest, awf_seed: int
-) -> Iterator[Callable[..., TestWorkflow]]:
+) -> Iterator[TestWorkflowFactory]:
     """`create_test_workflow(workflow, db=..., env=..., seed=--awf-seed)`: test workflows that
-    are closed after the test."""
+    are closed after the test. Typed as `awf_sim.testing.TestWorkflowFactory`."""
     from awf_sim.testing import _workflow
 
     made: list[TestWorkflow] = []

@@ -11,7 +11,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Generic, Self, overload
+from typing import Any, Generic, Protocol, Self, overload
 
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
@@ -33,6 +33,7 @@ from awf_sim.testing._modifier import Modifier
 __all__ = [
     "STATUSES",
     "TestWorkflow",
+    "TestWorkflowFactory",
     "UnmatchedSelector",
     "WorkflowFailed",
     "create_test_workflow",
@@ -516,6 +517,22 @@ def create_test_workflow(
 
 
 createTestWorkflow = create_test_workflow
+
+
+class TestWorkflowFactory(Protocol):
+    """The type of the plugin's `create_test_workflow` fixture, for typed tests:
+    `def test_order(create_test_workflow: TestWorkflowFactory)` keeps a `Workflow[In, Out]`'s
+    types through the fixture, as the function does (the seed defaults to --awf-seed)."""
+
+    @overload
+    def __call__(self, workflow: Workflow[In, Out], **kwargs: Any) -> TestWorkflow[In, Out]: ...
+    @overload
+    def __call__(self, workflow: Any, **kwargs: Any) -> TestWorkflow[Any, Any]: ...
+
+
+# Not a pytest test class, though its name starts with Test; set outside the body so that it
+# is no member of the protocol (a plain function must still match it).
+setattr(TestWorkflowFactory, "__test__", False)  # noqa: B010
 
 
 def _select_result(results: Sequence[Mapping[str, Any]], sel: StepSelector) -> Any:

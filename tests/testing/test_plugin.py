@@ -221,6 +221,26 @@ def test_a_failing_test_on_the_sim_fixture_shows_its_instances_and_the_seed(
     )
 
 
+def test_the_fixture_type_imports_into_a_test_module_without_a_collection_warning(
+    flow: pytest.Pytester,
+) -> None:
+    # Both names start with "Test": pytest must not try to collect them as test classes.
+    flow.makepyfile(
+        """
+        from awf_sim.testing import TestWorkflow, TestWorkflowFactory
+        from plugflow import CHECKOUT
+
+        def test_typed(create_test_workflow: TestWorkflowFactory) -> None:
+            wf = create_test_workflow(CHECKOUT)
+            assert isinstance(wf, TestWorkflow)
+            wf.modifier.disable_sleeps()
+            assert wf.run({"amount": 2}) == {"charged": 2}
+        """
+    )
+    result = run(flow, "-W", "error")
+    result.assert_outcomes(passed=1)
+
+
 def test_a_passing_test_has_no_section(flow: pytest.Pytester) -> None:
     flow.makepyfile(
         """

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from awf_sim.dsl import WorkflowApi
-from awf_sim.testing import create_test_workflow
+from awf_sim.testing import TestWorkflowFactory, create_test_workflow
 from examples.order_processing_typed import (
     Charge,
     Hold,
@@ -31,3 +31,7 @@ async def test_workflow_results() -> None:
     reveal_type(test.output)  # noqa: F821  # E: reveal-output
     with create_test_workflow(order_processing) as managed:
         reveal_type(managed.run({}))  # noqa: F821  # E: reveal-with
+
+
+def test_with_the_fixture(create_test_workflow: TestWorkflowFactory) -> None:
+    reveal_type(create_test_workflow(order_processing).run({}))  # noqa: F821  # E: reveal-fixture

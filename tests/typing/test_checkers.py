@@ -55,6 +55,10 @@ PINNED: dict[str, list[tuple[str, str]]] = {
         ("mypy", 'Revealed type is "examples.order_processing_typed.OrderResult"'),
         ("pyright", 'Type of "managed.run({})" is "OrderResult"'),
     ],
+    "reveal-fixture": [
+        ("mypy", 'Revealed type is "examples.order_processing_typed.OrderResult"'),
+        ("pyright", 'is "OrderResult"'),
+    ],
     "result-is-typed": [
         ("mypy", 'Unsupported operand types for + ("int" and "str")'),
         ("pyright", 'Operator "+" not supported for types "int" and "Literal[\'1\']"'),
