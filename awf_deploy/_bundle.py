@@ -327,6 +327,17 @@ def write_bundle(bundle: Bundle, out: str | os.PathLike[str]) -> Path:
     """Write the bundle into `out` (created if needed). A folder that is not empty must be one
     awf-deploy wrote before (it holds `.awf-bundle.json`); its content is replaced."""
     target = Path(out)
+    try:
+        return _write_bundle(bundle, target)
+    except OSError as exc:  # a read-only or missing location: one line, not a traceback
+        where = exc.filename if exc.filename is not None else target
+        raise BuildError(
+            f"cannot write the bundle to {target}: {exc.strerror or exc} ({where}); "
+            "pass an --out folder you can write to"
+        ) from None
+
+
+def _write_bundle(bundle: Bundle, target: Path) -> Path:
     if target.exists():
         if not target.is_dir():
             raise BuildError(f"{target} exists and is not a folder; pass another --out")

@@ -4,6 +4,7 @@ exit codes (`_handled`), the Cloudflare client, and the options."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,8 +31,47 @@ from .cloudflare import (
     NotFoundError,
 )
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _OneLineUsage(Group):
+    """A bad flag, a missing argument or an invalid option value is one line on stderr
+    (`awf-deploy push: No such option: --bogus; see awf-deploy push --help`), exit 2, instead
+    of click's usage banner and boxed error: scripts and CI logs read the first line."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except Exception as exc:
+            # By class name: typer 0.29 vendors click (typer._click), older typers use click.
+            kinds = {cls.__name__ for cls in type(exc).__mro__}
+            if "UsageError" in kinds and "NoArgsIsHelpError" not in kinds:
+                ctx = getattr(exc, "ctx", None)
+                where = ctx.command_path if ctx is not None else "awf-deploy"
+                message = " ".join(exc.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+                typer.echo(f"{where}: {message}; see `{where} --help`", err=True)
+                sys.exit(EXIT_USAGE)
+            if "ClickException" in kinds:
+                exc.show()  # type: ignore[attr-defined]
+                sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+            if "Abort" in kinds:
+                typer.echo("Aborted!", err=True)
+                sys.exit(EXIT_FAILED)
+            raise
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
-    cls=Group,
+    cls=_OneLineUsage,
     name="awf-deploy",
     help="Build awf flows into Cloudflare Python Workers and push them.",
     no_args_is_help=True,
@@ -39,7 +79,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # A flag takes no value: show none (typer would show "<bool>").
 _FLAG = " "
 
@@ -47,12 +86,39 @@ _FLAG = " "
 _CLIENT_OPTIONS: dict[str, Any] = {}
 
 
+# The Cloudflare API paths of one instance, and of starting one (to tailor an error's hint).
+_INSTANCE_PATH = re.compile(r"/workflows/([^/]+)/instances/[^/]+")
+_NEW_INSTANCE_PATH = re.compile(r"/workflows/[^/]+/instances$")
+
+
 class _UsageError(Exception):
     pass
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"awf-deploy {version('awf')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("awf-deploy (version unknown: not installed)")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    _show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            metavar=" ",
+            is_eager=True,
+            callback=_version,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
     """Build awf flows into Cloudflare Python Workers and push them."""
 
 
@@ -85,10 +151,22 @@ def _handled() -> Iterator[None]:
         _exit(EXIT_USAGE)
     except NotFoundError as exc:
         _err(f"awf-deploy: {exc}")
-        _err("  hint: `awf-deploy status` lists what is deployed on the account.")
+        instance_of = _INSTANCE_PATH.search(exc.path or "")
+        if instance_of is not None:
+            _err(
+                f"  hint: `awf-deploy instances {instance_of[1]}` lists that workflow's "
+                "instances; `awf-deploy status` lists what is deployed on the account."
+            )
+        else:
+            _err("  hint: `awf-deploy status` lists what is deployed on the account.")
         _exit(EXIT_FAILED)
     except CloudflareError as exc:
         _err(f"awf-deploy: {exc}")
+        if exc.status == 409 and exc.method == "POST" and _NEW_INSTANCE_PATH.search(exc.path or ""):
+            _err(
+                "  hint: an instance with this id already exists: pass another --id, or none "
+                "for a random one (`awf-deploy status WORKFLOW ID` shows the existing one)."
+            )
         _exit(EXIT_FAILED)
     except ProcessDied as exc:  # the code under test ended the verify gate's process
         _err(f"awf-deploy: {exc}")

@@ -164,10 +164,18 @@ def _deliver_key(key: str, key_file: str | None, script: str, json_out: bool) ->
     """Hand a new API key to the user once: into `key_file`, or on stdout."""
     if key_file is not None:
         path = Path(key_file)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(key + "\n")
-        os.chmod(path, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(key + "\n")
+            os.chmod(path, 0o600)
+        except OSError as exc:
+            # The key is already set on the Worker: losing it here would lock the user out.
+            _err(
+                f"awf-deploy: could not write the API key to --key-file {key_file} "
+                f"({exc.strerror or exc}); it is shown below instead"
+            )
+            return {**_deliver_key(key, None, script, json_out), "api_key_file_error": str(exc)}
         if not json_out:
             _out(f"The Worker's API key {API_KEY_VAR} is in {path} (it is not shown anywhere).")
             _out(f"  use it: export {API_KEY_VAR}=$(cat {path})")
@@ -184,9 +192,14 @@ def _deliver_key(key: str, key_file: str | None, script: str, json_out: bool) ->
 
 def _key_file_ok(key_file: str | None) -> None:
     if key_file is not None:
-        parent = Path(key_file).resolve().parent
+        path = Path(key_file)
+        parent = path.resolve().parent
         if not parent.is_dir():
             raise _UsageError(f"--key-file {key_file}: folder {parent} does not exist")
+        if path.is_dir():
+            raise _UsageError(f"--key-file {key_file} is a folder; name a file in it")
+        if not os.access(path if path.exists() else parent, os.W_OK):
+            raise _UsageError(f"--key-file {key_file}: not writable; name a file you can write")
 
 
 @app.command("push", cls=Command)
@@ -242,6 +255,7 @@ def push_command(
     Runs chaos on the flow, plans D1, replays the running instances on the new code, shows the
     plan, then creates the database, uploads the script (with its API key), crons and
     workflows."""
+    # "verified": chaos ran and found nothing (false with --no-verify or any violation).
     result: dict[str, Any] = {"dry_run": dry_run, "verified": not no_verify}
 
     def finish(code: int) -> NoReturn:
@@ -280,6 +294,7 @@ def push_command(
             violations = verify(loaded, cpu_ms=cpu_ms)
             result["violations"] = [v.to_json() for v in violations]
             if violations:
+                result["verified"] = False  # chaos ran and the flow failed it
                 # A token replays under the budget it was found with.
                 budget = f" --cpu-ms {cpu_ms}" if cpu_ms != DEFAULT_CPU_MS else ""
                 if not json_out:
@@ -320,12 +335,25 @@ def push_command(
                 [wf.name for wf in bundle.workflows],
                 limit=replay_limit,
                 progress=lambda line: _err(f"awf-deploy: {line}"),
+                script=bundle.name,
             )
             result["replay"] = gate.to_json()
         if not json_out:
             _print_plan(plan)
             if gate is not None:
                 _out(f"  {gate.summary()}")
+                for removed in gate.removed:
+                    _out(f"  ! {removed}")
+        if gate is not None and gate.stranded and not allow_divergence:
+            names = ", ".join(r.workflow for r in gate.stranded)
+            _err(
+                f"awf-deploy: refusing to push: the new code drops workflow(s) {names} while "
+                "instances of them still run; keep them in the flow until those end, or pass "
+                "--allow-divergence"
+            )
+            finish(EXIT_FAILED)
+        if gate is not None and gate.stranded:
+            _err("awf-deploy: warning: --allow-divergence: dropping workflows that still run")
         if gate is not None and gate.divergent:
             if not json_out:
                 for found in gate.divergent:
@@ -373,7 +401,7 @@ def push_command(
             result.update(_deliver_key(api_key, key_file, bundle.name, json_out))
         if report.error is not None:
             _err(f"awf-deploy: {report.error}")
-        finish(EXIT_OK if report.ok else EXIT_FAILED)
+        finish(EXIT_OK if report.ok and "api_key_file_error" not in result else EXIT_FAILED)
 
 
 # -- pull and key ----------------------------------------------------------------------------------
@@ -393,18 +421,31 @@ def pull(
     json_out: JsonOpt = False,
 ) -> None:
     """Save an instance's status and step history as a JSON file, for `awf-sim replay`."""
+    target = Path(out if out is not None else f"{workflow}-{instance}.json")
     with _handled():
+        # A file that cannot be written is bad input: said before anything is read.
+        if target.is_dir():
+            raise _UsageError(f"--out {target} is a folder; name a file in it")
+        if not target.resolve().parent.is_dir():
+            raise _UsageError(f"--out {target}: folder {target.resolve().parent} does not exist")
         client = _client(account_id)
     with client, _handled():
         history = pull_history(client, workflow, instance)
-    target = Path(out if out is not None else f"{workflow}-{instance}.json")
     with _handled():
         try:
             target.write_text(json.dumps(history.to_json(), indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             raise _UsageError(f"--out {target}: {exc.strerror or exc}") from None
     if json_out:
-        _json({"workflow": workflow, "instance": instance, "out": str(target)})
+        _json(
+            {
+                "workflow": workflow,
+                "instance": instance,
+                "out": str(target),
+                "status": history.status,
+                "steps": len(history.steps),
+            }
+        )
         return
     _out(
         f"Saved instance {instance} of {workflow} ({history.status}, {len(history.steps)} "
@@ -472,3 +513,5 @@ def key(
     delivered = _deliver_key(secret, key_file, bundle.name, json_out)
     if json_out:
         _json({"script": bundle.name, "rotated": True, **delivered})
+    if "api_key_file_error" in delivered:
+        _exit(EXIT_FAILED)

@@ -100,7 +100,15 @@ def status(
         str | None, typer.Argument(help="With INSTANCE: that instance's status.")
     ] = None,
     instance: Annotated[str | None, typer.Argument(help="The instance id.")] = None,
-    name: NameOpt = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            metavar="NAME",
+            help="Only this Worker script: its bundle, cron triggers and workflows "
+            "(default: every workflow on the account).",
+        ),
+    ] = None,
     account_id: AccountOpt = None,
     local: LocalOpt = False,
     url: UrlOpt = None,

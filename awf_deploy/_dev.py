@@ -232,16 +232,39 @@ class DevServer:
         wanted = flow_tables(getattr(database, "schema", "") or "")
         existing = set(self.runtime.call("tables", binding=DB_BINDING))
         if wanted & existing:
-            return f"kept the existing database ({len(existing)} tables)"
+            kept = f"kept the existing database ({len(existing)} tables)"
+            missing = wanted - existing
+            if not missing:
+                return kept
+            # A table added to DATABASE while dev runs (or since --persist kept the state):
+            # created, so the new code does not meet "no such table" in the kept database.
+            self.runtime.call(
+                "seed", binding=DB_BINDING, statements=seed_statements(database, only=missing)
+            )
+            return f"{kept}; created {', '.join(sorted(missing))} from DATABASE"
         self.runtime.call("seed", binding=DB_BINDING, statements=seed_statements(database))
         return f"seeded from DATABASE ({len(wanted)} tables)"
 
     # -- running ----------------------------------------------------------------------------------
 
+    def _make_persist_folder(self) -> None:
+        if self.persist is None:
+            return
+        if self.persist.exists() and not self.persist.is_dir():
+            raise DevError(f"--persist {self.persist} is a file, not a folder; pass a folder")
+        try:
+            self.persist.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DevError(
+                f"--persist {self.persist}: cannot create it ({exc.strerror or exc}); "
+                "pass a folder you can write to"
+            ) from None
+
     def run(self) -> int:
         """Serve until Ctrl-C (0) or until the harness dies (1)."""
         check_port_free(self.port)
         built = self.build()  # before starting Node: a flow error is one line, fast
+        self._make_persist_folder()
         check_installed()
         for warning in built.bundle.warnings:
             if "D1 database id" not in warning:  # dev has its own D1
@@ -249,8 +272,6 @@ class DevServer:
         with _signals_as_interrupt():
             try:
                 self._tmp = Path(tempfile.mkdtemp(prefix="awf-dev-"))
-                if self.persist is not None:
-                    self.persist.mkdir(parents=True, exist_ok=True)
                 self.say("starting Pyodide and Miniflare ...")
                 self.runtime = RealRuntime(timeout=120).start()
                 folder, d1 = self._load(built)
@@ -374,7 +395,7 @@ class DevServer:
             )
             return now
         try:
-            folder, _ = self._load(built)
+            folder, d1 = self._load(built)
         except BundleImportError as exc:
             self.say(
                 f"the new bundle failed at import in {exc.module} ({exc}); "
@@ -387,7 +408,11 @@ class DevServer:
             self._reload_good()
             return {**now, **built.watched}
         self._good = (built, folder)
-        self.say(f"rebuilt and reloaded {self.flow_path.name} (bundle {built.bundle.sha256[:12]})")
+        created = f"; D1: {d1.split('; ', 1)[1]}" if "; created " in d1 else ""
+        self.say(
+            f"rebuilt and reloaded {self.flow_path.name} (bundle {built.bundle.sha256[:12]})"
+            + created
+        )
         return dict(built.watched)
 
     def _reload_good(self) -> None:

@@ -15,12 +15,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from awf_sim.engine import run_supervised
 from awf_sim.flow import FlowFile
 from awf_sim.replay import Divergence, History, ReplayReport, history_from_instance, replay
 
 from .cloudflare import CloudflareClient, NotFoundError
 
-__all__ = ["ACTIVE_STATUSES", "GateReport", "pull_history", "replay_running"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "GateReport",
+    "Removed",
+    "pull_history",
+    "removed_workflows",
+    "replay_running",
+]
 
 ACTIVE_STATUSES = ("running", "waiting", "paused", "queued")
 DEFAULT_LIMIT = 200
@@ -39,15 +47,46 @@ def pull_history(client: CloudflareClient, workflow: str, instance: str) -> Hist
 
 
 @dataclass
+class Removed:
+    """A workflow of this script on the account that the new code no longer defines: it stays
+    bound to a class the new script does not have, so its `active` instances would fail."""
+
+    workflow: str
+    class_name: str
+    active: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        what = (
+            f"{len(self.active)} running instance{'s' if len(self.active) != 1 else ''} "
+            f"({', '.join(self.active[:3])}{', ...' if len(self.active) > 3 else ''}) would fail"
+            if self.active
+            else "no running instances; new ones would fail to start"
+        )
+        return (
+            f"workflow {self.workflow} is no longer in the flow but stays on the account, bound "
+            f"to class {self.class_name}, which the new code does not have: {what}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"workflow": self.workflow, "class": self.class_name, "active": self.active}
+
+
+@dataclass
 class GateReport:
     listed: int = 0  # active instances on the account
     replays: list[ReplayReport] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # listed, then no longer there
     sampled: bool = False
+    removed: list[Removed] = field(default_factory=list)
 
     @property
     def divergent(self) -> list[ReplayReport]:
         return [r for r in self.replays if not r.faithful]
+
+    @property
+    def stranded(self) -> list[Removed]:
+        """Removed workflows with running instances: the push would break those."""
+        return [r for r in self.removed if r.active]
 
     def summary(self) -> str:
         count = len(self.replays)
@@ -68,7 +107,8 @@ class GateReport:
             "replayed": len(self.replays),
             "sampled": self.sampled,
             "gone": self.gone,
-            "faithful": not self.divergent,
+            "faithful": not self.divergent and not self.stranded,
+            "removed": [r.to_json() for r in self.removed],
             "divergent": [
                 {
                     "workflow": r.workflow,
@@ -89,9 +129,14 @@ def replay_running(
     limit: int = DEFAULT_LIMIT,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    script: str | None = None,
 ) -> GateReport:
-    """List the active instances of `workflows` and replay (at most `limit` of) them."""
+    """List the active instances of `workflows` and replay (at most `limit` of) them. With
+    `script`: also the account's workflows of that script that `workflows` leaves out."""
     report = GateReport()
+    workflows = list(workflows)
+    if script is not None:
+        report.removed = removed_workflows(client, script, workflows)
     found: list[tuple[str, str]] = []
     for name in workflows:
         if client.get_workflow(name) is None:
@@ -104,21 +149,55 @@ def replay_running(
     if len(found) > limit:
         found = sorted(random.Random(seed).sample(found, limit))
         report.sampled = True
-    ai = flow.ai if hasattr(flow.ai, "generate") else None
+    histories: list[tuple[str, History]] = []
     for name, instance in found:
-        if progress is not None:
-            progress(f"replaying instance {instance} of {name} ...")
         try:
-            history = pull_history(client, name, instance)
+            histories.append((name, pull_history(client, name, instance)))
         except NotFoundError:
             report.gone.append(instance)  # it ended and was removed meanwhile
+    if histories:
+        # The new code runs in a supervised child, as chaos does: a workflow body that ends
+        # the process (os._exit) on a running instance's params must fail the push, not end
+        # it with exit 0 and nothing said.
+        report.replays = run_supervised(
+            lambda: _replay_all(flow, histories, progress),
+            "the running-instance replay gate",
+            goal="replayed every running instance",
+        )
+    return report
+
+
+def removed_workflows(client: CloudflareClient, script: str, keep: Iterable[str]) -> list[Removed]:
+    """The account's workflows bound to `script` that are not in `keep`, with their active
+    instances (Cloudflare keeps a workflow when the code that defined it is replaced)."""
+    kept = set(keep)
+    removed: list[Removed] = []
+    for wf in client.list_workflows():
+        if wf.script_name != script or wf.name in kept:
             continue
+        active: list[str] = []
+        for status in ACTIVE_STATUSES:
+            active += [row.id for row in client.list_instances(wf.name, status)]  # type: ignore[arg-type]
+        removed.append(Removed(wf.name, wf.class_name, list(dict.fromkeys(active))))
+    return removed
+
+
+def _replay_all(
+    flow: FlowFile,
+    histories: list[tuple[str, History]],
+    progress: Callable[[str], None] | None,
+) -> list[ReplayReport]:
+    ai = flow.ai if hasattr(flow.ai, "generate") else None
+    outcomes: list[ReplayReport] = []
+    for name, history in histories:
+        if progress is not None:
+            progress(f"replaying instance {history.instance} of {name} ...")
         try:
             outcome = replay(flow.workflows[name], history, db=flow.database, http=flow.http, ai=ai)
         except Exception as exc:  # a history the simulator cannot take counts as divergent
-            outcome = ReplayReport(name, instance, history.status, 0, 0)
+            outcome = ReplayReport(name, history.instance, history.status, 0, 0)
             outcome.divergences.append(
                 Divergence("replay-failed", "-", "-", f"{type(exc).__name__}: {exc}")
             )
-        report.replays.append(outcome)
-    return report
+        outcomes.append(outcome)
+    return outcomes

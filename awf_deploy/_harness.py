@@ -25,6 +25,7 @@ import base64
 import itertools
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -88,8 +89,10 @@ def check_installed() -> str:
 def _statements(schema: str) -> list[str]:
     out: list[str] = []
     pending = ""
-    for line in schema.splitlines(keepends=True):
-        pending += line
+    # Cut after every ";" that ends a statement (not one inside a string or a trigger body):
+    # two statements on one line are two statements.
+    for piece in re.split(r"(?<=;)", schema):
+        pending += piece
         if sqlite3.complete_statement(pending):
             if pending.strip().strip(";").strip():
                 out.append(pending.strip())
@@ -99,16 +102,43 @@ def _statements(schema: str) -> list[str]:
     return out
 
 
-def seed_statements(database: Any) -> list[dict[str, Any]]:
+def _tables_of(statements: list[str]) -> list[set[str]]:
+    """For each schema statement, the tables whose objects it creates (a table, its indexes,
+    its triggers), found by running the statements in turn in an in-memory SQLite."""
+    db = sqlite3.connect(":memory:")
+    seen: set[tuple[str, str, str]] = set()
+    out: list[set[str]] = []
+    try:
+        for sql in statements:
+            try:
+                db.executescript(sql)
+            except sqlite3.Error:
+                out.append(set())
+                continue
+            now = set(db.execute("SELECT type, name, tbl_name FROM sqlite_master").fetchall())
+            out.append({table for _, _, table in now - seen})
+            seen |= now
+    finally:
+        db.close()
+    return out
+
+
+def seed_statements(database: Any, only: set[str] | None = None) -> list[dict[str, Any]]:
     """A flow's `DATABASE` (schema and seed rows) as D1 statements: the schema's statements,
-    then one INSERT per seed row, with values as the simulator stores them."""
-    statements = [{"sql": sql, "params": []} for sql in _statements(database.schema or "")]
+    then one INSERT per seed row, with values as the simulator stores them. `only`: just what
+    creates and fills these tables."""
+    schema = _statements(database.schema or "")
+    if only is not None:
+        schema = [sql for sql, made in zip(schema, _tables_of(schema), strict=True) if made & only]
+    statements = [{"sql": sql, "params": []} for sql in schema]
     handle = database.connect()
     try:
         snapshot = handle.snapshot()
     finally:
         handle.close()
     for table, rows in snapshot.items():
+        if only is not None and table not in only:
+            continue
         for row in rows:
             columns = ", ".join(f'"{c}"' for c in row)
             marks = ", ".join("?" for _ in row)

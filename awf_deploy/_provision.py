@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,8 +120,74 @@ def plan_d1(client: CloudflareClient, name: str, migrations: list[Migration]) ->
             f"{', '.join(foreign)}; it was set up by something else (or the flow's migrations "
             "were renamed). Pass the database to use with --d1-id, or push under another --name"
         )
+    _check_applied_unchanged(
+        client, name, database.uuid, [m for m in migrations if m.name in applied]
+    )
     pending = [m for m in migrations if m.name not in applied]
     return D1Plan(name, database.uuid, False, pending, applied)
+
+
+_SCHEMA_QUERY = (
+    "SELECT type, name, sql FROM sqlite_master "
+    "WHERE sql IS NOT NULL AND substr(name, 1, 7) != 'sqlite_' AND substr(name, 1, 4) != '_cf_'"
+)
+
+
+def _schema_of(rows: list[dict[str, object]]) -> dict[str, str]:
+    return {f"{r['type']} {r['name']}": " ".join(str(r["sql"]).split()) for r in rows}
+
+
+def _expected_schema(migrations: list[Migration]) -> dict[str, str] | None:
+    """What D1 must hold after these migrations, as SQLite itself records it; None when
+    SQLite here cannot run them (then nothing is claimed)."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for migration in migrations:
+            db.executescript(migration.sql)
+        db.row_factory = sqlite3.Row
+        return _schema_of([dict(row) for row in db.execute(_SCHEMA_QUERY)])
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+
+
+def _check_applied_unchanged(
+    client: CloudflareClient, name: str, database_id: str, applied: list[Migration]
+) -> None:
+    """A migration is applied once: one edited after that (the flow's DATABASE schema, most
+    often) never reaches D1, and the new code would meet the old tables in production. Compare
+    what the applied migrations create now with what the database holds (a read-only query)."""
+    expected = _expected_schema(applied)
+    if not expected:
+        return
+    rows = client.query_d1(database_id, _SCHEMA_QUERY)
+    live = _schema_of(rows[0].results if rows else [])
+    missing = [key for key in expected if key not in live]
+    changed = [key for key in expected if key in live and live[key] != expected[key]]
+    if not missing and not changed:
+        return
+    what = "; ".join(
+        part
+        for part in (
+            f"missing there: {', '.join(missing)}" if missing else "",
+            f"defined differently there: {', '.join(changed)}" if changed else "",
+        )
+        if part
+    )
+    names = ", ".join(m.name for m in applied)
+    from_schema = [m.name for m in applied] == [SCHEMA_FILE.rsplit("/", 1)[-1]]
+    fix = (
+        "put the schema as it was first pushed in migrations/0001_awf_schema.sql next to the "
+        "flow and the change in migrations/0002_<what>.sql (CREATE TABLE, ALTER TABLE ...)"
+        if from_schema
+        else "undo the edit, and put the change in a new migrations/NNNN_<what>.sql"
+    )
+    raise ProvisionError(
+        f"D1 database {name!r} ({database_id}) does not hold what its applied migrations "
+        f"({names}) now create: {what}. A migration is applied once, so an edit to an applied "
+        f"one never reaches D1; {fix}, then push again"
+    )
 
 
 def apply_migration(client: CloudflareClient, database_id: str, migration: Migration) -> None:

@@ -68,6 +68,13 @@ class WorkerApi:
             raise ValueError(f"--url must start with http:// or https://, got {base_url!r}")
         self.base_url = base
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+        key = key.strip() if key else None
+        if key and not all("!" <= ch <= "~" for ch in key):
+            # Refused, not echoed: httpx's "Illegal header value" error would print the key.
+            raise ValueError(
+                f"{API_KEY_ENV} contains a space, a line break or another character no key "
+                "has; set it to the key alone (no quotes, no line breaks)"
+            )
         headers = {"authorization": f"Bearer {key}"} if key else {}
         self._http = httpx.Client(
             base_url=base, headers=headers, timeout=timeout, transport=transport

@@ -124,6 +124,7 @@ EXPORTS: dict[str, list[str]] = {
         "ModifierError",
         "StepSelector",
         "TestWorkflow",
+        "TestWorkflowFactory",
         "UnmatchedSelector",
         "WorkflowFailed",
         "createTestContext",

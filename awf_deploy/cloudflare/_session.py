@@ -107,7 +107,16 @@ class _Session:
             raise ValueError("deadlines must be positive numbers of seconds")
         if max_response_bytes < 1:
             raise ValueError("max_response_bytes must be >= 1")
-        self._token = Secret(secret.get_secret_value().strip())
+        value = secret.get_secret_value().strip()
+        if not all("!" <= ch <= "~" for ch in value):
+            # Not echoed, and refused before any request: httpx would put the token, escaped,
+            # into its "Illegal header value" error, where redaction cannot find it.
+            raise ConfigError(
+                "The Cloudflare API token contains a space, a line break or another character "
+                "no token has.",
+                hint=f"Set {API_TOKEN_ENV} to the token alone (no quotes, no line breaks).",
+            )
+        self._token = Secret(value)
         self.account_id = account_id
         self.base_url = _check_base_url(base_url)
         self.max_retries = max_retries

@@ -14,19 +14,31 @@ plans pays for it once. Light: no Hypothesis, no rich.
 
 from __future__ import annotations
 
+import difflib
 import json
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from awf_sim._report import timeline_lines
-from awf_sim.chaos._faults import describe_fault, normalize_plan, plan_token
-from awf_sim.chaos._model import Baseline, Target, Violation, checked_workflow
+from awf_sim.chaos._faults import (
+    EVENT_KINDS,
+    SLEEP_KINDS,
+    WAIT_KINDS,
+    describe_fault,
+    normalize_plan,
+    plan_token,
+)
+from awf_sim.chaos._model import Baseline, Observation, Target, Violation, checked_workflow
 from awf_sim.chaos._report import mark_timeline
 from awf_sim.chaos._run import run_plan
 from awf_sim.chaos._space import build_baseline
 from awf_sim.dsl._identity import canonical
 from awf_sim.dsl._workflow import Workflow
+from awf_sim.engine._hooks import StepRef
+from awf_sim.engine._selectors import parse_selector
+from awf_sim.errors import FaultPlanError
+from awf_sim.testing._workflow import flow_defaults
 
 __all__ = ["SEED_SOURCE", "DurabilityViolation", "assert_durable", "baseline_for"]
 
@@ -176,14 +188,22 @@ def assert_durable(
 
     `plan` is a list of fault dicts (DESIGN §6), e.g.
     `[{"kind": "crash-after-effect", "step": "Inventory.reserve"}]`; the keyword arguments are
-    those of `create_test_workflow`. Raises DurabilityViolation (an AssertionError) naming the
-    invariants broken, with the plan, the differences, a hint and the timeline.
+    those of `create_test_workflow` (db, ai and http left out are the flow file's `DATABASE`,
+    `AI` and `HTTP`, as there). Raises DurabilityViolation (an AssertionError) naming the
+    invariants broken, with the plan, the differences, a hint and the timeline. A fault whose
+    step or event type names nothing the workflow does (a typo) is a FaultPlanError, as a
+    modifier selector that matched nothing fails a test workflow's run.
     `seed=None` draws the seed from `SEED_SOURCE` (managed by Hypothesis once
     `awf_sim.strategies` is imported).
     """
     __tracebackhide__ = True  # pytest shows the test's line, not awf's
     checked_workflow(workflow, "assert_durable")
     norm = normalize_plan(plan)
+    # Left out, db, ai and http are the flow file's, as for create_test_workflow.
+    declared = flow_defaults(workflow)
+    db = declared["db"] if db is None else db
+    ai = declared["ai"] if ai is None else ai
+    http = declared["http"] if http is None else http
     if seed is None:
         seed = SEED_SOURCE.randrange(2**32)
     target = Target(
@@ -199,6 +219,7 @@ def assert_durable(
     )
     base = baseline_for(target)
     obs, _checked, violations = run_plan(base, norm)
+    _refuse_faults_aimed_at_nothing(workflow, norm, base, obs)
     # How the fault-free run should end is the caller's test to assert (chaos and the push
     # gate judge it by the example's declared outcome); durability is this function's.
     violations = [v for v in violations if v.invariant != "baseline-outcome"]
@@ -217,3 +238,65 @@ def assert_durable(
         timeline=timeline,
         status=obs.status,
     )
+
+
+_CALL_WORD = {"do": "step", "sleep": "sleep", "wait": "event wait"}
+
+
+def _refuse_faults_aimed_at_nothing(
+    workflow: Workflow, plan: Sequence[Mapping[str, Any]], base: Baseline, obs: Observation
+) -> None:
+    """A fault that did not fire because its step or event type names nothing the workflow
+    did, in the fault-free run or under the plan, is a typo: the plan would pass without
+    testing anything. (A fault that names a real call and did not fire, because an earlier
+    fault changed the path, is legitimate.)"""
+    fired = {f.fault for f in obs.fired}
+    for i, fault in enumerate(plan):
+        if i in fired:
+            continue
+        where = f"assert_durable: fault {i + 1} ({fault['kind']})"
+        if fault["kind"] in EVENT_KINDS:
+            types = list(dict.fromkeys(ev["type"] for ev in workflow.events))
+            if fault["type"] not in types:
+                declared = ", ".join(map(repr, types)) or "none"
+                raise FaultPlanError(
+                    f"{where}: {workflow.name!r} declares no event of type {fault['type']!r} "
+                    f"(its events: {declared}); event faults aim at Workflow(events=[...])"
+                )
+            continue
+        step = fault.get("step")
+        if step is None:
+            continue
+        kind = (
+            "sleep"
+            if fault["kind"] in SLEEP_KINDS
+            else "wait"
+            if fault["kind"] in WAIT_KINDS
+            else "do"
+        )
+        sel = parse_selector(step, method="fault plan")
+        most = 0  # the most calls it matched in one lifetime: an index counts per lifetime
+        known: dict[str, None] = {}
+        for run in (base.obs, obs):
+            for _lifetime_kind, calls in run.lifetimes:
+                n = 0
+                for call_kind, path, name, count in calls:
+                    if call_kind != kind:
+                        continue
+                    known.setdefault(path, None)
+                    if sel.matches(StepRef(call_kind, path, name, count, 0)):
+                        n += 1
+                most = max(most, n)
+        if most >= (sel.index or 1):
+            continue
+        word = _CALL_WORD[kind]
+        if most:
+            why = f"only {most} call(s) of it, not {sel.index}"
+        else:
+            close = difflib.get_close_matches(sel.name, list(known), n=1, cutoff=0.6)
+            shown = ", ".join(list(known)[:8]) or "none"
+            why = f"did you mean {close[0]!r}?" if close else f"its {word}s: {shown}"
+        raise FaultPlanError(
+            f"{where}: {sel} matches no {word} of {workflow.name!r}, with or without the "
+            f"plan ({why}); the fault would test nothing"
+        )

@@ -18,20 +18,21 @@ def test_approval():
 ```
 
 The pytest plugin (installed with awf) adds the fixtures `create_test_workflow` and `sim`, the
-option `--awf-seed`, and a report section with the timeline of a failing test's workflows.
+option `--awf-seed`, and a report section with the timeline of a failing test's workflows (those
+of `create_test_workflow` and of the `sim` fixture).
 """
 
 from awf_sim._public import publish
 from awf_sim.engine._selectors import StepSelector
 from awf_sim.sdk._db import Database, mock_database
+from awf_sim.testing._context import create_test_context, createTestContext
 from awf_sim.testing._modifier import Modifier, ModifierError
 from awf_sim.testing._workflow import (
     TestWorkflow,
+    TestWorkflowFactory,
     UnmatchedSelector,
     WorkflowFailed,
-    create_test_context,
     create_test_workflow,
-    createTestContext,
     createTestWorkflow,
     format_timeline,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "ModifierError",
     "StepSelector",
     "TestWorkflow",
+    "TestWorkflowFactory",
     "UnmatchedSelector",
     "WorkflowFailed",
     "createTestContext",

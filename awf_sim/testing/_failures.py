@@ -25,7 +25,7 @@ class WorkflowFailed(AssertionError):
     it was terminated), `.stack` where the user's code raised it (the failing handler's frames,
     then the workflow's, file:line and code, awf's frames trimmed; None if none), `.timeline`
     its timeline, `.seed` the seed that reproduces the run, `.warnings` the modifier selectors
-    that matched no step."""
+    that matched no step, `.reason` why a run that never ends was given up on (else None)."""
 
     def __init__(
         self,
@@ -38,8 +38,10 @@ class WorkflowFailed(AssertionError):
         seed: int,
         warnings: Sequence[str] = (),
         stack: str | None = None,
+        reason: str | None = None,
     ) -> None:
         self.workflow = workflow
+        self.reason = reason  # why an instance that did not end was given up on
         self.instance_id = instance_id
         self.status = status
         self.error = dict(error) if error else None
@@ -50,7 +52,9 @@ class WorkflowFailed(AssertionError):
         super().__init__(self.render())
 
     def render(self) -> str:
-        if self.error:
+        if self.reason:
+            head = self.reason
+        elif self.error:
             head = f"{self.error.get('name')}: {self.error.get('message')}"
         else:
             head = f"the instance ended {self.status}"
@@ -84,6 +88,7 @@ def _rebuild_failed(state: dict[str, Any]) -> WorkflowFailed:
         seed=state["seed"],
         warnings=state["warnings"],
         stack=state.get("stack"),
+        reason=state.get("reason"),
     )
 
 

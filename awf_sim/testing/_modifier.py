@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from awf_sim.dsl._errors import DefinitionError
-from awf_sim.dsl._identity import canonical, dump_result
+from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, dump_result, utf8_size
 from awf_sim.engine._hooks import (
     Action,
     Control,
@@ -65,6 +65,7 @@ class _Rule:
     no_sleep: bool = False
     event_timeout: bool = False
     matched: bool = False
+    preceded: int = 0  # matching calls made before it was recorded (mid-run), most per lifetime
 
     @property
     def mocks_attempts(self) -> bool:
@@ -84,6 +85,7 @@ class _Rule:
 class _Lifetime:
     counts: dict[int, int] = field(default_factory=dict)  # rule order -> matching calls so far
     selected: dict[tuple[str, int], list[_Rule]] = field(default_factory=dict)  # (kind, seq)
+    refs: list[StepRef] = field(default_factory=list)  # its calls so far, for later rules
 
 
 def _error_pair(error: Any, method: str) -> tuple[str, str]:
@@ -136,7 +138,9 @@ class Modifier(Hooks):
     workflow. Every method also has Cloudflare's camelCase name (`mockStepResult`, ...).
 
     Call the methods before the instance starts: like Cloudflare's `modifyAll`, what is
-    recorded applies to every instance the simulator creates afterwards.
+    recorded applies to every instance the simulator creates afterwards. Recorded mid-run
+    (after `start()`), it applies to the calls still to come; an `index` still counts the
+    calls from the start of the instance's lifetime.
     """
 
     def __init__(self) -> None:
@@ -149,6 +153,8 @@ class Modifier(Hooks):
         self._lifetimes: dict[str, _Lifetime] = {}
         self.calls: list[tuple[str, StepRef]] = []
         """Every step, sleep and wait call the engine reported: (instance id, StepRef)."""
+        self.waits = 0
+        """How many of them were sleeps and event waits (a test workflow bounds a run by it)."""
 
     # -- the public API (Cloudflare's WorkflowInstanceModifier) ----------------------------
     def disable_sleeps(self, steps: Any = None) -> None:
@@ -206,9 +212,19 @@ class Modifier(Hooks):
         if isinstance(type, Mapping) and payload is None:
             payload = type.get("payload")
             type = type.get("type")
+        self._event(type, payload, "mock_event")
+
+    def _event(self, type: Any, payload: Any, method: str) -> None:
+        """Check an event as the engine will on delivery, naming the method the test called
+        (not the run that delivers it), then buffer or send it."""
         if not isinstance(type, str) or not type:
-            raise DefinitionError(f"mock_event: type must be a non-empty string, got {type!r}")
-        canonical(payload, root="mock_event payload")
+            raise DefinitionError(f"{method}: type must be a non-empty string, got {type!r}")
+        size = utf8_size(canonical(payload, root=f"{method} payload"))
+        if size > MAX_PAYLOAD_BYTES:
+            raise DefinitionError(
+                f"{method}: the payload of event {type!r} is {size:,} bytes of JSON, over "
+                "Cloudflare's 1 MiB limit for an event payload"
+            )
         self._send(type, payload)
 
     def force_event_timeout(self, step: Any) -> None:
@@ -251,6 +267,16 @@ class Modifier(Hooks):
         calls = [ref for _, ref in self.calls if ref.kind == rule.kind]
         if not calls:
             return f" (no {_KIND_WORD[rule.kind]} was called)"
+        if rule.preceded and sel.index is None:
+            return (
+                f" ({sel.name!r} was called only before the modifier call recorded it: "
+                "record it before start())"
+            )
+        if sel.index is not None and rule.preceded >= sel.index:
+            return (
+                f" (call {sel.index} of {sel.name!r} was made before the modifier call "
+                "recorded it: record it before start())"
+            )
         if sel.index is not None and any(sel.matches(ref) for ref in calls):
             return f" (fewer than {sel.index} calls matched {sel.name!r})"
         known = list(dict.fromkeys(ref.path for ref in calls))
@@ -283,6 +309,13 @@ class Modifier(Hooks):
                 )
         if rule is None:
             rule = self._rules[key] = _Rule(kind, sel, order=len(self._rules))
+            # Recorded mid-run (after start() or a wait_for_*): an index still counts the
+            # lifetime's calls from its start, as Cloudflare's step counts do.
+            for lifetime in self._lifetimes.values():
+                seen = sum(1 for ref in lifetime.refs if ref.kind == kind and sel.matches(ref))
+                if seen:
+                    lifetime.counts[rule.order] = seen
+                    rule.preceded = max(rule.preceded, seen)
         rule.uses.append(method)
         return rule
 
@@ -323,7 +356,10 @@ class Modifier(Hooks):
 
     def step_call(self, iid: str, ref: StepRef) -> None:
         self.calls.append((iid, ref))
+        if ref.kind != "do":
+            self.waits += 1
         lifetime = self._lifetimes.setdefault(iid, _Lifetime())
+        lifetime.refs.append(ref)
         selected = []
         for (kind, sel), rule in self._rules.items():
             if kind != ref.kind or not sel.matches(ref):

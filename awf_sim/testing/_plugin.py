@@ -4,7 +4,8 @@
   `sim` (a fresh Simulator) and `awf_seed`;
 - option `--awf-seed N|random` (default 0), the seed the fixtures use, shown in the header;
 - on failure, a report section per test workflow the test created or ran: its status, the
-  tail of its timeline, unmatched selectors and the seed that reproduces it;
+  tail of its timeline, unmatched selectors and the seed that reproduces it; and one for the
+  `sim` fixture, with each of its instances' status and timeline and the seed;
 - `import workers` (Cloudflare's SDK) answered with the simulator's stand-ins, so a workflow
   class written for Cloudflare imports in tests (`awf_sim.sdk.install_workers_stand_in`).
 
@@ -16,17 +17,18 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from awf_sim.engine._simulator import Simulator
-    from awf_sim.testing._workflow import TestWorkflow
+    from awf_sim.testing._workflow import TestWorkflow, TestWorkflowFactory
 
 _SEED = pytest.StashKey[int]()
 _CREATED = pytest.StashKey[list["TestWorkflow"]]()
+_SIMS = pytest.StashKey[list["Simulator"]]()
 _WORKFLOW_MODULE = "awf_sim.testing._workflow"
 
 
@@ -85,9 +87,9 @@ def awf_seed(request: pytest.FixtureRequest) -> int:
 @pytest.fixture
 def create_test_workflow(
     request: pytest.FixtureRequest, awf_seed: int
-) -> Iterator[Callable[..., TestWorkflow]]:
+) -> Iterator[TestWorkflowFactory]:
     """`create_test_workflow(workflow, db=..., env=..., seed=--awf-seed)`: test workflows that
-    are closed after the test."""
+    are closed after the test. Typed as `awf_sim.testing.TestWorkflowFactory`."""
     from awf_sim.testing import _workflow
 
     made: list[TestWorkflow] = []
@@ -110,11 +112,13 @@ def create_test_workflow(
 
 
 @pytest.fixture
-def sim(awf_seed: int) -> Iterator[Simulator]:
-    """A fresh Simulator seeded with --awf-seed, closed after the test."""
+def sim(request: pytest.FixtureRequest, awf_seed: int) -> Iterator[Simulator]:
+    """A fresh Simulator seeded with --awf-seed, closed after the test; a failing test's
+    report shows its instances' timelines and the seed."""
     from awf_sim.engine._simulator import Simulator
 
     with Simulator(seed=awf_seed) as simulator:
+        request.node.stash.setdefault(_SIMS, []).append(simulator)
         yield simulator
 
 
@@ -148,7 +152,32 @@ def pytest_runtest_makereport(
             report.sections.append(
                 (f"awf-sim {wf.name} (seed {wf.seed})", _section(item, wf, raised))
             )
+        # The `sim` fixture's simulator is open until teardown: its instances can be read
+        # when the test itself (or its setup) failed.
+        if report.when != "teardown":
+            for simulator in item.stash.get(_SIMS, []):
+                report.sections.append(
+                    (f"awf-sim sim fixture (seed {simulator.seed})", _sim_section(item, simulator))
+                )
     return report
+
+
+def _sim_section(item: pytest.Item, simulator: Simulator) -> str:
+    from awf_sim.testing._failures import format_timeline
+
+    lines = []
+    for inst in simulator.instances:
+        status = inst.status()
+        err = status["error"]
+        lines.append(
+            f"workflow {inst.workflow!r}, instance {inst.id}: {status['status']}"
+            + (f" with {err['name']}: {err['message']}" if err else "")
+        )
+        lines.append(format_timeline(inst.timeline))
+    if not lines:
+        lines.append("no instance was created")
+    lines.append(f"reproduce: pytest {item.nodeid} --awf-seed {simulator.seed}")
+    return "\n".join(lines) + "\n"
 
 
 def _section(item: pytest.Item, wf: TestWorkflow, raised: BaseException | None) -> str:

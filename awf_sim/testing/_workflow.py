@@ -1,4 +1,4 @@
-"""create_test_workflow and create_test_context.
+"""create_test_workflow.
 
 A test workflow is one instance of one workflow on its own Simulator, run to a terminal status
 in virtual time, with `wf.modifier` (Cloudflare's test modifier) as the simulator's hooks.
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import weakref
-from collections.abc import Mapping, Sequence
-from typing import Any, Generic, overload
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, Protocol, Self, overload
 
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
@@ -21,7 +22,7 @@ from awf_sim.engine._selectors import StepSelector, parse_selector
 from awf_sim.engine._simulator import Instance, Simulator
 from awf_sim.engine._timeline import TimelineEntry
 from awf_sim.engine._world import World
-from awf_sim.sdk._context import HandlerContext
+from awf_sim.testing._context import check_db, check_env
 from awf_sim.testing._failures import (
     UnmatchedSelector,
     WorkflowFailed,
@@ -32,9 +33,9 @@ from awf_sim.testing._modifier import Modifier
 __all__ = [
     "STATUSES",
     "TestWorkflow",
+    "TestWorkflowFactory",
     "UnmatchedSelector",
     "WorkflowFailed",
-    "create_test_context",
     "create_test_workflow",
     "format_timeline",
 ]
@@ -49,6 +50,17 @@ STATUSES = (
     "terminated",
     "complete",
 )
+
+# A run that makes this many sleeps and event waits without ending is given up on: sleeps do
+# not count towards Cloudflare's step limit, so `while True: await wf.sleep(...)` never ends,
+# and in virtual time it would loop for ever instead of failing the test.
+RUNAWAY_WAITS = 100_000
+
+# Test workflows run one at a time in a process. Module-level `random` is one process-wide
+# state that a running simulation swaps its seeded state into, so two `arun()`s gathered in one
+# test (each on its own worker thread) drew from each other's sequence: the same seed gave
+# different results. A simulation is CPU-bound Python, so running them in turn costs nothing.
+_ONE_AT_A_TIME = threading.RLock()
 
 # The plugin points this at a list for the duration of a test, so that a failing test's report
 # can show the timeline of every test workflow the test created or ran.
@@ -120,6 +132,8 @@ class TestWorkflow(Generic[In, Out]):
         strict: bool = True,
     ) -> None:
         if world is None:
+            check_db(db, "create_test_workflow")
+            check_env(env, "create_test_workflow")
             declared = flow_defaults(workflow)
             db = declared["db"] if db is None else db
             ai = declared["ai"] if ai is None else ai
@@ -173,7 +187,7 @@ class TestWorkflow(Generic[In, Out]):
         assert inst is not None
         self._finished = True
         try:
-            self.sim.run_until_done(inst)
+            self._drive(inst, lambda: self._ended(inst), None)
         finally:
             self._final = inst.status()
             self._timeline = inst.timeline
@@ -186,6 +200,38 @@ class TestWorkflow(Generic[In, Out]):
         if isinstance(self.workflow, Workflow):
             return self.workflow.revive_output(status["output"])  # type: ignore[no-any-return]
         return status["output"]  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _ended(inst: Instance) -> bool:
+        status = inst.status()["status"]
+        return status in TERMINAL or status == "paused"
+
+    def _drive(self, inst: Instance, ready: Callable[[], bool], timeout: int | None) -> None:
+        """Run until `ready()`, `timeout` ms of virtual time, or nothing left to run; fail an
+        instance that only sleeps and waits, for ever, instead of looping in virtual time."""
+        __tracebackhide__ = True
+        limit = self.modifier.waits + RUNAWAY_WAITS
+        with _ONE_AT_A_TIME:
+            self.sim.run_until(lambda: ready() or self.modifier.waits > limit, timeout)
+        if ready() or self.modifier.waits <= limit:
+            return
+        status = inst.status()
+        days = self.sim.now_ms / 86_400_000
+        raise WorkflowFailed(
+            workflow=self.name,
+            instance_id=inst.id,
+            status=status["status"],
+            error=status["error"],
+            timeline=self.timeline,
+            seed=self.seed,
+            warnings=self.modifier.unmatched(),
+            reason=(
+                f"instance {inst.id} of {self.name!r} is still {status['status']} after "
+                f"{RUNAWAY_WAITS:,} sleeps and event waits ({days:,.1f} days of virtual time): it "
+                "does not end on its own. Test it mid-run (start(params), then wait_for_status "
+                "or wait_for_step_result with a timeout), or mock what it loops on"
+            ),
+        )
 
     def _instance_id(self) -> str:
         return "?" if self.instance is None else self.instance.id
@@ -249,7 +295,7 @@ class TestWorkflow(Generic[In, Out]):
         def ready() -> bool:
             return _select_result(inst.step_results(), sel) is not None or self._terminal(inst)
 
-        self.sim.run_until(ready, None if timeout is None else parse_duration(timeout))
+        self._drive(inst, ready, None if timeout is None else parse_duration(timeout))
         found = _select_result(inst.step_results(), sel)
         if found is not None:
             return found["value"]
@@ -273,7 +319,7 @@ class TestWorkflow(Generic[In, Out]):
             now = inst.status()["status"]
             return now == status or now in TERMINAL
 
-        self.sim.run_until(reached, None if timeout is None else parse_duration(timeout))
+        self._drive(inst, reached, None if timeout is None else parse_duration(timeout))
         now = inst.status()
         if now["status"] == status:
             return
@@ -294,9 +340,10 @@ class TestWorkflow(Generic[In, Out]):
     waitForStepResult = wait_for_step_result
     waitForStatus = wait_for_status
 
-    async def arun(self, params: Any = None, *, id: str | None = None) -> Any:
+    async def arun(self, params: In | Any = None, *, id: str | None = None) -> Out:
         """`run()` for async tests: the simulation runs on a worker thread (its virtual-time
-        loop cannot run inside the test's running loop)."""
+        loop cannot run inside the test's running loop). Returns what `run()` returns: the
+        declared output type of a `Workflow[In, Out]`."""
         __tracebackhide__ = True
         return await asyncio.to_thread(self.run, params, id=id)
 
@@ -304,7 +351,7 @@ class TestWorkflow(Generic[In, Out]):
         """Send an event to the instance; before `run()` it is buffered and delivered when the
         instance starts, in order with `modifier.mock_event`."""
         if self.instance is None:
-            self.modifier.mock_event(type, payload)  # validates it, buffers it in order
+            self.modifier._event(type, payload, "send_event")  # buffered in order with mocks
             return
         self.instance.send_event(type, payload)
 
@@ -321,9 +368,15 @@ class TestWorkflow(Generic[In, Out]):
         return None if current is None else str(current["status"])
 
     @property
-    def output(self) -> Any:
+    def output(self) -> Out | None:
+        """The output once the instance completed, as `run()` returns it (the declared
+        dataclass or pydantic model of a `Workflow[In, Out]`, else its JSON); None before."""
         current = self._current()
-        return None if current is None else current["output"]
+        if current is None or current["status"] != "complete":
+            return None
+        if isinstance(self.workflow, Workflow):
+            return self.workflow.revive_output(current["output"])  # type: ignore[no-any-return]
+        return current["output"]  # type: ignore[no-any-return]
 
     @property
     def error(self) -> dict[str, str] | None:
@@ -388,7 +441,7 @@ class TestWorkflow(Generic[In, Out]):
         self._release.detach()
         self.sim.close()
 
-    def __enter__(self) -> TestWorkflow:
+    def __enter__(self) -> Self:  # keeps In and Out: `with create_test_workflow(wf) as t`
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -466,62 +519,20 @@ def create_test_workflow(
 createTestWorkflow = create_test_workflow
 
 
-def create_test_context(
-    db: Any = None,
-    ai: Any = None,
-    http: Any = None,
-    env: Mapping[str, Any] | None = None,
-) -> HandlerContext:
-    """A `ctx` for calling one handler directly: `await Inventory.check(product, {}, ctx)`.
+class TestWorkflowFactory(Protocol):
+    """The type of the plugin's `create_test_workflow` fixture, for typed tests:
+    `def test_order(create_test_workflow: TestWorkflowFactory)` keeps a `Workflow[In, Out]`'s
+    types through the fixture, as the function does (the seed defaults to --awf-seed)."""
 
-    `db` is a Database spec (connected on first use of `ctx.db`) or an open handle; the step is
-    {"name": "test", "path": "test", "count": 1}, attempt 1.
-    """
-    # As in the simulator: ctx.ai answers deterministically unless a provider is given, and
-    # ctx.http reaches only the given mock; both record their calls (here, in a private log).
-    from awf_sim.sdk._ai import AIClient, DeterministicAI
-    from awf_sim.sdk._effects import EffectLog
-    from awf_sim.sdk._http import make_http_client
-
-    log = EffectLog()
-    factory = None
-    handle = None
-    if db is not None:
-        if hasattr(db, "connect"):
-            factory = _lazy_connect(db)
-        else:
-            handle = db
-    return HandlerContext(
-        instance_id="test-instance",
-        step={"name": "test", "path": "test", "count": 1},
-        attempt=1,
-        env=dict(env or {}),
-        db=handle,
-        db_factory=factory,
-        ai_factory=lambda: AIClient(ai if ai is not None else DeterministicAI(0), log),
-        http_factory=lambda: make_http_client(http, log),
-    )
+    @overload
+    def __call__(self, workflow: Workflow[In, Out], **kwargs: Any) -> TestWorkflow[In, Out]: ...
+    @overload
+    def __call__(self, workflow: Any, **kwargs: Any) -> TestWorkflow[Any, Any]: ...
 
 
-createTestContext = create_test_context
-
-
-def _lazy_connect(spec: Any) -> Any:
-    """A db factory for a test ctx; the connection it opens is closed with the ctx."""
-    opened: list[Any] = []
-
-    def factory() -> Any:
-        handle = spec.connect()
-        opened.append(handle)
-        return handle
-
-    weakref.finalize(factory, _close_all, opened)
-    return factory
-
-
-def _close_all(handles: list[Any]) -> None:
-    for handle in handles:
-        handle.close()
+# Not a pytest test class, though its name starts with Test; set outside the body so that it
+# is no member of the protocol (a plain function must still match it).
+setattr(TestWorkflowFactory, "__test__", False)  # noqa: B010
 
 
 def _select_result(results: Sequence[Mapping[str, Any]], sel: StepSelector) -> Any:

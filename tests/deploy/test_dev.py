@@ -166,6 +166,15 @@ def test_an_approval_clicked_through_by_hand_survives_a_restart(
     assert sent.stdout.strip() == "sent event 'expense-decision' to instance e1 of expense-approval"
     done = wait_status(dev.url, "expense-approval", "e1", "complete")
     assert done["output"] == {"status": "approved", "reimbursementId": "rb-e-1"}
+    # Starting e1 again is refused, as Cloudflare refuses it (Miniflare's engine alone would
+    # hand back the finished instance, and trigger would say "started").
+    twice = cli(
+        "trigger", "expense-approval", "--url", dev.url, "--params", json.dumps(expense),
+        "--id", "e1",
+    )  # fmt: skip
+    assert twice.exit_code == 1, twice.output
+    assert "HTTP 409" in twice.stderr
+    assert "already exists" in twice.stderr
 
     # A second one is left waiting across the restart.
     second = {**expense, "id": "e-2"}
@@ -261,6 +270,62 @@ def test_editing_the_flow_rebuilds_and_a_broken_edit_keeps_the_last_good_bundle(
     assert run("c") == {"said": "hello ana", "version": "two"}
     # The instances of the earlier bundles are still there.
     assert wait_status(dev.url, "tiny", "a", "complete")["output"]["version"] == "one"
+    assert dev.stop() == 0
+
+
+NOTES = """
+from awf_sim import Database, Domain, Workflow
+
+DATABASE = Database(
+    schema="CREATE TABLE notes (key TEXT PRIMARY KEY, body TEXT);" + EXTRA,
+    rows=ROWS,
+)
+
+
+async def add(key, args, ctx):
+    await ctx.db.execute("INSERT OR IGNORE INTO notes (key, body) VALUES (?, ?)", [key, "x"])
+    return USE
+
+
+DevNotes = Domain("DevNotes", {"add": add})
+
+
+@Workflow("dev-notes", examples=[{"key": "k"}], domains=[DevNotes])
+async def notes(wf, params):
+    return await wf.DevNotes(params["key"]).add()
+"""
+
+
+def write_notes(path: Path, *, with_tags: bool) -> None:
+    extra = '" CREATE TABLE tags (tag TEXT PRIMARY KEY);"' if with_tags else '""'
+    rows = '{"tags": [{"tag": "seeded"}]}' if with_tags else "None"
+    use = '[r["tag"] for r in await ctx.db.query("SELECT tag FROM tags")]' if with_tags else "[]"
+    text = NOTES.replace("EXTRA", extra).replace("ROWS", rows).replace("USE", use)
+    path.write_text(text.lstrip(), encoding="utf-8")
+    stamp = time.time() + (10 if with_tags else 0)
+    os.utime(path, (stamp, stamp))
+
+
+@needs_harness
+def test_a_table_added_to_database_while_dev_runs_is_created_in_the_kept_d1(
+    tmp_path: Path, dev_servers: list[Dev]
+) -> None:
+    # The kept D1 had `notes` only: the rebuilt code's new table must exist there (with its
+    # seed rows), or every step that uses it fails with "no such table" under dev.
+    flow = tmp_path / "dev_notes.py"
+    write_notes(flow, with_tags=False)
+    dev = start(dev_servers, flow)
+    started = cli("trigger", "dev-notes", "--url", dev.url, "--params", '{"key": "a"}', "--id", "a")
+    assert started.exit_code == 0, started.output
+    assert wait_status(dev.url, "dev-notes", "a", "complete")["output"] == []
+
+    write_notes(flow, with_tags=True)
+    dev.wait_for_log("rebuilt and reloaded dev_notes.py", timeout=30)
+    reloaded = next(line for line in dev.lines if "rebuilt and reloaded" in line)
+    assert "created tags from DATABASE" in reloaded
+    started = cli("trigger", "dev-notes", "--url", dev.url, "--params", '{"key": "b"}', "--id", "b")
+    assert started.exit_code == 0, started.output
+    assert wait_status(dev.url, "dev-notes", "b", "complete")["output"] == ["seeded"]
     assert dev.stop() == 0
 
 

@@ -274,6 +274,40 @@ def test_fetch_starts_an_instance_reports_its_status_and_sends_events(
         assert "InstanceError" in late.json()["error"]
 
 
+def test_starting_an_id_that_exists_is_409_whether_the_engine_refuses_or_returns_it(
+    shop: ModuleType,
+) -> None:
+    url = "https://shop.example.workers.dev/workflows/deploy-greeting/instances"
+    sim = Simulator()
+    with sim:
+        # Cloudflare's binding refuses the id (SimWorkflowBinding raises as it does), even
+        # when reading it first did not find it (a race): 409, not a 500.
+        class Refusing(SimWorkflowBinding):
+            async def get(self, instance_id: str) -> SimInstance:
+                raise LookupError(f"instance.not_found: {instance_id}")
+
+        env = {"DEPLOY_GREETING_WORKFLOW": Refusing(sim, shop.DeployGreetingWorkflow)}
+        assert _fetch(shop, env, "POST", url + "?id=g-1", '{"name": "bo"}').status == 201
+        again = _fetch(shop, env, "POST", url + "?id=g-1", '{"name": "al"}')
+        assert again.status == 409
+        assert "already exists" in again.json()["error"]
+
+        # Miniflare's engine returns the existing instance instead of refusing.
+        class Returning(SimWorkflowBinding):
+            async def create(self, options: dict[str, Any]) -> SimInstance:
+                for instance in self.sim.instances:
+                    if instance.id == options.get("id"):
+                        return SimInstance(instance)
+                return await super().create(options)
+
+        env = {"DEPLOY_GREETING_WORKFLOW": Returning(sim, shop.DeployGreetingWorkflow)}
+        local = _fetch(shop, env, "POST", url + "?id=g-1", '{"name": "al"}')
+        assert local.status == 409
+        assert [i.id for i in sim.instances] == ["g-1"]
+        sim.run()
+        assert sim.instances[0].status()["output"] == {"text": "hi bo"}
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "fragment"),
     [

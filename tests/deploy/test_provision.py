@@ -130,6 +130,44 @@ def test_d1_is_found_by_name_and_only_new_migrations_are_applied(
     assert writes(cli_env).count("worker-script-upload-worker-module") == 1
 
 
+def test_an_edited_database_schema_that_never_reached_d1_is_refused_with_the_fix(
+    ledger: Path, cli_env: Any
+) -> None:
+    assert run("push", str(ledger), "--yes", "--no-verify").exit_code == 0
+    # The user adds a column and a table to DATABASE: its 0001 is applied already, so nothing
+    # would create them, and the new code would fail on D1 in production.
+    ledger.write_text(
+        ledger.read_text().replace(
+            "amount REAL);",
+            "amount REAL, note TEXT); CREATE TABLE audit (at TEXT);",
+        )
+    )
+    before = len(writes(cli_env))
+    refused = run("push", str(ledger), "--yes", "--no-verify")
+    assert refused.exit_code == 1
+    assert "Traceback" not in refused.stdout + refused.stderr
+    assert "missing there: table audit" in refused.stderr
+    assert "defined differently there: table entries" in refused.stderr
+    assert "migrations/0002_" in refused.stderr
+    assert len(writes(cli_env)) == before
+
+    # The fix the message names works: the schema as pushed, then the change.
+    migrations = ledger.parent / "migrations"
+    migrations.mkdir()
+    (migrations / "0001_awf_schema.sql").write_text(
+        "CREATE TABLE entries (key TEXT PRIMARY KEY, amount REAL);"
+    )
+    (migrations / "0002_note_and_audit.sql").write_text(
+        "ALTER TABLE entries ADD COLUMN note TEXT; CREATE TABLE audit (at TEXT);"
+    )
+    fixed = run("push", str(ledger), "--yes", "--no-verify")
+    assert fixed.exit_code == 0, fixed.stderr
+    assert "apply migration 0002_note_and_audit.sql" in fixed.stdout
+    again = run("push", str(ledger), "--yes", "--no-verify")
+    assert again.exit_code == 0, again.stderr
+    assert "Nothing to push" in again.stdout
+
+
 def test_dry_run_plans_the_database_and_writes_nothing(ledger: Path, cli_env: Any) -> None:
     result = run("push", str(ledger), "--dry-run", "--no-verify")
     assert result.exit_code == 0, result.stderr

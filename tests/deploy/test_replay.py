@@ -4,6 +4,7 @@ on the new code and refuses a deploy they would not follow."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,71 @@ def test_a_rate_limit_that_lasts_stops_the_push_before_the_upload(
     assert "rate limit" in result.stderr
     assert [r.operation_id for r in cf.requests].count(UPLOAD) == 1
     assert cf.token not in result.stdout + result.stderr
+
+
+def test_new_code_that_ends_the_process_on_a_running_instance_fails_the_push(
+    account: tuple[Any, str], tmp_path: Path
+) -> None:
+    # The new workflow body calls os._exit(0) for one running instance's params only, which
+    # chaos (on the examples) never sees. Replayed in the push process itself, that ended
+    # `awf-deploy push` with exit 0, no output and nothing pushed: a CI job saw a deploy.
+    cf, v1 = account
+    cf.add_instance(history(v1, "o-7", amount=7))
+    exits = '(__import__("os")._exit(0) if params["amount"] == 7 else params["amount"])'
+    v2 = flow_file(tmp_path / "v2", amount=exits)
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the CLI in a child of the test, so that a silenced push cannot end pytest
+        code = 70
+        try:
+            os.close(read_end)
+            result = cli("push", v2, "--yes", "--no-verify")
+            with os.fdopen(write_end, "w") as pipe:
+                pipe.write(result.stdout + result.stderr)
+            code = result.exit_code
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        output = pipe.read()
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 1, output
+    assert "the running-instance replay gate" in output
+    assert "os._exit" in output
+    assert "Traceback" not in output
+
+
+def test_dropping_a_workflow_whose_instances_still_run_is_refused(
+    account: tuple[Any, str], tmp_path: Path
+) -> None:
+    # The same script (gate_order.py) no longer defines gate-order: Cloudflare keeps that
+    # workflow bound to a class the new script does not have, and o-1, o-2 would fail.
+    cf, v1 = account
+    folder = tmp_path / "renamed"
+    folder.mkdir()
+    renamed = folder / "gate_order.py"
+    renamed.write_text(Path(v1).read_text().replace('"gate-order"', '"gate-order-v2"'))
+    refused = cli("push", str(renamed), "--yes", "--no-verify")
+    assert refused.exit_code == 1, refused.stdout + refused.stderr
+    assert "workflow gate-order is no longer in the flow" in refused.stdout
+    assert "2 running instances (o-1, o-2) would fail" in refused.stdout
+    assert "refusing to push" in refused.stderr
+    assert "--allow-divergence" in refused.stderr
+    assert [r.operation_id for r in cf.requests].count(UPLOAD) == 1  # v1's only
+
+    as_json = cli("push", str(renamed), "--yes", "--no-verify", "--json")
+    assert as_json.exit_code == 1
+    report = json.loads(as_json.stdout)["replay"]
+    assert report["faithful"] is False
+    assert report["removed"] == [
+        {"workflow": "gate-order", "class": "GateOrderWorkflow", "active": ["o-1", "o-2"]}
+    ]
+
+    # Once they have ended, the push goes ahead and still says what it leaves behind.
+    for instance in cf.instances["gate-order"].values():
+        instance["status"] = "complete"
+    pushed = cli("push", str(renamed), "--yes", "--no-verify")
+    assert pushed.exit_code == 0, pushed.stderr
+    assert "workflow gate-order is no longer in the flow" in pushed.stdout
+    assert "new ones would fail to start" in pushed.stdout
+    assert [r.operation_id for r in cf.requests].count(UPLOAD) == 2

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from awf_sim.engine import _ambient
+
 pytest_plugins = ["pytester"]
 
 FLOW = """
@@ -24,6 +26,15 @@ async def checkout(wf, order):
 
 CHECKOUT = Workflow("plug-checkout", checkout, domains=[PlugPay])
 """
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _clock_installed_outside() -> None:
+    # awf installs freezegun once per process, on the first simulation. Inside an inner
+    # session pytester drops the modules that session imported, and the next inner session's
+    # fresh freezegun then meets the first one's FakeDate in `datetime` (a metaclass conflict):
+    # this file failed on its own, and passed only after another file had run a simulation.
+    _ambient._install()
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -175,6 +186,59 @@ def test_a_failed_assertion_after_a_complete_run_shows_the_timeline(flow: pytest
             "reproduce: create_test_workflow(..., seed=4)",
         ]
     )
+
+
+def test_a_failing_test_on_the_sim_fixture_shows_its_instances_and_the_seed(
+    flow: pytest.Pytester,
+) -> None:
+    # The sim fixture used to leave a failure with no timeline and, under -q, no seed at all.
+    flow.makepyfile(
+        test_sim_wrong="""
+        from plugflow import CHECKOUT
+
+        def test_output(sim):
+            inst = sim.create(CHECKOUT, {"amount": 3}, id="sim-1")
+            sim.run_until_done(inst)
+            assert inst.status()["output"] == {"charged": 4}
+
+        def test_nothing_created(sim):
+            assert sim.instances == ["x"]
+        """
+    )
+    result = run(flow, "-q", "--awf-seed", "23")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*- awf-sim sim fixture (seed 23) -*",
+            "workflow 'plug-checkout', instance sim-1: complete",
+            "*1 h checkpoint*PlugPay.charge*attempt 1",
+            "*workflow-success",
+            "reproduce: pytest test_sim_wrong.py::test_output --awf-seed 23",
+            "*- awf-sim sim fixture (seed 23) -*",
+            "no instance was created",
+            "reproduce: pytest test_sim_wrong.py::test_nothing_created --awf-seed 23",
+        ]
+    )
+
+
+def test_the_fixture_type_imports_into_a_test_module_without_a_collection_warning(
+    flow: pytest.Pytester,
+) -> None:
+    # Both names start with "Test": pytest must not try to collect them as test classes.
+    flow.makepyfile(
+        """
+        from awf_sim.testing import TestWorkflow, TestWorkflowFactory
+        from plugflow import CHECKOUT
+
+        def test_typed(create_test_workflow: TestWorkflowFactory) -> None:
+            wf = create_test_workflow(CHECKOUT)
+            assert isinstance(wf, TestWorkflow)
+            wf.modifier.disable_sleeps()
+            assert wf.run({"amount": 2}) == {"charged": 2}
+        """
+    )
+    result = run(flow, "-W", "error")
+    result.assert_outcomes(passed=1)
 
 
 def test_a_passing_test_has_no_section(flow: pytest.Pytester) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from awf_sim import Domain, InstanceError, Workflow
+from awf_sim import DefinitionError, Domain, InstanceError, SerializationError, Workflow
 from awf_sim.testing import (
     Database,
     TestWorkflow,
@@ -224,6 +224,60 @@ def test_send_event_before_run_is_buffered(make: Any) -> None:
         wf.send_event("go", {"n": 2})
 
 
+@pytest.mark.parametrize("when", ["before start", "mock_event"])
+def test_a_bad_event_is_refused_where_the_test_sends_it(make: Any, when: str) -> None:
+    # Before start, send_event's errors named mock_event, and a payload over 1 MiB was
+    # taken, then failed run() from deep inside the engine.
+    wf = make(WAITING)
+    send = wf.send_event if when == "before start" else wf.modifier.mock_event
+    method = "send_event" if when == "before start" else "mock_event"
+    with pytest.raises(DefinitionError) as bad_type:
+        send("", {"n": 1})
+    assert str(bad_type.value) == f"{method}: type must be a non-empty string, got ''"
+    with pytest.raises(SerializationError, match=f"^{method} payload.n is not JSON"):
+        send("go", {"n": object()})
+    with pytest.raises(DefinitionError) as too_big:
+        send("go", "x" * (1 << 20))
+    assert str(too_big.value) == (
+        f"{method}: the payload of event 'go' is 1,048,578 bytes of JSON, over Cloudflare's "
+        "1 MiB limit for an event payload"
+    )
+    send("go", {"n": 3})  # nothing bad was buffered
+    assert wf.run() == {"n": 3}
+
+
+@pytest.mark.parametrize("db", [{"stock": [{"sku": "A", "quantity": 2}]}, "stock.sqlite"])
+def test_a_db_that_is_not_a_database_is_refused_at_once(db: Any) -> None:
+    # It used to be taken, then every ctx.db call failed, attempt after attempt, with
+    # "AttributeError: 'dict' object has no attribute 'query_one'".
+    hint = "; for tables of rows write db=mock_database({...})" if isinstance(db, dict) else ""
+    for method, make_it in [
+        ("create_test_workflow", lambda: create_test_workflow(STOCK, db=db)),
+        ("create_test_context", lambda: create_test_context(db=db)),
+    ]:
+        with pytest.raises(DefinitionError) as refused:
+            make_it()
+        assert str(refused.value) == (
+            f"{method}: db must be a Database (mock_database({{table: rows}}) or "
+            "Database(schema, rows)) or an open database handle, got "
+            f"{type(db).__name__}{hint}"
+        )
+
+
+@pytest.mark.parametrize("env", [["REGION"], "REGION=eu"])
+def test_an_env_that_is_not_a_mapping_is_refused_by_name(env: Any) -> None:
+    for method, make_it in [
+        ("create_test_workflow", lambda: create_test_workflow(STOCK, env=env)),
+        ("create_test_context", lambda: create_test_context(env=env)),
+    ]:
+        with pytest.raises(DefinitionError) as refused:
+            make_it()
+        assert str(refused.value) == (
+            f"{method}: env must be a dict of names to values (what handlers read as "
+            f"ctx.env), got {type(env).__name__}"
+        )
+
+
 def test_arun_runs_the_simulation_on_a_worker_thread(make: Any) -> None:
     wf = make(STOCK, db=DB)
     THREADS.clear()
@@ -252,6 +306,26 @@ def test_arun_sees_the_same_virtual_clock_and_randomness_as_run(make: Any) -> No
 
     assert asyncio.run(main()) == expected
     assert expected["now"] == 1_767_225_600 + 86_400  # 2026-01-01 + the day slept
+
+
+async def rolls_fn(wf: Any, params: Any) -> Any:
+    # Many steps, so that each run outlasts the interpreter's thread switch interval.
+    return [await wf.do(f"roll-{i}", random.random) for i in range(300)]
+
+
+ROLLS = Workflow("wf-rolls", rolls_fn)
+
+
+def test_gathered_aruns_with_the_same_seed_give_the_same_run(make: Any) -> None:
+    # Module-level random is one process-wide state: two simulations on two worker threads
+    # at once drew from each other's sequence, so the same seed gave different rolls.
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(make(ROLLS, seed=n % 2).arun() for n in range(4)))
+
+    first, second, again_first, again_second = asyncio.run(main())
+    assert first == again_first == make(ROLLS, seed=0).run()
+    assert second == again_second
+    assert first != second
 
 
 def test_the_same_seed_gives_the_same_run(make: Any) -> None:

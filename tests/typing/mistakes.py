@@ -4,7 +4,15 @@
 from __future__ import annotations
 
 from awf_sim.dsl import WorkflowApi
-from examples.order_processing_typed import Charge, Hold, Inventory, Order, Payment
+from awf_sim.testing import TestWorkflowFactory, create_test_workflow
+from examples.order_processing_typed import (
+    Charge,
+    Hold,
+    Inventory,
+    Order,
+    Payment,
+    order_processing,
+)
 
 
 async def mistakes(wf: WorkflowApi, order: Order) -> None:
@@ -15,3 +23,15 @@ async def mistakes(wf: WorkflowApi, order: Order) -> None:
     await wf[Inventory](order).check()  # E: wrong-context
     await wf[Payment](order).process(Hold(quantity=1))  # E: wrong-arg-2
     print(stock.quantity + "1")  # E: result-is-typed
+
+
+async def test_workflow_results() -> None:
+    test = create_test_workflow(order_processing)
+    reveal_type(await test.arun({}))  # noqa: F821  # E: reveal-arun
+    reveal_type(test.output)  # noqa: F821  # E: reveal-output
+    with create_test_workflow(order_processing) as managed:
+        reveal_type(managed.run({}))  # noqa: F821  # E: reveal-with
+
+
+def test_with_the_fixture(create_test_workflow: TestWorkflowFactory) -> None:
+    reveal_type(create_test_workflow(order_processing).run({}))  # noqa: F821  # E: reveal-fixture

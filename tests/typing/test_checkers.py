@@ -42,6 +42,23 @@ PINNED: dict[str, list[tuple[str, str]]] = {
         ("mypy", 'has incompatible type "Hold"; expected "Charge"'),
         ("pyright", '"Hold" is not assignable to "Charge"'),
     ],
+    # A test workflow gives the declared output type from arun() and output, as from run().
+    "reveal-arun": [
+        ("mypy", 'Revealed type is "examples.order_processing_typed.OrderResult"'),
+        ("pyright", 'Type of "await test.arun({})" is "OrderResult"'),
+    ],
+    "reveal-output": [
+        ("mypy", 'Revealed type is "examples.order_processing_typed.OrderResult | None"'),
+        ("pyright", 'Type of "test.output" is "OrderResult | None"'),
+    ],
+    "reveal-with": [
+        ("mypy", 'Revealed type is "examples.order_processing_typed.OrderResult"'),
+        ("pyright", 'Type of "managed.run({})" is "OrderResult"'),
+    ],
+    "reveal-fixture": [
+        ("mypy", 'Revealed type is "examples.order_processing_typed.OrderResult"'),
+        ("pyright", 'is "OrderResult"'),
+    ],
     "result-is-typed": [
         ("mypy", 'Unsupported operand types for + ("int" and "str")'),
         ("pyright", 'Operator "+" not supported for types "int" and "Literal[\'1\']"'),

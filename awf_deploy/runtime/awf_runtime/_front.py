@@ -136,7 +136,16 @@ async def _route(
         instance_id = parse_qs(url.query).get("id", [None])[0]
         if instance_id is not None:
             options["id"] = _check_name("instance id", instance_id)
-        instance = await _settle(binding.create(to_js(options)))
+            # Cloudflare refuses an id that exists; Miniflare's engine silently returns the
+            # existing instance, so `awf-deploy dev` would report a start that never happened.
+            if await _exists(binding, instance_id):
+                raise _already_exists(name, instance_id)
+        try:
+            instance = await _settle(binding.create(to_js(options)))
+        except Exception as exc:
+            if instance_id is not None and _says_already_exists(exc):
+                raise _already_exists(name, instance_id) from None
+            raise
         return 201, {"workflow": name, "id": str(instance.id)}
     instance_id = _check_name("instance id", parts[3], 271)
     if len(parts) == 4:
@@ -161,6 +170,28 @@ async def _route(
     raise _HttpError(404, f"no route {url.path}; see GET / for the API")
 
 
+def _says_already_exists(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "already" in text and "exist" in text
+
+
+def _already_exists(workflow: str, instance_id: str) -> _HttpError:
+    return _HttpError(
+        409,
+        f"instance {instance_id!r} of {workflow} already exists: start it with another id, "
+        "or none for a random one",
+    )
+
+
+async def _exists(binding: Any, instance_id: str) -> bool:
+    try:
+        instance = await _settle(binding.get(instance_id))
+        await _settle(instance.status())
+    except Exception:  # not found (or unreadable): let create() decide
+        return False
+    return True
+
+
 async def scheduled(controller: Any, env: Any, workflows: Sequence[Mapping[str, Any]]) -> list[str]:
     """The Worker's cron handler: start one instance of every workflow on this schedule.
 
@@ -180,7 +211,7 @@ async def scheduled(controller: Any, env: Any, workflows: Sequence[Mapping[str, 
         try:
             instance = await _settle(binding.create(to_js(options)))
         except Exception as exc:
-            if "already" in str(exc).lower() and "exist" in str(exc).lower():
+            if _says_already_exists(exc):
                 continue
             raise
         started.append(str(instance.id))

@@ -1,0 +1,94 @@
+"""create_test_context: a `ctx` for unit-testing one handler, outside any workflow."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from awf_sim.dsl._errors import DefinitionError
+from awf_sim.sdk._context import HandlerContext
+
+__all__ = ["check_db", "check_env", "createTestContext", "create_test_context"]
+
+
+def create_test_context(
+    db: Any = None,
+    ai: Any = None,
+    http: Any = None,
+    env: Mapping[str, Any] | None = None,
+) -> HandlerContext:
+    """A `ctx` for calling one handler directly: `await Inventory.check(product, {}, ctx)`.
+
+    `db` is a Database spec (connected on first use of `ctx.db`) or an open handle; the step is
+    {"name": "test", "path": "test", "count": 1}, attempt 1.
+    """
+    # As in the simulator: ctx.ai answers deterministically unless a provider is given, and
+    # ctx.http reaches only the given mock; both record their calls (here, in a private log).
+    from awf_sim.sdk._ai import AIClient, DeterministicAI
+    from awf_sim.sdk._effects import EffectLog
+    from awf_sim.sdk._http import make_http_client
+
+    check_db(db, "create_test_context")
+    check_env(env, "create_test_context")
+    log = EffectLog()
+    factory = None
+    handle = None
+    if db is not None:
+        if hasattr(db, "connect"):
+            factory = _lazy_connect(db)
+        else:
+            handle = db
+    return HandlerContext(
+        instance_id="test-instance",
+        step={"name": "test", "path": "test", "count": 1},
+        attempt=1,
+        env=dict(env or {}),
+        db=handle,
+        db_factory=factory,
+        ai_factory=lambda: AIClient(ai if ai is not None else DeterministicAI(0), log),
+        http_factory=lambda: make_http_client(http, log),
+    )
+
+
+createTestContext = create_test_context
+
+
+def check_db(db: Any, method: str) -> None:
+    """Refuse a `db=` that is neither a Database spec nor an open handle at once: it used to
+    fail every handler's first `ctx.db` call, attempt after attempt, with an AttributeError."""
+    if db is None or hasattr(db, "connect") or hasattr(db, "query_one"):
+        return
+    hint = "; for tables of rows write db=mock_database({...})" if isinstance(db, Mapping) else ""
+    raise DefinitionError(
+        f"{method}: db must be a Database (mock_database({{table: rows}}) or "
+        f"Database(schema, rows)) or an open database handle, got {type(db).__name__}{hint}"
+    )
+
+
+def check_env(env: Any, method: str) -> None:
+    """`env=` is what handlers read as `ctx.env`: a mapping, said so at once (a list or a
+    "K=V" string used to fail inside dict() with a message about sequence lengths)."""
+    if env is not None and not isinstance(env, Mapping):
+        raise DefinitionError(
+            f"{method}: env must be a dict of names to values (what handlers read as "
+            f"ctx.env), got {type(env).__name__}"
+        )
+
+
+def _lazy_connect(spec: Any) -> Any:
+    """A db factory for a test ctx; the connection it opens is closed with the ctx."""
+    opened: list[Any] = []
+
+    def factory() -> Any:
+        handle = spec.connect()
+        opened.append(handle)
+        return handle
+
+    weakref.finalize(factory, _close_all, opened)
+    return factory
+
+
+def _close_all(handles: list[Any]) -> None:
+    for handle in handles:
+        handle.close()
