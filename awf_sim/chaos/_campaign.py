@@ -189,8 +189,16 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
     for r in [*roots.values(), *delivered]:
         if r.plan:  # a fault-free plan explains nothing
             by_plan.setdefault(r.token, r)
+    # A result that is not JSON ends the fault-free run too: its baseline-outcome finding is
+    # that same bug, and the serializable one names the step and the fix.
+    unserializable = next(
+        (f for f in findings if f.violation.invariant == "serializable" and not f.plan), None
+    )
     kept: list[Finding] = []
     for f in findings:
+        if f.violation.invariant == "baseline-outcome" and unserializable is not None:
+            unserializable.related.append(f)
+            continue
         if f.violation.key == CROSS_PROCESS_KEY:
             # The other process asked for another step because the workflow reads something
             # that changes on every replay (random, the clock, uuid4), which an in-process

@@ -45,3 +45,11 @@ def test_run_names_the_datetime_as_written(tmp_path: Path) -> None:
     assert "result of SerialClock.when.at is not JSON (a datetime)" in message
     assert "Fake" not in message
 
+
+def test_chaos_reports_one_bug_under_serializable(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["chaos", _flow(tmp_path), "--runs", "20", "--json"])
+    assert result.exit_code == 1
+    (finding,) = json.loads(result.stdout)["workflows"][0]["violations"]
+    assert (finding["invariant"], finding["key"]) == ("serializable", "SerialClock.when")
+    assert ".isoformat()" in finding["hint"]
+    assert [r["invariant"] for r in finding["related"]] == ["baseline-outcome"]
