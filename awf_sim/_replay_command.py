@@ -7,6 +7,7 @@ that does not load, a history that is not JSON, of another version or of another
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -57,10 +58,13 @@ def _replay(flow: str, history_path: str) -> ReplayReport:
 
 
 def replay_command(flow: str, history_path: str, *, json_out: bool = False) -> int:
+    # With --json, stdout holds the one JSON object: the code's own prints go to stderr.
+    quiet = contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext()
     try:
         # In a child process: code that ends the process it runs in (os._exit, a fatal
         # signal) must not make this command exit 0, which says "faithful".
-        report = run_supervised(lambda: _replay(flow, history_path), "the replay")
+        with quiet:
+            report = run_supervised(lambda: _replay(flow, history_path), "the replay")
     except ProcessDied as exc:
         typer.echo(f"awf-sim: {exc}", err=True)
         return EXIT_FAILED

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import TimelineEntry
 from awf_sim.engine._timeline import failure_stack
 
@@ -141,6 +142,23 @@ def timeline_table(timeline: Sequence[Mapping[str, Any]], **table: Any) -> Any:
     return out
 
 
+def unsent_event(workflow: Workflow, timeline: Sequence[Mapping[str, Any]]) -> str | None:
+    """What to do when a wait timed out on an event type the workflow never declares: no one
+    sends it in `awf-sim run` or chaos, so the run can only take the timeout branch."""
+    declared = {ev["type"] for ev in workflow.events}
+    for e in reversed(timeline):
+        etype = e.get("type")
+        if e["kind"] == "wait-end" and e.get("timed_out") and etype not in declared:
+            return (
+                f"The wait {e.get('name')!r} timed out: nothing sends an event of type "
+                f"{etype!r}, since {workflow.name} declares no such event. Declare what the "
+                f'outside world sends: @Workflow({workflow.name!r}, events=[{{"type": '
+                f'{json.dumps(etype)}, "payload": {{...}}, "after": "1 hour"}}]), which '
+                "awf-sim run and chaos send."
+            )
+    return None
+
+
 @dataclass
 class RunResult:
     """One instance run to its end: what `awf-sim run` prints."""
@@ -152,6 +170,7 @@ class RunResult:
     output: Any
     error: dict[str, str] | None
     timeline: list[TimelineEntry] = field(default_factory=list)
+    hint: str | None = None  # what to do about the error, when awf can tell
 
     @property
     def stack(self) -> str | None:
@@ -191,5 +210,7 @@ class RunResult:
             yield Text(f"error: {self.error['name']}: {self.error['message']}", style="red")
             if self.stack:
                 yield Text(self.stack, style="red")
+            if self.hint:
+                yield Text(f"hint: {self.hint}", style="yellow")
         else:
             yield Text("output: " + json.dumps(self.output, indent=2, ensure_ascii=False))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from awf_sim._report import RunResult
+from awf_sim._report import RunResult, unsent_event
 from awf_sim.dsl._identity import canonical
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine._calls import TERMINAL
@@ -56,6 +56,14 @@ def _pick_stored(
     return same[-1] if same else None
 
 
+def _holds(sim: Simulator, id: str) -> bool:
+    try:
+        sim.instance(id)
+    except InstanceError:
+        return False
+    return True
+
+
 def run_flow(
     flow: FlowFile,
     workflow: Workflow,
@@ -83,6 +91,14 @@ def run_flow(
         inst = None
         if store is not None and not new:
             inst = _pick_stored(sim, workflow, params, id)
+            if inst is not None and id is not None:
+                given = canonical({} if params is None else params, root="params")
+                if sim._meta(inst.id)["params"] != given:
+                    say(
+                        f"instance {inst.id} in {store} was started with other params than "
+                        "this run's: it keeps its own (pass another --id, or leave --id out, "
+                        "to run these params)"
+                    )
             if inst is not None:
                 status = inst.status()["status"]
                 if status in TERMINAL:
@@ -95,17 +111,26 @@ def run_flow(
                     sim.recover()
                     say(f"resuming unfinished instance {inst.id} from {store}")
         if inst is None:
+            if new and id is not None and store is not None and _holds(sim, id):
+                raise InstanceError(
+                    f"--new --id {id}: {store} already holds an instance {id!r}; pass another "
+                    "--id, or leave --id out for a new one"
+                )
             inst = sim.create(workflow, params, id=id)
             send_events(sim, inst, workflow.events)
         if inst.status()["status"] not in TERMINAL:
             sim.run_until_done(inst)
         status = inst.status()
+        error = status["error"]
+        timeline = inst.timeline
+        unsent = unsent_event(workflow, timeline) if error else None
         return RunResult(
             workflow=workflow.name,
             instance_id=inst.id,
             seed=seed,
             status=status["status"],
             output=status["output"],
-            error=status["error"],
-            timeline=inst.timeline,
+            error=error,
+            timeline=timeline,
+            hint=unsent if error and error["name"] == "WorkflowTimeoutError" else None,
         )

@@ -6,6 +6,7 @@ Results go to stdout, progress and errors to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import warnings
@@ -122,7 +123,10 @@ InputOpt = Annotated[
     typer.Option("--input", "-i", metavar="JSON", help="Params as JSON (default: first example)."),
 ]
 InputFileOpt = Annotated[
-    str | None, typer.Option("--input-file", metavar="FILE", help="Params from a JSON file.")
+    str | None,
+    typer.Option(
+        "--input-file", metavar="FILE", help="Params from a JSON file ('-': standard input)."
+    ),
 ]
 SeedOpt = Annotated[
     int, typer.Option("--seed", metavar="N", help="Seed for all randomness in the run.")
@@ -183,7 +187,11 @@ def run(
     from awf_sim._report import RunResult
     from awf_sim._runner import run_flow
     from awf_sim.engine import run_supervised
-    from awf_sim.flow import load_flow, parse_input  # the engine: not for `awf-sim --help`
+    from awf_sim.flow import (  # the engine: not for `awf-sim --help`
+        error_line,
+        load_flow,
+        parse_input,
+    )
 
     def run_it() -> RunResult:
         loaded = load_flow(flow)
@@ -207,15 +215,18 @@ def run(
         if store
         else ""
     )
+    # With --json, stdout holds the one JSON object: the code's own prints go to stderr.
+    quiet = contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext()
     try:
         # In a child process: a handler that ends the process it runs in (os._exit, a
         # fatal signal) must not end this command with exit 0 and nothing said.
-        result = run_supervised(
-            run_it,
-            "the run",
-            goal="finished the instance",
-            advice="Nothing after its last checkpoint ran." + resume,
-        )
+        with quiet:
+            result = run_supervised(
+                run_it,
+                "the run",
+                goal="finished the instance",
+                advice="Nothing after its last checkpoint ran." + resume,
+            )
     except ProcessDied as exc:
         typer.echo(f"awf-sim: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
@@ -223,7 +234,7 @@ def run(
         _fail_usage(str(exc))
         return
     except AwfError as exc:
-        _fail_usage(f"{type(exc).__name__}: {exc}")
+        _fail_usage(error_line(exc))
         return
     if json_out:
         sys.stdout.write(_json_text(result.to_json()) + "\n")

@@ -27,11 +27,13 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from awf_sim.dsl._identity import canonical
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import World
 from awf_sim.errors import FlowError
 from awf_sim.sdk import install_workers_stand_in
 
+# checked_example and error_line serve awf's own CLIs; they are not public API.
 __all__ = ["FlowError", "FlowFile", "load_flow", "parse_input", "parse_json"]
 
 
@@ -105,10 +107,16 @@ def load_flow(path: str | os.PathLike[str]) -> FlowFile:
     finally:
         if added:
             sys.path.remove(folder)
-    workflows = {}
+    workflows: dict[str, Workflow] = {}
     for value in vars(module).values():
         if isinstance(value, Workflow) and value.fn is not None:
-            workflows[value.name] = value
+            twin = workflows.setdefault(value.name, value)
+            if twin is not value:
+                # Cloudflare binds a workflow by its name: one of the two would never run.
+                raise FlowError(
+                    f"{path}: defines two workflows named {value.name!r} ("
+                    f"{_fn_name(twin)} and {_fn_name(value)}); give each its own name"
+                )
     if not workflows:
         classes = [
             name
@@ -137,6 +145,13 @@ def load_flow(path: str | os.PathLike[str]) -> FlowFile:
     )
 
 
+def _fn_name(workflow: Workflow) -> str:
+    fn = workflow.fn
+    code = getattr(fn, "__code__", None)
+    line = f" at line {code.co_firstlineno}" if code is not None else ""
+    return f"{getattr(fn, '__name__', 'its function')}{line}"
+
+
 def _provider(value: Any) -> Any:
     # A module-level `AI` that is not a provider (say, a Domain named AI) is not one.
     return value if hasattr(value, "generate") else None
@@ -152,6 +167,16 @@ def _user_line(exc: BaseException, abspath: str) -> str:
     return f":{line}" if line is not None else ""
 
 
+def error_line(exc: BaseException) -> str:
+    """`Name: message (notes)`: an awf error as the CLIs print it on one line. The name is the
+    nearest public class (never a private `_Name`), and the notes the engine attaches (the
+    hint beside Cloudflare's own text, such as what an instance id may hold) are kept."""
+    name = next(c.__name__ for c in type(exc).__mro__ if not c.__name__.startswith("_"))
+    notes = [str(n) for n in getattr(exc, "__notes__", ()) if str(n).strip()]
+    text = f"{name}: {exc}"
+    return f"{text} ({'; '.join(notes)})" if notes else text
+
+
 def parse_input(workflow: Workflow, input_json: str | None, input_file: str | None) -> Any:
     """The params for a run: --input, --input-file, else the workflow's first example."""
     if input_json is not None and input_file is not None:
@@ -159,8 +184,11 @@ def parse_input(workflow: Workflow, input_json: str | None, input_file: str | No
     if input_file is not None:
         what = f"--input-file {input_file}"
         try:
-            with open(input_file, "rb") as f:
-                raw = f.read(MAX_INPUT_BYTES + 1)
+            if input_file == "-":  # the usual spelling of standard input
+                raw = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+            else:
+                with open(input_file, "rb") as f:
+                    raw = f.read(MAX_INPUT_BYTES + 1)
         except OSError as exc:
             raise FlowError(f"--input-file {input_file}: {exc.strerror or exc}") from None
         if len(raw) > MAX_INPUT_BYTES:
@@ -175,8 +203,25 @@ def parse_input(workflow: Workflow, input_json: str | None, input_file: str | No
     if input_json is not None:
         return _fitting(workflow, parse_json(input_json, "--input"), "--input")
     if workflow.examples:
-        return workflow.examples[0]
+        return checked_example(workflow, 1)
     return {}
+
+
+def checked_example(workflow: Workflow, number: int) -> Any:
+    """Example `number` (1-based) of `workflow`, once it is JSON and fits the workflow's input
+    type; else a FlowError that says which example of which workflow is wrong and where."""
+    params = workflow.examples[number - 1]
+    try:
+        canonical(params, root="params")
+        workflow.check_params(params)
+    except (TypeError, ValueError) as exc:  # SerializationError, a model's ValidationError
+        fn = workflow.fn
+        code = getattr(fn, "__code__", None)
+        where = f"{code.co_filename}:{code.co_firstlineno}: " if code is not None else ""
+        raise FlowError(
+            f"{where}example {number} of workflow {workflow.name!r} is not a valid input: {exc}"
+        ) from None
+    return params
 
 
 def _fitting(workflow: Workflow, params: Any, what: str) -> Any:

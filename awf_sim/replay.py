@@ -99,7 +99,7 @@ class History:
                 "write one with `awf-deploy pull WORKFLOW INSTANCE`"
             )
         version = data.get("version")
-        if version != HISTORY_VERSION:
+        if type(version) is not int or version != HISTORY_VERSION:
             raise HistoryError(
                 f"{where}: history version {version!r} is not supported (this awf reads "
                 f"version {HISTORY_VERSION}); pull it again with this awf-deploy"
@@ -110,6 +110,9 @@ class History:
             raise HistoryError(f'{where}: "workflow" and "instance" must be strings')
         if not isinstance(steps, list) or not all(isinstance(s, Mapping) for s in steps):
             raise HistoryError(f'{where}: "steps" must be a list of step objects')
+        source = data.get("source")
+        if source is not None and not isinstance(source, Mapping):
+            raise HistoryError(f'{where}: "source" must be an object, not {type(source).__name__}')
         return cls(
             workflow=workflow,
             instance=instance,
@@ -118,7 +121,7 @@ class History:
             steps=tuple(steps),
             output=data.get("output"),
             error=data.get("error"),
-            source=dict(data.get("source") or {}),
+            source=dict(source or {}),
         )
 
 
@@ -150,6 +153,10 @@ def load_history(path: str | Path) -> History:
         data = json.loads(text)
     except ValueError as exc:
         raise HistoryError(f"{where}: not JSON ({exc})") from None
+    except RecursionError:
+        raise HistoryError(
+            f"{where}: nested too deeply to read; pull the history again with awf-deploy pull"
+        ) from None
     return History.from_json(data, where)
 
 
@@ -230,6 +237,8 @@ def _norm_config(raw: Any) -> ResolvedConfig | None:
         return None
     try:
         retries = raw.get("retries") or {}
+        if not isinstance(retries, Mapping):
+            return None
         base = PROFILES["production"]
         return {
             "retries": {

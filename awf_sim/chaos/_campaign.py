@@ -12,10 +12,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
-from awf_sim.chaos._crossproc import CrossProcess, Replayers
-from awf_sim.chaos._faults import normalize_plan, plan_token
+from awf_sim.chaos._crossproc import CROSS_PROCESS_KEY, CrossProcess, Replayers
+from awf_sim.chaos._faults import describe_fault, normalize_plan, plan_token
 from awf_sim.chaos._invariants import check_run
 from awf_sim.chaos._memo import evaluate
 from awf_sim.chaos._model import (
@@ -34,6 +35,8 @@ from awf_sim.chaos._pool import evaluate_all
 from awf_sim.chaos._run import cpu_stopped, ran_away, run_plan, waits_of
 from awf_sim.chaos._shrink import shrink
 from awf_sim.chaos._space import build_baseline, random_plans
+from awf_sim.engine._selectors import parse_selector
+from awf_sim.errors import FaultPlanError
 
 __all__ = ["DEFAULT_MAX_RUNS", "DEFAULT_MAX_STEPS", "Caps", "run_campaign", "runaway_baseline"]
 
@@ -180,11 +183,30 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
         if f.violation.invariant == "idempotent-effects":
             roots.setdefault(f.violation.key, f)
     by_plan: dict[str, Finding] = {}
-    for r in roots.values():
+    # A duplicated event taken by another wait shifts every later wait of its type: the
+    # outcome that changes with it under the same plan is that bug seen in the output.
+    delivered = [f for f in findings if f.violation.invariant == "events-delivered"]
+    for r in [*roots.values(), *delivered]:
         if r.plan:  # a fault-free plan explains nothing
             by_plan.setdefault(r.token, r)
+    # A result that is not JSON ends the fault-free run too: its baseline-outcome finding is
+    # that same bug, and the serializable one names the step and the fix.
+    unserializable = next(
+        (f for f in findings if f.violation.invariant == "serializable" and not f.plan), None
+    )
     kept: list[Finding] = []
     for f in findings:
+        if f.violation.invariant == "baseline-outcome" and unserializable is not None:
+            unserializable.related.append(f)
+            continue
+        if f.violation.key == CROSS_PROCESS_KEY:
+            # The other process asked for another step because the workflow reads something
+            # that changes on every replay (random, the clock, uuid4), which an in-process
+            # replay shows too: the same bug, and that finding's hint names its real cause.
+            root = _named_in(f.violation.difference, roots)
+            if root is not None and root.violation.invariant == "determinism":
+                root.related.append(f)
+                continue
         root = roots.get(f.violation.key)
         consequences = (
             _CONSEQUENCES
@@ -198,6 +220,50 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
         else:
             kept.append(f)
     return kept
+
+
+def _named_in(lines: Sequence[str], roots: dict[str, Finding]) -> Finding | None:
+    """The root finding about a step that one of these difference lines names."""
+    for key, root in roots.items():
+        if any(f" {key}@" in line or f" {key}'s " in line for line in lines):
+            return root
+    return None
+
+
+def _check_aimed(base: Baseline, plan: Plan) -> None:
+    """Refuse a replay plan with a fault aimed at a step or event this run never has: it
+    would not fire, and "no invariant broken" would read as "fixed" (a token copied for
+    another workflow or example, or code that no longer calls that step)."""
+    names = {p.path for p in base.points}
+    names |= {
+        parse_selector(p.selector, method="fault plan").name
+        for p in base.points
+        if p.selector is not None
+    }
+    names |= {n for e in base.obs.timeline for n in (e.get("path"), e.get("name")) if n}
+    events = {str(e.get("type")) for e in base.target.workflow.events}
+    where = base.target.workflow.name
+    for i, fault in enumerate(plan, 1):
+        step, etype = fault.get("step"), fault.get("type")
+        if etype is not None and etype not in events:
+            known = ", ".join(sorted(events)) or "none"
+            missing = f"event type {etype!r}, which {where} is never sent (its events: {known})"
+        elif step is not None and not _aimed(step, names):
+            missing = f"step {step!r}, which the fault-free run of {where} never calls"
+        else:
+            continue
+        raise FaultPlanError(
+            f"--replay: fault {i} of the plan ({describe_fault(fault)}) aims at {missing}; "
+            "copy the replay command chaos printed for this workflow and example, or run "
+            "chaos again if the code changed"
+        )
+
+
+def _aimed(step: Any, names: set[str]) -> bool:
+    selector = parse_selector(step, method="fault plan")
+    return selector.name in names or (
+        selector.is_glob and any(fnmatchcase(n, selector.name) for n in names)
+    )
 
 
 def _what_ran_away(what: str) -> str:
@@ -300,6 +366,7 @@ def run_campaign(
     ]
     if replay is not None:
         plans = [normalize_plan(replay)]
+        _check_aimed(base, plans[0])
         exhaustive = 0
     else:
         singles: list[Plan] = [[f] for f in base.singles]

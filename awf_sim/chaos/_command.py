@@ -7,10 +7,12 @@ The report goes to stdout (rich, or one JSON object with --json); progress and e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from awf_sim.chaos._campaign import (
     DEFAULT_MAX_RUNS,
@@ -29,7 +31,7 @@ from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import run_supervised
 from awf_sim.engine._simulator import DEFAULT_CPU_MS
 from awf_sim.errors import ProcessDied
-from awf_sim.flow import FlowError, FlowFile, load_flow, parse_input
+from awf_sim.flow import FlowError, FlowFile, error_line, load_flow, parse_input
 
 __all__ = ["EXIT_CLEAN", "EXIT_USAGE", "EXIT_VIOLATIONS", "chaos_command"]
 
@@ -124,21 +126,25 @@ def chaos_command(
     (os._exit, a fatal signal) is reported as a failure, never as a clean run."""
     try:
         return run_supervised(
-            lambda: _chaos(
-                flow,
-                workflow,
-                examples,
-                input_json,
-                input_file,
-                runs,
-                seed,
-                max_faults,
-                faults,
+            lambda: _json_only_on_stdout(
                 json_out,
-                replay,
-                jobs,
-                Caps(max_runs, max_steps, max_seconds, _say),
-                cpu_ms,
+                lambda out: _chaos_in(
+                    flow,
+                    workflow,
+                    examples,
+                    input_json,
+                    input_file,
+                    runs,
+                    seed,
+                    max_faults,
+                    faults,
+                    json_out,
+                    replay,
+                    jobs,
+                    Caps(max_runs, max_steps, max_seconds, _say),
+                    cpu_ms,
+                    out,
+                ),
             ),
             "awf-sim chaos",
         )
@@ -147,7 +153,17 @@ def chaos_command(
         return EXIT_VIOLATIONS
 
 
-def _chaos(
+def _json_only_on_stdout(json_out: bool, body: Callable[[TextIO], int]) -> int:
+    """`body(stdout)` in the supervised child; with --json, stdout holds the one JSON object,
+    so what the code under test prints (on import, in a handler, in thousands of runs) goes
+    to stderr meanwhile."""
+    out = sys.stdout
+    quiet = contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext()
+    with quiet:
+        return body(out)
+
+
+def _chaos_in(
     flow: str,
     workflow: str | None,
     examples: list[int] | None,
@@ -162,6 +178,7 @@ def _chaos(
     jobs: int,
     caps: Caps,
     cpu_ms: int,
+    out: TextIO,
 ) -> int:
     try:
         if cpu_ms < 1:
@@ -217,6 +234,8 @@ def _chaos(
     replay_args: list[str] = []
     if input_json is not None:
         replay_args += ["--input", json.dumps(json.loads(input_json), ensure_ascii=False)]
+    elif input_file == "-":  # standard input is read once: the replay command inlines it
+        replay_args += ["--input", json.dumps(targets[0][0].params, ensure_ascii=False)]
     elif input_file is not None:
         replay_args += ["--input-file", input_file]
     if seed:
@@ -254,7 +273,7 @@ def _chaos(
         print(f"awf-sim: {exc}", file=sys.stderr)
         return EXIT_VIOLATIONS
     except AwfError as exc:
-        print(f"awf-sim: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"awf-sim: {error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         bar.stop()
@@ -269,7 +288,7 @@ def _chaos(
         jobs=jobs,
     )
     if json_out:
-        sys.stdout.write(report.to_json_text() + "\n")
+        out.write(report.to_json_text() + "\n")
     else:
         from rich.console import Console
 

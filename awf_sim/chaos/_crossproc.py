@@ -46,6 +46,7 @@ from awf_sim.errors import UnawaitedStepWarning
 __all__ = [
     "CHILDREN",
     "CHILD_TIMEOUT_S",
+    "CROSS_PROCESS_KEY",
     "CrossProcess",
     "Replayers",
     "cross_process_violations",
@@ -53,7 +54,7 @@ __all__ = [
 
 CHILDREN = 2  # two other hash seeds: a set of a few strings keeps its order under one by chance
 CHILD_TIMEOUT_S = 120.0
-_KEY = "other-process"
+CROSS_PROCESS_KEY = _KEY = "other-process"
 
 
 def _hash_seeds() -> list[str]:
@@ -405,7 +406,7 @@ _FLOWS: dict[str, tuple[Any, dict[str, int]]] = {}
 
 
 def _child(request: dict[str, Any], reads: dict[str, int]) -> dict[str, Any]:
-    from awf_sim.chaos._targets import verification_targets
+    from awf_sim.chaos._targets import verification_world
     from awf_sim.engine._store import SqliteStore
     from awf_sim.flow import load_flow
 
@@ -417,8 +418,9 @@ def _child(request: dict[str, Any], reads: dict[str, int]) -> dict[str, Any]:
         loaded, on_import = cached
         for what, count in on_import.items():
             reads[what] += count
-    workflow = loaded.pick(request["workflow"])
-    (target, _n), *_ = verification_targets(loaded, workflows=[workflow], seed=request["seed"])
+    loaded.pick(request["workflow"])  # the flow still defines it (recover() finds it by name)
+    # Only the world: the params are the stored instance's (the examples were checked there).
+    world = verification_world(loaded, request["seed"])
     store = SqliteStore(request["store"])
     try:
         meta = store.get_instance(request["iid"])
@@ -430,9 +432,7 @@ def _child(request: dict[str, Any], reads: dict[str, int]) -> dict[str, Any]:
         store.close()
     hooks = FaultHooks()
     # The budget of the campaign: a replay whose workflow body runs away ends as it did here.
-    sim = Simulator(
-        world=target.world, hooks=hooks, store=request["store"], cpu_ms=request["cpu_ms"]
-    )
+    sim = Simulator(world=world, hooks=hooks, store=request["store"], cpu_ms=request["cpu_ms"])
     try:
         (inst,) = sim.recover()
         sim.run_until_done(inst, max_ms=400 * 86_400_000)

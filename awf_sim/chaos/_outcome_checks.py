@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from awf_sim._report import entry_summary, format_at
+from awf_sim._report import entry_summary, format_at, unsent_event
 from awf_sim.chaos._diff import (
     MAX_LINES,
     handler_site,
@@ -74,8 +74,9 @@ def _failures(
 
 
 def exhausted_by_faults(base: Observation, obs: Observation) -> list[str]:
-    """Steps that failed for good in this run, not in the baseline, because injected faults
-    (or failures the baseline had too) used up every attempt: the outcome may change."""
+    """Steps that failed for good in this run because injected faults (or failures the
+    baseline had too) used up every attempt, or took the last attempt of a step the baseline
+    gave up on too: the outcome may change."""
     if not any(e["kind"] == "step-failure" for e in obs.timeline):
         return []
     base_failed, base_gave_up = _failures(base)
@@ -85,10 +86,17 @@ def exhausted_by_faults(base: Observation, obs: Observation) -> list[str]:
             failed.setdefault(e["name"], []).append(e["attempt"])
     out = []
     for e in obs.timeline:
-        if e["kind"] != "step-failure" or e["name"] in base_gave_up:
+        if e["kind"] != "step-failure":
             continue
         name = e["name"]
         attempts = failed.get(name, [])
+        if name in base_gave_up:
+            # The baseline gave up on this step too (an example declared to end errored), but
+            # a fault took its last attempt: the run ends with the fault's error instead of
+            # the handler's, by design.
+            if attempts and (name, attempts[-1]) in obs.injected:
+                out.append(e["path"] or name or "")
+            continue
         if attempts and all(
             (name, a) in obs.injected or (name, a) in base_failed for a in attempts
         ):
@@ -181,6 +189,12 @@ def baseline_outcome(base: Baseline, obs: Observation) -> list[Violation]:
                 "Fix the error, or, if this input should fail (a declined payment), declare "
                 f'it: examples=[Example({{...}}, expect="errored", error="{got}")].'
             )
+            unsent = unsent_event(base.workflow, obs.timeline)
+            if got == "WorkflowTimeoutError" and unsent is not None:
+                hint = (
+                    f"{unsent} If this input should time out, declare it: examples=["
+                    'Example({...}, expect="errored", error="WorkflowTimeoutError")].'
+                )
         return [Violation("baseline-outcome", workflow, what, diff, hint, where)]
     expected = "errored" + (f" with {error_name}" if error_name else "")
     what = f"the fault-free run of {workflow} ended {obs.status}, its example expects {expected}"

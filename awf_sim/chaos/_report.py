@@ -341,6 +341,13 @@ class ChaosReport:
             style=style,
         )
         if not cov["pairs"]:
+            # "no invariant broken" would otherwise read as verified under faults.
+            asked = "" if self.kinds == KINDS else f" of --faults {','.join(self.kinds)}"
+            yield Text(
+                f"nothing was injected: no fault kind{asked} applies to any step, sleep, wait "
+                "or event of this run, so only the fault-free run was checked",
+                style="yellow",
+            )
             return
         steps = [p for p in r.baseline.points if p.kind == "do"]
         others = [p for p in r.baseline.points if p.kind != "do" and _point_kinds(r, p.label)]

@@ -13,10 +13,11 @@ from typing import Any
 
 from awf_sim.chaos._model import Target
 from awf_sim.dsl._workflow import Workflow
+from awf_sim.engine import World
 from awf_sim.engine._simulator import DEFAULT_CPU_MS
-from awf_sim.flow import FlowError, FlowFile
+from awf_sim.flow import FlowError, FlowFile, checked_example
 
-__all__ = ["example_label", "verification_targets"]
+__all__ = ["example_label", "verification_targets", "verification_world"]
 
 
 def verification_targets(
@@ -29,17 +30,12 @@ def verification_targets(
 ) -> list[tuple[Target, int | None]]:
     """(target, example number or None for `{}`) for every input chaos and push verify, each
     with the CPU budget `cpu_ms` (`Target.cpu_ms`)."""
-    world = flow.world
-    # A module-level `AI` that is not a provider (a Domain named AI) is not ctx.ai's.
-    if not hasattr(world.ai, "generate"):
-        world = world.replace(ai=None)
-    world = world.replace(seed=seed)
+    world = verification_world(flow, seed)
     chosen = list(workflows) if workflows is not None else list(flow.workflows.values())
     out: list[tuple[Target, int | None]] = []
     for workflow in chosen:
-        inputs: list[tuple[Any, int | None]] = [
-            (params, n) for n, params in enumerate(workflow.examples, 1)
-        ] or [({}, None)]
+        numbers = range(1, len(workflow.examples) + 1)
+        inputs: list[tuple[Any, int | None]] = [(None, n) for n in numbers] or [({}, None)]
         if examples:
             known = len(workflow.examples)
             bad = [n for n in examples if not 1 <= n <= known]
@@ -48,9 +44,22 @@ def verification_targets(
                     f"--example {bad[0]}: {workflow.name} has {known} example(s)"
                     + (f", numbered 1 to {known}" if known else "")
                 )
-            inputs = [(workflow.examples[n - 1], n) for n in examples]
+            # `--example 1 --example 1` names one input: checked once.
+            inputs = [(None, n) for n in dict.fromkeys(examples)]
+        inputs = [
+            (params if n is None else checked_example(workflow, n), n) for params, n in inputs
+        ]
         out += [(Target.of(workflow, params, world, cpu_ms=cpu_ms), n) for params, n in inputs]
     return out
+
+
+def verification_world(flow: FlowFile, seed: int = 0) -> World:
+    """The world every input of `flow` is verified in: its DATABASE, HTTP and AI, `seed`."""
+    world = flow.world
+    # A module-level `AI` that is not a provider (a Domain named AI) is not ctx.ai's.
+    if not hasattr(world.ai, "generate"):
+        world = world.replace(ai=None)
+    return world.replace(seed=seed)
 
 
 def example_label(workflow: Workflow, number: int | None) -> str:

@@ -61,6 +61,10 @@ def _definition_frame() -> Any:
     return frame
 
 
+# Domain's own public attributes: a method of that name would hide behind them.
+_OWN = frozenset({"name", "methods", "method", "spec"})
+
+
 class Domain:
     """A named group of handlers; each method becomes one durable step when called through `wf`.
 
@@ -116,6 +120,19 @@ class Domain:
         if not isinstance(method_name, str) or not method_name.isidentifier():
             raise DefinitionError(
                 f"{self._name}: method name {method_name!r} must be a Python identifier"
+            )
+        if method_name.startswith("_") or method_name in _OWN:
+            # wf.<Domain>(c).__init__ or ._calls is the pipeline's own attribute, and
+            # <Domain>.name the domain's: neither would reach the handler.
+            why = (
+                f"starts with '_', which names the step pipeline's own attributes "
+                f"(wf.{self._name}(c).{method_name} would not reach the handler)"
+                if method_name.startswith("_")
+                else f"is Domain's own attribute ({self._name}.{method_name} would not be the "
+                "handler)"
+            )
+            raise DefinitionError(
+                f"{self._name}: method name {method_name!r} {why}; rename the method"
             )
         if not callable(handler):
             raise DefinitionError(

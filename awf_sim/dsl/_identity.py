@@ -118,7 +118,12 @@ def _describe(value: object) -> str:
         return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
     if isinstance(value, bytes):
         return "bytes"
-    name = type(value).__qualname__
+    kind = type(value)
+    if kind.__module__.startswith("freezegun") and kind.__mro__[1] is not object:
+        # Inside a simulation datetime.now() returns freezegun's subclass; the user wrote
+        # datetime, and the message should say so.
+        kind = kind.__mro__[1]
+    name = kind.__qualname__
     article = "an" if name[:1].lower() in "aeiou" else "a"
     return f"{article} {name}"
 

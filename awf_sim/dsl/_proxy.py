@@ -495,6 +495,15 @@ class WorkflowApi:
         timeout: str | int | None = None,
     ) -> Any:
         """A raw step named `name`: `fn()` (sync or async) runs with Cloudflare step semantics."""
+        if not callable(fn):
+            # Else each attempt fails with "'X' object is not callable", retried 5 times.
+            if inspect.iscoroutine(fn):
+                fn.close()  # wf.do("x", fetch()): the call, not the function; never awaited
+            raise DefinitionError(
+                f"wf.do({name!r}, fn): fn must be a function that takes no arguments (sync or "
+                f"async), got {type(fn).__name__}; pass the function itself, e.g. "
+                f"wf.do({name!r}, lambda: fetch(url))"
+            )
         config: dict[str, Any] = {}
         if retries is not None:
             config["retries"] = retries

@@ -11,7 +11,7 @@ from awf_sim.dsl import _domain as _domain_module
 from awf_sim.dsl._domain import Domain, domain_definitions, resolve_in_scope
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError, SerializationError
-from awf_sim.dsl._identity import dump_result, loads
+from awf_sim.dsl._identity import canonical, dump_result, loads
 from awf_sim.dsl._names import validate_name
 from awf_sim.dsl._schedule import to_cron
 from awf_sim.dsl._values import check_shape, converter, is_model, is_structured, type_name
@@ -67,7 +67,7 @@ class Workflow(Generic[In, Out]):
         events: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         self.name = validate_name("workflow name", name)
-        self.examples: list[Any] = list(examples) if examples is not None else []
+        self.examples: list[Any] = _validate_examples(self.name, examples)
         self.events = _validate_events(self.name, events)
         self._domains: dict[str, Domain] | None = None
         if domains is not None:
@@ -311,6 +311,24 @@ def _is_typeddict(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, dict) and hasattr(tp, "__required_keys__")
 
 
+def _validate_examples(workflow: str, examples: Sequence[Any] | None) -> list[Any]:
+    """The example inputs as a list. A dict or a string is iterable too, but its keys or
+    characters are no inputs: one input passed without its list is refused."""
+    if examples is None:
+        return []
+    if isinstance(examples, list | tuple):
+        return list(examples)
+    raise DefinitionError(
+        f"workflow {workflow!r}: examples must be a list of inputs, got "
+        f"{type(examples).__name__} {_short(examples)}; for one input write examples=[...]"
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:50] + "..."
+
+
 def _validate_events(
     workflow: str, events: Sequence[Mapping[str, Any]] | None
 ) -> list[dict[str, Any]]:
@@ -330,7 +348,12 @@ def _validate_events(
                 f"workflow {workflow!r}: events[{i}] has unknown keys {sorted(extra)}; "
                 "use type, payload, after"
             )
-        after = parse_duration(ev.get("after", 0))
+        try:
+            after = parse_duration(ev.get("after", 0))
+            # Checked here, where the file and line are known, not when a run sends it.
+            canonical(ev.get("payload"), root=f"events[{i}].payload")
+        except (DefinitionError, SerializationError) as exc:
+            raise type(exc)(f"workflow {workflow!r}: {exc}") from None
         out.append({"type": ev["type"], "payload": ev.get("payload"), "after_ms": after})
     return out
 

@@ -12,10 +12,16 @@ import asyncio
 import copy
 import datetime as _dt
 import inspect
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from awf_sim.dsl._cfduration import cloudflare_ms, cloudflare_step_config, wait_ms
+from awf_sim.dsl._cfduration import (
+    cloudflare_ms,
+    cloudflare_step_config,
+    js_number_text,
+    wait_ms,
+)
 from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._duration import check_sleep, parse_duration
 from awf_sim.dsl._errors import DefinitionError, StepError
@@ -112,6 +118,8 @@ class PythonStep:
                     # Cloudflare checks the config when the step is called, after the step
                     # limit and the name, and throws its own fixed text: the engine does too.
                     normalised = INVALID_CONFIG
+                else:
+                    _refuse_misread_config(config, step_name)
             fn = _StepFunction(self, step_name, func, concurrent, normalised, depends)
             self._functions[step_name] = fn
             return fn
@@ -128,7 +136,8 @@ class PythonStep:
             _refuse_nan(ms)
             await self._lt.sleep(name, wait_ms(ms))
             return
-        await self._lt.sleep(name, check_sleep(parse_duration(duration), f"step.sleep({name!r})"))
+        what = f"step.sleep({name!r})"
+        await self._lt.sleep(name, check_sleep(_as_cloudflare_reads(duration, what), what))
 
     async def sleep_until(self, name: str, timestamp: _dt.datetime | int | float) -> None:
         if isinstance(timestamp, _dt.datetime):
@@ -154,7 +163,7 @@ class PythonStep:
             _refuse_nan(ms)
             ms = int(ms) if ms == ms and abs(ms) != float("inf") and ms == int(ms) else ms
         else:
-            ms = parse_duration(timeout)
+            ms = _as_cloudflare_reads(timeout, f"step.wait_for_event({name!r}) timeout")
         event: dict[str, Any] = await self._lt.wait_for_event(name, event_type, ms)
         return event
 
@@ -216,3 +225,50 @@ NAN_DEADLINE = (
 def _refuse_nan(ms: float) -> None:
     if ms != ms:
         raise StepError(NAN_DEADLINE, "Error")
+
+
+_CF_FORMS = "a number of milliseconds or '<n> second|minute|hour|day|week|month|year[s]'"
+_CF_UNITS = ((86_400_000, "day"), (3_600_000, "hour"), (60_000, "minute"), (1_000, "second"))
+
+
+def _as_cloudflare_reads(value: Any, what: str) -> int:
+    """awf's reading of a duration given to Cloudflare's step API, in milliseconds. Cloudflare
+    parses such a string itself (itty-time's ms()), so one it would read otherwise ("30 sec"
+    is 30 ms there, "30s" NaN) is refused with what it would do and how to write it
+    (DESIGN §9); `Simulator(durations="cloudflare")` takes Cloudflare's reading instead."""
+    ms = parse_duration(value)
+    if not isinstance(value, str):
+        return ms
+    cf = cloudflare_ms(value)
+    if not math.isnan(cf) and math.floor(cf + 0.5) == ms:
+        return ms
+    if math.isnan(cf):
+        reading = f"cannot read {value!r} (its step API takes {_CF_FORMS})"
+    else:
+        reading = (
+            f"reads {value!r} as {js_number_text(cf)} ms (units are lowercase and spelled "
+            "out; it counts an unknown unit as milliseconds)"
+        )
+    good = next(
+        (
+            f"'{ms // unit} {name}{'s' if ms != unit else ''}'"
+            for unit, name in _CF_UNITS
+            if ms and ms % unit == 0
+        ),
+        str(ms),
+    )
+    raise DefinitionError(
+        f"{what}: Cloudflare {reading}; write {good} for what awf read "
+        "(Simulator(durations='cloudflare') runs it as Cloudflare would)"
+    )
+
+
+def _refuse_misread_config(config: Mapping[str, Any] | None, step: str) -> None:
+    """A step config's string durations, refused as `_as_cloudflare_reads` refuses them."""
+    if not config:
+        return
+    retries = config.get("retries")
+    if isinstance(retries, Mapping) and isinstance(retries.get("delay"), str):
+        _as_cloudflare_reads(retries["delay"], f"retries.delay of step {step!r}")
+    if isinstance(config.get("timeout"), str):
+        _as_cloudflare_reads(config["timeout"], f"timeout of step {step!r}")

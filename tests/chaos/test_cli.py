@@ -109,9 +109,14 @@ def test_replay_of_a_clean_plan_exits_0() -> None:
     result = chaos(ORDER, "--replay", token)
     assert result.exit_code == 2  # which of the three examples?
     assert "--example N" in result.stderr
-    result = chaos(ORDER, "--example", "2", "--replay", token)
+    result = chaos(ORDER, "--example", "1", "--replay", token)
     assert result.exit_code == 0, result.stdout
     assert "replayed 1 plan" in result.stdout
+    # Example 2 (out of stock) never reserves: the fault could not fire, and a clean verdict
+    # would say nothing, so the token is refused as not for this input.
+    result = chaos(ORDER, "--example", "2", "--replay", token)
+    assert result.exit_code == 2
+    assert "aims at step 'Inventory.reserve', which the fault-free run" in result.stderr
 
 
 def test_results_do_not_depend_on_jobs() -> None:

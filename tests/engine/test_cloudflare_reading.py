@@ -132,12 +132,77 @@ def test_a_short_form_cloudflare_cannot_read_is_its_invalid_config(make_sim: Any
 
 
 def test_awf_reading_stays_the_default(make_sim: Any) -> None:
+    # What both read alike runs; what Cloudflare would refuse ("30s") is refused with a
+    # message (DESIGN §9), not run as awf reads it.
     sim = make_sim(profile="local")
-    inst = sim.create(_flow({"timeout": "30s", "retries": {"limit": 0, "delay": 0}}))
+    ok = sim.create(_flow({"timeout": "30 seconds", "retries": {"limit": 0, "delay": 0}}))
+    short = sim.create(_flow({"timeout": "30s", "retries": {"limit": 0, "delay": 0}}))
     sim.run()
-    assert inst.status()["output"] == 1
+    assert ok.status()["output"] == 1
+    error = short.status()["error"]
+    assert error["name"] == "DefinitionError"
+    assert error["message"].startswith("timeout of step 's': Cloudflare cannot read '30s'")
+    assert "write '30 seconds'" in error["message"]
     with pytest.raises(DefinitionError, match="unknown durations"):
         make_sim(durations="itty")
+
+
+class _Misread:
+    async def run(self, event: Any, step: Any) -> Any:
+        call = event["payload"]["call"]
+        value = event["payload"]["value"]
+        if call == "sleep":
+            await step.sleep("nap", value)
+        elif call == "wait":
+            try:
+                await step.wait_for_event("w", "t", timeout=value)
+            except Exception as exc:
+                if not hasattr(exc, "message"):
+                    raise  # awf's refusal, not the wait's timeout
+                return "timed out"
+        else:
+
+            @step.do("s", config={"retries": {"limit": 1, "delay": value}})
+            async def s() -> int:
+                return 1
+
+            return await s()
+        return "done"
+
+
+@pytest.mark.parametrize("call", ["sleep", "wait", "delay"])
+@pytest.mark.parametrize(
+    ("value", "cloudflare", "good"),
+    [
+        ("30 sec", "reads '30 sec' as 30 ms", "'30 seconds'"),
+        ("2 Minutes", "reads '2 Minutes' as 2 ms", "'2 minutes'"),
+        ("5 m", "reads '5 m' as 5 ms", "'5 minutes'"),
+        ("1h", "cannot read '1h'", "'1 hour'"),
+    ],
+)
+def test_a_duration_cloudflare_would_misread_is_refused_by_default(
+    make_sim: Any, call: str, value: str, cloudflare: str, good: str
+) -> None:
+    # Cloudflare's own step API parses these strings itself: "30 sec" sleeps 30 ms there.
+    # awf's default says so instead of running what awf reads.
+    sim = make_sim()
+    inst = sim.create(_Misread, {"call": call, "value": value})
+    sim.run()
+    error = inst.status()["error"]
+    assert error is not None, inst.status()
+    assert error["name"] == "DefinitionError"
+    assert f"Cloudflare {cloudflare}" in error["message"]
+    assert f"write {good}" in error["message"]
+
+
+@pytest.mark.parametrize("call", ["sleep", "wait", "delay"])
+@pytest.mark.parametrize("value", ["30 seconds", "1.5 hours", "2 weeks", "100 ms", "250", 250])
+def test_a_duration_both_read_alike_runs(make_sim: Any, call: str, value: Any) -> None:
+    sim = make_sim()
+    inst = sim.create(_Misread, {"call": call, "value": value})
+    sim.run()
+    sim.advance("30 days")  # past the wait's timeout
+    assert inst.status()["status"] == "complete", inst.status()
 
 
 class _Waits:
