@@ -117,8 +117,16 @@ def timeline_lines(
     return lines
 
 
-def timeline_table(timeline: Sequence[Mapping[str, Any]], **table: Any) -> Any:
-    """A rich Table of the timeline; an entry with a fault is marked ⚡ and highlighted."""
+# A timeline longer than this is shown by its two ends: a run of 10,000 steps has 50,000
+# entries, and rich takes seconds per thousand rows to lay them out.
+TABLE_ROWS = 200
+
+
+def timeline_table(
+    timeline: Sequence[Mapping[str, Any]], *, rows: int = TABLE_ROWS, **table: Any
+) -> Any:
+    """A rich Table of the timeline; an entry with a fault is marked ⚡ and highlighted. Past
+    `rows` entries, the first and last `rows // 2` with a row saying how many are left out."""
     from rich.table import Table
     from rich.text import Text
 
@@ -129,7 +137,15 @@ def timeline_table(timeline: Sequence[Mapping[str, Any]], **table: Any) -> Any:
     out.add_column("event", no_wrap=True)
     out.add_column("detail", overflow="fold")
     origin = run_origin(timeline)
-    for e in timeline:
+    entries = list(timeline)
+    left_out = len(entries) - rows if len(entries) > rows else 0
+    for i, e in enumerate(entries):
+        if left_out and rows // 2 <= i < rows // 2 + left_out:
+            if i == rows // 2:
+                out.add_row(
+                    "⋮", "", "", "", Text(f"{left_out:,} entries left out; --json has them all")
+                )
+            continue
         fault = e.get("fault")
         out.add_row(
             format_at(e["at_ms"] - origin),

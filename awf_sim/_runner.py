@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from awf_sim._report import RunResult, unsent_event
+from awf_sim._report import RunResult, format_at, unsent_event
 from awf_sim.dsl._identity import canonical
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine._calls import TERMINAL
-from awf_sim.engine._simulator import DEFAULT_CPU_MS, Instance, Simulator
+from awf_sim.engine._simulator import DEFAULT_CPU_MS, RUNAWAY_WAITS, Instance, Simulator
 from awf_sim.errors import InstanceError
 from awf_sim.flow import FlowFile
 
@@ -118,8 +118,16 @@ def run_flow(
                 )
             inst = sim.create(workflow, params, id=id)
             send_events(sim, inst, workflow.events)
-        if inst.status()["status"] not in TERMINAL:
-            sim.run_until_done(inst)
+        if inst.status()["status"] not in TERMINAL and not sim.run_until_done(
+            inst, max_waits=RUNAWAY_WAITS
+        ):
+            say(
+                f"instance {inst.id} is still {inst.status()['status']} after "
+                f"{RUNAWAY_WAITS:,} sleeps and event waits ({format_at(sim.now_ms)} of virtual "
+                "time): it does not end on its own (a loop of sleeps or waits?), so the run "
+                "stops here. Give the loop an end, or test the workflow mid-run "
+                "(create_test_workflow(...).start(params), then wait_for_status)"
+            )
         status = inst.status()
         error = status["error"]
         timeline = inst.timeline

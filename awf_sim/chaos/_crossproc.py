@@ -41,6 +41,7 @@ from awf_sim.chaos._model import Baseline, Target, Violation
 from awf_sim.chaos._run import _schedule
 from awf_sim.engine import Simulator
 from awf_sim.engine._calls import TERMINAL
+from awf_sim.engine._simulator import RUNAWAY_WAITS
 from awf_sim.errors import UnawaitedStepWarning
 
 __all__ = [
@@ -77,7 +78,7 @@ def _record(target: Target, base: Baseline, path: str) -> list[tuple[str, str, s
                 break
             inst.send_event(ev["type"], ev["payload"])
         if sim.now_ms < base.bound_ms:
-            sim.run_until_done(inst, max_ms=base.bound_ms - sim.now_ms)
+            sim.run_until_done(inst, max_ms=base.bound_ms - sim.now_ms, max_waits=RUNAWAY_WAITS)
     finally:
         sim.close()
     return list(hooks.lifetimes[-1][1]) if hooks.lifetimes else []
@@ -435,7 +436,7 @@ def _child(request: dict[str, Any], reads: dict[str, int]) -> dict[str, Any]:
     sim = Simulator(world=world, hooks=hooks, store=request["store"], cpu_ms=request["cpu_ms"])
     try:
         (inst,) = sim.recover()
-        sim.run_until_done(inst, max_ms=400 * 86_400_000)
+        sim.run_until_done(inst, max_ms=400 * 86_400_000, max_waits=RUNAWAY_WAITS)
         status = inst.status()
     finally:
         sim.close()

@@ -22,6 +22,7 @@ from awf_sim.chaos._model import Baseline, Observation, Violation
 from awf_sim.dsl._example import expected_outcome
 from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, utf8_size
 from awf_sim.engine._calls import TERMINAL
+from awf_sim.engine._simulator import RUNAWAY_WAITS
 
 __all__ = [
     "ENGINE_BUG",
@@ -111,19 +112,6 @@ def no_stuck(base: Baseline, obs: Observation) -> list[Violation]:
     if obs.status in TERMINAL:
         return []
     last_at = obs.timeline[-1]["at_ms"] if obs.timeline else 0
-    if obs.end_ms - last_at >= 86_400_000 or not obs.bound_hit:
-        what = (
-            f"the instance is still {obs.status} at {format_at(obs.end_ms)} and nothing has "
-            f"happened since {format_at(last_at)}: it waits on something that no step, sleep, "
-            "retry or event wait will complete"
-        )
-    else:
-        what = (
-            f"the instance is still {obs.status} after {format_at(obs.end_ms)} of virtual time "
-            "(the chaos time bound: twice the fault-free run, and at least 2 days)"
-        )
-    last = [e for e in obs.timeline if e["kind"] not in ("crash", "recover")][-1:]
-    diff = [f"last timeline entry: {entry_summary(e)}" for e in last]
     hint = (
         "The workflow awaits something that no step, sleep or event will complete. A common "
         "cause is in-memory coordination (an asyncio.Event or Future, a module-level variable) "
@@ -131,6 +119,31 @@ def no_stuck(base: Baseline, obs: Observation) -> list[Violation]:
         "does not run, so nothing sets it. Pass data between steps through their results, "
         "wf.wait_for events or the database."
     )
+    if obs.end_ms - last_at >= 86_400_000 or not obs.bound_hit:
+        what = (
+            f"the instance is still {obs.status} at {format_at(obs.end_ms)} and nothing has "
+            f"happened since {format_at(last_at)}: it waits on something that no step, sleep, "
+            "retry or event wait will complete"
+        )
+    else:
+        if obs.end_ms >= base.bound_ms:
+            what = (
+                f"the instance is still {obs.status} after {format_at(obs.end_ms)} of virtual "
+                "time (the chaos time bound: twice the fault-free run, and at least 2 days)"
+            )
+        else:
+            what = (
+                f"the instance is still {obs.status} after {RUNAWAY_WAITS:,} sleeps and event "
+                f"waits ({format_at(obs.end_ms)} of virtual time): it does not end on its own"
+            )
+        hint = (
+            "The workflow keeps going: a loop of sleeps, waits or retries with no end? Give "
+            "the loop an end (a count, or a condition a step's result decides). A workflow "
+            "meant to run for ever cannot be judged by its outcome: test it mid-run "
+            "(create_test_workflow(...).start(params), then wait_for_status)."
+        )
+    last = [e for e in obs.timeline if e["kind"] not in ("crash", "recover")][-1:]
+    diff = [f"last timeline entry: {entry_summary(e)}" for e in last]
     return [
         Violation("no-stuck-instance", "instance", what, diff, hint, workflow_site(base.workflow))
     ]

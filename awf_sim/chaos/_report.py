@@ -181,9 +181,12 @@ class ChaosReport:
         }
 
     def _coverage(self, r: CampaignResult) -> dict[str, Any]:
+        rank: dict[str, int] = {}
+        for i, p in enumerate(r.baseline.points):
+            rank.setdefault(p.label, i)
         pairs = sorted(
             {(p.label, k) for p in r.baseline.points for k in _point_kinds(r, p.label)},
-            key=lambda pk: (_point_rank(r, pk[0]), KINDS.index(pk[1])),
+            key=lambda pk: (rank[pk[0]], KINDS.index(pk[1])),
         )
         ran = [pk for pk in pairs if r.coverage.get(pk, 0)]
         return {
@@ -357,7 +360,7 @@ class ChaosReport:
             table.add_column("step", no_wrap=True)
             for k in kinds:
                 table.add_column(_SHORT[k], justify="right")
-            for p in steps:
+            for p in steps[:_LISTED]:
                 applicable = _point_kinds(r, p.label)
                 cells: list[Any] = []
                 for k in kinds:
@@ -368,8 +371,9 @@ class ChaosReport:
                         cells.append(Text(str(n), style="green" if n else "bold red"))
                 table.add_row(p.label, *cells)
             yield table
-        width = max((len(p.label) for p in others), default=0)
-        for p in others:
+            yield from _more(len(steps), "steps")
+        width = max((len(p.label) for p in others[:_LISTED]), default=0)
+        for p in others[:_LISTED]:
             parts: list[Any] = [f"{p.label:<{width}}  "]
             for i, k in enumerate(_point_kinds(r, p.label)):
                 n = r.coverage.get((p.label, k), 0)
@@ -379,6 +383,7 @@ class ChaosReport:
                     (str(n), "green" if n else "bold red"),
                 ]
             yield Text.assemble(*parts)
+        yield from _more(len(others), "sleeps and waits")
         shown = dict.fromkeys(
             _SHORT[k] for p in r.baseline.points for k in _point_kinds(r, p.label)
         )
@@ -387,9 +392,15 @@ class ChaosReport:
             style="dim",
         )
         # Say what was not covered, by name: a clean verdict says nothing about it.
-        for item in cov["not_ran"]:
+        for item in cov["not_ran"][:_LISTED]:
             yield Text(
                 f"not covered: {item['kind']} at {item['point']} never fired", style="yellow"
+            )
+        if len(cov["not_ran"]) > _LISTED:
+            yield Text(
+                f"not covered: {len(cov['not_ran']) - _LISTED:,} more (fault point × kind) "
+                "pairs; --json lists them all",
+                style="yellow",
             )
         for item in cov["wait_timeouts"]:
             if not item["runs"]:
@@ -494,13 +505,19 @@ def _with_stack(
     return {**error, "stack": stack} if error and stack else error
 
 
+# Fault points listed by name, at most: a loop of 10,000 steps has 10,000, and the report is
+# read by a person (--json has them all).
+_LISTED = 40
+
+
+def _more(count: int, what: str) -> Iterator[Any]:
+    """The line that stands for the points past the first `_LISTED`, if any."""
+    from rich.text import Text
+
+    if count > _LISTED:
+        yield Text(f"... and {count - _LISTED:,} more {what}; --json lists them all", style="dim")
+
+
 def _point_kinds(r: CampaignResult, label: str) -> list[str]:
     """The kinds the exhaustive phase aimed at this point."""
     return r.baseline.aimed.get(label, [])
-
-
-def _point_rank(r: CampaignResult, label: str) -> int:
-    for i, p in enumerate(r.baseline.points):
-        if p.label == label:
-            return i
-    return len(r.baseline.points)

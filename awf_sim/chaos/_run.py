@@ -34,6 +34,7 @@ from awf_sim.dsl._values import watch_types
 from awf_sim.engine import Instance, Simulator, World
 from awf_sim.engine._calls import TERMINAL
 from awf_sim.engine._resume import database_image
+from awf_sim.engine._simulator import RUNAWAY_WAITS
 
 __all__ = [
     "cpu_stopped",
@@ -159,8 +160,11 @@ def finish(
     seen before, with their digests (most runs of a campaign end with the same rows);
     `snapshots`: the snapshots of digests seen before (equal digests, equal rows), to be
     read only."""
-    if sim.now_ms < bound_ms:
-        sim.run_until_done(inst, max_ms=bound_ms - sim.now_ms)
+    # A run that never ends stops at the bound of virtual time, or of sleeps and waits (a
+    # loop of one-second sleeps would take 34 million to reach 400 days).
+    gave_up = sim.now_ms < bound_ms and not sim.run_until_done(
+        inst, max_ms=bound_ms - sim.now_ms, max_waits=RUNAWAY_WAITS
+    )
     status = inst.status()
     db = sim.db
     digest = None
@@ -190,7 +194,7 @@ def finish(
         error=status["error"],
         timeline=inst.timeline,
         end_ms=sim.now_ms,
-        bound_hit=sim.now_ms >= bound_ms,
+        bound_hit=gave_up or sim.now_ms >= bound_ms,
         **recorded(hooks),
         digest=digest,
         snapshot=snapshot,

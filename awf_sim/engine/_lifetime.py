@@ -99,13 +99,16 @@ class Tally:
     """What the simulator's quiescence test needs, kept by the lifetimes as their counters
     change, so that it reads two numbers instead of scanning every instance: how many
     registered lifetimes are not waiting on an event alone (`busy`: on a sleep or retry wait,
-    or on nothing yet), and how many attempts run in them all (`executing`)."""
+    or on nothing yet), and how many attempts run in them all (`executing`). Also how many
+    sleeps and event waits they have begun (`waits`): what bounds a run that never ends,
+    since those are not steps and no step limit stops a loop of them."""
 
-    __slots__ = ("busy", "executing")
+    __slots__ = ("busy", "executing", "waits")
 
     def __init__(self) -> None:
         self.busy = 0
         self.executing = 0
+        self.waits = 0
 
 
 class Lifetime:
@@ -355,6 +358,8 @@ class Lifetime:
             # interned, so a thousand waiting instances share one string, not a thousand.
             count = self.count(_intern(kind + "\x1f" + name))
             key = _intern(f"{kind}:{name}#{count}")
+            if self.tally is not None:
+                self.tally.waits += 1
         ref = None
         if self.hooks is not None:
             seq = self.count("\x1fseq:" + kind)

@@ -50,6 +50,7 @@ from awf_sim.errors import InstanceError
 __all__ = [
     "DEFAULT_COMPATIBILITY_DATE",
     "DEFAULT_EPOCH",
+    "RUNAWAY_WAITS",
     "Instance",
     "InstanceError",
     "Simulator",
@@ -61,6 +62,10 @@ DEFAULT_COMPATIBILITY_DATE = "2026-11-01"
 # Cloudflare stops an invocation past its CPU limit: 30 s by default (limits.cpu_ms in
 # wrangler.toml, up to 5 minutes). The same bound ends a runaway handler or workflow body.
 DEFAULT_CPU_MS = 30_000
+# Where a run to an instance's end (awf-sim run, chaos, a test workflow) gives up on one that
+# keeps sleeping or waiting: those are not steps, so no step limit ends `while True: await
+# wf.sleep(...)`, and in virtual time it would loop for ever. About a second of sleeps.
+RUNAWAY_WAITS = 100_000
 
 # From this compatibility date an uncaught NonRetryableError keeps its own message
 # (workflows_preserve_non_retryable_error_message, SEMANTICS §1.5).
@@ -295,21 +300,40 @@ class Simulator(InstanceLifecycle):
         """Advance virtual time by `duration`, running everything that falls due."""
         self._drive(lambda: False, self.now_ms + parse_duration(duration))
 
-    def run_until_done(self, instance: Instance, max_ms: int | None = None) -> None:
-        """Run until `instance` is terminal or paused, letting event waits time out."""
+    def run_until_done(
+        self, instance: Instance, max_ms: int | None = None, *, max_waits: int | None = None
+    ) -> bool:
+        """Run until `instance` is terminal or paused, letting event waits time out.
+
+        `max_ms` bounds the virtual time this may take; `max_waits` the sleeps and event waits
+        begun meanwhile (by any instance), for an instance that may never end on its own (a
+        loop of sleeps: they are not steps, so no step limit stops it). False when
+        `max_waits` stopped the run, else True."""
 
         def done() -> bool:
             meta = self._store.get_instance(instance.id)
             return meta is None or meta["status"] in TERMINAL or meta["status"] == "paused"
 
-        target = None if max_ms is None else self.now_ms + max_ms
-        self._drive(done, target)
+        return self.run_until(done, max_ms, max_waits=max_waits)
 
-    def run_until(self, condition: Callable[[], bool], max_ms: int | None = None) -> None:
+    def run_until(
+        self,
+        condition: Callable[[], bool],
+        max_ms: int | None = None,
+        *,
+        max_waits: int | None = None,
+    ) -> bool:
         """Run until `condition()` holds when the engine is idle at the current virtual time,
-        nothing is left to run, or `max_ms` of virtual time has passed."""
+        nothing is left to run, `max_ms` of virtual time has passed, or more than `max_waits`
+        sleeps and event waits have begun. False when `max_waits` stopped the run, else True."""
         target = None if max_ms is None else self.now_ms + max_ms
-        self._drive(condition, target)
+        if max_waits is None:
+            self._drive(condition, target)
+            return True
+        tally = self._tally
+        limit = tally.waits + max_waits
+        self._drive(lambda: condition() or tally.waits > limit, target)
+        return condition() or tally.waits <= limit
 
     def _drive(self, stop_when: Callable[[], bool], target_ms: int | None) -> None:
         if self.hooks is not None and not self._running:

@@ -153,8 +153,6 @@ class Modifier(Hooks):
         self._lifetimes: dict[str, _Lifetime] = {}
         self.calls: list[tuple[str, StepRef]] = []
         """Every step, sleep and wait call the engine reported: (instance id, StepRef)."""
-        self.waits = 0
-        """How many of them were sleeps and event waits (a test workflow bounds a run by it)."""
 
     # -- the public API (Cloudflare's WorkflowInstanceModifier) ----------------------------
     def disable_sleeps(self, steps: Any = None) -> None:
@@ -356,8 +354,6 @@ class Modifier(Hooks):
 
     def step_call(self, iid: str, ref: StepRef) -> None:
         self.calls.append((iid, ref))
-        if ref.kind != "do":
-            self.waits += 1
         lifetime = self._lifetimes.setdefault(iid, _Lifetime())
         lifetime.refs.append(ref)
         selected = []

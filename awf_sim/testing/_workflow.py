@@ -19,7 +19,7 @@ from awf_sim.dsl._workflow import In, Out, Workflow
 from awf_sim.engine._calls import TERMINAL
 from awf_sim.engine._hooks import HookChain, Hooks, StepRef
 from awf_sim.engine._selectors import StepSelector, parse_selector
-from awf_sim.engine._simulator import Instance, Simulator
+from awf_sim.engine._simulator import RUNAWAY_WAITS, Instance, Simulator
 from awf_sim.engine._timeline import TimelineEntry
 from awf_sim.engine._world import World
 from awf_sim.testing._context import check_db, check_env
@@ -50,11 +50,6 @@ STATUSES = (
     "terminated",
     "complete",
 )
-
-# A run that makes this many sleeps and event waits without ending is given up on: sleeps do
-# not count towards Cloudflare's step limit, so `while True: await wf.sleep(...)` never ends,
-# and in virtual time it would loop for ever instead of failing the test.
-RUNAWAY_WAITS = 100_000
 
 # Test workflows run one at a time in a process. Module-level `random` is one process-wide
 # state that a running simulation swaps its seeded state into, so two `arun()`s gathered in one
@@ -210,11 +205,9 @@ class TestWorkflow(Generic[In, Out]):
         """Run until `ready()`, `timeout` ms of virtual time, or nothing left to run; fail an
         instance that only sleeps and waits, for ever, instead of looping in virtual time."""
         __tracebackhide__ = True
-        limit = self.modifier.waits + RUNAWAY_WAITS
         with _ONE_AT_A_TIME:
-            self.sim.run_until(lambda: ready() or self.modifier.waits > limit, timeout)
-        if ready() or self.modifier.waits <= limit:
-            return
+            if self.sim.run_until(ready, timeout, max_waits=RUNAWAY_WAITS):
+                return
         status = inst.status()
         days = self.sim.now_ms / 86_400_000
         raise WorkflowFailed(
