@@ -74,6 +74,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # -h as most command-line tools take it; inherited by every subcommand.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 

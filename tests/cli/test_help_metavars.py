@@ -57,3 +57,13 @@ def test_a_help_paragraph_flows_as_one_text(cli: str, app: typer.Typer, args: li
     for paragraph in (command.help or "").split("\n\n"):
         flowing = " ".join(paragraph.split())
         assert flowing in lines, f"{cli} {' '.join(args)}: {flowing!r} is not one line"
+
+
+@pytest.mark.parametrize(
+    ("cli", "app", "args"), CASES, ids=[f"{c} {' '.join(a)}" for c, _, a in CASES]
+)
+def test_dash_h_is_help_too(cli: str, app: typer.Typer, args: list[str]) -> None:
+    # -h as most command-line tools take it: the same page as --help, on every command.
+    short = runner.invoke(app, [*args[:-1], "-h"], terminal_width=200)
+    assert short.exit_code == 0, short.output
+    assert short.stdout == runner.invoke(app, args, terminal_width=200).stdout
