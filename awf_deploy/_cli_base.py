@@ -12,7 +12,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from awf_sim.cli import Group
+from awf_sim.cli import Group, show_version
 from awf_sim.errors import ProcessDied
 from awf_sim.flow import FlowError, parse_json
 
@@ -99,13 +99,7 @@ class _UsageError(Exception):
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            typer.echo(f"awf-deploy {version('awf')}")
-        except PackageNotFoundError:  # run from a source tree that was never installed
-            typer.echo("awf-deploy (version unknown: not installed)")
-        raise typer.Exit(EXIT_OK)
+        show_version("awf-deploy")
 
 
 @app.callback()

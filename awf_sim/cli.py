@@ -10,7 +10,7 @@ import contextlib
 import json
 import sys
 import warnings
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
@@ -79,15 +79,20 @@ app = typer.Typer(
 )
 
 
+def show_version(prog: str) -> NoReturn:
+    """`PROG --version` of both CLIs: the installed awf's version, then exit 0."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        typer.echo(f"{prog} {version('awf')}")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        typer.echo(f"{prog} (version unknown: not installed)")
+    raise typer.Exit(EXIT_OK)
+
+
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            typer.echo(f"awf-sim {version('awf')}")
-        except PackageNotFoundError:  # run from a source tree that was never installed
-            typer.echo("awf-sim (version unknown: not installed)")
-        raise typer.Exit(EXIT_OK)
+        show_version("awf-sim")
 
 
 @app.callback()
