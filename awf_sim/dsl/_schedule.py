@@ -210,6 +210,14 @@ def _interval(text: str, phrase: str) -> str | None:
                 f"invalid schedule {phrase!r}: every {n} minutes does not fit a cron; "
                 "use 1-59 minutes, or hours"
             )
+        if 60 % n:
+            # Cron counts minutes within each hour: */7 fires at :56 and again at :00.
+            raise DefinitionError(
+                f"invalid schedule {phrase!r}: a cron step restarts every hour, so "
+                f"'*/{n} * * * *' also runs at :00, {60 % n} minutes after :{60 - 60 % n:02}, "
+                f"not every {n} minutes; use a number that divides 60 (1, 2, 3, 4, 5, 6, 10, "
+                "12, 15, 20 or 30), or pass a cron expression"
+            )
         return "* * * * *" if n == 1 else f"*/{n} * * * *"
     hours = _EVERY_HOURS.fullmatch(text)
     if hours is not None:
@@ -218,6 +226,13 @@ def _interval(text: str, phrase: str) -> str | None:
             raise DefinitionError(
                 f"invalid schedule {phrase!r}: every {n} hours does not fit a cron; "
                 "use 1-23 hours, or 'daily'"
+            )
+        if 24 % n:
+            raise DefinitionError(
+                f"invalid schedule {phrase!r}: a cron step restarts every day, so "
+                f"'0 */{n} * * *' also runs at 00:00, {24 % n} hours after "
+                f"{24 - 24 % n:02}:00, not every {n} hours; use a number that divides 24 "
+                "(1, 2, 3, 4, 6, 8 or 12), or pass a cron expression"
             )
         return "0 * * * *" if n == 1 else f"0 */{n} * * *"
     return None

@@ -177,6 +177,10 @@ def test_invalid_times_name_the_bad_part(phrase: str, problem: str) -> None:
         ("every 90 minutes", "every 90 minutes does not fit a cron"),
         ("every 0 minutes", "every 0 minutes does not fit a cron"),
         ("every 24 hours", "every 24 hours does not fit a cron"),
+        # cron steps restart each hour (day): */7 would also fire at :00, 4 minutes after :56
+        ("every 7 minutes", "'*/7 * * * *' also runs at :00, 4 minutes after :56"),
+        ("every 45 minutes", "'*/45 * * * *' also runs at :00, 15 minutes after :45"),
+        ("every 5 hours", "'0 */5 * * *' also runs at 00:00, 4 hours after 20:00"),
         ("every 30 seconds", "cron schedules run at most once a minute"),
         ("every 15 minutes at 9am", "a time of day does not fit 'every 15 minutes'"),
         ("32nd of every month", "the day of the month 32 must be 1-31"),
