@@ -316,6 +316,23 @@ def _call_args(where: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dic
     return merged
 
 
+def _required_params(fn: Any) -> list[str]:
+    """The parameters `fn()` would miss: read off a plain function's (or bound method's) code
+    object, which costs no signature object; other callables are taken as they are."""
+    bound = 0
+    if type(fn) is types.MethodType:
+        fn, bound = fn.__func__, 1
+    if type(fn) is not types.FunctionType:
+        return []
+    code = fn.__code__
+    positional = code.co_varnames[bound : code.co_argcount]
+    optional = len(fn.__defaults__ or ())
+    required = list(positional[: max(0, len(positional) - optional)])
+    kwdefaults = fn.__kwdefaults__ or {}
+    names = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    return required + [n for n in names if n not in kwdefaults]
+
+
 class _Built:
     """The steps (`wf.Email(u).send()`) a run has built and not awaited yet, and the last one
     built: a step runs only when awaited, and one left unawaited is a step silently skipped.
@@ -503,6 +520,15 @@ class WorkflowApi:
                 f"wf.do({name!r}, fn): fn must be a function that takes no arguments (sync or "
                 f"async), got {type(fn).__name__}; pass the function itself, e.g. "
                 f"wf.do({name!r}, lambda: fetch(url))"
+            )
+        needs = _required_params(fn)
+        if needs:
+            # Else each attempt fails with "missing 1 required positional argument", retried.
+            raise DefinitionError(
+                f"wf.do({name!r}, fn): fn is called with no arguments, but "
+                f"{getattr(fn, '__qualname__', 'it')} needs {', '.join(map(repr, needs))}; "
+                f"pass a function that takes none, e.g. wf.do({name!r}, lambda: "
+                f"{getattr(fn, '__name__', 'fn')}({', '.join(needs)}))"
             )
         config: dict[str, Any] = {}
         if retries is not None:
