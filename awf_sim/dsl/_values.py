@@ -336,15 +336,14 @@ def _handler_types(handler: Any) -> tuple[tuple[Any, Any, Any], bool]:
     return found, unresolved[0]
 
 
-def result_converter(handler: Any) -> Callable[[Any], Any] | None:
+def result_converter(handler: Any) -> Callable[[Any, str], Any] | None:
     """What turns a step's checkpointed result back into the handler's declared result
-    type; None (the common case) when that type is plain JSON. Computed once per handler."""
+    type, given the value and what to call it in an error (`result of Mailer.notify`); None
+    (the common case) when that type is plain JSON. Computed once per handler."""
     cached: Any = getattr(handler, "__awf_result__", _MISSING)
     if cached is not _MISSING:
         return cached  # type: ignore[no-any-return]
-    convert = converter(handler_types(handler)[2])
-    where = f"result of {getattr(handler, '__qualname__', handler)!s}"
-    found = None if convert is None else (lambda value: convert(value, where))
+    found = converter(handler_types(handler)[2])
     try:  # kept on the function: it goes when the function goes
         handler.__awf_result__ = found
     except AttributeError:  # a bound method or a builtin: looked up again next time
@@ -367,19 +366,21 @@ def await_result(step: Awaitable[Any], call: Any, lifetime: object) -> Generator
     seen = _WATCH.get()
     if revive is None and seen is None:  # the common case: the runtime's own value
         return step.__await__()
-    return _received(step, revive, seen, id(lifetime), call.name)
+    # Named by the step's path, as the user wrote it: one handler may serve two domains.
+    return _received(step, revive, seen, id(lifetime), call.name, f"result of {call.label}")
 
 
 def _received(
     step: Awaitable[Any],
-    revive: Callable[[Any], Any] | None,
+    revive: Callable[[Any, str], Any] | None,
     seen: list[tuple[int, str, str]] | None,
     token: int,
     name: str,
+    where: str,
 ) -> Generator[Any, None, Any]:
     value = yield from step.__await__()
     if revive is not None:
-        value = revive(value)
+        value = revive(value, where)
     if seen is not None:
         seen.append((token, name, type_name(type(value))))
     return value
