@@ -228,5 +228,5 @@ class RunResult:
                 yield Text(self.stack, style="red")
             if self.hint:
                 yield Text(f"hint: {self.hint}", style="yellow")
-        else:
+        elif self.status == "complete":  # a run stopped before its end has no output yet
             yield Text("output: " + json.dumps(self.output, indent=2, ensure_ascii=False))

@@ -62,9 +62,8 @@ DEFAULT_COMPATIBILITY_DATE = "2026-11-01"
 # Cloudflare stops an invocation past its CPU limit: 30 s by default (limits.cpu_ms in
 # wrangler.toml, up to 5 minutes). The same bound ends a runaway handler or workflow body.
 DEFAULT_CPU_MS = 30_000
-# Where a run to an instance's end (awf-sim run, chaos, a test workflow) gives up on one that
-# keeps sleeping or waiting: those are not steps, so no step limit ends `while True: await
-# wf.sleep(...)`, and in virtual time it would loop for ever. About a second of sleeps.
+# Where awf-sim run, chaos and test workflows give up on an instance that keeps sleeping or
+# waiting (not steps: no step limit ends `while True: await wf.sleep(...)`). About a second.
 RUNAWAY_WAITS = 100_000
 
 # From this compatibility date an uncaught NonRetryableError keeps its own message
@@ -303,12 +302,7 @@ class Simulator(InstanceLifecycle):
     def run_until_done(
         self, instance: Instance, max_ms: int | None = None, *, max_waits: int | None = None
     ) -> bool:
-        """Run until `instance` is terminal or paused, letting event waits time out.
-
-        `max_ms` bounds the virtual time this may take; `max_waits` the sleeps and event waits
-        begun meanwhile (by any instance), for an instance that may never end on its own (a
-        loop of sleeps: they are not steps, so no step limit stops it). False when
-        `max_waits` stopped the run, else True."""
+        """Run until `instance` is terminal or paused (event waits time out); as `run_until`."""
 
         def done() -> bool:
             meta = self._store.get_instance(instance.id)
@@ -330,8 +324,7 @@ class Simulator(InstanceLifecycle):
         if max_waits is None:
             self._drive(condition, target)
             return True
-        tally = self._tally
-        limit = tally.waits + max_waits
+        tally, limit = self._tally, self._tally.waits + max_waits
         self._drive(lambda: condition() or tally.waits > limit, target)
         return condition() or tally.waits <= limit
 
