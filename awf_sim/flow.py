@@ -33,7 +33,7 @@ from awf_sim.engine import World
 from awf_sim.errors import FlowError
 from awf_sim.sdk import install_workers_stand_in
 
-# checked_example and error_line serve awf's own CLIs; they are not public API.
+# ai_provider, checked_example and error_line serve awf itself; they are not public API.
 __all__ = ["FlowError", "FlowFile", "load_flow", "parse_input", "parse_json"]
 
 
@@ -141,7 +141,7 @@ def load_flow(path: str | os.PathLike[str]) -> FlowFile:
         workflows,
         getattr(module, "DATABASE", None),
         getattr(module, "HTTP", None),
-        _provider(getattr(module, "AI", None)),
+        ai_provider(getattr(module, "AI", None)),
     )
 
 
@@ -152,8 +152,9 @@ def _fn_name(workflow: Workflow) -> str:
     return f"{getattr(fn, '__name__', 'its function')}{line}"
 
 
-def _provider(value: Any) -> Any:
-    # A module-level `AI` that is not a provider (say, a Domain named AI) is not one.
+def ai_provider(value: Any) -> Any:
+    """A flow file's module-level `AI` as ctx.ai's provider; None when it is not one (say, a
+    Domain named AI). Shared with test workflows, which read the flow's module themselves."""
     return value if hasattr(value, "generate") else None
 
 

@@ -39,7 +39,7 @@ from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import canonical, loads
 from awf_sim.dsl._values import is_structured
 from awf_sim.dsl._workflow import Workflow
-from awf_sim.testing._workflow import flow_defaults
+from awf_sim.testing._workflow import with_flow_defaults
 
 __all__ = ["fault_plans", "inputs"]
 
@@ -77,10 +77,7 @@ def fault_plans(
             f"fault_plans: max_faults must be a whole number >= 0, got {max_faults!r}"
         )
     chosen = parse_kinds(kinds)
-    declared = flow_defaults(workflow)  # as create_test_workflow and assert_durable
-    db = declared["db"] if db is None else db
-    ai = declared["ai"] if ai is None else ai
-    http = declared["http"] if http is None else http
+    db, ai, http = with_flow_defaults(workflow, db, ai, http)
     target = Target(workflow, params, db=db, env=env, ai=ai, http=http, seed=seed, profile=profile)
 
     def build() -> st.SearchStrategy[Plan]:

@@ -38,7 +38,7 @@ from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine._hooks import StepRef
 from awf_sim.engine._selectors import parse_selector
 from awf_sim.errors import FaultPlanError
-from awf_sim.testing._workflow import flow_defaults
+from awf_sim.testing._workflow import with_flow_defaults
 
 __all__ = ["SEED_SOURCE", "DurabilityViolation", "assert_durable", "baseline_for"]
 
@@ -199,11 +199,7 @@ def assert_durable(
     __tracebackhide__ = True  # pytest shows the test's line, not awf's
     checked_workflow(workflow, "assert_durable")
     norm = normalize_plan(plan)
-    # Left out, db, ai and http are the flow file's, as for create_test_workflow.
-    declared = flow_defaults(workflow)
-    db = declared["db"] if db is None else db
-    ai = declared["ai"] if ai is None else ai
-    http = declared["http"] if http is None else http
+    db, ai, http = with_flow_defaults(workflow, db, ai, http)
     if seed is None:
         seed = SEED_SOURCE.randrange(2**32)
     target = Target(

@@ -54,12 +54,9 @@ def verification_targets(
 
 
 def verification_world(flow: FlowFile, seed: int = 0) -> World:
-    """The world every input of `flow` is verified in: its DATABASE, HTTP and AI, `seed`."""
-    world = flow.world
-    # A module-level `AI` that is not a provider (a Domain named AI) is not ctx.ai's.
-    if not hasattr(world.ai, "generate"):
-        world = world.replace(ai=None)
-    return world.replace(seed=seed)
+    """The world every input of `flow` is verified in: its DATABASE, HTTP and AI (only a
+    provider: `load_flow` keeps no other), `seed`."""
+    return flow.world.replace(seed=seed)
 
 
 def example_label(workflow: Workflow, number: int | None) -> str:

@@ -22,6 +22,7 @@ from awf_sim.engine._selectors import StepSelector, parse_selector
 from awf_sim.engine._simulator import RUNAWAY_WAITS, Instance, Simulator
 from awf_sim.engine._timeline import TimelineEntry
 from awf_sim.engine._world import World
+from awf_sim.flow import ai_provider
 from awf_sim.testing._context import check_db, check_env
 from awf_sim.testing._failures import (
     UnmatchedSelector,
@@ -81,13 +82,22 @@ def flow_defaults(workflow: Any) -> dict[str, Any]:
     if scope is None:
         module = sys.modules.get(getattr(workflow, "__module__", "") or "")
         scope = vars(module) if module is not None else {}
-    ai = scope.get("AI")
     return {
         "db": scope.get("DATABASE"),
         "http": scope.get("HTTP"),
-        # A module-level `AI` that is not a provider (a Domain named AI, say) is not one.
-        "ai": ai if hasattr(ai, "generate") else None,
+        "ai": ai_provider(scope.get("AI")),
     }
+
+
+def with_flow_defaults(workflow: Any, db: Any, ai: Any, http: Any) -> tuple[Any, Any, Any]:
+    """`db`, `ai` and `http` as given, each one left out (None) taken from the flow file
+    (`flow_defaults`): what create_test_workflow, assert_durable and fault_plans run with."""
+    declared = flow_defaults(workflow)
+    return (
+        declared["db"] if db is None else db,
+        declared["ai"] if ai is None else ai,
+        declared["http"] if http is None else http,
+    )
 
 
 # -- the test workflow -----------------------------------------------------------------------
@@ -129,10 +139,7 @@ class TestWorkflow(Generic[In, Out]):
         if world is None:
             check_db(db, "create_test_workflow")
             check_env(env, "create_test_workflow")
-            declared = flow_defaults(workflow)
-            db = declared["db"] if db is None else db
-            ai = declared["ai"] if ai is None else ai
-            http = declared["http"] if http is None else http
+            db, ai, http = with_flow_defaults(workflow, db, ai, http)
             world = World(db, ai, http, dict(env or {}), seed, profile)
         elif (seed, profile, db, env, ai, http) != (0, "production", None, None, None, None):
             raise DefinitionError(
