@@ -210,7 +210,7 @@ class DevServer:
 
     @staticmethod
     def _ai(flow: FlowFile) -> Any:
-        if hasattr(flow.ai, "generate"):
+        if flow.ai is not None:  # load_flow keeps only a provider
             return flow.ai
         from awf_sim.testing import create_test_context
 
@@ -343,7 +343,7 @@ class DevServer:
         if bundle.uses_ai:
             ai = (
                 "the flow's AI provider"
-                if hasattr(built.flow.ai, "generate")
+                if built.flow.ai is not None
                 else "awf_sim's DeterministicAI"
             )
             lines.append(f"  AI         {ai} (Workers AI has no offline model)")

@@ -187,13 +187,14 @@ def _replay_all(
     histories: list[tuple[str, History]],
     progress: Callable[[str], None] | None,
 ) -> list[ReplayReport]:
-    ai = flow.ai if hasattr(flow.ai, "generate") else None
     outcomes: list[ReplayReport] = []
     for name, history in histories:
         if progress is not None:
             progress(f"replaying instance {history.instance} of {name} ...")
         try:
-            outcome = replay(flow.workflows[name], history, db=flow.database, http=flow.http, ai=ai)
+            outcome = replay(
+                flow.workflows[name], history, db=flow.database, http=flow.http, ai=flow.ai
+            )
         except Exception as exc:  # a history the simulator cannot take counts as divergent
             outcome = ReplayReport(name, history.instance, history.status, 0, 0)
             outcome.divergences.append(

@@ -53,8 +53,7 @@ def _replay(flow: str, history_path: str) -> ReplayReport:
             f"{history_path}: the history is of workflow {history.workflow!r}; "
             f"{flow} defines: {known}"
         )
-    ai = loaded.ai if hasattr(loaded.ai, "generate") else None
-    return replay(workflow, history, db=loaded.database, http=loaded.http, ai=ai)
+    return replay(workflow, history, db=loaded.database, http=loaded.http, ai=loaded.ai)
 
 
 def replay_command(flow: str, history_path: str, *, json_out: bool = False) -> int:

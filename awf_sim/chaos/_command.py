@@ -25,7 +25,7 @@ from awf_sim.chaos._crossproc import Replayers
 from awf_sim.chaos._faults import FaultPlanError, decode_token, parse_kinds
 from awf_sim.chaos._model import Target
 from awf_sim.chaos._report import ChaosReport, WorkflowChaos
-from awf_sim.chaos._targets import example_label, verification_targets
+from awf_sim.chaos._targets import example_label, verification_targets, verification_world
 from awf_sim.dsl._errors import AwfError
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import run_supervised
@@ -209,11 +209,9 @@ def _chaos_in(
             # One given input: the only (or the named) workflow.
             w = chosen[0] if chosen else loaded.pick(None)
             params = parse_input(w, input_json, input_file)
-            world = loaded.world
-            if not hasattr(world.ai, "generate"):
-                world = world.replace(ai=None)
+            world = verification_world(loaded, seed)
             targets: list[tuple[Target, str, list[str]]] = [
-                (Target.of(w, params, world.replace(seed=seed), cpu_ms=cpu_ms), "given input", [])
+                (Target.of(w, params, world, cpu_ms=cpu_ms), "given input", [])
             ]
         else:
             # What push verifies: every example of every workflow (or the named subset).
