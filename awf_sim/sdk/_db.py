@@ -37,6 +37,7 @@ from awf_sim.sdk._db_sql import (
     _insert_sql,
     _install_triggers,
     _is_ddl,
+    _js_numbers,
     _needs_encoding,
     _Pool,
     _quote,
@@ -46,6 +47,7 @@ from awf_sim.sdk._db_sql import (
     _sql_type,
     _user_tables,
 )
+from awf_sim.sdk._db_tx import Transaction
 
 __all__ = [
     "Database",
@@ -74,18 +76,6 @@ class Write:
 
     def to_dict(self) -> dict[str, Any]:
         return {"table": self.table, "op": self.op, "row": dict(self.row), "step": self.step}
-
-
-_MAX_SAFE_INTEGER = 2**53 - 1
-
-
-def _js_numbers(row: dict[str, Any]) -> dict[str, Any]:
-    """A row as D1 hands it to a Python Worker: D1 answers in JavaScript numbers, which carry no
-    int/float distinction, and Pyodide makes a whole one an `int` (a REAL 420.0 reads as 420)."""
-    for key, value in row.items():
-        if type(value) is float and value.is_integer() and abs(value) <= _MAX_SAFE_INTEGER:
-            row[key] = int(value)
-    return row
 
 
 class DatabaseHandle:
@@ -381,91 +371,6 @@ class DatabaseHandle:
             _check_identifier("table name", table, self._session.label())
             sql = self._delete_sql[table] = f"DELETE FROM {_quote(table)} WHERE id = ?"
         return self._execute(sql, (id,))
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    # Some errors (SQLITE_FULL, ...) already rolled back, and a handler may have closed the
-    # handle: either way the error being raised matters more than this cleanup.
-    try:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass
-
-
-class Transaction:
-    """An open transaction: `async with ctx.db.transaction() as tx:`.
-
-    Commits when the block ends normally, rolls back (data and write log) on any exception.
-    Transactions do not nest.
-    """
-
-    __slots__ = ("_db", "_state")
-
-    def __init__(self, db: DatabaseHandle) -> None:
-        self._db = db
-        self._state = "new"  # new -> open -> done
-
-    async def __aenter__(self) -> Transaction:
-        db = self._db
-        if self._state != "new":
-            raise DatabaseError("this transaction was already used; call transaction() again")
-        if db._tx is not None or db._conn.in_transaction:
-            raise DatabaseError(
-                "nested transaction: a transaction is already open on this database; "
-                "run these statements on the outer transaction instead",
-                step=db.step,
-            )
-        try:
-            db._conn.execute("BEGIN")
-        except sqlite3.Error as exc:
-            raise db._error(exc, "BEGIN") from exc
-        db._tx = self
-        self._state = "open"
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        db = self._db
-        db._tx = None
-        self._state = "done"
-        conn = db._conn
-        if exc_type is None:
-            try:
-                conn.execute("COMMIT")
-                return
-            except sqlite3.Error as commit_error:
-                _rollback(conn)
-                raise db._error(commit_error, "COMMIT") from commit_error
-        _rollback(conn)
-
-    def _open(self) -> DatabaseHandle:
-        if self._state != "open":
-            raise DatabaseError(
-                "this transaction is not open: use tx only inside its `async with` block",
-                step=self._db.step,
-            )
-        return self._db
-
-    async def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
-        return [_js_numbers(row) for row in self._open()._query(sql, params)]
-
-    async def query_one(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
-        row = self._open()._query_one(sql, params)
-        return None if row is None else _js_numbers(row)
-
-    async def execute(self, sql: str, params: Params = ()) -> int:
-        return self._open()._execute(sql, params)
-
-    async def insert(self, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
-        return _js_numbers(self._open()._insert(table, row))
-
-    async def delete(self, table: str, id: Any) -> int:
-        return self._open()._delete(table, id)
 
 
 def _seed(conn: sqlite3.Connection, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:

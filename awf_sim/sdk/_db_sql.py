@@ -85,6 +85,18 @@ def _encode_row(values: Iterable[Any]) -> list[Any]:
     return [v if type(v) in _PLAIN_TYPES else _encode(v) for v in values]
 
 
+_MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _js_numbers(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as D1 hands it to a Python Worker: D1 answers in JavaScript numbers, which carry no
+    int/float distinction, and Pyodide makes a whole one an `int` (a REAL 420.0 reads as 420)."""
+    for key, value in row.items():
+        if type(value) is float and value.is_integer() and abs(value) <= _MAX_SAFE_INTEGER:
+            row[key] = int(value)
+    return row
+
+
 def _needs_encoding(params: Any) -> bool:
     if isinstance(params, Mapping):
         return any(isinstance(v, _JSON_TYPES) for v in params.values())
