@@ -47,7 +47,7 @@ from awf_sim.sdk._db_sql import (
     _sql_type,
     _user_tables,
 )
-from awf_sim.sdk._db_tx import Transaction
+from awf_sim.sdk._db_tx import Transaction, wait_turn
 
 __all__ = [
     "Database",
@@ -140,10 +140,14 @@ class DatabaseHandle:
 
     async def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
         """Rows of a statement as dicts (column -> value), numbers as D1 gives them."""
+        if self._tx is not None:
+            await wait_turn(self)
         return [_js_numbers(row) for row in self._query(sql, params)]
 
     async def query_one(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
         """The first row, or None."""
+        if self._tx is not None:
+            await wait_turn(self)
         row = self._query_one(sql, params)
         return None if row is None else _js_numbers(row)
 
@@ -154,14 +158,20 @@ class DatabaseHandle:
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Runs a statement; returns the number of rows it changed."""
+        if self._tx is not None:
+            await wait_turn(self)
         return self._execute(sql, params)
 
     async def insert(self, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
         """Inserts one row; returns it as stored, with its id and defaults."""
+        if self._tx is not None:
+            await wait_turn(self)
         return _js_numbers(self._insert(table, row))
 
     async def delete(self, table: str, id: Any) -> int:
         """Deletes the row whose `id` column equals `id`; returns 0 or 1."""
+        if self._tx is not None:
+            await wait_turn(self)
         return self._delete(table, id)
 
     def transaction(self) -> Transaction:
