@@ -27,6 +27,7 @@ from awf_sim.errors import DatabaseError
 from awf_sim.sdk._db_sql import (
     _CLOSED,
     _HAS_RETURNING,
+    DDL,
     _canonical,
     _check_identifier,
     _column_def,
@@ -36,7 +37,6 @@ from awf_sim.sdk._db_sql import (
     _encode_row,
     _insert_sql,
     _install_triggers,
-    _is_ddl,
     _js_numbers,
     _needs_encoding,
     _Pool,
@@ -45,6 +45,7 @@ from awf_sim.sdk._db_sql import (
     _short_sql,
     _sort_key,
     _sql_type,
+    _statement_kind,
     _user_tables,
 )
 from awf_sim.sdk._db_tx import Transaction, wait_turn
@@ -269,8 +270,17 @@ class DatabaseHandle:
         return DatabaseError(str(exc), sql, self._session.label())
 
     def _run(self, sql: str, params: Params) -> sqlite3.Cursor:
-        if _is_ddl(sql):
-            return self._run_ddl(sql, params)
+        if type(sql) is not str:
+            raise DatabaseError(
+                f"the SQL must be a str, got {type(sql).__name__}: {sql!r:.80}",
+                None,
+                self._session.label(),
+            )
+        kind = _statement_kind(sql)
+        if kind is not None:
+            if kind is DDL:
+                return self._run_ddl(sql, params)
+            raise DatabaseError(kind, sql, self._session.label())
         try:
             return self._conn.execute(sql, params)
         except (sqlite3.Error, OverflowError) as exc:

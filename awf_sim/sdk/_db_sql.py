@@ -22,10 +22,16 @@ from awf_sim.sdk._effects import current_step
 Params = Sequence[Any] | Mapping[str, Any]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# Leading comments are skipped so that a commented migration is still seen as DDL.
-_DDL = re.compile(
-    r"\s*(?:(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/)\s*)*(?:CREATE|ALTER|DROP)\b", re.IGNORECASE | re.DOTALL
-)
+# A statement's first word; leading comments are skipped so that a commented migration is
+# still seen as DDL.
+_LEAD = r"\s*(?:(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/)\s*)*"
+_FIRST_WORD = re.compile(_LEAD + "([A-Za-z]+)", re.DOTALL)
+_BLANK = re.compile(_LEAD + r";*\s*\Z", re.DOTALL)
+_DDL_WORDS = frozenset({"CREATE", "ALTER", "DROP"})
+# Statements D1 answers with an error (checked on Miniflare's D1): running them here would
+# let a handler pass in the simulator and fail on Cloudflare.
+_TRANSACTION_WORDS = frozenset({"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"})
+DDL = "ddl"
 _PRIVATE_PREFIXES = ("_awf_", "sqlite_")
 _TRIGGER_PREFIX = "_awf_w_"
 # SQLITE_MAX_FUNCTION_ARG defaults to 127: json_object() takes at most 63 key/value pairs.
@@ -68,8 +74,26 @@ def _check_identifier(kind: str, name: Any, step: str | None = None) -> str:
 
 
 @lru_cache(maxsize=2048)
-def _is_ddl(sql: str) -> bool:
-    return _DDL.match(sql) is not None
+def _statement_kind(sql: str) -> str | None:
+    """None for an ordinary statement, `DDL` for one that changes the schema, else why D1
+    refuses it (a one-line error with the fix)."""
+    match = _FIRST_WORD.match(sql)
+    if match is None and _BLANK.match(sql):
+        return "no SQL statement: the SQL is empty or only comments (D1 fails it)"
+    word = match.group(1).upper() if match else ""
+    if word in _DDL_WORDS:
+        return DDL
+    if word in _TRANSACTION_WORDS:
+        return (
+            f"{word} is refused: D1 runs no transaction statements (BEGIN, COMMIT, ROLLBACK, "
+            "SAVEPOINT, RELEASE) and fails them; use `async with ctx.db.transaction() as tx:` "
+            "for statements that must commit or roll back together"
+        )
+    if word in ("ATTACH", "DETACH"):
+        return f"{word} is refused: D1 is one database and does not authorize {word}"
+    if word == "VACUUM":
+        return "VACUUM is refused: D1 fails it (it manages its storage itself); leave it out"
+    return None
 
 
 def _encode(value: Any) -> Any:

@@ -772,7 +772,11 @@ def test_a_connection_left_changed_is_not_reused(keyed: Database, sql: str) -> N
     first = keyed.connect()
     conn = first._conn
     run(first.insert("reservations", {"sku": "ABC"}))
-    run(first.query(sql))
+    if sql.startswith(("ATTACH", "BEGIN")):
+        # ctx.db refuses these as D1 does; the connection's own guard must hold regardless.
+        conn.execute(sql)
+    else:
+        run(first.query(sql))
     first.close()
     with keyed.connect() as again:
         assert again._conn is not conn
@@ -886,3 +890,52 @@ def test_full_text_search_tables_work_and_their_shadow_tables_get_no_triggers() 
         rows = run(handle.query("SELECT title FROM docs WHERE docs MATCH ?", ["hello"]))
         assert rows == [{"title": "a"}]
         assert [(w.table, w.op) for w in handle.writes] == [("notes", "insert")]
+
+
+@pytest.mark.parametrize(
+    ("sql", "refused"),
+    [
+        ("BEGIN", "BEGIN is refused: D1 runs no transaction statements"),
+        ("begin transaction", "BEGIN is refused"),
+        ("/* a comment */ SAVEPOINT s", "SAVEPOINT is refused"),
+        ("RELEASE s", "RELEASE is refused"),
+        ("COMMIT", "COMMIT is refused"),
+        ("END", "END is refused"),
+        ("ROLLBACK", "ROLLBACK is refused"),
+        ("ATTACH ':memory:' AS other", "ATTACH is refused: D1 is one database"),
+        ("DETACH other", "DETACH is refused"),
+        ("VACUUM", "VACUUM is refused"),
+        ("", "no SQL statement"),
+        ("  -- only a comment\n", "no SQL statement"),
+    ],
+)
+def test_statements_d1_fails_are_refused(spec: Database, sql: str, refused: str) -> None:
+    # Checked on Miniflare's D1: each of these is an error there, so a handler that ran them
+    # here would pass in the simulator and fail on Cloudflare. Before, SQLite ran them: a
+    # BEGIN left a transaction open on the connection every step shares.
+    with spec.connect() as db:
+        db.step = "Orders.place#1"
+        with pytest.raises(DatabaseError) as info:
+            run(db.execute(sql))
+        message = str(info.value)
+        assert message.startswith("Orders.place#1: ")
+        assert refused in message
+        assert "\n" not in message
+        assert not db._conn.in_transaction
+        if "transaction statements" in message:
+            assert "async with ctx.db.transaction() as tx:" in message
+        # The refusal lost nothing: the handle still works, and a real transaction opens.
+        assert run(db.query_one("SELECT 1 AS one")) == {"one": 1}
+
+        async def in_transaction() -> int:
+            async with db.transaction() as tx:
+                return await tx.execute("UPDATE inventory SET quantity = quantity")
+
+        assert run(in_transaction()) >= 0
+
+
+def test_sql_that_is_not_a_string_is_one_clear_error(spec: Database) -> None:
+    with spec.connect() as db:
+        for bad in (None, ["SELECT 1"], b"SELECT 1"):
+            with pytest.raises(DatabaseError, match=r"the SQL must be a str, got \w+"):
+                run(db.query(bad))  # type: ignore[arg-type]
