@@ -25,12 +25,12 @@ from awf_sim.errors import AIError
 from awf_sim.sdk._ai_deterministic import (
     AIProvider,
     DeterministicAI,
-    _canonical,
     _check_messages,
     _check_text,
     _digest,
     _Messages,
 )
+from awf_sim.sdk._ai_schema import _canonical
 from awf_sim.sdk._effects import EffectLog
 
 __all__ = [

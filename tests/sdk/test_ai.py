@@ -299,6 +299,55 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "examples": ["ABC-1234", "XYZ-0001"],
     },
     "pydantic": Person.model_json_schema(),
+    # Keywords the generator once ignored, answering values that did not validate:
+    "contains": {"type": "array", "contains": {"type": "string", "const": "X"}},
+    "contains-min": {
+        "type": "array",
+        "items": {"type": "integer"},
+        "contains": {"minimum": 100},
+        "minContains": 2,
+    },
+    "dependent-required": {
+        "type": "object",
+        "properties": {"card": {"type": "string"}},
+        "required": ["card"],
+        "dependentRequired": {"card": ["billing"], "billing": ["zip"]},
+    },
+    "dependencies-draft7": {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "required": ["a"],
+        "dependencies": {"a": ["b"]},
+    },
+    "if-then-else": {
+        "type": "object",
+        "properties": {"country": {"enum": ["US", "CA"]}},
+        "required": ["country"],
+        "if": {"properties": {"country": {"const": "US"}}},
+        "then": {"required": ["state"], "properties": {"state": {"type": "string"}}},
+        "else": {"required": ["province"]},
+    },
+    "if-else-only": {
+        "type": "object",
+        "properties": {"k": {"type": "integer"}},
+        "if": {"required": ["k"]},
+        "else": {"required": ["missing"]},
+    },
+    "not-type": {"not": {"type": "string"}},
+    "not-enum": {"type": "string", "not": {"enum": ["a", "b"]}},
+    "not-with-examples": {"type": "string", "not": {"pattern": "x"}, "examples": ["abc", "def"]},
+    "pattern-properties": {
+        "type": "object",
+        "patternProperties": {"^n_": {"type": "integer"}},
+        "additionalProperties": False,
+        "required": ["n_a"],
+    },
+    "unevaluated-properties": {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "unevaluatedProperties": False,
+        "minProperties": 1,
+    },
 }
 
 
@@ -350,6 +399,11 @@ def test_date_time_format_parses() -> None:
             "needs 2 properties",
         ),
         ({"type": "thing"}, "unknown type 'thing'"),
+        ({"not": {"pattern": "x"}}, "uses `not`, which DeterministicAI cannot satisfy"),
+        ({"type": "object", "propertyNames": {"maxLength": 1}}, "uses `propertyNames`"),
+        ({"type": "array", "contains": {}, "maxContains": 1}, "uses `maxContains`"),
+        ({"type": "array", "contains": False}, "`contains` is `false`"),
+        ({"type": "object", "dependentSchemas": {"a": {}}}, "uses `dependentSchemas`"),
     ],
 )
 def test_unsatisfiable_schemas_are_errors(schema: Any, message: str) -> None:
