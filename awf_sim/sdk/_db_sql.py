@@ -9,6 +9,7 @@ readable size; only `_db` imports this module.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sqlite3
 import weakref
@@ -112,12 +113,25 @@ def _encode_row(values: Iterable[Any]) -> list[Any]:
 _MAX_SAFE_INTEGER = 2**53 - 1
 
 
+_INFINITIES = (math.inf, -math.inf)
+
+
 def _js_numbers(row: dict[str, Any]) -> dict[str, Any]:
     """A row as D1 hands it to a Python Worker: D1 answers in JavaScript numbers, which carry no
-    int/float distinction, and Pyodide makes a whole one an `int` (a REAL 420.0 reads as 420)."""
+    int/float distinction, and Pyodide makes a whole one an `int` (a REAL 420.0 reads as 420)
+    when it is a safe integer, else a float: an INTEGER past 2**53 arrives rounded (Miniflare's
+    D1 reads 9007199254740993 as 9007199254740992), so an exact 64-bit id here would hide a bug
+    there. D1 answers in JSON, where an infinite REAL is null."""
     for key, value in row.items():
-        if type(value) is float and value.is_integer() and abs(value) <= _MAX_SAFE_INTEGER:
-            row[key] = int(value)
+        kind = type(value)
+        if kind is float:
+            if value.is_integer():
+                if -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+                    row[key] = int(value)
+            elif value in _INFINITIES:
+                row[key] = None
+        elif kind is int and not -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+            row[key] = float(value)
     return row
 
 

@@ -153,6 +153,28 @@ def test_numbers_read_as_a_python_worker_reads_them_from_d1() -> None:
         assert db.snapshot()["t"][0]["x"] == 420.0  # what is stored is unchanged
 
 
+def test_integers_past_2_53_and_infinities_read_as_d1_gives_them() -> None:
+    """Miniflare's D1 answers `SELECT 9007199254740993` with 9007199254740992 (a JavaScript
+    number; Pyodide makes an unsafe integer a float) and an infinite REAL with null (JSON).
+    Before, the exact 64-bit value came back here: a handler keeping a 64-bit id would pass
+    in the simulator and read another id on Cloudflare."""
+    spec = Database(schema="CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, x REAL)")
+    with spec.connect() as db:
+        row = run(db.insert("t", {"n": 2**53 + 1, "x": float("inf")}))
+        assert row == {"id": 1, "n": 9007199254740992.0, "x": None}
+        assert type(row["n"]) is float
+        run(db.execute("INSERT INTO t (n, x) VALUES (?, ?)", [-(2**53) - 1, -float("inf")]))
+        run(db.execute("INSERT INTO t (n, x) VALUES (?, ?)", [2**53 - 1, 1.5]))
+        rows = run(db.query("SELECT n, x FROM t ORDER BY id"))
+        assert rows == [
+            {"n": 9007199254740992.0, "x": None},
+            {"n": -9007199254740992.0, "x": None},
+            {"n": 2**53 - 1, "x": 1.5},
+        ]
+        assert type(rows[2]["n"]) is int  # the largest safe integer stays exact
+        assert db.snapshot()["t"][0]["n"] == 2**53 + 1  # what is stored is unchanged
+
+
 def test_insert_returns_the_stored_row_with_its_id(db: DatabaseHandle) -> None:
     first = run(db.insert("inventory", {"sku": "NEW", "quantity": 1}))
     second = run(db.insert("inventory", {"sku": "NEW2", "quantity": 2}))
