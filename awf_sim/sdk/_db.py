@@ -338,6 +338,12 @@ class DatabaseHandle:
         return count if count > 0 else 0
 
     def _insert(self, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        if type(row) is not dict and not isinstance(row, Mapping):
+            raise DatabaseError(
+                f"insert({table!r}, row): row must be a dict of column -> value, "
+                f"got {type(row).__name__}",
+                step=self._session.label(),
+            )
         keys = tuple(row)
         sql = self._insert_sql.get((table, keys))
         if sql is None:
@@ -428,6 +434,11 @@ class Database:
         *,
         auto_schema: bool = False,
     ) -> None:
+        if not isinstance(schema, str):
+            raise DatabaseError(
+                f"Database(schema): expected the schema as SQL text (CREATE TABLE ...), got "
+                f"{type(schema).__name__}; for tables of rows write mock_database({{...}})"
+            )
         self.schema = schema
         self.auto_schema = auto_schema
         conn = sqlite3.connect(":memory:", isolation_level=None)

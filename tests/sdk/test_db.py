@@ -961,3 +961,23 @@ def test_sql_that_is_not_a_string_is_one_clear_error(spec: Database) -> None:
         for bad in (None, ["SELECT 1"], b"SELECT 1"):
             with pytest.raises(DatabaseError, match=r"the SQL must be a str, got \w+"):
                 run(db.query(bad))  # type: ignore[arg-type]
+
+
+def test_a_row_that_is_not_a_dict_is_named_as_such(spec: Database) -> None:
+    # Before: a list row said "invalid column name 1", an int row raised TypeError from tuple().
+    with spec.connect() as db:
+        db.step = "Orders.place#1"
+        for row in ([1, 2], 7, "sku"):
+            with pytest.raises(DatabaseError) as info:
+                run(db.insert("inventory", row))  # type: ignore[arg-type]
+            assert str(info.value) == (
+                "Orders.place#1: insert('inventory', row): row must be a dict of column -> "
+                f"value, got {type(row).__name__}"
+            )
+
+
+def test_a_schema_that_is_not_sql_text_is_one_clear_error() -> None:
+    # Before: TypeError "executescript() argument must be str, not dict".
+    for schema in (123, {"inventory": [{"sku": "A"}]}, None):
+        with pytest.raises(DatabaseError, match=r"Database\(schema\): expected the schema as SQL"):
+            Database(schema)  # type: ignore[arg-type]
