@@ -11,9 +11,35 @@ and the database and effect log read it, so steps that run at once each own thei
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Services"]
+from awf_sim.dsl._errors import DefinitionError
+
+__all__ = ["Services", "check_services"]
+
+
+def check_services(db: Any, ai: Any, http: Any) -> None:
+    """Refuse a db, ai or http that cannot serve `ctx` when the simulation is made: each used
+    to fail a handler's first use of it, attempt after attempt through every retry, or never
+    (a flow file's `DATABASE = {...}`)."""
+    if db is not None and not (hasattr(db, "connect") or hasattr(db, "query_one")):
+        hint = "; for tables of rows write mock_database({...})" if isinstance(db, Mapping) else ""
+        raise DefinitionError(
+            "db (a flow file's DATABASE) must be a Database (mock_database({table: rows}) or "
+            f"Database(schema, rows)) or an open database handle, got {type(db).__name__}{hint}"
+        )
+    if ai is not None and not all(hasattr(ai, m) for m in ("generate", "embed", "chat")):
+        hint = "; for recorded answers write RecordedAI({...})" if isinstance(ai, Mapping) else ""
+        raise DefinitionError(
+            "ai (a flow file's AI) must be an AI provider (DeterministicAI, RecordedAI, "
+            "WorkersAI, or an object with async generate, embed and chat), got "
+            f"{type(ai).__name__}{hint}"
+        )
+    if http is not None:
+        from awf_sim.sdk._http import check_mock  # imports httpx: only when a mock is given
+
+        check_mock(http)
 
 
 class Services:
@@ -31,6 +57,7 @@ class Services:
     )
 
     def __init__(self, db: Any, ai: Any, http: Any, seed: int) -> None:
+        check_services(db, ai, http)
         self.db_spec = db
         self.ai_spec = ai
         self.http_spec = http

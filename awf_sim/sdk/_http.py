@@ -26,10 +26,11 @@ import httpx
 if TYPE_CHECKING:
     import respx
 
+from awf_sim.dsl._errors import DefinitionError
 from awf_sim.errors import UnmockedRequest
 from awf_sim.sdk._effects import EffectLog
 
-__all__ = ["HttpMock", "UnmockedRequest", "make_http_client", "request_summary"]
+__all__ = ["HttpMock", "UnmockedRequest", "check_mock", "make_http_client", "request_summary"]
 
 # Union[...] rather than |: "respx.Router" must stay a string at runtime, because respx is
 # only imported when a router is actually given.
@@ -194,6 +195,17 @@ def _dispatch_for(mock: HttpMock | None) -> _Dispatch:
         f"ctx.http: cannot use {type(mock).__name__} as a mock; give a respx.Router, an httpx "
         "transport (httpx.MockTransport) or a function from httpx.Request to httpx.Response"
     )
+
+
+def check_mock(mock: Any) -> None:
+    """Refuse what `ctx.http` could never use (a real network transport, something that is no
+    mock) as soon as it is given, as a DefinitionError that says what to give instead."""
+    try:
+        _dispatch_for(mock)
+    except TypeError as exc:
+        raise DefinitionError(
+            str(exc).replace("ctx.http: ", "http (a flow file's HTTP): ")
+        ) from None
 
 
 class _RecordingTransport(httpx.AsyncBaseTransport):
