@@ -648,6 +648,15 @@ def test_failed_calls_are_recorded_with_the_error() -> None:
         (lambda ai: ai.embed(b"bytes"), "text must be a str"),
         (lambda ai: ai.chat("hello"), "expected a list"),
         (lambda ai: ai.chat([{"role": "user"}]), r"messages\[0\] must be a dict"),
+        # Before: TypeError "Object of type type is not JSON serializable" from the digest.
+        (
+            lambda ai: ai.generate(prompt="p", schema={"type": str}),
+            r"ctx\.ai\.generate: its input must be JSON .*not \{\"type\": str\}",
+        ),
+        (
+            lambda ai: ai.generate(prompt="p", schema=_Answer),
+            r"got ModelMetaclass; for a pydantic model pass _Answer\.model_json_schema\(\)",
+        ),
     ],
 )
 def test_bad_input_is_refused_before_the_provider(call: Any, message: str) -> None:
@@ -655,6 +664,10 @@ def test_bad_input_is_refused_before_the_provider(call: Any, message: str) -> No
     with pytest.raises(AIError, match=message):
         run(call(AIClient(DeterministicAI(), log)))
     assert len(log) == 0
+
+
+class _Answer(pydantic.BaseModel):
+    score: int
 
 
 def test_generate_takes_keywords() -> None:
