@@ -103,6 +103,12 @@ class DeterministicAI:
             raise AIError("ctx.ai.generate: the schema nests too deeply") from None
         except _Unsatisfiable as exc:
             raise AIError(f"ctx.ai.generate: cannot satisfy the schema: {exc}") from None
+        except (OverflowError, ValueError, TypeError) as exc:
+            # A bound that is no finite number: `"minimum": 1e400`, `"minLength": "many"`.
+            raise AIError(
+                f"ctx.ai.generate: cannot satisfy the schema: a bound in it is not a finite "
+                f"number ({exc})"
+            ) from None
 
     async def embed(self, text: str) -> list[float]:
         stream = self._stream("embed", text)

@@ -78,6 +78,7 @@ _WORDS = (
 )  # fmt: skip
 
 _DEFAULT_SPAN = 1000
+_MAX_ANSWER = 1 << 20
 _MAX_DEPTH = 32
 # Below this nesting, optional properties are left out, so recursive schemas terminate.
 _OPTIONAL_DEPTH = 6
@@ -143,11 +144,22 @@ def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _Generator:
-    __slots__ = ("_root", "_stream")
+    __slots__ = ("_root", "_spent", "_stream")
 
     def __init__(self, stream: _Stream, root: Mapping[str, Any]) -> None:
         self._stream = stream
         self._root = root
+        self._spent = 0  # characters, items and properties made so far
+
+    def _spend(self, amount: int, where: str, what: str) -> None:
+        """Bound the answer: a model's answer is bounded (max_tokens), and a schema asking for
+        more (`minLength: 100000000`, arrays of arrays) hung here building it."""
+        self._spent += amount
+        if self._spent > _MAX_ANSWER:
+            raise _Unsatisfiable(
+                f"{where}: the schema asks for an answer over {_MAX_ANSWER:,} characters, items "
+                f"and keys ({what}); a model's answer is bounded: lower the minimum"
+            )
 
     def value(self, schema: Any, depth: int = 0, where: str = "$") -> Any:
         if depth > _MAX_DEPTH:
@@ -305,6 +317,7 @@ class _Generator:
             optional = [n for n in names if n not in required]
             keep = set(required) | set(optional[: max(0, max_props - len(required))])
             names = [n for n in names if n in keep]
+        self._spend(max(len(names), schema.get("minProperties", 0)), where, "its properties")
         out: dict[str, Any] = {}
         for name in names:
             subs = [sub for pattern, sub in patterns.items() if re.search(pattern, name)]
@@ -349,6 +362,7 @@ class _Generator:
             hi = min(hi, len(prefix))
         floor = lo if depth >= _OPTIONAL_DEPTH else max(lo, min(1, hi))
         count = self._stream.between(floor, hi)
+        self._spend(count, where, f"{count} items")
         unique = bool(schema.get("uniqueItems"))
         out: list[Any] = []
         seen: set[str] = set()
@@ -395,11 +409,17 @@ class _Generator:
         hi = int(schema.get("maxLength", max(lo, 40)))
         if lo > hi:
             raise _Unsatisfiable(f"{where}: minLength {lo} is above maxLength {hi}")
+        self._spend(max(lo, 1), where, f"minLength {lo}")
         words = [stream.choice(_WORDS) for _ in range(stream.between(1, 4))]
+        length = len(words) - 1 + sum(map(len, words))
+        while length < lo:
+            word = stream.choice(_WORDS)
+            words.append(word)
+            length += 1 + len(word)
         text = " ".join(words)
-        while len(text) < lo:
-            text += " " + stream.choice(_WORDS)
-        return text[:hi] if len(text) > hi else text
+        text = text[:hi] if len(text) > hi else text
+        self._spend(len(text) - max(lo, 1), where, "its text")
+        return text
 
     def _formatted(self, fmt: str) -> str | None:
         stream = self._stream

@@ -871,3 +871,33 @@ def test_workers_ai_without_transport_posts_from_a_worker_thread(
                 await ai.aclose()
 
         assert asyncio.run(call()) == "real"
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ({"type": "string", "minLength": 10**8}, r"over 1,048,576 .* \(minLength 100000000\)"),
+        ({"type": "array", "minItems": 10**8}, r"over 1,048,576 .* \(100000000 items\)"),
+        ({"type": "object", "minProperties": 10**7}, r"over 1,048,576 .* \(its properties\)"),
+        (
+            {
+                "type": "array",
+                "items": {"type": "array", "minItems": 3000, "items": {"minItems": 3000}},
+            },
+            r"\$\[\d+\]\[\d+\]\[\d+\]: the schema asks for an answer over 1,048,576",
+        ),
+        ({"type": "integer", "minimum": 1e400}, "a bound in it is not a finite number"),
+        ({"type": "string", "minLength": "many"}, "a bound in it is not a finite number"),
+    ],
+)
+def test_a_schema_asking_for_too_much_is_refused_at_once(schema: Any, message: str) -> None:
+    # Before: the first three and the arrays of arrays built their answer for minutes (the
+    # text one quadratically), the last two raised OverflowError and ValueError from inside.
+    with pytest.raises(AIError, match=f"cannot satisfy the schema: .*{message}") as info:
+        generate(DeterministicAI(), "p", schema)
+    assert "\n" not in str(info.value)
+
+
+def test_a_long_minimum_within_the_bound_is_met() -> None:
+    text = generate(DeterministicAI(), "p", {"type": "string", "minLength": 200_000})
+    assert len(text) >= 200_000
