@@ -267,7 +267,8 @@ class DatabaseHandle:
     # -- synchronous core, shared with Transaction -----------------------------------------
 
     def _error(self, exc: BaseException, sql: str | None) -> DatabaseError:
-        return DatabaseError(str(exc), sql, self._session.label())
+        session = self._session
+        return DatabaseError(session.take_denied() or str(exc), sql, session.label())
 
     def _run(self, sql: str, params: Params) -> sqlite3.Cursor:
         if type(sql) is not str:
@@ -297,15 +298,22 @@ class DatabaseHandle:
         # The log triggers name every column, which would block ALTER TABLE ... DROP COLUMN:
         # take them down first, and put them back for whatever tables exist afterwards.
         try:
-            # DDL leaves the connection not reusable for good (see _Session): nothing is left
-            # to watch for, and putting the triggers back would cost a callback per column.
-            self._session.reusable = False
-            self._conn.set_authorizer(None)
-            _drop_triggers(self._conn)
+            # DDL leaves the connection not reusable for good (see _Session). Our own
+            # statements run without the authorizer (putting the triggers back would cost a
+            # callback per column); the handler's runs under it, which keeps the write log
+            # and D1's reserved names out of its reach.
+            session = self._session
+            session.reusable = False
+            conn = self._conn
+            conn.set_authorizer(None)
+            _drop_triggers(conn)
             try:
-                return self._conn.execute(sql, params)
+                conn.set_authorizer(session.authorize)
+                return conn.execute(sql, params)
             finally:
-                _install_triggers(self._conn)
+                conn.set_authorizer(None)
+                _install_triggers(conn)
+                conn.set_authorizer(session.authorize)
         except (sqlite3.Error, OverflowError) as exc:
             raise self._error(exc, sql) from exc
 
@@ -447,6 +455,17 @@ class Database:
                 conn.executescript(schema)
             except sqlite3.Error as exc:
                 raise DatabaseError(str(exc), schema) from exc
+            reserved = [
+                name
+                for (name,) in conn.execute("SELECT name FROM sqlite_master")
+                if name.lower().startswith(("_awf_", "_cf_"))
+            ]
+            if reserved:
+                raise DatabaseError(
+                    f"{reserved[0]}: names starting with _awf_ are the simulator's own (its "
+                    "write log), and with _cf_ D1's own; name it otherwise",
+                    schema,
+                )
             if rows:
                 # Seed rows go in with foreign keys off, so table order in `rows` is free;
                 # the check afterwards still refuses rows that break a foreign key.

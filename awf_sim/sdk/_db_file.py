@@ -56,6 +56,7 @@ class _FileDatabase(Database):
             # Its schema may have grown since the spec (a handler's CREATE TABLE is kept).
             session.reusable = False
             conn.create_function("_awf_step", 0, session.label)
+            conn.set_authorizer(session.authorize)  # the write log stays out of reach
             return DatabaseHandle(
                 conn, auto_schema=self.auto_schema, _session=session, _tables=None
             )

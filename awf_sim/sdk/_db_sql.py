@@ -320,11 +320,12 @@ class _Session:
     reusable, its schema is also still the spec's, so the handle knows its tables.
     """
 
-    __slots__ = ("reusable", "step")
+    __slots__ = ("denied", "reusable", "step")
 
     def __init__(self, step: str | None = None) -> None:
         self.step = step
         self.reusable = True
+        self.denied: str | None = None  # why authorize refused the statement being compiled
 
     def label(self) -> str | None:
         # The step running in the current task wins over the handle's own label: the
@@ -333,10 +334,35 @@ class _Session:
         return self.step if step is None else step
 
     def authorize(
-        self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None
+        self, action: int, arg1: str | None, arg2: str | None, _db: str | None, src: str | None
     ) -> int:
         if action in _ROW_ACTIONS:
-            pass
+            if (
+                action in _WRITE_ACTIONS
+                and arg1 is not None
+                and arg1.startswith("_awf_")
+                and not (src or "").startswith(_TRIGGER_PREFIX)
+            ):
+                return self._deny(
+                    f"{arg1} is the simulator's record of every write (what chaos compares): "
+                    "a handler may read it, never change it"
+                )
+        elif action in _NAMING_ACTIONS:
+            self.reusable = False
+            # A DROP/ALTER/CREATE names its object in arg1, or (ALTER) its table in arg2.
+            for name in (arg1, arg2) if action == sqlite3.SQLITE_ALTER_TABLE else (arg1,):
+                lowered = (name or "").lower()
+                if lowered.startswith("_cf_"):
+                    return self._deny(
+                        f"{name}: names starting with _cf_ are D1's own (D1 fails it)"
+                    )
+                if lowered.startswith("_awf_") and (
+                    action in _CREATE_ACTIONS or not (src or "").startswith(_TRIGGER_PREFIX)
+                ):
+                    return self._deny(
+                        f"{name}: names starting with _awf_ are the simulator's own (its write "
+                        "log and triggers); name it otherwise"
+                    )
         elif action == sqlite3.SQLITE_FUNCTION:
             if (arg2 or "").lower() in _CONNECTION_FUNCTIONS:
                 self.reusable = False
@@ -345,9 +371,17 @@ class _Session:
             # value is the table or index they describe.
             if arg2 is not None and (arg1 or "").lower() not in _INTROSPECTION_PRAGMAS:
                 self.reusable = False
-        else:  # DDL, ATTACH/DETACH, ANALYZE, REINDEX, and whatever a later SQLite adds
+        else:  # other DDL, ATTACH/DETACH, ANALYZE, REINDEX, and whatever a later SQLite adds
             self.reusable = False
         return sqlite3.SQLITE_OK
+
+    def _deny(self, why: str) -> int:
+        self.denied = why
+        return sqlite3.SQLITE_DENY
+
+    def take_denied(self) -> str | None:
+        why, self.denied = self.denied, None
+        return why
 
 
 # Authorizer actions on rows, and on transactions (close() checks that none is left open).
@@ -363,6 +397,23 @@ _ROW_ACTIONS = frozenset(
         sqlite3.SQLITE_SAVEPOINT,
     }
 )
+_WRITE_ACTIONS = frozenset({sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE})
+_CREATE_ACTIONS = frozenset(
+    {
+        sqlite3.SQLITE_CREATE_TABLE,
+        sqlite3.SQLITE_CREATE_VIEW,
+        sqlite3.SQLITE_CREATE_TRIGGER,
+        sqlite3.SQLITE_CREATE_INDEX,
+    }
+)
+# Statements that create, drop or alter a named object of the main database.
+_NAMING_ACTIONS = _CREATE_ACTIONS | {
+    sqlite3.SQLITE_DROP_TABLE,
+    sqlite3.SQLITE_DROP_VIEW,
+    sqlite3.SQLITE_DROP_TRIGGER,
+    sqlite3.SQLITE_DROP_INDEX,
+    sqlite3.SQLITE_ALTER_TABLE,
+}
 # SQL functions that report the connection's history rather than the database's content.
 _CONNECTION_FUNCTIONS = frozenset({"changes", "last_insert_rowid", "total_changes"})
 _INTROSPECTION_PRAGMAS = frozenset(

@@ -981,3 +981,54 @@ def test_a_schema_that_is_not_sql_text_is_one_clear_error() -> None:
     for schema in (123, {"inventory": [{"sku": "A"}]}, None):
         with pytest.raises(DatabaseError, match=r"Database\(schema\): expected the schema as SQL"):
             Database(schema)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("sql", "refused"),
+    [
+        ("DELETE FROM _awf_writes", "_awf_writes is the simulator's record of every write"),
+        ("UPDATE _awf_writes SET op = 'insert'", "a handler may read it, never change it"),
+        ("INSERT INTO _awf_writes (tbl, op, row) VALUES ('t', 'insert', '{}')", "never change"),
+        ("DROP TABLE _awf_writes", "names starting with _awf_ are the simulator's own"),
+        ("CREATE TABLE _awf_audit (x)", "names starting with _awf_ are the simulator's own"),
+        ("CREATE TABLE _cf_cache (x)", "names starting with _cf_ are D1's own"),
+        ("CREATE INDEX _CF_by_sku ON inventory (sku)", "names starting with _cf_ are D1's own"),
+    ],
+)
+def test_the_write_log_and_reserved_names_are_out_of_a_handlers_reach(
+    spec: Database, sql: str, refused: str
+) -> None:
+    # Before: each ran. A handler could empty the write log chaos compares (its writes then
+    # went unseen), a table named _awf_* was left out of snapshot() and digest(), and _cf_*
+    # names, which D1 refuses ("not authorized" on Miniflare), passed here.
+    with spec.connect() as db:
+        db.step = "Audit.log#1"
+        run(db.execute("UPDATE inventory SET quantity = 3 WHERE sku = 'ABC'"))
+        with pytest.raises(DatabaseError) as info:
+            run(db.execute(sql))
+        assert str(info.value).startswith("Audit.log#1: ")
+        assert refused in str(info.value)
+        assert [(w.table, w.op) for w in db.writes] == [("inventory", "update")]
+        run(db.execute("UPDATE inventory SET quantity = 4 WHERE sku = 'ABC'"))  # still logged
+        assert len(db.writes) == 2
+        assert run(db.query("SELECT count(*) AS n FROM _awf_writes")) == [{"n": 2}]  # readable
+
+
+def test_a_trigger_of_the_handlers_own_cannot_change_the_write_log(spec: Database) -> None:
+    with spec.connect() as db:
+        run(
+            db.execute(
+                "CREATE TRIGGER zap AFTER UPDATE ON inventory BEGIN DELETE FROM _awf_writes; END"
+            )
+        )
+        with pytest.raises(DatabaseError, match="_awf_writes is the simulator's record"):
+            run(db.execute("UPDATE inventory SET quantity = 3"))
+        assert db.writes == []  # the refused statement changed nothing
+
+
+def test_a_schema_cannot_declare_reserved_names() -> None:
+    for schema in ("CREATE TABLE _awf_audit (x)", "CREATE TABLE _cf_kv (x)"):
+        with pytest.raises(DatabaseError, match="names starting with _awf_ are the simulator"):
+            Database(schema)
+    with pytest.raises(DatabaseError, match="names starting with _awf_"):
+        mock_database({"_awf_audit": [{"x": 1}]})
