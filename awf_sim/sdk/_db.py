@@ -285,6 +285,15 @@ class DatabaseHandle:
         try:
             return self._conn.execute(sql, params)
         except (sqlite3.Error, OverflowError) as exc:
+            if type(params) not in (list, tuple) and not isinstance(params, Mapping):
+                # `query_one("... = ?", 5)`: sqlite3 says "unsupported type", or binds the
+                # characters of a str one by one.
+                raise DatabaseError(
+                    f"params must be a list of values for ? placeholders or a dict for :name "
+                    f"ones, got {type(params).__name__}: write [{params!r:.60}]",
+                    sql,
+                    self._session.label(),
+                ) from None
             # sqlite3 cannot bind dict/list; encoding them only after a failure keeps the
             # common path free of a scan over the params.
             if not _needs_encoding(params):

@@ -1032,3 +1032,19 @@ def test_a_schema_cannot_declare_reserved_names() -> None:
             Database(schema)
     with pytest.raises(DatabaseError, match="names starting with _awf_"):
         mock_database({"_awf_audit": [{"x": 1}]})
+
+
+def test_params_that_are_not_a_list_or_dict_say_how_to_write_them(spec: Database) -> None:
+    # Before: "parameters are of unsupported type" for 5, and "Incorrect number of bindings
+    # supplied ... 3 supplied" for "ABC" (sqlite3 takes a str as a sequence of characters).
+    with spec.connect() as db:
+        db.step = "Inventory.check#1"
+        for params, shown in ((5, "int: write [5]"), ("ABC", "str: write ['ABC']")):
+            with pytest.raises(DatabaseError) as info:
+                run(db.query_one("SELECT * FROM inventory WHERE sku = ?", params))  # type: ignore[arg-type]
+            assert str(info.value) == (
+                "Inventory.check#1: params must be a list of values for ? placeholders or a "
+                f'dict for :name ones, got {shown} in "SELECT * FROM inventory WHERE sku = ?"'
+            )
+        row = run(db.query_one("SELECT sku FROM inventory WHERE sku = ?", ["ABC"]))
+        assert row == {"sku": "ABC"}
