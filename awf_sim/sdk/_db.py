@@ -27,6 +27,7 @@ from awf_sim.errors import DatabaseError
 from awf_sim.sdk._db_sql import (
     _CLOSED,
     _HAS_RETURNING,
+    _ONE_AT_A_TIME,
     DDL,
     _canonical,
     _check_identifier,
@@ -39,11 +40,15 @@ from awf_sim.sdk._db_sql import (
     _install_triggers,
     _js_numbers,
     _needs_encoding,
+    _Outcome,
     _Pool,
     _quote,
+    _seed,
     _Session,
+    _Several,
     _short_sql,
     _sort_key,
+    _split_statements,
     _sql_type,
     _statement_kind,
     _user_tables,
@@ -270,7 +275,7 @@ class DatabaseHandle:
         session = self._session
         return DatabaseError(session.take_denied() or str(exc), sql, session.label())
 
-    def _run(self, sql: str, params: Params) -> sqlite3.Cursor:
+    def _run(self, sql: str, params: Params) -> _Outcome:
         if type(sql) is not str:
             raise DatabaseError(
                 f"the SQL must be a str, got {type(sql).__name__}: {sql!r:.80}",
@@ -285,6 +290,8 @@ class DatabaseHandle:
         try:
             return self._conn.execute(sql, params)
         except (sqlite3.Error, OverflowError) as exc:
+            if isinstance(exc, sqlite3.ProgrammingError) and str(exc).startswith(_ONE_AT_A_TIME):
+                return self._run_several(sql, params)
             if type(params) not in (list, tuple) and not isinstance(params, Mapping):
                 # `query_one("... = ?", 5)`: sqlite3 says "unsupported type", or binds the
                 # characters of a str one by one.
@@ -303,7 +310,29 @@ class DatabaseHandle:
         except (sqlite3.Error, OverflowError, TypeError, ValueError) as exc:
             raise self._error(exc, sql) from exc
 
-    def _run_ddl(self, sql: str, params: Params) -> sqlite3.Cursor:
+    def _run_several(self, sql: str, params: Params) -> _Outcome:
+        """Several statements in one call, as D1 runs them: in order, each as one call would
+        run it (a DDL one puts the write log's triggers back, a refused one is refused), the
+        parameters only for the last; the last one's rows, and the changes of them all."""
+        statements = _split_statements(sql)
+        changes = 0
+        for statement in statements[:-1]:
+            try:
+                cursor = self._run(statement, ())
+            except DatabaseError as exc:
+                if "bindings" in exc.detail or "binding parameter" in exc.detail:
+                    raise DatabaseError(
+                        "when one call runs several statements, only the last may have "
+                        "parameters (D1 fails the others): split the call",
+                        sql,
+                        self._session.label(),
+                    ) from None
+                raise
+            changes += max(cursor.rowcount, 0)
+        last = self._run(statements[-1], params)
+        return _Several(last, changes + max(last.rowcount, 0))
+
+    def _run_ddl(self, sql: str, params: Params) -> _Outcome:
         # The log triggers name every column, which would block ALTER TABLE ... DROP COLUMN:
         # take them down first, and put them back for whatever tables exist afterwards.
         try:
@@ -324,6 +353,8 @@ class DatabaseHandle:
                 _install_triggers(conn)
                 conn.set_authorizer(session.authorize)
         except (sqlite3.Error, OverflowError) as exc:
+            if isinstance(exc, sqlite3.ProgrammingError) and str(exc).startswith(_ONE_AT_A_TIME):
+                return self._run_several(sql, params)  # the triggers are back by now
             raise self._error(exc, sql) from exc
 
     def _query(self, sql: str, params: Params) -> list[dict[str, Any]]:
@@ -414,23 +445,6 @@ class DatabaseHandle:
             _check_identifier("table name", table, self._session.label())
             sql = self._delete_sql[table] = f"DELETE FROM {_quote(table)} WHERE id = ?"
         return self._execute(sql, (id,))
-
-
-def _seed(conn: sqlite3.Connection, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-    for table, table_rows in rows.items():
-        _check_identifier("table name", table)
-        for row in table_rows:
-            if not isinstance(row, Mapping):
-                raise DatabaseError(
-                    f"rows of table {table!r} must be dicts (column -> value), "
-                    f"got {type(row).__name__}"
-                )
-            keys = [_check_identifier("column name", key) for key in row]
-            sql = _insert_sql(table, keys, returning=False)
-            try:
-                conn.execute(sql, _encode_row(row.values()))
-            except (sqlite3.Error, OverflowError, TypeError, ValueError) as exc:
-                raise DatabaseError(str(exc), sql) from exc
 
 
 class Database:

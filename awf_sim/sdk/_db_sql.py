@@ -1,5 +1,6 @@
-"""SQL helpers of the simulated database: identifiers, value encoding, table creation from
-seed rows, the triggers that record every row-level write, row ordering for digests, and the
+"""SQL helpers of the simulated database: identifiers, what kind a statement is (and what D1
+refuses), several statements in one call, value encoding, seed rows and tables made from them,
+the triggers that record every row-level write, row ordering for digests, and the
 connections: a session's authorizer and the pool that reuses closed handles' connections.
 
 Apart from `_db` (sessions, handles, transactions, the Database spec) so that each stays a
@@ -15,7 +16,7 @@ import sqlite3
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from awf_sim.errors import DatabaseError
 from awf_sim.sdk._effects import current_step
@@ -33,6 +34,7 @@ _DDL_WORDS = frozenset({"CREATE", "ALTER", "DROP"})
 # let a handler pass in the simulator and fail on Cloudflare.
 _TRANSACTION_WORDS = frozenset({"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"})
 DDL = "ddl"
+NO_STATEMENT = "no SQL statement: the SQL is empty or only comments (D1 fails it)"
 _PRIVATE_PREFIXES = ("_awf_", "sqlite_")
 _TRIGGER_PREFIX = "_awf_w_"
 # SQLITE_MAX_FUNCTION_ARG defaults to 127: json_object() takes at most 63 key/value pairs.
@@ -80,7 +82,7 @@ def _statement_kind(sql: str) -> str | None:
     refuses it (a one-line error with the fix)."""
     match = _FIRST_WORD.match(sql)
     if match is None and _BLANK.match(sql):
-        return "no SQL statement: the SQL is empty or only comments (D1 fails it)"
+        return NO_STATEMENT
     word = match.group(1).upper() if match else ""
     if word in _DDL_WORDS:
         return DDL
@@ -95,6 +97,73 @@ def _statement_kind(sql: str) -> str | None:
     if word == "VACUUM":
         return "VACUUM is refused: D1 fails it (it manages its storage itself); leave it out"
     return None
+
+
+_ONE_AT_A_TIME = "You can only execute one statement at a time"
+
+
+class _Outcome(Protocol):
+    """What running a statement gives: a sqlite3 cursor, or `_Several`."""
+
+    @property
+    def rowcount(self) -> int: ...
+    @property
+    def description(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def fetchone(self) -> Any: ...
+
+
+def _split_statements(sql: str) -> list[str]:
+    """The statements of `sql`, each with its `;` (SQLite's own notion of where one ends:
+    strings, comments and trigger bodies included); blank or comment-only tails dropped."""
+    statements: list[str] = []
+    buffer = ""
+    for piece in sql.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer)
+            buffer = ""
+    if buffer.strip(" \t\r\n;"):
+        statements.append(buffer[:-1])
+    return [s for s in statements if _statement_kind(s) != NO_STATEMENT] or [sql]
+
+
+class _Several:
+    """The outcome of several statements run as one call: the last one's rows, and the
+    changes of all of them (D1's `meta.changes`)."""
+
+    __slots__ = ("_last", "rowcount")
+
+    def __init__(self, last: _Outcome, rowcount: int) -> None:
+        self._last = last
+        self.rowcount = rowcount
+
+    @property
+    def description(self) -> Any:
+        return self._last.description
+
+    def fetchall(self) -> list[Any]:
+        return self._last.fetchall()
+
+    def fetchone(self) -> Any:
+        return self._last.fetchone()
+
+
+def _seed(conn: sqlite3.Connection, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    for table, table_rows in rows.items():
+        _check_identifier("table name", table)
+        for row in table_rows:
+            if not isinstance(row, Mapping):
+                raise DatabaseError(
+                    f"rows of table {table!r} must be dicts (column -> value), "
+                    f"got {type(row).__name__}"
+                )
+            keys = [_check_identifier("column name", key) for key in row]
+            sql = _insert_sql(table, keys, returning=False)
+            try:
+                conn.execute(sql, _encode_row(row.values()))
+            except (sqlite3.Error, OverflowError, TypeError, ValueError) as exc:
+                raise DatabaseError(str(exc), sql) from exc
 
 
 def _encode(value: Any) -> Any:

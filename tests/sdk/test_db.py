@@ -1048,3 +1048,28 @@ def test_params_that_are_not_a_list_or_dict_say_how_to_write_them(spec: Database
             )
         row = run(db.query_one("SELECT sku FROM inventory WHERE sku = ?", ["ABC"]))
         assert row == {"sku": "ABC"}
+
+
+def test_several_statements_in_one_call_run_as_d1_runs_them(spec: Database) -> None:
+    # Miniflare's D1 runs them all, answers with the last one's rows and counts the changes
+    # of all; before, the simulator failed with "You can only execute one statement at a
+    # time", so code that worked on Cloudflare failed here.
+    with spec.connect() as db:
+        db.step = "Stock.reset#1"
+        changed = run(
+            db.execute("UPDATE inventory SET quantity = 0; UPDATE inventory SET reserved = 1")
+        )
+        assert changed == 4  # two rows, twice
+        # A new table among them gets its writes recorded like any other.
+        run(db.execute("CREATE TABLE notes (text TEXT); INSERT INTO notes VALUES ('a;b')"))
+        rows = run(
+            db.query("INSERT INTO notes VALUES ('c'); SELECT text FROM notes WHERE text = ?", ["c"])
+        )
+        assert rows == [{"text": "c"}]
+        assert run(db.query("SELECT text FROM notes")) == [{"text": "a;b"}, {"text": "c"}]
+        assert [w.table for w in db.writes][-3:] == ["inventory", "notes", "notes"]
+        # D1 fails parameters on any but the last, and what it refuses stays refused.
+        with pytest.raises(DatabaseError, match="only the last may have parameters"):
+            run(db.execute("INSERT INTO notes VALUES (?); INSERT INTO notes VALUES (?)", [1, 2]))
+        with pytest.raises(DatabaseError, match="BEGIN is refused"):
+            run(db.execute("SELECT 1; BEGIN"))
