@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import canonical
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import World
+from awf_sim.engine._world import check_db
 from awf_sim.errors import FlowError
 from awf_sim.sdk import install_workers_stand_in
 
@@ -135,11 +137,16 @@ def load_flow(path: str | os.PathLike[str]) -> FlowFile:
             f"{path}: defines no workflow; add one with @Workflow('name') above "
             "`async def fn(wf, params)`"
         )
+    database = getattr(module, "DATABASE", None)
+    try:
+        check_db(database, path, "DATABASE")
+    except DefinitionError as exc:
+        raise FlowError(str(exc)) from None
     return FlowFile(
         path,
         module,
         workflows,
-        getattr(module, "DATABASE", None),
+        database,
         getattr(module, "HTTP", None),
         ai_provider(getattr(module, "AI", None)),
     )

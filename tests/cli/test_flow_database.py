@@ -1,0 +1,73 @@
+"""A flow file's DATABASE, and any db= a Simulator or World is given, is a Database spec or an
+open handle. A schema string (what a D1 user writes first) used to pass through as `ctx.db`:
+every handler's `ctx.db.execute` failed attempt after attempt with an AttributeError, and
+`awf-sim chaos` ended in a traceback of its own (`'str' object has no attribute 'digest'`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from awf_sim import Database, DefinitionError, Simulator
+from awf_sim.cli import app
+from awf_sim.engine import World
+
+_FLOW = """
+from awf_sim import Domain, Workflow
+
+async def ship(order, args, ctx):
+    await ctx.db.execute("INSERT OR IGNORE INTO shipments(order_id) VALUES (?)", [order["id"]])
+    return {{"ok": True}}
+
+Shipping = Domain("Shipping", {{"ship": ship}})
+DATABASE = {database}
+
+@Workflow("ship-it", examples=[{{"id": "o1"}}])
+async def ship_it(wf, order):
+    return await wf.Shipping(order).ship()
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "chaos"])
+@pytest.mark.parametrize(
+    ("database", "hint"),
+    [
+        ('"CREATE TABLE shipments(order_id TEXT);"', "DATABASE = Database(schema=...)"),
+        ('{"shipments": []}', "DATABASE = mock_database({...})"),
+        ("42", "got int"),
+    ],
+)
+def test_a_database_that_is_not_one_is_one_line_exit_2(
+    tmp_path: Path, command: str, database: str, hint: str
+) -> None:
+    flow = tmp_path / "flow_db.py"
+    flow.write_text(_FLOW.format(database=database), encoding="utf-8")
+    result = CliRunner().invoke(app, [command, str(flow)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert "flow_db.py: DATABASE must be a Database" in line
+    assert hint in line
+
+
+def test_a_schema_wrapped_in_database_runs(tmp_path: Path) -> None:
+    flow = tmp_path / "flow_db.py"
+    flow.write_text(
+        _FLOW.format(
+            database='Database(schema="CREATE TABLE shipments(order_id TEXT PRIMARY KEY);")'
+        ).replace(
+            "from awf_sim import Domain, Workflow", "from awf_sim import Database, Domain, Workflow"
+        ),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["chaos", str(flow), "--runs", "20"])
+    assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize("make", [lambda db: Simulator(db=db), lambda db: World(db=db)])
+def test_simulator_and_world_refuse_a_schema_string_at_once(make: object) -> None:
+    with pytest.raises(DefinitionError, match=r"db must be a Database .* got str; for a schema"):
+        make("CREATE TABLE t(a)")  # type: ignore[operator]
+    assert make(Database(schema="CREATE TABLE t(a)")) is not None  # type: ignore[operator]
