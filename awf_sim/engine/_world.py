@@ -19,7 +19,7 @@ from typing import Any
 
 from awf_sim.dsl._errors import DefinitionError
 
-__all__ = ["World", "check_db", "check_env"]
+__all__ = ["World", "check_db", "check_env", "check_http"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class World:
         # attempt of every step that touched it, and chaos with a traceback of its own.
         check_db(self.db, "World")
         check_env(self.env, "World")
+        check_http(self.http, "World")
 
     def replace(self, **changes: Any) -> World:
         """A copy with some fields changed: `world.replace(seed=7)`."""
@@ -71,3 +72,15 @@ def check_env(env: Any, method: str) -> None:
             f"{method}: env must be a dict of names to values (what handlers read as "
             f"ctx.env), got {type(env).__name__}"
         )
+
+
+def check_http(http: Any, method: str, name: str = "http") -> None:
+    """Refuse what ctx.http cannot reach at once (a dict of URLs, a real transport): it used
+    to fail at the first request of every attempt, each retried with backoff."""
+    if http is None:
+        return
+    from awf_sim.sdk._http import http_problem
+
+    problem = http_problem(http)
+    if problem is not None:
+        raise DefinitionError(f"{method}: {name}: {problem.removeprefix('ctx.http: ')}")

@@ -71,3 +71,56 @@ def test_simulator_and_world_refuse_a_schema_string_at_once(make: object) -> Non
     with pytest.raises(DefinitionError, match=r"db must be a Database .* got str; for a schema"):
         make("CREATE TABLE t(a)")  # type: ignore[operator]
     assert make(Database(schema="CREATE TABLE t(a)")) is not None  # type: ignore[operator]
+
+
+_HTTP_FLOW = """
+import httpx
+from awf_sim import Domain, Workflow
+
+async def charge(order, args, ctx):
+    response = await ctx.http.post("https://pay.example/charge", json={{"amount": 5}})
+    return response.json()
+
+Payments = Domain("Payments", {{"charge": charge}})
+HTTP = {http}
+
+@Workflow("pay", examples=[{{"id": "o1"}}])
+async def pay(wf, order):
+    return await wf.Payments(order).charge()
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "chaos"])
+@pytest.mark.parametrize(
+    ("http", "said"),
+    [
+        ('{"https://pay.example/charge": {"id": "ch_1"}}', "HTTP: cannot use dict as a mock"),
+        ("httpx.AsyncHTTPTransport()", "HTTP: AsyncHTTPTransport reaches the real network"),
+    ],
+)
+def test_an_http_mock_that_is_not_one_is_one_line_exit_2(
+    tmp_path: Path, command: str, http: str, said: str
+) -> None:
+    # It used to fail at the first request of every attempt, retried with backoff, and the
+    # instance errored minutes of virtual time later.
+    flow = tmp_path / "flow_http.py"
+    flow.write_text(_HTTP_FLOW.format(http=http), encoding="utf-8")
+    result = CliRunner().invoke(app, [command, str(flow)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert f"flow_http.py: {said}" in line
+
+
+def test_a_domain_named_http_is_not_taken_for_the_mock(tmp_path: Path) -> None:
+    flow = tmp_path / "flow_http.py"
+    text = _HTTP_FLOW.format(http='Domain("HTTP", {"noop": charge})')
+    flow.write_text(text.replace("await wf.Payments(order).charge()", "1"), "utf-8")
+    result = CliRunner().invoke(app, ["run", str(flow)])
+    assert result.exit_code == 0, result.stderr
+
+
+def test_simulator_and_world_refuse_a_dict_as_http_at_once() -> None:
+    for make in (lambda: Simulator(http={"u": 1}), lambda: World(http={"u": 1})):
+        with pytest.raises(DefinitionError, match=r": http: cannot use dict as a mock; give"):
+            make()
