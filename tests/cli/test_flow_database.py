@@ -30,6 +30,16 @@ async def ship_it(wf, order):
 """
 
 
+def _refused(flow: Path, text: str, command: str) -> str:
+    """The one line `awf-sim <command>` refuses the flow file with (exit 2, nothing on stdout)."""
+    flow.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(app, [command, str(flow)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    return line
+
+
 @pytest.mark.parametrize("command", ["run", "chaos"])
 @pytest.mark.parametrize(
     ("database", "hint"),
@@ -42,12 +52,7 @@ async def ship_it(wf, order):
 def test_a_database_that_is_not_one_is_one_line_exit_2(
     tmp_path: Path, command: str, database: str, hint: str
 ) -> None:
-    flow = tmp_path / "flow_db.py"
-    flow.write_text(_FLOW.format(database=database), encoding="utf-8")
-    result = CliRunner().invoke(app, [command, str(flow)])
-    assert result.exit_code == 2
-    assert result.stdout == ""
-    (line,) = result.stderr.splitlines()
+    line = _refused(tmp_path / "flow_db.py", _FLOW.format(database=database), command)
     assert "flow_db.py: DATABASE must be a Database" in line
     assert hint in line
 
@@ -103,12 +108,7 @@ def test_an_http_mock_that_is_not_one_is_one_line_exit_2(
 ) -> None:
     # It used to fail at the first request of every attempt, retried with backoff, and the
     # instance errored minutes of virtual time later.
-    flow = tmp_path / "flow_http.py"
-    flow.write_text(_HTTP_FLOW.format(http=http), encoding="utf-8")
-    result = CliRunner().invoke(app, [command, str(flow)])
-    assert result.exit_code == 2
-    assert result.stdout == ""
-    (line,) = result.stderr.splitlines()
+    line = _refused(tmp_path / "flow_http.py", _HTTP_FLOW.format(http=http), command)
     assert f"flow_http.py: {said}" in line
 
 
