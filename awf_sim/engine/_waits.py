@@ -66,6 +66,8 @@ class EventWaits:
                 ms = hooks.sleep_ms(lt.iid, ref, ms)
             until = lt.loop.now_ms + ms
             rec = {"kind": "sleep", "name": name, "state": "running", "until": until}
+            if until_epoch_ms is not None:
+                rec["moment"] = True
             # commit_step, not lt.commit: one record and its rows, without the general
             # commit's keywords (a sleep costs more than a step otherwise). The alive check
             # is lt.commit's: nothing is written after a crash point.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 
 class _Until:
     async def run(self, event: Any, step: Any) -> Any:
@@ -26,3 +28,55 @@ def test_sleep_until_throws_on_a_replay_after_its_moment(make_sim: Any) -> None:
     inst.resume()  # the replay calls sleepUntil again, now in the past
     sim.run()
     assert inst.status()["output"] == ["You can't sleep until a time in the past, time-traveler"]
+
+
+class _UntilThenStep:
+    async def run(self, event: Any, step: Any) -> Any:
+        await step.sleep_until("z", event["timestamp"].timestamp() * 1000 + 800)
+
+        @step.do("after")
+        async def after() -> int:
+            return 1
+
+        await after()
+        await step.sleep("y", 800)
+        return "done"
+
+
+class _SleepThenStep:
+    async def run(self, event: Any, step: Any) -> Any:
+        await step.sleep("z", 800)
+
+        @step.do("after")
+        async def after() -> int:
+            return 1
+
+        await after()
+        await step.sleep("y", 800)
+        return "done"
+
+
+def _ran_after_by(make_sim: Any, workflow: type, profile: str, at_ms: int) -> bool:
+    """Pause 200-600 ms into the run; has the step after the sleep ended by `at_ms`?"""
+    sim = make_sim(profile=profile)
+    inst = sim.create(workflow)
+    sim.run_until_done(inst, max_ms=200)
+    inst.pause()
+    sim.advance(400)
+    inst.resume()
+    sim.run_until_done(inst, max_ms=at_ms - 600)
+    return inst.step_outputs() == [1]
+
+
+@pytest.mark.parametrize("profile", ["local", "production"])
+def test_a_pause_does_not_move_a_sleep_until_moment(make_sim: Any, profile: str) -> None:
+    # p5-sleep-until-paused-ends-at-its-moment: Cloudflare's replay asks sleepUntil again for
+    # the time left until the moment, so a 400 ms pause leaves the 800 ms moment where it is.
+    assert _ran_after_by(make_sim, _UntilThenStep, profile, at_ms=900)
+
+
+@pytest.mark.parametrize("profile", ["local", "production"])
+def test_a_pause_moves_a_sleep_by_the_paused_span(make_sim: Any, profile: str) -> None:
+    # The same pause during an 800 ms sleep ends it at 1200 ms: resume shifts stored timers.
+    assert not _ran_after_by(make_sim, _SleepThenStep, profile, at_ms=900)
+    assert _ran_after_by(make_sim, _SleepThenStep, profile, at_ms=1300)
