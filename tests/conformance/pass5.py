@@ -572,6 +572,46 @@ add(
 )
 
 
+# -- gracePeriodSemaphore: a do() called while a pause waits for a running step blocks in
+# acquire(); when the pause completes, the blocked steps are let go, run their attempt, and only
+# then meet #checkForPendingPause.
+add(
+    "pause-pending-step-called-beside-running-step",
+    "a step called while a pause waits for another running step (a race's loser) runs once the "
+    "pause completes; terminate then",
+    [
+        {
+            "op": "parallel",
+            "race": True,
+            "steps": [
+                do("a", [{"hang_ms": 600, "return": 1}], catch=False),
+                do("x", [{"hang_ms": 150, "return": 2}], catch=False),
+            ],
+        },
+        do("b", catch=False),
+    ],
+    control=[ctl("pause", 50), ctl("terminate", 1200)],
+    runs=True,
+    step_outputs=True,
+)
+add(
+    "pause-pending-step-after-caught-exhaustion",
+    "a pause while a step fails for good (caught): the next step, called once the pause is "
+    "pending, runs when the pause completes; terminate then",
+    [
+        do(
+            "a",
+            [{"hang_ms": 300, "throw": "Error", "message": "x"}],
+            config={"retries": {"limit": 0, "delay": 10}},
+        ),
+        do("b", catch=False),
+    ],
+    control=[ctl("pause", 100), ctl("terminate", 900)],
+    runs=True,
+    step_outputs=True,
+)
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     for name, scenario in SCENARIOS.items():
