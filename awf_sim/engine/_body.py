@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import types
 from collections.abc import Coroutine
 from typing import Any, Protocol
@@ -36,6 +37,9 @@ _NON_RETRYABLE_FIXED = (
     "The execution of the Workflow instance was terminated, as a step threw an "
     "NonRetryableError and it was not handled"
 )
+
+
+_NRE_PREFIX = re.compile(r"^NonRetryableError:?\s*")
 
 
 class BodyOwner(Protocol):
@@ -65,7 +69,19 @@ def workflow_failure(
             return error_of(exc), stack_of(exc)
         return {"name": "WorkflowFatalError", "message": _NON_RETRYABLE_FIXED}, stack_of(exc)
     if isinstance(exc, Exception):
-        return error_of(exc), stack_of(exc)
+        error = error_of(exc)
+        # The engine's test when run() fails is the step's: by name, or by the message's start
+        # (RPC puts a class's name before its message), so an error of any class that says
+        # so ends the instance as a NonRetryableError does.
+        if error["name"] == "NonRetryableError" or error["message"].startswith("NonRetryableError"):
+            if preserve_non_retryable:
+                # PreservedNonRetryableError: the message without the name RPC put before it.
+                message = error["message"]
+                if error["name"] != "NonRetryableError":
+                    message = _NRE_PREFIX.sub("", message, count=1)
+                return {"name": "NonRetryableError", "message": message}, stack_of(exc)
+            return {"name": "WorkflowFatalError", "message": _NON_RETRYABLE_FIXED}, stack_of(exc)
+        return error, stack_of(exc)
     if isinstance(exc, SystemExit | KeyboardInterrupt):
         # The workflow's, not the process's: it fails the instance, never ends the judge.
         return workflow_exit_error(exc), None

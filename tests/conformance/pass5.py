@@ -612,6 +612,104 @@ add(
 )
 
 
+# -- engine.ts init(): what run() itself throws, outside any step (format 2's `throw`). It
+# crosses RPC on its way out, as a step's error does; init then keeps an Error's name and
+# message, rewrites a NonRetryableError (by name or message start) to the fixed text, and
+# takes a thrown non-Error as it arrives.
+def throw(cls: str, message: str) -> dict[str, Any]:
+    return {"op": "throw", "throw": cls, "message": message}
+
+
+def throw_value(value: Any) -> dict[str, Any]:
+    return {"op": "throw", "throw_value": value}
+
+
+add("throw-error-before-any-step", "run() throws an Error first", [throw("Error", "bad input")])
+add(
+    "throw-error-after-steps",
+    "run() throws after two steps: their outputs stay",
+    [do("a", catch=False), do("b", [{"return": {"k": 2}}], catch=False), throw("Error", "no")],
+    step_outputs=True,
+)
+add("throw-typeerror", "run() throws a TypeError", [throw("TypeError", "x is undefined")])
+add("throw-rangeerror-empty", "run() throws a RangeError without text", [throw("RangeError", "")])
+add(
+    "throw-custom-class",
+    "run() throws an error class of its own",
+    [throw("ValidationError", "bad")],
+)
+add(
+    "throw-custom-class-empty-message",
+    "run() throws an error class of its own without text",
+    [throw("ValidationError", "")],
+)
+add(
+    "throw-nonretryable",
+    "run() throws a NonRetryableError itself: the engine's fixed text",
+    [do("a", catch=False), throw("NonRetryableError", "stop")],
+)
+add(
+    "throw-message-starts-with-nonretryable",
+    "run() throws an Error whose message starts with NonRetryableError: the fixed text",
+    [throw("Error", "NonRetryableError: stop")],
+)
+add(
+    "throw-custom-class-named-nonretryable-prefix",
+    "run() throws a class whose name starts with NonRetryableError",
+    [throw("NonRetryableErrorLike", "m")],
+)
+add("throw-value-string", "run() throws a string", [throw_value("boom")])
+add("throw-value-number", "run() throws a number", [throw_value(42)])
+add("throw-value-null", "run() throws null", [throw_value(None)])
+add("throw-value-false", "run() throws false", [throw_value(False)])
+add("throw-value-object", "run() throws an object", [throw_value({"code": 7})])
+add("throw-value-array", "run() throws an array", [throw_value([1, 2])])
+add(
+    "throw-value-string-nonretryable",
+    "run() throws a string that starts with NonRetryableError",
+    [throw_value("NonRetryableError: x")],
+)
+add(
+    "throw-after-caught-step-failure",
+    "a step fails for good, run() catches it, then throws an error of its own",
+    [do("a", [FAIL], config={"retries": {"limit": 0, "delay": 1}}), throw("Error", "gave up")],
+)
+add(
+    "throw-while-race-loser-runs",
+    "run() throws while a race's losing step still runs",
+    [
+        {
+            "op": "parallel",
+            "race": True,
+            "steps": [do("a", [{"hang_ms": 400, "return": 1}], catch=False), sleep("z", 50)],
+        },
+        throw("Error", "early"),
+    ],
+    runs=True,
+)
+add(
+    "throw-then-event",
+    "an event sent after run() threw is taken without an error",
+    [throw("Error", "x")],
+    events=[ev("go", 1, 200)],
+)
+add(
+    "throw-then-restart",
+    "restart of an instance whose run() threw: it runs again and throws again",
+    [do("a", catch=False), throw("Error", "again")],
+    control=[ctl("restart", 300)],
+    runs=True,
+    step_outputs=True,
+)
+add(
+    "throw-after-paused-sleep",
+    "run() throws after a sleep that a pause interrupted; the replay reaches the throw",
+    [do("a", catch=False), sleep("z", 400), throw("Error", "after sleep")],
+    control=[ctl("pause", 100), ctl("resume", 300)],
+    runs=True,
+)
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     for name, scenario in SCENARIOS.items():
