@@ -59,27 +59,32 @@ class BodyOwner(Protocol):
         False for what is not the workflow's to end it with."""
 
 
+def _preserved(error: dict[str, str]) -> dict[str, str]:
+    """The engine's PreservedNonRetryableError: named NonRetryableError, with the message
+    without the "NonRetryableError: " that RPC put before it."""
+    message = error["message"]
+    if error["name"] != "NonRetryableError":
+        message = _NRE_PREFIX.sub("", message, count=1)
+    return {"name": "NonRetryableError", "message": message}
+
+
 def workflow_failure(
     exc: BaseException, preserve_non_retryable: bool
 ) -> tuple[dict[str, str], str | None] | None:
     """The error (and the user's stack) an instance ends with when its workflow body raised
     `exc`; None for what is not the workflow's to end it with (a cancellation)."""
-    if isinstance(exc, NonRetryableError):
-        if preserve_non_retryable:
-            return error_of(exc), stack_of(exc)
-        return {"name": "WorkflowFatalError", "message": _NON_RETRYABLE_FIXED}, stack_of(exc)
     if isinstance(exc, Exception):
         error = error_of(exc)
         # The engine's test when run() fails is the step's: by name, or by the message's start
         # (RPC puts a class's name before its message), so an error of any class that says
         # so ends the instance as a NonRetryableError does.
-        if error["name"] == "NonRetryableError" or error["message"].startswith("NonRetryableError"):
+        if (
+            isinstance(exc, NonRetryableError)
+            or error["name"] == "NonRetryableError"
+            or error["message"].startswith("NonRetryableError")
+        ):
             if preserve_non_retryable:
-                # PreservedNonRetryableError: the message without the name RPC put before it.
-                message = error["message"]
-                if error["name"] != "NonRetryableError":
-                    message = _NRE_PREFIX.sub("", message, count=1)
-                return {"name": "NonRetryableError", "message": message}, stack_of(exc)
+                return _preserved(error), stack_of(exc)
             return {"name": "WorkflowFatalError", "message": _NON_RETRYABLE_FIXED}, stack_of(exc)
         return error, stack_of(exc)
     if isinstance(exc, SystemExit | KeyboardInterrupt):

@@ -84,3 +84,23 @@ def test_preserved_message_drops_the_prefix_rpc_put_there(make_sim: Any) -> None
         make_sim, RuntimeError("NonRetryableError: card declined"), compatibility_date="2026-05-14"
     )
     assert error == {"name": "NonRetryableError", "message": "card declined"}
+
+
+class _StepSaysNonRetryable:
+    async def run(self, event: Any, step: Any) -> Any:
+        @step.do("s", config={"retries": {"limit": 2, "delay": 0}})
+        async def s() -> None:
+            raise RuntimeError("NonRetryableError: card declined")
+
+        await s()
+
+
+def test_a_step_error_classified_by_its_message_is_preserved_as_a_nonretryableerror(
+    make_sim: Any,
+) -> None:
+    # The step rethrows it into run(), which lets it escape: from 2026-05-14 the instance's
+    # error is the engine's PreservedNonRetryableError, not the step's own class.
+    sim = make_sim(compatibility_date="2026-05-14")
+    inst = sim.create(_StepSaysNonRetryable)
+    sim.run()
+    assert inst.status()["error"] == {"name": "NonRetryableError", "message": "card declined"}
