@@ -710,6 +710,80 @@ add(
 )
 
 
+# -- more of what a real workflow meets: a sleepUntil whose moment passes during a pause, an
+# approval that arrives during a retry wait, a wait that times out beside a running step.
+add(
+    "sleep-until-moment-passes-while-paused",
+    "a pause during a sleepUntil, resumed after its moment: the replay throws time-traveler",
+    [{"op": "sleepUntil", "name": "u", "at_ms": 500}, do("b", catch=False)],
+    control=[ctl("pause", 100), ctl("resume", 800)],
+    runs=True,
+)
+add(
+    "sleep-until-moment-passes-while-paused-caught",
+    "the same, caught: run() goes on to the next step",
+    [{"op": "sleepUntil", "name": "u", "at_ms": 500, "catch": "name"}, do("b", catch=False)],
+    control=[ctl("pause", 100), ctl("resume", 800)],
+    runs=True,
+)
+add(
+    "event-arrives-during-retry-wait",
+    "an approval sent while a step waits to retry is buffered for the wait that follows",
+    [
+        do("charge", [FAIL, {"return": "paid"}], config={"retries": {"limit": 1, "delay": 400}}),
+        wait("approval", "approved", 2000),
+    ],
+    events=[ev("approved", {"by": "ana"}, 150)],
+    step_outputs=True,
+)
+add(
+    "wait-times-out-beside-running-step-uncaught",
+    "a wait in a group times out (uncaught) while the group's step still runs",
+    [
+        {
+            "op": "parallel",
+            "steps": [
+                do("a", [{"hang_ms": 500, "return": 1}], catch=False),
+                wait("w", "go", 100, catch=False),
+            ],
+        }
+    ],
+    runs=True,
+)
+add(
+    "wait-times-out-then-same-type-event-to-next-wait",
+    "a timed-out wait and a second wait of the same name: the late event goes to the second",
+    [wait("w", "go", 100), wait("w", "go", 2000)],
+    events=[ev("go", "late", 400)],
+    step_outputs=True,
+)
+add(
+    "nonretryable-in-parallel-caught-others-complete",
+    "a NonRetryableError in one slot, caught there; the other slots complete",
+    [
+        {
+            "op": "parallel",
+            "steps": [
+                do("a", [NRE]),
+                do(
+                    "b",
+                    [FAIL, {"return": 2}],
+                    catch=False,
+                    config={"retries": {"limit": 1, "delay": 50}},
+                ),
+                sleep("z", 100),
+            ],
+        }
+    ],
+    step_outputs=True,
+)
+add(
+    "retry-limit-fraction-with-timeout",
+    "limit 1.5 (two attempts: attemptedCount <= limit) with a timeout on each",
+    [do("a", [HANG], config={"retries": {"limit": 1.5, "delay": 20}, "timeout": 100})],
+)
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     for name, scenario in SCENARIOS.items():
