@@ -83,6 +83,10 @@ class EventWaits:
             if hooks is not None and ref is not None:
                 lt.act(hooks.during_sleep(lt.iid, ref), ref, None)
         await lt.wait_until(rec["until"])
+        if lt.pause_gate is not None:
+            # Cloudflare: a sleep that ends while a pause waits for a running step does not
+            # return; the run stops there, and the replay after resume ends the sleep.
+            await lt.pause_gate
         # Deferred (to the next commit): lost in a crash, the replay ends the sleep again.
         if not lt.alive:
             raise Abandoned

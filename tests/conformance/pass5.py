@@ -784,6 +784,101 @@ add(
 )
 
 
+# -- context.ts sleep() and do()'s retry wait: after the wait, `getStatus()`; Paused or
+# WaitingForPause throws the pause error. So a sleep or a retry wait that ends while a pause
+# waits for a running step stops the run there (the replay after resume goes on from it); an
+# event wait that gets its event, or times out, goes on.
+RACE_LONG_STEP = {
+    "op": "parallel",
+    "race": True,
+    "steps": [do("a", [{"hang_ms": 1000, "return": 1}], catch=False), sleep("z", 300)],
+}
+RETRY_BESIDE_LONG_STEP = {
+    "op": "parallel",
+    "race": True,
+    "steps": [
+        do("a", [{"hang_ms": 1000, "return": 1}], catch=False),
+        do(
+            "r",
+            [{"hang_ms": 250, "throw": "Error", "message": "x"}, {"return": 2}],
+            catch=False,
+            config={"retries": {"limit": 1, "delay": 100}},
+        ),
+    ],
+}
+add(
+    "pause-pending-sleep-end-stops-the-run",
+    "a sleep that ends while a pause waits for a running step does not return: the run stops "
+    "there and the instance pauses when the step ends (it does not run on to completion)",
+    [RACE_LONG_STEP, sleep("y", 200)],
+    control=[ctl("pause", 150)],
+)
+add(
+    "pause-pending-sleep-end-then-resume",
+    "the same, resumed: the replay goes on from the sleep",
+    [RACE_LONG_STEP, sleep("y", 200), do("b", catch=False)],
+    control=[ctl("pause", 150), ctl("resume", 1500)],
+    runs=True,
+    step_outputs=True,
+)
+add(
+    "pause-pending-wait-gets-event-then-sleep",
+    "an event wait that gets its event while a pause is pending returns; the sleep after it "
+    "ends while the pause still waits, and stops the run",
+    [
+        {
+            "op": "parallel",
+            "race": True,
+            "steps": [
+                do("a", [{"hang_ms": 1000, "return": 1}], catch=False),
+                wait("w", "t", 3000, catch=False),
+            ],
+        },
+        sleep("y", 200),
+    ],
+    events=[ev("t", 1, 300)],
+    control=[ctl("pause", 150)],
+)
+add(
+    "pause-pending-wait-timeout-goes-on",
+    "an event wait that times out while a pause is pending throws its timeout as usual",
+    [
+        {
+            "op": "parallel",
+            "race": True,
+            "steps": [
+                do("a", [{"hang_ms": 1000, "return": 1}], catch=False),
+                wait("w", "t", 300, catch=False),
+            ],
+        }
+    ],
+    control=[ctl("pause", 150)],
+)
+add(
+    "pause-pending-retry-wait-end-stops-the-run",
+    "a retry wait that ends while a pause waits for another running step starts no attempt",
+    [RETRY_BESIDE_LONG_STEP],
+    control=[ctl("pause", 150)],
+    runs=True,
+)
+add(
+    "pause-pending-retry-wait-end-then-resume",
+    "the same, resumed: the replay runs the second attempt",
+    [RETRY_BESIDE_LONG_STEP, do("b", catch=False)],
+    control=[ctl("pause", 150), ctl("resume", 1500)],
+    runs=True,
+    step_outputs=True,
+)
+add(
+    "pause-pending-sleep-end-then-resume-cancels",
+    "a resume while the pause still waits cancels it; Miniflare's run had already stopped at "
+    "the sleep's end, so the instance stays running with nothing to run (documented)",
+    [RACE_LONG_STEP, sleep("y", 200), do("b", catch=False)],
+    control=[ctl("pause", 150), ctl("resume", 700)],
+    runs=True,
+)
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     for name, scenario in SCENARIOS.items():
