@@ -879,6 +879,47 @@ add(
 )
 
 
+# -- engine.ts init(): WORKFLOW_SUCCESS and `complete` once run() returns; nothing stops a step
+# still running then (a race's loser): on Miniflare it runs on, retries and stores its result.
+# The pause at 1500 ms (ignored: the instance is complete) keeps the driver watching until then.
+add(
+    "race-loser-retries-after-completion",
+    "a race's losing step retries on after run() returned (documented: awf_sim ends it)",
+    [
+        {
+            "op": "parallel",
+            "race": True,
+            "steps": [
+                do(
+                    "a",
+                    [FAIL],
+                    catch=False,
+                    config={"retries": {"limit": 2, "delay": 300, "backoff": "constant"}},
+                ),
+                sleep("z", 50),
+            ],
+        }
+    ],
+    control=[ctl("pause", 1500)],
+    runs=True,
+    step_outputs=True,
+)
+add(
+    "race-loser-result-stored-after-completion",
+    "a race's losing step ends after run() returned and its result is stored (documented)",
+    [
+        {
+            "op": "parallel",
+            "race": True,
+            "steps": [do("a", [{"hang_ms": 600, "return": 5}], catch=False), sleep("z", 50)],
+        }
+    ],
+    control=[ctl("pause", 1500)],
+    runs=True,
+    step_outputs=True,
+)
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     for name, scenario in SCENARIOS.items():
