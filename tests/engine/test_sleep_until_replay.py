@@ -1,4 +1,6 @@
-"""sleepUntil compares with the clock on every call, replays included (fidelity pass 2)."""
+"""Sleeps against pauses and replays, as Cloudflare's engine has them: sleepUntil compares with
+the clock on every call, replays included (fidelity pass 2), so a pause does not move its moment;
+and a sleep or a retry wait that ends while a pause is pending stops the run there (pass 5)."""
 
 from __future__ import annotations
 
