@@ -920,6 +920,49 @@ add(
 )
 
 
+# -- context.ts storage keys: a do step's is `hash(NAME)-K`, a wait's `hash(NAME-K)-K`, a
+# sleep's `hash(NAME + length)-K`, all `-value` in one key space. A do named "approval-1" and
+# the first wait named "approval" (or a 1 ms sleep named "x-" and a do named "x-1") share a key,
+# so the second one finds the first one's stored value and returns at once (documented).
+add(
+    "key-clash-wait-then-step",
+    "a wait named approval, then a step named approval-1: Miniflare finds the wait's stored "
+    "event under the step's key and returns undefined without running the step (documented)",
+    [wait("approval", "ok", 2000, catch=False), do("approval-1", [{"return": 5}], catch=False)],
+    events=[ev("ok", {"by": "ana"}, 100)],
+    runs=True,
+    step_outputs=True,
+)
+add(
+    "key-clash-step-then-wait",
+    "a step named approval-1, then a wait named approval: Miniflare returns the step's stored "
+    "value as the event at once (payload undefined) and never takes the event (documented)",
+    [do("approval-1", [{"return": 5}], catch=False), wait("approval", "ok", 2000, catch=False)],
+    events=[ev("ok", {"by": "ana"}, 300)],
+    runs=True,
+    step_outputs=True,
+)
+add(
+    "key-clash-sleep-then-step",
+    "a 1 ms sleep named x-, then a step named x-1: the step is not run (documented)",
+    [sleep("x-", 1), do("x-1", [{"return": 5}], catch=False)],
+    runs=True,
+    step_outputs=True,
+)
+add(
+    "key-clash-step-then-sleep",
+    "the other order: the sleep finds the step's value as its own marker and returns; no clash "
+    "shows",
+    [
+        do("x-1", [{"return": 5}], catch=False),
+        sleep("x-", 1),
+        do("after", [{"return": 5}], catch=False),
+    ],
+    runs=True,
+    step_outputs=True,
+)
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     for name, scenario in SCENARIOS.items():
