@@ -963,6 +963,27 @@ add(
 )
 
 
+# -- engine.ts storeEventMap/restoreEventMap: buffered events are stored under
+# "EVENT_MAP\nTYPE\nINDEX" and read back in key order, which is text order: after a resume,
+# with more than ten of one type buffered, index 10 comes before index 2 (documented).
+TWELVE_WAITS = [sleep("z", 700)] + [wait("w", "v", 2000, catch=False) for _ in range(12)]
+TWELVE_EVENTS = [ev("v", i, 50 + 10 * i) for i in range(12)]
+add(
+    "twelve-buffered-events-in-order",
+    "twelve events of one type buffered before the waits: taken first in, first out",
+    TWELVE_WAITS,
+    events=TWELVE_EVENTS,
+)
+add(
+    "twelve-buffered-events-across-pause",
+    "the same with a pause/resume while they are buffered: Miniflare reads them back in text "
+    "order of their index (0, 1, 10, 11, 2, ...) (documented)",
+    TWELVE_WAITS,
+    events=TWELVE_EVENTS,
+    control=[ctl("pause", 350), ctl("resume", 500)],
+)
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     for name, scenario in SCENARIOS.items():
