@@ -984,6 +984,62 @@ add(
 )
 
 
+# -- the pending-pause stop at a sleep's end, met by the other control actions and by sleepUntil.
+add(
+    "pause-pending-sleep-end-then-terminate",
+    "a run stopped at a sleep's end by a pending pause, terminated before the pause completes",
+    [RACE_LONG_STEP, sleep("y", 200), do("b", catch=False)],
+    control=[ctl("pause", 150), ctl("terminate", 700)],
+    runs=True,
+)
+add(
+    "pause-pending-sleep-end-then-restart",
+    "a run stopped at a sleep's end by a pending pause, restarted before the pause completes",
+    [RACE_LONG_STEP, sleep("y", 200), do("b", catch=False)],
+    control=[ctl("pause", 150), ctl("restart", 700)],
+    runs=True,
+    step_outputs=True,
+)
+add(
+    "pause-pending-sleep-until-end",
+    "a sleepUntil whose moment comes while a pause waits for a running step stops the run "
+    "there too; after resume (past the moment) the replay throws time-traveler",
+    [
+        {
+            "op": "parallel",
+            "race": True,
+            "steps": [
+                do("a", [{"hang_ms": 1000, "return": 1}], catch=False),
+                {"op": "sleepUntil", "name": "u", "at_ms": 300},
+            ],
+        },
+        do("b", catch=False),
+    ],
+    control=[ctl("pause", 150), ctl("resume", 1500)],
+    runs=True,
+)
+add(
+    "pause-pending-event-wait-then-step",
+    "an event wait that gets its event while a pause is pending returns; the step after it "
+    "waits for the pause and runs after resume",
+    [
+        {
+            "op": "parallel",
+            "race": True,
+            "steps": [
+                do("a", [{"hang_ms": 1000, "return": 1}], catch=False),
+                wait("w", "t", 3000, catch=False),
+            ],
+        },
+        do("b", catch=False),
+    ],
+    events=[ev("t", 1, 300)],
+    control=[ctl("pause", 150), ctl("resume", 1500)],
+    runs=True,
+    step_outputs=True,
+)
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     for name, scenario in SCENARIOS.items():
