@@ -16,19 +16,13 @@ from typing import Any
 
 from awf_sim.dsl._errors import DefinitionError
 
-__all__ = ["Services", "check_services"]
+__all__ = ["Services", "check_ai"]
 
 
-def check_services(db: Any, ai: Any, http: Any) -> None:
-    """Refuse a db, ai or http that cannot serve `ctx` when the simulation is made: each used
-    to fail a handler's first use of it, attempt after attempt through every retry, or never
-    (a flow file's `DATABASE = {...}`)."""
-    if db is not None and not (hasattr(db, "connect") or hasattr(db, "query_one")):
-        hint = "; for tables of rows write mock_database({...})" if isinstance(db, Mapping) else ""
-        raise DefinitionError(
-            "db (a flow file's DATABASE) must be a Database (mock_database({table: rows}) or "
-            f"Database(schema, rows)) or an open database handle, got {type(db).__name__}{hint}"
-        )
+def check_ai(ai: Any) -> None:
+    """Refuse an `ai` that cannot serve `ctx.ai` when the simulation is made (the Simulator and
+    World check db and http): it used to fail a handler's first `ctx.ai` call, attempt after
+    attempt through every retry."""
     if ai is not None and not all(hasattr(ai, m) for m in ("generate", "embed", "chat")):
         hint = "; for recorded answers write RecordedAI({...})" if isinstance(ai, Mapping) else ""
         raise DefinitionError(
@@ -36,10 +30,6 @@ def check_services(db: Any, ai: Any, http: Any) -> None:
             "WorkersAI, or an object with async generate, embed and chat), got "
             f"{type(ai).__name__}{hint}"
         )
-    if http is not None:
-        from awf_sim.sdk._http import check_mock  # imports httpx: only when a mock is given
-
-        check_mock(http)
 
 
 class Services:
@@ -57,7 +47,7 @@ class Services:
     )
 
     def __init__(self, db: Any, ai: Any, http: Any, seed: int) -> None:
-        check_services(db, ai, http)
+        check_ai(ai)
         self.db_spec = db
         self.ai_spec = ai
         self.http_spec = http

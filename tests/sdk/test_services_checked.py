@@ -1,5 +1,5 @@
 """A db, ai or http that cannot serve `ctx` is refused when the simulation is made, in one line
-that says what to give instead.
+that says what to give instead (db and http by the World's checks, ai by the services').
 
 Before, each was taken as it was: `HTTP = 42` or a real `httpx.AsyncHTTPTransport()` failed the
 handler's first request, through every retry (5 min 10 s of virtual time, exit 1), and a flow
@@ -32,14 +32,11 @@ flow = Workflow("fetcher", lambda wf, p: wf.Fetcher({}).fetch(), domains=[Fetche
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (
-            {"db": {"t": [{"a": 1}]}},
-            r"got dict; for tables of rows write mock_database\(\{\.\.\.\}\)",
-        ),
-        ({"db": "orders.db"}, r"db \(a flow file's DATABASE\) must be a Database .* got str$"),
+        ({"db": {"t": [{"a": 1}]}}, r"db must be a Database .*mock_database"),
+        ({"db": "orders.db"}, r"db must be a Database .* got str$"),
         ({"ai": "gpt-4"}, r"ai \(a flow file's AI\) must be an AI provider .* got str$"),
         ({"ai": {"hello": "world"}}, r"got dict; for recorded answers write RecordedAI"),
-        ({"http": 42}, r"http \(a flow file's HTTP\): cannot use int as a mock; give a respx"),
+        ({"http": 42}, r"cannot use int as a mock; give a respx"),
         ({"http": httpx.AsyncHTTPTransport()}, r"AsyncHTTPTransport reaches the real network"),
     ],
 )
@@ -80,5 +77,5 @@ def test_a_flow_files_bad_http_is_exit_2_and_one_line(tmp_path: Path) -> None:
         )
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1, done.stderr
-        assert "http (a flow file's HTTP): cannot use int as a mock" in done.stderr
+        assert "HTTP: cannot use int as a mock" in done.stderr
         assert "Traceback" not in done.stderr
