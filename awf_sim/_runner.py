@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +65,21 @@ def _holds(sim: Simulator, id: str) -> bool:
     return True
 
 
+def durable_database(db: Any, store: str) -> Any:
+    """The flow's database kept beside a SQLite store (`run.db` -> `run.db.d1`), as D1 keeps
+    it: an instance resumed in a new process sees what its checkpointed steps wrote. Checked
+    now when the file exists, so a file that cannot serve is one line, not a step's error."""
+    from awf_sim.sdk._db import Database
+    from awf_sim.sdk._db_file import on_disk
+
+    if db is not None and type(db) is not Database:
+        return db  # an open handle, or a spec of the user's own kind: theirs to keep
+    durable = on_disk(db if db is not None else Database(), store + ".d1")
+    if os.path.exists(durable.path):
+        durable.connect().close()
+    return durable
+
+
 def run_flow(
     flow: FlowFile,
     workflow: Workflow,
@@ -85,9 +101,10 @@ def run_flow(
     `new=True` always starts a new instance.
     """
     say = notice if notice is not None else (lambda _m: None)
-    with Simulator(
-        world=flow.world.replace(seed=seed), store=store, isolation=isolation, cpu_ms=cpu_ms
-    ) as sim:
+    world = flow.world.replace(seed=seed)
+    if store is not None:
+        world = world.replace(db=durable_database(world.db, store))
+    with Simulator(world=world, store=store, isolation=isolation, cpu_ms=cpu_ms) as sim:
         inst = None
         if store is not None and not new:
             inst = _pick_stored(sim, workflow, params, id)

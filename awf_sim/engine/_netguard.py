@@ -133,8 +133,65 @@ def _is_guard(function: Any) -> bool:
     return getattr(function, "_awf_network_guard", False) is True
 
 
+def _http_target(request: Any) -> str:
+    """`GET https://host/path` of an httpcore request; the query is left out, as it may carry
+    credentials."""
+    url = request.url
+    port = f":{url.port}" if url.port is not None else ""
+    path = url.target.split(b"?", 1)[0]
+    origin = f"{url.scheme.decode()}://{url.host.decode()}{port}"
+    return f"{request.method.decode()} {origin}{path.decode('ascii', 'replace')}"
+
+
+def _guard_async_http(real: Callable[..., Any]) -> Callable[..., Any]:
+    async def handle_async_request(self: Any, request: Any) -> Any:
+        if _guarded():
+            raise NetworkAccessRefused(_http_target(request), "send")
+        return await real(self, request)
+
+    return handle_async_request
+
+
+def _guard_sync_http(real: Callable[..., Any]) -> Callable[..., Any]:
+    def handle_request(self: Any, request: Any) -> Any:
+        if _guarded():
+            raise NetworkAccessRefused(_http_target(request), "send")
+        return real(self, request)
+
+    return handle_request
+
+
+_httpcore_guarded = False
+
+
+def _install_httpcore() -> None:
+    """A client of the user's own (`httpx.AsyncClient()`) is refused where httpcore opens a
+    connection, before it takes the connection's lock: anyio's lock opens a cancel scope, and a
+    handler resumed on another task than it started on (the engine starts a handler without a
+    Task of its own) failed with anyio's "Attempted to exit cancel scope in a different task"
+    instead of this refusal. The pool above stays as it is, so `respx.mock`, which patches the
+    pool, still answers first. Wrapped once: the connection classes are also respx's targets,
+    and wrapping respx's temporary patch would outlive it. Done once httpx is imported (httpx
+    imports httpcore only when a client is built): httpcore is then a small import more."""
+    global _httpcore_guarded
+    _httpcore_guarded = True
+    from httpcore import AsyncHTTPConnection, HTTPConnection
+
+    for owner, name, factory in (
+        (AsyncHTTPConnection, "handle_async_request", _guard_async_http),
+        (HTTPConnection, "handle_request", _guard_sync_http),
+    ):
+        current = getattr(owner, name)
+        if not _is_guard(current):
+            guard: Any = functools.wraps(current)(factory(current))
+            guard._awf_network_guard = True
+            setattr(owner, name, guard)
+
+
 def install() -> None:
     global _audit_installed
+    if not _httpcore_guarded and "httpx" in sys.modules:
+        _install_httpcore()
     for owner, name, factory in _PATCHES:
         current = getattr(owner, name)
         if _is_guard(current):
@@ -291,3 +348,5 @@ def ensure() -> None:
     the patches give the usual entry points their messages.)"""
     if not all(_is_guard(getattr(owner, name)) for owner, name, _ in _PATCHES):
         install()
+    elif not _httpcore_guarded and "httpx" in sys.modules:
+        _install_httpcore()

@@ -25,12 +25,12 @@ from awf_sim.errors import AIError
 from awf_sim.sdk._ai_deterministic import (
     AIProvider,
     DeterministicAI,
-    _canonical,
     _check_messages,
     _check_text,
     _digest,
     _Messages,
 )
+from awf_sim.sdk._ai_schema import _canonical
 from awf_sim.sdk._effects import EffectLog
 
 __all__ = [
@@ -310,7 +310,14 @@ class AIClient:
     async def _call(
         self, method: str, payload: dict[str, Any], run: Callable[[], Awaitable[T]]
     ) -> T:
-        summary = _summary(method, payload)
+        try:
+            summary = _summary(method, payload)
+        except (TypeError, ValueError) as exc:
+            # The digest is the first to read the input as JSON.
+            raise AIError(
+                f"ctx.ai.{method}: its input must be JSON ({exc}); a schema is JSON too, "
+                'e.g. {"type": "string"}, not {"type": str}'
+            ) from None
         detail: dict[str, Any] = {
             "method": method,
             **payload,
@@ -340,7 +347,15 @@ class AIClient:
         if system is not None:
             _check_text("system", system)
         if schema is not None and not isinstance(schema, (Mapping, bool)):
-            raise AIError(f"ctx.ai.generate: schema must be a dict, got {type(schema).__name__}")
+            hint = (
+                f"; for a pydantic model pass {schema.__name__}.model_json_schema()"
+                if hasattr(schema, "model_json_schema")
+                else ""
+            )
+            raise AIError(
+                f"ctx.ai.generate: schema must be a dict (a JSON schema), got "
+                f"{type(schema).__name__}{hint}"
+            )
         payload = {"system": system, "prompt": prompt, "schema": schema}
         return await self._call(
             "generate",

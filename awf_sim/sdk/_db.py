@@ -27,6 +27,8 @@ from awf_sim.errors import DatabaseError
 from awf_sim.sdk._db_sql import (
     _CLOSED,
     _HAS_RETURNING,
+    _ONE_AT_A_TIME,
+    DDL,
     _canonical,
     _check_identifier,
     _column_def,
@@ -36,16 +38,22 @@ from awf_sim.sdk._db_sql import (
     _encode_row,
     _insert_sql,
     _install_triggers,
-    _is_ddl,
+    _js_numbers,
     _needs_encoding,
+    _Outcome,
     _Pool,
     _quote,
+    _seed,
     _Session,
+    _Several,
     _short_sql,
     _sort_key,
+    _split_statements,
     _sql_type,
+    _statement_kind,
     _user_tables,
 )
+from awf_sim.sdk._db_tx import Transaction, wait_turn
 
 __all__ = [
     "Database",
@@ -74,18 +82,6 @@ class Write:
 
     def to_dict(self) -> dict[str, Any]:
         return {"table": self.table, "op": self.op, "row": dict(self.row), "step": self.step}
-
-
-_MAX_SAFE_INTEGER = 2**53 - 1
-
-
-def _js_numbers(row: dict[str, Any]) -> dict[str, Any]:
-    """A row as D1 hands it to a Python Worker: D1 answers in JavaScript numbers, which carry no
-    int/float distinction, and Pyodide makes a whole one an `int` (a REAL 420.0 reads as 420)."""
-    for key, value in row.items():
-        if type(value) is float and value.is_integer() and abs(value) <= _MAX_SAFE_INTEGER:
-            row[key] = int(value)
-    return row
 
 
 class DatabaseHandle:
@@ -150,10 +146,14 @@ class DatabaseHandle:
 
     async def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
         """Rows of a statement as dicts (column -> value), numbers as D1 gives them."""
+        if self._tx is not None:
+            await wait_turn(self)
         return [_js_numbers(row) for row in self._query(sql, params)]
 
     async def query_one(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
         """The first row, or None."""
+        if self._tx is not None:
+            await wait_turn(self)
         row = self._query_one(sql, params)
         return None if row is None else _js_numbers(row)
 
@@ -164,14 +164,20 @@ class DatabaseHandle:
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Runs a statement; returns the number of rows it changed."""
+        if self._tx is not None:
+            await wait_turn(self)
         return self._execute(sql, params)
 
     async def insert(self, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
         """Inserts one row; returns it as stored, with its id and defaults."""
+        if self._tx is not None:
+            await wait_turn(self)
         return _js_numbers(self._insert(table, row))
 
     async def delete(self, table: str, id: Any) -> int:
         """Deletes the row whose `id` column equals `id`; returns 0 or 1."""
+        if self._tx is not None:
+            await wait_turn(self)
         return self._delete(table, id)
 
     def transaction(self) -> Transaction:
@@ -266,14 +272,35 @@ class DatabaseHandle:
     # -- synchronous core, shared with Transaction -----------------------------------------
 
     def _error(self, exc: BaseException, sql: str | None) -> DatabaseError:
-        return DatabaseError(str(exc), sql, self._session.label())
+        session = self._session
+        return DatabaseError(session.take_denied() or str(exc), sql, session.label())
 
-    def _run(self, sql: str, params: Params) -> sqlite3.Cursor:
-        if _is_ddl(sql):
-            return self._run_ddl(sql, params)
+    def _run(self, sql: str, params: Params) -> _Outcome:
+        if type(sql) is not str:
+            raise DatabaseError(
+                f"the SQL must be a str, got {type(sql).__name__}: {sql!r:.80}",
+                None,
+                self._session.label(),
+            )
+        kind = _statement_kind(sql)
+        if kind is not None:
+            if kind is DDL:
+                return self._run_ddl(sql, params)
+            raise DatabaseError(kind, sql, self._session.label())
         try:
             return self._conn.execute(sql, params)
         except (sqlite3.Error, OverflowError) as exc:
+            if isinstance(exc, sqlite3.ProgrammingError) and str(exc).startswith(_ONE_AT_A_TIME):
+                return self._run_several(sql, params)
+            if type(params) not in (list, tuple) and not isinstance(params, Mapping):
+                # `query_one("... = ?", 5)`: sqlite3 says "unsupported type", or binds the
+                # characters of a str one by one.
+                raise DatabaseError(
+                    f"params must be a list of values for ? placeholders or a dict for :name "
+                    f"ones, got {type(params).__name__}: write [{params!r:.60}]",
+                    sql,
+                    self._session.label(),
+                ) from None
             # sqlite3 cannot bind dict/list; encoding them only after a failure keeps the
             # common path free of a scan over the params.
             if not _needs_encoding(params):
@@ -283,20 +310,51 @@ class DatabaseHandle:
         except (sqlite3.Error, OverflowError, TypeError, ValueError) as exc:
             raise self._error(exc, sql) from exc
 
-    def _run_ddl(self, sql: str, params: Params) -> sqlite3.Cursor:
+    def _run_several(self, sql: str, params: Params) -> _Outcome:
+        """Several statements in one call, as D1 runs them: in order, each as one call would
+        run it (a DDL one puts the write log's triggers back, a refused one is refused), the
+        parameters only for the last; the last one's rows, and the changes of them all."""
+        statements = _split_statements(sql)
+        changes = 0
+        for statement in statements[:-1]:
+            try:
+                cursor = self._run(statement, ())
+            except DatabaseError as exc:
+                if "bindings" in exc.detail or "binding parameter" in exc.detail:
+                    raise DatabaseError(
+                        "when one call runs several statements, only the last may have "
+                        "parameters (D1 fails the others): split the call",
+                        sql,
+                        self._session.label(),
+                    ) from None
+                raise
+            changes += max(cursor.rowcount, 0)
+        last = self._run(statements[-1], params)
+        return _Several(last, changes + max(last.rowcount, 0))
+
+    def _run_ddl(self, sql: str, params: Params) -> _Outcome:
         # The log triggers name every column, which would block ALTER TABLE ... DROP COLUMN:
         # take them down first, and put them back for whatever tables exist afterwards.
         try:
-            # DDL leaves the connection not reusable for good (see _Session): nothing is left
-            # to watch for, and putting the triggers back would cost a callback per column.
-            self._session.reusable = False
-            self._conn.set_authorizer(None)
-            _drop_triggers(self._conn)
+            # DDL leaves the connection not reusable for good (see _Session). Our own
+            # statements run without the authorizer (putting the triggers back would cost a
+            # callback per column); the handler's runs under it, which keeps the write log
+            # and D1's reserved names out of its reach.
+            session = self._session
+            session.reusable = False
+            conn = self._conn
+            conn.set_authorizer(None)
+            _drop_triggers(conn)
             try:
-                return self._conn.execute(sql, params)
+                conn.set_authorizer(session.authorize)
+                return conn.execute(sql, params)
             finally:
-                _install_triggers(self._conn)
+                conn.set_authorizer(None)
+                _install_triggers(conn)
+                conn.set_authorizer(session.authorize)
         except (sqlite3.Error, OverflowError) as exc:
+            if isinstance(exc, sqlite3.ProgrammingError) and str(exc).startswith(_ONE_AT_A_TIME):
+                return self._run_several(sql, params)  # the triggers are back by now
             raise self._error(exc, sql) from exc
 
     def _query(self, sql: str, params: Params) -> list[dict[str, Any]]:
@@ -328,6 +386,12 @@ class DatabaseHandle:
         return count if count > 0 else 0
 
     def _insert(self, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        if type(row) is not dict and not isinstance(row, Mapping):
+            raise DatabaseError(
+                f"insert({table!r}, row): row must be a dict of column -> value, "
+                f"got {type(row).__name__}",
+                step=self._session.label(),
+            )
         keys = tuple(row)
         sql = self._insert_sql.get((table, keys))
         if sql is None:
@@ -383,108 +447,6 @@ class DatabaseHandle:
         return self._execute(sql, (id,))
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
-    # Some errors (SQLITE_FULL, ...) already rolled back, and a handler may have closed the
-    # handle: either way the error being raised matters more than this cleanup.
-    try:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass
-
-
-class Transaction:
-    """An open transaction: `async with ctx.db.transaction() as tx:`.
-
-    Commits when the block ends normally, rolls back (data and write log) on any exception.
-    Transactions do not nest.
-    """
-
-    __slots__ = ("_db", "_state")
-
-    def __init__(self, db: DatabaseHandle) -> None:
-        self._db = db
-        self._state = "new"  # new -> open -> done
-
-    async def __aenter__(self) -> Transaction:
-        db = self._db
-        if self._state != "new":
-            raise DatabaseError("this transaction was already used; call transaction() again")
-        if db._tx is not None or db._conn.in_transaction:
-            raise DatabaseError(
-                "nested transaction: a transaction is already open on this database; "
-                "run these statements on the outer transaction instead",
-                step=db.step,
-            )
-        try:
-            db._conn.execute("BEGIN")
-        except sqlite3.Error as exc:
-            raise db._error(exc, "BEGIN") from exc
-        db._tx = self
-        self._state = "open"
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        db = self._db
-        db._tx = None
-        self._state = "done"
-        conn = db._conn
-        if exc_type is None:
-            try:
-                conn.execute("COMMIT")
-                return
-            except sqlite3.Error as commit_error:
-                _rollback(conn)
-                raise db._error(commit_error, "COMMIT") from commit_error
-        _rollback(conn)
-
-    def _open(self) -> DatabaseHandle:
-        if self._state != "open":
-            raise DatabaseError(
-                "this transaction is not open: use tx only inside its `async with` block",
-                step=self._db.step,
-            )
-        return self._db
-
-    async def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
-        return [_js_numbers(row) for row in self._open()._query(sql, params)]
-
-    async def query_one(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
-        row = self._open()._query_one(sql, params)
-        return None if row is None else _js_numbers(row)
-
-    async def execute(self, sql: str, params: Params = ()) -> int:
-        return self._open()._execute(sql, params)
-
-    async def insert(self, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
-        return _js_numbers(self._open()._insert(table, row))
-
-    async def delete(self, table: str, id: Any) -> int:
-        return self._open()._delete(table, id)
-
-
-def _seed(conn: sqlite3.Connection, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-    for table, table_rows in rows.items():
-        _check_identifier("table name", table)
-        for row in table_rows:
-            if not isinstance(row, Mapping):
-                raise DatabaseError(
-                    f"rows of table {table!r} must be dicts (column -> value), "
-                    f"got {type(row).__name__}"
-                )
-            keys = [_check_identifier("column name", key) for key in row]
-            sql = _insert_sql(table, keys, returning=False)
-            try:
-                conn.execute(sql, _encode_row(row.values()))
-            except (sqlite3.Error, OverflowError, TypeError, ValueError) as exc:
-                raise DatabaseError(str(exc), sql) from exc
-
-
 class Database:
     """A database *spec*: schema + seed rows. Every `connect()` gives a fresh, identical
     database, so repeated simulator runs (chaos) start from the same rows.
@@ -503,6 +465,11 @@ class Database:
         *,
         auto_schema: bool = False,
     ) -> None:
+        if not isinstance(schema, str):
+            raise DatabaseError(
+                f"Database(schema): expected the schema as SQL text (CREATE TABLE ...), got "
+                f"{type(schema).__name__}; for tables of rows write mock_database({{...}})"
+            )
         self.schema = schema
         self.auto_schema = auto_schema
         conn = sqlite3.connect(":memory:", isolation_level=None)
@@ -511,6 +478,17 @@ class Database:
                 conn.executescript(schema)
             except sqlite3.Error as exc:
                 raise DatabaseError(str(exc), schema) from exc
+            reserved = [
+                name
+                for (name,) in conn.execute("SELECT name FROM sqlite_master")
+                if name.lower().startswith(("_awf_", "_cf_"))
+            ]
+            if reserved:
+                raise DatabaseError(
+                    f"{reserved[0]}: names starting with _awf_ are the simulator's own (its "
+                    "write log), and with _cf_ D1's own; name it otherwise",
+                    schema,
+                )
             if rows:
                 # Seed rows go in with foreign keys off, so table order in `rows` is free;
                 # the check afterwards still refuses rows that break a foreign key.

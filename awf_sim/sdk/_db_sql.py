@@ -1,5 +1,6 @@
-"""SQL helpers of the simulated database: identifiers, value encoding, table creation from
-seed rows, the triggers that record every row-level write, row ordering for digests, and the
+"""SQL helpers of the simulated database: identifiers, what kind a statement is (and what D1
+refuses), several statements in one call, value encoding, seed rows and tables made from them,
+the triggers that record every row-level write, row ordering for digests, and the
 connections: a session's authorizer and the pool that reuses closed handles' connections.
 
 Apart from `_db` (sessions, handles, transactions, the Database spec) so that each stays a
@@ -9,12 +10,13 @@ readable size; only `_db` imports this module.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sqlite3
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from awf_sim.errors import DatabaseError
 from awf_sim.sdk._effects import current_step
@@ -22,10 +24,17 @@ from awf_sim.sdk._effects import current_step
 Params = Sequence[Any] | Mapping[str, Any]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# Leading comments are skipped so that a commented migration is still seen as DDL.
-_DDL = re.compile(
-    r"\s*(?:(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/)\s*)*(?:CREATE|ALTER|DROP)\b", re.IGNORECASE | re.DOTALL
-)
+# A statement's first word; leading comments are skipped so that a commented migration is
+# still seen as DDL.
+_LEAD = r"\s*(?:(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/)\s*)*"
+_FIRST_WORD = re.compile(_LEAD + "([A-Za-z]+)", re.DOTALL)
+_BLANK = re.compile(_LEAD + r";*\s*\Z", re.DOTALL)
+_DDL_WORDS = frozenset({"CREATE", "ALTER", "DROP"})
+# Statements D1 answers with an error (checked on Miniflare's D1): running them here would
+# let a handler pass in the simulator and fail on Cloudflare.
+_TRANSACTION_WORDS = frozenset({"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"})
+DDL = "ddl"
+NO_STATEMENT = "no SQL statement: the SQL is empty or only comments (D1 fails it)"
 _PRIVATE_PREFIXES = ("_awf_", "sqlite_")
 _TRIGGER_PREFIX = "_awf_w_"
 # SQLITE_MAX_FUNCTION_ARG defaults to 127: json_object() takes at most 63 key/value pairs.
@@ -68,8 +77,93 @@ def _check_identifier(kind: str, name: Any, step: str | None = None) -> str:
 
 
 @lru_cache(maxsize=2048)
-def _is_ddl(sql: str) -> bool:
-    return _DDL.match(sql) is not None
+def _statement_kind(sql: str) -> str | None:
+    """None for an ordinary statement, `DDL` for one that changes the schema, else why D1
+    refuses it (a one-line error with the fix)."""
+    match = _FIRST_WORD.match(sql)
+    if match is None and _BLANK.match(sql):
+        return NO_STATEMENT
+    word = match.group(1).upper() if match else ""
+    if word in _DDL_WORDS:
+        return DDL
+    if word in _TRANSACTION_WORDS:
+        return (
+            f"{word} is refused: D1 runs no transaction statements (BEGIN, COMMIT, ROLLBACK, "
+            "SAVEPOINT, RELEASE) and fails them; use `async with ctx.db.transaction() as tx:` "
+            "for statements that must commit or roll back together"
+        )
+    if word in ("ATTACH", "DETACH"):
+        return f"{word} is refused: D1 is one database and does not authorize {word}"
+    if word == "VACUUM":
+        return "VACUUM is refused: D1 fails it (it manages its storage itself); leave it out"
+    return None
+
+
+_ONE_AT_A_TIME = "You can only execute one statement at a time"
+
+
+class _Outcome(Protocol):
+    """What running a statement gives: a sqlite3 cursor, or `_Several`."""
+
+    @property
+    def rowcount(self) -> int: ...
+    @property
+    def description(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def fetchone(self) -> Any: ...
+
+
+def _split_statements(sql: str) -> list[str]:
+    """The statements of `sql`, each with its `;` (SQLite's own notion of where one ends:
+    strings, comments and trigger bodies included); blank or comment-only tails dropped."""
+    statements: list[str] = []
+    buffer = ""
+    for piece in sql.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer)
+            buffer = ""
+    if buffer.strip(" \t\r\n;"):
+        statements.append(buffer[:-1])
+    return [s for s in statements if _statement_kind(s) != NO_STATEMENT] or [sql]
+
+
+class _Several:
+    """The outcome of several statements run as one call: the last one's rows, and the
+    changes of all of them (D1's `meta.changes`)."""
+
+    __slots__ = ("_last", "rowcount")
+
+    def __init__(self, last: _Outcome, rowcount: int) -> None:
+        self._last = last
+        self.rowcount = rowcount
+
+    @property
+    def description(self) -> Any:
+        return self._last.description
+
+    def fetchall(self) -> list[Any]:
+        return self._last.fetchall()
+
+    def fetchone(self) -> Any:
+        return self._last.fetchone()
+
+
+def _seed(conn: sqlite3.Connection, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    for table, table_rows in rows.items():
+        _check_identifier("table name", table)
+        for row in table_rows:
+            if not isinstance(row, Mapping):
+                raise DatabaseError(
+                    f"rows of table {table!r} must be dicts (column -> value), "
+                    f"got {type(row).__name__}"
+                )
+            keys = [_check_identifier("column name", key) for key in row]
+            sql = _insert_sql(table, keys, returning=False)
+            try:
+                conn.execute(sql, _encode_row(row.values()))
+            except (sqlite3.Error, OverflowError, TypeError, ValueError) as exc:
+                raise DatabaseError(str(exc), sql) from exc
 
 
 def _encode(value: Any) -> Any:
@@ -83,6 +177,31 @@ def _encode(value: Any) -> Any:
 
 def _encode_row(values: Iterable[Any]) -> list[Any]:
     return [v if type(v) in _PLAIN_TYPES else _encode(v) for v in values]
+
+
+_MAX_SAFE_INTEGER = 2**53 - 1
+
+
+_INFINITIES = (math.inf, -math.inf)
+
+
+def _js_numbers(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as D1 hands it to a Python Worker: D1 answers in JavaScript numbers, which carry no
+    int/float distinction, and Pyodide makes a whole one an `int` (a REAL 420.0 reads as 420)
+    when it is a safe integer, else a float: an INTEGER past 2**53 arrives rounded (Miniflare's
+    D1 reads 9007199254740993 as 9007199254740992), so an exact 64-bit id here would hide a bug
+    there. D1 answers in JSON, where an infinite REAL is null."""
+    for key, value in row.items():
+        kind = type(value)
+        if kind is float:
+            if value.is_integer():
+                if -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+                    row[key] = int(value)
+            elif value in _INFINITIES:
+                row[key] = None
+        elif kind is int and not -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+            row[key] = float(value)
+    return row
 
 
 def _needs_encoding(params: Any) -> bool:
@@ -270,11 +389,12 @@ class _Session:
     reusable, its schema is also still the spec's, so the handle knows its tables.
     """
 
-    __slots__ = ("reusable", "step")
+    __slots__ = ("denied", "reusable", "step")
 
     def __init__(self, step: str | None = None) -> None:
         self.step = step
         self.reusable = True
+        self.denied: str | None = None  # why authorize refused the statement being compiled
 
     def label(self) -> str | None:
         # The step running in the current task wins over the handle's own label: the
@@ -283,10 +403,35 @@ class _Session:
         return self.step if step is None else step
 
     def authorize(
-        self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None
+        self, action: int, arg1: str | None, arg2: str | None, _db: str | None, src: str | None
     ) -> int:
         if action in _ROW_ACTIONS:
-            pass
+            if (
+                action in _WRITE_ACTIONS
+                and arg1 is not None
+                and arg1.startswith("_awf_")
+                and not (src or "").startswith(_TRIGGER_PREFIX)
+            ):
+                return self._deny(
+                    f"{arg1} is the simulator's record of every write (what chaos compares): "
+                    "a handler may read it, never change it"
+                )
+        elif action in _NAMING_ACTIONS:
+            self.reusable = False
+            # A DROP/ALTER/CREATE names its object in arg1, or (ALTER) its table in arg2.
+            for name in (arg1, arg2) if action == sqlite3.SQLITE_ALTER_TABLE else (arg1,):
+                lowered = (name or "").lower()
+                if lowered.startswith("_cf_"):
+                    return self._deny(
+                        f"{name}: names starting with _cf_ are D1's own (D1 fails it)"
+                    )
+                if lowered.startswith("_awf_") and (
+                    action in _CREATE_ACTIONS or not (src or "").startswith(_TRIGGER_PREFIX)
+                ):
+                    return self._deny(
+                        f"{name}: names starting with _awf_ are the simulator's own (its write "
+                        "log and triggers); name it otherwise"
+                    )
         elif action == sqlite3.SQLITE_FUNCTION:
             if (arg2 or "").lower() in _CONNECTION_FUNCTIONS:
                 self.reusable = False
@@ -295,9 +440,17 @@ class _Session:
             # value is the table or index they describe.
             if arg2 is not None and (arg1 or "").lower() not in _INTROSPECTION_PRAGMAS:
                 self.reusable = False
-        else:  # DDL, ATTACH/DETACH, ANALYZE, REINDEX, and whatever a later SQLite adds
+        else:  # other DDL, ATTACH/DETACH, ANALYZE, REINDEX, and whatever a later SQLite adds
             self.reusable = False
         return sqlite3.SQLITE_OK
+
+    def _deny(self, why: str) -> int:
+        self.denied = why
+        return sqlite3.SQLITE_DENY
+
+    def take_denied(self) -> str | None:
+        why, self.denied = self.denied, None
+        return why
 
 
 # Authorizer actions on rows, and on transactions (close() checks that none is left open).
@@ -313,6 +466,23 @@ _ROW_ACTIONS = frozenset(
         sqlite3.SQLITE_SAVEPOINT,
     }
 )
+_WRITE_ACTIONS = frozenset({sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE})
+_CREATE_ACTIONS = frozenset(
+    {
+        sqlite3.SQLITE_CREATE_TABLE,
+        sqlite3.SQLITE_CREATE_VIEW,
+        sqlite3.SQLITE_CREATE_TRIGGER,
+        sqlite3.SQLITE_CREATE_INDEX,
+    }
+)
+# Statements that create, drop or alter a named object of the main database.
+_NAMING_ACTIONS = _CREATE_ACTIONS | {
+    sqlite3.SQLITE_DROP_TABLE,
+    sqlite3.SQLITE_DROP_VIEW,
+    sqlite3.SQLITE_DROP_TRIGGER,
+    sqlite3.SQLITE_DROP_INDEX,
+    sqlite3.SQLITE_ALTER_TABLE,
+}
 # SQL functions that report the connection's history rather than the database's content.
 _CONNECTION_FUNCTIONS = frozenset({"changes", "last_insert_rowid", "total_changes"})
 _INTROSPECTION_PRAGMAS = frozenset(

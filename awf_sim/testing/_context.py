@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from awf_sim.engine._world import check_db, check_env
-from awf_sim.sdk._context import HandlerContext
+from awf_sim.sdk._context import HandlerContext, freeze_env
 
 __all__ = ["createTestContext", "create_test_context"]
 
@@ -43,7 +43,9 @@ def create_test_context(
         instance_id="test-instance",
         step={"name": "test", "path": "test", "count": 1},
         attempt=1,
-        env=dict(env or {}),
+        # Read-only, as in the simulator: a handler that wrote to ctx.env would pass its unit
+        # test and fail in a workflow (and change the test's own dict meanwhile).
+        env=freeze_env(env or {}),
         db=handle,
         db_factory=factory,
         ai_factory=lambda: AIClient(ai if ai is not None else DeterministicAI(0), log),

@@ -299,6 +299,55 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "examples": ["ABC-1234", "XYZ-0001"],
     },
     "pydantic": Person.model_json_schema(),
+    # Keywords the generator once ignored, answering values that did not validate:
+    "contains": {"type": "array", "contains": {"type": "string", "const": "X"}},
+    "contains-min": {
+        "type": "array",
+        "items": {"type": "integer"},
+        "contains": {"minimum": 100},
+        "minContains": 2,
+    },
+    "dependent-required": {
+        "type": "object",
+        "properties": {"card": {"type": "string"}},
+        "required": ["card"],
+        "dependentRequired": {"card": ["billing"], "billing": ["zip"]},
+    },
+    "dependencies-draft7": {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "required": ["a"],
+        "dependencies": {"a": ["b"]},
+    },
+    "if-then-else": {
+        "type": "object",
+        "properties": {"country": {"enum": ["US", "CA"]}},
+        "required": ["country"],
+        "if": {"properties": {"country": {"const": "US"}}},
+        "then": {"required": ["state"], "properties": {"state": {"type": "string"}}},
+        "else": {"required": ["province"]},
+    },
+    "if-else-only": {
+        "type": "object",
+        "properties": {"k": {"type": "integer"}},
+        "if": {"required": ["k"]},
+        "else": {"required": ["missing"]},
+    },
+    "not-type": {"not": {"type": "string"}},
+    "not-enum": {"type": "string", "not": {"enum": ["a", "b"]}},
+    "not-with-examples": {"type": "string", "not": {"pattern": "x"}, "examples": ["abc", "def"]},
+    "pattern-properties": {
+        "type": "object",
+        "patternProperties": {"^n_": {"type": "integer"}},
+        "additionalProperties": False,
+        "required": ["n_a"],
+    },
+    "unevaluated-properties": {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "unevaluatedProperties": False,
+        "minProperties": 1,
+    },
 }
 
 
@@ -350,6 +399,11 @@ def test_date_time_format_parses() -> None:
             "needs 2 properties",
         ),
         ({"type": "thing"}, "unknown type 'thing'"),
+        ({"not": {"pattern": "x"}}, "uses `not`, which DeterministicAI cannot satisfy"),
+        ({"type": "object", "propertyNames": {"maxLength": 1}}, "uses `propertyNames`"),
+        ({"type": "array", "contains": {}, "maxContains": 1}, "uses `maxContains`"),
+        ({"type": "array", "contains": False}, "`contains` is `false`"),
+        ({"type": "object", "dependentSchemas": {"a": {}}}, "uses `dependentSchemas`"),
     ],
 )
 def test_unsatisfiable_schemas_are_errors(schema: Any, message: str) -> None:
@@ -594,6 +648,15 @@ def test_failed_calls_are_recorded_with_the_error() -> None:
         (lambda ai: ai.embed(b"bytes"), "text must be a str"),
         (lambda ai: ai.chat("hello"), "expected a list"),
         (lambda ai: ai.chat([{"role": "user"}]), r"messages\[0\] must be a dict"),
+        # Before: TypeError "Object of type type is not JSON serializable" from the digest.
+        (
+            lambda ai: ai.generate(prompt="p", schema={"type": str}),
+            r"ctx\.ai\.generate: its input must be JSON .*not \{\"type\": str\}",
+        ),
+        (
+            lambda ai: ai.generate(prompt="p", schema=_Answer),
+            r"got ModelMetaclass; for a pydantic model pass _Answer\.model_json_schema\(\)",
+        ),
     ],
 )
 def test_bad_input_is_refused_before_the_provider(call: Any, message: str) -> None:
@@ -601,6 +664,10 @@ def test_bad_input_is_refused_before_the_provider(call: Any, message: str) -> No
     with pytest.raises(AIError, match=message):
         run(call(AIClient(DeterministicAI(), log)))
     assert len(log) == 0
+
+
+class _Answer(pydantic.BaseModel):
+    score: int
 
 
 def test_generate_takes_keywords() -> None:
@@ -804,3 +871,33 @@ def test_workers_ai_without_transport_posts_from_a_worker_thread(
                 await ai.aclose()
 
         assert asyncio.run(call()) == "real"
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ({"type": "string", "minLength": 10**8}, r"over 1,048,576 .* \(minLength 100000000\)"),
+        ({"type": "array", "minItems": 10**8}, r"over 1,048,576 .* \(100000000 items\)"),
+        ({"type": "object", "minProperties": 10**7}, r"over 1,048,576 .* \(its properties\)"),
+        (
+            {
+                "type": "array",
+                "items": {"type": "array", "minItems": 3000, "items": {"minItems": 3000}},
+            },
+            r"\$\[\d+\]\[\d+\]\[\d+\]: the schema asks for an answer over 1,048,576",
+        ),
+        ({"type": "integer", "minimum": 1e400}, "a bound in it is not a finite number"),
+        ({"type": "string", "minLength": "many"}, "a bound in it is not a finite number"),
+    ],
+)
+def test_a_schema_asking_for_too_much_is_refused_at_once(schema: Any, message: str) -> None:
+    # Before: the first three and the arrays of arrays built their answer for minutes (the
+    # text one quadratically), the last two raised OverflowError and ValueError from inside.
+    with pytest.raises(AIError, match=f"cannot satisfy the schema: .*{message}") as info:
+        generate(DeterministicAI(), "p", schema)
+    assert "\n" not in str(info.value)
+
+
+def test_a_long_minimum_within_the_bound_is_met() -> None:
+    text = generate(DeterministicAI(), "p", {"type": "string", "minLength": 200_000})
+    assert len(text) >= 200_000

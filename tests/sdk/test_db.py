@@ -153,6 +153,28 @@ def test_numbers_read_as_a_python_worker_reads_them_from_d1() -> None:
         assert db.snapshot()["t"][0]["x"] == 420.0  # what is stored is unchanged
 
 
+def test_integers_past_2_53_and_infinities_read_as_d1_gives_them() -> None:
+    """Miniflare's D1 answers `SELECT 9007199254740993` with 9007199254740992 (a JavaScript
+    number; Pyodide makes an unsafe integer a float) and an infinite REAL with null (JSON).
+    Before, the exact 64-bit value came back here: a handler keeping a 64-bit id would pass
+    in the simulator and read another id on Cloudflare."""
+    spec = Database(schema="CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, x REAL)")
+    with spec.connect() as db:
+        row = run(db.insert("t", {"n": 2**53 + 1, "x": float("inf")}))
+        assert row == {"id": 1, "n": 9007199254740992.0, "x": None}
+        assert type(row["n"]) is float
+        run(db.execute("INSERT INTO t (n, x) VALUES (?, ?)", [-(2**53) - 1, -float("inf")]))
+        run(db.execute("INSERT INTO t (n, x) VALUES (?, ?)", [2**53 - 1, 1.5]))
+        rows = run(db.query("SELECT n, x FROM t ORDER BY id"))
+        assert rows == [
+            {"n": 9007199254740992.0, "x": None},
+            {"n": -9007199254740992.0, "x": None},
+            {"n": 2**53 - 1, "x": 1.5},
+        ]
+        assert type(rows[2]["n"]) is int  # the largest safe integer stays exact
+        assert db.snapshot()["t"][0]["n"] == 2**53 + 1  # what is stored is unchanged
+
+
 def test_insert_returns_the_stored_row_with_its_id(db: DatabaseHandle) -> None:
     first = run(db.insert("inventory", {"sku": "NEW", "quantity": 1}))
     second = run(db.insert("inventory", {"sku": "NEW2", "quantity": 2}))
@@ -772,7 +794,11 @@ def test_a_connection_left_changed_is_not_reused(keyed: Database, sql: str) -> N
     first = keyed.connect()
     conn = first._conn
     run(first.insert("reservations", {"sku": "ABC"}))
-    run(first.query(sql))
+    if sql.startswith(("ATTACH", "BEGIN")):
+        # ctx.db refuses these as D1 does; the connection's own guard must hold regardless.
+        conn.execute(sql)
+    else:
+        run(first.query(sql))
     first.close()
     with keyed.connect() as again:
         assert again._conn is not conn
@@ -886,3 +912,164 @@ def test_full_text_search_tables_work_and_their_shadow_tables_get_no_triggers() 
         rows = run(handle.query("SELECT title FROM docs WHERE docs MATCH ?", ["hello"]))
         assert rows == [{"title": "a"}]
         assert [(w.table, w.op) for w in handle.writes] == [("notes", "insert")]
+
+
+@pytest.mark.parametrize(
+    ("sql", "refused"),
+    [
+        ("BEGIN", "BEGIN is refused: D1 runs no transaction statements"),
+        ("begin transaction", "BEGIN is refused"),
+        ("/* a comment */ SAVEPOINT s", "SAVEPOINT is refused"),
+        ("RELEASE s", "RELEASE is refused"),
+        ("COMMIT", "COMMIT is refused"),
+        ("END", "END is refused"),
+        ("ROLLBACK", "ROLLBACK is refused"),
+        ("ATTACH ':memory:' AS other", "ATTACH is refused: D1 is one database"),
+        ("DETACH other", "DETACH is refused"),
+        ("VACUUM", "VACUUM is refused"),
+        ("", "no SQL statement"),
+        ("  -- only a comment\n", "no SQL statement"),
+    ],
+)
+def test_statements_d1_fails_are_refused(spec: Database, sql: str, refused: str) -> None:
+    # Checked on Miniflare's D1: each of these is an error there, so a handler that ran them
+    # here would pass in the simulator and fail on Cloudflare. Before, SQLite ran them: a
+    # BEGIN left a transaction open on the connection every step shares.
+    with spec.connect() as db:
+        db.step = "Orders.place#1"
+        with pytest.raises(DatabaseError) as info:
+            run(db.execute(sql))
+        message = str(info.value)
+        assert message.startswith("Orders.place#1: ")
+        assert refused in message
+        assert "\n" not in message
+        assert not db._conn.in_transaction
+        if "transaction statements" in message:
+            assert "async with ctx.db.transaction() as tx:" in message
+        # The refusal lost nothing: the handle still works, and a real transaction opens.
+        assert run(db.query_one("SELECT 1 AS one")) == {"one": 1}
+
+        async def in_transaction() -> int:
+            async with db.transaction() as tx:
+                return await tx.execute("UPDATE inventory SET quantity = quantity")
+
+        assert run(in_transaction()) >= 0
+
+
+def test_sql_that_is_not_a_string_is_one_clear_error(spec: Database) -> None:
+    with spec.connect() as db:
+        for bad in (None, ["SELECT 1"], b"SELECT 1"):
+            with pytest.raises(DatabaseError, match=r"the SQL must be a str, got \w+"):
+                run(db.query(bad))  # type: ignore[arg-type]
+
+
+def test_a_row_that_is_not_a_dict_is_named_as_such(spec: Database) -> None:
+    # Before: a list row said "invalid column name 1", an int row raised TypeError from tuple().
+    with spec.connect() as db:
+        db.step = "Orders.place#1"
+        for row in ([1, 2], 7, "sku"):
+            with pytest.raises(DatabaseError) as info:
+                run(db.insert("inventory", row))  # type: ignore[arg-type]
+            assert str(info.value) == (
+                "Orders.place#1: insert('inventory', row): row must be a dict of column -> "
+                f"value, got {type(row).__name__}"
+            )
+
+
+def test_a_schema_that_is_not_sql_text_is_one_clear_error() -> None:
+    # Before: TypeError "executescript() argument must be str, not dict".
+    for schema in (123, {"inventory": [{"sku": "A"}]}, None):
+        with pytest.raises(DatabaseError, match=r"Database\(schema\): expected the schema as SQL"):
+            Database(schema)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("sql", "refused"),
+    [
+        ("DELETE FROM _awf_writes", "_awf_writes is the simulator's record of every write"),
+        ("UPDATE _awf_writes SET op = 'insert'", "a handler may read it, never change it"),
+        ("INSERT INTO _awf_writes (tbl, op, row) VALUES ('t', 'insert', '{}')", "never change"),
+        ("DROP TABLE _awf_writes", "names starting with _awf_ are the simulator's own"),
+        ("CREATE TABLE _awf_audit (x)", "names starting with _awf_ are the simulator's own"),
+        ("CREATE TABLE _cf_cache (x)", "names starting with _cf_ are D1's own"),
+        ("CREATE INDEX _CF_by_sku ON inventory (sku)", "names starting with _cf_ are D1's own"),
+    ],
+)
+def test_the_write_log_and_reserved_names_are_out_of_a_handlers_reach(
+    spec: Database, sql: str, refused: str
+) -> None:
+    # Before: each ran. A handler could empty the write log chaos compares (its writes then
+    # went unseen), a table named _awf_* was left out of snapshot() and digest(), and _cf_*
+    # names, which D1 refuses ("not authorized" on Miniflare), passed here.
+    with spec.connect() as db:
+        db.step = "Audit.log#1"
+        run(db.execute("UPDATE inventory SET quantity = 3 WHERE sku = 'ABC'"))
+        with pytest.raises(DatabaseError) as info:
+            run(db.execute(sql))
+        assert str(info.value).startswith("Audit.log#1: ")
+        assert refused in str(info.value)
+        assert [(w.table, w.op) for w in db.writes] == [("inventory", "update")]
+        run(db.execute("UPDATE inventory SET quantity = 4 WHERE sku = 'ABC'"))  # still logged
+        assert len(db.writes) == 2
+        assert run(db.query("SELECT count(*) AS n FROM _awf_writes")) == [{"n": 2}]  # readable
+
+
+def test_a_trigger_of_the_handlers_own_cannot_change_the_write_log(spec: Database) -> None:
+    with spec.connect() as db:
+        run(
+            db.execute(
+                "CREATE TRIGGER zap AFTER UPDATE ON inventory BEGIN DELETE FROM _awf_writes; END"
+            )
+        )
+        with pytest.raises(DatabaseError, match="_awf_writes is the simulator's record"):
+            run(db.execute("UPDATE inventory SET quantity = 3"))
+        assert db.writes == []  # the refused statement changed nothing
+
+
+def test_a_schema_cannot_declare_reserved_names() -> None:
+    for schema in ("CREATE TABLE _awf_audit (x)", "CREATE TABLE _cf_kv (x)"):
+        with pytest.raises(DatabaseError, match="names starting with _awf_ are the simulator"):
+            Database(schema)
+    with pytest.raises(DatabaseError, match="names starting with _awf_"):
+        mock_database({"_awf_audit": [{"x": 1}]})
+
+
+def test_params_that_are_not_a_list_or_dict_say_how_to_write_them(spec: Database) -> None:
+    # Before: "parameters are of unsupported type" for 5, and "Incorrect number of bindings
+    # supplied ... 3 supplied" for "ABC" (sqlite3 takes a str as a sequence of characters).
+    with spec.connect() as db:
+        db.step = "Inventory.check#1"
+        for params, shown in ((5, "int: write [5]"), ("ABC", "str: write ['ABC']")):
+            with pytest.raises(DatabaseError) as info:
+                run(db.query_one("SELECT * FROM inventory WHERE sku = ?", params))  # type: ignore[arg-type]
+            assert str(info.value) == (
+                "Inventory.check#1: params must be a list of values for ? placeholders or a "
+                f'dict for :name ones, got {shown} in "SELECT * FROM inventory WHERE sku = ?"'
+            )
+        row = run(db.query_one("SELECT sku FROM inventory WHERE sku = ?", ["ABC"]))
+        assert row == {"sku": "ABC"}
+
+
+def test_several_statements_in_one_call_run_as_d1_runs_them(spec: Database) -> None:
+    # Miniflare's D1 runs them all, answers with the last one's rows and counts the changes
+    # of all; before, the simulator failed with "You can only execute one statement at a
+    # time", so code that worked on Cloudflare failed here.
+    with spec.connect() as db:
+        db.step = "Stock.reset#1"
+        changed = run(
+            db.execute("UPDATE inventory SET quantity = 0; UPDATE inventory SET reserved = 1")
+        )
+        assert changed == 4  # two rows, twice
+        # A new table among them gets its writes recorded like any other.
+        run(db.execute("CREATE TABLE notes (text TEXT); INSERT INTO notes VALUES ('a;b')"))
+        rows = run(
+            db.query("INSERT INTO notes VALUES ('c'); SELECT text FROM notes WHERE text = ?", ["c"])
+        )
+        assert rows == [{"text": "c"}]
+        assert run(db.query("SELECT text FROM notes")) == [{"text": "a;b"}, {"text": "c"}]
+        assert [w.table for w in db.writes][-3:] == ["inventory", "notes", "notes"]
+        # D1 fails parameters on any but the last, and what it refuses stays refused.
+        with pytest.raises(DatabaseError, match="only the last may have parameters"):
+            run(db.execute("INSERT INTO notes VALUES (?); INSERT INTO notes VALUES (?)", [1, 2]))
+        with pytest.raises(DatabaseError, match="BEGIN is refused"):
+            run(db.execute("SELECT 1; BEGIN"))

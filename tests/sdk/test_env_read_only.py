@@ -39,3 +39,26 @@ def test_a_step_cannot_change_what_the_next_one_sees() -> None:
         assert inst.status()["status"] == "complete", inst.status()
     assert seen == [("test", [1, 2]), ("test", [1, 2])]
     assert env == {"MODE": "test", "LIMITS": {"max": 3, "tiers": [1, 2]}}  # the caller's too
+
+
+def test_create_test_context_gives_the_same_read_only_env() -> None:
+    # Before, create_test_context handed the handler a plain dict: a handler writing to
+    # ctx.env passed its unit test, changed the test's own nested values, and then failed
+    # with TypeError once it ran in a workflow.
+    from awf_sim.testing import create_test_context
+
+    env = {"MODE": "test", "LIMITS": {"max": 3, "tiers": [1, 2]}}
+    ctx = create_test_context(env=env)
+    assert ctx.env["MODE"] == "test"
+    assert dict(ctx.env["LIMITS"]) == {"max": 3, "tiers": (1, 2)}
+    for mutate in (
+        lambda: ctx.env.__setitem__("MODE", "evil"),
+        lambda: ctx.env["LIMITS"].__setitem__("max", 0),
+        lambda: ctx.env["LIMITS"]["tiers"].append(9),
+        lambda: ctx.env.update(MODE="evil"),
+    ):
+        with pytest.raises((TypeError, AttributeError)):
+            mutate()
+    assert env == {"MODE": "test", "LIMITS": {"max": 3, "tiers": [1, 2]}}
+    with pytest.raises(TypeError, match=r"ctx\.env is read-only"):
+        ctx.env["NEW"] = 1
