@@ -23,6 +23,7 @@ async def mistakes(wf: WorkflowApi, order: Order) -> None:
     await wf[Inventory](order).check()  # E: wrong-context
     await wf[Payment](order).process(Hold(quantity=1))  # E: wrong-arg-2
     print(stock.quantity + "1")  # E: result-is-typed
+    wf[Inventory](order.product).check()  # E: missing-await
 
 
 async def test_workflow_results() -> None:

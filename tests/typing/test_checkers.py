@@ -59,6 +59,11 @@ PINNED: dict[str, list[tuple[str, str]]] = {
         ("mypy", 'Revealed type is "examples.order_processing_typed.OrderResult"'),
         ("pyright", 'is "OrderResult"'),
     ],
+    # A step never awaited never runs: both checkers say so, as for an unused coroutine.
+    "missing-await": [
+        ("mypy", 'Value of type "Coroutine[Any, Any, Stock]" must be used'),
+        ("pyright", 'Result of async function call is not used; use "await"'),
+    ],
     "result-is-typed": [
         ("mypy", 'Unsupported operand types for + ("int" and "str")'),
         ("pyright", 'Operator "+" not supported for types "int" and "Literal[\'1\']"'),
