@@ -8,17 +8,27 @@ they break on Cloudflare, or that the gate named for the wrong problem.
 - A typed workflow (dataclass params) without examples runs on `{}`, which does not fit its
   input type: the gate's first line said "the workflow's output does not serialise to JSON"
   (no output was ever made) and put the real reason under it.
+- The running-instance replay gate (awf_deploy._gate, awf_sim.replay) called a replay faithful
+  when no step was renamed, even when the new code ended the instance errored on its own
+  history: a result dataclass that gained a required field no longer fits the checkpoint, or
+  a new input type refuses the instance's params. Push said "all faithful" and uploaded code
+  that fails every such instance.
 """
 
 from __future__ import annotations
 
 import textwrap
+from dataclasses import make_dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from awf_deploy import verify
+from awf_sim import NonRetryableError, TypedDomain, Workflow, step
+from awf_sim.dsl import WorkflowApi, isolated_registries
 from awf_sim.flow import load_flow
+from awf_sim.replay import ReplayReport, record_history, replay
 
 pytestmark = pytest.mark.filterwarnings("ignore:Domain 'Clock' defined at:UserWarning")
 
@@ -93,3 +103,98 @@ def test_params_that_do_not_fit_the_input_type_are_not_called_an_output_problem(
     assert [v.invariant for v in found] == ["baseline-outcome"]
     assert "params.id is missing: Order requires it" in found[0].message
     assert found[0].related == ()
+
+
+# -- the running-instance replay gate ---------------------------------------------------------
+
+
+def _stock_flow(
+    required_quantity: bool, typed_params: bool = False, fails_later: bool = False
+) -> Workflow:
+    """The same workflow before and after a change: Stock gains a required field, or the
+    params become a dataclass that needs a field old instances lack, or the code gains a
+    failing step after the one the instance completed."""
+    fields = {"available": bool, **({"quantity": int} if required_quantity else {})}
+    stock_type = make_dataclass("Stock", list(fields.items()))
+    order_type = make_dataclass("Order", [("sku", str)])
+
+    async def check_stock(sku: str, args: None, ctx: Any) -> Any:
+        return stock_type(True, 3) if required_quantity else stock_type(True)
+
+    async def refuse_sku(sku: str, args: None, ctx: Any) -> None:
+        raise NonRetryableError("the local stand-in says no")
+
+    # Real classes, not names: this file's annotations are strings (PEP 563), which the DSL
+    # resolves in the module, where these classes are not.
+    check_stock.__annotations__["return"] = stock_type
+
+    class GateInv(TypedDomain[str]):  # a class body does not see the function's names
+        check = step(check_stock)
+        refuse = step(refuse_sku)
+
+    async def body(wf: WorkflowApi, params: Any) -> dict[str, bool]:
+        stock = await wf[GateInv]("x").check()
+        if fails_later:
+            await wf[GateInv]("x").refuse()
+        await wf.wait_for("approve", type="ok", timeout="1 day")  # the instance waits here
+        return {"available": stock.available}
+
+    async def typed_body(wf: WorkflowApi, order: Any) -> dict[str, bool]:
+        return await body(wf, order)
+
+    typed_body.__annotations__["order"] = order_type
+    return Workflow("gate-stock", typed_body if typed_params else body)
+
+
+def _replayed(before: Workflow, after: Workflow) -> ReplayReport:
+    history = record_history(before, {})  # waiting for "approve", Stock checkpointed
+    assert history.status == "waiting"
+    return replay(after, history)
+
+
+def test_new_code_that_fails_on_a_running_instances_checkpoint_is_a_divergence() -> None:
+    with isolated_registries():
+        before = _stock_flow(required_quantity=False)
+    with isolated_registries():
+        after = _stock_flow(required_quantity=True)
+        report = _replayed(before, after)
+    # Before: faithful (no step renamed), and push uploaded code that fails this instance.
+    assert not report.faithful
+    [found] = report.divergences
+    assert found.kind == "fails-on-history"
+    assert found.path == "GateInv.check"
+    assert "result of GateInv.check.quantity is missing" in found.detail
+
+
+def test_new_code_that_refuses_a_running_instances_params_is_a_divergence() -> None:
+    with isolated_registries():
+        before = _stock_flow(required_quantity=False)
+    with isolated_registries():
+        after = _stock_flow(required_quantity=False, typed_params=True)
+        report = _replayed(before, after)
+    # First the failure, then what it leaves undone (the check it never reached).
+    assert [d.kind for d in report.divergences] == ["fails-on-history", "not-called"]
+    found = report.divergences[0]
+    assert found.detail.startswith("the new code ends this instance errored before its first")
+    assert "params.sku is missing" in found.detail
+
+
+def test_a_failure_past_the_frontier_is_not_a_divergence() -> None:
+    # A new step after the completed one fails against the simulator's stand-ins: that is
+    # new work the instance has not done, not its history failing.
+    with isolated_registries():
+        before = _stock_flow(required_quantity=False)
+    with isolated_registries():
+        after = _stock_flow(required_quantity=False, fails_later=True)
+        report = _replayed(before, after)
+    assert report.status == "errored"
+    assert report.faithful, report.divergences
+
+
+def test_the_same_code_replays_faithfully() -> None:
+    with isolated_registries():
+        flow = _stock_flow(required_quantity=True, typed_params=True)
+        history = record_history(flow, {"sku": "x"})
+        report = replay(flow, history)
+    assert report.status == "waiting"
+    assert report.faithful, report.divergences
