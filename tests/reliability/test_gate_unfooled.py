@@ -13,10 +13,16 @@ they break on Cloudflare, or that the gate named for the wrong problem.
   history: a result dataclass that gained a required field no longer fits the checkpoint, or
   a new input type refuses the instance's params. Push said "all faithful" and uploaded code
   that fails every such instance.
+- A flow file calling `os._exit(0)` at import ended `awf-deploy push` (and build, trigger
+  --flow, status --flow) with exit 0 and nothing said: the flow was imported in the CLI's own
+  process, before the gate's supervised child.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from dataclasses import make_dataclass
 from pathlib import Path
@@ -198,3 +204,55 @@ def test_the_same_code_replays_faithfully() -> None:
         report = replay(flow, history)
     assert report.status == "waiting"
     assert report.faithful, report.divergences
+
+
+# -- a flow that ends the process when imported -------------------------------------------------
+
+EXITS_AT_IMPORT = """
+import os
+from awf_sim import Workflow
+
+os._exit(0)
+
+@Workflow("w", examples=[{}])
+async def w(wf, params):
+    return 1
+"""
+
+DEPLOY_COMMANDS = {
+    "push": ["push", "{flow}", "--dry-run"],
+    "build": ["build", "{flow}", "--out", "{out}"],
+    "trigger": ["trigger", "w", "--flow", "{flow}", "--params", "{{}}"],
+    "status": ["status", "w", "i-1", "--flow", "{flow}"],
+}
+
+
+@pytest.mark.parametrize("args", DEPLOY_COMMANDS.values(), ids=DEPLOY_COMMANDS.keys())
+def test_a_flow_that_ends_the_process_at_import_is_not_a_success(
+    tmp_path: Path, args: list[str]
+) -> None:
+    # Before: every command imported the flow in its own process, so os._exit(0) ended
+    # `awf-deploy push` with exit 0 and no output before the gate ran. In a subprocess, since
+    # without the fix the import would end the test run itself.
+    flow = _flow(tmp_path, EXITS_AT_IMPORT)
+    command = [a.format(flow=flow, out=tmp_path / "out") for a in args]
+    env = {
+        **os.environ,
+        "CLOUDFLARE_API_TOKEN": "tok-unused",
+        "CLOUDFLARE_ACCOUNT_ID": "0123456789abcdef0123456789abcdef",
+        "CLOUDFLARE_API_BASE_URL": "http://127.0.0.1:9",  # nothing listens: no request made
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "from awf_deploy.cli import main; main()", *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"awf-deploy: {flow}: importing it: the code under test ended")
+    assert "os._exit" in lines[0]
+    assert "Traceback" not in done.stdout + done.stderr
