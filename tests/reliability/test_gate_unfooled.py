@@ -13,6 +13,8 @@ they break on Cloudflare, or that the gate named for the wrong problem.
   history: a result dataclass that gained a required field no longer fits the checkpoint, or
   a new input type refuses the instance's params. Push said "all faithful" and uploaded code
   that fails every such instance.
+- A flow file whose import never ends (a loop or a sleep at module level) hung awf-sim run,
+  chaos and push forever.
 - A flow file calling `os._exit(0)` at import ended `awf-deploy push` (and build, trigger
   --flow, status --flow) with exit 0 and nothing said: the flow was imported in the CLI's own
   process, before the gate's supervised child.
@@ -21,6 +23,7 @@ they break on Cloudflare, or that the gate named for the wrong problem.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -29,12 +32,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+import awf_sim.flow
 from awf_deploy import verify
 from awf_sim import NonRetryableError, TypedDomain, Workflow, step
+from awf_sim.cli import app as sim_app
 from awf_sim.dsl import WorkflowApi, isolated_registries
 from awf_sim.flow import load_flow
 from awf_sim.replay import ReplayReport, record_history, replay
+
+from .conftest import check_failure
 
 pytestmark = pytest.mark.filterwarnings("ignore:Domain 'Clock' defined at:UserWarning")
 
@@ -256,3 +264,53 @@ def test_a_flow_that_ends_the_process_at_import_is_not_a_success(
     assert lines[0].startswith(f"awf-deploy: {flow}: importing it: the code under test ended")
     assert "os._exit" in lines[0]
     assert "Traceback" not in done.stdout + done.stderr
+
+
+# -- a flow whose import never ends ------------------------------------------------------------
+
+HANGS_AT_IMPORT = {
+    "busy-loop": "while True:\n    pass\n",
+    "sleep": "import time\ntime.sleep(10**6)\n",
+}
+
+
+@pytest.mark.parametrize("command", ["run", "chaos"])
+@pytest.mark.parametrize("body", HANGS_AT_IMPORT.values(), ids=HANGS_AT_IMPORT.keys())
+def test_a_flow_whose_import_never_ends_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, body: str
+) -> None:
+    # Before: awf-sim run, chaos and awf-deploy push hung forever in the import, before any
+    # of their budgets (which count handler attempts) began.
+    monkeypatch.setattr(awf_sim.flow, "IMPORT_DEADLINE_S", 0.5)
+    flow = tmp_path / "flow.py"
+    flow.write_text(body + "from awf_sim import Workflow\n\n" + textwrap.dedent(GOOD_BODY))
+    extra = ["--runs", "1"] if command == "chaos" else []
+    result = CliRunner().invoke(sim_app, [command, str(flow), *extra])
+    message = check_failure(result, 2, prefix=f"awf-sim: {flow}:")
+    assert "importing it did not finish within 0.5 s" in message
+
+
+GOOD_BODY = """
+@Workflow("w", examples=[{}])
+async def w(wf, params):
+    return 1
+"""
+
+
+def test_the_import_deadline_leaves_a_deadline_of_the_callers_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Someone else's SIGALRM (a test's own `within`, an application's alarm) is theirs.
+    monkeypatch.setattr(awf_sim.flow, "IMPORT_DEADLINE_S", 0.01)
+    fired: list[int] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(signum))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 30)
+        flow = tmp_path / "slow.py"
+        flow.write_text("import time\ntime.sleep(0.05)\nfrom awf_sim import Workflow\n" + GOOD_BODY)
+        assert list(load_flow(flow).workflows) == ["w"]
+        assert signal.getitimer(signal.ITIMER_REAL)[0] > 20  # still armed, as it was
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert fired == []
