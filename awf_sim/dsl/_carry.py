@@ -26,6 +26,7 @@ import uuid
 from typing import Any
 
 from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._texts import text_type
 from awf_sim.dsl._values import (
     _hints,
     is_model,
@@ -55,10 +56,12 @@ _NOT_JSON: dict[type, str] = {
 _MODEL_FIX = " (or use a pydantic model, which stores it as JSON)"
 
 
-def refusal(tp: Any, what: str) -> str | None:
+def refusal(tp: Any, what: str, *, read_only: bool = False) -> str | None:
     """Why a checkpoint cannot carry values of the declared type `tp`, or None when it can
-    (or when `tp` is not a type this module knows). `what` names the whole value: `result`."""
-    return _walk(tp, what, set())
+    (or when `tp` is not a type this module knows). `what` names the whole value: `result`.
+    `read_only`: the value only comes in as JSON (a workflow's params), so what is rebuilt
+    from JSON text (a datetime, a Decimal, any Enum: awf_sim.dsl._texts) is fine."""
+    return _walk(tp, what, set(), read_only)
 
 
 def refuse_handler_types(where: str, types: tuple[Any, Any, Any]) -> None:
@@ -109,7 +112,7 @@ def refuse_workflow_types(name: str, input_type: Any, output_type: Any) -> None:
     """DefinitionError when workflow `name` declares params or an output that JSON cannot
     carry (an instance's params and output are stored as JSON)."""
     for tp, what in ((input_type, "params"), (output_type, "output")):
-        found = refusal(tp, what)
+        found = refusal(tp, what, read_only=what == "params")
         if found is not None:
             raise DefinitionError(f"workflow {name!r}: {_declared(tp, what)}: {found}")
 
@@ -119,21 +122,21 @@ def _declared(tp: Any, what: str) -> str:
     return f"its {what} type {name} cannot be checkpointed"
 
 
-def _walk(tp: Any, path: str, seen: set[int]) -> str | None:
+def _walk(tp: Any, path: str, seen: set[int], read_only: bool) -> str | None:
     if tp is Any or tp is None or tp is _NONE_TYPE or isinstance(tp, typing.TypeVar | str):
         return None
     if is_model(tp):
         return None  # a model dumps and validates its own fields
     supertype = getattr(tp, "__supertype__", None)
     if supertype is not None:  # NewType
-        return _walk(supertype, path, seen)
+        return _walk(supertype, path, seen, read_only)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Annotated:
-        return _walk(args[0], path, seen)
+        return _walk(args[0], path, seen, read_only)
     if origin in (typing.Union, types.UnionType):
         for arg in args:
-            found = _walk(arg, path, seen)
+            found = _walk(arg, path, seen, read_only)
             if found is not None:
                 return found
         return None
@@ -151,10 +154,10 @@ def _walk(tp: Any, path: str, seen: set[int]) -> str | None:
                     f"{path} is declared dict[{type_name(args[0])}, ...], but JSON object keys "
                     "are strings, so its keys would come back as str: declare dict[str, ...]"
                 )
-            return _walk(args[1], f"{path}[...]", seen) if len(args) == 2 else None
+            return _walk(args[1], f"{path}[...]", seen, read_only) if len(args) == 2 else None
         for arg in args:
             if arg is not Ellipsis and arg != ():
-                found = _walk(arg, f"{path}[...]", seen)
+                found = _walk(arg, f"{path}[...]", seen, read_only)
                 if found is not None:
                     return found
         return None
@@ -162,6 +165,8 @@ def _walk(tp: Any, path: str, seen: set[int]) -> str | None:
         return None
     if id(tp) in seen:
         return None
+    if read_only and (text_type(tp) is not None or issubclass(tp, enum.Enum)):
+        return None  # rebuilt from the JSON text or value a caller sends
     for kind, fix in _NOT_JSON.items():
         if issubclass(tp, kind):
             return f"{path} is a {type_name(kind)}, which JSON has no form for; {fix}{_MODEL_FIX}"
@@ -176,13 +181,15 @@ def _walk(tp: Any, path: str, seen: set[int]) -> str | None:
     if dataclasses.is_dataclass(tp):
         hints = _hints(tp)
         for field in dataclasses.fields(tp):
-            found = _walk(hints.get(field.name, Any), f"{type_name(tp)}.{field.name}", inner)
+            found = _walk(
+                hints.get(field.name, Any), f"{type_name(tp)}.{field.name}", inner, read_only
+            )
             if found is not None:
                 return found
         return None
     if is_typeddict(tp) or is_namedtuple(tp):
         for name, hint in _hints(tp).items():
-            found = _walk(hint, f"{type_name(tp)}.{name}", inner)
+            found = _walk(hint, f"{type_name(tp)}.{name}", inner, read_only)
             if found is not None:
                 return found
     return None

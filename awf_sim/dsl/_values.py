@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from typing import Any
 
 from awf_sim.dsl._errors import SerializationError
+from awf_sim.dsl._texts import from_text, text_type
 
 __all__ = [
     "await_result",
@@ -110,6 +111,8 @@ def _converter(tp: Any, seen: set[int]) -> Convert | None:
         return _dataclass(tp, seen | {id(tp)})
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return _enum(tp)
+    if text_type(tp) is not None:  # params only: _carry refuses them where Python writes JSON
+        return from_text(tp)
     if is_namedtuple(tp):
         if id(tp) in seen:
             return lambda value, path: _namedtuple(tp, set())(value, path)

@@ -313,23 +313,67 @@ def test_args_that_are_no_object_are_refused_when_the_domain_is_defined() -> Non
     )
 
 
+@dataclass
+class Tagged:
+    tags: set[str]
+
+
 def test_a_workflow_whose_params_or_output_json_cannot_carry_is_refused_when_defined() -> None:
     with pytest.raises(DefinitionError) as info:
 
-        @Workflow("tv-stamped-in")
-        async def stamped_in(wf: WorkflowApi, when: Stamped) -> int:
-            return 1
+        @Workflow("tv-stamped-out")
+        async def stamped_out(wf: WorkflowApi) -> Stamped:
+            return Stamped(dt.datetime(2026, 1, 1))
 
     assert str(info.value) == (
-        "workflow 'tv-stamped-in': its params type Stamped cannot be checkpointed: Stamped.at "
+        "workflow 'tv-stamped-out': its output type Stamped cannot be checkpointed: Stamped.at "
         "is a datetime, which JSON has no form for; declare it str (an ISO 8601 text) or an "
         "int of epoch ms (or use a pydantic model, which stores it as JSON)"
     )
-    with pytest.raises(DefinitionError, match="its output type Priced cannot be checkpointed"):
+    with pytest.raises(DefinitionError, match="its params type Tagged cannot be checkpointed"):
 
-        @Workflow("tv-priced-out")
-        async def priced_out(wf: WorkflowApi) -> Priced:
-            return Priced(Decimal(1))
+        @Workflow("tv-tagged-in")
+        async def tagged_in(wf: WorkflowApi, t: Tagged) -> int:
+            return 1
+
+
+@dataclass
+class Booking:
+    at: dt.datetime
+    day: dt.date
+    ref: uuid.UUID
+    price: Decimal
+    shade: Shade
+    later: dt.datetime | None = None
+
+
+@Workflow("tv-booking")
+async def tv_booking(wf: WorkflowApi, booking: Booking) -> list[str]:
+    values = (booking.at, booking.day, booking.ref, booking.price, booking.shade, booking.later)
+    kinds = {"datetime": dt.datetime, "date": dt.date, "UUID": uuid.UUID, "Decimal": Decimal}
+    kinds |= {"Shade": Shade, "NoneType": type(None)}
+    # isinstance: inside a simulation a datetime is freezegun's FakeDatetime, a subclass.
+    pairs = zip(values, kinds.items(), strict=True)
+    return [name for value, (name, kind) in pairs if isinstance(value, kind)]
+
+
+def test_params_come_in_as_their_declared_datetime_uuid_decimal_and_enum() -> None:
+    # Params only come in as JSON, so these are rebuilt from their text; before, the workflow
+    # got the str "2026-01-01T09:00:00Z" where it declared a datetime.
+    params = {
+        "at": "2026-01-01T09:00:00Z",
+        "day": "2026-01-02",
+        "ref": "00000000-0000-0000-0000-000000000007",
+        "price": "19.90",
+        "shade": "dark",
+    }
+    out = create_test_workflow(tv_booking).run(params)
+    assert out == ["datetime", "date", "UUID", "Decimal", "Shade", "NoneType"]
+    with pytest.raises(SerializationError) as info:
+        tv_booking.check_params({**params, "at": "next tuesday"})
+    assert str(info.value) == (
+        "params.at is str ('next tuesday'), not an ISO 8601 date and time (datetime)"
+    )
 
 
 def test_awf_sim_run_says_it_in_one_line(tmp_path: Path) -> None:
