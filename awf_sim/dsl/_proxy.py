@@ -454,7 +454,14 @@ class WorkflowApi:
 
     def __getitem__(self, domain: Callable[[WorkflowApi, _C], _D]) -> Callable[[_C], _D]:
         """`wf[Inventory](product).check()`: a TypedDomain, checked by mypy and pyright."""
-        return functools.partial(domain, self)
+        try:
+            return functools.partial(domain, self)
+        except TypeError:  # not callable: a Domain object (`Inventory.domain`), a string
+            name = getattr(domain, "name", None) or "Name"
+            raise DefinitionError(
+                f"wf[{domain!r}]: wf[...] takes a TypedDomain class, as in "
+                f"wf[Inventory](context).check(); a Domain is called as wf.{name}(context)"
+            ) from None
 
     @property
     def instance_id(self) -> str:
