@@ -9,15 +9,17 @@ written as JSON by Python, which has no form for these (awf_sim.dsl._carry refus
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import decimal
+import enum
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from awf_sim.dsl._errors import SerializationError
 
-__all__ = ["TEXT_TYPES", "from_text", "text_type"]
+__all__ = ["TEXT_TYPES", "as_sent", "from_text", "text_type"]
 
 
 def _datetime(text: str) -> _dt.datetime:
@@ -67,3 +69,39 @@ def from_text(tp: type) -> Callable[[Any, str], Any] | None:
         raise SerializationError(f"{path} is {shown}, not {what} ({kind.__name__})")
 
     return convert
+
+
+def as_sent(value: Any) -> Any:
+    """`value` as a caller would send it: the datetimes, dates, times, UUIDs, Decimals and
+    Enums in it (at any depth of dataclasses, NamedTuples, lists and dicts) as the JSON text or
+    value that `from_text` reads back; None when there is none (the value is sent as it is).
+
+    The testing API takes a workflow's params as its declared type (`run(Booking(...))`), and
+    such a field failed there as "params.at is not JSON (a datetime)"."""
+    found = [False]
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str | int | float | bool) and not isinstance(item, enum.Enum):
+            return item
+        if item is None:
+            return None
+        if isinstance(item, enum.Enum):
+            found[0] = True
+            return walk(item.value)
+        if isinstance(item, _dt.date | _dt.time | uuid.UUID):
+            found[0] = True
+            return item.isoformat() if not isinstance(item, uuid.UUID) else str(item)
+        if isinstance(item, decimal.Decimal):
+            found[0] = True
+            return str(item)
+        if dataclasses.is_dataclass(item) and not isinstance(item, type):
+            fields = dataclasses.fields(item)
+            return {f.name: walk(getattr(item, f.name)) for f in fields}
+        if isinstance(item, list | tuple):
+            return [walk(v) for v in item]
+        if isinstance(item, dict):
+            return {k: walk(v) for k, v in item.items()}
+        return item  # a model, anything else: the engine's own encoding decides
+
+    sent = walk(value)
+    return sent if found[0] else None

@@ -420,3 +420,17 @@ def test_params_that_do_not_fit_an_enum_or_tuple_are_named(
     with pytest.raises(SerializationError) as info:
         tv_shop.check_params({**CART, "lines": [line]})
     assert str(info.value).startswith(message), str(info.value)
+
+
+def test_the_testing_api_takes_such_params_as_the_declared_type_itself() -> None:
+    # run() takes "an In or its JSON": as an In, its datetime failed as "params.at is not
+    # JSON (a datetime)".
+    booking = Booking(
+        at=dt.datetime(2026, 1, 1, 9, tzinfo=dt.UTC),
+        day=dt.date(2026, 1, 2),
+        ref=uuid.UUID(int=7),
+        price=Decimal("19.90"),
+        shade=Shade.DARK,
+    )
+    test = create_test_workflow(tv_booking)
+    assert test.run(booking) == ["datetime", "date", "UUID", "Decimal", "Shade", "NoneType"]
