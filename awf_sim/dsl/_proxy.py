@@ -14,7 +14,7 @@ import inspect
 import json.encoder
 import types
 import weakref
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from awf_sim.dsl._config import validate_config
@@ -103,9 +103,11 @@ class Runtime(Protocol):
     def event(self) -> Mapping[str, Any]: ...
     def step(self, call: StepCall) -> Awaitable[Any]: ...
     def do(self, name: str, fn: Callable[[], Any], config: Mapping[str, Any]) -> Awaitable[Any]: ...
-    def sleep(self, name: str, ms: int) -> Awaitable[None]: ...
+    # Coroutines (the engine's and the Cloudflare adapter's are): `wf.sleep` and `wf.wait_for`
+    # hand them on, and a checker reports an unused coroutine, not an unused awaitable.
+    def sleep(self, name: str, ms: int) -> Coroutine[Any, Any, None]: ...
     def sleep_until(self, name: str, epoch_ms: int) -> Awaitable[None]: ...
-    def wait_for(self, name: str, type: str, timeout_ms: int) -> Awaitable[Any]: ...
+    def wait_for(self, name: str, type: str, timeout_ms: int) -> Coroutine[Any, Any, Any]: ...
 
 
 class _Pipeline:
@@ -472,7 +474,7 @@ class WorkflowApi:
         """The triggering event: {"payload", "timestamp", "instanceId", "workflowName"}."""
         return self._runtime.event
 
-    def sleep(self, name: str, duration: str | int | float) -> Awaitable[None]:
+    def sleep(self, name: str, duration: str | int | float) -> Coroutine[Any, Any, None]:
         """Sleep `duration` of virtual time; awaiting it returns when the time has passed."""
         # Not a coroutine of its own (as wait_for): the runtime's is returned as it is.
         ms = parse_duration(duration)
@@ -499,7 +501,7 @@ class WorkflowApi:
 
     def wait_for(
         self, name: str, *, type: str, timeout: str | int | float = "24 hours"
-    ) -> Awaitable[Any]:
+    ) -> Coroutine[Any, Any, Any]:
         """Wait for an event of exactly this `type`; awaiting it returns its payload."""
         # Not a coroutine of its own: the runtime's is returned as it is, so that a waiting
         # instance keeps one coroutine fewer alive.

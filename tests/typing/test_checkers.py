@@ -64,6 +64,15 @@ PINNED: dict[str, list[tuple[str, str]]] = {
         ("mypy", 'Value of type "Coroutine[Any, Any, Stock]" must be used'),
         ("pyright", 'Result of async function call is not used; use "await"'),
     ],
+    # wf.sleep and wf.wait_for hand on the runtime's coroutine: the same report.
+    "missing-await-sleep": [
+        ("mypy", 'Value of type "Coroutine[Any, Any, None]" must be used'),
+        ("pyright", 'Result of async function call is not used; use "await"'),
+    ],
+    "missing-await-wait": [
+        ("mypy", 'Value of type "Coroutine[Any, Any, Any]" must be used'),
+        ("pyright", 'Result of async function call is not used; use "await"'),
+    ],
     "result-is-typed": [
         ("mypy", 'Unsupported operand types for + ("int" and "str")'),
         ("pyright", 'Operator "+" not supported for types "int" and "Literal[\'1\']"'),
