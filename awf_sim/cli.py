@@ -111,7 +111,7 @@ def _root(
     """Run awf workflows in a deterministic simulator of Cloudflare Workflows."""
 
 
-def _fail_usage(message: str) -> None:
+def _fail_usage(message: str) -> NoReturn:
     typer.echo(f"awf-sim: {message}", err=True)
     raise typer.Exit(EXIT_USAGE)
 
@@ -474,15 +474,17 @@ def replay_cmd(
 
 @app.command(cls=Command)
 def instances(
-    store: Annotated[
-        str,
-        typer.Option(
-            "--store", metavar="FILE", help="The SQLite file `awf-sim run --store` wrote."
-        ),
-    ],
     instance: Annotated[
         str | None,
         typer.Argument(metavar="[INSTANCE]", help="Show this instance: status and timeline."),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            metavar="FILE",
+            help="The SQLite file `awf-sim run --store` wrote. [required]",
+        ),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -491,6 +493,14 @@ def instances(
 
     from awf_sim.engine import Simulator
 
+    if store is None:
+        # `awf-sim instances runs.db` reads naturally; the file went to [INSTANCE].
+        if instance is not None and os.path.isfile(instance):
+            _fail_usage(
+                f"missing --store; to list the instances in {instance} write: "
+                f"awf-sim instances --store {instance}"
+            )
+        _fail_usage("missing --store FILE: the SQLite file `awf-sim run --store` wrote")
     if not os.path.isfile(store):
         _fail_usage(f"--store {store}: no such file")
     try:

@@ -201,7 +201,8 @@ class UnmockedRequest(AwfError):
         what = reason or "no mock for"
         super().__init__(
             f"ctx.http: {what} {method} {url}; pass http=respx.Router() with a route for it "
-            "to Simulator(...) or create_test_workflow(...)"
+            "to Simulator(...) or create_test_workflow(...), or set HTTP = respx.Router() "
+            "in the flow file for awf-sim"
         )
 
     def __reduce__(self) -> tuple[type[UnmockedRequest], tuple[str, str, str | None]]:

@@ -30,9 +30,12 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from awf_sim.dsl._domain import Domain
+from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import canonical
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import World
+from awf_sim.engine._world import check_db, check_http
 from awf_sim.errors import FlowError
 from awf_sim.sdk import install_workers_stand_in
 
@@ -146,12 +149,21 @@ def load_flow(path: str | os.PathLike[str]) -> FlowFile:
             f"{path}: defines no workflow; add one with @Workflow('name') above "
             "`async def fn(wf, params)`"
         )
+    database = getattr(module, "DATABASE", None)
+    http = getattr(module, "HTTP", None)
+    if isinstance(http, Domain):
+        http = None  # a Domain named HTTP, not what ctx.http reaches (as with AI)
+    try:
+        check_db(database, path, "DATABASE")
+        check_http(http, path, "HTTP")
+    except DefinitionError as exc:
+        raise FlowError(str(exc)) from None
     return FlowFile(
         path,
         module,
         workflows,
-        getattr(module, "DATABASE", None),
-        getattr(module, "HTTP", None),
+        database,
+        http,
         ai_provider(getattr(module, "AI", None)),
     )
 

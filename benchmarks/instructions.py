@@ -24,6 +24,7 @@ PYTHONHASHSEED=0 to compare two versions of the code: hash seeds move the count 
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import re
@@ -162,16 +163,30 @@ def _jobs(plans: int) -> None:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--workload"]:
+    if sys.argv[1:2] == ["--workload"]:  # inside valgrind: not for people
         _workload(sys.argv[2], int(sys.argv[3]))
         return
-    mode = sys.argv[1] if len(sys.argv) > 1 else "engine"
-    if mode == "chaos-jobs":
-        _jobs(int(sys.argv[2]) if len(sys.argv) > 2 else 1000)
+    parser = argparse.ArgumentParser(
+        description="Instruction counts under valgrind's callgrind (repeatable on a noisy "
+        "machine); set PYTHONHASHSEED=0 to compare two versions of the code.",
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "mode", nargs="?", default="engine", choices=[*SIZES, "chaos-jobs"], help="what to count"
+    )
+    parser.add_argument(
+        "plans", nargs="?", type=int, default=1000, help="chaos-jobs only: plans a campaign runs"
+    )
+    args = parser.parse_args()
+    if args.mode == "chaos-jobs":
+        _jobs(args.plans)
         return
-    small, large = SIZES[mode]
-    per = (_count(mode, large) - _count(mode, small)) / ((large - small) * UNIT[mode])
-    what = {"chaos": "fault-injected run", "peers": "instance"}.get(mode, "step")
+    small, large = SIZES[args.mode]
+    per = (_count(args.mode, large) - _count(args.mode, small)) / (
+        (large - small) * UNIT[args.mode]
+    )
+    what = {"chaos": "fault-injected run", "peers": "instance"}.get(args.mode, "step")
     print(f"{per:,.0f} instructions per {what}")
 
 

@@ -26,6 +26,7 @@ from awf_sim.conformance._scenario import (
     ScenarioError,
     SleepOp,
     SleepUntilOp,
+    ThrowOp,
     WaitOp,
 )
 from awf_sim.dsl._cfduration import js_number_text
@@ -136,6 +137,18 @@ def _caught(op: Any, exc: BaseException) -> dict[str, Any]:
     if op.catch == "name":
         return {"caught": message, "name": name}
     return {"caught": message}
+
+
+def _thrown(op: ThrowOp) -> Exception:
+    """What `run` throws for a `throw` operation, as the engine gets it."""
+    error = op.error
+    if error.throws_value:
+        return ThrownValue(error.throw_value)
+    if error.throw == "NonRetryableError":
+        return NonRetryableError(error.message)
+    # Through RPC on its way to the engine, as a step's error is: a class of the user's own
+    # arrives as an Error whose message starts with its name.
+    return Error(*reversed(seen_error(error.throw or "Error", error.message)))
 
 
 def _retrieved(task: asyncio.Task[Any]) -> None:
@@ -273,6 +286,8 @@ def _workflow_class(
             else:
                 event = await step.wait_for_event(op.name, op.type, timeout=op.timeout)
             return event["payload"]
+        if isinstance(op, ThrowOp):
+            raise _thrown(op)
         return await run_parallel(step, op)
 
     step_event: list[Any] = [None]

@@ -29,6 +29,7 @@ from awf_sim.conformance._scenario import (
     ScenarioError,
     SleepOp,
     SleepUntilOp,
+    ThrowOp,
     WaitOp,
     cloudflare_ms,
 )
@@ -136,6 +137,8 @@ def _estimate_ms(scenario: Scenario) -> float:
             return max(0.0, cloudflare_ms(op.timeout) or 0.0) if op.timeout else math.inf
         if isinstance(op, ParallelOp):
             return max(cost(sub) for sub in op.steps)
+        if isinstance(op, ThrowOp):
+            return 0.0
         return float(sum(a.hang_ms for a in op.attempts))
 
     for op in scenario.body:

@@ -32,6 +32,7 @@ __all__ = [
     "ScenarioError",
     "SleepOp",
     "SleepUntilOp",
+    "ThrowOp",
     "WaitOp",
     "cloudflare_ms",
     "load_scenario",
@@ -118,7 +119,17 @@ class ParallelOp:
     op: Literal["parallel"] = "parallel"
 
 
-Op = DoOp | SleepOp | SleepUntilOp | WaitOp | ParallelOp
+@dataclass(frozen=True)
+class ThrowOp:
+    """Format 2: `run` itself throws `error` (its `throw` and `message`, or its `throw_value`),
+    outside any step; top level only, never caught."""
+
+    error: Attempt
+    catch: bool | str = False
+    op: Literal["throw"] = "throw"
+
+
+Op = DoOp | SleepOp | SleepUntilOp | WaitOp | ParallelOp | ThrowOp
 
 
 @dataclass(frozen=True)
@@ -319,6 +330,24 @@ def _do(c: _Checker, raw: Mapping[str, Any], where: str, *, catch: bool | str) -
     return DoOp(name=name, attempts=tuple(attempts), config=config, catch=catch)
 
 
+def _throw(c: _Checker, raw: Mapping[str, Any], where: str, *, catch: bool | str) -> ThrowOp:
+    c.keys(raw, ("op", "throw", "message", "throw_value", "catch"), where)
+    if catch is not False:
+        raise c.fail(f"{where}.catch", 'a "throw" is never caught: leave "catch" out')
+    if ("throw" in raw) == ("throw_value" in raw):
+        raise c.fail(where, 'needs exactly one of "throw" or "throw_value"')
+    if "throw_value" in raw:
+        if "message" in raw:
+            raise c.fail(f"{where}.message", 'only a "throw" takes a message')
+        return ThrowOp(error=Attempt(throw_value=raw["throw_value"]))
+    if not isinstance(raw["throw"], str) or not _CLASS_NAME.fullmatch(raw["throw"]):
+        raise c.fail(f"{where}.throw", f"must be a class name, got {_show(raw['throw'])}")
+    message = raw.get("message")
+    if not isinstance(message, str):
+        raise c.fail(f"{where}.message", f"must be a string, got {_show(message)}")
+    return ThrowOp(error=Attempt(throw=raw["throw"], message=message))
+
+
 def _op(c: _Checker, raw: Any, where: str, *, in_parallel: bool = False) -> Op:
     raw = c.obj(raw, where)
     catch = _catch(c, raw, f"{where}.catch")
@@ -331,6 +360,10 @@ def _op(c: _Checker, raw: Any, where: str, *, in_parallel: bool = False) -> Op:
         return SleepUntilOp(name=c.text(raw.get("name"), f"{where}.name"), at_ms=at, catch=catch)
     if kind == "do":
         return _do(c, raw, where, catch=catch)
+    if kind == "throw" and c.format >= 2:
+        if in_parallel:
+            raise c.fail(f"{where}.op", '"throw" inside "parallel" (a throw is run()\'s own)')
+        return _throw(c, raw, where, catch=catch)
     if kind == "sleep":
         c.keys(raw, ("op", "name", "duration", "catch"), where)
         return SleepOp(
@@ -371,7 +404,7 @@ def _op(c: _Checker, raw: Any, where: str, *, in_parallel: bool = False) -> Op:
     raise c.fail(
         f"{where}.op",
         f"unknown op {_show(kind)} (use do, sleep, waitForEvent or parallel"
-        + (", or sleepUntil in format 2)" if c.format < 2 else ", sleepUntil)"),
+        + (", or sleepUntil and throw in format 2)" if c.format < 2 else ", sleepUntil, throw)"),
     )
 
 

@@ -15,7 +15,7 @@ import json.encoder
 import types
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._domain import _GENERATION, Domain, MethodSpec
@@ -394,6 +394,22 @@ class State:
     @property
     def current(self) -> Any:
         return self._current
+
+    if not TYPE_CHECKING:  # at run time only: a type checker still flags `state["n"]`
+
+        def __getitem__(self, key):
+            # What a dict user writes first: say where the value is, and that a change is
+            # a durable step.
+            raise TypeError(
+                f"wf.state(...) is not the value itself: read state.current[{key!r}], and "
+                "change it with `await state.update({...})` (each update is a durable step)"
+            )
+
+        def __setitem__(self, key, value):
+            raise TypeError(
+                "wf.state(...) is changed only by `await state.update(new_value)` (a durable "
+                f"step), not by state[{key!r}] = ...: build the new value from state.current"
+            )
 
     async def update(self, value: Any) -> Any:
         snapshot = canonical(value, root="state")

@@ -347,6 +347,20 @@ def _validate_events(
     webhook): [{"type", "payload", "after"}], `after` a duration from the instance's start.
     `awf-sim run` sends them, and `awf-sim chaos` sends them early, late and twice."""
     out: list[dict[str, Any]] = []
+    given: Any = events  # what a flow file wrote, whatever its annotation says
+    if given is not None and not isinstance(given, list | tuple):
+        # A dict would be read key by key (events[0] the string "approval"), a string
+        # character by character: name the shape instead.
+        hint = (
+            "; for one event write events=[{...}]"
+            if isinstance(given, Mapping) and "type" in given
+            else ""
+        )
+        raise DefinitionError(
+            f"workflow {workflow!r}: events must be a list of events, got "
+            f"{type(given).__name__} {_short(given)}, e.g. events=[{{'type': 'approval', "
+            f"'payload': {{...}}, 'after': '1 hour'}}]{hint}"
+        )
     for i, ev in enumerate(events or ()):
         if not isinstance(ev, Mapping) or not isinstance(ev.get("type"), str) or not ev["type"]:
             raise DefinitionError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import types
 from collections.abc import Coroutine
 from typing import Any, Protocol
@@ -38,6 +39,9 @@ _NON_RETRYABLE_FIXED = (
 )
 
 
+_NRE_PREFIX = re.compile(r"^NonRetryableError:?\s*")
+
+
 class BodyOwner(Protocol):
     """The simulator, as a lifetime's body run sees it."""
 
@@ -55,17 +59,34 @@ class BodyOwner(Protocol):
         False for what is not the workflow's to end it with."""
 
 
+def _preserved(error: dict[str, str]) -> dict[str, str]:
+    """The engine's PreservedNonRetryableError: named NonRetryableError, with the message
+    without the "NonRetryableError: " that RPC put before it."""
+    message = error["message"]
+    if error["name"] != "NonRetryableError":
+        message = _NRE_PREFIX.sub("", message, count=1)
+    return {"name": "NonRetryableError", "message": message}
+
+
 def workflow_failure(
     exc: BaseException, preserve_non_retryable: bool
 ) -> tuple[dict[str, str], str | None] | None:
     """The error (and the user's stack) an instance ends with when its workflow body raised
     `exc`; None for what is not the workflow's to end it with (a cancellation)."""
-    if isinstance(exc, NonRetryableError):
-        if preserve_non_retryable:
-            return error_of(exc), stack_of(exc)
-        return {"name": "WorkflowFatalError", "message": _NON_RETRYABLE_FIXED}, stack_of(exc)
     if isinstance(exc, Exception):
-        return error_of(exc), stack_of(exc)
+        error = error_of(exc)
+        # The engine's test when run() fails is the step's: by name, or by the message's start
+        # (RPC puts a class's name before its message), so an error of any class that says
+        # so ends the instance as a NonRetryableError does.
+        if (
+            isinstance(exc, NonRetryableError)
+            or error["name"] == "NonRetryableError"
+            or error["message"].startswith("NonRetryableError")
+        ):
+            if preserve_non_retryable:
+                return _preserved(error), stack_of(exc)
+            return {"name": "WorkflowFatalError", "message": _NON_RETRYABLE_FIXED}, stack_of(exc)
+        return error, stack_of(exc)
     if isinstance(exc, SystemExit | KeyboardInterrupt):
         # The workflow's, not the process's: it fails the instance, never ends the judge.
         return workflow_exit_error(exc), None

@@ -284,6 +284,10 @@ class StepExecutor:
                     lt.pause_point()
                     if delay:
                         await lt.wait_until(retry_at)
+                    if lt.pause_gate is not None:
+                        # As a sleep's: a retry wait that ends while a pause is pending starts
+                        # no attempt; the replay after resume does.
+                        await lt.pause_gate
                     continue
                 lt.commit(timeline=[_failure(lt, path, name, attempt, err, None, stack)])
                 lt.pause_point()

@@ -216,14 +216,15 @@ class InstanceLifecycle:
             return
         if status != "paused":
             return  # Miniflare ignores resume in other states
-        # Timers keep their remaining time: shift every stored deadline by the paused span.
+        # Timers keep their remaining time: shift every stored deadline by the paused span. A
+        # sleep_until keeps its moment: Cloudflare's replay sleeps for the time left until it.
         shift = self.now_ms - (meta["paused_ms"] or self.now_ms)
         moved: dict[str, StepRecord | None] = {}
         for key, rec in self._store.steps(iid).items():
             if rec["state"] != "running":
                 continue
             until, deadline, retry_at = rec.get("until"), rec.get("deadline"), rec.get("retry_at")
-            if until is not None:
+            if until is not None and not rec.get("moment"):
                 rec = {**rec, "until": until + shift}
             if deadline is not None:
                 rec = {**rec, "deadline": deadline + shift}

@@ -23,7 +23,7 @@ from awf_sim.dsl._identity import loads
 from awf_sim.dsl._proxy import StepCall
 from awf_sim.engine._calls import Abandoned, CallbackStep, RawStep
 from awf_sim.engine._hooks import Action, Crash, Hooks, StepRef
-from awf_sim.engine._loop import HORIZON_MS, VirtualLoop
+from awf_sim.engine._loop import HORIZON_MS, NO_CONTEXT, Alarm, VirtualLoop
 from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._store import Store
 from awf_sim.engine._timeline import EntryDetails, Row, shape
@@ -31,19 +31,12 @@ from awf_sim.engine._timeline import EntryDetails, Row, shape
 __all__ = ["NO_CONTEXT", "Lifetime", "Owner", "Steps", "Tally", "Waiter", "Waits"]
 
 _new = tuple.__new__
+# What a lifetime cancels when it ends: asyncio's timers, and the loop's shared ones.
+Timer = asyncio.TimerHandle | Alarm
 _intern = sys.intern
 _unregister_task: Callable[[asyncio.Task[Any]], None] = getattr(
     asyncio.tasks, "_unregister_task", lambda task: None
 )
-
-# The context the engine's own timer callbacks run in (they only complete a future): one for
-# all, where asyncio would copy the current context for each timer.
-NO_CONTEXT = contextvars.Context()
-
-
-def _wake(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 class Owner(Protocol):
@@ -176,8 +169,8 @@ class Lifetime:
         self.step_calls = 0
         self._task: asyncio.Task[Any] | None = None  # the first task spawned: the workflow's
         self._tasks: set[asyncio.Task[Any]] | None = None  # any others, while they run
-        self._timer: asyncio.TimerHandle | None = None  # one timer, then a set for more
-        self._timers: set[asyncio.TimerHandle] | None = None
+        self._timer: Timer | None = None  # one timer, then a set for more
+        self._timers: set[Timer] | None = None
         self._executing = 0  # attempts whose callback is running (a pause waits for these)
         self._blocked = 0  # sleeps and retry waits in progress (time must pass for these)
         self._waits_open = 0  # event waits in progress (only the outside or a timeout ends these)
@@ -386,20 +379,20 @@ class Lifetime:
             task.add_done_callback(tasks.discard)
         return task
 
-    def add_timer(self, handle: asyncio.TimerHandle) -> None:
+    def add_timer(self, handle: Timer) -> None:
         if self._timer is None:
             self._timer = handle
         else:
             self.timers.add(handle)
 
-    def drop_timer(self, handle: asyncio.TimerHandle) -> None:
+    def drop_timer(self, handle: Timer) -> None:
         if self._timer is handle:
             self._timer = None
         elif self._timers is not None:
             self._timers.discard(handle)
 
     @property
-    def timers(self) -> set[asyncio.TimerHandle]:
+    def timers(self) -> set[Timer]:
         """The timers beyond the first (`add_timer`); adding one here has the same effect."""
         timers = self._timers
         if timers is None:
@@ -492,8 +485,7 @@ class Lifetime:
                 "it would never continue; lower the retry limit or delay",
             )
         fut: asyncio.Future[None] = loop.create_future()
-        # A module-level callback, not a closure: it lives as long as the wait does.
-        handle = loop.call_at(at_ms / 1000, _wake, fut, context=NO_CONTEXT)
+        handle = loop.wake_at(at_ms, fut)
         self.add_timer(handle)
         self.blocked = self._blocked + 1
         try:

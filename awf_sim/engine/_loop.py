@@ -12,6 +12,7 @@ still: the loop waits for it in real time before jumping.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import math
 import threading
@@ -21,11 +22,53 @@ from typing import Any, NoReturn
 from awf_sim.engine._limits import cpu_cancel_message, watch_cpu
 from awf_sim.errors import NetworkAccessRefused
 
-__all__ = ["HORIZON_MS", "VirtualLoop"]
+__all__ = ["HORIZON_MS", "NO_CONTEXT", "Alarm", "VirtualLoop"]
 
 # The end of virtual time: 2**53 ms (about 285,000 years), JavaScript's largest exact
 # integer. Nothing is scheduled past it; a timer beyond it is one that never fires.
 HORIZON_MS = 2**53
+
+# The context the engine's own timer callbacks run in (they only complete futures): one for
+# all, where asyncio would copy the current context for each timer.
+NO_CONTEXT = contextvars.Context()
+
+
+class _Bucket:
+    """The futures due at one virtual millisecond, behind one asyncio timer."""
+
+    __slots__ = ("alarms", "at_ms", "handle", "live")
+
+    def __init__(self, at_ms: int, handle: asyncio.TimerHandle | None) -> None:
+        self.at_ms = at_ms
+        self.handle = handle  # None once it has run
+        self.alarms: list[Alarm] = []
+        self.live = 0  # alarms not cancelled
+
+
+class Alarm:
+    """One future's place in a bucket (`VirtualLoop.wake_at`); cancelling it lets go of the
+    bucket's timer when no other alarm is left in it."""
+
+    __slots__ = ("_bucket", "_fut", "_loop")
+    _bucket: _Bucket | None  # None once cancelled
+    _fut: asyncio.Future[None]
+    _loop: VirtualLoop
+
+    def cancel(self) -> None:
+        bucket = self._bucket
+        if bucket is None:
+            return
+        self._bucket = None
+        bucket.live -= 1
+        if bucket.live == 0 and bucket.handle is not None:
+            # Nobody is left to wake: a timer that stayed would still move the clock to its
+            # time (the loop jumps to the earliest timer), which nothing in the run asked for.
+            bucket.handle.cancel()
+            bucket.handle = None
+            del self._loop._buckets[bucket.at_ms]
+
+
+_new_alarm = Alarm.__new__
 
 
 class _VirtualSelector:
@@ -92,6 +135,7 @@ class VirtualLoop(asyncio.BaseEventLoop):
         self.cpu_budget_ms: int | None = None  # per callback; None: unbounded
         self.cpu_progress = 0  # step attempts started: the CPU budget is per attempt
         self.cpu_victim: tuple[asyncio.Task[Any], int] | None = None  # over budget, to cancel
+        self._buckets: dict[int, _Bucket] = {}
 
     def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
         task = super().create_task(coro, **kwargs)
@@ -116,6 +160,33 @@ class VirtualLoop(asyncio.BaseEventLoop):
         # and a timer due now would never run: the loop would spin. Keep the resolution a
         # few float steps wide (still far below a millisecond).
         self._clock_resolution = max(1e-6, 4 * math.ulp(ms / 1000))
+
+    def wake_at(self, at_ms: int, fut: asyncio.Future[None]) -> Alarm:
+        """Complete `fut` at virtual time `at_ms` (unless it is done by then).
+
+        Futures due at the same millisecond share one asyncio timer. A batch of instances that
+        sleep or back off alike (created together, the same steps, the same delay) would
+        otherwise push a timer each onto asyncio's heap, whose entries compare in Python:
+        O(log n) Python calls per wait, where a bucket costs a dict lookup and an append. The
+        futures of a bucket complete in the order they were added."""
+        bucket = self._buckets.get(at_ms)
+        if bucket is None:
+            bucket = self._buckets[at_ms] = _Bucket(at_ms, None)
+            bucket.handle = self.call_at(at_ms / 1000, self._ring, bucket, context=NO_CONTEXT)
+        alarm = _new_alarm(Alarm)
+        alarm._bucket = bucket
+        alarm._fut = fut
+        alarm._loop = self
+        bucket.alarms.append(alarm)
+        bucket.live += 1
+        return alarm
+
+    def _ring(self, bucket: _Bucket) -> None:
+        del self._buckets[bucket.at_ms]
+        bucket.handle = None
+        for alarm in bucket.alarms:
+            if alarm._bucket is not None and not alarm._fut.done():
+                alarm._fut.set_result(None)
 
     def has_due_work(self) -> bool:
         """Whether running the loop now would run anything: a ready callback, a timer due at

@@ -46,7 +46,9 @@ class StepRecord(TypedDict):
       from the first execution), `attempts` (stored before each attempt runs), `retry_at` (the
       virtual time of the next attempt while a retry waits, else None); done: `value`;
       failed: `error`.
-    - sleep: `until` (virtual time it ends).
+    - sleep: `until` (virtual time it ends); `moment` (true for sleep_until: it ends at a
+      moment, not after a span, so a resume does not move it, as Cloudflare's replay asks
+      again for the time left until that moment).
     - wait: `type`, `deadline` (virtual time it times out), `timeout_ms` (None when not
       finite), `timeout_text` (the timeout as Cloudflare's message prints it); done: `value`
       (JSON text of {payload, timestamp, type}); failed: `error`.
@@ -63,6 +65,7 @@ class StepRecord(TypedDict):
     value: NotRequired[str]
     error: NotRequired[ErrorInfo]
     until: NotRequired[int]
+    moment: NotRequired[bool]
     type: NotRequired[str | None]
     deadline: NotRequired[int]
     timeout_ms: NotRequired[int | None]  # as passed (may be fractional); None: not finite

@@ -66,6 +66,8 @@ class EventWaits:
                 ms = hooks.sleep_ms(lt.iid, ref, ms)
             until = lt.loop.now_ms + ms
             rec = {"kind": "sleep", "name": name, "state": "running", "until": until}
+            if until_epoch_ms is not None:
+                rec["moment"] = True
             # commit_step, not lt.commit: one record and its rows, without the general
             # commit's keywords (a sleep costs more than a step otherwise). The alive check
             # is lt.commit's: nothing is written after a crash point.
@@ -81,6 +83,10 @@ class EventWaits:
             if hooks is not None and ref is not None:
                 lt.act(hooks.during_sleep(lt.iid, ref), ref, None)
         await lt.wait_until(rec["until"])
+        if lt.pause_gate is not None:
+            # Cloudflare: a sleep that ends while a pause waits for a running step does not
+            # return; the run stops there, and the replay after resume ends the sleep.
+            await lt.pause_gate
         # Deferred (to the next commit): lost in a crash, the replay ends the sleep again.
         if not lt.alive:
             raise Abandoned

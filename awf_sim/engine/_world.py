@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["World"]
+from awf_sim.dsl._errors import DefinitionError
+
+__all__ = ["World", "check_db", "check_env", "check_http"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,54 @@ class World:
     seed: int = 0
     profile: str = "production"  # or "local" (Miniflare's defaults)
 
+    def __post_init__(self) -> None:
+        # Here, not at the first `ctx.db` of a handler: a wrong db used to fail every
+        # attempt of every step that touched it, and chaos with a traceback of its own.
+        check_db(self.db, "World")
+        check_env(self.env, "World")
+        check_http(self.http, "World")
+
     def replace(self, **changes: Any) -> World:
         """A copy with some fields changed: `world.replace(seed=7)`."""
         return dataclasses.replace(self, **changes)
+
+
+def check_db(db: Any, method: str, name: str = "db") -> None:
+    """Refuse a `db=` that is neither a Database spec nor an open handle at once: it used to
+    fail every handler's first `ctx.db` call, attempt after attempt, with an AttributeError.
+    `name` is what the user wrote it as (`db`, or a flow file's `DATABASE`)."""
+    if db is None or hasattr(db, "connect") or hasattr(db, "query_one"):
+        return
+    assign = "=" if name == "db" else " = "
+    if isinstance(db, Mapping):
+        hint = f"; for tables of rows write {name}{assign}mock_database({{...}})"
+    elif isinstance(db, str) and ("create" in db.lower() or ";" in db):
+        hint = f"; for a schema write {name}{assign}Database(schema=...)"
+    else:
+        hint = ""
+    raise DefinitionError(
+        f"{method}: {name} must be a Database (mock_database({{table: rows}}) or "
+        f"Database(schema, rows)) or an open database handle, got {type(db).__name__}{hint}"
+    )
+
+
+def check_env(env: Any, method: str) -> None:
+    """`env=` is what handlers read as `ctx.env`: a mapping, said so at once (a list or a
+    "K=V" string used to fail inside dict() with a message about sequence lengths)."""
+    if env is not None and not isinstance(env, Mapping):
+        raise DefinitionError(
+            f"{method}: env must be a dict of names to values (what handlers read as "
+            f"ctx.env), got {type(env).__name__}"
+        )
+
+
+def check_http(http: Any, method: str, name: str = "http") -> None:
+    """Refuse what ctx.http cannot reach at once (a dict of URLs, a real transport): it used
+    to fail at the first request of every attempt, each retried with backoff."""
+    if http is None:
+        return
+    from awf_sim.sdk._http import http_problem
+
+    problem = http_problem(http)
+    if problem is not None:
+        raise DefinitionError(f"{method}: {name}: {problem.removeprefix('ctx.http: ')}")

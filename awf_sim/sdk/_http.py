@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 from awf_sim.errors import UnmockedRequest
 from awf_sim.sdk._effects import EffectLog
 
-__all__ = ["HttpMock", "UnmockedRequest", "make_http_client", "request_summary"]
+__all__ = ["HttpMock", "UnmockedRequest", "http_problem", "make_http_client", "request_summary"]
 
 # Union[...] rather than |: "respx.Router" must stay a string at runtime, because respx is
 # only imported when a router is actually given.
@@ -158,14 +158,12 @@ def _dispatch_for(mock: HttpMock | None) -> _Dispatch:
             raise _unmocked(request)
 
         return refuse
+    problem = http_problem(mock)
+    if problem is not None:
+        raise TypeError(problem)
     respx = sys.modules.get("respx")
     if respx is not None and isinstance(mock, respx.Router):
         return _respx_dispatch(mock)
-    if isinstance(mock, (httpx.AsyncHTTPTransport, httpx.HTTPTransport)):
-        raise TypeError(
-            f"ctx.http: {type(mock).__name__} reaches the real network; in the simulator give "
-            "a respx.Router, an httpx.MockTransport or a function from request to response"
-        )
     if isinstance(mock, httpx.AsyncBaseTransport):
         transport = mock
 
@@ -190,7 +188,25 @@ def _dispatch_for(mock: HttpMock | None) -> _Dispatch:
             return _checked(response, request)
 
         return via_function
-    raise TypeError(
+    raise AssertionError(f"http_problem passed {mock!r}")  # pragma: no cover
+
+
+def http_problem(mock: Any) -> str | None:
+    """What is wrong with `mock` as what ctx.http reaches, or None. Asked when the mock is
+    given, not only at the first request of every attempt of every step."""
+    if mock is None:
+        return None
+    respx = sys.modules.get("respx")
+    if respx is not None and isinstance(mock, respx.Router):
+        return None
+    if isinstance(mock, (httpx.AsyncHTTPTransport, httpx.HTTPTransport)):
+        return (
+            f"ctx.http: {type(mock).__name__} reaches the real network; in the simulator give "
+            "a respx.Router, an httpx.MockTransport or a function from request to response"
+        )
+    if isinstance(mock, (httpx.AsyncBaseTransport, httpx.BaseTransport)) or callable(mock):
+        return None
+    return (
         f"ctx.http: cannot use {type(mock).__name__} as a mock; give a respx.Router, an httpx "
         "transport (httpx.MockTransport) or a function from httpx.Request to httpx.Response"
     )

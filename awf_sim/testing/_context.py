@@ -6,10 +6,10 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from awf_sim.dsl._errors import DefinitionError
+from awf_sim.engine._world import check_db, check_env
 from awf_sim.sdk._context import HandlerContext
 
-__all__ = ["check_db", "check_env", "createTestContext", "create_test_context"]
+__all__ = ["createTestContext", "create_test_context"]
 
 
 def create_test_context(
@@ -52,28 +52,6 @@ def create_test_context(
 
 
 createTestContext = create_test_context
-
-
-def check_db(db: Any, method: str) -> None:
-    """Refuse a `db=` that is neither a Database spec nor an open handle at once: it used to
-    fail every handler's first `ctx.db` call, attempt after attempt, with an AttributeError."""
-    if db is None or hasattr(db, "connect") or hasattr(db, "query_one"):
-        return
-    hint = "; for tables of rows write db=mock_database({...})" if isinstance(db, Mapping) else ""
-    raise DefinitionError(
-        f"{method}: db must be a Database (mock_database({{table: rows}}) or "
-        f"Database(schema, rows)) or an open database handle, got {type(db).__name__}{hint}"
-    )
-
-
-def check_env(env: Any, method: str) -> None:
-    """`env=` is what handlers read as `ctx.env`: a mapping, said so at once (a list or a
-    "K=V" string used to fail inside dict() with a message about sequence lengths)."""
-    if env is not None and not isinstance(env, Mapping):
-        raise DefinitionError(
-            f"{method}: env must be a dict of names to values (what handlers read as "
-            f"ctx.env), got {type(env).__name__}"
-        )
 
 
 def _lazy_connect(spec: Any) -> Any:

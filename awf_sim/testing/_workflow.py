@@ -23,9 +23,8 @@ from awf_sim.engine._hooks import HookChain, Hooks, StepRef
 from awf_sim.engine._selectors import StepSelector, parse_selector
 from awf_sim.engine._simulator import RUNAWAY_WAITS, Instance, Simulator
 from awf_sim.engine._timeline import TimelineEntry
-from awf_sim.engine._world import World
+from awf_sim.engine._world import World, check_db, check_env
 from awf_sim.flow import ai_provider
-from awf_sim.testing._context import check_db, check_env
 from awf_sim.testing._failures import (
     UnmatchedSelector,
     WorkflowFailed,

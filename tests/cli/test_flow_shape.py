@@ -166,3 +166,31 @@ def test_an_example_named_twice_is_checked_once(tmp_path: Path) -> None:
         "inputs checked (2): shape-json (example 2 of 2), shape-json (example 1 of 2)"
         in " ".join(result.stdout.split())
     )
+
+
+@pytest.mark.parametrize(
+    ("events", "shown", "hint"),
+    [
+        ("{'approval': {'ok': True}}", "got dict {'approval': {'ok': True}}", ""),
+        ("{'type': 'approval'}", "got dict {'type': 'approval'}", "events=[{...}]"),
+        ("'approval'", "got str 'approval'", ""),
+    ],
+)
+def test_events_that_are_not_a_list_are_refused(
+    tmp_path: Path, events: str, shown: str, hint: str
+) -> None:
+    # A dict was read key by key ("events[0] must be a dict": its first key), a string
+    # character by character.
+    code, out, err = _run(
+        tmp_path,
+        "from awf_sim import Workflow\n\n\n"
+        f'@Workflow("shape-events", events={events})\n'
+        "async def shape(wf, params):\n"
+        "    return params\n",
+    )
+    assert code == 2
+    assert out == ""
+    (line,) = err.splitlines()
+    assert "events must be a list of events" in line
+    assert shown in line
+    assert hint in line

@@ -270,6 +270,24 @@ def test_instances_lists_and_shows_a_store(tmp_path: os.PathLike[str]) -> None:
     assert ran["instance_id"] in unknown.stderr
 
 
+def test_instances_given_the_store_as_its_argument_says_to_write_store(
+    tmp_path: os.PathLike[str],
+) -> None:
+    # `awf-sim instances runs.db` took the file for an instance id and printed typer's box
+    # about a missing option.
+    store = os.path.join(tmp_path, "runs.db")
+    runner.invoke(app, ["run", ORDER, "--store", store])
+    for args, said in [
+        (["instances", store], f"awf-sim instances --store {store}"),
+        (["instances"], "missing --store FILE"),
+    ]:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2
+        assert result.stdout == ""
+        (line,) = result.stderr.splitlines()
+        assert said in line
+
+
 COUNTED = (
     "import os\n"
     "from awf_sim import Workflow\n"

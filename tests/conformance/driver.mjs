@@ -151,6 +151,18 @@ function validateScenario(s) {
         if (typeof op.name !== "string" || op.name === "") throw new Error(`${where}: "name" must be a non-empty string`);
         if (!Number.isFinite(op.at_ms)) throw new Error(`${where}: "at_ms" must be a number`);
         break;
+      case "throw": {
+        // run() itself throws, outside any step (format 2; top level, never caught)
+        if (inParallel) throw new Error(`${where}: "throw" inside "parallel"`);
+        if (op.catch !== undefined && op.catch !== false) throw new Error(`${where}: a "throw" takes no "catch"`);
+        const kinds = ["throw", "throw_value"].filter((k) => k in op);
+        if (kinds.length !== 1) throw new Error(`${where}: needs exactly one of "throw" or "throw_value"`);
+        if ("throw" in op && (typeof op.throw !== "string" || !/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(op.throw))) {
+          throw new Error(`${where}: "throw" must be an error class name`);
+        }
+        if ("throw" in op && typeof op.message !== "string") throw new Error(`${where}: "message" must be a string`);
+        break;
+      }
       case "parallel": {
         if (!Array.isArray(op.steps) || op.steps.length === 0) throw new Error(`${where}: "steps" must be a non-empty list`);
         if (op.race !== undefined && typeof op.race !== "boolean") throw new Error(`${where}: "race" must be a boolean`);
@@ -165,7 +177,7 @@ function validateScenario(s) {
         break;
       }
       default:
-        throw new Error(`${where}: unknown op ${JSON.stringify(op.op)} (do, sleep, sleepUntil, waitForEvent, parallel)`);
+        throw new Error(`${where}: unknown op ${JSON.stringify(op.op)} (do, sleep, sleepUntil, waitForEvent, parallel, throw)`);
     }
   };
   s.body.forEach((op, i) => checkOp(op, `body[${i}]`, false));

@@ -52,6 +52,8 @@ def do(name: str, attempts: list[Any], **extra: Any) -> dict[str, Any]:
         ),
         scenario([], control=[{"op": "restart", "after_ms": 1}]),
         scenario([], id="order-1", control=[{"op": "create_again", "after_ms": 1}]),
+        scenario([{"op": "throw", "throw": "ValidationError", "message": ""}]),
+        scenario([{"op": "throw", "throw_value": {"code": 7}}]),
     ],
 )
 def test_format_2_accepts_its_additions(raw: dict[str, Any]) -> None:
@@ -86,6 +88,30 @@ def test_format_2_accepts_its_additions(raw: dict[str, Any]) -> None:
         (
             scenario([{"op": "parallel", "steps": [{"op": "parallel", "steps": []}]}]),
             'x.json: body[0].steps[0].op: "parallel" inside "parallel"',
+        ),
+        (
+            {"name": "s", "body": [{"op": "throw", "throw": "Error", "message": "m"}]},
+            "x.json: body[0].op: unknown op",
+        ),
+        (
+            scenario([{"op": "parallel", "steps": [{"op": "throw", "throw_value": 1}]}]),
+            'x.json: body[0].steps[0].op: "throw" inside "parallel"',
+        ),
+        (
+            scenario([{"op": "throw", "throw": "Error", "message": "m", "catch": True}]),
+            'x.json: body[0].catch: a "throw" is never caught',
+        ),
+        (
+            scenario([{"op": "throw", "throw": "Error", "throw_value": 1}]),
+            'x.json: body[0]: needs exactly one of "throw" or "throw_value"',
+        ),
+        (
+            scenario([{"op": "throw", "throw": "Error"}]),
+            "x.json: body[0].message: must be a string, got nothing",
+        ),
+        (
+            scenario([{"op": "throw", "throw_value": 1, "message": "m"}]),
+            'x.json: body[0].message: only a "throw" takes a message',
         ),
     ],
 )

@@ -210,6 +210,38 @@ def test_state_updates_are_steps_and_replay_returns_stored_values(make_sim: Any)
     assert len(updates) == 3
 
 
+@Workflow("state-read-as-dict")
+async def _state_read_as_dict(wf: Any, params: Any) -> Any:
+    state = wf.state({"total": 0})
+    return state["total"] + 1
+
+
+@Workflow("state-set-as-dict")
+async def _state_set_as_dict(wf: Any, params: Any) -> Any:
+    state = wf.state({"total": 0})
+    state["total"] = 1
+
+
+@pytest.mark.parametrize(
+    ("flow", "said"),
+    [
+        (_state_read_as_dict, "read state.current['total']"),
+        (_state_set_as_dict, "changed only by `await state.update(new_value)`"),
+    ],
+)
+def test_state_used_as_a_dict_says_how_it_is_read_and_changed(
+    make_sim: Any, flow: Any, said: str
+) -> None:
+    # It failed with Python's "'State' object is not subscriptable", which names no fix.
+    sim = make_sim()
+    inst = sim.create(flow, {})
+    sim.run()
+    status = inst.status()
+    assert status["status"] == "errored"
+    assert status["error"]["name"] == "TypeError"
+    assert said in status["error"]["message"]
+
+
 def test_wf_event_and_instance_id(make_sim: Any) -> None:
     @Workflow("meta")
     async def flow(wf: Any, params: Any) -> Any:

@@ -220,7 +220,8 @@ def test_no_mock_fails_naming_method_and_url(log: EffectLog) -> None:
         run(client.post(URL, json={"amount": 1}))
     assert str(info.value) == (
         "ctx.http: no mock for POST https://api.stripe.com/v1/charges; pass "
-        "http=respx.Router() with a route for it to Simulator(...) or create_test_workflow(...)"
+        "http=respx.Router() with a route for it to Simulator(...) or create_test_workflow(...), "
+        "or set HTTP = respx.Router() in the flow file for awf-sim"
     )
     assert (info.value.method, info.value.url) == ("POST", URL)
     assert log.summaries() == ['POST https://api.stripe.com/v1/charges {"amount":1}']

@@ -78,6 +78,10 @@ export class ScenarioWorkflow extends WorkflowEntrypoint {
           // race (format 2): the first slot to settle wins; the others run on.
           return op.race ? Promise.race(slots) : Promise.all(slots);
         }
+        case "throw":
+          // run() itself throws, outside any step (format 2).
+          if ("throw_value" in op) throw op.throw_value;
+          throw makeError(op.throw, op.message);
         default:
           throw new Error(`unknown op ${JSON.stringify(op.op)}`);
       }
