@@ -14,7 +14,7 @@ import typer
 
 from awf_sim.cli import Group, show_version
 from awf_sim.errors import ProcessDied
-from awf_sim.flow import FlowError, parse_json
+from awf_sim.flow import FlowError, FlowFile, load_flow, parse_json
 
 from ._bundle import (
     BuildError,
@@ -173,6 +173,33 @@ def _handled() -> Iterator[None]:
     except ValueError as exc:  # the client's checks of names and ids, before any request
         _err(f"awf-deploy: {exc}")
         _exit(EXIT_USAGE)
+
+
+def _load_flow(flow: str) -> FlowFile:
+    """`load_flow(flow)`, once the flow has been imported in a supervised child first.
+
+    A flow file that ends the process at import (`os._exit(0)` at module level) ended
+    `awf-deploy push` itself with exit 0 and nothing said, before the verify gate (which runs
+    in a child) ever started: a CI job took that for a verified push. The child's death is
+    now a FlowError (exit 2), like `sys.exit()` at import. Code that ends only the second
+    process to import it is not caught: the import in this process is the second."""
+    from awf_sim.engine import run_supervised
+
+    try:
+        run_supervised(
+            lambda: _imported(flow),
+            f"{flow}: importing it",
+            goal="finished the import",
+            advice="Remove the call that ends the process at module level (os._exit, a "
+            'crash), or put it under `if __name__ == "__main__":`.',
+        )
+    except ProcessDied as exc:
+        raise FlowError(str(exc)) from None
+    return load_flow(flow)
+
+
+def _imported(flow: str) -> None:
+    load_flow(flow)  # a FlowError crosses back pickled; the loaded flow stays in the child
 
 
 def _client(account_id: str | None) -> CloudflareClient:

@@ -10,7 +10,6 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from awf_sim.cli import DEFAULT_CPU_MS, Command
-from awf_sim.flow import load_flow
 
 from ._bundle import (
     MAIN_MODULE,
@@ -38,6 +37,7 @@ from ._cli_base import (
     _handled,
     _interactive,
     _json,
+    _load_flow,
     _out,
     _UsageError,
     _warn,
@@ -80,7 +80,7 @@ def build(
 ) -> None:
     """Write the Worker bundle: wrangler.toml, entry.py, the flow file and the runtime."""
     with _handled():
-        loaded = load_flow(flow)
+        loaded = _load_flow(flow)
         bundle = build_bundle(
             flow,
             name=name,
@@ -265,7 +265,7 @@ def push_command(
 
     with _handled():
         _key_file_ok(key_file)
-        loaded = load_flow(flow)
+        loaded = _load_flow(flow)
         auth = _api_auth(loaded, public)
 
         def make(database_id: str | None) -> Bundle:
@@ -476,7 +476,7 @@ def key(
         if not rotate:
             raise _UsageError("pass --rotate to replace the Worker's API key with a new one")
         _key_file_ok(key_file)
-        loaded = load_flow(flow)
+        loaded = _load_flow(flow)
         if _api_auth(loaded, False) == "public":
             raise _UsageError(f"{flow} says PUBLIC_API = True: its Worker has no API key")
         client = _client(account_id)

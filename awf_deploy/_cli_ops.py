@@ -28,6 +28,7 @@ from ._cli_base import (
     _handled,
     _json,
     _json_arg,
+    _load_flow,
     _out,
     _UsageError,
     _worker_api,
@@ -55,9 +56,7 @@ def _declared(flow: str | None, workflow: str) -> Any:
     """The Workflow named `workflow` in the flow file, or None without --flow."""
     if flow is None:
         return None
-    from awf_sim.flow import load_flow
-
-    return load_flow(flow).pick(workflow)
+    return _load_flow(flow).pick(workflow)
 
 
 def _declared_name(tp: Any) -> str | None:

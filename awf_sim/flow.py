@@ -16,13 +16,16 @@ fix; the CLIs print it and exit 2.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import math
 import os
+import signal
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -96,7 +99,15 @@ def load_flow(path: str | os.PathLike[str]) -> FlowFile:
         sys.path.insert(0, folder)  # so a flow file can import its sibling modules
     sys.modules[mod_name] = module
     try:
-        spec.loader.exec_module(module)
+        with _import_deadline():
+            spec.loader.exec_module(module)
+    except _ImportTimeout as exc:
+        del sys.modules[mod_name]
+        line = _user_line(exc, abspath)
+        raise FlowError(
+            f"{path}{line}: importing it did not finish within {IMPORT_DEADLINE_S:g} s (a loop "
+            "or a wait at module level?); move that work into a step or a function"
+        ) from None
     except SyntaxError as exc:
         del sys.modules[mod_name]
         raise FlowError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
@@ -249,6 +260,43 @@ def _fitting(workflow: Workflow, params: Any, what: str) -> Any:
 
 
 MAX_INPUT_BYTES = 16 * 1024 * 1024
+
+# Real seconds a flow file's import may take. Without a bound, a `while True:` or a long
+# sleep at module level hung `awf-sim run`, chaos and `awf-deploy push` before any of their
+# own budgets (which count handler attempts) began.
+IMPORT_DEADLINE_S = 60.0
+
+
+class _ImportTimeout(BaseException):
+    """Raised into a flow's import at its deadline; a BaseException, past `except Exception`."""
+
+
+@contextlib.contextmanager
+def _import_deadline() -> Iterator[None]:
+    """IMPORT_DEADLINE_S on the import, by SIGALRM: on the main thread, and only when nobody
+    else owns the real-time timer (a test's own deadline, an application's alarm)."""
+    usable = (
+        threading.current_thread() is threading.main_thread()
+        and hasattr(signal, "setitimer")
+        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None)
+        and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    )
+    if not usable:
+        yield
+        return
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise _ImportTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, IMPORT_DEADLINE_S)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 MAX_INPUT_DEPTH = 100
 
 

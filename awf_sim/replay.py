@@ -19,7 +19,9 @@ running instance redo work it already did, or skip it. This module finds that be
     new name, or skipped);
   - `new-before-frontier`: a step the history does not have, called before the replay got past
     the last completed step of the history (the instance already passed that point);
-  - `config-changed`: a completed domain step whose retries or timeout differ now.
+  - `config-changed`: a completed domain step whose retries or timeout differ now;
+  - `fails-on-history`: the code ends the instance errored before it gets past the history
+    (every call it made was served from it), on the instance's own checkpoints or params.
 
 The store is filled through the public `Store.commit` with the records the engine keeps per
 call (`do:<name>#<k>`, `sleep:<name>#<k>`, `wait:<name>#<k>`, see awf_sim/engine/_simulator.py);
@@ -165,7 +167,7 @@ def load_history(path: str | Path) -> History:
 
 @dataclass(frozen=True)
 class Divergence:
-    kind: str  # not-called | new-before-frontier | config-changed
+    kind: str  # not-called | new-before-frontier | config-changed | fails-on-history
     name: str
     path: str
     detail: str
@@ -455,6 +457,7 @@ def replay(
                     Divergence("new-before-frontier", ref.name, ref.path, detail)
                 )
         report.steps.append(row)
+    _fails_on_history(report, history)
     for entry in completed:
         if entry.key not in seen:
             report.divergences.append(
@@ -467,6 +470,35 @@ def replay(
                 )
             )
     return report
+
+
+_ENDED = ("complete", "errored", "terminated")
+
+
+def _fails_on_history(report: ReplayReport, history: History) -> None:
+    """A `fails-on-history` divergence when the new code ends an instance that still runs
+    errored before it gets past what the instance already did: every call it made was served
+    from the history (or it made none), so the failure does not depend on the simulator's
+    database, mocks or the waits it times out past the frontier, but on the instance itself (a
+    result type that gained a required field and no longer fits the checkpoint, params the new
+    input type refuses). Such a replay used to count as faithful, and push uploaded it."""
+    if report.status != "errored" or history.status in _ENDED:
+        return
+    if any(row["source"] != "history" for row in report.steps):
+        return  # it failed past the frontier: new work, run against local stand-ins
+    error = report.error if isinstance(report.error, Mapping) else {}
+    last = report.steps[-1] if report.steps else None
+    where = f"after {last['name']}" if last is not None else "before its first step"
+    report.divergences.append(
+        Divergence(
+            "fails-on-history",
+            last["name"] if last is not None else "-",
+            last["path"] if last is not None else "-",
+            f"the new code ends this instance errored {where}, on what the instance already "
+            f"did ({error.get('name')}: {error.get('message')}): after the deploy it would "
+            "fail the same way; keep the old types and params readable (new fields optional)",
+        )
+    )
 
 
 # -- recording a history in the simulator (tests, demos) -------------------------------------------

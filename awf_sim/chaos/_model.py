@@ -172,6 +172,9 @@ class Observation:
     effect_steps: list[str | None] | None = None  # steps of the effects that count each time
     # (lifetime, step name, type name) of each step result the workflow received
     value_types: list[tuple[int, str, str]] | None = None
+    # (step path or "output", where in it, the int) of each integer beyond JavaScript's safe
+    # range in a step result or the output; read in full runs only (the baseline's).
+    unsafe_ints: list[tuple[str, str, int]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

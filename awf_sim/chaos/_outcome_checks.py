@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from awf_sim._report import entry_summary, format_at, unsent_event
+from awf_sim.chaos._bigint import MAX_SAFE_INTEGER
 from awf_sim.chaos._diff import (
     MAX_LINES,
     handler_site,
@@ -219,6 +220,7 @@ def baseline_outcome(base: Baseline, obs: Observation) -> list[Violation]:
 
 _SERIAL_MARKS = ("not serialisable", "is not JSON", "output is too large")
 _STEP_IN_MESSAGE = re.compile(r'as the step "([^"]+)" returned')
+_PARAMS_MISFIT = re.compile(r"workflow '[^']*': params\b")
 
 
 def serializable(base: Baseline, obs: Observation) -> list[Violation]:
@@ -229,6 +231,10 @@ def serializable(base: Baseline, obs: Observation) -> list[Violation]:
             continue
         message = str(err.get("message", ""))
         if err.get("name") != "SerializationError" and not any(m in message for m in _SERIAL_MARKS):
+            continue
+        if e["kind"] == "workflow-failure" and _PARAMS_MISFIT.match(message):
+            # Params that do not fit the declared input type: no output was made, and
+            # baseline-outcome says which field and to give the workflow examples.
             continue
         key = e.get("path") or "output"
         named = _STEP_IN_MESSAGE.search(message)
@@ -256,6 +262,22 @@ def serializable(base: Baseline, obs: Observation) -> list[Violation]:
             "under 1 MiB (store big data in the database and return its id)."
         )
         out[key] = Violation("serializable", key, what, [f"{err['name']}: {message}"], hint, where)
+    for key, at, number in obs.unsafe_ints or ():
+        if key in out:
+            continue
+        who = f"{key} returned" if key != "output" else "the workflow's output holds"
+        out[key] = Violation(
+            "serializable",
+            key,
+            f"{who} the integer {number}{f' at {at[1:]}' if at else ''}, beyond JavaScript's "
+            f"safe range (±{MAX_SAFE_INTEGER}): on Cloudflare the instance errors at once "
+            "(TypeError: Do not know how to serialize a BigInt)",
+            [f"{key}{at}: {number}"],
+            "Return such numbers as strings (str(n)), or in coarser units (milliseconds, "
+            "not nanoseconds): a Python int crosses to the engine as a JavaScript BigInt, "
+            "which it cannot store.",
+            handler_site(base.workflow, key) if key != "output" else workflow_site(base.workflow),
+        )
     if "output" not in out and obs.status == "complete" and obs.output is not None:
         size = _json_size(obs.output)
         if size is not None and size > MAX_PAYLOAD_BYTES:

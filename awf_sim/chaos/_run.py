@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+from awf_sim.chaos._bigint import unsafe_ints
 from awf_sim.chaos._faults import EVENT_KINDS, HOLD_OFFSET_MS, normalize_plan
 from awf_sim.chaos._inject import FaultHooks
 from awf_sim.chaos._invariants import check_run
@@ -187,6 +188,11 @@ def finish(
         writes = [(w.table, w.op, w.step) for w in db.writes]
     effects, effect_steps = _effects(getattr(sim, "effects", None))
     hooks = rec.inner
+    unsafe = None
+    if full:
+        unsafe = unsafe_ints(
+            [(r["path"], r["value"]) for r in inst.step_results()] + [("output", status["output"])]
+        )
     return Observation(
         plan=cast(Plan, [dict(f) for f in plan]),
         status=status["status"],
@@ -202,6 +208,7 @@ def finish(
         effects=effects,
         effect_steps=effect_steps,
         value_types=rec.value_types(),
+        unsafe_ints=unsafe,
     )
 
 

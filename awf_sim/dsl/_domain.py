@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, overload
 
+from awf_sim.dsl._carry import refuse_handler_types
 from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._names import validate_name
@@ -143,7 +144,10 @@ class Domain:
         # The spec's handler gets its context and args as the types it declares (a dataclass,
         # a model); `Domain.<method>` stays the plain function, for unit tests.
         self._methods[method_name] = MethodSpec(
-            self._name, method_name, input_adapter(handler), validate_config(config, where)
+            self._name,
+            method_name,
+            input_adapter(handler, lambda types: refuse_handler_types(where, types)),
+            validate_config(config, where),
         )
         self._plain[method_name] = handler
 

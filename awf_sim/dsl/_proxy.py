@@ -14,7 +14,7 @@ import inspect
 import json.encoder
 import types
 import weakref
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from awf_sim.dsl._config import validate_config
@@ -103,9 +103,11 @@ class Runtime(Protocol):
     def event(self) -> Mapping[str, Any]: ...
     def step(self, call: StepCall) -> Awaitable[Any]: ...
     def do(self, name: str, fn: Callable[[], Any], config: Mapping[str, Any]) -> Awaitable[Any]: ...
-    def sleep(self, name: str, ms: int) -> Awaitable[None]: ...
+    # Coroutines (the engine's and the Cloudflare adapter's are): `wf.sleep` and `wf.wait_for`
+    # hand them on, and a checker reports an unused coroutine, not an unused awaitable.
+    def sleep(self, name: str, ms: int) -> Coroutine[Any, Any, None]: ...
     def sleep_until(self, name: str, epoch_ms: int) -> Awaitable[None]: ...
-    def wait_for(self, name: str, type: str, timeout_ms: int) -> Awaitable[Any]: ...
+    def wait_for(self, name: str, type: str, timeout_ms: int) -> Coroutine[Any, Any, Any]: ...
 
 
 class _Pipeline:
@@ -470,7 +472,14 @@ class WorkflowApi:
 
     def __getitem__(self, domain: Callable[[WorkflowApi, _C], _D]) -> Callable[[_C], _D]:
         """`wf[Inventory](product).check()`: a TypedDomain, checked by mypy and pyright."""
-        return functools.partial(domain, self)
+        try:
+            return functools.partial(domain, self)
+        except TypeError:  # not callable: a Domain object (`Inventory.domain`), a string
+            name = getattr(domain, "name", None) or "Name"
+            raise DefinitionError(
+                f"wf[{domain!r}]: wf[...] takes a TypedDomain class, as in "
+                f"wf[Inventory](context).check(); a Domain is called as wf.{name}(context)"
+            ) from None
 
     @property
     def instance_id(self) -> str:
@@ -481,7 +490,7 @@ class WorkflowApi:
         """The triggering event: {"payload", "timestamp", "instanceId", "workflowName"}."""
         return self._runtime.event
 
-    def sleep(self, name: str, duration: str | int | float) -> Awaitable[None]:
+    def sleep(self, name: str, duration: str | int | float) -> Coroutine[Any, Any, None]:
         """Sleep `duration` of virtual time; awaiting it returns when the time has passed."""
         # Not a coroutine of its own (as wait_for): the runtime's is returned as it is.
         ms = parse_duration(duration)
@@ -508,7 +517,7 @@ class WorkflowApi:
 
     def wait_for(
         self, name: str, *, type: str, timeout: str | int | float = "24 hours"
-    ) -> Awaitable[Any]:
+    ) -> Coroutine[Any, Any, Any]:
         """Wait for an event of exactly this `type`; awaiting it returns its payload."""
         # Not a coroutine of its own: the runtime's is returned as it is, so that a waiting
         # instance keeps one coroutine fewer alive.

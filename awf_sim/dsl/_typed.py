@@ -24,7 +24,7 @@ docs/typing.md has the whole design.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
 from awf_sim.dsl._domain import Domain, MethodSpec
@@ -80,10 +80,13 @@ class Call(Generic[A, R]):
         self._domain = domain
         self._spec = spec
 
+    # Typed as a coroutine, though it is a step pipeline (awaitable, nothing more): mypy
+    # (unused-coroutine) and pyright (reportUnusedCoroutine) report a call left without
+    # `await` only for a Coroutine, and a step that is never awaited never runs.
     @overload
-    def __call__(self: Call[None, R], /) -> Awaitable[R]: ...
+    def __call__(self: Call[None, R], /) -> Coroutine[Any, Any, R]: ...
     @overload
-    def __call__(self, args: A, /) -> Awaitable[R]: ...
+    def __call__(self, args: A, /) -> Coroutine[Any, Any, R]: ...
     def __call__(self, args: Any = None, /) -> Any:
         spec = self._spec
         domain = self._domain

@@ -6,8 +6,11 @@ annotated `-> Stock` (a dataclass or a pydantic model) means the workflow expect
 the checkpoint back), on every replay, and inside a Worker bundle (standard library only here;
 pydantic models are rebuilt through their own `model_validate`, found by duck typing).
 
-A type that is not a dataclass or a model (dict, TypedDict, list[int], Any) is left alone:
-`converter(tp)` is None for it, and the caller does nothing at all.
+Enums (their values), tuples and NamedTuples (JSON lists), a TypedDict or a union holding
+any of these are rebuilt too. A type with nothing to rebuild (dict, list[int], Any, a TypedDict
+of plain values) is left alone: `converter(tp)` is None for it, and the caller does nothing.
+What a checkpoint cannot carry at all (a dataclass field that is a datetime, a set) is refused
+where it is declared: awf_sim.dsl._carry.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import enum
 import inspect
 import sys
 import types
@@ -23,6 +27,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from typing import Any
 
 from awf_sim.dsl._errors import SerializationError
+from awf_sim.dsl._texts import from_text, text_type
 
 __all__ = [
     "await_result",
@@ -30,7 +35,9 @@ __all__ = [
     "converter",
     "handler_types",
     "input_adapter",
+    "is_namedtuple",
     "is_structured",
+    "is_typeddict",
     "result_converter",
     "revive",
     "type_name",
@@ -102,13 +109,27 @@ def _converter(tp: Any, seen: set[int]) -> Convert | None:
         if id(tp) in seen:  # a recursive dataclass: look its fields up when converting
             return lambda value, path: _dataclass(tp, set())(value, path)
         return _dataclass(tp, seen | {id(tp)})
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return _enum(tp)
+    if text_type(tp) is not None:  # params only: _carry refuses them where Python writes JSON
+        return from_text(tp)
+    if is_namedtuple(tp):
+        if id(tp) in seen:
+            return lambda value, path: _namedtuple(tp, set())(value, path)
+        return _namedtuple(tp, seen | {id(tp)})
+    if is_typeddict(tp):
+        if id(tp) in seen:  # a recursive TypedDict: look its keys up when converting
+            return lambda value, path: (_typeddict(tp, set()) or _as_is)(value, path)
+        return _typeddict(tp, seen | {id(tp)})
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Annotated:
         return _converter(args[0], seen)
     if origin in (typing.Union, types.UnionType):
         return _union(args, seen)
-    if origin in (list, tuple, set, frozenset) or (
+    if tp is tuple or origin is tuple:  # JSON has lists: a declared tuple is made one again
+        return _tuple(args, seen)
+    if origin in (list, set, frozenset) or (
         getattr(origin, "__name__", "") in ("Sequence", "MutableSequence")
     ):
         if not args:
@@ -135,12 +156,158 @@ def _converter(tp: Any, seen: set[int]) -> Convert | None:
 
 def _union(args: tuple[Any, ...], seen: set[int]) -> Convert | None:
     parts = [a for a in args if a is not _NONE_TYPE]
-    if len(parts) != 1:  # X | Y: no single type to rebuild; left as JSON
+    if len(parts) == 1:
+        inner = _converter(parts[0], seen)
+        if inner is None:
+            return None
+        return lambda value, path: None if value is None else inner(value, path)
+    plan = [(part, _converter(part, seen)) for part in parts]
+    if all(convert is None for _, convert in plan):
         return None
-    inner = _converter(parts[0], seen)
-    if inner is None:
+
+    def convert(value: Any, path: str) -> Any:
+        # X | Y: the first member, in the order declared, that the value fits.
+        if value is None:
+            return None
+        first: SerializationError | None = None
+        for part, inner in plan:
+            if inner is None:
+                if _fits_plain(part, value):
+                    return value
+                continue
+            try:
+                return inner(value, path)
+            except (SerializationError, TypeError, ValueError) as exc:
+                if first is None:
+                    first = exc if isinstance(exc, SerializationError) else None
+        names = " | ".join(type_name(p) for p in parts)
+        detail = f" ({first})" if first is not None else ""
+        raise SerializationError(
+            f"{path} is {_describe(value)}, which fits none of {names}{detail}"
+        )
+
+    return convert
+
+
+def _fits_plain(tp: Any, value: Any) -> bool:
+    """Whether JSON `value` is a value of `tp`, a member of a union with nothing to rebuild."""
+    if tp is Any or tp is object:
+        return True
+    origin = typing.get_origin(tp) or tp
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _fits_plain(typing.get_args(tp)[0], value)
+    allowed = _LEAF_TYPES.get(origin)
+    if allowed is None:
+        if not isinstance(origin, type):  # a NewType, a protocol alias: not checked here
+            return True
+        if issubclass(origin, dict):  # a TypedDict
+            return isinstance(value, dict)
+        return isinstance(value, origin)
+    if origin is int and isinstance(value, bool):
+        return False
+    return isinstance(value, allowed)
+
+
+def _as_is(value: Any, path: str) -> Any:
+    return value
+
+
+def _enum(tp: Any) -> Convert:
+    def convert(value: Any, path: str) -> Any:
+        if isinstance(value, tp):
+            return value
+        try:
+            return tp(value)
+        except ValueError:
+            members = ", ".join(repr(m.value) for m in tp)
+            raise SerializationError(
+                f"{path} is {_describe(value)}, not a value of {type_name(tp)} ({members})"
+            ) from None
+
+    return convert
+
+
+def _not_a_list(value: Any, path: str, tp: str) -> SerializationError:
+    return SerializationError(f"{path} is {_describe(value)}, not the list a {tp} is made from")
+
+
+def _tuple(args: tuple[Any, ...], seen: set[int]) -> Convert:
+    if len(args) == 2 and args[1] is Ellipsis:
+        each = _converter(args[0], seen)
+
+        def convert_all(value: Any, path: str) -> Any:
+            if not isinstance(value, list | tuple):
+                raise _not_a_list(value, path, "tuple")
+            if each is None:
+                return tuple(value)
+            return tuple(each(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+        return convert_all
+    items = [_converter(a, seen) for a in args if a != ()]  # tuple[()] is the empty tuple
+
+    def convert(value: Any, path: str) -> Any:
+        if not isinstance(value, list | tuple):
+            raise _not_a_list(value, path, "tuple")
+        if args and len(value) != len(items):
+            raise SerializationError(
+                f"{path} has {len(value)} items, not the {len(items)} of tuple"
+                f"[{', '.join(type_name(a) for a in args)}]"
+            )
+        return tuple(
+            v if not args or items[i] is None else items[i](v, f"{path}[{i}]")  # type: ignore[misc]
+            for i, v in enumerate(value)
+        )
+
+    return convert
+
+
+def is_namedtuple(tp: object) -> bool:
+    return isinstance(tp, type) and issubclass(tp, tuple) and hasattr(tp, "_fields")
+
+
+def _namedtuple(tp: Any, seen: set[int]) -> Convert:
+    hints = _hints(tp)
+    fields = [(name, _converter(hints.get(name, Any), seen)) for name in tp._fields]
+
+    def convert(value: Any, path: str) -> Any:
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, list | tuple):
+            raise _not_a_list(value, path, type_name(tp))
+        if len(value) > len(fields):
+            raise SerializationError(
+                f"{path} has {len(value)} items; {type_name(tp)} has {len(fields)} fields"
+            )
+        return tp(
+            *(
+                v if fields[i][1] is None else fields[i][1](v, f"{path}.{fields[i][0]}")  # type: ignore[misc]
+                for i, v in enumerate(value)
+            )
+        )
+
+    return convert
+
+
+def is_typeddict(tp: object) -> bool:
+    return isinstance(tp, type) and issubclass(tp, dict) and hasattr(tp, "__required_keys__")
+
+
+def _typeddict(tp: Any, seen: set[int]) -> Convert | None:
+    keys = {k: c for k, t in _hints(tp).items() if (c := _converter(t, seen)) is not None}
+    if not keys:  # plain values only: the JSON object is the TypedDict
         return None
-    return lambda value, path: None if value is None else inner(value, path)
+
+    def convert(value: Any, path: str) -> Any:
+        if not isinstance(value, Mapping):
+            raise SerializationError(f"{path} is {_describe(value)}, not a {type_name(tp)} object")
+        return {
+            k: (keys[k](v, f"{path}.{k}") if k in keys and v is not None else v)
+            for k, v in value.items()
+        }
+
+    return convert
 
 
 def _model(model: Any) -> Convert:
@@ -268,15 +435,11 @@ def revive(tp: Any, value: Any, path: str = "value") -> Any:
 def check_shape(tp: Any, value: Any, path: str) -> None:
     """Raise SerializationError naming the first field of `value` (JSON data) that does not
     fit `tp`: a dataclass, a pydantic model or a TypedDict (keys and leaf types)."""
-    if _is_typeddict(tp):
+    if is_typeddict(tp):
         _check_typeddict(tp, value, path)
         return
     if is_structured(tp):
         converter(tp)(value, path)  # type: ignore[misc]
-
-
-def _is_typeddict(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, dict) and hasattr(tp, "__required_keys__")
 
 
 def _check_typeddict(tp: Any, value: Any, path: str) -> None:
@@ -401,12 +564,19 @@ def _no_args(value: Any, path: str) -> None:
     return None
 
 
-def input_adapter(handler: Any) -> Any:
+Check = Callable[[tuple[Any, Any, Any]], None]
+
+
+def input_adapter(handler: Any, check: Check | None = None) -> Any:
     """`handler` itself, or a wrapper handing it its context and args as the types it
-    declares for them (a dataclass or a model), rebuilt from the JSON the step carries."""
+    declares for them (a dataclass or a model), rebuilt from the JSON the step carries.
+    `check` is given the declared (context, args, result) types once they resolve, to refuse
+    what a checkpoint cannot carry: here, or at the first call for a type defined later."""
     types, unresolved = _handler_types(handler)
     if unresolved:  # names a type defined later in its module: look again at the first call
-        return _lazy_adapter(handler)
+        return _lazy_adapter(handler, check)
+    if check is not None:
+        check(types)
     return _adapter(handler, types[0], types[1])
 
 
@@ -429,12 +599,14 @@ def _adapter(handler: Any, context_tp: Any, args_tp: Any) -> Any:
     return adapted
 
 
-def _lazy_adapter(handler: Any) -> Any:
+def _lazy_adapter(handler: Any, check: Check | None) -> Any:
     resolved: list[Any] = []
 
     def adapted(context: Any, args: Any, ctx: Any) -> Any:
         if not resolved:  # what still names nothing now is Any
             types = handler_types(handler)
+            if check is not None:
+                check(types)
             resolved.append(_adapter(handler, types[0], types[1]))
         return resolved[0](context, args, ctx)
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from typing import TYPE_CHECKING, Any, Generic, overload
 
 from awf_sim.dsl import _domain as _domain_module
+from awf_sim.dsl._carry import refuse_workflow_types
 from awf_sim.dsl._domain import Domain, domain_definitions, resolve_in_scope
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError, SerializationError
@@ -154,6 +155,16 @@ class Workflow(Generic[In, Out]):
         self._input_model = _UNSET  # resolved on first use: annotations may name later types
         self._types = None
         self._call_plan = None
+        try:  # refused here when they resolve already, else when the first instance starts
+            hints = inspect.get_annotations(fn, eval_str=True)
+        except Exception:
+            return
+        names = [p.name for p in params]
+        refuse_workflow_types(
+            self.name,
+            hints.get(names[1], Any) if self._takes_params else None,
+            hints.get("return", Any),
+        )
 
     @property
     def input_model(self) -> type | None:
@@ -245,10 +256,10 @@ class Workflow(Generic[In, Out]):
 
     def _plan_call(self) -> tuple[Any, Any]:
         in_type, out_type = self._declared()
+        refuse_workflow_types(self.name, in_type, out_type)
         convert = None
-        if self._takes_params and not is_model(in_type) and is_structured(in_type):
+        if self._takes_params and not is_model(in_type):
             convert = converter(in_type)  # models: validated by create
-            assert convert is not None
         if out_type is Any or not (is_structured(out_type) or _is_typeddict(out_type)):
             out_type = None
         return convert, out_type

@@ -7,6 +7,7 @@ in virtual time, with `wf.modifier` (Cloudflare's test modifier) as the simulato
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import threading
 import weakref
@@ -15,6 +16,7 @@ from typing import Any, Generic, Protocol, Self, overload
 
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._texts import as_sent
 from awf_sim.dsl._workflow import In, Out, Workflow
 from awf_sim.engine._calls import TERMINAL
 from awf_sim.engine._hooks import HookChain, Hooks, StepRef
@@ -258,7 +260,10 @@ class TestWorkflow(Generic[In, Out]):
                 "create another with create_test_workflow to run again"
             )
         _track(self)
-        self.instance = self.sim.create(self.workflow, params, id=id)
+        # An `In` given as itself: what JSON has no form for goes as the text a caller sends,
+        # which the workflow's params type reads back (awf_sim.dsl._texts).
+        sent = as_sent(params) if dataclasses.is_dataclass(params) else None
+        self.instance = self.sim.create(self.workflow, params if sent is None else sent, id=id)
         return self.instance
 
     def _live(self, method: str) -> Instance:

@@ -23,6 +23,9 @@ async def mistakes(wf: WorkflowApi, order: Order) -> None:
     await wf[Inventory](order).check()  # E: wrong-context
     await wf[Payment](order).process(Hold(quantity=1))  # E: wrong-arg-2
     print(stock.quantity + "1")  # E: result-is-typed
+    wf[Inventory](order.product).check()  # E: missing-await
+    wf.sleep("cool-off", "1 day")  # E: missing-await-sleep
+    wf.wait_for("approval", type="approved")  # E: missing-await-wait
 
 
 async def test_workflow_results() -> None:

@@ -59,6 +59,20 @@ PINNED: dict[str, list[tuple[str, str]]] = {
         ("mypy", 'Revealed type is "examples.order_processing_typed.OrderResult"'),
         ("pyright", 'is "OrderResult"'),
     ],
+    # A step never awaited never runs: both checkers say so, as for an unused coroutine.
+    "missing-await": [
+        ("mypy", 'Value of type "Coroutine[Any, Any, Stock]" must be used'),
+        ("pyright", 'Result of async function call is not used; use "await"'),
+    ],
+    # wf.sleep and wf.wait_for hand on the runtime's coroutine: the same report.
+    "missing-await-sleep": [
+        ("mypy", 'Value of type "Coroutine[Any, Any, None]" must be used'),
+        ("pyright", 'Result of async function call is not used; use "await"'),
+    ],
+    "missing-await-wait": [
+        ("mypy", 'Value of type "Coroutine[Any, Any, Any]" must be used'),
+        ("pyright", 'Result of async function call is not used; use "await"'),
+    ],
     "result-is-typed": [
         ("mypy", 'Unsupported operand types for + ("int" and "str")'),
         ("pyright", 'Operator "+" not supported for types "int" and "Literal[\'1\']"'),
