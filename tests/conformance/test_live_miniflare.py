@@ -81,6 +81,12 @@ def test_miniflare_reproduces_the_recorded_trace(
 ) -> None:
     recorded = load_trace(SCENARIOS / f"{scenario.name}.trace.json")
     difference = compare_traces(scenario, recorded, live_traces[scenario.name], engine="miniflare")
+    if difference is not None and difference.startswith("retry_gaps_ms"):
+        # Miniflare's retry waits are real timers: on a loaded 2-core machine a gap run four
+        # at a time can overshoot its window. Timing alone earns one re-run, on its own; any
+        # other difference (status, output, attempts) fails at once.
+        again = run_on_miniflare([scenario], concurrency=1)[scenario.name]
+        difference = compare_traces(scenario, recorded, again, engine="miniflare")
     assert difference is None
 
 
