@@ -11,8 +11,9 @@ other in a cycle. tests/test_layers.py reads this list and checks every import.
     2. awf_sim.errors               every error awf_sim raises
     3. awf_sim.sdk                  what handlers receive as ctx
     4. awf_sim.engine               the simulator: loop, stores, steps, runners, hooks
-    5. awf_sim.flow awf_sim._report
-                                    flow files; results that render themselves
+    5. awf_sim.flow awf_sim._report awf_sim._history
+                                    flow files; results that render themselves; the history
+                                    file of an instance
     6. awf_sim.testing              test workflows, the modifier, the pytest plugin
     7. awf_sim.chaos                fault plans, invariants, campaigns, reports
     8. awf_sim.strategies awf_sim.conformance awf_sim._runner awf_sim.replay awf_sim._replay_command
