@@ -34,7 +34,7 @@ from awf_sim.chaos._inject import AnswerHooks, FaultHooks
 from awf_sim.chaos._model import Baseline, Observation, Verdict
 from awf_sim.chaos._record import End, Recorder, Slot, Step, Trie
 from awf_sim.chaos._run import finish, recorded, run_on, verdict_of
-from awf_sim.dsl._values import watch_types
+from awf_sim.dsl._handlers import watch_types
 from awf_sim.engine import Simulator
 from awf_sim.engine._resume import resume
 from awf_sim.sdk._db import Database

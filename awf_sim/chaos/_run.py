@@ -31,7 +31,7 @@ from awf_sim.chaos._model import (
 )
 from awf_sim.chaos._record import Recorder
 from awf_sim.dsl._example import expected_outcome
-from awf_sim.dsl._values import watch_types
+from awf_sim.dsl._handlers import watch_types
 from awf_sim.engine import Instance, Simulator, World
 from awf_sim.engine._calls import TERMINAL
 from awf_sim.engine._resume import database_image

@@ -21,8 +21,8 @@ from typing import Any, overload
 from awf_sim.dsl._carry import refuse_handler_types
 from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._handlers import input_adapter
 from awf_sim.dsl._names import validate_name
-from awf_sim.dsl._values import input_adapter
 
 __all__ = ["Domain", "Handler", "MethodSpec", "domain_definitions", "registered_domains"]
 

@@ -21,6 +21,7 @@ from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._domain import _GENERATION, Domain, MethodSpec
 from awf_sim.dsl._duration import MAX_SLEEP_MS, check_sleep, parse_duration
 from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._handlers import _WATCH, await_result
 from awf_sim.dsl._identity import (
     _COPY_MEMO,
     MAX_STEP_NAME,
@@ -34,7 +35,6 @@ from awf_sim.dsl._identity import (
     step_id_json,
     step_name,
 )
-from awf_sim.dsl._values import _WATCH, await_result
 from awf_sim.dsl._workflow import Workflow
 
 __all__ = ["Runtime", "State", "StepCall", "WorkflowApi"]
