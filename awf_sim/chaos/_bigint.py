@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["MAX_SAFE_INTEGER", "unsafe_ints"]
+from awf_sim.dsl._identity import MAX_SAFE_INTEGER
 
-MAX_SAFE_INTEGER = 2**53 - 1
+__all__ = ["MAX_SAFE_INTEGER", "unsafe_ints"]
 
 
 def unsafe_ints(values: Iterable[tuple[str, Any]]) -> list[tuple[str, str, int]]:

@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover - a Python without the C pickler
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
+    "MAX_SAFE_INTEGER",
     "MAX_STEP_NAME",
     "canonical",
     "canonical_in",
@@ -46,6 +47,8 @@ __all__ = [
 
 MAX_STEP_NAME = 256
 MAX_PAYLOAD_BYTES = 1 << 20
+# JavaScript's Number.MAX_SAFE_INTEGER: past it an engine number is no longer exact.
+MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def utf16_len(text: str) -> int:
@@ -290,15 +293,12 @@ def result_error(value: object, root: str, cause: BaseException) -> Serializatio
     return _error(value, root, cause)
 
 
-_MAX_SAFE_INTEGER = 2**53 - 1
-
-
 def _js_number(text: str) -> float | int:
     """A JSON number with a fraction or exponent, as it comes back from Cloudflare's engine:
     JavaScript numbers carry no int/float distinction, and Pyodide hands a whole number in the
     safe-integer range to Python as an `int` (`59.0` -> `59`)."""
     value = float(text)
-    if value.is_integer() and -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+    if value.is_integer() and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
         return int(value)
     return value
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Protocol
 
+from awf_sim.dsl._identity import MAX_SAFE_INTEGER
 from awf_sim.errors import DatabaseError
 from awf_sim.sdk._effects import current_step
 
@@ -179,9 +180,6 @@ def _encode_row(values: Iterable[Any]) -> list[Any]:
     return [v if type(v) in _PLAIN_TYPES else _encode(v) for v in values]
 
 
-_MAX_SAFE_INTEGER = 2**53 - 1
-
-
 _INFINITIES = (math.inf, -math.inf)
 
 
@@ -195,11 +193,11 @@ def _js_numbers(row: dict[str, Any]) -> dict[str, Any]:
         kind = type(value)
         if kind is float:
             if value.is_integer():
-                if -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+                if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
                     row[key] = int(value)
             elif value in _INFINITIES:
                 row[key] = None
-        elif kind is int and not -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+        elif kind is int and not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             row[key] = float(value)
     return row
 
