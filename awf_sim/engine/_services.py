@@ -11,25 +11,9 @@ and the database and effect log read it, so steps that run at once each own thei
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from awf_sim.dsl._errors import DefinitionError
-
-__all__ = ["Services", "check_ai"]
-
-
-def check_ai(ai: Any) -> None:
-    """Refuse an `ai` that cannot serve `ctx.ai` when the simulation is made (the Simulator and
-    World check db and http): it used to fail a handler's first `ctx.ai` call, attempt after
-    attempt through every retry."""
-    if ai is not None and not all(hasattr(ai, m) for m in ("generate", "embed", "chat")):
-        hint = "; for recorded answers write RecordedAI({...})" if isinstance(ai, Mapping) else ""
-        raise DefinitionError(
-            "ai (a flow file's AI) must be an AI provider (DeterministicAI, RecordedAI, "
-            "WorkersAI, or an object with async generate, embed and chat), got "
-            f"{type(ai).__name__}{hint}"
-        )
+__all__ = ["Services"]
 
 
 class Services:
@@ -47,7 +31,6 @@ class Services:
     )
 
     def __init__(self, db: Any, ai: Any, http: Any, seed: int) -> None:
-        check_ai(ai)
         self.db_spec = db
         self.ai_spec = ai
         self.http_spec = http

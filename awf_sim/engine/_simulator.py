@@ -44,7 +44,7 @@ from awf_sim.engine._store import Store, open_store
 from awf_sim.engine._timeline import EntryDetails, Row, row
 from awf_sim.engine._unawaited import warn_unawaited
 from awf_sim.engine._waits import EventWaits
-from awf_sim.engine._world import World, check_db, check_env, check_http
+from awf_sim.engine._world import World, check_ai, check_db, check_env, check_http
 from awf_sim.errors import InstanceError
 
 __all__ = [
@@ -121,6 +121,7 @@ class Simulator(InstanceLifecycle):
             check_db(db, "Simulator")
             check_env(env, "Simulator")
             check_http(http, "Simulator")
+            check_ai(ai, "Simulator")
         if profile not in PROFILES:
             raise DefinitionError(
                 f"unknown profile {profile!r}: use one of {', '.join(sorted(PROFILES))}"

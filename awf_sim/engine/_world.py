@@ -19,7 +19,7 @@ from typing import Any
 
 from awf_sim.dsl._errors import DefinitionError
 
-__all__ = ["World", "check_db", "check_env", "check_http"]
+__all__ = ["World", "check_ai", "check_db", "check_env", "check_http"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class World:
         check_db(self.db, "World")
         check_env(self.env, "World")
         check_http(self.http, "World")
+        check_ai(self.ai, "World")
 
     def replace(self, **changes: Any) -> World:
         """A copy with some fields changed: `world.replace(seed=7)`."""
@@ -84,3 +85,15 @@ def check_http(http: Any, method: str, name: str = "http") -> None:
     problem = http_problem(http)
     if problem is not None:
         raise DefinitionError(f"{method}: {name}: {problem.removeprefix('ctx.http: ')}")
+
+
+def check_ai(ai: Any, method: str) -> None:
+    """Refuse an `ai` that cannot serve `ctx.ai` at once: it used to fail a handler's first
+    `ctx.ai` call, attempt after attempt through every retry."""
+    if ai is not None and not all(hasattr(ai, m) for m in ("generate", "embed", "chat")):
+        hint = "; for recorded answers write RecordedAI({...})" if isinstance(ai, Mapping) else ""
+        raise DefinitionError(
+            f"{method}: ai (a flow file's AI) must be an AI provider (DeterministicAI, "
+            "RecordedAI, WorkersAI, or an object with async generate, embed and chat), got "
+            f"{type(ai).__name__}{hint}"
+        )

@@ -1,5 +1,5 @@
 """A db, ai or http that cannot serve `ctx` is refused when the simulation is made, in one line
-that says what to give instead (db and http by the World's checks, ai by the services').
+that says what to give instead (the World's checks, which the Simulator makes too).
 
 Before, each was taken as it was: `HTTP = 42` or a real `httpx.AsyncHTTPTransport()` failed the
 handler's first request, through every retry (5 min 10 s of virtual time, exit 1), and a flow
