@@ -29,6 +29,7 @@ from awf_sim.dsl._workflow import Workflow, registered_workflows
 from awf_sim.engine._body import BodyRun, workflow_failure
 from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo
 from awf_sim.engine._executor import StepExecutor
+from awf_sim.engine._gcpace import pace_collector, unpace_collector
 from awf_sim.engine._hooks import Control, Crash, Hooks, LoopView, SendEvent, SkewClock, StepRef
 from awf_sim.engine._instance import Instance
 from awf_sim.engine._lifecycle import InstanceLifecycle, checked_instance_id
@@ -346,9 +347,11 @@ class Simulator(InstanceLifecycle):
                 "(`await asyncio.to_thread(sim.run)`), or use `await test_workflow.arun(params)`"
             )
         self._running = True
+        pace_collector()
         try:
             self._swap.run_in_scope(self._rng, self.wall_ms, self._loop.run, stop_when, target_ms)
         finally:
+            unpace_collector()
             self._running = False
             self._store.flush()  # nothing deferred outlives a run: the caller may exit now
         if self._unawaited:
