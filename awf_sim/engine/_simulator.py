@@ -309,6 +309,9 @@ class Simulator(InstanceLifecycle):
         self, instance: Instance, max_ms: int | None = None, *, max_waits: int | None = None
     ) -> bool:
         """Run until `instance` is terminal or paused (event waits time out); as `run_until`."""
+        if not isinstance(instance, Instance):
+            name = type(instance).__name__
+            raise DefinitionError(f"run_until_done takes an Instance, got {name}: sim.instance(id)")
 
         def done() -> bool:
             meta = self._store.get_instance(instance.id)
