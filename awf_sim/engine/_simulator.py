@@ -26,6 +26,7 @@ from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, utf8_size
 from awf_sim.dsl._proxy import WorkflowApi
 from awf_sim.dsl._workflow import Workflow, registered_workflows
+from awf_sim.engine._arguments import check_run_until, check_setup
 from awf_sim.engine._body import BodyRun, workflow_failure
 from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo
 from awf_sim.engine._executor import StepExecutor
@@ -123,6 +124,7 @@ class Simulator(InstanceLifecycle):
             check_env(env, "Simulator")
             check_http(http, "Simulator")
             check_ai(ai, "Simulator")
+        check_setup(seed, epoch, compatibility_date, hooks)
         if profile not in PROFILES:
             raise DefinitionError(
                 f"unknown profile {profile!r}: use one of {', '.join(sorted(PROFILES))}"
@@ -329,6 +331,7 @@ class Simulator(InstanceLifecycle):
         """Run until `condition()` holds when the engine is idle at the current virtual time,
         nothing is left to run, `max_ms` of virtual time has passed, or more than `max_waits`
         sleeps and event waits have begun. False when `max_waits` stopped the run, else True."""
+        check_run_until(condition, max_ms, max_waits)
         target = None if max_ms is None else self.now_ms + max_ms
         if max_waits is None:
             self._drive(condition, target)

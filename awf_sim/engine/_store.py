@@ -167,7 +167,8 @@ def open_store(store: Store | str | os.PathLike[str] | None) -> Store:
         # Found here, not at the first create() as an AttributeError from inside the engine.
         raise DefinitionError(
             f"Simulator: store must be None (in memory), a path (a SQLite file) or a Store, "
-            f"got {type(store).__name__} without {', '.join(missing)}"
+            f"got {type(store).__name__}, which has no {missing[0]}()"
+            + (f" and {len(missing) - 1} more of a Store's methods" if len(missing) > 1 else "")
         )
     return store
 

@@ -112,5 +112,7 @@ def test_the_same_process_may_reopen_its_store(tmp_path: Path) -> None:
 @pytest.mark.parametrize("store", [5, {}, b"store.db", object()])
 def test_a_store_that_is_not_one_is_refused_when_the_simulator_is_made(store: Any) -> None:
     # Not at the first create(), as an AttributeError from inside the engine.
-    with pytest.raises(DefinitionError, match=r"store must be None .* got \w+ without"):
+    with pytest.raises(
+        DefinitionError, match=r"store must be None .* got \w+, which has no instance_ids\(\)"
+    ):
         Simulator(store=store)
