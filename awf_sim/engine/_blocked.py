@@ -36,20 +36,26 @@ DEFAULT_BLOCK_SECONDS = 3.0
 _TICK_S = 0.25
 _CPU_SHARE = 0.2
 
-_STDLIB = tuple(
-    os.path.normcase(os.path.realpath(p)) + os.sep
-    for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
+_PATHS = sysconfig.get_paths()
+# The standard library and installed packages: where a blocking call lands, not where it was
+# made (threading's wait, socket's recv_into, an HTTP client's read).
+_LIBRARY = tuple(
+    os.path.normcase(os.path.realpath(_PATHS[key])) + os.sep
+    for key in ("stdlib", "platstdlib", "purelib", "platlib")
 )
 _AWF_SIM = os.path.normcase(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))) + os.sep
 
 
-def _is_stdlib(frame: FrameType) -> bool:
-    name = os.path.normcase(os.path.realpath(frame.f_code.co_filename))
-    return name.startswith(_STDLIB) or frame.f_code.co_filename.startswith("<frozen ")
-
-
-def _is_awf_sim(frame: FrameType) -> bool:
-    return os.path.normcase(os.path.realpath(frame.f_code.co_filename)).startswith(_AWF_SIM)
+def _where(frame: FrameType) -> str:
+    """ "awf" for awf_sim's own code, "library" for the standard library's and installed
+    packages', else "user"."""
+    name = frame.f_code.co_filename
+    if name.startswith("<frozen "):
+        return "library"
+    path = os.path.normcase(os.path.realpath(name))
+    if path.startswith(_AWF_SIM):  # first: awf_sim itself may be an installed package
+        return "awf"
+    return "library" if path.startswith(_LIBRARY) else "user"
 
 
 def _who(stack: list[FrameType]) -> str | None:
@@ -82,10 +88,18 @@ def blocked_where(top: FrameType) -> str | None:
     while frame is not None:
         stack.append(frame)
         frame = frame.f_back
-    # The innermost frame that is not the standard library's (threading's wait, socket's
-    # recv_into) is the call the user made; awf_sim's own waits are not the handler's.
-    user = next((f for f in stack if not _is_stdlib(f)), None)
-    if user is None or _is_awf_sim(user):
+    # The innermost frame of the user's own code is the call they made; a wait in awf_sim's
+    # own code (a database file's lock) before any of it is not the handler's.
+    user = None
+    for frame in stack:
+        kind = _where(frame)
+        if kind == "awf":
+            if user is None:
+                return None
+            break
+        if kind == "user" and user is None:
+            user = frame
+    if user is None:
         return None
     who = _who(stack)
     if who is None:

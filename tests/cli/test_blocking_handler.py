@@ -9,6 +9,7 @@ default (3 s) is pinned below.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,44 @@ def test_zero_turns_the_watch_off(flow: Path, tmp_path: Path) -> None:
 
 def test_the_default_bound_is_the_engines() -> None:
     assert awf_sim.cli.DEFAULT_BLOCK_SECONDS == DEFAULT_BLOCK_SECONDS == 3.0
+
+
+DB_FLOW = """
+import sqlite3, threading, time
+from awf_sim import Database, Domain, Workflow
+
+DATABASE = Database("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+
+def hold_the_lock(locked):
+    other = sqlite3.connect({d1!r}, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    locked.set()
+    time.sleep(2)
+    other.execute("COMMIT")
+    other.close()
+
+async def write(c, a, ctx):
+    await ctx.db.query("SELECT 1")  # the database file exists
+    locked = threading.Event()
+    threading.Thread(target=hold_the_lock, args=(locked,)).start()
+    locked.wait(5)
+    started = time.monotonic()
+    row = await ctx.db.insert("notes", {{"text": "kept"}})  # waits for the lock
+    return [row["text"], time.monotonic() - started > 1]
+
+Notes = Domain("Notes", {{"write": write}})
+
+@Workflow("notes", examples=[{{}}])
+async def notes(wf, p):
+    return await wf.Notes({{}}).write()
+"""
+
+
+def test_a_wait_inside_awf_sim_is_not_the_handlers(tmp_path: Path) -> None:
+    # ctx.db kept beside a store waits for another connection's lock on its file (SQLite's
+    # busy timeout) in awf_sim's own code: not a blocking handler, and the run goes on.
+    flow, store = tmp_path / "notes.py", tmp_path / "run.db"
+    flow.write_text(DB_FLOW.format(d1=str(tmp_path / "run.db.d1")))
+    done = _awf_sim("run", str(flow), "--store", str(store), "--block-seconds", "0.5", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["output"] == ["kept", True]  # it did wait, over a second
