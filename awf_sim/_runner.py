@@ -69,13 +69,10 @@ def durable_database(db: Any, store: str) -> Any:
     """The flow's database kept beside a SQLite store (`run.db` -> `run.db.d1`), as D1 keeps
     it: an instance resumed in a new process sees what its checkpointed steps wrote. Checked
     now when the file exists, so a file that cannot serve is one line, not a step's error."""
-    from awf_sim.sdk._db import Database
-    from awf_sim.sdk._db_file import on_disk
+    from awf_sim.sdk._db_file import _FileDatabase, beside_store
 
-    if db is not None and type(db) is not Database:
-        return db  # an open handle, or a spec of the user's own kind: theirs to keep
-    durable = on_disk(db if db is not None else Database(), store + ".d1")
-    if os.path.exists(durable.path):
+    durable = beside_store(db, store)
+    if isinstance(durable, _FileDatabase) and os.path.exists(durable.path):
         durable.connect().close()
     return durable
 

@@ -25,6 +25,9 @@ DEFAULT_MAX_STEPS = 500_000
 # The CPU budget of `run` and `chaos` (--cpu-ms): the engine's DEFAULT_CPU_MS, Cloudflare's
 # default limit (a test pins them equal).
 DEFAULT_CPU_MS = 30_000
+# Real time a handler may block the thread in `run` and `chaos` (--block-seconds): the
+# engine's DEFAULT_BLOCK_SECONDS (a test pins them equal).
+DEFAULT_BLOCK_SECONDS = 3.0
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # A flag takes no value: show none (typer would show "<bool>").
 _FLAG = " "
@@ -151,6 +154,20 @@ CpuMsOpt = Annotated[
         "fails (Cloudflare's default limit: 30000).",
     ),
 ]
+BlockSecondsOpt = Annotated[
+    float,
+    typer.Option(
+        "--block-seconds",
+        metavar="S",
+        min=0,
+        help="Real time a handler or the workflow body may block the thread (time.sleep, a "
+        "blocking socket) before the run fails, naming the step (0: never).",
+    ),
+]
+
+
+def _block_s(seconds: float) -> float | None:
+    return seconds if seconds > 0 else None
 
 
 @app.command(cls=Command)
@@ -179,6 +196,7 @@ def run(
         bool, typer.Option("--new", help="Start a new instance even if the store has one.")
     ] = False,
     cpu_ms: CpuMsOpt = DEFAULT_CPU_MS,
+    block_seconds: BlockSecondsOpt = DEFAULT_BLOCK_SECONDS,
     isolation: Annotated[
         str | None,
         typer.Option(
@@ -233,6 +251,7 @@ def run(
                 "the run",
                 goal="finished the instance",
                 advice="Nothing after its last checkpoint ran." + resume,
+                block_s=_block_s(block_seconds),
             )
     except ProcessDied as exc:
         typer.echo(f"awf-sim: {exc}", err=True)
@@ -426,6 +445,7 @@ def chaos(
         ),
     ] = None,
     cpu_ms: CpuMsOpt = DEFAULT_CPU_MS,
+    block_seconds: BlockSecondsOpt = DEFAULT_BLOCK_SECONDS,
 ) -> None:
     """Run a workflow under every crash, retry, timeout and event fault; check durability."""
     from awf_sim.chaos._command import chaos_command
@@ -448,6 +468,7 @@ def chaos(
             max_steps=max_steps,
             max_seconds=max_seconds,
             cpu_ms=cpu_ms,
+            block_s=_block_s(block_seconds),
         )
     )
 

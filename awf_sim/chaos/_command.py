@@ -119,11 +119,13 @@ def chaos_command(
     max_steps: int = DEFAULT_MAX_STEPS,
     max_seconds: float | None = None,
     cpu_ms: int = DEFAULT_CPU_MS,
+    block_s: float | None = None,
 ) -> int:
     """Run chaos on a flow file and print the report; returns the exit code.
 
     The flow runs in a supervised child (`_supervise`): code that ends that process
-    (os._exit, a fatal signal) is reported as a failure, never as a clean run."""
+    (os._exit, a fatal signal) is reported as a failure, never as a clean run, and so is a
+    handler that blocks its thread for `block_s` seconds of real time."""
     try:
         return run_supervised(
             lambda: _json_only_on_stdout(
@@ -147,6 +149,7 @@ def chaos_command(
                 ),
             ),
             "awf-sim chaos",
+            block_s=block_s,
         )
     except ProcessDied as exc:
         print(f"awf-sim: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import os
 import random
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Unpack
@@ -154,6 +155,10 @@ class Simulator(InstanceLifecycle):
         self._rng = random.Random(seed)
         self._swap = GlobalRandomSwap()
         self._store = open_store(store)
+        if isinstance(store, str | os.PathLike):  # ctx.db kept beside it, as D1 keeps it
+            from awf_sim.sdk._db_file import beside_store
+
+            db = beside_store(db, store)
         self._loop = VirtualLoop()
         self._loop.cpu_budget_ms = checked_cpu_ms(cpu_ms, "cpu_ms")
         self._lifetimes: dict[str, Lifetime] = {}

@@ -23,6 +23,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -64,12 +65,15 @@ def run_supervised(
     *,
     goal: str = "reached a verdict",
     advice: str = _CANNOT_VERIFY,
+    block_s: float | None = None,
 ) -> T:
     """`fn()` in a forked child; its return value (or exception) comes back pickled.
 
     Raises `ProcessDied` when the child ends without a result: "<what>: the code under test
     ended the process that ran it (<how it ended>) before it <goal>. <advice>". Where fork
-    is not available, `fn()` runs in this process.
+    is not available, `fn()` runs in this process. `block_s`: a handler or workflow body
+    that blocks the thread that long (`_blocked`) ends the child, and `ProcessDied` says
+    which step and where, followed by `advice`.
     """
     if not hasattr(os, "fork"):
         return fn()
@@ -92,6 +96,24 @@ def run_supervised(
                 sys.stdout = captured.setdefault("out", io.StringIO())
             if not _has_fd(sys.stderr):
                 sys.stderr = captured.setdefault("err", io.StringIO())
+            sent = threading.Lock()  # one result: the run's, or the block watcher's
+
+            def send(outcome: tuple[str, Any]) -> None:
+                with sent:
+                    _send(write_end, what, outcome, captured)
+                    os._exit(0)
+
+            stop_watch = None
+            if block_s is not None:
+                # What os._exit or a crash would leave unverified is not this ending's.
+                after = "" if advice == _CANNOT_VERIFY else f" {advice}"
+                from awf_sim.engine._blocked import watch_blocking
+
+                stop_watch = watch_blocking(
+                    threading.get_ident(),
+                    block_s,
+                    lambda text: send(("raise", ProcessDied(f"{what}: {text}.{after}"))),
+                )
             try:
                 outcome: tuple[str, Any] = ("ok", fn())
             except (SystemExit, KeyboardInterrupt) as exc:
@@ -99,20 +121,9 @@ def run_supervised(
                 outcome = ("raise", ProcessDied(f"{what}: the code under test raised {exc!r}"))
             except BaseException as exc:  # every ending goes to the judge
                 outcome = ("raise", exc)
-            texts = {k: v.getvalue() for k, v in captured.items()}
-            try:
-                data = pickle.dumps((outcome, texts))
-            except Exception as exc:  # an unpicklable result or error
-                error = RuntimeError(f"{what}: its result could not be sent back: {exc}")
-                data = pickle.dumps((("raise", error), texts))
-            with os.fdopen(write_end, "wb") as pipe:
-                # Its length first: a result cut short by the child's death is told apart
-                # from a whole one that cannot be rebuilt here.
-                pipe.write(len(data).to_bytes(8, "big") + data)
-            for stream in (sys.__stdout__, sys.__stderr__):
-                if stream is not None:
-                    stream.flush()
-            status = 0
+            if stop_watch is not None:
+                stop_watch()
+            send(outcome)
         finally:
             os._exit(status)
     os.close(write_end)
@@ -144,3 +155,22 @@ def run_supervised(
         raise value
     result: T = value
     return result
+
+
+def _send(
+    write_end: int, what: str, outcome: tuple[str, Any], captured: dict[str, io.StringIO]
+) -> None:
+    """The child's result and what it printed to in-memory streams, down the pipe."""
+    texts = {k: v.getvalue() for k, v in captured.items()}
+    try:
+        data = pickle.dumps((outcome, texts))
+    except Exception as exc:  # an unpicklable result or error
+        error = RuntimeError(f"{what}: its result could not be sent back: {exc}")
+        data = pickle.dumps((("raise", error), texts))
+    with os.fdopen(write_end, "wb") as pipe:
+        # Its length first: a result cut short by the child's death is told apart from a
+        # whole one that cannot be rebuilt here.
+        pipe.write(len(data).to_bytes(8, "big") + data)
+    for stream in (sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            stream.flush()

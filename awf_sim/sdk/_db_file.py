@@ -12,14 +12,16 @@ commits on its own (as D1's do), so a write is on disk before the step that made
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from awf_sim.errors import DatabaseError
 from awf_sim.sdk._db import Database, DatabaseHandle
 from awf_sim.sdk._db_sql import _Session
 
-__all__ = ["on_disk"]
+__all__ = ["beside_store", "on_disk"]
 
 
 class _FileDatabase(Database):
@@ -74,3 +76,17 @@ class _FileDatabase(Database):
 def on_disk(spec: Database, path: str | Path) -> _FileDatabase:
     """`spec`'s database kept in the file `path` (created from the spec on first use)."""
     return _FileDatabase(spec, str(path))
+
+
+def beside_store(db: Any, store: str | os.PathLike[str]) -> Any:
+    """What handlers of a simulator on the SQLite store `store` get as ctx.db: a `Database`
+    spec (none: an empty one) kept beside the store (`run.db` -> `run.db.d1`), so that a
+    `Simulator(store=path)` resuming instances in a new process sees what their checkpointed
+    steps wrote, as `awf-sim run --store` does. An open handle or a database of the user's own
+    kind is theirs to keep, and an in-memory store keeps nothing beside it."""
+    path = os.fspath(store)
+    if db is not None and type(db) is not Database:
+        return db
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return db
+    return on_disk(db if db is not None else Database(), path + ".d1")

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from awf_sim.dsl._identity import MAX_SAFE_INTEGER
 from awf_sim.errors import DatabaseError
+from awf_sim.sdk._db_d1 import d1_refusal
 from awf_sim.sdk._effects import current_step
 
 Params = Sequence[Any] | Mapping[str, Any]
@@ -414,6 +415,8 @@ class _Session:
                     f"{arg1} is the simulator's record of every write (what chaos compares): "
                     "a handler may read it, never change it"
                 )
+        elif (why := d1_refusal(action, arg1, arg2, _db)) is not None:
+            return self._deny(why)
         elif action in _NAMING_ACTIONS:
             self.reusable = False
             # A DROP/ALTER/CREATE names its object in arg1, or (ALTER) its table in arg2.

@@ -44,9 +44,18 @@ _owned: ContextVar[Transaction | None] = ContextVar("awf_db_transaction", defaul
 
 async def wait_turn(db: _Handle) -> None:
     """Wait while a transaction of another step is open on `db`; statements of the step that
-    opened it (through `tx` or `ctx.db`) belong to it and go on at once."""
+    opened it (through `tx` or `ctx.db`) belong to it and go on at once.
+
+    The step is known by its label (`db.step`: the engine's `current_step`), not only by
+    `_owned`: a task the step created before `async with ctx.db.transaction()`
+    (asyncio.create_task) does not see `_owned`, and the step may await it inside the block,
+    which would wait for the end of the block, which waits for the task: until the step timed
+    out. Its statements are the step's own and join the open transaction, as they would run
+    at once on D1 (where the block is not a transaction)."""
     tx = db._tx
     while tx is not None and _owned.get() is not tx:
+        if tx._label is not None and db.step == tx._label:
+            return
         await tx._ended()
         tx = db._tx
 
@@ -74,11 +83,12 @@ class Transaction:
     wait for its end, as writers to one SQLite database do.
     """
 
-    __slots__ = ("_db", "_state", "_waiters")
+    __slots__ = ("_db", "_label", "_state", "_waiters")
 
     def __init__(self, db: _Handle) -> None:
         self._db = db
         self._state = "new"  # new -> open -> done
+        self._label: str | None = None  # the step that opened it (see `wait_turn`)
         self._waiters: list[asyncio.Future[None]] = []
 
     async def _ended(self) -> None:
@@ -115,6 +125,7 @@ class Transaction:
             raise db._error(exc, "BEGIN") from exc
         db._tx = self
         _owned.set(self)
+        self._label = db.step
         self._state = "open"
         return self
 

@@ -110,3 +110,53 @@ def test_the_step_that_opened_a_transaction_still_cannot_nest_one() -> None:
         inst = sim.create(flow, {})
         sim.run()
         assert "nested transaction" in inst.status()["output"]
+
+
+async def task_before_transaction(context: Any, args: Any, ctx: Any) -> list[str]:
+    # The task is created before the block, so it does not see the block's transaction, and is
+    # awaited inside it. Before, its insert waited for the end of the block, which waited for
+    # the task: the step hung until its timeout, and every retry hung the same way.
+    early = asyncio.create_task(ctx.db.insert("log", {"who": "early task"}))
+    async with ctx.db.transaction() as tx:
+        await tx.insert("log", {"who": "in tx"})
+        await early
+    return [row["who"] for row in await ctx.db.query("SELECT who FROM log ORDER BY id")]
+
+
+async def task_before_failing_transaction(context: Any, args: Any, ctx: Any) -> None:
+    early = asyncio.create_task(ctx.db.insert("log", {"who": "early task"}))
+    async with ctx.db.transaction() as tx:
+        await ctx.http.get("https://api.example.com/")  # the task runs meanwhile
+        await tx.insert("log", {"who": "in tx"})
+        await early
+        raise RuntimeError("rolls back")
+
+
+@pytest.mark.parametrize("isolation", [None, "process"])
+def test_a_task_started_before_a_transaction_and_awaited_inside_it_does_not_hang(
+    isolation: str | None,
+) -> None:
+    if isolation and not sys.platform.startswith("linux"):
+        pytest.skip("process isolation needs Linux")
+    dom = Domain("Early", {"go": task_before_transaction})
+    flow = Workflow("early", lambda wf, p: wf.Early({}).go(), domains=[dom])
+    with Simulator(db=Database(SCHEMA), isolation=isolation) as sim:
+        inst = sim.create(flow, {})
+        sim.run()
+        assert inst.status()["status"] == "complete", inst.status()
+        assert inst.status()["output"] == ["in tx", "early task"]
+        assert not [e for e in inst.timeline if e["kind"] == "attempt-failure"]
+        assert sim.now_ms == 0  # no timeout waited out, no retry
+
+
+def test_the_early_tasks_statement_is_the_steps_own_and_shares_its_transaction() -> None:
+    # Its insert joins the step's open transaction (on D1 the block is not one: it would have
+    # run at once); a rollback of the block takes it too, and every attempt fails the same.
+    dom = Domain("EarlyFail", {"go": task_before_failing_transaction})
+    flow = Workflow("early-fail", lambda wf, p: wf.EarlyFail({}).go(), domains=[dom])
+    with Simulator(db=Database(SCHEMA), http=slow_api, profile="local") as sim:
+        inst = sim.create(flow, {})
+        sim.run()
+        assert inst.status()["status"] == "errored"
+        assert inst.status()["error"]["message"] == "rolls back"
+        assert sim.db.rows("SELECT who FROM log") == []
