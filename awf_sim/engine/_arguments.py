@@ -7,6 +7,8 @@ import datetime as _dt
 import re
 from typing import Any
 
+from awf_sim.dsl._cfduration import DURATION_READINGS
+from awf_sim.dsl._config import PROFILES
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.engine._hooks import Hooks
 
@@ -15,8 +17,18 @@ __all__ = ["check_run_until", "check_setup"]
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def check_setup(seed: Any, epoch: Any, compatibility_date: Any, hooks: Any) -> None:
-    """Simulator(seed=, epoch=, compatibility_date=, hooks=)."""
+def check_setup(
+    seed: Any,
+    epoch: Any,
+    compatibility_date: Any,
+    hooks: Any,
+    profile: Any,
+    isolation: Any,
+    step_limit: Any,
+    durations: Any,
+) -> None:
+    """Simulator(seed=, epoch=, compatibility_date=, hooks=, profile=, isolation=,
+    step_limit=, durations=)."""
     # What random.Random(seed) takes (a bool is an int to it).
     if seed is not None and not isinstance(seed, int | float | str | bytes | bytearray):
         raise DefinitionError(
@@ -36,6 +48,23 @@ def check_setup(seed: Any, epoch: Any, compatibility_date: Any, hooks: Any) -> N
         raise DefinitionError(
             f"Simulator: hooks must be a Hooks (a subclass of awf_sim.engine.Hooks, such as a "
             f"test modifier), got {type(hooks).__name__}"
+        )
+
+    if profile not in PROFILES:
+        raise DefinitionError(
+            f"unknown profile {profile!r}: use one of {', '.join(sorted(PROFILES))}"
+        )
+    if isolation not in (None, "process"):
+        raise DefinitionError(
+            f"unknown isolation {isolation!r}: use 'process', or leave it out to run "
+            "handlers in this process"
+        )
+    if isinstance(step_limit, bool) or not isinstance(step_limit, int) or step_limit < 1:
+        raise DefinitionError(f"step_limit must be a positive whole number, got {step_limit!r}")
+    if durations not in DURATION_READINGS:
+        raise DefinitionError(
+            f"unknown durations {durations!r}: use 'awf' (refuse what Cloudflare would "
+            "misread) or 'cloudflare' (read it exactly as Cloudflare does)"
         )
 
 

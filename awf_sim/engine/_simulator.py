@@ -20,7 +20,6 @@ import random
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Unpack
 
-from awf_sim.dsl._cfduration import DURATION_READINGS
 from awf_sim.dsl._config import PROFILES
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
@@ -125,23 +124,9 @@ class Simulator(InstanceLifecycle):
             check_env(env, "Simulator")
             check_http(http, "Simulator")
             check_ai(ai, "Simulator")
-        check_setup(seed, epoch, compatibility_date, hooks)
-        if profile not in PROFILES:
-            raise DefinitionError(
-                f"unknown profile {profile!r}: use one of {', '.join(sorted(PROFILES))}"
-            )
-        if isolation not in (None, "process"):
-            raise DefinitionError(
-                f"unknown isolation {isolation!r}: use 'process', or leave it out to run "
-                "handlers in this process"
-            )
-        if isinstance(step_limit, bool) or not isinstance(step_limit, int) or step_limit < 1:
-            raise DefinitionError(f"step_limit must be a positive whole number, got {step_limit!r}")
-        if durations not in DURATION_READINGS:
-            raise DefinitionError(
-                f"unknown durations {durations!r}: use 'awf' (refuse what Cloudflare would "
-                "misread) or 'cloudflare' (read it exactly as Cloudflare does)"
-            )
+        check_setup(
+            seed, epoch, compatibility_date, hooks, profile, isolation, step_limit, durations
+        )
         self.durations = durations
         self.seed = seed
         self.profile = profile
