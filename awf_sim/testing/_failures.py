@@ -61,8 +61,8 @@ class WorkflowFailed(AssertionError):
         shown = min(len(self.timeline), TIMELINE_TAIL)
         lines = [
             head,
-            f"workflow {self.workflow!r}, instance {self.instance_id}: {self.status} "
-            f"(seed {self.seed})",
+            f"workflow {self.workflow!r}, instance {self.instance_id}: {self.status}"
+            f"{self._where()} (seed {self.seed})",
         ]
         if self.stack:
             lines += ["Traceback (most recent call last; awf's frames hidden):", self.stack]
@@ -73,6 +73,22 @@ class WorkflowFailed(AssertionError):
         lines += [f"warning: {w}" for w in self.warnings]
         lines.append(f"reproduce with seed={self.seed}")
         return "\n".join(lines)
+
+    def _where(self) -> str:
+        """` at step Pay.charge, attempt 3` when a step's failure is the instance's error:
+        the step path a reader looks for first, which the timeline tail may have cut."""
+        if not self.error:
+            return ""
+        for entry in reversed(self.timeline):
+            if entry.get("kind") == "step-failure" and entry.get("path"):
+                error = entry.get("error") or {}
+                if (error.get("name"), error.get("message")) == (
+                    self.error.get("name"),
+                    self.error.get("message"),
+                ):
+                    return f" at step {entry['path']}, attempt {entry.get('attempt')}"
+                return ""
+        return ""
 
     def __reduce__(self) -> Any:
         return (_rebuild_failed, (self.__dict__.copy(),))

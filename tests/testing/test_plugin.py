@@ -144,7 +144,8 @@ def test_a_failure_shows_the_timeline_and_the_seed(
     result.stdout.fnmatch_lines(
         [
             "E   *WorkflowFailed: Error: card declined",
-            "E   *workflow 'plug-checkout', instance *: errored (seed 11)",
+            "E   *workflow 'plug-checkout', instance *: errored at step PlugPay.charge, "
+            "attempt 2 (seed 11)",
             "E   *Traceback (most recent call last; awf's frames hidden):",
             'E   *File "*plugflow.py", line *, in checkout',
             "E   *return await wf.PlugPay(order).charge()",
