@@ -76,6 +76,19 @@ def _track(wf: TestWorkflow) -> None:
         tracker.append(wf)
 
 
+def hypothesis_example() -> object | None:
+    """The Hypothesis example being run (its build context), or None outside @given: a
+    failing property's report shows the test workflows of the example that failed, not
+    those of every example Hypothesis tried and shrank on the way."""
+    control = sys.modules.get("hypothesis.control")
+    if control is None:
+        return None
+    try:
+        return control.current_build_context()  # type: ignore[no-any-return]
+    except Exception:  # no example is running (hypothesis.errors.InvalidArgument)
+        return None
+
+
 def flow_defaults(workflow: Any) -> dict[str, Any]:
     """The `DATABASE`, `HTTP` and `AI` the workflow's flow file declares, as `awf-sim run` and
     `awf-sim chaos` use them: {"db", "http", "ai"}, None where the module declares none."""
@@ -158,6 +171,7 @@ class TestWorkflow(Generic[In, Out]):
         self.name: str = self.sim.register(workflow)
         self.instance: Instance[Out] | None = None
         self.seed_source = "seed="  # how to give the seed back; the plugin sets "--awf-seed"
+        self._example = hypothesis_example()
         self._closed = False
         self._final: dict[str, Any] | None = None
         self._finished = False  # run() has driven the instance to its end

@@ -120,6 +120,36 @@ def test_a_bad_seed_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*--awf-seed*expected a whole number or 'random'*"])
 
 
+def test_a_failing_property_shows_the_failing_example_only(flow: pytest.Pytester) -> None:
+    # Every example Hypothesis tried (and shrank through) made a test workflow: all of them
+    # used to be printed, a timeline each, in front of the one that failed.
+    flow.makepyfile(
+        test_property="""
+        from hypothesis import given, settings, strategies as st
+        from awf_sim.testing import create_test_workflow
+        from plugflow import CHECKOUT
+
+        @settings(max_examples=50, database=None, derandomize=True, deadline=None)
+        @given(amount=st.integers(0, 100))
+        def test_small_charges(amount):
+            wf = create_test_workflow(CHECKOUT)
+            assert wf.run({"amount": amount}, id=f"amount-{amount}")["charged"] < 7
+        """
+    )
+    result = run(flow)
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert text.count("- awf-sim plug-checkout (seed 0) -") == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*- awf-sim plug-checkout (seed 0) -*",
+            "workflow 'plug-checkout', instance amount-7: complete (seed 0)",
+            "*- awf-sim -*",
+            "* test workflow(s) of the other examples Hypothesis ran are not shown",
+        ]
+    )
+
+
 def test_a_failure_shows_the_timeline_and_the_seed(
     flow: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
