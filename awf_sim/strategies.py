@@ -85,10 +85,17 @@ def fault_plans(
         # Hypothesis shrinks a `unique` list poorly (it seldom deletes an element before the
         # one that matters), so a plan often stayed at two or three faults where one was
         # enough to break the invariant.
-        indices = st.integers(min_value=0, max_value=len(universe) - 1)
-        return st.lists(indices, max_size=max_faults).map(
-            lambda picked: [copy.deepcopy(universe[i]) for i in dict.fromkeys(picked)]
+        # Built in a composite, not by `.map`: Hypothesis prints a mapped value as the call
+        # that made it (`plan=pick([4])`), a composite's as the plan itself.
+        indices = st.lists(
+            st.integers(min_value=0, max_value=len(universe) - 1), max_size=max_faults
         )
+
+        @st.composite
+        def plans(draw: st.DrawFn) -> Plan:
+            return [copy.deepcopy(universe[i]) for i in dict.fromkeys(draw(indices))]
+
+        return plans()
 
     return st.deferred(build)
 

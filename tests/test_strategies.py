@@ -110,6 +110,22 @@ def test_plans_shrink_to_one_fault_whatever_hypothesis_draws_first(seed: int) ->
     assert [(f["kind"], f["step"]) for f in found] == [("crash-after-effect", "Inventory.reserve")]
 
 
+def test_a_failing_plan_is_reported_as_the_plan_itself() -> None:
+    # Not as the expression that built it (`plan=[copy.deepcopy(universe[i]) for i in ...]`),
+    # which is what Hypothesis prints for a value made by `.map` of a lambda.
+    @settings(database=None, derandomize=True, max_examples=50, deadline=None)
+    @given(plan=fault_plans(SEED_WF, SEED_WF.examples[0], kinds="crash", db=SEED.database))
+    def prop(plan: list[dict[str, Any]]) -> None:
+        assert_durable(SEED_WF, SEED_WF.examples[0], plan, db=SEED.database)
+
+    with pytest.raises(DurabilityViolation) as info:
+        prop()
+    notes = " ".join(" ".join(getattr(info.value, "__notes__", [])).split())
+    assert (
+        "plan=[{'kind': 'crash-after-effect', 'step': 'Inventory.reserve', 'attempt': 1}]" in notes
+    ), notes
+
+
 def test_assert_durable_names_the_invariant_plan_and_timeline() -> None:
     plan = [{"kind": "crash-after-effect", "step": "Inventory.reserve"}]
     with pytest.raises(AssertionError) as info:
