@@ -26,9 +26,11 @@ from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, utf8_size
 from awf_sim.dsl._proxy import WorkflowApi
 from awf_sim.dsl._workflow import Out, Workflow, registered_workflows
+from awf_sim.engine._arguments import check_run_until, check_setup
 from awf_sim.engine._body import BodyRun, workflow_failure
 from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo
 from awf_sim.engine._executor import StepExecutor
+from awf_sim.engine._gcpace import pace_collector, unpace_collector
 from awf_sim.engine._hooks import Control, Crash, Hooks, LoopView, SendEvent, SkewClock, StepRef
 from awf_sim.engine._instance import Instance
 from awf_sim.engine._lifecycle import InstanceLifecycle, checked_instance_id
@@ -122,6 +124,7 @@ class Simulator(InstanceLifecycle):
             check_env(env, "Simulator")
             check_http(http, "Simulator")
             check_ai(ai, "Simulator")
+        check_setup(seed, epoch, compatibility_date, hooks)
         if profile not in PROFILES:
             raise DefinitionError(
                 f"unknown profile {profile!r}: use one of {', '.join(sorted(PROFILES))}"
@@ -314,6 +317,9 @@ class Simulator(InstanceLifecycle):
         self, instance: Instance, max_ms: int | None = None, *, max_waits: int | None = None
     ) -> bool:
         """Run until `instance` is terminal or paused (event waits time out); as `run_until`."""
+        if not isinstance(instance, Instance):
+            name = type(instance).__name__
+            raise DefinitionError(f"run_until_done takes an Instance, got {name}: sim.instance(id)")
 
         def done() -> bool:
             meta = self._store.get_instance(instance.id)
@@ -331,6 +337,7 @@ class Simulator(InstanceLifecycle):
         """Run until `condition()` holds when the engine is idle at the current virtual time,
         nothing is left to run, `max_ms` of virtual time has passed, or more than `max_waits`
         sleeps and event waits have begun. False when `max_waits` stopped the run, else True."""
+        check_run_until(condition, max_ms, max_waits)
         target = None if max_ms is None else self.now_ms + max_ms
         if max_waits is None:
             self._drive(condition, target)
@@ -352,9 +359,11 @@ class Simulator(InstanceLifecycle):
                 "(`await asyncio.to_thread(sim.run)`), or use `await test_workflow.arun(params)`"
             )
         self._running = True
+        pace_collector()
         try:
             self._swap.run_in_scope(self._rng, self.wall_ms, self._loop.run, stop_when, target_ms)
         finally:
+            unpace_collector()
             self._running = False
             self._store.flush()  # nothing deferred outlives a run: the caller may exit now
         if self._unawaited:

@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from awf_sim.dsl._errors import DefinitionError
 from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._store_sqlite import SqliteStore
 from awf_sim.engine._timeline import Row, TimelineEntry, as_entries
@@ -161,4 +162,27 @@ def open_store(store: Store | str | os.PathLike[str] | None) -> Store:
         return MemoryStore()
     if isinstance(store, str | os.PathLike):
         return SqliteStore(store)
+    missing = [m for m in _STORE_METHODS if not callable(getattr(store, m, None))]
+    if missing:
+        # Found here, not at the first create() as an AttributeError from inside the engine.
+        raise DefinitionError(
+            f"Simulator: store must be None (in memory), a path (a SQLite file) or a Store, "
+            f"got {type(store).__name__}, which has no {missing[0]}()"
+            + (f" and {len(missing) - 1} more of a Store's methods" if len(missing) > 1 else "")
+        )
     return store
+
+
+_STORE_METHODS = (
+    "instance_ids",
+    "get_instance",
+    "get_step",
+    "result_or_step",
+    "steps",
+    "events",
+    "timeline",
+    "commit",
+    "commit_step",
+    "flush",
+    "close",
+)

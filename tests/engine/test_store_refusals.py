@@ -10,11 +10,12 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from awf_sim import Simulator
+from awf_sim import DefinitionError, Simulator
 from awf_sim.cli import app
 from awf_sim.errors import StoreError
 
@@ -106,3 +107,12 @@ def test_the_same_process_may_reopen_its_store(tmp_path: Path) -> None:
     second = Simulator(store=path)
     second.close()
     first.close()
+
+
+@pytest.mark.parametrize("store", [5, {}, b"store.db", object()])
+def test_a_store_that_is_not_one_is_refused_when_the_simulator_is_made(store: Any) -> None:
+    # Not at the first create(), as an AttributeError from inside the engine.
+    with pytest.raises(
+        DefinitionError, match=r"store must be None .* got \w+, which has no instance_ids\(\)"
+    ):
+        Simulator(store=store)

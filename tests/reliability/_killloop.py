@@ -295,9 +295,13 @@ def run_many(
             left = budget_s - (time.monotonic() - started)
             if left <= 0:
                 break
-            for name in FLOWS:
+            for i, name in enumerate(FLOWS):
                 left = budget_s - (time.monotonic() - started)
                 if left <= 0:
                     break
-                results.append(kill_loop(where, name, budget_s=left, max_kills=per_flow, rng=rng))
+                # A fair share of what is left for each flow still to go in this round: on a
+                # loaded machine the first flows would otherwise spend it all, and the last
+                # ones never be killed at all.
+                share = left / (len(FLOWS) - i)
+                results.append(kill_loop(where, name, budget_s=share, max_kills=per_flow, rng=rng))
     return results
