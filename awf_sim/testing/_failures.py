@@ -10,7 +10,13 @@ from typing import Any
 from awf_sim._report import timeline_lines
 from awf_sim.engine._timeline import failure_stack
 
-__all__ = ["TIMELINE_TAIL", "UnmatchedSelector", "WorkflowFailed", "format_timeline"]
+__all__ = [
+    "TIMELINE_TAIL",
+    "UnmatchedSelector",
+    "WorkflowFailed",
+    "failed_step",
+    "format_timeline",
+]
 
 TIMELINE_TAIL = 30
 
@@ -18,6 +24,23 @@ TIMELINE_TAIL = 30
 def format_timeline(timeline: Sequence[Mapping[str, Any]], tail: int | None = TIMELINE_TAIL) -> str:
     """Readable lines: virtual time, kind, path, attempt, error; the last `tail` entries."""
     return "\n".join(timeline_lines(timeline, tail=tail))
+
+
+def failed_step(error: Mapping[str, Any] | None, timeline: Sequence[Mapping[str, Any]]) -> str:
+    """` at step Pay.charge, attempt 3` when a step's failure is the instance's error: the
+    step path a reader looks for first, which the timeline tail may have cut; else ""."""
+    if not error:
+        return ""
+    for entry in reversed(timeline):
+        if entry.get("kind") == "step-failure" and entry.get("path"):
+            failed = entry.get("error") or {}
+            if (failed.get("name"), failed.get("message")) == (
+                error.get("name"),
+                error.get("message"),
+            ):
+                return f" at step {entry['path']}, attempt {entry.get('attempt')}"
+            return ""
+    return ""
 
 
 class WorkflowFailed(AssertionError):
@@ -75,20 +98,7 @@ class WorkflowFailed(AssertionError):
         return "\n".join(lines)
 
     def _where(self) -> str:
-        """` at step Pay.charge, attempt 3` when a step's failure is the instance's error:
-        the step path a reader looks for first, which the timeline tail may have cut."""
-        if not self.error:
-            return ""
-        for entry in reversed(self.timeline):
-            if entry.get("kind") == "step-failure" and entry.get("path"):
-                error = entry.get("error") or {}
-                if (error.get("name"), error.get("message")) == (
-                    self.error.get("name"),
-                    self.error.get("message"),
-                ):
-                    return f" at step {entry['path']}, attempt {entry.get('attempt')}"
-                return ""
-        return ""
+        return failed_step(self.error, self.timeline)
 
     def __reduce__(self) -> Any:
         return (_rebuild_failed, (self.__dict__.copy(),))

@@ -183,17 +183,19 @@ def _of_the_failing_example(created: list[TestWorkflow]) -> list[TestWorkflow]:
 
 
 def _sim_section(item: pytest.Item, simulator: Simulator) -> str:
-    from awf_sim.testing._failures import format_timeline
+    from awf_sim.testing._failures import failed_step, format_timeline
 
     lines = []
     for inst in simulator.instances:
         status = inst.status()
         err = status["error"]
+        timeline = inst.timeline
         lines.append(
             f"workflow {inst.workflow!r}, instance {inst.id}: {status['status']}"
             + (f" with {err['name']}: {err['message']}" if err else "")
+            + failed_step(err, timeline)
         )
-        lines.append(format_timeline(inst.timeline))
+        lines.append(format_timeline(timeline))
     if not lines:
         lines.append("no instance was created")
     lines.append(f"reproduce: pytest {item.nodeid} --awf-seed {simulator.seed}")

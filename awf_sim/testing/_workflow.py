@@ -28,6 +28,7 @@ from awf_sim.flow import ai_provider
 from awf_sim.testing._failures import (
     UnmatchedSelector,
     WorkflowFailed,
+    failed_step,
     format_timeline,
 )
 from awf_sim.testing._modifier import Modifier
@@ -451,6 +452,7 @@ class TestWorkflow(Generic[In, Out]):
             lines = [
                 f"workflow {self.name!r}, instance {self.instance.id}: {self.status}"
                 + (f" with {err['name']}: {err['message']}" if err else "")
+                + failed_step(err, self.timeline)
                 + f" (seed {self.seed})",
                 format_timeline(self.timeline),
             ]

@@ -252,6 +252,41 @@ def test_a_failing_test_on_the_sim_fixture_shows_its_instances_and_the_seed(
     )
 
 
+def test_an_errored_instance_in_a_section_names_its_failing_step(flow: pytest.Pytester) -> None:
+    # When the test's own assertion fails (no WorkflowFailed shows the instance), the section
+    # is where the reader looks: it names the step, as WorkflowFailed does.
+    flow.makepyfile(
+        test_errored="""
+        import pytest
+        from awf_sim.testing import WorkflowFailed
+        from plugflow import CHECKOUT
+
+        def test_factory(create_test_workflow):
+            wf = create_test_workflow(CHECKOUT)
+            wf.modifier.disable_retry_delays()
+            wf.modifier.mock_step_error("PlugPay.charge", "card declined")
+            with pytest.raises(WorkflowFailed):
+                wf.run({"amount": 3}, id="f-1")
+            assert wf.error is None
+
+        def test_sim(sim):
+            inst = sim.create(CHECKOUT, {}, id="s-1")  # charge reads order["amount"]
+            sim.run_until_done(inst)
+            assert inst.status()["status"] == "complete"
+        """
+    )
+    result = run(flow, "-q")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "workflow 'plug-checkout', instance f-1: errored with Error: card declined "
+            "at step PlugPay.charge, attempt 2 (seed 0)",
+            "workflow 'plug-checkout', instance s-1: errored with *at step PlugPay.charge, "
+            "attempt 2",
+        ]
+    )
+
+
 def test_the_fixture_type_imports_into_a_test_module_without_a_collection_warning(
     flow: pytest.Pytester,
 ) -> None:
