@@ -122,6 +122,7 @@ EXPORTS: dict[str, list[str]] = {
         "Database",
         "Modifier",
         "ModifierError",
+        "Selector",
         "StepSelector",
         "TestWorkflow",
         "TestWorkflowFactory",

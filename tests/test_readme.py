@@ -1,13 +1,14 @@
-"""The READMEs cannot drift: every Python block in them runs, and every shell command that needs
-no Cloudflare account runs and exits as its comment says (`# exit 1`; 0 when it says nothing).
+"""The READMEs and docs/ cannot drift: every Python block in them runs, and every shell command
+that needs no Cloudflare account runs and exits as its comment says (`# exit 1`; 0 when it says
+nothing).
 
 Python blocks of one file share a namespace, in order, as a reader would paste them. A block
 preceded by `<!-- readme: context examples/x.py -->` first gets that flow's module globals and
-`params` (its first workflow's first example); a block that defines `test_*` functions is run by
-pytest in a subprocess, with awf's plugin and its fixtures, and examples/ on the path (so a
-block can `from order_processing import ...`). A block or command the test cannot
-run says why in a `<!-- readme: skip REASON -->` comment above it, or matches one of the rules
-below, each with its reason; nothing is skipped silently.
+`params` (its first workflow's first example), for that block only; a block that defines
+`test_*` functions is run by pytest in a subprocess, with awf's plugin and its fixtures, and
+examples/ on the path (so a block can `from order_processing import ...`). A block or command
+the test cannot run says why in a `<!-- readme: skip REASON -->` comment above it, or matches
+one of the rules below, each with its reason; nothing is skipped silently.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ READMES = [
     ROOT / "awf_deploy" / "README.md",
     ROOT / "awf_sim" / "chaos" / "README.md",
     ROOT / "tests" / "conformance" / "README.md",
+    # The design notes promise as much as the READMEs: their blocks run too.
+    *sorted((ROOT / "docs").glob("*.md")),
 ]
 _FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
 _MARK = re.compile(r"<!-- readme: (context|skip) (.+?) -->\s*$")
@@ -188,15 +191,18 @@ def _run_python_blocks(path: Path, tmp_path: Path) -> None:
             continue
         if block.mark is not None and block.mark[0] == "skip":
             continue
-        if block.mark is not None and block.mark[0] == "context":
-            namespace.update(_context(block.mark[1]))
         if re.search(r"^def test_", block.code, re.M):
             _run_with_pytest(block, tmp_path)
             continue
+        scope = namespace
+        if block.mark is not None and block.mark[0] == "context":
+            # That block only: a later block's names are still the ones the reader defined
+            # (the README's own `order_processing`, not the example's of the same name).
+            scope = {**namespace, **_context(block.mark[1])}
         try:
             # dont_inherit: compiled as the reader's own file would be, without this module's
             # `from __future__ import annotations` (a dataclass in a block needs real ones).
-            exec(compile(block.code, block.where, "exec", dont_inherit=True), namespace)
+            exec(compile(block.code, block.where, "exec", dont_inherit=True), scope)
         except Exception as exc:
             pytest.fail(f"{block.where}: the block raised {type(exc).__name__}: {exc}")
 

@@ -14,8 +14,8 @@ import inspect
 import json.encoder
 import types
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, overload
 
 from awf_sim.dsl._config import validate_config
 from awf_sim.dsl._domain import _GENERATION, Domain, MethodSpec
@@ -42,6 +42,16 @@ __all__ = ["Runtime", "State", "StepCall", "WorkflowApi"]
 _loads = loads
 _C = TypeVar("_C")
 _D = TypeVar("_D")
+# What `wf.do` and `wf.state` hand back is the checkpoint's JSON, so their values are typed
+# with JSON's own types: a dataclass given to either comes back a dict, and is a type error.
+# Defaulted (PEP 696) so that a bare `State` means State[Any].
+_JSON = Mapping[str, Any] | Sequence[Any] | str | int | float | None
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar as _TypeVar
+
+    _J = _TypeVar("_J", bound=_JSON, default=Any)
+else:
+    _J = TypeVar("_J", bound=_JSON)
 _Coroutine = types.CoroutineType
 _new = object.__new__
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring
@@ -382,17 +392,19 @@ class _DomainRef:
         return pipeline
 
 
-class State:
-    """`wf.state(initial)`: a value that lives in the workflow; each update is a durable step."""
+class State(Generic[_J]):
+    """`wf.state(initial)`: a value that lives in the workflow; each update is a durable step.
+    A `State[T]` for an initial value of JSON type `T` (annotate `State[dict[str, Any]]` to
+    loosen what `wf.state({...})` infers)."""
 
     __slots__ = ("_current", "_runtime")
 
-    def __init__(self, runtime: Runtime, initial: Any) -> None:
+    def __init__(self, runtime: Runtime, initial: _J) -> None:
         self._runtime = runtime
-        self._current = _loads(canonical(initial, root="state"))
+        self._current: _J = _loads(canonical(initial, root="state"))
 
     @property
-    def current(self) -> Any:
+    def current(self) -> _J:
         return self._current
 
     if not TYPE_CHECKING:  # at run time only: a type checker still flags `state["n"]`
@@ -411,11 +423,12 @@ class State:
                 f"step), not by state[{key!r}] = ...: build the new value from state.current"
             )
 
-    async def update(self, value: Any) -> Any:
+    async def update(self, value: _J) -> _J:
         snapshot = canonical(value, root="state")
         # A step named "state.update": replays return the stored value, not a recomputed one.
-        self._current = await self._runtime.do("state.update", lambda: _loads(snapshot), {})
-        return self._current
+        current: _J = await self._runtime.do("state.update", lambda: _loads(snapshot), {})
+        self._current = current
+        return current
 
 
 class WorkflowApi:
@@ -525,9 +538,27 @@ class WorkflowApi:
             raise DefinitionError(f"wf.wait_for({name!r}): type must be a non-empty string")
         return self._runtime.wait_for(name, type, parse_duration(timeout))
 
-    def state(self, initial: Any) -> State:
+    def state(self, initial: _J) -> State[_J]:
         return State(self._runtime, initial)
 
+    @overload
+    async def do(
+        self,
+        name: str,
+        fn: Callable[[], _J],
+        *,
+        retries: Mapping[str, Any] | None = None,
+        timeout: str | int | None = None,
+    ) -> _J: ...
+    @overload
+    async def do(
+        self,
+        name: str,
+        fn: Callable[[], Awaitable[_J]],
+        *,
+        retries: Mapping[str, Any] | None = None,
+        timeout: str | int | None = None,
+    ) -> _J: ...
     async def do(
         self,
         name: str,
@@ -536,7 +567,9 @@ class WorkflowApi:
         retries: Mapping[str, Any] | None = None,
         timeout: str | int | None = None,
     ) -> Any:
-        """A raw step named `name`: `fn()` (sync or async) runs with Cloudflare step semantics."""
+        """A raw step named `name`: `fn()` (sync or async) runs with Cloudflare step semantics.
+        Its result comes back as the checkpoint's JSON, typed as what `fn` returns: a JSON
+        type (a dataclass would come back a dict, so the checkers refuse it)."""
         if not callable(fn):
             # Else each attempt fails with "'X' object is not callable", retried 5 times.
             if inspect.iscoroutine(fn):

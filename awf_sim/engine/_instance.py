@@ -3,16 +3,18 @@ the Simulator's instance commands (`_lifecycle`) for everything it reports or do
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic
 
+from awf_sim.dsl._workflow import Out
 from awf_sim.engine._lifecycle import InstanceLifecycle, RestartFrom
 from awf_sim.engine._timeline import TimelineEntry
 
 __all__ = ["Instance"]
 
 
-class Instance:
-    """A handle on one workflow instance of a Simulator."""
+class Instance(Generic[Out]):
+    """A handle on one workflow instance of a Simulator. `Simulator.create` of a
+    `Workflow[In, Out]` gives an `Instance[Out]`, whose `output()` is typed `Out | None`."""
 
     __slots__ = ("_sim", "id")
 
@@ -24,7 +26,7 @@ class Instance:
         """{"status", "output", "error": {"name", "message"} | None} as Cloudflare reports it."""
         return self._sim._status(self.id)
 
-    def output(self) -> Any:
+    def output(self) -> Out | None:
         """The output of the completed instance as its workflow declares it: a dataclass or
         a pydantic model rebuilt from the JSON (`status()["output"]`), anything else as JSON;
         None until it completes."""
@@ -32,7 +34,8 @@ class Instance:
         if status["status"] != "complete":
             return None
         revive = getattr(self._sim._program(self.workflow), "revive_output", None)
-        return status["output"] if revive is None else revive(status["output"])
+        value: Out = status["output"] if revive is None else revive(status["output"])
+        return value
 
     @property
     def workflow(self) -> str:

@@ -19,14 +19,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.engine._hooks import StepRef
 
-__all__ = ["Selector", "StepSelector", "parse_selector"]
-
-Selector = str | Mapping[str, Any]
+__all__ = ["Selector", "SelectorDict", "StepSelector", "parse_selector"]
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -58,6 +56,17 @@ class StepSelector:
         if self.index is None:
             return repr(self.name)
         return f"{{'name': {self.name!r}, 'index': {self.index}}}"
+
+
+class SelectorDict(TypedDict):
+    """`{"name": sel, "index": k}`: the k-th call (1-based; 1 if left out) that `sel` matches."""
+
+    name: str
+    index: NotRequired[int]
+
+
+# What the modifier's methods and a test workflow's step lookups take, as the checkers see it.
+Selector = str | SelectorDict | StepSelector
 
 
 def parse_selector(selector: Any, *, method: str) -> StepSelector:

@@ -18,14 +18,14 @@ import datetime as _dt
 import os
 import random
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, Unpack
+from typing import Any, Unpack, overload
 
 from awf_sim.dsl._config import PROFILES
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, canonical, utf8_size
 from awf_sim.dsl._proxy import WorkflowApi
-from awf_sim.dsl._workflow import Workflow, registered_workflows
+from awf_sim.dsl._workflow import Out, Workflow, registered_workflows
 from awf_sim.engine._arguments import check_run_until, check_setup
 from awf_sim.engine._body import BodyRun, workflow_failure
 from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo
@@ -206,6 +206,12 @@ class Simulator(InstanceLifecycle):
         return self._services.effects
 
     # -- instances ---------------------------------------------------------------------------
+    @overload
+    def create(
+        self, workflow: Workflow[Any, Out], params: Any = None, id: str | None = None
+    ) -> Instance[Out]: ...
+    @overload
+    def create(self, workflow: Any, params: Any = None, id: str | None = None) -> Instance: ...
     def create(self, workflow: Any, params: Any = None, id: str | None = None) -> Instance:
         """Queue a new instance of `workflow` (a Workflow, or a class with `run(event, step)`)."""
         name = self._register(workflow)

@@ -23,7 +23,7 @@ of `create_test_workflow` and of the `sim` fixture).
 """
 
 from awf_sim._public import publish
-from awf_sim.engine._selectors import StepSelector
+from awf_sim.engine._selectors import Selector, StepSelector
 from awf_sim.sdk._db import Database, mock_database
 from awf_sim.testing._context import create_test_context, createTestContext
 from awf_sim.testing._modifier import Modifier, ModifierError
@@ -41,6 +41,7 @@ __all__ = [
     "Database",
     "Modifier",
     "ModifierError",
+    "Selector",
     "StepSelector",
     "TestWorkflow",
     "TestWorkflowFactory",

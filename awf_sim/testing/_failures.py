@@ -10,7 +10,13 @@ from typing import Any
 from awf_sim._report import timeline_lines
 from awf_sim.engine._timeline import failure_stack
 
-__all__ = ["TIMELINE_TAIL", "UnmatchedSelector", "WorkflowFailed", "format_timeline"]
+__all__ = [
+    "TIMELINE_TAIL",
+    "UnmatchedSelector",
+    "WorkflowFailed",
+    "failed_step",
+    "format_timeline",
+]
 
 TIMELINE_TAIL = 30
 
@@ -18,6 +24,23 @@ TIMELINE_TAIL = 30
 def format_timeline(timeline: Sequence[Mapping[str, Any]], tail: int | None = TIMELINE_TAIL) -> str:
     """Readable lines: virtual time, kind, path, attempt, error; the last `tail` entries."""
     return "\n".join(timeline_lines(timeline, tail=tail))
+
+
+def failed_step(error: Mapping[str, Any] | None, timeline: Sequence[Mapping[str, Any]]) -> str:
+    """` at step Pay.charge, attempt 3` when a step's failure is the instance's error: the
+    step path a reader looks for first, which the timeline tail may have cut; else ""."""
+    if not error:
+        return ""
+    for entry in reversed(timeline):
+        if entry.get("kind") == "step-failure" and entry.get("path"):
+            failed = entry.get("error") or {}
+            if (failed.get("name"), failed.get("message")) == (
+                error.get("name"),
+                error.get("message"),
+            ):
+                return f" at step {entry['path']}, attempt {entry.get('attempt')}"
+            return ""
+    return ""
 
 
 class WorkflowFailed(AssertionError):
@@ -61,8 +84,8 @@ class WorkflowFailed(AssertionError):
         shown = min(len(self.timeline), TIMELINE_TAIL)
         lines = [
             head,
-            f"workflow {self.workflow!r}, instance {self.instance_id}: {self.status} "
-            f"(seed {self.seed})",
+            f"workflow {self.workflow!r}, instance {self.instance_id}: {self.status}"
+            f"{self._where()} (seed {self.seed})",
         ]
         if self.stack:
             lines += ["Traceback (most recent call last; awf's frames hidden):", self.stack]
@@ -73,6 +96,9 @@ class WorkflowFailed(AssertionError):
         lines += [f"warning: {w}" for w in self.warnings]
         lines.append(f"reproduce with seed={self.seed}")
         return "\n".join(lines)
+
+    def _where(self) -> str:
+        return failed_step(self.error, self.timeline)
 
     def __reduce__(self) -> Any:
         return (_rebuild_failed, (self.__dict__.copy(),))

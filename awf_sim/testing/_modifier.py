@@ -38,10 +38,13 @@ from awf_sim.engine._hooks import (
     SendEvent,
     StepRef,
 )
-from awf_sim.engine._selectors import StepSelector, parse_selector
+from awf_sim.engine._selectors import Selector, StepSelector, parse_selector
 from awf_sim.errors import ModifierError
 
-__all__ = ["Modifier", "ModifierError"]
+__all__ = ["ErrorSpec", "Modifier", "ModifierError"]
+
+# What mock_step_error takes: an exception (or its class), a message, or {"name", "message"}.
+ErrorSpec = BaseException | type[BaseException] | str | Mapping[str, str]
 
 _KIND_WORD = {"do": "step", "sleep": "sleep", "wait": "event wait"}
 
@@ -155,7 +158,7 @@ class Modifier(Hooks):
         """Every step, sleep and wait call the engine reported: (instance id, StepRef)."""
 
     # -- the public API (Cloudflare's WorkflowInstanceModifier) ----------------------------
-    def disable_sleeps(self, steps: Any = None) -> None:
+    def disable_sleeps(self, steps: Selector | Iterable[Selector] | None = None) -> None:
         """Sleeps resolve at once: all of them, or only those selected (by sleep name)."""
         if steps is None:
             self._all_sleeps = True
@@ -163,7 +166,7 @@ class Modifier(Hooks):
         for sel in _selectors(steps, "disable_sleeps"):
             self._rule("sleep", sel, "disable_sleeps").no_sleep = True
 
-    def disable_retry_delays(self, steps: Any = None) -> None:
+    def disable_retry_delays(self, steps: Selector | Iterable[Selector] | None = None) -> None:
         """Retry waits become 0 (all attempts still run): for every step, or those selected."""
         if steps is None:
             self._all_retry_delays = True
@@ -171,7 +174,7 @@ class Modifier(Hooks):
         for sel in _selectors(steps, "disable_retry_delays"):
             self._rule("do", sel, "disable_retry_delays").no_retry_delay = True
 
-    def mock_step_result(self, step: Any, value: Any) -> None:
+    def mock_step_result(self, step: Selector, value: Any) -> None:
         """The step's attempts succeed with `value` (a JSON round-trip); the handler does not
         run, its attempt and checkpoint still happen."""
         sel = parse_selector(step, method="mock_step_result")
@@ -180,7 +183,7 @@ class Modifier(Hooks):
         rule.has_result = True
         rule.result = stored
 
-    def mock_step_error(self, step: Any, error: Any, times: int | None = None) -> None:
+    def mock_step_error(self, step: Selector, error: ErrorSpec, times: int | None = None) -> None:
         """The step's attempts throw `error` (its name and message): every attempt, or the
         next `times` attempts. A NonRetryableError is not retried."""
         sel = parse_selector(step, method="mock_step_error")
@@ -193,7 +196,7 @@ class Modifier(Hooks):
             for attempt in self._claim(rule, n):
                 rule.attempt_errors[attempt] = pair
 
-    def force_step_timeout(self, step: Any, times: int | None = None) -> None:
+    def force_step_timeout(self, step: Selector, times: int | None = None) -> None:
         """The step's attempts time out at once ("Execution timed out after 0ms"), every
         attempt or the next `times`. The handler still starts; its result is ignored."""
         sel = parse_selector(step, method="force_step_timeout")
@@ -204,12 +207,12 @@ class Modifier(Hooks):
         else:
             rule.attempt_timeouts.update(self._claim(rule, n))
 
-    def mock_event(self, type: Any, payload: Any = None) -> None:
+    def mock_event(self, type: str | Mapping[str, Any], payload: Any = None) -> None:
         """Deliver an event of `type` to the instance: buffered until a `wait_for` of that
         type consumes it. Also accepts Cloudflare's form, `mock_event({"type", "payload"})`."""
         if isinstance(type, Mapping) and payload is None:
-            payload = type.get("payload")
-            type = type.get("type")
+            self._event(type.get("type"), type.get("payload"), "mock_event")
+            return
         self._event(type, payload, "mock_event")
 
     def _event(self, type: Any, payload: Any, method: str) -> None:
@@ -225,7 +228,7 @@ class Modifier(Hooks):
             )
         self._send(type, payload)
 
-    def force_event_timeout(self, step: Any) -> None:
+    def force_event_timeout(self, step: Selector | Iterable[Selector]) -> None:
         """The selected `wait_for` (by its name) times out at once."""
         for sel in _selectors(step, "force_event_timeout"):
             self._rule("wait", sel, "force_event_timeout").event_timeout = True

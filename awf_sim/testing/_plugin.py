@@ -4,7 +4,8 @@
   `sim` (a fresh Simulator) and `awf_seed`;
 - option `--awf-seed N|random` (default 0), the seed the fixtures use, shown in the header;
 - on failure, a report section per test workflow the test created or ran: its status, the
-  tail of its timeline, unmatched selectors and the seed that reproduces it; and one for the
+  tail of its timeline, unmatched selectors and the seed that reproduces it (under @given,
+  only those of the failing example); and one for the
   `sim` fixture, with each of its instances' status and timeline and the seed;
 - `import workers` (Cloudflare's SDK) answered with the simulator's stand-ins, so a workflow
   class written for Cloudflare imports in tests (`awf_sim.sdk.install_workers_stand_in`).
@@ -148,9 +149,19 @@ def pytest_runtest_makereport(
     report = yield
     if report.failed:
         raised = call.excinfo.value if call.excinfo is not None else None
-        for wf in item.stash.get(_CREATED, []):
+        created = item.stash.get(_CREATED, [])
+        shown = _of_the_failing_example(created)
+        for wf in shown:
             report.sections.append(
                 (f"awf-sim {wf.name} (seed {wf.seed})", _section(item, wf, raised))
+            )
+        if len(shown) < len(created):
+            report.sections.append(
+                (
+                    "awf-sim",
+                    f"{len(created) - len(shown)} test workflow(s) of the other examples "
+                    "Hypothesis ran are not shown\n",
+                )
             )
         # The `sim` fixture's simulator is open until teardown: its instances can be read
         # when the test itself (or its setup) failed.
@@ -162,18 +173,29 @@ def pytest_runtest_makereport(
     return report
 
 
+def _of_the_failing_example(created: list[TestWorkflow]) -> list[TestWorkflow]:
+    """Under @given, the test workflows of the last example run, which is the failing one
+    (Hypothesis runs the shrunk example again last); all of them otherwise."""
+    if not created or created[-1]._example is None:
+        return created
+    last = created[-1]._example
+    return [wf for wf in created if wf._example is last]
+
+
 def _sim_section(item: pytest.Item, simulator: Simulator) -> str:
-    from awf_sim.testing._failures import format_timeline
+    from awf_sim.testing._failures import failed_step, format_timeline
 
     lines = []
     for inst in simulator.instances:
         status = inst.status()
         err = status["error"]
+        timeline = inst.timeline
         lines.append(
             f"workflow {inst.workflow!r}, instance {inst.id}: {status['status']}"
             + (f" with {err['name']}: {err['message']}" if err else "")
+            + failed_step(err, timeline)
         )
-        lines.append(format_timeline(inst.timeline))
+        lines.append(format_timeline(timeline))
     if not lines:
         lines.append("no instance was created")
     lines.append(f"reproduce: pytest {item.nodeid} --awf-seed {simulator.seed}")

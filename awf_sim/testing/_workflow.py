@@ -20,7 +20,7 @@ from awf_sim.dsl._texts import as_sent
 from awf_sim.dsl._workflow import In, Out, Workflow
 from awf_sim.engine._calls import TERMINAL
 from awf_sim.engine._hooks import HookChain, Hooks, StepRef
-from awf_sim.engine._selectors import StepSelector, parse_selector
+from awf_sim.engine._selectors import Selector, StepSelector, parse_selector
 from awf_sim.engine._simulator import RUNAWAY_WAITS, Instance, Simulator
 from awf_sim.engine._timeline import TimelineEntry
 from awf_sim.engine._world import World, check_db, check_env
@@ -28,6 +28,7 @@ from awf_sim.flow import ai_provider
 from awf_sim.testing._failures import (
     UnmatchedSelector,
     WorkflowFailed,
+    failed_step,
     format_timeline,
 )
 from awf_sim.testing._modifier import Modifier
@@ -74,6 +75,19 @@ def _track(wf: TestWorkflow) -> None:
     tracker = _tracker
     if tracker is not None and not any(t is wf for t in tracker):
         tracker.append(wf)
+
+
+def hypothesis_example() -> object | None:
+    """The Hypothesis example being run (its build context), or None outside @given: a
+    failing property's report shows the test workflows of the example that failed, not
+    those of every example Hypothesis tried and shrank on the way."""
+    control = sys.modules.get("hypothesis.control")
+    if control is None:
+        return None
+    try:
+        return control.current_build_context()  # type: ignore[no-any-return]
+    except Exception:  # no example is running (hypothesis.errors.InvalidArgument)
+        return None
 
 
 def flow_defaults(workflow: Any) -> dict[str, Any]:
@@ -156,8 +170,9 @@ class TestWorkflow(Generic[In, Out]):
         chain: Hooks = HookChain([*extra, self.modifier]) if extra else self.modifier
         self.sim = Simulator(world=world, hooks=chain)
         self.name: str = self.sim.register(workflow)
-        self.instance: Instance | None = None
+        self.instance: Instance[Out] | None = None
         self.seed_source = "seed="  # how to give the seed back; the plugin sets "--awf-seed"
+        self._example = hypothesis_example()
         self._closed = False
         self._final: dict[str, Any] | None = None
         self._finished = False  # run() has driven the instance to its end
@@ -249,7 +264,7 @@ class TestWorkflow(Generic[In, Out]):
         )
 
     # -- mid-run interaction (Cloudflare's waitForStepResult / waitForStatus) ------------------
-    def start(self, params: Any = None, *, id: str | None = None) -> Instance:
+    def start(self, params: In | Any = None, *, id: str | None = None) -> Instance[Out]:
         """Create the instance without running it: then `wait_for_step_result`,
         `wait_for_status`, `send_event`, `step_result`, and `run()` to continue to the end."""
         if self._closed:
@@ -263,10 +278,13 @@ class TestWorkflow(Generic[In, Out]):
         # An `In` given as itself: what JSON has no form for goes as the text a caller sends,
         # which the workflow's params type reads back (awf_sim.dsl._texts).
         sent = as_sent(params) if dataclasses.is_dataclass(params) else None
-        self.instance = self.sim.create(self.workflow, params if sent is None else sent, id=id)
-        return self.instance
+        instance: Instance[Out] = self.sim.create(
+            self.workflow, params if sent is None else sent, id=id
+        )
+        self.instance = instance
+        return instance
 
-    def _live(self, method: str) -> Instance:
+    def _live(self, method: str) -> Instance[Out]:
         if self.instance is None:
             raise RuntimeError(f"{method}: start the instance first with start(params)")
         if self._closed:
@@ -276,7 +294,7 @@ class TestWorkflow(Generic[In, Out]):
     def _terminal(self, inst: Instance) -> bool:
         return inst.status()["status"] in TERMINAL
 
-    def step_result(self, step: Any) -> Any:
+    def step_result(self, step: Selector) -> Any:
         """The stored result of the step `step` selects (a dotted path, glob, raw name or
         {"name", "index"}: the index-th result among the matching ones); LookupError if that
         step has no result yet."""
@@ -288,7 +306,7 @@ class TestWorkflow(Generic[In, Out]):
             raise LookupError(self._no_result(inst, sel))
         return found["value"]
 
-    def wait_for_step_result(self, step: Any, *, timeout: str | int | None = None) -> Any:
+    def wait_for_step_result(self, step: Selector, *, timeout: str | int | None = None) -> Any:
         """Run until the step `step` selects has a result and return it (as Cloudflare's
         `waitForStepResult`). Fails if the instance ends, or `timeout` of virtual time passes,
         without that result."""
@@ -347,8 +365,18 @@ class TestWorkflow(Generic[In, Out]):
     async def arun(self, params: In | Any = None, *, id: str | None = None) -> Out:
         """`run()` for async tests: the simulation runs on a worker thread (its virtual-time
         loop cannot run inside the test's running loop). Returns what `run()` returns: the
-        declared output type of a `Workflow[In, Out]`."""
+        declared output type of a `Workflow[In, Out]`. It needs asyncio (asyncio.run,
+        pytest-asyncio, anyio's asyncio backend); elsewhere it says so and what to call."""
         __tracebackhide__ = True
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # Else asyncio.to_thread's bare "no running event loop", from inside asyncio.
+            raise RuntimeError(
+                "arun() needs a running asyncio loop (asyncio.run, pytest-asyncio, anyio's "
+                "asyncio backend); under another loop such as trio, run the simulation on a "
+                "worker thread yourself: await trio.to_thread.run_sync(test.run, params)"
+            ) from None
         return await asyncio.to_thread(self.run, params, id=id)
 
     def send_event(self, type: str, payload: Any = None) -> None:
@@ -424,6 +452,7 @@ class TestWorkflow(Generic[In, Out]):
             lines = [
                 f"workflow {self.name!r}, instance {self.instance.id}: {self.status}"
                 + (f" with {err['name']}: {err['message']}" if err else "")
+                + failed_step(err, self.timeline)
                 + f" (seed {self.seed})",
                 format_timeline(self.timeline),
             ]

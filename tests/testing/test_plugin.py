@@ -120,6 +120,36 @@ def test_a_bad_seed_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*--awf-seed*expected a whole number or 'random'*"])
 
 
+def test_a_failing_property_shows_the_failing_example_only(flow: pytest.Pytester) -> None:
+    # Every example Hypothesis tried (and shrank through) made a test workflow: all of them
+    # used to be printed, a timeline each, in front of the one that failed.
+    flow.makepyfile(
+        test_property="""
+        from hypothesis import given, settings, strategies as st
+        from awf_sim.testing import create_test_workflow
+        from plugflow import CHECKOUT
+
+        @settings(max_examples=50, database=None, derandomize=True, deadline=None)
+        @given(amount=st.integers(0, 100))
+        def test_small_charges(amount):
+            wf = create_test_workflow(CHECKOUT)
+            assert wf.run({"amount": amount}, id=f"amount-{amount}")["charged"] < 7
+        """
+    )
+    result = run(flow)
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert text.count("- awf-sim plug-checkout (seed 0) -") == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*- awf-sim plug-checkout (seed 0) -*",
+            "workflow 'plug-checkout', instance amount-7: complete (seed 0)",
+            "*- awf-sim -*",
+            "* test workflow(s) of the other examples Hypothesis ran are not shown",
+        ]
+    )
+
+
 def test_a_failure_shows_the_timeline_and_the_seed(
     flow: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -144,7 +174,8 @@ def test_a_failure_shows_the_timeline_and_the_seed(
     result.stdout.fnmatch_lines(
         [
             "E   *WorkflowFailed: Error: card declined",
-            "E   *workflow 'plug-checkout', instance *: errored (seed 11)",
+            "E   *workflow 'plug-checkout', instance *: errored at step PlugPay.charge, "
+            "attempt 2 (seed 11)",
             "E   *Traceback (most recent call last; awf's frames hidden):",
             'E   *File "*plugflow.py", line *, in checkout',
             "E   *return await wf.PlugPay(order).charge()",
@@ -217,6 +248,41 @@ def test_a_failing_test_on_the_sim_fixture_shows_its_instances_and_the_seed(
             "*- awf-sim sim fixture (seed 23) -*",
             "no instance was created",
             "reproduce: pytest test_sim_wrong.py::test_nothing_created --awf-seed 23",
+        ]
+    )
+
+
+def test_an_errored_instance_in_a_section_names_its_failing_step(flow: pytest.Pytester) -> None:
+    # When the test's own assertion fails (no WorkflowFailed shows the instance), the section
+    # is where the reader looks: it names the step, as WorkflowFailed does.
+    flow.makepyfile(
+        test_errored="""
+        import pytest
+        from awf_sim.testing import WorkflowFailed
+        from plugflow import CHECKOUT
+
+        def test_factory(create_test_workflow):
+            wf = create_test_workflow(CHECKOUT)
+            wf.modifier.disable_retry_delays()
+            wf.modifier.mock_step_error("PlugPay.charge", "card declined")
+            with pytest.raises(WorkflowFailed):
+                wf.run({"amount": 3}, id="f-1")
+            assert wf.error is None
+
+        def test_sim(sim):
+            inst = sim.create(CHECKOUT, {}, id="s-1")  # charge reads order["amount"]
+            sim.run_until_done(inst)
+            assert inst.status()["status"] == "complete"
+        """
+    )
+    result = run(flow, "-q")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "workflow 'plug-checkout', instance f-1: errored with Error: card declined "
+            "at step PlugPay.charge, attempt 2 (seed 0)",
+            "workflow 'plug-checkout', instance s-1: errored with *at step PlugPay.charge, "
+            "attempt 2",
         ]
     )
 

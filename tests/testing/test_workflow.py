@@ -128,7 +128,8 @@ def test_an_errored_instance_raises_workflow_failed(make: Any) -> None:
     lines = text.splitlines()
     assert lines[0] == "ValueError: no such sku Z"
     assert "instance" in lines[1]
-    assert "errored (seed 5)" in lines[1]
+    # The failing step's path comes before the timeline, which may have cut it (a long run).
+    assert lines[1].endswith(": errored at step WfStock.explode, attempt 2 (seed 5)")
     assert any("attempt-failure" in line and "attempt 2" in line for line in lines)
     assert lines[-1] == "reproduce with seed=5"
     assert (wf.status, wf.error) == ("errored", failed.error)
@@ -288,6 +289,51 @@ def test_arun_runs_the_simulation_on_a_worker_thread(make: Any) -> None:
     assert asyncio.run(main())["after"] == 2
     assert THREADS
     assert threading.get_ident() not in THREADS
+
+
+def test_arun_outside_asyncio_says_it_needs_asyncio(make: Any) -> None:
+    wf = make(STOCK, db=DB)
+    # Driven by hand, as trio or any loop other than asyncio drives a coroutine: no asyncio
+    # loop is running. Before, asyncio.to_thread's own "no running event loop".
+    coroutine = wf.arun({"sku": "A"})
+    with pytest.raises(RuntimeError) as refused:
+        coroutine.send(None)
+    assert str(refused.value) == (
+        "arun() needs a running asyncio loop (asyncio.run, pytest-asyncio, anyio's asyncio "
+        "backend); under another loop such as trio, run the simulation on a worker thread "
+        "yourself: await trio.to_thread.run_sync(test.run, params)"
+    )
+    assert wf.status is None  # nothing ran: run() can still be called
+    assert wf.run({"sku": "A"})["after"] == 2
+
+
+def fails_itself_fn(wf: Any, params: Any) -> Any:
+    raise ValueError("no step failed")
+
+
+async def fails_after_a_caught_step_fn(wf: Any, params: Any) -> Any:
+    try:
+        await wf.WfStock({"sku": "Z"}).explode()
+    except Exception:
+        raise KeyError("the workflow's own error") from None
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [fails_itself_fn, fails_after_a_caught_step_fn],
+    ids=["no-step", "a-caught-step"],
+)
+def test_workflow_failed_names_no_step_when_the_workflow_itself_raised(make: Any, fn: Any) -> None:
+    async def body(wf: Any, params: Any) -> Any:
+        result = fn(wf, params)
+        return await result if asyncio.iscoroutine(result) else result
+
+    wf = make(Workflow(f"wf-own-{fn.__name__[:5]}", body, domains=[WfStock]), db=DB)
+    wf.modifier.disable_retry_delays()
+    with pytest.raises(WorkflowFailed) as info:
+        wf.run()
+    assert " at step " not in str(info.value).splitlines()[1]
+    assert str(info.value).splitlines()[1].endswith(": errored (seed 0)")
 
 
 async def ambient_fn(wf: Any, params: Any) -> Any:

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from awf_sim.dsl import WorkflowApi
+from typing import Any
+
+from awf_sim import Simulator
+from awf_sim.dsl import State, WorkflowApi
 from awf_sim.testing import TestWorkflowFactory, create_test_workflow
 from examples.order_processing_typed import (
     Charge,
@@ -11,8 +14,17 @@ from examples.order_processing_typed import (
     Inventory,
     Order,
     Payment,
+    Stock,
     order_processing,
 )
+
+
+async def counts() -> dict[str, int]:
+    return {"n": 1}
+
+
+def a_stock() -> Stock:
+    return Stock(available=True, quantity=1, restockDate=None)
 
 
 async def mistakes(wf: WorkflowApi, order: Order) -> None:
@@ -38,3 +50,29 @@ async def test_workflow_results() -> None:
 
 def test_with_the_fixture(create_test_workflow: TestWorkflowFactory) -> None:
     reveal_type(create_test_workflow(order_processing).run({}))  # noqa: F821  # E: reveal-fixture
+
+
+async def raw_steps_and_state(wf: WorkflowApi) -> None:
+    reveal_type(await wf.do("count", counts))  # noqa: F821  # E: reveal-do
+    reveal_type(await wf.do("code", lambda: "SAVE-1"))  # noqa: F821  # E: reveal-do-sync
+    # A checkpoint hands back JSON: a dataclass would come back a dict.
+    await wf.do("stock", a_stock)  # E: do-dataclass
+    state = wf.state({"n": 0})
+    reveal_type(state.current)  # noqa: F821  # E: reveal-state
+    await state.update({"n": "one"})  # E: state-update
+    loose: State[dict[str, Any]] = wf.state({"n": 0, "items": []})
+    await loose.update({"n": 1, "items": ["a"]})
+
+
+def test_instance_output() -> None:
+    with Simulator() as sim:
+        instance = sim.create(order_processing, {})
+        reveal_type(instance.output())  # noqa: F821  # E: reveal-instance-output
+
+
+def test_selectors(create_test_workflow: TestWorkflowFactory) -> None:
+    test = create_test_workflow(order_processing)
+    test.modifier.mock_step_result({"name": "Payment.process", "index": 2}, {})
+    test.modifier.mock_step_result({"nme": "Payment.process"}, {})  # E: selector-key
+    test.modifier.mock_step_error("Payment.process", 42)  # E: error-type
+    test.modifier.disable_sleeps(["cool-off", {"name": "wait", "index": 1}])

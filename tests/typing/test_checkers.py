@@ -73,6 +73,41 @@ PINNED: dict[str, list[tuple[str, str]]] = {
         ("mypy", 'Value of type "Coroutine[Any, Any, Any]" must be used'),
         ("pyright", 'Result of async function call is not used; use "await"'),
     ],
+    # wf.do and wf.state hand back the checkpoint's JSON, typed as what was given.
+    "reveal-do": [
+        ("mypy", 'Revealed type is "dict[str, int]"'),
+        ("pyright", 'Type of "await wf.do("count", counts)" is "dict[str, int]"'),
+    ],
+    "reveal-do-sync": [
+        ("mypy", 'Revealed type is "str"'),
+        ("pyright", 'is "str"'),
+    ],
+    "do-dataclass": [
+        ("mypy", 'Value of type variable "_J" of "do" of "WorkflowApi" cannot be "Stock"'),
+        ("pyright", 'No overloads for "do" match the provided arguments'),
+    ],
+    "reveal-state": [
+        ("mypy", 'Revealed type is "dict[str, int]"'),
+        ("pyright", 'Type of "state.current" is "dict[str, int]"'),
+    ],
+    "state-update": [
+        ("mypy", 'Dict entry 0 has incompatible type "str": "str"; expected "str": "int"'),
+        ("pyright", 'cannot be assigned to parameter "value" of type "dict[str, int]"'),
+    ],
+    # Simulator.create of a Workflow[In, Out] gives an Instance[Out].
+    "reveal-instance-output": [
+        ("mypy", 'Revealed type is "examples.order_processing_typed.OrderResult | None"'),
+        ("pyright", 'Type of "instance.output()" is "OrderResult | None"'),
+    ],
+    # The modifier's selectors and errors are typed: a misspelt key or a wrong type is found.
+    "selector-key": [
+        ("mypy", 'expected "str | SelectorDict | StepSelector"'),
+        ("pyright", 'parameter "step" of type "Selector" in function "mock_step_result"'),
+    ],
+    "error-type": [
+        ("mypy", 'Argument 2 to "mock_step_error" of "Modifier" has incompatible type "int"'),
+        ("pyright", 'parameter "error" of type "ErrorSpec" in function "mock_step_error"'),
+    ],
     "result-is-typed": [
         ("mypy", 'Unsupported operand types for + ("int" and "str")'),
         ("pyright", 'Operator "+" not supported for types "int" and "Literal[\'1\']"'),
