@@ -69,6 +69,8 @@ MARKER = ".awf-bundle.json"
 SCHEMA_FILE = "migrations/0001_awf_schema.sql"
 _SCRIPT_NAME = re.compile(r"[a-z0-9_][a-z0-9\-_]*")
 _HASH_LINE = re.compile(r'^BUNDLE_SHA256 = "([0-9a-f]*)"$', re.MULTILINE)
+# What `wrangler d1 create` / `d1 list` print as a database's id (D1's `uuid`).
+_D1_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 # The DSL is copied verbatim from the installed awf_sim: what was tested is what is deployed.
 _DSL_DIR = Path(awf_sim.dsl.__file__).resolve().parent
 
@@ -213,6 +215,20 @@ def _flow_module_name(path: Path) -> str:
     return "awf_flow"
 
 
+def check_d1_id(value: str) -> None:
+    """Refuse a D1 database id that is not a D1 uuid, before anything is built or sent: with
+    it, the upload's D1 binding would point nowhere (Cloudflare refuses the upload, or the
+    Worker fails on its first query)."""
+    if not _D1_UUID.fullmatch(value):
+        # A long value is not echoed: a token pasted into the wrong variable would leak.
+        shown = repr(value) if len(value) < 40 else f"({len(value)} characters)"
+        raise BuildError(
+            f"--d1-id (or AWF_D1_DATABASE_ID) {shown} is not a D1 database id: pass the uuid "
+            "(like 6f2b8a1e-4c1d-4e0b-9a55-0d5c3b7e9f10) that `npx wrangler d1 list` prints, "
+            "or leave it unset and `awf-deploy push` creates the database"
+        )
+
+
 def build_bundle(
     flow_path: str | os.PathLike[str],
     *,
@@ -233,11 +249,8 @@ def build_bundle(
     script = check_script_name(name if name is not None else script_name_for(path))
     date = check_date(compatibility_date or DEFAULT_COMPATIBILITY_DATE)
     flags = compatibility_flags_for(date)
-    if d1_database_id is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", d1_database_id):
-        raise BuildError(
-            f"invalid D1 database id {d1_database_id!r}: pass the uuid that "
-            "`npx wrangler d1 create` or `npx wrangler d1 list` prints"
-        )
+    if d1_database_id is not None:
+        check_d1_id(d1_database_id)
 
     workflows = tuple(
         BundledWorkflow(wf.name, binding_name(wf.name), class_name(wf.name), wf.schedule)
@@ -300,6 +313,11 @@ def build_bundle(
             f"--   npx wrangler d1 migrations apply {script}-db --remote\n" + schema.strip() + "\n"
         )
     warnings = list(sources.warnings)
+    if d1_database_id and not uses_db:
+        warnings.append(
+            "--d1-id (or AWF_D1_DATABASE_ID) is not used: no handler of this flow uses ctx.db, "
+            "so the Worker gets no D1 binding"
+        )
     if uses_db and not d1_database_id:
         warnings.append(
             f"the flow uses ctx.db but no D1 database id was given: create one with "

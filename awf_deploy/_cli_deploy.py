@@ -344,6 +344,10 @@ def push_command(
                 _out(f"  {gate.summary()}")
                 for removed in gate.removed:
                     _out(f"  ! {removed}")
+        # Said in every mode (--dry-run, --json, --yes): a name clash with another Worker
+        # would otherwise replace it with no word, as an ordinary update of one's own.
+        for takeover in plan.takeovers:
+            _err(f"awf-deploy: warning: takeover: {takeover}")
         if gate is not None and gate.stranded and not allow_divergence:
             names = ", ".join(r.workflow for r in gate.stranded)
             _err(
@@ -386,7 +390,10 @@ def push_command(
                 _err("awf-deploy: refusing to push: not a terminal, nobody to confirm; pass --yes")
                 result["aborted"] = True
                 finish(EXIT_USAGE)
-            if not typer.confirm("Push these changes?", err=True):
+            question = "Push these changes?"
+            if plan.takeovers:
+                question = "Push these changes, taking over what another deploy made (above)?"
+            if not typer.confirm(question, err=True):
                 _err("awf-deploy: aborted; nothing was sent")
                 result["aborted"] = True
                 finish(EXIT_FAILED)
@@ -462,6 +469,15 @@ def key(
         typer.Option("--rotate", metavar=_FLAG, help="Set a new API key on the deployed Worker."),
     ] = False,
     key_file: KeyFileOpt = None,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            metavar=_FLAG,
+            help="Do not ask for confirmation (needed without a terminal).",
+        ),
+    ] = False,
     name: NameOpt = None,
     compatibility_date: DateOpt = None,
     d1_id: D1Opt = None,
@@ -471,7 +487,7 @@ def key(
     """Replace the deployed Worker's API key (AWF_API_KEY) with a new one: `--rotate`.
 
     The flow's current bundle must be what is deployed (push first); the old key stops
-    working at once."""
+    working at once, so it asks first on a terminal, and needs --yes elsewhere."""
     with _handled():
         if not rotate:
             raise _UsageError("pass --rotate to replace the Worker's API key with a new one")
@@ -507,6 +523,20 @@ def key(
                 + ("is not deployed" if remote is None else "runs another bundle than this flow's")
                 + f": push it first (`awf-deploy push {flow}`), then rotate"
             )
+        if not yes:
+            # Every client still holding the old key is locked out at once: never silently.
+            if not _interactive():
+                raise _UsageError(
+                    "refusing to rotate the API key: not a terminal, nobody to confirm (the old "
+                    "key stops working at once); pass --yes"
+                )
+            if not typer.confirm(
+                f"Replace the API key of script {bundle.name!r}? The old key stops working "
+                "at once.",
+                err=True,
+            ):
+                _err("awf-deploy: aborted; the API key was not changed")
+                _exit(EXIT_FAILED)
         secret = new_api_key()
         _err(f"awf-deploy: uploading script {bundle.name!r} with a new API key ...")
         upload(client, bundle, secret)

@@ -390,7 +390,13 @@ class _Session:
             f"{_cap(call.what)} failed with HTTP {status}: {detail} "
             f"({call.method} {call.path}; {_attempts(attempts)})"
         )
-        hints = [_CODE_HINTS[code] for code in sorted(codes) if code in _CODE_HINTS]
+        hints = [
+            _CODE_HINTS[code]
+            for code in sorted(codes)
+            # 10001 is the upload's content-type refusal only with a 415: Cloudflare uses the
+            # code for other failures too (a 500 of a workflow listing said "content type").
+            if code in _CODE_HINTS and (code != 10001 or status == 415)
+        ]
         common: dict[str, Any] = {
             "status": status,
             "errors": errors,

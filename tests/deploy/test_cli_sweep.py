@@ -179,7 +179,9 @@ def test_a_key_that_cannot_be_written_after_the_upload_is_shown_not_lost(
     assert key in result.stdout
     assert "could not write the API key" in result.stderr
 
-    as_json = run("key", shop, "--rotate", "--json", "--key-file", str(tmp_path / "shop.key"))
+    as_json = run(
+        "key", shop, "--rotate", "--yes", "--json", "--key-file", str(tmp_path / "shop.key")
+    )
     assert as_json.exit_code == 1
     data = json.loads(as_json.stdout)
     assert data["api_key"] == cli_env.secrets["shop"]["AWF_API_KEY"] != key

@@ -91,7 +91,9 @@ def _compare_all(flow_path: Path, tmp_path: Path, fake_d1: Any) -> int:
     runnable = [wf for wf in flow.workflows.values() if wf.examples]
     if not runnable:
         pytest.skip(f"{flow_path.name} has no workflow with examples")
-    bundle = build_bundle(flow_path, flow=flow, d1_database_id="d1-test")
+    bundle = build_bundle(
+        flow_path, flow=flow, d1_database_id="00000000-0000-0000-0000-0000000000d1"
+    )
     folder = write_bundle(bundle, tmp_path / "bundle")
     compared = 0
     with bundle_in_process(folder) as entry:

@@ -238,7 +238,7 @@ def test_a_migration_with_a_syntax_error_stops_the_push_before_the_upload(
 def test_key_rotation_finds_the_provisioned_database(ledger: Path, cli_env: Any) -> None:
     assert run("push", str(ledger), "--yes", "--no-verify").exit_code == 0
     old = cli_env.secrets["prov-ledger"]["AWF_API_KEY"]
-    rotated = run("key", str(ledger), "--rotate", "--json")
+    rotated = run("key", str(ledger), "--rotate", "--yes", "--json")
     assert rotated.exit_code == 0, rotated.stderr
     assert cli_env.secrets["prov-ledger"]["AWF_API_KEY"] not in (old, "")
     assert len(cli_env.databases) == 1

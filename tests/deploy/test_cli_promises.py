@@ -1,0 +1,257 @@
+"""Promises of `awf-deploy` that a new user's session broke: a D1 id that is no D1 id, a key
+rotated with nobody asked, another Worker's script or workflow replaced with no word, and
+error hints that pointed the wrong way. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+import awf_deploy._cli_deploy
+from awf_deploy.cli import app
+
+pytestmark = pytest.mark.usefixtures("flow_registry")
+
+runner = CliRunner()
+WRITES = {"PUT", "POST", "PATCH", "DELETE"}
+D1_ID = "6f2b8a1e-4c1d-4e0b-9a55-0d5c3b7e9f10"
+NOW = "2025-06-01T12:00:00Z"
+
+
+def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+    return runner.invoke(app, list(args), input=input, env=env)
+
+
+def writes(cf: Any) -> list[str]:
+    return [r.operation_id for r in cf.requests if r.method in WRITES]
+
+
+def error_lines(result: Result) -> list[str]:
+    assert "Traceback" not in result.stdout + result.stderr
+    return [
+        line
+        for line in result.stderr.splitlines()
+        if line.startswith("awf-deploy") and "warning:" not in line and not line.endswith("...")
+    ]
+
+
+@pytest.fixture
+def shop(flows_dir: Path) -> str:
+    return str(flows_dir / "shop.py")
+
+
+@pytest.fixture
+def ledger(flows_dir: Path) -> str:
+    return str(flows_dir / "ledger.py")
+
+
+# -- --d1-id must be a D1 uuid --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad", ["x", "123", "my-db", "6f2b8a1e4c1d4e0b9a550d5c3b7e9f10", D1_ID + "0"]
+)
+def test_build_refuses_a_d1_id_that_is_not_a_uuid(ledger: str, tmp_path: Path, bad: str) -> None:
+    out = tmp_path / "bundle"
+    result = run("build", ledger, "--out", str(out), "--d1-id", bad)
+    assert result.exit_code == 2, result.stdout + result.stderr
+    (line,) = error_lines(result)
+    assert f"--d1-id (or AWF_D1_DATABASE_ID) {bad!r} is not a D1 database id" in line
+    assert "npx wrangler d1 list" in line  # the fix
+    assert not out.exists()
+
+
+def test_push_and_key_refuse_a_bad_d1_id_before_any_request(ledger: str, cli_env: Any) -> None:
+    pushed = run("push", ledger, "--yes", "--no-verify", "--d1-id", "x")
+    assert pushed.exit_code == 2
+    assert "is not a D1 database id" in error_lines(pushed)[0]
+    rotated = run("key", ledger, "--rotate", "--yes", "--d1-id", "nope")
+    assert rotated.exit_code == 2
+    assert "is not a D1 database id" in error_lines(rotated)[0]
+    assert cli_env.requests == []
+
+
+def test_a_bad_d1_id_from_the_environment_is_refused_too(ledger: str, cli_env: Any) -> None:
+    result = run("push", ledger, "--yes", "--no-verify", env={"AWF_D1_DATABASE_ID": "prod-db"})
+    assert result.exit_code == 2
+    (line,) = error_lines(result)
+    assert "AWF_D1_DATABASE_ID" in line
+    assert "'prod-db'" in line
+    assert cli_env.requests == []
+
+
+def test_a_long_bad_d1_id_is_not_echoed(ledger: str, tmp_path: Path) -> None:
+    pasted = "cfut_" + "S3cr3t" * 8  # a token in the wrong variable must not be printed
+    result = run("build", ledger, "--out", str(tmp_path / "b"), "--d1-id", pasted)
+    assert result.exit_code == 2
+    assert pasted not in result.stdout + result.stderr
+    assert f"({len(pasted)} characters)" in error_lines(result)[0]
+
+
+def test_a_d1_uuid_in_capitals_is_accepted_and_bound(ledger: str, tmp_path: Path) -> None:
+    result = run("build", ledger, "--out", str(tmp_path / "b"), "--d1-id", D1_ID.upper(), "--json")
+    assert result.exit_code == 0, result.stderr
+    bound = [b for b in json.loads(result.stdout)["bindings"] if b["type"] == "d1"]
+    assert bound == [{"type": "d1", "name": "DB", "id": D1_ID.upper()}]
+
+
+def test_a_d1_id_for_a_flow_without_ctx_db_is_warned(shop: str, tmp_path: Path) -> None:
+    result = run("build", shop, "--out", str(tmp_path / "b"), "--d1-id", D1_ID, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "no handler of this flow uses ctx.db" in result.stderr
+    assert not [b for b in json.loads(result.stdout)["bindings"] if b["type"] == "d1"]
+
+
+# -- key --rotate asks, or needs --yes --------------------------------------------------------
+
+
+def test_key_rotate_off_a_terminal_needs_yes(shop: str, cli_env: Any, tmp_path: Path) -> None:
+    assert run("push", shop, "--yes").exit_code == 0
+    old = cli_env.secrets["shop"]["AWF_API_KEY"]
+    before = writes(cli_env)
+    result = run("key", shop, "--rotate")  # CliRunner's stdin is not a terminal
+    assert result.exit_code == 2
+    (line,) = error_lines(result)
+    assert "not a terminal" in line
+    assert line.endswith("pass --yes")
+    assert writes(cli_env) == before  # nothing uploaded: the old key still works
+    assert cli_env.secrets["shop"]["AWF_API_KEY"] == old
+    assert "awf_" not in result.stdout
+
+    rotated = run("key", shop, "--rotate", "--yes", "--key-file", str(tmp_path / "k"))
+    assert rotated.exit_code == 0, rotated.stderr
+    assert cli_env.secrets["shop"]["AWF_API_KEY"] != old
+
+
+def test_key_rotate_on_a_terminal_asks_first(
+    shop: str, cli_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run("push", shop, "--yes").exit_code == 0
+    old = cli_env.secrets["shop"]["AWF_API_KEY"]
+    monkeypatch.setattr(awf_deploy._cli_deploy, "_interactive", lambda: True)
+    declined = run("key", shop, "--rotate", input="n\n")
+    assert declined.exit_code == 1
+    assert "The old key stops working at once." in declined.stderr
+    assert "the API key was not changed" in declined.stderr
+    assert cli_env.secrets["shop"]["AWF_API_KEY"] == old
+    accepted = run("key", shop, "--rotate", "--json", input="y\n")
+    assert accepted.exit_code == 0, accepted.stderr
+    # CliRunner echoes the typed answer onto stdout; the JSON is the last line.
+    new = json.loads(accepted.stdout.splitlines()[-1])["api_key"]
+    assert new != old
+    assert cli_env.secrets["shop"]["AWF_API_KEY"] == new
+
+
+# -- taking over what another deploy made --------------------------------------------------------
+
+
+def _foreign_script(cf: Any, name: str) -> None:
+    cf.scripts[name] = {
+        "metadata": {"main_module": "index.js"},
+        "modules": {
+            "index.js": (
+                "application/javascript+module",
+                b"export default { fetch() { return new Response('theirs') } }",
+            )
+        },
+        "etag": "theirs",
+        "created_on": NOW,
+    }
+
+
+def _foreign_workflow(cf: Any, name: str, script: str, class_name: str) -> None:
+    cf.workflows[name] = {
+        "id": "5b1c9a4e-2f0d-4c8b-9e7a-1d3f5a7c9e0b",
+        "name": name,
+        "script_name": script,
+        "class_name": class_name,
+        "version_id": "7c2d0b5f-3a1e-4d9c-8f6b-2e4a6c8d0f1a",
+        "created_on": NOW,
+        "modified_on": NOW,
+        "triggered_on": None,
+        "is_deleted": 0,
+        "terminator_running": 0,
+    }
+
+
+def test_push_over_a_script_awf_did_not_deploy_warns_in_every_mode(shop: str, cli_env: Any) -> None:
+    _foreign_script(cli_env, "shop")
+    expected = (
+        "awf-deploy: warning: takeover: script 'shop' exists on the account and was not "
+        "deployed by awf-deploy"
+    )
+    dry = run("push", shop, "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert expected in dry.stderr
+    as_json = run("push", shop, "--dry-run", "--json")
+    assert expected in as_json.stderr
+    (takeover,) = json.loads(as_json.stdout)["plan"]["takeovers"]
+    assert takeover.startswith("script 'shop' exists on the account")
+    assert writes(cli_env) == []
+    pushed = run("push", shop, "--yes")
+    assert pushed.exit_code == 0, pushed.stderr
+    assert expected in pushed.stderr
+    # Now it is awf's own: the next change is an ordinary update, with no warning.
+    again = run("push", shop, "--yes", "--compatibility-date", "2026-06-01")
+    assert again.exit_code == 0, again.stderr
+    assert "takeover" not in again.stderr
+
+
+def test_push_that_rebinds_another_scripts_workflow_warns(shop: str, cli_env: Any) -> None:
+    _foreign_script(cli_env, "billing")
+    _foreign_workflow(cli_env, "deploy-greeting", "billing", "Greeter")
+    result = run("push", shop, "--yes", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "awf-deploy: warning: takeover: workflow 'deploy-greeting' belongs to script 'billing' "
+        "(class Greeter): the push rebinds it to 'shop', and 'billing' loses it"
+    ) in result.stderr
+    assert len(json.loads(result.stdout)["plan"]["takeovers"]) == 1
+    assert cli_env.workflows["deploy-greeting"]["script_name"] == "shop"
+
+
+def test_a_workflow_of_the_same_script_under_another_class_is_no_takeover(
+    shop: str, cli_env: Any
+) -> None:
+    assert run("push", shop, "--yes").exit_code == 0
+    cli_env.workflows["deploy-greeting"]["class_name"] = "OldClass"
+    result = run("push", shop, "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert "takeover" not in result.stderr
+    assert cli_env.workflows["deploy-greeting"]["class_name"] == "DeployGreetingWorkflow"
+
+
+def test_a_terminal_push_with_a_takeover_asks_about_it(
+    shop: str, cli_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _foreign_script(cli_env, "shop")
+    monkeypatch.setattr(awf_deploy._cli_deploy, "_interactive", lambda: True)
+    declined = run("push", shop, input="n\n")
+    assert declined.exit_code == 1
+    assert "taking over what another deploy made" in declined.stderr
+    assert writes(cli_env) == []
+    assert cli_env.scripts["shop"]["etag"] == "theirs"
+
+
+# -- hints that pointed the wrong way ---------------------------------------------------------
+
+
+def test_a_server_error_with_code_10001_does_not_blame_a_content_type(cli_env: Any) -> None:
+    failure = cli_env.fail(500, 10001, "internal error")
+    cli_env.queue("wor-list-workflows", failure, failure, failure, failure)
+    result = run("status")
+    assert result.exit_code == 1
+    assert "content type" not in result.stderr
+    assert "internal error; try again later" in result.stderr
+
+
+def test_an_unknown_account_is_not_sent_to_awf_deploy_status(cli_env: Any) -> None:
+    result = run("status", "--account-id", "1" * 32)
+    assert result.exit_code == 1
+    assert "check CLOUDFLARE_ACCOUNT_ID" in result.stderr
+    # `status` on the same account fails the same way: it is no way out.
+    assert "`awf-deploy status` lists" not in result.stderr
