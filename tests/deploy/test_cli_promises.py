@@ -255,3 +255,47 @@ def test_an_unknown_account_is_not_sent_to_awf_deploy_status(cli_env: Any) -> No
     assert "check CLOUDFLARE_ACCOUNT_ID" in result.stderr
     # `status` on the same account fails the same way: it is no way out.
     assert "`awf-deploy status` lists" not in result.stderr
+
+
+# -- the Worker's HTTP API: an unknown instance ---------------------------------------------------
+
+
+class _Request:
+    def __init__(self, method: str, url: str) -> None:
+        self.method = method
+        self.url = url
+        self.headers: dict[str, str] = {}
+
+    async def text(self) -> str:
+        return "{}"
+
+
+class _MissingInstances:
+    """A Workflows binding as Cloudflare's (and Miniflare's) answers an unknown id."""
+
+    async def get(self, instance_id: str) -> Any:
+        raise RuntimeError("Error: instance.not_found")
+
+
+def test_the_worker_names_an_unknown_instance(flows_dir: Path, tmp_path: Path) -> None:
+    """`awf-deploy status WF nope --url` printed `JsException: Error: instance.not_found`."""
+    import asyncio
+
+    from awf_deploy import build_bundle, bundle_in_process, write_bundle
+
+    bundle = build_bundle(flows_dir / "shop.py", api_auth="public")
+    base = "https://shop.example.workers.dev/workflows/deploy-greeting/instances/nope"
+    with bundle_in_process(write_bundle(bundle, tmp_path / "b")) as entry:
+        worker = entry.Default(None, {"DEPLOY_GREETING_WORKFLOW": _MissingInstances()})
+        for request in (_Request("GET", base), _Request("POST", base + "/events/go")):
+            answer = asyncio.run(worker.fetch(request))
+            assert answer.status == 404
+            assert answer.json() == {"error": "no instance 'nope' of workflow 'deploy-greeting'"}
+
+
+def test_status_help_does_not_promise_a_params_check() -> None:
+    """status has no --params; its --flow said they were checked."""
+    flow_help = " ".join(run("status", "--help").stdout.split())
+    assert "--params" not in flow_help
+    assert "declared output type" in flow_help
+    assert "--params are checked" in " ".join(run("trigger", "--help").stdout.split())

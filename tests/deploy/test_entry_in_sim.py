@@ -318,7 +318,13 @@ def test_starting_an_id_that_exists_is_409_whether_the_engine_refuses_or_returns
         ("POST", "/workflows/deploy-greeting/instances", "{not json", 400, "not valid JSON"),
         ("POST", "/workflows/deploy-greeting/instances?id=bad%20id", "{}", 400, "invalid"),
         ("DELETE", "/workflows/deploy-greeting/instances", "", 405, "use POST"),
-        ("GET", "/workflows/deploy-greeting/instances/missing", "", 404, "not_found"),
+        (
+            "GET",
+            "/workflows/deploy-greeting/instances/missing",
+            "",
+            404,
+            "no instance 'missing' of workflow 'deploy-greeting'",
+        ),
     ],
 )
 def test_fetch_answers_bad_requests_with_json_errors(
