@@ -15,6 +15,7 @@ from ._bundle import (
     MAIN_MODULE,
     Bundle,
     build_bundle,
+    read_api_auth,
     read_bundle_hash,
     write_bundle,
 )
@@ -516,12 +517,25 @@ def key(
                 raise _UsageError(f"no D1 database {wanted!r} on the account: push the flow first")
             bundle = make(found[0].uuid)
         remote = client.get_script(bundle.name)
-        deployed = read_bundle_hash(remote.modules.get(MAIN_MODULE, "")) if remote else None
+        entry = remote.modules.get(MAIN_MODULE, "") if remote else ""
+        deployed = read_bundle_hash(entry) if remote else None
+        if remote is not None and read_api_auth(entry) == "public":
+            raise _UsageError(
+                f"script {bundle.name!r} was pushed with --public: its Worker has no API key to "
+                f"rotate (`awf-deploy push {flow}` without --public gives it one)"
+            )
         if deployed != bundle.sha256:
+            # The bundle depends on these options too: a push given them needs them here.
+            given = "--compatibility-date" + (" or --d1-id" if bundle.uses_db else "")
             raise _UsageError(
                 f"script {bundle.name!r} "
-                + ("is not deployed" if remote is None else "runs another bundle than this flow's")
-                + f": push it first (`awf-deploy push {flow}`), then rotate"
+                + (
+                    "is not deployed: push it first"
+                    if remote is None
+                    else "runs another bundle than this flow's: if the push was given "
+                    f"{given}, pass the same here; else push it first"
+                )
+                + f" (`awf-deploy push {flow}`), then rotate"
             )
         if not yes:
             # Every client still holding the old key is locked out at once: never silently.

@@ -299,3 +299,27 @@ def test_status_help_does_not_promise_a_params_check() -> None:
     assert "--params" not in flow_help
     assert "declared output type" in flow_help
     assert "--params are checked" in " ".join(run("trigger", "--help").stdout.split())
+
+
+# -- key --rotate after a push given options ------------------------------------------------------
+
+
+def test_key_rotate_names_the_options_a_push_was_given(shop: str, cli_env: Any) -> None:
+    """A push with --compatibility-date builds another bundle than `key` without it: the
+    refusal said only "push it first", which changes nothing."""
+    assert run("push", shop, "--yes", "--compatibility-date", "2026-06-01").exit_code == 0
+    refused = run("key", shop, "--rotate", "--yes")
+    assert refused.exit_code == 2
+    (line,) = error_lines(refused)
+    assert "if the push was given --compatibility-date, pass the same here" in line
+    again = run("key", shop, "--rotate", "--yes", "--compatibility-date", "2026-06-01")
+    assert again.exit_code == 0, again.stderr
+
+
+def test_key_rotate_of_a_public_worker_says_it_has_no_key(shop: str, cli_env: Any) -> None:
+    assert run("push", shop, "--yes", "--public").exit_code == 0
+    refused = run("key", shop, "--rotate", "--yes")
+    assert refused.exit_code == 2
+    (line,) = error_lines(refused)
+    assert "was pushed with --public: its Worker has no API key to rotate" in line
+    assert cli_env.secrets["shop"] == {}
