@@ -62,6 +62,7 @@ from ._push import (
     upload,
     verify,
 )
+from .cloudflare import AuthError, CloudflareClient
 
 # -- build ---------------------------------------------------------------------------------------
 
@@ -203,6 +204,30 @@ def _key_file_ok(key_file: str | None) -> None:
             raise _UsageError(f"--key-file {key_file}: not writable; name a file you can write")
 
 
+def _given_d1_exists(client: CloudflareClient, bundle: Bundle) -> None:
+    """Refuse a --d1-id the account does not have before chaos's verdict is spent on an
+    upload Cloudflare refuses (or a Worker whose every query fails). A token that may push
+    Workers but not read D1 gets a warning: the id is used as given, as before."""
+    database_id = bundle.d1_database_id
+    assert database_id is not None
+    try:
+        found = client.get_d1_database(database_id)
+    except AuthError as exc:
+        if exc.status != 403:
+            raise
+        _err(
+            f"awf-deploy: warning: could not check --d1-id {database_id}: the API token cannot "
+            "read D1 databases (D1 Read); pushing with the id as given"
+        )
+        return
+    if found is None:
+        raise _UsageError(
+            f"--d1-id (or AWF_D1_DATABASE_ID) {database_id}: the account has no D1 database "
+            "with this id: pass one that `npx wrangler d1 list` shows, or leave it unset and "
+            f"push creates {database_name_for(bundle.name)!r}"
+        )
+
+
 @app.command("push", cls=Command)
 def push_command(
     flow: FlowArg,
@@ -326,6 +351,8 @@ def push_command(
                 finish(EXIT_FAILED)
             if d1.database_id is not None:
                 bundle = make(d1.database_id)
+        elif bundle.uses_db and bundle.d1_database_id:
+            _given_d1_exists(client, bundle)
         plan = make_plan(client, bundle, d1=d1, rebuild=make)
         result["plan"] = plan.to_json()
         gate = None

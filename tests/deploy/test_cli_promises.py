@@ -323,3 +323,30 @@ def test_key_rotate_of_a_public_worker_says_it_has_no_key(shop: str, cli_env: An
     (line,) = error_lines(refused)
     assert "was pushed with --public: its Worker has no API key to rotate" in line
     assert cli_env.secrets["shop"] == {}
+
+
+# -- a --d1-id the account does not have -----------------------------------------------------------
+
+
+def test_push_refuses_a_d1_id_the_account_does_not_have(ledger: str, cli_env: Any) -> None:
+    """It was bound as given: Cloudflare refuses such an upload, after chaos's whole run."""
+    for extra in ((), ("--dry-run",)):
+        result = run("push", ledger, "--yes", "--no-verify", "--d1-id", D1_ID, *extra)
+        assert result.exit_code == 2
+        (line,) = error_lines(result)
+        assert f"{D1_ID}: the account has no D1 database with this id" in line
+        assert "npx wrangler d1 list" in line
+    assert writes(cli_env) == []
+    cli_env.add_database("mine", D1_ID)
+    assert run("push", ledger, "--yes", "--no-verify", "--d1-id", D1_ID).exit_code == 0
+
+
+def test_a_token_that_cannot_read_d1_pushes_a_given_id_with_a_warning(
+    ledger: str, cli_env: Any
+) -> None:
+    cli_env.queue("cloudflare-d1-get-database", cli_env.fail(403, 10000, "Authentication error"))
+    result = run("push", ledger, "--yes", "--no-verify", "--d1-id", D1_ID)
+    assert result.exit_code == 0, result.stderr
+    assert f"warning: could not check --d1-id {D1_ID}" in result.stderr
+    bound = [b for b in cli_env.scripts["ledger"]["metadata"]["bindings"] if b["type"] == "d1"]
+    assert bound == [{"type": "d1", "name": "DB", "id": D1_ID}]
