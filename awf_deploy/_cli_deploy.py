@@ -145,13 +145,21 @@ def _print_report(report: PushReport) -> None:
         _out("Pushed: " + "; ".join(c.describe() for c in report.done) + ".")
         return
     assert report.failed is not None
-    _out("Push stopped halfway.")
+    _out("Push stopped halfway." if report.done else "Push stopped before changing anything.")
     for change in report.done:
         _out(f"  done:     {change.describe()}")
     first_line = str(report.error).splitlines()[0] if report.error else ""
     _out(f"  FAILED:   {report.failed.describe()}: {first_line}")
     for change in report.not_done:
         _out(f"  not done: {change.describe()}")
+    status = report.error.status if report.error is not None else None
+    if status is not None and 400 <= status < 500 and status != 429:
+        # A refusal comes back the same on a retry: the error (and its hint) says what to fix.
+        _out(
+            "Nothing else was changed. Cloudflare refused the request: fix what the error says, "
+            "then push again; it reads the account again and does only what is left."
+        )
+        return
     _out(
         "Nothing else was changed. Run the same push again: it reads the account again and "
         "does only what is left."

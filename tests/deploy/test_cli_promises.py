@@ -350,3 +350,35 @@ def test_a_token_that_cannot_read_d1_pushes_a_given_id_with_a_warning(
     assert f"warning: could not check --d1-id {D1_ID}" in result.stderr
     bound = [b for b in cli_env.scripts["ledger"]["metadata"]["bindings"] if b["type"] == "d1"]
     assert bound == [{"type": "d1", "name": "DB", "id": D1_ID}]
+
+
+# -- a push that stops: what to do next ----------------------------------------------------------
+
+
+def test_a_refused_first_write_is_not_halfway_and_not_retried_as_is(
+    shop: str, cli_env: Any
+) -> None:
+    """A 400 on the upload said "Push stopped halfway ... Run the same push again", which
+    fails the same way: nothing was done, and the refusal has to be fixed first."""
+    refusal = cli_env.fail(400, 10021, "could not read content for part metadata")
+    cli_env.queue("worker-script-upload-worker-module", refusal)
+    result = run("push", shop, "--yes", "--no-verify")
+    assert result.exit_code == 1
+    assert "Push stopped before changing anything." in result.stdout
+    assert "halfway" not in result.stdout
+    assert "Cloudflare refused the request: fix what the error says" in result.stdout
+    assert "Run the same push again" not in result.stdout
+    assert writes(cli_env) == ["worker-script-upload-worker-module"]
+
+
+def test_a_push_stopped_by_a_server_error_still_says_run_it_again(
+    shop: str, cli_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import awf_deploy.cli
+
+    monkeypatch.setitem(awf_deploy.cli._CLIENT_OPTIONS, "max_retries", 0)
+    cli_env.queue("wor-create-or-modify-workflow", cli_env.fail(500, 10013, "unavailable"))
+    result = run("push", shop, "--yes", "--no-verify")
+    assert result.exit_code == 1
+    assert "Push stopped halfway." in result.stdout
+    assert "Run the same push again" in result.stdout
