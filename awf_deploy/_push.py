@@ -24,12 +24,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from awf_sim.engine import DEFAULT_CPU_MS
 from awf_sim.flow import FlowFile
 
-from ._bundle import MAIN_MODULE, BuildError, Bundle, read_api_auth, read_bundle_hash
+from ._bundle import (
+    MAIN_MODULE,
+    BuildError,
+    Bundle,
+    read_api_auth,
+    read_bundle_hash,
+    read_flow_file,
+)
 from ._provision import D1Plan, apply_migration
 from .cloudflare import CloudflareClient, CloudflareError
 
@@ -273,6 +281,14 @@ def make_plan(
         takeovers.append(
             f"script {bundle.name!r} exists on the account and was not deployed by awf-deploy: "
             "the push replaces its code, its bindings (secrets are kept) and its cron triggers"
+        )
+    deployed_flow = read_flow_file(entry) if deployed else None
+    own_flow = Path(bundle.flow_path).name
+    if deployed_flow is not None and deployed_flow != own_flow:
+        # Two flow files pushed under one --name replace each other's workflows.
+        takeovers.append(
+            f"script {bundle.name!r} runs the flow {deployed_flow} (pushed by awf-deploy): the "
+            f"push replaces it with {own_flow}"
         )
     workflows: list[Change] = []
     for wf in bundle.workflows:

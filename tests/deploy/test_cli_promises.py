@@ -382,3 +382,19 @@ def test_a_push_stopped_by_a_server_error_still_says_run_it_again(
     assert result.exit_code == 1
     assert "Push stopped halfway." in result.stdout
     assert "Run the same push again" in result.stdout
+
+
+def test_push_of_another_flow_under_the_same_script_name_warns(
+    shop: str, flows_dir: Path, cli_env: Any
+) -> None:
+    """`--name` (or two flow files of one name) made one flow replace another's Worker as an
+    ordinary update."""
+    assert run("push", shop, "--yes").exit_code == 0
+    paths = str(flows_dir / "paths.py")
+    result = run("push", paths, "--name", "shop", "--yes", "--no-verify", "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    expected = "script 'shop' runs the flow shop.py (pushed by awf-deploy): the push replaces it"
+    assert f"awf-deploy: warning: takeover: {expected} with paths.py" in result.stderr
+    assert json.loads(result.stdout)["plan"]["takeovers"][0].startswith(expected)
+    again = run("push", shop, "--yes", "--compatibility-date", "2026-06-01", "--dry-run")
+    assert "takeover" not in again.stderr  # the same flow, changed: its own update
