@@ -89,6 +89,10 @@ _FLAG = " "
 _CLIENT_OPTIONS: dict[str, Any] = {}
 
 
+# The Workflows API's code for an unknown workflow (wrangler's WORKFLOW_NOT_FOUND_CODE): listing
+# its instances would fail the same way.
+_WORKFLOW_NOT_FOUND = 10200
+
 # The Cloudflare API paths of one instance, and of starting one (to tailor an error's hint).
 _INSTANCE_PATH = re.compile(r"/workflows/([^/]+)/instances/[^/]+")
 _NEW_INSTANCE_PATH = re.compile(r"/workflows/[^/]+/instances$")
@@ -151,7 +155,7 @@ def _handled() -> Iterator[None]:
         instance_of = _INSTANCE_PATH.search(exc.path or "")
         if _ROUTING_CODES.intersection(exc.codes):
             pass  # the account itself is not found: its hint names the variable to check
-        elif instance_of is not None:
+        elif instance_of is not None and _WORKFLOW_NOT_FOUND not in exc.codes:
             _err(
                 f"  hint: `awf-deploy instances {instance_of[1]}` lists that workflow's "
                 "instances; `awf-deploy status` lists what is deployed on the account."

@@ -398,3 +398,13 @@ def test_push_of_another_flow_under_the_same_script_name_warns(
     assert json.loads(result.stdout)["plan"]["takeovers"][0].startswith(expected)
     again = run("push", shop, "--yes", "--compatibility-date", "2026-06-01", "--dry-run")
     assert "takeover" not in again.stderr  # the same flow, changed: its own update
+
+
+def test_an_unknown_workflow_is_not_sent_to_its_instances(cli_env: Any) -> None:
+    """`status WF ID` of a workflow the account lacks hinted `awf-deploy instances WF`, which
+    fails the same way."""
+    result = run("status", "nope", "i1")
+    assert result.exit_code == 1
+    assert "workflow.not_found" in result.stderr
+    assert "awf-deploy instances nope" not in result.stderr
+    assert "`awf-deploy status` lists what is deployed on the account." in result.stderr
