@@ -420,7 +420,10 @@ class _Session:
             return AuthError(message, permission=call.permission, hint=" ".join(hints), **common)
         if status == 404:
             if codes & _ROUTING_CODES:
-                hints.append(f"Cloudflare found no such route: check {ACCOUNT_ID_ENV}.")
+                hints.append(
+                    f"Cloudflare found no such route: check the account id ({ACCOUNT_ID_ENV} or "
+                    "--account-id)."
+                )
             return NotFoundError(message, hint=" ".join(hints) or None, **common)
         if status == 429:
             retry_after = _parse_retry_after(response.headers.get("retry-after"))

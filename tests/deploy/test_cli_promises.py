@@ -252,7 +252,8 @@ def test_a_server_error_with_code_10001_does_not_blame_a_content_type(cli_env: A
 def test_an_unknown_account_is_not_sent_to_awf_deploy_status(cli_env: Any) -> None:
     result = run("status", "--account-id", "1" * 32)
     assert result.exit_code == 1
-    assert "check CLOUDFLARE_ACCOUNT_ID" in result.stderr
+    # --account-id was what was wrong here, so the hint names it too.
+    assert "check the account id (CLOUDFLARE_ACCOUNT_ID or --account-id)" in result.stderr
     # `status` on the same account fails the same way: it is no way out.
     assert "`awf-deploy status` lists" not in result.stderr
 
