@@ -30,6 +30,7 @@ from .cloudflare import (
     ConfigError,
     NotFoundError,
 )
+from .cloudflare._wire import _ROUTING_CODES  # "no route": the account id is what is wrong
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -87,6 +88,10 @@ _FLAG = " "
 # Test seam: keyword arguments for CloudflareClient.from_env (transport, sleep, max_retries).
 _CLIENT_OPTIONS: dict[str, Any] = {}
 
+
+# The Workflows API's code for an unknown workflow (wrangler's WORKFLOW_NOT_FOUND_CODE): listing
+# its instances would fail the same way.
+_WORKFLOW_NOT_FOUND = 10200
 
 # The Cloudflare API paths of one instance, and of starting one (to tailor an error's hint).
 _INSTANCE_PATH = re.compile(r"/workflows/([^/]+)/instances/[^/]+")
@@ -148,7 +153,9 @@ def _handled() -> Iterator[None]:
     except NotFoundError as exc:
         _err(f"awf-deploy: {exc}")
         instance_of = _INSTANCE_PATH.search(exc.path or "")
-        if instance_of is not None:
+        if _ROUTING_CODES.intersection(exc.codes):
+            pass  # the account itself is not found: its hint names the variable to check
+        elif instance_of is not None and _WORKFLOW_NOT_FOUND not in exc.codes:
             _err(
                 f"  hint: `awf-deploy instances {instance_of[1]}` lists that workflow's "
                 "instances; `awf-deploy status` lists what is deployed on the account."

@@ -15,6 +15,7 @@ from ._bundle import (
     MAIN_MODULE,
     Bundle,
     build_bundle,
+    read_api_auth,
     read_bundle_hash,
     write_bundle,
 )
@@ -61,6 +62,7 @@ from ._push import (
     upload,
     verify,
 )
+from .cloudflare import AuthError, CloudflareClient
 
 # -- build ---------------------------------------------------------------------------------------
 
@@ -143,13 +145,21 @@ def _print_report(report: PushReport) -> None:
         _out("Pushed: " + "; ".join(c.describe() for c in report.done) + ".")
         return
     assert report.failed is not None
-    _out("Push stopped halfway.")
+    _out("Push stopped halfway." if report.done else "Push stopped before changing anything.")
     for change in report.done:
         _out(f"  done:     {change.describe()}")
     first_line = str(report.error).splitlines()[0] if report.error else ""
     _out(f"  FAILED:   {report.failed.describe()}: {first_line}")
     for change in report.not_done:
         _out(f"  not done: {change.describe()}")
+    status = report.error.status if report.error is not None else None
+    if status is not None and 400 <= status < 500 and status != 429:
+        # A refusal comes back the same on a retry: the error (and its hint) says what to fix.
+        _out(
+            "Nothing else was changed. Cloudflare refused the request: fix what the error says, "
+            "then push again; it reads the account again and does only what is left."
+        )
+        return
     _out(
         "Nothing else was changed. Run the same push again: it reads the account again and "
         "does only what is left."
@@ -200,6 +210,30 @@ def _key_file_ok(key_file: str | None) -> None:
             raise _UsageError(f"--key-file {key_file} is a folder; name a file in it")
         if not os.access(path if path.exists() else parent, os.W_OK):
             raise _UsageError(f"--key-file {key_file}: not writable; name a file you can write")
+
+
+def _given_d1_exists(client: CloudflareClient, bundle: Bundle) -> None:
+    """Refuse a --d1-id the account does not have before chaos's verdict is spent on an
+    upload Cloudflare refuses (or a Worker whose every query fails). A token that may push
+    Workers but not read D1 gets a warning: the id is used as given, as before."""
+    database_id = bundle.d1_database_id
+    assert database_id is not None
+    try:
+        found = client.get_d1_database(database_id)
+    except AuthError as exc:
+        if exc.status != 403:
+            raise
+        _err(
+            f"awf-deploy: warning: could not check --d1-id {database_id}: the API token cannot "
+            "read D1 databases (D1 Read); pushing with the id as given"
+        )
+        return
+    if found is None:
+        raise _UsageError(
+            f"--d1-id (or AWF_D1_DATABASE_ID) {database_id}: the account has no D1 database "
+            "with this id: pass one that `npx wrangler d1 list` shows, or leave it unset and "
+            f"push creates {database_name_for(bundle.name)!r}"
+        )
 
 
 @app.command("push", cls=Command)
@@ -325,6 +359,8 @@ def push_command(
                 finish(EXIT_FAILED)
             if d1.database_id is not None:
                 bundle = make(d1.database_id)
+        elif bundle.uses_db and bundle.d1_database_id:
+            _given_d1_exists(client, bundle)
         plan = make_plan(client, bundle, d1=d1, rebuild=make)
         result["plan"] = plan.to_json()
         gate = None
@@ -344,6 +380,10 @@ def push_command(
                 _out(f"  {gate.summary()}")
                 for removed in gate.removed:
                     _out(f"  ! {removed}")
+        # Said in every mode (--dry-run, --json, --yes): a name clash with another Worker
+        # would otherwise replace it with no word, as an ordinary update of one's own.
+        for takeover in plan.takeovers:
+            _err(f"awf-deploy: warning: takeover: {takeover}")
         if gate is not None and gate.stranded and not allow_divergence:
             names = ", ".join(r.workflow for r in gate.stranded)
             _err(
@@ -386,7 +426,10 @@ def push_command(
                 _err("awf-deploy: refusing to push: not a terminal, nobody to confirm; pass --yes")
                 result["aborted"] = True
                 finish(EXIT_USAGE)
-            if not typer.confirm("Push these changes?", err=True):
+            question = "Push these changes?"
+            if plan.takeovers:
+                question = "Push these changes, taking over what another deploy made (above)?"
+            if not typer.confirm(question, err=True):
                 _err("awf-deploy: aborted; nothing was sent")
                 result["aborted"] = True
                 finish(EXIT_FAILED)
@@ -462,6 +505,15 @@ def key(
         typer.Option("--rotate", metavar=_FLAG, help="Set a new API key on the deployed Worker."),
     ] = False,
     key_file: KeyFileOpt = None,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            metavar=_FLAG,
+            help="Do not ask for confirmation (needed without a terminal).",
+        ),
+    ] = False,
     name: NameOpt = None,
     compatibility_date: DateOpt = None,
     d1_id: D1Opt = None,
@@ -471,7 +523,7 @@ def key(
     """Replace the deployed Worker's API key (AWF_API_KEY) with a new one: `--rotate`.
 
     The flow's current bundle must be what is deployed (push first); the old key stops
-    working at once."""
+    working at once, so it asks first on a terminal, and needs --yes elsewhere."""
     with _handled():
         if not rotate:
             raise _UsageError("pass --rotate to replace the Worker's API key with a new one")
@@ -500,13 +552,40 @@ def key(
                 raise _UsageError(f"no D1 database {wanted!r} on the account: push the flow first")
             bundle = make(found[0].uuid)
         remote = client.get_script(bundle.name)
-        deployed = read_bundle_hash(remote.modules.get(MAIN_MODULE, "")) if remote else None
+        entry = remote.modules.get(MAIN_MODULE, "") if remote else ""
+        deployed = read_bundle_hash(entry) if remote else None
+        if remote is not None and read_api_auth(entry) == "public":
+            raise _UsageError(
+                f"script {bundle.name!r} was pushed with --public: its Worker has no API key to "
+                f"rotate (`awf-deploy push {flow}` without --public gives it one)"
+            )
         if deployed != bundle.sha256:
+            # The bundle depends on these options too: a push given them needs them here.
+            given = "--compatibility-date" + (" or --d1-id" if bundle.uses_db else "")
             raise _UsageError(
                 f"script {bundle.name!r} "
-                + ("is not deployed" if remote is None else "runs another bundle than this flow's")
-                + f": push it first (`awf-deploy push {flow}`), then rotate"
+                + (
+                    "is not deployed: push it first"
+                    if remote is None
+                    else "runs another bundle than this flow's: if the push was given "
+                    f"{given}, pass the same here; else push it first"
+                )
+                + f" (`awf-deploy push {flow}`), then rotate"
             )
+        if not yes:
+            # Every client still holding the old key is locked out at once: never silently.
+            if not _interactive():
+                raise _UsageError(
+                    "refusing to rotate the API key: not a terminal, nobody to confirm (the old "
+                    "key stops working at once); pass --yes"
+                )
+            if not typer.confirm(
+                f"Replace the API key of script {bundle.name!r}? The old key stops working "
+                "at once.",
+                err=True,
+            ):
+                _err("awf-deploy: aborted; the API key was not changed")
+                _exit(EXIT_FAILED)
         secret = new_api_key()
         _err(f"awf-deploy: uploading script {bundle.name!r} with a new API key ...")
         upload(client, bundle, secret)

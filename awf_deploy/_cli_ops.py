@@ -50,6 +50,16 @@ FlowOpt = Annotated[
         "before anything is sent, and the output is shown as its declared output type.",
     ),
 ]
+# status takes no --params: its --flow only reads the output back.
+StatusFlowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--flow",
+        metavar="FLOW.py",
+        help="The flow file: the instance's output is shown as the workflow's declared output "
+        "type (and said when it does not fit it).",
+    ),
+]
 
 
 def _declared(flow: str | None, workflow: str) -> Any:
@@ -112,7 +122,7 @@ def status(
     local: LocalOpt = False,
     url: UrlOpt = None,
     json_out: JsonOpt = False,
-    flow: FlowOpt = None,
+    flow: StatusFlowOpt = None,
 ) -> None:
     """What is deployed: a script's bundle, crons and workflows (without --name: all).
 

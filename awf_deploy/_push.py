@@ -24,12 +24,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from awf_sim.engine import DEFAULT_CPU_MS
 from awf_sim.flow import FlowFile
 
-from ._bundle import MAIN_MODULE, BuildError, Bundle, read_api_auth, read_bundle_hash
+from ._bundle import (
+    MAIN_MODULE,
+    BuildError,
+    Bundle,
+    read_api_auth,
+    read_bundle_hash,
+    read_flow_file,
+)
 from ._provision import D1Plan, apply_migration
 from .cloudflare import CloudflareClient, CloudflareError
 
@@ -185,6 +193,9 @@ class Plan:
     new_api_key: bool = False
     # Builds the bundle again with the database id, once a created database has one.
     rebuild: Callable[[str], Bundle] | None = None
+    # What the push would take over from something else on the account: a script of this
+    # name that awf-deploy did not deploy, a workflow of this name bound to another script.
+    takeovers: tuple[str, ...] = ()
 
     @property
     def changes(self) -> list[Change]:
@@ -208,6 +219,7 @@ class Plan:
             "has_changes": self.has_changes,
             "api_auth": self.bundle.api_auth,
             "new_api_key": self.new_api_key,
+            "takeovers": list(self.takeovers),
         }
 
 
@@ -264,9 +276,29 @@ def make_plan(
             "schedules", bundle.name, "create" if not current else "update", _crons(wanted)
         )
 
+    takeovers: list[str] = []
+    if remote is not None and deployed is None:
+        takeovers.append(
+            f"script {bundle.name!r} exists on the account and was not deployed by awf-deploy: "
+            "the push replaces its code, its bindings (secrets are kept) and its cron triggers"
+        )
+    deployed_flow = read_flow_file(entry) if deployed else None
+    own_flow = Path(bundle.flow_path).name
+    if deployed_flow is not None and deployed_flow != own_flow:
+        # Two flow files pushed under one --name replace each other's workflows.
+        takeovers.append(
+            f"script {bundle.name!r} runs the flow {deployed_flow} (pushed by awf-deploy): the "
+            f"push replaces it with {own_flow}"
+        )
     workflows: list[Change] = []
     for wf in bundle.workflows:
         existing = client.get_workflow(wf.name)
+        if existing is not None and existing.script_name != bundle.name:
+            takeovers.append(
+                f"workflow {wf.name!r} belongs to script {existing.script_name!r} (class "
+                f"{existing.class_name}): the push rebinds it to {bundle.name!r}, and "
+                f"{existing.script_name!r} loses it"
+            )
         if existing is None:
             change = Change("workflow", wf.name, "create", f"class {wf.class_name}", wf.class_name)
         elif (existing.script_name, existing.class_name) != (bundle.name, wf.class_name):
@@ -293,6 +325,7 @@ def make_plan(
         d1=d1,
         new_api_key=new_api_key,
         rebuild=rebuild,
+        takeovers=tuple(takeovers),
     )
 
 

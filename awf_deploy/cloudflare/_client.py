@@ -261,6 +261,23 @@ class CloudflareClient(_Session):
             page += 1
         return items
 
+    def get_d1_database(self, database_id: str) -> D1Database | None:
+        """The D1 database with this id (uuid), or ``None`` if the account has none."""
+        if not isinstance(database_id, str) or not 0 < len(database_id) <= 64:
+            raise ValueError(f"D1 database id must have 1 to 64 characters, got {database_id!r}")
+        call = _Call(
+            "GET",
+            self._account(f"/d1/database/{_segment(database_id)}"),
+            f"reading D1 database {database_id!r}",
+            _D1_READ,
+        )
+        try:
+            return self._result(call, D1Database)
+        except NotFoundError as exc:
+            if _ROUTING_CODES.intersection(exc.codes):
+                raise
+            return None
+
     def create_d1_database(self, name: str) -> D1Database:
         """Create a D1 database (the name must be new on the account)."""
         _check_name("D1 database name", name, _D1_NAME, 64)

@@ -390,7 +390,13 @@ class _Session:
             f"{_cap(call.what)} failed with HTTP {status}: {detail} "
             f"({call.method} {call.path}; {_attempts(attempts)})"
         )
-        hints = [_CODE_HINTS[code] for code in sorted(codes) if code in _CODE_HINTS]
+        hints = [
+            _CODE_HINTS[code]
+            for code in sorted(codes)
+            # 10001 is the upload's content-type refusal only with a 415: Cloudflare uses the
+            # code for other failures too (a 500 of a workflow listing said "content type").
+            if code in _CODE_HINTS and (code != 10001 or status == 415)
+        ]
         common: dict[str, Any] = {
             "status": status,
             "errors": errors,
@@ -414,7 +420,10 @@ class _Session:
             return AuthError(message, permission=call.permission, hint=" ".join(hints), **common)
         if status == 404:
             if codes & _ROUTING_CODES:
-                hints.append(f"Cloudflare found no such route: check {ACCOUNT_ID_ENV}.")
+                hints.append(
+                    f"Cloudflare found no such route: check the account id ({ACCOUNT_ID_ENV} or "
+                    "--account-id)."
+                )
             return NotFoundError(message, hint=" ".join(hints) or None, **common)
         if status == 429:
             retry_after = _parse_retry_after(response.headers.get("retry-after"))

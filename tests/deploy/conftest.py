@@ -852,6 +852,21 @@ class FakeCloudflare:
         info = {"page": page, "per_page": per_page, "count": len(chunk), "total_count": len(views)}
         return self.ok(chunk, result_info=info)
 
+    def _op_cloudflare_d1_get_database(self, r: Recorded) -> Canned:
+        uuid_ = r.path_params["database_id"]
+        if uuid_ not in self.databases:
+            # D1's answer for an unknown id (the schema promises only a 4XX envelope).
+            return failure(404, 7404, f"The database {uuid_} could not be found")
+        return self.ok(self._d1_view(uuid_))
+
+    def add_database(self, name: str, uuid_: str) -> None:
+        """A D1 database made outside awf-deploy (`wrangler d1 create`), empty."""
+        self.databases[uuid_] = {
+            "name": name,
+            "created_at": NOW,
+            "conn": sqlite3.connect(":memory:", isolation_level=None),
+        }
+
     def _op_cloudflare_d1_create_database(self, r: Recorded) -> Canned:
         name = r.json["name"]
         if any(db["name"] == name for db in self.databases.values()):

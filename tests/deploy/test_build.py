@@ -188,8 +188,8 @@ def test_hash_is_stable_and_covers_code_and_settings(flows_dir: Path) -> None:
     )
     assert build_bundle(flows_dir / "shop.py", name="other-shop").sha256 != first.sha256
     ledger = flows_dir / "ledger.py"
-    assert build_bundle(ledger, d1_database_id="a").sha256 != (
-        build_bundle(ledger, d1_database_id="b").sha256
+    assert build_bundle(ledger, d1_database_id="00000000-0000-0000-0000-00000000000a").sha256 != (
+        build_bundle(ledger, d1_database_id="00000000-0000-0000-0000-00000000000b").sha256
     )
 
 

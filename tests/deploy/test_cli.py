@@ -129,6 +129,7 @@ def test_push_refuses_on_violations_and_prints_them(
 ) -> None:
     broken = str(flows_dir / "broken.py")
     monkeypatch.setenv("AWF_D1_DATABASE_ID", D1_ID)  # the flow uses ctx.db
+    cli_env.add_database("counters", D1_ID)
     result = run("push", broken, "--yes")
     assert result.exit_code == 1
     assert "idempotent-effects" in result.stdout
@@ -215,12 +216,13 @@ def test_a_push_that_fails_halfway_reports_and_the_next_completes(
 
 def test_push_of_a_ctx_db_flow_with_a_d1_id_binds_it(flows_dir: Path, cli_env: Any) -> None:
     ledger = str(flows_dir / "ledger.py")
+    cli_env.add_database("my-ledger", D1_ID)  # made with `wrangler d1 create`
     given = run("push", ledger, "--yes", "--d1-id", D1_ID)
     assert given.exit_code == 0, given.stderr
     assert {"type": "d1", "name": "DB", "id": D1_ID} in (
         cli_env.scripts["ledger"]["metadata"]["bindings"]
     )
-    assert cli_env.databases == {}  # an id given wins over provisioning
+    assert list(cli_env.databases) == [D1_ID]  # an id given wins over provisioning
 
 
 # -- credentials and API errors ----------------------------------------------------------------

@@ -128,6 +128,7 @@ def test_push_json_is_not_verified_when_chaos_finds_violations(
     flows_dir: Path, cli_env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWF_D1_DATABASE_ID", "6f2b8a1e-4c1d-4e0b-9a55-0d5c3b7e9f10")
+    cli_env.add_database("counters", "6f2b8a1e-4c1d-4e0b-9a55-0d5c3b7e9f10")
     refused = run("push", str(flows_dir / "broken.py"), "--yes", "--json", "--dry-run")
     assert refused.exit_code == 1
     data = json.loads(refused.stdout)
@@ -179,7 +180,9 @@ def test_a_key_that_cannot_be_written_after_the_upload_is_shown_not_lost(
     assert key in result.stdout
     assert "could not write the API key" in result.stderr
 
-    as_json = run("key", shop, "--rotate", "--json", "--key-file", str(tmp_path / "shop.key"))
+    as_json = run(
+        "key", shop, "--rotate", "--yes", "--json", "--key-file", str(tmp_path / "shop.key")
+    )
     assert as_json.exit_code == 1
     data = json.loads(as_json.stdout)
     assert data["api_key"] == cli_env.secrets["shop"]["AWF_API_KEY"] != key

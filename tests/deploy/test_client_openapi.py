@@ -34,6 +34,7 @@ CLIENT_OPERATIONS = {
     "wor-send-event-workflow-instance",
     "cloudflare-d1-list-databases",
     "cloudflare-d1-create-database",
+    "cloudflare-d1-get-database",
     "cloudflare-d1-query-database",
 }
 
@@ -72,6 +73,8 @@ def exercise_every_call(client: CloudflareClient) -> None:
     database = client.create_d1_database("shop-db")
     client.list_d1_databases()
     client.list_d1_databases("shop-db")
+    assert client.get_d1_database(database.uuid) == database
+    assert client.get_d1_database("00000000-0000-0000-0000-000000000000") is None
     client.query_d1(database.uuid, "CREATE TABLE t (a TEXT); INSERT INTO t VALUES ('x');")
     client.query_d1(database.uuid, "SELECT a FROM t WHERE a = ?", ["x"])
 

@@ -91,7 +91,9 @@ def _compare_all(flow_path: Path, tmp_path: Path, fake_d1: Any) -> int:
     runnable = [wf for wf in flow.workflows.values() if wf.examples]
     if not runnable:
         pytest.skip(f"{flow_path.name} has no workflow with examples")
-    bundle = build_bundle(flow_path, flow=flow, d1_database_id="d1-test")
+    bundle = build_bundle(
+        flow_path, flow=flow, d1_database_id="00000000-0000-0000-0000-0000000000d1"
+    )
     folder = write_bundle(bundle, tmp_path / "bundle")
     compared = 0
     with bundle_in_process(folder) as entry:
@@ -316,7 +318,13 @@ def test_starting_an_id_that_exists_is_409_whether_the_engine_refuses_or_returns
         ("POST", "/workflows/deploy-greeting/instances", "{not json", 400, "not valid JSON"),
         ("POST", "/workflows/deploy-greeting/instances?id=bad%20id", "{}", 400, "invalid"),
         ("DELETE", "/workflows/deploy-greeting/instances", "", 405, "use POST"),
-        ("GET", "/workflows/deploy-greeting/instances/missing", "", 404, "not_found"),
+        (
+            "GET",
+            "/workflows/deploy-greeting/instances/missing",
+            "",
+            404,
+            "no instance 'missing' of workflow 'deploy-greeting'",
+        ),
     ],
 )
 def test_fetch_answers_bad_requests_with_json_errors(

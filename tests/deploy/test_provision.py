@@ -180,9 +180,11 @@ def test_given_d1_id_and_env_win_over_provisioning(
     ledger: Path, cli_env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWF_D1_DATABASE_ID", "11111111-2222-3333-4444-555555555555")
+    cli_env.add_database("mine", "11111111-2222-3333-4444-555555555555")
     result = run("push", str(ledger), "--yes", "--no-verify")
     assert result.exit_code == 0, result.stderr
-    assert not any("d1" in op for op in cli_env.operations())
+    # Only read to check it exists: nothing provisioned, no migration applied.
+    assert [op for op in cli_env.operations() if "d1" in op] == ["cloudflare-d1-get-database"]
     binding = next(
         b for b in cli_env.scripts["prov-ledger"]["metadata"]["bindings"] if b["type"] == "d1"
     )
@@ -238,7 +240,7 @@ def test_a_migration_with_a_syntax_error_stops_the_push_before_the_upload(
 def test_key_rotation_finds_the_provisioned_database(ledger: Path, cli_env: Any) -> None:
     assert run("push", str(ledger), "--yes", "--no-verify").exit_code == 0
     old = cli_env.secrets["prov-ledger"]["AWF_API_KEY"]
-    rotated = run("key", str(ledger), "--rotate", "--json")
+    rotated = run("key", str(ledger), "--rotate", "--yes", "--json")
     assert rotated.exit_code == 0, rotated.stderr
     assert cli_env.secrets["prov-ledger"]["AWF_API_KEY"] not in (old, "")
     assert len(cli_env.databases) == 1

@@ -123,7 +123,7 @@ def test_key_rotate_uploads_a_new_secret(shop: str, cli_env: Any, tmp_path: Path
     assert plain.exit_code == 2
     assert "--rotate" in plain.stderr
     key_file = tmp_path / "new.key"
-    rotated = run("key", shop, "--rotate", "--key-file", str(key_file))
+    rotated = run("key", shop, "--rotate", "--yes", "--key-file", str(key_file))
     assert rotated.exit_code == 0, rotated.stderr
     new = key_file.read_text().strip()
     assert new != old

@@ -119,7 +119,9 @@ def _compare_flow(runtime: RealRuntime, flow_path: Path, tmp_path: Path) -> int:
     runnable = [wf for wf in flow.workflows.values() if wf.examples]
     if not runnable:
         pytest.skip(f"{flow_path.name} has no workflow with examples")
-    bundle = build_bundle(flow_path, flow=flow, d1_database_id="d1-test")
+    bundle = build_bundle(
+        flow_path, flow=flow, d1_database_id="00000000-0000-0000-0000-0000000000d1"
+    )
     runtime.http = flow_http(flow.http) if flow.http is not None else None
     runtime.ai = _provider(flow)
     if runtime.ai is None:

@@ -151,8 +151,11 @@ async def _route(
     if len(parts) == 4:
         if method != "GET":
             raise _HttpError(405, f"use GET /workflows/{name}/instances/{instance_id}")
-        instance = await _settle(binding.get(instance_id))
-        status = to_py(await _settle(instance.status()))
+        try:
+            instance = await _settle(binding.get(instance_id))
+            status = to_py(await _settle(instance.status()))
+        except Exception as exc:
+            raise _not_found_or(exc, name, instance_id) from None
         details = dict(status) if isinstance(status, Mapping) else {"status": status}
         details = {k: v for k, v in details.items() if not str(k).startswith("__")}
         if "error" in details:
@@ -163,11 +166,22 @@ async def _route(
             raise _HttpError(405, "use POST to send an event")
         event_type = _check_name("event type", parts[5])
         payload = await _json_body(request)
-        instance = await _settle(binding.get(instance_id))
-        send = getattr(instance, "send_event", None) or instance.sendEvent
-        await _settle(send(to_js({"type": event_type, "payload": payload})))
+        try:
+            instance = await _settle(binding.get(instance_id))
+            send = getattr(instance, "send_event", None) or instance.sendEvent
+            await _settle(send(to_js({"type": event_type, "payload": payload})))
+        except Exception as exc:
+            raise _not_found_or(exc, name, instance_id) from None
         return 202, {"workflow": name, "id": instance_id, "sent": event_type}
     raise _HttpError(404, f"no route {url.path}; see GET / for the API")
+
+
+def _not_found_or(exc: Exception, name: str, instance_id: str) -> Exception:
+    """The binding's "instance.not_found" as a 404 that names the instance (it reached the
+    client as `JsException: Error: instance.not_found`); any other failure as it was."""
+    if "not_found" in str(exc) or "not found" in str(exc).lower():
+        return _HttpError(404, f"no instance {instance_id!r} of workflow {name!r}")
+    return exc
 
 
 def _says_already_exists(exc: BaseException) -> bool:
