@@ -353,7 +353,7 @@ def _dataclass(cls: Any, seen: set[int]) -> Convert:
             return value
         if not isinstance(value, Mapping):
             raise SerializationError(
-                f"{path} is {_describe(value)}, not the object a {type_name(cls)} is made from"
+                f"{path} is {_describe(value)}, not the object {type_name(cls)} is made from"
             )
         extra = [k for k in value if k not in names]
         if extra:
