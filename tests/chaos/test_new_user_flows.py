@@ -1,0 +1,262 @@
+"""Flows a new user writes, with a bug planted or none, through `awf-sim chaos`: each planted
+bug is found and named where it is, and each correct flow passes (exit 0). Every case here
+was misjudged once: a missed bug or a false alarm."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from typer.testing import CliRunner
+
+from awf_sim.chaos import CHAOS_JSON_SCHEMA
+from awf_sim.cli import app
+
+runner = CliRunner()
+
+
+def chaos(flow: Path, *args: str) -> Any:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Domain .* replaces", UserWarning)
+        return runner.invoke(app, ["chaos", str(flow), "--json", *args])
+
+
+def report(result: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(result.stdout)
+    jsonschema.validate(data, CHAOS_JSON_SCHEMA)
+    return data
+
+
+def violations(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for w in data["workflows"] for v in w["violations"]]
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# The timeout branch of a wait crashes on the None it leaves: the outcome of a run whose
+# event comes too late may differ by design, but not by an AttributeError.
+TIMEOUT_BRANCH = """
+from awf_sim import Domain, Workflow
+
+Note = Domain("NuNote")
+
+
+@Note.method()
+async def send(who, args, ctx):
+    return True
+
+
+@Workflow(
+    "nu-approval",
+    examples=[{"id": "e1"}],
+    events=[{"type": "decision", "payload": {"approved": True}, "after": "1 hour"}],
+)
+async def approval(wf, p):
+    await wf.NuNote(p["id"]).send()
+    try:
+        decision = await wf.wait_for("decide", type="decision", timeout="1 day")
+    except Exception:
+        decision = None
+    return {"approved": decision.get("approved")}
+"""
+
+
+def test_a_crash_in_the_timeout_branch_is_found_with_its_line(tmp_path: Path) -> None:
+    flow = write(tmp_path, "approval.py", TIMEOUT_BRANCH)
+    result = chaos(flow)
+    assert result.exit_code == 1, result.output
+    (v,) = violations(report(result))
+    assert v["invariant"] == "replay-equivalence"
+    assert v["key"] == "decide"
+    assert "times out" in v["message"]
+    assert "AttributeError" in v["message"]
+    line = TIMEOUT_BRANCH.splitlines().index('    return {"approved": decision.get("approved")}')
+    assert v["where"] == f"{flow}:{line + 1}"
+    assert v["plan"] == [{"kind": "event-withheld", "type": "decision"}]
+    assert "force_event_timeout('decide')" in v["hint"]
+    # The replay command gives the same finding.
+    again = chaos(flow, "--workflow", "nu-approval", "--replay", v["token"])
+    assert again.exit_code == 1
+    (w,) = violations(report(again))
+    assert (w["invariant"], w["key"], w["where"]) == ("replay-equivalence", "decide", v["where"])
+
+
+def test_a_timeout_branch_that_handles_the_timeout_passes(tmp_path: Path) -> None:
+    fixed = TIMEOUT_BRANCH.replace(
+        'decision.get("approved")', 'decision.get("approved") if decision else False'
+    )
+    result = chaos(write(tmp_path, "approval.py", fixed))
+    assert result.exit_code == 0, result.output
+    assert violations(report(result)) == []
+
+
+# A step's catch-all fallback crashes after the step fails for good (retries used up).
+EXHAUSTED_BRANCH = """
+from awf_sim import Domain, Workflow
+
+Quote = Domain("NuQuote")
+
+
+@Quote.method(retries={"limit": 1, "delay": "1 second"})
+async def fetch(sku, args, ctx):
+    return {"price": 3}
+
+
+@Workflow("nu-quote", examples=[{"sku": "A"}])
+async def quote(wf, p):
+    try:
+        q = await wf.NuQuote(p["sku"]).fetch()
+    except Exception:
+        q = {}
+    return {"price": q["price"] * 2}
+"""
+
+
+def test_a_crash_after_retries_are_used_up_is_found(tmp_path: Path) -> None:
+    result = chaos(write(tmp_path, "quote.py", EXHAUSTED_BRANCH))
+    assert result.exit_code == 1, result.output
+    found = violations(report(result))
+    assert [(v["invariant"], v["key"]) for v in found] == [("replay-equivalence", "NuQuote.fetch")]
+    assert "fails for good" in found[0]["message"]
+    assert "KeyError" in found[0]["message"]
+
+
+# Two gathered steps insert into a table numbered by SQLite (INTEGER PRIMARY KEY), each
+# idempotently (a UNIQUE idempotency key). A fault that delays one lets the other insert
+# first: the same rows under other numbers, as on Cloudflare; not a repeated effect.
+GATHER = """
+import asyncio
+
+from awf_sim import Database, Domain, Workflow
+
+DATABASE = Database(schema=\"\"\"
+CREATE TABLE sent (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT UNIQUE, who TEXT, what TEXT, at INTEGER);
+\"\"\")
+
+Notify = Domain("NuNotify")
+
+
+@Notify.method()
+async def email(who, args, ctx):
+    import time
+
+    await ctx.db.execute(
+        "INSERT OR IGNORE INTO sent (key, who, what, at) VALUES (?, ?, 'email', ?)",
+        [ctx.idempotency_key, who, int(time.time() * 1000)],
+    )
+    return True
+
+
+@Notify.method()
+async def sms(who, args, ctx):
+    await ctx.db.execute(
+        "INSERT OR IGNORE INTO sent (key, who, what) VALUES (?, ?, 'sms')",
+        [ctx.idempotency_key, who],
+    )
+    return True
+
+
+@Workflow("nu-fanout", examples=[{"who": "ana"}])
+async def fanout(wf, p):
+    a, b = await asyncio.gather(wf.NuNotify(p["who"]).email(), wf.NuNotify(p["who"]).sms())
+    return {"a": a, "b": b}
+"""
+
+
+def test_gathered_idempotent_inserts_in_another_order_pass(tmp_path: Path) -> None:
+    result = chaos(write(tmp_path, "fanout.py", GATHER))
+    assert result.exit_code == 0, result.output
+    assert violations(report(result)) == []
+
+
+def test_a_gathered_insert_that_is_not_idempotent_is_still_found(tmp_path: Path) -> None:
+    broken = GATHER.replace(
+        "\"INSERT OR IGNORE INTO sent (key, who, what) VALUES (?, ?, 'sms')\",\n"
+        "        [ctx.idempotency_key, who],",
+        "\"INSERT INTO sent (who, what) VALUES (?, 'sms')\", [who],",
+    )
+    assert broken != GATHER
+    result = chaos(write(tmp_path, "fanout.py", broken))
+    assert result.exit_code == 1, result.output
+    found = violations(report(result))
+    assert [(v["invariant"], v["key"]) for v in found] == [("idempotent-effects", "NuNotify.sms")]
+    assert any('extra row {"id": 3' in line for line in found[0]["difference"])
+
+
+# A step that adds to a counter (not idempotent) and is retried after a timeout: the finding
+# names the step and the repeated write, and nothing blames the transient error that chaos
+# itself injected into a later attempt.
+COUNTER = """
+from awf_sim import Database, Domain, Workflow
+
+DATABASE = Database(
+    schema="CREATE TABLE points (user TEXT PRIMARY KEY, n INTEGER NOT NULL);",
+    rows={"points": [{"user": "u1", "n": 0}]},
+)
+
+Points = Domain("NuPoints")
+
+
+@Points.method()
+async def add(user, args, ctx):
+    await ctx.db.execute("UPDATE points SET n = n + ? WHERE user = ?", [args["n"], user])
+    return True
+
+
+@Points.method()
+async def read(user, args, ctx):
+    return (await ctx.db.query_one("SELECT n FROM points WHERE user = ?", [user]))["n"]
+
+
+@Workflow("nu-loyalty", examples=[{"user": "u1"}])
+async def loyalty(wf, p):
+    await wf.NuPoints(p["user"]).add(n=5)
+    return {"points": await wf.NuPoints(p["user"]).read()}
+"""
+
+
+def test_an_injected_transient_error_is_not_blamed_on_the_step(tmp_path: Path) -> None:
+    result = chaos(write(tmp_path, "loyalty.py", COUNTER))
+    assert result.exit_code == 1, result.output
+    (v,) = violations(report(result))
+    assert (v["invariant"], v["key"]) == ("idempotent-effects", "NuPoints.add")
+    assert "points.n for u1: expected 5, got 10" in v["difference"]
+    related = json.dumps(v["related"])
+    assert "injected by awf-sim chaos" not in related
+
+
+# A step returns a fresh uuid4: inside a step that is the right place for it (checkpointed,
+# read back on every replay), in this process and in any other.
+UUID_IN_STEP = """
+import uuid
+
+from awf_sim import Domain, Workflow
+
+Ids = Domain("NuIds")
+
+
+@Ids.method()
+async def make(x, args, ctx):
+    return str(uuid.uuid4())
+
+
+@Workflow("nu-ids", examples=[{"x": 1}])
+async def ids(wf, p):
+    made = await wf.NuIds(p["x"]).make()
+    await wf.sleep("settle", "1 minute")
+    return {"id": made}
+"""
+
+
+def test_a_uuid_made_in_a_step_is_not_a_determinism_violation(tmp_path: Path) -> None:
+    result = chaos(write(tmp_path, "ids.py", UUID_IN_STEP))
+    assert result.exit_code == 0, result.output
+    assert violations(report(result)) == []
