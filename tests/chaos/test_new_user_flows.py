@@ -260,3 +260,53 @@ def test_a_uuid_made_in_a_step_is_not_a_determinism_violation(tmp_path: Path) ->
     result = chaos(write(tmp_path, "ids.py", UUID_IN_STEP))
     assert result.exit_code == 0, result.output
     assert violations(report(result)) == []
+
+
+# A step counts calls in a module-level list: state kept in the process, which a replay in
+# another isolate does not have, and which a step run twice bumps twice.
+SHARED_STATE = """
+from awf_sim import Domain, Workflow
+
+SEEN = []
+
+Reg = Domain("NuReg")
+
+
+@Reg.method()
+async def register(x, args, ctx):
+    SEEN.append(x)
+    return len(SEEN)
+
+
+@Workflow("nu-shared", examples=[{"x": "k"}])
+async def shared(wf, p):
+    return {"n": await wf.NuReg(p["x"]).register()}
+"""
+
+
+def test_a_step_that_keeps_state_in_a_module_variable_is_found(tmp_path: Path) -> None:
+    flow = write(tmp_path, "shared.py", SHARED_STATE)
+    result = chaos(flow, "--seed", "3")
+    assert result.exit_code == 1, result.output
+    data = report(result)
+    (v,) = violations(data)
+    assert (v["invariant"], v["key"]) == ("determinism", "NuReg.register")
+    assert "SEEN (shared.py)" in v["message"]
+    line = SHARED_STATE.splitlines().index("@Reg.method()")  # where the handler is defined
+    assert v["where"] == f"{flow}:{line + 1}"
+    assert v["plan"] == []
+    # The replay command shows it again, and two jobs report what one does.
+    again = chaos(flow, "--workflow", "nu-shared", "--replay", v["token"])
+    assert [(w["invariant"], w["key"]) for w in violations(report(again))] == [
+        ("determinism", "NuReg.register")
+    ]
+    two = report(chaos(flow, "--seed", "3", "--jobs", "2"))
+    assert {**two, "jobs": 1} == {**data, "jobs": 1}
+
+
+def test_module_state_that_the_outcome_does_not_depend_on_passes(tmp_path: Path) -> None:
+    # A log of calls (as a test double keeps) changes, but no run ends otherwise for it.
+    logged = SHARED_STATE.replace("return len(SEEN)", "return x")
+    result = chaos(write(tmp_path, "shared.py", logged))
+    assert result.exit_code == 0, result.output
+    assert violations(report(result)) == []
