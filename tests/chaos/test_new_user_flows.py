@@ -310,3 +310,19 @@ def test_module_state_that_the_outcome_does_not_depend_on_passes(tmp_path: Path)
     result = chaos(write(tmp_path, "shared.py", logged))
     assert result.exit_code == 0, result.output
     assert violations(report(result)) == []
+
+
+def test_a_negative_seed_is_a_seed_like_any_other(tmp_path: Path) -> None:
+    # It used to end in "FaultPlanError: fault 7 (reseed) 'seed' must be >= 0, got -4".
+    flow = write(tmp_path, "loyalty.py", COUNTER)
+    result = chaos(flow, "--seed", "-5")
+    assert result.exit_code == 1, result.output
+    data = report(result)
+    assert data["seed"] == -5
+    (v,) = violations(data)
+    assert (v["invariant"], v["key"]) == ("idempotent-effects", "NuPoints.add")
+    assert "--seed -5 --replay" in v["replay"]
+    again = chaos(flow, "--workflow", "nu-loyalty", "--seed", "-5", "--replay", v["token"])
+    assert [(w["invariant"], w["key"]) for w in violations(report(again))] == [
+        ("idempotent-effects", "NuPoints.add")
+    ]
