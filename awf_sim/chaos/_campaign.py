@@ -34,7 +34,7 @@ from awf_sim.chaos._model import (
 from awf_sim.chaos._pool import evaluate_all
 from awf_sim.chaos._run import cpu_stopped, execute, ran_away, run_plan, waits_of
 from awf_sim.chaos._shrink import shrink
-from awf_sim.chaos._space import BASELINE_BOUND_MS, build_baseline, random_plans
+from awf_sim.chaos._space import BASELINE_BOUND_MS, build_baseline, fault_key, random_plans
 from awf_sim.chaos._state import Fingerprint, fingerprint, module_state_violation
 from awf_sim.engine._selectors import parse_selector
 from awf_sim.errors import FaultPlanError
@@ -224,6 +224,36 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
             root.related.append(f)
         else:
             kept.append(f)
+    return _fold_later_determinism(kept)
+
+
+def _fold_later_determinism(findings: list[Finding]) -> list[Finding]:
+    """A determinism finding whose plan holds the whole plan of another determinism finding
+    is that bug seen again later: a branch taken on `random` asks for step A in one lifetime
+    and step B in the next, and a further fault makes the lifetime after that ask for A again.
+    One bug, one finding: the later one goes under the first, with what it explained."""
+    det = [f for f in findings if f.violation.invariant == "determinism" and f.plan]
+    keys = {id(f): {fault_key(x) for x in f.plan} for f in det}
+    kept: list[Finding] = []
+    for f in findings:
+        # The smallest such plan: the first sight of the bug, never itself folded.
+        root = min(
+            (
+                r
+                for r in det
+                if r is not f
+                and f in det
+                and len(r.plan) < len(f.plan)
+                and keys[id(r)] <= keys[id(f)]
+            ),
+            key=lambda r: len(r.plan),
+            default=None,
+        )
+        if root is None:
+            kept.append(f)
+            continue
+        root.related += [f, *f.related]
+        f.related = []
     return kept
 
 

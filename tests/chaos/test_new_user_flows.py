@@ -326,3 +326,72 @@ def test_a_negative_seed_is_a_seed_like_any_other(tmp_path: Path) -> None:
     assert [(w["invariant"], w["key"]) for w in violations(report(again))] == [
         ("idempotent-effects", "NuPoints.add")
     ]
+
+
+# The workflow body picks a branch with `random`: one bug, whichever step each lifetime asks
+# for. A later fault that makes a third lifetime take the first branch again is that bug too.
+RANDOM_BRANCH = """
+import random
+
+from awf_sim import Domain, Workflow
+
+Route = Domain("NuRoute")
+
+
+@Route.method()
+async def left(x, args, ctx):
+    return "left"
+
+
+@Route.method()
+async def right(x, args, ctx):
+    return "right"
+
+
+@Workflow("nu-branchy", examples=[{"x": 1}])
+async def branchy(wf, p):
+    await wf.sleep("start", "1 minute")
+    if random.random() < 0.5:
+        r = await wf.NuRoute(p["x"]).left()
+    else:
+        r = await wf.NuRoute(p["x"]).right()
+    await wf.sleep("end", "1 minute")
+    return {"r": r}
+"""
+
+
+def test_a_branch_on_random_is_one_finding(tmp_path: Path) -> None:
+    flow = write(tmp_path, "branchy.py", RANDOM_BRANCH)
+    result = chaos(flow)
+    assert result.exit_code == 1, result.output
+    (v,) = violations(report(result))
+    assert v["invariant"] == "determinism"
+    assert len(v["plan"]) == 1
+    assert v["plan"][0]["kind"] == "reseed"
+    related = {(r["invariant"], r["key"]) for r in v["related"]}
+    assert ("determinism", "NuRoute.left" if v["key"] == "NuRoute.right" else "NuRoute.right") in (
+        related
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Domain .* replaces", UserWarning)
+        text = runner.invoke(app, ["chaos", str(flow)]).stdout
+    assert "chaos: 1 violation found" in text
+
+
+def _help(command: str) -> str:
+    """The help text as words: rich's boxes and line breaks taken out."""
+    out = runner.invoke(app, [command, "--help"]).stdout
+    return " ".join(out.replace("│", " ").split())
+
+
+def test_help_says_what_the_exit_codes_and_input_mean() -> None:
+    # --input said "default: first example" (awf-sim run's default) where chaos checks every
+    # example, and neither command's help said what its exit codes mean.
+    text = _help("chaos")
+    assert "Exit 0 when no invariant is broken, 1 on violations" in text
+    assert "2 on bad usage or input" in text
+    assert "first example" not in text
+    assert "checked instead of the examples (default: every example)" in text
+    text = _help("replay")
+    assert "Exit 0 when the code follows the history; 1 where it diverges" in text
+    assert "2 on bad usage or input" in text
