@@ -220,11 +220,19 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
         )
         if root is None or f.violation.invariant not in consequences:
             root = by_plan.get(f.token) if f.violation.invariant == "replay-equivalence" else None
+        if root is None and f.violation.invariant in ("idempotent-effects", "replay-equivalence"):
+            # A duplicated event that another wait took changes what the workflow writes and
+            # returns from there on, whatever other faults the plan holds: that bug again.
+            root = next((d for d in delivered if _duplicates(f.plan, d.violation.key)), None)
         if root is not None and root is not f:
             root.related.append(f)
         else:
             kept.append(f)
     return _fold_later_determinism(kept)
+
+
+def _duplicates(plan: Plan, event_type: str) -> bool:
+    return any(x["kind"] == "event-duplicate" and x.get("type") == event_type for x in plan)
 
 
 def _fold_later_determinism(findings: list[Finding]) -> list[Finding]:

@@ -222,17 +222,60 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
         "ctx.attempt or on how often it ran, or a caught step failure that the workflow "
         "handles differently."
     )
+    what = "the outcome differs from the fault-free run"
+    swapped = _swapped_events(base.obs, obs)
+    if swapped is not None:
+        # Not the workflow's own non-determinism: the waits took the events in another order.
+        type_, waits, lines = swapped
+        what += f": its waits took the {type_!r} events in another order"
+        diff = [*lines, *diff]
+        hint = (
+            f"The waits {', '.join(waits)} share the event type {type_!r}, so each takes "
+            "whichever event of that type arrives first, and a sender may be late (here one "
+            "was held back): the events went to other waits than in the fault-free run. Give "
+            f'each wait its own event type (type="{type_}-{waits[0]}"), or check the '
+            "payload (who sent it, for what) before using it."
+        )
     return [
         *type_changes(base, obs),
         Violation(
             "replay-equivalence",
             key,
-            "the outcome differs from the fault-free run",
+            what,
             diff[:MAX_LINES],
             hint,
             workflow_site(base.workflow),
         ),
     ]
+
+
+def _swapped_events(base: Observation, obs: Observation) -> tuple[str, list[str], list[str]] | None:
+    """(event type, its waits, difference lines) when an event fault let the waits that share
+    a type take its declared events in another order than the fault-free run."""
+    timing = {f.path for f in obs.fired if f.kind in ("event-late", "event-early")}
+    for type_ in sorted(t for t in timing if t is not None):
+        took_base, took = _taken(base, type_), _taken(obs, type_)
+        if len(took_base) < 2 or took == took_base:
+            continue
+        lines = [
+            f"wait {w} took {type_!r} event {took[w] + 1}, in the fault-free run event "
+            f"{took_base[w] + 1}"
+            for w in took_base
+            if w in took and took[w] != took_base[w]
+        ]
+        if lines:
+            return type_, list(took_base), lines[:3]
+    return None
+
+
+def _taken(obs: Observation, type_: str) -> dict[str, int]:
+    """Wait name -> the declared event (0-based, Workflow(events=[...])) it took."""
+    index = {s.seq: s.index for s in obs.sent}
+    return {
+        str(e["name"]): index[e["seq"]]
+        for e in obs.timeline
+        if e["kind"] == "wait-end" and e.get("type") == type_ and e.get("seq") in index
+    }
 
 
 # The failure the engine records for an attempt a crash interrupted: not the step's own.

@@ -395,3 +395,73 @@ def test_help_says_what_the_exit_codes_and_input_mean() -> None:
     text = _help("replay")
     assert "Exit 0 when the code follows the history; 1 where it diverges" in text
     assert "2 on bad usage or input" in text
+
+
+# Two waits share the event type "vote": a late sender swaps which vote each wait takes, and a
+# duplicated vote is taken by the second wait. Both are reported as what they are, not as a
+# step that writes twice or an outcome changed by clocks or module state.
+TWO_VOTES = """
+from awf_sim import Database, Domain, Workflow
+
+DATABASE = Database(schema="CREATE TABLE votes (id INTEGER PRIMARY KEY, v TEXT);")
+
+Votes = Domain("NuVotes")
+
+
+@Votes.method()
+async def record(x, args, ctx):
+    await ctx.db.execute(
+        "INSERT OR IGNORE INTO votes (id, v) VALUES (?, ?)", [args["n"], args["v"]]
+    )
+    return True
+
+
+@Workflow(
+    "nu-votes",
+    examples=[{"x": 1}],
+    events=[
+        {"type": "vote", "payload": {"v": "yes"}, "after": "1 hour"},
+        {"type": "vote", "payload": {"v": "no"}, "after": "2 hours"},
+    ],
+)
+async def votes(wf, p):
+    a = await wf.wait_for("first", type="vote", timeout="1 day")
+    await wf.NuVotes(p["x"]).record(n=1, v=a["v"])
+    b = await wf.wait_for("second", type="vote", timeout="1 day")
+    await wf.NuVotes(p["x"]).record(n=2, v=b["v"])
+    return {"votes": [a["v"], b["v"]]}
+"""
+
+
+def test_waits_that_share_an_event_type_are_reported_as_such(tmp_path: Path) -> None:
+    result = chaos(write(tmp_path, "votes.py", TWO_VOTES))
+    assert result.exit_code == 1, result.output
+    found = {(v["invariant"], v["key"]): v for v in violations(report(result))}
+    assert set(found) == {("replay-equivalence", "output"), ("events-delivered", "vote")}
+    swapped = found["replay-equivalence", "output"]
+    assert swapped["plan"] == [{"kind": "event-late", "type": "vote"}]
+    assert (
+        "wait first took 'vote' event 2, in the fault-free run event 1" in (swapped["difference"])
+    )
+    assert "share the event type 'vote'" in swapped["hint"]
+    assert "module state" not in swapped["hint"]
+    duplicated = found["events-delivered", "vote"]
+    assert {r["invariant"] for r in duplicated["related"]} >= {"idempotent-effects"}
+
+
+def test_waits_with_their_own_event_types_pass(tmp_path: Path) -> None:
+    fixed = (
+        TWO_VOTES.replace(
+            '{"type": "vote", "payload": {"v": "yes"}', '{"type": "vote-1", "payload": {"v": "yes"}'
+        )
+        .replace(
+            '{"type": "vote", "payload": {"v": "no"}', '{"type": "vote-2", "payload": {"v": "no"}'
+        )
+        .replace('"first", type="vote"', '"first", type="vote-1"')
+        .replace('"second", type="vote"', '"second", type="vote-2"')
+    )
+    assert fixed.count('"vote-1"') == 2
+    assert fixed.count('"vote-2"') == 2
+    result = chaos(write(tmp_path, "votes.py", fixed))
+    assert result.exit_code == 0, result.output
+    assert violations(report(result)) == []
