@@ -392,7 +392,15 @@ def chaos(
             help="Only example N (1-based; repeatable). Default: every example.",
         ),
     ] = None,
-    input: InputOpt = None,
+    input: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="JSON",
+            help="Params as JSON, checked instead of the examples (default: every example).",
+        ),
+    ] = None,
     input_file: InputFileOpt = None,
     runs: Annotated[
         int,
@@ -447,7 +455,10 @@ def chaos(
     cpu_ms: CpuMsOpt = DEFAULT_CPU_MS,
     block_seconds: BlockSecondsOpt = DEFAULT_BLOCK_SECONDS,
 ) -> None:
-    """Run a workflow under every crash, retry, timeout and event fault; check durability."""
+    """Run a workflow under every crash, retry, timeout and event fault; check durability.
+
+    Exit 0 when no invariant is broken, 1 on violations (or a campaign cut short), 2 on bad
+    usage or input."""
     from awf_sim.chaos._command import chaos_command
 
     raise typer.Exit(
@@ -486,8 +497,9 @@ def replay_cmd(
 ) -> None:
     """Replay a production instance's history against the flow's current code.
 
-    Exit 1 where the code diverges: a completed step no longer called, a new step before the
-    frontier, a changed step config."""
+    Exit 0 when the code follows the history; 1 where it diverges (a completed step no longer
+    called, a new step before the frontier, a changed step config, a failure on what the
+    instance already did); 2 on bad usage or input."""
     from awf_sim._replay_command import replay_command
 
     raise typer.Exit(replay_command(flow, history, json_out=json_out))

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -270,6 +271,7 @@ def replay(
     """Run `workflow`'s current code against `history` in the simulator; see the module doc."""
     from awf_sim.engine import MemoryStore, Simulator
     from awf_sim.engine._hooks import Hooks, StepRef
+    from awf_sim.engine._timeline import failure_stack
 
     if history.workflow != workflow.name:
         raise HistoryError(
@@ -304,8 +306,12 @@ def replay(
         sim.recover()
         sim.run()
         final = sim.instance(iid).status()
+        stack = failure_stack(sim.instance(iid).timeline)
     finally:
         sim.close()
+    if stack and isinstance(final.get("error"), Mapping):
+        # Where the new code failed, as `awf-sim run --json` gives it (error.stack).
+        final = {**final, "error": {**final["error"], "stack": stack}}
 
     report = ReplayReport(
         workflow=workflow.name,
@@ -384,6 +390,7 @@ def replay(
 
 
 _ENDED = ("complete", "errored", "terminated")
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')  # a frame of a Python traceback
 
 
 def _fails_on_history(report: ReplayReport, history: History) -> None:
@@ -400,13 +407,15 @@ def _fails_on_history(report: ReplayReport, history: History) -> None:
     error = report.error if isinstance(report.error, Mapping) else {}
     last = report.steps[-1] if report.steps else None
     where = f"after {last['name']}" if last is not None else "before its first step"
+    frames = _FRAME.findall(str(error.get("stack") or ""))
+    at = f" at {frames[-1][0]}:{frames[-1][1]}" if frames else ""
     report.divergences.append(
         Divergence(
             "fails-on-history",
             last["name"] if last is not None else "-",
             last["path"] if last is not None else "-",
             f"the new code ends this instance errored {where}, on what the instance already "
-            f"did ({error.get('name')}: {error.get('message')}): after the deploy it would "
+            f"did ({error.get('name')}: {error.get('message')}{at}): after the deploy it would "
             "fail the same way; keep the old types and params readable (new fields optional)",
         )
     )

@@ -32,9 +32,10 @@ from awf_sim.chaos._model import (
     Violation,
 )
 from awf_sim.chaos._pool import evaluate_all
-from awf_sim.chaos._run import cpu_stopped, ran_away, run_plan, waits_of
+from awf_sim.chaos._run import cpu_stopped, execute, ran_away, run_plan, waits_of
 from awf_sim.chaos._shrink import shrink
-from awf_sim.chaos._space import build_baseline, random_plans
+from awf_sim.chaos._space import BASELINE_BOUND_MS, build_baseline, fault_key, random_plans
+from awf_sim.chaos._state import Fingerprint, fingerprint, module_state_violation
 from awf_sim.engine._selectors import parse_selector
 from awf_sim.errors import FaultPlanError
 
@@ -157,6 +158,10 @@ def _finding(
         return any(v.invariant == invariant and v.key == key for v in verdict.violations)
 
     small = shrink(base, plan, fails) if do_shrink and plan else normalize_plan(plan)
+    if not small:
+        # Found on the fault-free run itself: show that run. Another run of it could end
+        # otherwise (state kept in the process) and depend on how many ran here (--jobs).
+        return Finding(fallback, small, plan_token(small), small, count, base.obs)
     obs, _checked, violations = run_plan(base, small)
     violation = next((v for v in violations if v.invariant == invariant and v.key == key), fallback)
     return Finding(violation, small, plan_token(small), normalize_plan(plan), count, obs)
@@ -215,10 +220,48 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
         )
         if root is None or f.violation.invariant not in consequences:
             root = by_plan.get(f.token) if f.violation.invariant == "replay-equivalence" else None
+        if root is None and f.violation.invariant in ("idempotent-effects", "replay-equivalence"):
+            # A duplicated event that another wait took changes what the workflow writes and
+            # returns from there on, whatever other faults the plan holds: that bug again.
+            root = next((d for d in delivered if _duplicates(f.plan, d.violation.key)), None)
         if root is not None and root is not f:
             root.related.append(f)
         else:
             kept.append(f)
+    return _fold_later_determinism(kept)
+
+
+def _duplicates(plan: Plan, event_type: str) -> bool:
+    return any(x["kind"] == "event-duplicate" and x.get("type") == event_type for x in plan)
+
+
+def _fold_later_determinism(findings: list[Finding]) -> list[Finding]:
+    """A determinism finding whose plan holds the whole plan of another determinism finding
+    is that bug seen again later: a branch taken on `random` asks for step A in one lifetime
+    and step B in the next, and a further fault makes the lifetime after that ask for A again.
+    One bug, one finding: the later one goes under the first, with what it explained."""
+    det = [f for f in findings if f.violation.invariant == "determinism" and f.plan]
+    keys = {id(f): {fault_key(x) for x in f.plan} for f in det}
+    kept: list[Finding] = []
+    for f in findings:
+        # The smallest such plan: the first sight of the bug, never itself folded.
+        root = min(
+            (
+                r
+                for r in det
+                if r is not f
+                and f in det
+                and len(r.plan) < len(f.plan)
+                and keys[id(r)] <= keys[id(f)]
+            ),
+            key=lambda r: len(r.plan),
+            default=None,
+        )
+        if root is None:
+            kept.append(f)
+            continue
+        root.related += [f, *f.related]
+        f.related = []
     return kept
 
 
@@ -312,6 +355,17 @@ def _runaway_result(target: Target, base: Baseline, seed: int, max_faults: int) 
     )
 
 
+def _module_state(target: Target, base: Baseline, before: Fingerprint) -> Violation | None:
+    """The fault-free run changed module-level state: does the same run, made again, end
+    otherwise (`_state`)?"""
+    after = fingerprint(target.workflow)
+    if after == before:
+        return None
+    twin = execute(target, [], bound_ms=BASELINE_BOUND_MS, full=True)
+    paths = [p.path for p in base.points if p.kind == "do"]
+    return module_state_violation(target.workflow, before, after, base.obs, twin, paths)
+
+
 def run_campaign(
     target: Target,
     *,
@@ -340,10 +394,13 @@ def run_campaign(
     caps = caps if caps is not None else Caps()
     tick("baseline", 0, 1)
     started = time.monotonic()
+    fault_free = replay is None or not normalize_plan(replay)
+    state_before = fingerprint(target.workflow) if fault_free else {}
     base = build_baseline(target, kinds, max_faults)
     tick("baseline", 1, 1)
     if runaway_baseline(base) is not None:
         return _runaway_result(target, base, seed, max_faults)
+    state = _module_state(target, base, state_before) if fault_free else None
     base_cpu = cpu_stopped(base.obs)
     if base_cpu:
         caps.note(
@@ -357,8 +414,12 @@ def run_campaign(
     # The baseline is checked too: some invariants (serializable, no-stuck-instance,
     # retry-policy, events-delivered) can fail without any fault.
     base_checked, base_violations = check_run(base, base.obs)
+    if state is not None:
+        base_violations.append(state)
+        if "determinism" not in base_checked:
+            base_checked.append("determinism")
     cross = None
-    if flow_path is not None and (replay is None or not normalize_plan(replay)):
+    if flow_path is not None and fault_free:
         cross = CrossProcess(target, base, flow_path, replayers)  # runs while the plans do
     checked.update(base_checked)
     results: list[tuple[Plan, Verdict]] = [

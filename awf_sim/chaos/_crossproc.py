@@ -64,8 +64,13 @@ def _hash_seeds() -> list[str]:
     return [str(start + i) for i in range(CHILDREN)]
 
 
-def _record(target: Target, base: Baseline, path: str) -> list[tuple[str, str, str, int]]:
-    """Run the target fault-free into the SQLite store at `path`; the final lifetime's calls."""
+def _record(
+    target: Target, base: Baseline, path: str
+) -> tuple[list[tuple[str, str, str, int]], dict[str, Any]]:
+    """Run the target fault-free into the SQLite store at `path`: the final lifetime's calls,
+    and how that run ended (status, output, error). The replays are judged against this run,
+    not the baseline: a step may return another value in each run (a uuid4 it makes) and
+    still be replayed faithfully from its checkpoint."""
     schedule, _late = _schedule(target.workflow.events, [], {})
     hooks = FaultHooks()
     sim = Simulator(world=base.world, hooks=hooks, store=path, cpu_ms=target.cpu_ms)
@@ -79,9 +84,11 @@ def _record(target: Target, base: Baseline, path: str) -> list[tuple[str, str, s
             inst.send_event(ev["type"], ev["payload"])
         if sim.now_ms < base.bound_ms:
             sim.run_until_done(inst, max_ms=base.bound_ms - sim.now_ms, max_waits=RUNAWAY_WAITS)
+        ended = inst.status()
     finally:
         sim.close()
-    return list(hooks.lifetimes[-1][1]) if hooks.lifetimes else []
+    calls = list(hooks.lifetimes[-1][1]) if hooks.lifetimes else []
+    return calls, {k: ended[k] for k in ("status", "output", "error")}
 
 
 _MARK = "\x00awf-crossproc-reply "  # starts the child's reply line; user prints never do
@@ -241,12 +248,13 @@ class CrossProcess:
         self._replayers = Replayers() if replayers is None else replayers
         self._asked: list[tuple[str, _Replayer]] = []
         self._calls: list[tuple[str, str, str, int]] = []
+        self._ended: dict[str, Any] = {}
         self._stores: list[str] = []
         if base.obs.status not in ("complete", "errored") or base.obs.bound_hit:
             return
         folder = tempfile.mkdtemp(prefix="input-", dir=self._replayers.folder)
         store = os.path.join(folder, "store.sqlite")
-        self._calls = _record(target, base, store)
+        self._calls, self._ended = _record(target, base, store)
         self._stores.append(folder)
         for n, hash_seed in enumerate(_hash_seeds()):
             own = os.path.join(folder, f"replay-{n}.sqlite")  # a store serves one process
@@ -270,7 +278,7 @@ class CrossProcess:
                 if replayer.proc.poll() is not None:  # died or timed out (and was stopped)
                     self._replayers.forget(hash_seed, replayer)
                 if not found:  # one finding says it; another child would repeat it
-                    v = _judge(self.target, self.base, self._calls, code, out, err, hash_seed)
+                    v = _judge(self.target, self._ended, self._calls, code, out, err, hash_seed)
                     if v is not None:
                         found.append(v)
         finally:
@@ -290,7 +298,7 @@ def cross_process_violations(target: Target, base: Baseline, flow_path: str) -> 
 
 def _judge(
     target: Target,
-    base: Baseline,
+    first: dict[str, Any],
     calls: Sequence[tuple[str, str, str, int]],
     code: int | None,
     out: str,
@@ -321,14 +329,14 @@ def _judge(
     named = {n for _k, _p, n, _c in calls}
     for path, name in [tuple(x) for x in got["ran"] if x[1] not in named][:3]:
         diff.append(f"the replay ran {path}'s handler under a new name {name}")
-    obs = base.obs
-    if got["status"] != obs.status:
-        diff.append(f"status: first process {obs.status}, replay {got['status']}")
+    status, output, error = first["status"], first["output"], first["error"]
+    if got["status"] != status:
+        diff.append(f"status: first process {status}, replay {got['status']}")
     # Only the order of an object's keys may differ: JSON objects are unordered.
-    elif json.dumps(got["output"], sort_keys=True) != json.dumps(obs.output, sort_keys=True):
-        diff.append(f"output: first process {show(obs.output)}, replay {show(got['output'])}")
-    elif got["error"] != obs.error:
-        diff.append(f"error: first process {show(obs.error)}, replay {show(got['error'])}")
+    elif json.dumps(got["output"], sort_keys=True) != json.dumps(output, sort_keys=True):
+        diff.append(f"output: first process {show(output)}, replay {show(got['output'])}")
+    elif got["error"] != error:
+        diff.append(f"error: first process {show(error)}, replay {show(got['error'])}")
     if not diff:
         return None
     reads = got["reads"]

@@ -150,10 +150,13 @@ def db_diff(
     masks: Mapping[str, TableMask],
     *,
     surplus_only: bool = False,
+    inserted: Mapping[str, frozenset[Any]] | None = None,
 ) -> list[str]:
     """`inventory.reserved for ABC: expected 2, got 4`, row by row (key: the first column).
     `surplus_only`: only rows that should not be there (a run that ended otherwise than the
-    fault-free one never made some of its writes; that is not a repeated effect)."""
+    fault-free one never made some of its writes; that is not a repeated effect).
+    `inserted`: per table, the keys of the rows the fault-free run inserted (see
+    `_renumbered`)."""
     out: list[str] = []
     for table in sorted(set(expected) | set(got)):
         a, b = expected.get(table, []), got.get(table, [])
@@ -171,6 +174,8 @@ def db_diff(
             if not surplus_only:
                 out += [f"{table}: missing row {text}" for text in sorted((ca - cb).elements())]
             continue
+        if inserted is not None and table in inserted:
+            ka, kb = _renumbered(ka, kb, key, inserted[table], tm.cells if tm else {})
         out += [f"{table}: extra row {_row_text(row)}" for k, row in kb.items() if k not in ka]
         if surplus_only:
             continue
@@ -189,6 +194,39 @@ def db_diff(
                     f"got {show(other.get(col))}"
                 )
     return out
+
+
+def _renumbered(
+    ka: dict[Any, dict[str, Any]],
+    kb: dict[Any, dict[str, Any]],
+    key: str,
+    fresh: frozenset[Any],
+    volatile: Mapping[Any, set[str]],
+) -> tuple[dict[Any, dict[str, Any]], dict[Any, dict[str, Any]]]:
+    """`ka` and `kb` without the rows the runs inserted, when those rows are the same but for
+    their integer key: SQLite numbers rows (INTEGER PRIMARY KEY) in the order they are
+    inserted, and steps that run concurrently (asyncio.gather) insert in another order once a
+    fault delays one of them, as they may on Cloudflare. The same rows under other numbers are
+    not a repeated effect; rows that differ otherwise are compared as before."""
+    if None in fresh or not all(isinstance(k, int) for k in (*ka, *kb)):
+        return ka, kb
+    seed = set(ka) - fresh  # rows the database started with (or a step updated)
+    new_a = [row for k, row in ka.items() if k not in seed]
+    new_b = [row for k, row in kb.items() if k not in seed]
+    if not new_a or len(new_a) != len(new_b):
+        return ka, kb
+    # Clock- or seed-bound cells of inserted rows (a created_at) are not compared either.
+    skip = {key}.union(*(volatile.get(k, set()) for k in ka if k not in seed))
+
+    def texts(rows: list[dict[str, Any]]) -> Counter[str]:
+        return Counter(_row_text({c: v for c, v in r.items() if c not in skip}) for r in rows)
+
+    if texts(new_a) != texts(new_b):
+        return ka, kb
+    return (
+        {k: r for k, r in ka.items() if k in seed},
+        {k: r for k, r in kb.items() if k in seed},
+    )
 
 
 def _rows(n: int) -> str:

@@ -44,6 +44,7 @@ from awf_sim.chaos._faults import DEADLINE_KINDS
 from awf_sim.chaos._model import Baseline, Observation, Violation
 from awf_sim.chaos._outcome_checks import (
     ENGINE_BUG,
+    STACK_SITE,
     baseline_outcome,
     events_delivered,
     exhausted_by_faults,
@@ -221,17 +222,60 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
         "ctx.attempt or on how often it ran, or a caught step failure that the workflow "
         "handles differently."
     )
+    what = "the outcome differs from the fault-free run"
+    swapped = _swapped_events(base.obs, obs)
+    if swapped is not None:
+        # Not the workflow's own non-determinism: the waits took the events in another order.
+        type_, waits, lines = swapped
+        what += f": its waits took the {type_!r} events in another order"
+        diff = [*lines, *diff]
+        hint = (
+            f"The waits {', '.join(waits)} share the event type {type_!r}, so each takes "
+            "whichever event of that type arrives first, and a sender may be late (here one "
+            "was held back): the events went to other waits than in the fault-free run. Give "
+            f'each wait its own event type (type="{type_}-{waits[0]}"), or check the '
+            "payload (who sent it, for what) before using it."
+        )
     return [
         *type_changes(base, obs),
         Violation(
             "replay-equivalence",
             key,
-            "the outcome differs from the fault-free run",
+            what,
             diff[:MAX_LINES],
             hint,
             workflow_site(base.workflow),
         ),
     ]
+
+
+def _swapped_events(base: Observation, obs: Observation) -> tuple[str, list[str], list[str]] | None:
+    """(event type, its waits, difference lines) when an event fault let the waits that share
+    a type take its declared events in another order than the fault-free run."""
+    timing = {f.path for f in obs.fired if f.kind in ("event-late", "event-early")}
+    for type_ in sorted(t for t in timing if t is not None):
+        took_base, took = _taken(base, type_), _taken(obs, type_)
+        if len(took_base) < 2 or took == took_base:
+            continue
+        lines = [
+            f"wait {w} took {type_!r} event {took[w] + 1}, in the fault-free run event "
+            f"{took_base[w] + 1}"
+            for w in took_base
+            if w in took and took[w] != took_base[w]
+        ]
+        if lines:
+            return type_, list(took_base), lines[:3]
+    return None
+
+
+def _taken(obs: Observation, type_: str) -> dict[str, int]:
+    """Wait name -> the declared event (0-based, Workflow(events=[...])) it took."""
+    index = {s.seq: s.index for s in obs.sent}
+    return {
+        str(e["name"]): index[e["seq"]]
+        for e in obs.timeline
+        if e["kind"] == "wait-end" and e.get("type") == type_ and e.get("seq") in index
+    }
 
 
 # The failure the engine records for an attempt a crash interrupted: not the step's own.
@@ -261,6 +305,8 @@ def _failed_on_rerun(base: Baseline, obs: Observation) -> tuple[str, str, str] |
             continue
         if error["name"] in (_INTERRUPTED, "WorkflowTimeoutError"):
             continue  # the fault's own mark on the attempt it hit
+        if (e["name"], e["attempt"]) in obs.injected:
+            continue  # a transient error the plan injected: not the step's own failure
         if (path, error["name"], error["message"]) in seen:
             continue
         assert path is not None
@@ -280,7 +326,11 @@ def _idempotent_effects(base: Baseline, obs: Observation) -> list[Violation]:
         lines = base._derived.get(known)
         if lines is None:
             lines = db_diff(
-                expected.snapshot or {}, obs.snapshot, base.masks.tables, surplus_only=surplus
+                expected.snapshot or {},
+                obs.snapshot,
+                base.masks.tables,
+                surplus_only=surplus,
+                inserted=expected.inserted,
             )
             if len(base._derived) < 4096:
                 base._derived[known] = lines
@@ -363,6 +413,82 @@ def _more_wait_timeouts(base: Observation, obs: Observation) -> bool:
     return bool(timeouts(obs) - timeouts(base))
 
 
+# Errors that only a bug in the workflow's own code raises, never a deliberate outcome.
+_CODE_BUGS = frozenset(
+    {
+        "AttributeError",
+        "TypeError",
+        "KeyError",
+        "IndexError",
+        "NameError",
+        "UnboundLocalError",
+        "ZeroDivisionError",
+        "RecursionError",
+    }
+)
+
+
+def _broken_branch(base: Baseline, obs: Observation) -> list[Violation]:
+    """A run whose faults took a branch the fault-free run never took, by design (a wait
+    timed out, a step failed for good), where the workflow body then crashed on its own code
+    (an AttributeError on the None a timeout left, say). Its outcome is not compared with the
+    fault-free run's, but such a crash is a bug, not another outcome by design."""
+    error = obs.error or {}
+    name = error.get("name")
+    if obs.status != "errored" or name not in _CODE_BUGS:
+        return []
+    if base.obs.status == "errored" and (base.obs.error or {}).get("name") == name:
+        return []
+    if any(e["kind"] == "step-failure" and e.get("error") == error for e in obs.timeline):
+        return []  # a step's own failure, passed on uncaught: not the body's code
+    timed_out = Counter(
+        e["name"] for e in obs.timeline if e["kind"] == "wait-end" and e.get("timed_out")
+    ) - Counter(
+        e["name"] for e in base.obs.timeline if e["kind"] == "wait-end" and e.get("timed_out")
+    )
+    if timed_out:
+        wait = str(next(iter(timed_out)))
+        key = wait
+        cause = f"the event wait {wait} times out"
+        how = f"an event comes late or never (test it with modifier.force_event_timeout({wait!r}))"
+    else:
+        steps = exhausted_by_faults(base.obs, obs)
+        key = steps[0] if steps else base.workflow.name
+        cause = f"{key} fails for good" if steps else "a step fails for good"
+        how = (
+            "a step keeps failing until its retries are used up (test it with "
+            f"modifier.mock_step_error({key!r}, ...))"
+        )
+    site = _body_site(obs) or workflow_site(base.workflow)
+    at = f" ({site})" if site else ""
+    message = f"{name}: {error.get('message')}"
+    return [
+        Violation(
+            "replay-equivalence",
+            key,
+            f"when {cause}, the workflow fails with {message}{at}",
+            [
+                f"status: expected {base.obs.status}, got errored ({message})",
+                f"{cause} in this run, never in the fault-free run",
+            ],
+            f"This run took a branch the fault-free run never takes: {cause}, as on "
+            f"Cloudflare when {how}. The workflow's code on that branch raises {name}"
+            f"{at}: fix that branch so that it ends the way you mean it to.",
+            site,
+        )
+    ]
+
+
+def _body_site(obs: Observation) -> str | None:
+    """`flow.py:19`: the innermost user frame of the workflow-failure's stack."""
+    for e in reversed(obs.timeline):
+        if e["kind"] == "workflow-failure" and e.get("stack"):
+            found = STACK_SITE.findall(str(e["stack"]))
+            if found:
+                return f"{found[-1][0]}:{found[-1][1]}"
+    return None
+
+
 def check_run(base: Baseline, obs: Observation) -> tuple[list[str], list[Violation]]:
     """Check one run: (the invariants that applied to it, the violations found)."""
     checked: list[str] = []
@@ -377,7 +503,12 @@ def check_run(base: Baseline, obs: Observation) -> tuple[list[str], list[Violati
     exhausted = exhausted or (
         any(f["kind"] == "event-late" for f in obs.plan) and _more_wait_timeouts(base.obs, obs)
     )
+    broken_branch = _broken_branch(base, obs) if exhausted and obs.plan else []
     for name in INVARIANTS:
+        if name == "replay-equivalence" and broken_branch:
+            checked.append(name)
+            found += broken_branch
+            continue
         # Comparisons with the baseline: the fault-free run itself is the reference, and a run
         # whose faults exhausted a step's retries may end differently by design.
         if name in ("replay-equivalence", "idempotent-effects") and (

@@ -175,6 +175,8 @@ class Observation:
     # (step path or "output", where in it, the int) of each integer beyond JavaScript's safe
     # range in a step result or the output; read in full runs only (the baseline's).
     unsafe_ints: list[tuple[str, str, int]] | None = None
+    # table -> the first-column values of the rows the run inserted; full runs only.
+    inserted: dict[str, frozenset[Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from awf_sim.engine._simulator import RUNAWAY_WAITS
 
 __all__ = [
     "ENGINE_BUG",
+    "STACK_SITE",
     "baseline_outcome",
     "events_delivered",
     "exhausted_by_faults",
@@ -150,7 +151,7 @@ def no_stuck(base: Baseline, obs: Observation) -> list[Violation]:
     ]
 
 
-_STACK_SITE = re.compile(r"([^\s\"'(]+\.py)\W+(?:line\s+)?(\d+)")
+STACK_SITE = re.compile(r"([^\s\"'(]+\.py)\W+(?:line\s+)?(\d+)")
 
 
 def _error_site(base: Baseline, obs: Observation) -> str | None:
@@ -160,7 +161,7 @@ def _error_site(base: Baseline, obs: Observation) -> str | None:
     for e in reversed(obs.timeline):
         stack = e.get("stack")
         if e["kind"] in ("workflow-failure", "attempt-failure", "step-failure") and stack:
-            found = _STACK_SITE.findall(str(stack))
+            found = STACK_SITE.findall(str(stack))
             if found:
                 return f"{found[-1][0]}:{found[-1][1]}"
     error = obs.error or {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from awf_sim.chaos._bigint import unsafe_ints
 from awf_sim.chaos._faults import EVENT_KINDS, HOLD_OFFSET_MS, normalize_plan
@@ -36,6 +36,9 @@ from awf_sim.engine import Instance, Simulator, World
 from awf_sim.engine._calls import TERMINAL
 from awf_sim.engine._resume import database_image
 from awf_sim.engine._simulator import RUNAWAY_WAITS
+
+if TYPE_CHECKING:
+    from awf_sim.sdk._db import Write
 
 __all__ = [
     "cpu_stopped",
@@ -188,8 +191,9 @@ def finish(
         writes = [(w.table, w.op, w.step) for w in db.writes]
     effects, effect_steps = _effects(getattr(sim, "effects", None))
     hooks = rec.inner
-    unsafe = None
+    unsafe = inserted = None
     if full:
+        inserted = _inserted_keys(db.writes)
         unsafe = unsafe_ints(
             [(r["path"], r["value"]) for r in inst.step_results()] + [("output", status["output"])]
         )
@@ -209,7 +213,18 @@ def finish(
         effect_steps=effect_steps,
         value_types=rec.value_types(),
         unsafe_ints=unsafe,
+        inserted=inserted,
     )
+
+
+def _inserted_keys(writes: Sequence[Write]) -> dict[str, frozenset[Any]]:
+    """Table -> the first-column values of the rows inserted (the key chaos matches rows by)."""
+    out: dict[str, set[Any]] = {}
+    for w in writes:
+        if w.op == "insert" and w.row:
+            value = next(iter(w.row.values()))
+            out.setdefault(w.table, set()).add(value if isinstance(value, int) else None)
+    return {t: frozenset(v) for t, v in out.items()}
 
 
 def recorded(hooks: FaultHooks) -> dict[str, Any]:

@@ -132,7 +132,9 @@ def _singles(
             if p.success is not None:
                 cand += [
                     {"kind": "clock-skew", "step": p.selector, "ms": DEFAULT_SKEW_MS},
-                    {"kind": "reseed", "step": p.selector, "seed": seed + 1},
+                    # Another seed than the run's, and one a fault may carry (0 or more):
+                    # `--seed -5` is a seed like any other.
+                    {"kind": "reseed", "step": p.selector, "seed": abs(seed) + 1},
                 ]
         elif p.kind == "sleep":
             cand = [{"kind": "crash-during-sleep", "step": p.selector}]

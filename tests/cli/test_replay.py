@@ -226,3 +226,16 @@ def test_code_that_ends_the_process_is_never_a_faithful_replay(
     assert result.stdout == ""
     assert "ended the process" in result.stderr
     assert "status 0: os._exit" in result.stderr
+
+
+def test_code_that_fails_on_the_history_says_where(recorded: str, tmp_path: Path) -> None:
+    # The new code reads a field the checkpointed result never had: the divergence and the
+    # JSON error name the line, as every failure does (issue 15.4).
+    flow = write_flow(tmp_path, "v2.py", extra='paid["currency"]')
+    result = replay_cli(flow, recorded)
+    assert result.exit_code == 1, result.stdout + result.stderr
+    line = flow_text(extra='paid["currency"]').splitlines().index('    paid["currency"]') + 1
+    assert f"(KeyError: 'currency' at {flow}:{line})" in result.stdout
+    data = json.loads(replay_cli(flow, recorded, "--json").stdout)
+    assert [d["kind"] for d in data["divergences"]] == ["fails-on-history", "not-called"]
+    assert f'File "{flow}", line {line}' in data["error"]["stack"]

@@ -1,0 +1,131 @@
+"""State kept in the process: a handler or the workflow body that changes a module-level
+variable (a list it appends to, a counter it bumps) carries state from one run to the next.
+
+Chaos cannot see it by comparing runs with the fault-free one: every run of one campaign
+shares the process, so such a value differs between the fault-free run and the probe run and
+is taken for clock- or seed-bound (volatile) and not compared. So the module-level values of
+the flow's modules are fingerprinted around the fault-free run; when the run changed one, a
+*twin* run (the fault-free run again, on the same input, clock and seed) shows whether the
+outcome depends on it. On Cloudflare a replay or a retry may run in another isolate, where
+that state is gone, and a step run twice changes it twice: a `determinism` violation naming
+the variable and the handlers that use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import types
+from collections.abc import Iterable
+from typing import Any
+
+from awf_sim.chaos._diff import handler_site, show, workflow_site
+from awf_sim.chaos._model import Observation, Violation
+from awf_sim.dsl._domain import Domain
+from awf_sim.dsl._errors import DefinitionError
+from awf_sim.dsl._workflow import Workflow
+
+__all__ = ["Fingerprint", "fingerprint", "module_state_violation"]
+
+Fingerprint = dict[tuple[str, str], str]  # (module, name) -> digest of the value
+
+# Values a module keeps as state; functions, classes, modules and mocks' objects are not.
+_STATE_TYPES = (list, dict, set, bytearray, int, float, str, bytes, tuple, frozenset)
+_MAX_REPR = 100_000
+
+
+def _modules(workflow: Workflow) -> list[types.ModuleType]:
+    names = {getattr(workflow.fn, "__module__", None)}
+    domains: list[Any] = list((workflow._domains or {}).values())
+    for name in list(names):
+        module = sys.modules.get(name or "")
+        if module is not None:
+            domains += [v for v in vars(module).values() if isinstance(v, Domain)]
+    for domain in domains:
+        for spec in domain.methods.values():
+            names.add(getattr(spec.handler, "__module__", None))
+    return [m for n in sorted(n for n in names if n) if (m := sys.modules.get(n)) is not None]
+
+
+def fingerprint(workflow: Workflow) -> Fingerprint:
+    """The module-level values of the flow's modules (the workflow's and its handlers')."""
+    out: Fingerprint = {}
+    for module in _modules(workflow):
+        for name, value in list(vars(module).items()):
+            if name.startswith("__") or type(value) not in _STATE_TYPES:
+                continue
+            try:
+                text = repr(value)[:_MAX_REPR]
+            except Exception:  # a value that cannot show itself is not compared
+                continue
+            out[(module.__name__, name)] = hashlib.sha256(text.encode(errors="replace")).hexdigest()
+    return out
+
+
+def _users(workflow: Workflow, paths: Iterable[str], name: str) -> list[str]:
+    """The step paths whose handlers' code names `name`."""
+    out = []
+    for path in paths:
+        domain, *methods = path.split(".")
+        try:
+            specs = [workflow.resolve_domain(domain).spec(m) for m in methods]
+        except DefinitionError:
+            continue
+        if any(_names(getattr(s.handler, "__code__", None), name) for s in specs):
+            out.append(path)
+    return out
+
+
+def _names(code: types.CodeType | None, name: str) -> bool:
+    if code is None:
+        return False
+    return name in code.co_names or any(
+        _names(c, name) for c in code.co_consts if isinstance(c, types.CodeType)
+    )
+
+
+def module_state_violation(
+    workflow: Workflow,
+    before: Fingerprint,
+    after: Fingerprint,
+    base: Observation,
+    twin: Observation,
+    paths: Iterable[str],
+) -> Violation | None:
+    """The violation when the fault-free run changed module-level state and a twin of it
+    ended otherwise: the outcome depends on state kept in the process."""
+    changed = sorted(k for k in after if before.get(k) != after[k])
+    if not changed:
+        return None
+    diff: list[str] = []
+    if twin.status != base.status:
+        diff.append(f"status: first run {base.status}, same run again {twin.status}")
+    elif twin.error != base.error:
+        diff.append(f"error: first run {show(base.error)}, same run again {show(twin.error)}")
+    elif twin.output != base.output:
+        diff.append(f"output: first run {show(base.output)}, same run again {show(twin.output)}")
+    if twin.digest != base.digest:
+        diff.append("the database ended otherwise the second time")
+    if not diff:
+        return None
+    module, name = changed[0]
+    users = _users(workflow, paths, name)
+    file = getattr(sys.modules.get(module), "__file__", None)
+    variable = f"{name} ({os.path.basename(file)})" if file else f"{module}.{name}"
+    by = f"{users[0]} changes" if users else "the run changed"
+    diff.insert(0, f"{variable} changed during the fault-free run")
+    where = (handler_site(workflow, users[0]) if users else None) or workflow_site(workflow)
+    return Violation(
+        "determinism",
+        users[0] if users else variable,
+        f"{by} the module-level variable {variable}, and the same run made again (same "
+        "input, clock and seed) ended otherwise: the outcome depends on state kept in the "
+        "process",
+        diff,
+        f"{variable} lives in one process: Cloudflare may run a replay or a retry in another "
+        "isolate, where it starts afresh, and a step that runs twice (at-least-once) changes "
+        "it twice. Keep such state in ctx.db, or return it from a step and pass it on, not in "
+        "a module-level variable.",
+        where,
+    )
