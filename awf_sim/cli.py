@@ -67,7 +67,41 @@ class Command(_ReadableHelp, TyperCommand):
 
 
 class Group(_ReadableHelp, TyperGroup):
-    """The group class of awf's CLIs: `typer.Typer(cls=Group)`."""
+    """The group class of awf's CLIs: `typer.Typer(cls=Group)`.
+
+    A bad flag, a missing argument or an invalid option value is one line on stderr
+    (`awf-sim chaos: Invalid value for '--seed': ...; see `awf-sim chaos --help``), exit 2,
+    instead of click's usage banner and boxed error: scripts and CI logs read the first line."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except Exception as exc:
+            # By class name: typer 0.29 vendors click (typer._click), older typers use click.
+            kinds = {cls.__name__ for cls in type(exc).__mro__}
+            if "UsageError" in kinds and "NoArgsIsHelpError" not in kinds:
+                ctx = getattr(exc, "ctx", None)
+                where = ctx.command_path if ctx is not None else (self.name or "awf")
+                message = " ".join(exc.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+                typer.echo(f"{where}: {message}; see `{where} --help`", err=True)
+                sys.exit(EXIT_USAGE)
+            if "ClickException" in kinds:
+                exc.show()  # type: ignore[attr-defined]
+                sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+            if "Abort" in kinds:
+                typer.echo("Aborted!", err=True)
+                sys.exit(EXIT_FAILED)
+            raise
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 app = typer.Typer(
