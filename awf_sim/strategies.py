@@ -32,7 +32,7 @@ from hypothesis import register_random
 from hypothesis import strategies as st
 
 from awf_sim.chaos._durable import SEED_SOURCE, baseline_for
-from awf_sim.chaos._faults import parse_kinds
+from awf_sim.chaos._faults import earlier_attempt_aimed, parse_kinds
 from awf_sim.chaos._model import Plan, Target, checked_workflow
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._identity import canonical, loads
@@ -91,9 +91,22 @@ def fault_plans(
             st.integers(min_value=0, max_value=len(universe) - 1), max_size=max_faults
         )
 
+        # A later attempt than the fault-free run makes (a transient error's or a timeout's,
+        # so that combinations can use up the retries) only with a fault at an earlier
+        # attempt of the same step: alone it never fires, and assert_durable refuses a fault
+        # that could only have been a typo.
+        later = {id(f) for f in base.extra}
+
         @st.composite
         def plans(draw: st.DrawFn) -> Plan:
-            return [copy.deepcopy(universe[i]) for i in dict.fromkeys(draw(indices))]
+            picked = [universe[i] for i in dict.fromkeys(draw(indices))]
+            kept = [f for f in picked if id(f) not in later]
+            # Earliest first, so a chain (attempts 2 and 3 after a fault at 1) is kept whole.
+            for f in sorted((f for f in picked if id(f) in later), key=lambda f: f["attempt"]):
+                if earlier_attempt_aimed(f, kept):
+                    kept.append(f)
+            keep = {id(f) for f in kept}
+            return [copy.deepcopy(f) for f in picked if id(f) in keep]
 
         return plans()
 

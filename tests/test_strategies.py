@@ -69,6 +69,29 @@ def test_plans_are_valid_and_respect_the_limits(plan: list[dict[str, Any]]) -> N
     assert all(f["kind"].startswith("crash-") for f in plan)
 
 
+@QUICK
+@given(
+    plan=fault_plans(
+        FIXED_WF,
+        FIXED_PARAMS,
+        max_faults=3,
+        kinds=["transient-error", "timeout"],
+        db=FIXED.database,
+    )
+)
+def test_a_later_attempt_is_drawn_only_with_an_earlier_fault_at_its_step(
+    plan: list[dict[str, Any]],
+) -> None:
+    # assert_durable refuses a fault at an attempt nothing makes happen (a typo), so a drawn
+    # plan never holds one: every attempt past the first follows a fault at an earlier one.
+    for fault in plan:
+        if fault.get("attempt", 1) > 1:
+            assert any(
+                f["step"] == fault["step"] and f["attempt"] < fault["attempt"] for f in plan
+            ), plan
+    assert_durable(FIXED_WF, FIXED_PARAMS, plan, db=FIXED.database)
+
+
 def test_plans_shrink_to_one_early_fault() -> None:
     plans = fault_plans(SEED_WF, SEED_WF.examples[0], db=SEED.database)
 

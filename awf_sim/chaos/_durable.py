@@ -26,6 +26,7 @@ from awf_sim.chaos._faults import (
     SLEEP_KINDS,
     WAIT_KINDS,
     describe_fault,
+    earlier_attempt_aimed,
     normalize_plan,
     plan_token,
 )
@@ -283,9 +284,30 @@ def _refuse_faults_aimed_at_nothing(
                     if sel.matches(StepRef(call_kind, path, name, count, 0)):
                         n += 1
                 most = max(most, n)
-        if most >= (sel.index or 1):
-            continue
         word = _CALL_WORD[kind]
+        if most >= (sel.index or 1):
+            attempt = fault.get("attempt", 1)
+            if kind == "do" and attempt > 1:
+                # The step runs, but not that often: a fault at an attempt it never makes
+                # (with or without the plan's other faults) would pass without firing.
+                made = max(
+                    (
+                        e["attempt"] or 0
+                        for run in (base.obs, obs)
+                        for e in run.timeline
+                        if e["kind"] == "attempt-start"
+                        and sel.matches(StepRef("do", e["path"] or "", e["name"] or "", 0, 0))
+                    ),
+                    default=0,
+                )
+                if made < attempt and not earlier_attempt_aimed(fault, plan):
+                    raise FaultPlanError(
+                        f"{where}: {sel} makes at most {made} attempt(s), with or without the "
+                        f"plan, never attempt {attempt}; the fault would test nothing (add a "
+                        f"transient-error fault at attempt {made} of it to reach the next, or aim "
+                        f"at attempt {made})"
+                    )
+            continue
         if most:
             why = f"only {most} call(s) of it, not {sel.index}"
         else:

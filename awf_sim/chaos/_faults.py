@@ -230,6 +230,18 @@ def normalize_plan(plan: Any) -> Plan:
     return [normalize_fault(f, f"fault {i + 1}") for i, f in enumerate(plan)]
 
 
+def earlier_attempt_aimed(fault: Mapping[str, Any], plan: Sequence[Mapping[str, Any]]) -> bool:
+    """Does another fault of `plan` aim at the same step at an earlier attempt? Then a fault at
+    an attempt the fault-free run never makes may be reached (the earlier one fails it)."""
+    attempt = fault.get("attempt", 1)
+    return any(
+        other is not fault
+        and other.get("step") == fault.get("step")
+        and other.get("attempt", 1) < attempt
+        for other in plan
+    )
+
+
 def parse_kinds(text: str | Sequence[str] | None) -> tuple[str, ...]:
     """`--faults`: comma-separated kinds or groups (crash, events, all); None means all."""
     if text is None:

@@ -68,6 +68,22 @@ ORDER = {"id": "o-1"}
             "not 2); the fault would test nothing",
         ),
         (
+            # charge runs once in the fault-free run: its 2nd attempt (the last its retries
+            # allow) needs a failure of the 1st, which no fault of this plan makes.
+            {"kind": "crash-after-effect", "step": "DtPay.charge", "attempt": 2},
+            "assert_durable: fault 1 (crash-after-effect): 'DtPay.charge' makes at most 1 "
+            "attempt(s), with or without the plan, never attempt 2; the fault would test "
+            "nothing (add a transient-error fault at attempt 1 of it to reach the next, or aim "
+            "at attempt 1)",
+        ),
+        (
+            {"kind": "transient-error", "step": "DtPay.charge", "attempt": 7},
+            "assert_durable: fault 1 (transient-error): 'DtPay.charge' makes at most 1 "
+            "attempt(s), with or without the plan, never attempt 7; the fault would test "
+            "nothing (add a transient-error fault at attempt 1 of it to reach the next, or aim "
+            "at attempt 1)",
+        ),
+        (
             {"kind": "crash-during-sleep", "step": "cool-of"},
             "assert_durable: fault 1 (crash-during-sleep): 'cool-of' matches no sleep of "
             "'dt-checkout', with or without the plan (did you mean 'cool-off'?); "
@@ -108,5 +124,16 @@ def test_a_step_only_the_faulted_run_reaches_is_a_valid_target() -> None:
             {"kind": "timeout", "step": "DtPay.charge", "attempt": 1},
             {"kind": "timeout", "step": "DtPay.charge", "attempt": 2},
             {"kind": "crash-after-effect", "step": "DtPay.refund"},
+        ],
+    )
+
+
+def test_a_later_attempt_reached_through_an_earlier_fault_is_a_valid_target() -> None:
+    assert_durable(
+        checkout,
+        ORDER,
+        [
+            {"kind": "transient-error", "step": "DtPay.charge", "attempt": 1},
+            {"kind": "crash-after-effect", "step": "DtPay.charge", "attempt": 2},
         ],
     )
