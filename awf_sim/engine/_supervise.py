@@ -30,9 +30,26 @@ from typing import Any, TypeVar
 from awf_sim.engine._lifeline import die_with_parent, load_libc
 from awf_sim.errors import ProcessDied
 
-__all__ = ["how_it_ended", "run_supervised"]
+__all__ = ["how_it_ended", "run_supervised", "watch_forked"]
 
 T = TypeVar("T")
+
+# In a supervised child watched for blocking handlers: the bound, and the message its watcher
+# ends the run with. Processes it forks to run user code (chaos's workers) inherit both.
+_watched: tuple[float, Callable[[str], str]] | None = None
+
+
+def watch_forked(on_blocked: Callable[[str], None]) -> Callable[[], None] | None:
+    """In a process a watched supervised child forked to run user code (chaos's `--jobs`
+    workers): watch this thread as the child watches its own, with the same bound;
+    `on_blocked(message)` once, with the message the child's own watcher ends the run with.
+    Returns the function that stops the watcher, or None when the child is not watched."""
+    if _watched is None:
+        return None
+    seconds, message = _watched
+    from awf_sim.engine._blocked import watch_blocking
+
+    return watch_blocking(threading.get_ident(), seconds, lambda text: on_blocked(message(text)))
 
 
 def _has_fd(stream: Any) -> bool:
@@ -109,10 +126,15 @@ def run_supervised(
                 after = "" if advice == _CANNOT_VERIFY else f" {advice}"
                 from awf_sim.engine._blocked import watch_blocking
 
+                def message(text: str) -> str:
+                    return f"{what}: {text}.{after}"
+
+                global _watched
+                _watched = (block_s, message)
                 stop_watch = watch_blocking(
                     threading.get_ident(),
                     block_s,
-                    lambda text: send(("raise", ProcessDied(f"{what}: {text}.{after}"))),
+                    lambda text: send(("raise", ProcessDied(message(text)))),
                 )
             try:
                 outcome: tuple[str, Any] = ("ok", fn())
