@@ -23,6 +23,7 @@ there it computes 'now' as anywhere else.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -55,6 +56,16 @@ _KEYWORDS = {"current_timestamp": "datetime", "current_date": "date", "current_t
 _BUILTINS = _builtins()
 
 _plain = threading.local()
+
+
+def _forget_in_child() -> None:
+    # A forked child (an isolated attempt, a chaos worker) opens its own: SQLite connections
+    # are not to be used across a fork.
+    global _plain
+    _plain = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _sqlite() -> sqlite3.Connection:
