@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from awf_sim.cli import DEFAULT_BLOCK_SECONDS
 from awf_sim.engine import run_supervised
 from awf_sim.flow import FlowFile
 from awf_sim.replay import Divergence, History, ReplayReport, history_from_instance, replay
@@ -163,6 +164,9 @@ def replay_running(
             lambda: _replay_all(flow, histories, progress),
             "the running-instance replay gate",
             goal="replayed every running instance",
+            # A handler that blocks its thread would hang the push: it fails it, named.
+            block_s=DEFAULT_BLOCK_SECONDS,
+            block_option=None,
         )
     return report
 

@@ -106,8 +106,16 @@ def verify(
     The campaign runs in a supervised child process: flow code that ends it (os._exit, a
     fatal signal) raises `ProcessDied`, so the gate can fail but never be silenced."""
     from awf_sim.chaos import run_supervised
+    from awf_sim.cli import DEFAULT_BLOCK_SECONDS
 
-    return run_supervised(lambda: _verify(flow, runs, seed, cpu_ms), "the verify gate (chaos)")
+    # A handler that blocks its thread would hang the push: it fails it, named (in chaos's
+    # worker processes too).
+    return run_supervised(
+        lambda: _verify(flow, runs, seed, cpu_ms),
+        "the verify gate (chaos)",
+        block_s=DEFAULT_BLOCK_SECONDS,
+        block_option=None,
+    )
 
 
 def _verify(flow: FlowFile, runs: int, seed: int, cpu_ms: int) -> list[GateViolation]:

@@ -15,6 +15,7 @@ import typer
 
 from awf_sim.dsl._errors import AwfError
 from awf_sim.engine import run_supervised
+from awf_sim.engine._blocked import DEFAULT_BLOCK_SECONDS
 from awf_sim.errors import HistoryError, ProcessDied
 from awf_sim.flow import FlowError, load_flow
 from awf_sim.replay import ReplayReport, load_history, replay
@@ -56,14 +57,25 @@ def _replay(flow: str, history_path: str) -> ReplayReport:
     return replay(workflow, history, db=loaded.database, http=loaded.http, ai=loaded.ai)
 
 
-def replay_command(flow: str, history_path: str, *, json_out: bool = False) -> int:
+def replay_command(
+    flow: str,
+    history_path: str,
+    *,
+    json_out: bool = False,
+    block_s: float | None = DEFAULT_BLOCK_SECONDS,
+) -> int:
+    """Replay and print the report; returns the exit code. A handler or workflow body that
+    blocks its thread for `block_s` seconds of real time (None: never) ends the replay with
+    the line saying where, instead of hanging it: the replay goes on past the history."""
     # With --json, stdout holds the one JSON object: the code's own prints go to stderr.
     quiet = contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext()
     try:
         # In a child process: code that ends the process it runs in (os._exit, a fatal
         # signal) must not make this command exit 0, which says "faithful".
         with quiet:
-            report = run_supervised(lambda: _replay(flow, history_path), "the replay")
+            report = run_supervised(
+                lambda: _replay(flow, history_path), "the replay", block_s=block_s
+            )
     except ProcessDied as exc:
         typer.echo(f"awf-sim: {exc}", err=True)
         return EXIT_FAILED

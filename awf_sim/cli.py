@@ -528,6 +528,7 @@ def replay_cmd(
         ),
     ],
     json_out: JsonOpt = False,
+    block_seconds: BlockSecondsOpt = DEFAULT_BLOCK_SECONDS,
 ) -> None:
     """Replay a production instance's history against the flow's current code.
 
@@ -536,7 +537,9 @@ def replay_cmd(
     instance already did); 2 on bad usage or input."""
     from awf_sim._replay_command import replay_command
 
-    raise typer.Exit(replay_command(flow, history, json_out=json_out))
+    raise typer.Exit(
+        replay_command(flow, history, json_out=json_out, block_s=_block_s(block_seconds))
+    )
 
 
 @app.command(cls=Command)

@@ -28,6 +28,7 @@ import mmap
 import multiprocessing
 import os
 import selectors
+import threading
 import time
 import warnings
 from array import array
@@ -40,7 +41,7 @@ from awf_sim.chaos._memo import judge, uses_trie
 from awf_sim.chaos._model import Baseline, Verdict
 from awf_sim.chaos._space import fault_key, plan_order
 from awf_sim.engine._lifeline import die_with_parent, load_libc
-from awf_sim.engine._supervise import how_it_ended
+from awf_sim.engine._supervise import how_it_ended, watch_forked
 from awf_sim.errors import ProcessDied
 
 __all__ = ["evaluate_all"]
@@ -68,6 +69,20 @@ def _work(conn: Connection, todo: _Schedule, slot: int) -> None:
     identity = _identity
     done: list[tuple[int, Any]] = []
     flush_at = time.monotonic() + _FLUSH_S
+    sending = threading.Lock()
+
+    def blocked(message: str) -> None:
+        # A handler blocked this worker's thread (`_supervise.watch_forked`): the campaign
+        # ends with the line the supervised process would, and the plan that did it.
+        index = cells[running]
+        if index >= 0:
+            what, token = _plan_words(plans[index])
+            message += f" It blocked under fault plan {what} (replay it with --replay {token})."
+        with sending:
+            conn.send((None, message))
+        os._exit(0)
+
+    watch_forked(blocked)
     while True:
         chunk = todo.take(slot)
         for index in chunk:
@@ -87,7 +102,8 @@ def _work(conn: Connection, todo: _Schedule, slot: int) -> None:
                 done.append((index, known))
         last = not chunk or bool(cells[_STOP])
         if last or time.monotonic() >= flush_at:
-            conn.send((done, last))
+            with sending:
+                conn.send((done, last))
             done = []
             flush_at = time.monotonic() + _FLUSH_S
         if last:
@@ -383,6 +399,8 @@ def evaluate_all(
                             done, last = w.conn.recv()
                         except (EOFError, OSError):
                             break  # it died: its sentinel says so
+                        if done is None:  # a handler blocked it: `last` says which, where
+                            raise ProcessDied(last)
                         w.received.take(done, results)
                         w.finished = last
                         on_done(len(done))
@@ -419,10 +437,14 @@ def _died(w: _Worker, todo: _Schedule, plans: Sequence[Sequence[Mapping[str, Any
             f"a chaos worker process {how} before it ran a fault plan: the code under test "
             "cannot be verified with --jobs (try --jobs 1)."
         )
-    plan = plans[index]
-    what = "; ".join(describe_fault(f) for f in plan) or "no fault"
+    what, token = _plan_words(plans[index])
     return (
         f"the code under test ended a chaos worker process: it {how} while running fault "
-        f"plan {what} (replay it with --replay {plan_token(list(plan))}). A handler or "
+        f"plan {what} (replay it with --replay {token}). A handler or "
         "workflow that calls os._exit() or crashes the interpreter cannot be verified."
     )
+
+
+def _plan_words(plan: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """A plan's faults in words, and the token that replays it."""
+    return "; ".join(describe_fault(f) for f in plan) or "no fault", plan_token(list(plan))

@@ -109,18 +109,23 @@ def blocked_where(top: FrameType) -> str | None:
     return f"{who} (at {where}: `{text}`)" if text else f"{who} (at {where})"
 
 
-def blocked_message(what: str, seconds: float) -> str:
+def blocked_message(what: str, seconds: float, option: str | None = "--block-seconds") -> str:
+    """The line for a block; `option`: the command's option that raises the bound, if any."""
+    fix = "use `await asyncio.sleep(...)` or the step's async APIs (ctx.http, ctx.db)"
+    if option is not None:
+        fix += f", or, if the wait is meant, raise the bound with {option}"
     return (
         f"{what} blocked the thread for {seconds:g} s of real time, so virtual time could not "
         "move: a blocking call (time.sleep, threading waits, a blocking socket or HTTP "
-        "client) is not allowed in handlers, nor in Workers; use `await asyncio.sleep(...)` "
-        "or the step's async APIs (ctx.http, ctx.db), or, if the wait is meant, raise the "
-        "bound with --block-seconds"
+        f"client) is not allowed in handlers, nor in Workers; {fix}"
     )
 
 
 def watch_blocking(
-    ident: int, seconds: float, on_blocked: Callable[[str], None]
+    ident: int,
+    seconds: float,
+    on_blocked: Callable[[str], None],
+    option: str | None = "--block-seconds",
 ) -> Callable[[], None]:
     """Watch the thread `ident`; `on_blocked(message)` once when it blocks (module docstring).
     Returns the function that stops the watcher."""
@@ -158,7 +163,7 @@ def watch_blocking(
             if stuck >= seconds:
                 what = blocked_where(seen[0])
                 if what is not None and not stop.is_set():
-                    on_blocked(blocked_message(what, seconds))
+                    on_blocked(blocked_message(what, seconds, option))
                     return
                 seen, stuck = None, 0.0
 

@@ -223,13 +223,18 @@ class ForkRunner:
 
                 return simulation_scope(lambda: wall_ms, random.Random(child_seed))
 
+            def serve() -> Any:
+                from awf_sim.engine._ambient import simulation_scope
+
+                # On the child's virtual clock too, so that SQL's 'now' in ctx.db is the
+                # instant the child sees. Handing the scope the global generator itself
+                # leaves `random` alone (the loop's thread owns it).
+                with simulation_scope(lambda: wall_ms, random.random.__self__):  # type: ignore[attr-defined]
+                    return run_isolated(call.invoke, ctx, limits, scope=scope)
+
             # The parent serves the child's ctx.db/ai/http on the executor's thread, which
             # does not inherit this task's context: hand it one that names this step.
-            return await lt.loop.run_in_executor(
-                None,
-                _labelled(info).run,
-                lambda: run_isolated(call.invoke, ctx, limits, scope=scope),
-            )
+            return await lt.loop.run_in_executor(None, _labelled(info).run, serve)
         finally:
             lt.executing -= 1
 

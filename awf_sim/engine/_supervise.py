@@ -30,9 +30,28 @@ from typing import Any, TypeVar
 from awf_sim.engine._lifeline import die_with_parent, load_libc
 from awf_sim.errors import ProcessDied
 
-__all__ = ["how_it_ended", "run_supervised"]
+__all__ = ["how_it_ended", "run_supervised", "watch_forked"]
 
 T = TypeVar("T")
+
+# In a supervised child watched for blocking handlers: the bound, and the message its watcher
+# ends the run with. Processes it forks to run user code (chaos's workers) inherit both.
+_watched: tuple[float, str | None, Callable[[str], str]] | None = None
+
+
+def watch_forked(on_blocked: Callable[[str], None]) -> Callable[[], None] | None:
+    """In a process a watched supervised child forked to run user code (chaos's `--jobs`
+    workers): watch this thread as the child watches its own, with the same bound;
+    `on_blocked(message)` once, with the message the child's own watcher ends the run with.
+    Returns the function that stops the watcher, or None when the child is not watched."""
+    if _watched is None:
+        return None
+    seconds, option, message = _watched
+    from awf_sim.engine._blocked import watch_blocking
+
+    return watch_blocking(
+        threading.get_ident(), seconds, lambda text: on_blocked(message(text)), option
+    )
 
 
 def _has_fd(stream: Any) -> bool:
@@ -66,6 +85,7 @@ def run_supervised(
     goal: str = "reached a verdict",
     advice: str = _CANNOT_VERIFY,
     block_s: float | None = None,
+    block_option: str | None = "--block-seconds",
 ) -> T:
     """`fn()` in a forked child; its return value (or exception) comes back pickled.
 
@@ -73,7 +93,8 @@ def run_supervised(
     ended the process that ran it (<how it ended>) before it <goal>. <advice>". Where fork
     is not available, `fn()` runs in this process. `block_s`: a handler or workflow body
     that blocks the thread that long (`_blocked`) ends the child, and `ProcessDied` says
-    which step and where, followed by `advice`.
+    which step and where, followed by `advice`; `block_option`: the caller's option that
+    raises the bound, which the message names (None: the caller has none).
     """
     if not hasattr(os, "fork"):
         return fn()
@@ -109,10 +130,16 @@ def run_supervised(
                 after = "" if advice == _CANNOT_VERIFY else f" {advice}"
                 from awf_sim.engine._blocked import watch_blocking
 
+                def message(text: str) -> str:
+                    return f"{what}: {text}.{after}"
+
+                global _watched
+                _watched = (block_s, block_option, message)
                 stop_watch = watch_blocking(
                     threading.get_ident(),
                     block_s,
-                    lambda text: send(("raise", ProcessDied(f"{what}: {text}.{after}"))),
+                    lambda text: send(("raise", ProcessDied(message(text)))),
+                    block_option,
                 )
             try:
                 outcome: tuple[str, Any] = ("ok", fn())

@@ -40,6 +40,7 @@ from awf_sim.sdk._db_sql import (
     _install_triggers,
     _js_numbers,
     _needs_encoding,
+    _open_session,
     _Outcome,
     _Pool,
     _quote,
@@ -93,6 +94,7 @@ class DatabaseHandle:
 
     __slots__ = (
         "_auto_schema",
+        "_clock",
         "_conn",
         "_delete_sql",
         "_insert_sql",
@@ -128,9 +130,9 @@ class DatabaseHandle:
         self._writes_cache: list[Write] = []
         self._writes_seq = 0
         if _session is None:
-            _session = _Session()
-            connection.create_function("_awf_step", 0, _session.label)
+            _session = _open_session(connection)
         self._session = _session
+        self._clock = _session.clock
 
     @property
     def step(self) -> str | None:
@@ -244,6 +246,7 @@ class DatabaseHandle:
         # Let go of both first: from now on they may serve another handle.
         self._conn = _CLOSED
         self._session = _Session(session.step)
+        self._clock = self._session.clock
         self._tables = None
         pool = self._pool
         given = (
@@ -282,6 +285,7 @@ class DatabaseHandle:
                 None,
                 self._session.label(),
             )
+        self._clock.now = None  # 'now' is read again for each statement
         kind = _statement_kind(sql)
         if kind is not None:
             if kind is DDL:
@@ -404,6 +408,7 @@ class DatabaseHandle:
             values = _encode_row(row.values())
         except (TypeError, ValueError) as exc:
             raise DatabaseError(f"insert into {table}: {exc}", None, self._session.label()) from exc
+        self._clock.now = None
         try:
             cursor = self._conn.execute(sql, values)
         except sqlite3.OperationalError as exc:
@@ -534,8 +539,7 @@ class Database:
         try:
             conn.deserialize(self._image)
             conn.execute("PRAGMA foreign_keys = ON")
-            session = _Session()
-            conn.create_function("_awf_step", 0, session.label)
+            session = _open_session(conn)
             conn.set_authorizer(session.authorize)
             return self._handle(conn, session)
         except BaseException:

@@ -19,7 +19,7 @@ from typing import Any
 
 from awf_sim.errors import DatabaseError
 from awf_sim.sdk._db import Database, DatabaseHandle
-from awf_sim.sdk._db_sql import _Session
+from awf_sim.sdk._db_sql import _open_session
 
 __all__ = ["beside_store", "on_disk"]
 
@@ -54,10 +54,9 @@ class _FileDatabase(Database):
                     "move it away, or give the store another path"
                 )
             conn.execute("PRAGMA foreign_keys = ON")
-            session = _Session()
+            session = _open_session(conn)
             # Its schema may have grown since the spec (a handler's CREATE TABLE is kept).
             session.reusable = False
-            conn.create_function("_awf_step", 0, session.label)
             conn.set_authorizer(session.authorize)  # the write log stays out of reach
             return DatabaseHandle(
                 conn, auto_schema=self.auto_schema, _session=session, _tables=None

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from awf_sim.dsl._identity import MAX_SAFE_INTEGER
 from awf_sim.errors import DatabaseError
+from awf_sim.sdk._db_clock import Clock, install_clock
 from awf_sim.sdk._db_d1 import d1_refusal
 from awf_sim.sdk._effects import current_step
 
@@ -388,10 +389,11 @@ class _Session:
     reusable, its schema is also still the spec's, so the handle knows its tables.
     """
 
-    __slots__ = ("denied", "reusable", "step")
+    __slots__ = ("clock", "denied", "reusable", "step")
 
     def __init__(self, step: str | None = None) -> None:
         self.step = step
+        self.clock = Clock()  # replaced by install_clock's, on the connection
         self.reusable = True
         self.denied: str | None = None  # why authorize refused the statement being compiled
 
@@ -452,6 +454,15 @@ class _Session:
     def take_denied(self) -> str | None:
         why, self.denied = self.denied, None
         return why
+
+
+def _open_session(conn: sqlite3.Connection) -> _Session:
+    """A new session for `conn`, with the SQL functions that read it: `_awf_step()`, and the
+    date and time functions on the handler's clock (see _db_clock)."""
+    session = _Session()
+    conn.create_function("_awf_step", 0, session.label)
+    session.clock = install_clock(conn)
+    return session
 
 
 # Authorizer actions on rows, and on transactions (close() checks that none is left open).
