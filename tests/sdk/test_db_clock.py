@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from awf_sim import Database, Domain, Simulator, Workflow
@@ -272,6 +272,9 @@ _MODIFIERS = st.lists(
 def test_other_values_are_computed_as_sqlite_does(
     function: str, value: Any, modifiers: list[str], fmt: str
 ) -> None:
+    # 'now' itself (a text or a blob, any case) reads the clock: two reads a millisecond apart
+    # differ; the tests above cover it.
+    assume(not isinstance(value, str | bytes) or value.lower() not in ("now", b"now"))
     args = ([fmt] if function == "strftime" else []) + [value, *modifiers]
     sql = f"SELECT {function}({', '.join('?' * len(args))})"
     (expected,) = _PLAIN.execute(sql, args).fetchone()
