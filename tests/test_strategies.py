@@ -92,17 +92,19 @@ def test_a_later_attempt_is_drawn_only_with_an_earlier_fault_at_its_step(
     assert_durable(FIXED_WF, FIXED_PARAMS, plan, db=FIXED.database)
 
 
+def _breaks_seed(plan: list[dict[str, Any]]) -> bool:
+    """Does `plan` break the seed example's (non-idempotent) order workflow?"""
+    try:
+        assert_durable(SEED_WF, SEED_WF.examples[0], plan, db=SEED.database)
+    except DurabilityViolation:
+        return True
+    return False
+
+
 def test_plans_shrink_to_one_early_fault() -> None:
     plans = fault_plans(SEED_WF, SEED_WF.examples[0], db=SEED.database)
 
-    def breaks(plan: list[dict[str, Any]]) -> bool:
-        try:
-            assert_durable(SEED_WF, SEED_WF.examples[0], plan, db=SEED.database)
-        except DurabilityViolation:
-            return True
-        return False
-
-    smallest = find(plans, breaks, settings=settings(database=None, derandomize=True))
+    smallest = find(plans, _breaks_seed, settings=settings(database=None, derandomize=True))
     # One fault, on the step that is not idempotent, at its first attempt: the handler ran twice.
     assert len(smallest) == 1
     (fault,) = smallest
@@ -117,16 +119,9 @@ def test_plans_shrink_to_one_fault_whatever_hypothesis_draws_first(seed: int) ->
     # list kept an earlier harmless fault in front of the one that broke the invariant.
     plans = fault_plans(SEED_WF, SEED_WF.examples[0], kinds="crash", db=SEED.database)
 
-    def breaks(plan: list[dict[str, Any]]) -> bool:
-        try:
-            assert_durable(SEED_WF, SEED_WF.examples[0], plan, db=SEED.database)
-        except DurabilityViolation:
-            return True
-        return False
-
     found = find(
         plans,
-        breaks,
+        _breaks_seed,
         settings=settings(database=None, max_examples=100),
         random=random.Random(seed),
     )

@@ -224,12 +224,7 @@ class CloudflareClient(_Session):
             f"reading workflow {name!r}",
             _SCRIPTS_READ,
         )
-        try:
-            return self._result(call, WorkflowInfo)
-        except NotFoundError as exc:
-            if _ROUTING_CODES.intersection(exc.codes):
-                raise
-            return None
+        return self._result_or_none(call, WorkflowInfo)
 
     def list_workflows(self) -> list[WorkflowInfo]:
         """All workflows on the account (every page)."""
@@ -271,12 +266,7 @@ class CloudflareClient(_Session):
             f"reading D1 database {database_id!r}",
             _D1_READ,
         )
-        try:
-            return self._result(call, D1Database)
-        except NotFoundError as exc:
-            if _ROUTING_CODES.intersection(exc.codes):
-                raise
-            return None
+        return self._result_or_none(call, D1Database)
 
     def create_d1_database(self, name: str) -> D1Database:
         """Create a D1 database (the name must be new on the account)."""

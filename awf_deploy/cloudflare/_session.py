@@ -494,6 +494,16 @@ class _Session:
     def _result(self, call: _Call, model: type[M]) -> M:
         return self._parse(call, self._send(call), model)
 
+    def _result_or_none(self, call: _Call, model: type[M]) -> M | None:
+        """`_result`, or None when the thing asked for does not exist; a 404 that says the
+        account or route is wrong is raised as it is (it would say the same of anything)."""
+        try:
+            return self._result(call, model)
+        except NotFoundError as exc:
+            if _ROUTING_CODES.intersection(exc.codes):
+                raise
+            return None
+
     def _schedules(self, call: _Call, response: httpx.Response) -> list[Schedule]:
         envelope = self._envelope(call, response)
         result = envelope.result if isinstance(envelope.result, dict) else {}
