@@ -19,7 +19,8 @@ other in a cycle. tests/test_layers.py reads this list and checks every import.
     8. awf_sim.strategies awf_sim.conformance awf_sim._runner awf_sim.replay awf_sim._replay_command
                                     Hypothesis; scenarios on two engines; `awf-sim run`;
                                     production histories replayed
-    9. awf_sim.cli                  the command line
+    9. awf_sim.cli awf_sim._cli_classes
+                                    the command line; what both CLIs are made of
    10. awf_sim                      this namespace: the facade over all of them
 """
 
