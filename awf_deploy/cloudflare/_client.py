@@ -49,6 +49,7 @@ from ._wire import (
     VENDOR_PREFIX,
     Secret,
     _Call,
+    _check_d1_id,
     _check_name,
     _segment,
     _split_multipart,
@@ -258,8 +259,7 @@ class CloudflareClient(_Session):
 
     def get_d1_database(self, database_id: str) -> D1Database | None:
         """The D1 database with this id (uuid), or ``None`` if the account has none."""
-        if not isinstance(database_id, str) or not 0 < len(database_id) <= 64:
-            raise ValueError(f"D1 database id must have 1 to 64 characters, got {database_id!r}")
+        _check_d1_id(database_id)
         call = _Call(
             "GET",
             self._account(f"/d1/database/{_segment(database_id)}"),
@@ -285,8 +285,7 @@ class CloudflareClient(_Session):
     ) -> list[D1QueryResult]:
         """Run SQL on a D1 database (several statements run as one batch); one result per
         statement. D1 refuses a statement it cannot run with HTTP 400 and its message."""
-        if not isinstance(database_id, str) or not 0 < len(database_id) <= 64:
-            raise ValueError(f"D1 database id must have 1 to 64 characters, got {database_id!r}")
+        _check_d1_id(database_id)
         call = _Call(
             "POST",
             self._account(f"/d1/database/{_segment(database_id)}/query"),

@@ -164,6 +164,11 @@ def _check_name(kind: str, value: str, pattern: re.Pattern[str], max_len: int) -
         raise ValueError(f"{kind} {value!r} must match {pattern.pattern}")
 
 
+def _check_d1_id(database_id: str) -> None:
+    if not isinstance(database_id, str) or not 0 < len(database_id) <= 64:
+        raise ValueError(f"D1 database id must have 1 to 64 characters, got {database_id!r}")
+
+
 def _parse_retry_after(value: str | None) -> float | None:
     if value is None:
         return None
