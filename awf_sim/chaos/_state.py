@@ -13,7 +13,10 @@ the variable and the handlers that use it.
 
 from __future__ import annotations
 
+import array
+import collections
 import hashlib
+import itertools
 import os
 import sys
 import types
@@ -30,9 +33,43 @@ __all__ = ["Fingerprint", "fingerprint", "module_state_violation"]
 
 Fingerprint = dict[tuple[str, str], str]  # (module, name) -> digest of the value
 
-# Values a module keeps as state; functions, classes, modules and mocks' objects are not.
-_STATE_TYPES = (list, dict, set, bytearray, int, float, str, bytes, tuple, frozenset)
+# Values a module keeps as state, subclasses included (a Counter, a defaultdict, a namedtuple),
+# and an itertools.count, whose repr is where it has got to. Functions, classes, modules and
+# objects of other libraries are not: an object of the flow's own classes is (`_state_text`).
+_STATE_TYPES = (
+    list,
+    dict,
+    set,
+    bytearray,
+    int,
+    float,
+    str,
+    bytes,
+    tuple,
+    frozenset,
+    collections.deque,
+    array.array,
+    itertools.count,
+)
 _MAX_REPR = 100_000
+
+
+def _state_text(value: object, own: frozenset[str]) -> str | None:
+    """What a module-level value holds, as text to fingerprint; None for what is not state."""
+    if isinstance(value, _STATE_TYPES):
+        return repr(value)
+    kind = type(value)
+    if kind.__module__ not in own or isinstance(value, type | types.FunctionType):
+        return None
+    # An object of a class the flow defines (`TALLY = Tally()`): its attributes are its state,
+    # whatever its repr shows (the default one shows only the address).
+    fields = dict(getattr(value, "__dict__", {}))
+    for cls in kind.__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            if not slot.startswith("__") and slot not in fields and hasattr(value, slot):
+                fields[slot] = getattr(value, slot)
+    return repr(sorted(fields.items(), key=lambda item: item[0])) if fields else None
 
 
 def _modules(workflow: Workflow) -> list[types.ModuleType]:
@@ -51,14 +88,19 @@ def _modules(workflow: Workflow) -> list[types.ModuleType]:
 def fingerprint(workflow: Workflow) -> Fingerprint:
     """The module-level values of the flow's modules (the workflow's and its handlers')."""
     out: Fingerprint = {}
-    for module in _modules(workflow):
+    modules = _modules(workflow)
+    own = frozenset(m.__name__ for m in modules)
+    for module in modules:
         for name, value in list(vars(module).items()):
-            if name.startswith("__") or type(value) not in _STATE_TYPES:
+            if name.startswith("__"):
                 continue
             try:
-                text = repr(value)[:_MAX_REPR]
+                text = _state_text(value, own)
             except Exception:  # a value that cannot show itself is not compared
                 continue
+            if text is None:
+                continue
+            text = text[:_MAX_REPR]
             out[(module.__name__, name)] = hashlib.sha256(text.encode(errors="replace")).hexdigest()
     return out
 

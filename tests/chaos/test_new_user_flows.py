@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 from typer.testing import CliRunner
 
 from awf_sim.chaos import CHAOS_JSON_SCHEMA
@@ -463,5 +464,56 @@ def test_waits_with_their_own_event_types_pass(tmp_path: Path) -> None:
     assert fixed.count('"vote-1"') == 2
     assert fixed.count('"vote-2"') == 2
     result = chaos(write(tmp_path, "votes.py", fixed))
+    assert result.exit_code == 0, result.output
+    assert violations(report(result)) == []
+
+
+# State kept in the process in other shapes than a plain list: each used to pass unseen.
+_KEPT_STATE = {
+    "counter": (
+        "import collections\nSEEN = collections.Counter()",
+        "SEEN[x] += 1\n    return SEEN[x]",
+    ),
+    "defaultdict": (
+        "import collections\nSEEN = collections.defaultdict(list)",
+        "SEEN[x].append(1)\n    return len(SEEN[x])",
+    ),
+    "own-object": (
+        "class Tally:\n    def __init__(self):\n        self.n = 0\n\n\nSEEN = Tally()",
+        "SEEN.n += 1\n    return SEEN.n",
+    ),
+    "own-slots-object": (
+        "class Tally:\n    __slots__ = ('n',)\n\n    def __init__(self):\n        self.n = 0\n\n\n"
+        "SEEN = Tally()",
+        "SEEN.n += 1\n    return SEEN.n",
+    ),
+    "itertools-count": ("import itertools\nSEEN = itertools.count(1)", "return next(SEEN)"),
+}
+
+
+def _kept_state_flow(declare: str, body: str) -> str:
+    return SHARED_STATE.replace("SEEN = []", declare).replace(
+        "    SEEN.append(x)\n    return len(SEEN)", f"    {body}"
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(_KEPT_STATE))
+def test_state_kept_in_a_counter_an_object_or_an_iterator_is_found(
+    tmp_path: Path, kind: str
+) -> None:
+    flow = write(tmp_path, "kept.py", _kept_state_flow(*_KEPT_STATE[kind]))
+    result = chaos(flow, "--seed", "3")
+    assert result.exit_code == 1, result.output
+    (v,) = violations(report(result))
+    assert (v["invariant"], v["key"]) == ("determinism", "NuReg.register")
+    assert "SEEN (kept.py)" in v["message"]
+
+
+def test_an_object_of_the_flows_own_class_that_the_outcome_does_not_depend_on_passes(
+    tmp_path: Path,
+) -> None:
+    declare, _ = _KEPT_STATE["own-object"]
+    flow = write(tmp_path, "kept.py", _kept_state_flow(declare, "SEEN.n += 1\n    return x"))
+    result = chaos(flow)
     assert result.exit_code == 0, result.output
     assert violations(report(result)) == []
