@@ -31,7 +31,11 @@ from awf_sim.dsl._workflow import Workflow
 
 __all__ = ["Fingerprint", "fingerprint", "module_state_violation"]
 
-Fingerprint = dict[tuple[str, str], str]  # (module, name) -> digest of the value
+# Where a value is kept: (module, kind, name), kind one of "module" (a module-level variable),
+# "class" (a class attribute, "Stats.calls"), "default" (a parameter default, "f.param") and
+# "closure" (a variable a function closes over, "f.var").
+Key = tuple[str, str, str]
+Fingerprint = dict[Key, str]  # where -> digest of the value
 
 # Values a module keeps as state, subclasses included (a Counter, a defaultdict, a namedtuple),
 # and an itertools.count, whose repr is where it has got to. Functions, classes, modules and
@@ -72,41 +76,95 @@ def _state_text(value: object, own: frozenset[str]) -> str | None:
     return repr(sorted(fields.items(), key=lambda item: item[0])) if fields else None
 
 
+def _domains(workflow: Workflow) -> list[Domain]:
+    """The workflow's own domains and those its module defines."""
+    domains: list[Any] = list((workflow._domains or {}).values())
+    module = sys.modules.get(getattr(workflow.fn, "__module__", None) or "")
+    if module is not None:
+        domains += [v for v in vars(module).values() if isinstance(v, Domain)]
+    return domains
+
+
 def _modules(workflow: Workflow) -> list[types.ModuleType]:
     names = {getattr(workflow.fn, "__module__", None)}
-    domains: list[Any] = list((workflow._domains or {}).values())
-    for name in list(names):
-        module = sys.modules.get(name or "")
-        if module is not None:
-            domains += [v for v in vars(module).values() if isinstance(v, Domain)]
-    for domain in domains:
+    for domain in _domains(workflow):
         for spec in domain.methods.values():
             names.add(getattr(spec.handler, "__module__", None))
     return [m for n in sorted(n for n in names if n) if (m := sys.modules.get(n)) is not None]
 
 
-def fingerprint(workflow: Workflow) -> Fingerprint:
-    """The module-level values of the flow's modules (the workflow's and its handlers')."""
-    out: Fingerprint = {}
-    modules = _modules(workflow)
+def _functions(workflow: Workflow, modules: list[types.ModuleType]) -> list[types.FunctionType]:
+    """The flow's functions: its handlers (a factory's too), its workflow function, and the
+    functions its modules define."""
+    own = {m.__name__ for m in modules}
+    found: dict[int, types.FunctionType] = {}
+    candidates: list[Any] = [workflow.fn]
+    for domain in _domains(workflow):
+        candidates += [spec.handler for spec in domain.methods.values()]
+    for module in modules:
+        candidates += [v for v in vars(module).values() if getattr(v, "__module__", None) in own]
+    for fn in candidates:
+        if isinstance(fn, types.FunctionType):
+            found.setdefault(id(fn), fn)
+    return list(found.values())
+
+
+def _held(workflow: Workflow, modules: list[types.ModuleType]) -> Iterable[tuple[Key, Any]]:
+    """Every place the flow can keep a value between runs, with the value there."""
     own = frozenset(m.__name__ for m in modules)
     for module in modules:
         for name, value in list(vars(module).items()):
             if name.startswith("__"):
                 continue
+            yield (module.__name__, "module", name), value
+            if isinstance(value, type) and value.__module__ in own:
+                # `class Stats: calls = 0`, bumped as `Stats.calls += 1`.
+                for attr, held in list(vars(value).items()):
+                    if not attr.startswith("__"):
+                        yield (module.__name__, "class", f"{name}.{attr}"), held
+    for fn in _functions(workflow, modules):
+        where = fn.__module__
+        code = fn.__code__
+        # A mutable default (`def f(x, _seen=[])`) lives as long as the function.
+        defaults = fn.__defaults__ or ()
+        positional = code.co_varnames[: code.co_argcount]
+        for param, held in zip(
+            positional[len(positional) - len(defaults) :], defaults, strict=True
+        ):
+            yield (where, "default", f"{fn.__qualname__}.{param}"), held
+        for param, held in (fn.__kwdefaults__ or {}).items():
+            yield (where, "default", f"{fn.__qualname__}.{param}"), held
+        # A variable a handler closes over (made by a factory) lives as long as the handler.
+        for var, cell in zip(code.co_freevars, fn.__closure__ or (), strict=False):
             try:
-                text = _state_text(value, own)
-            except Exception:  # a value that cannot show itself is not compared
+                held = cell.cell_contents
+            except ValueError:  # not yet bound
                 continue
-            if text is None:
-                continue
-            text = text[:_MAX_REPR]
-            out[(module.__name__, name)] = hashlib.sha256(text.encode(errors="replace")).hexdigest()
+            yield (where, "closure", f"{fn.__qualname__}.{var}"), held
+
+
+def fingerprint(workflow: Workflow) -> Fingerprint:
+    """What the flow keeps in the process: the module-level values of its modules (the
+    workflow's and its handlers'), its classes' attributes, and its functions' defaults and
+    closures."""
+    out: Fingerprint = {}
+    modules = _modules(workflow)
+    own = frozenset(m.__name__ for m in modules)
+    for key, value in _held(workflow, modules):
+        try:
+            text = _state_text(value, own)
+        except Exception:  # a value that cannot show itself is not compared
+            continue
+        if text is None:
+            continue
+        text = text[:_MAX_REPR]
+        out[key] = hashlib.sha256(text.encode(errors="replace")).hexdigest()
     return out
 
 
-def _users(workflow: Workflow, paths: Iterable[str], name: str) -> list[str]:
-    """The step paths whose handlers' code names `name`."""
+def _users(workflow: Workflow, paths: Iterable[str], kind: str, name: str) -> list[str]:
+    """The step paths whose handlers' code names what `kind` and `name` say."""
+    holder = name.rpartition(".")[0]
     out = []
     for path in paths:
         domain, *methods = path.split(".")
@@ -114,8 +172,17 @@ def _users(workflow: Workflow, paths: Iterable[str], name: str) -> list[str]:
             specs = [workflow.resolve_domain(domain).spec(m) for m in methods]
         except DefinitionError:
             continue
-        if any(_names(getattr(s.handler, "__code__", None), name) for s in specs):
-            out.append(path)
+        for spec in specs:
+            code = getattr(spec.handler, "__code__", None)
+            if kind == "module":
+                hit = _names(code, name)
+            elif kind == "class":
+                hit = _names(code, holder)
+            else:  # a default or a closure: of this very handler
+                hit = getattr(spec.handler, "__qualname__", None) == holder
+            if hit:
+                out.append(path)
+                break
     return out
 
 
@@ -125,6 +192,22 @@ def _names(code: types.CodeType | None, name: str) -> bool:
     return name in code.co_names or any(
         _names(c, name) for c in code.co_consts if isinstance(c, types.CodeType)
     )
+
+
+def _described(key: Key) -> tuple[str, str]:
+    """How a report names a place that keeps state: (short name, phrase)."""
+    module, kind, name = key
+    file = getattr(sys.modules.get(module), "__file__", None)
+    where = f" ({os.path.basename(file)})" if file else f" ({module})"
+    holder, _, leaf = name.rpartition(".")
+    if kind == "class":
+        return name + where, f"the class attribute {name}{where}"
+    if kind == "default":
+        return name + where, f"the default value of {leaf} in {holder}(){where}"
+    if kind == "closure":
+        return name + where, f"the variable {leaf} that {holder}() closes over{where}"
+    variable = f"{name}{where}" if file else f"{module}.{name}"
+    return variable, f"the module-level variable {variable}"
 
 
 def module_state_violation(
@@ -151,23 +234,22 @@ def module_state_violation(
         diff.append("the database ended otherwise the second time")
     if not diff:
         return None
-    module, name = changed[0]
-    users = _users(workflow, paths, name)
-    file = getattr(sys.modules.get(module), "__file__", None)
-    variable = f"{name} ({os.path.basename(file)})" if file else f"{module}.{name}"
+    key = changed[0]
+    _, kind, name = key
+    users = _users(workflow, paths, kind, name)
+    variable, phrase = _described(key)
     by = f"{users[0]} changes" if users else "the run changed"
     diff.insert(0, f"{variable} changed during the fault-free run")
     where = (handler_site(workflow, users[0]) if users else None) or workflow_site(workflow)
     return Violation(
         "determinism",
         users[0] if users else variable,
-        f"{by} the module-level variable {variable}, and the same run made again (same "
-        "input, clock and seed) ended otherwise: the outcome depends on state kept in the "
-        "process",
+        f"{by} {phrase}, and the same run made again (same input, clock and seed) ended "
+        "otherwise: the outcome depends on state kept in the process",
         diff,
         f"{variable} lives in one process: Cloudflare may run a replay or a retry in another "
         "isolate, where it starts afresh, and a step that runs twice (at-least-once) changes "
         "it twice. Keep such state in ctx.db, or return it from a step and pass it on, not in "
-        "a module-level variable.",
+        "a module-level variable, a class attribute, a default value or a closure.",
         where,
     )

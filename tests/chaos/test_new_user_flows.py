@@ -488,6 +488,10 @@ _KEPT_STATE = {
         "SEEN.n += 1\n    return SEEN.n",
     ),
     "itertools-count": ("import itertools\nSEEN = itertools.count(1)", "return next(SEEN)"),
+    "class-attribute": (
+        "class SEEN:\n    calls = 0",
+        "SEEN.calls += 1\n    return SEEN.calls",
+    ),
 }
 
 
@@ -506,7 +510,42 @@ def test_state_kept_in_a_counter_an_object_or_an_iterator_is_found(
     assert result.exit_code == 1, result.output
     (v,) = violations(report(result))
     assert (v["invariant"], v["key"]) == ("determinism", "NuReg.register")
-    assert "SEEN (kept.py)" in v["message"]
+    what = "class attribute SEEN.calls" if kind == "class-attribute" else "variable SEEN"
+    assert f"{what} (kept.py)" in " ".join(v["message"].split())
+
+
+# A mutable default and a variable a handler made by a factory closes over: state kept in the
+# process as much as a module-level list.
+DEFAULT_STATE = SHARED_STATE.replace("SEEN = []\n", "").replace(
+    "async def register(x, args, ctx):\n    SEEN.append(x)",
+    "async def register(x, args, ctx, _seen=[]):\n    SEEN = _seen\n    SEEN.append(x)",
+)
+CLOSURE_STATE = SHARED_STATE.replace("SEEN = []\n", "").replace(
+    "@Reg.method()\nasync def register(x, args, ctx):\n    SEEN.append(x)\n    return len(SEEN)",
+    "def counter():\n    seen = []\n\n    async def register(x, args, ctx):\n"
+    "        seen.append(x)\n        return len(seen)\n\n    return register\n\n\n"
+    'Reg.method(name="register")(counter())',
+)
+
+
+@pytest.mark.parametrize(
+    ("flow_text", "phrase"),
+    [
+        (DEFAULT_STATE, "the default value of _seen in register() (kept.py)"),
+        (CLOSURE_STATE, "the variable seen that counter.<locals>.register() closes over (kept.py)"),
+    ],
+    ids=["default", "closure"],
+)
+def test_state_kept_in_a_default_or_a_closure_is_found(
+    tmp_path: Path, flow_text: str, phrase: str
+) -> None:
+    assert flow_text != SHARED_STATE
+    flow = write(tmp_path, "kept.py", flow_text)
+    result = chaos(flow, "--seed", "3")
+    assert result.exit_code == 1, result.output
+    (v,) = violations(report(result))
+    assert (v["invariant"], v["key"]) == ("determinism", "NuReg.register")
+    assert phrase in " ".join(v["message"].split())
 
 
 def test_an_object_of_the_flows_own_class_that_the_outcome_does_not_depend_on_passes(
