@@ -49,6 +49,15 @@ def validate_config(config: Mapping[str, Any] | None, where: str) -> dict[str, A
     if not isinstance(config, Mapping):
         raise DefinitionError(f"step config for {where} must be a dict, got {config!r}")
     unknown = set(config) - {"retries", "timeout"}
+    if "sensitive" in unknown:
+        # Cloudflare's engine redacts a step's output from its logs with `sensitive: "output"`
+        # since Miniflare 4.20260721.0 (Node >= 22); the engine awf checks flows and bundles
+        # on, the pinned 4.20260426.0, refuses the key as an invalid config.
+        raise DefinitionError(
+            f"step config for {where}: 'sensitive' (Cloudflare's redaction of a step's output "
+            "from its logs) is not supported yet: the Miniflare engine awf verifies flows on "
+            "predates it and refuses the config; leave it out"
+        )
     if unknown:
         raise DefinitionError(
             f"step config for {where} has unknown keys {sorted(unknown)}: "

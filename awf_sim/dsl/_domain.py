@@ -105,14 +105,15 @@ class Domain:
 
     def _add_spec(self, method_name: str, spec: Any) -> None:
         if isinstance(spec, Mapping):
-            extra = set(spec) - {"handler", "retries", "timeout"}
-            if "handler" not in spec or extra:
+            if "handler" not in spec:
+                extra = set(spec) - {"retries", "timeout"}
                 raise DefinitionError(
                     f"{self._name}.{method_name}: a method given as a dict needs 'handler' and "
                     f"may have 'retries' and 'timeout'"
                     + (f" (unknown keys: {sorted(extra)})" if extra else "")
                 )
-            config = {k: spec[k] for k in ("retries", "timeout") if k in spec}
+            # The rest is the step config: validate_config names any key it does not know.
+            config = {k: v for k, v in spec.items() if k != "handler"}
             self._add(method_name, spec["handler"], config)
         else:
             self._add(method_name, spec, {})

@@ -55,6 +55,11 @@ def test_unknown_method_on_a_domain_lists_the_known_ones() -> None:
         (lambda: Workflow("-lead"), "invalid workflow name '-lead'"),
         (lambda: Domain("D", {"m": 42}), "handler must be a function"),
         (lambda: Domain("D", {"m": {"handler": check, "retry": {}}}), "unknown keys"),
+        (
+            lambda: Domain("D", {"m": {"handler": check, "sensitive": "output"}}),
+            "'sensitive' (Cloudflare's redaction of a step's output from its logs) is not "
+            "supported yet",
+        ),
         (lambda: Domain("D", {"m": {"handler": check, "timeout": "ten"}}), "'ten'"),
         (lambda: Domain("D", {"m": {"handler": check, "timeout": "-5 s"}}), "'-5 s'"),
         (lambda: Domain("D", {"m": {"handler": check, "timeout": ""}}), "invalid duration"),
