@@ -86,11 +86,45 @@ def _domains(workflow: Workflow) -> list[Domain]:
 
 
 def _modules(workflow: Workflow) -> list[types.ModuleType]:
+    """The flow's modules: the workflow's, its handlers', and the user's own modules they
+    import (`from helpers import bump`, transitively), found beside them on disk."""
     names = {getattr(workflow.fn, "__module__", None)}
     for domain in _domains(workflow):
         for spec in domain.methods.values():
             names.add(getattr(spec.handler, "__module__", None))
-    return [m for n in sorted(n for n in names if n) if (m := sys.modules.get(n)) is not None]
+    found = {n: m for n in names if n and (m := sys.modules.get(n)) is not None}
+    roots = {os.path.dirname(os.path.realpath(f)) for m in found.values() if (f := _file(m))}
+    queue = list(found.values())
+    while queue:
+        for value in list(vars(queue.pop()).values()):
+            if isinstance(value, types.ModuleType):
+                module: types.ModuleType | None = value
+            elif isinstance(value, type | types.FunctionType):
+                module = sys.modules.get(getattr(value, "__module__", None) or "")
+            else:
+                continue
+            if module is None or module.__name__ in found or not _own_code(module, roots):
+                continue
+            found[module.__name__] = module
+            queue.append(module)
+    return [found[n] for n in sorted(found)]
+
+
+def _file(module: types.ModuleType) -> str | None:
+    file = getattr(module, "__file__", None)
+    return file if isinstance(file, str) else None
+
+
+def _own_code(module: types.ModuleType, roots: set[str]) -> bool:
+    """Whether `module` is the user's own code: a file below a flow module's folder, not an
+    installed package (a virtualenv may live in that folder too) and not awf itself."""
+    file = _file(module)
+    if file is None or module.__name__.split(".")[0] in ("awf_sim", "awf_deploy"):
+        return False
+    path = os.path.realpath(file)
+    if "site-packages" in path or "dist-packages" in path:
+        return False
+    return any(path.startswith(root + os.sep) for root in roots)
 
 
 def _functions(workflow: Workflow, modules: list[types.ModuleType]) -> list[types.FunctionType]:
@@ -162,8 +196,10 @@ def fingerprint(workflow: Workflow) -> Fingerprint:
     return out
 
 
-def _users(workflow: Workflow, paths: Iterable[str], kind: str, name: str) -> list[str]:
-    """The step paths whose handlers' code names what `kind` and `name` say."""
+def _users(workflow: Workflow, paths: Iterable[str], key: Key) -> list[str]:
+    """The step paths whose handlers' code names the place `key` says (a module-level
+    variable also through a function of its module that the handler calls)."""
+    module, kind, name = key
     holder = name.rpartition(".")[0]
     out = []
     for path in paths:
@@ -175,7 +211,7 @@ def _users(workflow: Workflow, paths: Iterable[str], kind: str, name: str) -> li
         for spec in specs:
             code = getattr(spec.handler, "__code__", None)
             if kind == "module":
-                hit = _names(code, name)
+                hit = _names(code, name) or _calls_into(spec.handler, module, name)
             elif kind == "class":
                 hit = _names(code, holder)
             else:  # a default or a closure: of this very handler
@@ -184,6 +220,19 @@ def _users(workflow: Workflow, paths: Iterable[str], kind: str, name: str) -> li
                 out.append(path)
                 break
     return out
+
+
+def _calls_into(handler: Any, module: str, name: str) -> bool:
+    """Whether `handler` names a function of `module` whose code names `name` (a handler
+    calling `bump()` of helpers.py, which changes helpers.COUNTS)."""
+    code = getattr(handler, "__code__", None)
+    space = getattr(handler, "__globals__", {})
+    if code is None:
+        return False
+    return any(
+        isinstance(fn, types.FunctionType) and fn.__module__ == module and _names(fn.__code__, name)
+        for fn in (space.get(used) for used in code.co_names)
+    )
 
 
 def _names(code: types.CodeType | None, name: str) -> bool:
@@ -235,8 +284,7 @@ def module_state_violation(
     if not diff:
         return None
     key = changed[0]
-    _, kind, name = key
-    users = _users(workflow, paths, kind, name)
+    users = _users(workflow, paths, key)
     variable, phrase = _described(key)
     by = f"{users[0]} changes" if users else "the run changed"
     diff.insert(0, f"{variable} changed during the fault-free run")

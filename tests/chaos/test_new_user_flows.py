@@ -556,3 +556,23 @@ def test_an_object_of_the_flows_own_class_that_the_outcome_does_not_depend_on_pa
     result = chaos(flow)
     assert result.exit_code == 0, result.output
     assert violations(report(result)) == []
+
+
+def test_state_kept_in_a_helper_module_of_the_users_own_is_found(tmp_path: Path) -> None:
+    # The handler calls bump() of a module beside the flow file; the Counter lives there.
+    helpers = f"kept_helpers_{abs(hash(str(tmp_path)))}"
+    write(
+        tmp_path,
+        f"{helpers}.py",
+        "import collections\n\nCOUNTS = collections.Counter()\n\n\n"
+        "def bump(x):\n    COUNTS[x] += 1\n    return COUNTS[x]\n",
+    )
+    flow_text = SHARED_STATE.replace("SEEN = []\n", f"from {helpers} import bump\n").replace(
+        "    SEEN.append(x)\n    return len(SEEN)", "    return bump(x)"
+    )
+    flow = write(tmp_path, "kept.py", flow_text)
+    result = chaos(flow, "--seed", "3")
+    assert result.exit_code == 1, result.output
+    (v,) = violations(report(result))
+    assert (v["invariant"], v["key"]) == ("determinism", "NuReg.register")
+    assert f"module-level variable COUNTS ({helpers}.py)" in " ".join(v["message"].split())
