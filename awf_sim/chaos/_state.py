@@ -143,12 +143,17 @@ def _functions(workflow: Workflow, modules: list[types.ModuleType]) -> list[type
     return list(found.values())
 
 
-def _held(workflow: Workflow, modules: list[types.ModuleType]) -> Iterable[tuple[Key, Any]]:
-    """Every place the flow can keep a value between runs, with the value there."""
+def _held(
+    workflow: Workflow, modules: list[types.ModuleType], world: set[int]
+) -> Iterable[tuple[Key, Any]]:
+    """Every place the flow can keep a value between runs, with the value there; none of
+    what `world` holds (the ids of the flow's DATABASE, HTTP and AI, and their classes)."""
     own = frozenset(m.__name__ for m in modules)
     for module in modules:
         for name, value in list(vars(module).items()):
             if name.startswith("__"):
+                continue
+            if id(value) in world:
                 continue
             yield (module.__name__, "module", name), value
             if isinstance(value, type) and value.__module__ in own:
@@ -157,6 +162,8 @@ def _held(workflow: Workflow, modules: list[types.ModuleType]) -> Iterable[tuple
                     if not attr.startswith("__"):
                         yield (module.__name__, "class", f"{name}.{attr}"), held
     for fn in _functions(workflow, modules):
+        if id(fn) in world:  # a fake service written as a function, its defaults and closure
+            continue
         where = fn.__module__
         code = fn.__code__
         # A mutable default (`def f(x, _seen=[])`) lives as long as the function.
@@ -184,7 +191,10 @@ def fingerprint(workflow: Workflow) -> Fingerprint:
     out: Fingerprint = {}
     modules = _modules(workflow)
     own = frozenset(m.__name__ for m in modules)
-    for key, value in _held(workflow, modules):
+    world = _world(modules)
+    for key, value in _held(workflow, modules, world):
+        if id(value) in world:
+            continue
         try:
             text = _state_text(value, own)
         except Exception:  # a value that cannot show itself is not compared
@@ -193,6 +203,28 @@ def fingerprint(workflow: Workflow) -> Fingerprint:
             continue
         text = text[:_MAX_REPR]
         out[key] = hashlib.sha256(text.encode(errors="replace")).hexdigest()
+    return out
+
+
+# What a flow file declares as the world its handlers talk to (`awf_sim.flow`): a fake
+# payment provider or mail server keeps state across runs as the real service would.
+_WORLD_NAMES = ("DATABASE", "HTTP", "AI")
+
+
+def _world(modules: list[types.ModuleType]) -> set[int]:
+    """The objects the flow's modules declare as DATABASE, HTTP or AI (and, for a bound method,
+    its object): stand-ins for services outside the process, not state kept in it."""
+    out: set[int] = set()
+    for module in modules:
+        for name in _WORLD_NAMES:
+            value = getattr(module, name, None)
+            if value is None:
+                continue
+            owner = getattr(value, "__self__", None)
+            for held in (value, owner):
+                if held is not None:
+                    # The object, and its class (a fake's counter as a class attribute).
+                    out.update((id(held), id(type(held))))
     return out
 
 

@@ -576,3 +576,46 @@ def test_state_kept_in_a_helper_module_of_the_users_own_is_found(tmp_path: Path)
     (v,) = violations(report(result))
     assert (v["invariant"], v["key"]) == ("determinism", "NuReg.register")
     assert f"module-level variable COUNTS ({helpers}.py)" in " ".join(v["message"].split())
+
+
+# A flow's HTTP is a stand-in for a service outside the process: a fake that numbers what it
+# receives keeps state across runs as the real service would. Not state kept in the process.
+FAKE_SERVICE = """
+from awf_sim import Domain, Workflow
+
+DECLARE
+
+Mail = Domain("NuMail")
+
+
+@Mail.method()
+async def send(x, args, ctx):
+    response = await ctx.http.post(
+        "https://mail.example.com/send", headers={"Idempotency-Key": ctx.idempotency_key}
+    )
+    return response.json()["id"]
+
+
+@Workflow("nu-mail", examples=[{"x": "k"}])
+async def mail(wf, p):
+    return {"id": await wf.NuMail(p["x"]).send()}
+"""
+_FAKES = {
+    "object": "class FakeMailer:\n    def __init__(self):\n        self.sent = 0\n\n"
+    "    def __call__(self, request):\n        import httpx\n\n        self.sent += 1\n"
+    "        return httpx.Response(200, json={'id': self.sent})\n\n\nHTTP = FakeMailer()",
+    "class-attribute": "class FakeMailer:\n    sent = 0\n\n    def __call__(self, request):\n"
+    "        import httpx\n\n        FakeMailer.sent += 1\n"
+    "        return httpx.Response(200, json={'id': FakeMailer.sent})\n\n\nHTTP = FakeMailer()",
+    "function-default": "def HTTP(request, _sent=[]):\n    import httpx\n\n"
+    "    _sent.append(1)\n    return httpx.Response(200, json={'id': len(_sent)})",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_FAKES))
+def test_the_state_of_the_flows_fake_http_service_is_not_state_kept_in_the_process(
+    tmp_path: Path, kind: str
+) -> None:
+    flow = write(tmp_path, "mail.py", FAKE_SERVICE.replace("DECLARE", _FAKES[kind]))
+    result = chaos(flow, "--seed", "3")
+    assert [v["invariant"] for v in violations(report(result))] == [], result.output
