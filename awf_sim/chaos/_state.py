@@ -32,8 +32,8 @@ from awf_sim.dsl._workflow import Workflow
 __all__ = ["Fingerprint", "fingerprint", "module_state_violation"]
 
 # Where a value is kept: (module, kind, name), kind one of "module" (a module-level variable),
-# "class" (a class attribute, "Stats.calls"), "default" (a parameter default, "f.param") and
-# "closure" (a variable a function closes over, "f.var").
+# "class" (a class attribute, "Stats.calls"), "default" (a parameter default, "f.param"),
+# "closure" (a variable a function closes over, "f.var") and "environ" (os.environ).
 Key = tuple[str, str, str]
 Fingerprint = dict[Key, str]  # where -> digest of the value
 
@@ -192,7 +192,10 @@ def fingerprint(workflow: Workflow) -> Fingerprint:
     modules = _modules(workflow)
     own = frozenset(m.__name__ for m in modules)
     world = _world(modules)
-    for key, value in _held(workflow, modules, world):
+    # Environment variables set by a step and read by a later one are state kept in the
+    # process as much as a module-level dict.
+    environ = ("os", "environ", "environ"), dict(os.environ)
+    for key, value in (*_held(workflow, modules, world), environ):
         if id(value) in world:
             continue
         try:
@@ -242,7 +245,9 @@ def _users(workflow: Workflow, paths: Iterable[str], key: Key) -> list[str]:
             continue
         for spec in specs:
             code = getattr(spec.handler, "__code__", None)
-            if kind == "module":
+            if kind == "environ":  # os.environ[...] or os.getenv/putenv
+                hit = any(_names(code, n) for n in ("environ", "putenv", "getenv"))
+            elif kind == "module":
                 hit = _names(code, name) or _calls_into(spec.handler, module, name)
             elif kind == "class":
                 hit = _names(code, holder)
@@ -281,6 +286,8 @@ def _described(key: Key) -> tuple[str, str]:
     file = getattr(sys.modules.get(module), "__file__", None)
     where = f" ({os.path.basename(file)})" if file else f" ({module})"
     holder, _, leaf = name.rpartition(".")
+    if kind == "environ":
+        return "os.environ", "the process's environment variables (os.environ)"
     if kind == "class":
         return name + where, f"the class attribute {name}{where}"
     if kind == "default":

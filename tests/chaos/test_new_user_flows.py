@@ -5,6 +5,7 @@ was misjudged once: a missed bug or a false alarm."""
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -619,3 +620,20 @@ def test_the_state_of_the_flows_fake_http_service_is_not_state_kept_in_the_proce
     flow = write(tmp_path, "mail.py", FAKE_SERVICE.replace("DECLARE", _FAKES[kind]))
     result = chaos(flow, "--seed", "3")
     assert [v["invariant"] for v in violations(report(result))] == [], result.output
+
+
+def test_state_passed_between_steps_in_environment_variables_is_found(tmp_path: Path) -> None:
+    name = f"AWF_TEST_SEEN_{abs(hash(str(tmp_path)))}"
+    flow_text = SHARED_STATE.replace("SEEN = []\n", "import os\n").replace(
+        "    SEEN.append(x)\n    return len(SEEN)",
+        f"    n = int(os.environ.get({name!r}, '0')) + 1\n    os.environ[{name!r}] = str(n)\n"
+        "    return n",
+    )
+    try:
+        result = chaos(write(tmp_path, "env.py", flow_text), "--seed", "3")
+    finally:
+        os.environ.pop(name, None)
+    assert result.exit_code == 1, result.output
+    (v,) = violations(report(result))
+    assert (v["invariant"], v["key"]) == ("determinism", "NuReg.register")
+    assert "environment variables (os.environ)" in " ".join(v["message"].split())
