@@ -62,9 +62,11 @@ def _who(stack: list[FrameType]) -> str | None:
     """Whose code the stack (innermost first) runs: "the handler of PATH", "the workflow
     body", or None outside a simulation's user code."""
     from awf_sim.engine._body import BodyRun
-    from awf_sim.engine._runners import _contained, _first
+    from awf_sim.engine._runners import InProcessRunner, _contained, _first
 
     first, contained, body = _first.__code__, _contained.__code__, BodyRun.send.__code__
+    # An attempt that times out regardless (a forced timeout) starts its handler here.
+    ignoring = InProcessRunner.start_ignoring.__code__
     for frame in stack:
         code = frame.f_code
         if code is first:
@@ -73,6 +75,10 @@ def _who(stack: list[FrameType]) -> str | None:
                 return f"the handler of {label.rpartition('#')[0] or label}"
         elif code is contained:
             path = frame.f_locals.get("path")
+            if isinstance(path, str):
+                return f"the handler of {path}"
+        elif code is ignoring:
+            path = getattr(frame.f_locals.get("info"), "path", None)
             if isinstance(path, str):
                 return f"the handler of {path}"
         elif code is body:
