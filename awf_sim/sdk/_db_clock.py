@@ -124,6 +124,7 @@ class _Refused(Exception):
 # are index expressions and partial-index WHERE clauses), in SQLite's own words.
 _CHECK, _GENERATED = 0x04, 0x08
 _NON_PURE_LITERALS = frozenset({"now", "localtime", "utc"})
+_EXPLAINED_MAX = 256
 
 
 def _where(p5: int) -> str:
@@ -177,6 +178,8 @@ class Clock:
         sql = self.sql
         verdicts = self._explained.get(sql)
         if verdicts is None:
+            if len(self._explained) >= _EXPLAINED_MAX:  # SQL with its values written in
+                self._explained.clear()
             verdicts = self._explained[sql] = self._explain()
         where = verdicts.get(name)
         if where is not None:
