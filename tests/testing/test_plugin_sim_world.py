@@ -173,3 +173,19 @@ def test_a_domain_named_http_is_not_taken_for_an_http_mock(flow: pytest.Pytester
         """
     )
     run(flow).assert_outcomes(passed=2)
+
+
+def test_assert_durable_leaves_a_domain_named_http_to_the_flow(flow_dir: Path) -> None:
+    # assert_durable and fault_plans take the flow file's world as create_test_workflow does.
+    import importlib.util
+
+    from awf_sim import assert_durable
+
+    spec = importlib.util.spec_from_file_location(
+        "httpdomainflow_direct", flow_dir / "httpdomainflow.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert_durable(module.FETCH, {"n": 1}, [{"kind": "crash-after-effect", "step": "HTTP.get"}])
