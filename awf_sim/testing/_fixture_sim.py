@@ -18,7 +18,13 @@ from awf_sim.testing._workflow import flow_defaults
 
 __all__ = ["FixtureSimulator"]
 
-_KINDS = (("db", "DATABASE", "db_spec"), ("http", "HTTP", "http_spec"), ("ai", "AI", "ai_spec"))
+# What each is written as in a flow file, the Services slot of its spec, and the one of what
+# is made from it on first use (after which a spec set there would be ignored).
+_KINDS = (
+    ("db", "DATABASE", "db_spec", "_db"),
+    ("http", "HTTP", "http_spec", "_http_client"),
+    ("ai", "AI", "ai_spec", "_ai_client"),
+)
 
 
 def _module_of(target: Any) -> str:
@@ -30,10 +36,11 @@ def _module_of(target: Any) -> str:
 
 class FixtureSimulator(Simulator):
     """A Simulator whose ctx.db, ctx.http and ctx.ai are the `DATABASE`, `HTTP` and `AI` of the
-    flow file of the first workflow it creates or registers (none declared: an empty
-    database, the deterministic AI, no HTTP mock, as for `Simulator()`)."""
+    flow file of the workflows it creates or registers (none declared: an empty database,
+    the deterministic AI, no HTTP mock, as for `Simulator()`). Two flow files that declare
+    different ones cannot share it."""
 
-    _flow: tuple[str, dict[str, Any]] | None = None
+    _adopted: dict[str, tuple[Any, str]] | None = None  # kind -> (value, module declaring it)
 
     def _register(self, target: Any) -> str:
         name = super()._register(target)  # a target that is no workflow is refused first
@@ -42,31 +49,34 @@ class FixtureSimulator(Simulator):
 
     def _adopt(self, target: Any) -> None:
         declared = flow_defaults(target)
-        module = _module_of(target)
-        if self._flow is None:
-            if all(v is None for v in declared.values()):
-                return  # nothing declared: a later workflow's flow file may still declare
-            services = self._services
-            if declared["db"] is not None and services._db is not None:
-                raise DefinitionError(
-                    f"sim fixture: the database (sim.db, ctx.db) was opened before a workflow "
-                    f"of {module} was created, so it cannot be that flow's DATABASE; create (or "
-                    "sim.register) that workflow first, then read or seed sim.db"
-                )
-            check_db(declared["db"], module, "DATABASE")
-            check_http(declared["http"], module, "HTTP")
-            for kind, _, slot in _KINDS:
-                if declared[kind] is not None:
-                    setattr(services, slot, declared[kind])
-            self._flow = (module, declared)
+        if all(v is None for v in declared.values()):
             return
-        first, adopted = self._flow
-        for kind, written, _ in _KINDS:
-            mine, theirs = adopted[kind], declared[kind]
-            if mine is not None and theirs is not None and mine is not theirs:
+        module = _module_of(target)
+        check_db(declared["db"], module, "DATABASE")
+        check_http(declared["http"], module, "HTTP")
+        adopted = self._adopted if self._adopted is not None else {}
+        services = self._services
+        for kind, written, spec_slot, made_slot in _KINDS:
+            theirs = declared[kind]
+            if theirs is None:
+                continue
+            if kind in adopted:
+                mine, first = adopted[kind]
+                if mine is not theirs:
+                    raise DefinitionError(
+                        f"sim fixture: {module} declares another {written} than {first}, "
+                        f"whose workflow this sim ran first; one Simulator has one {written}: "
+                        f"run {module}'s workflows on their own "
+                        "Simulator(world=load_flow(path).world) or with create_test_workflow"
+                    )
+                continue
+            if getattr(services, made_slot) is not None:
+                what = "the database (sim.db, ctx.db)" if kind == "db" else f"ctx.{kind}"
                 raise DefinitionError(
-                    f"sim fixture: {module} declares another {written} than {first}, whose "
-                    f"workflow this sim ran first; one Simulator has one {written}: run "
-                    f"{module}'s workflows on their own Simulator(world=load_flow(path).world) "
-                    "or with create_test_workflow"
+                    f"sim fixture: {what} was already in use when a workflow of {module} was "
+                    f"created, so it cannot be that flow's {written}; create (or sim.register) "
+                    f"that workflow first{', then read or seed sim.db' if kind == 'db' else ''}"
                 )
+            setattr(services, spec_slot, theirs)
+            adopted[kind] = (theirs, module)
+        self._adopted = adopted

@@ -53,6 +53,25 @@ async def other(wf, item):
 OTHER = Workflow("world-other", other, domains=[WorldOther])
 """
 
+# An HTTP mock and no DATABASE.
+PLAIN = """
+import httpx
+from awf_sim import Domain, Workflow
+
+def HTTP(request):
+    return httpx.Response(200, json={"ok": True})
+
+async def echo(item, args, ctx):
+    return item
+
+WorldEcho = Domain("WorldEcho", {"echo": echo})
+
+async def plain(wf, item):
+    return await wf.WorldEcho(item).echo()
+
+PLAIN = Workflow("world-plain", plain, domains=[WorldEcho])
+"""
+
 # A Domain named HTTP is the flow's own domain: awf-sim run leaves ctx.http alone for it.
 HTTP_DOMAIN = """
 from awf_sim import Domain, Workflow
@@ -80,6 +99,7 @@ def flow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "stockflow.py").write_text(STOCK)
     (folder / "otherflow.py").write_text(OTHER)
     (folder / "httpdomainflow.py").write_text(HTTP_DOMAIN)
+    (folder / "plainflow.py").write_text(PLAIN)
     return folder
 
 
@@ -155,6 +175,34 @@ def test_two_flows_with_different_databases_on_one_sim_are_refused(
         """
     )
     run(flow).assert_outcomes(passed=1)
+
+
+def test_a_flow_that_declares_only_http_first_leaves_the_database_to_the_next(
+    flow: pytest.Pytester,
+) -> None:
+    # Taking the world of the first flow that declared any would have left CHECK an empty
+    # database: PLAIN declares only HTTP.
+    flow.makepyfile(
+        """
+        import pytest
+        from awf_sim.dsl import DefinitionError
+        from plainflow import PLAIN
+        from stockflow import CHECK
+
+        def test_registered_first(sim):
+            sim.register(PLAIN)
+            inst = sim.create(CHECK, {"sku": "ABC"})
+            sim.run_until_done(inst)
+            assert inst.status()["output"] == {"qty": 3}, inst.status()
+
+        def test_ran_first(sim):
+            sim.run_until_done(sim.create(PLAIN, {"a": 1}))
+            sim.db.rows("SELECT 1")  # now the empty database is in use
+            with pytest.raises(DefinitionError, match="already in use when a workflow of"):
+                sim.create(CHECK, {"sku": "ABC"})
+        """
+    )
+    run(flow).assert_outcomes(passed=2)
 
 
 def test_a_domain_named_http_is_not_taken_for_an_http_mock(flow: pytest.Pytester) -> None:
