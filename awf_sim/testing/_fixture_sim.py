@@ -4,7 +4,7 @@
 `DATABASE` (ctx.db), `HTTP` (ctx.http) and `AI` (ctx.ai). The fixture is made before the test
 names any workflow, so a plain `Simulator()` gave `def test_x(sim)` an empty ctx.db: the same
 flow passed under `awf-sim run` and failed with "no such table" in the test. This one takes
-them from the flow file of the first workflow it creates or registers.
+each from the flow file of the workflows it creates or registers, when it is first declared.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The pytest plugin (entry point `pytest11: awf_sim`).
 
 - fixtures `create_test_workflow` (a factory whose test workflows are closed after the test),
-  `sim` (a fresh Simulator in the world of the flow file of the first workflow it creates)
-  and `awf_seed`;
+  `sim` (a fresh Simulator in the world the flow file of its workflows declares) and
+  `awf_seed`;
 - option `--awf-seed N|random` (default 0), the seed the fixtures use, shown in the header;
 - on failure, a report section per test workflow the test created or ran: its status, the
   tail of its timeline, unmatched selectors and the seed that reproduces it (under @given,
@@ -120,11 +120,11 @@ def sim(request: pytest.FixtureRequest, awf_seed: int) -> Iterator[Simulator]:
     """A fresh Simulator seeded with --awf-seed, closed after the test; a failing test's
     report shows its instances' timelines and the seed.
 
-    Its ctx.db, ctx.http and ctx.ai are the `DATABASE`, `HTTP` and `AI` of the flow file of
-    the first workflow the test creates (or registers) on it, as under `awf-sim run` and
-    `create_test_workflow`; a flow file that declares none gets an empty database. Seed or
-    read `sim.db` after that first `sim.create(...)`. For another world, build your own
-    `Simulator(db=...)`."""
+    Its ctx.db, ctx.http and ctx.ai are the `DATABASE`, `HTTP` and `AI` the flow file of the
+    workflows the test creates (or registers) on it declares, as under `awf-sim run` and
+    `create_test_workflow`; none declared, an empty database. Seed or read `sim.db` after
+    the first `sim.create(...)`. Flow files that declare different ones cannot share it;
+    for another world, build your own `Simulator(db=...)`."""
     from awf_sim.testing._fixture_sim import FixtureSimulator
 
     with FixtureSimulator(seed=awf_seed) as simulator:
