@@ -39,6 +39,8 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from awf_sim.sdk import _db_dates as _dates
+
 __all__ = ["Clock", "install_clock", "is_now", "plain_sqlite"]
 
 
@@ -214,7 +216,8 @@ class Clock:
                 continue
             # A call whose own arguments are 'now'/'localtime'/'utc' literals (p1: which
             # arguments are constant, from register p2 on), or that has none (date()).
-            literal = narg == "0)" or any(p1 >> i & 1 and (p2 + i) in literals for i in range(32))
+            implicit_now = narg == ("1)" if name == "strftime" else "0)")
+            literal = implicit_now or any(p1 >> i & 1 and (p2 + i) in literals for i in range(32))
             pure.setdefault(name, []).append((_where(p5), literal))
         verdicts: dict[str, str | None] = {}
         for name, calls in pure.items():
@@ -228,15 +231,23 @@ class Clock:
 
 def _function(name: str, clock: Clock) -> Callable[..., Any]:
     positions = _TIME_VALUES.get(name, (0,))
+    # Without its time value a call means 'now': date(), strftime('%s').
+    implicit_now = positions[0]
     # Modifiers follow the time value (strftime: its format and time value); timediff has
     # none.
     modifiers = len(positions) + (name == "strftime") if name != "timediff" else 1_000
+    # What D1's newer SQLite understands and this one may not (_db_dates).
+    newer_modifiers = _dates.NEEDED
+    newer_codes = _dates.NEEDED and name == "strftime"
     calls: dict[int, str] = {}
 
     def call(*args: Any) -> Any:
-        if not args:  # date() is date('now')
+        if not args and implicit_now:  # strftime(): NULL on D1
+            return None
+        newer = newer_codes and _dates.has_newer_codes(args[0])
+        if len(args) == implicit_now:
             clock.refuse_if_pure(name)
-            args = (clock.read(),)
+            args = (*args, clock.read())
         else:
             changed: list[Any] | None = None
             for i, a in enumerate(args):
@@ -245,13 +256,18 @@ def _function(name: str, clock: Clock) -> Callable[..., Any]:
                         if changed is None:
                             changed = list(args)
                         changed[i] = clock.read()
-                elif i >= modifiers and _is_zone(a):
-                    if changed is None:
-                        changed = list(args)
-                    changed[i] = _UTC_IS_LOCAL
+                elif i >= modifiers:
+                    if _is_zone(a):
+                        if changed is None:
+                            changed = list(args)
+                        changed[i] = _UTC_IS_LOCAL
+                    elif newer_modifiers and _dates.is_newer_modifier(a):
+                        newer = True
             if changed is not None:
                 clock.refuse_if_pure(name)
                 args = tuple(changed)
+        if newer:
+            return _dates.compute(name, args, modifiers, plain_sqlite())
         sql = calls.get(len(args))
         if sql is None:
             sql = calls[len(args)] = f"SELECT {name}({', '.join('?' * len(args))})"
@@ -281,10 +297,11 @@ def install_clock(conn: sqlite3.Connection) -> Clock:
             conn.create_function(name, narg, _keyword(target, clock))
         else:
             # Deterministic as SQLite's are (usable in indexes; constant arguments, such as
-            # 'now', computed once per statement). Without arguments registered apart, so
-            # EXPLAIN shows `date()` as date(0).
+            # 'now', computed once per statement). Without a time value registered apart,
+            # so that EXPLAIN shows `date()` as date(0), `strftime('%s')` as strftime(1).
             function = _function(name, clock)
             conn.create_function(name, narg, function, deterministic=True)
-            if name not in _TIME_VALUES:
-                conn.create_function(name, 0, function, deterministic=True)
+            if name != "timediff":
+                implicit_now = _TIME_VALUES.get(name, (0,))[0]
+                conn.create_function(name, implicit_now, function, deterministic=True)
     return clock

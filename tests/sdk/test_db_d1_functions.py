@@ -8,6 +8,9 @@
   used to shift by the machine's time zone.
 - `concat`, `concat_ws`, `string_agg`, `timediff`, `octet_length` and `unhex` run, as on D1:
   SQLite 3.40 lacks them and failed with "no such function".
+- The 'subsec' and 'ceiling' modifiers and strftime's %e %F %I %k %l %p %P %R %T %u %U %G %g
+  %V give D1's values: SQLite 3.40 gave NULL (`datetime('now', 'subsec')` was NULL).
+- `strftime(FORMAT)` without a time value is 'now' on the virtual clock: it read the real one.
 
 `python tests/sdk/test_db_d1_functions.py` records the file again from its cases.
 """
@@ -90,6 +93,10 @@ def test_the_recording_covers_each_point() -> None:
         assert sum(c["sql"].count(name) for c in CASES if c["ok"]) >= 5, name
     assert "'localtime'" in sqls
     assert "'utc'" in sqls
+    assert "'subsec'" in sqls
+    drawn = " ".join(str(c["params"]) for c in CASES)
+    for code in "eFIklpPRTuUGgV":
+        assert f"%{code}" in sqls + drawn, code
     assert any(None in c["params"] for c in CASES)
 
 
@@ -124,11 +131,14 @@ def test_a_refusal_names_the_function_the_place_and_the_fix_and_writes_nothing()
         asyncio.run(db.execute("INSERT INTO ok (at) VALUES (datetime('now'))"))
 
 
-def test_localtime_in_a_simulation_is_the_virtual_utc_time(machine_tz: str) -> None:
+def test_localtime_and_a_bare_strftime_in_a_simulation_are_the_virtual_utc_time(
+    machine_tz: str,
+) -> None:
     async def ask(_entity: Any, _args: Any, ctx: Any) -> Any:
         return await ctx.db.query_one(
             "SELECT datetime('now', 'localtime') AS local, datetime('now') AS utc, "
-            "datetime('2026-07-01 12:00', 'utc') AS shifted"
+            "datetime('2026-07-01 12:00', 'utc') AS shifted, strftime('%F %T') AS bare, "
+            "datetime('now', '+1.5 seconds', 'subsec') AS subsec"
         )
 
     domain = Domain("TzAsk", {"ask": ask})
@@ -145,6 +155,8 @@ def test_localtime_in_a_simulation_is_the_virtual_utc_time(machine_tz: str) -> N
         "local": "2026-01-01 00:00:00",
         "utc": "2026-01-01 00:00:00",
         "shifted": "2026-07-01 12:00:00",
+        "bare": "2026-01-01 00:00:00",
+        "subsec": "2026-01-01 00:00:01.500",
     }
 
 
