@@ -16,6 +16,9 @@ context), what freezegun says under `freeze_time`, and the real clock otherwise:
 simulation ctx.db's 'now' is plain SQLite's. 'now' stays the same within one statement, as in
 SQLite: the first read is kept until the handle runs its next statement (`Clock.reset`).
 
+What D1's newer SQLite understands and this one may not ('subsec', strftime's %F and
+others) is computed by `_db_dates` instead.
+
 A Worker runs in UTC: on Cloudflare the 'localtime' and 'utc' modifiers change nothing, so
 here they change nothing either, whatever the machine's time zone (SQLite's own read TZ).
 
