@@ -24,6 +24,8 @@ from types import TracebackType
 from typing import Any, Literal
 
 from awf_sim.errors import DatabaseError
+from awf_sim.sdk._db_clock import Clock
+from awf_sim.sdk._db_functions import install_functions
 from awf_sim.sdk._db_sql import (
     _CLOSED,
     _HAS_RETURNING,
@@ -256,6 +258,7 @@ class DatabaseHandle:
             and pool.give(conn, session)  # refused when the pool is full
         )
         if not given:
+            session.clock.conn = None  # the connection's functions hold the clock
             conn.close()
 
     def __enter__(self) -> DatabaseHandle:
@@ -276,7 +279,8 @@ class DatabaseHandle:
 
     def _error(self, exc: BaseException, sql: str | None) -> DatabaseError:
         session = self._session
-        return DatabaseError(session.take_denied() or str(exc), sql, session.label())
+        why = session.take_denied() or session.clock.take_refused() or str(exc)
+        return DatabaseError(why, sql, session.label())
 
     def _run(self, sql: str, params: Params) -> _Outcome:
         if type(sql) is not str:
@@ -285,7 +289,9 @@ class DatabaseHandle:
                 None,
                 self._session.label(),
             )
-        self._clock.now = None  # 'now' is read again for each statement
+        clock = self._clock
+        clock.now = None  # 'now' is read again for each statement
+        clock.sql, clock.params = sql, params
         kind = _statement_kind(sql)
         if kind is not None:
             if kind is DDL:
@@ -310,7 +316,8 @@ class DatabaseHandle:
             if not _needs_encoding(params):
                 raise self._error(exc, sql) from exc
         try:
-            return self._conn.execute(sql, _encode_params(params))
+            clock.params = params = _encode_params(params)
+            return self._conn.execute(sql, params)
         except (sqlite3.Error, OverflowError, TypeError, ValueError) as exc:
             raise self._error(exc, sql) from exc
 
@@ -349,10 +356,13 @@ class DatabaseHandle:
             conn = self._conn
             conn.set_authorizer(None)
             _drop_triggers(conn)
+            clock = session.clock
+            clock.sql, clock.params = sql, params
             try:
                 conn.set_authorizer(session.authorize)
                 return conn.execute(sql, params)
             finally:
+                clock.schema_changed()
                 conn.set_authorizer(None)
                 _install_triggers(conn)
                 conn.set_authorizer(session.authorize)
@@ -408,12 +418,15 @@ class DatabaseHandle:
             values = _encode_row(row.values())
         except (TypeError, ValueError) as exc:
             raise DatabaseError(f"insert into {table}: {exc}", None, self._session.label()) from exc
-        self._clock.now = None
+        clock = self._clock
+        clock.now = None
+        clock.sql, clock.params = sql, values
         try:
             cursor = self._conn.execute(sql, values)
         except sqlite3.OperationalError as exc:
             if not (self._auto_schema and self._evolve_schema(table, row, str(exc))):
                 raise self._error(exc, sql) from exc
+            clock.sql, clock.params = sql, values  # the schema grew: the same statement again
             try:
                 cursor = self._conn.execute(sql, values)
             except (sqlite3.Error, OverflowError) as again:
@@ -479,6 +492,8 @@ class Database:
         self.auto_schema = auto_schema
         conn = sqlite3.connect(":memory:", isolation_level=None)
         try:
+            # D1's functions, for a schema that uses them (a view, a generated column).
+            install_functions(conn, Clock())
             try:
                 conn.executescript(schema)
             except sqlite3.Error as exc:

@@ -22,6 +22,7 @@ from awf_sim.dsl._identity import MAX_SAFE_INTEGER
 from awf_sim.errors import DatabaseError
 from awf_sim.sdk._db_clock import Clock, install_clock
 from awf_sim.sdk._db_d1 import d1_refusal
+from awf_sim.sdk._db_functions import install_functions
 from awf_sim.sdk._effects import current_step
 
 Params = Sequence[Any] | Mapping[str, Any]
@@ -462,6 +463,7 @@ def _open_session(conn: sqlite3.Connection) -> _Session:
     session = _Session()
     conn.create_function("_awf_step", 0, session.label)
     session.clock = install_clock(conn)
+    install_functions(conn, session.clock)
     return session
 
 

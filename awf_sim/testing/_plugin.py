@@ -1,7 +1,8 @@
 """The pytest plugin (entry point `pytest11: awf_sim`).
 
 - fixtures `create_test_workflow` (a factory whose test workflows are closed after the test),
-  `sim` (a fresh Simulator) and `awf_seed`;
+  `sim` (a fresh Simulator in the world the flow file of its workflows declares) and
+  `awf_seed`;
 - option `--awf-seed N|random` (default 0), the seed the fixtures use, shown in the header;
 - on failure, a report section per test workflow the test created or ran: its status, the
   tail of its timeline, unmatched selectors and the seed that reproduces it (under @given,
@@ -10,7 +11,9 @@
 - `import workers` (Cloudflare's SDK) answered with the simulator's stand-ins, so a workflow
   class written for Cloudflare imports in tests (`awf_sim.sdk.install_workers_stand_in`).
 
-awf_sim is imported lazily: only a session that uses it pays for it.
+Loading the plugin imports awf_sim.testing, where it lives, and so awf_sim's engine (about
+0.3 s, in every session where awf is installed); Hypothesis, httpx, pydantic and freezegun
+only when a test uses them.
 """
 
 from __future__ import annotations
@@ -115,10 +118,16 @@ def create_test_workflow(
 @pytest.fixture
 def sim(request: pytest.FixtureRequest, awf_seed: int) -> Iterator[Simulator]:
     """A fresh Simulator seeded with --awf-seed, closed after the test; a failing test's
-    report shows its instances' timelines and the seed."""
-    from awf_sim.engine._simulator import Simulator
+    report shows its instances' timelines and the seed.
 
-    with Simulator(seed=awf_seed) as simulator:
+    Its ctx.db, ctx.http and ctx.ai are the `DATABASE`, `HTTP` and `AI` the flow file of the
+    workflows the test creates (or registers) on it declares, as under `awf-sim run` and
+    `create_test_workflow`; none declared, an empty database. Seed or read `sim.db` after
+    the first `sim.create(...)`. Flow files that declare different ones cannot share it;
+    for another world, build your own `Simulator(db=...)`."""
+    from awf_sim.testing._fixture_sim import FixtureSimulator
+
+    with FixtureSimulator(seed=awf_seed) as simulator:
         request.node.stash.setdefault(_SIMS, []).append(simulator)
         yield simulator
 

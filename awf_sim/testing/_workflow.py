@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Protocol, Self, overload
 
+from awf_sim.dsl._domain import Domain
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
 from awf_sim.dsl._texts import as_sent
@@ -97,9 +98,11 @@ def flow_defaults(workflow: Any) -> dict[str, Any]:
     if scope is None:
         module = sys.modules.get(getattr(workflow, "__module__", "") or "")
         scope = vars(module) if module is not None else {}
+    http = scope.get("HTTP")
     return {
         "db": scope.get("DATABASE"),
-        "http": scope.get("HTTP"),
+        # A Domain named HTTP is the flow's own, not what ctx.http reaches (as load_flow).
+        "http": None if isinstance(http, Domain) else http,
         "ai": ai_provider(scope.get("AI")),
     }
 

@@ -7,8 +7,9 @@ d1_authorizer.json. Before, SQLite ran every refused one here: `PRAGMA journal_m
 `CREATE TEMP TABLE`, `SELECT sqlite_version()` passed in the simulator and failed on Cloudflare.
 
 Left out of the recording: functions newer than this Python's SQLite (3.40: timediff,
-octet_length, unhex, concat, string_agg), which D1 runs and SQLite here does not know, and
-values that are not deterministic ('now', random()).
+octet_length, unhex, concat, string_agg) and 'now' where a value must be deterministic, both in
+d1_functions.json (test_db_d1_functions.py), and values that are not deterministic ('now',
+random()).
 """
 
 from __future__ import annotations
