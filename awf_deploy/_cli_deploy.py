@@ -21,6 +21,7 @@ from ._bundle import (
 )
 from ._cli_base import (
     _FLAG,
+    _RUN,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -35,6 +36,7 @@ from ._cli_base import (
     _client,
     _err,
     _exit,
+    _fail,
     _handled,
     _interactive,
     _json,
@@ -294,7 +296,7 @@ def push_command(
 
     def finish(code: int) -> NoReturn:
         if json_out:
-            _json(result)
+            _json(result, ok=code == EXIT_OK)
         _exit(code)
 
     with _handled():
@@ -347,7 +349,11 @@ def push_command(
                                 f"    replay: awf-sim chaos {flow} --workflow {violation.workflow}"
                                 f" {which} --replay {violation.replay}{budget}"
                             )
-                _err("awf-deploy: refusing to push; fix the flow, or pass --no-verify")
+                _fail(
+                    "Violations",
+                    f"refusing to push: chaos found {len(violations)} violation(s); fix the "
+                    "flow, or pass --no-verify",
+                )
                 finish(EXIT_FAILED)
         _err(f"awf-deploy: reading the account's state of {bundle.name!r} ...")
         d1 = None
@@ -355,7 +361,7 @@ def push_command(
             try:
                 d1 = plan_d1(client, database_name_for(bundle.name), flow_migrations(loaded))
             except ProvisionError as exc:
-                _err(f"awf-deploy: {exc}")
+                _fail(type(exc).__name__, str(exc))
                 finish(EXIT_FAILED)
             if d1.database_id is not None:
                 bundle = make(d1.database_id)
@@ -386,10 +392,11 @@ def push_command(
             _err(f"awf-deploy: warning: takeover: {takeover}")
         if gate is not None and gate.stranded and not allow_divergence:
             names = ", ".join(r.workflow for r in gate.stranded)
-            _err(
-                f"awf-deploy: refusing to push: the new code drops workflow(s) {names} while "
+            _fail(
+                "Stranded",
+                f"refusing to push: the new code drops workflow(s) {names} while "
                 "instances of them still run; keep them in the flow until those end, or pass "
-                "--allow-divergence"
+                "--allow-divergence",
             )
             finish(EXIT_FAILED)
         if gate is not None and gate.stranded:
@@ -406,10 +413,11 @@ def push_command(
                         f"--out h.json && awf-sim replay {flow} h.json"
                     )
             if not allow_divergence:
-                _err(
-                    f"awf-deploy: refusing to push: {len(gate.divergent)} running instance(s) "
+                _fail(
+                    "Divergence",
+                    f"refusing to push: {len(gate.divergent)} running instance(s) "
                     "would run the new code differently from their history; keep the old step "
-                    "names (context, args) for them, or pass --allow-divergence"
+                    "names (context, args) for them, or pass --allow-divergence",
                 )
                 finish(EXIT_FAILED)
             _err("awf-deploy: warning: --allow-divergence: pushing over diverging instances")
@@ -423,14 +431,16 @@ def push_command(
             finish(EXIT_OK)
         if not yes:
             if not _interactive():
-                _err("awf-deploy: refusing to push: not a terminal, nobody to confirm; pass --yes")
+                _fail(
+                    "UsageError", "refusing to push: not a terminal, nobody to confirm; pass --yes"
+                )
                 result["aborted"] = True
                 finish(EXIT_USAGE)
             question = "Push these changes?"
             if plan.takeovers:
                 question = "Push these changes, taking over what another deploy made (above)?"
             if not typer.confirm(question, err=True):
-                _err("awf-deploy: aborted; nothing was sent")
+                _fail("Aborted", "aborted; nothing was sent")
                 result["aborted"] = True
                 finish(EXIT_FAILED)
         api_key = new_api_key() if plan.new_api_key else None
@@ -443,7 +453,16 @@ def push_command(
         if api_key is not None and any(c.kind == "script" for c in report.done):
             result.update(_deliver_key(api_key, key_file, bundle.name, json_out))
         if report.error is not None:
-            _err(f"awf-deploy: {report.error}")
+            error = report.error
+            _fail(
+                type(error).__name__,
+                error.message,
+                error.hint,
+                status=error.status,
+                codes=list(error.codes),
+            )
+        elif "api_key_file_error" in result:
+            _RUN.error = {"kind": "KeyFileError", "message": result["api_key_file_error"]}
         finish(EXIT_OK if report.ok and "api_key_file_error" not in result else EXIT_FAILED)
 
 
@@ -584,13 +603,16 @@ def key(
                 "at once.",
                 err=True,
             ):
-                _err("awf-deploy: aborted; the API key was not changed")
+                _fail("Aborted", "aborted; the API key was not changed")
                 _exit(EXIT_FAILED)
         secret = new_api_key()
         _err(f"awf-deploy: uploading script {bundle.name!r} with a new API key ...")
         upload(client, bundle, secret)
     delivered = _deliver_key(secret, key_file, bundle.name, json_out)
+    failed = "api_key_file_error" in delivered
+    if failed:
+        _RUN.error = {"kind": "KeyFileError", "message": delivered["api_key_file_error"]}
     if json_out:
-        _json({"script": bundle.name, "rotated": True, **delivered})
-    if "api_key_file_error" in delivered:
+        _json({"script": bundle.name, "rotated": True, **delivered}, ok=not failed)
+    if failed:
         _exit(EXIT_FAILED)

@@ -25,6 +25,7 @@ from ._cli_base import (
     UrlOpt,
     _client,
     _exit,
+    _fail,
     _handled,
     _json,
     _json_arg,
@@ -186,8 +187,16 @@ def status(
                 }
             )
         result["workflows"] = rows
+    missing = name is not None and not result["script"]["deployed"] and not rows
+    if missing:
+        _fail(
+            "NotFoundError",
+            f"script {name!r} is not deployed and no workflow on the account runs on it",
+            f"`awf-deploy push FLOW.py --name {name}` deploys it; `awf-deploy status` lists "
+            "what is deployed on the account.",
+        )
     if json_out:
-        _json(result)
+        _json(result, ok=not missing)
     else:
         info = result.get("script")
         if info is not None:
@@ -206,7 +215,7 @@ def status(
             tally: dict[str, int] = row["instances"] or {}
             busy = ", ".join(f"{k} {v}" for k, v in tally.items() if v) or "no instances"
             _out(f"workflow {row['name']}: {row['class']} of {row['script']!r}; {busy}")
-    if name is not None and not result["script"]["deployed"] and not rows:
+    if missing:
         _exit(EXIT_FAILED)
 
 
@@ -251,7 +260,13 @@ def _print_worker(base_url: str, info: dict[str, Any], json_out: bool) -> None:
 def trigger(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     params: Annotated[
-        str | None, typer.Option("--params", metavar="JSON", help="The instance's params, as JSON.")
+        str | None,
+        typer.Option(
+            "--params",
+            metavar="JSON",
+            help="The instance's params: any JSON value, the event payload its workflow gets "
+            "(Cloudflare's API takes any; --flow checks it against the declared input type).",
+        ),
     ] = None,
     id: Annotated[
         str | None, typer.Option("--id", metavar="ID", help="Instance id (default: random).")
