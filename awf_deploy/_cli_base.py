@@ -31,7 +31,6 @@ from .cloudflare import (
     ConfigError,
     NotFoundError,
 )
-from .cloudflare._wire import _ROUTING_CODES  # "no route": the account id is what is wrong
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -131,6 +130,8 @@ _WORKFLOW_NOT_FOUND = 10200
 
 # The Cloudflare API paths of one instance, and of starting one (to tailor an error's hint).
 _INSTANCE_PATH = re.compile(r"/workflows/([^/]+)/instances/[^/]+")
+# A list of the account's workflows or D1 databases: only a wrong account makes it a 404.
+_ACCOUNT_LIST_PATH = re.compile(r"^/accounts/[^/]+/(workflows|d1/database)$")
 _NEW_INSTANCE_PATH = re.compile(r"^POST .*/workflows/[^/]+/instances$")
 
 
@@ -237,8 +238,14 @@ def _handled() -> Iterator[None]:
 def _not_found_hint(exc: NotFoundError) -> str | None:
     """Where to look for what was not found; None keeps the error's own hint (an account
     that is not found names the variable to check)."""
-    if _ROUTING_CODES.intersection(exc.codes):
+    if exc.routing:
         return None
+    if _ACCOUNT_LIST_PATH.search(exc.path or ""):
+        # What `status` itself reads: pointing at it would send the user round in a circle.
+        return (
+            f"the account's own list is not found: check the account id ({ACCOUNT_ID_ENV} or "
+            "--account-id)."
+        )
     instance_of = _INSTANCE_PATH.search(exc.path or "")
     if instance_of is not None and _WORKFLOW_NOT_FOUND not in exc.codes:
         return (

@@ -57,6 +57,12 @@ _STATUS_ACTIONS: Final = get_args(InstanceStatusAction)
 # 7000/7003 mean "no route": a 404 carrying them points at a wrong account id, not at a
 # missing script or workflow, so get_script/get_workflow must not read it as "absent".
 _ROUTING_CODES: Final = frozenset({7000, 7003})
+# Cloudflare's API answers JSON, errors included: an HTML page (a 404, a 200 login page) comes
+# from something else at the configured address.
+_NOT_THE_API: Final = (
+    f"Cloudflare's API answers JSON, so something else answered: check {BASE_URL_ENV} "
+    f"(unset, it is {DEFAULT_BASE_URL}) and any proxy in between."
+)
 
 _CODE_HINTS: Final[Mapping[int, str]] = {
     1000: (

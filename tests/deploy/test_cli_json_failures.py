@@ -198,3 +198,72 @@ def test_trigger_with_flow_refuses_a_list_for_a_typed_input(cli_env: Any) -> Non
 def test_trigger_help_says_params_take_any_json_value() -> None:
     shown = " ".join(run("trigger", "--help").stdout.split())
     assert "any JSON value" in shown
+
+
+# -- an address that is not Cloudflare's API ------------------------------------------------------
+
+HTML = b"<html><body><h1>Not Found</h1></body></html>"
+
+
+@pytest.fixture
+def answers(monkeypatch: pytest.MonkeyPatch) -> list[httpx.Response]:
+    """The CLI's client talking to a fake server that gives these answers, the last one for
+    every later request."""
+    import awf_deploy.cli
+
+    queued: list[httpx.Response] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return queued.pop(0) if len(queued) > 1 else queued[0]
+
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "t" * 40)
+    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "023e105f4ecef8ad9ca31a8372d0c353")
+    monkeypatch.setitem(awf_deploy.cli._CLIENT_OPTIONS, "transport", httpx.MockTransport(handle))
+    monkeypatch.setitem(awf_deploy.cli._CLIENT_OPTIONS, "sleep", lambda seconds: None)
+    return queued
+
+
+def error_and_hint(result: Result) -> tuple[str, str]:
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if "retrying in" not in ln]
+    errors = [ln for ln in lines if ln.startswith("awf-deploy: ")]
+    hints = [ln for ln in lines if ln.startswith("  hint: ")]
+    assert len(errors) == 1, result.stderr
+    assert len(hints) == 1, result.stderr
+    return errors[0], hints[0]
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_an_html_page_at_the_api_address_names_the_base_url(
+    answers: list[httpx.Response], status: int
+) -> None:
+    answers.append(httpx.Response(status, content=HTML, headers={"content-type": "text/html"}))
+    result = run("status")
+    assert result.exit_code == 1
+    _, hint = error_and_hint(result)
+    assert "CLOUDFLARE_API_BASE_URL" in hint
+    assert "awf-deploy status" not in hint  # the command that just failed is no way out
+
+
+def test_an_html_404_is_not_a_script_that_does_not_exist(answers: list[httpx.Response]) -> None:
+    # Read as "absent", every script and workflow would be planned as new and a push
+    # --dry-run would show a plan of an account it never read.
+    answers.append(httpx.Response(404, content=HTML, headers={"content-type": "text/html"}))
+    result = run("status", "--name", "shop")
+    assert result.exit_code == 1
+    assert "not deployed" not in result.stdout
+    error, hint = error_and_hint(result)
+    assert "script 'shop'" in error
+    assert "CLOUDFLARE_API_BASE_URL" in hint
+
+
+def test_a_404_of_the_account_s_workflow_list_points_at_the_account_id(
+    answers: list[httpx.Response],
+) -> None:
+    body = {"success": False, "errors": [{"code": 10000, "message": "not found"}], "result": None}
+    answers.append(httpx.Response(404, json=body))
+    result = run("status")
+    assert result.exit_code == 1
+    _, hint = error_and_hint(result)
+    assert "CLOUDFLARE_ACCOUNT_ID" in hint
+    assert "awf-deploy status" not in hint
