@@ -101,7 +101,8 @@ class _Session:
             raise ConfigError(
                 f"The Cloudflare account id is malformed ({len(account_id)} characters; "
                 "expected up to 32 letters and digits).",
-                hint=f"Set {ACCOUNT_ID_ENV} to the 32-character id shown on the dashboard.",
+                hint=f"Set {ACCOUNT_ID_ENV} (or --account-id) to the 32-character id shown "
+                "on the dashboard (Workers & Pages overview).",
             )
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
