@@ -8,12 +8,12 @@ import logging
 import re
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn
+from contextlib import contextmanager, redirect_stdout
+from typing import IO, Annotated, Any, NoReturn
 
 import typer
 
-from awf_sim.cli import Group, show_version
+from awf_sim.cli import Command, Group, show_version
 from awf_sim.errors import ProcessDied
 from awf_sim.flow import FlowError, FlowFile, load_flow, parse_json
 
@@ -47,6 +47,11 @@ class _Run:
         self.json_out = json_out
         self.printed = False
         self.error: dict[str, Any] | None = None
+        # The command's own stdout, while the flow's prints go to stderr (_DeployCommand).
+        self.stdout: IO[str] | None = None
+        # What the command found before it failed (push: verified, violations, plan), for the
+        # object a failure prints.
+        self.found: dict[str, Any] = {}
 
 
 _RUN = _Run()
@@ -95,7 +100,7 @@ class _DeployGroup(Group):
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             if code != EXIT_OK and _RUN.json_out and not _RUN.printed:
-                _json({}, ok=False)
+                _json(_RUN.found, ok=False)
             raise
         finally:
             _CLIENT_LOGGER.removeHandler(notices)
@@ -104,6 +109,17 @@ class _DeployGroup(Group):
     def failed(self, kind: str, line: str, code: int) -> NoReturn:
         _RUN.error = {"kind": kind, "message": line}
         super().failed(kind, line, code)
+
+
+class _DeployCommand(Command):
+    """An awf-deploy command: what the flow's own code prints (at import, in the chaos and
+    replay runs of push) goes to stderr, so stdout holds only the command's result (with
+    --json, the one JSON object)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        _RUN.stdout = sys.stdout
+        with redirect_stdout(sys.stderr):
+            return super().invoke(ctx)
 
 
 app = typer.Typer(
@@ -168,7 +184,7 @@ def _err(text: str) -> None:
 
 
 def _out(text: str = "") -> None:
-    typer.echo(text)
+    typer.echo(text, file=_RUN.stdout or sys.stdout)
 
 
 def _json(payload: dict[str, Any], ok: bool = True) -> None:
@@ -177,7 +193,7 @@ def _json(payload: dict[str, Any], ok: bool = True) -> None:
     if not ok:
         out["error"] = _RUN.error or {"kind": "Failed", "message": "see stderr"}
     _RUN.printed = True
-    sys.stdout.write(json.dumps(out, ensure_ascii=False, default=str) + "\n")
+    (_RUN.stdout or sys.stdout).write(json.dumps(out, ensure_ascii=False, default=str) + "\n")
 
 
 def _fail(kind: str, message: str, *hints: str | None, **details: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from awf_sim.cli import DEFAULT_CPU_MS, Command
+from awf_sim.cli import DEFAULT_CPU_MS
 
 from ._bundle import (
     MAIN_MODULE,
@@ -34,6 +34,7 @@ from ._cli_base import (
     NameOpt,
     PublicOpt,
     _client,
+    _DeployCommand,
     _err,
     _exit,
     _fail,
@@ -69,7 +70,7 @@ from .cloudflare import AuthError, CloudflareClient
 # -- build ---------------------------------------------------------------------------------------
 
 
-@app.command(cls=Command)
+@app.command(cls=_DeployCommand)
 def build(
     flow: FlowArg,
     out: Annotated[
@@ -238,7 +239,7 @@ def _given_d1_exists(client: CloudflareClient, bundle: Bundle) -> None:
         )
 
 
-@app.command("push", cls=Command)
+@app.command("push", cls=_DeployCommand)
 def push_command(
     flow: FlowArg,
     name: NameOpt = None,
@@ -291,8 +292,10 @@ def push_command(
     Runs chaos on the flow, plans D1, replays the running instances on the new code, shows the
     plan, then creates the database, uploads the script (with its API key), crons and
     workflows."""
-    # "verified": chaos ran and found nothing (false with --no-verify or any violation).
-    result: dict[str, Any] = {"dry_run": dry_run, "verified": not no_verify}
+    # "verified": chaos ran and found nothing (false with --no-verify, any violation, or a
+    # failure before chaos ran).
+    result: dict[str, Any] = {"dry_run": dry_run, "verified": False}
+    _RUN.found = result  # an API error on the way still reports what was found until then
 
     def finish(code: int) -> NoReturn:
         if json_out:
@@ -328,9 +331,9 @@ def push_command(
         else:
             _err(f"awf-deploy: chaos on {', '.join(loaded.workflows)} in the simulator ...")
             violations = verify(loaded, cpu_ms=cpu_ms)
+            result["verified"] = not violations
             result["violations"] = [v.to_json() for v in violations]
             if violations:
-                result["verified"] = False  # chaos ran and the flow failed it
                 # A token replays under the budget it was found with.
                 budget = f" --cpu-ms {cpu_ms}" if cpu_ms != DEFAULT_CPU_MS else ""
                 if not json_out:
@@ -469,7 +472,7 @@ def push_command(
 # -- pull and key ----------------------------------------------------------------------------------
 
 
-@app.command(cls=Command)
+@app.command(cls=_DeployCommand)
 def pull(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     instance: Annotated[str, typer.Argument(help="The instance id.")],
@@ -516,7 +519,7 @@ def pull(
     _out(f"Replay it on your current code: awf-sim replay FLOW.py {target}")
 
 
-@app.command(cls=Command)
+@app.command(cls=_DeployCommand)
 def key(
     flow: FlowArg,
     rotate: Annotated[

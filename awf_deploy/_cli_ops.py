@@ -24,6 +24,7 @@ from ._cli_base import (
     NameOpt,
     UrlOpt,
     _client,
+    _DeployCommand,
     _exit,
     _fail,
     _handled,
@@ -104,7 +105,7 @@ def _output_shape(declared: Any, output: Any) -> tuple[str | None, str | None]:
     return shape, None
 
 
-@app.command(cls=Command)
+@app.command(cls=_DeployCommand)
 def status(
     workflow: Annotated[
         str | None, typer.Argument(help="With INSTANCE: that instance's status.")
@@ -256,7 +257,7 @@ def _print_worker(base_url: str, info: dict[str, Any], json_out: bool) -> None:
         _out(f"workflow {wf.get('name')}: {wf.get('class')}{cron}")
 
 
-@app.command(cls=Command)
+@app.command(cls=_DeployCommand)
 def trigger(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     params: Annotated[
@@ -302,7 +303,7 @@ def trigger(
         _out(f"started instance {instance.id} of {workflow} ({instance.status}{as_type})")
 
 
-@app.command("send-event", cls=Command)
+@app.command("send-event", cls=_DeployCommand)
 def send_event(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     instance: Annotated[str, typer.Argument(help="The instance id.")],
@@ -347,7 +348,7 @@ def _type_name(value: Any) -> str:
 _STATUSES = ", ".join(get_args(InstanceStatus))
 
 
-@app.command(cls=Command)
+@app.command(cls=_DeployCommand)
 def instances(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     status: Annotated[
