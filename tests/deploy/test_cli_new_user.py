@@ -4,11 +4,14 @@ Cloudflare would refuse are refused in words. Each test failed before its fix.""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +158,51 @@ def test_a_push_that_fails_before_chaos_never_says_verified(
     data = json.loads(line)
     assert data["error"]["kind"] == "ConfigError"
     assert data["verified"] is False  # chaos never ran
+
+
+# -- --url at something that is not an awf Worker -----------------------------------------------
+
+
+@pytest.fixture
+def html_server() -> Iterator[Callable[[int], str]]:
+    """Local HTTP servers answering every request with an HTML page and the given status."""
+    servers: list[http.server.HTTPServer] = []
+
+    def start(status: int) -> str:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def answer(self) -> None:
+                body = b"<html><body><h1>Welcome to nginx!</h1></body></html>"
+                self.send_response(status)
+                self.send_header("content-type", "text/html")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("status", [200, 404])
+@pytest.mark.parametrize(
+    "args", [["status"], ["trigger", "wf"], ["instances", "wf"], ["send-event", "wf", "i", "t"]]
+)
+def test_a_url_that_is_no_awf_worker_says_check_the_url(
+    html_server: Callable[[int], str], status: int, args: list[str]
+) -> None:
+    result = run(*args, "--url", html_server(status))
+    assert result.exit_code == 1
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("awf-deploy: ")]
+    assert "not the awf Worker API" in line
+    assert "check --url" in line
