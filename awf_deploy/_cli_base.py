@@ -121,6 +121,16 @@ class _DeployCommand(Command):
         with redirect_stdout(sys.stderr):
             return super().invoke(ctx)
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as exc:
+            # click's parser raises "Option '--params' requires an argument" with no context,
+            # and the line then pointed at `awf-deploy --help` instead of this command's.
+            if getattr(exc, "ctx", False) is None:
+                exc.ctx = ctx  # type: ignore[attr-defined]
+            raise
+
 
 app = typer.Typer(
     cls=_DeployGroup,
@@ -303,7 +313,12 @@ def _client(account_id: str | None) -> CloudflareClient:
 
 
 def _json_arg(option: str, text: str | None) -> Any:
-    return None if text is None else parse_json(text, option)
+    """`text` parsed as JSON; bad JSON is a usage error (parse_json says it as a FlowError,
+    which --json's `kind` would report as a broken flow)."""
+    try:
+        return None if text is None else parse_json(text, option)
+    except FlowError as exc:
+        raise _UsageError(str(exc)) from None
 
 
 def _interactive() -> bool:

@@ -8,8 +8,6 @@ from typing import Annotated, Any, get_args
 
 import typer
 
-from awf_sim.cli import Command
-
 from ._bundle import (
     MAIN_MODULE,
     read_bundle_hash,
@@ -403,7 +401,7 @@ def instances(
 # -- dev -------------------------------------------------------------------------------------------
 
 
-@app.command(cls=Command)
+@app.command(cls=_DeployCommand)
 def dev(
     flow: FlowArg,
     port: Annotated[

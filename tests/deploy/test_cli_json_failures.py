@@ -267,3 +267,37 @@ def test_a_404_of_the_account_s_workflow_list_points_at_the_account_id(
     _, hint = error_and_hint(result)
     assert "CLOUDFLARE_ACCOUNT_ID" in hint
     assert "awf-deploy status" not in hint
+
+
+# -- a usage error names the command's own help, and its kind -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["trigger", "wf", "--params"], "trigger"),
+        (["instances", "wf", "--limit"], "instances"),
+        (["dev", "flow.py", "--port"], "dev"),
+    ],
+)
+def test_an_option_without_its_value_points_at_the_command_s_help(
+    args: list[str], command: str
+) -> None:
+    result = run(*args)
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"awf-deploy {command}: Option ")
+    assert line.endswith(f"see `awf-deploy {command} --help`")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["trigger", "wf", "--params", "{bad"], ["send-event", "wf", "i", "t", "--payload", "{"]],
+)
+def test_bad_json_in_an_option_is_a_usage_error_not_a_flow_error(
+    args: list[str], cli_env: Any
+) -> None:
+    data = same_as_without_json(args)
+    assert data["error"]["kind"] == "UsageError"
+    assert run(*args).exit_code == 2
+    assert cli_env.requests == []
