@@ -4,15 +4,16 @@ exit codes (`_handled`), the Cloudflare client, and the options."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn
+from contextlib import contextmanager, redirect_stdout
+from typing import IO, Annotated, Any, NoReturn
 
 import typer
 
-from awf_sim.cli import Group, show_version
+from awf_sim.cli import Command, Group, show_version
 from awf_sim.errors import ProcessDied
 from awf_sim.flow import FlowError, FlowFile, load_flow, parse_json
 
@@ -30,13 +31,109 @@ from .cloudflare import (
     ConfigError,
     NotFoundError,
 )
-from .cloudflare._wire import _ROUTING_CODES  # "no route": the account id is what is wrong
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+class _Run:
+    """What one invocation owes a script that passed --json: one JSON object on stdout, on
+    failure too. `error` is the failure `_fail` or `_handled` reported, `printed` whether the
+    command printed its own object."""
+
+    def __init__(self) -> None:
+        self.reset(json_out=False)
+
+    def reset(self, json_out: bool) -> None:
+        self.json_out = json_out
+        self.printed = False
+        self.error: dict[str, Any] | None = None
+        # The command's own stdout, while the flow's prints go to stderr (_DeployCommand).
+        self.stdout: IO[str] | None = None
+        # What the command found before it failed (push: verified, violations, plan), for the
+        # object a failure prints.
+        self.found: dict[str, Any] = {}
+
+
+_RUN = _Run()
+
+
+class _Notices(logging.Handler):
+    """The Cloudflare client's retry notices (logged as warnings) as awf-deploy's own stderr
+    lines, with the `awf-deploy: ` prefix every other line carries."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _err(f"awf-deploy: {record.getMessage()}")
+        except Exception:  # logging's own rule: a notice never ends the command
+            self.handleError(record)
+
+
+_CLIENT_LOGGER = logging.getLogger("awf_deploy.cloudflare")
+
+
+def _wants_json(argv: list[str]) -> bool:
+    return "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
+
+
+class _DeployGroup(Group):
+    """awf-deploy's Group: with --json a failure is one JSON object on stdout too
+    (`{"ok": false, "error": {"kind", "message", ...}}`), whatever failed, with the same exit
+    code and the same lines on stderr; the client's notices carry the `awf-deploy: ` prefix."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        _RUN.reset(_wants_json(argv))
+        # Only for this command: a program that uses the client keeps its own logging setup.
+        notices = _Notices(logging.WARNING)
+        propagate = _CLIENT_LOGGER.propagate
+        _CLIENT_LOGGER.addHandler(notices)
+        _CLIENT_LOGGER.propagate = False
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if code != EXIT_OK and _RUN.json_out and not _RUN.printed:
+                _json(_RUN.found, ok=False)
+            raise
+        finally:
+            _CLIENT_LOGGER.removeHandler(notices)
+            _CLIENT_LOGGER.propagate = propagate
+
+    def failed(self, kind: str, line: str, code: int) -> NoReturn:
+        _RUN.error = {"kind": kind, "message": line}
+        super().failed(kind, line, code)
+
+
+class _DeployCommand(Command):
+    """An awf-deploy command: what the flow's own code prints (at import, in the chaos and
+    replay runs of push) goes to stderr, so stdout holds only the command's result (with
+    --json, the one JSON object)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        _RUN.stdout = sys.stdout
+        with redirect_stdout(sys.stderr):
+            return super().invoke(ctx)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as exc:
+            # click's parser raises "Option '--params' requires an argument" with no context,
+            # and the line then pointed at `awf-deploy --help` instead of this command's.
+            if getattr(exc, "ctx", False) is None:
+                exc.ctx = ctx  # type: ignore[attr-defined]
+            raise
+
+
 app = typer.Typer(
-    cls=Group,
+    cls=_DeployGroup,
     name="awf-deploy",
     help="Build awf flows into Cloudflare Python Workers and push them.",
     no_args_is_help=True,
@@ -59,7 +156,9 @@ _WORKFLOW_NOT_FOUND = 10200
 
 # The Cloudflare API paths of one instance, and of starting one (to tailor an error's hint).
 _INSTANCE_PATH = re.compile(r"/workflows/([^/]+)/instances/[^/]+")
-_NEW_INSTANCE_PATH = re.compile(r"/workflows/[^/]+/instances$")
+# A list of the account's workflows or D1 databases: only a wrong account makes it a 404.
+_ACCOUNT_LIST_PATH = re.compile(r"^/accounts/[^/]+/(workflows|d1/database)$")
+_NEW_INSTANCE_PATH = re.compile(r"^POST .*/workflows/[^/]+/instances$")
 
 
 class _UsageError(Exception):
@@ -95,11 +194,29 @@ def _err(text: str) -> None:
 
 
 def _out(text: str = "") -> None:
-    typer.echo(text)
+    typer.echo(text, file=_RUN.stdout or sys.stdout)
 
 
-def _json(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
+def _json(payload: dict[str, Any], ok: bool = True) -> None:
+    """The command's one JSON object: `ok` first, and on failure the `error` reported."""
+    out: dict[str, Any] = {"ok": ok, **{k: v for k, v in payload.items() if k != "ok"}}
+    if not ok:
+        out["error"] = _RUN.error or {"kind": "Failed", "message": "see stderr"}
+    _RUN.printed = True
+    (_RUN.stdout or sys.stdout).write(json.dumps(out, ensure_ascii=False, default=str) + "\n")
+
+
+def _fail(kind: str, message: str, *hints: str | None, **details: Any) -> None:
+    """Say a failure on stderr (`awf-deploy: message`, then a `  hint:` line each) and keep it
+    for --json's object (`kind`, `message`, `hint`, `details` that are set); the caller exits."""
+    said = [h for h in hints if h]
+    _err(f"awf-deploy: {message}")
+    for hint in said:
+        _err(f"  hint: {hint}")
+    error: dict[str, Any] = {"kind": kind, "message": message}
+    if said:
+        error["hint"] = " ".join(said)
+    _RUN.error = {**error, **{k: v for k, v in details.items() if v not in (None, [])}}
 
 
 def _exit(code: int) -> NoReturn:
@@ -108,42 +225,60 @@ def _exit(code: int) -> NoReturn:
 
 @contextmanager
 def _handled() -> Iterator[None]:
-    """Every expected failure as one message on stderr and its exit code."""
+    """Every expected failure as one message on stderr (and in --json's object) and its exit
+    code."""
     try:
         yield
-    except (FlowError, BuildError, ConfigError, _UsageError, DevError, HarnessError) as exc:
-        _err(f"awf-deploy: {exc}")
-        _exit(EXIT_USAGE)
-    except NotFoundError as exc:
-        _err(f"awf-deploy: {exc}")
-        instance_of = _INSTANCE_PATH.search(exc.path or "")
-        if _ROUTING_CODES.intersection(exc.codes):
-            pass  # the account itself is not found: its hint names the variable to check
-        elif instance_of is not None and _WORKFLOW_NOT_FOUND not in exc.codes:
-            _err(
-                f"  hint: `awf-deploy instances {instance_of[1]}` lists that workflow's "
-                "instances; `awf-deploy status` lists what is deployed on the account."
-            )
-        else:
-            _err("  hint: `awf-deploy status` lists what is deployed on the account.")
-        _exit(EXIT_FAILED)
     except CloudflareError as exc:
-        _err(f"awf-deploy: {exc}")
-        if exc.status == 409 and exc.method == "POST" and _NEW_INSTANCE_PATH.search(exc.path or ""):
-            _err(
-                "  hint: an instance with this id already exists: pass another --id, or none "
+        extra = None
+        if isinstance(exc, NotFoundError):
+            extra = _not_found_hint(exc)
+        elif exc.status == 409 and _NEW_INSTANCE_PATH.search(f"{exc.method} {exc.path}"):
+            extra = (
+                "an instance with this id already exists: pass another --id, or none "
                 "for a random one (`awf-deploy status WORKFLOW ID` shows the existing one)."
             )
-        _exit(EXIT_FAILED)
+        _fail(
+            type(exc).__name__,
+            exc.message,
+            exc.hint,
+            extra,
+            status=exc.status,
+            codes=list(exc.codes),
+        )
+        _exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED)
+    except (FlowError, BuildError, _UsageError, DevError, HarnessError) as exc:
+        _fail("UsageError" if isinstance(exc, _UsageError) else type(exc).__name__, str(exc))
+        _exit(EXIT_USAGE)
     except ProcessDied as exc:  # the code under test ended the verify gate's process
-        _err(f"awf-deploy: {exc}")
+        _fail(type(exc).__name__, str(exc))
         _exit(EXIT_FAILED)
     except WorkerApiError as exc:  # NotListening too: exit 1, like a Cloudflare transport error
-        _err(f"awf-deploy: {exc}")
+        _fail(type(exc).__name__, str(exc))
         _exit(EXIT_FAILED)
     except ValueError as exc:  # the client's checks of names and ids, before any request
-        _err(f"awf-deploy: {exc}")
+        _fail("UsageError", str(exc))
         _exit(EXIT_USAGE)
+
+
+def _not_found_hint(exc: NotFoundError) -> str | None:
+    """Where to look for what was not found; None keeps the error's own hint (an account
+    that is not found names the variable to check)."""
+    if exc.routing:
+        return None
+    if _ACCOUNT_LIST_PATH.search(exc.path or ""):
+        # What `status` itself reads: pointing at it would send the user round in a circle.
+        return (
+            f"the account's own list is not found: check the account id ({ACCOUNT_ID_ENV} or "
+            "--account-id)."
+        )
+    instance_of = _INSTANCE_PATH.search(exc.path or "")
+    if instance_of is not None and _WORKFLOW_NOT_FOUND not in exc.codes:
+        return (
+            f"`awf-deploy instances {instance_of[1]}` lists that workflow's "
+            "instances; `awf-deploy status` lists what is deployed on the account."
+        )
+    return "`awf-deploy status` lists what is deployed on the account."
 
 
 def _load_flow(flow: str) -> FlowFile:
@@ -178,7 +313,12 @@ def _client(account_id: str | None) -> CloudflareClient:
 
 
 def _json_arg(option: str, text: str | None) -> Any:
-    return None if text is None else parse_json(text, option)
+    """`text` parsed as JSON; bad JSON is a usage error (parse_json says it as a FlowError,
+    which --json's `kind` would report as a broken flow)."""
+    try:
+        return None if text is None else parse_json(text, option)
+    except FlowError as exc:
+        raise _UsageError(str(exc)) from None
 
 
 def _interactive() -> bool:

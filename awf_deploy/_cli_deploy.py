@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 
-from awf_sim.cli import DEFAULT_CPU_MS, Command
+from awf_sim.cli import DEFAULT_CPU_MS
 
 from ._bundle import (
     MAIN_MODULE,
@@ -21,6 +20,7 @@ from ._bundle import (
 )
 from ._cli_base import (
     _FLAG,
+    _RUN,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -33,8 +33,10 @@ from ._cli_base import (
     NameOpt,
     PublicOpt,
     _client,
+    _DeployCommand,
     _err,
     _exit,
+    _fail,
     _handled,
     _interactive,
     _json,
@@ -44,6 +46,7 @@ from ._cli_base import (
     _warn,
     app,
 )
+from ._cli_output import _deliver_key, _key_file_ok, _print_plan, _print_report
 from ._gate import DEFAULT_LIMIT as DEFAULT_REPLAY_LIMIT
 from ._gate import pull_history, replay_running
 from ._provision import (
@@ -55,8 +58,6 @@ from ._provision import (
 )
 from ._push import (
     API_KEY_VAR,
-    Plan,
-    PushReport,
     make_plan,
     push,
     upload,
@@ -67,7 +68,7 @@ from .cloudflare import AuthError, CloudflareClient
 # -- build ---------------------------------------------------------------------------------------
 
 
-@app.command(cls=Command)
+@app.command(cls=_DeployCommand)
 def build(
     flow: FlowArg,
     out: Annotated[
@@ -129,87 +130,8 @@ def build(
 # -- push ----------------------------------------------------------------------------------------
 
 
-def _print_plan(plan: Plan) -> None:
-    marks = {"create": "+", "update": "~", "unchanged": "="}
-    _out(f"Plan for script {plan.bundle.name!r} (bundle {plan.bundle.sha256[:12]}):")
-    for change in plan.changes:
-        if change.kind in ("database", "migration"):
-            _out(f"  {marks[change.action]} {change.describe()}")
-            continue
-        label = f"{change.kind:<9} {change.target}"
-        _out(f"  {marks[change.action]} {label:<40} {change.action}: {change.detail}")
-
-
-def _print_report(report: PushReport) -> None:
-    if report.ok:
-        _out("Pushed: " + "; ".join(c.describe() for c in report.done) + ".")
-        return
-    assert report.failed is not None
-    _out("Push stopped halfway." if report.done else "Push stopped before changing anything.")
-    for change in report.done:
-        _out(f"  done:     {change.describe()}")
-    first_line = str(report.error).splitlines()[0] if report.error else ""
-    _out(f"  FAILED:   {report.failed.describe()}: {first_line}")
-    for change in report.not_done:
-        _out(f"  not done: {change.describe()}")
-    status = report.error.status if report.error is not None else None
-    if status is not None and 400 <= status < 500 and status != 429:
-        # A refusal comes back the same on a retry: the error (and its hint) says what to fix.
-        _out(
-            "Nothing else was changed. Cloudflare refused the request: fix what the error says, "
-            "then push again; it reads the account again and does only what is left."
-        )
-        return
-    _out(
-        "Nothing else was changed. Run the same push again: it reads the account again and "
-        "does only what is left."
-    )
-
-
 def _api_auth(loaded: Any, public: bool) -> str:
     return "public" if public or getattr(loaded.module, "PUBLIC_API", False) is True else "key"
-
-
-def _deliver_key(key: str, key_file: str | None, script: str, json_out: bool) -> dict[str, Any]:
-    """Hand a new API key to the user once: into `key_file`, or on stdout."""
-    if key_file is not None:
-        path = Path(key_file)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(key + "\n")
-            os.chmod(path, 0o600)
-        except OSError as exc:
-            # The key is already set on the Worker: losing it here would lock the user out.
-            _err(
-                f"awf-deploy: could not write the API key to --key-file {key_file} "
-                f"({exc.strerror or exc}); it is shown below instead"
-            )
-            return {**_deliver_key(key, None, script, json_out), "api_key_file_error": str(exc)}
-        if not json_out:
-            _out(f"The Worker's API key {API_KEY_VAR} is in {path} (it is not shown anywhere).")
-            _out(f"  use it: export {API_KEY_VAR}=$(cat {path})")
-        return {"api_key_file": str(path)}
-    if not json_out:
-        _out(f"The Worker's API key {API_KEY_VAR} (shown once; keep it, e.g. in a secret store):")
-        _out(f"  {key}")
-        _out(
-            f"  use it: export {API_KEY_VAR}=...; awf-deploy trigger WORKFLOW "
-            f"--url https://{script}.<your-subdomain>.workers.dev"
-        )
-    return {"api_key": key}
-
-
-def _key_file_ok(key_file: str | None) -> None:
-    if key_file is not None:
-        path = Path(key_file)
-        parent = path.resolve().parent
-        if not parent.is_dir():
-            raise _UsageError(f"--key-file {key_file}: folder {parent} does not exist")
-        if path.is_dir():
-            raise _UsageError(f"--key-file {key_file} is a folder; name a file in it")
-        if not os.access(path if path.exists() else parent, os.W_OK):
-            raise _UsageError(f"--key-file {key_file}: not writable; name a file you can write")
 
 
 def _given_d1_exists(client: CloudflareClient, bundle: Bundle) -> None:
@@ -236,7 +158,7 @@ def _given_d1_exists(client: CloudflareClient, bundle: Bundle) -> None:
         )
 
 
-@app.command("push", cls=Command)
+@app.command("push", cls=_DeployCommand)
 def push_command(
     flow: FlowArg,
     name: NameOpt = None,
@@ -289,12 +211,14 @@ def push_command(
     Runs chaos on the flow, plans D1, replays the running instances on the new code, shows the
     plan, then creates the database, uploads the script (with its API key), crons and
     workflows."""
-    # "verified": chaos ran and found nothing (false with --no-verify or any violation).
-    result: dict[str, Any] = {"dry_run": dry_run, "verified": not no_verify}
+    # "verified": chaos ran and found nothing (false with --no-verify, any violation, or a
+    # failure before chaos ran).
+    result: dict[str, Any] = {"dry_run": dry_run, "verified": False}
+    _RUN.found = result  # an API error on the way still reports what was found until then
 
     def finish(code: int) -> NoReturn:
         if json_out:
-            _json(result)
+            _json(result, ok=code == EXIT_OK)
         _exit(code)
 
     with _handled():
@@ -326,9 +250,9 @@ def push_command(
         else:
             _err(f"awf-deploy: chaos on {', '.join(loaded.workflows)} in the simulator ...")
             violations = verify(loaded, cpu_ms=cpu_ms)
+            result["verified"] = not violations
             result["violations"] = [v.to_json() for v in violations]
             if violations:
-                result["verified"] = False  # chaos ran and the flow failed it
                 # A token replays under the budget it was found with.
                 budget = f" --cpu-ms {cpu_ms}" if cpu_ms != DEFAULT_CPU_MS else ""
                 if not json_out:
@@ -347,7 +271,11 @@ def push_command(
                                 f"    replay: awf-sim chaos {flow} --workflow {violation.workflow}"
                                 f" {which} --replay {violation.replay}{budget}"
                             )
-                _err("awf-deploy: refusing to push; fix the flow, or pass --no-verify")
+                _fail(
+                    "Violations",
+                    f"refusing to push: chaos found {len(violations)} violation(s); fix the "
+                    "flow, or pass --no-verify",
+                )
                 finish(EXIT_FAILED)
         _err(f"awf-deploy: reading the account's state of {bundle.name!r} ...")
         d1 = None
@@ -355,7 +283,7 @@ def push_command(
             try:
                 d1 = plan_d1(client, database_name_for(bundle.name), flow_migrations(loaded))
             except ProvisionError as exc:
-                _err(f"awf-deploy: {exc}")
+                _fail(type(exc).__name__, str(exc))
                 finish(EXIT_FAILED)
             if d1.database_id is not None:
                 bundle = make(d1.database_id)
@@ -386,10 +314,11 @@ def push_command(
             _err(f"awf-deploy: warning: takeover: {takeover}")
         if gate is not None and gate.stranded and not allow_divergence:
             names = ", ".join(r.workflow for r in gate.stranded)
-            _err(
-                f"awf-deploy: refusing to push: the new code drops workflow(s) {names} while "
+            _fail(
+                "Stranded",
+                f"refusing to push: the new code drops workflow(s) {names} while "
                 "instances of them still run; keep them in the flow until those end, or pass "
-                "--allow-divergence"
+                "--allow-divergence",
             )
             finish(EXIT_FAILED)
         if gate is not None and gate.stranded:
@@ -406,10 +335,11 @@ def push_command(
                         f"--out h.json && awf-sim replay {flow} h.json"
                     )
             if not allow_divergence:
-                _err(
-                    f"awf-deploy: refusing to push: {len(gate.divergent)} running instance(s) "
+                _fail(
+                    "Divergence",
+                    f"refusing to push: {len(gate.divergent)} running instance(s) "
                     "would run the new code differently from their history; keep the old step "
-                    "names (context, args) for them, or pass --allow-divergence"
+                    "names (context, args) for them, or pass --allow-divergence",
                 )
                 finish(EXIT_FAILED)
             _err("awf-deploy: warning: --allow-divergence: pushing over diverging instances")
@@ -423,14 +353,16 @@ def push_command(
             finish(EXIT_OK)
         if not yes:
             if not _interactive():
-                _err("awf-deploy: refusing to push: not a terminal, nobody to confirm; pass --yes")
+                _fail(
+                    "UsageError", "refusing to push: not a terminal, nobody to confirm; pass --yes"
+                )
                 result["aborted"] = True
                 finish(EXIT_USAGE)
             question = "Push these changes?"
             if plan.takeovers:
                 question = "Push these changes, taking over what another deploy made (above)?"
             if not typer.confirm(question, err=True):
-                _err("awf-deploy: aborted; nothing was sent")
+                _fail("Aborted", "aborted; nothing was sent")
                 result["aborted"] = True
                 finish(EXIT_FAILED)
         api_key = new_api_key() if plan.new_api_key else None
@@ -443,14 +375,23 @@ def push_command(
         if api_key is not None and any(c.kind == "script" for c in report.done):
             result.update(_deliver_key(api_key, key_file, bundle.name, json_out))
         if report.error is not None:
-            _err(f"awf-deploy: {report.error}")
+            error = report.error
+            _fail(
+                type(error).__name__,
+                error.message,
+                error.hint,
+                status=error.status,
+                codes=list(error.codes),
+            )
+        elif "api_key_file_error" in result:
+            _RUN.error = {"kind": "KeyFileError", "message": result["api_key_file_error"]}
         finish(EXIT_OK if report.ok and "api_key_file_error" not in result else EXIT_FAILED)
 
 
 # -- pull and key ----------------------------------------------------------------------------------
 
 
-@app.command(cls=Command)
+@app.command(cls=_DeployCommand)
 def pull(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     instance: Annotated[str, typer.Argument(help="The instance id.")],
@@ -497,7 +438,7 @@ def pull(
     _out(f"Replay it on your current code: awf-sim replay FLOW.py {target}")
 
 
-@app.command(cls=Command)
+@app.command(cls=_DeployCommand)
 def key(
     flow: FlowArg,
     rotate: Annotated[
@@ -584,13 +525,16 @@ def key(
                 "at once.",
                 err=True,
             ):
-                _err("awf-deploy: aborted; the API key was not changed")
+                _fail("Aborted", "aborted; the API key was not changed")
                 _exit(EXIT_FAILED)
         secret = new_api_key()
         _err(f"awf-deploy: uploading script {bundle.name!r} with a new API key ...")
         upload(client, bundle, secret)
     delivered = _deliver_key(secret, key_file, bundle.name, json_out)
+    failed = "api_key_file_error" in delivered
+    if failed:
+        _RUN.error = {"kind": "KeyFileError", "message": delivered["api_key_file_error"]}
     if json_out:
-        _json({"script": bundle.name, "rotated": True, **delivered})
-    if "api_key_file_error" in delivered:
+        _json({"script": bundle.name, "rotated": True, **delivered}, ok=not failed)
+    if failed:
         _exit(EXIT_FAILED)

@@ -8,8 +8,6 @@ from typing import Annotated, Any, get_args
 
 import typer
 
-from awf_sim.cli import Command
-
 from ._bundle import (
     MAIN_MODULE,
     read_bundle_hash,
@@ -24,7 +22,9 @@ from ._cli_base import (
     NameOpt,
     UrlOpt,
     _client,
+    _DeployCommand,
     _exit,
+    _fail,
     _handled,
     _json,
     _json_arg,
@@ -103,7 +103,7 @@ def _output_shape(declared: Any, output: Any) -> tuple[str | None, str | None]:
     return shape, None
 
 
-@app.command(cls=Command)
+@app.command(cls=_DeployCommand)
 def status(
     workflow: Annotated[
         str | None, typer.Argument(help="With INSTANCE: that instance's status.")
@@ -186,8 +186,16 @@ def status(
                 }
             )
         result["workflows"] = rows
+    missing = name is not None and not result["script"]["deployed"] and not rows
+    if missing:
+        _fail(
+            "NotFoundError",
+            f"script {name!r} is not deployed and no workflow on the account runs on it",
+            f"`awf-deploy push FLOW.py --name {name}` deploys it; `awf-deploy status` lists "
+            "what is deployed on the account.",
+        )
     if json_out:
-        _json(result)
+        _json(result, ok=not missing)
     else:
         info = result.get("script")
         if info is not None:
@@ -206,7 +214,7 @@ def status(
             tally: dict[str, int] = row["instances"] or {}
             busy = ", ".join(f"{k} {v}" for k, v in tally.items() if v) or "no instances"
             _out(f"workflow {row['name']}: {row['class']} of {row['script']!r}; {busy}")
-    if name is not None and not result["script"]["deployed"] and not rows:
+    if missing:
         _exit(EXIT_FAILED)
 
 
@@ -247,11 +255,17 @@ def _print_worker(base_url: str, info: dict[str, Any], json_out: bool) -> None:
         _out(f"workflow {wf.get('name')}: {wf.get('class')}{cron}")
 
 
-@app.command(cls=Command)
+@app.command(cls=_DeployCommand)
 def trigger(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     params: Annotated[
-        str | None, typer.Option("--params", metavar="JSON", help="The instance's params, as JSON.")
+        str | None,
+        typer.Option(
+            "--params",
+            metavar="JSON",
+            help="The instance's params: any JSON value, the event payload its workflow gets "
+            "(Cloudflare's API takes any; --flow checks it against the declared input type).",
+        ),
     ] = None,
     id: Annotated[
         str | None, typer.Option("--id", metavar="ID", help="Instance id (default: random).")
@@ -287,7 +301,7 @@ def trigger(
         _out(f"started instance {instance.id} of {workflow} ({instance.status}{as_type})")
 
 
-@app.command("send-event", cls=Command)
+@app.command("send-event", cls=_DeployCommand)
 def send_event(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     instance: Annotated[str, typer.Argument(help="The instance id.")],
@@ -332,7 +346,7 @@ def _type_name(value: Any) -> str:
 _STATUSES = ", ".join(get_args(InstanceStatus))
 
 
-@app.command(cls=Command)
+@app.command(cls=_DeployCommand)
 def instances(
     workflow: Annotated[str, typer.Argument(help="The workflow's name.")],
     status: Annotated[
@@ -387,7 +401,7 @@ def instances(
 # -- dev -------------------------------------------------------------------------------------------
 
 
-@app.command(cls=Command)
+@app.command(cls=_DeployCommand)
 def dev(
     flow: FlowArg,
     port: Annotated[

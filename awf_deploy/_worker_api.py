@@ -180,10 +180,11 @@ class WorkerApi:
             body = None
         if response.is_success and isinstance(body, dict):
             return body
-        if response.is_success:
+        if response.is_success or (response.status_code == 404 and body is None):
+            # The awf front answers JSON, its 404s too: a page is some other server's.
             raise WorkerApiError(
                 f"{method} {self.base_url}{path}: not the awf Worker API "
-                f"(HTTP {response.status_code}, not a JSON object)",
+                f"(HTTP {response.status_code}, not a JSON object): {self._url_hint()}",
                 response.status_code,
             )
         detail = body.get("error") if isinstance(body, dict) else None
@@ -194,6 +195,17 @@ class WorkerApi:
             hint = f" (set {API_KEY_ENV} to the Worker's key)"
         raise WorkerApiError(
             f"{method} {path}: HTTP {response.status_code}: {detail}{hint}", response.status_code
+        )
+
+    def _url_hint(self) -> str:
+        if self.base_url == LOCAL_URL:
+            return (
+                f"something else listens on {LOCAL_URL}: stop it, or run `awf-deploy dev "
+                "FLOW.py --port N` and pass --url http://127.0.0.1:N"
+            )
+        return (
+            "check --url: the Worker's base URL, as `awf-deploy dev` prints it or "
+            "https://SCRIPT.SUBDOMAIN.workers.dev"
         )
 
 

@@ -3,7 +3,8 @@ Parses and prints only.
 
 Exit codes: 0 success, 1 a failure (violations, an API error, a refused push), 2 bad usage or
 input (a flow that cannot be loaded, invalid JSON, missing credentials). Results go to stdout
-(one JSON object with --json), progress and errors to stderr. The API token is read from
+(with --json one JSON object, on failure too: `"ok": false` and its `"error"`), progress and
+errors to stderr, each line starting with `awf-deploy`. The API token is read from
 CLOUDFLARE_API_TOKEN only (a flag would leave it in shell history) and never printed.
 
 `trigger`, `send-event`, `instances` and `status` talk to the Cloudflare API, or with `--local`

@@ -76,16 +76,20 @@ class Group(_ReadableHelp, TyperGroup):
                 ctx = getattr(exc, "ctx", None)
                 where = ctx.command_path if ctx is not None else (self.name or "awf")
                 message = " ".join(exc.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
-                typer.echo(f"{where}: {message}; see `{where} --help`", err=True)
-                sys.exit(EXIT_USAGE)
+                self.failed("UsageError", f"{where}: {message}; see `{where} --help`", EXIT_USAGE)
             if "ClickException" in kinds:
                 exc.show()  # type: ignore[attr-defined]
                 sys.exit(exc.exit_code)  # type: ignore[attr-defined]
             if "Abort" in kinds:
-                typer.echo("Aborted!", err=True)
-                sys.exit(EXIT_FAILED)
+                self.failed("Aborted", "Aborted!", EXIT_FAILED)
             raise
         sys.exit(code if isinstance(code, int) else 0)
+
+    def failed(self, kind: str, line: str, code: int) -> NoReturn:
+        """A failure click found before the command ran (`kind`: UsageError or Aborted): its
+        one line on stderr, then exit. awf-deploy also gives it to --json (its own Group)."""
+        typer.echo(line, err=True)
+        sys.exit(code)
 
 
 def show_version(prog: str) -> NoReturn:

@@ -36,7 +36,6 @@ from ._wire import (
     _D1_READ,
     _D1_WRITE,
     _MAX_PAGES,
-    _ROUTING_CODES,
     _SCRIPT_NAME,
     _SCRIPTS_READ,
     _SCRIPTS_WRITE,
@@ -164,7 +163,7 @@ class CloudflareClient(_Session):
             # The download is the raw upload, not an envelope, so ask for anything.
             response = self._send(call, headers={"Accept": "*/*"})
         except NotFoundError as exc:
-            if _ROUTING_CODES.intersection(exc.codes):
+            if exc.routing:
                 raise
             return None
         content_type = response.headers.get("content-type", "application/octet-stream")

@@ -110,7 +110,16 @@ class AuthError(CloudflareError):
 
 
 class NotFoundError(CloudflareError):
-    """404: the script, workflow or instance does not exist (or the account id is wrong)."""
+    """404: the script, workflow or instance does not exist (or the account id is wrong).
+
+    ``routing``: the 404 says the way there is wrong, not the thing asked for: Cloudflare's
+    "no route" codes (a wrong account id), or a body that is no JSON (something other than
+    Cloudflare's API answered: a wrong ``CLOUDFLARE_API_BASE_URL``). It says the same of
+    anything, so it never means "absent"."""
+
+    def __init__(self, message: str, *, routing: bool = False, **details: Unpack[_Details]) -> None:
+        super().__init__(message, **details)
+        self.routing = routing
 
 
 class RateLimitedError(CloudflareError):

@@ -39,6 +39,8 @@ from ._wire import (
     _ACCOUNT_ID,
     _CODE_HINTS,
     _MAX_PAGES,
+    _NOT_JSON,
+    _NOT_THE_API,
     _PER_PAGE,
     _ROUTING_CODES,
     _TOKENS_PAGE,
@@ -99,7 +101,8 @@ class _Session:
             raise ConfigError(
                 f"The Cloudflare account id is malformed ({len(account_id)} characters; "
                 "expected up to 32 letters and digits).",
-                hint=f"Set {ACCOUNT_ID_ENV} to the 32-character id shown on the dashboard.",
+                hint=f"Set {ACCOUNT_ID_ENV} (or --account-id) to the 32-character id shown "
+                "on the dashboard (Workers & Pages overview).",
             )
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
@@ -419,12 +422,16 @@ class _Session:
             )
             return AuthError(message, permission=call.permission, hint=" ".join(hints), **common)
         if status == 404:
-            if codes & _ROUTING_CODES:
+            routing = bool(codes & _ROUTING_CODES)
+            if routing:
                 hints.append(
                     f"Cloudflare found no such route: check the account id ({ACCOUNT_ID_ENV} or "
                     "--account-id)."
                 )
-            return NotFoundError(message, hint=" ".join(hints) or None, **common)
+            elif _json(response) is _NOT_JSON:
+                routing = True
+                hints.append(_NOT_THE_API)
+            return NotFoundError(message, hint=" ".join(hints) or None, routing=routing, **common)
         if status == 429:
             retry_after = _parse_retry_after(response.headers.get("retry-after"))
             wait = f" Cloudflare asks to wait {retry_after:g} s." if retry_after else ""
@@ -460,6 +467,7 @@ class _Session:
                 f"{_cap(call.what)}: unexpected answer from Cloudflare ({why}) "
                 f"({call.method} {call.path}; HTTP {response.status_code})"
             ),
+            hint=_NOT_THE_API if _json(response) is _NOT_JSON else None,
             status=response.status_code,
             method=call.method,
             path=call.path,
@@ -500,7 +508,7 @@ class _Session:
         try:
             return self._result(call, model)
         except NotFoundError as exc:
-            if _ROUTING_CODES.intersection(exc.codes):
+            if exc.routing:
                 raise
             return None
 

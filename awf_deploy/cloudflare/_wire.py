@@ -57,6 +57,12 @@ _STATUS_ACTIONS: Final = get_args(InstanceStatusAction)
 # 7000/7003 mean "no route": a 404 carrying them points at a wrong account id, not at a
 # missing script or workflow, so get_script/get_workflow must not read it as "absent".
 _ROUTING_CODES: Final = frozenset({7000, 7003})
+# Cloudflare's API answers JSON, errors included: an HTML page (a 404, a 200 login page) comes
+# from something else at the configured address.
+_NOT_THE_API: Final = (
+    f"Cloudflare's API answers JSON, so something else answered: check {BASE_URL_ENV} "
+    f"(unset, it is {DEFAULT_BASE_URL}) and any proxy in between."
+)
 
 _CODE_HINTS: Final[Mapping[int, str]] = {
     1000: (
@@ -157,11 +163,23 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+# The name rules in words, for a user who does not read regular expressions, and an example.
+_NAME_RULES: Final[Mapping[re.Pattern[str], tuple[str, str]]] = {
+    _WORKFLOW_NAME: ("letters, digits, '-' and '_', not '-' first", "order-1"),
+    _SCRIPT_NAME: ("lower-case letters, digits, '-' and '_', not '-' first", "my-shop"),
+    _D1_NAME: ("lower-case letters, digits, '-' and '_', not '-' or '_' first", "my-shop-db"),
+}
+
+
 def _check_name(kind: str, value: str, pattern: re.Pattern[str], max_len: int) -> None:
     if not isinstance(value, str) or not (0 < len(value) <= max_len):
         raise ValueError(f"{kind} must be a string of 1 to {max_len} characters, got {value!r}")
     if not pattern.fullmatch(value):
-        raise ValueError(f"{kind} {value!r} must match {pattern.pattern}")
+        rule, example = _NAME_RULES.get(pattern, ("", ""))
+        raise ValueError(
+            f"{kind} {value!r} must match {pattern.pattern}"
+            + (f" ({rule}); pass e.g. {example!r}" if rule else "")
+        )
 
 
 def _check_d1_id(database_id: str) -> None:

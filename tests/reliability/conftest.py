@@ -11,8 +11,13 @@ TOKEN = "tok-RELIABILITY-s3cr3t-0123456789"
 
 
 def error_lines(text: str) -> list[str]:
-    """The lines of stderr that are not hints (a hint may follow the error, indented)."""
-    return [line for line in text.splitlines() if line.strip() and not line.startswith("  hint:")]
+    """The lines of stderr that are not hints (a hint may follow the error, indented) nor
+    awf-deploy's notices of a request it retries (`...; retrying in 0.5 s (attempt 2 of 4)`)."""
+    return [
+        line
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("  hint:") and "; retrying in " not in line
+    ]
 
 
 def check_failure(result: Result, code: int, *, prefix: str, must_say: str | None = None) -> str:
