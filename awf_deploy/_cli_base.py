@@ -121,16 +121,6 @@ class _DeployCommand(Command):
         with redirect_stdout(sys.stderr):
             return super().invoke(ctx)
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except Exception as exc:
-            # click's parser raises "Option '--params' requires an argument" with no context,
-            # and the line then pointed at `awf-deploy --help` instead of this command's.
-            if getattr(exc, "ctx", False) is None:
-                exc.ctx = ctx  # type: ignore[attr-defined]
-            raise
-
 
 app = typer.Typer(
     cls=_DeployGroup,

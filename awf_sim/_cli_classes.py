@@ -3,13 +3,24 @@ classes (readable help, one-line usage errors), exit codes and `--version`."""
 
 from __future__ import annotations
 
+import json
+import mmap
 import sys
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "FLAG", "Command", "Group", "show_version"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "FLAG",
+    "Command",
+    "Group",
+    "JsonFailureGroup",
+    "show_version",
+]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -48,6 +59,16 @@ def _no_type(ctx: Any) -> None:
 
 class Command(_ReadableHelp, TyperCommand):
     """The command class of awf's CLIs (awf-sim and awf-deploy): `@app.command(cls=Command)`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as exc:
+            # click's parser raises "Option '--input' requires an argument" with no context,
+            # and the line then pointed at `awf-sim --help` instead of this command's.
+            if getattr(exc, "ctx", False) is None:
+                exc.ctx = ctx  # type: ignore[attr-defined]
+            raise
 
 
 class Group(_ReadableHelp, TyperGroup):
@@ -90,6 +111,110 @@ class Group(_ReadableHelp, TyperGroup):
         one line on stderr, then exit. awf-deploy also gives it to --json (its own Group)."""
         typer.echo(line, err=True)
         sys.exit(code)
+
+
+def wants_json(argv: list[str]) -> bool:
+    """Whether a command line asks for --json (before any `--`)."""
+    return "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
+
+
+class _Seen:
+    """What the command's streams carried: whether stdout got anything, and the last stderr
+    line naming the program (`awf-sim: ...`, `awf-sim chaos: ...`). In memory shared with the
+    processes the command forks (chaos and replay run in a supervised child), so what a child
+    printed counts too."""
+
+    _SIZE = 4096
+
+    def __init__(self) -> None:
+        self._memory = mmap.mmap(-1, self._SIZE)  # anonymous, shared across fork
+
+    @property
+    def wrote(self) -> bool:
+        return self._memory[0] == 1
+
+    def mark_wrote(self) -> None:
+        self._memory[0] = 1
+
+    @property
+    def last(self) -> str:
+        size = int.from_bytes(self._memory[1:3], "big")
+        return self._memory[3 : 3 + size].decode("utf-8", "replace")
+
+    def set_last(self, line: str) -> None:
+        data = line.encode("utf-8", "replace")[: self._SIZE - 3]
+        self._memory[1:3] = len(data).to_bytes(2, "big")
+        self._memory[3 : 3 + len(data)] = data
+
+
+class _Tee:
+    """A stream that passes everything on, telling `seen` what went through."""
+
+    def __init__(self, stream: TextIO, seen: _Seen, prog: str | None) -> None:
+        self.stream = stream
+        self.seen = seen
+        self.prog = prog  # stderr: keep the program's lines; stdout (None): note any write
+
+    def write(self, text: str) -> int:
+        if text:
+            if self.prog is None:
+                self.seen.mark_wrote()
+            else:
+                for line in text.splitlines():
+                    if line.startswith(self.prog):
+                        self.seen.set_last(line)
+        return self.stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, flush, fileno, encoding, buffer ...
+        return getattr(self.stream, name)
+
+
+class JsonFailureGroup(Group):
+    """A Group whose commands, given --json, print one JSON object on stdout whatever
+    happens: on a failure that printed none, `{"ok": false, "error": {"kind", "message",
+    "exit_code"}}`, beside the same line on stderr and the same exit code. `kind` is
+    UsageError or Aborted (click's, before the command ran), BadInput (exit 2) or Failed."""
+
+    _seen: _Seen | None = None
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        if not standalone_mode or not wants_json(argv):
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        seen = self._seen = _Seen()
+        out, err = sys.stdout, sys.stderr
+        sys.stdout = _Tee(out, seen, None)
+        # The commands' own lines: `awf-sim: ...`, whatever the program was called as.
+        sys.stderr = _Tee(err, seen, f"{self.name or 'awf'}: ")
+        self._kind: str | None = None
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if code != EXIT_OK and not seen.wrote:
+                kind = self._kind or ("BadInput" if code == EXIT_USAGE else "Failed")
+                last = seen.last
+                message = last.partition(": ")[2] or last
+                error: dict[str, Any] = {"kind": kind, "message": message, "exit_code": code}
+                out.write(json.dumps({"ok": False, "error": error}, ensure_ascii=False) + "\n")
+                out.flush()
+            raise
+        finally:
+            sys.stdout, sys.stderr = out, err
+            self._seen = None
+
+    def failed(self, kind: str, line: str, code: int) -> NoReturn:
+        self._kind = kind
+        if self._seen is not None:  # named by how the program was called: no prefix to look for
+            self._seen.set_last(line)
+        super().failed(kind, line, code)
 
 
 def show_version(prog: str) -> NoReturn:

@@ -20,6 +20,7 @@ from awf_sim._cli_classes import (
     EXIT_OK,
     EXIT_USAGE,
     FLAG,
+    JsonFailureGroup,
 )
 from awf_sim._cli_classes import Command as Command
 from awf_sim._cli_classes import Group as Group
@@ -38,7 +39,7 @@ DEFAULT_CPU_MS = 30_000
 # engine's DEFAULT_BLOCK_SECONDS (a test pins them equal).
 DEFAULT_BLOCK_SECONDS = 3.0
 app = typer.Typer(
-    cls=Group,
+    cls=JsonFailureGroup,
     name="awf-sim",
     help="Run awf workflows in a deterministic simulator of Cloudflare Workflows.",
     no_args_is_help=True,

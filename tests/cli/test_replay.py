@@ -223,7 +223,10 @@ def test_code_that_ends_the_process_is_never_a_faithful_replay(
     ends = write_flow(tmp_path, "v2.py", extra="import os; os._exit(0)")
     result = replay_cli(ends, recorded, "--json")
     assert result.exit_code == 1, result.stdout + result.stderr
-    assert result.stdout == ""
+    # With --json, the failure is the one object on stdout (its line stays on stderr).
+    failure = json.loads(result.stdout)
+    assert (failure["ok"], failure["error"]["kind"]) == (False, "Failed")
+    assert "ended the process" in failure["error"]["message"]
     assert "ended the process" in result.stderr
     assert "status 0: os._exit" in result.stderr
 

@@ -226,7 +226,9 @@ def test_console_script_and_store_resume(tmp_path: Path) -> None:
     # The run's process was killed; awf-sim, which watched it, says so and fails.
     assert killed.returncode == 1
     assert "killed by SIGKILL" in killed.stderr
-    assert killed.stdout == ""
+    failure = json.loads(killed.stdout)  # --json: the failure is the one object on stdout
+    assert (failure["ok"], failure["error"]["exit_code"]) == (False, 1)
+    assert "killed by SIGKILL" in failure["error"]["message"]
     resumed = subprocess.run(exe, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming unfinished instance" in resumed.stderr

@@ -50,8 +50,12 @@ def test_new_with_an_id_the_store_holds_is_one_line(tmp_path: Path) -> None:
     _run(tmp_path, "--id", "order-8")
     code, out, err = _run(tmp_path, "--id", "order-8", "--new")
     assert code == 2
-    assert out == ""
     (line,) = err.splitlines()
+    # With --json (as _run passes), the failure is the one object on stdout too.
+    assert json.loads(out) == {
+        "ok": False,
+        "error": {"kind": "BadInput", "message": line.partition(": ")[2], "exit_code": 2},
+    }
     assert "--new --id order-8" in line
     assert "already holds an instance 'order-8'" in line
     assert "pass another --id, or leave --id out" in line

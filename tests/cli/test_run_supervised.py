@@ -79,8 +79,11 @@ def test_a_handler_that_ends_the_process_fails_the_run(tmp_path: Path) -> None:
     flow = _write(tmp_path, ENDS_ONCE)
     result = runner.invoke(app, ["run", flow, "--json"])
     assert result.exit_code == 1, result.stdout + result.stderr
-    assert result.stdout == ""  # no result to print: the instance never finished
+    # No result to print (the instance never finished): with --json, the failure instead.
+    failure = json.loads(result.stdout)
+    assert (failure["ok"], failure["error"]["kind"]) == (False, "Failed")
     line = result.stderr.strip()
+    assert failure["error"]["message"] in line
     assert "\n" not in line
     assert "ended the process" in line
     assert "status 0: os._exit" in line
