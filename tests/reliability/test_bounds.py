@@ -166,7 +166,12 @@ def test_a_worker_that_os_exits_is_a_failure_not_a_hang(
     line = check_failure(result, 1, prefix="awf-sim: the code under test ended a chaos worker")
     assert "exited with status 3" in line
     assert "--replay " in line
-    assert result.stdout == ""  # no report: there is no verdict
+    if json_out:  # no report (there is no verdict): the failure is the one object on stdout
+        failure = json.loads(result.stdout)
+        assert (failure["ok"], failure["error"]["kind"]) == (False, "Failed")
+        assert failure["error"]["message"] in line
+    else:
+        assert result.stdout == ""
 
 
 # -- sizes and lone surrogates ---------------------------------------------------------------
