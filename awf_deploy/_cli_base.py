@@ -13,7 +13,7 @@ from typing import IO, Annotated, Any, NoReturn
 
 import typer
 
-from awf_sim.cli import Command, Group, show_version
+from awf_sim.cli import Command, Group, show_version, wants_json
 from awf_sim.errors import ProcessDied
 from awf_sim.flow import FlowError, FlowFile, load_flow, parse_json
 
@@ -71,10 +71,6 @@ class _Notices(logging.Handler):
 _CLIENT_LOGGER = logging.getLogger("awf_deploy.cloudflare")
 
 
-def _wants_json(argv: list[str]) -> bool:
-    return "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
-
-
 class _DeployGroup(Group):
     """awf-deploy's Group: with --json a failure is one JSON object on stdout too
     (`{"ok": false, "error": {"kind", "message", ...}}`), whatever failed, with the same exit
@@ -89,7 +85,7 @@ class _DeployGroup(Group):
         **extra: Any,
     ) -> Any:
         argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
-        _RUN.reset(_wants_json(argv))
+        _RUN.reset(wants_json(argv))
         # Only for this command: a program that uses the client keeps its own logging setup.
         notices = _Notices(logging.WARNING)
         propagate = _CLIENT_LOGGER.propagate

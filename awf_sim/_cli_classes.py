@@ -20,6 +20,7 @@ __all__ = [
     "Group",
     "JsonFailureGroup",
     "show_version",
+    "wants_json",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
