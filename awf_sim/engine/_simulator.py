@@ -42,7 +42,7 @@ from awf_sim.engine._randomstate import GlobalRandomSwap, uuid4_from
 from awf_sim.engine._records import InstanceMeta
 from awf_sim.engine._runners import ForkRunner, HandlerRunner, InProcessRunner
 from awf_sim.engine._services import Services
-from awf_sim.engine._store import Store, open_store
+from awf_sim.engine._store import Store, open_store, stored_clock
 from awf_sim.engine._timeline import EntryDetails, Row, row
 from awf_sim.engine._unawaited import warn_unawaited
 from awf_sim.engine._waits import EventWaits
@@ -145,6 +145,8 @@ class Simulator(InstanceLifecycle):
 
             db = beside_store(db, store)
         self._loop = VirtualLoop()
+        if store is not None:  # a store written before: this engine is its next lifetime
+            self._loop._set_now(stored_clock(self._store))
         self._loop.cpu_budget_ms = checked_cpu_ms(cpu_ms, "cpu_ms")
         self._lifetimes: dict[str, Lifetime] = {}
         self._programs: dict[str, Any] = {}
