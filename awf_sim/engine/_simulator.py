@@ -35,7 +35,7 @@ from awf_sim.engine._hooks import Control, Crash, Hooks, LoopView, SendEvent, Sk
 from awf_sim.engine._instance import Instance
 from awf_sim.engine._lifecycle import InstanceLifecycle, checked_instance_id
 from awf_sim.engine._lifetime import Lifetime, Tally
-from awf_sim.engine._limits import checked_cpu_ms
+from awf_sim.engine._limits import checked_cpu_ms, isolated_limits
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
 from awf_sim.engine._randomstate import GlobalRandomSwap, uuid4_from
@@ -157,7 +157,9 @@ class Simulator(InstanceLifecycle):
         # Where handler code runs: on this loop, or in a forked child per attempt.
         inner = InProcessRunner(self._services, self.env)
         runner: HandlerRunner = (
-            inner if isolation is None else ForkRunner(inner, limits, seed, self.wall_ms)
+            inner
+            if isolation is None
+            else ForkRunner(inner, isolated_limits(limits, cpu_ms), seed, self.wall_ms)
         )
         self._steps = StepExecutor(runner, self._defaults, step_limit)
         self._waits = EventWaits(self.wall_ms)
