@@ -53,3 +53,14 @@ def test_the_cpu_budget_bounds_an_isolated_attempt() -> None:
 def test_explicit_limits_still_win() -> None:
     error, _ = _error(cpu_ms=30_000, limits=Limits(cpu_seconds=0.3))
     assert "CPU-time limit of 0.3 s" in error["message"]
+
+
+def test_a_limit_failure_shows_no_frame_that_is_not_the_users() -> None:
+    # The attempt died in its child; what is left in this process is the executor thread that
+    # waited on it (concurrent/futures/thread.py), which the stack used to show as if the
+    # user's code had failed there.
+    with Simulator(isolation="process", cpu_ms=300) as sim:
+        inst = sim.create(spinning, {})
+        sim.run()
+        stacks = [e.get("stack") for e in inst.timeline if e["kind"] == "attempt-failure"]
+    assert stacks == [None]
