@@ -186,7 +186,8 @@ class Simulator(InstanceLifecycle):
     # -- time ------------------------------------------------------------------------------
     @property
     def now_ms(self) -> int:
-        """Virtual milliseconds since the simulator started."""
+        """Virtual milliseconds since the start of its store (0 for a new one): a Simulator
+        on a store written before goes on from the last moment it recorded."""
         return self._loop.now_ms
 
     def wall_ms(self) -> int:
