@@ -442,6 +442,9 @@ def _child(request: dict[str, Any], reads: dict[str, int]) -> dict[str, Any]:
     hooks = FaultHooks()
     # The budget of the campaign: a replay whose workflow body runs away ends as it did here.
     sim = Simulator(world=world, hooks=hooks, store=request["store"], cpu_ms=request["cpu_ms"])
+    # At the recorded run's clock, not where its store ends (where an engine opening a store
+    # goes on): only what differs between processes is judged here; clocks are clock-skew's.
+    sim._loop._set_now(0)
     try:
         (inst,) = sim.recover()
         sim.run_until_done(inst, max_ms=400 * 86_400_000, max_waits=RUNAWAY_WAITS)

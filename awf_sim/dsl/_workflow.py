@@ -58,6 +58,37 @@ class Workflow(Generic[In, Out]):
     fit); `revive_output` turns the JSON output back into it.
     """
 
+    # `Workflow(name, fn)` is typed from fn, as the decorator and `.run(fn)` forms are.
+    @overload
+    def __init__(
+        self: Workflow[In2, Out2],
+        name: str,
+        fn: Callable[[Any, In2], Awaitable[Out2]],
+        *,
+        examples: Sequence[Any] | None = None,
+        domains: Iterable[Domain] | None = None,
+        events: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Workflow[None, Out2],
+        name: str,
+        fn: Callable[[Any], Awaitable[Out2]],
+        *,
+        examples: Sequence[Any] | None = None,
+        domains: Iterable[Domain] | None = None,
+        events: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        name: str,
+        fn: WorkflowFn | None = None,
+        *,
+        examples: Sequence[Any] | None = None,
+        domains: Iterable[Domain] | None = None,
+        events: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None: ...
     def __init__(
         self,
         name: str,

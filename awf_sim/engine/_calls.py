@@ -98,11 +98,17 @@ def error_of(exc: BaseException) -> dict[str, str]:
 
 # awf's own frames (and asyncio's, which only schedules the user's code) are left out of a stack.
 _AWF_SIM = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_STDLIB = os.path.dirname(os.path.abspath(traceback.__file__)) + os.sep
 _HIDDEN = (
     _AWF_SIM + os.sep,
     os.path.join(os.path.dirname(_AWF_SIM), "awf_deploy") + os.sep,
-    os.path.dirname(os.path.abspath(traceback.__file__)) + os.sep + "asyncio" + os.sep,
+    _STDLIB + "asyncio" + os.sep,
 )
+
+
+def _in_stdlib(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    return path.startswith(_STDLIB) and "site-packages" not in path
 
 
 def stack_of(exc: BaseException) -> str | None:
@@ -126,6 +132,10 @@ def stack_of(exc: BaseException) -> str | None:
         for f in traceback.extract_tb(exc.__traceback__)
         if not os.path.abspath(f.filename).startswith(_HIDDEN)
     ]
+    # The standard library's frames before the first of the user's only ran awf's code (a
+    # thread of the executor that waits on an isolated attempt): nothing of the user's.
+    while frames and _in_stdlib(frames[0].filename):
+        del frames[0]
     text = "".join(traceback.format_list(frames)).rstrip("\n") if frames else None
     if len(_STACKS) >= 512:
         _STACKS.clear()  # bounded: code objects of flows loaded and dropped are let go

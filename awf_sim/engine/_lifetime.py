@@ -257,13 +257,15 @@ class Lifetime:
         if event is None:
             event = self._event = {
                 "payload": self._payload,
-                "timestamp": _dt.datetime.fromtimestamp(
-                    (self._epoch_ms + self._created_ms) / 1000, tz=_dt.UTC
-                ),
+                "timestamp": self.wall_datetime(self._created_ms),
                 "instanceId": self.iid,
                 "workflowName": self._workflow,
             }
         return event
+
+    def wall_datetime(self, at_ms: float) -> _dt.datetime:
+        """The virtual moment `at_ms` (virtual ms) as an aware UTC datetime."""
+        return _dt.datetime.fromtimestamp((self._epoch_ms + at_ms) / 1000, tz=_dt.UTC)
 
     @property
     def payload(self) -> Any:

@@ -20,7 +20,14 @@ from typing import Any
 from awf_sim.engine._calls import CpuBudgetExceeded
 from awf_sim.errors import DefinitionError
 
-__all__ = ["Limits", "checked_cpu_ms", "cpu_budget_of", "cpu_cancel_message", "watch_cpu"]
+__all__ = [
+    "Limits",
+    "checked_cpu_ms",
+    "cpu_budget_of",
+    "cpu_cancel_message",
+    "isolated_limits",
+    "watch_cpu",
+]
 
 # `_signal`, not `signal`: the same functions without the enum conversions, which cost four
 # times the calls themselves on every run() (watch_cpu starts and stops once per run).
@@ -51,6 +58,15 @@ class Limits:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise DefinitionError(f"Limits.{name} must be a positive number, got {value!r}")
+
+
+def isolated_limits(limits: Limits | None, cpu_ms: int | None) -> Limits | None:
+    """The limits of an isolated attempt: `limits` as given, else the defaults with the run's
+    CPU budget (`cpu_ms`) when that is the tighter, so `--cpu-ms` bounds an isolated attempt
+    as it bounds one in process."""
+    if limits is not None or cpu_ms is None or cpu_ms / 1000 >= Limits.cpu_seconds:
+        return limits
+    return Limits(cpu_seconds=cpu_ms / 1000)
 
 
 # --- the CPU budget of the in-process engine (Simulator(cpu_ms=...)) ---------------------------

@@ -165,6 +165,11 @@ class PythonStep:
         else:
             ms = _as_cloudflare_reads(timeout, f"step.wait_for_event({name!r}) timeout")
         event: dict[str, Any] = await self._lt.wait_for_event(name, event_type, ms)
+        # Stored as the virtual ms it arrived at; Cloudflare hands a Date, which the Workers
+        # SDK makes a datetime (as the run's own event["timestamp"] is here).
+        at = event.get("timestamp")
+        if isinstance(at, int | float) and not isinstance(at, bool):
+            event["timestamp"] = self._lt.wall_datetime(at)
         return event
 
     async def _resolve(self, param: str, dep: str) -> Any:

@@ -35,14 +35,14 @@ from awf_sim.engine._hooks import Control, Crash, Hooks, LoopView, SendEvent, Sk
 from awf_sim.engine._instance import Instance
 from awf_sim.engine._lifecycle import InstanceLifecycle, checked_instance_id
 from awf_sim.engine._lifetime import Lifetime, Tally
-from awf_sim.engine._limits import checked_cpu_ms
+from awf_sim.engine._limits import checked_cpu_ms, isolated_limits
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
 from awf_sim.engine._randomstate import GlobalRandomSwap, uuid4_from
 from awf_sim.engine._records import InstanceMeta
 from awf_sim.engine._runners import ForkRunner, HandlerRunner, InProcessRunner
 from awf_sim.engine._services import Services
-from awf_sim.engine._store import Store, open_store
+from awf_sim.engine._store import Store, open_store, stored_clock
 from awf_sim.engine._timeline import EntryDetails, Row, row
 from awf_sim.engine._unawaited import warn_unawaited
 from awf_sim.engine._waits import EventWaits
@@ -145,6 +145,8 @@ class Simulator(InstanceLifecycle):
 
             db = beside_store(db, store)
         self._loop = VirtualLoop()
+        if store is not None:  # a store written before: this engine is its next lifetime
+            self._loop._set_now(stored_clock(self._store))
         self._loop.cpu_budget_ms = checked_cpu_ms(cpu_ms, "cpu_ms")
         self._lifetimes: dict[str, Lifetime] = {}
         self._programs: dict[str, Any] = {}
@@ -155,7 +157,9 @@ class Simulator(InstanceLifecycle):
         # Where handler code runs: on this loop, or in a forked child per attempt.
         inner = InProcessRunner(self._services, self.env)
         runner: HandlerRunner = (
-            inner if isolation is None else ForkRunner(inner, limits, seed, self.wall_ms)
+            inner
+            if isolation is None
+            else ForkRunner(inner, isolated_limits(limits, cpu_ms), seed, self.wall_ms)
         )
         self._steps = StepExecutor(runner, self._defaults, step_limit)
         self._waits = EventWaits(self.wall_ms)
@@ -182,7 +186,8 @@ class Simulator(InstanceLifecycle):
     # -- time ------------------------------------------------------------------------------
     @property
     def now_ms(self) -> int:
-        """Virtual milliseconds since the simulator started."""
+        """Virtual milliseconds since the start of its store (0 for a new one): a Simulator
+        on a store written before goes on from the last moment it recorded."""
         return self._loop.now_ms
 
     def wall_ms(self) -> int:

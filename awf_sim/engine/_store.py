@@ -24,7 +24,7 @@ from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._store_sqlite import SqliteStore
 from awf_sim.engine._timeline import Row, TimelineEntry, as_entries
 
-__all__ = ["MemoryStore", "SqliteStore", "Store", "open_store"]
+__all__ = ["MemoryStore", "SqliteStore", "Store", "open_store", "stored_clock"]
 
 
 class Store(Protocol):
@@ -154,6 +154,21 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+
+def stored_clock(store: Store) -> int:
+    """The latest virtual time `store` recorded, 0 when it holds nothing: an engine that opens
+    a store written by an earlier one (another process, a simulator closed before) is that
+    engine's next lifetime, and its clock goes on from there, never back."""
+    if isinstance(store, SqliteStore):
+        return store.last_ms()  # the newest timeline row, without reading every timeline
+    latest = 0
+    for iid in store.instance_ids():
+        meta = store.get_instance(iid)
+        if meta is not None:
+            latest = max(latest, meta["created_ms"], meta["paused_ms"] or 0)
+        latest = max([latest, *(e["at_ms"] for e in store.timeline(iid))])
+    return latest
 
 
 def open_store(store: Store | str | os.PathLike[str] | None) -> Store:

@@ -330,6 +330,25 @@ class SqliteStore:
     def instance_ids(self) -> list[str]:
         return list(self._metas)
 
+    def last_ms(self) -> int:
+        """The latest virtual time the store recorded (0 when it holds nothing): where the
+        clock of an engine that opens it goes on. The newest timeline row holds it (a commit
+        appends one), read without the instances' timelines."""
+        latest = max(
+            (max(m["created_ms"], m["paused_ms"] or 0) for m in self._metas.values()), default=0
+        )
+        try:
+            row = self._conn.execute(
+                "SELECT data FROM log WHERE kind = 't' ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            if row is not None:
+                latest = max([latest, *(e["at_ms"] for e in _loads(row[0]))])
+        except (sqlite3.Error, ValueError, TypeError, KeyError) as exc:
+            raise self._damaged(exc) from None
+        for p in self._pending.values():
+            latest = max([latest, *(e["at_ms"] for e in as_entries(p.timeline))])
+        return int(latest)
+
     def get_instance(self, iid: str) -> InstanceMeta | None:
         return self._metas.get(iid)
 

@@ -94,6 +94,7 @@ def check_ai(ai: Any, method: str) -> None:
         hint = "; for recorded answers write RecordedAI({...})" if isinstance(ai, Mapping) else ""
         raise DefinitionError(
             f"{method}: ai (a flow file's AI) must be an AI provider (DeterministicAI, "
-            "RecordedAI, WorkersAI, or an object with async generate, embed and chat), got "
+            "RecordedAI or WorkersAI from awf_sim.sdk, or an object with async generate, embed "
+            "and chat), got "
             f"{type(ai).__name__}{hint}"
         )

@@ -23,6 +23,7 @@ from awf_sim.errors import DatabaseError
 from awf_sim.sdk._db_clock import Clock, install_clock
 from awf_sim.sdk._db_d1 import d1_refusal
 from awf_sim.sdk._db_functions import install_functions
+from awf_sim.sdk._db_random import install_random
 from awf_sim.sdk._effects import current_step
 
 Params = Sequence[Any] | Mapping[str, Any]
@@ -464,6 +465,7 @@ def _open_session(conn: sqlite3.Connection) -> _Session:
     conn.create_function("_awf_step", 0, session.label)
     session.clock = install_clock(conn)
     install_functions(conn, session.clock)
+    install_random(conn)
     return session
 
 

@@ -7,7 +7,7 @@ object ids, canonical JSON. `detail` carries the rest (answers, headers) for rep
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +70,10 @@ class EffectLog:
 
     def __len__(self) -> int:
         return len(self._effects)
+
+    def __iter__(self) -> Iterator[Effect]:
+        """`for effect in sim.effects`: a log with a length reads as a sequence of effects."""
+        return iter(list(self._effects))
 
     def __repr__(self) -> str:
         return f"<EffectLog step={self.step!r} effects={len(self._effects)}>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from awf_sim import Simulator
+from awf_sim import Simulator, Workflow
 from awf_sim.dsl import State, WorkflowApi
 from awf_sim.testing import TestWorkflowFactory, create_test_workflow
 from examples.order_processing_typed import (
@@ -13,6 +13,7 @@ from examples.order_processing_typed import (
     Hold,
     Inventory,
     Order,
+    OrderResult,
     Payment,
     Stock,
     order_processing,
@@ -76,3 +77,14 @@ def test_selectors(create_test_workflow: TestWorkflowFactory) -> None:
     test.modifier.mock_step_result({"nme": "Payment.process"}, {})  # E: selector-key
     test.modifier.mock_step_error("Payment.process", 42)  # E: error-type
     test.modifier.disable_sleeps(["cool-off", {"name": "wait", "index": 1}])
+
+
+async def orders(wf: WorkflowApi, order: Order) -> OrderResult:
+    raise NotImplementedError
+
+
+def test_the_constructor_form() -> None:
+    # Workflow(name, fn) is typed from fn, as the decorator form is.
+    reveal_type(Workflow("typed-constructor", orders))  # noqa: F821  # E: reveal-constructor
+    flow = Workflow("typed-constructor-2", orders)
+    count: int = create_test_workflow(flow).run({})  # noqa: F841  # E: constructor-out

@@ -108,6 +108,19 @@ PINNED: dict[str, list[tuple[str, str]]] = {
         ("mypy", 'Argument 2 to "mock_step_error" of "Modifier" has incompatible type "int"'),
         ("pyright", 'parameter "error" of type "ErrorSpec" in function "mock_step_error"'),
     ],
+    # Workflow(name, fn), the form without a decorator, is typed from fn too.
+    "reveal-constructor": [
+        (
+            "mypy",
+            'Revealed type is "awf_sim.dsl._workflow.Workflow[examples.order_processing_typed.'
+            'Order, examples.order_processing_typed.OrderResult]"',
+        ),
+        ("pyright", 'is "Workflow[Order, OrderResult]"'),
+    ],
+    "constructor-out": [
+        ("mypy", 'expression has type "OrderResult", variable has type "int"'),
+        ("pyright", 'Type "OrderResult" is not assignable to declared type "int"'),
+    ],
     "result-is-typed": [
         ("mypy", 'Unsupported operand types for + ("int" and "str")'),
         ("pyright", 'Operator "+" not supported for types "int" and "Literal[\'1\']"'),
