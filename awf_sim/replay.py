@@ -268,15 +268,19 @@ def replay(
     ai: Any = None,
     seed: int = 0,
 ) -> ReplayReport:
-    """Run `workflow`'s current code against `history` in the simulator; see the module doc."""
+    """Run `workflow`'s current code against `history` in the simulator; see the module doc.
+    `db`, `http` and `ai` left out are the flow file's `DATABASE`, `HTTP` and `AI`, as for
+    `awf-sim replay` and `create_test_workflow`."""
     from awf_sim.engine import MemoryStore, Simulator
     from awf_sim.engine._hooks import Hooks, StepRef
     from awf_sim.engine._timeline import failure_stack
+    from awf_sim.testing._workflow import with_flow_defaults
 
     if history.workflow != workflow.name:
         raise HistoryError(
             f"the history is of workflow {history.workflow!r}, not {workflow.name!r}"
         )
+    db, ai, http = with_flow_defaults(workflow, db, ai, http)
     entries = _entries(history.steps)
     by_key = {e.key: e for e in entries}
     completed = [e for e in entries if e.finished]
@@ -444,8 +448,12 @@ def record_history(
 ) -> History:
     """Run `workflow` in the simulator until it is done or waits for an event nobody sent, and
     return its history in the shape Cloudflare's instance API gives (`events`: type -> payload,
-    sent before the run). What `awf-deploy pull` would save for such an instance."""
+    sent before the run). What `awf-deploy pull` would save for such an instance. `db`,
+    `http` and `ai` left out are the flow file's, as for `replay`."""
     from awf_sim.engine import DEFAULT_EPOCH, MemoryStore, Simulator
+    from awf_sim.testing._workflow import with_flow_defaults
+
+    db, ai, http = with_flow_defaults(workflow, db, ai, http)
 
     store = MemoryStore()
     sim = Simulator(seed=seed, store=store, db=db, http=http, ai=ai)

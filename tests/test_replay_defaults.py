@@ -1,0 +1,93 @@
+"""`record_history` and `replay` from Python run in the world the flow file declares
+(`DATABASE`, `HTTP`, `AI`) when none is given, as `awf-sim replay`, `create_test_workflow`,
+`assert_durable` and `fault_plans` do.
+
+A user who recorded a golden history with `record_history(flow, params)` got the history of an
+instance that errored at its first step ("no such table"), and `replay(flow, that history)`
+then called it faithful: the golden test passed while pinning a broken run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from awf_sim.dsl import isolated_registries
+from awf_sim.flow import load_flow
+from awf_sim.replay import History, record_history, replay
+
+FLOW = """
+from awf_sim import Database, Domain, Workflow
+
+DATABASE = Database(
+    "CREATE TABLE plans (name TEXT PRIMARY KEY, cents INTEGER);"
+    "CREATE TABLE charges (account TEXT, cents INTEGER);",
+    {"plans": [{"name": "pro", "cents": 2000}]},
+)
+
+
+async def price(s, args, ctx):
+    row = await ctx.db.query_one("SELECT cents FROM plans WHERE name = ?", [s["plan"]])
+    return {"cents": row["cents"]}
+
+
+async def charge(s, args, ctx):
+    await ctx.db.execute("INSERT INTO charges VALUES (?, ?)", [s["account"], args["cents"]])
+    return {"charged": args["cents"]}
+
+
+GoldenPlans = Domain("GoldenPlans", {"price": price})
+GoldenBilling = Domain("GoldenBilling", {"charge": charge})
+
+
+@Workflow("golden-billing")
+async def billing(wf, s):
+    quote = await wf.GoldenPlans(s).price()
+    await wf.sleep("grace", "1 day")
+    return await wf.GoldenBilling(s).charge(cents=quote["cents"])
+"""
+
+PARAMS = {"account": "acc-1", "plan": "pro"}
+
+
+@pytest.fixture
+def flow_path(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "golden_flow.py"
+    path.write_text(FLOW, encoding="utf-8")
+    with isolated_registries():
+        yield path
+
+
+def test_record_history_runs_on_the_flows_database(flow_path: Path) -> None:
+    workflow = load_flow(flow_path).pick("golden-billing")
+    history = record_history(workflow, PARAMS)
+    assert history.error is None, history.error  # was: DatabaseError: no such table: plans
+    assert history.status == "complete"
+    assert history.output == {"charged": 2000}
+
+
+def test_replay_runs_new_steps_on_the_flows_database(flow_path: Path) -> None:
+    flow = load_flow(flow_path)
+    workflow = flow.pick("golden-billing")
+    recorded = record_history(workflow, PARAMS, db=flow.database)
+    # The instance as production holds it mid-run: priced, still in its grace sleep.
+    running = History.from_json(
+        {**recorded.to_json(), "status": "running", "output": None, "steps": [recorded.steps[0]]}
+    )
+    report = replay(workflow, running)
+    assert report.faithful, report
+    assert report.error is None, report.error  # was: the charge failed on an empty database
+    assert (report.status, report.output) == ("complete", {"charged": 2000})
+
+
+def test_a_given_db_still_wins(flow_path: Path) -> None:
+    from awf_sim import Database
+
+    workflow = load_flow(flow_path).pick("golden-billing")
+    cheap = Database(
+        "CREATE TABLE plans (name TEXT PRIMARY KEY, cents INTEGER);"
+        "CREATE TABLE charges (account TEXT, cents INTEGER);",
+        {"plans": [{"name": "pro", "cents": 1}]},
+    )
+    assert record_history(workflow, PARAMS, db=cheap).output == {"charged": 1}
