@@ -108,6 +108,24 @@ class ReplayReport:
     def faithful(self) -> bool:
         return not self.divergences
 
+    def __str__(self) -> str:
+        """The human form, as `awf-sim replay` prints it: one line per step, then the verdict
+        (so `assert report.faithful, report` shows what diverged, not the dataclass)."""
+        lines = [
+            f"replay of instance {self.instance} of {self.workflow} "
+            f"(history: {self.history_status}, {self.completed} completed steps)"
+        ]
+        lines += [f"  {row['source']:<12} {row['kind']:<5} {row['name']}" for row in self.steps]
+        if self.faithful:
+            lines.append(
+                f"faithful: {self.served} of {self.completed} completed steps served from the "
+                f"history; the replay goes on to {self.status}"
+            )
+        else:
+            lines.append(f"DIVERGES at {len(self.divergences)} step(s):")
+            lines += [f"  {divergence}" for divergence in self.divergences]
+        return "\n".join(lines)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "workflow": self.workflow,

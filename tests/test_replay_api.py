@@ -1,4 +1,6 @@
-"""`record_history` and `replay` from Python run in the world the flow file declares
+"""The replay API as a golden-history test uses it.
+
+`record_history` and `replay` from Python run in the world the flow file declares
 (`DATABASE`, `HTTP`, `AI`) when none is given, as `awf-sim replay`, `create_test_workflow`,
 `assert_durable` and `fault_plans` do.
 
@@ -91,3 +93,33 @@ def test_a_given_db_still_wins(flow_path: Path) -> None:
         {"plans": [{"name": "pro", "cents": 1}]},
     )
     assert record_history(workflow, PARAMS, db=cheap).output == {"charged": 1}
+
+
+def test_a_report_reads_as_awf_sim_replay_prints_it(flow_path: Path) -> None:
+    workflow = load_flow(flow_path).pick("golden-billing")
+    golden = record_history(workflow, PARAMS)
+    # The code changed: the charge's args (so its step name) differ from the golden history's.
+    changed = load_flow(
+        _write(flow_path, FLOW.replace('cents=quote["cents"]', 'cents=quote["cents"] + 1'))
+    ).pick("golden-billing")
+    report = replay(changed, golden)
+    assert not report.faithful
+    text = str(report)
+    lines = text.splitlines()
+    assert lines[0] == (
+        "replay of instance replay-1 of golden-billing (history: complete, 3 completed steps)"
+    )
+    assert lines[-3] == "DIVERGES at 2 step(s):"
+    assert lines[-2].startswith("  new-before-frontier: GoldenBilling.charge@")
+    charged = golden.steps[2]["name"]
+    assert lines[-1] == (
+        f"  not-called: {charged}: the instance completed this step and the code no longer "
+        "calls it: its work would be redone under a new name, or skipped"
+    )
+    assert "faithful: 3 of 3 completed steps served" in str(replay(workflow, golden))
+
+
+def _write(path: Path, text: str) -> Path:
+    other = path.with_name("golden_flow_v2.py")
+    other.write_text(text, encoding="utf-8")
+    return other
