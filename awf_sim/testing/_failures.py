@@ -1,6 +1,6 @@
 """How a test workflow fails: WorkflowFailed (the instance did not complete) and
-UnmatchedSelector (a modifier selector matched nothing), each rendering the run's error,
-the user's frames, the timeline and the seed that reproduces it."""
+UnmatchedSelector (a modifier selector or a sent event matched nothing), each rendering the
+run's error, the user's frames, the timeline and the seed that reproduces it."""
 
 from __future__ import annotations
 
@@ -119,14 +119,18 @@ def _rebuild_failed(state: dict[str, Any]) -> WorkflowFailed:
 
 
 class UnmatchedSelector(AssertionError):
-    """A modifier selector matched no step of a run that completed: usually a typo, which
-    would otherwise let the test pass without mocking anything. `.warnings` says which, with
+    """A modifier selector matched no step of a run that completed, or an event the test sent
+    (`mock_event`, `send_event`) was of a type no wait of the run was for: usually a typo,
+    which would otherwise let the test pass without mocking anything. `.warnings` says which, with
     the did-you-mean list. `create_test_workflow(..., strict=False)` allows it."""
 
     def __init__(self, workflow: str, warnings: Sequence[str]) -> None:
         self.workflow = workflow
         self.warnings = list(warnings)
-        lines = [f"workflow {workflow!r} completed, but a modifier selector matched nothing:"]
+        lines = [
+            f"workflow {workflow!r} completed, but a modifier selector or a sent event matched "
+            "nothing:"
+        ]
         lines += [f"  {w}" for w in self.warnings]
         lines.append("(pass strict=False to create_test_workflow if that is intended)")
         super().__init__("\n".join(lines))

@@ -151,6 +151,7 @@ class Modifier(Hooks):
         self._all_sleeps = False
         self._all_retry_delays = False
         self._events: list[tuple[str, Any]] = []
+        self._event_uses: dict[str, list[str]] = {}  # type -> the test's calls that sent it
         self._instances: list[str] = []  # instances started under this modifier
         self._pending: list[Control] = []
         self._lifetimes: dict[str, _Lifetime] = {}
@@ -226,7 +227,13 @@ class Modifier(Hooks):
                 f"{method}: the payload of event {type!r} is {size:,} bytes of JSON, over "
                 "Cloudflare's 1 MiB limit for an event payload"
             )
+        self.note_event(type, method)
         self._send(type, payload)
+
+    def note_event(self, type: str, method: str) -> None:
+        """Remember that the test sent an event of `type` (by `method`), so that `unmatched`
+        can say when no event wait of the run was for that type: usually a typo."""
+        self._event_uses.setdefault(type, []).append(method)
 
     def force_event_timeout(self, step: Selector | Iterable[Selector]) -> None:
         """The selected `wait_for` (by its name) times out at once."""
@@ -250,8 +257,10 @@ class Modifier(Hooks):
                 seen.setdefault(ref.path, None)
         return list(seen)
 
-    def unmatched(self) -> list[str]:
-        """One warning per selector that selected no call: usually a typo."""
+    def unmatched(self, waited: Iterable[str] | None = None) -> list[str]:
+        """One warning per selector that selected no call: usually a typo. Given `waited`, the
+        event types the run's waits were for, also one per event type the test sent that no
+        wait was for (a mistyped type leaves the event buffered and the wait timing out)."""
         warnings = []
         for rule in sorted(self._rules.values(), key=lambda r: r.order):
             if rule.matched:
@@ -260,6 +269,30 @@ class Modifier(Hooks):
             word = _KIND_WORD[rule.kind]
             text = f"{uses}({rule.selector}) matched no {word} of this run"
             text += self._hint(rule)
+            warnings.append(text)
+        if waited is not None:
+            warnings += self._unwaited_events(list(dict.fromkeys(waited)))
+        return warnings
+
+    def _unwaited_events(self, waited: list[str]) -> list[str]:
+        warnings = []
+        wait_names = {ref.path for _, ref in self.calls if ref.kind == "wait"}
+        for type_, uses in self._event_uses.items():
+            if type_ in waited:
+                continue
+            text = f"{', '.join(dict.fromkeys(uses))}({type_!r}) matched no event wait of this run"
+            close = difflib.get_close_matches(type_, waited, n=1, cutoff=0.6)
+            if type_ in wait_names and waited:
+                text += (
+                    f" ({type_!r} is the name of an event wait; an event reaches a wait by its "
+                    f"type: {', '.join(map(repr, waited))})"
+                )
+            elif close:
+                text += f" (did you mean {close[0]!r}?)"
+            elif waited:
+                text += f" (its waits were for: {', '.join(map(repr, waited))})"
+            else:
+                text += " (no event wait was called)"
             warnings.append(text)
         return warnings
 

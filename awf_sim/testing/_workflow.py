@@ -215,7 +215,7 @@ class TestWorkflow(Generic[In, Out]):
         status = self._final
         if status["status"] != "complete":
             raise self._failed(status)
-        unmatched = self.modifier.unmatched()
+        unmatched = self._unmatched()
         if self.strict and unmatched:
             raise UnmatchedSelector(self.name, unmatched)
         if isinstance(self.workflow, Workflow):
@@ -243,7 +243,7 @@ class TestWorkflow(Generic[In, Out]):
             error=status["error"],
             timeline=self.timeline,
             seed=self.seed,
-            warnings=self.modifier.unmatched(),
+            warnings=self._unmatched(),
             reason=(
                 f"instance {inst.id} of {self.name!r} is still {status['status']} after "
                 f"{RUNAWAY_WAITS:,} sleeps and event waits ({days:,.1f} days of virtual time): it "
@@ -251,6 +251,11 @@ class TestWorkflow(Generic[In, Out]):
                 "or wait_for_step_result with a timeout), or mock what it loops on"
             ),
         )
+
+    def _unmatched(self) -> list[str]:
+        """The modifier's selectors, and the event types the test sent, that matched nothing."""
+        waited = (e.get("type") for e in self.timeline if e.get("kind") == "wait-start")
+        return self.modifier.unmatched(t for t in waited if isinstance(t, str))
 
     def _instance_id(self) -> str:
         return "?" if self.instance is None else self.instance.id
@@ -263,7 +268,7 @@ class TestWorkflow(Generic[In, Out]):
             error=status["error"],
             timeline=self.timeline,
             seed=self.seed,
-            warnings=self.modifier.unmatched(),
+            warnings=self._unmatched(),
         )
 
     # -- mid-run interaction (Cloudflare's waitForStepResult / waitForStatus) ------------------
@@ -389,6 +394,7 @@ class TestWorkflow(Generic[In, Out]):
             self.modifier._event(type, payload, "send_event")  # buffered in order with mocks
             return
         self.instance.send_event(type, payload)
+        self.modifier.note_event(type, "send_event")
 
     # -- results -----------------------------------------------------------------------------
     def _current(self) -> dict[str, Any] | None:
@@ -432,7 +438,7 @@ class TestWorkflow(Generic[In, Out]):
     @property
     def warnings(self) -> list[str]:
         """Modifier selectors that matched no step of the run (usually typos)."""
-        return self.modifier.unmatched()
+        return self._unmatched()
 
     @property
     def db(self) -> Any:
