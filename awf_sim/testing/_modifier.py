@@ -249,6 +249,17 @@ class Modifier(Hooks):
     forceEventTimeout = force_event_timeout
 
     # -- what the run did with it ----------------------------------------------------------
+    def recorded(self) -> list[str]:
+        """The modifier calls the test made (and events it sent), one per selector or type:
+        `["disable_sleeps()", "mock_step_result('Pay.charge')", "mock_event('paid')"]`."""
+        made = ["disable_sleeps()"] if self._all_sleeps else []
+        made += ["disable_retry_delays()"] if self._all_retry_delays else []
+        for rule in sorted(self._rules.values(), key=lambda r: r.order):
+            made.append(f"{', '.join(dict.fromkeys(rule.uses))}({rule.selector})")
+        for type_, uses in self._event_uses.items():
+            made.append(f"{', '.join(dict.fromkeys(uses))}({type_!r})")
+        return made
+
     def steps(self, iid: str | None = None) -> list[str]:
         """Dotted paths of the `do` steps called, in first-call order, one entry per path."""
         seen: dict[str, None] = {}

@@ -341,3 +341,54 @@ def test_the_factory_closes_its_workflows_after_the_test(flow: pytest.Pytester) 
     )
     result = run(flow)
     result.assert_outcomes(passed=2)
+
+
+def test_a_passing_test_that_never_ran_its_test_workflow_fails(flow: pytest.Pytester) -> None:
+    # The test sets up mocks and asserts something that holds before any run: it passed,
+    # though it checked none of what it set up (its selectors "matched nothing").
+    flow.makepyfile(
+        """
+        from awf_sim.testing import create_test_workflow as make
+        from plugflow import CHECKOUT
+
+        def test_forgot_run(create_test_workflow):
+            wf = create_test_workflow(CHECKOUT)
+            wf.modifier.disable_sleeps()
+            wf.modifier.mock_step_result("PlugPay.charge", {"charged": 0})
+            wf.send_event("paid", {})
+            assert wf.status != "errored"
+
+        def test_forgot_run_outside_the_fixture():
+            wf = make(CHECKOUT)
+            wf.modifier.force_step_timeout({"name": "PlugPay.charge", "index": 1})
+            wf.close()
+
+        def test_ran(create_test_workflow):
+            wf = create_test_workflow(CHECKOUT)
+            wf.modifier.disable_sleeps()
+            assert wf.run({"amount": 2}) == {"charged": 2}
+
+        def test_not_set_up_and_not_run(create_test_workflow):
+            assert create_test_workflow(CHECKOUT).status is None
+
+        def test_intended(create_test_workflow):
+            create_test_workflow(CHECKOUT, strict=False).modifier.disable_sleeps()
+        """
+    )
+    result = run(flow, "-p", "no:randomly")
+    result.assert_outcomes(passed=3, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_forgot_run _*",
+            "test workflow 'plug-checkout' was set up (disable_sleeps(), "
+            "mock_step_result('PlugPay.charge'), send_event('paid')) but never run, so the test "
+            "checked none of it",
+            "call wf.run(params) (or wf.start(params)) before asserting; create it with "
+            "strict=False if that is intended",
+            "*awf-sim plug-checkout (seed 0)*",
+            "workflow 'plug-checkout': not run (seed 0)",
+            "*_ test_forgot_run_outside_the_fixture _*",
+            "test workflow 'plug-checkout' was set up (force_step_timeout({'name': "
+            "'PlugPay.charge', 'index': 1})) but never run, so the test checked none of it",
+        ]
+    )
