@@ -49,6 +49,11 @@ ErrorSpec = BaseException | type[BaseException] | str | Mapping[str, str]
 _KIND_WORD = {"do": "step", "sleep": "sleep", "wait": "event wait"}
 
 
+def _a(kind: str) -> str:
+    word = _KIND_WORD[kind]
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
 @dataclass(eq=False)
 class _Rule:
     """Everything registered for one (kind, selector): Cloudflare keys it by (name, index)."""
@@ -268,10 +273,11 @@ class Modifier(Hooks):
                 seen.setdefault(ref.path, None)
         return list(seen)
 
-    def unmatched(self, waited: Iterable[str] | None = None) -> list[str]:
-        """One warning per selector that selected no call: usually a typo. Given `waited`, the
-        event types the run's waits were for, also one per event type the test sent that no
-        wait was for (a mistyped type leaves the event buffered and the wait timing out)."""
+    def unmatched(self, waits: Mapping[str, str] | None = None) -> list[str]:
+        """One warning per selector that selected no call: usually a typo. Given `waits`, the
+        run's event waits (name -> the event type it waited for), also one per event type the
+        test sent that no wait was for (a mistyped type leaves the event buffered and the wait
+        timing out)."""
         warnings = []
         for rule in sorted(self._rules.values(), key=lambda r: r.order):
             if rule.matched:
@@ -279,10 +285,10 @@ class Modifier(Hooks):
             uses = ", ".join(dict.fromkeys(rule.uses))
             word = _KIND_WORD[rule.kind]
             text = f"{uses}({rule.selector}) matched no {word} of this run"
-            text += self._hint(rule)
+            text += self._hint(rule, waits or {})
             warnings.append(text)
-        if waited is not None:
-            warnings += self._unwaited_events(list(dict.fromkeys(waited)))
+        if waits is not None:
+            warnings += self._unwaited_events(list(dict.fromkeys(waits.values())))
         return warnings
 
     def _unwaited_events(self, waited: list[str]) -> list[str]:
@@ -307,9 +313,12 @@ class Modifier(Hooks):
             warnings.append(text)
         return warnings
 
-    def _hint(self, rule: _Rule) -> str:
+    def _hint(self, rule: _Rule, waits: Mapping[str, str]) -> str:
         sel = rule.selector
         calls = [ref for _, ref in self.calls if ref.kind == rule.kind]
+        other = self._other_kind(rule, waits)
+        if other:
+            return other
         if not calls:
             return f" (no {_KIND_WORD[rule.kind]} was called)"
         if rule.preceded and sel.index is None:
@@ -330,6 +339,24 @@ class Modifier(Hooks):
             return f" (did you mean {close[0]!r}?)"
         shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
         return f" (called: {shown})"
+
+    def _other_kind(self, rule: _Rule, waits: Mapping[str, str]) -> str:
+        """Why a selector that names a call of another kind matched nothing: a sleep given to
+        mock_step_result, a step to disable_sleeps, a wait's event type for its name."""
+        sel = rule.selector
+        if sel.index is not None or any(ch in sel.name for ch in "*?["):
+            return ""
+        if rule.kind == "wait":
+            named = [name for name, type_ in waits.items() if type_ == sel.name]
+            if named:
+                return (
+                    f" ({sel.name!r} is the event type of the wait {named[0]!r}; a wait is "
+                    "selected by its name)"
+                )
+        for _, ref in self.calls:
+            if ref.kind != rule.kind and sel.name in (ref.path, ref.name):
+                return f" ({sel.name!r} is {_a(ref.kind)}, not {_a(rule.kind)})"
+        return ""
 
     # -- internals ---------------------------------------------------------------------------
     def _rule(self, kind: str, sel: StepSelector, method: str) -> _Rule:

@@ -254,8 +254,12 @@ class TestWorkflow(Generic[In, Out]):
 
     def _unmatched(self) -> list[str]:
         """The modifier's selectors, and the event types the test sent, that matched nothing."""
-        waited = (e.get("type") for e in self.timeline if e.get("kind") == "wait-start")
-        return self.modifier.unmatched(t for t in waited if isinstance(t, str))
+        waits = {
+            str(e.get("path")): e["type"]
+            for e in self.timeline
+            if e.get("kind") == "wait-start" and isinstance(e.get("type"), str)
+        }
+        return self.modifier.unmatched(waits)
 
     def _instance_id(self) -> str:
         return "?" if self.instance is None else self.instance.id

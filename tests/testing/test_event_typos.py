@@ -3,7 +3,10 @@
 `wf.modifier.mock_event("card_added", ...)` for a workflow waiting on "card-added" left the
 event buffered and the wait timing out: the test failed on its own assertion (or passed, if it
 asserted nothing about the branch) with nothing pointing at the typo. Now the run fails with
-`UnmatchedSelector` and a did-you-mean, as for a step selector; `strict=False` allows it."""
+`UnmatchedSelector` and a did-you-mean, as for a step selector; `strict=False` allows it.
+
+A selector that names a call of another kind (a sleep given to mock_step_result, a wait's
+event type given to force_event_timeout) says so, instead of listing the calls of its kind."""
 
 from __future__ import annotations
 
@@ -41,6 +44,13 @@ async def strict_signup(wf: Any, account: Any) -> dict[str, Any]:
 @Workflow("event-typos-no-wait", domains=[EvAccounts])
 async def no_wait(wf: Any, account: Any) -> dict[str, Any]:
     return await wf.EvAccounts(account).activate(card="none")
+
+
+@Workflow("event-typos-napping", domains=[EvAccounts])
+async def napping_signup(wf: Any, account: Any) -> dict[str, Any]:
+    await wf.sleep("nap", "1 hour")
+    card = await wf.wait_for("card", type="card-added", timeout="3 days")
+    return await wf.EvAccounts(account).activate(card=card["card"])
 
 
 ACCOUNT = {"id": "acc-1"}
@@ -138,3 +148,39 @@ def test_strict_false_allows_an_event_nothing_waits_for(make: Any) -> None:
     assert wf.warnings == [
         "send_event('ignored') matched no event wait of this run (its waits were for: 'card-added')"
     ]
+
+
+@pytest.mark.parametrize(
+    ("call", "warning"),
+    [
+        (
+            lambda m: m.mock_step_result("nap", 1),
+            "mock_step_result('nap') matched no step of this run ('nap' is a sleep, not a step)",
+        ),
+        (
+            lambda m: m.disable_sleeps("EvAccounts.activate"),
+            "disable_sleeps('EvAccounts.activate') matched no sleep of this run "
+            "('EvAccounts.activate' is a step, not a sleep)",
+        ),
+        (
+            lambda m: m.disable_sleeps("card"),
+            "disable_sleeps('card') matched no sleep of this run ('card' is an event wait, not a "
+            "sleep)",
+        ),
+        (
+            lambda m: m.force_event_timeout("card-added"),
+            "force_event_timeout('card-added') matched no event wait of this run ('card-added' is "
+            "the event type of the wait 'card'; a wait is selected by its name)",
+        ),
+    ],
+    ids=["sleep-as-step", "step-as-sleep", "wait-as-sleep", "type-as-wait-name"],
+)
+def test_a_selector_that_names_a_call_of_another_kind_says_so(
+    make: Any, call: Callable[[Any], None], warning: str
+) -> None:
+    wf = make(napping_signup)
+    wf.modifier.mock_event("card-added", {"card": "tok_visa"})
+    call(wf.modifier)
+    with pytest.raises(UnmatchedSelector) as info:
+        wf.run(ACCOUNT)
+    assert info.value.warnings == [warning]
