@@ -4,10 +4,12 @@ run's error, the user's frames, the timeline and the seed that reproduces it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from awf_sim._report import timeline_lines
+from awf_sim.dsl._errors import AwfError
 from awf_sim.engine._timeline import failure_stack
 
 __all__ = [
@@ -16,9 +18,30 @@ __all__ = [
     "WorkflowFailed",
     "failed_step",
     "format_timeline",
+    "user_facing",
 ]
 
 TIMELINE_TAIL = 30
+
+# The decorated function keeps its own type (not a Callable[P, R]): type checkers then still
+# name it in their messages ("in function mock_step_result").
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def user_facing(fn: _F) -> _F:
+    """For an entry point of the test API (a modifier method, create_test_workflow): an awf
+    error it raises (a refused argument, one of Cloudflare's modifier rules) shows in pytest at
+    the test's line with its message, not under awf's own frames, their source and locals."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        try:
+            return fn(*args, **kwargs)
+        except AwfError as exc:
+            raise exc.with_traceback(None)  # noqa: B904  # the same error, awf's frames cut
+
+    return cast(_F, call)
 
 
 def format_timeline(timeline: Sequence[Mapping[str, Any]], tail: int | None = TIMELINE_TAIL) -> str:

@@ -40,6 +40,7 @@ from awf_sim.engine._hooks import (
 )
 from awf_sim.engine._selectors import Selector, StepSelector, parse_selector
 from awf_sim.errors import ModifierError
+from awf_sim.testing._failures import user_facing
 
 __all__ = ["ErrorSpec", "Modifier", "ModifierError"]
 
@@ -164,6 +165,7 @@ class Modifier(Hooks):
         """Every step, sleep and wait call the engine reported: (instance id, StepRef)."""
 
     # -- the public API (Cloudflare's WorkflowInstanceModifier) ----------------------------
+    @user_facing
     def disable_sleeps(self, steps: Selector | Iterable[Selector] | None = None) -> None:
         """Sleeps resolve at once: all of them, or only those selected (by sleep name)."""
         if steps is None:
@@ -172,6 +174,7 @@ class Modifier(Hooks):
         for sel in _selectors(steps, "disable_sleeps"):
             self._rule("sleep", sel, "disable_sleeps").no_sleep = True
 
+    @user_facing
     def disable_retry_delays(self, steps: Selector | Iterable[Selector] | None = None) -> None:
         """Retry waits become 0 (all attempts still run): for every step, or those selected."""
         if steps is None:
@@ -180,6 +183,7 @@ class Modifier(Hooks):
         for sel in _selectors(steps, "disable_retry_delays"):
             self._rule("do", sel, "disable_retry_delays").no_retry_delay = True
 
+    @user_facing
     def mock_step_result(self, step: Selector, value: Any) -> None:
         """The step's attempts succeed with `value` (a JSON round-trip); the handler does not
         run, its attempt and checkpoint still happen."""
@@ -189,6 +193,7 @@ class Modifier(Hooks):
         rule.has_result = True
         rule.result = stored
 
+    @user_facing
     def mock_step_error(self, step: Selector, error: ErrorSpec, times: int | None = None) -> None:
         """The step's attempts throw `error` (its name and message): every attempt, or the
         next `times` attempts. A NonRetryableError is not retried."""
@@ -202,6 +207,7 @@ class Modifier(Hooks):
             for attempt in self._claim(rule, n):
                 rule.attempt_errors[attempt] = pair
 
+    @user_facing
     def force_step_timeout(self, step: Selector, times: int | None = None) -> None:
         """The step's attempts time out at once ("Execution timed out after 0ms"), every
         attempt or the next `times`. The handler still starts; its result is ignored."""
@@ -213,6 +219,7 @@ class Modifier(Hooks):
         else:
             rule.attempt_timeouts.update(self._claim(rule, n))
 
+    @user_facing
     def mock_event(self, type: str | Mapping[str, Any], payload: Any = None) -> None:
         """Deliver an event of `type` to the instance: buffered until a `wait_for` of that
         type consumes it. Also accepts Cloudflare's form, `mock_event({"type", "payload"})`."""
@@ -240,6 +247,7 @@ class Modifier(Hooks):
         can say when no event wait of the run was for that type: usually a typo."""
         self._event_uses.setdefault(type, []).append(method)
 
+    @user_facing
     def force_event_timeout(self, step: Selector | Iterable[Selector]) -> None:
         """The selected `wait_for` (by its name) times out at once."""
         for sel in _selectors(step, "force_event_timeout"):

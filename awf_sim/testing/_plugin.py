@@ -104,6 +104,7 @@ def create_test_workflow(
         _workflow._set_tracker(created)  # the module was first imported by this fixture
 
     def factory(workflow: Any, **kwargs: Any) -> TestWorkflow:
+        __tracebackhide__ = True  # a refused argument shows at the test's line
         from_option = "seed" not in kwargs
         kwargs.setdefault("seed", awf_seed)
         wf = _workflow.create_test_workflow(workflow, **kwargs)

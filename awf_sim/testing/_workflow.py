@@ -31,6 +31,7 @@ from awf_sim.testing._failures import (
     WorkflowFailed,
     failed_step,
     format_timeline,
+    user_facing,
 )
 from awf_sim.testing._modifier import Modifier
 
@@ -276,6 +277,7 @@ class TestWorkflow(Generic[In, Out]):
         )
 
     # -- mid-run interaction (Cloudflare's waitForStepResult / waitForStatus) ------------------
+    @user_facing
     def start(self, params: In | Any = None, *, id: str | None = None) -> Instance[Out]:
         """Create the instance without running it: then `wait_for_step_result`,
         `wait_for_status`, `send_event`, `step_result`, and `run()` to continue to the end."""
@@ -306,6 +308,7 @@ class TestWorkflow(Generic[In, Out]):
     def _terminal(self, inst: Instance) -> bool:
         return inst.status()["status"] in TERMINAL
 
+    @user_facing
     def step_result(self, step: Selector) -> Any:
         """The stored result of the step `step` selects (a dotted path, glob, raw name or
         {"name", "index"}: the index-th result among the matching ones); LookupError if that
@@ -318,6 +321,7 @@ class TestWorkflow(Generic[In, Out]):
             raise LookupError(self._no_result(inst, sel))
         return found["value"]
 
+    @user_facing
     def wait_for_step_result(self, step: Selector, *, timeout: str | int | None = None) -> Any:
         """Run until the step `step` selects has a result and return it (as Cloudflare's
         `waitForStepResult`). Fails if the instance ends, or `timeout` of virtual time passes,
@@ -338,6 +342,7 @@ class TestWorkflow(Generic[In, Out]):
             raise self._failed(status)
         raise AssertionError(self._no_result(inst, sel))
 
+    @user_facing
     def wait_for_status(self, status: str, *, timeout: str | int | None = None) -> None:
         """Run until the instance reports `status` (as Cloudflare's `waitForStatus`): one of
         queued, running, paused, waitingForPause, waiting, errored, terminated, complete. Fails
@@ -391,6 +396,7 @@ class TestWorkflow(Generic[In, Out]):
             ) from None
         return await asyncio.to_thread(self.run, params, id=id)
 
+    @user_facing
     def send_event(self, type: str, payload: Any = None) -> None:
         """Send an event to the instance; before `run()` it is buffered and delivered when the
         instance starts, in order with `modifier.mock_event`."""
@@ -525,6 +531,7 @@ def create_test_workflow(
     world: World | None = None,
     strict: bool = True,
 ) -> TestWorkflow[Any, Any]: ...
+@user_facing
 def create_test_workflow(
     workflow: Any,
     *,

@@ -392,3 +392,65 @@ def test_a_passing_test_that_never_ran_its_test_workflow_fails(flow: pytest.Pyte
             "'PlugPay.charge', 'index': 1})) but never run, so the test checked none of it",
         ]
     )
+
+
+def test_a_refused_test_api_call_shows_at_the_tests_line(flow: pytest.Pytester) -> None:
+    # Each showed awf's own frames first (the modifier's _rule, the selector parser, the
+    # plugin's factory, assert_durable's plan checks), with their source and locals, as if
+    # the bug were in awf.
+    flow.makepyfile(
+        """
+        from awf_sim.testing import create_test_workflow as make
+        from plugflow import CHECKOUT
+
+        def test_twice(create_test_workflow):
+            wf = create_test_workflow(CHECKOUT, strict=False)
+            wf.modifier.mock_step_result("PlugPay.charge", 1)
+            wf.modifier.mockStepResult("PlugPay.charge", 2)
+
+        def test_index(create_test_workflow):
+            create_test_workflow(CHECKOUT).modifier.disable_sleeps({"name": "settle", "index": 0})
+
+        def test_times(create_test_workflow):
+            create_test_workflow(CHECKOUT).modifier.mock_step_error("PlugPay.charge", "x", times=0)
+
+        def test_value(create_test_workflow):
+            create_test_workflow(CHECKOUT).modifier.mock_step_result("PlugPay.charge", {1})
+
+        def test_db_fixture(create_test_workflow):
+            create_test_workflow(CHECKOUT, db={"orders": []})
+
+        def test_db_direct():
+            make(CHECKOUT, db={"orders": []})
+
+        def test_status(create_test_workflow):
+            wf = create_test_workflow(CHECKOUT)
+            wf.start({"amount": 1})
+            wf.wait_for_status("wating")
+
+        def test_plan():
+            from awf_sim import assert_durable
+
+            assert_durable(CHECKOUT, {"amount": 1}, [{"kind": "timeout", "step": "PlugPay.chrge"}])
+        """
+    )
+    result = run(flow, "-p", "no:randomly")
+    result.assert_outcomes(failed=8)
+    result.stdout.fnmatch_lines(
+        [
+            '>       wf.modifier.mockStepResult("PlugPay.charge", 2)',
+            "E       awf_sim.errors.ModifierError: [WorkflowIntrospector] Trying to mock step "
+            "'PlugPay.charge' multiple times!",
+            "test_a_refused_test_api_call_shows_at_the_tests_line.py:7: ModifierError",
+            "E       awf_sim.dsl.DefinitionError: disable_sleeps: selector 'index' is 1-based*",
+            "E       awf_sim.dsl.DefinitionError: mock_step_error: times must be a positive*",
+            "E       awf_sim.dsl.SerializationError: mock_step_result('PlugPay.charge') value is "
+            "not JSON (a set)*",
+            "E       awf_sim.dsl.DefinitionError: create_test_workflow: db must be a Database*",
+            "E       awf_sim.dsl.DefinitionError: create_test_workflow: db must be a Database*",
+            "E       awf_sim.dsl.DefinitionError: wait_for_status('wating'): not a status*",
+            "E       awf_sim.errors.FaultPlanError: assert_durable: fault 1 (timeout): "
+            "'PlugPay.chrge' matches no step of 'plug-checkout'*(did you mean 'PlugPay.charge'?)*",
+        ]
+    )
+    assert "awf_sim/" not in result.stdout.str()  # no frame of awf's own
