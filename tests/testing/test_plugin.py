@@ -454,3 +454,37 @@ def test_a_refused_test_api_call_shows_at_the_tests_line(flow: pytest.Pytester) 
         ]
     )
     assert "awf_sim/" not in result.stdout.str()  # no frame of awf's own
+
+
+def test_under_given_only_a_property_that_never_runs_fails(flow: pytest.Pytester) -> None:
+    # Examples that assume() rejects after the set-up never run, legitimately.
+    flow.makepyfile(
+        """
+        from hypothesis import assume, given, settings, strategies as st
+        from awf_sim.testing import create_test_workflow
+        from plugflow import CHECKOUT
+
+        @settings(max_examples=20, database=None)
+        @given(amount=st.integers(0, 9))
+        def test_some_rejected(amount):
+            wf = create_test_workflow(CHECKOUT)
+            wf.modifier.disable_sleeps()
+            assume(amount % 2 == 0)
+            assert wf.run({"amount": amount}) == {"charged": amount}
+
+        @settings(max_examples=5, database=None)
+        @given(amount=st.integers(0, 9))
+        def test_never_runs(amount):
+            wf = create_test_workflow(CHECKOUT)
+            wf.modifier.disable_sleeps()
+        """
+    )
+    result = flow.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_never_runs _*",
+            "test workflow 'plug-checkout' was set up (disable_sleeps()) but never run, so the "
+            "test checked none of it (x*)",
+        ]
+    )
