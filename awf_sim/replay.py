@@ -446,6 +446,28 @@ def _fails_on_history(report: ReplayReport, history: History) -> None:
 # -- recording a history in the simulator (tests, demos) -------------------------------------------
 
 
+def _refuse_unwaited_events(
+    workflow: Workflow, events: Mapping[str, Any] | None, timeline: list[Any]
+) -> None:
+    """An event given to record_history that no wait of the run was for is a typo: the
+    history would be of an instance still waiting, or of its timeout branch, not the one meant
+    (as a test workflow's `mock_event` of such a type fails its run)."""
+    from awf_sim.testing._modifier import unwaited_hint
+
+    waits = {
+        str(e.get("path")): e["type"]
+        for e in timeline
+        if e.get("kind") == "wait-start" and isinstance(e.get("type"), str)
+    }
+    for type_ in events or {}:
+        if type_ not in waits.values():
+            raise HistoryError(
+                f"record_history({workflow.name!r}): the event {type_!r} reached no event wait "
+                f"of the run{unwaited_hint(type_, waits)}; the history would not be of the "
+                "instance meant"
+            )
+
+
 def _iso(epoch: _dt.datetime, at_ms: Any) -> str | None:
     if not isinstance(at_ms, int | float):
         return None
@@ -564,6 +586,7 @@ def record_history(
                 step["error"] = {"name": "WorkflowTimeoutError", "message": "timed out"}
             else:
                 step["output"] = stored("wait", name)
+    _refuse_unwaited_events(workflow, events, timeline)
     return History(
         workflow=workflow.name,
         instance=instance_id,

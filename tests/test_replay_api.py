@@ -6,7 +6,13 @@
 
 A user who recorded a golden history with `record_history(flow, params)` got the history of an
 instance that errored at its first step ("no such table"), and `replay(flow, that history)`
-then called it faithful: the golden test passed while pinning a broken run."""
+then called it faithful: the golden test passed while pinning a broken run.
+
+`str(report)` is the report `awf-sim replay` prints (`print(report)`, `assert report.faithful,
+str(report)`): it was the dataclass's repr, one line that pytest cuts before the divergences.
+
+An event given to `record_history` that no wait of the run was for (a typo) is refused: the
+history was silently that of an instance still waiting for the event meant."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from awf_sim.dsl import isolated_registries
+from awf_sim.errors import HistoryError
 from awf_sim.flow import load_flow
 from awf_sim.replay import History, record_history, replay
 
@@ -123,3 +130,40 @@ def _write(path: Path, text: str) -> Path:
     other = path.with_name("golden_flow_v2.py")
     other.write_text(text, encoding="utf-8")
     return other
+
+
+WAITING_FLOW = """
+from awf_sim import Domain, Workflow
+
+
+async def activate(s, args, ctx):
+    return {"active": s["account"], "card": args["card"]}
+
+
+GoldenAccounts = Domain("GoldenAccounts", {"activate": activate})
+
+
+@Workflow("golden-signup")
+async def signup(wf, s):
+    card = await wf.wait_for("card", type="card-added", timeout="3 days")
+    return await wf.GoldenAccounts(s).activate(card=card["card"])
+"""
+
+
+def test_record_history_refuses_an_event_no_wait_was_for(tmp_path: Path) -> None:
+    # The typo recorded the history of an instance still waiting for its card, silently.
+    path = tmp_path / "golden_signup.py"
+    path.write_text(WAITING_FLOW, encoding="utf-8")
+    with isolated_registries():
+        workflow = load_flow(path).pick("golden-signup")
+        with pytest.raises(HistoryError) as info:
+            record_history(workflow, PARAMS, events={"card_added": {"card": "tok_visa"}})
+        assert str(info.value) == (
+            "record_history('golden-signup'): the event 'card_added' reached no event wait of "
+            "the run (did you mean 'card-added'?); the history would not be of the instance meant"
+        )
+        with pytest.raises(HistoryError, match=r"'card' is the name of an event wait"):
+            record_history(workflow, PARAMS, events={"card": {"card": "tok_visa"}})
+        meant = record_history(workflow, PARAMS, events={"card-added": {"card": "tok_visa"}})
+        assert (meant.status, meant.output) == ("complete", {"active": "acc-1", "card": "tok_visa"})
+        assert record_history(workflow, PARAMS).status == "waiting"  # no event: legitimately

@@ -42,7 +42,7 @@ from awf_sim.engine._selectors import Selector, StepSelector, parse_selector
 from awf_sim.errors import ModifierError
 from awf_sim.testing._failures import user_facing
 
-__all__ = ["ErrorSpec", "Modifier", "ModifierError"]
+__all__ = ["ErrorSpec", "Modifier", "ModifierError", "unwaited_hint"]
 
 # What mock_step_error takes: an exception (or its class), a message, or {"name", "message"}.
 ErrorSpec = BaseException | type[BaseException] | str | Mapping[str, str]
@@ -140,6 +140,24 @@ def _selectors(steps: Any, method: str) -> list[StepSelector]:
             f"{method}: steps must be a list of selectors (or one selector), got {steps!r}"
         )
     return [parse_selector(s, method=method) for s in steps]
+
+
+def unwaited_hint(type_: str, waits: Mapping[str, str]) -> str:
+    """Why an event of `type_` reached none of the run's waits (name -> the event type it
+    waited for): ` (did you mean 'card-added'?)`, a wait's name given for its type, the types
+    waited for, or that no wait was called."""
+    waited = list(dict.fromkeys(waits.values()))
+    close = difflib.get_close_matches(type_, waited, n=1, cutoff=0.6)
+    if type_ in waits:
+        return (
+            f" ({type_!r} is the name of an event wait; an event reaches a wait by its type: "
+            f"{', '.join(map(repr, waited))})"
+        )
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    if waited:
+        return f" (its waits were for: {', '.join(map(repr, waited))})"
+    return " (no event wait was called)"
 
 
 class Modifier(Hooks):
@@ -296,30 +314,16 @@ class Modifier(Hooks):
             text += self._hint(rule, waits or {})
             warnings.append(text)
         if waits is not None:
-            warnings += self._unwaited_events(list(dict.fromkeys(waits.values())))
+            warnings += self._unwaited_events(waits)
         return warnings
 
-    def _unwaited_events(self, waited: list[str]) -> list[str]:
-        warnings = []
-        wait_names = {ref.path for _, ref in self.calls if ref.kind == "wait"}
-        for type_, uses in self._event_uses.items():
-            if type_ in waited:
-                continue
-            text = f"{', '.join(dict.fromkeys(uses))}({type_!r}) matched no event wait of this run"
-            close = difflib.get_close_matches(type_, waited, n=1, cutoff=0.6)
-            if type_ in wait_names and waited:
-                text += (
-                    f" ({type_!r} is the name of an event wait; an event reaches a wait by its "
-                    f"type: {', '.join(map(repr, waited))})"
-                )
-            elif close:
-                text += f" (did you mean {close[0]!r}?)"
-            elif waited:
-                text += f" (its waits were for: {', '.join(map(repr, waited))})"
-            else:
-                text += " (no event wait was called)"
-            warnings.append(text)
-        return warnings
+    def _unwaited_events(self, waits: Mapping[str, str]) -> list[str]:
+        return [
+            f"{', '.join(dict.fromkeys(uses))}({type_!r}) matched no event wait of this run"
+            + unwaited_hint(type_, waits)
+            for type_, uses in self._event_uses.items()
+            if type_ not in waits.values()
+        ]
 
     def _hint(self, rule: _Rule, waits: Mapping[str, str]) -> str:
         sel = rule.selector
