@@ -257,10 +257,10 @@ class Modifier(Hooks):
                 f"{method}: the payload of event {type!r} is {size:,} bytes of JSON, over "
                 "Cloudflare's 1 MiB limit for an event payload"
             )
-        self.note_event(type, method)
+        self._note_event(type, method)
         self._send(type, payload)
 
-    def note_event(self, type: str, method: str) -> None:
+    def _note_event(self, type: str, method: str) -> None:
         """Remember that the test sent an event of `type` (by `method`), so that `unmatched`
         can say when no event wait of the run was for that type: usually a typo."""
         self._event_uses.setdefault(type, []).append(method)
@@ -280,7 +280,7 @@ class Modifier(Hooks):
     forceEventTimeout = force_event_timeout
 
     # -- what the run did with it ----------------------------------------------------------
-    def recorded(self) -> list[str]:
+    def _recorded(self) -> list[str]:
         """The modifier calls the test made (and events it sent), one per selector or type:
         `["disable_sleeps()", "mock_step_result('Pay.charge')", "mock_event('paid')"]`."""
         made = ["disable_sleeps()"] if self._all_sleeps else []

@@ -190,7 +190,7 @@ def pytest_runtest_makereport(
 def _fail_if_never_run(report: pytest.TestReport, created: list[TestWorkflow]) -> None:
     """A passing test that set up a test workflow's modifier (or sent it an event) and never
     ran it tested none of it, as a selector that matched nothing: it fails, saying so."""
-    unrun = [wf for wf in created if wf.strict and wf.instance is None and wf.modifier.recorded()]
+    unrun = [wf for wf in created if wf.strict and wf.instance is None and wf.modifier._recorded()]
     if any(wf._example is not None and wf.instance is not None for wf in created):
         # Under @given, an example that `assume()` rejected after the set-up never runs: only
         # a property that ran none of its test workflows forgot to.
@@ -200,7 +200,7 @@ def _fail_if_never_run(report: pytest.TestReport, created: list[TestWorkflow]) -
     found: dict[str, int] = {}
     for wf in unrun:
         line = (
-            f"test workflow {wf.name!r} was set up ({', '.join(wf.modifier.recorded())}) but "
+            f"test workflow {wf.name!r} was set up ({', '.join(wf.modifier._recorded())}) but "
             "never run, so the test checked none of it"
         )
         found[line] = found.get(line, 0) + 1

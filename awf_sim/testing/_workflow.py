@@ -404,7 +404,7 @@ class TestWorkflow(Generic[In, Out]):
             self.modifier._event(type, payload, "send_event")  # buffered in order with mocks
             return
         self.instance.send_event(type, payload)
-        self.modifier.note_event(type, "send_event")
+        self.modifier._note_event(type, "send_event")
 
     # -- results -----------------------------------------------------------------------------
     def _current(self) -> dict[str, Any] | None:
