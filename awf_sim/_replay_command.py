@@ -27,21 +27,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def print_report(report: ReplayReport) -> None:
     """The human form: one line per step, then the verdict."""
-    typer.echo(
-        f"replay of instance {report.instance} of {report.workflow} "
-        f"(history: {report.history_status}, {report.completed} completed steps)"
-    )
-    for row in report.steps:
-        typer.echo(f"  {row['source']:<12} {row['kind']:<5} {row['name']}")
-    if report.faithful:
-        typer.echo(
-            f"faithful: {report.served} of {report.completed} completed steps served from the "
-            f"history; the replay goes on to {report.status}"
-        )
-        return
-    typer.echo(f"DIVERGES at {len(report.divergences)} step(s):")
-    for divergence in report.divergences:
-        typer.echo(f"  {divergence}")
+    typer.echo(str(report))
 
 
 def _replay(flow: str, history_path: str) -> ReplayReport:

@@ -38,17 +38,19 @@ OUTCOME_STYLE = {
 
 
 def format_at(ms: int) -> str:
-    """Virtual time as a compact human string: 0 ms, 1.5 s, 2 min 3 s, 1 d 2 h."""
+    """Virtual time as a human string, exact: 0 ms, 1.5 s, 2 min 3 s, 1 d 2 h, 14 d 10 min 30 s.
+    Every unit is shown: cut to two, a retry at 14 d 11 min 30 s read as 14 d 11 min, and a
+    10-minute timeout that began at 14 d 30 s seemed to end 9.5 minutes later."""
     if ms < 1000:
         return f"{ms} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:g} s"
     parts = []
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000)):
         if ms >= size:
             parts.append(f"{ms // size} {unit}")
             ms %= size
-    return " ".join(parts[:2])
+    if ms:
+        parts.append(f"{ms / 1000:g} s")
+    return " ".join(parts)
 
 
 # -- the timeline renderer: every place that shows a timeline uses these -------------------

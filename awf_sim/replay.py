@@ -108,6 +108,24 @@ class ReplayReport:
     def faithful(self) -> bool:
         return not self.divergences
 
+    def __str__(self) -> str:
+        """The human form, as `awf-sim replay` prints it: one line per step, then the verdict
+        (so `assert report.faithful, report` shows what diverged, not the dataclass)."""
+        lines = [
+            f"replay of instance {self.instance} of {self.workflow} "
+            f"(history: {self.history_status}, {self.completed} completed steps)"
+        ]
+        lines += [f"  {row['source']:<12} {row['kind']:<5} {row['name']}" for row in self.steps]
+        if self.faithful:
+            lines.append(
+                f"faithful: {self.served} of {self.completed} completed steps served from the "
+                f"history; the replay goes on to {self.status}"
+            )
+        else:
+            lines.append(f"DIVERGES at {len(self.divergences)} step(s):")
+            lines += [f"  {divergence}" for divergence in self.divergences]
+        return "\n".join(lines)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "workflow": self.workflow,
@@ -268,15 +286,19 @@ def replay(
     ai: Any = None,
     seed: int = 0,
 ) -> ReplayReport:
-    """Run `workflow`'s current code against `history` in the simulator; see the module doc."""
+    """Run `workflow`'s current code against `history` in the simulator; see the module doc.
+    `db`, `http` and `ai` left out are the flow file's `DATABASE`, `HTTP` and `AI`, as for
+    `awf-sim replay` and `create_test_workflow`."""
     from awf_sim.engine import MemoryStore, Simulator
     from awf_sim.engine._hooks import Hooks, StepRef
     from awf_sim.engine._timeline import failure_stack
+    from awf_sim.testing._workflow import with_flow_defaults
 
     if history.workflow != workflow.name:
         raise HistoryError(
             f"the history is of workflow {history.workflow!r}, not {workflow.name!r}"
         )
+    db, ai, http = with_flow_defaults(workflow, db, ai, http)
     entries = _entries(history.steps)
     by_key = {e.key: e for e in entries}
     completed = [e for e in entries if e.finished]
@@ -424,6 +446,28 @@ def _fails_on_history(report: ReplayReport, history: History) -> None:
 # -- recording a history in the simulator (tests, demos) -------------------------------------------
 
 
+def _refuse_unwaited_events(
+    workflow: Workflow, events: Mapping[str, Any] | None, timeline: list[Any]
+) -> None:
+    """An event given to record_history that no wait of the run was for is a typo: the
+    history would be of an instance still waiting, or of its timeout branch, not the one meant
+    (as a test workflow's `mock_event` of such a type fails its run)."""
+    from awf_sim.testing._modifier import unwaited_hint
+
+    waits = {
+        str(e.get("path")): e["type"]
+        for e in timeline
+        if e.get("kind") == "wait-start" and isinstance(e.get("type"), str)
+    }
+    for type_ in events or {}:
+        if type_ not in waits.values():
+            raise HistoryError(
+                f"record_history({workflow.name!r}): the event {type_!r} reached no event wait "
+                f"of the run{unwaited_hint(type_, waits)}; the history would not be of the "
+                "instance meant"
+            )
+
+
 def _iso(epoch: _dt.datetime, at_ms: Any) -> str | None:
     if not isinstance(at_ms, int | float):
         return None
@@ -444,8 +488,12 @@ def record_history(
 ) -> History:
     """Run `workflow` in the simulator until it is done or waits for an event nobody sent, and
     return its history in the shape Cloudflare's instance API gives (`events`: type -> payload,
-    sent before the run). What `awf-deploy pull` would save for such an instance."""
+    sent before the run). What `awf-deploy pull` would save for such an instance. `db`,
+    `http` and `ai` left out are the flow file's, as for `replay`."""
     from awf_sim.engine import DEFAULT_EPOCH, MemoryStore, Simulator
+    from awf_sim.testing._workflow import with_flow_defaults
+
+    db, ai, http = with_flow_defaults(workflow, db, ai, http)
 
     store = MemoryStore()
     sim = Simulator(seed=seed, store=store, db=db, http=http, ai=ai)
@@ -538,6 +586,7 @@ def record_history(
                 step["error"] = {"name": "WorkflowTimeoutError", "message": "timed out"}
             else:
                 step["output"] = stored("wait", name)
+    _refuse_unwaited_events(workflow, events, timeline)
     return History(
         workflow=workflow.name,
         instance=instance_id,

@@ -283,6 +283,7 @@ def inputs(workflow: Workflow) -> st.SearchStrategy[Any]:
     if workflow.examples:
         return st.sampled_from(workflow.examples).map(copy.deepcopy)
     raise DefinitionError(
-        f"inputs({workflow.name!r}): the workflow has no pydantic input model and no examples; "
-        "annotate its params with a pydantic model or add examples=[...]"
+        f"inputs({workflow.name!r}): the workflow's params have no input type (a pydantic "
+        "model, a dataclass or a TypedDict) and it has no examples; annotate its params with "
+        "one, or add examples=[...]"
     )

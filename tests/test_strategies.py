@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 import awf_sim
-from awf_sim import DurabilityViolation, Workflow, assert_durable
+from awf_sim import DefinitionError, DurabilityViolation, Workflow, assert_durable
 from awf_sim.chaos import SEED_SOURCE, normalize_plan
 from awf_sim.dsl import isolated_registries
 from awf_sim.flow import FlowFile, load_flow
@@ -206,8 +206,14 @@ def test_inputs_need_a_model_or_examples() -> None:
     async def bare(wf: Any, params: Any) -> Any:
         return params
 
-    with pytest.raises(ValueError, match="no pydantic input model and no examples"):
+    # It named only pydantic, though a dataclass or TypedDict annotation works as well.
+    with pytest.raises(DefinitionError) as info:
         inputs(bare)
+    assert str(info.value) == (
+        "inputs('strategies-bare'): the workflow's params have no input type (a pydantic model, "
+        "a dataclass or a TypedDict) and it has no examples; annotate its params with one, or "
+        "add examples=[...]"
+    )
 
 
 _seen: list[float] = []

@@ -39,6 +39,7 @@ from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine._hooks import StepRef
 from awf_sim.engine._selectors import parse_selector
 from awf_sim.errors import FaultPlanError
+from awf_sim.testing._failures import user_facing
 from awf_sim.testing._workflow import with_flow_defaults
 
 __all__ = ["SEED_SOURCE", "DurabilityViolation", "assert_durable", "baseline_for"]
@@ -172,6 +173,7 @@ def baseline_for(target: Target) -> Baseline:
     return base
 
 
+@user_facing  # a FaultPlanError shows at the test's line, not under awf's frames
 def assert_durable(
     workflow: Workflow,
     params: Any,

@@ -1,13 +1,15 @@
 """How a test workflow fails: WorkflowFailed (the instance did not complete) and
-UnmatchedSelector (a modifier selector matched nothing), each rendering the run's error,
-the user's frames, the timeline and the seed that reproduces it."""
+UnmatchedSelector (a modifier selector or a sent event matched nothing), each rendering the
+run's error, the user's frames, the timeline and the seed that reproduces it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from awf_sim._report import timeline_lines
+from awf_sim.dsl._errors import AwfError
 from awf_sim.engine._timeline import failure_stack
 
 __all__ = [
@@ -16,9 +18,30 @@ __all__ = [
     "WorkflowFailed",
     "failed_step",
     "format_timeline",
+    "user_facing",
 ]
 
 TIMELINE_TAIL = 30
+
+# The decorated function keeps its own type (not a Callable[P, R]): type checkers then still
+# name it in their messages ("in function mock_step_result").
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def user_facing(fn: _F) -> _F:
+    """For an entry point of the test API (a modifier method, create_test_workflow): an awf
+    error it raises (a refused argument, one of Cloudflare's modifier rules) shows in pytest at
+    the test's line with its message, not under awf's own frames, their source and locals."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        try:
+            return fn(*args, **kwargs)
+        except AwfError as exc:
+            raise exc.with_traceback(None)  # noqa: B904  # the same error, awf's frames cut
+
+    return cast(_F, call)
 
 
 def format_timeline(timeline: Sequence[Mapping[str, Any]], tail: int | None = TIMELINE_TAIL) -> str:
@@ -119,14 +142,18 @@ def _rebuild_failed(state: dict[str, Any]) -> WorkflowFailed:
 
 
 class UnmatchedSelector(AssertionError):
-    """A modifier selector matched no step of a run that completed: usually a typo, which
-    would otherwise let the test pass without mocking anything. `.warnings` says which, with
+    """A modifier selector matched no step of a run that completed, or an event the test sent
+    (`mock_event`, `send_event`) was of a type no wait of the run was for: usually a typo,
+    which would otherwise let the test pass without mocking anything. `.warnings` says which, with
     the did-you-mean list. `create_test_workflow(..., strict=False)` allows it."""
 
     def __init__(self, workflow: str, warnings: Sequence[str]) -> None:
         self.workflow = workflow
         self.warnings = list(warnings)
-        lines = [f"workflow {workflow!r} completed, but a modifier selector matched nothing:"]
+        lines = [
+            f"workflow {workflow!r} completed, but a modifier selector or a sent event matched "
+            "nothing:"
+        ]
         lines += [f"  {w}" for w in self.warnings]
         lines.append("(pass strict=False to create_test_workflow if that is intended)")
         super().__init__("\n".join(lines))

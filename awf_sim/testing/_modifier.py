@@ -40,13 +40,19 @@ from awf_sim.engine._hooks import (
 )
 from awf_sim.engine._selectors import Selector, StepSelector, parse_selector
 from awf_sim.errors import ModifierError
+from awf_sim.testing._failures import user_facing
 
-__all__ = ["ErrorSpec", "Modifier", "ModifierError"]
+__all__ = ["ErrorSpec", "Modifier", "ModifierError", "unwaited_hint"]
 
 # What mock_step_error takes: an exception (or its class), a message, or {"name", "message"}.
 ErrorSpec = BaseException | type[BaseException] | str | Mapping[str, str]
 
 _KIND_WORD = {"do": "step", "sleep": "sleep", "wait": "event wait"}
+
+
+def _a(kind: str) -> str:
+    word = _KIND_WORD[kind]
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
 
 
 @dataclass(eq=False)
@@ -136,6 +142,24 @@ def _selectors(steps: Any, method: str) -> list[StepSelector]:
     return [parse_selector(s, method=method) for s in steps]
 
 
+def unwaited_hint(type_: str, waits: Mapping[str, str]) -> str:
+    """Why an event of `type_` reached none of the run's waits (name -> the event type it
+    waited for): ` (did you mean 'card-added'?)`, a wait's name given for its type, the types
+    waited for, or that no wait was called."""
+    waited = list(dict.fromkeys(waits.values()))
+    close = difflib.get_close_matches(type_, waited, n=1, cutoff=0.6)
+    if type_ in waits:
+        return (
+            f" ({type_!r} is the name of an event wait; an event reaches a wait by its type: "
+            f"{', '.join(map(repr, waited))})"
+        )
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    if waited:
+        return f" (its waits were for: {', '.join(map(repr, waited))})"
+    return " (no event wait was called)"
+
+
 class Modifier(Hooks):
     """The test modifier: pass it as `Simulator(hooks=...)`, or use `wf.modifier` of a test
     workflow. Every method also has Cloudflare's camelCase name (`mockStepResult`, ...).
@@ -151,6 +175,7 @@ class Modifier(Hooks):
         self._all_sleeps = False
         self._all_retry_delays = False
         self._events: list[tuple[str, Any]] = []
+        self._event_uses: dict[str, list[str]] = {}  # type -> the test's calls that sent it
         self._instances: list[str] = []  # instances started under this modifier
         self._pending: list[Control] = []
         self._lifetimes: dict[str, _Lifetime] = {}
@@ -158,6 +183,7 @@ class Modifier(Hooks):
         """Every step, sleep and wait call the engine reported: (instance id, StepRef)."""
 
     # -- the public API (Cloudflare's WorkflowInstanceModifier) ----------------------------
+    @user_facing
     def disable_sleeps(self, steps: Selector | Iterable[Selector] | None = None) -> None:
         """Sleeps resolve at once: all of them, or only those selected (by sleep name)."""
         if steps is None:
@@ -166,6 +192,7 @@ class Modifier(Hooks):
         for sel in _selectors(steps, "disable_sleeps"):
             self._rule("sleep", sel, "disable_sleeps").no_sleep = True
 
+    @user_facing
     def disable_retry_delays(self, steps: Selector | Iterable[Selector] | None = None) -> None:
         """Retry waits become 0 (all attempts still run): for every step, or those selected."""
         if steps is None:
@@ -174,6 +201,7 @@ class Modifier(Hooks):
         for sel in _selectors(steps, "disable_retry_delays"):
             self._rule("do", sel, "disable_retry_delays").no_retry_delay = True
 
+    @user_facing
     def mock_step_result(self, step: Selector, value: Any) -> None:
         """The step's attempts succeed with `value` (a JSON round-trip); the handler does not
         run, its attempt and checkpoint still happen."""
@@ -183,6 +211,7 @@ class Modifier(Hooks):
         rule.has_result = True
         rule.result = stored
 
+    @user_facing
     def mock_step_error(self, step: Selector, error: ErrorSpec, times: int | None = None) -> None:
         """The step's attempts throw `error` (its name and message): every attempt, or the
         next `times` attempts. A NonRetryableError is not retried."""
@@ -196,6 +225,7 @@ class Modifier(Hooks):
             for attempt in self._claim(rule, n):
                 rule.attempt_errors[attempt] = pair
 
+    @user_facing
     def force_step_timeout(self, step: Selector, times: int | None = None) -> None:
         """The step's attempts time out at once ("Execution timed out after 0ms"), every
         attempt or the next `times`. The handler still starts; its result is ignored."""
@@ -207,6 +237,7 @@ class Modifier(Hooks):
         else:
             rule.attempt_timeouts.update(self._claim(rule, n))
 
+    @user_facing
     def mock_event(self, type: str | Mapping[str, Any], payload: Any = None) -> None:
         """Deliver an event of `type` to the instance: buffered until a `wait_for` of that
         type consumes it. Also accepts Cloudflare's form, `mock_event({"type", "payload"})`."""
@@ -226,8 +257,15 @@ class Modifier(Hooks):
                 f"{method}: the payload of event {type!r} is {size:,} bytes of JSON, over "
                 "Cloudflare's 1 MiB limit for an event payload"
             )
+        self._note_event(type, method)
         self._send(type, payload)
 
+    def _note_event(self, type: str, method: str) -> None:
+        """Remember that the test sent an event of `type` (by `method`), so that `unmatched`
+        can say when no event wait of the run was for that type: usually a typo."""
+        self._event_uses.setdefault(type, []).append(method)
+
+    @user_facing
     def force_event_timeout(self, step: Selector | Iterable[Selector]) -> None:
         """The selected `wait_for` (by its name) times out at once."""
         for sel in _selectors(step, "force_event_timeout"):
@@ -242,6 +280,17 @@ class Modifier(Hooks):
     forceEventTimeout = force_event_timeout
 
     # -- what the run did with it ----------------------------------------------------------
+    def _recorded(self) -> list[str]:
+        """The modifier calls the test made (and events it sent), one per selector or type:
+        `["disable_sleeps()", "mock_step_result('Pay.charge')", "mock_event('paid')"]`."""
+        made = ["disable_sleeps()"] if self._all_sleeps else []
+        made += ["disable_retry_delays()"] if self._all_retry_delays else []
+        for rule in sorted(self._rules.values(), key=lambda r: r.order):
+            made.append(f"{', '.join(dict.fromkeys(rule.uses))}({rule.selector})")
+        for type_, uses in self._event_uses.items():
+            made.append(f"{', '.join(dict.fromkeys(uses))}({type_!r})")
+        return made
+
     def steps(self, iid: str | None = None) -> list[str]:
         """Dotted paths of the `do` steps called, in first-call order, one entry per path."""
         seen: dict[str, None] = {}
@@ -250,8 +299,11 @@ class Modifier(Hooks):
                 seen.setdefault(ref.path, None)
         return list(seen)
 
-    def unmatched(self) -> list[str]:
-        """One warning per selector that selected no call: usually a typo."""
+    def unmatched(self, waits: Mapping[str, str] | None = None) -> list[str]:
+        """One warning per selector that selected no call: usually a typo. Given `waits`, the
+        run's event waits (name -> the event type it waited for), also one per event type the
+        test sent that no wait was for (a mistyped type leaves the event buffered and the wait
+        timing out)."""
         warnings = []
         for rule in sorted(self._rules.values(), key=lambda r: r.order):
             if rule.matched:
@@ -259,13 +311,26 @@ class Modifier(Hooks):
             uses = ", ".join(dict.fromkeys(rule.uses))
             word = _KIND_WORD[rule.kind]
             text = f"{uses}({rule.selector}) matched no {word} of this run"
-            text += self._hint(rule)
+            text += self._hint(rule, waits or {})
             warnings.append(text)
+        if waits is not None:
+            warnings += self._unwaited_events(waits)
         return warnings
 
-    def _hint(self, rule: _Rule) -> str:
+    def _unwaited_events(self, waits: Mapping[str, str]) -> list[str]:
+        return [
+            f"{', '.join(dict.fromkeys(uses))}({type_!r}) matched no event wait of this run"
+            + unwaited_hint(type_, waits)
+            for type_, uses in self._event_uses.items()
+            if type_ not in waits.values()
+        ]
+
+    def _hint(self, rule: _Rule, waits: Mapping[str, str]) -> str:
         sel = rule.selector
         calls = [ref for _, ref in self.calls if ref.kind == rule.kind]
+        other = self._other_kind(rule, waits)
+        if other:
+            return other
         if not calls:
             return f" (no {_KIND_WORD[rule.kind]} was called)"
         if rule.preceded and sel.index is None:
@@ -286,6 +351,24 @@ class Modifier(Hooks):
             return f" (did you mean {close[0]!r}?)"
         shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
         return f" (called: {shown})"
+
+    def _other_kind(self, rule: _Rule, waits: Mapping[str, str]) -> str:
+        """Why a selector that names a call of another kind matched nothing: a sleep given to
+        mock_step_result, a step to disable_sleeps, a wait's event type for its name."""
+        sel = rule.selector
+        if sel.index is not None or any(ch in sel.name for ch in "*?["):
+            return ""
+        if rule.kind == "wait":
+            named = [name for name, type_ in waits.items() if type_ == sel.name]
+            if named:
+                return (
+                    f" ({sel.name!r} is the event type of the wait {named[0]!r}; a wait is "
+                    "selected by its name)"
+                )
+        for _, ref in self.calls:
+            if ref.kind != rule.kind and sel.name in (ref.path, ref.name):
+                return f" ({sel.name!r} is {_a(ref.kind)}, not {_a(rule.kind)})"
+        return ""
 
     # -- internals ---------------------------------------------------------------------------
     def _rule(self, kind: str, sel: StepSelector, method: str) -> _Rule:

@@ -4,6 +4,8 @@
   `sim` (a fresh Simulator in the world the flow file of its workflows declares) and
   `awf_seed`;
 - option `--awf-seed N|random` (default 0), the seed the fixtures use, shown in the header;
+- a passing test that set up a test workflow (modifier calls, events) and never ran it
+  fails, naming what it set up (strict=False allows it);
 - on failure, a report section per test workflow the test created or ran: its status, the
   tail of its timeline, unmatched selectors and the seed that reproduces it (under @given,
   only those of the failing example); and one for the
@@ -102,6 +104,7 @@ def create_test_workflow(
         _workflow._set_tracker(created)  # the module was first imported by this fixture
 
     def factory(workflow: Any, **kwargs: Any) -> TestWorkflow:
+        __tracebackhide__ = True  # a refused argument shows at the test's line
         from_option = "seed" not in kwargs
         kwargs.setdefault("seed", awf_seed)
         wf = _workflow.create_test_workflow(workflow, **kwargs)
@@ -156,6 +159,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if report.when == "call" and report.passed and not hasattr(report, "wasxfail"):
+        _fail_if_never_run(report, item.stash.get(_CREATED, []))
     if report.failed:
         raised = call.excinfo.value if call.excinfo is not None else None
         created = item.stash.get(_CREATED, [])
@@ -180,6 +185,32 @@ def pytest_runtest_makereport(
                     (f"awf-sim sim fixture (seed {simulator.seed})", _sim_section(item, simulator))
                 )
     return report
+
+
+def _fail_if_never_run(report: pytest.TestReport, created: list[TestWorkflow]) -> None:
+    """A passing test that set up a test workflow's modifier (or sent it an event) and never
+    ran it tested none of it, as a selector that matched nothing: it fails, saying so."""
+    unrun = [wf for wf in created if wf.strict and wf.instance is None and wf.modifier._recorded()]
+    if any(wf._example is not None and wf.instance is not None for wf in created):
+        # Under @given, an example that `assume()` rejected after the set-up never runs: only
+        # a property that ran none of its test workflows forgot to.
+        unrun = [wf for wf in unrun if wf._example is None]
+    if not unrun:
+        return
+    found: dict[str, int] = {}
+    for wf in unrun:
+        line = (
+            f"test workflow {wf.name!r} was set up ({', '.join(wf.modifier._recorded())}) but "
+            "never run, so the test checked none of it"
+        )
+        found[line] = found.get(line, 0) + 1
+    lines = [line + (f" (x{n})" if n > 1 else "") for line, n in found.items()]
+    lines.append(
+        "call wf.run(params) (or wf.start(params)) before asserting; create it with "
+        "strict=False if that is intended"
+    )
+    report.outcome = "failed"
+    report.longrepr = "\n".join(lines)
 
 
 def _of_the_failing_example(created: list[TestWorkflow]) -> list[TestWorkflow]:

@@ -31,6 +31,7 @@ from awf_sim.testing._failures import (
     WorkflowFailed,
     failed_step,
     format_timeline,
+    user_facing,
 )
 from awf_sim.testing._modifier import Modifier
 
@@ -215,7 +216,7 @@ class TestWorkflow(Generic[In, Out]):
         status = self._final
         if status["status"] != "complete":
             raise self._failed(status)
-        unmatched = self.modifier.unmatched()
+        unmatched = self._unmatched()
         if self.strict and unmatched:
             raise UnmatchedSelector(self.name, unmatched)
         if isinstance(self.workflow, Workflow):
@@ -243,7 +244,7 @@ class TestWorkflow(Generic[In, Out]):
             error=status["error"],
             timeline=self.timeline,
             seed=self.seed,
-            warnings=self.modifier.unmatched(),
+            warnings=self._unmatched(),
             reason=(
                 f"instance {inst.id} of {self.name!r} is still {status['status']} after "
                 f"{RUNAWAY_WAITS:,} sleeps and event waits ({days:,.1f} days of virtual time): it "
@@ -251,6 +252,15 @@ class TestWorkflow(Generic[In, Out]):
                 "or wait_for_step_result with a timeout), or mock what it loops on"
             ),
         )
+
+    def _unmatched(self) -> list[str]:
+        """The modifier's selectors, and the event types the test sent, that matched nothing."""
+        waits = {
+            str(e.get("path")): e["type"]
+            for e in self.timeline
+            if e.get("kind") == "wait-start" and isinstance(e.get("type"), str)
+        }
+        return self.modifier.unmatched(waits)
 
     def _instance_id(self) -> str:
         return "?" if self.instance is None else self.instance.id
@@ -263,10 +273,11 @@ class TestWorkflow(Generic[In, Out]):
             error=status["error"],
             timeline=self.timeline,
             seed=self.seed,
-            warnings=self.modifier.unmatched(),
+            warnings=self._unmatched(),
         )
 
     # -- mid-run interaction (Cloudflare's waitForStepResult / waitForStatus) ------------------
+    @user_facing
     def start(self, params: In | Any = None, *, id: str | None = None) -> Instance[Out]:
         """Create the instance without running it: then `wait_for_step_result`,
         `wait_for_status`, `send_event`, `step_result`, and `run()` to continue to the end."""
@@ -297,6 +308,7 @@ class TestWorkflow(Generic[In, Out]):
     def _terminal(self, inst: Instance) -> bool:
         return inst.status()["status"] in TERMINAL
 
+    @user_facing
     def step_result(self, step: Selector) -> Any:
         """The stored result of the step `step` selects (a dotted path, glob, raw name or
         {"name", "index"}: the index-th result among the matching ones); LookupError if that
@@ -309,6 +321,7 @@ class TestWorkflow(Generic[In, Out]):
             raise LookupError(self._no_result(inst, sel))
         return found["value"]
 
+    @user_facing
     def wait_for_step_result(self, step: Selector, *, timeout: str | int | None = None) -> Any:
         """Run until the step `step` selects has a result and return it (as Cloudflare's
         `waitForStepResult`). Fails if the instance ends, or `timeout` of virtual time passes,
@@ -329,6 +342,7 @@ class TestWorkflow(Generic[In, Out]):
             raise self._failed(status)
         raise AssertionError(self._no_result(inst, sel))
 
+    @user_facing
     def wait_for_status(self, status: str, *, timeout: str | int | None = None) -> None:
         """Run until the instance reports `status` (as Cloudflare's `waitForStatus`): one of
         queued, running, paused, waitingForPause, waiting, errored, terminated, complete. Fails
@@ -382,6 +396,7 @@ class TestWorkflow(Generic[In, Out]):
             ) from None
         return await asyncio.to_thread(self.run, params, id=id)
 
+    @user_facing
     def send_event(self, type: str, payload: Any = None) -> None:
         """Send an event to the instance; before `run()` it is buffered and delivered when the
         instance starts, in order with `modifier.mock_event`."""
@@ -389,6 +404,7 @@ class TestWorkflow(Generic[In, Out]):
             self.modifier._event(type, payload, "send_event")  # buffered in order with mocks
             return
         self.instance.send_event(type, payload)
+        self.modifier._note_event(type, "send_event")
 
     # -- results -----------------------------------------------------------------------------
     def _current(self) -> dict[str, Any] | None:
@@ -432,7 +448,7 @@ class TestWorkflow(Generic[In, Out]):
     @property
     def warnings(self) -> list[str]:
         """Modifier selectors that matched no step of the run (usually typos)."""
-        return self.modifier.unmatched()
+        return self._unmatched()
 
     @property
     def db(self) -> Any:
@@ -515,6 +531,7 @@ def create_test_workflow(
     world: World | None = None,
     strict: bool = True,
 ) -> TestWorkflow[Any, Any]: ...
+@user_facing
 def create_test_workflow(
     workflow: Any,
     *,

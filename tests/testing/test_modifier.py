@@ -222,6 +222,7 @@ def test_mock_error_after_mock_result_is_an_error(make: Any) -> None:
         "[WorkflowIntrospector] Trying to force timeout on step 'ModPay.charge' after mocking "
         "its result!"
     )
+    assert wf.run({"id": "o-1"}) == 1  # the refused calls changed nothing
 
 
 # -- mock_step_error and force_step_timeout ----------------------------------------------------

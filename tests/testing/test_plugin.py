@@ -341,3 +341,150 @@ def test_the_factory_closes_its_workflows_after_the_test(flow: pytest.Pytester) 
     )
     result = run(flow)
     result.assert_outcomes(passed=2)
+
+
+def test_a_passing_test_that_never_ran_its_test_workflow_fails(flow: pytest.Pytester) -> None:
+    # The test sets up mocks and asserts something that holds before any run: it passed,
+    # though it checked none of what it set up (its selectors "matched nothing").
+    flow.makepyfile(
+        """
+        from awf_sim.testing import create_test_workflow as make
+        from plugflow import CHECKOUT
+
+        def test_forgot_run(create_test_workflow):
+            wf = create_test_workflow(CHECKOUT)
+            wf.modifier.disable_sleeps()
+            wf.modifier.mock_step_result("PlugPay.charge", {"charged": 0})
+            wf.send_event("paid", {})
+            assert wf.status != "errored"
+
+        def test_forgot_run_outside_the_fixture():
+            wf = make(CHECKOUT)
+            wf.modifier.force_step_timeout({"name": "PlugPay.charge", "index": 1})
+            wf.close()
+
+        def test_ran(create_test_workflow):
+            wf = create_test_workflow(CHECKOUT)
+            wf.modifier.disable_sleeps()
+            assert wf.run({"amount": 2}) == {"charged": 2}
+
+        def test_not_set_up_and_not_run(create_test_workflow):
+            assert create_test_workflow(CHECKOUT).status is None
+
+        def test_intended(create_test_workflow):
+            create_test_workflow(CHECKOUT, strict=False).modifier.disable_sleeps()
+        """
+    )
+    result = run(flow, "-p", "no:randomly")
+    result.assert_outcomes(passed=3, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_forgot_run _*",
+            "test workflow 'plug-checkout' was set up (disable_sleeps(), "
+            "mock_step_result('PlugPay.charge'), send_event('paid')) but never run, so the test "
+            "checked none of it",
+            "call wf.run(params) (or wf.start(params)) before asserting; create it with "
+            "strict=False if that is intended",
+            "*awf-sim plug-checkout (seed 0)*",
+            "workflow 'plug-checkout': not run (seed 0)",
+            "*_ test_forgot_run_outside_the_fixture _*",
+            "test workflow 'plug-checkout' was set up (force_step_timeout({'name': "
+            "'PlugPay.charge', 'index': 1})) but never run, so the test checked none of it",
+        ]
+    )
+
+
+def test_a_refused_test_api_call_shows_at_the_tests_line(flow: pytest.Pytester) -> None:
+    # Each showed awf's own frames first (the modifier's _rule, the selector parser, the
+    # plugin's factory, assert_durable's plan checks), with their source and locals, as if
+    # the bug were in awf.
+    flow.makepyfile(
+        """
+        from awf_sim.testing import create_test_workflow as make
+        from plugflow import CHECKOUT
+
+        def test_twice(create_test_workflow):
+            wf = create_test_workflow(CHECKOUT, strict=False)
+            wf.modifier.mock_step_result("PlugPay.charge", 1)
+            wf.modifier.mockStepResult("PlugPay.charge", 2)
+
+        def test_index(create_test_workflow):
+            create_test_workflow(CHECKOUT).modifier.disable_sleeps({"name": "settle", "index": 0})
+
+        def test_times(create_test_workflow):
+            create_test_workflow(CHECKOUT).modifier.mock_step_error("PlugPay.charge", "x", times=0)
+
+        def test_value(create_test_workflow):
+            create_test_workflow(CHECKOUT).modifier.mock_step_result("PlugPay.charge", {1})
+
+        def test_db_fixture(create_test_workflow):
+            create_test_workflow(CHECKOUT, db={"orders": []})
+
+        def test_db_direct():
+            make(CHECKOUT, db={"orders": []})
+
+        def test_status(create_test_workflow):
+            wf = create_test_workflow(CHECKOUT)
+            wf.start({"amount": 1})
+            wf.wait_for_status("wating")
+
+        def test_plan():
+            from awf_sim import assert_durable
+
+            assert_durable(CHECKOUT, {"amount": 1}, [{"kind": "timeout", "step": "PlugPay.chrge"}])
+        """
+    )
+    result = run(flow, "-p", "no:randomly")
+    result.assert_outcomes(failed=8)
+    result.stdout.fnmatch_lines(
+        [
+            '>       wf.modifier.mockStepResult("PlugPay.charge", 2)',
+            "E       awf_sim.errors.ModifierError: [WorkflowIntrospector] Trying to mock step "
+            "'PlugPay.charge' multiple times!",
+            "test_a_refused_test_api_call_shows_at_the_tests_line.py:7: ModifierError",
+            "E       awf_sim.dsl.DefinitionError: disable_sleeps: selector 'index' is 1-based*",
+            "E       awf_sim.dsl.DefinitionError: mock_step_error: times must be a positive*",
+            "E       awf_sim.dsl.SerializationError: mock_step_result('PlugPay.charge') value is "
+            "not JSON (a set)*",
+            "E       awf_sim.dsl.DefinitionError: create_test_workflow: db must be a Database*",
+            "E       awf_sim.dsl.DefinitionError: create_test_workflow: db must be a Database*",
+            "E       awf_sim.dsl.DefinitionError: wait_for_status('wating'): not a status*",
+            "E       awf_sim.errors.FaultPlanError: assert_durable: fault 1 (timeout): "
+            "'PlugPay.chrge' matches no step of 'plug-checkout'*(did you mean 'PlugPay.charge'?)*",
+        ]
+    )
+    assert "awf_sim/" not in result.stdout.str()  # no frame of awf's own
+
+
+def test_under_given_only_a_property_that_never_runs_fails(flow: pytest.Pytester) -> None:
+    # Examples that assume() rejects after the set-up never run, legitimately.
+    flow.makepyfile(
+        """
+        from hypothesis import assume, given, settings, strategies as st
+        from awf_sim.testing import create_test_workflow
+        from plugflow import CHECKOUT
+
+        @settings(max_examples=20, database=None)
+        @given(amount=st.integers(0, 9))
+        def test_some_rejected(amount):
+            wf = create_test_workflow(CHECKOUT)
+            wf.modifier.disable_sleeps()
+            assume(amount % 2 == 0)
+            assert wf.run({"amount": amount}) == {"charged": amount}
+
+        @settings(max_examples=5, database=None)
+        @given(amount=st.integers(0, 9))
+        def test_never_runs(amount):
+            wf = create_test_workflow(CHECKOUT)
+            wf.modifier.disable_sleeps()
+        """
+    )
+    result = flow.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_never_runs _*",
+            "test workflow 'plug-checkout' was set up (disable_sleeps()) but never run, so the "
+            "test checked none of it (x*)",
+        ]
+    )
