@@ -194,6 +194,18 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
     for r in [*roots.values(), *delivered]:
         if r.plan:  # a fault-free plan explains nothing
             by_plan.setdefault(r.token, r)
+    # A consequence folded under a determinism root explains the outcome its plan changes
+    # too: a step called with other arguments under a fault returns something else.
+    for f in findings:
+        root = roots.get(f.violation.key)
+        if (
+            f.plan
+            and root is not None
+            and root is not f
+            and root.violation.invariant == "determinism"
+            and f.violation.invariant in _CONSEQUENCES
+        ):
+            by_plan.setdefault(f.token, root)
     # A result that is not JSON ends the fault-free run too: its baseline-outcome finding is
     # that same bug, and the serializable one names the step and the fix.
     unserializable = next(

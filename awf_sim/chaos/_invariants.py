@@ -110,7 +110,10 @@ def _determinism(base: Baseline, obs: Observation) -> list[Violation]:
                 "arguments (or whether it is called at all) changed between lifetimes. Move the "
                 "non-deterministic read (datetime.now(), time.time(), random, uuid4, a global "
                 "counter) into a step, so that its value is checkpointed: "
-                '`now = await wf.do("now", lambda: datetime.now().isoformat())`.'
+                '`now = await wf.do("now", lambda: datetime.now().isoformat())`. Do not '
+                "decide on the order in which concurrent steps finish (asyncio.as_completed, "
+                "a list appended to as they finish): on replay, checkpointed steps return at "
+                "once, in call order; use `a, b = await asyncio.gather(...)`."
             )
             out[path] = Violation(
                 "determinism",
@@ -218,9 +221,9 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
     hint = (
         "The outcome must depend only on the params, step results and events, which replays "
         "read back from the store. Something else changed it under this fault: a value read "
-        "outside a step (module state, the clock, random), a step whose result depends on "
-        "ctx.attempt or on how often it ran, or a caught step failure that the workflow "
-        "handles differently."
+        "outside a step (module state, the clock, random), the order in which concurrent "
+        "steps finished, a step whose result depends on ctx.attempt or on how often it ran, "
+        "or a caught step failure that the workflow handles differently."
     )
     what = "the outcome differs from the fault-free run"
     swapped = _swapped_events(base.obs, obs)
@@ -341,7 +344,37 @@ def _idempotent_effects(base: Baseline, obs: Observation) -> list[Violation]:
         )
     if not diff:
         return []
-    culprits = _culprits(base, obs)
+    more = _more(base, obs)
+    other = [] if more else _called_otherwise(base.obs, obs)
+    if other:
+        # Not a repeated effect: the workflow called a step with other context or arguments
+        # than in the fault-free run (it decided otherwise), and that step wrote something
+        # else. Blaming the faulted step, which may write nothing at all, would mislead.
+        path, name = other[0]
+        hint = (
+            f"The workflow called {path} with other context or arguments under this fault "
+            "than in the fault-free run, so it wrote something else. What the workflow "
+            "computes between steps must depend only on params, step results and events: "
+            "not on the order or the time in which concurrent steps finish "
+            "(asyncio.as_completed, a list appended to as steps finish, a race), nor on the "
+            "clock, random or module state; on replay, checkpointed steps return at once, in "
+            "call order. Combine concurrent results by what they are (`a, b = await "
+            "asyncio.gather(...)`), or decide inside a step."
+        )
+        return [
+            Violation(
+                "idempotent-effects",
+                path,
+                f"{path} was called with other arguments than in the fault-free run "
+                "(the workflow decided otherwise), and its effects differ",
+                [f"{path}: called as {name}, never called so in the fault-free run", *diff][
+                    :MAX_LINES
+                ],
+                hint,
+                workflow_site(base.workflow),
+            )
+        ]
+    culprits = _culprits(obs, more)
     key = culprits[0] if culprits else "database"
     where = handler_site(base.workflow, key) if culprits else None
     if culprits:
@@ -365,8 +398,25 @@ def _idempotent_effects(base: Baseline, obs: Observation) -> list[Violation]:
     return [Violation("idempotent-effects", key, what, diff[:MAX_LINES], hint, where)]
 
 
-def _culprits(base: Baseline, obs: Observation) -> list[str]:
-    """Step paths that wrote (or called out) more often than in the fault-free run."""
+def _called_otherwise(base: Observation, obs: Observation) -> list[tuple[str, str]]:
+    """(path, name) of the steps this run called under a name (its context and arguments
+    hashed) that the fault-free run never used, though it called that step path too."""
+    before: dict[str, set[str]] = {}
+    for _kind, calls in base.lifetimes:
+        for k, p, n, _c in calls:
+            if k == "do":
+                before.setdefault(p, set()).add(n)
+    found: dict[str, str] = {}
+    for _kind, calls in obs.lifetimes:
+        for k, p, n, _c in calls:
+            if k == "do" and p in before and n not in before[p]:
+                found.setdefault(p, n)
+    return list(found.items())
+
+
+def _more(base: Baseline, obs: Observation) -> Counter[str]:
+    """Step path -> how many more writes (and external calls) it made than in the fault-free
+    run, for the steps that made more."""
     more: Counter[str] = Counter()
     if obs.writes is not None and base.obs.writes is not None:
         mine = Counter(path_of(step) for _t, _op, step in obs.writes)
@@ -380,12 +430,25 @@ def _culprits(base: Baseline, obs: Observation) -> list[str]:
         for path, n in mine.items():
             if path is not None and n > theirs.get(path, 0):
                 more[path] += n - theirs.get(path, 0)
+    return more
+
+
+def _culprits(obs: Observation, more: Counter[str]) -> list[str]:
+    """Step paths that wrote (or called out) more often than in the fault-free run (`more`);
+    else the steps a fault made run again, if they write at all (a step that writes nothing
+    cannot have changed the database)."""
     if more:
         return [p for p, _n in more.most_common()]
+    wrote: set[str | None] | None = None
+    if obs.writes is not None and obs.effect_steps is not None:
+        wrote = {path_of(step) for _t, _op, step in obs.writes}
+        wrote |= {path_of(s) for s in obs.effect_steps}
     return [
         f.path
         for f in obs.fired
-        if f.kind in ("crash-after-effect", "timeout") and f.path is not None
+        if f.kind in ("crash-after-effect", "timeout")
+        and f.path is not None
+        and (wrote is None or f.path in wrote)
     ]
 
 
@@ -527,7 +590,7 @@ def check_run(base: Baseline, obs: Observation) -> tuple[list[str], list[Violati
     # cause is the workflow's non-determinism, not the handler: say so.
     renamed = {v.key for v in found if v.invariant in ("determinism", "checkpoint-once")}
     for v in found:
-        if v.invariant == "idempotent-effects" and v.key in renamed:
+        if v.invariant == "idempotent-effects" and v.key in renamed and _more(base, obs)[v.key]:
             v.message = (
                 f"{v.key} ran again under another name (its arguments changed on replay) and "
                 "its effects happened twice"
