@@ -8,6 +8,7 @@ first. Everything random comes from one `random.Random(seed)`.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -280,7 +281,10 @@ def _fold_later_determinism(findings: list[Finding]) -> list[Finding]:
 def _named_in(lines: Sequence[str], roots: dict[str, Finding]) -> Finding | None:
     """The root finding about a step that one of these difference lines names."""
     for key, root in roots.items():
-        if any(f" {key}@" in line or f" {key}'s " in line for line in lines):
+        # "Inventory.check@<hash>", "Inventory.check's handler", or a name the user wrote
+        # ("the first process called do snapshot-1767226200; ...").
+        named = re.compile(rf"(?<!\S){re.escape(key)}(?=@|'s |;|,|\s|$)")
+        if any(named.search(line) for line in lines):
             return root
     return None
 
