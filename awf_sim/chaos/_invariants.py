@@ -89,20 +89,18 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
     if rerun is not None:
         # The usual cause, named: a step whose first attempt made its effect before the
         # fault, and whose retry then trips over that effect (a duplicate key, a "not
-        # found"). Saying "something outside a step changed the outcome" would mislead.
+        # found"), or a step that fails whenever it is retried. Saying "something outside a
+        # step changed the outcome" would mislead.
         path, fault, err = rerun
+        again = "is retried" if fault == "transient-error" else "runs again"
         return [
             *type_changes(base, obs),
             Violation(
                 "replay-equivalence",
                 path,
-                f"{path} fails when it runs again after {fault}: {err}",
+                f"{path} fails when it {again} after {fault}: {err}",
                 [*diff[:MAX_LINES], f"{path}: the fault-free run never failed with {err}"],
-                f"{path} is not safe to run twice: its first attempt did its work before "
-                "the fault, the engine ran it again (as Cloudflare does), and the second "
-                "attempt failed on what the first had done. Make it idempotent: key its "
-                "write on ctx.idempotency_key (INSERT ... ON CONFLICT DO NOTHING, or look the "
-                "row up first), and send that key as the Idempotency-Key of HTTP calls.",
+                _rerun_hint(path, fault, err),
                 workflow_site(base.workflow),
             ),
         ]
@@ -172,20 +170,27 @@ def _taken(obs: Observation, type_: str) -> dict[str, int]:
 
 # The failure the engine records for an attempt a crash interrupted: not the step's own.
 _INTERRUPTED = "WorkflowInternalError"
-# Faults after which the step's effect has happened and the engine runs it again.
-_EFFECT_THEN_RERUN = ("crash-after-effect", "timeout")
+_TIMED_OUT = "WorkflowTimeoutError"
+# Faults after which the engine runs the step again: its effect has happened (the first two),
+# or the attempt failed before the handler ran.
+_RERUN_FAULTS = ("crash-after-effect", "timeout", "transient-error")
 
 
 def _failed_on_rerun(base: Baseline, obs: Observation) -> tuple[str, str, str] | None:
     """(step path, the fault, "Name: message") of the first step that, run again after a
-    fault let its effect happen, failed with an error the fault-free run never saw there."""
-    faulted = {
-        f.path: f.kind
-        for f in reversed(obs.fired)
-        if f.ref_kind == "do" and f.path and f.kind in _EFFECT_THEN_RERUN
-    }
+    fault hit one of its attempts, failed with an error the fault-free run never saw there."""
+    faulted: dict[str, str] = {}
+    for f in obs.fired:  # per step, a fault after which its effect happened comes first
+        if (
+            f.ref_kind == "do"
+            and f.path
+            and f.kind in _RERUN_FAULTS
+            and faulted.get(f.path) in (None, "transient-error")
+        ):
+            faulted[f.path] = f.kind
     if not faulted:
         return None
+    hit = {(f.name, f.attempt) for f in obs.fired if f.ref_kind == "do"}
     seen = set()
     for e in base.obs.timeline:
         failed = e.get("error")
@@ -195,8 +200,10 @@ def _failed_on_rerun(base: Baseline, obs: Observation) -> tuple[str, str, str] |
         path, error = e.get("path"), e.get("error")
         if e["kind"] != "attempt-failure" or not error or path not in faulted:
             continue
-        if error["name"] in (_INTERRUPTED, "WorkflowTimeoutError"):
-            continue  # the fault's own mark on the attempt it hit
+        if error["name"] == _INTERRUPTED:
+            continue  # the mark of a crash on the attempt it interrupted
+        if error["name"] == _TIMED_OUT and (e["name"], e["attempt"]) in hit:
+            continue  # the timeout the plan injected; a retry that times out by itself counts
         if (e["name"], e["attempt"]) in obs.injected:
             continue  # a transient error the plan injected: not the step's own failure
         if (path, error["name"], error["message"]) in seen:
@@ -204,6 +211,35 @@ def _failed_on_rerun(base: Baseline, obs: Observation) -> tuple[str, str, str] |
         assert path is not None
         return path, faulted[path], f"{error['name']}: {error['message']}"
     return None
+
+
+def _rerun_hint(path: str, fault: str, err: str) -> str:
+    """The fix for a step that failed when the engine ran it again after `fault`."""
+    if err.startswith(_TIMED_OUT):
+        return (
+            f"{path} ran past its timeout when the engine ran it again after the fault, "
+            "which its first attempt never did: every attempt must finish within the step's "
+            "`timeout`, whatever an earlier attempt did (a cold cache, a lock the first "
+            "attempt still holds). Raise the step's timeout, or make the retry's path as "
+            "fast as the first attempt's."
+        )
+    if fault == "transient-error":
+        return (
+            f"{path} fails whenever the engine retries it: Cloudflare retries a step after "
+            "any failed attempt (an infrastructure error, a timeout, a crash), so every "
+            "attempt must be able to succeed. Do not fail an attempt because it is not the "
+            "first (ctx.attempt > 1) or because of what an earlier attempt may have done; "
+            "if an earlier attempt may have made the effect, look it up by "
+            "ctx.idempotency_key and return it."
+        )
+    return (
+        f"{path} is not safe to run twice: its first attempt did its work before the fault, "
+        "the engine ran it again (as Cloudflare does), and the second attempt failed on "
+        "what the first had done (or only because it was not the first: ctx.attempt > 1). "
+        "Make it idempotent: key its write on ctx.idempotency_key (INSERT ... ON CONFLICT "
+        "DO NOTHING, or look the row up first), and send that key as the Idempotency-Key "
+        "of HTTP calls."
+    )
 
 
 def _idempotent_effects(base: Baseline, obs: Observation) -> list[Violation]:
