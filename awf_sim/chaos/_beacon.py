@@ -54,6 +54,9 @@ class Beacon:
         return plan if isinstance(plan, list) else None
 
     def close(self) -> None:
+        """Nobody watches any more: the plans run from now on are not told."""
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
         self._page.close()
 
 

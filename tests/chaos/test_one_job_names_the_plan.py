@@ -82,3 +82,17 @@ def test_an_ending_in_the_fault_free_run_names_no_plan(tmp_path: Path) -> None:
     last = done.stderr.strip().splitlines()[-1]
     assert "exited with status 3" in last
     assert "fault plan" not in last
+
+
+def test_a_campaign_after_the_command_runs_unwatched(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from awf_sim.chaos import run_campaign, verification_targets
+    from awf_sim.cli import app
+    from awf_sim.flow import load_flow
+
+    flow = tmp_path / "pay.py"
+    flow.write_text(FLOW.format(ending="pass"), encoding="utf-8")
+    assert CliRunner().invoke(app, ["chaos", str(flow), "--runs", "5"]).exit_code == 0
+    ((target, _example),) = verification_targets(load_flow(flow))
+    assert run_campaign(target, runs=5).findings == []  # the command's beacon is gone
