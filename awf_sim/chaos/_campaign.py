@@ -479,8 +479,10 @@ def run_campaign(
         if cross is not None:
             base_violations += cross.violations()
     ran = sum(v is not None for v in verdicts)
+    planned = None
     if ran < len(plans):
         caps.cut_short = True
+        planned = len(plans)
         caps.note(
             f"stopped by --max-seconds {caps.max_seconds:g} after {ran:,} of {len(plans):,} "
             "runs: not every fault was injected, so this is no verdict (exit 1); raise "
@@ -539,4 +541,5 @@ def run_campaign(
         replay=plan_token(plans[0]) if replay is not None else None,
         wait_timeouts=wait_timeouts,
         cpu_stopped=stopped,
+        planned=planned,
     )
