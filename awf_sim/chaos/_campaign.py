@@ -8,6 +8,7 @@ first. Everything random comes from one `random.Random(seed)`.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -194,6 +195,18 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
     for r in [*roots.values(), *delivered]:
         if r.plan:  # a fault-free plan explains nothing
             by_plan.setdefault(r.token, r)
+    # A consequence folded under a determinism root explains the outcome its plan changes
+    # too: a step called with other arguments under a fault returns something else.
+    for f in findings:
+        root = roots.get(f.violation.key)
+        if (
+            f.plan
+            and root is not None
+            and root is not f
+            and root.violation.invariant == "determinism"
+            and f.violation.invariant in _CONSEQUENCES
+        ):
+            by_plan.setdefault(f.token, root)
     # A result that is not JSON ends the fault-free run too: its baseline-outcome finding is
     # that same bug, and the serializable one names the step and the fix.
     unserializable = next(
@@ -268,7 +281,10 @@ def _fold_later_determinism(findings: list[Finding]) -> list[Finding]:
 def _named_in(lines: Sequence[str], roots: dict[str, Finding]) -> Finding | None:
     """The root finding about a step that one of these difference lines names."""
     for key, root in roots.items():
-        if any(f" {key}@" in line or f" {key}'s " in line for line in lines):
+        # "Inventory.check@<hash>", "Inventory.check's handler", or a name the user wrote
+        # ("the first process called do snapshot-1767226200; ...").
+        named = re.compile(rf"(?<!\S){re.escape(key)}(?=@|'s |;|,|\s|$)")
+        if any(named.search(line) for line in lines):
             return root
     return None
 
@@ -463,8 +479,10 @@ def run_campaign(
         if cross is not None:
             base_violations += cross.violations()
     ran = sum(v is not None for v in verdicts)
+    planned = None
     if ran < len(plans):
         caps.cut_short = True
+        planned = len(plans)
         caps.note(
             f"stopped by --max-seconds {caps.max_seconds:g} after {ran:,} of {len(plans):,} "
             "runs: not every fault was injected, so this is no verdict (exit 1); raise "
@@ -523,4 +541,5 @@ def run_campaign(
         replay=plan_token(plans[0]) if replay is not None else None,
         wait_timeouts=wait_timeouts,
         cpu_stopped=stopped,
+        planned=planned,
     )

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from awf_sim.chaos._beacon import watch
 from awf_sim.chaos._campaign import (
     DEFAULT_MAX_RUNS,
     DEFAULT_MAX_STEPS,
@@ -24,6 +25,7 @@ from awf_sim.chaos._campaign import (
 from awf_sim.chaos._crossproc import Replayers
 from awf_sim.chaos._faults import FaultPlanError, decode_token, parse_kinds
 from awf_sim.chaos._model import Target
+from awf_sim.chaos._pool import plan_words
 from awf_sim.chaos._report import ChaosReport, WorkflowChaos
 from awf_sim.chaos._targets import example_label, verification_targets, verification_world
 from awf_sim.dsl._errors import AwfError
@@ -126,6 +128,7 @@ def chaos_command(
     The flow runs in a supervised child (`_supervise`): code that ends that process
     (os._exit, a fatal signal) is reported as a failure, never as a clean run, and so is a
     handler that blocks its thread for `block_s` seconds of real time."""
+    beacon = watch()  # the plan running when the child died or blocked (one job)
     try:
         return run_supervised(
             lambda: _json_only_on_stdout(
@@ -152,8 +155,15 @@ def chaos_command(
             block_s=block_s,
         )
     except ProcessDied as exc:
-        print(f"awf-sim: {exc}", file=sys.stderr)
+        plan = beacon.last()
+        told = ""
+        if plan is not None:  # as a --jobs N worker's end says it
+            what, token = plan_words(plan)
+            told = f" It was running fault plan {what} (replay it with --replay {token})."
+        print(f"awf-sim: {exc}{told}", file=sys.stderr)
         return EXIT_VIOLATIONS
+    finally:
+        beacon.close()
 
 
 def _json_only_on_stdout(json_out: bool, body: Callable[[TextIO], int]) -> int:

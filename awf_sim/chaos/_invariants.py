@@ -28,7 +28,6 @@ the baseline and the probe is volatile and is not compared (`Masks`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 
 from awf_sim.chaos._diff import (
     MAX_LINES,
@@ -41,9 +40,9 @@ from awf_sim.chaos._diff import (
     workflow_site,
 )
 from awf_sim.chaos._faults import DEADLINE_KINDS
+from awf_sim.chaos._lifetime_checks import checkpoint_once, determinism
 from awf_sim.chaos._model import Baseline, Observation, Violation
 from awf_sim.chaos._outcome_checks import (
-    ENGINE_BUG,
     STACK_SITE,
     baseline_outcome,
     events_delivered,
@@ -71,113 +70,6 @@ INVARIANTS: tuple[str, ...] = (
 )
 
 
-def _requests(calls: Iterable[tuple[str, str, str, int]]) -> set[tuple[str, str, str, int]]:
-    return set(calls)
-
-
-def _determinism(base: Baseline, obs: Observation) -> list[Violation]:
-    if len(obs.lifetimes) < 2 or obs.status not in TERMINAL:
-        return []
-    _final_kind, final_calls = obs.lifetimes[-1]
-    final = {(k, n, c) for k, _p, n, c in final_calls}
-    out: dict[str, Violation] = {}
-    for number, (_kind, calls) in enumerate(obs.lifetimes[:-1], start=1):
-        missing = [(k, p, n, c) for k, p, n, c in calls if (k, n, c) not in final]
-        for kind, path, name, count in missing:
-            if path in out:
-                continue
-            instead = sorted(
-                {n2 for k2, p2, n2, _c in final_calls if p2 == path and k2 == kind} - {name}
-            )
-            what = {"do": "step", "sleep": "sleep", "wait": "event wait"}.get(kind, kind)
-            diff = [
-                f"lifetime {number} called {what} {name}"
-                + (f" (call {count})" if count > 1 else "")
-            ]
-            if instead:
-                diff.append(
-                    f"lifetime {len(obs.lifetimes)} (the replay that finished) called "
-                    + ", ".join(instead)
-                    + " instead"
-                )
-            else:
-                diff.append(
-                    f"lifetime {len(obs.lifetimes)} (the replay that finished) never called it"
-                )
-            hint = (
-                "The workflow function runs again from the top on every replay, so whatever it "
-                f"computes outside steps must come out the same; here {path}'s context or "
-                "arguments (or whether it is called at all) changed between lifetimes. Move the "
-                "non-deterministic read (datetime.now(), time.time(), random, uuid4, a global "
-                "counter) into a step, so that its value is checkpointed: "
-                '`now = await wf.do("now", lambda: datetime.now().isoformat())`.'
-            )
-            out[path] = Violation(
-                "determinism",
-                path,
-                f"the replay did not ask for {what} {path} as lifetime {number} had: "
-                "the workflow is not deterministic",
-                diff,
-                hint,
-                workflow_site(base.workflow),
-            )
-    return list(out.values())
-
-
-def _checkpoint_once(base: Baseline, obs: Observation) -> list[Violation]:
-    out: dict[str, Violation] = {}
-    # The engine: a handler that runs for a step (name and occurrence) already checkpointed.
-    done: set[tuple[str, int]] = set()
-    for event, lifetime, path, _occ, name, count, attempt in obs.log:
-        if event == "ckpt":
-            done.add((name, count))
-        elif (name, count) in done and path not in out:
-            out[path] = Violation(
-                "checkpoint-once",
-                path,
-                f"{path} ran its handler again (attempt {attempt}) after its result was "
-                "checkpointed",
-                [f"{name}: checkpointed, then run again in lifetime {lifetime}"],
-                ENGINE_BUG,
-            )
-    # The workflow: the replay that finished never asked for a step an earlier lifetime had
-    # checkpointed, and ran the handler of the same step path under a new name instead (its
-    # arguments changed). Judged on whole lifetimes: concurrent steps may be asked for in
-    # another order on replay.
-    if len(obs.lifetimes) < 2 or obs.status not in TERMINAL:
-        return list(out.values())
-    last = len(obs.lifetimes)
-    final = {(n, c) for k, _p, n, c in obs.lifetimes[-1][1] if k == "do"}
-    earlier = {(n, c) for _kind, calls in obs.lifetimes[:-1] for k, _p, n, c in calls if k == "do"}
-    orphans: dict[str, tuple[int, str]] = {}
-    for event, lifetime, path, _occ, name, count, _attempt in obs.log:
-        if event == "ckpt" and lifetime < last and (name, count) not in final:
-            orphans.setdefault(path, (lifetime, name))
-    for event, lifetime, path, _occ, name, count, _attempt in obs.log:
-        if event != "run" or lifetime != last or path in out or path not in orphans:
-            continue
-        if (name, count) in earlier:
-            continue
-        was_in, old = orphans[path]
-        out[path] = Violation(
-            "checkpoint-once",
-            path,
-            f"{path} was checkpointed in lifetime {was_in}, and its handler ran again in "
-            f"lifetime {lifetime} under another name: its arguments changed on replay",
-            [
-                f"lifetime {was_in}: {old} (checkpointed, never asked for again)",
-                f"lifetime {lifetime}: {name} (handler ran again)",
-            ],
-            "A step is found again on replay by its name, which hashes its context and "
-            f"arguments; {path} got different ones after the replay, so its checkpoint was "
-            "not found and its effects happened twice. Compute step arguments only from "
-            "params, step results and events: move reads of the clock, random or other "
-            'outside state into a step (`await wf.do("now", lambda: ...)`).',
-            workflow_site(base.workflow),
-        )
-    return list(out.values())
-
-
 def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
     expected = base.obs
     masks = base.masks
@@ -197,20 +89,18 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
     if rerun is not None:
         # The usual cause, named: a step whose first attempt made its effect before the
         # fault, and whose retry then trips over that effect (a duplicate key, a "not
-        # found"). Saying "something outside a step changed the outcome" would mislead.
+        # found"), or a step that fails whenever it is retried. Saying "something outside a
+        # step changed the outcome" would mislead.
         path, fault, err = rerun
+        again = "is retried" if fault == "transient-error" else "runs again"
         return [
             *type_changes(base, obs),
             Violation(
                 "replay-equivalence",
                 path,
-                f"{path} fails when it runs again after {fault}: {err}",
+                f"{path} fails when it {again} after {fault}: {err}",
                 [*diff[:MAX_LINES], f"{path}: the fault-free run never failed with {err}"],
-                f"{path} is not safe to run twice: its first attempt did its work before "
-                "the fault, the engine ran it again (as Cloudflare does), and the second "
-                "attempt failed on what the first had done. Make it idempotent: key its "
-                "write on ctx.idempotency_key (INSERT ... ON CONFLICT DO NOTHING, or look the "
-                "row up first), and send that key as the Idempotency-Key of HTTP calls.",
+                _rerun_hint(path, fault, err),
                 workflow_site(base.workflow),
             ),
         ]
@@ -218,9 +108,9 @@ def _replay_equivalence(base: Baseline, obs: Observation) -> list[Violation]:
     hint = (
         "The outcome must depend only on the params, step results and events, which replays "
         "read back from the store. Something else changed it under this fault: a value read "
-        "outside a step (module state, the clock, random), a step whose result depends on "
-        "ctx.attempt or on how often it ran, or a caught step failure that the workflow "
-        "handles differently."
+        "outside a step (module state, the clock, random), the order in which concurrent "
+        "steps finished, a step whose result depends on ctx.attempt or on how often it ran, "
+        "or a caught step failure that the workflow handles differently."
     )
     what = "the outcome differs from the fault-free run"
     swapped = _swapped_events(base.obs, obs)
@@ -280,20 +170,27 @@ def _taken(obs: Observation, type_: str) -> dict[str, int]:
 
 # The failure the engine records for an attempt a crash interrupted: not the step's own.
 _INTERRUPTED = "WorkflowInternalError"
-# Faults after which the step's effect has happened and the engine runs it again.
-_EFFECT_THEN_RERUN = ("crash-after-effect", "timeout")
+_TIMED_OUT = "WorkflowTimeoutError"
+# Faults after which the engine runs the step again: its effect has happened (the first two),
+# or the attempt failed before the handler ran.
+_RERUN_FAULTS = ("crash-after-effect", "timeout", "transient-error")
 
 
 def _failed_on_rerun(base: Baseline, obs: Observation) -> tuple[str, str, str] | None:
     """(step path, the fault, "Name: message") of the first step that, run again after a
-    fault let its effect happen, failed with an error the fault-free run never saw there."""
-    faulted = {
-        f.path: f.kind
-        for f in reversed(obs.fired)
-        if f.ref_kind == "do" and f.path and f.kind in _EFFECT_THEN_RERUN
-    }
+    fault hit one of its attempts, failed with an error the fault-free run never saw there."""
+    faulted: dict[str, str] = {}
+    for f in obs.fired:  # per step, a fault after which its effect happened comes first
+        if (
+            f.ref_kind == "do"
+            and f.path
+            and f.kind in _RERUN_FAULTS
+            and faulted.get(f.path) in (None, "transient-error")
+        ):
+            faulted[f.path] = f.kind
     if not faulted:
         return None
+    hit = {(f.name, f.attempt) for f in obs.fired if f.ref_kind == "do"}
     seen = set()
     for e in base.obs.timeline:
         failed = e.get("error")
@@ -303,8 +200,10 @@ def _failed_on_rerun(base: Baseline, obs: Observation) -> tuple[str, str, str] |
         path, error = e.get("path"), e.get("error")
         if e["kind"] != "attempt-failure" or not error or path not in faulted:
             continue
-        if error["name"] in (_INTERRUPTED, "WorkflowTimeoutError"):
-            continue  # the fault's own mark on the attempt it hit
+        if error["name"] == _INTERRUPTED:
+            continue  # the mark of a crash on the attempt it interrupted
+        if error["name"] == _TIMED_OUT and (e["name"], e["attempt"]) in hit:
+            continue  # the timeout the plan injected; a retry that times out by itself counts
         if (e["name"], e["attempt"]) in obs.injected:
             continue  # a transient error the plan injected: not the step's own failure
         if (path, error["name"], error["message"]) in seen:
@@ -312,6 +211,35 @@ def _failed_on_rerun(base: Baseline, obs: Observation) -> tuple[str, str, str] |
         assert path is not None
         return path, faulted[path], f"{error['name']}: {error['message']}"
     return None
+
+
+def _rerun_hint(path: str, fault: str, err: str) -> str:
+    """The fix for a step that failed when the engine ran it again after `fault`."""
+    if err.startswith(_TIMED_OUT):
+        return (
+            f"{path} ran past its timeout when the engine ran it again after the fault, "
+            "which its first attempt never did: every attempt must finish within the step's "
+            "`timeout`, whatever an earlier attempt did (a cold cache, a lock the first "
+            "attempt still holds). Raise the step's timeout, or make the retry's path as "
+            "fast as the first attempt's."
+        )
+    if fault == "transient-error":
+        return (
+            f"{path} fails whenever the engine retries it: Cloudflare retries a step after "
+            "any failed attempt (an infrastructure error, a timeout, a crash), so every "
+            "attempt must be able to succeed. Do not fail an attempt because it is not the "
+            "first (ctx.attempt > 1) or because of what an earlier attempt may have done; "
+            "if an earlier attempt may have made the effect, look it up by "
+            "ctx.idempotency_key and return it."
+        )
+    return (
+        f"{path} is not safe to run twice: its first attempt did its work before the fault, "
+        "the engine ran it again (as Cloudflare does), and the second attempt failed on "
+        "what the first had done (or only because it was not the first: ctx.attempt > 1). "
+        "Make it idempotent: key its write on ctx.idempotency_key (INSERT ... ON CONFLICT "
+        "DO NOTHING, or look the row up first), and send that key as the Idempotency-Key "
+        "of HTTP calls."
+    )
 
 
 def _idempotent_effects(base: Baseline, obs: Observation) -> list[Violation]:
@@ -341,7 +269,37 @@ def _idempotent_effects(base: Baseline, obs: Observation) -> list[Violation]:
         )
     if not diff:
         return []
-    culprits = _culprits(base, obs)
+    more = _more(base, obs)
+    other = [] if more else _called_otherwise(base.obs, obs)
+    if other:
+        # Not a repeated effect: the workflow called a step with other context or arguments
+        # than in the fault-free run (it decided otherwise), and that step wrote something
+        # else. Blaming the faulted step, which may write nothing at all, would mislead.
+        path, name = other[0]
+        hint = (
+            f"The workflow called {path} with other context or arguments under this fault "
+            "than in the fault-free run, so it wrote something else. What the workflow "
+            "computes between steps must depend only on params, step results and events: "
+            "not on the order or the time in which concurrent steps finish "
+            "(asyncio.as_completed, a list appended to as steps finish, a race), nor on the "
+            "clock, random or module state; on replay, checkpointed steps return at once, in "
+            "call order. Combine concurrent results by what they are (`a, b = await "
+            "asyncio.gather(...)`), or decide inside a step."
+        )
+        return [
+            Violation(
+                "idempotent-effects",
+                path,
+                f"{path} was called with other arguments than in the fault-free run "
+                "(the workflow decided otherwise), and its effects differ",
+                [f"{path}: called as {name}, never called so in the fault-free run", *diff][
+                    :MAX_LINES
+                ],
+                hint,
+                workflow_site(base.workflow),
+            )
+        ]
+    culprits = _culprits(obs, more)
     key = culprits[0] if culprits else "database"
     where = handler_site(base.workflow, key) if culprits else None
     if culprits:
@@ -365,8 +323,25 @@ def _idempotent_effects(base: Baseline, obs: Observation) -> list[Violation]:
     return [Violation("idempotent-effects", key, what, diff[:MAX_LINES], hint, where)]
 
 
-def _culprits(base: Baseline, obs: Observation) -> list[str]:
-    """Step paths that wrote (or called out) more often than in the fault-free run."""
+def _called_otherwise(base: Observation, obs: Observation) -> list[tuple[str, str]]:
+    """(path, name) of the steps this run called under a name (its context and arguments
+    hashed) that the fault-free run never used, though it called that step path too."""
+    before: dict[str, set[str]] = {}
+    for _kind, calls in base.lifetimes:
+        for k, p, n, _c in calls:
+            if k == "do":
+                before.setdefault(p, set()).add(n)
+    found: dict[str, str] = {}
+    for _kind, calls in obs.lifetimes:
+        for k, p, n, _c in calls:
+            if k == "do" and p in before and n not in before[p]:
+                found.setdefault(p, n)
+    return list(found.items())
+
+
+def _more(base: Baseline, obs: Observation) -> Counter[str]:
+    """Step path -> how many more writes (and external calls) it made than in the fault-free
+    run, for the steps that made more."""
     more: Counter[str] = Counter()
     if obs.writes is not None and base.obs.writes is not None:
         mine = Counter(path_of(step) for _t, _op, step in obs.writes)
@@ -380,21 +355,34 @@ def _culprits(base: Baseline, obs: Observation) -> list[str]:
         for path, n in mine.items():
             if path is not None and n > theirs.get(path, 0):
                 more[path] += n - theirs.get(path, 0)
+    return more
+
+
+def _culprits(obs: Observation, more: Counter[str]) -> list[str]:
+    """Step paths that wrote (or called out) more often than in the fault-free run (`more`);
+    else the steps a fault made run again, if they write at all (a step that writes nothing
+    cannot have changed the database)."""
     if more:
         return [p for p, _n in more.most_common()]
+    wrote: set[str | None] | None = None
+    if obs.writes is not None and obs.effect_steps is not None:
+        wrote = {path_of(step) for _t, _op, step in obs.writes}
+        wrote |= {path_of(s) for s in obs.effect_steps}
     return [
         f.path
         for f in obs.fired
-        if f.kind in ("crash-after-effect", "timeout") and f.path is not None
+        if f.kind in ("crash-after-effect", "timeout")
+        and f.path is not None
+        and (wrote is None or f.path in wrote)
     ]
 
 
 _CHECKS = {
     "replay-equivalence": _replay_equivalence,
-    "checkpoint-once": _checkpoint_once,
+    "checkpoint-once": checkpoint_once,
     "baseline-outcome": baseline_outcome,
     "idempotent-effects": _idempotent_effects,
-    "determinism": _determinism,
+    "determinism": determinism,
     "retry-policy": retry_policy,
     "serializable": serializable,
     "events-delivered": events_delivered,
@@ -527,7 +515,7 @@ def check_run(base: Baseline, obs: Observation) -> tuple[list[str], list[Violati
     # cause is the workflow's non-determinism, not the handler: say so.
     renamed = {v.key for v in found if v.invariant in ("determinism", "checkpoint-once")}
     for v in found:
-        if v.invariant == "idempotent-effects" and v.key in renamed:
+        if v.invariant == "idempotent-effects" and v.key in renamed and _more(base, obs)[v.key]:
             v.message = (
                 f"{v.key} ran again under another name (its arguments changed on replay) and "
                 "its effects happened twice"

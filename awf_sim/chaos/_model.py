@@ -409,7 +409,14 @@ class CampaignResult:
     # What the CPU budget stopped (a step path, or BODY_RUNAWAY) -> runs in which it did,
     # the fault-free run included.
     cpu_stopped: Counter[str] = field(default_factory=Counter)
+    # The runs planned, when --max-seconds stopped the campaign before all of them ran
+    # (`runs` then counts those that ran): no verdict, so never clean.
+    planned: int | None = None
+
+    @property
+    def cut_short(self) -> bool:
+        return self.planned is not None
 
     @property
     def clean(self) -> bool:
-        return not self.findings
+        return not self.findings and not self.cut_short

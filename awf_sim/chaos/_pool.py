@@ -16,8 +16,10 @@ them for the same second reason.
 
 The parent runs no plan itself, though its core waits on the workers: a plan whose code ends
 the process (`os._exit`, a signal) would end the campaign with it, where a worker's end is a
-`ProcessDied` naming that plan. A worker that dies is noticed at once (its sentinel), never
-waited for (a `multiprocessing.Pool` would wait forever for the lost task).
+`ProcessDied` naming that plan (with one job the plans run in this process, and `_beacon`
+lets the command's supervisor name the plan that ended it). A worker that dies is noticed at
+once (its sentinel), never waited for (a `multiprocessing.Pool` would wait forever for the
+lost task).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from awf_sim.chaos._beacon import running
 from awf_sim.chaos._faults import describe_fault, plan_token
 from awf_sim.chaos._memo import judge, uses_trie
 from awf_sim.chaos._model import Baseline, Verdict
@@ -44,7 +47,7 @@ from awf_sim.engine._lifeline import die_with_parent, load_libc
 from awf_sim.engine._supervise import how_it_ended, watch_forked
 from awf_sim.errors import ProcessDied
 
-__all__ = ["evaluate_all"]
+__all__ = ["evaluate_all", "plan_words"]
 
 
 _WORKER: dict[str, Any] = {}
@@ -76,7 +79,7 @@ def _work(conn: Connection, todo: _Schedule, slot: int) -> None:
         # ends with the line the supervised process would, and the plan that did it.
         index = cells[running]
         if index >= 0:
-            what, token = _plan_words(plans[index])
+            what, token = plan_words(plans[index])
             message += f" It blocked under fault plan {what} (replay it with --replay {token})."
         with sending:
             conn.send((None, message))
@@ -345,12 +348,19 @@ def evaluate_all(
         # campaign makes garbage at every run, and each full collection would walk every
         # object of the process (the modules, the flow, the baseline), some 50 ms each,
         # 16% of a 1,000-plan campaign of the order example.
-        with _frozen():
-            for plan in plans:
-                if stop():
-                    break
-                verdicts.append(judge(base, plan)[0])
-                on_done(1)
+        beacon = running(plans)  # a plan that ends this process is named (`_beacon`)
+        try:
+            with _frozen():
+                for index, plan in enumerate(plans):
+                    if stop():
+                        break
+                    if beacon is not None:
+                        beacon.running(index)
+                    verdicts.append(judge(base, plan)[0])
+                    on_done(1)
+        finally:
+            if beacon is not None:
+                beacon.running(None)
         return verdicts + [None] * (len(plans) - len(verdicts))
     results: list[Verdict | None] = [None] * len(plans)
     if uses_trie(base):
@@ -437,7 +447,7 @@ def _died(w: _Worker, todo: _Schedule, plans: Sequence[Sequence[Mapping[str, Any
             f"a chaos worker process {how} before it ran a fault plan: the code under test "
             "cannot be verified with --jobs (try --jobs 1)."
         )
-    what, token = _plan_words(plans[index])
+    what, token = plan_words(plans[index])
     return (
         f"the code under test ended a chaos worker process: it {how} while running fault "
         f"plan {what} (replay it with --replay {token}). A handler or "
@@ -445,6 +455,6 @@ def _died(w: _Worker, todo: _Schedule, plans: Sequence[Sequence[Mapping[str, Any
     )
 
 
-def _plan_words(plan: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+def plan_words(plan: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     """A plan's faults in words, and the token that replays it."""
     return "; ".join(describe_fault(f) for f in plan) or "no fault", plan_token(list(plan))

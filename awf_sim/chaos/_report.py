@@ -249,6 +249,8 @@ class ChaosReport:
                     "violations": [self._finding_json(w, f) for f in r.findings],
                 }
             )
+            if r.planned is not None:  # only then, as cpu_stopped
+                out["workflows"][-1]["cut_short"] = {"ran": r.runs, "planned": r.planned}
             if r.cpu_stopped:  # only then: a report without a runaway keeps its old shape
                 out["workflows"][-1]["cpu_stopped"] = [
                     {"what": what, "runs": n} for what, n in r.cpu_stopped.items()
@@ -277,6 +279,17 @@ class ChaosReport:
         yield Text(f"inputs checked ({inputs}): " + ", ".join(ran), style="dim")
         if self.clean:
             yield Text("chaos: no invariant broken", style="bold green")
+        elif not any(w.result.findings for w in self.workflows):
+            stopped = ", ".join(
+                f"{w.result.target.workflow.name} ({w.input_from})"
+                for w in self.workflows
+                if w.result.cut_short
+            )
+            yield Text(
+                f"chaos: no verdict: --max-seconds stopped {stopped} before every fault was "
+                "injected (no invariant broken in the runs made)",
+                style="bold red",
+            )
         else:
             # The same bug reached from several inputs (examples) is one violation.
             seen = {

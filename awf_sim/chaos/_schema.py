@@ -158,6 +158,16 @@ CHAOS_JSON_SCHEMA: dict[str, Any] = {
                             },
                         },
                     },
+                    # Only when --max-seconds stopped the campaign before every planned run:
+                    # no verdict ("clean" is false); `ran` of `planned` runs were made.
+                    "cut_short": {
+                        "type": "object",
+                        "required": ["ran", "planned"],
+                        "properties": {
+                            "ran": {"type": "integer", "minimum": 0},
+                            "planned": {"type": "integer", "minimum": 1},
+                        },
+                    },
                     # Only when the CPU budget (--cpu-ms) stopped something: each step path
                     # whose attempt ran past it, or "the workflow body", and in how many runs.
                     "cpu_stopped": {

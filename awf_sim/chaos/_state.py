@@ -335,8 +335,14 @@ def module_state_violation(
         "otherwise: the outcome depends on state kept in the process",
         diff,
         f"{variable} lives in one process: Cloudflare may run a replay or a retry in another "
-        "isolate, where it starts afresh, and a step that runs twice (at-least-once) changes "
-        "it twice. Keep such state in ctx.db, or return it from a step and pass it on, not in "
-        "a module-level variable, a class attribute, a default value or a closure.",
+        "isolate, where it starts afresh, and "
+        + (
+            "a step that runs twice (at-least-once) changes it twice. "
+            if users
+            else "the workflow function runs again from the top on every replay, so it "
+            "changes it again each time and reads another value than the first run did. "
+        )
+        + "Keep such state in ctx.db, or return it from a step and pass it on, not in a "
+        "module-level variable, a class attribute, a default value or a closure.",
         where,
     )
