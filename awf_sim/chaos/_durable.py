@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import random
+import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -202,6 +204,9 @@ def assert_durable(
     __tracebackhide__ = True  # pytest shows the test's line, not awf's
     checked_workflow(workflow, "assert_durable")
     norm = normalize_plan(plan)
+    # The CLI runs a flow file in its own world: a replay there matches only this one's.
+    as_cli = db is None and ai is None and http is None and env is None
+    as_cli = as_cli and profile == "production" and instance_id is None
     db, ai, http = with_flow_defaults(workflow, db, ai, http)
     if seed is None:
         seed = SEED_SOURCE.randrange(2**32)
@@ -227,6 +232,9 @@ def assert_durable(
     timeline = mark_timeline(obs)
     lines = format_violations(workflow.name, norm, violations)
     lines.append(f"  status: {obs.status} (fault-free run: {base.obs.status}); seed {seed}")
+    command = _replay_command(workflow, params, seed, plan_token(norm)) if as_cli else None
+    if command is not None:
+        lines.append(f"  replay: {command}")
     lines.append("  timeline:")
     lines += _timeline_lines(timeline)
     raise DurabilityViolation(
@@ -236,6 +244,23 @@ def assert_durable(
         violations=violations,
         timeline=timeline,
         status=obs.status,
+    )
+
+
+def _replay_command(workflow: Workflow, params: Any, seed: int, token: str) -> str | None:
+    """The `awf-sim chaos ... --replay TOKEN` that runs the same plan from a shell, where the
+    workflow comes from a flow file and its params are JSON; None otherwise."""
+    path = getattr(getattr(workflow.fn, "__code__", None), "co_filename", "")
+    if not path or not os.path.isfile(path):
+        return None  # defined in a notebook or an exec'd string: no file to point at
+    try:
+        params_json = canonical({} if params is None else params)
+    except (TypeError, ValueError):
+        return None
+    where = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+    return (
+        f"awf-sim chaos {shlex.quote(where)} --workflow {shlex.quote(workflow.name)} "
+        f"--input {shlex.quote(params_json)} --seed {seed} --replay {token}"
     )
 
 
