@@ -301,3 +301,38 @@ def test_bad_json_in_an_option_is_a_usage_error_not_a_flow_error(
     assert data["error"]["kind"] == "UsageError"
     assert run(*args).exit_code == 2
     assert cli_env.requests == []
+
+
+# -- one failure object for both CLIs --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["instances", "shop-order", "--limit", "0"],  # click's usage error, before the command
+        ["build", "nope.py"],  # the command's own failure (FlowError)
+        ["status", "shop-order", "no-such-instance"],  # an API error, with its hint and status
+    ],
+    ids=["click", "flow", "api"],
+)
+def test_a_failure_object_carries_its_exit_code_as_awf_sim_s_does(
+    args: list[str], cli_env: Any
+) -> None:
+    # Printed by awf-sim's JsonFailureGroup for both CLIs: awf-deploy's objects gained the
+    # `exit_code` awf-sim's carry, and a usage error click finds is said without its
+    # `awf-deploy COMMAND: ` prefix, as every other message of awf-deploy's objects.
+    result = run(*args, "--json")
+    error = one_object(result)["error"]
+    assert error["exit_code"] == result.exit_code != 0
+    assert not error["message"].startswith("awf-deploy")
+
+
+def test_awf_sim_and_awf_deploy_print_the_same_object_for_a_usage_error() -> None:
+    from awf_sim.cli import app as sim_app
+
+    deploy = one_object(run("instances", "wf", "--limit", "x", "--json"))
+    sim = one_object(runner.invoke(sim_app, ["chaos", "flow.py", "--seed", "x", "--json"]))
+    assert deploy.keys() == sim.keys() == {"ok", "error"}
+    assert deploy["error"].keys() == sim["error"].keys() == {"kind", "message", "exit_code"}
+    assert (deploy["error"]["kind"], deploy["error"]["exit_code"]) == ("UsageError", 2)
+    assert (sim["error"]["kind"], sim["error"]["exit_code"]) == ("UsageError", 2)
