@@ -57,12 +57,25 @@ _STATUS_ACTIONS: Final = get_args(InstanceStatusAction)
 # 7000/7003 mean "no route": a 404 carrying them points at a wrong account id, not at a
 # missing script or workflow, so get_script/get_workflow must not read it as "absent".
 _ROUTING_CODES: Final = frozenset({7000, 7003})
+
+
 # Cloudflare's API answers JSON, errors included: an HTML page (a 404, a 200 login page) comes
 # from something else at the configured address.
-_NOT_THE_API: Final = (
-    f"Cloudflare's API answers JSON, so something else answered: check {BASE_URL_ENV} "
-    f"(unset, it is {DEFAULT_BASE_URL}) and any proxy in between."
-)
+def _not_the_api(base_url: str) -> str:
+    """The hint for an answer that is not JSON, from the address the client used: when
+    CLOUDFLARE_API_BASE_URL moved it, that variable is the first suspect (its host named; the
+    whole value is not echoed, as in _check_base_url)."""
+    if base_url.rstrip("/") == DEFAULT_BASE_URL:
+        return (
+            f"Cloudflare's API answers JSON, so something else answered: {BASE_URL_ENV} is not "
+            f"set (the address is {DEFAULT_BASE_URL}); check any proxy in between."
+        )
+    return (
+        f"Cloudflare's API answers JSON, so something else answered: {BASE_URL_ENV} sends "
+        f"the requests to {httpx.URL(base_url).netloc.decode('ascii', 'replace')}, not to "
+        f"Cloudflare's {DEFAULT_BASE_URL}: fix it or unset it (and check any proxy in between)."
+    )
+
 
 _CODE_HINTS: Final[Mapping[int, str]] = {
     1000: (

@@ -245,6 +245,24 @@ def test_an_html_page_at_the_api_address_names_the_base_url(
     assert "awf-deploy status" not in hint  # the command that just failed is no way out
 
 
+def test_an_html_page_from_a_base_url_the_user_set_says_it_is_set(
+    answers: list[httpx.Response], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hint said "check CLOUDFLARE_API_BASE_URL (unset, it is https://api.cloudflare.com/...)"
+    # to a user who had set it: the address it names is where the requests went.
+    monkeypatch.setenv("CLOUDFLARE_API_BASE_URL", "https://user:pw@proxy.corp.example:8443/cf/v4")
+    answers.append(httpx.Response(404, content=HTML, headers={"content-type": "text/html"}))
+    _, hint = error_and_hint(run("status"))
+    assert "CLOUDFLARE_API_BASE_URL sends the requests to proxy.corp.example:8443" in hint
+    assert "not set" not in hint
+    assert "unset, it is" not in hint
+    assert "pw" not in hint  # the address's credentials are not echoed
+    monkeypatch.delenv("CLOUDFLARE_API_BASE_URL")
+    _, hint = error_and_hint(run("status"))
+    assert "CLOUDFLARE_API_BASE_URL is not set" in hint
+    assert "proxy" in hint
+
+
 def test_an_html_404_is_not_a_script_that_does_not_exist(answers: list[httpx.Response]) -> None:
     # Read as "absent", every script and workflow would be planned as new and a push
     # --dry-run would show a plan of an account it never read.
