@@ -55,6 +55,7 @@ from ._wire import (
     Secret,
     _attempts,
     _BearerAuth,
+    _body_text,
     _Call,
     _cap,
     _check_base_url,
@@ -453,7 +454,7 @@ class _Session:
     def _error_messages(self, response: httpx.Response) -> list[ApiMessage]:
         envelope = _validate(Envelope, _json(response))
         if isinstance(envelope, str):
-            text = " ".join(response.text.split())[:200]
+            text = _body_text(response.text)
             return [ApiMessage(message=self._redact(text))] if text else []
         # Workflows error bodies sometimes say more in `messages` than in `errors`.
         return [

@@ -7,6 +7,7 @@ import email.parser
 import email.policy
 import email.utils
 import hmac
+import html
 import logging
 import math
 import re
@@ -61,6 +62,19 @@ _ROUTING_CODES: Final = frozenset({7000, 7003})
 
 # Cloudflare's API answers JSON, errors included: an HTML page (a 404, a 200 login page) comes
 # from something else at the configured address.
+_TAG = re.compile(r"<[^>]*>")
+_SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def _body_text(text: str) -> str:
+    """A body that is not JSON, as one short line for an error message: an HTML page (a
+    proxy's or a web server's) by its words, said to be a page, instead of its markup."""
+    if not text.lstrip().startswith("<"):
+        return " ".join(text.split())[:200]
+    words = " ".join(html.unescape(_TAG.sub(" ", _SCRIPT_OR_STYLE.sub(" ", text))).split())
+    return f"an HTML page: {words[:200]}" if words else "an HTML page"
+
+
 def _not_the_api(base_url: str) -> str:
     """The hint for an answer that is not JSON, from the address the client used: when
     CLOUDFLARE_API_BASE_URL moved it, that variable is the first suspect (its host named; the
