@@ -329,8 +329,11 @@ def build_bundle(
         )
     if uses_db and not d1_database_id:
         warnings.append(
-            f"the flow uses ctx.db but no D1 database id was given: create one with "
-            f"`npx wrangler d1 create {script}-db` and pass --d1-id (or set AWF_D1_DATABASE_ID)"
+            # Push and dev filter this one out by its "D1 database id": they provide one.
+            f"the flow uses ctx.db but no D1 database id was given: `awf-deploy push` creates "
+            f"the database {script}-db itself; to deploy this folder with wrangler instead, "
+            f"create it with `npx wrangler d1 create {script}-db` and pass --d1-id (or set "
+            "AWF_D1_DATABASE_ID)"
         )
     return Bundle(
         name=script,

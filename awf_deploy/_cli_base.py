@@ -13,7 +13,7 @@ from typing import IO, Annotated, Any, NoReturn
 
 import typer
 
-from awf_sim.cli import Command, Group, show_version, wants_json
+from awf_sim.cli import Command, JsonFailureGroup, show_version
 from awf_sim.errors import ProcessDied
 from awf_sim.flow import FlowError, FlowFile, load_flow, parse_json
 
@@ -36,21 +36,17 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 class _Run:
-    """What one invocation owes a script that passed --json: one JSON object on stdout, on
-    failure too. `error` is the failure `_fail` or `_handled` reported, `printed` whether the
-    command printed its own object."""
+    """What one invocation reported for --json's failure object (which _DeployGroup prints):
+    `error`, the failure `_fail` or `_handled` said, and `found`, what the command had found
+    before it failed (push: verified, violations, plan)."""
 
     def __init__(self) -> None:
-        self.reset(json_out=False)
+        self.reset()
 
-    def reset(self, json_out: bool) -> None:
-        self.json_out = json_out
-        self.printed = False
+    def reset(self) -> None:
         self.error: dict[str, Any] | None = None
         # The command's own stdout, while the flow's prints go to stderr (_DeployCommand).
         self.stdout: IO[str] | None = None
-        # What the command found before it failed (push: verified, violations, plan), for the
-        # object a failure prints.
         self.found: dict[str, Any] = {}
 
 
@@ -71,10 +67,11 @@ class _Notices(logging.Handler):
 _CLIENT_LOGGER = logging.getLogger("awf_deploy.cloudflare")
 
 
-class _DeployGroup(Group):
-    """awf-deploy's Group: with --json a failure is one JSON object on stdout too
-    (`{"ok": false, "error": {"kind", "message", ...}}`), whatever failed, with the same exit
-    code and the same lines on stderr; the client's notices carry the `awf-deploy: ` prefix."""
+class _DeployGroup(JsonFailureGroup):
+    """awf-deploy's group: awf-sim's JsonFailureGroup (with --json a failure is one JSON object
+    on stdout too, the same exit code and lines on stderr), whose failure object carries what
+    the command reported (`{"ok": false, **found, "error": {"kind", "message", "exit_code",
+    "hint"?, ...}}`); the client's notices carry the `awf-deploy: ` prefix."""
 
     def main(  # type: ignore[override]
         self,
@@ -84,8 +81,7 @@ class _DeployGroup(Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
-        _RUN.reset(wants_json(argv))
+        _RUN.reset()
         # Only for this command: a program that uses the client keeps its own logging setup.
         notices = _Notices(logging.WARNING)
         propagate = _CLIENT_LOGGER.propagate
@@ -93,18 +89,18 @@ class _DeployGroup(Group):
         _CLIENT_LOGGER.propagate = False
         try:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            if code != EXIT_OK and _RUN.json_out and not _RUN.printed:
-                _json(_RUN.found, ok=False)
-            raise
         finally:
             _CLIENT_LOGGER.removeHandler(notices)
             _CLIENT_LOGGER.propagate = propagate
 
-    def failed(self, kind: str, line: str, code: int) -> NoReturn:
-        _RUN.error = {"kind": kind, "message": line}
-        super().failed(kind, line, code)
+    def failure(self, error: dict[str, Any]) -> dict[str, Any]:
+        # The error the command reported (its kind, hint, status) over the one the group saw.
+        reported = {**error, **_RUN.error} if _RUN.error is not None else error
+        return {
+            "ok": False,
+            **{k: v for k, v in _RUN.found.items() if k != "ok"},
+            "error": reported,
+        }
 
 
 class _DeployCommand(Command):
@@ -184,11 +180,13 @@ def _out(text: str = "") -> None:
 
 
 def _json(payload: dict[str, Any], ok: bool = True) -> None:
-    """The command's one JSON object: `ok` first, and on failure the `error` reported."""
-    out: dict[str, Any] = {"ok": ok, **{k: v for k, v in payload.items() if k != "ok"}}
+    """The command's one JSON object under --json. On success it is printed now, `"ok": true`
+    first; a failure keeps `payload` as what was found, and _DeployGroup prints the failure
+    object when the command exits (not 0), with the error reported and the exit code."""
     if not ok:
-        out["error"] = _RUN.error or {"kind": "Failed", "message": "see stderr"}
-    _RUN.printed = True
+        _RUN.found = payload
+        return
+    out: dict[str, Any] = {"ok": True, **{k: v for k, v in payload.items() if k != "ok"}}
     (_RUN.stdout or sys.stdout).write(json.dumps(out, ensure_ascii=False, default=str) + "\n")
 
 

@@ -158,6 +158,22 @@ def _given_d1_exists(client: CloudflareClient, bundle: Bundle) -> None:
         )
 
 
+# What keeps a running instance on the new code, by the kind of divergence replay found.
+_DIVERGENCE_FIXES = {
+    "not-called": "keep the old step names (context, args) for them",
+    "new-before-frontier": "keep the old step names (context, args) for them",
+    "config-changed": "keep the retries and timeout their completed steps ran with",
+    "fails-on-history": "let the new code take their params and step results as they are",
+}
+
+
+def _divergence_fix(divergent: list[Any]) -> str:
+    """The fixes for the kinds of divergence found, in the order first seen."""
+    kinds = [d.kind for report in divergent for d in report.divergences]
+    fixes = [_DIVERGENCE_FIXES.get(k, "keep the new code able to replay them") for k in kinds]
+    return "; ".join(dict.fromkeys(fixes))
+
+
 @app.command("push", cls=_DeployCommand)
 def push_command(
     flow: FlowArg,
@@ -338,8 +354,8 @@ def push_command(
                 _fail(
                     "Divergence",
                     f"refusing to push: {len(gate.divergent)} running instance(s) "
-                    "would run the new code differently from their history; keep the old step "
-                    "names (context, args) for them, or pass --allow-divergence",
+                    "would run the new code differently from their history; "
+                    f"{_divergence_fix(gate.divergent)}, or pass --allow-divergence",
                 )
                 finish(EXIT_FAILED)
             _err("awf-deploy: warning: --allow-divergence: pushing over diverging instances")

@@ -394,18 +394,22 @@ class DevServer:
                 f"rebuild failed, still serving the last good bundle: {type(exc).__name__}: {exc}"
             )
             return now
+        # A warning the last good bundle did not have (an import the Worker will lack) is
+        # said before the reload, whose failure it may explain.
+        assert self._good is not None
+        for warning in built.bundle.warnings:
+            if warning not in self._good[0].bundle.warnings and "D1 database id" not in warning:
+                self.say(f"warning: {warning}")
         try:
             folder, d1 = self._load(built)
+        # Said once the last good bundle is back: a request sent on reading "still serving"
+        # got a 500 ("this bundle was unloaded") while it was being reloaded.
         except BundleImportError as exc:
-            self.say(
-                f"the new bundle failed at import in {exc.module} ({exc}); "
-                "still serving the last good bundle"
-            )
-            self._reload_good()
+            served = self._reload_good()
+            self.say(f"the new bundle failed at import in {exc.module} ({exc}); {served}")
             return {**now, **built.watched}
         except HarnessError as exc:
-            self.say(f"reload failed ({exc}); still serving the last good bundle")
-            self._reload_good()
+            self.say(f"reload failed ({exc}); {self._reload_good()}")
             return {**now, **built.watched}
         self._good = (built, folder)
         created = f"; D1: {d1.split('; ', 1)[1]}" if "; created " in d1 else ""
@@ -415,10 +419,14 @@ class DevServer:
         )
         return dict(built.watched)
 
-    def _reload_good(self) -> None:
+    def _reload_good(self) -> str:
+        """Load the last good bundle again; what is served now, said for the log line."""
         assert self._good is not None
         assert self.runtime is not None
         built, folder = self._good
-        with contextlib.suppress(HarnessError):
+        try:
             self._answer_for(built)
             self.runtime.load(built.bundle, folder, persist=self._state_dir())
+        except HarnessError as exc:
+            return f"reloading the last good bundle failed too ({exc}): restart `awf-deploy dev`"
+        return "still serving the last good bundle"

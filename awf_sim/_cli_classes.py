@@ -109,7 +109,7 @@ class Group(_ReadableHelp, TyperGroup):
 
     def failed(self, kind: str, line: str, code: int) -> NoReturn:
         """A failure click found before the command ran (`kind`: UsageError or Aborted): its
-        one line on stderr, then exit. awf-deploy also gives it to --json (its own Group)."""
+        one line on stderr, then exit. JsonFailureGroup also gives it to --json."""
         typer.echo(line, err=True)
         sys.exit(code)
 
@@ -171,10 +171,13 @@ class _Tee:
 
 
 class JsonFailureGroup(Group):
-    """A Group whose commands, given --json, print one JSON object on stdout whatever
-    happens: on a failure that printed none, `{"ok": false, "error": {"kind", "message",
-    "exit_code"}}`, beside the same line on stderr and the same exit code. `kind` is
-    UsageError or Aborted (click's, before the command ran), BadInput (exit 2) or Failed."""
+    """The group of both CLIs (awf-sim and awf-deploy): given --json, a command prints one
+    JSON object on stdout whatever happens. On a failure that printed none, the object is
+    `failure(error)` (`{"ok": false, "error": {"kind", "message", "exit_code"}}`), beside the
+    same line on stderr and the same exit code. `kind` is UsageError or Aborted (click's,
+    before the command ran), BadInput (exit 2) or Failed; `message` is the last line the
+    program said on stderr, without its `PROG: ` prefix. A subclass adds what its commands
+    reported (awf-deploy: the error's own kind and hint, what was found before it)."""
 
     _seen: _Seen | None = None
 
@@ -204,12 +207,18 @@ class JsonFailureGroup(Group):
                 last = seen.last
                 message = last.partition(": ")[2] or last
                 error: dict[str, Any] = {"kind": kind, "message": message, "exit_code": code}
-                out.write(json.dumps({"ok": False, "error": error}, ensure_ascii=False) + "\n")
+                failure = json.dumps(self.failure(error), ensure_ascii=False, default=str)
+                out.write(failure + "\n")
                 out.flush()
             raise
         finally:
             sys.stdout, sys.stderr = out, err
             self._seen = None
+
+    def failure(self, error: dict[str, Any]) -> dict[str, Any]:
+        """The object a failure prints under --json when the command printed none; `error`
+        is what the group saw (kind, the stderr line's message, exit code)."""
+        return {"ok": False, "error": error}
 
     def failed(self, kind: str, line: str, code: int) -> NoReturn:
         self._kind = kind

@@ -14,18 +14,16 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-# Command, Group, show_version and wants_json are awf-deploy's too, which imports them from here.
+# Command, JsonFailureGroup and show_version are awf-deploy's too, which imports them from here.
 from awf_sim._cli_classes import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     FLAG,
-    JsonFailureGroup,
 )
 from awf_sim._cli_classes import Command as Command
-from awf_sim._cli_classes import Group as Group
+from awf_sim._cli_classes import JsonFailureGroup as JsonFailureGroup
 from awf_sim._cli_classes import show_version as show_version
-from awf_sim._cli_classes import wants_json as wants_json
 from awf_sim.dsl._errors import AwfError
 from awf_sim.errors import FlowError, ProcessDied, UnawaitedStepWarning
 

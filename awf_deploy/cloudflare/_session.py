@@ -40,7 +40,6 @@ from ._wire import (
     _CODE_HINTS,
     _MAX_PAGES,
     _NOT_JSON,
-    _NOT_THE_API,
     _PER_PAGE,
     _ROUTING_CODES,
     _TOKENS_PAGE,
@@ -56,12 +55,14 @@ from ._wire import (
     Secret,
     _attempts,
     _BearerAuth,
+    _body_text,
     _Call,
     _cap,
     _check_base_url,
     _check_name,
     _json,
     _missing_hint,
+    _not_the_api,
     _parse_retry_after,
     _segment,
     _validate,
@@ -430,7 +431,7 @@ class _Session:
                 )
             elif _json(response) is _NOT_JSON:
                 routing = True
-                hints.append(_NOT_THE_API)
+                hints.append(_not_the_api(self.base_url))
             return NotFoundError(message, hint=" ".join(hints) or None, routing=routing, **common)
         if status == 429:
             retry_after = _parse_retry_after(response.headers.get("retry-after"))
@@ -453,7 +454,7 @@ class _Session:
     def _error_messages(self, response: httpx.Response) -> list[ApiMessage]:
         envelope = _validate(Envelope, _json(response))
         if isinstance(envelope, str):
-            text = " ".join(response.text.split())[:200]
+            text = _body_text(response.text)
             return [ApiMessage(message=self._redact(text))] if text else []
         # Workflows error bodies sometimes say more in `messages` than in `errors`.
         return [
@@ -467,7 +468,7 @@ class _Session:
                 f"{_cap(call.what)}: unexpected answer from Cloudflare ({why}) "
                 f"({call.method} {call.path}; HTTP {response.status_code})"
             ),
-            hint=_NOT_THE_API if _json(response) is _NOT_JSON else None,
+            hint=_not_the_api(self.base_url) if _json(response) is _NOT_JSON else None,
             status=response.status_code,
             method=call.method,
             path=call.path,

@@ -7,6 +7,7 @@ import email.parser
 import email.policy
 import email.utils
 import hmac
+import html
 import logging
 import math
 import re
@@ -57,12 +58,38 @@ _STATUS_ACTIONS: Final = get_args(InstanceStatusAction)
 # 7000/7003 mean "no route": a 404 carrying them points at a wrong account id, not at a
 # missing script or workflow, so get_script/get_workflow must not read it as "absent".
 _ROUTING_CODES: Final = frozenset({7000, 7003})
+
+
 # Cloudflare's API answers JSON, errors included: an HTML page (a 404, a 200 login page) comes
 # from something else at the configured address.
-_NOT_THE_API: Final = (
-    f"Cloudflare's API answers JSON, so something else answered: check {BASE_URL_ENV} "
-    f"(unset, it is {DEFAULT_BASE_URL}) and any proxy in between."
-)
+_TAG = re.compile(r"<[^>]*>")
+_SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def _body_text(text: str) -> str:
+    """A body that is not JSON, as one short line for an error message: an HTML page (a
+    proxy's or a web server's) by its words, said to be a page, instead of its markup."""
+    if not text.lstrip().startswith("<"):
+        return " ".join(text.split())[:200]
+    words = " ".join(html.unescape(_TAG.sub(" ", _SCRIPT_OR_STYLE.sub(" ", text))).split())
+    return f"an HTML page: {words[:200]}" if words else "an HTML page"
+
+
+def _not_the_api(base_url: str) -> str:
+    """The hint for an answer that is not JSON, from the address the client used: when
+    CLOUDFLARE_API_BASE_URL moved it, that variable is the first suspect (its host named; the
+    whole value is not echoed, as in _check_base_url)."""
+    if base_url.rstrip("/") == DEFAULT_BASE_URL:
+        return (
+            f"Cloudflare's API answers JSON, so something else answered: {BASE_URL_ENV} is not "
+            f"set (the address is {DEFAULT_BASE_URL}); check any proxy in between."
+        )
+    return (
+        f"Cloudflare's API answers JSON, so something else answered: {BASE_URL_ENV} sends "
+        f"the requests to {httpx.URL(base_url).netloc.decode('ascii', 'replace')}, not to "
+        f"Cloudflare's {DEFAULT_BASE_URL}: fix it or unset it (and check any proxy in between)."
+    )
+
 
 _CODE_HINTS: Final[Mapping[int, str]] = {
     1000: (

@@ -82,17 +82,20 @@ def _module_name(filename):
 def failed_import(default):
     # [the bundle module whose import failed, the exception's own line]. The module is the
     # innermost module-level frame from the session files in the traceback, or the file of a
-    # SyntaxError; the line is the traceback's last one before any notes.
+    # SyntaxError; the line is the one that names the exception ("ModuleNotFoundError: No
+    # module named 'httpx'"): not the last, which for a message of several lines (Pyodide's
+    # about a package it has but did not load) is advice that does not apply to a Worker.
     import traceback
     exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
     if exc is None:
         return [default, ""]
     only = traceback.format_exception_only(exc)
-    notes = getattr(exc, "__notes__", None) or []
-    if notes and len(only) > len(notes):
-        only = only[: len(only) - len(notes)]
     lines = [l for l in "".join(only).splitlines() if l.strip()]
-    return [_failed_module(exc, default), lines[-1] if lines else ""]
+    kind = type(exc).__qualname__
+    if type(exc).__module__ not in ("builtins", "__main__"):
+        kind = f"{type(exc).__module__}.{kind}"
+    named = [l for l in lines if l == kind or l.startswith(kind + ":")]
+    return [_failed_module(exc, default), (named or lines or [""])[0]]
 
 def _failed_module(exc, default):
     found = None

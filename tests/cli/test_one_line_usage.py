@@ -1,6 +1,6 @@
 """awf-sim's usage errors are one line on stderr naming the problem and the help to read, exit
-2, as awf-deploy's (the shared `awf_sim.cli.Group`): scripts and CI logs read the first line,
-not click's banner and boxed error."""
+2, as awf-deploy's (the shared `awf_sim.cli.JsonFailureGroup`): scripts and CI logs read the
+first line, not click's banner and boxed error."""
 
 from __future__ import annotations
 

@@ -66,6 +66,9 @@ def test_build_warns_when_ctx_db_has_no_d1_id(flows_dir: Path, tmp_path: Path) -
     result = run("build", str(flows_dir / "ledger.py"), "--out", str(tmp_path / "b"))
     assert result.exit_code == 0
     assert "warning: the flow uses ctx.db but no D1 database id" in result.stderr
+    # Not a step a new user must take before `push`, which provisions D1 (its output says
+    # "Deploy it with `awf-deploy push`"): the warning had sent them to wrangler first.
+    assert "`awf-deploy push` creates the database ledger-db itself" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -245,6 +245,24 @@ def test_an_html_page_at_the_api_address_names_the_base_url(
     assert "awf-deploy status" not in hint  # the command that just failed is no way out
 
 
+def test_an_html_page_from_a_base_url_the_user_set_says_it_is_set(
+    answers: list[httpx.Response], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hint said "check CLOUDFLARE_API_BASE_URL (unset, it is https://api.cloudflare.com/...)"
+    # to a user who had set it: the address it names is where the requests went.
+    monkeypatch.setenv("CLOUDFLARE_API_BASE_URL", "https://user:pw@proxy.corp.example:8443/cf/v4")
+    answers.append(httpx.Response(404, content=HTML, headers={"content-type": "text/html"}))
+    _, hint = error_and_hint(run("status"))
+    assert "CLOUDFLARE_API_BASE_URL sends the requests to proxy.corp.example:8443" in hint
+    assert "not set" not in hint
+    assert "unset, it is" not in hint
+    assert "pw" not in hint  # the address's credentials are not echoed
+    monkeypatch.delenv("CLOUDFLARE_API_BASE_URL")
+    _, hint = error_and_hint(run("status"))
+    assert "CLOUDFLARE_API_BASE_URL is not set" in hint
+    assert "proxy" in hint
+
+
 def test_an_html_404_is_not_a_script_that_does_not_exist(answers: list[httpx.Response]) -> None:
     # Read as "absent", every script and workflow would be planned as new and a push
     # --dry-run would show a plan of an account it never read.
@@ -301,3 +319,38 @@ def test_bad_json_in_an_option_is_a_usage_error_not_a_flow_error(
     assert data["error"]["kind"] == "UsageError"
     assert run(*args).exit_code == 2
     assert cli_env.requests == []
+
+
+# -- one failure object for both CLIs --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["instances", "shop-order", "--limit", "0"],  # click's usage error, before the command
+        ["build", "nope.py"],  # the command's own failure (FlowError)
+        ["status", "shop-order", "no-such-instance"],  # an API error, with its hint and status
+    ],
+    ids=["click", "flow", "api"],
+)
+def test_a_failure_object_carries_its_exit_code_as_awf_sim_s_does(
+    args: list[str], cli_env: Any
+) -> None:
+    # Printed by awf-sim's JsonFailureGroup for both CLIs: awf-deploy's objects gained the
+    # `exit_code` awf-sim's carry, and a usage error click finds is said without its
+    # `awf-deploy COMMAND: ` prefix, as every other message of awf-deploy's objects.
+    result = run(*args, "--json")
+    error = one_object(result)["error"]
+    assert error["exit_code"] == result.exit_code != 0
+    assert not error["message"].startswith("awf-deploy")
+
+
+def test_awf_sim_and_awf_deploy_print_the_same_object_for_a_usage_error() -> None:
+    from awf_sim.cli import app as sim_app
+
+    deploy = one_object(run("instances", "wf", "--limit", "x", "--json"))
+    sim = one_object(runner.invoke(sim_app, ["chaos", "flow.py", "--seed", "x", "--json"]))
+    assert deploy.keys() == sim.keys() == {"ok", "error"}
+    assert deploy["error"].keys() == sim["error"].keys() == {"kind", "message", "exit_code"}
+    assert (deploy["error"]["kind"], deploy["error"]["exit_code"]) == ("UsageError", 2)
+    assert (sim["error"]["kind"], sim["error"]["exit_code"]) == ("UsageError", 2)

@@ -219,6 +219,25 @@ def test_non_json_error_body_is_quoted(client, cf, sleeps):
     assert caught.value.codes == ()
 
 
+def test_an_html_error_page_is_quoted_by_its_words_not_its_markup(client, cf, sleeps):
+    # A web server's 404 page at a wrong base URL was quoted as `<!DOCTYPE HTML> <html
+    # lang="en"> <head> <meta charset="utf-8"> <title>...`, 200 characters of markup.
+    page = (
+        b"<!DOCTYPE HTML><html><head><title>502 Bad Gateway</title>"
+        b"<style>body { color: red }</style><script>var x = '<b>';</script></head>"
+        b"<body><h1>Bad&nbsp;Gateway</h1><p>nginx &amp; friends</p></body></html>"
+    )
+    html = cf.answer(502, page)
+    cf.queue(GET_WF, html, html, html, html)
+
+    with pytest.raises(ServerError) as caught:
+        client.get_workflow("wf")
+    message = str(caught.value)
+    assert "HTTP 502: an HTML page: 502 Bad Gateway Bad Gateway nginx & friends (GET" in message
+    assert "<" not in message
+    assert "color" not in message
+
+
 # -- retries -----------------------------------------------------------------------------------
 
 

@@ -262,6 +262,18 @@ def test_editing_the_flow_rebuilds_and_a_broken_edit_keeps_the_last_good_bundle(
     dev.wait_for_log("rebuilt and reloaded tiny.py", timeout=30)
     assert run("b") == {"said": "hello ana", "version": "two"}
 
+    # A package the Worker lacks: the build's warning (with its fix), then Pyodide's error by
+    # its name (it was the last line of Pyodide's advice: `await pyodide.loadPackage(...)`).
+    flow.write_text(f"import httpx\nVERSION = 'three'\n{TINY}", encoding="utf-8")
+    os.utime(flow, (time.time() + 5, time.time() + 5))
+    dev.wait_for_log("still serving the last good bundle", timeout=60)
+    (warned,) = [line for line in dev.lines if "imports 'httpx'" in line]
+    assert warned.startswith("awf-deploy dev: warning: tiny.py imports 'httpx'")
+    failed = next(line for line in dev.lines if "failed at import" in line)
+    assert "ModuleNotFoundError: No module named 'httpx'" in failed
+    assert dev.lines.index(warned) < dev.lines.index(failed)
+    assert run("b2") == {"said": "hello ana", "version": "two"}
+
     flow.write_text("VERSION = (\n", encoding="utf-8")
     os.utime(flow, (time.time() + 10, time.time() + 10))
     dev.wait_for_log("rebuild failed, still serving the last good bundle", timeout=30)

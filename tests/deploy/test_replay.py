@@ -106,6 +106,34 @@ def test_pull_saves_a_history_that_awf_sim_replays(
     assert "GatePay.charge" in diverging.stdout
 
 
+def test_a_refused_push_says_the_fix_for_the_divergence_it_found(
+    account: tuple[Any, str], tmp_path: Path
+) -> None:
+    # A completed step's retries changed: the refusal said "keep the old step names (context,
+    # args)", which names did not change; it now says what to keep for that kind.
+    cf = account[0]
+    folder = tmp_path / "v2"
+    folder.mkdir()
+    retried = '{"charge": {"handler": charge, "retries": {"limit": 2, "delay": "1 second"}}}'
+    path = folder / "gate_order.py"
+    source = FLOW.replace("AMOUNT", 'params["amount"]').replace("NOTE", "'v1'")
+    path.write_text(source.replace('{"charge": charge}', retried).lstrip())
+    refused = cli("push", str(path), "--yes", "--no-verify")
+    assert refused.exit_code == 1
+    assert "diverges at config-changed: GatePay.charge@" in refused.stdout
+    (line,) = [ln for ln in refused.stderr.splitlines() if "refusing to push" in ln]
+    assert "keep the retries and timeout their completed steps ran with" in line
+    assert "step names" not in line
+    assert [r.operation_id for r in cf.requests].count(UPLOAD) == 1  # v1's only
+    renamed = flow_file(tmp_path / "v3", amount='params["amount"] * 100')
+    (line,) = [
+        ln
+        for ln in cli("push", renamed, "--yes", "--no-verify").stderr.splitlines()
+        if "refusing" in ln
+    ]
+    assert "keep the old step names (context, args) for them, or pass --allow-divergence" in line
+
+
 def test_pull_of_an_instance_that_no_longer_exists(account: tuple[Any, str]) -> None:
     result = cli("pull", "gate-order", "gone-1")
     assert result.exit_code == 1

@@ -169,6 +169,31 @@ def test_a_bundle_that_fails_at_import_names_the_module_and_the_traceback(
     assert real_runtime.load(good, write_bundle(good, tmp_path / "good"))["entrypoints"]
 
 
+def test_a_package_pyodide_has_but_the_worker_lacks_is_named_not_pyodide_s_advice(
+    real_runtime: RealRuntime, tmp_path: Path
+) -> None:
+    # httpx is in Pyodide's distribution, so its ModuleNotFoundError message goes on with
+    # lines of advice (micropip.install, pyodide.loadPackage) that do not apply to a Worker;
+    # the last of them was the whole message: `failed at import:   await
+    # pyodide.loadPackage("httpx") in JavaScript`, naming neither the error nor the package.
+    flow = tmp_path / "needs_httpx.py"
+    flow.write_text(
+        "from awf_sim import Workflow\n"
+        "import httpx  # installed here, in Pyodide's distribution, not in the Worker\n\n"
+        "@Workflow('needs-httpx', examples=[{}])\n"
+        "async def needs(wf, params):\n"
+        "    return httpx.__name__\n",
+        encoding="utf-8",
+    )
+    bundle = build_bundle(flow)
+    with pytest.raises(BundleImportError) as caught:
+        real_runtime.load(bundle, write_bundle(bundle, tmp_path / "bundle"))
+    assert str(caught.value) == (
+        "needs_httpx failed at import: ModuleNotFoundError: No module named 'httpx'"
+    )
+    assert "loadPackage" in caught.value.traceback  # Pyodide's own words stay in the traceback
+
+
 def test_a_missing_npm_install_says_which_command_to_run(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
