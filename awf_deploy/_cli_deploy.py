@@ -410,7 +410,7 @@ def push_command(
         )
         result["report"] = report.to_json()
         if not json_out:
-            _print_report(report)
+            _print_report(report, plan)
         if api_key is not None and any(c.kind == "script" for c in report.done):
             result.update(_deliver_key(api_key, key_file, bundle.name, json_out))
         if report.error is not None:
