@@ -61,6 +61,11 @@ def _catches_import_error(node: ast.Try) -> bool:
     return False
 
 
+_NEVER_ON_THE_WORKER = frozenset(
+    {"TYPE_CHECKING", "typing.TYPE_CHECKING", "__name__ == '__main__'"}
+)
+
+
 @dataclass(frozen=True)
 class _Import:
     name: str
@@ -85,7 +90,9 @@ def _module_level_imports(tree: ast.Module) -> list[_Import]:
             elif isinstance(node, ast.If):
                 test = ast.unparse(node.test)
                 if "TYPE_CHECKING" in test or "__name__" in test:
-                    visit(node.orelse, False)
+                    # The Worker is not a type checker nor `__main__`: the `else:` of exactly
+                    # those tests runs there for certain.
+                    visit(node.orelse, certain and test in _NEVER_ON_THE_WORKER)
                 else:
                     visit(node.body, False)
                     visit(node.orelse, False)

@@ -178,3 +178,13 @@ def test_build_warns_about_a_package_and_refuses_the_simulator(tmp_path: Path) -
         "refusing to build: quoting.py:1 imports awf_sim.testing at module level"
     )
     assert not out.exists()
+
+
+def test_the_else_of_a_type_checking_block_runs_on_the_worker(tmp_path: Path) -> None:
+    header = (
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    pass\nelse:\n    import httpx"
+    )
+    bundle = build_bundle(write_flow(tmp_path, header))
+    assert [(m.where, m.module) for m in bundle.missing_imports] == [("quoting.py:5", "httpx")]
+    header = "if __name__ == '__main__':\n    import httpx"
+    assert build_bundle(write_flow(tmp_path, header)).missing_imports == ()
