@@ -41,7 +41,7 @@ from ._render import (
     entry_source,
     wrangler_toml,
 )
-from ._sources import RESERVED_MODULES, collect, uses
+from ._sources import RESERVED_MODULES, MissingImport, collect, uses
 from .errors import BuildError
 from .runtime import AWF_SIM_INIT, adapter_files
 
@@ -98,6 +98,9 @@ class Bundle:
     files: Mapping[str, str]
     sha256: str
     warnings: tuple[str, ...] = field(default=())
+    # The module-level imports that stop the Worker at start-up (also among `warnings`):
+    # push refuses such a bundle before any request.
+    missing_imports: tuple[MissingImport, ...] = field(default=())
     api_auth: str = "optional"
 
     main_module: str = MAIN_MODULE
@@ -349,6 +352,7 @@ def build_bundle(
         files=files,
         sha256=digest,
         warnings=tuple(warnings),
+        missing_imports=tuple(sources.missing),
         api_auth=api_auth,
     )
 

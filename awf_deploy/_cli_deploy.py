@@ -12,6 +12,7 @@ from awf_sim.cli import DEFAULT_CPU_MS
 
 from ._bundle import (
     MAIN_MODULE,
+    BuildError,
     Bundle,
     build_bundle,
     read_api_auth,
@@ -63,6 +64,7 @@ from ._push import (
     upload,
     verify,
 )
+from ._sources import MissingImport
 from .cloudflare import AuthError, CloudflareClient
 
 # -- build ---------------------------------------------------------------------------------------
@@ -92,6 +94,12 @@ def build(
             flow=loaded,
             api_auth=_api_auth(loaded, public),
         )
+        # A third-party import may still be vendored by whoever deploys the folder (pywrangler
+        # does, from pyproject.toml): a warning. No deploy tool gives the Worker the rest of
+        # awf_sim, so a bundle importing it cannot start anywhere: refused.
+        simulator = [m for m in bundle.missing_imports if m.kind == "awf_sim"]
+        if simulator:
+            raise BuildError(f"refusing to build: {_missing_line(simulator)}")
         _warn(bundle)
         target = write_bundle(bundle, out if out is not None else Path("build") / bundle.name)
     if json_out:
@@ -128,6 +136,12 @@ def build(
 
 
 # -- push ----------------------------------------------------------------------------------------
+
+
+def _missing_line(missing: list[MissingImport] | tuple[MissingImport, ...]) -> str:
+    """The first import that stops the Worker, with its fix; the others named after it."""
+    others = "".join(f"; also {m.where} imports {m.module!r}" for m in missing[1:])
+    return f"{missing[0]}{others}"
 
 
 def _api_auth(loaded: Any, public: bool) -> str:
@@ -253,13 +267,22 @@ def push_command(
             )
 
         bundle = make(d1_id)
+        result["script"] = bundle.name
+        if bundle.missing_imports:
+            # Cloudflare would refuse the upload (10021) only after the database, its
+            # migrations and maybe the secret were made, or run a Worker that cannot start.
+            result["missing_imports"] = [m.to_json() for m in bundle.missing_imports]
+            _fail(
+                "MissingModule",
+                f"refusing to push: {_missing_line(bundle.missing_imports)}",
+            )
+            finish(EXIT_FAILED)
         for warning in bundle.warnings:
             if not (bundle.uses_db and "D1 database id" in warning):  # push provisions it
                 _err(f"awf-deploy: warning: {warning}")
         if auth == "public":
             _err("awf-deploy: warning: --public: the Worker's HTTP API is open to anyone")
         client = _client(account_id)
-    result["script"] = bundle.name
     with client, _handled():
         if no_verify:
             _err("awf-deploy: warning: --no-verify: pushing without the chaos check")
@@ -387,7 +410,7 @@ def push_command(
         )
         result["report"] = report.to_json()
         if not json_out:
-            _print_report(report)
+            _print_report(report, plan)
         if api_key is not None and any(c.kind == "script" for c in report.done):
             result.update(_deliver_key(api_key, key_file, bundle.name, json_out))
         if report.error is not None:

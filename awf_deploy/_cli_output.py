@@ -13,7 +13,12 @@ from ._push import API_KEY_VAR, Plan, PushReport
 
 def _print_plan(plan: Plan) -> None:
     marks = {"create": "+", "update": "~", "unchanged": "="}
-    _out(f"Plan for script {plan.bundle.name!r} (bundle {plan.bundle.sha256[:12]}):")
+    if plan.hash_after_binding:
+        # The id of the database the push creates is part of the bundle (and of its hash).
+        which = "its bundle hash is known once the new database is bound"
+    else:
+        which = f"bundle {plan.bundle.sha256[:12]}"
+    _out(f"Plan for script {plan.bundle.name!r} ({which}):")
     for change in plan.changes:
         if change.kind in ("database", "migration"):
             _out(f"  {marks[change.action]} {change.describe()}")
@@ -22,9 +27,11 @@ def _print_plan(plan: Plan) -> None:
         _out(f"  {marks[change.action]} {label:<40} {change.action}: {change.detail}")
 
 
-def _print_report(report: PushReport) -> None:
+def _print_report(report: PushReport, plan: Plan) -> None:
     if report.ok:
         _out("Pushed: " + "; ".join(c.describe() for c in report.done) + ".")
+        if plan.hash_after_binding and report.bundle_sha256 is not None:
+            _out(f"  bundle {report.bundle_sha256[:12]} (with the new database bound)")
         return
     assert report.failed is not None
     _out("Push stopped halfway." if report.done else "Push stopped before changing anything.")

@@ -90,17 +90,24 @@ class GateReport:
         return [r for r in self.removed if r.active]
 
     def summary(self) -> str:
+        """One line on the replayed instances. Those of dropped workflows are not replayed (the
+        new code has no class for them) but listed after it: then the line says it speaks of
+        the flow's own workflows, not of the account's, and points at that list."""
         count = len(self.replays)
+        scope, after = "", ""
+        if self.stranded:
+            scope = " of the flow's own workflows"
+            after = "; the dropped workflows' running instances are below"
         if count == 0 and not self.gone:
-            return "no running instances to replay"
-        what = f"{count} running instance{'s' if count != 1 else ''} replayed"
+            return f"no running instances{scope} to replay{after}"
+        what = f"{count} running instance{'s' if count != 1 else ''}{scope} replayed"
         if self.sampled:
             what += f" (a sample of {self.listed})"
         if self.gone:
             what += f" ({len(self.gone)} more ended meanwhile)"
         if not self.divergent:
-            return f"{what}: all faithful"
-        return f"{what}: {len(self.divergent)} diverge"
+            return f"{what}: all faithful{after}"
+        return f"{what}: {len(self.divergent)} diverge{after}"
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -206,6 +206,13 @@ class Plan:
     takeovers: tuple[str, ...] = ()
 
     @property
+    def hash_after_binding(self) -> bool:
+        """The push creates the D1 database, so the bundle it uploads binds an id that does not
+        exist yet: its hash (which covers the bindings) is only known then, and `bundle.sha256`
+        (built without the id) is not what will be uploaded."""
+        return self.d1 is not None and self.d1.create
+
+    @property
     def changes(self) -> list[Change]:
         """Every item, in the order push performs them."""
         return [*self.database, self.script, self.schedules, *self.workflows]
@@ -221,7 +228,9 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         return {
             "script": self.bundle.name,
-            "bundle_sha256": self.bundle.sha256,
+            # null: computed once the push binds the database it creates (the push report's
+            # `bundle_sha256` is the uploaded one)
+            "bundle_sha256": None if self.hash_after_binding else self.bundle.sha256,
             "deployed_sha256": self.deployed_sha256,
             "changes": [c.to_json() for c in self.changes],
             "has_changes": self.has_changes,
@@ -273,7 +282,9 @@ def make_plan(
         script = Change("script", bundle.name, "unchanged", f"bundle {bundle.sha256[:12]}")
     else:
         was = f"bundle {deployed[:12]}" if deployed else "a script not deployed by awf-deploy"
-        script = Change("script", bundle.name, "update", f"{was} -> bundle {bundle.sha256[:12]}")
+        # A database the push creates changes the bundle's bindings, so its hash is not known.
+        now = "a new bundle" if d1 is not None and d1.create else f"bundle {bundle.sha256[:12]}"
+        script = Change("script", bundle.name, "update", f"{was} -> {now}")
 
     current = [] if remote is None else [s.cron for s in client.get_schedules(bundle.name)]
     wanted = bundle.crons
@@ -348,6 +359,8 @@ class PushReport:
     failed: Change | None = None
     error: CloudflareError | None = None
     not_done: list[Change] = field(default_factory=list)
+    # The hash of the bundle uploaded (what `status` shows from then on); None: no upload.
+    bundle_sha256: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -361,6 +374,7 @@ class PushReport:
             if self.failed is None
             else {**self.failed.to_json(), "error": str(self.error)},
             "not_done": [c.to_json() for c in self.not_done],
+            "bundle_sha256": self.bundle_sha256,
         }
 
 
@@ -427,4 +441,6 @@ def push(
             report.not_done = steps[index + 1 :]
             return report
         report.done.append(change)
+        if change.kind == "script":
+            report.bundle_sha256 = bundle.sha256
     return report

@@ -268,7 +268,7 @@ def test_editing_the_flow_rebuilds_and_a_broken_edit_keeps_the_last_good_bundle(
     os.utime(flow, (time.time() + 5, time.time() + 5))
     dev.wait_for_log("still serving the last good bundle", timeout=60)
     (warned,) = [line for line in dev.lines if "imports 'httpx'" in line]
-    assert warned.startswith("awf-deploy dev: warning: tiny.py imports 'httpx'")
+    assert warned.startswith("awf-deploy dev: warning: tiny.py:1 imports 'httpx'")
     failed = next(line for line in dev.lines if "failed at import" in line)
     assert "ModuleNotFoundError: No module named 'httpx'" in failed
     assert dev.lines.index(warned) < dev.lines.index(failed)

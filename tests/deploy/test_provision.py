@@ -3,6 +3,8 @@ refuses, before the upload, a database it cannot use."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -244,3 +246,36 @@ def test_key_rotation_finds_the_provisioned_database(ledger: Path, cli_env: Any)
     assert rotated.exit_code == 0, rotated.stderr
     assert cli_env.secrets["prov-ledger"]["AWF_API_KEY"] not in (old, "")
     assert len(cli_env.databases) == 1
+
+
+def test_the_plan_never_shows_a_bundle_hash_other_than_the_one_uploaded(
+    ledger: Path, cli_env: Any
+) -> None:
+    # Creating the database binds an id the plan cannot know: the bundle hash (which covers the
+    # bindings) used to be printed from the bundle without it, and differed from what `status`
+    # showed after the push.
+    first = run("push", str(ledger), "--yes", "--no-verify", "--json")
+    assert first.exit_code == 0, first.stdout + first.stderr
+    data = json.loads(first.stdout)
+    assert data["plan"]["bundle_sha256"] is None
+    uploaded = data["report"]["bundle_sha256"]
+    status = json.loads(run("status", "--name", "prov-ledger", "--json").stdout)
+    assert status["script"]["bundle_sha256"] == uploaded
+
+    # Text: the plan says the hash comes later, the push says which one it uploaded.
+    cli_env.scripts.clear()
+    cli_env.databases.clear()
+    cli_env.workflows.clear()
+    text = run("push", str(ledger), "--yes", "--no-verify")
+    assert text.exit_code == 0, text.stdout + text.stderr
+    assert "(its bundle hash is known once the new database is bound)" in text.stdout
+    shown = re.findall(r"bundle ([0-9a-f]{12})", text.stdout)
+    status = json.loads(run("status", "--name", "prov-ledger", "--json").stdout)
+    assert shown == [status["script"]["bundle_sha256"][:12]]
+
+    # The database exists now: the plan's hash is the uploaded one.
+    ledger.write_text(ledger.read_text() + "\n# a change\n")
+    again = run("push", str(ledger), "--yes", "--no-verify", "--json")
+    assert again.exit_code == 0, again.stdout + again.stderr
+    data = json.loads(again.stdout)
+    assert data["plan"]["bundle_sha256"] == data["report"]["bundle_sha256"] is not None

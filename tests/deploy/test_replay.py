@@ -299,6 +299,12 @@ def test_dropping_a_workflow_whose_instances_still_run_is_refused(
     assert refused.exit_code == 1, refused.stdout + refused.stderr
     assert "workflow gate-order is no longer in the flow" in refused.stdout
     assert "2 running instances (o-1, o-2) would fail" in refused.stdout
+    # The summary above that line speaks of the new flow's workflows, not of the account's.
+    assert "no running instances to replay" not in refused.stdout
+    assert (
+        "no running instances of the flow's own workflows to replay; the dropped workflows' "
+        "running instances are below"
+    ) in refused.stdout
     assert "refusing to push" in refused.stderr
     assert "--allow-divergence" in refused.stderr
     assert [r.operation_id for r in cf.requests].count(UPLOAD) == 1  # v1's only
@@ -318,4 +324,5 @@ def test_dropping_a_workflow_whose_instances_still_run_is_refused(
     assert pushed.exit_code == 0, pushed.stderr
     assert "workflow gate-order is no longer in the flow" in pushed.stdout
     assert "new ones would fail to start" in pushed.stdout
+    assert "no running instances to replay" in pushed.stdout
     assert [r.operation_id for r in cf.requests].count(UPLOAD) == 2
