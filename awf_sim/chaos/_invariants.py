@@ -18,7 +18,8 @@ the baseline and the probe is volatile and is not compared (`Masks`).
   wait that an earlier lifetime asked for (same name and occurrence).
 - retry-policy: per step, attempts, their gaps and the final failure follow the step's config;
   and the workflow does not retry a step that exhausted its retries at once, by itself.
-- serializable: every step result and the output serialise to JSON within 1 MiB, with no int
+- serializable: every step result serialises to JSON within 1 MiB and the output within the
+  2,199,955 bytes Cloudflare's engine stores (engine._body.MAX_OUTPUT_BYTES), with no int
   beyond JavaScript's safe range (Cloudflare's engine cannot store one: _bigint).
 - events-delivered: every event sent is consumed at most once (a duplicated event counts as
   one event), or is still buffered.

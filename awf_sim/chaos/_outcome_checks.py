@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,7 +20,7 @@ from awf_sim.chaos._diff import (
 )
 from awf_sim.chaos._model import Baseline, Observation, Violation
 from awf_sim.dsl._example import expected_outcome
-from awf_sim.dsl._identity import MAX_PAYLOAD_BYTES, utf8_size
+from awf_sim.engine._body import MAX_OUTPUT_BYTES
 from awf_sim.engine._calls import TERMINAL
 from awf_sim.engine._simulator import RUNAWAY_WAITS
 
@@ -219,7 +218,7 @@ def baseline_outcome(base: Baseline, obs: Observation) -> list[Violation]:
     ]
 
 
-_SERIAL_MARKS = ("not serialisable", "is not JSON", "output is too large")
+_SERIAL_MARKS = ("not serialisable", "is not JSON", "output is too large", "SQLITE_TOOBIG")
 _STEP_IN_MESSAGE = re.compile(r'as the step "([^"]+)" returned')
 _PARAMS_MISFIT = re.compile(r"workflow '[^']*': params\b")
 
@@ -246,7 +245,12 @@ def serializable(base: Baseline, obs: Observation) -> list[Violation]:
         where = (
             handler_site(base.workflow, key) if key != "output" else workflow_site(base.workflow)
         )
-        if key == "output":
+        if key == "output" and "SQLITE_TOOBIG" in message:
+            what = (
+                f"the workflow's output is over the {MAX_OUTPUT_BYTES:,} bytes of JSON that "
+                "Cloudflare's engine can store, so the instance errors"
+            )
+        elif key == "output":
             what = "the workflow's output does not serialise to JSON"
         elif "too large" in message:
             what = f"{key} returned a result over Cloudflare's 1 MiB limit"
@@ -262,6 +266,8 @@ def serializable(base: Baseline, obs: Observation) -> list[Violation]:
             " (datetime -> .isoformat(), set -> sorted list, objects -> dicts), and keep results "
             "under 1 MiB (store big data in the database and return its id)."
         )
+        if key == "output" and "SQLITE_TOOBIG" in message:
+            hint = "Return less: store big data in the database (or R2) and return its id."
         out[key] = Violation("serializable", key, what, [f"{err['name']}: {message}"], hint, where)
     for key, at, number in obs.unsafe_ints or ():
         if key in out:
@@ -279,30 +285,7 @@ def serializable(base: Baseline, obs: Observation) -> list[Violation]:
             "which it cannot store.",
             handler_site(base.workflow, key) if key != "output" else workflow_site(base.workflow),
         )
-    if "output" not in out and obs.status == "complete" and obs.output is not None:
-        size = _json_size(obs.output)
-        if size is not None and size > MAX_PAYLOAD_BYTES:
-            out["output"] = Violation(
-                "serializable",
-                "output",
-                f"the workflow's output is {size:,} bytes of JSON, over Cloudflare's 1 MiB "
-                f"limit ({MAX_PAYLOAD_BYTES:,} bytes)",
-                [f"output: {size:,} bytes"],
-                "Cloudflare stores the output of run() like a step result, within 1 MiB: store "
-                "big data in the database (or R2) and return its id.",
-                workflow_site(base.workflow),
-            )
     return list(out.values())
-
-
-def _json_size(value: Any) -> int | None:
-    """Bytes of `value` as compact JSON in UTF-8 (a lone surrogate counts the 3 bytes a
-    JavaScript TextEncoder writes); None when it is not JSON."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError, RecursionError):
-        return None
-    return utf8_size(text)
 
 
 def events_delivered(base: Baseline, obs: Observation) -> list[Violation]:

@@ -296,7 +296,7 @@ def _do(c: _Checker, raw: Mapping[str, Any], where: str, *, catch: bool | str) -
         entry = c.obj(entry, w)
         kinds = ["return", "throw"]
         if c.format >= 2:
-            kinds += ["throw_value", "return_nothing"]
+            kinds += ["throw_value", "return_nothing", "return_repeat"]
         c.keys(entry, (*kinds, "message", "hang_ms"), w)
         if sum(k in entry for k in kinds) != 1:
             quoted = [f'"{k}"' for k in kinds]
@@ -309,6 +309,9 @@ def _do(c: _Checker, raw: Mapping[str, Any], where: str, *, catch: bool | str) -
             if entry["return_nothing"] is not True:
                 raise c.fail(f"{w}.return_nothing", "must be true")
             attempts.append(Attempt(return_nothing=True, hang_ms=hang))
+            continue
+        if "return_repeat" in entry:
+            attempts.append(Attempt(returns=_repeat(c, entry["return_repeat"], w), hang_ms=hang))
             continue
         if "throw" in entry:
             if c.format >= 2:
@@ -328,6 +331,26 @@ def _do(c: _Checker, raw: Mapping[str, Any], where: str, *, catch: bool | str) -
                 raise c.fail(f"{w}.message", 'only an attempt that has "throw" takes a message')
             attempts.append(Attempt(returns=entry["return"], hang_ms=hang))
     return DoOp(name=name, attempts=tuple(attempts), config=config, catch=catch)
+
+
+_MAX_REPEAT = 1 << 24  # characters: enough to pass any size limit, bounded in memory
+
+
+def _repeat(c: _Checker, raw: Any, where: str) -> str:
+    """`{"text": TEXT, "times": N}`: the callback returns TEXT repeated N times (a big result
+    from a small scenario, whose params would otherwise hit the engine's limits first)."""
+    spec = c.obj(raw, f"{where}.return_repeat")
+    c.keys(spec, ("text", "times"), f"{where}.return_repeat")
+    text, times = spec.get("text"), spec.get("times")
+    if not isinstance(text, str):
+        raise c.fail(f"{where}.return_repeat.text", f"must be a string, got {_show(text)}")
+    if type(times) is not int or times < 0 or len(text) * times > _MAX_REPEAT:
+        raise c.fail(
+            f"{where}.return_repeat.times",
+            f"must be a whole number >= 0 with at most {_MAX_REPEAT:,} characters in all, "
+            f"got {_show(times)}",
+        )
+    return text * times
 
 
 def _throw(c: _Checker, raw: Mapping[str, Any], where: str, *, catch: bool | str) -> ThrowOp:

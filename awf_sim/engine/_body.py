@@ -19,8 +19,8 @@ from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from awf_sim._coro import HandCoroutine
-from awf_sim.dsl._errors import NonRetryableError
-from awf_sim.dsl._identity import dump_result
+from awf_sim.dsl._errors import NonRetryableError, WorkflowFatalError
+from awf_sim.dsl._identity import dump_result, utf8_size
 from awf_sim.engine._calls import (
     Abandoned,
     CpuBudgetExceeded,
@@ -31,7 +31,7 @@ from awf_sim.engine._calls import (
 from awf_sim.engine._lifetime import Lifetime
 from awf_sim.engine._limits import cpu_budget_of
 
-__all__ = ["BodyOwner", "BodyRun", "workflow_failure"]
+__all__ = ["MAX_OUTPUT_BYTES", "BodyOwner", "BodyRun", "workflow_failure"]
 
 _NON_RETRYABLE_FIXED = (
     "The execution of the Workflow instance was terminated, as a step threw an "
@@ -40,6 +40,15 @@ _NON_RETRYABLE_FIXED = (
 
 
 _NRE_PREFIX = re.compile(r"^NonRetryableError:?\s*")
+
+# Cloudflare's engine has no limit of its own on run()'s output (the 1 MiB is a step result's
+# and an event payload's): it writes the WORKFLOW_SUCCESS row of its log, the JSON
+# {"result": OUTPUT} beside 34 bytes of id, timestamp and event, into SQLite, whose length
+# limit is 2,200,000 bytes. One byte more and that write throws inside run()'s try, so the
+# instance errors with a plain Error of SQLite's text (miniflare binding.worker.js, Engine.init;
+# recorded: tests/conformance/scenarios/p6-output-*).
+MAX_OUTPUT_BYTES = 2_200_000 - 34 - len('{"result":}')  # 2,199,955 bytes of JSON
+_TOO_BIG = "string or blob too big: SQLITE_TOOBIG"
 
 
 class BodyOwner(Protocol):
@@ -169,6 +178,10 @@ class BodyRun(HandCoroutine, Coroutine[Any, Any, None]):
             output = dump_result(result, root="workflow output")
         except BaseException as exc:
             return self._raised(exc)
+        # A char is at most 4 bytes of UTF-8 (a lone surrogate counts 3 here, as it does in
+        # step results, though the engine's JSON writes it as a 6-byte escape).
+        if len(output) > MAX_OUTPUT_BYTES // 4 and utf8_size(output) > MAX_OUTPUT_BYTES:
+            return self._raised(WorkflowFatalError(_TOO_BIG, "Error"))
         self.owner.body_returned(self.lt, output)
         raise StopIteration
 

@@ -114,9 +114,18 @@ function validateScenario(s) {
       if (!isObject(a)) throw new Error(`${w}: must be an object`);
       const hasReturn = "return" in a;
       const hasThrow = "throw" in a;
-      const kinds = ["return", "throw", "throw_value", "return_nothing"].filter((k) => k in a);
+      const kinds = ["return", "throw", "throw_value", "return_nothing", "return_repeat"].filter((k) => k in a);
       if (kinds.length !== 1) {
-        throw new Error(`${w}: needs exactly one of "return", "throw", "throw_value" or "return_nothing"`);
+        throw new Error(
+          `${w}: needs exactly one of "return", "throw", "throw_value", "return_nothing" or "return_repeat"`,
+        );
+      }
+      if ("return_repeat" in a) {
+        const r = a.return_repeat;
+        if (!isObject(r) || typeof r.text !== "string" || !Number.isInteger(r.times) || r.times < 0) {
+          throw new Error(`${w}: "return_repeat" must be {"text": string, "times": whole number >= 0}`);
+        }
+        if (r.text.length * r.times > 1 << 24) throw new Error(`${w}: "return_repeat" is over 16,777,216 characters`);
       }
       if (hasThrow && (typeof a.throw !== "string" || !/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(a.throw))) {
         throw new Error(`${w}: "throw" must be an error class name`);

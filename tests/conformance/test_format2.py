@@ -36,6 +36,7 @@ def do(name: str, attempts: list[Any], **extra: Any) -> dict[str, Any]:
         scenario([do("a", [{"throw": "PaymentDeclined", "message": "m"}], catch="name")]),
         scenario([do("a", [{"throw_value": None}], catch="rethrow")]),
         scenario([do("a", [{"return_nothing": True}])], result="nothing"),
+        scenario([do("a", [{"return_repeat": {"text": "ab", "times": 3}}])]),
         scenario([{"op": "sleepUntil", "name": "u", "at_ms": -5}]),
         scenario([{"op": "sleep", "name": "z", "duration": "30s"}]),  # Cloudflare's NaN
         scenario(
@@ -82,6 +83,27 @@ def test_format_2_accepts_its_additions(raw: dict[str, Any]) -> None:
             "x.json: body[0].attempts[0]: needs exactly one of",
         ),
         (scenario([do("a", [{"return": 1}], catch="maybe")]), "x.json: body[0].catch: must be"),
+        (
+            {"name": "s", "body": [do("a", [{"return_repeat": {"text": "x", "times": 2}}])]},
+            "x.json: body[0].attempts[0]: unknown field 'return_repeat'",
+        ),
+        (
+            scenario([do("a", [{"return_repeat": {"text": "x", "times": -1}}])]),
+            "x.json: body[0].attempts[0].return_repeat.times: must be a whole number >= 0",
+        ),
+        (
+            scenario([do("a", [{"return_repeat": {"text": "xy", "times": 2**23 + 1}}])]),
+            "x.json: body[0].attempts[0].return_repeat.times: must be a whole number >= 0 "
+            "with at most 16,777,216 characters in all",
+        ),
+        (
+            scenario([do("a", [{"return_repeat": {"text": 7, "times": 1}}])]),
+            "x.json: body[0].attempts[0].return_repeat.text: must be a string, got 7",
+        ),
+        (
+            scenario([do("a", [{"return_repeat": {"text": "x", "times": 1, "n": 2}}])]),
+            "x.json: body[0].attempts[0].return_repeat: unknown field 'n'",
+        ),
         # Any string is a scenario (an id the engine refuses is what it records); others are not.
         (scenario([], id=101), "x.json: id: must be a string, got 101"),
         (scenario([], step_limit=True), "x.json: step_limit: must be a whole number"),
@@ -121,6 +143,13 @@ def test_format_1_stays_format_1_and_format_2_checks_its_fields(
     with pytest.raises(ScenarioError) as info:
         parse_scenario(raw, "x.json")
     assert str(info.value).startswith(message)
+
+
+def test_return_repeat_returns_the_text_repeated() -> None:
+    """A big result from a small scenario (p6-output-*), the same on both engines."""
+    raw = scenario([do("a", [{"return_repeat": {"text": "ab", "times": 3}}])])
+    trace = run_on_simulator(parse_scenario(raw, "x.json"))
+    assert trace["output"] == {"results": [{"ok": "ababab"}]}
 
 
 def test_name_k_counts_only_the_steps_the_engine_numbered() -> None:

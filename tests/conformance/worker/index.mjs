@@ -38,6 +38,7 @@ export class ScenarioWorkflow extends WorkflowEntrypoint {
           if ("throw_value" in entry) throw entry.throw_value; // not an Error (format 2)
           if (entry.throw !== undefined) throw makeError(entry.throw, entry.message);
           if (entry.return_nothing) return undefined;
+          if (entry.return_repeat) return entry.return_repeat.text.repeat(entry.return_repeat.times);
           return entry.return;
         } finally {
           rec.end = Date.now();
