@@ -11,11 +11,11 @@ import json
 import math
 import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from awf_sim.conformance._json_values import non_finite, show
 from awf_sim.dsl._cfduration import cloudflare_ms, cloudflare_step_config
 from awf_sim.dsl._duration import parse_duration
 from awf_sim.dsl._errors import DefinitionError
@@ -216,7 +216,7 @@ class _Checker:
 
     def obj(self, value: Any, where: str) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
-            raise self.fail(where, f"must be an object, got {_show(value)}")
+            raise self.fail(where, f"must be an object, got {show(value)}")
         return value
 
     def keys(self, value: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
@@ -229,12 +229,12 @@ class _Checker:
 
     def text(self, value: Any, where: str) -> str:
         if not isinstance(value, str) or not value:
-            raise self.fail(where, f"must be a non-empty string, got {_show(value)}")
+            raise self.fail(where, f"must be a non-empty string, got {show(value)}")
         return value
 
     def flag(self, value: Any, where: str) -> bool:
         if not isinstance(value, bool):
-            raise self.fail(where, f"must be true or false, got {_show(value)}")
+            raise self.fail(where, f"must be true or false, got {show(value)}")
         return value
 
     def number(self, value: Any, where: str) -> float:
@@ -244,12 +244,12 @@ class _Checker:
             or not math.isfinite(value)
             or value < 0
         ):
-            raise self.fail(where, f"must be a number >= 0, got {_show(value)}")
+            raise self.fail(where, f"must be a number >= 0, got {show(value)}")
         return value
 
     def duration(self, value: Any, where: str) -> int | float | str:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise self.fail(where, f"must be a number of ms or a string, got {_show(value)}")
+            raise self.fail(where, f"must be a number of ms or a string, got {show(value)}")
         if self.format >= 2:
             # Both engines read it with Cloudflare's parser, odd values included: what the
             # engine makes of them is what a format-2 scenario records.
@@ -276,7 +276,7 @@ def _catch(c: _Checker, raw: Mapping[str, Any], where: str) -> bool | str:
     value = raw.get("catch", False)
     if c.format >= 2:
         if value not in _CATCHES_2 or (value in (0, 1) and not isinstance(value, bool)):
-            raise c.fail(where, f'must be true, false, "name" or "rethrow", got {_show(value)}')
+            raise c.fail(where, f'must be true, false, "name" or "rethrow", got {show(value)}')
         return value  # type: ignore[no-any-return]
     return c.flag(value, where)
 
@@ -289,7 +289,7 @@ def _do(c: _Checker, raw: Mapping[str, Any], where: str, *, catch: bool | str) -
         config = c.obj(config, f"{where}.config")
     attempts_raw = raw.get("attempts")
     if not isinstance(attempts_raw, list) or not attempts_raw:
-        raise c.fail(f"{where}.attempts", f"must be a non-empty list, got {_show(attempts_raw)}")
+        raise c.fail(f"{where}.attempts", f"must be a non-empty list, got {show(attempts_raw)}")
     attempts = []
     for j, entry in enumerate(attempts_raw):
         w = f"{where}.attempts[{j}]"
@@ -316,15 +316,15 @@ def _do(c: _Checker, raw: Mapping[str, Any], where: str, *, catch: bool | str) -
         if "throw" in entry:
             if c.format >= 2:
                 if not isinstance(entry["throw"], str) or not _CLASS_NAME.fullmatch(entry["throw"]):
-                    raise c.fail(f"{w}.throw", f"must be a class name, got {_show(entry['throw'])}")
+                    raise c.fail(f"{w}.throw", f"must be a class name, got {show(entry['throw'])}")
             elif entry["throw"] not in _THROWS:
                 raise c.fail(
                     f"{w}.throw",
-                    f'must be "Error" or "NonRetryableError", got {_show(entry["throw"])}',
+                    f'must be "Error" or "NonRetryableError", got {show(entry["throw"])}',
                 )
             message = entry.get("message")
             if not isinstance(message, str):
-                raise c.fail(f"{w}.message", f"must be a string, got {_show(message)}")
+                raise c.fail(f"{w}.message", f"must be a string, got {show(message)}")
             attempts.append(Attempt(throw=entry["throw"], message=message, hang_ms=hang))
         else:
             if "message" in entry:
@@ -343,12 +343,12 @@ def _repeat(c: _Checker, raw: Any, where: str) -> str:
     c.keys(spec, ("text", "times"), f"{where}.return_repeat")
     text, times = spec.get("text"), spec.get("times")
     if not isinstance(text, str):
-        raise c.fail(f"{where}.return_repeat.text", f"must be a string, got {_show(text)}")
+        raise c.fail(f"{where}.return_repeat.text", f"must be a string, got {show(text)}")
     if type(times) is not int or times < 0 or len(text) * times > _MAX_REPEAT:
         raise c.fail(
             f"{where}.return_repeat.times",
             f"must be a whole number >= 0 with at most {_MAX_REPEAT:,} characters in all, "
-            f"got {_show(times)}",
+            f"got {show(times)}",
         )
     return text * times
 
@@ -364,10 +364,10 @@ def _throw(c: _Checker, raw: Mapping[str, Any], where: str, *, catch: bool | str
             raise c.fail(f"{where}.message", 'only a "throw" takes a message')
         return ThrowOp(error=Attempt(throw_value=raw["throw_value"]))
     if not isinstance(raw["throw"], str) or not _CLASS_NAME.fullmatch(raw["throw"]):
-        raise c.fail(f"{where}.throw", f"must be a class name, got {_show(raw['throw'])}")
+        raise c.fail(f"{where}.throw", f"must be a class name, got {show(raw['throw'])}")
     message = raw.get("message")
     if not isinstance(message, str):
-        raise c.fail(f"{where}.message", f"must be a string, got {_show(message)}")
+        raise c.fail(f"{where}.message", f"must be a string, got {show(message)}")
     return ThrowOp(error=Attempt(throw=raw["throw"], message=message))
 
 
@@ -379,7 +379,7 @@ def _op(c: _Checker, raw: Any, where: str, *, in_parallel: bool = False) -> Op:
         c.keys(raw, ("op", "name", "at_ms", "catch"), where)
         at = raw.get("at_ms")
         if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
-            raise c.fail(f"{where}.at_ms", f"must be a number, got {_show(at)}")
+            raise c.fail(f"{where}.at_ms", f"must be a number, got {show(at)}")
         return SleepUntilOp(name=c.text(raw.get("name"), f"{where}.name"), at_ms=at, catch=catch)
     if kind == "do":
         return _do(c, raw, where, catch=catch)
@@ -407,7 +407,7 @@ def _op(c: _Checker, raw: Any, where: str, *, in_parallel: bool = False) -> Op:
         c.keys(raw, ("op", "steps", "catch", *(("race",) if c.format >= 2 else ())), where)
         steps_raw = raw.get("steps")
         if not isinstance(steps_raw, list) or not steps_raw:
-            raise c.fail(f"{where}.steps", f"must be a non-empty list, got {_show(steps_raw)}")
+            raise c.fail(f"{where}.steps", f"must be a non-empty list, got {show(steps_raw)}")
         steps: list[Any] = []
         for j, sub in enumerate(steps_raw):
             w = f"{where}.steps[{j}]"
@@ -426,7 +426,7 @@ def _op(c: _Checker, raw: Any, where: str, *, in_parallel: bool = False) -> Op:
         raise c.fail(f"{where}.op", '"parallel" inside "parallel"')
     raise c.fail(
         f"{where}.op",
-        f"unknown op {_show(kind)} (use do, sleep, waitForEvent or parallel"
+        f"unknown op {show(kind)} (use do, sleep, waitForEvent or parallel"
         + (", or sleepUntil and throw in format 2)" if c.format < 2 else ", sleepUntil, throw)"),
     )
 
@@ -436,7 +436,7 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
     c = _Checker(source)
     raw = c.obj(raw, "")
     try:
-        where = _non_finite(raw, "")
+        where = non_finite(raw, "")
     except RecursionError:
         raise c.fail("", "nested too deeply") from None
     if where is not None:
@@ -445,16 +445,16 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
         raise c.fail(where.lstrip("."), "is not a finite number (JSON has no NaN or Infinity)")
     fmt = raw.get("format", 1)
     if fmt not in (1, 2) or isinstance(fmt, bool):
-        raise c.fail("format", f"must be 1 or 2, got {_show(fmt)}")
+        raise c.fail("format", f"must be 1 or 2, got {show(fmt)}")
     c.format = fmt
     c.keys(raw, sorted(_TOP_KEYS | _TOP_KEYS_2) if fmt >= 2 else sorted(_TOP_KEYS), "")
     result = raw.get("result", "results")
     if result not in ("results", "nothing"):
-        raise c.fail("result", f'must be "results" or "nothing", got {_show(result)}')
+        raise c.fail("result", f'must be "results" or "nothing", got {show(result)}')
     iid = raw.get("id")
     # Any string: an id the engine refuses is what such a scenario records (create()'s error).
     if "id" in raw and not isinstance(iid, str):
-        raise c.fail("id", f"must be a string, got {_show(iid)}")
+        raise c.fail("id", f"must be a string, got {show(iid)}")
     step_limit = raw.get("step_limit")
     if "step_limit" in raw and (
         isinstance(step_limit, bool)
@@ -463,23 +463,23 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
     ):
         raise c.fail(
             "step_limit",
-            f"must be a whole number from 1 to {MAX_STEP_LIMIT}, got {_show(step_limit)}",
+            f"must be a whole number from 1 to {MAX_STEP_LIMIT}, got {show(step_limit)}",
         )
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise c.fail("name", f"must be letters, digits, '.', '_' or '-', got {_show(name)}")
+        raise c.fail("name", f"must be letters, digits, '.', '_' or '-', got {show(name)}")
     description = raw.get("description", "")
     if not isinstance(description, str):
-        raise c.fail("description", f"must be a string, got {_show(description)}")
+        raise c.fail("description", f"must be a string, got {show(description)}")
     body_raw = raw.get("body")
     if not isinstance(body_raw, list):
-        raise c.fail("body", f"must be a list of operations, got {_show(body_raw)}")
+        raise c.fail("body", f"must be a list of operations, got {show(body_raw)}")
     body = tuple(_op(c, op, f"body[{i}]") for i, op in enumerate(body_raw))
 
     events = []
     events_raw = raw.get("events", [])
     if not isinstance(events_raw, list):
-        raise c.fail("events", f"must be a list, got {_show(events_raw)}")
+        raise c.fail("events", f"must be a list, got {show(events_raw)}")
     for i, ev in enumerate(events_raw):
         w = f"events[{i}]"
         ev = c.obj(ev, w)
@@ -495,7 +495,7 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
     control = []
     control_raw = raw.get("control", [])
     if not isinstance(control_raw, list):
-        raise c.fail("control", f"must be a list, got {_show(control_raw)}")
+        raise c.fail("control", f"must be a list, got {show(control_raw)}")
     for i, ctl in enumerate(control_raw):
         w = f"control[{i}]"
         ctl = c.obj(ctl, w)
@@ -508,7 +508,7 @@ def parse_scenario(raw: Any, source: str = "") -> Scenario:
                     if fmt >= 2
                     else 'must be "pause", "resume" or "terminate" (format 2 adds "restart")'
                 )
-                + f", got {_show(ctl.get('op'))}",
+                + f", got {show(ctl.get('op'))}",
             )
         control.append(
             Action(
@@ -543,11 +543,11 @@ def _restart_from(c: _Checker, ctl: Mapping[str, Any], where: str) -> Any:
     if "from" not in ctl:
         return None
     if ctl["op"] != "restart":
-        raise c.fail(f"{where}.from", f'goes with "restart" only, not {_show(ctl["op"])}')
+        raise c.fail(f"{where}.from", f'goes with "restart" only, not {show(ctl["op"])}')
     got = c.obj(ctl["from"], f"{where}.from")
     c.keys(got, ("name", "count", "type"), f"{where}.from")
     if not isinstance(got.get("name"), str):
-        raise c.fail(f"{where}.from.name", f"must be a step name, got {_show(got.get('name'))}")
+        raise c.fail(f"{where}.from.name", f"must be a step name, got {show(got.get('name'))}")
     return dict(got)
 
 
@@ -557,7 +557,7 @@ def _engine(c: _Checker, raw: Mapping[str, Any]) -> tuple[int, ...] | None:
     got = raw["engine"]
     match = _ENGINE.fullmatch(got) if isinstance(got, str) else None
     if match is None:
-        raise c.fail("engine", f'must be ">=VERSION", like ">=4.20260430.0", got {_show(got)}')
+        raise c.fail("engine", f'must be ">=VERSION", like ">=4.20260430.0", got {show(got)}')
     return tuple(int(part) for part in match.group(1).split("."))
 
 
@@ -580,50 +580,3 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     except RecursionError:
         raise ScenarioError(f"{source}: nested too deeply to read") from None
     return parse_scenario(raw, source)
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "nothing (missing or null)"
-    text = json.dumps(value, ensure_ascii=not _utf8(value)) if _is_json(value) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _is_json(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-_FLOAT_MAX = int(sys.float_info.max)
-
-
-def _non_finite(value: Any, path: str) -> str | None:
-    """The path of the first NaN or infinite number inside `value`, else None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return path or "."
-    # A whole number past float's range (400 digits): JavaScript reads it as Infinity.
-    if isinstance(value, int) and abs(value) > _FLOAT_MAX:
-        return path or "."
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            found = _non_finite(item, f"{path}.{key}")
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _non_finite(item, f"{path}[{i}]")
-            if found is not None:
-                return found
-    return None
-
-
-def _utf8(value: Any) -> bool:
-    """Whether `value`'s JSON can be written as UTF-8 (no lone surrogate)."""
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
