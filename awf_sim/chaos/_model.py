@@ -177,6 +177,8 @@ class Observation:
     unsafe_ints: list[tuple[str, str, int]] | None = None
     # table -> the first-column values of the rows the run inserted; full runs only.
     inserted: dict[str, frozenset[Any]] | None = None
+    # (step name, count) -> the checkpointed result the workflow received; full runs only.
+    results: dict[tuple[str, int], Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

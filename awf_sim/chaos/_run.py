@@ -191,11 +191,13 @@ def finish(
         writes = [(w.table, w.op, w.step) for w in db.writes]
     effects, effect_steps = _effects(getattr(sim, "effects", None))
     hooks = rec.inner
-    unsafe = inserted = None
+    unsafe = inserted = results = None
     if full:
         inserted = _inserted_keys(db.writes)
+        checkpointed = inst.step_results()
+        results = {(r["name"], r["count"] or 1): r["value"] for r in checkpointed}
         unsafe = unsafe_ints(
-            [(r["path"], r["value"]) for r in inst.step_results()] + [("output", status["output"])]
+            [(r["path"], r["value"]) for r in checkpointed] + [("output", status["output"])]
         )
     return Observation(
         plan=cast(Plan, [dict(f) for f in plan]),
@@ -214,6 +216,7 @@ def finish(
         value_types=rec.value_types(),
         unsafe_ints=unsafe,
         inserted=inserted,
+        results=results,
     )
 
 
@@ -294,7 +297,7 @@ def run_on(base: Baseline, plan: Sequence[Mapping[str, Any]], *, full: bool = Fa
 
 def verdict_of(base: Baseline, obs: Observation) -> Verdict:
     """What one run found, as `evaluate` returns it."""
-    checked, violations = check_run(base, obs)
+    checked, violations = check_run(base, obs, run_on)
     pairs = [(base.label_of(f), f.kind) for f in obs.fired]
     return Verdict(checked, violations, pairs, *_waits_and_cpu(obs))
 
@@ -350,5 +353,5 @@ def run_plan(
 ) -> tuple[Observation, list[str], list[Violation]]:
     """Run one plan with everything observed (the timeline, the database): for reports."""
     obs = run_on(base, normalize_plan(plan), full=True)
-    checked, violations = check_run(base, obs)
+    checked, violations = check_run(base, obs, run_on)
     return obs, checked, violations
