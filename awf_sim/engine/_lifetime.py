@@ -28,7 +28,7 @@ from awf_sim.engine._records import EventRecord, InstanceMeta, StepRecord
 from awf_sim.engine._store import Store
 from awf_sim.engine._timeline import EntryDetails, Row, shape
 
-__all__ = ["NO_CONTEXT", "Lifetime", "Owner", "Steps", "Tally", "Waiter", "Waits"]
+__all__ = ["NO_CONTEXT", "Lifetime", "Owner", "Steps", "Tally", "Waiter", "Waits", "utc_datetime"]
 
 _new = tuple.__new__
 # What a lifetime cancels when it ends: asyncio's timers, and the loop's shared ones.
@@ -102,6 +102,11 @@ class Tally:
         self.busy = 0
         self.executing = 0
         self.waits = 0
+
+
+def utc_datetime(epoch_ms: float) -> _dt.datetime:
+    """Epoch milliseconds as an aware UTC datetime: how the engine shows a virtual moment."""
+    return _dt.datetime.fromtimestamp(epoch_ms / 1000, tz=_dt.UTC)
 
 
 class Lifetime:
@@ -265,7 +270,7 @@ class Lifetime:
 
     def wall_datetime(self, at_ms: float) -> _dt.datetime:
         """The virtual moment `at_ms` (virtual ms) as an aware UTC datetime."""
-        return _dt.datetime.fromtimestamp((self._epoch_ms + at_ms) / 1000, tz=_dt.UTC)
+        return utc_datetime(self._epoch_ms + at_ms)
 
     @property
     def payload(self) -> Any:
