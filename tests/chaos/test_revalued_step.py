@@ -19,9 +19,8 @@ from typer.testing import CliRunner
 from awf_sim.chaos import CHAOS_JSON_SCHEMA
 from awf_sim.cli import app
 
-# An A/B variant drawn inside a step, then mailed: a retried draw may pick the other variant,
-# and what is computed from it in later steps changes with it.
-AB_IN_STEP = """
+# The flows below mail through this idempotent handler (INSERT OR IGNORE on the step's key).
+MAILER = """
 import random
 from awf_sim import Database, Domain, Workflow
 
@@ -35,7 +34,13 @@ async def send(user, args, ctx):
     )
     return {"ok": True}
 
+"""
 
+# An A/B variant drawn inside a step, then mailed: a retried draw may pick the other variant,
+# and what is computed from it in later steps changes with it.
+AB_IN_STEP = (
+    MAILER
+    + """
 Mail = Domain("RvMail", {"send": send})
 
 
@@ -49,27 +54,16 @@ async def ab(wf, p):
     await wf.sleep("after", "1 day")
     return {"variant": variant}
 """
+)
 AB_IN_BODY = AB_IN_STEP.replace(
     'await wf.do("pick", lambda: "A" if random.random() < 0.5 else "B")',
     '"A" if random.random() < 0.5 else "B"',
 )
 
 # Two draws under one step name (Cloudflare's count tells them apart), each mailed.
-AB_IN_A_LOOP = """
-import random
-from awf_sim import Database, Domain, Workflow
-
-DATABASE = Database(schema="CREATE TABLE sent (key TEXT PRIMARY KEY, variant TEXT);")
-
-
-async def send(user, args, ctx):
-    await ctx.db.execute(
-        "INSERT OR IGNORE INTO sent (key, variant) VALUES (?, ?)",
-        [ctx.idempotency_key, args["variant"]],
-    )
-    return {"ok": True}
-
-
+AB_IN_A_LOOP = (
+    MAILER
+    + """
 Mail = Domain("RvLoopMail", {"send": send})
 
 
@@ -82,6 +76,7 @@ async def ab(wf, p):
         out.append(v)
     return {"variants": out}
 """
+)
 
 # Whether an approval came late, decided from the clock inside a step.
 LATE_IN_STEP = """
