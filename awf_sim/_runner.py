@@ -10,7 +10,8 @@ from awf_sim._report import RunResult, format_at, unsent_event
 from awf_sim.dsl._identity import canonical
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine._calls import TERMINAL
-from awf_sim.engine._simulator import DEFAULT_CPU_MS, RUNAWAY_WAITS, Instance, Simulator
+from awf_sim.engine._defaults import DEFAULT_CPU_MS, RUNAWAY_WAITS
+from awf_sim.engine._simulator import Instance, Simulator
 from awf_sim.errors import InstanceError
 from awf_sim.flow import FlowFile
 

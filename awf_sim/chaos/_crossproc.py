@@ -41,7 +41,7 @@ from awf_sim.chaos._model import Baseline, Target, Violation
 from awf_sim.chaos._run import _schedule
 from awf_sim.engine import Simulator
 from awf_sim.engine._calls import TERMINAL
-from awf_sim.engine._simulator import RUNAWAY_WAITS
+from awf_sim.engine._defaults import RUNAWAY_WAITS
 from awf_sim.errors import UnawaitedStepWarning
 
 __all__ = [

@@ -22,7 +22,7 @@ from awf_sim.chaos._model import Baseline, Observation, Violation
 from awf_sim.dsl._example import expected_outcome
 from awf_sim.engine._body import MAX_OUTPUT_BYTES
 from awf_sim.engine._calls import TERMINAL
-from awf_sim.engine._simulator import RUNAWAY_WAITS
+from awf_sim.engine._defaults import RUNAWAY_WAITS
 
 __all__ = [
     "ENGINE_BUG",

@@ -14,7 +14,7 @@ from typing import Any
 from awf_sim.chaos._model import Target
 from awf_sim.dsl._workflow import Workflow
 from awf_sim.engine import World
-from awf_sim.engine._simulator import DEFAULT_CPU_MS
+from awf_sim.engine._defaults import DEFAULT_CPU_MS
 from awf_sim.flow import FlowError, FlowFile, checked_example
 
 __all__ = ["example_label", "verification_targets", "verification_world"]

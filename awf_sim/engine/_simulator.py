@@ -29,12 +29,20 @@ from awf_sim.dsl._workflow import Out, Workflow, registered_workflows
 from awf_sim.engine._arguments import check_run_until, check_setup
 from awf_sim.engine._body import BodyRun, workflow_failure
 from awf_sim.engine._calls import TERMINAL, Abandoned, StepInfo
+from awf_sim.engine._crashes import CrashRestarts
+from awf_sim.engine._defaults import (
+    DEFAULT_COMPATIBILITY_DATE,
+    DEFAULT_CPU_MS,
+    DEFAULT_EPOCH,
+    PRESERVE_NON_RETRYABLE_FROM,
+    RUNAWAY_WAITS,
+)
 from awf_sim.engine._executor import StepExecutor
 from awf_sim.engine._gcpace import pace_collector, unpace_collector
 from awf_sim.engine._hooks import Control, Crash, Hooks, LoopView, SendEvent, SkewClock, StepRef
 from awf_sim.engine._instance import Instance
 from awf_sim.engine._lifecycle import InstanceLifecycle, checked_instance_id
-from awf_sim.engine._lifetime import Lifetime, Tally
+from awf_sim.engine._lifetime import Lifetime, Tally, utc_datetime
 from awf_sim.engine._limits import checked_cpu_ms, isolated_limits
 from awf_sim.engine._loop import VirtualLoop
 from awf_sim.engine._pystep import PythonStep, instantiate
@@ -51,6 +59,7 @@ from awf_sim.errors import InstanceError
 
 __all__ = [
     "DEFAULT_COMPATIBILITY_DATE",
+    "DEFAULT_CPU_MS",
     "DEFAULT_EPOCH",
     "RUNAWAY_WAITS",
     "Instance",
@@ -59,21 +68,8 @@ __all__ = [
     "StepInfo",
 ]
 
-DEFAULT_EPOCH = _dt.datetime(2026, 1, 1, tzinfo=_dt.UTC)
-DEFAULT_COMPATIBILITY_DATE = "2026-11-01"
-# Cloudflare stops an invocation past its CPU limit: 30 s by default (limits.cpu_ms in
-# wrangler.toml, up to 5 minutes). The same bound ends a runaway handler or workflow body.
-DEFAULT_CPU_MS = 30_000
-# Where awf-sim run, chaos and test workflows give up on an instance that keeps sleeping or
-# waiting (not steps: no step limit ends `while True: await wf.sleep(...)`). About a second.
-RUNAWAY_WAITS = 100_000
 
-# From this compatibility date an uncaught NonRetryableError keeps its own message
-# (workflows_preserve_non_retryable_error_message, SEMANTICS §1.5).
-_PRESERVE_NON_RETRYABLE_FROM = "2026-05-14"
-
-
-class Simulator(InstanceLifecycle):
+class Simulator(CrashRestarts, InstanceLifecycle):
     """A deterministic Cloudflare Workflows engine on virtual time.
 
     `store`: None (memory), a SQLite path, or a Store. `profile`: "production" (Cloudflare's
@@ -136,7 +132,7 @@ class Simulator(InstanceLifecycle):
         self._epoch_ms = round(
             (epoch if epoch.tzinfo else epoch.replace(tzinfo=_dt.UTC)).timestamp() * 1000
         )
-        self._preserve_nre = compatibility_date >= _PRESERVE_NON_RETRYABLE_FROM
+        self._preserve_nre = compatibility_date >= PRESERVE_NON_RETRYABLE_FROM
         self._rng = random.Random(seed)
         self._swap = GlobalRandomSwap()
         self._store = open_store(store)
@@ -196,7 +192,7 @@ class Simulator(InstanceLifecycle):
 
     def wall_datetime(self, at_ms: int | None = None) -> _dt.datetime:
         ms = self._loop.now_ms if at_ms is None else at_ms
-        return _dt.datetime.fromtimestamp((self._epoch_ms + ms) / 1000, tz=_dt.UTC)
+        return utc_datetime(self._epoch_ms + ms)
 
     # -- the world handlers see -----------------------------------------------------------
     @property
@@ -539,48 +535,6 @@ class Simulator(InstanceLifecycle):
         **details: Unpack[EntryDetails],
     ) -> Row:
         return row(self._loop._now_ms, kind, path, name, attempt, **details)
-
-    def _crash_now(
-        self, lt: Lifetime, action: Crash, ref: StepRef | None, attempt: int | None
-    ) -> Abandoned:
-        """The engine dies here (an injected fault); Cloudflare restarts it and the instance
-        replays from whatever the store holds."""
-        crash = self._entry(
-            "crash",
-            ref.path if ref else None,
-            ref.name if ref else None,
-            attempt,
-            fault=action.fault,
-        )
-        self._store.commit(lt.iid, timeline=[crash])
-        self._abort(lt)
-        if action.wake_at_ms is None or action.wake_at_ms <= self._loop.now_ms:
-            self._loop.call_soon(self._restart_after_crash, lt.iid)
-        else:
-            wake = self._loop.call_at(action.wake_at_ms / 1000, self._restart_after_crash, lt.iid)
-            # Evicted from a sleep, only time wakes it; from an event wait, the outside may.
-            needs_time = ref is not None and ref.kind == "sleep"
-            self._unevict(lt.iid)
-            self._evicted[lt.iid] = (wake, needs_time)
-            self._evicted_sleeping += needs_time
-        return Abandoned()
-
-    def _unevict(self, iid: str) -> tuple[asyncio.TimerHandle, bool] | None:
-        evicted = self._evicted.pop(iid, None)
-        if evicted is not None:
-            self._evicted_sleeping -= evicted[1]
-        return evicted
-
-    def _restart_after_crash(self, iid: str) -> None:
-        evicted = self._unevict(iid)
-        if evicted is not None:
-            evicted[0].cancel()  # also when it ended meanwhile (terminated, paused)
-        meta = self._store.get_instance(iid)
-        if meta is None or iid in self._lifetimes:
-            return
-        if meta["status"] in TERMINAL or meta["status"] == "paused":
-            return
-        self._start(iid, meta, kind="recover")
 
     def _apply(self, control: Control) -> None:
         """A control a hook returned (chaos: clocks and seeds differ between replays)."""

@@ -26,7 +26,7 @@ from awf_sim.chaos import CHAOS_JSON_SCHEMA, Target, build_baseline, run_campaig
 from awf_sim.chaos._command import chaos_command
 from awf_sim.chaos._crossproc import _child, _record
 from awf_sim.cli import app
-from awf_sim.engine._simulator import DEFAULT_CPU_MS
+from awf_sim.engine._defaults import DEFAULT_CPU_MS
 from awf_sim.errors import DefinitionError
 from awf_sim.flow import load_flow
 
